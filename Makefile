@@ -1,0 +1,62 @@
+# logstream developer commands. Every target creates the virtualenv on first use,
+# so a fresh machine needs only python3 and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+RUNSTAMP := $(VENV)/.installed
+DATA_DIR ?= ./logstream-data
+LISTEN ?= 127.0.0.1:7070
+
+.PHONY: help run test lint fmt typecheck bench bench-peers proto check-protos clean
+
+help:
+	@echo "make run        start a broker on $(LISTEN) with data in $(DATA_DIR)"
+	@echo "make test       install with the dev extra, lint, run every test"
+	@echo "make bench      storage and end-to-end benchmarks -> benchmarks/RESULTS.md"
+	@echo "make lint       ruff"
+	@echo "make proto      regenerate gRPC stubs from protos/"
+	@echo "make clean      remove the virtualenv, caches and local data"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(RUNSTAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(RUNSTAMP)
+
+run: $(RUNSTAMP)
+	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check logstream tests tools benchmarks
+	$(PY) tools/gen_protos.py --check
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check logstream tests tools benchmarks
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format logstream tests tools benchmarks
+	$(VENV)/bin/ruff check --fix logstream tests tools benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy logstream
+
+proto: $(STAMP)
+	$(PY) tools/gen_protos.py
+
+check-protos: $(STAMP)
+	$(PY) tools/gen_protos.py --check
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis $(DATA_DIR) *.egg-info benchmarks/.work
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

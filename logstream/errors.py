@@ -1,0 +1,276 @@
+"""The one exception tree of logstream, shared by codec, storage, broker, client and CLI.
+
+Every error has a stable numeric ``code`` (never reused or renumbered once released), a
+Kafka-style ``name`` and a ``retriable`` flag that says whether repeating the same request
+later may succeed. The broker puts ``code`` in every response; the client turns a code back
+into the same class with :func:`for_code`. Unknown codes become :class:`UnknownServerError`.
+
+::
+
+    LogstreamError                         base: catch this in applications and the CLI
+    ├── UnknownServerError           (-1)  the other side failed in a way it could not name
+    ├── CorruptRecordError           (2)   CRC mismatch, truncated or malformed batch
+    │   ├── InvalidBatchError        (87)  well-formed bytes that break a rule (counts, magic)
+    ├── OffsetOutOfRangeError        (1)   offset below the log start or above the log end
+    ├── UnknownTopicOrPartitionError (3)   no such topic or partition (retriable: may be created)
+    ├── MessageTooLargeError         (10)  batch bigger than max_batch_bytes
+    ├── InvalidTopicError            (17)  topic name breaks the naming rules
+    ├── RecordListTooLargeError      (18)  request bigger than the request limit
+    ├── InvalidRequiredAcksError     (21)  acks mode is not none/leader/flushed
+    ├── IllegalGenerationError       (22)  commit or heartbeat from a stale generation (epoch)
+    ├── UnknownMemberIdError         (25)  member is not (or no longer) in the group
+    ├── RebalanceInProgressError     (27)  group is rebalancing; rejoin (retriable)
+    ├── InvalidSessionTimeoutError   (26)
+    ├── InvalidCommitOffsetSizeError (28)
+    ├── TopicAlreadyExistsError      (36)
+    ├── InvalidPartitionsError       (37)  bad partition count
+    ├── InvalidRequestError          (42)  a malformed or contradictory request
+    ├── InvalidConfigError           (40)  unknown config key or a bad value
+    ├── OutOfOrderSequenceError      (45)  idempotent producer: a gap in sequence numbers
+    ├── DuplicateSequenceError       (46)  idempotent producer: already written (informational)
+    ├── InvalidProducerEpochError    (47)  a newer producer with the same id exists (fenced)
+    ├── InvalidTimestampError        (32)
+    ├── NonEmptyGroupError           (68)  group still has members (delete, reset)
+    ├── GroupIdNotFoundError         (69)
+    ├── KafkaStorageError            (56)  the disk failed under us: flush/fsync error, disk full
+    ├── RequestTimedOutError         (7)   retriable
+    ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
+    └── ClientClosedError            (1001) the client object was closed by its owner
+
+How errors differ: ``CorruptRecordError`` means the bytes are damaged (a retry of the same
+bytes will fail again); ``InvalidBatchError`` means intact bytes that break a rule.
+``KafkaStorageError`` means the broker's disk misbehaved: the data you sent may or may not
+be stored, so the partition stops acknowledging until an operator looks. ``ClientClosedError``
+is the caller's own doing; ``BrokerNotAvailableError`` is the network's.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LogstreamError(Exception):
+    """Base class. ``code``, ``name`` and ``retriable`` are class-level facts."""
+
+    code: ClassVar[int] = -1
+    name: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.name)
+        self.message = message or self.name
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownServerError(LogstreamError):
+    """An error the other side could not (or we could not) name."""
+
+    code = -1
+    name = "UNKNOWN_SERVER_ERROR"
+
+
+class OffsetOutOfRangeError(LogstreamError):
+    """The requested offset is outside [log start offset, log end offset]."""
+
+    code = 1
+    name = "OFFSET_OUT_OF_RANGE"
+
+    def __init__(
+        self, message: str = "", *, earliest: int | None = None, latest: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.earliest = earliest
+        self.latest = latest
+
+
+class CorruptRecordError(LogstreamError):
+    """The bytes of a batch are damaged: CRC mismatch, truncation, impossible lengths."""
+
+    code = 2
+    name = "CORRUPT_MESSAGE"
+
+
+class InvalidBatchError(CorruptRecordError):
+    """Intact bytes that break a rule of the format (magic, counts, sections)."""
+
+    code = 87
+    name = "INVALID_RECORD"
+
+
+class UnknownTopicOrPartitionError(LogstreamError):
+    """No such topic or partition. Retriable: it may be created meanwhile."""
+
+    code = 3
+    name = "UNKNOWN_TOPIC_OR_PARTITION"
+    retriable = True
+
+
+class RequestTimedOutError(LogstreamError):
+    code = 7
+    name = "REQUEST_TIMED_OUT"
+    retriable = True
+
+
+class BrokerNotAvailableError(LogstreamError):
+    """The broker cannot be reached (connection refused, unavailable)."""
+
+    code = 8
+    name = "BROKER_NOT_AVAILABLE"
+    retriable = True
+
+
+class MessageTooLargeError(LogstreamError):
+    """A batch is bigger than the topic's ``max_batch_bytes``."""
+
+    code = 10
+    name = "MESSAGE_TOO_LARGE"
+
+
+class InvalidTopicError(LogstreamError):
+    """A topic name breaks the naming rules (or names an internal topic)."""
+
+    code = 17
+    name = "INVALID_TOPIC_EXCEPTION"
+
+
+class RecordListTooLargeError(LogstreamError):
+    code = 18
+    name = "RECORD_LIST_TOO_LARGE"
+
+
+class InvalidRequiredAcksError(LogstreamError):
+    code = 21
+    name = "INVALID_REQUIRED_ACKS"
+
+
+class IllegalGenerationError(LogstreamError):
+    """A request carries a generation (member epoch) older than the group's."""
+
+    code = 22
+    name = "ILLEGAL_GENERATION"
+
+
+class UnknownMemberIdError(LogstreamError):
+    code = 25
+    name = "UNKNOWN_MEMBER_ID"
+
+
+class InvalidSessionTimeoutError(LogstreamError):
+    code = 26
+    name = "INVALID_SESSION_TIMEOUT"
+
+
+class RebalanceInProgressError(LogstreamError):
+    code = 27
+    name = "REBALANCE_IN_PROGRESS"
+    retriable = True
+
+
+class InvalidCommitOffsetSizeError(LogstreamError):
+    code = 28
+    name = "INVALID_COMMIT_OFFSET_SIZE"
+
+
+class InvalidTimestampError(LogstreamError):
+    code = 32
+    name = "INVALID_TIMESTAMP"
+
+
+class TopicAlreadyExistsError(LogstreamError):
+    code = 36
+    name = "TOPIC_ALREADY_EXISTS"
+
+
+class InvalidPartitionsError(LogstreamError):
+    code = 37
+    name = "INVALID_PARTITIONS"
+
+
+class InvalidConfigError(LogstreamError):
+    code = 40
+    name = "INVALID_CONFIG"
+
+
+class InvalidRequestError(LogstreamError):
+    code = 42
+    name = "INVALID_REQUEST"
+
+
+class OutOfOrderSequenceError(LogstreamError):
+    """Idempotent produce: the batch's sequence leaves a gap after the last one written."""
+
+    code = 45
+    name = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+
+class DuplicateSequenceError(LogstreamError):
+    """Idempotent produce: this batch was already written (the broker answers its offsets)."""
+
+    code = 46
+    name = "DUPLICATE_SEQUENCE_NUMBER"
+
+
+class InvalidProducerEpochError(LogstreamError):
+    """A newer incarnation of this producer id exists; this one is fenced."""
+
+    code = 47
+    name = "INVALID_PRODUCER_EPOCH"
+
+
+class KafkaStorageError(LogstreamError):
+    """The broker's disk failed (write, flush, fsync, full disk)."""
+
+    code = 56
+    name = "KAFKA_STORAGE_ERROR"
+
+
+class NonEmptyGroupError(LogstreamError):
+    code = 68
+    name = "NON_EMPTY_GROUP"
+
+
+class GroupIdNotFoundError(LogstreamError):
+    code = 69
+    name = "GROUP_ID_NOT_FOUND"
+
+
+class ClientClosedError(LogstreamError):
+    """The client object was closed by its owner; create a new one."""
+
+    code = 1001
+    name = "CLIENT_CLOSED"
+
+
+def _all_error_classes() -> list[type[LogstreamError]]:
+    seen: list[type[LogstreamError]] = []
+    stack: list[type[LogstreamError]] = [LogstreamError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen
+
+
+_BY_CODE: dict[int, type[LogstreamError]] = {}
+_BY_NAME: dict[str, type[LogstreamError]] = {}
+for _cls in _all_error_classes():
+    if _cls is LogstreamError:
+        continue
+    _BY_CODE[_cls.code] = _cls
+    _BY_NAME[_cls.name] = _cls
+
+
+def for_code(code: int) -> type[LogstreamError]:
+    """The error class for a numeric code; ``UnknownServerError`` for unknown codes."""
+    return _BY_CODE.get(code, UnknownServerError)
+
+
+def for_name(name: str) -> type[LogstreamError]:
+    """The error class for a Kafka-style name; ``UnknownServerError`` for unknown names."""
+    return _BY_NAME.get(name, UnknownServerError)
+
+
+NONE_CODE = 0
+"""The error code that means success in responses."""

@@ -1,0 +1,1 @@
+"""Helpers shipped for testing code that uses logstream (like trio.testing)."""

@@ -1,0 +1,46 @@
+"""Small value types shared by every layer: partitions, records and their metadata."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+Headers = tuple[tuple[str, bytes], ...]
+"""Record headers: an ordered tuple of (name, value) pairs; names may repeat."""
+
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic; hashable, usable as a dict key."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+
+class Record(NamedTuple):
+    """One record as a consumer sees it. ``offset`` is its position in the partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+class RecordMetadata(NamedTuple):
+    """Where a produced record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+class OffsetAndMetadata(NamedTuple):
+    """A committed position: the offset of the next record to read, plus free text."""
+
+    offset: int
+    metadata: str = ""

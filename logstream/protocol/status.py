@@ -1,0 +1,96 @@
+"""Error translation at the gRPC boundary, in one place for broker and client.
+
+Per-item failures travel as ``error_code`` / ``error_message`` fields in responses.
+Request-level failures travel as a gRPC status whose code is chosen by :func:`grpc_code_for`
+and whose trailing metadata carries ``logstream-error-code`` (the numeric code from
+``logstream.errors``), so the client can raise the exact exception class again.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from logstream import errors
+from logstream.errors import LogstreamError
+
+ERROR_CODE_KEY = "logstream-error-code"
+
+_STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
+    (errors.UnknownTopicOrPartitionError, grpc.StatusCode.NOT_FOUND),
+    (errors.GroupIdNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.UnknownMemberIdError, grpc.StatusCode.NOT_FOUND),
+    (errors.TopicAlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.OffsetOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
+    (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RecordListTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.CorruptRecordError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidTopicError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequiredAcksError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidPartitionsError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidTimestampError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidSessionTimeoutError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidCommitOffsetSizeError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.OutOfOrderSequenceError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidProducerEpochError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.IllegalGenerationError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NonEmptyGroupError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.RebalanceInProgressError, grpc.StatusCode.ABORTED),
+    (errors.KafkaStorageError, grpc.StatusCode.UNAVAILABLE),
+    (errors.RequestTimedOutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.BrokerNotAvailableError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def grpc_code_for(exc: LogstreamError) -> grpc.StatusCode:
+    """The gRPC status code that best describes ``exc`` (INTERNAL only for unknown errors)."""
+    for cls, code in _STATUS_BY_CLASS:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def abort_with(context: grpc.ServicerContext, exc: LogstreamError) -> None:
+    """Abort the current RPC with ``exc`` as status + machine-readable trailing code."""
+    context.set_trailing_metadata(((ERROR_CODE_KEY, str(exc.code)),))
+    context.abort(grpc_code_for(exc), f"{exc.name}: {exc.message}")
+
+
+_TRANSPORT_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+
+
+def error_from_rpc(err: grpc.RpcError) -> LogstreamError:
+    """Turn a failed call back into the most specific logstream exception."""
+    code: int | None = None
+    try:
+        for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+            if key == ERROR_CODE_KEY:
+                code = int(value)
+    except Exception:
+        code = None
+    details = ""
+    try:
+        details = err.details() or ""  # type: ignore[attr-defined]
+    except Exception:
+        details = str(err)
+    if code is not None:
+        cls = errors.for_code(code)
+        prefix = f"{cls.name}: "
+        return cls(details[len(prefix) :] if details.startswith(prefix) else details)
+    status = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
+    if status == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.RequestTimedOutError(details or "request timed out")
+    if status in _TRANSPORT_UNAVAILABLE:
+        return errors.BrokerNotAvailableError(details or "broker not available")
+    return errors.UnknownServerError(f"{status}: {details}")
+
+
+def raise_for_code(code: int, message: str) -> None:
+    """Raise the exception for a non-zero per-item ``error_code``."""
+    if code:
+        raise errors.for_code(code)(message)
+
+
+def error_for_code(code: int, message: str) -> LogstreamError:
+    return errors.for_code(code)(message)

@@ -17,7 +17,11 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from logstream.client import Admin, Consumer, Producer
 
-_LAZY = {"Producer": "logstream.client", "Consumer": "logstream.client", "Admin": "logstream.client"}
+_LAZY = {
+    "Producer": "logstream.client",
+    "Consumer": "logstream.client",
+    "Admin": "logstream.client",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -65,9 +65,15 @@ def check() -> int:
         generate(fresh)
         want, have = _tree(fresh), _tree(OUT) if OUT.exists() else {}
         problems = sorted(set(want) ^ set(have))
-        problems += [k for k in sorted(set(want) & set(have)) if not filecmp.cmp(want[k], have[k], shallow=False)]
+        problems += [
+            k
+            for k in sorted(set(want) & set(have))
+            if not filecmp.cmp(want[k], have[k], shallow=False)
+        ]
         if problems:
-            print("generated stubs are stale; run `make proto`:", ", ".join(problems), file=sys.stderr)
+            print(
+                "generated stubs are stale; run `make proto`:", ", ".join(problems), file=sys.stderr
+            )
             return 1
     print("generated stubs match protos/")
     return 0

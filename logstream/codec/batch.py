@@ -20,7 +20,7 @@ On-disk and on-the-wire layout (all integers little-endian)::
     53      4     keys_length       int32; bytes of the concatenated keys (uncompressed).
     57      4     values_length     int32; bytes of the concatenated values (uncompressed).
     61      4     headers_length    int32; bytes of the concatenated header blobs (uncompressed).
-    65      4     records_length    int32; bytes of the record section as stored (compressed or not);
+    65      4     records_length    int32; bytes of the record section as stored (maybe compressed);
                                     always batch_length - 72.
     69      3     (reserved, zero)  pads the header to 72 bytes so the int32 columns are aligned.
     72            record section    (compressed as a whole when attributes say so)
@@ -383,7 +383,9 @@ def validate_batch(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHe
     mv = memoryview(buf)
     actual = crc32c(mv[pos + CRC_START : pos + length])
     if actual != header.crc:
-        raise CorruptRecordError(f"CRC mismatch: stored {header.crc:#010x}, computed {actual:#010x}")
+        raise CorruptRecordError(
+            f"CRC mismatch: stored {header.crc:#010x}, computed {actual:#010x}"
+        )
     _check_header_arithmetic(header)
     return header
 
@@ -491,7 +493,12 @@ class DecodedBatch:
         else:
             for i in range(len(offsets)):
                 yield Record(
-                    topic, partition, offsets[i], stamps[i], keys[i], values[i],
+                    topic,
+                    partition,
+                    offsets[i],
+                    stamps[i],
+                    keys[i],
+                    values[i],
                     self.record_headers(i),
                 )
 

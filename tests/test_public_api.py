@@ -1,0 +1,69 @@
+"""Pins the public surface and the import rules between layers."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import logstream
+from logstream import errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_check_layers():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "check_layers", ROOT / "tools" / "check_layers.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(logstream.__all__) == sorted(
+        [
+            "Admin",
+            "Consumer",
+            "LogstreamError",
+            "OffsetAndMetadata",
+            "Producer",
+            "Record",
+            "RecordMetadata",
+            "TopicPartition",
+            "__version__",
+        ]
+    )
+
+
+def test_no_layer_imports_across_its_boundary() -> None:
+    assert _load_check_layers().violations() == []
+
+
+def test_layer_check_catches_a_violation(tmp_path: Path) -> None:
+    mod = _load_check_layers()
+    fake = tmp_path / "logstream" / "storage"
+    fake.mkdir(parents=True)
+    (fake / "bad.py").write_text("def f():\n    import grpc\n")
+    mod.PKG = tmp_path / "logstream"
+    mod.ROOT = tmp_path
+    assert mod.violations() == ["logstream/storage/bad.py:2: layer 'storage' imports grpc"]
+
+
+def test_importing_storage_does_not_load_grpc() -> None:
+    code = "import sys, logstream.codec, logstream.errors; print('grpc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_error_codes_are_unique_and_round_trip() -> None:
+    classes = [c for c in errors._all_error_classes() if c is not errors.LogstreamError]
+    codes = [c.code for c in classes]
+    assert len(codes) == len(set(codes))
+    for cls in classes:
+        assert errors.for_code(cls.code) is cls
+        assert errors.for_name(cls.name) is cls
+    assert errors.for_code(123456) is errors.UnknownServerError

@@ -1,6 +1,6 @@
 """Fail when an import crosses a layer boundary.
 
-Allowed directions (STYLE.md rule 10): codec <- storage <- broker -> protocol <- client <- cli.
+Allowed directions (STYLE.md rule 10): codec <- storage <- coordinator <- broker -> protocol <- client <- cli.
 ``errors``, ``types`` and ``clock`` are shared leaves every layer may use. The check reads
 import statements with ``ast``, so it also catches imports inside functions.
 
@@ -21,6 +21,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "codec": {"storage", "protocol", "broker", "client", "cli", "grpc"},
     "storage": {"protocol", "broker", "client", "cli", "grpc"},
     "protocol": {"storage", "broker", "client", "cli"},
+    "coordinator": {"protocol", "broker", "client", "cli", "grpc"},
     "broker": {"client", "cli"},
     "client": {"storage", "broker", "cli"},
 }

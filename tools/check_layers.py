@@ -1,6 +1,7 @@
 """Fail when an import crosses a layer boundary.
 
-Allowed directions (STYLE.md rule 10): codec <- storage <- coordinator <- broker -> protocol <- client <- cli.
+Allowed directions (STYLE.md rule 10):
+codec <- storage <- coordinator <- broker -> protocol <- client <- cli.
 ``errors``, ``types`` and ``clock`` are shared leaves every layer may use. The check reads
 import statements with ``ast``, so it also catches imports inside functions.
 

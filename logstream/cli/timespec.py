@@ -173,7 +173,7 @@ def _local_midnight(now_ms: int, tz: dt.tzinfo | None, days_back: int) -> int:
     now = dt.datetime.fromtimestamp(now_ms / 1000, tz=tz or _local_tz())
     day = (now - dt.timedelta(days=days_back)).date()
     midnight = dt.datetime.combine(day, dt.time(0), tzinfo=now.tzinfo)
-    return int(midnight.timestamp() * 1000)
+    return (midnight - _EPOCH_UTC) // dt.timedelta(milliseconds=1)
 
 
 def _local_tz() -> dt.tzinfo:
@@ -182,6 +182,7 @@ def _local_tz() -> dt.tzinfo:
     return tz
 
 
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _RELATIVE = re.compile(r"([+-])\s*(.+)")
 _EPOCH = re.compile(r"\d+(\.\d+)?")
 
@@ -220,7 +221,7 @@ def parse_time(text: str, *, now_ms: int, tz: dt.tzinfo | None = None) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz or _local_tz())
-    return round(parsed.timestamp() * 1000)
+    return (parsed - _EPOCH_UTC) // dt.timedelta(milliseconds=1)
 
 
 def _at_time(text: str, option: str, now_ms: int, tz: dt.tzinfo | None) -> Timestamp:

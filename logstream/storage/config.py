@@ -1,0 +1,158 @@
+"""Per-topic configuration and the topic naming rules.
+
+A topic's config is stored as *overrides* of the broker default (``meta/<topic>.json``, see
+manager.py), so changing a broker default changes every topic that did not override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from logstream.codec.batch import HEADER_SIZE
+from logstream.errors import InvalidConfigError, InvalidTopicError
+
+MAX_TOPIC_NAME_LENGTH = 249
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+FLUSH_POLICIES = ("never", "interval", "every_batch")
+TIMESTAMP_TYPES = ("create", "log_append")
+
+MIN_SEGMENT_BYTES = 256
+MAX_SEGMENT_BYTES = 2**31 - 1  # positions in the offset index are u32; batch_length is i32
+
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+def validate_topic_name(name: str) -> str:
+    """Return ``name`` if it follows Kafka's rules, else raise InvalidTopicError.
+
+    Rules: 1..249 characters from ``[A-Za-z0-9._-]``, and not ``.`` or ``..``. Names that
+    start with ``__`` are allowed (internal topics such as ``__consumer_offsets``).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidTopicError("topic name must be a non-empty string")
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters, the limit is {MAX_TOPIC_NAME_LENGTH}"
+        )
+    if name in (".", ".."):
+        raise InvalidTopicError(f"topic name cannot be {name!r}")
+    if not _TOPIC_NAME.fullmatch(name) or not name.isascii():
+        raise InvalidTopicError(
+            f"topic name {name!r} may contain only ASCII letters, digits, '.', '_' and '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfig:
+    """Settings of one topic (all partitions share them).
+
+    - ``segment_bytes``: roll the active segment when the next batch would not fit.
+    - ``segment_ms``: roll when the active segment is older than this.
+    - ``retention_ms``: delete sealed segments whose largest timestamp is older (-1: never).
+    - ``retention_bytes``: delete oldest sealed segments while the partition stays at least
+      this big without them (-1: no size limit).
+    - ``flush_policy``: ``never`` (page cache only; survives a process crash, not a machine
+      crash), ``interval`` (``LogManager.flush_due`` flushes every ``flush_interval_ms``),
+      ``every_batch`` (msync before ``append`` returns).
+    - ``max_batch_bytes``: the largest accepted batch, header included.
+    - ``timestamp_type``: ``create`` keeps producer timestamps; ``log_append`` rewrites the
+      batch's first/max timestamps to the append time.
+    """
+
+    segment_bytes: int = 64 * 1024 * 1024
+    segment_ms: int = 7 * _DAY_MS
+    retention_ms: int = 7 * _DAY_MS
+    retention_bytes: int = -1
+    flush_policy: str = "interval"
+    flush_interval_ms: int = 1000
+    max_batch_bytes: int = 1024 * 1024 + HEADER_SIZE
+    timestamp_type: str = "create"
+
+    def __post_init__(self) -> None:
+        _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+        _check_int("segment_ms", self.segment_ms, 1)
+        _check_int("retention_ms", self.retention_ms, -1)
+        _check_int("retention_bytes", self.retention_bytes, -1)
+        _check_int("flush_interval_ms", self.flush_interval_ms, 0)
+        _check_int("max_batch_bytes", self.max_batch_bytes, HEADER_SIZE + 16, 2**31 - 1)
+        if self.flush_policy not in FLUSH_POLICIES:
+            raise InvalidConfigError(
+                f"flush_policy must be one of {', '.join(FLUSH_POLICIES)}, "
+                f"not {self.flush_policy!r}"
+            )
+        if self.timestamp_type not in TIMESTAMP_TYPES:
+            raise InvalidConfigError(
+                f"timestamp_type must be one of {', '.join(TIMESTAMP_TYPES)}, "
+                f"not {self.timestamp_type!r}"
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(
+        cls, values: Mapping[str, Any], *, base: TopicConfig | None = None
+    ) -> TopicConfig:
+        """Build from a mapping of (possibly string) values over ``base`` (default: defaults).
+
+        Keys may be spelled ``segment_bytes`` or Kafka-style ``segment.bytes``. Values may be
+        strings as typed on a command line (``"1048576"``). Unknown keys or bad values raise
+        InvalidConfigError.
+        """
+        parsed = parse_config_updates(values)
+        start = base if base is not None else cls()
+        return dataclasses.replace(start, **parsed)
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def normalize_key(key: str) -> str:
+    name = key.strip().replace(".", "_").replace("-", "_")
+    if name not in TopicConfig.field_names():
+        raise InvalidConfigError(
+            f"unknown config key {key!r}; known: {', '.join(TopicConfig.field_names())}"
+        )
+    return name
+
+
+def parse_config_updates(values: Mapping[str, Any]) -> dict[str, int | str]:
+    """Normalise keys and convert values to their field types (no range checks here)."""
+    out: dict[str, int | str] = {}
+    for key, raw in values.items():
+        name = normalize_key(key)
+        if name in ("flush_policy", "timestamp_type"):
+            if not isinstance(raw, str):
+                raise InvalidConfigError(f"{name} must be a string, not {raw!r}")
+            out[name] = raw.strip()
+        else:
+            out[name] = _to_int(name, raw)
+    return out
+
+
+def _to_int(name: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise InvalidConfigError(f"{name} must be an integer, not {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return int(raw.strip().replace("_", ""))
+        except ValueError:
+            pass
+    raise InvalidConfigError(f"{name} must be an integer, not {raw!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfigError(f"{name} must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InvalidConfigError(f"{name} must be {bound}, not {value}")

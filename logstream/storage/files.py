@@ -1,0 +1,170 @@
+"""File names, the metadata-write ritual, and the few OS calls that can fail under us.
+
+Names inside a partition directory ``<topic>-<partition>/``::
+
+    00000000000000000000.log         segment data, named by its base offset (20 decimal digits)
+    00000000000000000000.index       offset index of that segment   (see index.py)
+    00000000000000000000.timeindex   time index of that segment     (see index.py)
+    log-start-offset                 checkpoint: the first readable offset (see checkpoint file)
+    producer-state.json              idempotent-producer snapshot (see producer_state.py)
+    *.tmp                            a half-written metadata file; deleted at open
+
+Every metadata file is written with :func:`atomic_write`: write ``<name>.tmp``, fsync it,
+rename it over ``<name>``, fsync the directory. After a crash a reader sees either the old
+or the new file, never a mix; a leftover ``.tmp`` is garbage and is removed at open.
+
+The OS calls that can fail because the disk misbehaves (preallocate, msync, fsync) are the
+small functions below, so tests can replace them (fault injection) and so each failure is
+translated once into :class:`~logstream.errors.KafkaStorageError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from logstream.errors import KafkaStorageError
+
+OFFSET_DIGITS = 20
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
+TMP_SUFFIX = ".tmp"
+DELETED_SUFFIX = ".deleted"
+LOG_START_FILE = "log-start-offset"
+PRODUCER_STATE_FILE = "producer-state.json"
+CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
+LOCK_FILE = ".lock"
+META_DIR = "meta"
+
+
+def segment_stem(base_offset: int) -> str:
+    """``00000000000000000042`` for base offset 42."""
+    if base_offset < 0:
+        raise ValueError(f"negative base offset {base_offset}")
+    return f"{base_offset:0{OFFSET_DIGITS}d}"
+
+
+def parse_segment_stem(filename: str, suffix: str = LOG_SUFFIX) -> int | None:
+    """The base offset named by ``filename`` if it is ``<20 digits><suffix>``, else None."""
+    if not filename.endswith(suffix):
+        return None
+    stem = filename[: -len(suffix)]
+    if len(stem) != OFFSET_DIGITS or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Translate an OSError raised inside the block into KafkaStorageError, once."""
+    try:
+        yield
+    except KafkaStorageError:
+        raise
+    except OSError as exc:
+        raise KafkaStorageError(f"{what}: {exc}") from exc
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so a rename or create/unlink inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    The ritual: write ``path.tmp``, fsync it, ``os.replace`` it over ``path``, fsync the
+    directory. Raises KafkaStorageError if any step fails (the old file is then intact).
+    """
+    target = Path(path)
+    tmp = target.with_name(target.name + TMP_SUFFIX)
+    with storage_errors(f"writing {target}"):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve real disk blocks for ``[0, size)`` of ``fd`` (``posix_fallocate``).
+
+    A sparse ``ftruncate`` would let a later write into the memory map hit a full disk as a
+    SIGBUS that kills the process; reserving up front turns a full disk into a named error
+    here. Raises KafkaStorageError (ENOSPC, EDQUOT, EIO ...).
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL) and size > 0:
+            # Filesystem without fallocate: write zeros (still fails cleanly on ENOSPC).
+            _write_zeros(fd, size)
+            return
+        raise KafkaStorageError(f"cannot reserve {size} bytes on disk: {exc}") from exc
+
+
+def _write_zeros(fd: int, size: int) -> None:
+    current = os.fstat(fd).st_size
+    chunk = b"\0" * (1 << 20)
+    try:
+        pos = current
+        while pos < size:
+            n = os.pwrite(fd, chunk[: min(len(chunk), size - pos)], pos)
+            pos += n
+    except OSError as exc:
+        os.ftruncate(fd, current)
+        raise KafkaStorageError(f"cannot reserve {size} bytes on disk: {exc}") from exc
+
+
+def msync(mm: mmap.mmap) -> None:
+    """Write a map's dirty pages to disk (msync MS_SYNC). Seam for fault injection."""
+    mm.flush()
+
+
+def fsync(fd: int) -> None:
+    """fsync a file descriptor. Seam for fault injection."""
+    os.fsync(fd)
+
+
+def remove_quietly(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> int | None:
+    """Read a one-number checkpoint file (``version\\nvalue\\n``); None if absent or bad."""
+    try:
+        text = Path(path).read_text("ascii")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    lines = text.split()
+    if len(lines) != 2 or lines[0] != "0":
+        return None
+    try:
+        return int(lines[1])
+    except ValueError:
+        return None
+
+
+def write_checkpoint(path: str | os.PathLike[str], value: int) -> None:
+    """Write a one-number checkpoint: line 1 the format version (0), line 2 the value."""
+    atomic_write(path, f"0\n{value}\n".encode("ascii"))

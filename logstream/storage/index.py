@@ -1,0 +1,337 @@
+"""Offset and time indexes of a segment: columnar, little-endian, memory-mapped numpy arrays.
+
+Layout (Redpanda-style columnar rather than Kafka's interleaved entries, so that every
+column is a contiguous array and ``numpy.searchsorted`` never copies)::
+
+    <base>.index      (one entry per batch of the segment, in log order)
+        u32 LE relative_offset[C]    batch base offset - segment base offset
+        u32 LE position[C]           byte position of the batch in the .log file
+
+    <base>.timeindex  (one entry each time the segment's running max timestamp grows)
+        i64 LE max_timestamp[C]      the new running max timestamp (ms)
+        u32 LE relative_offset[C]    base offset of the batch that raised it, minus base
+
+``C`` is the file's capacity in entries: ``file_size // entry_size`` (8 and 12 bytes).
+A sealed segment's index files are trimmed, so ``C`` is the number of entries. The active
+segment's are preallocated (``posix_fallocate``) to a fixed capacity, zero-filled past the
+last entry; the entry count lives in memory and is re-derived by recovery after a crash.
+
+Both columns of both indexes are strictly increasing (the max timestamp only gets an entry
+when it grows). Indexes are derived data: they carry no checksum and are never trusted
+blindly. :meth:`OffsetIndex.sanity_check` / :meth:`TimeIndex.sanity_check` look for the
+damage a crash can leave (wrong size, non-monotonic entries, positions past the data); when a
+check fails the segment rebuilds both files from the log (segment.py).
+
+Lookups use keys of the column's dtype (``np.uint32(x)``, ``np.int64(t)``): a Python int key
+makes numpy cast the whole column first (1000x slower).
+
+Concurrency: not thread-safe; the owning PartitionLog holds its lock around every call.
+While numpy views over a writable map exist the map cannot be closed, so this class is the
+one owner of its views and drops them in :meth:`close` before closing the map.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from logstream.storage import files
+
+U32 = np.dtype("<u4")
+I64 = np.dtype("<i8")
+
+
+class IndexCorruptError(Exception):
+    """An index file fails its sanity check; the caller rebuilds it from the log."""
+
+
+class ColumnarIndex:
+    """A fixed-width columnar index file; subclasses name the columns."""
+
+    DTYPES: ClassVar[tuple[np.dtype, ...]] = ()
+    ENTRY_SIZE: ClassVar[int] = 0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries = 0
+        self.capacity = 0
+        self.writable = False
+        self._mm: mmap.mmap | None = None
+        self._fd: int | None = None
+        self._cols: list[np.ndarray] = []
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> ColumnarIndex:
+        """Map a trimmed index file read-only. Raises IndexCorruptError on a bad size and
+        FileNotFoundError when it is missing."""
+        index = cls(path)
+        size = os.stat(path).st_size
+        if size % cls.ENTRY_SIZE:
+            raise IndexCorruptError(f"{path}: size {size} is not a multiple of {cls.ENTRY_SIZE}")
+        n = size // cls.ENTRY_SIZE
+        index.entries = index.capacity = n
+        if n:
+            raw = np.memmap(path, dtype=np.uint8, mode="r")
+            index._cols = _split_columns(raw, cls.DTYPES, n)
+        return index
+
+    @classmethod
+    def read_raw_columns(cls, path: Path) -> list[np.ndarray] | None:
+        """All ``C`` rows of each column of a (possibly preallocated) file, copied into
+        memory; None if the file is missing or has a bad size. Used by crash recovery."""
+        try:
+            raw = np.fromfile(path, dtype=np.uint8)
+        except (FileNotFoundError, OSError):
+            return None
+        if raw.size % cls.ENTRY_SIZE:
+            return None
+        return _split_columns(raw, cls.DTYPES, raw.size // cls.ENTRY_SIZE)
+
+    @classmethod
+    def create_writable(
+        cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
+    ) -> ColumnarIndex:
+        """(Re)write ``path`` preallocated for ``capacity`` entries holding ``columns``, and map
+        it for appends. Raises KafkaStorageError when the disk is full."""
+        n = len(columns[0]) if columns else 0
+        capacity = max(capacity, n)
+        index = cls(path)
+        with files.storage_errors(f"creating index {path}"):
+            # A new inode: a read-only map of the old file may still be alive elsewhere,
+            # and truncating a mapped file turns later reads of it into SIGBUS.
+            files.remove_quietly(path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                files.preallocate(fd, capacity * cls.ENTRY_SIZE)
+                mm = mmap.mmap(fd, capacity * cls.ENTRY_SIZE, access=mmap.ACCESS_WRITE)
+            except BaseException:
+                os.close(fd)
+                raise
+        index._fd = fd
+        index._mm = mm
+        index.capacity = capacity
+        index.writable = True
+        index._cols = [
+            np.frombuffer(mm, dtype=dt, count=capacity, offset=off)
+            for dt, off in zip(cls.DTYPES, _column_offsets(cls.DTYPES, capacity), strict=True)
+        ]
+        if n and columns is not None:
+            for col, values in zip(index._cols, columns, strict=True):
+                col[:n] = values
+        index.entries = n
+        return index
+
+    @classmethod
+    def write_trimmed(cls, path: Path, columns: list[np.ndarray]) -> None:
+        """Write a sealed (trimmed) index file atomically from in-memory columns."""
+        parts = [np.ascontiguousarray(c, dtype=dt).tobytes() for c, dt in zip(
+            columns, cls.DTYPES, strict=True)]
+        files.atomic_write(path, b"".join(parts))
+
+    # -- access ----------------------------------------------------------------------------
+
+    def column(self, i: int) -> np.ndarray:
+        """Column ``i`` restricted to the live entries (a view; do not keep it)."""
+        if not self.entries:
+            return np.empty(0, dtype=self.DTYPES[i])
+        return self._cols[i][: self.entries]
+
+    def columns(self) -> list[np.ndarray]:
+        """Copies of the live entries of every column."""
+        return [np.array(self.column(i)) for i in range(len(self.DTYPES))]
+
+    @property
+    def is_full(self) -> bool:
+        return self.writable and self.entries >= self.capacity
+
+    def _append(self, *values: int) -> None:
+        n = self.entries
+        if n >= self.capacity:
+            raise IndexError(f"{self.path}: index full ({self.capacity} entries)")
+        for col, value in zip(self._cols, values, strict=True):
+            col[n] = value
+        self.entries = n + 1
+
+    def truncate_entries(self, n: int) -> None:
+        """Forget entries from ``n`` on (zeroing them in a writable map)."""
+        if n >= self.entries:
+            return
+        if self.writable:
+            for col in self._cols:
+                col[n : self.entries] = 0
+        self.entries = n
+
+    # -- durability and closing -------------------------------------------------------------
+
+    def flush(self) -> None:
+        """msync the map (a no-op for a read-only index)."""
+        if self._mm is not None and self.writable:
+            files.msync(self._mm)
+
+    def trim_and_close(self) -> None:
+        """Seal: compact the columns to exactly ``entries`` rows, fsync, close the map."""
+        if not self.writable:
+            self.close()
+            return
+        live = self.columns()
+        self.close()
+        self.write_trimmed(self.path, live)
+
+    def close(self) -> None:
+        """Drop the numpy views first (a live view makes mmap.close raise BufferError)."""
+        self._cols = []
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.writable = False
+
+
+def _column_offsets(dtypes: tuple[np.dtype, ...], capacity: int) -> list[int]:
+    offsets = []
+    pos = 0
+    for dt in dtypes:
+        offsets.append(pos)
+        pos += dt.itemsize * capacity
+    return offsets
+
+
+def _split_columns(raw: np.ndarray, dtypes: tuple[np.dtype, ...], n: int) -> list[np.ndarray]:
+    out = []
+    for dt, off in zip(dtypes, _column_offsets(dtypes, n), strict=True):
+        out.append(raw[off : off + dt.itemsize * n].view(dt))
+    return out
+
+
+class OffsetIndex(ColumnarIndex):
+    """relative_offset (u32) and position (u32) of every batch of one segment."""
+
+    DTYPES = (U32, U32)
+    ENTRY_SIZE = 8
+
+    def append(self, relative_offset: int, position: int) -> None:
+        self._append(relative_offset, position)
+
+    def lookup(self, relative_offset: int) -> int:
+        """Entry number of the batch containing ``relative_offset`` (the last entry whose
+        relative offset is <= it); -1 if it lies before the first entry."""
+        rel = self.column(0)
+        return int(rel.searchsorted(U32.type(relative_offset), side="right")) - 1
+
+    def entry(self, k: int) -> tuple[int, int]:
+        """(relative_offset, position) of entry ``k``."""
+        return int(self._cols[0][k]), int(self._cols[1][k])
+
+    def last_entry(self) -> tuple[int, int] | None:
+        return self.entry(self.entries - 1) if self.entries else None
+
+    def end_of_batches(self, k: int, max_bytes: int, data_size: int) -> int:
+        """End position of the run of whole batches starting at entry ``k`` that fits in
+        ``max_bytes``, but at least the whole batch ``k``."""
+        positions = self.column(1)
+        start = int(positions[k])
+        limit = start + max_bytes
+        if limit >= data_size:
+            return data_size
+        j = int(positions.searchsorted(U32.type(limit), side="right")) - 1
+        if j > k:
+            return int(positions[j])
+        return int(positions[k + 1]) if k + 1 < self.entries else data_size
+
+    def sanity_check(self, data_size: int) -> None:
+        """Raise IndexCorruptError unless the entries can describe a log of ``data_size``."""
+        n = self.entries
+        if (n == 0) != (data_size == 0):
+            raise IndexCorruptError(f"{self.path}: {n} entries for {data_size} data bytes")
+        if n == 0:
+            return
+        rel, pos = self.column(0), self.column(1)
+        if int(rel[0]) != 0 or int(pos[0]) != 0:
+            raise IndexCorruptError(f"{self.path}: first entry is not (0, 0)")
+        if n > 1 and (
+            not bool(np.all(rel[1:] > rel[:-1])) or not bool(np.all(pos[1:] > pos[:-1]))
+        ):
+            raise IndexCorruptError(f"{self.path}: entries are not strictly increasing")
+        if int(pos[-1]) >= data_size:
+            raise IndexCorruptError(f"{self.path}: last position {int(pos[-1])} >= {data_size}")
+
+
+class TimeIndex(ColumnarIndex):
+    """(max_timestamp i64, relative_offset u32), an entry whenever the max timestamp grows."""
+
+    DTYPES = (I64, U32)
+    ENTRY_SIZE = 12
+
+    def append(self, max_timestamp: int, relative_offset: int) -> None:
+        self._append(max_timestamp, relative_offset)
+
+    def lookup(self, timestamp_ms: int) -> int | None:
+        """Relative offset of the first batch whose max timestamp >= ``timestamp_ms``."""
+        ts = self.column(0)
+        k = int(ts.searchsorted(I64.type(timestamp_ms), side="left"))
+        if k >= self.entries:
+            return None
+        return int(self._cols[1][k])
+
+    def last_timestamp(self) -> int | None:
+        return int(self._cols[0][self.entries - 1]) if self.entries else None
+
+    def sanity_check(self, last_relative_offset: int | None) -> None:
+        n = self.entries
+        if (n == 0) != (last_relative_offset is None):
+            raise IndexCorruptError(f"{self.path}: {n} entries disagree with the offset index")
+        if n == 0:
+            return
+        ts, rel = self.column(0), self.column(1)
+        if int(rel[0]) != 0:
+            raise IndexCorruptError(f"{self.path}: first entry is not at relative offset 0")
+        if n > 1 and (
+            not bool(np.all(ts[1:] > ts[:-1])) or not bool(np.all(rel[1:] > rel[:-1]))
+        ):
+            raise IndexCorruptError(f"{self.path}: entries are not strictly increasing")
+        assert last_relative_offset is not None
+        if int(rel[-1]) > last_relative_offset:
+            raise IndexCorruptError(f"{self.path}: entry past the last batch")
+
+
+def read_last_timestamp(path: Path) -> int | None:
+    """The last max_timestamp of a trimmed time index without mapping it (one pread)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0 or size % TimeIndex.ENTRY_SIZE:
+            return None
+        n = size // TimeIndex.ENTRY_SIZE
+        raw = os.pread(fd, 8, 8 * (n - 1))
+        return int(np.frombuffer(raw, dtype=I64)[0])
+    finally:
+        os.close(fd)
+
+
+def read_last_offset_entry(path: Path) -> tuple[int, int] | None:
+    """(relative_offset, position) of the last entry of a trimmed offset index (two preads)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0 or size % OffsetIndex.ENTRY_SIZE:
+            return None
+        n = size // OffsetIndex.ENTRY_SIZE
+        rel = int(np.frombuffer(os.pread(fd, 4, 4 * (n - 1)), dtype=U32)[0])
+        pos = int(np.frombuffer(os.pread(fd, 4, 4 * n + 4 * (n - 1)), dtype=U32)[0])
+        return rel, pos
+    finally:
+        os.close(fd)

@@ -1,0 +1,513 @@
+"""PartitionLog: one partition's ordered, append-only log of record batches.
+
+Directory ``<data-dir>/<topic>-<partition>/`` holds the segments (segment.py: ``.log``,
+``.index``, ``.timeindex`` named by 20-digit base offset), ``log-start-offset`` (a checkpoint:
+line 1 format version ``0``, line 2 the first readable offset) and ``producer-state.json``
+(producer_state.py). A brand-new partition has no segment at all: the first append creates
+it, so thousands of empty partitions cost no disk.
+
+Offsets (every offset variable is one of these; their order is asserted)::
+
+    log_start_offset <= flushed_offset <= log_end_offset
+
+* ``log_end_offset`` (dirty): the next offset to assign; everything below it was appended
+  and is in the page cache (survives a crash of this process, not of the machine).
+* ``flushed_offset`` (stable): everything below it was msync'ed/fsync'ed (survives a
+  machine crash). ``flush_policy`` moves it: ``every_batch`` before each append returns,
+  ``interval`` from ``LogManager.flush_due``, ``never`` only by an explicit ``flush()``,
+  at a roll (sealing fsyncs the old segment) and at close.
+* ``log_start_offset``: the first readable offset; moved forward by retention only, and
+  checkpointed (atomic_write) before any segment file is deleted.
+
+Crash story: at open, unless the data dir has a clean-shutdown marker, the last segment is
+recovered (segment.py: scan, verify CRCs past the last trusted index entry, truncate at the
+first bad batch) and the producer state is rebuilt from its snapshot plus a header-only walk.
+Sealed segments are trusted (they were fsync'ed when sealed); their indexes are
+sanity-checked when first read and rebuilt from the log if they fail. A disk error while
+flushing or sealing marks the partition failed: further appends raise KafkaStorageError
+until the log is reopened (the data may or may not be on disk: never pretend it is).
+
+Thread safety: one lock per partition serialises appends, reads (which copy the bytes they
+return, so nothing keeps a map or a deleted file alive), flushes and retention. Batch
+validation (the CRC) runs before taking the lock. Safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.codec.batch import BatchHeader, validate_batch
+from logstream.errors import (
+    InvalidBatchError,
+    KafkaStorageError,
+    MessageTooLargeError,
+    OffsetOutOfRangeError,
+)
+from logstream.storage import files
+from logstream.storage.config import TopicConfig
+from logstream.storage.producer_state import ProducerStateManager
+from logstream.storage.retention import deletable_prefix
+from logstream.storage.segment import MAX_RELATIVE_OFFSET, Segment
+
+log = logging.getLogger("logstream.storage")
+
+DEFAULT_READ_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended batch landed.
+
+    ``log_append_time_ms`` is the broker time stamped into the batch when the topic uses
+    ``timestamp_type=log_append``, else -1 (Kafka's convention). ``duplicate`` is True when
+    an idempotent producer retried a batch already written: nothing was written and the
+    offsets are the original ones.
+    """
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening a partition found and did."""
+
+    topic: str
+    partition: int
+    clean_shutdown: bool
+    segments: int
+    batches_scanned: int
+    bytes_truncated: int
+    indexes_rebuilt: bool
+    producers: int
+    log_start_offset: int
+    log_end_offset: int
+    duration_ms: float
+
+
+class PartitionLog:
+    """One partition: append, read, look up by timestamp, flush, roll, retention.
+
+    Open through :class:`~logstream.storage.LogManager`; the constructor is for embedding and
+    tests. Thread-safe (one internal lock; see the module docstring).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        topic: str,
+        partition: int,
+        config: TopicConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        clean_shutdown: bool = False,
+    ) -> None:
+        self.dir = Path(directory)
+        self.topic = topic
+        self.partition = partition
+        self.config = config if config is not None else TopicConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._log_start = 0
+        self._next_offset = 0
+        self._flushed_offset = 0
+        self._last_flush_mono = clock.monotonic()
+        self._last_append_ms: int | None = None
+        self._failed: str | None = None
+        self._closed = False
+        self._producers = ProducerStateManager()
+        self.recovery_report = self._load(clean_shutdown)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _load(self, clean: bool) -> RecoveryReport:
+        t0 = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        sizes: dict[int, int] = {}
+        stems: set[int] = set()
+        for entry in os.scandir(self.dir):
+            name = entry.name
+            if name.endswith((files.TMP_SUFFIX, files.DELETED_SUFFIX)):
+                files.remove_quietly(entry.path)
+                continue
+            base = files.parse_segment_stem(name, files.LOG_SUFFIX)
+            if base is not None:
+                sizes[base] = entry.stat().st_size
+                continue
+            for suffix in (files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX):
+                b = files.parse_segment_stem(name, suffix)
+                if b is not None:
+                    stems.add(b)
+        for orphan in stems - sizes.keys():  # index without a log: derived data, drop it
+            stem = files.segment_stem(orphan)
+            files.remove_quietly(self.dir / (stem + files.INDEX_SUFFIX))
+            files.remove_quietly(self.dir / (stem + files.TIMEINDEX_SUFFIX))
+        bases = sorted(sizes)
+        checkpoint = files.read_checkpoint(self.dir / files.LOG_START_FILE)
+        if checkpoint is not None:
+            # Retention checkpointed the new start, then crashed before deleting: finish it.
+            while len(bases) >= 2 and bases[1] <= checkpoint:
+                Segment(self.dir, bases.pop(0), 0).delete()
+        self._segments = [
+            Segment(self.dir, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None)
+            for i, b in enumerate(bases)
+        ]
+        self._bases = bases
+        truncated = 0
+        recovered_headers: list[BatchHeader] | None = None
+        scanned = 0
+        if self._segments:
+            last = self._segments[-1]
+            if clean:
+                last.load_next_offset()
+            else:
+                truncated, scan = last.recover()
+                recovered_headers = scan.headers
+                scanned = len(scan.headers)
+        first_base = self._segments[0].base_offset if self._segments else 0
+        self._log_start = max(checkpoint or 0, first_base)
+        self._next_offset = self._segments[-1].next_offset if self._segments else self._log_start
+        self._log_start = min(self._log_start, self._next_offset)
+        self._flushed_offset = self._next_offset
+        self._load_producer_state(clean, recovered_headers)
+        report = RecoveryReport(
+            topic=self.topic,
+            partition=self.partition,
+            clean_shutdown=clean,
+            segments=len(self._segments),
+            batches_scanned=scanned,
+            bytes_truncated=truncated,
+            indexes_rebuilt=any(s.indexes_rebuilt for s in self._segments),
+            producers=len(self._producers),
+            log_start_offset=self._log_start,
+            log_end_offset=self._next_offset,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+        if not clean and self._segments:
+            log.info(
+                "recovered %s-%d: %d batches scanned, %d bytes truncated, offsets [%d, %d)",
+                self.topic, self.partition, scanned, truncated, self._log_start,
+                self._next_offset,
+            )
+        return report
+
+    def _load_producer_state(self, clean: bool, recovered: list[BatchHeader] | None) -> None:
+        path = self.dir / files.PRODUCER_STATE_FILE
+        snap = ProducerStateManager.load_snapshot(path)
+        if snap is not None and snap[1] <= self._next_offset:
+            self._producers, start = snap
+        elif snap is None and clean:
+            return  # a clean close writes a snapshot whenever there is state to keep
+        else:
+            start = self._log_start
+        if start >= self._next_offset:
+            return
+        for i, seg in enumerate(self._segments):
+            if seg.next_offset <= start:
+                continue
+            if i == len(self._segments) - 1 and recovered is not None:
+                headers = recovered
+            else:
+                headers = seg.headers_from(start)
+            self._producers.replay([h for h in headers if h.base_offset >= start])
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        """The next offset to assign (everything below it is appended, maybe not flushed)."""
+        return self._next_offset
+
+    @property
+    def flushed_offset(self) -> int:
+        """Everything below this offset is on disk (msync/fsync)."""
+        return self._flushed_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def last_append_time(self) -> int | None:
+        """Clock time (ms) of the last append since open, or None."""
+        return self._last_append_ms
+
+    @property
+    def failed(self) -> str | None:
+        """Why the partition stopped accepting appends (a disk error), or None."""
+        return self._failed
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.topic}-{self.partition}, offsets [{self._log_start}, "
+            f"{self._next_offset}), {len(self._segments)} segments)"
+        )
+
+    # -- append ------------------------------------------------------------------------------
+
+    def append(self, batch: bytes | bytearray | memoryview) -> AppendResult:
+        """Append ONE encoded batch; assign its offsets. See AppendResult.
+
+        Raises MessageTooLargeError, CorruptRecordError / InvalidBatchError (bad bytes; nothing
+        written), OutOfOrderSequenceError / InvalidProducerEpochError (idempotence), and
+        KafkaStorageError (disk full, failed flush, or the partition failed earlier).
+        """
+        nbytes = batch.nbytes if isinstance(batch, memoryview) else len(batch)
+        config = self.config
+        if nbytes > config.max_batch_bytes:
+            raise MessageTooLargeError(
+                f"batch of {nbytes} bytes exceeds max_batch_bytes {config.max_batch_bytes} "
+                f"of topic {self.topic!r}"
+            )
+        header = validate_batch(batch)
+        if header.batch_length != nbytes:
+            raise InvalidBatchError(
+                f"append takes exactly one batch: batch_length {header.batch_length}, "
+                f"buffer {nbytes} bytes"
+            )
+        log_append = config.timestamp_type == "log_append"
+        with self._lock:
+            self._check_writable()
+            if header.producer_id >= 0:
+                dup = self._producers.check(header)
+                if dup is not None:
+                    return AppendResult(
+                        dup.base_offset,
+                        dup.last_offset,
+                        dup.timestamp if log_append else -1,
+                        self._log_start,
+                        duplicate=True,
+                    )
+            now = self._clock.now_ms()
+            seg = self._segment_for_append(nbytes, header.record_count, now)
+            base = self._next_offset
+            max_ts = seg.append(batch, header, base, now if log_append else None)
+            self._next_offset = base + header.record_count
+            self._last_append_ms = now
+            if header.producer_id >= 0:
+                self._producers.update(header, base, max_ts)
+            if config.flush_policy == "every_batch":
+                self._flush_locked()
+            return AppendResult(
+                base, self._next_offset - 1, now if log_append else -1, self._log_start
+            )
+
+    def _check_writable(self) -> None:
+        if self._failed is not None:
+            raise KafkaStorageError(
+                f"partition {self.topic}-{self.partition} failed earlier: {self._failed}"
+            )
+        if self._closed:
+            raise KafkaStorageError(f"partition {self.topic}-{self.partition} is closed")
+
+    def _segment_for_append(self, nbytes: int, count: int, now: int) -> Segment:
+        config = self.config
+        seg = self._segments[-1] if self._segments else None
+        fits_offsets = seg is not None and (
+            self._next_offset + count - 1 - seg.base_offset <= MAX_RELATIVE_OFFSET
+        )
+        if seg is not None and not seg.active:
+            if fits_offsets and seg.size + nbytes <= config.segment_bytes:
+                with files.storage_errors(f"activating {seg.log_path}"):
+                    seg.activate(config.segment_bytes, now)
+                return seg
+        elif (
+            seg is not None
+            and fits_offsets
+            and seg.fits(nbytes)
+            and (seg.size == 0 or now - seg.created_ms < config.segment_ms)
+        ):
+            return seg
+        return self._roll(nbytes, now)
+
+    def _roll(self, nbytes: int, now: int) -> Segment:
+        """Seal the last segment and start a new one at the log end."""
+        old = self._segments[-1] if self._segments else None
+        if old is not None and old.size == 0:
+            old.delete()  # an empty segment too small for this batch: replace it
+            self._segments.pop()
+            self._bases.pop()
+        elif old is not None:
+            try:
+                old.seal()
+            except KafkaStorageError as exc:
+                self._failed = str(exc)
+                raise
+            self._producers.write_snapshot(self.dir / files.PRODUCER_STATE_FILE, self._next_offset)
+            self._flushed_offset = max(self._flushed_offset, old.next_offset)
+        capacity = max(self.config.segment_bytes, nbytes)
+        seg = Segment.create(self.dir, self._next_offset, capacity, now)
+        self._segments.append(seg)
+        self._bases.append(seg.base_offset)
+        return seg
+
+    # -- read --------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int = DEFAULT_READ_BYTES) -> bytes:
+        """Whole batches starting with the one that contains ``offset``, at most ``max_bytes``
+        but always at least one batch. ``b""`` at the log end. Raises OffsetOutOfRangeError
+        (naming the earliest offset) below the log start or past the end."""
+        with self._lock:
+            end = self._next_offset
+            if offset == end:
+                return b""
+            if offset < self._log_start or offset > end:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is out of range for {self.topic}-{self.partition}: "
+                    f"earliest offset is {self._log_start}, log end is {end}",
+                    earliest=self._log_start,
+                    latest=end,
+                )
+            i = bisect.bisect_right(self._bases, offset) - 1
+            seg = self._segments[i]
+            data = seg.read(offset, max_bytes)
+            remaining = max_bytes - len(data)
+            parts = [data]
+            # Continue into the next segments while whole batches still fit.
+            while remaining > 0 and i + 1 < len(self._segments) and _read_to_end(seg, offset, data):
+                i += 1
+                seg = self._segments[i]
+                offset = seg.base_offset
+                data = seg.read(offset, remaining, at_least_one=False)
+                if not data:
+                    break
+                parts.append(data)
+                remaining -= len(data)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        """The base offset of the first batch whose max timestamp is >= ``timestamp_ms``
+        (a consumer skips that batch's records stamped earlier), or None if there is none.
+        Never below the log start offset."""
+        with self._lock:
+            for seg in self._segments:
+                ts = seg.max_timestamp
+                if ts is not None and ts >= timestamp_ms:
+                    found = seg.offset_for_timestamp(timestamp_ms)
+                    if found is not None:
+                        return max(found, self._log_start)
+            return None
+
+    # -- durability --------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """msync the active segment and its indexes; returns the new flushed offset.
+        Raises KafkaStorageError (and fails the partition) if the disk reports an error."""
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
+        if self._failed is not None:
+            raise KafkaStorageError(
+                f"partition {self.topic}-{self.partition} failed earlier: {self._failed}"
+            )
+        target = self._next_offset
+        if self._flushed_offset < target and self._segments:
+            try:
+                self._segments[-1].flush()
+            except OSError as exc:
+                self._failed = f"flush failed: {exc}"
+                raise KafkaStorageError(
+                    f"flushing {self.topic}-{self.partition} failed: {exc}"
+                ) from exc
+        self._flushed_offset = target
+        self._last_flush_mono = self._clock.monotonic()
+        assert self._log_start <= self._flushed_offset <= self._next_offset
+        return target
+
+    def flush_if_due(self) -> bool:
+        """Flush if the topic's policy is ``interval`` and the interval has passed."""
+        config = self.config
+        if config.flush_policy != "interval" or self._closed or self._failed is not None:
+            return False
+        if self._flushed_offset >= self._next_offset:
+            return False
+        if (self._clock.monotonic() - self._last_flush_mono) * 1000 < config.flush_interval_ms:
+            return False
+        self.flush()
+        return True
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete expired sealed segments (see retention.py); returns how many."""
+        with self._lock:
+            if self._closed:
+                return 0
+            config = self.config
+            now = self._clock.now_ms() if now_ms is None else now_ms
+            segments = self._segments
+            k = deletable_prefix(
+                [s.size for s in segments],
+                lambda i: segments[i].max_timestamp,
+                now_ms=now,
+                retention_ms=config.retention_ms,
+                retention_bytes=config.retention_bytes,
+            )
+            if k == 0:
+                return 0
+            new_start = segments[k].base_offset
+            files.write_checkpoint(self.dir / files.LOG_START_FILE, new_start)
+            for seg in segments[:k]:
+                seg.delete()
+            del self._segments[:k]
+            del self._bases[:k]
+            self._log_start = max(self._log_start, new_start)
+            log.info(
+                "retention deleted %d segments of %s-%d; log start offset is now %d",
+                k, self.topic, self.partition, self._log_start,
+            )
+            return k
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self) -> bool:
+        """Seal the active segment (trim files), snapshot producer state, release files.
+        Returns True when everything reached disk (the caller may mark a clean shutdown)."""
+        with self._lock:
+            if self._closed:
+                return self._failed is None
+            self._closed = True
+            if self._failed is not None:
+                for seg in self._segments:
+                    seg.delete_handles()
+                return False
+            try:
+                for seg in self._segments:
+                    seg.close()
+                path = self.dir / files.PRODUCER_STATE_FILE
+                if len(self._producers) or path.exists():
+                    self._producers.write_snapshot(path, self._next_offset)
+            except (KafkaStorageError, OSError) as exc:
+                self._failed = f"close failed: {exc}"
+                log.error("closing %s-%d failed: %s", self.topic, self.partition, exc)
+                for seg in self._segments:
+                    seg.delete_handles()
+                return False
+            self._flushed_offset = self._next_offset
+            return True
+
+
+def _read_to_end(seg: Segment, offset: int, data: bytes) -> bool:
+    """Whether a read of ``data`` starting at ``offset``'s batch reached the segment end."""
+    return seg.position_of(offset)[1] + len(data) >= seg.size

@@ -1,0 +1,360 @@
+"""LogManager: a data directory of topics and their partitions ("embedded mode").
+
+Data directory layout::
+
+    <data-dir>/
+      .lock                      flock'ed while a LogManager has the directory open
+      .clean-shutdown            present only between a clean close() and the next open
+      meta/<topic>.json          {"version": 1, "name": ..., "partitions": N,
+                                  "config": {<overrides of the default TopicConfig>}}
+      <topic>-<partition>/       one PartitionLog each (see log.py, segment.py, index.py)
+
+Topic metadata is written with files.atomic_write (tmp, fsync, rename, fsync dir), so a crash
+leaves the old or the new version. Creating a topic writes its metadata first and then the
+partition directories (empty: segments are created on first append); deleting removes the
+metadata first, then renames each partition directory to ``*.deleted`` and removes it; a
+``*.deleted`` directory found at open is finished off.
+
+Crash story: ``open`` reads and removes ``.clean-shutdown``. If it was there, no partition is
+scanned; otherwise every partition recovers its last segment (log.py). ``close`` closes every
+partition and writes the marker only if all of them reached disk.
+
+Thread safety: topic-level operations (create, delete, alter, add partitions) take the
+manager's lock; appends and reads go straight to a PartitionLog, which has its own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.errors import (
+    InvalidConfigError,
+    InvalidPartitionsError,
+    KafkaStorageError,
+    LogstreamError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.storage import files
+from logstream.storage.config import TopicConfig, parse_config_updates, validate_topic_name
+from logstream.storage.log import PartitionLog, RecoveryReport
+from logstream.types import TopicPartition
+
+log = logging.getLogger("logstream.storage")
+
+META_VERSION = 1
+MAX_PARTITIONS = 100_000
+
+
+@dataclass
+class Topic:
+    """A topic: its name, effective config and partitions (index = partition number)."""
+
+    name: str
+    config: TopicConfig
+    partitions: list[PartitionLog] = field(default_factory=list)
+    overrides: dict[str, int | str] = field(default_factory=dict)
+
+
+class LogManager:
+    """Opens a data directory and owns every PartitionLog in it. See the module docstring."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        default_config: TopicConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.default_config = default_config if default_config is not None else TopicConfig()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._topics: dict[str, Topic] = {}
+        self._closed = False
+        self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
+        with files.storage_errors(f"opening data directory {self.data_dir}"):
+            (self.data_dir / files.META_DIR).mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            raise KafkaStorageError(
+                f"data directory {self.data_dir} is in use by another process"
+            ) from exc
+        try:
+            self._load()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        default_config: TopicConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> LogManager:
+        """Open (creating if needed) the data directory at ``path``."""
+        return cls(path, default_config=default_config, clock=clock)
+
+    def __enter__(self) -> LogManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        marker = self.data_dir / files.CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        if clean:
+            with files.storage_errors("removing the clean-shutdown marker"):
+                marker.unlink()
+                files.fsync_dir(self.data_dir)
+        for entry in os.scandir(self.data_dir):
+            if entry.is_dir() and entry.name.endswith(files.DELETED_SUFFIX):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        meta_dir = self.data_dir / files.META_DIR
+        for entry in sorted(os.scandir(meta_dir), key=lambda e: e.name):
+            if entry.name.endswith(files.TMP_SUFFIX):
+                files.remove_quietly(entry.path)
+                continue
+            if not entry.name.endswith(".json"):
+                continue
+            doc = json.loads(Path(entry.path).read_bytes())
+            name = doc["name"]
+            overrides = parse_config_updates(doc.get("config", {}))
+            config = TopicConfig.from_dict(overrides, base=self.default_config)
+            topic = Topic(name, config, overrides=overrides)
+            for p in range(int(doc["partitions"])):
+                topic.partitions.append(self._open_partition(topic, p, clean))
+            self._topics[name] = topic
+
+    def _open_partition(self, topic: Topic, partition: int, clean: bool) -> PartitionLog:
+        plog = PartitionLog(
+            self.data_dir / files.partition_dir_name(topic.name, partition),
+            topic=topic.name,
+            partition=partition,
+            config=topic.config,
+            clock=self._clock,
+            clean_shutdown=clean,
+        )
+        self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
+        return plog
+
+    def _write_meta(self, topic: Topic) -> None:
+        doc = {
+            "version": META_VERSION,
+            "name": topic.name,
+            "partitions": len(topic.partitions),
+            "config": topic.overrides,
+        }
+        files.atomic_write(self._meta_path(topic.name), json.dumps(doc, indent=1).encode())
+
+    def _meta_path(self, name: str) -> Path:
+        return self.data_dir / files.META_DIR / f"{name}.json"
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: TopicConfig | Mapping[str, Any] | None = None,
+    ) -> Topic:
+        """Create a topic. ``config`` is a TopicConfig or a mapping of overrides (strings
+        accepted). Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
+        InvalidConfigError."""
+        validate_topic_name(name)
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or not (
+            1 <= partitions <= MAX_PARTITIONS
+        ):
+            raise InvalidPartitionsError(
+                f"partitions must be in [1, {MAX_PARTITIONS}], not {partitions!r}"
+            )
+        if isinstance(config, TopicConfig):
+            default = self.default_config.to_dict()
+            overrides = {k: v for k, v in config.to_dict().items() if default[k] != v}
+        else:
+            overrides = parse_config_updates(config or {})
+        effective = TopicConfig.from_dict(overrides, base=self.default_config)
+        with self._lock:
+            self._check_open()
+            if name in self._topics:
+                raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+            topic = Topic(name, effective, overrides=overrides)
+            for p in range(partitions):
+                stale = self.data_dir / files.partition_dir_name(name, p)
+                if stale.exists():  # left behind by an interrupted delete
+                    shutil.rmtree(stale)
+            for p in range(partitions):
+                topic.partitions.append(self._open_partition(topic, p, clean=True))
+            self._write_meta(topic)
+            self._topics[name] = topic
+            return topic
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its data. Raises UnknownTopicOrPartitionError."""
+        with self._lock:
+            self._check_open()
+            topic = self._get_topic(name)
+            del self._topics[name]
+            files.remove_quietly(self._meta_path(name))
+            files.fsync_dir(self.data_dir / files.META_DIR)
+            for plog in topic.partitions:
+                plog.close()
+                self.recovery_reports.pop(TopicPartition(name, plog.partition), None)
+                doomed = plog.dir.with_name(plog.dir.name + files.DELETED_SUFFIX)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(plog.dir, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return sorted(self._topics)
+
+    def topic(self, name: str) -> Topic:
+        with self._lock:
+            return self._get_topic(name)
+
+    def _get_topic(self, name: str) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+        return topic
+
+    def get_log(self, topic: str, partition: int) -> PartitionLog:
+        """The PartitionLog of ``topic``/``partition``; UnknownTopicOrPartitionError if none."""
+        t = self._topics.get(topic)
+        if t is None:
+            raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+        if not isinstance(partition, int) or not 0 <= partition < len(t.partitions):
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic!r} has no partition {partition} ({len(t.partitions)} partitions)"
+            )
+        return t.partitions[partition]
+
+    def alter_topic_config(
+        self, name: str, updates: Mapping[str, str | int | None]
+    ) -> TopicConfig:
+        """Change config overrides; a None value resets a key to the default. Validates
+        everything before changing anything (InvalidConfigError)."""
+        with self._lock:
+            self._check_open()
+            topic = self._get_topic(name)
+            overrides = dict(topic.overrides)
+            resets = [k for k, v in updates.items() if v is None]
+            sets = {k: v for k, v in updates.items() if v is not None}
+            from logstream.storage.config import normalize_key
+
+            for key in resets:
+                overrides.pop(normalize_key(key), None)
+            overrides.update(parse_config_updates(sets))
+            try:
+                config = TopicConfig.from_dict(overrides, base=self.default_config)
+            except (TypeError, ValueError) as exc:
+                raise InvalidConfigError(str(exc)) from exc
+            topic.overrides = overrides
+            topic.config = config
+            self._write_meta(topic)
+            for plog in topic.partitions:
+                plog.config = config
+            return config
+
+    def add_partitions(self, name: str, total: int) -> Topic:
+        """Grow a topic to ``total`` partitions (InvalidPartitionsError unless it grows)."""
+        with self._lock:
+            self._check_open()
+            topic = self._get_topic(name)
+            current = len(topic.partitions)
+            if isinstance(total, bool) or not isinstance(total, int) or total <= current:
+                raise InvalidPartitionsError(
+                    f"topic {name!r} has {current} partitions; the new total must be larger, "
+                    f"not {total!r}"
+                )
+            if total > MAX_PARTITIONS:
+                raise InvalidPartitionsError(f"at most {MAX_PARTITIONS} partitions")
+            for p in range(current, total):
+                stale = self.data_dir / files.partition_dir_name(name, p)
+                if stale.exists():
+                    shutil.rmtree(stale)
+                topic.partitions.append(self._open_partition(topic, p, clean=True))
+            self._write_meta(topic)
+            return topic
+
+    # -- background work ---------------------------------------------------------------------
+
+    def all_logs(self) -> list[PartitionLog]:
+        with self._lock:
+            return [p for t in self._topics.values() for p in t.partitions]
+
+    def flush_due(self) -> int:
+        """Flush every ``interval`` partition whose flush interval has passed; returns how
+        many were flushed. A failing partition is logged and skipped (it is marked failed
+        and refuses appends); the others are still flushed."""
+        flushed = 0
+        for plog in self.all_logs():
+            try:
+                if plog.flush_if_due():
+                    flushed += 1
+            except LogstreamError as exc:
+                log.error("flush of %s-%d failed: %s", plog.topic, plog.partition, exc)
+        return flushed
+
+    def flush(self) -> None:
+        """Flush every partition now."""
+        for plog in self.all_logs():
+            plog.flush()
+
+    def enforce_retention(self) -> dict[TopicPartition, int]:
+        """Apply retention to every partition; returns segments deleted per partition."""
+        now = self._clock.now_ms()
+        out: dict[TopicPartition, int] = {}
+        for plog in self.all_logs():
+            n = plog.enforce_retention(now)
+            if n:
+                out[TopicPartition(plog.topic, plog.partition)] = n
+        return out
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"LogManager for {self.data_dir} is closed")
+
+    def close(self) -> None:
+        """Close every partition; mark a clean shutdown only if all of them reached disk."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            ok = True
+            for plog in [p for t in self._topics.values() for p in t.partitions]:
+                ok = plog.close() and ok
+            if ok:
+                files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")
+            else:
+                log.error("not all partitions closed cleanly; the next open will recover")
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -1,0 +1,563 @@
+"""A segment: one ``.log`` data file plus its offset and time indexes.
+
+``<base>.log`` holds record batches back to back, exactly as the codec encodes them (see
+``logstream/codec/batch.py`` for the 72-byte header, field by field), with ``base_offset``
+stamped by storage. Batch ``i`` starts where batch ``i-1`` ends; the first starts at 0;
+offsets are contiguous: each batch's base offset is the previous one's last offset + 1.
+
+States:
+
+* **active** (at most one per partition, the last segment): the file is preallocated to its
+  capacity with ``posix_fallocate`` and memory-mapped read-write; an append is one copy of the
+  batch into the map plus two index entries. ``size`` (the logical end) lives in memory; the
+  rest of the file is zeros.
+* **sealed**: trimmed to ``size`` bytes, indexes trimmed. Opening one costs nothing until it
+  is read: its bounds come from the file names (base offsets) and ``stat`` sizes; its indexes
+  are mapped read-only on first use and sanity-checked then (rebuilt from the log if bad).
+  Reads use ``pread`` (each read returns a ``bytes`` copy, so nothing pins a map).
+
+Crash story. The last segment of a partition that was not closed cleanly may be untrimmed
+(zero tail), may end in a torn batch, or may hold garbage. :meth:`Segment.recover` walks the
+batches from position 0: up to the last index entry that still points at a valid batch with
+the right base offset ("trusted"), only headers are checked; from there on every batch's
+length and CRC are verified (``codec.validate_batch``), and offsets must be contiguous. The
+first bad batch, or a zero length (the preallocated tail), ends the log: the file is
+truncated there, both indexes are rebuilt for what was scanned, and the number of non-zero
+bytes cut off is reported.
+
+Concurrency: not thread-safe; the owning PartitionLog serialises every call with its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from logstream.codec.batch import (
+    HEADER_SIZE,
+    MAGIC,
+    TIMESTAMP_TYPE_LOG_APPEND,
+    BatchHeader,
+    read_header,
+    stamp_base_offset,
+    validate_batch,
+)
+from logstream.errors import CorruptRecordError
+from logstream.storage import files
+from logstream.storage.index import (
+    U32,
+    IndexCorruptError,
+    OffsetIndex,
+    TimeIndex,
+    read_last_offset_entry,
+    read_last_timestamp,
+)
+
+log = logging.getLogger("logstream.storage")
+
+MAX_RELATIVE_OFFSET = 2**32 - 1
+_LOG_APPEND_HEADER = __import__("struct").Struct("<H")  # attributes field
+
+
+def index_capacity(segment_capacity: int) -> int:
+    """Entries preallocated for the active segment's indexes (roll when full)."""
+    return min(max(segment_capacity // 128, 64), 1 << 20)
+
+
+@dataclass
+class ScanResult:
+    """What a walk over a segment's bytes found."""
+
+    end_position: int = 0
+    next_offset: int = 0
+    positions: list[int] = field(default_factory=list)
+    headers: list[BatchHeader] = field(default_factory=list)
+    error: str | None = None
+
+
+def scan_batches(buf: bytes | memoryview, base_offset: int, *, verify_from: int = 0) -> ScanResult:
+    """Walk back-to-back batches in ``buf`` starting at 0. Batches at positions >=
+    ``verify_from`` get a full ``validate_batch`` (length + CRC); earlier ones a header check.
+    Stops at an all-zero header (the preallocated tail: a normal end), the first bad batch
+    (``error`` says why), or a break in offset contiguity."""
+    result = ScanResult(next_offset=base_offset)
+    end = len(buf)
+    pos = 0
+    expected = base_offset
+    while end - pos >= HEADER_SIZE:
+        try:
+            if pos >= verify_from:
+                header = validate_batch(buf, pos)
+            else:
+                header = read_header(buf, pos)
+                if (
+                    header.magic != MAGIC
+                    or header.batch_length < HEADER_SIZE
+                    or header.batch_length > end - pos
+                    or header.record_count <= 0
+                ):
+                    raise CorruptRecordError("bad header in the trusted region")
+        except CorruptRecordError as exc:
+            if any(buf[pos : pos + HEADER_SIZE]):
+                result.error = f"position {pos}: {exc}"
+            break
+        if header.base_offset != expected:
+            result.error = (
+                f"position {pos}: base offset {header.base_offset}, expected {expected}"
+            )
+            break
+        if header.next_offset - base_offset > MAX_RELATIVE_OFFSET:
+            result.error = f"position {pos}: relative offset overflows u32"
+            break
+        result.positions.append(pos)
+        result.headers.append(header)
+        pos += header.batch_length
+        expected = header.next_offset
+    result.end_position = pos
+    result.next_offset = expected
+    return result
+
+
+def index_columns(
+    base_offset: int, positions: list[int], headers: list[BatchHeader]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Offset-index and time-index columns for scanned batches."""
+    rel = np.array([h.base_offset - base_offset for h in headers], dtype=U32)
+    pos = np.array(positions, dtype=U32)
+    ts_list: list[int] = []
+    ts_rel: list[int] = []
+    running = None
+    for h in headers:
+        if running is None or h.max_timestamp > running:
+            running = h.max_timestamp
+            ts_list.append(h.max_timestamp)
+            ts_rel.append(h.base_offset - base_offset)
+    return [rel, pos], [np.array(ts_list, dtype=np.int64), np.array(ts_rel, dtype=U32)]
+
+
+def _last_nonzero(buf: bytes, start: int) -> int:
+    """1 + position of the last non-zero byte at or after ``start`` (``start`` if none)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    chunk = 1 << 20
+    end = len(buf)
+    while end > start:
+        lo = max(start, end - chunk)
+        nz = np.flatnonzero(arr[lo:end])
+        if nz.size:
+            return lo + int(nz[-1]) + 1
+        end = lo
+    return start
+
+
+class Segment:
+    """One segment of a partition. See the module docstring for states and the crash story."""
+
+    def __init__(
+        self, directory: Path, base_offset: int, size: int, next_offset: int | None = None
+    ) -> None:
+        self.dir = directory
+        self.base_offset = base_offset
+        self.size = size
+        self.next_offset = base_offset if next_offset is None else next_offset
+        stem = files.segment_stem(base_offset)
+        self.log_path = directory / (stem + files.LOG_SUFFIX)
+        self.index_path = directory / (stem + files.INDEX_SUFFIX)
+        self.timeindex_path = directory / (stem + files.TIMEINDEX_SUFFIX)
+        self.active = False
+        self.capacity = size
+        self.created_ms = 0
+        self.indexes_rebuilt = False
+        self._fd: int | None = None  # read fd (sealed) or read-write fd (active)
+        self._mm: mmap.mmap | None = None  # write map, active only
+        self._oi: OffsetIndex | None = None
+        self._ti: TimeIndex | None = None
+        self._max_ts: int | None = None
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "sealed"
+        return f"Segment({self.base_offset}..{self.next_offset}, {self.size}B, {state})"
+
+    # -- creation and state changes -----------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, capacity: int, now_ms: int) -> Segment:
+        """A new, empty, active segment with ``capacity`` bytes reserved on disk.
+        Raises KafkaStorageError (and leaves no file behind) when the disk is full."""
+        seg = cls(directory, base_offset, 0)
+        try:
+            files.remove_quietly(seg.log_path)  # a stale leftover must not shine through
+            seg._open_writable(capacity, None, None, now_ms)
+            with files.storage_errors(f"creating segment {seg.log_path}"):
+                files.fsync_dir(directory)
+        except BaseException:
+            seg._discard_maps()
+            for p in (seg.log_path, seg.index_path, seg.timeindex_path):
+                files.remove_quietly(p)
+            raise
+        return seg
+
+    def activate(self, capacity: int, now_ms: int) -> None:
+        """Make this (trimmed, last) segment writable again: preallocate and map it."""
+        oi, ti = self.indexes()
+        off_cols, time_cols = oi.columns(), ti.columns()
+        self._drop_readers()
+        try:
+            self._open_writable(max(capacity, self.size), off_cols, time_cols, now_ms)
+        except BaseException:
+            self._discard_maps()
+            with files.storage_errors(f"restoring {self.log_path}"):
+                os.truncate(self.log_path, self.size)
+                OffsetIndex.write_trimmed(self.index_path, off_cols)
+                TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+            raise
+
+    def _open_writable(
+        self,
+        capacity: int,
+        off_cols: list[np.ndarray] | None,
+        time_cols: list[np.ndarray] | None,
+        now_ms: int,
+    ) -> None:
+        with files.storage_errors(f"opening segment {self.log_path} for append"):
+            fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = fd
+            files.preallocate(fd, capacity)
+            self._mm = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
+        icap = index_capacity(capacity)
+        self._oi = OffsetIndex.create_writable(self.index_path, icap, off_cols)  # type: ignore[assignment]
+        self._ti = TimeIndex.create_writable(self.timeindex_path, icap, time_cols)  # type: ignore[assignment]
+        self.capacity = capacity
+        self.active = True
+        self.created_ms = now_ms
+        assert self._ti is not None
+        last = self._ti.last_timestamp()
+        self._max_ts = -(2**63) if last is None else last
+
+    def seal(self) -> None:
+        """Trim the data file and both indexes to their real size, fsync, unmap. Afterwards
+        the segment is read through ``pread`` only."""
+        if not self.active:
+            return
+        with files.storage_errors(f"sealing segment {self.log_path}"):
+            assert self._mm is not None and self._fd is not None
+            files.msync(self._mm)
+            self._mm.close()
+            self._mm = None
+            os.ftruncate(self._fd, self.size)
+            files.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self.capacity = self.size
+            self.active = False
+            if self._oi is not None:
+                self._oi.trim_and_close()
+            if self._ti is not None:
+                self._ti.trim_and_close()
+            self._oi = self._ti = None
+
+    def close(self) -> None:
+        """Seal if active, then release every file handle and map."""
+        if self.active:
+            self.seal()
+        self._drop_readers()
+
+    def _drop_readers(self) -> None:
+        if self._oi is not None:
+            self._oi.close()
+        if self._ti is not None:
+            self._ti.close()
+        self._oi = self._ti = None
+        if self._fd is not None and not self.active:
+            os.close(self._fd)
+            self._fd = None
+
+    def _discard_maps(self) -> None:
+        """Release everything without trimming (error paths, deletion)."""
+        for idx in (self._oi, self._ti):
+            if idx is not None:
+                idx.close()
+        self._oi = self._ti = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.active = False
+
+    def delete_handles(self) -> None:
+        """Release handles without trimming (after a disk error)."""
+        self._discard_maps()
+
+    def delete(self) -> None:
+        """Remove the segment's files (retention). Readers copy bytes under the partition
+        lock, so no reader can observe a half-deleted segment."""
+        self._discard_maps()
+        for p in (self.log_path, self.index_path, self.timeindex_path):
+            files.remove_quietly(p)
+
+    # -- append ------------------------------------------------------------------------------
+
+    def fits(self, nbytes: int) -> bool:
+        assert self._oi is not None
+        return self.size + nbytes <= self.capacity and not self._oi.is_full
+
+    def append(
+        self,
+        batch: bytes | bytearray | memoryview,
+        header: BatchHeader,
+        base_offset: int,
+        log_append_time_ms: int | None,
+    ) -> int:
+        """Copy ``batch`` into the map at the end, stamp its base offset, index it. Returns
+        the batch's max timestamp as stored. The caller checked :meth:`fits`."""
+        mm = self._mm
+        assert mm is not None and self._oi is not None and self._ti is not None
+        pos = self.size
+        end = pos + header.batch_length
+        mm[pos:end] = batch
+        with memoryview(mm) as view:
+            stamp_base_offset(view, base_offset, pos)
+            max_ts = header.max_timestamp
+            if log_append_time_ms is not None:
+                max_ts = _rewrite_log_append_time(view, pos, header, log_append_time_ms)
+        rel = base_offset - self.base_offset
+        self._oi.append(rel, pos)
+        if max_ts > self._max_ts:  # type: ignore[operator]
+            self._ti.append(max_ts, rel)
+            self._max_ts = max_ts
+        self.size = end
+        self.next_offset = base_offset + header.record_count
+        return max_ts
+
+    def flush(self) -> None:
+        """msync the data map and both index maps."""
+        if self._mm is not None:
+            files.msync(self._mm)
+        if self._oi is not None:
+            self._oi.flush()
+        if self._ti is not None:
+            self._ti.flush()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def indexes(self) -> tuple[OffsetIndex, TimeIndex]:
+        """The indexes, mapped on first use and sanity-checked (rebuilt from the log if bad)."""
+        if self._oi is None or self._ti is None:
+            try:
+                oi = OffsetIndex.open_readonly(self.index_path)
+                ti = TimeIndex.open_readonly(self.timeindex_path)
+                oi.sanity_check(self.size)
+                last = oi.last_entry()
+                ti.sanity_check(None if last is None else last[0])
+                if last is not None:
+                    header = read_header(self._pread(last[1], HEADER_SIZE))
+                    if header.base_offset != self.base_offset + last[0]:
+                        raise IndexCorruptError(
+                            f"{self.index_path}: last entry points at base offset "
+                            f"{header.base_offset}, expected {self.base_offset + last[0]}"
+                        )
+                self._oi, self._ti = oi, ti  # type: ignore[assignment]
+            except (IndexCorruptError, FileNotFoundError, CorruptRecordError) as exc:
+                log.warning("rebuilding indexes of %s: %s", self.log_path, exc)
+                self.rebuild_indexes()
+        assert self._oi is not None and self._ti is not None
+        return self._oi, self._ti
+
+    def rebuild_indexes(self) -> ScanResult:
+        """Rewrite both (trimmed) index files from the log, verifying every batch's CRC."""
+        data = self._pread(0, self.size)
+        result = scan_batches(data, self.base_offset)
+        if result.error or result.end_position != self.size:
+            log.error(
+                "segment %s is damaged at position %d (%s); only the prefix is indexed",
+                self.log_path, result.end_position, result.error,
+            )
+        off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
+        OffsetIndex.write_trimmed(self.index_path, off_cols)
+        TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+        if self._oi is not None:
+            self._oi.close()
+        if self._ti is not None:
+            self._ti.close()
+        self._oi = OffsetIndex.open_readonly(self.index_path)  # type: ignore[assignment]
+        self._ti = TimeIndex.open_readonly(self.timeindex_path)  # type: ignore[assignment]
+        self.indexes_rebuilt = True
+        return result
+
+    def _pread(self, pos: int, n: int) -> bytes:
+        if self._mm is not None:
+            return self._mm[pos : pos + n]
+        if self._fd is None:
+            self._fd = os.open(self.log_path, os.O_RDONLY)
+        chunks = []
+        while n > 0:
+            chunk = os.pread(self._fd, n, pos)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            pos += len(chunk)
+            n -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def position_of(self, offset: int) -> tuple[int, int]:
+        """(entry number, position) of the batch containing ``offset``."""
+        oi, _ = self.indexes()
+        k = max(oi.lookup(offset - self.base_offset), 0)
+        return k, oi.entry(k)[1]
+
+    def read(self, offset: int, max_bytes: int, *, at_least_one: bool = True) -> bytes:
+        """Whole batches from the one containing ``offset``, up to ``max_bytes`` (but at least
+        one batch when ``at_least_one``). Always a ``bytes`` copy."""
+        if self.size == 0:
+            return b""
+        oi, _ = self.indexes()
+        k, start = self.position_of(offset)
+        end = oi.end_of_batches(k, max_bytes, self.size)
+        if not at_least_one and end - start > max_bytes:
+            return b""
+        return self._pread(start, end - start)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        _, ti = self.indexes()
+        rel = ti.lookup(timestamp_ms)
+        return None if rel is None else self.base_offset + rel
+
+    @property
+    def max_timestamp(self) -> int | None:
+        """Largest batch max timestamp in the segment; None if empty. One pread when cold."""
+        if self.active or self._ti is not None:
+            last = self._ti.last_timestamp() if self._ti is not None else None
+            return last
+        if self._max_ts is None and self.size:
+            self._max_ts = read_last_timestamp(self.timeindex_path)
+            if self._max_ts is None:
+                self._max_ts = self.indexes()[1].last_timestamp()
+        return self._max_ts if self.size else None
+
+    def load_next_offset(self) -> None:
+        """Derive ``next_offset`` of a trimmed segment from its last index entry (two small
+        preads) and that batch's header; rebuild the indexes if they disagree."""
+        if self.size == 0:
+            self.next_offset = self.base_offset
+            return
+        last = read_last_offset_entry(self.index_path)
+        if last is not None and last[1] < self.size:
+            try:
+                header = read_header(self._pread(last[1], HEADER_SIZE))
+                if (
+                    header.base_offset == self.base_offset + last[0]
+                    and last[1] + header.batch_length == self.size
+                ):
+                    self.next_offset = header.next_offset
+                    return
+            except CorruptRecordError:
+                pass
+        result = self.rebuild_indexes()
+        self.next_offset = result.next_offset
+
+    def headers_from(self, offset: int) -> list[BatchHeader]:
+        """Headers of the batches whose last offset is >= ``offset`` (header-only walk)."""
+        if self.size == 0 or offset >= self.next_offset:
+            return []
+        start = 0 if offset <= self.base_offset else self.position_of(offset)[1]
+        data = self._pread(start, self.size - start)
+        return scan_batches(data, _base_at(data), verify_from=len(data) + 1).headers
+
+    # -- crash recovery ---------------------------------------------------------------------
+
+    def recover(self) -> tuple[int, ScanResult]:
+        """Scan this (last, not cleanly closed) segment, cut the first bad batch and all
+        after it, trim the file and rewrite both indexes. Returns (bytes_truncated, scan)."""
+        with files.storage_errors(f"recovering segment {self.log_path}"):
+            fd = os.open(self.log_path, os.O_RDWR)
+            try:
+                file_size = os.fstat(fd).st_size
+                data = _pread_all(fd, file_size)
+                trusted = self._trusted_position(data)
+                result = scan_batches(data, self.base_offset, verify_from=trusted)
+                cut = result.end_position
+                truncated = _last_nonzero(data, cut) - cut
+                if file_size != cut:
+                    os.ftruncate(fd, cut)
+                files.fsync(fd)
+            finally:
+                os.close(fd)
+            self._discard_maps()
+            off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
+            OffsetIndex.write_trimmed(self.index_path, off_cols)
+            TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+        self.size = self.capacity = cut
+        self.next_offset = result.next_offset
+        self._max_ts = None
+        if truncated:
+            log.warning(
+                "recovery cut %d bytes from %s at position %d: %s",
+                truncated, self.log_path, cut, result.error or "torn tail",
+            )
+        return truncated, result
+
+    def _trusted_position(self, data: bytes) -> int:
+        """Position of the last entry of the old offset index that still points at a valid
+        batch with the expected base offset; 0 if none (verify everything)."""
+        cols = OffsetIndex.read_raw_columns(self.index_path)
+        if cols is None or not len(cols[0]):
+            return 0
+        rel = cols[0].astype(np.int64)
+        pos = cols[1].astype(np.int64)
+        if rel[0] != 0 or pos[0] != 0:
+            return 0
+        bad = np.flatnonzero((np.diff(rel) <= 0) | (np.diff(pos) <= 0))
+        n = int(bad[0]) + 1 if bad.size else len(rel)
+        for k in range(n - 1, max(n - 65, -1), -1):
+            p = int(pos[k])
+            try:
+                header = validate_batch(data, p)
+            except CorruptRecordError:
+                continue
+            if header.base_offset == self.base_offset + int(rel[k]):
+                return p
+        return 0
+
+
+def _base_at(data: bytes) -> int:
+    return read_header(data, 0).base_offset if len(data) >= HEADER_SIZE else 0
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    parts = []
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, min(size - pos, 1 << 26), pos)
+        if not chunk:
+            break
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def _rewrite_log_append_time(
+    view: memoryview, pos: int, header: BatchHeader, now_ms: int
+) -> int:
+    """Log-append time: first_timestamp := now, max shifted by the same amount (record deltas
+    keep their spacing), the timestamp-type bit set, and the CRC recomputed."""
+    from logstream.codec.batch import ATTRIBUTES_POS, CRC_POS, CRC_START, MAX_TIMESTAMP_POS
+    from logstream.codec.crc import crc32c
+
+    shift = now_ms - header.first_timestamp
+    first_pos = MAX_TIMESTAMP_POS - 8
+    new_max = header.max_timestamp + shift
+    view[pos + first_pos : pos + first_pos + 8] = now_ms.to_bytes(8, "little", signed=True)
+    view[pos + MAX_TIMESTAMP_POS : pos + MAX_TIMESTAMP_POS + 8] = new_max.to_bytes(
+        8, "little", signed=True
+    )
+    _LOG_APPEND_HEADER.pack_into(view, pos + ATTRIBUTES_POS,
+                                 header.attributes | TIMESTAMP_TYPE_LOG_APPEND)
+    crc = crc32c(view[pos + CRC_START : pos + header.batch_length])
+    view[pos + CRC_POS : pos + CRC_POS + 4] = crc.to_bytes(4, "little")
+    return new_max

@@ -1,0 +1,191 @@
+"""The broker core: composes storage (``LogManager``) with the pieces a server needs.
+
+::
+
+    Broker
+    ├── manager: LogManager             topics, partitions, flush_due(), enforce_retention()
+    ├── notifier: AppendNotifier        wakes long-polling fetches and subscriptions
+    ├── group_commit: GroupCommitRegistry   acks=flushed: one flush per burst of producers
+    ├── producer_ids: ProducerIdManager     persisted id counter for idempotent producers
+    ├── coordinator: object | None      the consumer-group coordinator, plugged in later
+    └── two daemon threads              flusher (flush_due) and retention (enforce_retention)
+
+The handlers (produce.py, fetch.py, admin.py) hold a reference to the Broker and do the
+work; the gRPC servicers are a thin pb <-> handler layer over them.
+
+Lifecycle: ``Broker.open(config)`` opens the data directory (storage recovers it);
+``start()`` starts the background threads; every handler runs inside ``operation()``, which
+refuses new work once ``close()`` began and lets ``close()`` wait for in-flight work before
+``LogManager.close()`` writes the clean-shutdown marker. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from logstream.broker.config import BrokerConfig
+from logstream.broker.group_commit import GroupCommitRegistry
+from logstream.broker.notify import AppendNotifier
+from logstream.broker.producer_ids import ProducerIdManager
+from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.errors import (
+    BrokerNotAvailableError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.storage import LogManager, PartitionLog, TopicConfig
+
+log = logging.getLogger("logstream.broker")
+
+
+class Broker:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        manager: LogManager,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        coordinator: object | None = None,
+    ) -> None:
+        self.config = config
+        self.manager = manager
+        self.clock = clock
+        self.coordinator = coordinator
+        self.notifier = AppendNotifier()
+        self.group_commit = GroupCommitRegistry()
+        self.producer_ids = ProducerIdManager(config.data_dir)
+        max_waiters = max(1, config.max_workers // 2)
+        self.waiter_slots = threading.BoundedSemaphore(max_waiters)
+        """Long-polls and subscriptions each hold a worker thread; at most half the pool may
+        wait, so produce (which wakes them) always finds a thread."""
+        self._lock = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._closing = False
+        self._closed = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._create_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, config: BrokerConfig, *, clock: Clock = SYSTEM_CLOCK) -> Broker:
+        default = TopicConfig.from_dict(dict(config.topic_defaults))
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        manager = LogManager.open(config.data_dir, default_config=default, clock=clock)
+        reports = list(getattr(manager, "recovery_reports", {}).values())
+        recovered = [r for r in reports if not r.clean_shutdown]
+        for r in recovered:
+            if r.bytes_truncated or r.indexes_rebuilt:
+                log.warning(
+                    "recovered %s-%d: truncated %d bytes, indexes rebuilt: %s, offsets [%d, %d)",
+                    r.topic,
+                    r.partition,
+                    r.bytes_truncated,
+                    r.indexes_rebuilt,
+                    r.log_start_offset,
+                    r.log_end_offset,
+                )
+        log.info(
+            "opened data dir %s: %d topics, %d partitions, %s, in %.3fs",
+            config.data_dir,
+            len(manager.topics()),
+            len(reports),
+            f"recovered {len(recovered)} partitions after an unclean shutdown"
+            if recovered
+            else "clean",
+            time.monotonic() - started,
+        )
+        return cls(config, manager, clock=clock)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the flusher and retention threads."""
+        self._spawn(
+            "logstream-flusher", self.manager.flush_due, self.config.flush_check_interval_ms
+        )
+        self._spawn(
+            "logstream-retention", self._enforce_retention, self.config.retention_check_interval_ms
+        )
+
+    def _enforce_retention(self) -> None:
+        for tp, segments in self.manager.enforce_retention().items():
+            log.info("retention deleted %d segments of %s", segments, tp)
+
+    def _spawn(self, name: str, job: Callable[[], object], interval_ms: int) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval_ms / 1000.0):
+                try:
+                    job()
+                except Exception:
+                    log.exception("%s: %s failed; will retry", name, getattr(job, "__name__", job))
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """Bracket one unit of handler work; refuses new work once closing."""
+        with self._lock:
+            if self._closing:
+                raise BrokerNotAvailableError("broker is shutting down")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._lock.notify_all()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Refuse new work, wait for in-flight work, stop threads, close storage (clean marker)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closing = True
+        self.notifier.close()
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("closing with %d operations still in flight", self._in_flight)
+                    break
+                self._lock.wait(remaining)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.manager.close()
+        self._closed = True
+        log.info("storage closed cleanly (clean-shutdown marker written)")
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def get_log(self, topic: str, partition: int, *, create: bool = False) -> PartitionLog:
+        """The partition's log; with ``create`` and ``auto_create_topics``, create the topic."""
+        try:
+            return self.manager.get_log(topic, partition)
+        except UnknownTopicOrPartitionError:
+            if not (create and self.config.auto_create_topics) or topic in self.manager.topics():
+                raise
+        with self._create_lock:
+            try:
+                self.manager.create_topic(topic, partitions=self.config.default_partitions)
+                log.info(
+                    "topic %s auto-created with %d partitions",
+                    topic,
+                    self.config.default_partitions,
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return self.manager.get_log(topic, partition)

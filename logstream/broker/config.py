@@ -1,0 +1,123 @@
+"""Broker configuration: one frozen dataclass, loadable from a TOML file.
+
+TOML layout (every key optional; unknown keys are an error)::
+
+    listen = "127.0.0.1:7070"
+    data_dir = "./logstream-data"
+    auto_create_topics = false       # create unknown topics on produce
+    default_partitions = 1           # for auto-created topics and CreateTopics with 0 partitions
+    max_message_bytes = 67108864     # gRPC max receive/send message size (64 MiB)
+    fetch_max_bytes = 52428800       # default total bytes of one fetch response
+    fetch_partition_max_bytes = 1048576
+    fetch_max_wait_ms = 30000        # cap on a fetch's max_wait_ms
+    produce_timeout_ms = 30000       # default wait for acks=flushed when the request says 0
+    max_workers = 64                 # gRPC worker threads (bounds concurrent long-polls)
+    flush_check_interval_ms = 50     # how often flush_due() runs (interval flush policy)
+    retention_check_interval_ms = 60000
+    grace_period_s = 5.0             # in-flight calls may finish for this long on shutdown
+    log_level = "INFO"
+
+    [topic_defaults]                 # TopicConfig keys: the defaults of every topic
+    max_batch_bytes = 1048648        # 1 MiB + the 72-byte header
+    flush_policy = "interval"        # never | interval | every_batch
+    flush_interval_ms = 1000
+    retention_ms = 604800000
+
+Precedence (highest first): command line / ``LOGSTREAM_*`` environment, the TOML file,
+the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logstream.errors import InvalidConfigError
+
+MiB = 1 << 20
+
+DEFAULT_TOPIC_CONFIG: dict[str, Any] = {}
+"""Broker-level defaults layered under ``topic_defaults``; storage's ``TopicConfig`` defaults
+fill the rest (max_batch_bytes 1 MiB + header, flush_policy interval every 1000 ms)."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    data_dir: Path = Path("./logstream-data")
+    listen: str = "127.0.0.1:7070"
+    auto_create_topics: bool = False
+    default_partitions: int = 1
+    topic_defaults: Mapping[str, Any] = field(default_factory=dict)
+    max_message_bytes: int = 64 * MiB
+    fetch_max_bytes: int = 50 * MiB
+    fetch_partition_max_bytes: int = 1 * MiB
+    fetch_max_wait_ms: int = 30_000
+    produce_timeout_ms: int = 30_000
+    max_workers: int = 64
+    flush_check_interval_ms: int = 50
+    retention_check_interval_ms: int = 60_000
+    grace_period_s: float = 5.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(
+            self, "topic_defaults", {**DEFAULT_TOPIC_CONFIG, **dict(self.topic_defaults)}
+        )
+        if self.default_partitions < 1:
+            raise InvalidConfigError(f"default_partitions must be >= 1: {self.default_partitions}")
+        if self.max_message_bytes < 1 * MiB:
+            raise InvalidConfigError(
+                f"max_message_bytes must be >= 1 MiB: {self.max_message_bytes}"
+            )
+        if self.max_workers < 2:
+            raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")
+
+    def replace(self, **changes: Any) -> BrokerConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> BrokerConfig:
+        """Build from a dict of field values (as from TOML); unknown keys raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InvalidConfigError(f"unknown broker config keys: {', '.join(unknown)}")
+        for f in dataclasses.fields(cls):
+            if f.name in values and f.name not in ("data_dir", "topic_defaults"):
+                want = {"bool": bool, "int": int, "float": (int, float), "str": str}.get(
+                    str(f.type)
+                )
+                value = values[f.name]
+                if want is not None and (
+                    not isinstance(value, want) or (want is int and isinstance(value, bool))
+                ):
+                    raise InvalidConfigError(f"{f.name} must be {f.type}, got {value!r}")
+        if "topic_defaults" in values and not isinstance(values["topic_defaults"], Mapping):
+            raise InvalidConfigError("topic_defaults must be a table")
+        return cls(**values)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict of BrokerConfig fields (not yet validated)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise InvalidConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfigError(f"bad TOML in {path}: {exc}") from exc
+
+
+def build_config(config_file: str | Path | None = None, **overrides: Any) -> BrokerConfig:
+    """File values overlaid with the non-None ``overrides`` (command line / environment)."""
+    values: dict[str, Any] = load_toml(config_file) if config_file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return BrokerConfig.from_mapping(values)

@@ -1,0 +1,214 @@
+"""Fetch, subscribe and list-offsets: whole batches as bytes, long-polling on appends.
+
+A fetch names partitions and offsets. Each partition's bytes come from
+``PartitionLog.read(offset, max_bytes)``: whole batches (at least one when any exist at or
+after the offset), possibly starting before the requested offset (the batch containing
+it). Budgets: each partition gets ``min(partition max_bytes, what is left of the request's
+max_bytes)``; once the request budget is spent, later partitions are answered with no
+records but their offsets. Storage's "at least one batch" rule means one oversized batch
+is still delivered, so a consumer never gets stuck.
+
+Long-poll: when fewer than ``min_bytes`` (0 means 1: any data) are available and
+``max_wait_ms`` > 0, the call waits on the broker's :class:`AppendNotifier` and re-reads on
+every append, until enough data, an error, the deadline, cancellation or shutdown. Waiting
+holds a worker thread, so at most ``max_workers // 2`` calls wait at once; the rest answer
+immediately with what they have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from logstream.broker.broker import Broker
+from logstream.codec.batch import peek_length, read_header
+from logstream.errors import (
+    InvalidRequestError,
+    LogstreamError,
+    OffsetOutOfRangeError,
+    RequestTimedOutError,
+    UnknownServerError,
+)
+
+log = logging.getLogger("logstream.broker.fetch")
+
+LATEST = -1
+EARLIEST = -2
+
+
+@dataclass(slots=True)
+class FetchSpec:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int = 0
+
+
+@dataclass(slots=True)
+class FetchOutcome:
+    topic: str
+    partition: int
+    error: LogstreamError | None = None
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    records: bytes = b""
+
+
+def next_offset_after(records: bytes) -> int | None:
+    """The offset after the last complete batch in ``records`` (walks batch headers only)."""
+    pos, end, last = 0, len(records), None
+    while end - pos > 0:
+        length = peek_length(records, pos)
+        if length <= 0 or length > end - pos:
+            break
+        last = pos
+        pos += length
+    if last is None:
+        return None
+    return read_header(records, last).next_offset
+
+
+class FetchHandler:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    # -- fetch -------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        specs: Sequence[FetchSpec],
+        *,
+        max_wait_ms: int = 0,
+        min_bytes: int = 0,
+        max_bytes: int = 0,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[FetchOutcome]:
+        if max_wait_ms < 0 or min_bytes < 0 or max_bytes < 0:
+            raise InvalidRequestError("max_wait_ms, min_bytes and max_bytes must be >= 0")
+        cfg = self.broker.config
+        total_max = min(max_bytes or cfg.fetch_max_bytes, cfg.fetch_max_bytes)
+        wait_s = min(max_wait_ms, cfg.fetch_max_wait_ms) / 1000.0
+        want = max(min_bytes, 1)
+        notifier = self.broker.notifier
+        with self.broker.operation():
+            version = notifier.version
+            outcomes, size, failed = self._read_all(specs, total_max)
+            if size >= want or failed or wait_s <= 0 or not specs:
+                return outcomes
+            if not self.broker.waiter_slots.acquire(blocking=False):
+                return outcomes
+            try:
+                deadline = time.monotonic() + wait_s
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or notifier.closed or cancelled():
+                        return outcomes
+                    notifier.wait(version, remaining)
+                    version = notifier.version
+                    outcomes, size, failed = self._read_all(specs, total_max)
+                    if size >= want or failed:
+                        return outcomes
+            finally:
+                self.broker.waiter_slots.release()
+
+    def _read_all(
+        self, specs: Sequence[FetchSpec], total_max: int
+    ) -> tuple[list[FetchOutcome], int, bool]:
+        outcomes: list[FetchOutcome] = []
+        size, failed = 0, False
+        part_default = self.broker.config.fetch_partition_max_bytes
+        for spec in specs:
+            budget = min(spec.max_bytes or part_default, total_max - size)
+            outcome = self._read_one(spec, budget, skip=size > 0 and budget <= 0)
+            size += len(outcome.records)
+            failed = failed or outcome.error is not None
+            outcomes.append(outcome)
+        return outcomes, size, failed
+
+    def _read_one(self, spec: FetchSpec, budget: int, *, skip: bool) -> FetchOutcome:
+        out = FetchOutcome(spec.topic, spec.partition)
+        try:
+            if spec.max_bytes < 0:
+                raise InvalidRequestError(f"max_bytes must be >= 0, got {spec.max_bytes}")
+            plog = self.broker.get_log(spec.topic, spec.partition)
+            if spec.offset < 0:
+                raise OffsetOutOfRangeError(
+                    f"offset {spec.offset} is negative; earliest is {plog.log_start_offset}",
+                    earliest=plog.log_start_offset,
+                    latest=plog.log_end_offset,
+                )
+            if not skip:
+                out.records = bytes(plog.read(spec.offset, max(budget, 1)))
+            out.log_start_offset = plog.log_start_offset
+            out.high_watermark = plog.log_end_offset
+        except LogstreamError as exc:
+            out.error = exc
+        except Exception as exc:
+            log.exception("fetch of %s-%d failed unexpectedly", spec.topic, spec.partition)
+            out.error = UnknownServerError(f"{type(exc).__name__}: {exc}")
+        return out
+
+    # -- subscribe ---------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        specs: Sequence[FetchSpec],
+        *,
+        max_bytes: int = 0,
+        cancelled: Callable[[], bool] = lambda: False,
+        idle_wait_s: float = 30.0,
+    ) -> Iterator[list[FetchOutcome]]:
+        """Yield non-empty lists of outcomes as data arrives, until cancelled or shutdown.
+
+        A partition that fails (unknown, out of range) is reported once and then dropped;
+        the stream ends when no partition is left.
+        """
+        if max_bytes < 0:
+            raise InvalidRequestError("max_bytes must be >= 0")
+        cfg = self.broker.config
+        total_max = min(max_bytes or cfg.fetch_max_bytes, cfg.fetch_max_bytes)
+        active = [FetchSpec(s.topic, s.partition, s.offset, s.max_bytes) for s in specs]
+        notifier = self.broker.notifier
+        if not self.broker.waiter_slots.acquire(blocking=False):
+            raise RequestTimedOutError("too many concurrent subscriptions; retry later")
+        try:
+            while active and not notifier.closed and not cancelled():
+                version = notifier.version
+                with self.broker.operation():
+                    outcomes, _, _ = self._read_all(active, total_max)
+                ready = [o for o in outcomes if o.records or o.error is not None]
+                for spec, o in zip(active, outcomes, strict=True):
+                    if o.records:
+                        nxt = next_offset_after(o.records)
+                        if nxt is not None:
+                            spec.offset = max(spec.offset, nxt)
+                active = [s for s, o in zip(active, outcomes, strict=True) if o.error is None]
+                if ready:
+                    yield ready
+                    continue
+                notifier.wait(version, idle_wait_s)
+        finally:
+            self.broker.waiter_slots.release()
+
+    # -- offsets -----------------------------------------------------------------------------
+
+    def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        """(offset, timestamp) for -1 latest, -2 earliest, or the first offset at/after a
+        timestamp (the log end offset when there is none). The timestamp of the record found
+        is not known without decoding its batch, so it is always -1 for now."""
+        with self.broker.operation():
+            plog = self.broker.get_log(topic, partition)
+            if timestamp == LATEST:
+                return plog.log_end_offset, -1
+            if timestamp == EARLIEST:
+                return plog.log_start_offset, -1
+            if timestamp < 0:
+                raise InvalidRequestError(
+                    f"timestamp must be -1 (latest), -2 (earliest) or >= 0, got {timestamp}"
+                )
+            found = plog.offset_for_timestamp(timestamp)
+            if found is None:
+                return plog.log_end_offset, -1
+            return int(found), -1

@@ -1,0 +1,135 @@
+"""Produce: validate, append, acknowledge at the requested durability.
+
+Per partition, batches are appended in request order; storage checks each batch's header,
+CRC, size (``max_batch_bytes``) and idempotence (producer id/epoch/sequence) and stamps its
+base offset. The broker adds one cheap check first: the ``bytes`` element must be exactly
+one batch (its ``batch_length`` equals its size). It never walks the records.
+
+A partition's batches are all-or-prefix: the first failing batch stops the partition, and
+the batches after it are answered with the same error class ("not appended") so that an
+idempotent producer's sequence never skips a gap.
+
+Acks (durability of an acknowledged batch; see docs/broker.md):
+
+- ``none``: answered after the append, like ``leader``; the client does not wait.
+- ``leader`` (default): the batch is in the memory-mapped segment: it survives a crash of
+  the broker *process*; the topic's flush policy (``interval`` by default: a background
+  ``flush_due`` every ``flush_interval_ms``) bounds the loss window on a machine crash.
+- ``flushed``: answered after an msync/fsync covering the batch, shared by every producer
+  that appended meanwhile (group commit, see group_commit.py): survives a machine crash.
+
+A flush failure is fatal for the partition: the batch is answered with KAFKA_STORAGE_ERROR,
+never as a success.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from logstream.broker.broker import Broker
+from logstream.codec.batch import peek_length
+from logstream.errors import (
+    CorruptRecordError,
+    InvalidRequiredAcksError,
+    LogstreamError,
+    UnknownServerError,
+)
+
+log = logging.getLogger("logstream.broker.produce")
+
+ACKS_MODES = ("none", "leader", "flushed")
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    error: LogstreamError | None = None
+    base_offset: int = -1
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class PartitionOutcome:
+    topic: str
+    partition: int
+    error: LogstreamError | None = None
+    batches: list[BatchOutcome] = field(default_factory=list)
+
+
+class ProduceHandler:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def produce(
+        self,
+        topic: str,
+        partition: int,
+        batches: Sequence[bytes],
+        *,
+        acks: str = "leader",
+        timeout_ms: int = 0,
+    ) -> PartitionOutcome:
+        """Append ``batches`` to one partition; never raises for per-partition failures."""
+        if acks not in ACKS_MODES:
+            raise InvalidRequiredAcksError(f"acks must be one of {', '.join(ACKS_MODES)}")
+        out = PartitionOutcome(topic, partition)
+        try:
+            with self.broker.operation():
+                self._produce(out, batches, acks, timeout_ms)
+        except LogstreamError as exc:
+            out.error, out.batches = exc, []
+        except Exception as exc:
+            log.exception("produce to %s-%d failed unexpectedly", topic, partition)
+            out.error = UnknownServerError(f"{type(exc).__name__}: {exc}")
+            out.batches = []
+        return out
+
+    def _produce(
+        self, out: PartitionOutcome, batches: Sequence[bytes], acks: str, timeout_ms: int
+    ) -> None:
+        plog = self.broker.get_log(out.topic, out.partition, create=True)
+        appended = 0
+        for i, batch in enumerate(batches):
+            try:
+                length = peek_length(batch)
+                if length != len(batch):
+                    raise CorruptRecordError(
+                        f"batch {i}: batch_length {length} but {len(batch)} bytes were sent "
+                        "(each element of `batches` must be exactly one batch)"
+                    )
+                result = plog.append(batch)
+            except LogstreamError as exc:
+                out.batches.append(BatchOutcome(error=exc))
+                for _ in batches[i + 1 :]:
+                    out.batches.append(
+                        BatchOutcome(
+                            error=type(exc)(f"not appended: batch {i} before it failed: {exc}")
+                        )
+                    )
+                break
+            appended += 1
+            out.batches.append(
+                BatchOutcome(
+                    base_offset=result.base_offset,
+                    log_append_time_ms=result.log_append_time_ms,
+                    log_start_offset=result.log_start_offset,
+                    duplicate=result.duplicate,
+                )
+            )
+        if not appended:
+            return
+        self.broker.notifier.notify()
+        if acks == "flushed":
+            timeout = (
+                timeout_ms if timeout_ms > 0 else self.broker.config.produce_timeout_ms
+            ) / 1e3
+            gc = self.broker.group_commit.get(out.topic, out.partition, plog)
+            try:
+                gc.sync(timeout)
+            except LogstreamError as exc:
+                for outcome in out.batches:
+                    if outcome.error is None:
+                        outcome.error = exc

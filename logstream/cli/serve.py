@@ -1,0 +1,83 @@
+"""``logstream serve``: run a broker in the foreground until SIGTERM/SIGINT.
+
+The broker package is imported inside the command, so other commands stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LOGSTREAM_DATA_DIR",
+    default=None,
+    help="Directory of the log data (created if missing). [default: ./logstream-data]",
+)
+@click.option(
+    "--listen",
+    envvar="LOGSTREAM_LISTEN",
+    default=None,
+    metavar="HOST:PORT",
+    help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:7070]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LOGSTREAM_CONFIG",
+    default=None,
+    help="TOML file: broker settings and [topic_defaults] (see docs/broker.md).",
+)
+@click.option(
+    "--log-level",
+    envvar="LOGSTREAM_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Logging level of the stderr log. [default: INFO]",
+)
+@click.option(
+    "--auto-create-topics/--no-auto-create-topics",
+    envvar="LOGSTREAM_AUTO_CREATE_TOPICS",
+    default=None,
+    help="Create unknown topics on produce. [default: off]",
+)
+def serve(
+    data_dir: Path | None,
+    listen: str | None,
+    config_file: Path | None,
+    log_level: str | None,
+    auto_create_topics: bool | None,
+) -> None:
+    """Run a broker: prints 'logstream broker listening on HOST:PORT (data: DIR)'."""
+    from logstream.broker import build_config
+    from logstream.broker import serve as run
+    from logstream.errors import LogstreamError
+
+    try:
+        config = build_config(
+            config_file,
+            data_dir=data_dir,
+            listen=listen,
+            log_level=log_level.upper() if log_level else None,
+            auto_create_topics=auto_create_topics,
+        )
+    except LogstreamError as exc:
+        raise click.UsageError(str(exc)) from exc
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = run(config)
+    except (LogstreamError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)

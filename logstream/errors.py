@@ -34,6 +34,7 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── GroupIdNotFoundError         (69)
     ├── KafkaStorageError            (56)  the disk failed under us: flush/fsync error, disk full
     ├── RequestTimedOutError         (7)   retriable
+    │   └── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
     ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
     └── ClientClosedError            (1001) the client object was closed by its owner
 
@@ -110,6 +111,16 @@ class UnknownTopicOrPartitionError(LogstreamError):
 class RequestTimedOutError(LogstreamError):
     code = 7
     name = "REQUEST_TIMED_OUT"
+    retriable = True
+
+
+class BufferExhaustedError(RequestTimedOutError):
+    """``Producer.send`` waited ``max_block_ms`` for room in its bounded buffer (the broker
+    is slower than the application, or unreachable). Differs from its parent in that nothing
+    was sent: the record never left the application. Retriable once the backlog drains."""
+
+    code = 1002
+    name = "BUFFER_EXHAUSTED"
     retriable = True
 
 

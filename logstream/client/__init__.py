@@ -1,0 +1,27 @@
+"""The Python client: :class:`Producer`, :class:`Consumer` and :class:`Admin`.
+
+Knows the wire protocol (``logstream.protocol``) and the codec, nothing of the broker's
+internals. All gRPC failures are translated to the ``logstream.errors`` tree in
+``transport.py``.
+"""
+
+from logstream.client.accumulator import RecordFuture
+from logstream.client.admin import Admin, PartitionInfo, TopicDescription, TopicInfo
+from logstream.client.consumer import Consumer
+from logstream.client.fetcher import ColumnChunk, RecordColumns
+from logstream.client.producer import BulkFuture, Producer
+from logstream.client.transport import Transport
+
+__all__ = [
+    "Admin",
+    "BulkFuture",
+    "ColumnChunk",
+    "Consumer",
+    "PartitionInfo",
+    "Producer",
+    "RecordColumns",
+    "RecordFuture",
+    "TopicDescription",
+    "TopicInfo",
+    "Transport",
+]

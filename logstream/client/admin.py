@@ -1,0 +1,209 @@
+"""Topic administration: create, delete, list, describe, alter config, add partitions, and
+offset look-ups. Every method is one RPC; errors come back as the exact ``LogstreamError``
+subclass (per-topic ``error_code`` -> :func:`logstream.protocol.status.error_for_code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from logstream.client import transport as tr
+from logstream.errors import LogstreamError, UnknownServerError
+from logstream.protocol import admin_pb2, log_pb2
+from logstream.protocol.status import error_for_code
+from logstream.types import TopicPartition
+
+EARLIEST = -2
+LATEST = -1
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """One entry of :meth:`Admin.list_topics`."""
+
+    name: str
+    partitions: int
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    flushed_offset: int
+    size_bytes: int
+    segment_count: int
+    error: LogstreamError | None = None
+
+    @property
+    def records(self) -> int:
+        """Records currently retained (log end - log start)."""
+        return self.log_end_offset - self.log_start_offset
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    """One entry of :meth:`Admin.describe_topics`."""
+
+    name: str
+    partitions: list[PartitionInfo]
+    config: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(p.size_bytes for p in self.partitions)
+
+
+def _spec(spec: str | int) -> int:
+    if spec == "earliest":
+        return EARLIEST
+    if spec == "latest":
+        return LATEST
+    if isinstance(spec, int) and spec >= 0:
+        return spec
+    from logstream.errors import InvalidRequestError
+
+    raise InvalidRequestError(f"offset spec must be 'earliest', 'latest' or a timestamp: {spec!r}")
+
+
+class Admin:
+    """Manage topics. Thread-safe (each call is one independent RPC)."""
+
+    def __init__(
+        self, bootstrap: str | tr.TransportLike, *, request_timeout_ms: int = 30_000
+    ) -> None:
+        self._owns_transport = isinstance(bootstrap, str)
+        self._transport = tr.connect(bootstrap)
+        self._timeout = request_timeout_ms / 1000.0
+
+    def _call(self, method: str, request: object) -> object:
+        stub = self._transport.log if method in ("ListOffsets",) else self._transport.admin
+        return tr.call(
+            getattr(stub, method), request, timeout=self._timeout, address=self._transport.address
+        )
+
+    def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, object] | None = None
+    ) -> None:
+        """Create a topic. Raises ``TopicAlreadyExistsError``, ``InvalidTopicError``,
+        ``InvalidPartitionsError``, ``InvalidConfigError``."""
+        self.create_topics([(name, partitions, config)])
+
+    def create_topics(self, topics: Iterable[tuple[str, int, Mapping[str, object] | None]]) -> None:
+        req = admin_pb2.CreateTopicsRequest(
+            topics=[
+                admin_pb2.TopicSpec(
+                    name=name,
+                    partitions=partitions,
+                    config={k: str(v) for k, v in (config or {}).items()},
+                )
+                for name, partitions, config in topics
+            ]
+        )
+        resp = self._call("CreateTopics", req)
+        for r in resp.topics:  # type: ignore[attr-defined]
+            if r.error_code:
+                raise error_for_code(r.error_code, r.error_message or r.name)
+
+    def delete_topic(self, name: str) -> None:
+        resp = self._call("DeleteTopics", admin_pb2.DeleteTopicsRequest(names=[name]))
+        for r in resp.topics:  # type: ignore[attr-defined]
+            if r.error_code:
+                raise error_for_code(r.error_code, r.error_message or r.name)
+
+    def list_topics(self, include_internal: bool = False) -> list[TopicInfo]:
+        resp = self._call(
+            "ListTopics", admin_pb2.ListTopicsRequest(include_internal=include_internal)
+        )
+        return [
+            TopicInfo(t.name, t.partitions, t.internal)
+            for t in resp.topics  # type: ignore[attr-defined]
+        ]
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
+        """Partitions (offsets, sizes) and config of the named topics (all when None).
+        A named topic that does not exist raises ``UnknownTopicOrPartitionError``."""
+        resp = self._call(
+            "DescribeTopics", admin_pb2.DescribeTopicsRequest(names=list(names or ()))
+        )
+        out = []
+        for t in resp.topics:  # type: ignore[attr-defined]
+            if t.error_code:
+                raise error_for_code(t.error_code, t.error_message or t.name)
+            parts = [
+                PartitionInfo(
+                    partition=p.partition,
+                    log_start_offset=p.log_start_offset,
+                    log_end_offset=p.log_end_offset,
+                    flushed_offset=p.flushed_offset,
+                    size_bytes=p.size_bytes,
+                    segment_count=p.segment_count,
+                    error=error_for_code(p.error_code, p.error_message) if p.error_code else None,
+                )
+                for p in sorted(t.partitions, key=lambda p: p.partition)
+            ]
+            out.append(TopicDescription(t.name, parts, dict(t.config), t.internal))
+        return out
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self.describe_topics([name])[0]
+
+    def alter_topic_config(
+        self,
+        name: str,
+        set: Mapping[str, object] | None = None,
+        reset: Iterable[str] = (),
+    ) -> dict[str, str]:
+        """Change config keys (``set``) or return them to the broker default (``reset``);
+        returns the topic's resulting config."""
+        resp = self._call(
+            "AlterTopicConfig",
+            admin_pb2.AlterTopicConfigRequest(
+                name=name, set={k: str(v) for k, v in (set or {}).items()}, reset=list(reset)
+            ),
+        )
+        r = resp.result  # type: ignore[attr-defined]
+        if r.error_code:
+            raise error_for_code(r.error_code, r.error_message or name)
+        return dict(resp.config)  # type: ignore[attr-defined]
+
+    def add_partitions(self, name: str, total: int) -> None:
+        """Grow ``name`` to ``total`` partitions (never shrinks)."""
+        resp = self._call(
+            "CreatePartitions", admin_pb2.CreatePartitionsRequest(name=name, total_count=total)
+        )
+        r = resp.result  # type: ignore[attr-defined]
+        if r.error_code:
+            raise error_for_code(r.error_code, r.error_message or name)
+
+    def list_offsets(self, specs: Mapping[TopicPartition, str | int]) -> dict[TopicPartition, int]:
+        """Offsets by spec: ``"earliest"`` (log start), ``"latest"`` (log end) or a timestamp
+        in ms (the first offset whose timestamp is >= it; the log end when there is none)."""
+        req = log_pb2.ListOffsetsRequest(
+            partitions=[
+                log_pb2.ListOffsetsPartition(topic=tp[0], partition=tp[1], timestamp=_spec(spec))
+                for tp, spec in specs.items()
+            ]
+        )
+        resp = self._call("ListOffsets", req)
+        out: dict[TopicPartition, int] = {}
+        for p in resp.partitions:  # type: ignore[attr-defined]
+            if p.error_code:
+                raise error_for_code(p.error_code, p.error_message or f"{p.topic}-{p.partition}")
+            out[TopicPartition(p.topic, p.partition)] = p.offset
+        if len(out) < len(specs):
+            raise UnknownServerError("ListOffsets answered fewer partitions than asked")
+        return out
+
+    def close(self) -> None:
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,552 @@
+"""The consumer: manual assignment, positions, seeks, and a background prefetcher.
+
+Positions: ``_positions[tp]`` is the offset of the next record ``poll`` will return (None =
+not known yet: resolved by ``auto_offset_reset``). A consumer-group module plugs in here: it
+calls ``_assign`` with the partitions the coordinator gave this member and fills
+``_positions`` from the committed offsets; ``subscribe``/``commit`` raise until then.
+
+Prefetching: a background thread long-polls ``Fetch`` (``fetch_max_wait_ms``) for every
+assigned, unpaused partition with a known position, decodes whole batches into
+:class:`~logstream.client.fetcher.Chunk` objects and queues them (bounded by
+``max_buffer_bytes``), so the next data is on its way while the application processes.
+Every chunk carries the partition's *epoch*; ``seek``, ``pause`` and ``assign`` bump it,
+cancel the in-flight long poll and make older chunks stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from logstream import errors
+from logstream.client import transport as tr
+from logstream.client.fetcher import Chunk, RecordColumns, chunks_from_records
+from logstream.protocol import log_pb2
+from logstream.protocol.status import error_for_code
+from logstream.types import Record, TopicPartition
+
+log = logging.getLogger("logstream.client.consumer")
+
+EARLIEST = -2
+LATEST = -1
+_RESETS = {"earliest": EARLIEST, "latest": LATEST, "error": None, "none": None}
+
+
+class _NotInGroupsYet(errors.InvalidRequestError):
+    pass
+
+
+class Consumer:
+    """Read records from assigned partitions.
+
+    **Not thread-safe**: use one consumer from one thread (as in Kafka). The only exception
+    is :meth:`wakeup`-free :meth:`close`, which may be called from another thread to stop a
+    blocking ``poll``/iteration. A background prefetch thread does the network I/O.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | tr.TransportLike,
+        *,
+        group: str | None = None,
+        auto_offset_reset: str = "latest",
+        fetch_max_wait_ms: int = 500,
+        fetch_min_bytes: int = 1,
+        fetch_max_bytes: int = 64 * 1024 * 1024,
+        max_partition_fetch_bytes: int = 8 * 1024 * 1024,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
+        check_crcs: bool = True,
+        request_timeout_ms: int = 30_000,
+        retry_backoff_ms: int = 100,
+        client_id: str = "",
+    ) -> None:
+        if auto_offset_reset not in _RESETS:
+            raise errors.InvalidConfigError(
+                f"auto_offset_reset must be earliest|latest|error, got {auto_offset_reset!r}"
+            )
+        self.group = group
+        self.client_id = client_id
+        self._reset = _RESETS[auto_offset_reset]
+        self._max_wait_ms = fetch_max_wait_ms
+        self._min_bytes = fetch_min_bytes
+        self._max_bytes = fetch_max_bytes
+        self._partition_max_bytes = max_partition_fetch_bytes
+        self._max_buffer = max_buffer_bytes
+        self._verify = check_crcs
+        self._timeout = request_timeout_ms / 1000.0
+        self._backoff = retry_backoff_ms / 1000.0
+        self._owns_transport = isinstance(bootstrap, str)
+        self._transport = tr.connect(bootstrap)
+
+        self._lock = threading.Lock()
+        self._data = threading.Condition(self._lock)  # poll() waits for data here
+        self._work = threading.Condition(self._lock)  # the fetcher waits for work here
+        self._assignment: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._fetch_offsets: dict[TopicPartition, int] = {}
+        self._epochs: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._halted: set[TopicPartition] = set()  # fetch error with no reset policy
+        self._high_watermarks: dict[TopicPartition, int] = {}
+        self._buffer: deque[Chunk] = deque()
+        self._buffered_bytes = 0
+        self._errors: deque[BaseException] = deque()
+        self._inflight: Any = None
+        self._unreachable_since: float | None = None
+        self._closed = False
+        self._fetcher = threading.Thread(
+            target=self._run, name="logstream-consumer-fetcher", daemon=True
+        )
+        self._fetcher.start()
+
+    # -- assignment -----------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Read exactly these partitions (replaces the previous assignment). Positions of
+        partitions kept stay; new ones start per ``auto_offset_reset`` unless sought."""
+        self._check_open()
+        self._assign([TopicPartition(*tp) for tp in partitions])
+
+    def _assign(self, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            new = list(dict.fromkeys(partitions))
+            for tp in self._assignment:
+                if tp not in new:
+                    self._positions.pop(tp, None)
+                    self._fetch_offsets.pop(tp, None)
+                    self._paused.discard(tp)
+                    self._bump(tp)
+            for tp in new:
+                self._positions.setdefault(tp, None)
+                self._epochs.setdefault(tp, 0)
+            self._assignment = new
+            self._work.notify()
+        self._cancel_inflight()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assignment)
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Consumer groups are not available yet in this client: use :meth:`assign`."""
+        raise _NotInGroupsYet(
+            "subscribe() needs consumer groups, which this client does not support yet; "
+            "use assign([TopicPartition(topic, p), ...])"
+        )
+
+    def commit(self, offsets: Any = None) -> None:
+        """Consumer groups are not available yet: keep positions in your own store."""
+        raise _NotInGroupsYet(
+            "commit() needs consumer groups, which this client does not support yet"
+        )
+
+    # -- positions ------------------------------------------------------------------------------
+
+    def seek(self, partition: TopicPartition | tuple[str, int], offset: int) -> None:
+        """The next ``poll`` returns records from ``offset`` on."""
+        tp = self._assigned(partition)
+        if offset < 0:
+            raise errors.InvalidRequestError(f"offset must be >= 0, got {offset}")
+        self._set_position(tp, offset)
+
+    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        tps = self._assigned_list(partitions)
+        for tp, offset in self._list_offsets({tp: EARLIEST for tp in tps}).items():
+            self._set_position(tp, offset)
+
+    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        tps = self._assigned_list(partitions)
+        for tp, offset in self._list_offsets({tp: LATEST for tp in tps}).items():
+            self._set_position(tp, offset)
+
+    def seek_to_timestamp(
+        self, timestamp_ms: int, partitions: Iterable[TopicPartition] | None = None
+    ) -> None:
+        """Seek each partition to its first record with timestamp >= ``timestamp_ms``."""
+        tps = self._assigned_list(partitions)
+        for tp, offset in self.offsets_for_times({tp: timestamp_ms for tp in tps}).items():
+            self._set_position(tp, offset)
+
+    def position(self, partition: TopicPartition | tuple[str, int]) -> int:
+        """The offset of the next record ``poll`` returns (resolving a reset if needed)."""
+        tp = self._assigned(partition)
+        pos = self._positions.get(tp)
+        if pos is None:
+            pos = self._resolve_reset([tp])[tp]
+        return pos
+
+    def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """For each partition, the first offset whose timestamp is >= the given one (ms);
+        the log end offset when there is none."""
+        for ts in timestamps.values():
+            if ts < 0:
+                raise errors.InvalidTimestampError(f"timestamp must be >= 0, got {ts}")
+        return self._list_offsets(timestamps)
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._list_offsets({TopicPartition(*tp): EARLIEST for tp in partitions})
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._list_offsets({TopicPartition(*tp): LATEST for tp in partitions})
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The log end offset seen in the last fetch of ``partition`` (None before one)."""
+        return self._high_watermarks.get(TopicPartition(*partition))
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        """Stop returning and fetching records of these partitions (positions are kept)."""
+        with self._lock:
+            for p in partitions:
+                tp = TopicPartition(*p)
+                if tp in self._positions:
+                    self._paused.add(tp)
+                    self._bump(tp)
+        self._cancel_inflight()
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        with self._lock:
+            for p in partitions:
+                self._paused.discard(TopicPartition(*p))
+            self._work.notify()
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0, max_records: int = 500) -> list[Record]:
+        """Records from the assigned partitions, waiting up to ``timeout`` seconds for the
+        first one; [] when none arrived. Raises a fetch error (e.g. ``OffsetOutOfRangeError``
+        with ``auto_offset_reset='error'``) once."""
+        out: list[Record] = []
+        self._read(timeout, max_records, lambda c, n: out.extend(c.take_records(n)))
+        return out
+
+    def poll_batch(self, timeout: float = 0.0, max_records: int = 100_000) -> RecordColumns:
+        """Like :meth:`poll`, but columnar: numpy offsets/timestamps plus key/value buffers,
+        no per-record objects (for analytics replay)."""
+        chunks: list[Any] = []
+        self._read(timeout, max_records, lambda c, n: chunks.append(c.take_columns(n)))
+        return RecordColumns(chunks)
+
+    def __iter__(self) -> Iterator[Record]:
+        """Yield records as they arrive, until the consumer is closed."""
+        while not self._closed:
+            try:
+                records = self.poll(timeout=0.5)
+            except errors.ClientClosedError:
+                return
+            yield from records
+
+    def _read(self, timeout: float, max_records: int, take: Any) -> None:
+        self._check_open()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        remaining = max_records
+        with self._lock:
+            while True:
+                if self._errors:
+                    raise self._errors.popleft()
+                if self._reset is None:
+                    self._check_positions()
+                while self._buffer and remaining > 0:
+                    chunk = self._buffer[0]
+                    tp = TopicPartition(chunk.topic, chunk.partition)
+                    if (
+                        self._epochs.get(tp) != chunk.epoch
+                        or tp in self._paused
+                        or self._positions.get(tp) != chunk.next_offset
+                    ):
+                        self._drop_head()
+                        continue
+                    before = chunk.remaining
+                    take(chunk, remaining)
+                    got = before - chunk.remaining
+                    remaining -= got
+                    self._positions[tp] = chunk.next_offset
+                    if chunk.remaining == 0:
+                        self._drop_head()
+                if remaining < max_records:
+                    return
+                if self._closed:
+                    raise errors.ClientClosedError("consumer closed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._data.wait(left)
+
+    def _check_positions(self) -> None:
+        """Lock held; auto_offset_reset='error': every partition needs a position."""
+        missing = [
+            tp
+            for tp in self._assignment
+            if self._positions.get(tp) is None and tp not in self._paused
+        ]
+        if missing:
+            raise errors.OffsetOutOfRangeError(
+                f"no position for {', '.join(map(str, missing))} and auto_offset_reset='error';"
+                " seek() first"
+            )
+
+    def _drop_head(self) -> None:
+        chunk = self._buffer.popleft()
+        self._buffered_bytes -= chunk.nbytes
+        self._work.notify()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop prefetching and close the connection. Idempotent; safe from another thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._buffer.clear()
+            self._work.notify_all()
+            self._data.notify_all()
+        self._cancel_inflight()
+        self._fetcher.join(timeout)
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError("consumer is closed")
+
+    def _assigned(self, partition: TopicPartition | tuple[str, int]) -> TopicPartition:
+        self._check_open()
+        tp = TopicPartition(*partition)
+        if tp not in self._positions:
+            raise errors.InvalidRequestError(f"partition {tp} is not assigned to this consumer")
+        return tp
+
+    def _assigned_list(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
+        if partitions is None:
+            self._check_open()
+            return list(self._assignment)
+        return [self._assigned(tp) for tp in partitions]
+
+    def _bump(self, tp: TopicPartition) -> None:
+        """Lock held: invalidate buffered and in-flight data of ``tp``."""
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        kept = deque(c for c in self._buffer if (c.topic, c.partition) != tp)
+        self._buffered_bytes = sum(c.nbytes for c in kept)
+        self._buffer = kept
+        pos = self._positions.get(tp)
+        if pos is not None:
+            self._fetch_offsets[tp] = pos
+        else:
+            self._fetch_offsets.pop(tp, None)
+
+    def _set_position(self, tp: TopicPartition, offset: int) -> None:
+        with self._lock:
+            if tp not in self._positions:
+                return
+            self._positions[tp] = offset
+            self._halted.discard(tp)
+            self._bump(tp)
+            self._work.notify()
+        self._cancel_inflight()
+
+    def _cancel_inflight(self) -> None:
+        fut = self._inflight
+        if fut is not None:
+            try:
+                fut.cancel()
+            except Exception:
+                pass
+
+    def _list_offsets(self, specs: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        if not specs:
+            return {}
+        req = log_pb2.ListOffsetsRequest(
+            partitions=[
+                log_pb2.ListOffsetsPartition(topic=tp.topic, partition=tp.partition, timestamp=ts)
+                for tp, ts in specs.items()
+            ]
+        )
+        resp = tr.call(
+            self._transport.log.ListOffsets,
+            req,
+            timeout=self._timeout,
+            address=self._transport.address,
+        )
+        out: dict[TopicPartition, int] = {}
+        for p in resp.partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            if p.error_code:
+                raise error_for_code(p.error_code, p.error_message or str(tp))
+            out[tp] = p.offset
+        missing = [tp for tp in specs if tp not in out]
+        if missing:
+            raise errors.UnknownServerError(f"no offsets returned for {missing}")
+        return out
+
+    def _resolve_reset(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Positions for partitions without one, per ``auto_offset_reset``."""
+        if self._reset is None:
+            raise errors.OffsetOutOfRangeError(
+                f"no position for {', '.join(map(str, tps))} and auto_offset_reset='error'; "
+                "seek() first"
+            )
+        with self._lock:
+            epochs = {tp: self._epochs.get(tp) for tp in tps}
+        found = self._list_offsets({tp: self._reset for tp in tps})
+        with self._lock:
+            for tp, offset in found.items():
+                if self._epochs.get(tp) == epochs[tp] and tp in self._positions:
+                    if self._positions[tp] is None:
+                        self._positions[tp] = offset
+                        self._fetch_offsets[tp] = offset
+                    found[tp] = self._positions[tp]  # type: ignore[assignment]
+        return found
+
+    # -- prefetcher thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return
+                    need_reset = [
+                        tp
+                        for tp in self._assignment
+                        if self._positions.get(tp) is None
+                        and tp not in self._paused
+                        and self._reset is not None
+                    ]
+                    fetchable = self._fetchable()
+                    if need_reset or fetchable:
+                        break
+                    self._work.wait()
+                epochs = {tp: self._epochs[tp] for tp in fetchable}
+            try:
+                if need_reset:
+                    self._resolve_reset(need_reset)
+                    continue
+                self._fetch(fetchable, epochs)
+                self._unreachable_since = None
+            except errors.ClientClosedError:
+                continue
+            except errors.LogstreamError as exc:
+                self._on_error(exc)
+            except Exception as exc:  # pragma: no cover - a bug; surface it to poll()
+                log.exception("consumer fetcher failed")
+                self._on_error(errors.UnknownServerError(repr(exc)))
+
+    def _on_error(self, exc: errors.LogstreamError) -> None:
+        now = time.monotonic()
+        surface = True
+        if exc.retriable:
+            # Broker unreachable or restarting: keep retrying quietly, but tell the
+            # application if it lasts longer than request_timeout_ms.
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            surface = now - self._unreachable_since >= self._timeout
+            if surface:
+                self._unreachable_since = now
+        with self._lock:
+            if surface and not self._closed:
+                self._errors.append(exc)
+                self._data.notify_all()
+            self._work.wait(self._backoff)
+
+    def _fetchable(self) -> list[TopicPartition]:
+        """Lock held."""
+        if self._buffered_bytes >= self._max_buffer:
+            return []
+        out = []
+        for tp in self._assignment:
+            if tp in self._paused or tp in self._halted or self._positions.get(tp) is None:
+                continue
+            if tp not in self._fetch_offsets:
+                self._fetch_offsets[tp] = self._positions[tp]  # type: ignore[assignment]
+            out.append(tp)
+        return out
+
+    def _fetch(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
+        with self._lock:
+            offsets = {tp: self._fetch_offsets[tp] for tp in tps}
+        req = log_pb2.FetchRequest(
+            max_wait_ms=self._max_wait_ms,
+            min_bytes=self._min_bytes,
+            max_bytes=self._max_bytes,
+            partitions=[
+                log_pb2.FetchPartition(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offsets[tp],
+                    max_bytes=self._partition_max_bytes,
+                )
+                for tp in tps
+            ],
+        )
+        fut = self._transport.log.Fetch.future(
+            req, timeout=self._timeout + self._max_wait_ms / 1000.0
+        )
+        self._inflight = fut
+        try:
+            resp = tr.result(fut, address=self._transport.address)
+        finally:
+            self._inflight = None
+        decoded: list[tuple[TopicPartition, list[Chunk], int]] = []
+        problems: list[tuple[TopicPartition, Any]] = []
+        for p in resp.partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            if tp not in epochs:
+                continue
+            self._high_watermarks[tp] = p.high_watermark
+            if p.error_code:
+                problems.append((tp, p))
+                continue
+            if not p.records:
+                continue
+            chunks = chunks_from_records(
+                tp.topic, tp.partition, epochs[tp], p.records, offsets[tp], verify=self._verify
+            )
+            if chunks:
+                decoded.append((tp, chunks, chunks[-1].base + chunks[-1].n))
+        with self._lock:
+            for tp, chunks, next_offset in decoded:
+                if self._epochs.get(tp) != epochs[tp] or self._closed:
+                    continue
+                self._fetch_offsets[tp] = next_offset
+                for c in chunks:
+                    self._buffer.append(c)
+                    self._buffered_bytes += c.nbytes
+            if decoded:
+                self._data.notify_all()
+        for tp, p in problems:
+            self._partition_error(tp, epochs[tp], p)
+
+    def _partition_error(self, tp: TopicPartition, epoch: int, p: Any) -> None:
+        exc = error_for_code(p.error_code, p.error_message or str(tp))
+        if isinstance(exc, errors.OffsetOutOfRangeError) and self._reset is not None:
+            log.info("%s: %s; resetting per auto_offset_reset", tp, exc)
+            with self._lock:
+                if self._epochs.get(tp) == epoch and tp in self._positions:
+                    self._positions[tp] = None
+                    self._bump(tp)
+            return
+        if isinstance(exc, errors.OffsetOutOfRangeError):
+            exc = errors.OffsetOutOfRangeError(
+                f"{tp}: {exc.message}", earliest=p.log_start_offset, latest=p.high_watermark
+            )
+        with self._lock:
+            if self._epochs.get(tp) != epoch:
+                return
+            if isinstance(exc, errors.OffsetOutOfRangeError):
+                # Stop fetching this partition until the application seeks.
+                self._halted.add(tp)
+        raise exc

@@ -1,0 +1,271 @@
+"""Fetched data as the consumer holds it: whole decoded batches plus a cursor, and the
+columnar view returned by ``Consumer.poll_batch``.
+
+A fetch answer holds whole batches, so its first batch may start before the requested
+offset; :func:`chunks_from_records` decodes every batch with one
+:func:`logstream.codec.decode_batch` call each and sets the cursor past the records below
+the position. Records become Python objects only in ``Consumer.poll`` (and only the ones
+returned); ``poll_batch`` hands out numpy views of the decoded columns instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from logstream.codec.batch import DecodedBatch, iter_batches
+from logstream.types import Record
+
+_new_record = partial(tuple.__new__, Record)
+
+
+class Chunk:
+    """One decoded batch of one partition, with a read cursor (``index``).
+
+    ``epoch`` is the partition's seek epoch when it was fetched: a seek, pause or
+    re-assignment bumps the epoch and makes older chunks stale.
+    """
+
+    __slots__ = (
+        "_keys",
+        "_stamps",
+        "_values",
+        "base",
+        "batch",
+        "epoch",
+        "index",
+        "n",
+        "nbytes",
+        "partition",
+        "topic",
+    )
+
+    def __init__(
+        self, topic: str, partition: int, epoch: int, batch: DecodedBatch, start: int
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.epoch = epoch
+        self.batch = batch
+        self.base = batch.header.base_offset
+        self.n = batch.header.record_count
+        self.index = max(0, min(start - self.base, self.n))
+        self.nbytes = batch.header.batch_length
+        self._keys: list[bytes | None] | None = None
+        self._values: list[bytes | None] | None = None
+        self._stamps: list[int] | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.n - self.index
+
+    @property
+    def next_offset(self) -> int:
+        return self.base + self.index
+
+    def take_records(self, limit: int) -> list[Record]:
+        """Up to ``limit`` records from the cursor on, as :class:`Record` tuples."""
+        i = self.index
+        j = min(self.n, i + limit)
+        batch = self.batch
+        if self._values is None:
+            self._values = batch.value_list()
+            self._stamps = batch.timestamps.tolist()
+            self._keys = batch.key_list() if batch.header.keys_length or _has_keys(batch) else None
+        keys = self._keys
+        stamps = self._stamps
+        assert stamps is not None
+        offsets = range(self.base + i, self.base + j)
+        key_iter: Any = repeat(None) if keys is None else keys[i:j]
+        if batch.header.headers_length:
+            header_iter: Any = [batch.record_headers(k) for k in range(i, j)]
+        else:
+            header_iter = repeat(())
+        out = list(
+            map(
+                _new_record,
+                zip(
+                    repeat(self.topic),
+                    repeat(self.partition),
+                    offsets,
+                    stamps[i:j],
+                    key_iter,
+                    self._values[i:j],
+                    header_iter,
+                ),
+            )
+        )
+        self.index = j
+        return out
+
+    def take_columns(self, limit: int) -> ColumnChunk:
+        i = self.index
+        j = min(self.n, i + limit)
+        b = self.batch
+        self.index = j
+        return ColumnChunk(
+            topic=self.topic,
+            partition=self.partition,
+            offsets=b.offsets[i:j],
+            timestamps=b.timestamps[i:j],
+            key_lengths=b.key_lengths[i:j],
+            key_starts=b.key_starts[i:j],
+            keys_buffer=b.keys,
+            value_lengths=b.value_lengths[i:j],
+            value_starts=b.value_starts[i:j],
+            values_buffer=b.values,
+            batch=b,
+            first=i,
+        )
+
+
+def _has_keys(batch: DecodedBatch) -> bool:
+    """Empty (b"") keys take no bytes: tell them apart from null keys by the lengths."""
+    return bool(len(batch) and int(batch.key_lengths.max()) >= 0)
+
+
+def chunks_from_records(
+    topic: str, partition: int, epoch: int, records: bytes, position: int, *, verify: bool
+) -> list[Chunk]:
+    """Decode a fetch answer's batches; drop batches wholly below ``position``."""
+    out: list[Chunk] = []
+    for batch in iter_batches(records, verify=verify):
+        header = batch.header
+        if header.base_offset + header.record_count <= position:
+            continue
+        out.append(Chunk(topic, partition, epoch, batch, position))
+        position = max(position, header.base_offset + header.record_count)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnChunk:
+    """A run of consecutive records of one partition, as numpy views into one batch."""
+
+    topic: str
+    partition: int
+    offsets: np.ndarray  # int64
+    timestamps: np.ndarray  # int64, ms
+    key_lengths: np.ndarray  # int32, -1 = null
+    key_starts: np.ndarray  # int64, into keys_buffer
+    keys_buffer: memoryview
+    value_lengths: np.ndarray  # int32, -1 = null
+    value_starts: np.ndarray  # int64, into values_buffer
+    values_buffer: memoryview
+    batch: DecodedBatch = field(repr=False)
+    first: int = 0
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def values(self) -> list[bytes | None]:
+        return self.batch.value_list()[self.first : self.first + len(self)]
+
+    def keys(self) -> list[bytes | None]:
+        return self.batch.key_list()[self.first : self.first + len(self)]
+
+
+class RecordColumns:
+    """What ``Consumer.poll_batch`` returns: records of possibly several partitions as columns.
+
+    ``chunks`` holds one :class:`ColumnChunk` per (partition, batch) run, each with numpy
+    views (no copy). The concatenated columns (``offsets``, ``timestamps``, ``partitions``,
+    ``topics``) are built on first access. ``values()`` / ``keys()`` give lists of bytes;
+    ``value_buffer()`` gives one contiguous buffer plus starts and lengths for zero-object
+    processing (e.g. ``numpy.frombuffer`` of fixed-size payloads).
+    """
+
+    __slots__ = ("_cache", "chunks")
+
+    def __init__(self, chunks: list[ColumnChunk]) -> None:
+        self.chunks = chunks
+        self._cache: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+    def _concat(self, name: str, dtype: Any) -> np.ndarray:
+        got = self._cache.get(name)
+        if got is None:
+            parts = [getattr(c, name) for c in self.chunks]
+            got = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+            self._cache[name] = got
+        return got  # type: ignore[no-any-return]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self._concat("offsets", np.int64)
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return self._concat("timestamps", np.int64)
+
+    @property
+    def partitions(self) -> np.ndarray:
+        got = self._cache.get("partitions")
+        if got is None:
+            got = np.repeat(
+                np.array([c.partition for c in self.chunks], dtype=np.int32),
+                [len(c) for c in self.chunks],
+            )
+            self._cache["partitions"] = got
+        return got  # type: ignore[no-any-return]
+
+    @property
+    def topics(self) -> np.ndarray:
+        """Topic name per record (numpy object array; cheap: the strings are shared)."""
+        got = self._cache.get("topics")
+        if got is None:
+            names = np.empty(len(self.chunks), dtype=object)
+            names[:] = [c.topic for c in self.chunks]
+            got = np.repeat(names, [len(c) for c in self.chunks])
+            self._cache["topics"] = got
+        return got  # type: ignore[no-any-return]
+
+    def values(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for c in self.chunks:
+            out.extend(c.values())
+        return out
+
+    def keys(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for c in self.chunks:
+            out.extend(c.keys())
+        return out
+
+    def value_buffer(self) -> tuple[bytes, np.ndarray, np.ndarray]:
+        """(buffer, starts int64, lengths int32): record i's value is
+        ``buffer[starts[i]:starts[i]+lengths[i]]`` (length -1 = null)."""
+        return self._buffer("value")
+
+    def key_buffer(self) -> tuple[bytes, np.ndarray, np.ndarray]:
+        return self._buffer("key")
+
+    def _buffer(self, kind: str) -> tuple[bytes, np.ndarray, np.ndarray]:
+        blobs: list[memoryview] = []
+        starts: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        base = 0
+        for c in self.chunks:
+            s = getattr(c, f"{kind}_starts")
+            ln = getattr(c, f"{kind}_lengths")
+            buf = getattr(c, f"{kind}s_buffer")
+            if len(c) == 0:
+                continue
+            lo = int(s[0])
+            hi = int(s[-1]) + max(int(ln[-1]), 0)
+            blobs.append(buf[lo:hi])
+            starts.append(s - lo + base)
+            lengths.append(ln)
+            base += hi - lo
+        if not blobs:
+            return b"", np.empty(0, np.int64), np.empty(0, np.int32)
+        return b"".join(blobs), np.concatenate(starts), np.concatenate(lengths)

@@ -1,0 +1,281 @@
+"""logstream adapter (the Python client, ``from logstream import Producer, Consumer, Admin``).
+
+Idiomatic batching: the batching producer (``linger_ms=5``, 512 KiB batches, pipelined
+in-flight requests) fed through ``send_batch`` in chunks of 1,000 records (the same unit as
+Redis's pipelines); replay with ``Consumer.poll_batch`` (columnar, the prefetching fetcher
+keeps the next batches on the wire); the group consumes with ``subscribe`` and commits once per
+page. Durable produce uses ``acks="flushed"`` (the broker acknowledges a batch only after the
+segment is fsynced). Latency: the producer process calls ``send()`` per record with
+``linger_ms=0``; we ``poll()`` as records arrive.
+
+A feature the client does not have yet raises :class:`NotAvailable`; the driver prints
+"not yet available" in that row instead of a number.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .workload import (
+    Result,
+    Timer,
+    check_alive,
+    latency_summary,
+    paced_schedule,
+    payloads,
+    reap,
+    sent_ns,
+    spawn,
+    stamped,
+    verify,
+    wait_until,
+)
+
+SYSTEM = "logstream"
+CHUNK = 1_000
+IDLE_S = 5.0
+
+
+class NotAvailable(Exception):
+    """The logstream client or broker does not offer this yet."""
+
+
+def client_version() -> str:
+    import grpc
+
+    import logstream
+
+    return f"logstream client {logstream.__version__} (grpcio {grpc.__version__})"
+
+
+def _tp(topic: str, partition: int = 0):
+    from logstream import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+def create_topic(addr: str, topic: str, partitions: int = 1) -> None:
+    from logstream import Admin
+
+    admin = Admin(addr)
+    try:
+        admin.create_topic(topic, partitions=partitions)
+    finally:
+        admin.close()
+
+
+def end_offsets(addr: str, topic: str, partitions: int = 1) -> dict:
+    from logstream import Admin
+
+    admin = Admin(addr)
+    try:
+        return admin.list_offsets({_tp(topic, p): "latest" for p in range(partitions)})
+    finally:
+        admin.close()
+
+
+def _producer(addr: str, acks: str, **kw):
+    from logstream import Producer
+
+    kw.setdefault("linger_ms", 5.0)
+    kw.setdefault("batch_bytes", 512 * 1024)
+    return Producer(addr, acks=acks, compression=None, **kw)
+
+
+def _produce(addr: str, topic: str, n: int, size: int, acks: str, op: str) -> Result:
+    create_topic(addr, topic)
+    pool = payloads(size, n)
+    npool = len(pool)
+    chunks = [pool[i : i + CHUNK] for i in range(0, npool, CHUNK)]
+    chunks = [c for c in chunks if len(c) == CHUNK] or [pool[:CHUNK]]
+    futures = []
+    p = _producer(addr, acks)
+    try:
+        with Timer() as t:
+            sent = 0
+            k = 0
+            while sent < n:
+                values = chunks[k % len(chunks)]
+                if n - sent < len(values):
+                    values = values[: n - sent]
+                futures.append(p.send_batch(topic, values))
+                sent += len(values)
+                k += 1
+            p.flush(timeout=300)
+        for f in futures:
+            f.result(timeout=60)  # raises the first failed record's error
+    finally:
+        p.close()
+    end = end_offsets(addr, topic)[_tp(topic)]
+    if end < n:
+        raise AssertionError(f"{SYSTEM} {op}: log end offset {end} < {n}")
+    return Result(SYSTEM, op, n, n * size, t.seconds)
+
+
+def produce(addr: str, topic: str, n: int, size: int) -> Result:
+    return _produce(addr, topic, n, size, "leader", "produce")
+
+
+def durable_produce(addr: str, topic: str, n: int, size: int) -> Result:
+    res = _produce(addr, topic, n, size, "flushed", "durable produce")
+    res.extra["durability"] = "acks=flushed"
+    return res
+
+
+def produce_per_record(addr: str, topic: str, n: int, size: int) -> Result:
+    """``send()`` once per record (the Kafka-style call) - a secondary row."""
+    create_topic(addr, topic)
+    pool = payloads(size, n)
+    npool = len(pool)
+    p = _producer(addr, "leader")
+    try:
+        send = p.send
+        with Timer() as t:
+            last = None
+            for i in range(n):
+                last = send(topic, pool[i % npool])
+            p.flush(timeout=300)
+        if last is not None:
+            last.result(timeout=60)
+    finally:
+        p.close()
+    end = end_offsets(addr, topic)[_tp(topic)]
+    if end < n:
+        raise AssertionError(f"{SYSTEM} produce per record: log end offset {end} < {n}")
+    return Result(SYSTEM, "produce (send per record)", n, n * size, t.seconds)
+
+
+def _drain_columns(consumer, ends: dict, idle: float = IDLE_S, on_page=None) -> tuple[int, int]:
+    """poll_batch until every partition reached its end offset (read before the drain), or
+    nothing arrived for ``idle`` s (a short read: ``verify()`` reports it)."""
+    count = nbytes = 0
+    target = sum(ends.values())
+    last_progress = time.monotonic()
+    while count < target:
+        cols = consumer.poll_batch(timeout=0.5, max_records=100_000)
+        if not cols:
+            if time.monotonic() - last_progress > idle:
+                break
+            continue
+        buf, _starts, lengths = cols.value_buffer()
+        got = int(np.maximum(lengths, 0).sum())
+        if len(buf) < got:
+            raise AssertionError("value buffer shorter than the value lengths")
+        count += len(cols)
+        nbytes += got
+        last_progress = time.monotonic()
+        if on_page is not None:
+            on_page(cols)
+    return count, nbytes
+
+
+def replay(addr: str, topic: str, n: int, size: int, partitions: int = 1) -> Result:
+    from logstream import Consumer
+
+    ends = end_offsets(addr, topic, partitions)
+    c = Consumer(addr, auto_offset_reset="earliest")
+    try:
+        with Timer() as t:
+            c.assign(list(ends))
+            count, nbytes = _drain_columns(c, ends)
+    finally:
+        c.close()
+    verify(f"{SYSTEM} replay", n, n * size, count, nbytes)
+    return Result(SYSTEM, "replay", count, nbytes, t.seconds)
+
+
+def replay_per_record(addr: str, topic: str, n: int, size: int) -> Result:
+    """``poll()`` returning Record tuples (the Kafka-style call) - a secondary row."""
+    from logstream import Consumer
+
+    target = end_offsets(addr, topic)[_tp(topic)]
+    c = Consumer(addr, auto_offset_reset="earliest")
+    count = nbytes = 0
+    try:
+        with Timer() as t:
+            c.assign([_tp(topic)])
+            last_progress = time.monotonic()
+            while count < target:
+                records = c.poll(timeout=0.5, max_records=10_000)
+                if not records:
+                    if time.monotonic() - last_progress > IDLE_S:
+                        break
+                    continue
+                for r in records:
+                    nbytes += len(r.value)
+                count += len(records)
+                last_progress = time.monotonic()
+    finally:
+        c.close()
+    verify(f"{SYSTEM} replay per record", n, n * size, count, nbytes)
+    return Result(SYSTEM, "replay (poll per record)", count, nbytes, t.seconds)
+
+
+def group_consume(addr: str, topic: str, n: int, size: int, group: str = "bench") -> Result:
+    from logstream import Consumer, errors
+
+    ends = end_offsets(addr, topic)
+    try:
+        c = Consumer(addr, group=group, auto_offset_reset="earliest")
+    except TypeError as e:  # pragma: no cover - depends on the client version
+        raise NotAvailable(f"consumer groups: {e}") from e
+    try:
+        try:
+            c.subscribe([topic])
+        except errors.InvalidRequestError as e:
+            raise NotAvailable(f"consumer groups: {e}") from e
+        with Timer() as t:
+            count, nbytes = _drain_columns(c, ends, on_page=lambda _cols: c.commit())
+            c.commit()
+    finally:
+        c.close()
+    verify(f"{SYSTEM} group consume", n, n * size, count, nbytes)
+    return Result(SYSTEM, "group consume", count, nbytes, t.seconds)
+
+
+def _latency_producer(addr: str, topic: str, rate: float, seconds: float, size: int) -> None:
+    p = _producer(addr, "leader", linger_ms=0.0)
+    try:
+        p.partitions_for(topic)  # metadata before the clock starts
+        n, period = paced_schedule(rate, seconds)
+        t0 = time.monotonic_ns() + 50_000_000
+        for i in range(n):
+            wait_until(t0 + i * period)
+            p.send(topic, stamped(i, size))
+        p.flush(timeout=60)
+    finally:
+        p.close()
+
+
+def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
+    from logstream import Consumer
+
+    create_topic(addr, topic)
+    n, _ = paced_schedule(rate, seconds)
+    lat: list[int] = []
+    nbytes = 0
+    c = Consumer(addr, auto_offset_reset="earliest", fetch_max_wait_ms=500)
+    c.assign([_tp(topic)])
+    c.poll(timeout=0.2)  # position resolved, first long poll parked before the producer starts
+    deadline = time.monotonic() + seconds + 30
+    proc = spawn(_latency_producer, (addr, topic, rate, seconds, size))
+    try:
+        with Timer() as t:
+            while len(lat) < n and time.monotonic() < deadline:
+                records = c.poll(timeout=1.0, max_records=10_000)
+                if not records:
+                    check_alive(proc, f"{SYSTEM} latency")
+                    continue
+                now = time.monotonic_ns()
+                for r in records:
+                    lat.append(now - sent_ns(r.value))
+                    nbytes += len(r.value)
+    finally:
+        c.close()
+        reap(proc)
+    verify(f"{SYSTEM} latency", n, n * size, len(lat), nbytes)
+    res = Result(SYSTEM, "latency", len(lat), nbytes, t.seconds)
+    res.extra.update(latency_summary(lat))
+    return res

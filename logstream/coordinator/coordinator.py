@@ -1,0 +1,539 @@
+"""The group coordinator: the broker-side API of consumer groups, one method per RPC.
+
+``GroupCoordinator(log_manager, clock)`` composes the group state machines
+(:mod:`logstream.coordinator.group`), the committed-offsets table persisted in
+``__consumer_offsets`` (:mod:`logstream.coordinator.offsets`) and read-only access to the
+partitions in storage (log start/end, timestamps) for lag, time lag and offset resets.
+
+Errors are raised as ``logstream.errors`` classes; the broker's servicer turns them into
+response codes. Per-partition failures of a commit are returned, not raised.
+
+Thread safety: every public method may be called from many threads at once (gRPC worker
+threads plus the broker's expiry timer). ``self._lock`` guards the dict of groups; each group
+has its own lock, held for the whole of a call on that group (including the append of a
+commit, so a commit and a rebalance of the same group never interleave). Locks are always
+taken in the order: coordinator lock, then one group lock (never two group locks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.codec import iter_batches
+from logstream.coordinator.group import (
+    EMPTY,
+    Group,
+    GroupSettings,
+    HeartbeatResult,
+)
+from logstream.coordinator.offsets import (
+    DEFAULT_OFFSETS_PARTITIONS,
+    OFFSETS_TOPIC,
+    CommittedOffset,
+    OffsetStore,
+)
+from logstream.errors import (
+    GroupIdNotFoundError,
+    InvalidCommitOffsetSizeError,
+    InvalidRequestError,
+    InvalidTopicError,
+    LogstreamError,
+    NonEmptyGroupError,
+    OffsetOutOfRangeError,
+    UnknownMemberIdError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.types import OffsetAndMetadata, TopicPartition
+
+_DAY_MS = 24 * 60 * 60 * 1000
+MAX_METADATA_CHARS = 4096
+MAX_GROUP_ID_CHARS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    """Group settings of the broker. Times in milliseconds."""
+
+    groups: GroupSettings = field(default_factory=GroupSettings)
+    offsets_retention_ms: int = 7 * _DAY_MS
+    """Offsets of a group that has been empty for longer than this are deleted."""
+    offsets_topic_partitions: int = DEFAULT_OFFSETS_PARTITIONS
+    offsets_topic_config: Any = None
+    """Passed to ``LogManager.create_topic`` for ``__consumer_offsets`` (None: defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    group_id: str
+    state: str
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDescription:
+    member_id: str
+    instance_id: str
+    client_id: str
+    member_epoch: int
+    assignment: tuple[TopicPartition, ...]
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """Where a group stands in one partition.
+
+    ``lag`` = log end - committed (log end - log start when nothing is committed, and
+    positions below the log start count from it). ``time_lag_ms`` = now - timestamp of the
+    record at the committed position; -1 when the group has consumed everything."""
+
+    topic: str
+    partition: int
+    member_id: str
+    committed_offset: int
+    log_end_offset: int
+    lag: int
+    time_lag_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    group_id: str
+    state: str
+    group_epoch: int
+    assignor: str
+    members: tuple[MemberDescription, ...]
+    partitions: tuple[PartitionLag, ...]
+
+
+RESET_KINDS = ("earliest", "latest", "offset", "timestamp", "shift")
+
+
+@dataclass(frozen=True, slots=True)
+class ResetSpec:
+    """Where to move a group's offsets: ``kind`` in RESET_KINDS, with ``value`` the offset,
+    the timestamp (ms) or the shift (may be negative)."""
+
+    kind: str
+    value: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in RESET_KINDS:
+            raise InvalidRequestError(f"reset target must be one of {', '.join(RESET_KINDS)}")
+        if self.kind == "offset" and self.value < 0:
+            raise InvalidRequestError(f"cannot reset to the negative offset {self.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    fenced_members: dict[str, list[str]]
+    expired_groups: list[str]
+
+
+class GroupCoordinator:
+    """Consumer groups on one broker. See the module docstring for the threading contract."""
+
+    def __init__(
+        self,
+        log_manager: Any,
+        clock: Clock = SYSTEM_CLOCK,
+        config: CoordinatorConfig | None = None,
+    ) -> None:
+        self.config = config or CoordinatorConfig()
+        self._storage = log_manager
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._groups: dict[str, Group] = {}
+        self.offsets = OffsetStore.open(
+            log_manager,
+            clock,
+            partitions=self.config.offsets_topic_partitions,
+            topic_config=self.config.offsets_topic_config,
+        )
+
+    # ================================================================== storage access
+
+    def _partition_count(self, topic: str) -> int | None:
+        if topic not in set(self._storage.topics()):
+            return None
+        parts = self._storage.topic(topic).partitions
+        return parts if isinstance(parts, int) else len(parts)
+
+    def _log(self, tp: TopicPartition) -> Any:
+        n = self._partition_count(tp.topic)
+        if n is None or tp.topic == OFFSETS_TOPIC:
+            raise UnknownTopicOrPartitionError(f"unknown topic {tp.topic!r}")
+        if not 0 <= tp.partition < n:
+            raise UnknownTopicOrPartitionError(
+                f"topic {tp.topic!r} has partitions 0..{n - 1}, not {tp.partition}"
+            )
+        return self._storage.get_log(tp.topic, tp.partition)
+
+    def _timestamp_at(self, log: Any, offset: int) -> int | None:
+        """Timestamp of the record at ``offset`` (None when there is none)."""
+        try:
+            data = log.read(offset, 1)
+        except OffsetOutOfRangeError:
+            return None  # retention moved the log start meanwhile
+        for batch in iter_batches(data):
+            if batch.header.base_offset <= offset < batch.header.next_offset:
+                return int(batch.timestamps[offset - batch.header.base_offset])
+            if batch.header.base_offset > offset:
+                return int(batch.timestamps[0])
+        return None
+
+    # ================================================================== groups
+
+    @contextmanager
+    def _locked(self, group_id: str, *, create: bool = False) -> Iterator[Group | None]:
+        while True:
+            with self._lock:
+                group = self._groups.get(group_id)
+                if group is None and create:
+                    group = Group(group_id, self.config.groups)
+                    self._groups[group_id] = group
+            if group is None:
+                yield None
+                return
+            with group.lock:
+                if group.dead:
+                    continue  # deleted meanwhile: look again
+                yield group
+                return
+
+    @staticmethod
+    def _check_group_id(group_id: str) -> None:
+        if not group_id:
+            raise InvalidRequestError("group id must not be empty")
+        if len(group_id) > MAX_GROUP_ID_CHARS:
+            raise InvalidRequestError(f"group id longer than {MAX_GROUP_ID_CHARS} characters")
+
+    def heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        *,
+        instance_id: str = "",
+        topics: Collection[str] = (),
+        assignor: str = "",
+        session_timeout_ms: int = 0,
+        owned: Collection[TopicPartition] = (),
+        client_id: str = "",
+    ) -> HeartbeatResult | None:
+        """Join (``member_epoch`` 0), heartbeat and reconcile, or leave (-1 / -2).
+
+        Returns None for a leave. See :meth:`Group.heartbeat` for the errors."""
+        self._check_group_id(group_id)
+        for t in topics:
+            if t == OFFSETS_TOPIC:
+                raise InvalidTopicError(f"{OFFSETS_TOPIC} is internal; it cannot be consumed")
+        now, now_ms = self._clock.monotonic(), self._clock.now_ms()
+        with self._locked(group_id, create=member_epoch == 0) as group:
+            if group is None:
+                raise UnknownMemberIdError(
+                    f"group {group_id!r} has no member {member_id!r}: rejoin with member_epoch 0"
+                )
+            wanted = set(topics) | group.subscribed_topics()
+            counts = {t: self._partition_count(t) or 0 for t in wanted}
+            return group.heartbeat(
+                member_id=member_id,
+                member_epoch=member_epoch,
+                now=now,
+                now_ms=now_ms,
+                partition_counts=counts,
+                instance_id=instance_id,
+                topics=topics,
+                assignor=assignor,
+                session_timeout_ms=session_timeout_ms,
+                owned=owned,
+                client_id=client_id,
+            )
+
+    # ================================================================== offsets
+
+    def commit(
+        self,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata | int],
+    ) -> dict[TopicPartition, LogstreamError | None]:
+        """Commit ``offsets`` (the next offset to consume per partition).
+
+        A member commits with its id and current epoch; a commit without a member (empty id,
+        epoch -1) is allowed only while the group has no members (standalone consumers,
+        admin tools). Raises UnknownMemberIdError / IllegalGenerationError (fenced, stale
+        epoch) for the whole request; returns a per-partition error (or None) otherwise:
+        UnknownTopicOrPartitionError, OffsetOutOfRangeError (negative or past the log end),
+        InvalidCommitOffsetSizeError (metadata too long).
+        """
+        self._check_group_id(group_id)
+        with self._locked(group_id, create=True) as group:
+            assert group is not None
+            if member_id or member_epoch != -1:
+                group.check_commit(member_id, member_epoch)
+            elif group.members:
+                raise UnknownMemberIdError(
+                    f"group {group_id!r} has {len(group.members)} active members; only they "
+                    "may commit (stop them, or commit as a member)"
+                )
+            results: dict[TopicPartition, LogstreamError | None] = {}
+            accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+            for tp, om in offsets.items():
+                tp = TopicPartition(tp.topic, int(tp.partition))
+                om = om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(int(om))
+                try:
+                    self._validate_commit(tp, om)
+                except LogstreamError as exc:
+                    results[tp] = exc
+                    continue
+                accepted[tp] = om
+                results[tp] = None
+            if accepted:
+                self.offsets.commit(group_id, accepted)
+            if not group.members and group.empty_since_ms is None:
+                group.empty_since_ms = self._clock.now_ms()
+            return results
+
+    def _validate_commit(self, tp: TopicPartition, om: OffsetAndMetadata) -> None:
+        log = self._log(tp)
+        if om.offset < 0:
+            raise OffsetOutOfRangeError(f"cannot commit the negative offset {om.offset} for {tp}")
+        end = int(log.log_end_offset)
+        if om.offset > end:
+            raise OffsetOutOfRangeError(
+                f"cannot commit offset {om.offset} for {tp}: the log ends at {end}",
+                earliest=int(log.log_start_offset),
+                latest=end,
+            )
+        if len(om.metadata) > MAX_METADATA_CHARS:
+            raise InvalidCommitOffsetSizeError(
+                f"commit metadata of {len(om.metadata)} characters; the limit is "
+                f"{MAX_METADATA_CHARS}"
+            )
+
+    def fetch_offsets(
+        self, group_id: str, partitions: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset | None]:
+        """Committed offsets of ``group_id``: of ``partitions`` (None for nothing committed),
+        or everything it has committed when ``partitions`` is None or empty. A group that
+        never committed has no offsets (this is not an error: it is how a new group starts).
+        """
+        self._check_group_id(group_id)
+        table = self.offsets.get(group_id)
+        if not partitions:
+            return dict(sorted(table.items()))
+        return {tp: table.get(TopicPartition(tp.topic, int(tp.partition))) for tp in partitions}
+
+    # ================================================================== admin
+
+    def _known_group_ids(self) -> list[str]:
+        with self._lock:
+            ids = set(self._groups)
+        ids.update(self.offsets.groups())
+        return sorted(ids)
+
+    def list_groups(self) -> list[GroupSummary]:
+        """Every group with members or committed offsets."""
+        out: list[GroupSummary] = []
+        for group_id in self._known_group_ids():
+            with self._locked(group_id) as group:
+                if group is None or group.dead:
+                    if self.offsets.get(group_id):
+                        out.append(GroupSummary(group_id, EMPTY, 0))
+                    continue
+                if not group.members and not self.offsets.get(group_id):
+                    continue
+                out.append(GroupSummary(group_id, group.state, len(group.members)))
+        return out
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """State, members, assignment and per-partition committed offset, end, lag, time lag.
+
+        Raises GroupIdNotFoundError for a group without members and without offsets."""
+        self._check_group_id(group_id)
+        now_ms = self._clock.now_ms()
+        with self._locked(group_id) as group:
+            committed = self.offsets.get(group_id)
+            if (group is None or not group.members) and not committed:
+                raise GroupIdNotFoundError(f"no group {group_id!r} (no members, no offsets)")
+            members: list[MemberDescription] = []
+            owner: dict[TopicPartition, str] = {}
+            tps: set[TopicPartition] = set(committed)
+            state, epoch, assignor = EMPTY, 0, ""
+            if group is not None:
+                state, epoch, assignor = group.state, group.group_epoch, group.assignor
+                owner = dict(group.owner)
+                for m in sorted(group.members.values(), key=lambda m: m.member_id):
+                    members.append(
+                        MemberDescription(
+                            m.member_id,
+                            m.instance_id,
+                            m.client_id,
+                            m.member_epoch,
+                            tuple(sorted(m.assigned)),
+                            tuple(sorted(m.topics)),
+                        )
+                    )
+                for t, n in group.partition_counts.items():
+                    tps.update(TopicPartition(t, p) for p in range(n))
+            lags = [
+                self._lag(tp, committed.get(tp), owner.get(tp, ""), now_ms) for tp in sorted(tps)
+            ]
+            return GroupDescription(
+                group_id, state, epoch, assignor, tuple(members), tuple(x for x in lags if x)
+            )
+
+    def _lag(
+        self, tp: TopicPartition, committed: CommittedOffset | None, member_id: str, now_ms: int
+    ) -> PartitionLag | None:
+        try:
+            log = self._log(tp)
+        except UnknownTopicOrPartitionError:
+            return None  # deleted since: nothing to measure
+        start, end = int(log.log_start_offset), int(log.log_end_offset)
+        position = max(committed.offset, start) if committed else start
+        lag = max(0, end - position)
+        time_lag = -1
+        if lag > 0:
+            ts = self._timestamp_at(log, position)
+            time_lag = max(0, now_ms - ts) if ts is not None else -1
+        return PartitionLag(
+            tp.topic,
+            tp.partition,
+            member_id,
+            committed.offset if committed else -1,
+            end,
+            lag,
+            time_lag,
+        )
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete an empty group and its offsets. GroupIdNotFoundError, NonEmptyGroupError."""
+        self._check_group_id(group_id)
+        with self._locked(group_id) as group:
+            if group is not None and group.members:
+                raise NonEmptyGroupError(
+                    f"group {group_id!r} has {len(group.members)} active members; stop them first"
+                )
+            if not self.offsets.get(group_id) and group is None:
+                raise GroupIdNotFoundError(f"no group {group_id!r}")
+            if self.offsets.get(group_id):
+                self.offsets.delete_group(group_id)
+            if group is not None:
+                group.dead = True
+                with self._lock:
+                    self._groups.pop(group_id, None)
+
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        partitions: Collection[int] | None,
+        target: ResetSpec,
+        *,
+        execute: bool = False,
+    ) -> dict[TopicPartition, int]:
+        """Plan (and with ``execute`` apply) new committed offsets for an inactive group.
+
+        ``partitions`` None or empty means every partition of ``topic``. New offsets are
+        clamped to [log start, log end]; ``shift`` moves from the committed offset (from the
+        log start where nothing is committed); ``timestamp`` picks the first record at or
+        after the time (the log end if there is none). Raises GroupIdNotFoundError,
+        NonEmptyGroupError (members are active), UnknownTopicOrPartitionError.
+        """
+        self._check_group_id(group_id)
+        with self._locked(group_id) as group:
+            committed = self.offsets.get(group_id)
+            if group is not None and group.members:
+                raise NonEmptyGroupError(
+                    f"group {group_id!r} is active ({len(group.members)} members); offsets can "
+                    "only be reset while no consumer of the group runs"
+                )
+            if group is None and not committed:
+                raise GroupIdNotFoundError(f"no group {group_id!r}")
+            n = self._partition_count(topic)
+            if n is None or topic == OFFSETS_TOPIC:
+                raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+            plist = sorted(set(partitions)) if partitions else list(range(n))
+            plan: dict[TopicPartition, int] = {}
+            for p in plist:
+                tp = TopicPartition(topic, int(p))
+                log = self._log(tp)
+                plan[tp] = self._reset_target(log, committed.get(tp), target)
+            if execute and plan:
+                self.offsets.commit(group_id, {tp: OffsetAndMetadata(o) for tp, o in plan.items()})
+            return plan
+
+    @staticmethod
+    def _reset_target(log: Any, committed: CommittedOffset | None, target: ResetSpec) -> int:
+        start, end = int(log.log_start_offset), int(log.log_end_offset)
+        if target.kind == "earliest":
+            new = start
+        elif target.kind == "latest":
+            new = end
+        elif target.kind == "offset":
+            new = target.value
+        elif target.kind == "timestamp":
+            new = _first_offset_at(log, target.value, end)
+        else:
+            base = committed.offset if committed else start
+            new = base + target.value
+        return min(max(new, start), end)
+
+    # ================================================================== timers
+
+    def expire(self) -> ExpiryReport:
+        """Fence members past their session timeout, and delete the offsets of groups that
+        have been empty for longer than ``offsets_retention_ms``. Call it periodically
+        (the broker does, a few times per second)."""
+        now, now_ms = self._clock.monotonic(), self._clock.now_ms()
+        fenced: dict[str, list[str]] = {}
+        expired: list[str] = []
+        retention = self.config.offsets_retention_ms
+        for group_id in self._known_group_ids():
+            with self._locked(group_id) as group:
+                if group is not None:
+                    gone = group.expire(now, now_ms)
+                    if gone:
+                        fenced[group_id] = gone
+                    if group.members:
+                        continue
+                if retention < 0:
+                    continue
+                last = self.offsets.last_commit_ms(group_id)
+                since = max((group.empty_since_ms or 0) if group is not None else 0, last or 0)
+                if last is not None and now_ms - since > retention:
+                    self.offsets.delete_group(group_id)
+                    expired.append(group_id)
+                if group is not None and (last is None or group_id in expired):
+                    group.dead = True
+                    with self._lock:
+                        self._groups.pop(group_id, None)
+        return ExpiryReport(fenced, expired)
+
+
+def _first_offset_at(log: Any, timestamp_ms: int, end: int) -> int:
+    """The offset of the first record stamped at or after ``timestamp_ms`` (``end`` if none).
+
+    Storage finds the first batch whose max timestamp qualifies; its records stamped earlier
+    are skipped here by decoding that one batch."""
+    found = log.offset_for_timestamp(timestamp_ms)
+    if found is None or found < 0:
+        return end
+    try:
+        data = log.read(int(found), 1)
+    except OffsetOutOfRangeError:
+        return int(found)
+    for batch in iter_batches(data):
+        later = (batch.timestamps >= timestamp_ms).nonzero()[0]
+        if later.size:
+            return max(int(found), batch.header.base_offset + int(later[0]))
+        return batch.header.next_offset
+    return int(found)

@@ -1,0 +1,300 @@
+"""Committed offsets, persisted as records of the internal topic ``__consumer_offsets``.
+
+The table (group -> topic-partition -> committed offset) lives in memory; every change is
+first appended as a record batch to ``__consumer_offsets`` through the ordinary storage
+engine, so the broker rebuilds the table at start-up by replaying the topic from its log start
+(the last record for a key wins). A group's records all go to one partition of the topic
+(``crc32(group) % partitions``), so their order is kept.
+
+Record layout (all integers little-endian)::
+
+    key, type 1 (an offset commit of one partition):
+        u8   key_type = 1
+        u16  group length, then the group id (UTF-8)
+        u16  topic length, then the topic name (UTF-8)
+        i32  partition
+    value of type 1 (null value = tombstone: the commit of this partition is deleted):
+        u8   value_version = 1
+        i64  offset                 the next offset the group will consume
+        i64  commit_timestamp_ms    broker wall-clock time of the commit
+        u32  metadata length, then the metadata (UTF-8)
+
+    key, type 2 (the whole group): u8 key_type = 2, u16 group length, group id
+    value of type 2: always null (tombstone: every offset of the group is deleted: the
+        group was deleted, or its offsets expired)
+
+One commit request is one batch, appended with one ``append``: after a crash it is either
+entirely in the log or entirely cut off by storage recovery (the batch CRC), never half.
+Unknown key types and value versions are skipped on replay (forward compatibility).
+
+Compaction is not implemented: the topic keeps every record (retention off), and replay reads
+them all. The cost is one decode per commit batch ever written.
+
+Thread safety: every public method takes the store's lock; appends are serialized.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+from logstream.clock import Clock
+from logstream.codec import encode_batch, iter_batches
+from logstream.errors import CorruptRecordError
+from logstream.types import OffsetAndMetadata, TopicPartition
+
+OFFSETS_TOPIC = "__consumer_offsets"
+DEFAULT_OFFSETS_PARTITIONS = 1
+OFFSETS_TOPIC_CONFIG: dict[str, int | str] = {
+    "retention_ms": -1,  # no compaction yet: every record is kept (see above)
+    "retention_bytes": -1,
+    "segment_bytes": 16 * 1024 * 1024,
+}
+
+KEY_OFFSET = 1
+KEY_GROUP = 2
+VALUE_VERSION = 1
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_I32 = struct.Struct("<i")
+_VALUE_HEAD = struct.Struct(
+    "<"
+    "B"  # value_version
+    "q"  # offset
+    "q"  # commit_timestamp_ms
+    "I"  # metadata length
+)
+
+_READ_BYTES = 4 * 1024 * 1024
+
+
+class CommittedOffset(NamedTuple):
+    """A committed position of a group in one partition."""
+
+    offset: int
+    metadata: str
+    commit_timestamp_ms: int
+
+
+class _PartitionLog(Protocol):
+    log_start_offset: int
+    log_end_offset: int
+
+    def append(self, batch: bytes) -> Any: ...
+
+    def read(self, offset: int, max_bytes: int) -> bytes | memoryview: ...
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _str(s: str) -> bytes:
+    raw = s.encode("utf-8")
+    return _U16.pack(len(raw)) + raw
+
+
+def encode_offset_key(group: str, tp: TopicPartition) -> bytes:
+    return _U8.pack(KEY_OFFSET) + _str(group) + _str(tp.topic) + _I32.pack(tp.partition)
+
+
+def encode_group_key(group: str) -> bytes:
+    return _U8.pack(KEY_GROUP) + _str(group)
+
+
+def encode_offset_value(offset: int, metadata: str, commit_timestamp_ms: int) -> bytes:
+    raw = metadata.encode("utf-8")
+    return _VALUE_HEAD.pack(VALUE_VERSION, offset, commit_timestamp_ms, len(raw)) + raw
+
+
+def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
+    (n,) = _U16.unpack_from(buf, pos)
+    pos += 2
+    if pos + n > len(buf):
+        raise CorruptRecordError("string runs past the record key")
+    return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def decode_key(key: bytes) -> tuple[int, str, TopicPartition | None]:
+    """(key type, group, partition or None). Unknown types come back with an empty group."""
+    (kind,) = _U8.unpack_from(key, 0)
+    if kind == KEY_OFFSET:
+        group, pos = _read_str(key, 1)
+        topic, pos = _read_str(key, pos)
+        (partition,) = _I32.unpack_from(key, pos)
+        return kind, group, TopicPartition(topic, partition)
+    if kind == KEY_GROUP:
+        group, _ = _read_str(key, 1)
+        return kind, group, None
+    return kind, "", None
+
+
+def decode_offset_value(value: bytes) -> CommittedOffset | None:
+    """The committed offset in ``value``; None for an unknown value version."""
+    version, offset, ts, n = _VALUE_HEAD.unpack_from(value, 0)
+    if version != VALUE_VERSION:
+        return None
+    start = _VALUE_HEAD.size
+    return CommittedOffset(offset, value[start : start + n].decode("utf-8"), ts)
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class OffsetStore:
+    """The committed-offsets table backed by ``__consumer_offsets``.
+
+    Build it with :meth:`open` (creates the topic when missing, then replays it). Thread-safe:
+    one lock guards the table and serializes appends.
+    """
+
+    def __init__(self, logs: list[_PartitionLog], clock: Clock) -> None:
+        self._logs = logs
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        self.records_replayed = 0
+
+    @classmethod
+    def open(
+        cls,
+        log_manager: Any,
+        clock: Clock,
+        *,
+        partitions: int = DEFAULT_OFFSETS_PARTITIONS,
+        topic_config: Any = None,
+    ) -> OffsetStore:
+        """Open (creating if needed) ``__consumer_offsets`` in ``log_manager`` and replay it.
+
+        An existing topic keeps its partition count (the group -> partition mapping depends
+        on it). ``topic_config`` is passed to ``create_topic`` as is.
+        """
+        if OFFSETS_TOPIC not in set(log_manager.topics()):
+            config = OFFSETS_TOPIC_CONFIG if topic_config is None else topic_config
+            log_manager.create_topic(OFFSETS_TOPIC, partitions, config)
+        n = len(_partition_list(log_manager.topic(OFFSETS_TOPIC)))
+        logs = [log_manager.get_log(OFFSETS_TOPIC, p) for p in range(n)]
+        store = cls(logs, clock)
+        store.replay()
+        return store
+
+    # -------------------------------------------------------------- replay
+
+    def replay(self) -> None:
+        """Rebuild the table from the logs (the last record of a key wins)."""
+        with self._lock:
+            self._table.clear()
+            self.records_replayed = 0
+            for log in self._logs:
+                self._replay_log(log)
+
+    def _replay_log(self, log: _PartitionLog) -> None:
+        pos = int(log.log_start_offset)
+        end = int(log.log_end_offset)
+        while pos < end:
+            data = log.read(pos, _READ_BYTES)
+            progressed = False
+            for batch in iter_batches(data):
+                if batch.header.next_offset <= pos:
+                    continue
+                keys = batch.key_list()
+                values = batch.value_list()
+                first = max(0, pos - batch.header.base_offset)
+                for key, value in zip(keys[first:], values[first:], strict=True):
+                    self._apply(key, value)
+                    self.records_replayed += 1
+                pos = batch.header.next_offset
+                progressed = True
+            if not progressed:
+                break
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if not key:
+            return
+        try:
+            kind, group, tp = decode_key(key)
+            if kind == KEY_OFFSET and tp is not None:
+                if value is None:
+                    table = self._table.get(group)
+                    if table is not None:
+                        table.pop(tp, None)
+                        if not table:
+                            del self._table[group]
+                    return
+                committed = decode_offset_value(value)
+                if committed is not None:
+                    self._table.setdefault(group, {})[tp] = committed
+            elif kind == KEY_GROUP:
+                self._table.pop(group, None)
+        except (struct.error, UnicodeDecodeError, CorruptRecordError):
+            return  # a record we cannot read is skipped, never fatal
+
+    # -------------------------------------------------------------- writes
+
+    def _log_for(self, group: str) -> _PartitionLog:
+        return self._logs[zlib.crc32(group.encode("utf-8")) % len(self._logs)]
+
+    def _write(self, group: str, keys: list[bytes], values: list[bytes | None]) -> None:
+        now = self._clock.now_ms()
+        batch = encode_batch(values, keys=keys, timestamps=now)
+        self._log_for(group).append(batch)
+        for k, v in zip(keys, values, strict=True):
+            self._apply(k, v)
+
+    def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> int:
+        """Persist ``offsets`` for ``group`` (one batch); returns the commit timestamp.
+
+        The caller has validated the offsets. Raises the storage's errors (e.g.
+        KafkaStorageError) with the table unchanged."""
+        if not offsets:
+            return self._clock.now_ms()
+        now = self._clock.now_ms()
+        keys = [encode_offset_key(group, tp) for tp in offsets]
+        values: list[bytes | None] = [
+            encode_offset_value(om.offset, om.metadata, now) for om in offsets.values()
+        ]
+        with self._lock:
+            self._write(group, keys, values)
+        return now
+
+    def delete_group(self, group: str) -> None:
+        """Forget every offset of ``group`` (a group tombstone)."""
+        with self._lock:
+            self._write(group, [encode_group_key(group)], [None])
+
+    def delete_offsets(self, group: str, partitions: Iterable[TopicPartition]) -> None:
+        """Forget the offsets of some partitions (per-key tombstones)."""
+        tps = list(partitions)
+        if not tps:
+            return
+        with self._lock:
+            self._write(group, [encode_offset_key(group, tp) for tp in tps], [None] * len(tps))
+
+    # -------------------------------------------------------------- reads
+
+    def get(self, group: str) -> dict[TopicPartition, CommittedOffset]:
+        """A copy of the committed offsets of ``group`` (empty when it has none)."""
+        with self._lock:
+            return dict(self._table.get(group, {}))
+
+    def groups(self) -> list[str]:
+        """Groups that have at least one committed offset."""
+        with self._lock:
+            return sorted(self._table)
+
+    def last_commit_ms(self, group: str) -> int | None:
+        with self._lock:
+            table = self._table.get(group)
+            if not table:
+                return None
+            return max(c.commit_timestamp_ms for c in table.values())
+
+
+def _partition_list(topic: Any) -> list[Any]:
+    parts = topic.partitions
+    if isinstance(parts, int):
+        return list(range(parts))
+    return list(parts)

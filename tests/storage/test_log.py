@@ -1,0 +1,278 @@
+"""PartitionLog and LogManager behaviour over real files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import make_batch
+
+from logstream.codec import decode_batch, iter_batches
+from logstream.errors import (
+    CorruptRecordError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidTopicError,
+    KafkaStorageError,
+    MessageTooLargeError,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.storage import (
+    LogManager,
+    PartitionLog,
+    TopicConfig,
+    validate_topic_name,
+)
+from logstream.storage import files as storage_files
+
+SMALL = {"segment_bytes": 2048, "flush_policy": "never"}
+
+
+def offsets_of(data: bytes) -> list[int]:
+    return [int(o) for b in iter_batches(data) for o in b.offsets]
+
+
+@pytest.fixture
+def mgr(tmp_path, clock):
+    m = LogManager.open(tmp_path / "data", clock=clock)
+    yield m
+    m.close()
+
+
+def test_append_assigns_dense_offsets_and_reads_back(mgr):
+    mgr.create_topic("events", 1, SMALL)
+    log = mgr.get_log("events", 0)
+    results = [log.append(make_batch(3, tag=i)) for i in range(50)]
+    assert [r.base_offset for r in results] == list(range(0, 150, 3))
+    assert results[-1].last_offset == 149
+    assert log.log_end_offset == 150 and log.log_start_offset == 0
+    assert log.segment_count > 1  # rolled by size
+    for offset in (0, 1, 2, 3, 77, 149):
+        data = log.read(offset, 1)  # at least one whole batch even with a tiny max_bytes
+        batch = decode_batch(data)
+        assert batch.header.base_offset <= offset <= batch.header.last_offset
+        assert len(list(iter_batches(data))) == 1
+    everything = log.read(0, 10**9)  # spans segments
+    assert offsets_of(everything) == list(range(150))
+    assert isinstance(everything, bytes)
+
+
+def test_read_respects_max_bytes_in_whole_batches(mgr):
+    mgr.create_topic("t", 1, {"segment_bytes": 1 << 20})
+    log = mgr.get_log("t", 0)
+    size = len(make_batch(2))
+    for i in range(20):
+        log.append(make_batch(2, tag=i))
+    data = log.read(4, size * 3 + size // 2)
+    assert len(data) == size * 3 and offsets_of(data) == list(range(4, 10))
+
+
+def test_read_at_end_is_empty_and_out_of_range_names_earliest(mgr):
+    mgr.create_topic("t")
+    log = mgr.get_log("t", 0)
+    assert log.read(0) == b""
+    log.append(make_batch(2))
+    assert log.read(2) == b""
+    with pytest.raises(OffsetOutOfRangeError) as err:
+        log.read(3)
+    assert err.value.earliest == 0 and err.value.latest == 2
+    with pytest.raises(OffsetOutOfRangeError, match="earliest offset is 0"):
+        log.read(-1)
+
+
+def test_append_rejects_bad_batches_without_writing(mgr):
+    mgr.create_topic("t", 1, {"max_batch_bytes": 500})
+    log = mgr.get_log("t", 0)
+    with pytest.raises(MessageTooLargeError):
+        log.append(make_batch(10, value_size=100))
+    damaged = bytearray(make_batch(2))
+    damaged[-1] ^= 0xFF
+    with pytest.raises(CorruptRecordError):
+        log.append(damaged)
+    with pytest.raises(CorruptRecordError):
+        log.append(make_batch(1) + make_batch(1))
+    assert log.log_end_offset == 0
+    assert log.append(memoryview(make_batch(2))).base_offset == 0
+
+
+def test_append_stamps_offset_in_stored_copy_only(mgr):
+    mgr.create_topic("t")
+    log = mgr.get_log("t", 0)
+    log.append(make_batch(1))
+    original = bytearray(make_batch(1))
+    log.append(original)
+    assert decode_batch(bytes(original)).header.base_offset == 0  # caller's buffer untouched
+    assert decode_batch(log.read(1)).header.base_offset == 1
+
+
+def test_offset_for_timestamp(mgr):
+    mgr.create_topic("t", 1, SMALL)
+    log = mgr.get_log("t", 0)
+    for i in range(40):
+        log.append(make_batch(2, ts=1000 + 10 * i, tag=i))
+    assert log.offset_for_timestamp(0) == 0
+    assert log.offset_for_timestamp(1000) == 0
+    assert log.offset_for_timestamp(1001) == 0  # batch 0 holds 1000, 1001
+    assert log.offset_for_timestamp(1002) == 2
+    assert log.offset_for_timestamp(1000 + 10 * 39) == 78
+    assert log.offset_for_timestamp(10**13) is None
+
+
+def test_roll_by_age_uses_the_clock(tmp_path, clock):
+    with LogManager.open(tmp_path, clock=clock) as m:
+        m.create_topic("t", 1, {"segment_ms": 1000})
+        log = m.get_log("t", 0)
+        log.append(make_batch())
+        log.append(make_batch())
+        assert log.segment_count == 1
+        clock.advance(1000)
+        log.append(make_batch())
+        assert log.segment_count == 2
+
+
+def test_reopen_keeps_everything_and_costs_no_scan(tmp_path, clock):
+    with LogManager.open(tmp_path, clock=clock) as m:
+        m.create_topic("t", 2, SMALL)
+        for i in range(60):
+            m.get_log("t", i % 2).append(make_batch(2, ts=5000 + i, tag=i))
+        before = m.get_log("t", 0).read(0, 10**9)
+        segs = m.get_log("t", 0).segment_count
+    with LogManager.open(tmp_path, clock=clock) as m:
+        report = m.recovery_reports[("t", 0)]
+        assert report.clean_shutdown and report.batches_scanned == 0
+        log = m.get_log("t", 0)
+        assert log.segment_count == segs and log.log_end_offset == 60
+        assert log.read(0, 10**9) == before
+        assert log.append(make_batch(1)).base_offset == 60
+        assert log.offset_for_timestamp(5058) == 58
+
+
+def test_empty_partitions_cost_no_segment_files(mgr):
+    mgr.create_topic("many", 50)
+    for p in range(50):
+        d = mgr.get_log("many", p).dir
+        assert not any(n.endswith(".log") for n in os.listdir(d))
+
+
+def test_topic_admin(mgr):
+    t = mgr.create_topic("a.b_c-1", 2, {"retention.ms": "60000"})
+    assert t.config.retention_ms == 60000 and len(t.partitions) == 2
+    with pytest.raises(TopicAlreadyExistsError):
+        mgr.create_topic("a.b_c-1")
+    with pytest.raises(InvalidPartitionsError):
+        mgr.create_topic("x", 0)
+    with pytest.raises(InvalidConfigError):
+        mgr.create_topic("x", 1, {"no_such": 1})
+    with pytest.raises(InvalidConfigError):
+        mgr.create_topic("x", 1, {"flush_policy": "sometimes"})
+    mgr.create_topic("__consumer_offsets", 3)
+    assert mgr.topics() == ["__consumer_offsets", "a.b_c-1"]
+    cfg = mgr.alter_topic_config("a.b_c-1", {"segment_bytes": "1048576", "retention_ms": None})
+    assert cfg.segment_bytes == 1048576 and cfg.retention_ms == TopicConfig().retention_ms
+    assert mgr.get_log("a.b_c-1", 1).config == cfg
+    with pytest.raises(InvalidConfigError):
+        mgr.alter_topic_config("a.b_c-1", {"segment_bytes": "big"})
+    mgr.add_partitions("a.b_c-1", 4)
+    assert len(mgr.topic("a.b_c-1").partitions) == 4
+    with pytest.raises(InvalidPartitionsError):
+        mgr.add_partitions("a.b_c-1", 4)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        mgr.get_log("a.b_c-1", 4)
+    mgr.get_log("a.b_c-1", 3).append(make_batch())
+    mgr.delete_topic("a.b_c-1")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        mgr.delete_topic("a.b_c-1")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        mgr.get_log("a.b_c-1", 0)
+    assert not (mgr.data_dir / "a.b_c-1-3").exists()
+
+
+def test_admin_state_survives_reopen(tmp_path):
+    with LogManager.open(tmp_path) as m:
+        m.create_topic("t", 2, {"segment_bytes": 4096})
+        m.add_partitions("t", 3)
+        m.alter_topic_config("t", {"flush_policy": "every_batch"})
+    with LogManager.open(tmp_path) as m:
+        t = m.topic("t")
+        assert len(t.partitions) == 3
+        assert t.config.segment_bytes == 4096 and t.config.flush_policy == "every_batch"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a b", "ü", "x" * 250, "a/b", "a\n"])
+def test_bad_topic_names(name):
+    with pytest.raises(InvalidTopicError):
+        validate_topic_name(name)
+
+
+def test_topic_config_parses_cli_strings():
+    cfg = TopicConfig.from_dict({"max_batch_bytes": "1048576", "segment.ms": "60000"})
+    assert cfg.max_batch_bytes == 1048576 and cfg.segment_ms == 60000
+    assert TopicConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InvalidConfigError):
+        TopicConfig.from_dict({"segment_bytes": 10})
+
+
+def test_data_dir_is_locked(tmp_path):
+    with LogManager.open(tmp_path), pytest.raises(KafkaStorageError, match="in use"):
+        LogManager.open(tmp_path)
+
+
+def test_flush_policies_move_flushed_offset(tmp_path, clock):
+    with LogManager.open(tmp_path, clock=clock) as m:
+        m.create_topic("every", 1, {"flush_policy": "every_batch"})
+        m.create_topic("interval", 1, {"flush_policy": "interval", "flush_interval_ms": 500})
+        m.create_topic("never", 1, {"flush_policy": "never"})
+        for name in ("every", "interval", "never"):
+            m.get_log(name, 0).append(make_batch(2))
+        assert m.get_log("every", 0).flushed_offset == 2
+        assert m.get_log("interval", 0).flushed_offset == 0
+        assert m.flush_due() == 0
+        clock.advance(500)
+        assert m.flush_due() == 1
+        assert m.get_log("interval", 0).flushed_offset == 2
+        never = m.get_log("never", 0)
+        assert never.flushed_offset == 0
+        assert never.flush() == 2 and never.flushed_offset == 2
+
+
+def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
+    with LogManager.open(tmp_path) as m:
+        m.create_topic("t", 1, {"flush_policy": "every_batch"})
+        log = m.get_log("t", 0)
+        log.append(make_batch())
+
+        def broken(mm):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(storage_files, "msync", broken)
+        with pytest.raises(KafkaStorageError):
+            log.append(make_batch())
+        monkeypatch.undo()
+        with pytest.raises(KafkaStorageError, match="failed earlier"):
+            log.append(make_batch())
+        assert log.failed
+        # Reads still work. The batch whose flush failed was appended (maybe not on disk):
+        # the producer got an error, so it may retry and a consumer may see it twice.
+        assert offsets_of(log.read(0, 10**6))[:1] == [0]
+
+
+def test_log_append_time(tmp_path, clock):
+    with LogManager.open(tmp_path, clock=clock) as m:
+        m.create_topic("t", 1, {"timestamp_type": "log_append"})
+        log = m.get_log("t", 0)
+        r = log.append(make_batch(3, ts=5))
+        assert r.log_append_time_ms == clock.now_ms()
+        batch = decode_batch(log.read(0))  # CRC still valid
+        assert int(batch.timestamps[0]) == clock.now_ms()
+        assert log.offset_for_timestamp(clock.now_ms()) == 0
+
+
+def test_partition_log_embedded_without_manager(tmp_path):
+    log = PartitionLog(tmp_path / "p", topic="t", partition=0)
+    log.append(make_batch(2))
+    assert log.close()
+    again = PartitionLog(tmp_path / "p", topic="t", partition=0, clean_shutdown=True)
+    assert again.log_end_offset == 2
+    again.close()

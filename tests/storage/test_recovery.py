@@ -1,0 +1,153 @@
+"""Recovery after a crash: torn and corrupt tails are cut exactly, indexes are rebuilt."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_batch
+
+from logstream.codec import iter_batches
+from logstream.storage import PartitionLog, TopicConfig
+from logstream.storage.files import segment_stem
+
+CONFIG = TopicConfig(segment_bytes=1 << 16, flush_policy="never")
+
+
+def abandon(log: PartitionLog) -> None:
+    """Simulate a process crash: drop every handle, trim nothing, write no snapshot."""
+    for seg in log._segments:
+        seg.delete_handles()
+    log._closed = True
+
+
+def open_log(path: Path, *, clean: bool = False, config: TopicConfig = CONFIG) -> PartitionLog:
+    return PartitionLog(path, topic="t", partition=0, config=config, clean_shutdown=clean)
+
+
+def build(path: Path, n: int = 30, seed: int = 0) -> tuple[list[int], list[bytes]]:
+    """Append n random batches, crash. Returns their file positions and the stored bytes."""
+    rng = random.Random(seed)
+    log = open_log(path)
+    positions, batches = [], []
+    pos = 0
+    for i in range(n):
+        b = make_batch(rng.randint(1, 5), value_size=rng.randint(5, 60), tag=i)
+        log.append(b)
+        positions.append(pos)
+        pos += len(b)
+    batches = [bytes(x) for x in _split(log.read(0, 10**9))]
+    abandon(log)
+    return positions, batches
+
+
+def _split(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    for b in iter_batches(data):
+        out.append(data[pos : pos + b.header.batch_length])
+        pos += b.header.batch_length
+    return out
+
+
+def survivors(log: PartitionLog) -> list[bytes]:
+    return _split(log.read(0, 10**9)) if log.log_end_offset else []
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_garbage_is_cut_exactly_at_the_first_bad_batch(tmp_path, seed):
+    template = tmp_path / "template"
+    positions, batches = build(template, seed=seed)
+    data_end = positions[-1] + len(batches[-1])
+    rng = random.Random(1000 + seed)
+    work = tmp_path / "work"
+    shutil.copytree(template, work)
+    seg = work / (segment_stem(0) + ".log")
+    drop_index = seed % 2 == 0
+    if drop_index:
+        os.unlink(work / (segment_stem(0) + ".index"))  # forces a CRC check of every batch
+        p = rng.randrange(0, data_end + 100)
+    else:  # the index is intact: garbage past the last trusted entry
+        p = rng.randrange(positions[-1], data_end + 100)
+    length = rng.randint(1, 16)
+    with open(seg, "r+b") as f:
+        f.seek(p)
+        old = f.read(length)
+        f.seek(p)
+        f.write(bytes((o ^ rng.randint(1, 255)) for o in old.ljust(length, b"\0")))
+    hit = next((i for i, q in enumerate(positions) if q + len(batches[i]) > p), None)
+    log = open_log(work)
+    report = log.recovery_report
+    if hit is None:
+        assert survivors(log) == batches
+        assert report.bytes_truncated == p + length - data_end
+    else:
+        assert survivors(log) == batches[:hit]
+        assert report.bytes_truncated == max(data_end, p + length) - positions[hit]
+    # the log keeps working where the valid prefix ended
+    r = log.append(make_batch(2))
+    kept = batches[: len(batches) if hit is None else hit]
+    assert r.base_offset == sum(len(next(iter(iter_batches(b)))) for b in kept)
+    log.close()
+
+
+def test_zeroed_tail_is_a_normal_end_or_a_cut(tmp_path):
+    positions, batches = build(tmp_path / "p", n=10)
+    seg = tmp_path / "p" / (segment_stem(0) + ".log")
+    mid = positions[7] + 30
+    with open(seg, "r+b") as f:
+        f.seek(mid)
+        f.write(b"\0" * (positions[9] + len(batches[9]) - mid))
+    log = open_log(tmp_path / "p")
+    assert survivors(log) == batches[:7]
+    # reported: the non-zero bytes cut off (up to the last non-zero one)
+    assert log.recovery_report.bytes_truncated == len(batches[7][:30].rstrip(b"\0"))
+    assert os.path.getsize(seg) == positions[7]  # trimmed
+    log.close()
+
+
+def test_crash_with_untouched_tail_keeps_everything(tmp_path, caplog):
+    _, batches = build(tmp_path / "p", n=12)
+    log = open_log(tmp_path / "p")
+    assert survivors(log) == batches
+    r = log.recovery_report
+    assert not r.clean_shutdown and r.bytes_truncated == 0 and r.batches_scanned == 12
+    log.close()
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "truncate"])
+def test_damaged_index_of_sealed_segment_is_rebuilt(tmp_path, damage):
+    config = TopicConfig(segment_bytes=1024, flush_policy="never")
+    log = open_log(tmp_path / "p", config=config)
+    for i in range(60):
+        log.append(make_batch(2, ts=1000 + i, tag=i))
+    expected = {o: log.read(o, 1) for o in range(120)}
+    stamps = {t: log.offset_for_timestamp(t) for t in range(990, 1070, 3)}
+    assert log.close()
+    victim = tmp_path / "p" / (segment_stem(0) + ".index")
+    tvictim = tmp_path / "p" / (segment_stem(0) + ".timeindex")
+    if damage == "delete":
+        os.unlink(victim)
+        os.unlink(tvictim)
+    elif damage == "garbage":
+        victim.write_bytes(np.random.default_rng(1).integers(0, 255, 64, np.uint8).tobytes())
+    else:
+        victim.write_bytes(victim.read_bytes()[:-8])
+    log = open_log(tmp_path / "p", clean=True, config=config)
+    assert {o: log.read(o, 1) for o in range(120)} == expected
+    assert {t: log.offset_for_timestamp(t) for t in stamps} == stamps
+    assert log._segments[0].indexes_rebuilt
+    log.close()
+
+
+def test_damaged_index_of_active_segment_after_crash(tmp_path):
+    _, batches = build(tmp_path / "p", n=15)
+    (tmp_path / "p" / (segment_stem(0) + ".index")).write_bytes(b"\xff" * 40)
+    os.unlink(tmp_path / "p" / (segment_stem(0) + ".timeindex"))
+    log = open_log(tmp_path / "p")
+    assert survivors(log) == batches
+    assert log.offset_for_timestamp(0) == 0
+    log.close()

@@ -1,0 +1,198 @@
+"""Every kind of bad input gets its error code, and the broker keeps serving afterwards."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from logstream.codec import encode_batch
+from logstream.errors import (
+    CorruptRecordError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidRequestError,
+    InvalidRequiredAcksError,
+    InvalidTopicError,
+    MessageTooLargeError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.protocol import admin_pb2, log_pb2
+from logstream.protocol.status import ERROR_CODE_KEY
+
+CORRUPT_CODES = {CorruptRecordError.code, 87}  # CORRUPT_MESSAGE or INVALID_RECORD
+
+
+@pytest.fixture(autouse=True)
+def still_serving(client):
+    yield
+    client.assert_serving()
+
+
+def test_unknown_topic(client, topic):
+    res = client.produce(topic, 0, encode_batch([b"x"]))
+    assert res.error_code == UnknownTopicOrPartitionError.code and not res.results
+    assert client.fetch(topic, 0).error_code == UnknownTopicOrPartitionError.code
+
+
+def test_unknown_partition(client, topic):
+    client.create_topic(topic, partitions=2)
+    assert (
+        client.produce(topic, 2, encode_batch([b"x"])).error_code
+        == UnknownTopicOrPartitionError.code
+    )
+    assert (
+        client.produce(topic, -1, encode_batch([b"x"])).error_code
+        == UnknownTopicOrPartitionError.code
+    )
+    assert client.fetch(topic, 7).error_code == UnknownTopicOrPartitionError.code
+
+
+def test_corrupt_crc_is_rejected_and_nothing_is_stored(client, topic):
+    client.create_topic(topic)
+    batch = bytearray(encode_batch([b"hello", b"world"]))
+    batch[-3] ^= 0xFF
+    res = client.produce(topic, 0, bytes(batch))
+    assert res.results[0].error_code in CORRUPT_CODES, res
+    assert client.fetch(topic, 0).high_watermark == 0
+
+
+def test_truncated_batch(client, topic):
+    client.create_topic(topic)
+    batch = encode_batch([b"hello", b"world"])
+    for cut in (10, 71, len(batch) - 1):
+        res = client.produce(topic, 0, batch[:cut])
+        assert res.results[0].error_code in CORRUPT_CODES, (cut, res)
+    assert client.fetch(topic, 0).high_watermark == 0
+
+
+def test_garbage_bytes(client, topic):
+    client.create_topic(topic)
+    for garbage in (b"", b"\x00" * 200, b"garbage" * 50, bytes(range(256)) * 4):
+        res = client.produce(topic, 0, garbage)
+        assert res.results[0].error_code in CORRUPT_CODES, (garbage[:10], res)
+    assert client.fetch(topic, 0).high_watermark == 0
+
+
+def test_two_batches_in_one_element_are_rejected(client, topic):
+    client.create_topic(topic)
+    res = client.produce(topic, 0, encode_batch([b"a"]) + encode_batch([b"b"]))
+    assert res.results[0].error_code == CorruptRecordError.code
+
+
+def test_failed_batch_stops_the_partition_prefix(client, topic):
+    client.create_topic(topic)
+    good = encode_batch([b"ok"])
+    res = client.produce(topic, 0, good, b"junk" * 30, good)
+    codes = [r.error_code for r in res.results]
+    assert codes[0] == 0 and codes[1] in CORRUPT_CODES and codes[2] == codes[1]
+    assert client.fetch(topic, 0).high_watermark == 1
+
+
+def test_batch_too_large(client, topic):
+    client.create_topic(topic)  # the shared broker's max_batch_bytes is 64 KiB
+    res = client.produce(topic, 0, encode_batch([b"x" * 100_000]))
+    assert res.results[0].error_code == MessageTooLargeError.code
+    client.create_topic(topic + "-big", max_batch_bytes=200_000)
+    ok = client.produce(topic + "-big", 0, encode_batch([b"x" * 100_000]))
+    assert ok.results[0].error_code == 0
+
+
+def test_request_above_the_grpc_message_limit_is_resource_exhausted(client, topic):
+    client.create_topic(topic)
+    with pytest.raises(grpc.RpcError) as info:
+        client.produce(topic, 0, b"x" * (65 << 20), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_bad_topic_name(client):
+    for name in ("bad name", "", "x" * 300, "..", "ünïcode"):
+        assert client.create_topic(name).error_code == InvalidTopicError.code, name
+
+
+def test_topic_exists(client, topic):
+    assert client.create_topic(topic).error_code == 0
+    again = client.create_topic(topic)
+    assert again.error_code == TopicAlreadyExistsError.code and topic in again.error_message
+
+
+def test_invalid_acks_is_a_request_level_error(client, topic):
+    client.create_topic(topic)
+    req = log_pb2.ProduceRequest(
+        acks=42,
+        partitions=[log_pb2.PartitionProduceData(topic=topic, batches=[encode_batch([b"x"])])],
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        client.log.Produce(req, timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (ERROR_CODE_KEY, str(InvalidRequiredAcksError.code)) in tuple(
+        info.value.trailing_metadata()
+    )
+    assert client.fetch(topic, 0).high_watermark == 0
+
+
+def test_offset_out_of_range_names_the_earliest_offset(client, topic):
+    client.create_topic(topic)
+    client.produce(topic, 0, encode_batch([b"a", b"b"]))
+    for offset in (3, 1000, -5):
+        res = client.fetch(topic, 0, offset)
+        assert res.error_code == OffsetOutOfRangeError.code
+        assert "earliest" in res.error_message and "0" in res.error_message, res.error_message
+
+
+def test_out_of_order_sequence(client, topic):
+    client.create_topic(topic)
+    pid = client.log.InitProducerId(log_pb2.InitProducerIdRequest())
+    ids = {"producer_id": pid.producer_id, "producer_epoch": pid.producer_epoch}
+    first = client.produce(topic, 0, encode_batch([b"a"], base_sequence=0, **ids))
+    assert first.results[0].error_code == 0
+    gap = client.produce(topic, 0, encode_batch([b"c"], base_sequence=5, **ids))
+    assert gap.results[0].error_code == OutOfOrderSequenceError.code
+    assert client.fetch(topic, 0).high_watermark == 1
+
+
+def test_bad_config_key_and_value(client, topic):
+    assert client.create_topic(topic, bogus_key=1).error_code == InvalidConfigError.code
+    assert client.create_topic(topic, retention_ms="soon").error_code == InvalidConfigError.code
+    assert (
+        client.create_topic(topic, flush_policy="sometimes").error_code == InvalidConfigError.code
+    )
+    client.create_topic(topic)
+    resp = client.admin.AlterTopicConfig(
+        admin_pb2.AlterTopicConfigRequest(name=topic, set={"nope": "1"})
+    )
+    assert resp.result.error_code == InvalidConfigError.code
+
+
+def test_negative_or_shrinking_partitions(client, topic):
+    assert client.create_topic(topic, partitions=-1).error_code == InvalidPartitionsError.code
+    client.create_topic(topic, partitions=3)
+    shrink = client.admin.CreatePartitions(
+        admin_pb2.CreatePartitionsRequest(name=topic, total_count=2)
+    )
+    assert shrink.result.error_code == InvalidPartitionsError.code
+
+
+def test_negative_fetch_arguments(client, topic):
+    client.create_topic(topic)
+    with pytest.raises(grpc.RpcError) as info:
+        client.fetch(topic, 0, 0, max_wait_ms=-1)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert client.fetch(topic, 0, 0, max_bytes=-1).error_code == InvalidRequestError.code
+
+
+def test_list_offsets_errors(client, topic):
+    client.create_topic(topic)
+    req = log_pb2.ListOffsetsRequest(
+        partitions=[
+            log_pb2.ListOffsetsPartition(topic=topic, partition=0, timestamp=-7),
+            log_pb2.ListOffsetsPartition(topic=topic, partition=9, timestamp=-1),
+        ]
+    )
+    resp = client.log.ListOffsets(req)
+    assert [p.error_code for p in resp.partitions] == [
+        InvalidRequestError.code,
+        UnknownTopicOrPartitionError.code,
+    ]

@@ -99,7 +99,12 @@ class Broker:
             else "clean",
             time.monotonic() - started,
         )
-        return cls(config, manager, clock=clock)
+        try:
+            coordinator = _open_coordinator(config, manager, clock)
+        except BaseException:
+            manager.close()
+            raise
+        return cls(config, manager, clock=clock, coordinator=coordinator)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -111,6 +116,12 @@ class Broker:
         self._spawn(
             "logstream-retention", self._enforce_retention, self.config.retention_check_interval_ms
         )
+        if self.coordinator is not None:  # consumer groups: session timeouts, offset expiry
+            self._spawn(
+                "logstream-groups",
+                self.coordinator.expire,  # type: ignore[attr-defined]
+                self.config.group_expiry_check_interval_ms,
+            )
 
     def _enforce_retention(self) -> None:
         for tp, segments in self.manager.enforce_retention().items():
@@ -189,3 +200,29 @@ class Broker:
             except TopicAlreadyExistsError:
                 pass
         return self.manager.get_log(topic, partition)
+
+
+def _open_coordinator(config: BrokerConfig, manager: LogManager, clock: Clock) -> object:
+    """The consumer-group coordinator; replays ``__consumer_offsets`` (created if missing)."""
+    from logstream.coordinator import CoordinatorConfig, GroupCoordinator, GroupSettings
+
+    started = time.monotonic()
+    settings = GroupSettings(
+        min_session_timeout_ms=config.group_min_session_timeout_ms,
+        max_session_timeout_ms=config.group_max_session_timeout_ms,
+        default_session_timeout_ms=min(
+            max(10_000, config.group_min_session_timeout_ms), config.group_max_session_timeout_ms
+        ),
+        heartbeat_interval_ms=config.group_heartbeat_interval_ms,
+    )
+    coordinator = GroupCoordinator(
+        manager,
+        clock,
+        CoordinatorConfig(groups=settings, offsets_retention_ms=config.offsets_retention_ms),
+    )
+    log.info(
+        "group coordinator: %d committed-offset records replayed in %.3fs",
+        coordinator.offsets.records_replayed,
+        time.monotonic() - started,
+    )
+    return coordinator

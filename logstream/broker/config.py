@@ -16,6 +16,11 @@ TOML layout (every key optional; unknown keys are an error)::
     retention_check_interval_ms = 60000
     grace_period_s = 5.0             # in-flight calls may finish for this long on shutdown
     log_level = "INFO"
+    group_min_session_timeout_ms = 1000    # consumer groups (docs/consumer-groups.md)
+    group_max_session_timeout_ms = 300000
+    group_heartbeat_interval_ms = 1000
+    group_expiry_check_interval_ms = 200   # how often session timeouts / offset expiry run
+    offsets_retention_ms = 604800000       # offsets of a group empty this long are deleted
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
     max_batch_bytes = 1048648        # 1 MiB + the 72-byte header
@@ -62,6 +67,11 @@ class BrokerConfig:
     retention_check_interval_ms: int = 60_000
     grace_period_s: float = 5.0
     log_level: str = "INFO"
+    group_min_session_timeout_ms: int = 1_000
+    group_max_session_timeout_ms: int = 300_000
+    group_heartbeat_interval_ms: int = 1_000
+    group_expiry_check_interval_ms: int = 200
+    offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -24,14 +24,23 @@ from grpc_reflection.v1alpha import reflection
 
 from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
+from logstream.broker.group_servicer import GroupServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
-from logstream.protocol import admin_pb2, admin_pb2_grpc, log_pb2, log_pb2_grpc
+from logstream.protocol import (
+    admin_pb2,
+    admin_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
+    log_pb2,
+    log_pb2_grpc,
+)
 
 log = logging.getLogger("logstream.broker")
 
 SERVICE_NAMES = (
     log_pb2.DESCRIPTOR.services_by_name["Log"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
 )
 
 
@@ -54,6 +63,7 @@ class BrokerServer:
         )
         log_pb2_grpc.add_LogServicer_to_server(LogServicer(broker), self.grpc_server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(broker), self.grpc_server)
+        group_pb2_grpc.add_GroupServicer_to_server(GroupServicer(broker), self.grpc_server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         reflection.enable_server_reflection(

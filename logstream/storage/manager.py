@@ -347,7 +347,10 @@ class LogManager:
             for plog in [p for t in self._topics.values() for p in t.partitions]:
                 ok = plog.close() and ok
             if ok:
-                files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")
+                try:
+                    files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")
+                except KafkaStorageError as exc:  # e.g. a full disk: next open recovers
+                    log.error("cannot write the clean-shutdown marker: %s", exc)
             else:
                 log.error("not all partitions closed cleanly; the next open will recover")
             self._release_lock()

@@ -182,6 +182,7 @@ class ProducerBatch:
         "created",
         "deadline",
         "encoded",
+        "explicit_ts",
         "headers",
         "keys",
         "nkeys",
@@ -202,6 +203,7 @@ class ProducerBatch:
         self.timestamps: list[int] = []
         self.headers: list[bytes] | None = None
         self.nkeys = 0
+        self.explicit_ts = False
         self.size = 0
         self.created = now
         self.deadline = 0.0  # monotonic time after which delivery fails (set by the producer)

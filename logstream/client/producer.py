@@ -67,6 +67,8 @@ ACKS = {
     "all": common_pb2.ACKS_FLUSHED,
 }
 
+_MAX_DELTA = 2**31 - 1  # the codec stores timestamps as int32 deltas from the first
+
 MAX_BATCH_BYTES = 1024 * 1024
 """The broker's default limit for one encoded batch; ``batch_bytes`` must stay below it."""
 
@@ -81,6 +83,16 @@ class _Topic:
         self.num_partitions = num_partitions
         self.open: list[ProducerBatch | None] = [None] * num_partitions
         self.sticky = zlib.crc32(name.encode()) % num_partitions
+
+    def open_ts_conflict(self, timestamps: list[int]) -> bool:
+        """True if an open batch's first timestamp is too far from these timestamps."""
+        lo, hi = min(timestamps), max(timestamps)
+        for b in self.open:
+            if b is not None and b.timestamps:
+                t0 = b.timestamps[0]
+                if hi - t0 > _MAX_DELTA or t0 - lo > _MAX_DELTA:
+                    return True
+        return False
 
 
 class _InFlight:
@@ -349,8 +361,11 @@ class Producer:
                 partition = self._partitioner(key, t.num_partitions)
         elif not 0 <= partition < t.num_partitions:
             return self._bad_partition(t, partition)
+        explicit = False
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
+        else:
+            explicit = True  # a batch spans at most ~24 days of timestamps: check below
         size = RECORD_OVERHEAD
         if value is not None:
             size += len(value)
@@ -366,7 +381,11 @@ class Producer:
             if self._buffered + size > self._buffer_bytes or self._closing:
                 self._wait_for_space(size)
             b = t.open[partition]
-            if b is None or b.size + size > self._batch_bytes:
+            split = False
+            if b is not None and (explicit or b.explicit_ts) and b.timestamps:
+                # keep every timestamp within an int32 delta of the batch's first one
+                split = not -_MAX_DELTA <= timestamp_ms - b.timestamps[0] <= _MAX_DELTA
+            if b is None or split or b.size + size > self._batch_bytes:
                 if size > self._max_record_bytes:
                     return failed_future(topic, partition, _too_large(size, self._batch_bytes))
                 b = self._new_batch(t, partition, b)
@@ -374,6 +393,8 @@ class Producer:
             b.values.append(value)
             b.keys.append(key)
             b.timestamps.append(timestamp_ms)
+            if explicit:
+                b.explicit_ts = True
             if key is not None:
                 b.nkeys += 1
             if hblob is not None:
@@ -410,10 +431,26 @@ class Producer:
                 f"partition {partition} of {topic!r} does not exist ({t.num_partitions} partitions)"
             )
         now_ms = time.time_ns() // 1_000_000
+        explicit = timestamps is not None
         if timestamps is None or isinstance(timestamps, int):
             ts_list: list[int] = [now_ms if timestamps is None else timestamps] * n
         else:
             ts_list = list(timestamps)
+            if len(ts_list) != n:
+                raise errors.InvalidRequestError(f"{len(ts_list)} timestamps for {n} values")
+            if n and (max(ts_list) - min(ts_list) > _MAX_DELTA or t.open_ts_conflict(ts_list)):
+                # Timestamps too far apart for one batch: take the per-record path.
+                futs = [
+                    self.send(
+                        topic,
+                        values[i],
+                        None if keys is None else keys[i],
+                        partition=partition,
+                        timestamp_ms=ts_list[i],
+                    )
+                    for i in range(n)
+                ]
+                return BulkFuture([(f[0], f[1], 1, [i]) for i, f in enumerate(futs)], n)
         sizes = [RECORD_OVERHEAD + (0 if v is None else len(v)) for v in values]
         if keys is not None:
             sizes = [s + (0 if k is None else len(k)) for s, k in zip(sizes, keys, strict=True)]
@@ -421,7 +458,7 @@ class Producer:
             raise _too_large(max(sizes), self._batch_bytes)
         segments: list[tuple[BatchResult, int, int, list[int] | None]] = []
         if keys is None or partition is not None:
-            self._bulk_append(t, partition, values, keys, ts_list, sizes, None, segments)
+            self._bulk_append(t, partition, values, keys, ts_list, sizes, None, segments, explicit)
         else:
             by_part: dict[int, list[int]] = {}
             nparts = t.num_partitions
@@ -439,6 +476,7 @@ class Producer:
                     [sizes[i] for i in idx],
                     idx,
                     segments,
+                    explicit,
                 )
         return BulkFuture(segments, n)
 
@@ -622,6 +660,7 @@ class Producer:
         sizes: list[int],
         positions: list[int] | None,
         segments: list[tuple[BatchResult, int, int, list[int] | None]],
+        explicit_ts: bool = False,
     ) -> None:
         n = len(values)
         i = 0
@@ -658,6 +697,8 @@ class Producer:
                 if b.headers is not None:
                     b.headers.extend([b""] * (j - i))
                 b.timestamps.extend(timestamps[i:j])
+                if explicit_ts:
+                    b.explicit_ts = True
                 b.size += acc
                 self._buffered += acc
                 segments.append(

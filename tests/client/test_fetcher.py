@@ -1,0 +1,92 @@
+"""Decoding fetch answers: whole batches, records below the position skipped, columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logstream.client.fetcher import RecordColumns, chunks_from_records
+from logstream.codec.batch import encode_batch, encode_headers, stamp_base_offset
+
+
+def _batch(
+    base: int, values: list[bytes | None], keys: list[bytes | None] | None = None, **kw: object
+) -> bytes:
+    buf = bytearray(
+        encode_batch(
+            values, keys=keys, timestamps=[1000 + base + i for i in range(len(values))], **kw
+        )
+    )  # type: ignore[arg-type]
+    stamp_base_offset(buf, base)
+    return bytes(buf)
+
+
+def test_records_below_the_position_are_skipped() -> None:
+    data = _batch(0, [b"a", b"b", b"c"]) + _batch(3, [b"d", b"e"])
+    chunks = chunks_from_records("t", 1, 0, data, 2, verify=True)
+    records = [r for c in chunks for r in c.take_records(100)]
+    assert [r.offset for r in records] == [2, 3, 4]
+    assert [r.value for r in records] == [b"c", b"d", b"e"]
+    assert records[0].topic == "t" and records[0].partition == 1
+    assert records[0].timestamp_ms == 1002
+
+
+def test_whole_batches_below_the_position_are_dropped() -> None:
+    data = _batch(0, [b"a", b"b"]) + _batch(2, [b"c"])
+    chunks = chunks_from_records("t", 0, 0, data, 2, verify=True)
+    assert len(chunks) == 1 and chunks[0].next_offset == 2
+
+
+def test_a_short_trailing_fragment_is_ignored() -> None:
+    data = _batch(0, [b"a"]) + _batch(1, [b"b"])[:50]
+    chunks = chunks_from_records("t", 0, 0, data, 0, verify=True)
+    assert [r.value for c in chunks for r in c.take_records(10)] == [b"a"]
+
+
+def test_take_records_respects_the_limit_and_moves_the_cursor() -> None:
+    chunks = chunks_from_records(
+        "t", 0, 0, _batch(10, [b"%d" % i for i in range(5)]), 10, verify=True
+    )
+    c = chunks[0]
+    assert [r.offset for r in c.take_records(2)] == [10, 11]
+    assert c.next_offset == 12 and c.remaining == 3
+    assert [r.offset for r in c.take_records(10)] == [12, 13, 14]
+
+
+def test_keys_nulls_and_headers_survive() -> None:
+    blob = encode_headers([("trace", b"x")])
+    data = _batch(0, [b"v0", None, b"v2"], keys=[b"k0", b"", None], headers=[blob, b"", b""])
+    (c,) = chunks_from_records("t", 0, 0, data, 0, verify=True)
+    r = c.take_records(10)
+    assert [x.key for x in r] == [b"k0", b"", None]
+    assert [x.value for x in r] == [b"v0", None, b"v2"]
+    assert r[0].headers == (("trace", b"x"),) and r[1].headers == ()
+
+
+def test_keyless_batches_give_none_keys() -> None:
+    (c,) = chunks_from_records("t", 0, 0, _batch(0, [b"a", b"b"]), 0, verify=True)
+    assert [x.key for x in c.take_records(5)] == [None, None]
+
+
+def test_columns_concatenate_chunks_of_several_partitions() -> None:
+    a = chunks_from_records("t", 0, 0, _batch(0, [b"a", b"bb", b"ccc"]), 1, verify=True)
+    b = chunks_from_records("u", 3, 0, _batch(7, [b"dddd"]), 7, verify=True)
+    cols = RecordColumns([a[0].take_columns(10), b[0].take_columns(10)])
+    assert len(cols) == 3
+    assert cols.offsets.tolist() == [1, 2, 7]
+    assert cols.partitions.tolist() == [0, 0, 3]
+    assert cols.topics.tolist() == ["t", "t", "u"]
+    assert cols.timestamps.dtype == np.int64
+    assert cols.values() == [b"bb", b"ccc", b"dddd"]
+    buf, starts, lengths = cols.value_buffer()
+    assert [buf[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)] == [
+        b"bb",
+        b"ccc",
+        b"dddd",
+    ]
+
+
+def test_compressed_batches_decode() -> None:
+    (c,) = chunks_from_records(
+        "t", 0, 0, _batch(0, [b"x" * 100] * 10, compression_type=1), 0, verify=True
+    )
+    assert len(c.take_records(100)) == 10

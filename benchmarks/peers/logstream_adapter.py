@@ -220,12 +220,12 @@ def group_consume(addr: str, topic: str, n: int, size: int, group: str = "bench"
     try:
         c = Consumer(addr, group=group, auto_offset_reset="earliest")
     except TypeError as e:  # pragma: no cover - depends on the client version
-        raise NotAvailable(f"consumer groups: {e}") from e
+        raise NotAvailable(f"consumer groups are not in the client yet: {e}") from e
     try:
         try:
             c.subscribe([topic])
         except errors.InvalidRequestError as e:
-            raise NotAvailable(f"consumer groups: {e}") from e
+            raise NotAvailable(f"consumer groups are not in the client yet: {e}") from e
         with Timer() as t:
             count, nbytes = _drain_columns(c, ends, on_page=lambda _cols: c.commit())
             c.commit()
@@ -279,3 +279,154 @@ def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Re
     res = Result(SYSTEM, "latency", len(lat), nbytes, t.seconds)
     res.extra.update(latency_summary(lat))
     return res
+
+
+# --------------------------------------------------------------------------- scale table
+
+SCALE_SEGMENT_BYTES = 8 << 20  # many partitions: keep each preallocated active segment small
+
+
+def scale_partitions(addr: str, topic: str, partitions: int, n: int, size: int) -> dict:
+    """Produce ``n`` records spread evenly over ``partitions``, then fetch them all."""
+    from logstream import Admin, Consumer
+
+    admin = Admin(addr)
+    try:
+        admin.create_topic(topic, partitions, {"segment_bytes": SCALE_SEGMENT_BYTES})
+    finally:
+        admin.close()
+    pool = payloads(size, n)
+    per = [n // partitions + (1 if p < n % partitions else 0) for p in range(partitions)]
+    p = _producer(addr, "leader")
+    futures = []
+    try:
+        with Timer() as tp:
+            k = 0
+            for part, count in enumerate(per):
+                for lo in range(0, count, CHUNK):
+                    m = min(CHUNK, count - lo)
+                    start = k % max(1, len(pool) - m)
+                    futures.append(p.send_batch(topic, pool[start : start + m], partition=part))
+                    k += m
+            p.flush(timeout=300)
+        for f in futures:
+            f.result(timeout=60)
+    finally:
+        p.close()
+    ends = end_offsets(addr, topic, partitions)
+    c = Consumer(addr, auto_offset_reset="earliest")
+    try:
+        with Timer() as tf:
+            c.assign(list(ends))
+            count, nbytes = _drain_columns(c, ends)
+    finally:
+        c.close()
+    verify(f"{SYSTEM} fetch over {partitions} partitions", n, n * size, count, nbytes)
+    return {
+        "partitions": partitions,
+        "produce_rate": n / tp.seconds,
+        "fetch_rate": n / tf.seconds,
+    }
+
+
+def scale_growth(addr: str, topic: str, checkpoints, size: int, samples: int) -> list[dict]:
+    """Grow one partition through ``checkpoints`` records; at each, time random timestamp
+    lookups (ListOffsets) and single-record fetches at random offsets."""
+    import random
+
+    from logstream import Admin, Consumer
+
+    from .workload import percentile
+
+    rng = random.Random(42)
+    create_topic(addr, topic)
+    pool = payloads(size, max(checkpoints))
+    tp = _tp(topic)
+    admin = Admin(addr)
+    p = _producer(addr, "leader")
+    c = Consumer(addr, auto_offset_reset="earliest", max_partition_fetch_bytes=64 * 1024)
+    c.assign([tp])
+    rows = []
+    produced = 0
+    t_first = time.time_ns() // 1_000_000
+    try:
+        for cp in checkpoints:
+            while produced < cp:
+                m = min(CHUNK, cp - produced)
+                start = produced % max(1, len(pool) - m)
+                p.send_batch(topic, pool[start : start + m])
+                produced += m
+            p.flush(timeout=300)
+            t_last = time.time_ns() // 1_000_000
+            lookups = []
+            for _ in range(samples):
+                ts = rng.randint(t_first, t_last)
+                t0 = time.perf_counter_ns()
+                admin.list_offsets({tp: ts})
+                lookups.append(time.perf_counter_ns() - t0)
+            fetches = []
+            for _ in range(samples):
+                off = rng.randrange(cp)
+                c.seek(tp, off)
+                t0 = time.perf_counter_ns()
+                got = c.poll(timeout=5.0, max_records=1)
+                fetches.append(time.perf_counter_ns() - t0)
+                if not got or got[0].offset != off:
+                    raise AssertionError(f"fetch at {off} returned {got[:1]}")
+            lookups.sort()
+            fetches.sort()
+            rows.append(
+                {
+                    "records": cp,
+                    "lookup_ms": percentile(lookups, 50) / 1e6,
+                    "fetch_ms": percentile(fetches, 50) / 1e6,
+                    "fetch_p99_ms": percentile(fetches, 99) / 1e6,
+                }
+            )
+    finally:
+        c.close()
+        p.close()
+        admin.close()
+    return rows
+
+
+def fill_partitions(addr: str, partitions: int, per_topic: int = 100) -> None:
+    """Topics of ``per_topic`` partitions (1 MiB segments) totalling ``partitions``, with one
+    record in each partition."""
+    from logstream import Admin
+
+    topics = []
+    left = partitions
+    i = 0
+    while left > 0:
+        k = min(per_topic, left)
+        topics.append((f"fill{i:04d}", k, {"segment_bytes": 1 << 20}))
+        left -= k
+        i += 1
+    admin = Admin(addr)
+    try:
+        for lo in range(0, len(topics), 10):
+            admin.create_topics(topics[lo : lo + 10])
+    finally:
+        admin.close()
+    p = _producer(addr, "leader")
+    try:
+        for name, k, _cfg in topics:
+            for part in range(k):
+                p.send(name, b"x" * 100, partition=part)
+        p.flush(timeout=300)
+    finally:
+        p.close()
+
+
+def first_answer(addr: str) -> float:
+    """Seconds from connecting to the first answered ListTopics."""
+    from logstream import Admin
+
+    t0 = time.perf_counter()
+    admin = Admin(addr)
+    try:
+        admin.list_topics()
+    finally:
+        admin.close()
+    return time.perf_counter() - t0

@@ -248,4 +248,3 @@ async def _latency(addr: str, topic: str, rate: float, seconds: float, size: int
 
 def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
     return _run(_latency(addr, topic, rate, seconds, size))
-

@@ -1,20 +1,74 @@
 """The ``logstream`` command: a click group; each subcommand imports its heavy parts lazily.
 
 Every option can also come from the environment: ``LOGSTREAM_<OPTION>`` (for example
-``LOGSTREAM_DATA_DIR``, ``LOGSTREAM_LISTEN``). Exit codes: 0 success, 1 error, 2 usage.
+``LOGSTREAM_DATA_DIR``, ``LOGSTREAM_LISTEN``, ``LOGSTREAM_BROKER``). Exit codes: 0 success,
+1 error (one line on stderr), 2 usage.
 """
 
 from __future__ import annotations
 
 import click
 
+from logstream import __version__
+from logstream.cli.context import DEFAULT_BROKER, app
+from logstream.cli.group import LogstreamGroup
 from logstream.cli.serve import serve
 
+LAZY_COMMANDS = {
+    "topic": "logstream.cli.topic:topic",
+    "produce": "logstream.cli.produce:produce",
+    "tail": "logstream.cli.tail:tail",
+    "consume": "logstream.cli.consume:consume",
+    "offsets": "logstream.cli.offsets:offsets",
+    "export": "logstream.cli.export:export",
+    "bench": "logstream.cli.bench:bench",
+    "completion": "logstream.cli.completion:completion",
+}
 
-@click.group(context_settings={"auto_envvar_prefix": "LOGSTREAM", "show_default": True})
-@click.version_option(package_name="logstream", prog_name="logstream")
-def main() -> None:
+EPILOG = """\b
+Examples:
+  logstream serve --data-dir ./data                 run a broker
+  logstream topic create orders --partitions 3
+  seq 100 | logstream produce orders
+  logstream tail orders -f                          follow, Ctrl-C to stop
+  logstream tail orders --since 3d --grep error
+  logstream export orders --since 1d --to orders.parquet
+Every command has --help with examples. Docs: docs/cli.md
+"""
+
+
+@click.group(
+    cls=LogstreamGroup,
+    lazy=LAZY_COMMANDS,
+    epilog=EPILOG,
+    context_settings={
+        "auto_envvar_prefix": "LOGSTREAM",
+        "show_default": True,
+        "help_option_names": ["-h", "--help"],
+    },
+)
+@click.version_option(__version__, prog_name="logstream")
+@click.option(
+    "--broker",
+    "-b",
+    envvar="LOGSTREAM_BROKER",
+    default=DEFAULT_BROKER,
+    metavar="HOST:PORT",
+    help="Broker address (env LOGSTREAM_BROKER).",
+)
+@click.option(
+    "--color/--no-color",
+    "colour",
+    default=None,
+    help="Force colour on or off (default: on a TTY, unless NO_COLOR is set).",
+)
+@click.pass_context
+def main(ctx: click.Context, broker: str, colour: bool | None) -> None:
     """logstream: a Kafka-style append-only log streaming platform."""
+    obj = app(ctx)
+    obj.broker = broker
+    if colour is not None:
+        obj.colour = colour
 
 
 main.add_command(serve)

@@ -159,3 +159,6 @@ START = _TimeSpecType("beginning|end|N|-N|+N|@TIME", timespec.parse_start)
 STOP = _TimeSpecType("end|N|+N|@TIME", timespec.parse_stop)
 SINCE = _TimeSpecType("DURATION|TIME", timespec.parse_since)
 TIME = _TimeSpecType("TIME", timespec.parse_time)
+AT_TIME = _TimeSpecType(
+    "TIME", lambda s, now_ms: timespec.parse_time(s[1:] if s.startswith("@") else s, now_ms=now_ms)
+)

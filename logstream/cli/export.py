@@ -1,0 +1,257 @@
+"""``logstream export``: replay a range of records into a JSONL, CSV or Parquet file.
+
+Columns (CSV and Parquet): topic, partition, offset, timestamp (ms), time (ISO-8601 UTC),
+key, value, headers (a JSON object). CSV/JSONL keys and values are text when they are UTF-8,
+else base64 (JSONL marks it with ``<field>_encoding``); Parquet stores them as binary and the
+timestamp as ``timestamp[ms, UTC]``. Parquet needs pyarrow: ``pip install 'logstream[analytics]'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from logstream.cli import params, reader, records
+from logstream.cli import timespec as ts
+from logstream.cli.context import app
+from logstream.cli.formatting import format_time_iso, record_to_json
+from logstream.cli.group import fail
+from logstream.types import Record
+
+FORMATS = ("jsonl", "csv", "parquet")
+CSV_COLUMNS = ["topic", "partition", "offset", "timestamp", "time", "key", "value", "headers"]
+
+EPILOG = """\b
+Examples:
+  logstream export orders --since 1d --to orders.jsonl
+  logstream export orders --from @2024-05-01 --until @2024-05-02 --to may1.parquet
+  logstream export orders payments --from beginning --to all.csv --grep refund
+  logstream export orders --since 1h --to - | gzip > orders.jsonl.gz
+"""
+
+
+def _text(data: bytes | None) -> str:
+    if data is None:
+        return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode("ascii")
+
+
+class JsonlSink:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def write(self, r: Record) -> None:
+        self.out.write(json.dumps(record_to_json(r), ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class CsvSink:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.w = csv.writer(out)
+        self.w.writerow(CSV_COLUMNS)
+
+    def write(self, r: Record) -> None:
+        headers = record_to_json(r)["headers"]
+        self.w.writerow(
+            [
+                r.topic,
+                r.partition,
+                r.offset,
+                r.timestamp_ms,
+                format_time_iso(r.timestamp_ms),
+                _text(r.key),
+                _text(r.value),
+                json.dumps(headers) if headers else "",
+            ]
+        )
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class ParquetSink:
+    ROWS = 100_000
+
+    def __init__(self, path: Path, pa: Any, pq: Any) -> None:
+        self.pa, self.pq = pa, pq
+        self.schema = pa.schema(
+            [
+                ("topic", pa.string()),
+                ("partition", pa.int32()),
+                ("offset", pa.int64()),
+                ("timestamp", pa.timestamp("ms", tz="UTC")),
+                ("key", pa.binary()),
+                ("value", pa.binary()),
+                ("headers", pa.string()),
+            ]
+        )
+        self.writer = pq.ParquetWriter(str(path), self.schema)
+        self.rows: list[Record] = []
+
+    def write(self, r: Record) -> None:
+        self.rows.append(r)
+        if len(self.rows) >= self.ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        rs = self.rows
+        cols = [
+            [r.topic for r in rs],
+            [r.partition for r in rs],
+            [r.offset for r in rs],
+            [r.timestamp_ms for r in rs],
+            [r.key for r in rs],
+            [r.value for r in rs],
+            [json.dumps(record_to_json(r)["headers"]) if r.headers else None for r in rs],
+        ]
+        self.writer.write_table(
+            self.pa.Table.from_arrays(
+                [self.pa.array(c, type=f.type) for c, f in zip(cols, self.schema, strict=True)],
+                schema=self.schema,
+            )
+        )
+        self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+def _format_for(path: str, given: str | None) -> str:
+    if given:
+        return given
+    if path == "-":
+        return "jsonl"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    if suffix in FORMATS:
+        return suffix
+    raise click.BadParameter(
+        f"cannot tell the format of {path!r}: use .jsonl, .csv or .parquet, or --format",
+        param_hint="'--to'",
+    )
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise fail(
+            "writing Parquet needs pyarrow, which is not installed: "
+            "pip install 'logstream[analytics]' (or export to .jsonl / .csv)"
+        ) from None
+    return pa, pq
+
+
+@click.command(epilog=EPILOG)
+@click.argument("topics", nargs=-1, required=True, metavar="TOPIC [TOPIC...]")
+@click.option("--to", "to", required=True, metavar="PATH", help="Output file; '-' is stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="File format (default: from the extension).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a TTY).",
+)
+@records.range_options
+@records.filter_options
+def export(
+    topics: tuple[str, ...], to: str, fmt: str | None, force: bool, progress: bool | None, **kw: Any
+) -> None:
+    """Write the records of TOPICs in a range (default: everything up to now) to a file.
+
+    The range uses the tail/consume grammar: --from (default beginning), --until (default
+    end: the end offsets when export started), --since.
+    """
+    fmt = _format_for(to, fmt)
+    if fmt == "parquet" and to == "-":
+        raise click.UsageError("Parquet cannot be written to stdout; give a file name")
+    pa_pq = _pyarrow() if fmt == "parquet" else None
+    if to != "-" and Path(to).exists() and not force:
+        raise fail(f"{to} exists; use --force to overwrite")
+    ctx = app()
+    start = kw["start"] or kw["since"] or ts.Beginning()
+    if kw["start"] is not None and kw["since"] is not None:
+        raise click.UsageError("--since and --from do not mix")
+    stop = kw["stop"] or ts.End()
+    source = ctx.source(kw["data_dir"])
+    tps = records.resolve_partitions(source, topics, kw["partitions"])
+    plan = reader.plan_ranges(source, tps, start, stop, now_ms=ctx.clock.now_ms())
+    total = sum(max(0, (r.stop or r.start) - r.start) for r in plan.values())
+    opts = records.ReadOptions(
+        topics=topics,
+        **{k: kw[k] for k in ("keys", "grep", "invert_grep", "header_filters", "sample", "rate")},
+    )
+    keep = records.make_filter(opts, ctx)
+
+    out: IO[str] | None = None
+    if fmt == "parquet":
+        assert pa_pq is not None
+        sink: Any = ParquetSink(Path(to), *pa_pq)
+    else:
+        out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        sink = JsonlSink(out) if fmt == "jsonl" else CsvSink(out)
+    stderr = click.get_text_stream("stderr")
+    show = params.is_tty(stderr) if progress is None else progress
+    written = 0
+    try:
+        with (
+            click.progressbar(
+                length=total, label="exporting", file=stderr, show_pos=True, show_eta=True
+            )
+            if show
+            else _NoBar() as bar
+        ):
+            pending = 0
+            for item in reader.read(source, plan, follow=False):
+                if item is None:
+                    continue
+                pending += 1
+                if keep(item):
+                    sink.write(item)
+                    written += 1
+                if pending >= 1000:
+                    bar.update(pending)
+                    pending = 0
+            bar.update(pending)
+    finally:
+        sink.close()
+        if out is not None and out is not sys.stdout:
+            out.close()
+    where = "stdout" if to == "-" else to
+    click.echo(
+        f"exported {written} records from {', '.join(topics)} to {where} ({fmt})", err=to == "-"
+    )
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass

@@ -1,0 +1,148 @@
+"""Record sources for the reading engine (:class:`logstream.cli.reader.RecordSource`):
+
+- :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment, no group,
+  commits nothing) plus an :class:`~logstream.client.Admin` for partition counts.
+- :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
+  (``--data-dir``), for forensics while the broker is down. It takes the data directory's
+  lock, so it refuses to run next to a live broker on the same directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from logstream.errors import KafkaStorageError, UnknownTopicOrPartitionError
+from logstream.types import Record, TopicPartition
+
+
+class BrokerSource:
+    def __init__(self, broker: str, *, admin: Any, group: str | None = None) -> None:
+        from logstream.client import Consumer
+
+        self.admin = admin
+        self.consumer = Consumer(broker, group=group, auto_offset_reset="earliest")
+        self._parts: dict[str, list[int]] = {}
+
+    def partitions_for(self, topic: str) -> list[int]:
+        if topic not in self._parts:
+            desc = self.admin.describe_topic(topic)
+            self._parts[topic] = [p.partition for p in desc.partitions]
+        return self._parts[topic]
+
+    def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict(self.admin.list_offsets({tp: "earliest" for tp in tps})) if tps else {}
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict(self.admin.list_offsets({tp: "latest" for tp in tps})) if tps else {}
+
+    def offsets_for_times(
+        self, query: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        if not query:
+            return {}
+        found = self.admin.list_offsets(dict(query))
+        return {tp: found.get(tp) for tp in query}
+
+    def assign(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.consumer.assign(list(positions))
+        for tp, offset in positions.items():
+            self.consumer.seek(tp, offset)
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        return list(self.consumer.poll(timeout=timeout_s, max_records=5000))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.consumer.highwater(tp)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class DataDirSource:
+    """Reads a data directory in-process. ``poll`` reads one chunk per partition; at the end
+    of every partition it sleeps ``timeout_s`` (so ``-f`` works, by polling the files)."""
+
+    READ_BYTES = 1 << 20
+
+    def __init__(self, data_dir: Path) -> None:
+        from logstream.storage import LogManager
+
+        path = Path(data_dir)
+        if not (path / "meta").is_dir():
+            raise KafkaStorageError(f"{path} is not a logstream data directory (no meta/)")
+        self.manager = LogManager.open(path)
+        self.positions: dict[TopicPartition, int] = {}
+
+    def partitions_for(self, topic: str) -> list[int]:
+        if topic not in self.manager.topics():
+            raise UnknownTopicOrPartitionError(
+                f"unknown topic {topic!r} in {self.manager.data_dir}"
+            )
+        return list(range(len(self.manager.topic(topic).partitions)))
+
+    def _log(self, tp: TopicPartition) -> Any:
+        return self.manager.get_log(tp.topic, tp.partition)
+
+    def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._log(tp).log_start_offset for tp in tps}
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._log(tp).log_end_offset for tp in tps}
+
+    def offsets_for_times(
+        self, query: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        from logstream.codec import iter_batches
+
+        out: dict[TopicPartition, int | None] = {}
+        for tp, ms in query.items():
+            log = self._log(tp)
+            pos = log.offset_for_timestamp(ms)
+            found: int | None = None
+            # The index answers with a batch; the first record at or after ``ms`` is in it or
+            # in a later batch.
+            while pos is not None and pos < log.log_end_offset and found is None:
+                data = log.read(pos, self.READ_BYTES)
+                if not data:
+                    break
+                for batch in iter_batches(data):
+                    for off, stamp in zip(
+                        batch.offsets.tolist(), batch.timestamps.tolist(), strict=True
+                    ):
+                        if off >= pos and stamp >= ms:
+                            found = off
+                            break
+                    if found is not None:
+                        break
+                    pos = batch.header.next_offset
+            out[tp] = found
+        return out
+
+    def assign(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.positions = dict(positions)
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        import time
+
+        from logstream.codec import iter_batches
+
+        out: list[Record] = []
+        for tp, pos in self.positions.items():
+            log = self._log(tp)
+            if pos >= log.log_end_offset:
+                continue
+            data = log.read(max(pos, log.log_start_offset), self.READ_BYTES)
+            for batch in iter_batches(data):
+                for rec in batch.records(tp.topic, tp.partition):
+                    if rec.offset >= pos:
+                        out.append(rec)
+            if out and out[-1].partition == tp.partition and out[-1].topic == tp.topic:
+                self.positions[tp] = out[-1].offset + 1
+        if not out and timeout_s > 0:
+            time.sleep(min(timeout_s, 0.2))
+        return out
+
+    def close(self) -> None:
+        self.manager.close()

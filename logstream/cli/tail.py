@@ -1,0 +1,72 @@
+"""``logstream tail``: watch topics like Unix tail (see docs/cli.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from logstream.cli import records
+from logstream.cli.context import app
+
+EPILOG = """\b
+Examples:
+  logstream tail orders                     the last 10 records, then exit
+  logstream tail orders -n 50 -f            the last 50, then follow (Ctrl-C to stop)
+  logstream tail orders --since 3d          the last 3 days, then exit
+  logstream tail orders --from @-15m -f     from 15 minutes ago, and keep following
+  logstream tail orders --from beginning --until @2024-05-01T12:00
+  logstream tail orders payments -f --grep 'error|timeout' --key user-42
+  logstream tail orders -f -o jsonl | jq .value
+  logstream tail orders --format '%T %k %s'         kcat tokens
+  logstream tail orders --format '{timestamp:iso} {partition}:{offset} {header:trace-id}'
+  logstream tail orders --data-dir ./logstream-data  read segment files, no broker
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("topics", nargs=-1, required=True, metavar="TOPIC [TOPIC...]")
+@click.option(
+    "-n",
+    "--lines",
+    "last",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Show the last N records across partitions (by timestamp).  [default: 10]",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new records until Ctrl-C.")
+@click.option(
+    "-c",
+    "--count",
+    "max_records",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Exit after printing N records.",
+)
+@records.range_options
+@records.filter_options
+@records.format_options(records.output_default_help(tail=True))
+@click.option(
+    "--group",
+    default=None,
+    help="Resume from and commit to consumer group G (when groups exist); otherwise tail "
+    "commits nothing.",
+)
+@click.option(
+    "--status/--no-status",
+    default=None,
+    help="Live status line on stderr while following (default: on a TTY).",
+)
+def tail(topics: tuple[str, ...], **kwargs: Any) -> None:
+    """Print the last records of TOPICs, or follow them.
+
+    \b
+    Start and stop (one grammar for tail, consume and export):
+      --from  beginning | end | N | -N | +N | @TIME
+      --until end | N | +N | @TIME          end = the end offsets when tail started
+      --since DURATION                      = --from @-DURATION
+    TIME is ISO-8601 (2024-05-01, 2024-05-01T12:00:00Z), epoch seconds or milliseconds,
+    or relative to now (@-15m, @-3d, @now).
+    """
+    opts = records.ReadOptions(topics=topics, **kwargs)
+    records.run(opts, app())

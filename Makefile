@@ -57,6 +57,12 @@ check-protos: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# logstream vs Redis Streams vs NATS JetStream (benchmarks/peers/); apt-installs redis-server
+# and nats-server when missing. ARGS=--quick for a < 1 minute smoke run.
+bench-peers: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/peers/run.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis $(DATA_DIR) *.egg-info benchmarks/.work
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from logstream.errors import InvalidConfigError
+from logstream.storage.config import TopicConfig
 
 MiB = 1 << 20
 
@@ -86,6 +87,7 @@ class BrokerConfig:
             )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
+        TopicConfig.from_dict(dict(self.topic_defaults))
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")

@@ -11,7 +11,8 @@ Subprocess (``python -m logstream serve --listen 127.0.0.1:0``; the port is pars
 start line ``logstream broker listening on 127.0.0.1:PORT (data: DIR)``)::
 
     proc = BrokerProcess(tmp_path / "data", auto_create_topics=True).start()
-    proc.address; proc.kill(); proc.restart(); proc.terminate()  # terminate -> exit code
+    proc.address; proc.kill(); proc.restart(); proc.terminate()  # -> exit code
+    proc.interrupt()                                             # SIGINT
     proc.output()                                                 # everything it printed
 
 Keyword arguments are :class:`~logstream.broker.BrokerConfig` fields; ``topic_defaults``
@@ -180,6 +181,10 @@ class BrokerProcess:
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM (graceful shutdown); returns the exit code (0 on a clean stop)."""
         return self._signal(signal.SIGTERM, timeout)
+
+    def interrupt(self, timeout: float = 20.0) -> int:
+        """SIGINT (Ctrl-C: also a graceful shutdown); returns the exit code."""
+        return self._signal(signal.SIGINT, timeout)
 
     def _signal(self, sig: int, timeout: float = 20.0) -> int:
         if self.proc is None:

@@ -41,10 +41,8 @@ def test_sigterm_is_a_clean_shutdown_and_restart_serves_everything(tmp_path):
 
 
 def test_sigint_also_shuts_down_cleanly(tmp_path):
-    import signal
-
     proc = BrokerProcess(tmp_path / "data").start()
-    assert proc._signal(signal.SIGINT) == 0
+    assert proc.interrupt() == 0
     assert (tmp_path / "data" / ".clean-shutdown").exists()
 
 

@@ -1,9 +1,10 @@
 """The consumer: manual assignment, positions, seeks, and a background prefetcher.
 
 Positions: ``_positions[tp]`` is the offset of the next record ``poll`` will return (None =
-not known yet: resolved by ``auto_offset_reset``). A consumer-group module plugs in here: it
-calls ``_assign`` with the partitions the coordinator gave this member and fills
-``_positions`` from the committed offsets; ``subscribe``/``commit`` raise until then.
+not known yet: resolved by ``auto_offset_reset``). Consumer groups (``group=``,
+``subscribe``, ``commit``) live in :mod:`logstream.client.membership`: it calls ``_assign``
+with the partitions the coordinator gave this member and fills ``_positions`` from the
+committed offsets, from inside ``poll``.
 
 Prefetching: a background thread long-polls ``Fetch`` (``fetch_max_wait_ms``) for every
 assigned, unpaused partition with a known position, decodes whole batches into
@@ -15,29 +16,27 @@ cancel the in-flight long poll and make older chunks stale.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.fetcher import Chunk, RecordColumns, chunks_from_records
+from logstream.client.membership import GroupMembership
 from logstream.protocol import log_pb2
 from logstream.protocol.status import error_for_code
-from logstream.types import Record, TopicPartition
+from logstream.types import OffsetAndMetadata, Record, TopicPartition
 
 log = logging.getLogger("logstream.client.consumer")
 
 EARLIEST = -2
 LATEST = -1
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "error": None, "none": None}
-
-
-class _NotInGroupsYet(errors.InvalidRequestError):
-    pass
 
 
 class Consumer:
@@ -63,6 +62,15 @@ class Consumer:
         request_timeout_ms: int = 30_000,
         retry_backoff_ms: int = 100,
         client_id: str = "",
+        # -- consumer groups (see logstream.client.membership) --
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5_000,
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+        instance_id: str = "",
+        assignor: str = "",
+        on_assign: Callable[[set[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], None] | None = None,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise errors.InvalidConfigError(
@@ -102,6 +110,24 @@ class Consumer:
             target=self._run, name="logstream-consumer-fetcher", daemon=True
         )
         self._fetcher.start()
+        # -- consumer groups: membership, commits (logstream.client.membership) --
+        self._membership: GroupMembership | None = None
+        if group:
+            self._membership = GroupMembership(
+                self,
+                self._transport,
+                group,
+                enable_auto_commit=enable_auto_commit,
+                auto_commit_interval_ms=auto_commit_interval_ms,
+                session_timeout_ms=session_timeout_ms,
+                max_poll_interval_ms=max_poll_interval_ms,
+                instance_id=instance_id,
+                assignor=assignor,
+                client_id=client_id,
+                on_assign=on_assign,
+                on_revoke=on_revoke,
+                request_timeout_s=self._timeout,
+            )
 
     # -- assignment -----------------------------------------------------------------------------
 
@@ -130,18 +156,60 @@ class Consumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assignment)
 
-    def subscribe(self, topics: Iterable[str]) -> None:
-        """Consumer groups are not available yet in this client: use :meth:`assign`."""
-        raise _NotInGroupsYet(
-            "subscribe() needs consumer groups, which this client does not support yet; "
-            "use assign([TopicPartition(topic, p), ...])"
-        )
+    # -- consumer groups (logstream.client.membership) -------------------------------------------
 
-    def commit(self, offsets: Any = None) -> None:
-        """Consumer groups are not available yet: keep positions in your own store."""
-        raise _NotInGroupsYet(
-            "commit() needs consumer groups, which this client does not support yet"
-        )
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Join the consumer group (``group=``) for ``topics``: the broker assigns partitions
+        to the members and moves them incrementally as members come and go. Assignment
+        changes are applied inside ``poll``/iteration (``on_revoke``/``on_assign``)."""
+        self._check_open()
+        if self._membership is None:
+            raise errors.InvalidConfigError(
+                "subscribe() needs a consumer group: Consumer(group=...); or use assign([...])"
+            )
+        self._membership.subscribe(topics)
+
+    def subscription(self) -> set[str]:
+        return set(self._membership.topics) if self._membership is not None else set()
+
+    def _group(self) -> GroupMembership:
+        self._check_open()
+        if self._membership is None:
+            raise errors.InvalidConfigError(
+                "committing needs a consumer group: Consumer(group=...)"
+            )
+        return self._membership
+
+    def commit(
+        self, offsets: Mapping[TopicPartition, int | OffsetAndMetadata] | None = None
+    ) -> None:
+        """Commit synchronously: ``offsets`` (the next offset to read per partition), or by
+        default the positions of every assigned partition (everything returned so far)."""
+        group = self._group()
+        if offsets is None:
+            group.commit_positions()
+        else:
+            group.commit(offsets)
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int | OffsetAndMetadata] | None = None,
+        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None]
+        | None = None,
+    ) -> concurrent.futures.Future[None]:
+        """Commit in the background (positions snapshotted now); returns a Future."""
+        return self._group().commit_async(offsets, callback)
+
+    def committed(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The group's committed offsets of ``partitions`` (None where nothing is committed)."""
+        return self._group().fetch_committed(partitions)
+
+    def _wake_reader(self) -> None:
+        """Called by the heartbeat thread: a blocked poll returns to apply a group change."""
+        with self._lock:
+            self._data.notify_all()
 
     # -- positions ------------------------------------------------------------------------------
 
@@ -243,6 +311,8 @@ class Consumer:
 
     def _read(self, timeout: float, max_records: int, take: Any) -> None:
         self._check_open()
+        if self._membership is not None:  # consumer groups: reconcile, auto-commit
+            self._membership.on_poll()
         deadline = time.monotonic() + max(timeout, 0.0)
         remaining = max_records
         with self._lock:
@@ -272,6 +342,8 @@ class Consumer:
                     return
                 if self._closed:
                     raise errors.ClientClosedError("consumer closed")
+                if self._membership is not None and self._membership.pending:
+                    return  # consumer groups: the next poll applies the assignment change
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -298,7 +370,10 @@ class Consumer:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Stop prefetching and close the connection. Idempotent; safe from another thread."""
+        """Stop prefetching and close the connection. Idempotent; safe from another thread.
+        In a group: auto-commit the positions and leave the group first."""
+        if self._membership is not None and not self._closed:
+            self._membership.close()
         with self._lock:
             if self._closed:
                 return

@@ -1,0 +1,479 @@
+"""Group membership for :class:`~logstream.client.Consumer`: heartbeats, reconciliation,
+commits.
+
+Two threads share the work, as in Kafka's consumer:
+
+- The **heartbeat thread** (``logstream-heartbeat``) talks to the coordinator only: it joins
+  (member epoch 0), heartbeats every ``heartbeat_interval_ms`` the broker asks for, reports
+  the partitions the consumer currently owns, and records the broker's target assignment.
+  It never calls user code, so a slow ``handle(record)`` never misses a heartbeat and
+  processing time alone never triggers a rebalance.
+- The **application thread** applies changes inside ``poll()`` (and iteration), at a moment
+  when every record returned before has been processed: partitions to give up are revoked
+  (``on_revoke(partitions)`` runs, then with auto-commit their positions are committed, then
+  the consumer stops fetching them and the heartbeat thread reports them released at once);
+  new partitions start at their committed offsets (``auto_offset_reset`` where none), then
+  ``on_assign(partitions)`` runs. Auto-commit of all positions also happens here, every
+  ``auto_commit_interval_ms``, and in ``close()``.
+
+Delivery: positions are committed only after the records before them were returned and the
+application asked for more (or closed), so a crash re-delivers at most what was returned
+since the last commit (**at-least-once**).
+
+Polling bound: if the application does not poll for ``max_poll_interval_ms`` the heartbeat
+thread logs a warning naming the partitions it is holding (the member stays in the group and
+keeps them; a revocation the broker asked for waits until the next poll).
+
+Fencing: if the broker no longer knows the member (session expired, broker restarted), the
+partitions are *lost*: they are dropped at the next poll without a commit (``on_revoke`` still
+runs, so the application can discard state), and the member joins again.
+
+Thread safety: the public methods of :class:`GroupMembership` are called by the consumer
+(application thread) and the heartbeat thread; shared state is guarded by ``self._lock``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from logstream import errors
+from logstream.client import transport as tr
+from logstream.protocol import common_pb2, group_pb2
+from logstream.protocol.status import error_for_code
+from logstream.types import OffsetAndMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    from logstream.client.consumer import Consumer
+
+log = logging.getLogger("logstream.client.group")
+
+PartitionsCallback = Callable[[set[TopicPartition]], None]
+
+
+def _tp_pb(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartition]:
+    return [common_pb2.TopicPartition(topic=t, partition=p) for t, p in sorted(tps)]
+
+
+class CommitFailedError(errors.IllegalGenerationError):
+    """A commit could not be made because this member lost its partitions (fenced, or they
+    moved to another member). The records since the last commit will be re-delivered to the
+    new owner: make processing idempotent."""
+
+
+class GroupMembership:
+    """Membership of one consumer in one group. See the module docstring."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        transport: tr.TransportLike,
+        group_id: str,
+        *,
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5_000,
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+        instance_id: str = "",
+        assignor: str = "",
+        client_id: str = "",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        self.consumer = consumer
+        self.transport = transport
+        self.group_id = group_id
+        self.auto_commit = enable_auto_commit
+        self.auto_commit_interval = auto_commit_interval_ms / 1000.0
+        self.session_timeout_ms = session_timeout_ms
+        self.max_poll_interval = max_poll_interval_ms / 1000.0
+        self.instance_id = instance_id
+        self.assignor = assignor
+        self.client_id = client_id
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self.timeout = request_timeout_s
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self.topics: list[str] = []
+        self.member_id = ""
+        self.member_epoch = -1  # -1 while not a member: commits go in as a standalone client
+        self._target: set[TopicPartition] = set()
+        self._target_version = 0
+        self._applied_version = 0
+        self._lost = False
+        self._beat_now = False
+        self._closed = False
+        self._last_poll = time.monotonic()
+        self._warned_stall = False
+        self._last_commit = time.monotonic()
+        self._committed_positions: dict[TopicPartition, int] = {}
+        self._thread: threading.Thread | None = None
+        self._async: concurrent.futures.ThreadPoolExecutor | None = None
+        self.rebalances = 0
+        self.last_error: BaseException | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        names = sorted(set(topics))
+        if not names:
+            raise errors.InvalidRequestError("subscribe() needs at least one topic")
+        with self._lock:
+            self.topics = names
+            self._beat_now = True
+            self._wake.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="logstream-heartbeat", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.topics)
+
+    def close(self, *, commit: bool = True, timeout: float = 5.0) -> None:
+        """Commit (with auto-commit), leave the group, stop the heartbeat thread."""
+        with self._lock:
+            if self._closed:
+                return
+        if commit and self.auto_commit and self.subscribed and not self._lost:
+            try:
+                self.commit_positions()
+            except errors.LogstreamError as exc:
+                log.warning("final auto-commit of group %s failed: %s", self.group_id, exc)
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+            member_id, joined = self.member_id, self.member_epoch > 0
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if joined and self.subscribed:
+            # Leave now so the partitions move at once (a static member leaves temporarily
+            # and keeps them for its session timeout).
+            epoch = -2 if self.instance_id else -1
+            try:
+                self._heartbeat_rpc(member_id, epoch, [], timeout=min(self.timeout, 5.0))
+            except errors.LogstreamError as exc:
+                log.info("leaving group %s: %s", self.group_id, exc)
+        if self._async is not None:
+            self._async.shutdown(wait=True)
+
+    # ---------------------------------------------------------------- heartbeat thread
+
+    def _heartbeat_rpc(
+        self, member_id: str, epoch: int, owned: list[TopicPartition], *, timeout: float
+    ) -> Any:
+        req = group_pb2.HeartbeatRequest(
+            group_id=self.group_id,
+            member_id=member_id,
+            member_epoch=epoch,
+            instance_id=self.instance_id,
+            topics=self.topics,
+            assignor=self.assignor,
+            session_timeout_ms=self.session_timeout_ms,
+            owned=_tp_pb(owned),
+            client_id=self.client_id,
+        )
+        return tr.call(
+            self.transport.group.Heartbeat, req, timeout=timeout, address=self.transport.address
+        )
+
+    def _run(self) -> None:
+        interval = 0.5
+        backoff = 0.05
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                member_id = self.member_id
+                epoch = self.member_epoch if self.member_epoch > 0 else 0
+                lost = self._lost
+            if lost:
+                # Wait until the application thread dropped the lost partitions.
+                with self._lock:
+                    self._wake.wait(0.05)
+                continue
+            owned = list(self.consumer._assignment)
+            try:
+                resp = self._heartbeat_rpc(
+                    member_id if epoch > 0 else (member_id if self.instance_id else ""),
+                    epoch,
+                    owned,
+                    timeout=min(self.timeout, self.session_timeout_ms / 1000.0),
+                )
+                backoff = 0.05
+            except errors.UnknownMemberIdError as exc:
+                self._fenced(str(exc))
+                continue
+            except errors.IllegalGenerationError as exc:
+                self._fenced(str(exc))
+                continue
+            except errors.LogstreamError as exc:
+                self.last_error = exc
+                if not exc.retriable and not isinstance(exc, errors.UnknownServerError):
+                    log.error("group %s heartbeat failed: %s", self.group_id, exc)
+                with self._lock:
+                    self._wake.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            interval = max(resp.heartbeat_interval_ms, 10) / 1000.0
+            target = {TopicPartition(p.topic, p.partition) for p in resp.assignment}
+            with self._lock:
+                self.member_id = resp.member_id
+                self.member_epoch = resp.member_epoch
+                if target != self._target or (epoch == 0 and target != set(owned)):
+                    self._target = target
+                    self._target_version += 1
+                pending = self._target_version != self._applied_version
+            if pending:
+                self.consumer._wake_reader()
+            self._check_stall()
+            with self._lock:
+                if not self._beat_now and not self._closed:
+                    self._wake.wait(interval)
+                self._beat_now = False
+
+    def _fenced(self, why: str) -> None:
+        log.warning(
+            "group %s: member %s fenced (%s); rejoining", self.group_id, self.member_id, why
+        )
+        with self._lock:
+            self.member_epoch = -1
+            if not self.instance_id:
+                self.member_id = ""
+            self._target = set()
+            self._target_version += 1
+            self._lost = bool(self.consumer._assignment)
+        self.consumer._wake_reader()
+
+    def _check_stall(self) -> None:
+        idle = time.monotonic() - self._last_poll
+        if idle > self.max_poll_interval and not self._warned_stall:
+            self._warned_stall = True
+            held = ", ".join(map(str, sorted(self.consumer._assignment))) or "none"
+            log.warning(
+                "consumer of group %s has not polled for %.0f s (max_poll_interval_ms=%d): "
+                "it stays in the group and holds its partitions (%s), but consumes nothing; "
+                "a rebalance that moves them waits for the next poll",
+                self.group_id,
+                idle,
+                int(self.max_poll_interval * 1000),
+                held,
+            )
+
+    # ---------------------------------------------------------------- application thread
+
+    @property
+    def pending(self) -> bool:
+        """True when the application thread has an assignment change to apply."""
+        return self._target_version != self._applied_version
+
+    def on_poll(self) -> None:
+        """Called at the start of every poll: reconcile, then auto-commit when due."""
+        now = time.monotonic()
+        self._last_poll = now
+        if self._warned_stall:
+            self._warned_stall = False
+            log.warning("consumer of group %s polls again", self.group_id)
+        if self.pending:
+            self._reconcile()
+        if (
+            self.auto_commit
+            and self.subscribed
+            and now - self._last_commit >= self.auto_commit_interval
+        ):
+            try:
+                self.commit_positions()
+            except errors.LogstreamError as exc:
+                log.warning("auto-commit of group %s failed: %s", self.group_id, exc)
+
+    def _reconcile(self) -> None:
+        with self._lock:
+            target = set(self._target)
+            version = self._target_version
+            lost = self._lost
+        current = set(self.consumer._assignment)
+        revoked = current - target
+        added = target - current
+        if revoked:
+            self._call(self.on_revoke, revoked, "on_revoke")
+            if self.auto_commit and not lost:
+                try:
+                    self.commit_positions(only=revoked)
+                except errors.LogstreamError as exc:
+                    log.warning("commit before revoking %s failed: %s", sorted(revoked), exc)
+            for tp in revoked:
+                self._committed_positions.pop(tp, None)
+        committed: dict[TopicPartition, OffsetAndMetadata | None] = {}
+        if added:
+            try:
+                committed = self.fetch_committed(added)
+            except errors.LogstreamError as exc:
+                log.warning("cannot fetch committed offsets of %s: %s", sorted(added), exc)
+                return  # keep the change pending: retried at the next poll
+        keep = [tp for tp in self.consumer._assignment if tp not in revoked]
+        self.consumer._assign(keep + sorted(added))
+        for tp, c in committed.items():
+            if c is not None and c.offset >= 0:
+                self.consumer._set_position(tp, c.offset)
+                self._committed_positions[tp] = c.offset
+        with self._lock:
+            self._applied_version = version
+            if lost:
+                self._lost = False
+            self._beat_now = True  # report the change at once
+            self._wake.notify_all()
+        self.rebalances += 1
+        if added:
+            self._call(self.on_assign, added, "on_assign")
+
+    def _call(self, cb: PartitionsCallback | None, tps: set[TopicPartition], name: str) -> None:
+        if cb is None:
+            return
+        try:
+            cb(set(tps))
+        except Exception:
+            log.exception("%s callback of group %s raised; continuing", name, self.group_id)
+
+    # ---------------------------------------------------------------- commits
+
+    def positions(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        c = self.consumer
+        with c._lock:
+            tps = list(only) if only is not None else list(c._assignment)
+            return {tp: p for tp in tps if (p := c._positions.get(tp)) is not None}
+
+    def commit_positions(self, only: Iterable[TopicPartition] | None = None) -> None:
+        """Commit the current positions (of ``only``), skipping unchanged ones."""
+        self._last_commit = time.monotonic()
+        offsets = {
+            tp: off
+            for tp, off in self.positions(only).items()
+            if self._committed_positions.get(tp) != off
+        }
+        if offsets:
+            self.commit(offsets)
+
+    def commit(self, offsets: Mapping[TopicPartition, int | OffsetAndMetadata]) -> None:
+        """Commit ``offsets`` (the next offset to read) synchronously. Raises
+        CommitFailedError (fenced / stale), UnknownTopicOrPartitionError,
+        OffsetOutOfRangeError, or another LogstreamError of the first failed partition."""
+        norm = {
+            TopicPartition(*tp): o if isinstance(o, OffsetAndMetadata) else OffsetAndMetadata(o)
+            for tp, o in offsets.items()
+        }
+        if not norm:
+            return
+        for attempt in range(2):
+            with self._lock:
+                member_id, epoch = self.member_id, self.member_epoch
+            if epoch <= 0:
+                member_id, epoch = "", -1
+                if self.subscribed:
+                    raise CommitFailedError(
+                        f"cannot commit for group {self.group_id}: this consumer is not "
+                        "(or no longer) a member; its partitions may have moved"
+                    )
+            req = group_pb2.CommitOffsetsRequest(
+                group_id=self.group_id,
+                member_id=member_id,
+                member_epoch=epoch,
+                offsets=[
+                    group_pb2.OffsetCommit(
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=om.offset,
+                        metadata=om.metadata,
+                    )
+                    for tp, om in sorted(norm.items())
+                ],
+            )
+            try:
+                resp = tr.call(
+                    self.transport.group.CommitOffsets,
+                    req,
+                    timeout=self.timeout,
+                    address=self.transport.address,
+                )
+            except (errors.IllegalGenerationError, errors.UnknownMemberIdError) as exc:
+                # The epoch may have moved on between our read and the broker's check:
+                # retry once if we still own every partition.
+                still_owned = set(norm) <= set(self.consumer._assignment)
+                if attempt == 0 and still_owned and isinstance(exc, errors.IllegalGenerationError):
+                    time.sleep(0.01)
+                    continue
+                raise CommitFailedError(
+                    f"commit for group {self.group_id} rejected: {exc}"
+                ) from exc
+            break
+        first: errors.LogstreamError | None = None
+        for p in resp.partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            if p.error_code:
+                first = first or error_for_code(p.error_code, p.error_message or str(tp))
+            elif tp in norm:
+                self._committed_positions[tp] = norm[tp].offset
+        if first is not None:
+            raise first
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int | OffsetAndMetadata] | None,
+        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None] | None,
+    ) -> concurrent.futures.Future[None]:
+        """Commit in the background; ``offsets`` None = the current positions (snapshotted
+        now). The callback gets (offsets, error or None)."""
+        snapshot: Mapping[TopicPartition, int | OffsetAndMetadata] = (
+            dict(offsets) if offsets is not None else self.positions()
+        )
+        if self._async is None:
+            self._async = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="logstream-commit"
+            )
+
+        def run() -> None:
+            err: BaseException | None = None
+            try:
+                self.commit(snapshot)
+            except BaseException as exc:
+                err = exc
+                raise
+            finally:
+                if callback is not None:
+                    flat = {
+                        tp: (o.offset if isinstance(o, OffsetAndMetadata) else o)
+                        for tp, o in snapshot.items()
+                    }
+                    try:
+                        callback(flat, err)
+                    except Exception:
+                        log.exception("commit_async callback raised")
+
+        return self._async.submit(run)
+
+    def fetch_committed(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        tps = sorted({TopicPartition(*tp) for tp in partitions})
+        req = group_pb2.FetchOffsetsRequest(group_id=self.group_id, partitions=_tp_pb(tps))
+        resp = tr.call(
+            self.transport.group.FetchOffsets,
+            req,
+            timeout=self.timeout,
+            address=self.transport.address,
+        )
+        out: dict[TopicPartition, OffsetAndMetadata | None] = dict.fromkeys(tps)
+        for o in resp.offsets:
+            tp = TopicPartition(o.topic, o.partition)
+            if o.error_code:
+                raise error_for_code(o.error_code, o.error_message or str(tp))
+            out[tp] = OffsetAndMetadata(o.offset, o.metadata) if o.offset >= 0 else None
+        return out

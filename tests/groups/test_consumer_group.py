@@ -1,0 +1,177 @@
+"""Consumer groups through the real client against an in-process broker (threads)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from logstream.client import Consumer, Producer
+from logstream.client.membership import CommitFailedError
+from logstream.errors import LogstreamError
+from logstream.testing.broker import run_broker
+from logstream.types import TopicPartition
+
+FAST = dict(session_timeout_ms=2_000, auto_commit_interval_ms=200, fetch_max_wait_ms=100)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with run_broker(
+        tmp_path / "data", group_min_session_timeout_ms=500, group_heartbeat_interval_ms=200
+    ) as b:
+        b.broker.manager.create_topic("orders", 6)
+        yield b
+
+
+def produce(address: str, n: int, topic: str = "orders", start: int = 0) -> None:
+    with Producer(address, linger_ms=1) as p:
+        for i in range(start, start + n):
+            p.send(topic, b"%d" % i, partition=i % 6)
+        p.flush()
+
+
+def wait_for(cond, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Runner:
+    """A consumer in a thread collecting values."""
+
+    def __init__(self, address: str, group: str = "billing", **kw) -> None:
+        self.seen: list[bytes] = []
+        self.c = Consumer(address, group=group, auto_offset_reset="earliest", **{**FAST, **kw})
+        self.c.subscribe(["orders"])
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for rec in self.c.poll(timeout=0.1):
+                self.seen.append(rec.value)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.t.join(5)
+        self.c.close()
+
+
+def test_three_members_share_six_partitions_and_see_everything(broker):
+    produce(broker.address, 600)
+    runners = [Runner(broker.address) for _ in range(3)]
+    try:
+        wait_for(lambda: sum(len(r.seen) for r in runners) >= 600, what="all records")
+        wait_for(lambda: sorted(len(r.c.assignment()) for r in runners) == [2, 2, 2])
+        owned = [r.c.assignment() for r in runners]
+        assert set().union(*owned) == {TopicPartition("orders", p) for p in range(6)}
+        values = sorted(int(v) for r in runners for v in r.seen)
+        assert values[:600] == list(range(600)) or set(values) == set(range(600))
+    finally:
+        for r in runners:
+            r.close()
+    # every position was committed on close
+    d = broker.broker.coordinator.describe_group("billing")
+    assert sum(p.lag for p in d.partitions) == 0
+
+
+def test_two_groups_each_receive_every_record(broker):
+    produce(broker.address, 120)
+    a, b = Runner(broker.address, group="a"), Runner(broker.address, group="b")
+    try:
+        wait_for(lambda: len(a.seen) >= 120 and len(b.seen) >= 120)
+        assert sorted(a.seen) == sorted(b.seen)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_rejoin_resumes_from_committed_offsets(broker):
+    produce(broker.address, 60)
+    r = Runner(broker.address)
+    wait_for(lambda: len(r.seen) >= 60)
+    r.close()
+    produce(broker.address, 30, start=60)
+    r2 = Runner(broker.address)
+    try:
+        wait_for(lambda: len(r2.seen) >= 30)
+        time.sleep(0.3)
+        assert sorted(int(v) for v in r2.seen) == list(range(60, 90))
+    finally:
+        r2.close()
+
+
+def test_revocation_callback_and_commit_before_moving(broker):
+    produce(broker.address, 60)
+    revoked: list[set] = []
+    assigned: list[set] = []
+    a = Runner(
+        broker.address, on_revoke=revoked.append, on_assign=assigned.append, enable_auto_commit=True
+    )
+    wait_for(lambda: len(a.seen) >= 60)
+    b = Runner(broker.address)
+    try:
+        wait_for(lambda: len(a.c.assignment()) == 3 and len(b.c.assignment()) == 3)
+        assert len(revoked) == 1 and len(revoked[0]) == 3
+        assert assigned[0] == {TopicPartition("orders", p) for p in range(6)}
+        time.sleep(0.5)
+        assert b.seen == []  # a committed everything before letting go
+    finally:
+        a.close()
+        b.close()
+
+
+def test_explicit_commit_sync_async_and_committed(broker):
+    produce(broker.address, 12)
+    c = Consumer(
+        broker.address,
+        group="manual",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **{k: v for k, v in FAST.items() if k != "auto_commit_interval_ms"},
+    )
+    try:
+        c.subscribe(["orders"])
+        got = []
+        wait_for(lambda: got.extend(c.poll(timeout=0.1)) or len(got) >= 12)
+        tp0 = TopicPartition("orders", 0)
+        c.commit({tp0: 1})
+        assert c.committed([tp0])[tp0].offset == 1
+        c.commit()
+        assert c.committed([tp0])[tp0].offset == 2
+        results = []
+        fut = c.commit_async({tp0: 2}, callback=lambda offs, err: results.append((offs, err)))
+        fut.result(5)
+        assert results == [({tp0: 2}, None)]
+        with pytest.raises(LogstreamError, match="negative"):
+            c.commit({tp0: -4})
+        with pytest.raises(LogstreamError):
+            c.commit({TopicPartition("orders", 99): 0})
+    finally:
+        c.close()
+    assert (
+        broker.broker.coordinator.fetch_offsets("manual")[TopicPartition("orders", 0)].offset == 2
+    )
+
+
+def test_commit_after_being_fenced_fails_clearly(broker):
+    c = Consumer(broker.address, group="g", auto_offset_reset="earliest", **FAST)
+    try:
+        c.subscribe(["orders"])
+        wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
+        m = c._membership
+        stale = m.member_epoch
+        with m._lock:
+            m.member_epoch = stale + 5
+        with pytest.raises(CommitFailedError, match="rejected"):
+            c.commit({TopicPartition("orders", 0): 0})
+        with m._lock:
+            m.member_epoch = stale
+    finally:
+        c.close()

@@ -395,6 +395,20 @@ class PartitionLog:
                 remaining -= len(data)
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def position_of(self, offset: int) -> tuple[int, int]:
+        """(segment base offset, byte position in it) of the batch holding ``offset``: the
+        index lookup behind :meth:`read` (a bisect over segments, one searchsorted)."""
+        with self._lock:
+            if not self._log_start <= offset < self._next_offset:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is out of range: earliest offset is {self._log_start}, "
+                    f"log end is {self._next_offset}",
+                    earliest=self._log_start,
+                    latest=self._next_offset,
+                )
+            seg = self._segments[bisect.bisect_right(self._bases, offset) - 1]
+            return seg.base_offset, seg.position_of(offset)[1]
+
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """The base offset of the first batch whose max timestamp is >= ``timestamp_ms``
         (a consumer skips that batch's records stamped earlier), or None if there is none.

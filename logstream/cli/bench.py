@@ -214,5 +214,3 @@ def bench_consume(topic: str, records: int | None, timeout: float, output: str |
         from logstream.cli.group import fail
 
         raise fail(f"read only {got} of {target} records within {timeout} s")
-
-

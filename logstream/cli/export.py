@@ -213,7 +213,7 @@ def export(
     else:
         out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
         sink = JsonlSink(out) if fmt == "jsonl" else CsvSink(out)
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     show = params.is_tty(stderr) if progress is None else progress
     written = 0
     try:

@@ -142,7 +142,7 @@ def produce(
         raise click.UsageError("--key and --key-separator do not mix")
     if key_separator == "":
         raise click.BadParameter("must not be empty", param_hint="'--key-separator'")
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     show = params.is_tty(stderr) if progress is None else progress
     if not file and not messages and params.is_tty(sys.stdin) and show:
         click.echo("reading records from the terminal, one per line; Ctrl-D to finish", err=True)
@@ -187,7 +187,7 @@ def produce(
             for m in messages:
                 send(m.encode("utf-8"))
         else:
-            stream = open(file, "rb") if file else click.get_binary_stream("stdin")  # noqa: SIM115
+            stream = open(file, "rb") if file else sys.stdin.buffer  # noqa: SIM115
             try:
                 read = 0
                 for line in _lines(stream):

@@ -220,8 +220,9 @@ class Stats:
 def make_formatter(o: ReadOptions, app: AppContext, stream: Any) -> tuple[Formatter, str]:
     """The formatter and the effective output mode."""
     tz = app.tz if not o.utc else __import__("datetime").UTC
-    output = o.output or ("table" if params.is_tty(stream) else "plain")
-    colour = params.use_colour(stream, o.colour if o.colour is not None else app.colour)
+    forced = o.colour if o.colour is not None else app.colour
+    colour = params.use_colour(stream, forced)
+    output = o.output or ("table" if params.is_tty(stream) or forced else "plain")
     if output in ("jsonl", "json"):
         if o.template:
             raise click.UsageError("--format and --output json/jsonl do not mix")
@@ -302,8 +303,8 @@ def run(o: ReadOptions, app: AppContext) -> Stats:
     if o.group is not None and o.data_dir is not None:
         raise click.UsageError("--group needs a broker; it does not work with --data-dir")
 
-    stdout = click.get_text_stream("stdout")
-    stderr = click.get_text_stream("stderr")
+    stdout = sys.stdout
+    stderr = sys.stderr
     formatter, output = make_formatter(o, app, stdout)
     record_filter = make_filter(o, app)
     follow_tty = o.follow and params.is_tty(stderr)

@@ -570,7 +570,11 @@ class Consumer:
         fut = self._transport.log.Fetch.future(
             req, timeout=self._timeout + self._max_wait_ms / 1000.0
         )
-        self._inflight = fut
+        with self._lock:
+            self._inflight = fut
+            stale = self._closed or any(self._epochs.get(tp) != e for tp, e in epochs.items())
+        if stale:  # a seek/assign/close raced with building the request
+            fut.cancel()
         try:
             resp = tr.result(fut, address=self._transport.address)
         finally:

@@ -856,15 +856,24 @@ class Producer:
             with self._lock:
                 for tp, batches in parts:
                     self._inflight_by_tp[tp] -= len(batches)
-                self._inflight[corr] = _InFlight(pipe, [])
-            pipe.send(request)
+                if not pipe.broken:
+                    self._inflight[corr] = _InFlight(pipe, [])
+                    pipe.send(request)
             for _, batches in parts:
                 for b in batches:
                     self._finish(b, -1, -1, None)
             return
         with self._lock:
-            self._inflight[corr] = _InFlight(pipe, parts)
-        pipe.send(request)
+            if pipe.broken:
+                # The stream died between _ensure_pipe and now; its reader has already
+                # requeued what it knew about, so this request goes back by itself.
+                broken = True
+            else:
+                broken = False
+                self._inflight[corr] = _InFlight(pipe, parts)
+                pipe.send(request)
+        if broken:
+            self._fail_parts(parts, errors.BrokerNotAvailableError("produce stream broke"))
 
     def _ensure_pipe(self) -> _StreamPipe | _UnaryPipe:
         pipe = self._pipe

@@ -39,6 +39,7 @@ Examples:
 @click.option(
     "--group",
     default=None,
+    metavar="G",
     help="Resume from and commit to consumer group G (when groups exist).",
 )
 @records.range_options

@@ -98,8 +98,19 @@ def range_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(
         [
-            click.option("--key", "keys", multiple=True, help="Only records with this key."),
-            click.option("--grep", default=None, help="Only records whose value matches REGEX."),
+            click.option(
+                "--key",
+                "keys",
+                multiple=True,
+                metavar="KEY",
+                help="Only records with this key (repeat: any of them).",
+            ),
+            click.option(
+                "--grep",
+                default=None,
+                metavar="REGEX",
+                help="Only records whose value matches REGEX (Python syntax).",
+            ),
             click.option(
                 "--grep-invert",
                 "-v",

@@ -49,6 +49,7 @@ Examples:
 @click.option(
     "--group",
     default=None,
+    metavar="G",
     help="Resume from and commit to consumer group G (when groups exist); otherwise tail "
     "commits nothing.",
 )

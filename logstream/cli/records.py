@@ -455,7 +455,7 @@ def _status_text(
         }
         total = sum(lags.values())
         detail = " ".join(
-            f"{tp.partition if len({t.topic for t in tps}) == 1 else str(tp)}:{lag}"
+            f"{'p' + str(tp.partition) if len({t.topic for t in tps}) == 1 else str(tp)}={lag}"
             for tp, lag in lags.items()
         )
         lag_text = f"lag {total}" + (f" ({detail})" if len(lags) <= 8 else "")

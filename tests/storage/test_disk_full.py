@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import make_batch
+from storage_helpers import make_batch
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError

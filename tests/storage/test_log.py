@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import make_batch
+from storage_helpers import make_batch
 
 from logstream.codec import decode_batch, iter_batches
 from logstream.errors import (

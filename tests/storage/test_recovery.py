@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_batch
+from storage_helpers import make_batch
 
 from logstream.codec import iter_batches
 from logstream.storage import PartitionLog, TopicConfig

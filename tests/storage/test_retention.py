@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_batch
+from storage_helpers import make_batch
 
 from logstream.errors import OffsetOutOfRangeError
 from logstream.storage import LogManager

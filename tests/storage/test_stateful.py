@@ -8,10 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from conftest import make_batch
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from storage_helpers import make_batch
 
 from logstream.codec import decode_batch, iter_batches
 from logstream.errors import OffsetOutOfRangeError

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import make_batch
+from storage_helpers import make_batch
 
 from logstream.storage import LogManager
 

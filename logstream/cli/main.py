@@ -23,6 +23,7 @@ LAZY_COMMANDS = {
     "export": "logstream.cli.export:export",
     "bench": "logstream.cli.bench:bench",
     "completion": "logstream.cli.completion:completion",
+    "group": "logstream.cli.groups:group",
 }
 
 EPILOG = """\b
@@ -33,6 +34,7 @@ Examples:
   logstream tail orders -f                          follow, Ctrl-C to stop
   logstream tail orders --since 3d --grep error
   logstream export orders --since 1d --to orders.parquet
+  logstream group describe billing                  lag and time lag per partition
 Every command has --help with examples. Docs: docs/cli.md
 """
 

@@ -51,6 +51,7 @@ from logstream.errors import (
     OffsetOutOfRangeError,
 )
 from logstream.storage import files
+from logstream.storage.batch_check import check_record_section
 from logstream.storage.config import TopicConfig
 from logstream.storage.producer_state import ProducerStateManager
 from logstream.storage.retention import deletable_prefix
@@ -285,6 +286,7 @@ class PartitionLog:
                 f"append takes exactly one batch: batch_length {header.batch_length}, "
                 f"buffer {nbytes} bytes"
             )
+        check_record_section(batch, header, max_batch_bytes=config.max_batch_bytes)
         log_append = config.timestamp_type == "log_append"
         with self._lock:
             self._check_writable()

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
 from storage_helpers import make_batch
 
-from logstream.codec import decode_batch, iter_batches
+from logstream.codec import compression, decode_batch, encode_batch, iter_batches
+from logstream.codec.batch import (
+    COMPRESSION_MASK,
+    CRC_POS,
+    CRC_START,
+    HEADER,
+    HEADER_SIZE,
+    read_header,
+)
+from logstream.codec.crc import crc32c
 from logstream.errors import (
     CorruptRecordError,
     InvalidConfigError,
@@ -95,6 +105,64 @@ def test_append_rejects_bad_batches_without_writing(mgr):
         log.append(make_batch(1) + make_batch(1))
     assert log.log_end_offset == 0
     assert log.append(memoryview(make_batch(2))).base_offset == 0
+
+
+def _rewrite(batch: bytes, **fields: int) -> bytes:
+    """``batch`` with header fields replaced and the CRC recomputed (so only the rules behind
+    the checksum can catch the lie)."""
+    buf = bytearray(batch)
+    h = read_header(buf)._replace(**fields)
+    HEADER.pack_into(buf, 0, *h)
+    struct.pack_into("<I", buf, CRC_POS, crc32c(memoryview(buf)[CRC_START:]))
+    return bytes(buf)
+
+
+def _with_section(batch: bytes, section: bytes, codec: int) -> bytes:
+    h = read_header(batch)
+    attributes = (h.attributes & ~COMPRESSION_MASK) | codec
+    return _rewrite(
+        batch[:HEADER_SIZE] + section,
+        batch_length=HEADER_SIZE + len(section),
+        records_length=len(section),
+        attributes=attributes,
+    )
+
+
+@pytest.mark.parametrize("codec", [compression.ZSTD, compression.LZ4])
+def test_append_refuses_a_record_section_that_contradicts_its_header(mgr, codec):
+    """A batch with a valid CRC whose records cannot be decoded would be a poison pill for
+    every consumer (and a huge record_count would burn offsets): refuse it, write nothing."""
+    mgr.create_topic("t")
+    log = mgr.get_log("t", 0)
+    good = encode_batch([b"a", b"bb", None], keys=[b"k", None, b"kk"], timestamps=[5, 9, 7],
+                        compression_type=codec)
+    plain = encode_batch([b"a", b"bb"], keys=[b"k", None], timestamps=[5, 9])
+    section = bytes(plain[HEADER_SIZE:])
+    lies = {
+        "huge record_count": _rewrite(good, record_count=2**31 - 1),
+        "record_count + 1": _rewrite(good, record_count=4),
+        "decompresses to garbage": _with_section(
+            good, compression.compress(codec, os.urandom(60)), codec
+        ),
+        "not a frame": _with_section(good, b"\x28\xb5\x2f\xfd" + os.urandom(30), codec),
+        "keys_length lie": _rewrite(good, keys_length=2, values_length=4),
+        "max_timestamp lie": _rewrite(good, max_timestamp=2**62),
+        "plain: columns disagree": _rewrite(  # key lengths [0, -1] but keys_length 1
+            plain[:HEADER_SIZE] + (0).to_bytes(4, "little") + section[4:]
+        ),
+        "plain: max_timestamp lie": _rewrite(plain, max_timestamp=10),
+        "plain: negative length": _rewrite(
+            plain[:HEADER_SIZE] + (-2).to_bytes(4, "little", signed=True) + section[4:],
+        ),
+    }
+    for what, batch in lies.items():
+        with pytest.raises(CorruptRecordError):  # CORRUPT_MESSAGE or INVALID_RECORD
+            log.append(batch)
+            pytest.fail(f"accepted: {what}")
+    assert log.log_end_offset == 0
+    assert log.append(good).base_offset == 0
+    assert log.append(plain).base_offset == 3
+    assert [int(o) for b in iter_batches(log.read(0)) for o in b.offsets] == [0, 1, 2, 3, 4]
 
 
 def test_append_stamps_offset_in_stored_copy_only(mgr):

@@ -49,6 +49,7 @@ from logstream.errors import (
     KafkaStorageError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
 )
 from logstream.storage import files
 from logstream.storage.batch_check import check_record_section
@@ -128,6 +129,7 @@ class PartitionLog:
         self._last_append_ms: int | None = None
         self._failed: str | None = None
         self._closed = False
+        self._deleted = False
         self._producers = ProducerStateManager()
         self.recovery_report = self._load(clean_shutdown)
 
@@ -315,9 +317,21 @@ class PartitionLog:
             )
 
     def _check_writable(self) -> None:
+        if self._deleted:
+            self._check_readable()
         if self._failed is not None:
             raise KafkaStorageError(
                 f"partition {self.topic}-{self.partition} failed earlier: {self._failed}"
+            )
+        if self._closed:
+            raise KafkaStorageError(f"partition {self.topic}-{self.partition} is closed")
+
+    def _check_readable(self) -> None:
+        """Reads of a closed log fail with a named error instead of reopening (or, after a
+        delete, not finding) its files."""
+        if self._deleted:
+            raise UnknownTopicOrPartitionError(
+                f"partition {self.topic}-{self.partition} was deleted"
             )
         if self._closed:
             raise KafkaStorageError(f"partition {self.topic}-{self.partition} is closed")
@@ -370,6 +384,7 @@ class PartitionLog:
         but always at least one batch. ``b""`` at the log end. Raises OffsetOutOfRangeError
         (naming the earliest offset) below the log start or past the end."""
         with self._lock:
+            self._check_readable()
             end = self._next_offset
             if offset == end:
                 return b""
@@ -401,6 +416,7 @@ class PartitionLog:
         """(segment base offset, byte position in it) of the batch holding ``offset``: the
         index lookup behind :meth:`read` (a bisect over segments, one searchsorted)."""
         with self._lock:
+            self._check_readable()
             if not self._log_start <= offset < self._next_offset:
                 raise OffsetOutOfRangeError(
                     f"offset {offset} is out of range: earliest offset is {self._log_start}, "
@@ -416,6 +432,7 @@ class PartitionLog:
         (a consumer skips that batch's records stamped earlier), or None if there is none.
         Never below the log start offset."""
         with self._lock:
+            self._check_readable()
             for seg in self._segments:
                 ts = seg.max_timestamp
                 if ts is not None and ts >= timestamp_ms:
@@ -497,13 +514,23 @@ class PartitionLog:
 
     # -- closing -----------------------------------------------------------------------------
 
-    def close(self) -> bool:
+    def close(self, *, discard: bool = False) -> bool:
         """Seal the active segment (trim files), snapshot producer state, release files.
-        Returns True when everything reached disk (the caller may mark a clean shutdown)."""
+        Returns True when everything reached disk (the caller may mark a clean shutdown).
+
+        With ``discard`` (the topic is being deleted) nothing is sealed or written: handles
+        are released and every later call raises UnknownTopicOrPartitionError. After a plain
+        close, reads and appends raise KafkaStorageError. Either way no call reopens a file."""
         with self._lock:
+            if discard:
+                self._deleted = True
             if self._closed:
                 return self._failed is None
             self._closed = True
+            if discard:
+                for seg in self._segments:
+                    seg.delete_handles()
+                return True
             if self._failed is not None:
                 for seg in self._segments:
                     seg.delete_handles()

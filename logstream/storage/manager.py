@@ -217,7 +217,7 @@ class LogManager:
             files.remove_quietly(self._meta_path(name))
             files.fsync_dir(self.data_dir / files.META_DIR)
             for plog in topic.partitions:
-                plog.close()
+                plog.close(discard=True)  # in-flight callers now get UnknownTopicOrPartition
                 self.recovery_reports.pop(TopicPartition(name, plog.partition), None)
                 doomed = plog.dir.with_name(plog.dir.name + files.DELETED_SUFFIX)
                 with contextlib.suppress(FileNotFoundError):

@@ -195,9 +195,11 @@ class FetchHandler:
     # -- offsets -----------------------------------------------------------------------------
 
     def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        """(offset, timestamp) for -1 latest, -2 earliest, or the first offset at/after a
-        timestamp (the log end offset when there is none). The timestamp of the record found
-        is not known without decoding its batch, so it is always -1 for now."""
+        """(offset, timestamp) for -1 latest, -2 earliest (timestamp -1 for both), or the
+        first record whose timestamp is >= ``timestamp`` and that record's timestamp (the
+        log end offset and -1 when there is none). The lookup decodes the one batch the time
+        index points at (storage ``record_for_timestamp``): fine for this admin path, never
+        done on produce or fetch."""
         with self.broker.operation():
             plog = self.broker.get_log(topic, partition)
             if timestamp == LATEST:
@@ -208,7 +210,7 @@ class FetchHandler:
                 raise InvalidRequestError(
                     f"timestamp must be -1 (latest), -2 (earliest) or >= 0, got {timestamp}"
                 )
-            found = plog.offset_for_timestamp(timestamp)
+            found = plog.record_for_timestamp(timestamp)
             if found is None:
                 return plog.log_end_offset, -1
-            return int(found), -1
+            return found

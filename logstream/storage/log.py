@@ -42,8 +42,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.codec.batch import BatchHeader, validate_batch
+from logstream.codec.batch import BatchHeader, decode_batch, validate_batch
 from logstream.errors import (
     InvalidBatchError,
     KafkaStorageError,
@@ -433,13 +435,38 @@ class PartitionLog:
         Never below the log start offset."""
         with self._lock:
             self._check_readable()
-            for seg in self._segments:
-                ts = seg.max_timestamp
-                if ts is not None and ts >= timestamp_ms:
-                    found = seg.offset_for_timestamp(timestamp_ms)
-                    if found is not None:
-                        return max(found, self._log_start)
-            return None
+            return self._offset_for_timestamp_locked(timestamp_ms)
+
+    def _offset_for_timestamp_locked(self, timestamp_ms: int) -> int | None:
+        for seg in self._segments:
+            ts = seg.max_timestamp
+            if ts is not None and ts >= timestamp_ms:
+                found = seg.offset_for_timestamp(timestamp_ms)
+                if found is not None:
+                    return max(found, self._log_start)
+        return None
+
+    def record_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record whose timestamp is >= ``timestamp_ms``
+        (Kafka's ListOffsets semantic), or None if there is none.
+
+        The time index finds the first batch whose max timestamp is >= it (no earlier batch
+        holds such a record); that one batch is then decoded (numpy, no per-record loop) to
+        pick the record, since timestamps inside a batch need not be ordered. One index
+        lookup plus one batch decode: meant for lookups, not the fetch path."""
+        with self._lock:
+            self._check_readable()
+            base = self._offset_for_timestamp_locked(timestamp_ms)
+            if base is None:
+                return None
+            i = bisect.bisect_right(self._bases, base) - 1
+            data = self._segments[i].read(base, 1)  # exactly the batch holding ``base``
+        batch = decode_batch(data)  # outside the lock: may decompress
+        hits = np.flatnonzero(batch.timestamps >= timestamp_ms)
+        if not hits.size:  # the batch's max_timestamp lied (batch_check refuses that now)
+            return base, batch.header.max_timestamp
+        k = int(hits[0])
+        return int(batch.offsets[k]), int(batch.timestamps[k])
 
     # -- durability --------------------------------------------------------------------------
 

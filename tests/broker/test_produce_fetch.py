@@ -159,12 +159,17 @@ def test_list_offsets_earliest_latest_and_by_timestamp(client, topic):
         )
         return client.log.ListOffsets(req).partitions[0]
 
-    assert lookup(-2).offset == 0
-    assert lookup(-1).offset == 5
-    assert lookup(0).offset == 0
-    assert lookup(3000).offset == 3  # first record with timestamp >= 3000
-    assert lookup(5001).offset in (3, 4)  # batch granularity is allowed
-    assert lookup(9999).offset == 5  # none: the log end
+    def found(ts: int) -> tuple[int, int]:
+        r = lookup(ts)
+        return r.offset, r.timestamp
+
+    assert found(-2) == (0, -1)
+    assert found(-1) == (5, -1)
+    assert found(0) == (0, 1000)  # the offset and the timestamp of the record found
+    assert found(1001) == (1, 1001)
+    assert found(3000) == (3, 5000)  # first record with timestamp >= 3000
+    assert found(5001) == (4, 5001)  # the exact record, not its batch
+    assert found(9999) == (5, -1)  # none: the log end
     assert all(lookup(ts).error_code == 0 for ts in (-2, -1, 0, 9999))
 
 

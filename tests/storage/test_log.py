@@ -188,6 +188,32 @@ def test_offset_for_timestamp(mgr):
     assert log.offset_for_timestamp(10**13) is None
 
 
+def test_record_for_timestamp_finds_the_first_record_and_its_timestamp(mgr):
+    """Kafka's semantic: the first record (not batch) whose timestamp is >= t, and that
+    record's timestamp. Timestamps inside a batch need not be ordered."""
+    mgr.create_topic("t", 1, SMALL)
+    log = mgr.get_log("t", 0)
+    log.append(encode_batch([b"a", b"b", b"c"], timestamps=[1000, 1005, 1002]))  # 0..2
+    log.append(encode_batch([b"d", b"e"], timestamps=[990, 2000]))  # 3..4
+    for i in range(30):  # enough to roll a few segments
+        log.append(make_batch(2, ts=3000 + 10 * i, value_size=100, tag=i))  # 5..64
+    assert log.segment_count > 2
+    assert log.record_for_timestamp(0) == (0, 1000)
+    assert log.record_for_timestamp(1000) == (0, 1000)
+    assert log.record_for_timestamp(1001) == (1, 1005)
+    assert log.record_for_timestamp(1005) == (1, 1005)
+    assert log.record_for_timestamp(1006) == (4, 2000)  # not 3: that record says 990
+    assert log.record_for_timestamp(3001) == (6, 3001)  # second record of a batch
+    assert log.record_for_timestamp(3000 + 10 * 29 + 1) == (64, 3291)
+    assert log.record_for_timestamp(3292) is None
+    # every answer agrees with a scan of all records
+    records = [(int(o), int(ts)) for b in iter_batches(log.read(0, 1 << 20))
+               for o, ts in zip(b.offsets, b.timestamps, strict=True)]
+    for t in range(980, 3300, 7):
+        expected = next(((o, ts) for o, ts in records if ts >= t), None)
+        assert log.record_for_timestamp(t) == expected, t
+
+
 def test_roll_by_age_uses_the_clock(tmp_path, clock):
     with LogManager.open(tmp_path, clock=clock) as m:
         m.create_topic("t", 1, {"segment_ms": 1000})

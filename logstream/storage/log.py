@@ -53,7 +53,7 @@ from logstream.errors import (
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage import files
+from logstream.storage import files, prefault
 from logstream.storage.batch_check import check_record_section
 from logstream.storage.config import TopicConfig
 from logstream.storage.producer_state import ProducerStateManager
@@ -115,6 +115,7 @@ class PartitionLog:
         config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         clean_shutdown: bool = False,
+        prefault_pages: bool = True,
     ) -> None:
         self.dir = Path(directory)
         self.topic = topic
@@ -133,6 +134,9 @@ class PartitionLog:
         self._closed = False
         self._deleted = False
         self._producers = ProducerStateManager()
+        # The active segment's pages ahead of the cursor are populated by a background
+        # thread (prefault.py), keeping page faults off the append path.
+        self._prefaulter = prefault.shared() if prefault_pages else None
         self.recovery_report = self._load(clean_shutdown)
 
     # -- opening -----------------------------------------------------------------------------
@@ -166,7 +170,10 @@ class PartitionLog:
             while len(bases) >= 2 and bases[1] <= checkpoint:
                 Segment(self.dir, bases.pop(0), 0).delete()
         self._segments = [
-            Segment(self.dir, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None)
+            Segment(
+                self.dir, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None,
+                prefaulter=self._prefaulter,
+            )
             for i, b in enumerate(bases)
         ]
         self._bases = bases
@@ -374,7 +381,9 @@ class PartitionLog:
             self._producers.write_snapshot(self.dir / files.PRODUCER_STATE_FILE, self._next_offset)
             self._flushed_offset = max(self._flushed_offset, old.next_offset)
         capacity = max(self.config.segment_bytes, nbytes)
-        seg = Segment.create(self.dir, self._next_offset, capacity, now)
+        seg = Segment.create(
+            self.dir, self._next_offset, capacity, now, prefaulter=self._prefaulter
+        )
         self._segments.append(seg)
         self._bases.append(seg.base_offset)
         return seg

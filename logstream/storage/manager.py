@@ -76,8 +76,10 @@ class LogManager:
         *,
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        prefault_pages: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._prefault_pages = prefault_pages
         self.default_config = default_config if default_config is not None else TopicConfig()
         self._clock = clock
         self._lock = threading.RLock()
@@ -107,9 +109,13 @@ class LogManager:
         *,
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        prefault_pages: bool = True,
     ) -> LogManager:
-        """Open (creating if needed) the data directory at ``path``."""
-        return cls(path, default_config=default_config, clock=clock)
+        """Open (creating if needed) the data directory at ``path``. ``prefault_pages``:
+        populate the active segments' pages ahead of the append cursor in a background
+        thread (storage/prefault.py); False leaves the page faults on the append path."""
+        return cls(path, default_config=default_config, clock=clock,
+                   prefault_pages=prefault_pages)
 
     def __enter__(self) -> LogManager:
         return self
@@ -153,6 +159,7 @@ class LogManager:
             config=topic.config,
             clock=self._clock,
             clean_shutdown=clean,
+            prefault_pages=self._prefault_pages,
         )
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from logstream.codec.batch import (
     validate_batch,
 )
 from logstream.errors import CorruptRecordError
-from logstream.storage import files
+from logstream.storage import files, prefault
 from logstream.storage.index import (
     U32,
     IndexCorruptError,
@@ -158,7 +159,13 @@ class Segment:
     """One segment of a partition. See the module docstring for states and the crash story."""
 
     def __init__(
-        self, directory: Path, base_offset: int, size: int, next_offset: int | None = None
+        self,
+        directory: Path,
+        base_offset: int,
+        size: int,
+        next_offset: int | None = None,
+        *,
+        prefaulter: prefault.Prefaulter | None = None,
     ) -> None:
         self.dir = directory
         self.base_offset = base_offset
@@ -177,6 +184,14 @@ class Segment:
         self._oi: OffsetIndex | None = None
         self._ti: TimeIndex | None = None
         self._max_ts: int | None = None
+        # Prefaulting (prefault.py): pages [0, _populated) of the write map are populated;
+        # _pf_lock is held by the prefault thread around each madvise and by whoever unmaps.
+        self._prefaulter = prefaulter
+        self._pf_lock = threading.Lock()
+        self._pf_addr = 0
+        self._pf_pending = False
+        self._populated = 0
+        self._activated_size = 0
 
     def __repr__(self) -> str:
         state = "active" if self.active else "sealed"
@@ -185,10 +200,18 @@ class Segment:
     # -- creation and state changes -----------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, capacity: int, now_ms: int) -> Segment:
+    def create(
+        cls,
+        directory: Path,
+        base_offset: int,
+        capacity: int,
+        now_ms: int,
+        *,
+        prefaulter: prefault.Prefaulter | None = None,
+    ) -> Segment:
         """A new, empty, active segment with ``capacity`` bytes reserved on disk.
         Raises KafkaStorageError (and leaves no file behind) when the disk is full."""
-        seg = cls(directory, base_offset, 0)
+        seg = cls(directory, base_offset, 0, prefaulter=prefaulter)
         try:
             files.remove_quietly(seg.log_path)  # a stale leftover must not shine through
             seg._open_writable(capacity, None, None, now_ms)
@@ -237,6 +260,66 @@ class Segment:
         assert self._ti is not None
         last = self._ti.last_timestamp()
         self._max_ts = -(2**63) if last is None else last
+        self._pf_addr = prefault.map_address(self._mm)
+        self._populated = self._activated_size = self.size - self.size % prefault.PAGE
+        self._pf_pending = False
+        self._want_prefault()
+
+    def _want_prefault(self) -> None:
+        """Queue this segment for the prefault thread when the populated region ahead of
+        the cursor has shrunk below half its window (cheap: a few int compares)."""
+        pf = self._prefaulter
+        if (
+            pf is not None
+            and not self._pf_pending
+            and self._populated < self.capacity
+            and self._populated - self.size < prefault.window(self.size, self._activated_size) // 2
+            and pf.enabled
+        ):
+            self._pf_pending = True
+            pf.request(self)
+
+    def prefault_step(self, madvise: prefault._Madvise) -> bool:
+        """Called by the prefault thread, without the partition lock: populate the next
+        ``prefault.STEP`` bytes ahead of the cursor. Returns True while more is wanted.
+
+        ``size`` is read without the partition lock. The pending flag is cleared *before*
+        the last look at ``size``, and an append updates ``size`` before it looks at the
+        flag, so an append that lands meanwhile is seen by one side or the other."""
+        with self._pf_lock:
+            if self._mm is None or not self.active:
+                self._pf_pending = False
+                return False
+            start, goal = self._prefault_range()
+            if start < goal:
+                length = min(prefault.STEP, goal - start)
+                if madvise(self._pf_addr + start, length):
+                    self._pf_pending = False
+                    return False
+                self._populated = start + length
+            self._pf_pending = False
+            start, goal = self._prefault_range()
+            if start < goal:
+                self._pf_pending = True
+                return True
+            return False
+
+    def _prefault_range(self) -> tuple[int, int]:
+        """Page-aligned ``[start, goal)`` still to populate ahead of the cursor."""
+        size = self.size
+        start = max(self._populated, size - size % prefault.PAGE)
+        goal = prefault.page_up(
+            min(self.capacity, size + prefault.window(size, self._activated_size))
+        )
+        return start, goal
+
+    def _unmap(self) -> None:
+        """Close the write map, waiting for a running prefault step."""
+        with self._pf_lock:
+            if self._mm is not None:
+                self._mm.close()
+                self._mm = None
+            self._pf_addr = 0
 
     def seal(self) -> None:
         """Trim the data file and both indexes to their real size, fsync, unmap. Afterwards
@@ -246,8 +329,7 @@ class Segment:
         with files.storage_errors(f"sealing segment {self.log_path}"):
             assert self._mm is not None and self._fd is not None
             files.msync(self._mm)
-            self._mm.close()
-            self._mm = None
+            self._unmap()
             os.ftruncate(self._fd, self.size)
             files.fsync(self._fd)
             os.close(self._fd)
@@ -282,9 +364,7 @@ class Segment:
             if idx is not None:
                 idx.close()
         self._oi = self._ti = None
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        self._unmap()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -333,6 +413,8 @@ class Segment:
             self._max_ts = max_ts
         self.size = end
         self.next_offset = base_offset + header.record_count
+        if self._populated - end < prefault.MAX_AHEAD // 2:
+            self._want_prefault()
         return max_ts
 
     def flush(self) -> None:

@@ -30,9 +30,10 @@ CHILD = textwrap.dedent(
     from logstream.storage import LogManager
 
     path, policy, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    segment_bytes = int(sys.argv[4])
     m = LogManager.open(path)
     if "t" not in m.topics():
-        m.create_topic("t", 1, {{"segment_bytes": 65536, "flush_policy": policy}})
+        m.create_topic("t", 1, {{"segment_bytes": segment_bytes, "flush_policy": policy}})
     log = m.get_log("t", 0)
     print("ready", log.log_end_offset, flush=True)
     i = 0
@@ -47,8 +48,17 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["every_batch", "never"])
-def test_sigkill_never_loses_an_acknowledged_batch(tmp_path, policy):
+@pytest.mark.parametrize(
+    ("policy", "segment_bytes"),
+    [
+        ("every_batch", 65536),
+        ("never", 65536),
+        # Large segments: the kill lands with prefaulted (populated, zero) pages past the
+        # log end of the active segment (storage/prefault.py).
+        ("never", 8 << 20),
+    ],
+)
+def test_sigkill_never_loses_an_acknowledged_batch(tmp_path, policy, segment_bytes):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(root=ROOT))
     data = tmp_path / "data"
@@ -56,7 +66,7 @@ def test_sigkill_never_loses_an_acknowledged_batch(tmp_path, policy):
     acked_end = 0
     for round_no in range(4):
         child = subprocess.Popen(
-            [sys.executable, str(script), str(data), policy, str(round_no)],
+            [sys.executable, str(script), str(data), policy, str(round_no), str(segment_bytes)],
             stdout=subprocess.PIPE,
             text=True,
         )

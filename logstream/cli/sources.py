@@ -3,8 +3,10 @@
 - :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment, no group,
   commits nothing) plus an :class:`~logstream.client.Admin` for partition counts.
 - :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
-  (``--data-dir``), for forensics while the broker is down. It takes the data directory's
-  lock, so it refuses to run next to a live broker on the same directory.
+  (``--data-dir``), for forensics. It opens the directory read-only
+  (``LogManager.open(read_only=True)``): no recovery, no lock, no file touched, so it is
+  safe on a crashed directory (a torn tail is reported and skipped, not cut) and can run
+  next to a live broker (it sees a snapshot as of its open).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class DataDirSource:
         path = Path(data_dir)
         if not (path / "meta").is_dir():
             raise KafkaStorageError(f"{path} is not a logstream data directory (no meta/)")
-        self.manager = LogManager.open(path)
+        self.manager = LogManager.open(path, read_only=True)
         self.positions: dict[TopicPartition, int] = {}
 
     def partitions_for(self, topic: str) -> list[int]:

@@ -128,6 +128,16 @@ class ColumnarIndex:
         return index
 
     @classmethod
+    def in_memory(cls, path: Path, columns: list[np.ndarray]) -> ColumnarIndex:
+        """A read-only index over in-memory columns (a read-only data directory rebuilds
+        indexes this way instead of writing files). ``path`` is only a label."""
+        index = cls(path)
+        index._cols = [np.ascontiguousarray(c, dtype=dt) for c, dt in zip(
+            columns, cls.DTYPES, strict=True)]
+        index.entries = index.capacity = len(index._cols[0])
+        return index
+
+    @classmethod
     def write_trimmed(cls, path: Path, columns: list[np.ndarray]) -> None:
         """Write a sealed (trimmed) index file atomically from in-memory columns."""
         parts = [np.ascontiguousarray(c, dtype=dt).tobytes() for c, dt in zip(

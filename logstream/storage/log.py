@@ -97,6 +97,7 @@ class RecoveryReport:
     log_start_offset: int
     log_end_offset: int
     duration_ms: float
+    read_only: bool = False  # then bytes_truncated were found past the end, not cut
 
 
 class PartitionLog:
@@ -116,8 +117,10 @@ class PartitionLog:
         clock: Clock = SYSTEM_CLOCK,
         clean_shutdown: bool = False,
         prefault_pages: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.dir = Path(directory)
+        self.read_only = read_only
         self.topic = topic
         self.partition = partition
         self.config = config if config is not None else TopicConfig()
@@ -136,8 +139,11 @@ class PartitionLog:
         self._producers = ProducerStateManager()
         # The active segment's pages ahead of the cursor are populated by a background
         # thread (prefault.py), keeping page faults off the append path.
-        self._prefaulter = prefault.shared() if prefault_pages else None
-        self.recovery_report = self._load(clean_shutdown)
+        self._prefaulter = prefault.shared() if prefault_pages and not read_only else None
+        if read_only:
+            self.recovery_report = self._load_read_only(clean_shutdown)
+        else:
+            self.recovery_report = self._load(clean_shutdown)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -214,6 +220,57 @@ class PartitionLog:
                 self._next_offset,
             )
         return report
+
+    def _load_read_only(self, clean: bool) -> RecoveryReport:
+        """Open without changing a byte: no directory, index, checkpoint or snapshot is
+        written, nothing is deleted or truncated. The last segment is always scanned in
+        memory (``Segment.scan_read_only``: every CRC, stop at the first bad batch or the
+        zero tail), whether or not the directory was closed cleanly, so a crashed directory
+        and a live broker's preallocated active segment both read up to their last good
+        batch. Producer state is not loaded (appends are refused)."""
+        t0 = time.perf_counter()
+        sizes: dict[int, int] = {}
+        with files.storage_errors(f"listing {self.dir}"):
+            entries = list(os.scandir(self.dir)) if self.dir.is_dir() else []
+            for entry in entries:
+                base = files.parse_segment_stem(entry.name, files.LOG_SUFFIX)
+                if base is not None:
+                    sizes[base] = entry.stat().st_size
+        bases = sorted(sizes)
+        checkpoint = files.read_checkpoint(self.dir / files.LOG_START_FILE)
+        if checkpoint is not None:  # an interrupted retention: skip (do not delete) them
+            while len(bases) >= 2 and bases[1] <= checkpoint:
+                bases.pop(0)
+        self._segments = [
+            Segment(self.dir, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None,
+                    read_only=True)
+            for i, b in enumerate(bases)
+        ]
+        self._bases = bases
+        beyond, scanned = 0, 0
+        if self._segments:
+            with files.storage_errors(f"reading {self._segments[-1].log_path}"):
+                beyond, scan = self._segments[-1].scan_read_only()
+            scanned = len(scan.headers)
+        first_base = self._segments[0].base_offset if self._segments else 0
+        self._log_start = max(checkpoint or 0, first_base)
+        self._next_offset = self._segments[-1].next_offset if self._segments else self._log_start
+        self._log_start = min(self._log_start, self._next_offset)
+        self._flushed_offset = self._next_offset
+        return RecoveryReport(
+            topic=self.topic,
+            partition=self.partition,
+            clean_shutdown=clean,
+            segments=len(self._segments),
+            batches_scanned=scanned,
+            bytes_truncated=beyond,
+            indexes_rebuilt=False,
+            producers=0,
+            log_start_offset=self._log_start,
+            log_end_offset=self._next_offset,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            read_only=True,
+        )
 
     def _load_producer_state(self, clean: bool, recovered: list[BatchHeader] | None) -> None:
         path = self.dir / files.PRODUCER_STATE_FILE
@@ -328,6 +385,10 @@ class PartitionLog:
     def _check_writable(self) -> None:
         if self._deleted:
             self._check_readable()
+        if self.read_only:
+            raise KafkaStorageError(
+                f"partition {self.topic}-{self.partition} was opened read-only"
+            )
         if self._failed is not None:
             raise KafkaStorageError(
                 f"partition {self.topic}-{self.partition} failed earlier: {self._failed}"
@@ -521,7 +582,7 @@ class PartitionLog:
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete expired sealed segments (see retention.py); returns how many."""
         with self._lock:
-            if self._closed:
+            if self._closed or self.read_only:
                 return 0
             config = self.config
             now = self._clock.now_ms() if now_ms is None else now_ms
@@ -563,7 +624,7 @@ class PartitionLog:
             if self._closed:
                 return self._failed is None
             self._closed = True
-            if discard:
+            if discard or self.read_only:
                 for seg in self._segments:
                     seg.delete_handles()
                 return True

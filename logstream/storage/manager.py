@@ -77,15 +77,23 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._prefault_pages = prefault_pages
+        self.read_only = read_only
         self.default_config = default_config if default_config is not None else TopicConfig()
         self._clock = clock
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._closed = False
         self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
+        self._lock_fd = -1
+        if read_only:
+            if not self.data_dir.is_dir():
+                raise KafkaStorageError(f"data directory {self.data_dir} does not exist")
+            self._load_read_only()
+            return
         with files.storage_errors(f"opening data directory {self.data_dir}"):
             (self.data_dir / files.META_DIR).mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -110,12 +118,21 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
+        read_only: bool = False,
     ) -> LogManager:
         """Open (creating if needed) the data directory at ``path``. ``prefault_pages``:
         populate the active segments' pages ahead of the append cursor in a background
-        thread (storage/prefault.py); False leaves the page faults on the append path."""
+        thread (storage/prefault.py); False leaves the page faults on the append path.
+
+        ``read_only=True`` is for forensics (``logstream tail --data-dir``, tools): it never
+        changes the directory. No ``meta/`` is created, no lock is taken (it can run next
+        to a live broker, which holds the lock), the clean-shutdown marker is read but
+        neither removed nor written, nothing is recovered, cut, deleted or rebuilt on disk.
+        The last segment of every partition is scanned in memory and read up to its last
+        good batch (a torn tail or a live broker's zero tail ends it). The view is a
+        snapshot as of the open. Appends and admin calls raise KafkaStorageError."""
         return cls(path, default_config=default_config, clock=clock,
-                   prefault_pages=prefault_pages)
+                   prefault_pages=prefault_pages, read_only=read_only)
 
     def __enter__(self) -> LogManager:
         return self
@@ -151,6 +168,30 @@ class LogManager:
                 topic.partitions.append(self._open_partition(topic, p, clean))
             self._topics[name] = topic
 
+    def _load_read_only(self) -> None:
+        """Like :meth:`_load` without a single write (see ``open(read_only=True)``)."""
+        clean = (self.data_dir / files.CLEAN_SHUTDOWN_FILE).exists()
+        meta_dir = self.data_dir / files.META_DIR
+        if not meta_dir.is_dir():
+            return
+        for entry in sorted(os.scandir(meta_dir), key=lambda e: e.name):
+            if not entry.name.endswith(".json"):
+                continue
+            try:
+                doc = json.loads(Path(entry.path).read_bytes())
+                name = doc["name"]
+                overrides = parse_config_updates(doc.get("config", {}))
+                config = TopicConfig.from_dict(overrides, base=self.default_config)
+                count = int(doc["partitions"])
+            except (ValueError, KeyError, TypeError, LogstreamError) as exc:
+                log.warning("read-only: skipping unreadable topic metadata %s: %s",
+                            entry.path, exc)
+                continue
+            topic = Topic(name, config, overrides=overrides)
+            for p in range(count):
+                topic.partitions.append(self._open_partition(topic, p, clean))
+            self._topics[name] = topic
+
     def _open_partition(self, topic: Topic, partition: int, clean: bool) -> PartitionLog:
         plog = PartitionLog(
             self.data_dir / files.partition_dir_name(topic.name, partition),
@@ -160,6 +201,7 @@ class LogManager:
             clock=self._clock,
             clean_shutdown=clean,
             prefault_pages=self._prefault_pages,
+            read_only=self.read_only,
         )
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog
@@ -330,6 +372,8 @@ class LogManager:
 
     def enforce_retention(self) -> dict[TopicPartition, int]:
         """Apply retention to every partition; returns segments deleted per partition."""
+        if self.read_only:
+            return {}
         now = self._clock.now_ms()
         out: dict[TopicPartition, int] = {}
         for plog in self.all_logs():
@@ -341,8 +385,11 @@ class LogManager:
     # -- closing -----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        """Raise unless the manager may change the directory (open and not read-only)."""
         if self._closed:
             raise KafkaStorageError(f"LogManager for {self.data_dir} is closed")
+        if self.read_only:
+            raise KafkaStorageError(f"data directory {self.data_dir} was opened read-only")
 
     def close(self) -> None:
         """Close every partition; mark a clean shutdown only if all of them reached disk."""
@@ -353,6 +400,8 @@ class LogManager:
             ok = True
             for plog in [p for t in self._topics.values() for p in t.partitions]:
                 ok = plog.close() and ok
+            if self.read_only:
+                return
             if ok:
                 try:
                     files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")

@@ -166,8 +166,10 @@ class Segment:
         next_offset: int | None = None,
         *,
         prefaulter: prefault.Prefaulter | None = None,
+        read_only: bool = False,
     ) -> None:
         self.dir = directory
+        self.read_only = read_only  # never writes a file; indexes rebuilt in memory
         self.base_offset = base_offset
         self.size = size
         self.next_offset = base_offset if next_offset is None else next_offset
@@ -452,7 +454,8 @@ class Segment:
         return self._oi, self._ti
 
     def rebuild_indexes(self) -> ScanResult:
-        """Rewrite both (trimmed) index files from the log, verifying every batch's CRC."""
+        """Rewrite both (trimmed) index files from the log, verifying every batch's CRC.
+        A read-only segment keeps the rebuilt indexes in memory instead."""
         data = self._pread(0, self.size)
         result = scan_batches(data, self.base_offset)
         if result.error or result.end_position != self.size:
@@ -461,6 +464,9 @@ class Segment:
                 self.log_path, result.end_position, result.error,
             )
         off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
+        if self.read_only:
+            self._set_memory_indexes(off_cols, time_cols)
+            return result
         OffsetIndex.write_trimmed(self.index_path, off_cols)
         TimeIndex.write_trimmed(self.timeindex_path, time_cols)
         if self._oi is not None:
@@ -471,6 +477,42 @@ class Segment:
         self._ti = TimeIndex.open_readonly(self.timeindex_path)  # type: ignore[assignment]
         self.indexes_rebuilt = True
         return result
+
+    def _set_memory_indexes(
+        self, off_cols: list[np.ndarray], time_cols: list[np.ndarray]
+    ) -> None:
+        if self._oi is not None:
+            self._oi.close()
+        if self._ti is not None:
+            self._ti.close()
+        self._oi = OffsetIndex.in_memory(self.index_path, off_cols)  # type: ignore[assignment]
+        self._ti = TimeIndex.in_memory(self.timeindex_path, time_cols)  # type: ignore[assignment]
+        self.indexes_rebuilt = True
+
+    def scan_read_only(self) -> tuple[int, ScanResult]:
+        """The read-only counterpart of :meth:`recover` for the last segment: read the whole
+        file, verify every batch (length, CRC, contiguous offsets) and stop at the first
+        bad batch or at the zero tail (a crashed or live, preallocated segment). Nothing is
+        written: ``size`` becomes the end of the last good batch and the indexes are built
+        in memory. Returns (non-zero bytes past that end, scan)."""
+        if self._fd is None:
+            self._fd = os.open(self.log_path, os.O_RDONLY)
+        data = _pread_all(self._fd, os.fstat(self._fd).st_size)
+        result = scan_batches(data, self.base_offset)
+        cut = result.end_position
+        beyond = _last_nonzero(data, cut) - cut
+        self.size = self.capacity = cut
+        self.next_offset = result.next_offset
+        self._max_ts = None
+        off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
+        self._set_memory_indexes(off_cols, time_cols)
+        self.indexes_rebuilt = False
+        if beyond:
+            log.warning(
+                "read-only: %s has %d bytes past its last good batch at position %d (%s); "
+                "not read, not cut", self.log_path, beyond, cut, result.error or "torn tail",
+            )
+        return beyond, result
 
     def _pread(self, pos: int, n: int) -> bytes:
         if self._mm is not None:

@@ -98,6 +98,105 @@ def bench_append(root: Path, value_size: int, count: int) -> dict[str, float]:
     return result
 
 
+def bench_append_path(root: Path, prefault: bool, count: int = 1000,
+                      gap_s: float = 0.0005) -> dict[str, float]:
+    """The broker's append path in isolation: ``PartitionLog.append`` of 124 KB batches
+    (1,000 x 100-byte records) into 64 MiB segments, paced like a broker serving one
+    producer (``gap_s`` of other work between appends: the gRPC layer takes ~0.5 ms per
+    request). Times each ``append`` call (validation ~25 us, then the copy) and, inside it,
+    ``Segment.append`` (the copy into the map + index entries), which pays the first-touch
+    page faults unless they were prefaulted."""
+    from logstream.storage.segment import Segment
+
+    batches = _batches(100, distinct=4)
+    path = root / f"path-{prefault}"
+    mgr = LogManager.open(path, prefault_pages=prefault)
+    mgr.create_topic("t", 1, TopicConfig(flush_policy="never", retention_ms=-1))
+    log = mgr.get_log("t", 0)
+    log.append(batches[0])  # create the first segment outside the timing
+    lat = np.empty(count)
+    seg_lat: list[float] = []
+    original = Segment.append
+
+    def timed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        out = original(self, *args, **kwargs)
+        seg_lat.append(time.perf_counter() - t0)
+        return out
+
+    Segment.append = timed  # type: ignore[method-assign]
+    try:
+        for i in range(count):
+            b = batches[i % len(batches)]
+            t0 = time.perf_counter()
+            log.append(b)
+            lat[i] = time.perf_counter() - t0
+            end = time.perf_counter() + gap_s
+            while time.perf_counter() < end:  # busy, like a servicer thread holding the CPU
+                pass
+    finally:
+        Segment.append = original  # type: ignore[method-assign]
+    mgr.close()
+    shutil.rmtree(path, ignore_errors=True)
+    lat *= 1e6
+    seg = np.array(seg_lat) * 1e6
+    total = sum(len(batches[i % len(batches)]) for i in range(count))
+    return {"mb_per_s": total / (lat.sum() / 1e6) / 1e6,
+            "mean": float(lat.mean()), "p50": float(np.median(lat)),
+            "p99": float(np.percentile(lat, 99)), "seg_mean": float(seg.mean()),
+            "seg_p50": float(np.median(seg)), "seg_p99": float(np.percentile(seg, 99))}
+
+
+def bench_append_paths(root: Path, rounds: int = 3) -> dict[bool, dict[str, float]]:
+    """Prefault off and on, interleaved ``rounds`` times; the median of each figure (the
+    machine is shared: single runs swing by 2x)."""
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(rounds):
+        for on in (False, True):
+            paced = bench_append_path(root, on)
+            paced["tight_mb_per_s"] = bench_append_path(root, on, gap_s=0)["mb_per_s"]
+            runs[on].append(paced)
+    return {on: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+            for on, rs in runs.items()}
+
+
+def _raw_write_us(root: Path, mode: str, count: int = 512) -> float:
+    """us per 124 KB chunk written at the end of a fresh fallocated 64 MiB file: ``map``
+    (first-touch faults), ``populated`` (after MADV_POPULATE_WRITE of the whole map, not
+    timed), ``pwrite``."""
+    import mmap
+
+    from logstream.storage import prefault as pf
+
+    chunk = _batches(100, distinct=1)[0]
+    size = 64 << 20
+    n = min(count, size // len(chunk))
+    path = root / f"raw-{mode}.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.posix_fallocate(fd, 0, size)
+    mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+    if mode == "populated":
+        madvise = pf._load_madvise()
+        if madvise is None or madvise(pf.map_address(mm), size):
+            mm.close()
+            os.close(fd)
+            os.unlink(path)
+            return float("nan")
+    t0 = time.perf_counter()
+    pos = 0
+    for _ in range(n):
+        if mode == "pwrite":
+            os.pwrite(fd, chunk, pos)
+        else:
+            mm[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+    per = (time.perf_counter() - t0) / n * 1e6
+    mm.close()
+    os.close(fd)
+    os.unlink(path)
+    return per
+
+
 def bench_lookup(root: Path, records: int, per_batch: int) -> float:
     """Median-ish (mean of 20k) latency of PartitionLog.position_of at random offsets."""
     batch = encode_batch([b"x"] * per_batch, timestamps=1_700_000_000_000)
@@ -171,6 +270,9 @@ def bench_recovery(root: Path) -> tuple[float, int]:
 def run() -> str:
     root = Path(tempfile.mkdtemp(prefix="logstream-bench-"))
     try:
+        raw_us = {m: _raw_write_us(root, m) for m in ("map", "populated", "pwrite")}
+        paths = bench_append_paths(root)
+        path_off, path_on = paths[False], paths[True]
         small = bench_append(root, 100, 2000)  # 2M records
         large = bench_append(root, 1024, 400)  # 400k records, ~420 MB
         lookups = {
@@ -220,6 +322,27 @@ def run() -> str:
         f"{first_reads * 1000:.0f} ms total | - | - |",
         f"| crash recovery, {recovered_bytes / 2**20:.0f} MiB active segment | "
         f"{recovery * 1000:.0f} ms ({recovered_bytes / recovery / 1e6:,.0f} MB/s) | - | - |",
+        "",
+        "Append path: 124 KB batches (1,000 x 100 B records), 64 MiB segments, 0.5 ms of "
+        "other work between appends as in a broker; median of 3 interleaved runs of 1,000 "
+        "appends (storage/prefault.py, decision D5 in docs/architecture.md):",
+        "",
+        "| prefault | `Segment.append` (copy + index) mean / p50 / p99 | "
+        "`PartitionLog.append` mean / p50 / p99 | back-to-back appends (no gap) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for label, r in (("off (first-touch faults on the append path)", path_off),
+                     ("on (background MADV_POPULATE_WRITE, the default)", path_on)):
+        lines.append(
+            f"| {label} | {r['seg_mean']:.0f} / {r['seg_p50']:.0f} / {r['seg_p99']:.0f} us | "
+            f"{r['mean']:.0f} / {r['p50']:.0f} / {r['p99']:.0f} us | "
+            f"{r['tight_mb_per_s']:,.0f} MB/s |"
+        )
+    lines += [
+        "",
+        f"Raw copy of 124 KB chunks into a fresh fallocated 64 MiB map: "
+        f"{raw_us['map']:.0f} us each on first touch, {raw_us['populated']:.0f} us after "
+        f"MADV_POPULATE_WRITE (not timed), `pwrite` {raw_us['pwrite']:.0f} us.",
         "",
         "Lookup = `PartitionLog.position_of` (bisect over segment bases, then one "
         "`searchsorted` on the contiguous u32 relative-offset column). The raw baseline "

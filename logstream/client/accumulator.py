@@ -45,12 +45,16 @@ class BatchResult:
         "partition",
         "timestamps",
         "topic",
+        "ts0",
     )
 
-    def __init__(self, topic: str, partition: int, timestamps: list[int]) -> None:
+    def __init__(
+        self, topic: str, partition: int, ts0: int, timestamps: list[int] | None = None
+    ) -> None:
         self.topic = topic
         self.partition = partition
-        self.timestamps = timestamps
+        self.ts0 = ts0
+        self.timestamps = timestamps  # None: every record carries ts0
         self.base_offset = -1
         self.log_append_time_ms = -1
         self.error: BaseException | None = None
@@ -110,7 +114,8 @@ class BatchResult:
     def metadata(self, index: int) -> RecordMetadata:
         ts = self.log_append_time_ms
         if ts < 0:
-            ts = self.timestamps[index] if index < len(self.timestamps) else -1
+            stamps = self.timestamps
+            ts = self.ts0 if stamps is None else stamps[index]
         offset = self.base_offset + index if self.base_offset >= 0 else -1
         return RecordMetadata(self.topic, self.partition, offset, ts)
 
@@ -168,13 +173,20 @@ _new_future = tuple.__new__
 
 
 def failed_future(topic: str, partition: int, error: BaseException) -> RecordFuture:
-    result = BatchResult(topic, partition if partition is not None else -1, [])
+    result = BatchResult(topic, partition if partition is not None else -1, -1)
     result.complete(-1, -1, error)
     return _new_future(RecordFuture, (result, 0))  # type: ignore[no-any-return]
 
 
 class ProducerBatch:
-    """One partition's records being accumulated (open) or waiting to be sent (sealed)."""
+    """One partition's records being accumulated (open) or waiting to be sent (sealed).
+
+    Columns: ``values`` and ``keys`` always; ``timestamps`` and ``headers`` only once a
+    record brings an explicit timestamp or headers (``rich``). Until then every record of
+    the batch carries ``ts0``, the time the batch was opened: at most ``linger_ms`` plus
+    the fill time before the record's own ``send`` (a per-record clock read would cost
+    more than a tenth of the per-record budget).
+    """
 
     __slots__ = (
         "attempts",
@@ -182,32 +194,34 @@ class ProducerBatch:
         "created",
         "deadline",
         "encoded",
-        "explicit_ts",
         "headers",
         "keys",
         "nkeys",
         "partition",
         "result",
         "retry_at",
+        "rich",
         "size",
         "timestamps",
         "topic",
+        "ts0",
         "values",
     )
 
-    def __init__(self, topic: str, partition: int, now: float) -> None:
+    def __init__(self, topic: str, partition: int, now: float, now_ms: int) -> None:
         self.topic = topic
         self.partition = partition
         self.values: list[Any] = []
         self.keys: list[bytes | None] = []
-        self.timestamps: list[int] = []
+        self.ts0 = now_ms
+        self.timestamps: list[int] | None = None
         self.headers: list[bytes] | None = None
+        self.rich = False
         self.nkeys = 0
-        self.explicit_ts = False
         self.size = 0
         self.created = now
         self.deadline = 0.0  # monotonic time after which delivery fails (set by the producer)
-        self.result = BatchResult(topic, partition, self.timestamps)
+        self.result = BatchResult(topic, partition, now_ms)
         self.encoded: bytes | None = None
         self.base_sequence = -1
         self.attempts = 0
@@ -216,10 +230,29 @@ class ProducerBatch:
     def __len__(self) -> int:
         return len(self.values)
 
+    def first_timestamp(self) -> int:
+        return self.ts0 if self.timestamps is None else self.timestamps[0]
+
+    def add_timestamp(self, index: int, ts: int) -> None:
+        """Record an explicit timestamp for record ``index`` (the last one appended)."""
+        if self.timestamps is None:
+            self.timestamps = [self.ts0] * index
+            self.result.timestamps = self.timestamps
+            self.rich = True
+        self.timestamps.append(ts)
+
     def add_headers(self, index: int, blob: bytes) -> None:
         if self.headers is None:
             self.headers = [b""] * index
+            self.rich = True
         self.headers.append(blob)
+
+    def pad_rich(self, count: int = 1) -> None:
+        """Fill the optional columns for ``count`` plain records just appended."""
+        if self.timestamps is not None:
+            self.timestamps.extend([self.ts0] * count)
+        if self.headers is not None:
+            self.headers.extend([b""] * count)
 
     def release_columns(self) -> None:
         """Drop the record data once encoded (the timestamps stay for the metadata)."""

@@ -57,6 +57,7 @@ from logstream.protocol.status import error_for_code
 from logstream.types import RecordMetadata
 
 log = logging.getLogger("logstream.client.producer")
+_crc32 = zlib.crc32
 
 ACKS = {
     "none": common_pb2.ACKS_NONE,
@@ -88,8 +89,8 @@ class _Topic:
         """True if an open batch's first timestamp is too far from these timestamps."""
         lo, hi = min(timestamps), max(timestamps)
         for b in self.open:
-            if b is not None and b.timestamps:
-                t0 = b.timestamps[0]
+            if b is not None and b.values:
+                t0 = b.first_timestamp()
                 if hi - t0 > _MAX_DELTA or t0 - lo > _MAX_DELTA:
                     return True
         return False
@@ -292,6 +293,7 @@ class Producer:
         self._delivery_timeout = delivery_timeout_ms / 1000.0
         self._request_timeout = request_timeout_ms / 1000.0
         self._buffer_bytes = buffer_bytes
+        self._limit = buffer_bytes  # -1 once closing: every send takes the slow path
         self._max_block = max_block_ms / 1000.0
         self._max_in_flight = max(1, max_in_flight)
         self._max_request_bytes = max_request_bytes
@@ -346,6 +348,7 @@ class Producer:
         Errors of the record (unknown topic, too large, delivery timeout) arrive through the
         future; ``send`` itself raises only ``ClientClosedError`` and ``BufferExhaustedError``.
         """
+        # The hot path: every line here runs once per record (see docs/performance.md).
         t = self._topics.get(topic)
         if t is None:
             t_or_err = self._topic(topic)
@@ -356,21 +359,46 @@ class Producer:
             if key is None:
                 partition = t.sticky
             elif self._hash_crc32:
-                partition = zlib.crc32(key) % t.num_partitions
+                partition = _crc32(key) % t.num_partitions
             else:
                 partition = self._partitioner(key, t.num_partitions)
         elif not 0 <= partition < t.num_partitions:
             return self._bad_partition(t, partition)
-        explicit = False
-        if timestamp_ms is None:
-            timestamp_ms = time.time_ns() // 1_000_000
-        else:
-            explicit = True  # a batch spans at most ~24 days of timestamps: check below
-        size = RECORD_OVERHEAD
-        if value is not None:
-            size += len(value)
+        size = RECORD_OVERHEAD if value is None else RECORD_OVERHEAD + len(value)
         if key is not None:
             size += len(key)
+        if headers or timestamp_ms is not None:
+            return self._send_rich(t, partition, value, key, headers, timestamp_ms, size)
+        with self._lock:
+            if self._buffered + size > self._limit:
+                self._wait_for_space(size)
+            b = t.open[partition]
+            if b is None or b.rich or b.size + size > self._batch_bytes:
+                b = self._batch_for(t, partition, b, size, None)
+                if b is None:
+                    return failed_future(topic, partition, _too_large(size))
+            index = len(b.values)
+            b.values.append(value)
+            b.keys.append(key)
+            if key is not None:
+                b.nkeys += 1
+            if b.rich:
+                b.pad_rich()
+            b.size += size
+            self._buffered += size
+        return _new_future(RecordFuture, (b.result, index))  # type: ignore[no-any-return]
+
+    def _send_rich(
+        self,
+        t: _Topic,
+        partition: int,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None,
+        timestamp_ms: int | None,
+        size: int,
+    ) -> RecordFuture:
+        """``send`` of a record with headers and/or an explicit timestamp."""
         hblob = None
         if headers:
             hblob = encode_headers(
@@ -378,25 +406,20 @@ class Producer:
             )
             size += len(hblob)
         with self._lock:
-            if self._buffered + size > self._buffer_bytes or self._closing:
+            if self._buffered + size > self._limit:
                 self._wait_for_space(size)
-            b = t.open[partition]
-            split = False
-            if b is not None and (explicit or b.explicit_ts) and b.timestamps:
-                # keep every timestamp within an int32 delta of the batch's first one
-                split = not -_MAX_DELTA <= timestamp_ms - b.timestamps[0] <= _MAX_DELTA
-            if b is None or split or b.size + size > self._batch_bytes:
-                if size > self._max_record_bytes:
-                    return failed_future(topic, partition, _too_large(size, self._batch_bytes))
-                b = self._new_batch(t, partition, b)
+            b = self._batch_for(t, partition, t.open[partition], size, timestamp_ms)
+            if b is None:
+                return failed_future(t.name, partition, _too_large(size))
             index = len(b.values)
             b.values.append(value)
             b.keys.append(key)
-            b.timestamps.append(timestamp_ms)
-            if explicit:
-                b.explicit_ts = True
             if key is not None:
                 b.nkeys += 1
+            if timestamp_ms is not None:
+                b.add_timestamp(index, timestamp_ms)
+            elif b.timestamps is not None:
+                b.timestamps.append(b.ts0)
             if hblob is not None:
                 b.add_headers(index, hblob)
             elif b.headers is not None:
@@ -419,6 +442,8 @@ class Producer:
         Without keys the records are appended in chunks (sticky partition, or ``partition``),
         with no per-record Python work except computing their sizes.
         """
+        if self._closing:
+            raise errors.ClientClosedError("producer is closed")
         n = len(values)
         if keys is not None and len(keys) != n:
             raise errors.InvalidRequestError(f"{len(keys)} keys for {n} values")
@@ -430,12 +455,11 @@ class Producer:
             raise errors.UnknownTopicOrPartitionError(
                 f"partition {partition} of {topic!r} does not exist ({t.num_partitions} partitions)"
             )
-        now_ms = time.time_ns() // 1_000_000
         explicit = timestamps is not None
-        if timestamps is None or isinstance(timestamps, int):
-            ts_list: list[int] = [now_ms if timestamps is None else timestamps] * n
+        if timestamps is None:
+            ts_list: list[int] = []
         else:
-            ts_list = list(timestamps)
+            ts_list = [timestamps] * n if isinstance(timestamps, int) else list(timestamps)
             if len(ts_list) != n:
                 raise errors.InvalidRequestError(f"{len(ts_list)} timestamps for {n} values")
             if n and (max(ts_list) - min(ts_list) > _MAX_DELTA or t.open_ts_conflict(ts_list)):
@@ -455,7 +479,7 @@ class Producer:
         if keys is not None:
             sizes = [s + (0 if k is None else len(k)) for s, k in zip(sizes, keys, strict=True)]
         if n and max(sizes) > self._max_record_bytes:
-            raise _too_large(max(sizes), self._batch_bytes)
+            raise _too_large(max(sizes))
         segments: list[tuple[BatchResult, int, int, list[int] | None]] = []
         if keys is None or partition is not None:
             self._bulk_append(t, partition, values, keys, ts_list, sizes, None, segments, explicit)
@@ -472,7 +496,7 @@ class Producer:
                     p,
                     [values[i] for i in idx],
                     [keys[i] for i in idx],
-                    [ts_list[i] for i in idx],
+                    [ts_list[i] for i in idx] if explicit else ts_list,
                     [sizes[i] for i in idx],
                     idx,
                     segments,
@@ -520,6 +544,7 @@ class Producer:
             pass
         with self._lock:
             self._closing = True
+            self._limit = -1
             leftovers = list(self._pending)
             self._pending.clear()
             for dq in self._ready.values():
@@ -623,12 +648,33 @@ class Producer:
             if self._space_waiters == 0:
                 self._flush_all = 0
 
+    def _batch_for(
+        self, t: _Topic, partition: int, b: ProducerBatch | None, size: int, ts: int | None
+    ) -> ProducerBatch | None:
+        """Lock held. The open batch that can take a record of ``size`` bytes with timestamp
+        ``ts`` (None = the batch's own time), opening a new one if needed; None if the record
+        is too large for any batch."""
+        if size > self._max_record_bytes:
+            return None
+        if b is not None and b.values:
+            if b.size + size > self._batch_bytes:
+                return self._new_batch(t, partition, b)
+            if b.timestamps is not None:
+                # every timestamp must stay within an int32 delta of the batch's first one
+                delta = (b.ts0 if ts is None else ts) - b.timestamps[0]
+                if not -_MAX_DELTA <= delta <= _MAX_DELTA:
+                    return self._new_batch(t, partition, b)
+            return b
+        if b is None or b.size + size > self._batch_bytes:
+            return self._new_batch(t, partition, b)
+        return b
+
     def _new_batch(self, t: _Topic, partition: int, full: ProducerBatch | None) -> ProducerBatch:
         """Lock held. Seal the full batch (if any) and open a new one."""
         if full is not None:
             self._seal(t, partition, full)
         now = time.monotonic()
-        b = ProducerBatch(t.name, partition, now)
+        b = ProducerBatch(t.name, partition, now, time.time_ns() // 1_000_000)
         b.deadline = now + self._delivery_timeout
         t.open[partition] = b
         self._pending.add(b)
@@ -684,8 +730,11 @@ class Producer:
                     acc = sizes[i]
                 elif b is None:
                     b = self._new_batch(t, p, None)
-                if self._buffered + acc > self._buffer_bytes:
+                if self._buffered + acc > self._limit and self._buffered > 0:
+                    # Waiting releases the lock: the sender may seal ``b`` meanwhile, so
+                    # choose the batch again afterwards.
                     self._wait_for_space(acc)
+                    continue
                 start = len(b.values)
                 b.values.extend(values[i:j])
                 if keys is None:
@@ -696,9 +745,14 @@ class Producer:
                     b.nkeys += sum(1 for k in chunk if k is not None)
                 if b.headers is not None:
                     b.headers.extend([b""] * (j - i))
-                b.timestamps.extend(timestamps[i:j])
                 if explicit_ts:
-                    b.explicit_ts = True
+                    if b.timestamps is None:
+                        b.add_timestamp(start, timestamps[i])
+                        b.timestamps.extend(timestamps[i + 1 : j])  # type: ignore[union-attr]
+                    else:
+                        b.timestamps.extend(timestamps[i:j])
+                elif b.timestamps is not None:
+                    b.timestamps.extend([b.ts0] * (j - i))
                 b.size += acc
                 self._buffered += acc
                 segments.append(
@@ -821,7 +875,7 @@ class Producer:
             b.encoded = encode_batch(
                 b.values,
                 keys=b.keys if b.nkeys else None,
-                timestamps=b.timestamps,
+                timestamps=b.ts0 if b.timestamps is None else b.timestamps,
                 headers=b.headers,
                 compression_type=self._compression,
                 producer_id=self._producer_id if self._idempotent else -1,
@@ -1064,7 +1118,7 @@ def compression_by_name(name: str | None) -> int:
         raise errors.InvalidConfigError(str(exc)) from None
 
 
-def _too_large(size: int, batch_bytes: int) -> errors.MessageTooLargeError:
+def _too_large(size: int) -> errors.MessageTooLargeError:
     return errors.MessageTooLargeError(
         f"record of {size} bytes is larger than the largest batch the broker accepts "
         f"({MAX_BATCH_BYTES - HEADER_SIZE} bytes)"

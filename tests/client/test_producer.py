@@ -186,3 +186,13 @@ def test_acks_none_completes_without_offsets(transport: InMemoryTransport) -> No
         p.flush()
     time.sleep(0.1)
     assert len(transport.records("t", 0)) == 1
+
+
+def test_send_batch_bigger_than_the_buffer_waits_and_loses_nothing(
+    transport: InMemoryTransport,
+) -> None:
+    values = [b"%05d" % i + b"x" * 95 for i in range(2_000)]
+    with Producer(transport, buffer_bytes=10_000, batch_bytes=2_000, linger_ms=1) as p:
+        metas = p.send_batch("t", values, partition=1).result(10)
+    assert [m.offset for m in metas] == list(range(2_000))
+    assert [v for _, _, v in transport.records("t", 1)] == values

@@ -6,7 +6,7 @@
   (``--data-dir``), for forensics. It opens the directory read-only
   (``LogManager.open(read_only=True)``): no recovery, no lock, no file touched, so it is
   safe on a crashed directory (a torn tail is reported and skipped, not cut) and can run
-  next to a live broker (it sees a snapshot as of its open).
+  next to a live broker (a snapshot as of its open, refreshed when ``-f`` reaches the end).
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class DataDirSource:
                 self.positions[tp] = out[-1].offset + 1
         if not out and timeout_s > 0:
             time.sleep(min(timeout_s, 0.2))
+            self.manager.refresh()  # a live broker may have appended (read-only snapshot)
         return out
 
     def close(self) -> None:

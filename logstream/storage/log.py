@@ -272,6 +272,40 @@ class PartitionLog:
             read_only=True,
         )
 
+    def refresh(self) -> int:
+        """Read-only logs: pick up what a live writer appended since the open (or the last
+        refresh): new batches of the last segment, then segments rolled since. Returns the
+        new log end offset. Each call reads the last segment's file again (whole); meant
+        for a forensics ``tail -f``, not a hot path."""
+        with self._lock:
+            self._check_readable()
+            if not self.read_only:
+                raise KafkaStorageError("refresh() is for read-only logs")
+            with files.storage_errors(f"refreshing {self.dir}"):
+                if self._segments:
+                    self._segments[-1].extend_read_only()
+                newer = []
+                if self.dir.is_dir():
+                    last = self._bases[-1] if self._bases else -1
+                    for entry in os.scandir(self.dir):
+                        base = files.parse_segment_stem(entry.name, files.LOG_SUFFIX)
+                        if base is not None and base > last:
+                            newer.append(base)
+                for base in sorted(newer):
+                    if base != self._next_offset_locked():
+                        break  # the previous segment's tail is not visible yet: next time
+                    seg = Segment(self.dir, base, 0, read_only=True)
+                    seg.scan_read_only()
+                    self._segments.append(seg)
+                    self._bases.append(base)
+            if not self._segments:
+                return self._next_offset
+            self._next_offset = self._flushed_offset = self._segments[-1].next_offset
+            return self._next_offset
+
+    def _next_offset_locked(self) -> int:
+        return self._segments[-1].next_offset if self._segments else self._log_start
+
     def _load_producer_state(self, clean: bool, recovered: list[BatchHeader] | None) -> None:
         path = self.dir / files.PRODUCER_STATE_FILE
         snap = ProducerStateManager.load_snapshot(path)

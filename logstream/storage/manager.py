@@ -346,6 +346,14 @@ class LogManager:
             self._write_meta(topic)
             return topic
 
+    def refresh(self) -> None:
+        """Read-only managers: let every partition pick up what a live broker appended
+        since the open (:meth:`PartitionLog.refresh`). Topics created since are not seen."""
+        if not self.read_only:
+            raise KafkaStorageError("refresh() is for read-only managers")
+        for plog in self.all_logs():
+            plog.refresh()
+
     # -- background work ---------------------------------------------------------------------
 
     def all_logs(self) -> list[PartitionLog]:

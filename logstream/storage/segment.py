@@ -514,6 +514,53 @@ class Segment:
             )
         return beyond, result
 
+    def extend_read_only(self) -> int:
+        """A read-only segment: scan the bytes a writer appended past ``size`` since the last
+        scan (same checks as :meth:`scan_read_only`) and extend the in-memory indexes.
+        Reads ~1 MiB at a time and stops at the zero tail, so a live broker's preallocated
+        segment is not read whole. Returns the number of new batches. A torn or
+        half-written batch just ends the scan; the next call retries from there."""
+        assert self.read_only
+        if self._fd is None:
+            self._fd = os.open(self.log_path, os.O_RDONLY)
+        fd = self._fd
+        file_end = os.fstat(fd).st_size
+        pos, expected = self.size, self.next_offset
+        positions: list[int] = []
+        headers: list[BatchHeader] = []
+        while file_end - pos >= HEADER_SIZE:
+            head = os.pread(fd, HEADER_SIZE, pos)
+            if not any(head):
+                break
+            try:
+                want = max(1 << 20, read_header(head).batch_length)
+            except CorruptRecordError:
+                break
+            data = _pread_all(fd, min(pos + want, file_end), start=pos)
+            result = scan_batches(data, expected)
+            if not result.headers:
+                break
+            positions += [pos + p for p in result.positions]
+            headers += result.headers
+            pos += result.end_position
+            expected = result.next_offset
+        if not headers:
+            return 0
+        oi, ti = self.indexes()
+        new_off, new_time = index_columns(self.base_offset, positions, headers)
+        last_ts = ti.last_timestamp()
+        if last_ts is not None:
+            keep = new_time[0] > last_ts
+            new_time = [c[keep] for c in new_time]
+        off_cols = [np.concatenate([a, b]) for a, b in zip(oi.columns(), new_off, strict=True)]
+        time_cols = [np.concatenate([a, b]) for a, b in zip(ti.columns(), new_time, strict=True)]
+        self._set_memory_indexes(off_cols, time_cols)
+        self.indexes_rebuilt = False
+        self.size = self.capacity = pos
+        self.next_offset = expected
+        self._max_ts = None
+        return len(headers)
+
     def _pread(self, pos: int, n: int) -> bytes:
         if self._mm is not None:
             return self._mm[pos : pos + n]
@@ -653,9 +700,10 @@ def _base_at(data: bytes) -> int:
     return read_header(data, 0).base_offset if len(data) >= HEADER_SIZE else 0
 
 
-def _pread_all(fd: int, size: int) -> bytes:
+def _pread_all(fd: int, size: int, *, start: int = 0) -> bytes:
+    """Bytes ``[start, size)`` of ``fd`` (fewer if the file is shorter)."""
     parts = []
-    pos = 0
+    pos = start
     while pos < size:
         chunk = os.pread(fd, min(size - pos, 1 << 26), pos)
         if not chunk:

@@ -202,3 +202,74 @@ def test_cli_tail_data_dir_runs_next_to_a_broker_holding_the_lock(tmp_path):
         for i in range(5):
             live.get_log("t", 0).append(make_batch(2, tag=i))
         assert _tail_data_dir(tmp_path) == [f"0 {o}" for o in range(10)]
+
+
+def test_refresh_follows_a_live_writer_across_rolls(tmp_path):
+    live = LogManager.open(tmp_path)
+    live.create_topic("t", 1, {"segment_bytes": 8192, "flush_policy": "never"})
+    log = live.get_log("t", 0)
+    for i in range(5):
+        log.append(make_batch(3, value_size=100, tag=i, ts=1000 + 10 * i))
+    ro = LogManager.open(tmp_path, read_only=True)
+    assert ro.get_log("t", 0).log_end_offset == 15
+    ro.refresh()  # nothing new
+    assert ro.get_log("t", 0).log_end_offset == 15
+    for i in range(5, 60):  # several rolls
+        log.append(make_batch(3, value_size=100, tag=i, ts=1000 + 10 * i))
+    ro.refresh()
+    rlog = ro.get_log("t", 0)
+    assert rlog.log_end_offset == log.log_end_offset == 180
+    assert rlog.segment_count == log.segment_count
+    assert read_all(ro, 0) == list(range(180))
+    assert rlog.offset_for_timestamp(1000 + 10 * 40) == 120  # time index extended too
+    assert rlog.read(121, 1) == log.read(121, 1)
+    # a half-written batch at the live end is not shown, then shown once complete
+    seg = log._segments[-1]
+    whole = make_batch(2, value_size=50, tag=99)
+    seg._mm[seg.size : seg.size + 100] = whole[:100]
+    ro.refresh()
+    assert rlog.log_end_offset == 180
+    log._segments[-1]._mm[seg.size : seg.size + 100] = b"\0" * 100
+    log.append(whole)
+    ro.refresh()
+    assert rlog.log_end_offset == 182
+    ro.close()
+    live.close()
+
+
+def test_cli_tail_follow_data_dir_sees_a_live_writer(tmp_path):
+    import threading
+
+    from click.testing import CliRunner
+
+    from logstream.cli.main import main
+
+    live = LogManager.open(tmp_path)
+    live.create_topic("t", 1, CONFIG)
+    log = live.get_log("t", 0)
+    for i in range(3):
+        log.append(make_batch(2, tag=i))
+    result = {}
+
+    def run_cli() -> None:
+        result["r"] = CliRunner().invoke(main, [
+            "--broker", "127.0.0.1:1", "tail", "t", "-f", "--from", "beginning", "-c", "10",
+            "--data-dir", str(tmp_path), "--format", "{offset}",
+        ])
+
+    cli = threading.Thread(target=run_cli, daemon=True)
+    cli.start()
+    cli.join(0.5)
+    for i in range(3, 5):  # appended after the CLI opened the directory
+        log.append(make_batch(2, tag=i))
+    cli.join(10)
+    live.close()
+    assert not cli.is_alive(), "tail -f never saw the records appended after its open"
+    r = result["r"]
+    assert r.exit_code == 0, r.output
+    assert r.stdout.split() == [str(o) for o in range(10)]
+
+
+def test_refresh_is_for_read_only_managers(tmp_path):
+    with LogManager.open(tmp_path) as m, pytest.raises(KafkaStorageError):
+        m.refresh()

@@ -229,7 +229,8 @@ def run() -> str:
             "| --- | --- | --- | --- | --- |",
             *rows,
             "",
-            "Replay of 640,000 records of 100 B on 32 partitions by one consumer, `poll_batch`, best of 2 alternating runs:",
+            "Replay of 640,000 records of 100 B on 32 partitions by one consumer, "
+            "`poll_batch`, best of 2 alternating runs:",
             "",
             "| mode | records/s | ratio to plain replay |",
             "| --- | --- | --- |",

@@ -18,6 +18,7 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── RecordListTooLargeError      (18)  request bigger than the request limit
     ├── InvalidRequiredAcksError     (21)  acks mode is not none/leader/flushed
     ├── IllegalGenerationError       (22)  commit or heartbeat from a stale generation (epoch)
+    │   └── CommitFailedError        (1003) client: a group commit was refused (fenced/moved)
     ├── UnknownMemberIdError         (25)  member is not (or no longer) in the group
     ├── RebalanceInProgressError     (27)  group is rebalancing; rejoin (retriable)
     ├── InvalidSessionTimeoutError   (26)
@@ -161,6 +162,17 @@ class IllegalGenerationError(LogstreamError):
 
     code = 22
     name = "ILLEGAL_GENERATION"
+
+
+class CommitFailedError(IllegalGenerationError):
+    """Raised by the consumer (never sent by the broker) when a group commit is refused
+    because this member no longer owns the partitions: it was fenced after its session
+    timeout, or the commit carried an outdated member epoch. Differs from its parent in that
+    the client already retried with its current epoch. The records since the last commit
+    will be delivered again to the new owner: make processing idempotent."""
+
+    code = 1003
+    name = "COMMIT_FAILED"
 
 
 class UnknownMemberIdError(LogstreamError):

@@ -43,9 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 from logstream import errors
 from logstream.client import transport as tr
+from logstream.errors import CommitFailedError
 from logstream.protocol import common_pb2, group_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import OffsetAndMetadata, TopicPartition
+
+__all__ = ["CommitFailedError", "GroupMembership"]
 
 if TYPE_CHECKING:
     from logstream.client.consumer import Consumer
@@ -57,12 +60,6 @@ PartitionsCallback = Callable[[set[TopicPartition]], None]
 
 def _tp_pb(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartition]:
     return [common_pb2.TopicPartition(topic=t, partition=p) for t, p in sorted(tps)]
-
-
-class CommitFailedError(errors.IllegalGenerationError):
-    """A commit could not be made because this member lost its partitions (fenced, or they
-    moved to another member). The records since the last commit will be re-delivered to the
-    new owner: make processing idempotent."""
 
 
 class GroupMembership:

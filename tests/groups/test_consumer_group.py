@@ -175,3 +175,42 @@ def test_commit_after_being_fenced_fails_clearly(broker):
             m.member_epoch = stale
     finally:
         c.close()
+
+
+def test_a_consumer_that_stops_polling_is_warned_but_keeps_its_partitions(broker, caplog):
+    c = Consumer(broker.address, group="slow", max_poll_interval_ms=300, **FAST)
+    try:
+        c.subscribe(["orders"])
+        wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
+        with caplog.at_level("WARNING", logger="logstream.client.group"):
+            time.sleep(1.0)  # "processing" for longer than the bound; heartbeats go on
+        assert any("has not polled" in r.getMessage() for r in caplog.records)
+        d = broker.broker.coordinator.describe_group("slow")
+        assert d.state == "Stable" and len(d.members) == 1
+        assert len(c.assignment()) == 6
+    finally:
+        c.close()
+
+
+def test_fenced_member_drops_its_partitions_and_rejoins(broker):
+    lost = []
+    c = Consumer(broker.address, group="f", on_revoke=lost.append, **FAST)
+    try:
+        c.subscribe(["orders"])
+        wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
+        old = c._membership.member_id
+        coord = broker.broker.coordinator
+        with coord._groups["f"].lock:
+            coord._groups["f"].members[old].deadline = -1.0  # as if its session ran out
+        coord.expire()
+        wait_for(
+            lambda: (
+                c.poll(0.05) is not None
+                and c._membership.member_id not in ("", old)
+                and len(c.assignment()) == 6
+            ),
+            what="rejoin",
+        )
+        assert lost and len(lost[0]) == 6
+    finally:
+        c.close()

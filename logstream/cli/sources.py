@@ -1,7 +1,9 @@
 """Record sources for the reading engine (:class:`logstream.cli.reader.RecordSource`):
 
-- :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment, no group,
-  commits nothing) plus an :class:`~logstream.client.Admin` for partition counts.
+- :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment) plus an
+  :class:`~logstream.client.Admin` for partition counts. With ``--group`` it resumes from
+  and commits to that group as a standalone client (no membership: the broker refuses the
+  commit while the group has running members, so tail never steals a live group's work).
 - :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
   (``--data-dir``), for forensics. It opens the directory read-only
   (``LogManager.open(read_only=True)``): no recovery, no lock, no file touched, so it is
@@ -21,11 +23,27 @@ from logstream.types import Record, TopicPartition
 
 class BrokerSource:
     def __init__(self, broker: str, *, admin: Any, group: str | None = None) -> None:
-        from logstream.client import Consumer
-
         self.admin = admin
-        self.consumer = Consumer(broker, group=group, auto_offset_reset="earliest")
+        self.broker = broker
         self._parts: dict[str, list[int]] = {}
+        self.group = group  # set before first use (``--group``): the consumer is made lazily
+        self._consumer: Any = None
+
+    @property
+    def consumer(self) -> Any:
+        if self._consumer is None:
+            from logstream.client import Consumer
+
+            self._consumer = Consumer(self.broker, group=self.group, auto_offset_reset="earliest")
+        return self._consumer
+
+    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (None where nothing is committed)."""
+        got = self.consumer.committed(list(tps))
+        return {tp: (om.offset if om is not None else None) for tp, om in got.items()}
+
+    def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.consumer.commit(dict(positions))
 
     def partitions_for(self, topic: str) -> list[int]:
         if topic not in self._parts:
@@ -59,7 +77,8 @@ class BrokerSource:
         return self.consumer.highwater(tp)
 
     def close(self) -> None:
-        self.consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
 
 
 class DataDirSource:

@@ -219,3 +219,19 @@ def test_broker_down_is_one_line_exit_1() -> None:
         r = CliRunner().invoke(main, ["--broker", "127.0.0.1:1", *args])
         assert r.exit_code == 1, (args, r.stderr)
         assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_tail_with_group_resumes_where_it_left_off_and_commits(broker: RunningBroker) -> None:
+    ok(broker, "topic", "create", "t-grp", "--partitions", "2")
+    ok(broker, "produce", "t-grp", input="".join(f"a{i}\n" for i in range(6)))
+    first = ok(broker, "consume", "t-grp", "--group", "g-tail", "--from", "beginning", "-e")
+    assert sorted(first.split()) == [f"a{i}" for i in range(6)]
+    # The commit is visible to group tooling ...
+    desc = json.loads(ok(broker, "group", "describe", "g-tail", "-o", "json"))
+    rows = desc["partitions"] if isinstance(desc, dict) else desc
+    assert sum(r["committed"] or 0 for r in rows) == 6
+    # ... and a second run resumes after it: nothing old again, only what is new.
+    ok(broker, "produce", "t-grp", input="b0\nb1\n")
+    second = ok(broker, "consume", "t-grp", "--group", "g-tail", "-e")
+    assert sorted(second.split()) == ["b0", "b1"]
+    assert ok(broker, "consume", "t-grp", "--group", "g-tail", "-e").strip() == ""

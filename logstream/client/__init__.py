@@ -2,13 +2,15 @@
 
 Knows the wire protocol (``logstream.protocol``) and the codec, nothing of the broker's
 internals. All gRPC failures are translated to the ``logstream.errors`` tree in
-``transport.py``.
+``transport.py``. Consumer groups: ``Consumer(group=...)`` plus :class:`GroupAdmin` for
+listing, describing, resetting and deleting groups.
 """
 
 from logstream.client.accumulator import RecordFuture
 from logstream.client.admin import Admin, PartitionInfo, TopicDescription, TopicInfo
 from logstream.client.consumer import Consumer
 from logstream.client.fetcher import ColumnChunk, RecordColumns
+from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
 from logstream.client.producer import BulkFuture, Producer
 from logstream.client.transport import Transport
 
@@ -17,6 +19,9 @@ __all__ = [
     "BulkFuture",
     "ColumnChunk",
     "Consumer",
+    "GroupAdmin",
+    "GroupDescription",
+    "GroupListing",
     "PartitionInfo",
     "Producer",
     "RecordColumns",

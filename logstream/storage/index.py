@@ -110,6 +110,7 @@ class ColumnarIndex:
             try:
                 files.preallocate(fd, capacity * cls.ENTRY_SIZE)
                 mm = mmap.mmap(fd, capacity * cls.ENTRY_SIZE, access=mmap.ACCESS_WRITE)
+                files.no_readahead(mm)
             except BaseException:
                 os.close(fd)
                 raise
@@ -191,6 +192,9 @@ class ColumnarIndex:
             return
         live = self.columns()
         self.close()
+        # Drop the preallocated file first: on a full disk its space is what the trimmed
+        # copy needs. A crash in between leaves no index, which is rebuilt from the log.
+        files.remove_quietly(self.path)
         self.write_trimmed(self.path, live)
 
     def close(self) -> None:

@@ -7,10 +7,16 @@ offsets are contiguous: each batch's base offset is the previous one's last offs
 
 States:
 
-* **active** (at most one per partition, the last segment): the file is preallocated to its
-  capacity with ``posix_fallocate`` and memory-mapped read-write; an append is one copy of the
-  batch into the map plus two index entries. ``size`` (the logical end) lives in memory; the
-  rest of the file is zeros.
+* **active** (at most one per partition, the last segment): the file is sized to its capacity
+  and memory-mapped read-write, but disk blocks are reserved (``posix_fallocate``) only for a
+  prefix that grows ahead of the append cursor (:func:`reserve_goal`: as much again as the
+  segment holds, 1 MiB .. 16 MiB ahead), so a partition that takes a few KB does not pin
+  ``segment_bytes`` of disk. Nothing ever writes into the map past the reservation (appends
+  grow it first, the prefault thread stops at it), so a full disk is still a named error from
+  ``posix_fallocate``, never a SIGBUS. An append is one copy of the batch into the map plus
+  two index entries. ``size`` (the logical end) lives in memory; the rest of the file is
+  zeros (reserved or sparse). The directory entry of a new segment is made durable by its
+  first flush or seal, not at creation.
 * **sealed**: trimmed to ``size`` bytes, indexes trimmed. Opening one costs nothing until it
   is read: its bounds come from the file names (base offsets) and ``stat`` sizes; its indexes
   are mapped read-only on first use and sanity-checked then (rebuilt from the log if bad).
@@ -48,7 +54,7 @@ from logstream.codec.batch import (
     stamp_base_offset,
     validate_batch,
 )
-from logstream.errors import CorruptRecordError
+from logstream.errors import CorruptRecordError, KafkaStorageError
 from logstream.storage import files, prefault
 from logstream.storage.index import (
     U32,
@@ -63,6 +69,17 @@ log = logging.getLogger("logstream.storage")
 
 MAX_RELATIVE_OFFSET = 2**32 - 1
 _LOG_APPEND_HEADER = __import__("struct").Struct("<H")  # attributes field
+
+
+RESERVE_MIN = 1 << 20  # disk reserved ahead of an active segment's cursor: at least this
+RESERVE_MAX = 16 << 20  # ... and at most this (>= prefault.MAX_AHEAD, so prefault never starves)
+
+
+def reserve_goal(end: int, capacity: int) -> int:
+    """How far an active segment's disk reservation should reach with its cursor at ``end``:
+    as much again as the segment holds, between RESERVE_MIN and RESERVE_MAX ahead, page
+    aligned, at most ``capacity``. Appends grow it when half of that lead is used up."""
+    return min(capacity, prefault.page_up(end + min(max(end, RESERVE_MIN), RESERVE_MAX)))
 
 
 def index_capacity(segment_capacity: int) -> int:
@@ -194,6 +211,10 @@ class Segment:
         self._pf_pending = False
         self._populated = 0
         self._activated_size = 0
+        # Disk blocks of the data file are reserved for [0, _reserved) (active only).
+        self._reserved = 0
+        # False from creation until the directory entry was fsync'ed (first flush or seal).
+        self._dir_synced = True
 
     def __repr__(self) -> str:
         state = "active" if self.active else "sealed"
@@ -217,8 +238,11 @@ class Segment:
         try:
             files.remove_quietly(seg.log_path)  # a stale leftover must not shine through
             seg._open_writable(capacity, None, None, now_ms)
-            with files.storage_errors(f"creating segment {seg.log_path}"):
-                files.fsync_dir(directory)
+            # The directory entry is fsync'ed by the first flush or the seal (before any of
+            # this segment's offsets count as flushed), not here: one fsync of a directory
+            # per new segment on the append path costs ~10 ms under write load on ext4
+            # (a journal commit), and the first append of 512 partitions paid it 512 times.
+            seg._dir_synced = False
         except BaseException:
             seg._discard_maps()
             for p in (seg.log_path, seg.index_path, seg.timeindex_path):
@@ -251,8 +275,13 @@ class Segment:
         with files.storage_errors(f"opening segment {self.log_path} for append"):
             fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
             self._fd = fd
-            files.preallocate(fd, capacity)
+            if os.fstat(fd).st_size < capacity:
+                os.ftruncate(fd, capacity)  # sparse past the reservation; never written there
+            reserved = reserve_goal(self.size, capacity)
+            files.reserve(fd, self.size, reserved - self.size)
+            self._reserved = reserved
             self._mm = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
+            files.no_readahead(self._mm)
         icap = index_capacity(capacity)
         self._oi = OffsetIndex.create_writable(self.index_path, icap, off_cols)  # type: ignore[assignment]
         self._ti = TimeIndex.create_writable(self.timeindex_path, icap, time_cols)  # type: ignore[assignment]
@@ -274,7 +303,7 @@ class Segment:
         if (
             pf is not None
             and not self._pf_pending
-            and self._populated < self.capacity
+            and self._populated < self._reserved
             and self._populated - self.size < prefault.window(self.size, self._activated_size) // 2
             and pf.enabled
         ):
@@ -310,9 +339,10 @@ class Segment:
         """Page-aligned ``[start, goal)`` still to populate ahead of the cursor."""
         size = self.size
         start = max(self._populated, size - size % prefault.PAGE)
-        goal = prefault.page_up(
-            min(self.capacity, size + prefault.window(size, self._activated_size))
-        )
+        # Never past the disk reservation: populating a sparse page would allocate (and on
+        # a full disk fail) outside posix_fallocate's named error.
+        ahead = size + prefault.window(size, self._activated_size)
+        goal = min(self._reserved, prefault.page_up(min(self.capacity, ahead)))
         return start, goal
 
     def _unmap(self) -> None:
@@ -336,13 +366,16 @@ class Segment:
             files.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-            self.capacity = self.size
+            self.capacity = self._reserved = self.size
             self.active = False
             if self._oi is not None:
                 self._oi.trim_and_close()
             if self._ti is not None:
                 self._ti.trim_and_close()
             self._oi = self._ti = None
+            if not self._dir_synced:  # the index writes above fsync'ed the directory anyway
+                files.fsync_dir(self.dir)
+                self._dir_synced = True
 
     def close(self) -> None:
         """Seal if active, then release every file handle and map."""
@@ -402,6 +435,9 @@ class Segment:
         assert mm is not None and self._oi is not None and self._ti is not None
         pos = self.size
         end = pos + header.batch_length
+        lead = self._reserved - end
+        if self._reserved < self.capacity and lead < min(max(end, RESERVE_MIN), RESERVE_MAX) // 2:
+            self._reserve_ahead(end)
         mm[pos:end] = batch
         with memoryview(mm) as view:
             stamp_base_offset(view, base_offset, pos)
@@ -419,14 +455,35 @@ class Segment:
             self._want_prefault()
         return max_ts
 
+    def _reserve_ahead(self, end: int) -> None:
+        """Grow the disk reservation to :func:`reserve_goal` of ``end`` before bytes up to
+        ``end`` go into the map. If the disk cannot give the whole lead, settle for what this
+        batch needs; if not even that, raise KafkaStorageError with nothing written."""
+        assert self._fd is not None
+        start = self._reserved
+        goal = reserve_goal(end, self.capacity)
+        try:
+            files.reserve(self._fd, start, goal - start)
+        except KafkaStorageError:
+            need = min(self.capacity, prefault.page_up(end))
+            if need <= start:
+                return  # this batch is covered; the next append tries again
+            files.reserve(self._fd, start, need - start)
+            goal = need
+        self._reserved = goal
+
     def flush(self) -> None:
-        """msync the data map and both index maps."""
+        """msync the data map (and, once, fsync the directory of a new segment so its entry
+        survives a machine crash). The active segment's index maps are not synced: they are
+        derived data that crash recovery rebuilds from the log (an index left stale only
+        moves recovery's trusted point back, so it CRC-checks more), and the seal writes
+        and fsyncs the trimmed indexes. Each msync is an fsync with its journal commit on
+        ext4; three per flush made the 1 s interval flush of 512 partitions take seconds."""
         if self._mm is not None:
             files.msync(self._mm)
-        if self._oi is not None:
-            self._oi.flush()
-        if self._ti is not None:
-            self._ti.flush()
+        if not self._dir_synced:
+            files.fsync_dir(self.dir)
+            self._dir_synced = True
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -562,8 +619,8 @@ class Segment:
         return len(headers)
 
     def _pread(self, pos: int, n: int) -> bytes:
-        if self._mm is not None:
-            return self._mm[pos : pos + n]
+        # Also for the active segment: pread sees the same page cache as the map, and keeps
+        # the file's readahead for a reader whose pages were evicted (the map has none).
         if self._fd is None:
             self._fd = os.open(self.log_path, os.O_RDONLY)
         chunks = []
@@ -661,6 +718,10 @@ class Segment:
                 os.close(fd)
             self._discard_maps()
             off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
+            # The old (preallocated) indexes go first: on a full disk their space is what
+            # the rebuilt ones need; a crash in between leaves none, rebuilt on first read.
+            files.remove_quietly(self.index_path)
+            files.remove_quietly(self.timeindex_path)
             OffsetIndex.write_trimmed(self.index_path, off_cols)
             TimeIndex.write_trimmed(self.timeindex_path, time_cols)
         self.size = self.capacity = cut

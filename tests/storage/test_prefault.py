@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 
 import pytest
 from storage_helpers import make_batch
@@ -120,6 +121,8 @@ def test_rolls_and_closes_race_with_the_prefault_thread(tmp_path):
                 log = mgr.get_log("t", p)
                 for i in range(300):
                     log.append(make_batch(20, value_size=300, tag=i))
+                    if i % 4 == 0:  # a new segment costs ~no time now (no directory
+                        time.sleep(0.0002)  # fsync): leave the thread room to race
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 

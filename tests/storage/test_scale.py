@@ -1,0 +1,194 @@
+"""Per-partition costs that must stay small with many partitions: the active segment's disk
+reservation grows ahead of the cursor (not segment_bytes up front), a new segment does not
+fsync its directory on the append path, its maps do not read ahead, and a flush syncs the
+data map only (docs/performance.md, Scale)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+import pytest
+from storage_helpers import make_batch
+
+from logstream.codec import iter_batches
+from logstream.errors import KafkaStorageError
+from logstream.storage import LogManager, PartitionLog, TopicConfig, files, prefault
+from logstream.storage import segment as segment_mod
+
+BIG = TopicConfig(segment_bytes=64 << 20, flush_policy="never", retention_ms=-1)
+
+
+def open_log(path, *, config=BIG, prefault_pages=True, clean=False):
+    return PartitionLog(path, topic="t", partition=0, config=config,
+                        prefault_pages=prefault_pages, clean_shutdown=clean)
+
+
+def _resident(mm, start: int, end: int) -> int:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    n = (end - start) // prefault.PAGE
+    vec = (ctypes.c_ubyte * n)()
+    assert libc.mincore(prefault.map_address(mm) + start, end - start, vec) == 0
+    return sum(v & 1 for v in vec)
+
+
+def test_reserve_goal_bounds():
+    cap = 64 << 20
+    assert segment_mod.reserve_goal(0, cap) == segment_mod.RESERVE_MIN
+    assert segment_mod.reserve_goal(3 << 20, cap) == 6 << 20  # as much again as it holds
+    assert segment_mod.reserve_goal(40 << 20, cap) == 56 << 20  # at most RESERVE_MAX ahead
+    assert segment_mod.reserve_goal(50 << 20, cap) == cap  # never past the capacity
+    assert segment_mod.reserve_goal(100, 256 << 10) == 256 << 10  # small segment: all of it
+
+
+def test_reservation_stays_ahead_of_the_cursor_and_far_below_capacity(tmp_path):
+    log = open_log(tmp_path / "p")
+    log.append(make_batch(10, value_size=100))
+    seg = log._segments[-1]
+    st = os.stat(seg.log_path)
+    assert st.st_size == BIG.segment_bytes  # mapped in full ...
+    assert st.st_blocks * 512 <= 2 * segment_mod.RESERVE_MIN  # ... but ~1 MiB on disk
+    batch = make_batch(1000, value_size=1000)  # ~1 MB
+    for _ in range(20):
+        log.append(batch)
+        lead = seg._reserved - seg.size
+        assert lead >= min(max(seg.size, segment_mod.RESERVE_MIN), segment_mod.RESERVE_MAX) // 2
+        assert seg._reserved <= seg.capacity
+        assert os.stat(seg.log_path).st_blocks * 512 >= seg._reserved  # really allocated
+    assert seg._reserved < seg.capacity
+    assert prefault.shared().idle()
+    assert seg._populated <= seg._reserved  # the prefault thread never runs past it
+    log.close()
+    # Sealed: trimmed to the data; reopened and appended to: the reservation starts again
+    # from the data's end.
+    log = open_log(tmp_path / "p", clean=True)
+    log.append(batch)
+    seg = log._segments[-1]
+    assert seg.size < seg._reserved <= segment_mod.reserve_goal(seg.size, seg.capacity)
+    offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
+    assert offsets == list(range(10 + 21 * 1000))
+    log.close()
+
+
+def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_path, monkeypatch):
+    log = open_log(tmp_path / "p", prefault_pages=False)
+    log.append(make_batch(10))
+    seg = log._segments[-1]
+    real = files.reserve
+
+    def full(fd, start, length):
+        raise KafkaStorageError("cannot reserve: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(files, "reserve", full)
+    batch = make_batch(900, value_size=1000)  # ~0.9 MB
+    size0 = seg.size
+    # Inside the 1 MiB reservation: written although the reservation could not grow.
+    assert log.append(batch).base_offset == 10
+    with pytest.raises(KafkaStorageError):  # past it: refused, nothing written
+        log.append(batch)
+    assert log.log_end_offset == 910 and seg.size == size0 + len(batch)
+    assert seg._reserved == segment_mod.RESERVE_MIN
+    monkeypatch.setattr(files, "reserve", real)
+    assert log.append(batch).base_offset == 910
+    offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
+    assert offsets == list(range(1810))
+    log.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a 4 MiB tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_with_a_segment_larger_than_the_disk(small_disk):
+    """8 MiB segments (plus 1.25 MiB of preallocated indexes) on a 4 MiB disk: appends work
+    until the disk is full (the reservation grows in chunks), then a named error, never a
+    SIGBUS; what was acknowledged reads back, after a recovery if the close could not seal."""
+    m = LogManager.open(small_disk / "data")
+    m.create_topic("t", 1, {"segment_bytes": 8 << 20, "flush_policy": "never"})
+    log = m.get_log("t", 0)
+    acked = 0
+    with pytest.raises(KafkaStorageError):
+        for i in range(10_000):
+            acked = log.append(make_batch(20, value_size=200, tag=i)).last_offset + 1
+    assert acked > 5000  # over a megabyte went in before the disk filled up
+    offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
+    assert offsets == list(range(acked))
+    with pytest.raises(KafkaStorageError):
+        log.append(make_batch(20, value_size=200))
+    try:
+        m.close()
+    except KafkaStorageError:
+        pass  # the seal's trimmed index needs a few free KB too; the next open recovers
+    with LogManager.open(small_disk / "data") as m2:
+        log2 = m2.get_log("t", 0)
+        assert log2.log_end_offset == acked
+        offsets = [int(o) for b in iter_batches(log2.read(0, 1 << 30)) for o in b.offsets]
+        assert offsets == list(range(acked))
+
+
+def test_new_segment_fsyncs_its_directory_at_the_first_flush_not_at_creation(
+    tmp_path, monkeypatch
+):
+    calls: list[str] = []
+    real = files.fsync_dir
+    monkeypatch.setattr(files, "fsync_dir", lambda p: (calls.append(str(p)), real(p)))
+    log = open_log(tmp_path / "p")
+    log.append(make_batch(10))
+    assert calls == []  # the append path did not fsync a directory
+    log.flush()
+    assert calls == [str(tmp_path / "p")]
+    log.append(make_batch(10))
+    log.flush()
+    assert len(calls) == 1  # once per segment
+    log.close()
+
+
+def test_seal_of_an_unflushed_segment_makes_its_entry_durable(tmp_path, monkeypatch):
+    log = open_log(tmp_path / "p")
+    log.append(make_batch(10))
+    seg = log._segments[-1]
+    assert not seg._dir_synced
+    log.close()
+    assert seg._dir_synced
+
+
+def test_flush_syncs_the_data_map_only(tmp_path, monkeypatch):
+    log = open_log(tmp_path / "p")
+    log.append(make_batch(10))
+    seg = log._segments[-1]
+    synced = []
+    real = files.msync
+    monkeypatch.setattr(files, "msync", lambda mm: (synced.append(mm), real(mm)))
+    log.flush()
+    assert synced == [seg._mm]
+
+
+def test_first_append_does_not_read_ahead_the_segment(tmp_path):
+    """A write fault in a file map reads around the page (up to read_ahead_kb, 8 MiB on the
+    benchmark VM): 2 ms and megabytes of page cache for each new partition. MADV_RANDOM."""
+    log = open_log(tmp_path / "p", config=TopicConfig(segment_bytes=8 << 20,
+                                                      flush_policy="never"),
+                   prefault_pages=False)
+    log.append(make_batch(10))
+    seg = log._segments[-1]
+    assert _resident(seg._mm, 0, seg._reserved) <= 4
+    oi = seg._oi
+    assert _resident(oi._mm, 0, len(oi._mm) - len(oi._mm) % prefault.PAGE) <= 4
+    log.close()

@@ -3,7 +3,9 @@ idempotent de-duplication, bounded buffer, unknown topics."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -196,3 +198,77 @@ def test_send_batch_bigger_than_the_buffer_waits_and_loses_nothing(
         metas = p.send_batch("t", values, partition=1).result(10)
     assert [m.offset for m in metas] == list(range(2_000))
     assert [v for _, _, v in transport.records("t", 1)] == values
+
+
+def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[int], Any]:
+    """Hold the fake broker's answers until the event is set; record the records per request
+    in the order the requests were sent."""
+    from logstream.codec.batch import read_header
+
+    gate = threading.Event()
+    sizes: list[int] = []
+    answer = transport._Produce
+
+    def stream(requests: Any, timeout: float | None = None) -> Any:
+        def answers() -> Any:
+            for request in requests:
+                gate.wait(10)
+                yield answer(request, timeout)
+
+        return answers()
+
+    def send(pipe: Any, request: Any) -> None:
+        sizes.append(
+            sum(read_header(b, 0).record_count for part in request.partitions for b in part.batches)
+        )
+        pipe._queue.put(request)
+
+    transport.log.ProduceStream = stream
+    return gate, sizes, send
+
+
+def test_small_requests_wait_for_an_answer_instead_of_pipelining(
+    transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logstream.client import producer as producer_mod
+
+    gate, sizes, send = _gated_stream(transport)
+    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
+    with Producer(transport, linger_ms=0, acks="leader") as p:
+        first = p.send("t", b"first", partition=0)
+        _wait_for(lambda: sizes == [1])
+        later = [p.send("t", b"%d" % i, partition=0) for i in range(5)]
+        time.sleep(0.3)
+        assert sizes == [1]  # unanswered request: the small ones batch up behind it
+        gate.set()
+        p.flush(10)
+    assert sizes == [1, 5]
+    assert [f.result(0).offset for f in [first, *later]] == list(range(6))
+
+
+def test_large_requests_still_pipeline(
+    transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logstream.client import producer as producer_mod
+
+    gate, sizes, send = _gated_stream(transport)
+    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
+    big = b"x" * producer_mod.PIPELINE_MIN_BYTES
+    one = len(big) + 1024  # one record per batch and per request
+    with Producer(
+        transport, linger_ms=0, max_in_flight=3, batch_bytes=one, max_request_bytes=one
+    ) as p:
+        futs = [p.send("t", big, partition=0) for _ in range(4)]
+        _wait_for(lambda: len(sizes) == 3)
+        time.sleep(0.2)
+        assert len(sizes) == 3  # max_in_flight, not one at a time
+        gate.set()
+        p.flush(10)
+    assert [f.result(0).offset for f in futs] == [0, 1, 2, 3]
+
+
+def _wait_for(cond: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

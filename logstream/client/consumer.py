@@ -6,12 +6,14 @@ not known yet: resolved by ``auto_offset_reset``). Consumer groups (``group=``,
 with the partitions the coordinator gave this member and fills ``_positions`` from the
 committed offsets, from inside ``poll``.
 
-Prefetching: a background thread long-polls ``Fetch`` (``fetch_max_wait_ms``) for every
-assigned, unpaused partition with a known position, decodes whole batches into
+Prefetching: a background thread follows every assigned, unpaused partition with a known
+position on one server-streaming ``Subscribe`` call (the broker pushes batches as they are
+appended; with ``fetch_min_bytes`` > 1, or a broker without ``Subscribe``, it long-polls
+``Fetch`` with ``fetch_max_wait_ms`` instead), decodes whole batches into
 :class:`~logstream.client.fetcher.Chunk` objects and queues them (bounded by
 ``max_buffer_bytes``), so the next data is on its way while the application processes.
 Every chunk carries the partition's *epoch*; ``seek``, ``pause`` and ``assign`` bump it,
-cancel the in-flight long poll and make older chunks stale.
+cancel the in-flight stream or long poll and make older chunks stale.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class Consumer:
         self._buffered_bytes = 0
         self._errors: deque[BaseException] = deque()
         self._inflight: Any = None
+        self._cancels = 0  # bumped by _cancel_inflight: a stream ended on purpose, not failed
+        # Subscribe has no min_bytes: a consumer asking for bigger answers long-polls Fetch.
+        self._use_subscribe = fetch_min_bytes <= 1 and hasattr(self._transport.log, "Subscribe")
         self._unreachable_since: float | None = None
         self._closed = False
         self._fetcher = threading.Thread(
@@ -279,6 +284,7 @@ class Consumer:
             for p in partitions:
                 self._paused.discard(TopicPartition(*p))
             self._work.notify()
+        self._cancel_inflight()  # a running stream/long poll does not include them yet
 
     def paused(self) -> set[TopicPartition]:
         return set(self._paused)
@@ -434,6 +440,7 @@ class Consumer:
         self._cancel_inflight()
 
     def _cancel_inflight(self) -> None:
+        self._cancels += 1
         fut = self._inflight
         if fut is not None:
             try:
@@ -510,8 +517,11 @@ class Consumer:
                 if need_reset:
                     self._resolve_reset(need_reset)
                     continue
-                self._fetch(fetchable, epochs)
-                self._unreachable_since = None
+                if self._use_subscribe:
+                    self._stream(fetchable, epochs)
+                else:
+                    self._fetch(fetchable, epochs)
+                    self._unreachable_since = None
             except errors.ClientClosedError:
                 continue
             except errors.LogstreamError as exc:
@@ -579,6 +589,69 @@ class Consumer:
             resp = tr.result(fut, address=self._transport.address)
         finally:
             self._inflight = None
+        self._absorb(resp, epochs, offsets)
+
+    def _stream(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
+        """Follow ``tps`` on one ``Subscribe`` stream until a seek/assign/pause/resume/close
+        cancels it, the buffer fills up, or it fails. The broker pushes each append as it
+        lands: no request per answer, no re-issued long poll (docs/performance.md, Latency)."""
+        with self._lock:
+            offsets = {tp: self._fetch_offsets[tp] for tp in tps}
+            cancels = self._cancels
+        req = log_pb2.SubscribeRequest(
+            max_bytes=self._max_bytes,
+            partitions=[
+                log_pb2.FetchPartition(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offsets[tp],
+                    max_bytes=self._partition_max_bytes,
+                )
+                for tp in tps
+            ],
+        )
+        call = self._transport.log.Subscribe(req)
+        with self._lock:
+            self._inflight = call
+            stale = (
+                self._closed
+                or self._cancels != cancels
+                or any(self._epochs.get(tp) != e for tp, e in epochs.items())
+            )
+        if stale:  # a seek/assign/close raced with opening the stream
+            call.cancel()
+        ended = True
+        try:
+            for resp in tr.iterate(call, self._transport.address):
+                self._unreachable_since = None
+                self._absorb(resp, epochs, offsets)
+                with self._lock:
+                    if self._buffered_bytes >= self._max_buffer:
+                        ended = False
+                        break
+        except errors.LogstreamError as exc:
+            if self._closed or self._cancels != cancels:
+                return  # cancelled on purpose: the caller's loop starts the next stream
+            if tr.is_unimplemented(exc):
+                log.info("broker has no Subscribe; long-polling Fetch instead")
+                self._use_subscribe = False
+                return
+            raise
+        finally:
+            self._inflight = None
+            cancel = getattr(call, "cancel", None)
+            if cancel is not None:
+                cancel()  # no-op when the stream is already over
+        if ended and not (self._closed or self._cancels != cancels):
+            # The broker ended the stream (shutting down): do not re-subscribe in a hot loop.
+            with self._lock:
+                self._work.wait(self._backoff)
+
+    def _absorb(
+        self, resp: Any, epochs: dict[TopicPartition, int], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Queue the batches of a fetch answer (or stream message) and advance ``offsets``;
+        then raise the first partition error, if any."""
         decoded: list[tuple[TopicPartition, list[Chunk], int]] = []
         problems: list[tuple[TopicPartition, Any]] = []
         for p in resp.partitions:
@@ -598,6 +671,7 @@ class Consumer:
                 decoded.append((tp, chunks, chunks[-1].base + chunks[-1].n))
         with self._lock:
             for tp, chunks, next_offset in decoded:
+                offsets[tp] = next_offset
                 if self._epochs.get(tp) != epochs[tp] or self._closed:
                     continue
                 self._fetch_offsets[tp] = next_offset

@@ -73,6 +73,7 @@ _LOG_APPEND_HEADER = __import__("struct").Struct("<H")  # attributes field
 
 RESERVE_MIN = 1 << 20  # disk reserved ahead of an active segment's cursor: at least this
 RESERVE_MAX = 16 << 20  # ... and at most this (>= prefault.MAX_AHEAD, so prefault never starves)
+READAHEAD_FROM = RESERVE_MIN // 2  # write map: MADV_RANDOM below this size, normal above
 
 
 def reserve_goal(end: int, capacity: int) -> int:
@@ -215,6 +216,7 @@ class Segment:
         self._reserved = 0
         # False from creation until the directory entry was fsync'ed (first flush or seal).
         self._dir_synced = True
+        self._readahead = True  # the write map's advice: MADV_NORMAL (True) or MADV_RANDOM
 
     def __repr__(self) -> str:
         state = "active" if self.active else "sealed"
@@ -281,7 +283,11 @@ class Segment:
             files.reserve(fd, self.size, reserved - self.size)
             self._reserved = reserved
             self._mm = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
+            # No read-around on write faults while the segment is small (a new partition
+            # would zero-fill read_ahead_kb of page cache on its first byte); back to
+            # normal once it grows (see _reserve_ahead).
             files.no_readahead(self._mm)
+            self._readahead = False
         icap = index_capacity(capacity)
         self._oi = OffsetIndex.create_writable(self.index_path, icap, off_cols)  # type: ignore[assignment]
         self._ti = TimeIndex.create_writable(self.timeindex_path, icap, time_cols)  # type: ignore[assignment]
@@ -471,6 +477,9 @@ class Segment:
             files.reserve(self._fd, start, need - start)
             goal = need
         self._reserved = goal
+        if not self._readahead and end >= READAHEAD_FROM and self._mm is not None:
+            files.normal_readahead(self._mm)
+            self._readahead = True
 
     def flush(self) -> None:
         """msync the data map (and, once, fsync the directory of a new segment so its entry

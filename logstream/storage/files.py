@@ -21,9 +21,12 @@ translated once into :class:`~logstream.errors.KafkaStorageError`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import mmap
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,8 +77,58 @@ def storage_errors(what: str) -> Iterator[None]:
         raise KafkaStorageError(f"{what}: {exc}") from exc
 
 
+_deferred = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_sync(path: str | os.PathLike[str]) -> Iterator[list[str]]:
+    """In this thread, skip every :func:`msync`, :func:`fsync` and :func:`fsync_dir` inside
+    the block and make it all durable at the end with one ``syncfs`` of the filesystem
+    holding ``path``: closing 5,000 partitions was ~7 fsyncs each (> 10 s, so a supervisor's
+    SIGKILL turned a clean stop into a full recovery). Yields a list that holds the error
+    when the final syncfs failed (then nothing in the block may be taken as durable). Other
+    threads still sync as usual. Where ``syncfs`` is unavailable the block syncs as before."""
+    problems: list[str] = []
+    syncfs = _syncfs()
+    if syncfs is None or getattr(_deferred, "on", False):
+        yield problems
+        return
+    _deferred.on = True
+    try:
+        yield problems
+    finally:
+        _deferred.on = False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            problems.append(f"syncfs({path}): {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+_syncfs_fn: list = []
+
+
+def _syncfs():  # type: ignore[no-untyped-def]
+    if not _syncfs_fn:
+        fn = None
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            fn = libc.syncfs
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+        _syncfs_fn.append(fn)
+    return _syncfs_fn[0]
+
+
+def _skip_sync() -> bool:
+    return getattr(_deferred, "on", False)
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename or create/unlink inside it is durable."""
+    if _skip_sync():
+        return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -187,11 +240,15 @@ def normal_readahead(mm: mmap.mmap) -> None:
 
 def msync(mm: mmap.mmap) -> None:
     """Write a map's dirty pages to disk (msync MS_SYNC). Seam for fault injection."""
+    if _skip_sync():
+        return
     mm.flush()
 
 
 def fsync(fd: int) -> None:
     """fsync a file descriptor. Seam for fault injection."""
+    if _skip_sync():
+        return
     os.fsync(fd)
 
 

@@ -406,10 +406,19 @@ class LogManager:
                 return
             self._closed = True
             ok = True
-            for plog in [p for t in self._topics.values() for p in t.partitions]:
-                ok = plog.close() and ok
+            plogs = [p for t in self._topics.values() for p in t.partitions]
             if self.read_only:
+                for plog in plogs:
+                    plog.close()
                 return
+            # One syncfs for all the seals and snapshots, not ~7 fsyncs per partition;
+            # the marker below is written only once it returned without an error.
+            with files.deferred_sync(self.data_dir) as problems:
+                for plog in plogs:
+                    ok = plog.close() and ok
+            if problems:
+                log.error("closing: %s", problems[0])
+                ok = False
             if ok:
                 try:
                     files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import logging
 import mmap
 import os
 import threading
@@ -275,3 +276,24 @@ def read_checkpoint(path: str | os.PathLike[str]) -> int | None:
 def write_checkpoint(path: str | os.PathLike[str], value: int) -> None:
     """Write a one-number checkpoint: line 1 the format version (0), line 2 the value."""
     atomic_write(path, f"0\n{value}\n".encode("ascii"))
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE soft limit to its hard limit (an active partition
+    holds 2 file descriptors, a read sealed segment 1; the common soft default of 1,024
+    would cap a broker at a few hundred partitions). Returns (old, new) soft limits; logs
+    when it changed. Harmless where the limit cannot be read or raised."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return (-1, -1)
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            logging.getLogger("logstream.storage").info(
+                "raised the open-files limit (RLIMIT_NOFILE) from %d to %d", soft, hard)
+            return soft, hard
+    except (OSError, ValueError):
+        pass
+    return soft, soft

@@ -13,8 +13,11 @@ column is a contiguous array and ``numpy.searchsorted`` never copies)::
 
 ``C`` is the file's capacity in entries: ``file_size // entry_size`` (8 and 12 bytes).
 A sealed segment's index files are trimmed, so ``C`` is the number of entries. The active
-segment's are preallocated (``posix_fallocate``) to a fixed capacity, zero-filled past the
-last entry; the entry count lives in memory and is re-derived by recovery after a crash.
+segment's indexes live in memory (:meth:`ColumnarIndex.growable`, decision D7): no file,
+map or descriptor; the seal writes the trimmed files, and after a crash recovery rebuilds
+them from the log (an older trimmed file, if the segment was reactivated, only serves as
+recovery's trusted point). :meth:`ColumnarIndex.create_writable` (a preallocated, mapped
+file) is the older layout, kept for tools and tests.
 
 Both columns of both indexes are strictly increasing (the max timestamp only gets an entry
 when it grows). Indexes are derived data: they carry no checksum and are never trusted
@@ -43,6 +46,7 @@ from logstream.storage import files
 
 U32 = np.dtype("<u4")
 I64 = np.dtype("<i8")
+_GROWABLE_START = 64  # initial rows of a growable (active segment) index
 
 
 class IndexCorruptError(Exception):
@@ -63,6 +67,7 @@ class ColumnarIndex:
         self._mm: mmap.mmap | None = None
         self._fd: int | None = None
         self._cols: list[np.ndarray] = []
+        self._memory = False  # growable in-memory columns (the active segment's index)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -129,6 +134,30 @@ class ColumnarIndex:
         return index
 
     @classmethod
+    def growable(
+        cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
+    ) -> ColumnarIndex:
+        """The active segment's index: in-memory columns holding ``columns``, appendable up
+        to ``capacity`` entries (then :attr:`is_full`, and the segment rolls). No file, no
+        map, no file descriptor: the entries are derived from the log, crash recovery
+        rebuilds them, and :meth:`trim_and_close` writes the trimmed file at the seal.
+        Storage grows by doubling from a small start, so an idle partition costs ~1 KiB,
+        not ``capacity`` rows (decision D7)."""
+        n = len(columns[0]) if columns else 0
+        capacity = max(capacity, n)
+        index = cls(path)
+        alloc = min(capacity, max(_GROWABLE_START, 2 * n))
+        index._cols = [np.zeros(alloc, dtype=dt) for dt in cls.DTYPES]
+        if n and columns is not None:
+            for col, values in zip(index._cols, columns, strict=True):
+                col[:n] = values
+        index.entries = n
+        index.capacity = capacity
+        index.writable = True
+        index._memory = True
+        return index
+
+    @classmethod
     def in_memory(cls, path: Path, columns: list[np.ndarray]) -> ColumnarIndex:
         """A read-only index over in-memory columns (a read-only data directory rebuilds
         indexes this way instead of writing files). ``path`` is only a label."""
@@ -165,6 +194,12 @@ class ColumnarIndex:
         n = self.entries
         if n >= self.capacity:
             raise IndexError(f"{self.path}: index full ({self.capacity} entries)")
+        if n >= len(self._cols[0]):  # a growable (in-memory) index: double its storage
+            alloc = min(self.capacity, 2 * n)
+            grown = [np.zeros(alloc, dtype=dt) for dt in self.DTYPES]
+            for new, old in zip(grown, self._cols, strict=True):
+                new[:n] = old[:n]
+            self._cols = grown
         for col, value in zip(self._cols, values, strict=True):
             col[n] = value
         self.entries = n + 1
@@ -191,10 +226,12 @@ class ColumnarIndex:
             self.close()
             return
         live = self.columns()
+        memory = self._memory
         self.close()
-        # Drop the preallocated file first: on a full disk its space is what the trimmed
-        # copy needs. A crash in between leaves no index, which is rebuilt from the log.
-        files.remove_quietly(self.path)
+        if not memory:
+            # Drop the preallocated file first: on a full disk its space is what the
+            # trimmed copy needs. A crash in between leaves no index, rebuilt from the log.
+            files.remove_quietly(self.path)
         self.write_trimmed(self.path, live)
 
     def close(self) -> None:

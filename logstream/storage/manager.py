@@ -89,6 +89,7 @@ class LogManager:
         self._closed = False
         self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
         self._lock_fd = -1
+        files.raise_fd_limit()  # 2 fds per active partition; a soft limit of 1,024 is tight
         if read_only:
             if not self.data_dir.is_dir():
                 raise KafkaStorageError(f"data directory {self.data_dir} does not exist")

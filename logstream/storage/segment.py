@@ -36,6 +36,7 @@ Concurrency: not thread-safe; the owning PartitionLog serialises every call with
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -238,7 +239,8 @@ class Segment:
         Raises KafkaStorageError (and leaves no file behind) when the disk is full."""
         seg = cls(directory, base_offset, 0, prefaulter=prefaulter)
         try:
-            files.remove_quietly(seg.log_path)  # a stale leftover must not shine through
+            for stale in (seg.log_path, seg.index_path, seg.timeindex_path):
+                files.remove_quietly(stale)  # a stale leftover must not shine through
             seg._open_writable(capacity, None, None, now_ms)
             # The directory entry is fsync'ed by the first flush or the seal (before any of
             # this segment's offsets count as flushed), not here: one fsync of a directory
@@ -262,9 +264,7 @@ class Segment:
         except BaseException:
             self._discard_maps()
             with files.storage_errors(f"restoring {self.log_path}"):
-                os.truncate(self.log_path, self.size)
-                OffsetIndex.write_trimmed(self.index_path, off_cols)
-                TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+                os.truncate(self.log_path, self.size)  # the index files were not touched
             raise
 
     def _open_writable(
@@ -288,9 +288,11 @@ class Segment:
             # normal once it grows (see _reserve_ahead).
             files.no_readahead(self._mm)
             self._readahead = False
+        # The indexes live in memory while the segment is active (D7): no files, maps or
+        # descriptors (an active segment held 6 fds, 2 now); the seal writes them trimmed.
         icap = index_capacity(capacity)
-        self._oi = OffsetIndex.create_writable(self.index_path, icap, off_cols)  # type: ignore[assignment]
-        self._ti = TimeIndex.create_writable(self.timeindex_path, icap, time_cols)  # type: ignore[assignment]
+        self._oi = OffsetIndex.growable(self.index_path, icap, off_cols)  # type: ignore[assignment]
+        self._ti = TimeIndex.growable(self.timeindex_path, icap, time_cols)  # type: ignore[assignment]
         self.capacity = capacity
         self.active = True
         self.created_ms = now_ms
@@ -374,11 +376,12 @@ class Segment:
             self._fd = None
             self.capacity = self._reserved = self.size
             self.active = False
-            if self._oi is not None:
-                self._oi.trim_and_close()
-            if self._ti is not None:
-                self._ti.trim_and_close()
+            assert self._oi is not None and self._ti is not None
+            off_cols, time_cols = self._oi.columns(), self._ti.columns()
+            self._oi.close()
+            self._ti.close()
             self._oi = self._ti = None
+            self._store_indexes(off_cols, time_cols)
             if not self._dir_synced:  # the index writes above fsync'ed the directory anyway
                 files.fsync_dir(self.dir)
                 self._dir_synced = True
@@ -533,16 +536,36 @@ class Segment:
         if self.read_only:
             self._set_memory_indexes(off_cols, time_cols)
             return result
-        OffsetIndex.write_trimmed(self.index_path, off_cols)
-        TimeIndex.write_trimmed(self.timeindex_path, time_cols)
         if self._oi is not None:
             self._oi.close()
         if self._ti is not None:
             self._ti.close()
-        self._oi = OffsetIndex.open_readonly(self.index_path)  # type: ignore[assignment]
-        self._ti = TimeIndex.open_readonly(self.timeindex_path)  # type: ignore[assignment]
+        self._oi = self._ti = None
+        if self._store_indexes(off_cols, time_cols):
+            self._oi = OffsetIndex.open_readonly(self.index_path)  # type: ignore[assignment]
+            self._ti = TimeIndex.open_readonly(self.timeindex_path)  # type: ignore[assignment]
         self.indexes_rebuilt = True
         return result
+
+    def _store_indexes(self, off_cols: list[np.ndarray], time_cols: list[np.ndarray]) -> bool:
+        """Write the trimmed index files. They are derived data: on a full disk (the active
+        segment's indexes are in memory, so there is no preallocated index file to free
+        first) they are kept in memory instead, and the files are rebuilt from the log when
+        the segment is next opened. Returns whether the files were written."""
+        try:
+            OffsetIndex.write_trimmed(self.index_path, off_cols)
+            TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+            return True
+        except KafkaStorageError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, OSError) or cause.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            for p in (self.index_path, self.timeindex_path):
+                files.remove_quietly(p)
+                files.remove_quietly(p.with_name(p.name + files.TMP_SUFFIX))
+            log.warning("disk full: indexes of %s kept in memory (%s)", self.log_path, exc)
+            self._set_memory_indexes(off_cols, time_cols)
+            return False
 
     def _set_memory_indexes(
         self, off_cols: list[np.ndarray], time_cols: list[np.ndarray]
@@ -727,12 +750,11 @@ class Segment:
                 os.close(fd)
             self._discard_maps()
             off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
-            # The old (preallocated) indexes go first: on a full disk their space is what
-            # the rebuilt ones need; a crash in between leaves none, rebuilt on first read.
+            # The old indexes go first (a crash in between leaves none: rebuilt on first
+            # read); on a full disk the rebuilt ones stay in memory (_store_indexes).
             files.remove_quietly(self.index_path)
             files.remove_quietly(self.timeindex_path)
-            OffsetIndex.write_trimmed(self.index_path, off_cols)
-            TimeIndex.write_trimmed(self.timeindex_path, time_cols)
+            self._store_indexes(off_cols, time_cols)
         self.size = self.capacity = cut
         self.next_offset = result.next_offset
         self._max_ts = None

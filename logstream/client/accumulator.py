@@ -30,6 +30,8 @@ from logstream.types import RecordMetadata
 RECORD_OVERHEAD = 16
 """Bytes each record adds to the encoded batch besides its key/value/headers (4 int32)."""
 
+MAX_LIMIT = 2**62
+
 
 class BatchResult:
     """Completion of one batch: base offset (or an error) for all of its records."""
@@ -181,11 +183,16 @@ def failed_future(topic: str, partition: int, error: BaseException) -> RecordFut
 class ProducerBatch:
     """One partition's records being accumulated (open) or waiting to be sent (sealed).
 
-    Columns: ``values`` and ``keys`` always; ``timestamps`` and ``headers`` only once a
-    record brings an explicit timestamp or headers (``rich``). Until then every record of
-    the batch carries ``ts0``, the time the batch was opened: at most ``linger_ms`` plus
+    Columns: ``values`` always; ``keys`` only once a record brings a key (None until then,
+    so a keyless ``send`` appends to one list, not two); ``timestamps`` and ``headers`` only
+    once a record brings an explicit timestamp or headers (``rich``). Until then every record
+    of the batch carries ``ts0``, the time the batch was opened: at most ``linger_ms`` plus
     the fill time before the record's own ``send`` (a per-record clock read would cost
     more than a tenth of the per-record budget).
+
+    ``fast_limit`` is what ``Producer.send``'s fast path compares ``size + record`` with:
+    ``batch_bytes`` for a plain batch, -1 once rich (every record then takes the slow path,
+    which fills the optional columns).
     """
 
     __slots__ = (
@@ -194,9 +201,9 @@ class ProducerBatch:
         "created",
         "deadline",
         "encoded",
+        "fast_limit",
         "headers",
         "keys",
-        "nkeys",
         "partition",
         "result",
         "retry_at",
@@ -208,16 +215,18 @@ class ProducerBatch:
         "values",
     )
 
-    def __init__(self, topic: str, partition: int, now: float, now_ms: int) -> None:
+    def __init__(
+        self, topic: str, partition: int, now: float, now_ms: int, limit: int = MAX_LIMIT
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.values: list[Any] = []
-        self.keys: list[bytes | None] = []
+        self.keys: list[bytes | None] | None = None
         self.ts0 = now_ms
         self.timestamps: list[int] | None = None
         self.headers: list[bytes] | None = None
         self.rich = False
-        self.nkeys = 0
+        self.fast_limit = limit
         self.size = 0
         self.created = now
         self.deadline = 0.0  # monotonic time after which delivery fails (set by the producer)
@@ -233,29 +242,34 @@ class ProducerBatch:
     def first_timestamp(self) -> int:
         return self.ts0 if self.timestamps is None else self.timestamps[0]
 
+    def add_keys(self, index: int, keys: list[bytes | None]) -> None:
+        """Append the keys of records ``index...`` (``index`` = the first of them)."""
+        if self.keys is None:
+            if all(k is None for k in keys):
+                return
+            self.keys = [None] * index
+        self.keys.extend(keys)
+
     def add_timestamp(self, index: int, ts: int) -> None:
         """Record an explicit timestamp for record ``index`` (the last one appended)."""
         if self.timestamps is None:
             self.timestamps = [self.ts0] * index
             self.result.timestamps = self.timestamps
-            self.rich = True
+            self.make_rich()
         self.timestamps.append(ts)
 
     def add_headers(self, index: int, blob: bytes) -> None:
         if self.headers is None:
             self.headers = [b""] * index
-            self.rich = True
+            self.make_rich()
         self.headers.append(blob)
 
-    def pad_rich(self, count: int = 1) -> None:
-        """Fill the optional columns for ``count`` plain records just appended."""
-        if self.timestamps is not None:
-            self.timestamps.extend([self.ts0] * count)
-        if self.headers is not None:
-            self.headers.extend([b""] * count)
+    def make_rich(self) -> None:
+        self.rich = True
+        self.fast_limit = -1
 
     def release_columns(self) -> None:
         """Drop the record data once encoded (the timestamps stay for the metadata)."""
         self.values = []
-        self.keys = []
+        self.keys = None
         self.headers = None

@@ -377,23 +377,32 @@ class Producer:
             size += len(key)
         if headers or timestamp_ms is not None:
             return self._send_rich(t, partition, value, key, headers, timestamp_ms, size)
-        with self._lock:
+        # acquire/release instead of ``with``: the context-manager protocol costs ~2x the
+        # lock itself here (docs/performance.md, Client).
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._buffered + size > self._limit:
                 self._wait_for_space(size)
             b = t.open[partition]
-            if b is None or b.rich or b.size + size > self._batch_bytes:
+            if b is None or b.size + size > b.fast_limit:  # no batch, full, or rich
                 b = self._batch_for(t, partition, b, size, None)
                 if b is None:
                     return failed_future(topic, partition, _too_large(size))
+                if b.rich:
+                    return self._append(b, value, key, None, None, size)
             index = len(b.values)
             b.values.append(value)
-            b.keys.append(key)
             if key is not None:
-                b.nkeys += 1
-            if b.rich:
-                b.pad_rich()
+                if b.keys is None:
+                    b.keys = [None] * index
+                b.keys.append(key)
+            elif b.keys is not None:
+                b.keys.append(None)
             b.size += size
             self._buffered += size
+        finally:
+            lock.release()
         return _new_future(RecordFuture, (b.result, index))  # type: ignore[no-any-return]
 
     def _send_rich(
@@ -419,21 +428,33 @@ class Producer:
             b = self._batch_for(t, partition, t.open[partition], size, timestamp_ms)
             if b is None:
                 return failed_future(t.name, partition, _too_large(size))
-            index = len(b.values)
-            b.values.append(value)
-            b.keys.append(key)
-            if key is not None:
-                b.nkeys += 1
-            if timestamp_ms is not None:
-                b.add_timestamp(index, timestamp_ms)
-            elif b.timestamps is not None:
-                b.timestamps.append(b.ts0)
-            if hblob is not None:
-                b.add_headers(index, hblob)
-            elif b.headers is not None:
-                b.headers.append(b"")
-            b.size += size
-            self._buffered += size
+            return self._append(b, value, key, timestamp_ms, hblob, size)
+
+    def _append(
+        self,
+        b: ProducerBatch,
+        value: bytes | None,
+        key: bytes | None,
+        timestamp_ms: int | None,
+        hblob: bytes | None,
+        size: int,
+    ) -> RecordFuture:
+        """Lock held. Append one record to ``b``, filling the optional columns (the slow
+        path: rich batches, explicit timestamps, headers)."""
+        index = len(b.values)
+        b.values.append(value)
+        if key is not None or b.keys is not None:
+            b.add_keys(index, [key])
+        if timestamp_ms is not None:
+            b.add_timestamp(index, timestamp_ms)
+        elif b.timestamps is not None:
+            b.timestamps.append(b.ts0)
+        if hblob is not None:
+            b.add_headers(index, hblob)
+        elif b.headers is not None:
+            b.headers.append(b"")
+        b.size += size
+        self._buffered += size
         return _new_future(RecordFuture, (b.result, index))  # type: ignore[no-any-return]
 
     def send_batch(
@@ -682,7 +703,7 @@ class Producer:
         if full is not None:
             self._seal(t, partition, full)
         now = time.monotonic()
-        b = ProducerBatch(t.name, partition, now, time.time_ns() // 1_000_000)
+        b = ProducerBatch(t.name, partition, now, time.time_ns() // 1_000_000, self._batch_bytes)
         b.deadline = now + self._delivery_timeout
         t.open[partition] = b
         self._pending.add(b)
@@ -746,11 +767,10 @@ class Producer:
                 start = len(b.values)
                 b.values.extend(values[i:j])
                 if keys is None:
-                    b.keys.extend([None] * (j - i))
+                    if b.keys is not None:
+                        b.keys.extend([None] * (j - i))
                 else:
-                    chunk = keys[i:j]
-                    b.keys.extend(chunk)
-                    b.nkeys += sum(1 for k in chunk if k is not None)
+                    b.add_keys(start, list(keys[i:j]))
                 if b.headers is not None:
                     b.headers.extend([b""] * (j - i))
                 if explicit_ts:
@@ -894,7 +914,7 @@ class Producer:
         if b.encoded is None:
             b.encoded = encode_batch(
                 b.values,
-                keys=b.keys if b.nkeys else None,
+                keys=b.keys,
                 timestamps=b.ts0 if b.timestamps is None else b.timestamps,
                 headers=b.headers,
                 compression_type=self._compression,

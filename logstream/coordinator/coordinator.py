@@ -270,13 +270,15 @@ class GroupCoordinator:
         epoch -1) is allowed only while the group has no members (standalone consumers,
         admin tools). Raises UnknownMemberIdError / IllegalGenerationError (fenced, stale
         epoch) for the whole request; returns a per-partition error (or None) otherwise:
-        UnknownTopicOrPartitionError, OffsetOutOfRangeError (negative or past the log end),
+        IllegalGenerationError (a member commits a partition not assigned to it: revoked and
+        released, or never its own), UnknownTopicOrPartitionError, OffsetOutOfRangeError (negative or past the log end),
         InvalidCommitOffsetSizeError (metadata too long).
         """
         self._check_group_id(group_id)
         with self._locked(group_id, create=True) as group:
             assert group is not None
-            if member_id or member_epoch != -1:
+            as_member = bool(member_id) or member_epoch != -1
+            if as_member:
                 group.check_commit(member_id, member_epoch)
             elif group.members:
                 raise UnknownMemberIdError(
@@ -290,6 +292,8 @@ class GroupCoordinator:
                 om = om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(int(om))
                 try:
                     self._validate_commit(tp, om)
+                    if as_member:
+                        group.check_commit_partition(member_id, tp)
                 except LogstreamError as exc:
                     results[tp] = exc
                     continue

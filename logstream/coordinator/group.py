@@ -390,3 +390,18 @@ class Group:
                 f"stale member epoch {member_epoch} for member {member_id} of group "
                 f"{self.group_id!r}: its epoch is {member.member_epoch}"
             )
+
+    def check_commit_partition(self, member_id: str, tp: TopicPartition) -> None:
+        """Raise IllegalGenerationError unless ``tp`` is held by ``member_id`` now.
+
+        Call after :meth:`check_commit`. A partition being revoked is still held until the
+        member reports it released, so the commit made while revoking is accepted; after
+        that the partition may belong to another member, whose progress a late commit (e.g.
+        a ``commit_async`` still in flight) must not overwrite, even though the committer's
+        epoch is current.
+        """
+        if self.owner.get(tp) != member_id:
+            raise IllegalGenerationError(
+                f"{tp} is not assigned to member {member_id} of group {self.group_id!r} "
+                "(revoked, or never assigned): its commit is refused"
+            )

@@ -256,3 +256,28 @@ def test_two_groups_each_get_every_partition(coord, orders):
     a = join(coord, group="billing")
     b = join(coord, group="audit")
     assert a.assignment == b.assignment == {TP0, TP1}
+
+
+def test_commit_for_a_partition_the_member_does_not_own_is_rejected(coord, orders):
+    produce(orders, "orders", 0, 5, ts=1)
+    produce(orders, "orders", 1, 5, ts=1)
+    a = join(coord)
+    assert a.assignment == {TP0, TP1}
+    b = join(coord)
+    a2 = beat(coord, a)  # a is told to give one partition up
+    (moved,) = {TP0, TP1} - a2.assignment
+    # Before it reports the partition released, a may commit it (the on_revoke commit).
+    assert coord.commit("billing", a2.member_id, a2.member_epoch, {moved: 1}) == {moved: None}
+    a3 = beat(coord, a2)  # released: a moves to the new epoch
+    b2 = beat(coord, b)
+    assert b2.assignment == {moved}
+    assert coord.commit("billing", b2.member_id, b2.member_epoch, {moved: 3}) == {moved: None}
+    # a's epoch is current, but the partition is b's now: a late commit of a must not
+    # overwrite b's progress.
+    (kept,) = a3.assignment
+    out = coord.commit("billing", a3.member_id, a3.member_epoch, {moved: 2, kept: 4})
+    assert out[kept] is None
+    assert isinstance(out[moved], IllegalGenerationError)
+    assert "not assigned to member" in str(out[moved])
+    got = coord.fetch_offsets("billing", [moved, kept])
+    assert got[moved].offset == 3 and got[kept].offset == 4

@@ -214,3 +214,27 @@ def test_fenced_member_drops_its_partitions_and_rejoins(broker):
         assert lost and len(lost[0]) == 6
     finally:
         c.close()
+
+
+def test_commit_of_a_partition_held_by_another_member_fails_clearly(broker):
+    a = Consumer(broker.address, group="two", auto_offset_reset="earliest", **FAST)
+    b = Consumer(broker.address, group="two", auto_offset_reset="earliest", **FAST)
+    try:
+        a.subscribe(["orders"])
+        b.subscribe(["orders"])
+        wait_for(
+            lambda: (
+                a.poll(0.05) is not None
+                and b.poll(0.05) is not None
+                and len(a.assignment()) == 3
+                and len(b.assignment()) == 3
+            ),
+            what="a 3/3 split",
+        )
+        theirs = min(b.assignment())
+        b.commit({theirs: 0})
+        with pytest.raises(CommitFailedError, match="not assigned to member"):
+            a.commit({theirs: 0})
+    finally:
+        a.close()
+        b.close()

@@ -271,8 +271,8 @@ class GroupCoordinator:
         admin tools). Raises UnknownMemberIdError / IllegalGenerationError (fenced, stale
         epoch) for the whole request; returns a per-partition error (or None) otherwise:
         IllegalGenerationError (a member commits a partition not assigned to it: revoked and
-        released, or never its own), UnknownTopicOrPartitionError, OffsetOutOfRangeError (negative or past the log end),
-        InvalidCommitOffsetSizeError (metadata too long).
+        released, or never its own), UnknownTopicOrPartitionError, OffsetOutOfRangeError
+        (negative or past the log end), InvalidCommitOffsetSizeError (metadata too long).
         """
         self._check_group_id(group_id)
         with self._locked(group_id, create=True) as group:

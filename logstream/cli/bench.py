@@ -55,7 +55,14 @@ def _report(setup: dict[str, Any], results: dict[str, Any], output: str | None) 
 OUTPUT = click.option("-o", "--output", type=click.Choice(params.OUTPUT_MODES), default=None)
 
 
-@bench.command(name="produce")
+@bench.command(
+    name="produce",
+    epilog="""\b
+Examples:
+  logstream bench produce bench --records 200000 --record-size 100 --partitions 3
+  logstream bench produce bench --acks flushed --linger-ms 0 --compression zstd -o json
+""",
+)
 @click.argument("topic")
 @click.option("--records", "-n", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--record-size", "-s", type=click.IntRange(min=0), default=100, show_default=True)
@@ -149,7 +156,14 @@ def bench_produce(
     _report(setup, results, output)
 
 
-@bench.command(name="consume")
+@bench.command(
+    name="consume",
+    epilog="""\b
+Examples:
+  logstream bench consume bench --records 200000
+  logstream bench consume bench -o json
+""",
+)
 @click.argument("topic")
 @click.option(
     "--records",

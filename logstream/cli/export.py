@@ -191,6 +191,8 @@ def export(
     pa_pq = _pyarrow() if fmt == "parquet" else None
     if to != "-" and Path(to).exists() and not force:
         raise fail(f"{to} exists; use --force to overwrite")
+    if to != "-" and not Path(to).parent.is_dir():
+        raise fail(f"cannot write {to}: the directory {Path(to).parent} does not exist")
     ctx = app()
     start = kw["start"] or kw["since"] or ts.Beginning()
     if kw["start"] is not None and kw["since"] is not None:
@@ -211,7 +213,10 @@ def export(
         assert pa_pq is not None
         sink: Any = ParquetSink(Path(to), *pa_pq)
     else:
-        out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        try:
+            out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise fail(f"cannot write {to}: {exc.strerror or exc}") from None
         sink = JsonlSink(out) if fmt == "jsonl" else CsvSink(out)
     stderr = sys.stderr
     show = params.is_tty(stderr) if progress is None else progress

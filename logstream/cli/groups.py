@@ -15,6 +15,8 @@ from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.output import emit_rows
 
+_I64_MAX = 2**63 - 1  # offsets and shifts travel as int64
+
 OUTPUT = click.option(
     "-o",
     "--output",
@@ -159,14 +161,22 @@ Examples:
 @click.option("--partitions", "-p", default=None, metavar="P,P,...", help="Only these.")
 @click.option("--to-earliest", is_flag=True, help="To the log start.")
 @click.option("--to-latest", is_flag=True, help="To the log end (skip everything).")
-@click.option("--to-offset", type=int, default=None, metavar="N", help="To offset N.")
+@click.option(
+    "--to-offset", type=click.IntRange(0, _I64_MAX), default=None, metavar="N", help="To offset N."
+)
 @click.option(
     "--to-time",
     default=None,
     metavar="TIME",
     help="To the first record at or after TIME (ISO-8601, epoch, or -15m / -3d).",
 )
-@click.option("--shift-by", type=int, default=None, metavar="N", help="Move by N (may be < 0).")
+@click.option(
+    "--shift-by",
+    type=click.IntRange(-_I64_MAX - 1, _I64_MAX),
+    default=None,
+    metavar="N",
+    help="Move by N (may be < 0).",
+)
 @click.option("--execute", is_flag=True, help="Apply the plan (without it: a dry run).")
 @OUTPUT
 def reset(

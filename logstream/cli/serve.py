@@ -12,7 +12,14 @@ from pathlib import Path
 import click
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Examples:
+  logstream serve --data-dir ./data                      # on 127.0.0.1:7070
+  logstream serve --listen 0.0.0.0:7070 --config broker.toml
+  logstream serve --listen 127.0.0.1:0 --data-dir "$(mktemp -d)"   # a free port, printed
+"""
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -191,20 +192,25 @@ def test_completion_scripts() -> None:
         assert result.exit_code == 0 and marker in result.stdout
 
 
+def _command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    ctx = click.Context(group)
+    paths = [prefix]
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
+        if isinstance(cmd, click.Group):
+            paths += _command_paths(cmd, [*prefix, name])
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
 def test_help_everywhere_has_examples() -> None:
-    for args in (
-        [],
-        ["tail"],
-        ["consume"],
-        ["produce"],
-        ["topic"],
-        ["export"],
-        ["offsets"],
-        ["bench"],
-        ["completion"],
-    ):
+    paths = _command_paths(main, [])
+    assert ["serve"] in paths and ["bench", "produce"] in paths and ["group", "reset"] in paths
+    for args in paths:
         result = CliRunner().invoke(main, [*args, "--help"])
-        assert result.exit_code == 0
+        assert result.exit_code == 0, args
         assert "Example" in result.stdout or "Install" in result.stdout, args
 
 
@@ -247,3 +253,14 @@ def test_tail_with_group_resumes_where_it_left_off_and_commits(broker: RunningBr
     second = ok(broker, "consume", "t-grp", "--group", "g-tail", "-e")
     assert sorted(second.split()) == ["b0", "b1"]
     assert ok(broker, "consume", "t-grp", "--group", "g-tail", "-e").strip() == ""
+
+
+def test_export_into_a_missing_directory_is_one_clear_line(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    cli(broker, "topic", "create", "ex", "--partitions", "1")
+    target = tmp_path / "no-such-dir" / "out.jsonl"
+    code, out, err = cli(broker, "export", "ex", "--to", str(target))
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot write ") and "internal" not in err
+    assert str(target) in err and "Traceback" not in err and err.count("\n") == 1

@@ -111,3 +111,11 @@ def test_human_duration():
         "2h10m",
         "2d00h",
     ]
+
+
+def test_reset_values_beyond_64_bits_are_usage_errors(broker):
+    huge, tiny = str(2**63), str(-(2**63) - 1)
+    for option, value in (("--to-offset", huge), ("--shift-by", huge), ("--shift-by", tiny)):
+        r = run(broker, "reset", "billing", "--topic", "orders", option, value, "--execute")
+        assert r.exit_code == 2, (option, value, r.output, r.stderr)
+        assert option in r.stderr and "internal" not in r.stderr

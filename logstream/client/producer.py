@@ -50,6 +50,7 @@ from logstream.client.accumulator import (
 from logstream.client.metadata import Metadata
 from logstream.client.partitioner import Partitioner
 from logstream.client.partitioner import by_name as partitioner_by_name
+from logstream.client.wire import produce_request
 from logstream.codec import compression
 from logstream.codec.batch import HEADER_SIZE, encode_batch, encode_headers
 from logstream.protocol import common_pb2, log_pb2
@@ -117,22 +118,25 @@ class _StreamPipe:
 
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
-        self._queue: queue.SimpleQueue[log_pb2.ProduceRequest | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[log_pb2.ProduceRequest | bytes | None] = queue.SimpleQueue()
         self.broken = False
-        self._call = producer._transport.log.ProduceStream(self._requests())
+        transport = producer._transport
+        raw = getattr(transport, "produce_stream_raw", None)
+        self.raw = raw is not None  # requests are serialized by logstream.client.wire
+        self._call = (raw or transport.log.ProduceStream)(self._requests())
         self._reader = threading.Thread(
             target=self._read, name="logstream-producer-reader", daemon=True
         )
         self._reader.start()
 
-    def _requests(self) -> Iterator[log_pb2.ProduceRequest]:
+    def _requests(self) -> Iterator[log_pb2.ProduceRequest | bytes]:
         while True:
             req = self._queue.get()
             if req is None:
                 return
             yield req
 
-    def send(self, request: log_pb2.ProduceRequest) -> None:
+    def send(self, request: log_pb2.ProduceRequest | bytes) -> None:
         self._queue.put(request)
 
     def close(self) -> None:
@@ -169,11 +173,13 @@ class _UnaryPipe:
     """Fallback for brokers without ``ProduceStream``: concurrent unary ``Produce`` futures."""
 
     broken = False
+    raw = False
 
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
 
-    def send(self, request: log_pb2.ProduceRequest) -> None:
+    def send(self, request: log_pb2.ProduceRequest | bytes) -> None:
+        assert isinstance(request, log_pb2.ProduceRequest)
         corr = request.correlation_id
         fut = self._producer._transport.log.Produce.future(
             request, timeout=self._producer._request_timeout
@@ -931,17 +937,26 @@ class Producer:
             if self._idempotent and self._producer_id < 0:
                 self._init_producer_id()
             pipe = self._ensure_pipe()
-            request = log_pb2.ProduceRequest(
-                acks=self._acks,
-                timeout_ms=int(self._request_timeout * 1000),
-                correlation_id=corr,
-                partitions=[
-                    log_pb2.PartitionProduceData(
-                        topic=tp[0], partition=tp[1], batches=[self._encode(b) for b in batches]
-                    )
-                    for tp, batches in parts
-                ],
-            )
+            request: log_pb2.ProduceRequest | bytes
+            if pipe.raw:
+                request = produce_request(
+                    self._acks,
+                    int(self._request_timeout * 1000),
+                    corr,
+                    [(tp[0], tp[1], [self._encode(b) for b in batches]) for tp, batches in parts],
+                )
+            else:
+                request = log_pb2.ProduceRequest(
+                    acks=self._acks,
+                    timeout_ms=int(self._request_timeout * 1000),
+                    correlation_id=corr,
+                    partitions=[
+                        log_pb2.PartitionProduceData(
+                            topic=tp[0], partition=tp[1], batches=[self._encode(b) for b in batches]
+                        )
+                        for tp, batches in parts
+                    ],
+                )
         except errors.LogstreamError as exc:
             self._fail_parts(parts, exc)
             return

@@ -9,7 +9,9 @@ Seam for tests: :class:`Transport` exposes three stub-like attributes (``log``, 
 ``group``) whose methods look like generated gRPC stubs (``stub.Fetch(request, timeout=...)``,
 ``stub.Fetch.future(...)``, ``stub.ProduceStream(iterator)``). A fake transport
 (``logstream.testing.transport.InMemoryTransport``) provides the same attributes, so the
-producer and consumer run unchanged against it.
+producer and consumer run unchanged against it. :class:`Transport` also has
+``produce_stream_raw`` (ProduceStream fed with serialized requests); the producer uses it
+when a transport has it and builds ``ProduceRequest`` messages otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from logstream import errors
-from logstream.protocol import admin_pb2_grpc, group_pb2_grpc, log_pb2_grpc
+from logstream.protocol import admin_pb2_grpc, group_pb2_grpc, log_pb2, log_pb2_grpc
 from logstream.protocol.status import error_from_rpc
 
 T = TypeVar("T")
@@ -114,6 +116,13 @@ class Transport:
         self.address = address
         self._channel = grpc.insecure_channel(address, options=options or CHANNEL_OPTIONS)
         self.log = log_pb2_grpc.LogStub(self._channel)
+        # ProduceStream taking requests already serialized (logstream.client.wire): no
+        # protobuf message is built and no serializer runs (docs/performance.md, Client).
+        self.produce_stream_raw = self._channel.stream_stream(
+            "/logstream.v1.Log/ProduceStream",
+            request_serializer=None,
+            response_deserializer=log_pb2.ProduceResponse.FromString,
+        )
         self.admin = admin_pb2_grpc.AdminStub(self._channel)
         self.group = group_pb2_grpc.GroupStub(self._channel)
         self._closed = False

@@ -694,9 +694,10 @@ class Producer:
         if b is not None and b.values:
             if b.size + size > self._batch_bytes:
                 return self._new_batch(t, partition, b)
-            if b.timestamps is not None:
+            if ts is not None or b.timestamps is not None:
                 # every timestamp must stay within an int32 delta of the batch's first one
-                delta = (b.ts0 if ts is None else ts) - b.timestamps[0]
+                # (also when the batch so far holds only plain records, all at ts0)
+                delta = (b.ts0 if ts is None else ts) - b.first_timestamp()
                 if not -_MAX_DELTA <= delta <= _MAX_DELTA:
                     return self._new_batch(t, partition, b)
             return b

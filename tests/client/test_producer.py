@@ -272,3 +272,17 @@ def _wait_for(cond: Any, timeout: float = 5.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+def test_an_old_explicit_timestamp_after_plain_records_opens_a_new_batch(
+    transport: InMemoryTransport,
+) -> None:
+    # The plain records carry the batch's open time (now); a record stamped decades earlier
+    # cannot share their batch (int32 deltas): it used to join it and fail the whole batch.
+    with Producer(transport, linger_ms=1000) as p:
+        plain = [p.send("t", b"p%d" % i, partition=0) for i in range(3)]
+        old = p.send("t", b"old", partition=0, timestamp_ms=7)
+        p.flush(5)
+    assert [f.result(0).offset for f in plain] == [0, 1, 2]
+    assert (old.result(0).offset, old.result(0).timestamp_ms) == (3, 7)
+    assert len(transport.topics["t"][0].batches) == 2

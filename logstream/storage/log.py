@@ -118,6 +118,7 @@ class PartitionLog:
         clean_shutdown: bool = False,
         prefault_pages: bool = True,
         read_only: bool = False,
+        clean_tail: list[int] | None = None,
     ) -> None:
         self.dir = Path(directory)
         self.read_only = read_only
@@ -143,11 +144,11 @@ class PartitionLog:
         if read_only:
             self.recovery_report = self._load_read_only(clean_shutdown)
         else:
-            self.recovery_report = self._load(clean_shutdown)
+            self.recovery_report = self._load(clean_shutdown, clean_tail)
 
     # -- opening -----------------------------------------------------------------------------
 
-    def _load(self, clean: bool) -> RecoveryReport:
+    def _load(self, clean: bool, clean_tail: list[int] | None = None) -> RecoveryReport:
         t0 = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
         sizes: dict[int, int] = {}
@@ -188,9 +189,15 @@ class PartitionLog:
         scanned = 0
         if self._segments:
             last = self._segments[-1]
-            if clean:
+            if clean and clean_tail is not None and clean_tail[0] == last.base_offset:
+                # A clean close parked this segment untrimmed and recorded its end (D8).
+                if not last.adopt_clean_tail(*clean_tail[1:]):
+                    log.warning("%s: the clean-shutdown record of its last segment does not "
+                                "match the file; recovering it", self.dir)
+                    clean = False
+            elif clean:
                 last.load_next_offset()
-            else:
+            if not clean:
                 truncated, scan = last.recover()
                 recovered_headers = scan.headers
                 scanned = len(scan.headers)
@@ -645,9 +652,19 @@ class PartitionLog:
 
     # -- closing -----------------------------------------------------------------------------
 
-    def close(self, *, discard: bool = False) -> bool:
+    def clean_tail(self) -> list[int] | None:
+        """After a ``close(trim=False)``: ``[base, size, next_offset, last_batch_pos]`` of
+        the parked (untrimmed) last segment, for the clean-shutdown marker; else None."""
+        return self._segments[-1].clean_tail() if self._segments else None
+
+    def close(self, *, discard: bool = False, trim: bool = True) -> bool:
         """Seal the active segment (trim files), snapshot producer state, release files.
         Returns True when everything reached disk (the caller may mark a clean shutdown).
+
+        With ``trim=False`` (LogManager.close, decision D8) the active segment is parked,
+        not sealed: msync'ed and closed with its reserved zero tail and no index files;
+        :meth:`clean_tail` then tells what the clean-shutdown marker must record, without
+        which the next open treats the segment as crashed (a recovery scan, which is safe).
 
         With ``discard`` (the topic is being deleted) nothing is sealed or written: handles
         are released and every later call raises UnknownTopicOrPartitionError. After a plain
@@ -668,7 +685,7 @@ class PartitionLog:
                 return False
             try:
                 for seg in self._segments:
-                    seg.close()
+                    seg.close(trim=trim)
                 path = self.dir / files.PRODUCER_STATE_FILE
                 if len(self._producers) or path.exists():
                     self._producers.write_snapshot(path, self._next_offset)

@@ -106,7 +106,13 @@ class LogManager:
                 f"data directory {self.data_dir} is in use by another process"
             ) from exc
         try:
-            self._load()
+            # Recovery's truncations and index files, the marker's removal: one syncfs at
+            # the end instead of ~5 fsyncs per recovered partition (crash recovery of 5,000
+            # partitions took 17 s). Nothing is acknowledged before open returns.
+            with files.deferred_sync(self.data_dir) as problems:
+                self._load()
+            if problems:
+                raise KafkaStorageError(f"opening {self.data_dir}: {problems[0]}")
         except BaseException:
             self._release_lock()
             raise
@@ -146,7 +152,14 @@ class LogManager:
     def _load(self) -> None:
         marker = self.data_dir / files.CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
+        self._clean_tails: dict[str, list[int]] = {}
         if clean:
+            try:
+                self._clean_tails = _parse_marker(marker.read_bytes())
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("unreadable clean-shutdown marker (%s): recovering every "
+                            "partition", exc)
+                clean = False
             with files.storage_errors("removing the clean-shutdown marker"):
                 marker.unlink()
                 files.fsync_dir(self.data_dir)
@@ -194,8 +207,10 @@ class LogManager:
             self._topics[name] = topic
 
     def _open_partition(self, topic: Topic, partition: int, clean: bool) -> PartitionLog:
+        dirname = files.partition_dir_name(topic.name, partition)
+        tails = getattr(self, "_clean_tails", None)
         plog = PartitionLog(
-            self.data_dir / files.partition_dir_name(topic.name, partition),
+            self.data_dir / dirname,
             topic=topic.name,
             partition=partition,
             config=topic.config,
@@ -203,6 +218,7 @@ class LogManager:
             clean_shutdown=clean,
             prefault_pages=self._prefault_pages,
             read_only=self.read_only,
+            clean_tail=tails.get(dirname) if clean and tails else None,
         )
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog
@@ -414,15 +430,22 @@ class LogManager:
                 return
             # One syncfs for all the seals and snapshots, not ~7 fsyncs per partition;
             # the marker below is written only once it returned without an error.
+            # Active segments are parked, not trimmed (D8): their logical ends go into
+            # the marker, so the next open needs no scan and the close frees no blocks.
+            tails: dict[str, list[int]] = {}
             with files.deferred_sync(self.data_dir) as problems:
                 for plog in plogs:
-                    ok = plog.close() and ok
+                    ok = plog.close(trim=False) and ok
+                    tail = plog.clean_tail()
+                    if tail is not None:
+                        tails[plog.dir.name] = tail
             if problems:
                 log.error("closing: %s", problems[0])
                 ok = False
             if ok:
                 try:
-                    files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE, b"")
+                    files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE,
+                                       _format_marker(tails))
                 except KafkaStorageError as exc:  # e.g. a full disk: next open recovers
                     log.error("cannot write the clean-shutdown marker: %s", exc)
             else:
@@ -435,3 +458,34 @@ class LogManager:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+MARKER_VERSION = 1
+
+
+def _format_marker(tails: dict[str, list[int]]) -> bytes:
+    """The clean-shutdown marker: for every partition whose last segment was parked
+    untrimmed, ``[base_offset, size, next_offset, last_batch_pos]`` (D8). One file for the
+    whole directory, written after the final syncfs."""
+    if not tails:
+        return b""
+    return json.dumps({"version": MARKER_VERSION, "untrimmed": tails},
+                      separators=(",", ":")).encode()
+
+
+def _parse_marker(data: bytes) -> dict[str, list[int]]:
+    """Inverse of :func:`_format_marker`; an empty marker (older versions, or nothing
+    parked) means every segment is trimmed. Raises ValueError on anything else."""
+    if not data.strip():
+        return {}
+    doc = json.loads(data)
+    if doc.get("version") != MARKER_VERSION:
+        raise ValueError(f"marker version {doc.get('version')!r}")
+    tails = doc["untrimmed"]
+    out: dict[str, list[int]] = {}
+    for name, tail in tails.items():
+        if not (isinstance(tail, list) and len(tail) == 4
+                and all(isinstance(x, int) for x in tail)):
+            raise ValueError(f"bad entry for {name}")
+        out[name] = tail
+    return out

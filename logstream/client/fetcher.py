@@ -10,6 +10,8 @@ returned); ``poll_batch`` hands out numpy views of the decoded columns instead.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
@@ -73,13 +75,17 @@ class Chunk:
         j = min(self.n, i + limit)
         batch = self.batch
         if self._values is None:
-            self._values = batch.value_list()
-            self._stamps = batch.timestamps.tolist()
+            self._values = _values(batch)
+            stamps_arr = batch.timestamps
+            if len(stamps_arr) and stamps_arr[0] == stamps_arr[-1] and _all_equal(stamps_arr):
+                self._stamps = None  # one timestamp for the whole batch: share one int
+            else:
+                self._stamps = stamps_arr.tolist()
             self._keys = batch.key_list() if batch.header.keys_length or _has_keys(batch) else None
         keys = self._keys
         stamps = self._stamps
-        assert stamps is not None
         offsets = range(self.base + i, self.base + j)
+        stamp_iter: Any = repeat(int(batch.timestamps[0])) if stamps is None else stamps[i:j]
         key_iter: Any = repeat(None) if keys is None else keys[i:j]
         if batch.header.headers_length:
             header_iter: Any = [batch.record_headers(k) for k in range(i, j)]
@@ -92,7 +98,7 @@ class Chunk:
                     repeat(self.topic),
                     repeat(self.partition),
                     offsets,
-                    stamps[i:j],
+                    stamp_iter,
                     key_iter,
                     self._values[i:j],
                     header_iter,
@@ -121,6 +127,30 @@ class Chunk:
             batch=b,
             first=i,
         )
+
+
+def _all_equal(column: np.ndarray) -> bool:
+    return bool(column.min() == column.max())
+
+
+def _values(batch: DecodedBatch) -> list[bytes | None]:
+    """``batch.value_list()``; for values all of one length (and at least 2 of them), one
+    C-level ``re.findall`` over the value bytes instead of a slice per record (~40% less)."""
+    lengths = batch.value_lengths
+    n = len(lengths)
+    if n > 1:
+        size = int(lengths[0])
+        if 0 < size == int(lengths[-1]) and _all_equal(lengths):
+            blob = batch.values
+            if size * n == len(blob):
+                found: list[bytes | None] = _fixed(size).findall(blob)
+                return found
+    return batch.value_list()
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed(size: int) -> re.Pattern[bytes]:
+    return re.compile(b".{%d}" % size, re.DOTALL)
 
 
 def _has_keys(batch: DecodedBatch) -> bool:

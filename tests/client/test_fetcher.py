@@ -90,3 +90,30 @@ def test_compressed_batches_decode() -> None:
         "t", 0, 0, _batch(0, [b"x" * 100] * 10, compression_type=1), 0, verify=True
     )
     assert len(c.take_records(100)) == 10
+
+
+def test_take_records_of_fixed_size_values_and_one_timestamp() -> None:
+    # The fast paths (one findall over equal-length values, one shared timestamp) must give
+    # the same records as the general path, including across partial takes.
+    from logstream.client.fetcher import chunks_from_records
+    from logstream.codec.batch import encode_batch
+
+    vals = [bytes([i % 251]) * 7 for i in range(300)]
+    one_ts = encode_batch(vals, timestamps=1234)
+    (chunk,) = chunks_from_records("t", 1, 0, one_ts, 10, verify=True)
+    got = chunk.take_records(100) + chunk.take_records(1000)
+    assert [r.offset for r in got] == list(range(10, 300))
+    assert [r.value for r in got] == vals[10:]
+    assert {r.timestamp_ms for r in got} == {1234}
+    mixed = encode_batch([b"aa", b"bbb", b"cc", b"dd"], timestamps=[5, 5, 6, 5])
+    (chunk,) = chunks_from_records("t", 1, 0, mixed, 0, verify=True)
+    recs = chunk.take_records(10)
+    assert [(r.value, r.timestamp_ms) for r in recs] == [
+        (b"aa", 5),
+        (b"bbb", 5),
+        (b"cc", 6),
+        (b"dd", 5),
+    ]
+    nulls = encode_batch([b"xy", None, b"zw"], timestamps=9)
+    (chunk,) = chunks_from_records("t", 1, 0, nulls, 0, verify=True)
+    assert [r.value for r in chunk.take_records(10)] == [b"xy", None, b"zw"]

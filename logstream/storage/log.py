@@ -63,6 +63,7 @@ from logstream.storage.segment import MAX_RELATIVE_OFFSET, Segment
 log = logging.getLogger("logstream.storage")
 
 DEFAULT_READ_BYTES = 1024 * 1024
+_NO_TIMESTAMP = -(2**63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,9 @@ class PartitionLog:
         self._lock = threading.Lock()
         self._segments: list[Segment] = []
         self._bases: list[int] = []
+        # Running max of the max timestamps of segments [0, len) (sealed ones only, filled
+        # lazily by lookups by time; reset by retention).
+        self._ts_prefix: list[int] = []
         self._log_start = 0
         self._next_offset = 0
         self._flushed_offset = 0
@@ -549,7 +553,26 @@ class PartitionLog:
             return self._offset_for_timestamp_locked(timestamp_ms)
 
     def _offset_for_timestamp_locked(self, timestamp_ms: int) -> int | None:
-        for seg in self._segments:
+        """A bisect over the running max of the segments' max timestamps (monotone even when
+        producers' timestamps are not): the first segment whose running max reaches
+        ``timestamp_ms`` is the first one holding a batch that does. The running max of
+        the sealed segments (all but the last) is extended lazily, one cached value per
+        segment (a pread of its time index's last entry when cold, once), and reset by
+        retention; the last segment's is in memory. So a lookup touches one segment's
+        time index, not every segment before the answer."""
+        segs = self._segments
+        if not segs:
+            return None
+        prefix = self._ts_prefix
+        if len(prefix) < len(segs) - 1:
+            running = prefix[-1] if prefix else _NO_TIMESTAMP
+            for seg in segs[len(prefix) : len(segs) - 1]:
+                ts = seg.max_timestamp
+                if ts is not None and ts > running:
+                    running = ts
+                prefix.append(running)
+        i = bisect.bisect_left(prefix, timestamp_ms, 0, len(segs) - 1)
+        for seg in segs[i:]:  # one segment, unless an index disagrees with its max
             ts = seg.max_timestamp
             if ts is not None and ts >= timestamp_ms:
                 found = seg.offset_for_timestamp(timestamp_ms)
@@ -643,6 +666,7 @@ class PartitionLog:
                 seg.delete()
             del self._segments[:k]
             del self._bases[:k]
+            self._ts_prefix = []  # the running max included the deleted segments
             self._log_start = max(self._log_start, new_start)
             log.info(
                 "retention deleted %d segments of %s-%d; log start offset is now %d",

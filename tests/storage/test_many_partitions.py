@@ -289,3 +289,70 @@ def test_crash_recovery_reads_only_the_written_part_of_a_big_segment(tmp_path, m
     log.append(make_batch(1))
     assert log.close()  # trims
     assert os.path.getsize(tmp_path / "p" / (segment_stem(0) + ".log")) == log._segments[0].size
+
+
+def _many_segments(path, n_segments: int, *, shuffle: bool = False) -> list[int]:
+    """A log of ``n_segments`` one-batch segments; returns each batch's max timestamp."""
+    import random
+
+    cfg = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1)
+    log = open_log(path, config=cfg)
+    stamps = [10_000 + 10 * i for i in range(n_segments)]
+    if shuffle:
+        random.Random(7).shuffle(stamps)
+    for ts in stamps:
+        log.append(make_batch(3, value_size=200, ts=ts - 2))  # records ts-2 .. ts
+    assert len(log._segments) == n_segments
+    log.close()
+    return stamps
+
+
+def _count_touches(monkeypatch):
+    from logstream.storage import segment as segment_mod
+
+    touched: list[int] = []
+    prop = segment_mod.Segment.max_timestamp
+    lookup = segment_mod.Segment.offset_for_timestamp
+    monkeypatch.setattr(segment_mod.Segment, "max_timestamp", property(
+        lambda self: (touched.append(self.base_offset), prop.fget(self))[1]))
+    monkeypatch.setattr(segment_mod.Segment, "offset_for_timestamp",
+                        lambda self, t: (touched.append(self.base_offset), lookup(self, t))[1])
+    return touched
+
+
+def test_lookup_by_time_touches_one_segment_not_every_earlier_one(tmp_path, monkeypatch):
+    """offset_for_timestamp walked the segments one by one up to the answer (O(segments)
+    per lookup); now a bisect over the running max finds the segment. The running max is
+    built once, lazily; after that a lookup touches at most 2 segments whatever n is."""
+    for n in (64, 512):
+        _many_segments(tmp_path / f"p{n}", n)
+        log = open_log(tmp_path / f"p{n}", clean=True)
+        touched = _count_touches(monkeypatch)
+        assert log.offset_for_timestamp(10_000) == 0  # builds the running max
+        for k in (1, n // 3, n // 2, n - 2, n - 1):
+            touched.clear()
+            assert log.offset_for_timestamp(10_000 + 10 * k) == 3 * k
+            assert len(touched) <= 4, (n, k, touched)  # max + lookup of 1-2 segments
+        touched.clear()
+        assert log.record_for_timestamp(10_000 + 10 * (n - 1) - 1) == (3 * (n - 1) + 1,
+                                                                     10_000 + 10 * (n - 1) - 1)
+        assert len(touched) <= 4
+        assert log.offset_for_timestamp(10_000 + 10 * n) is None
+        monkeypatch.undo()
+        log.close()
+
+
+def test_lookup_by_time_with_unordered_timestamps_matches_a_linear_scan(tmp_path):
+    stamps = _many_segments(tmp_path / "p", 120, shuffle=True)
+    log = open_log(tmp_path / "p", clean=True)
+    for t in range(9_990, 10_000 + 10 * 121, 7):
+        want = next((3 * i for i, ts in enumerate(stamps) if ts >= t), None)
+        assert log.offset_for_timestamp(t) == want, t
+    # retention resets the running max (it included the deleted segments)
+    log.config = TopicConfig(segment_bytes=1024, retention_ms=-1, retention_bytes=40 * 400)
+    assert log.enforce_retention() > 0
+    first = log.log_start_offset // 3
+    for t in range(9_990, 10_000 + 10 * 121, 7):
+        want = next((3 * i for i, ts in enumerate(stamps) if i >= first and ts >= t), None)
+        assert log.offset_for_timestamp(t) == want, t
+    log.close()

@@ -211,6 +211,8 @@ class PartitionLog:
         self._log_start = min(self._log_start, self._next_offset)
         self._flushed_offset = self._next_offset
         self._load_producer_state(clean, recovered_headers)
+        for seg in self._segments:  # an idle partition holds no fd (reads reopen lazily)
+            seg.release_fd()
         report = RecoveryReport(
             topic=self.topic,
             partition=self.partition,

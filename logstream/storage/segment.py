@@ -486,6 +486,12 @@ class Segment:
                 os.close(fd)
         self.untrimmed = False
 
+    def release_fd(self) -> None:
+        """Close the read fd of a non-active segment (the next read reopens it)."""
+        if self._fd is not None and not self.active:
+            os.close(self._fd)
+            self._fd = None
+
     def _drop_readers(self) -> None:
         if self._oi is not None:
             self._oi.close()

@@ -356,3 +356,12 @@ def test_lookup_by_time_with_unordered_timestamps_matches_a_linear_scan(tmp_path
         want = next((3 * i for i, ts in enumerate(stamps) if i >= first and ts >= t), None)
         assert log.offset_for_timestamp(t) == want, t
     log.close()
+
+
+def test_an_idle_partition_holds_no_fd_after_a_clean_open(tmp_path):
+    _manager_with(tmp_path / "d", 30, per_partition=2).close()
+    before = _fds()
+    m = LogManager.open(tmp_path / "d", prefault_pages=False)
+    assert _fds() - before <= 2  # the lock file (and nothing per partition)
+    assert m.get_log("t", 3).read(0)  # reopens its file on demand
+    m.close()

@@ -194,7 +194,7 @@ class PartitionLog:
         if self._segments:
             last = self._segments[-1]
             if clean and clean_tail is not None and clean_tail[0] == last.base_offset:
-                # A clean close parked this segment untrimmed and recorded its end (D8).
+                # A clean close parked this segment untrimmed and recorded its end (D11).
                 if not last.adopt_clean_tail(*clean_tail[1:]):
                     log.warning("%s: the clean-shutdown record of its last segment does not "
                                 "match the file; recovering it", self.dir)
@@ -687,7 +687,7 @@ class PartitionLog:
         """Seal the active segment (trim files), snapshot producer state, release files.
         Returns True when everything reached disk (the caller may mark a clean shutdown).
 
-        With ``trim=False`` (LogManager.close, decision D8) the active segment is parked,
+        With ``trim=False`` (LogManager.close, decision D11) the active segment is parked,
         not sealed: msync'ed and closed with its reserved zero tail and no index files;
         :meth:`clean_tail` then tells what the clean-shutdown marker must record, without
         which the next open treats the segment as crashed (a recovery scan, which is safe).

@@ -16,8 +16,11 @@ metadata first, then renames each partition directory to ``*.deleted`` and remov
 ``*.deleted`` directory found at open is finished off.
 
 Crash story: ``open`` reads and removes ``.clean-shutdown``. If it was there, no partition is
-scanned; otherwise every partition recovers its last segment (log.py). ``close`` closes every
-partition and writes the marker only if all of them reached disk.
+scanned (parked last segments take their end from the marker, checked against one batch
+header); otherwise every partition recovers its last segment (log.py). The open's syncs are
+one ``syncfs`` at its end. ``close`` parks every active segment (no trim, decision D11),
+makes everything durable with one ``syncfs`` and writes the marker (with the parked
+segments' ends) only if all partitions reached disk.
 
 Thread safety: topic-level operations (create, delete, alter, add partitions) take the
 manager's lock; appends and reads go straight to a PartitionLog, which has its own lock.
@@ -430,7 +433,7 @@ class LogManager:
                 return
             # One syncfs for all the seals and snapshots, not ~7 fsyncs per partition;
             # the marker below is written only once it returned without an error.
-            # Active segments are parked, not trimmed (D8): their logical ends go into
+            # Active segments are parked, not trimmed (D11): their logical ends go into
             # the marker, so the next open needs no scan and the close frees no blocks.
             tails: dict[str, list[int]] = {}
             with files.deferred_sync(self.data_dir) as problems:
@@ -465,7 +468,7 @@ MARKER_VERSION = 1
 
 def _format_marker(tails: dict[str, list[int]]) -> bytes:
     """The clean-shutdown marker: for every partition whose last segment was parked
-    untrimmed, ``[base_offset, size, next_offset, last_batch_pos]`` (D8). One file for the
+    untrimmed, ``[base_offset, size, next_offset, last_batch_pos]`` (D11). One file for the
     whole directory, written after the final syncfs."""
     if not tails:
         return b""

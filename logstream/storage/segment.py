@@ -17,6 +17,11 @@ States:
   two index entries. ``size`` (the logical end) lives in memory; the rest of the file is
   zeros (reserved or sparse). The directory entry of a new segment is made durable by its
   first flush or seal, not at creation.
+* **parked** (D11): what ``LogManager.close`` leaves of an active segment: closed, file still
+  at its capacity (zero tail), no index files; the clean-shutdown marker holds its end. A
+  crash recovery whose tail is clean zeros leaves the segment in the same state. A roll
+  trims it (:meth:`Segment.seal`), so only the last segment of a partition is ever parked.
+  The active segment's indexes are in memory (``ColumnarIndex.growable``), never files.
 * **sealed**: trimmed to ``size`` bytes, indexes trimmed. Opening one costs nothing until it
   is read: its bounds come from the file names (base offsets) and ``stat`` sizes; its indexes
   are mapped read-only on first use and sanity-checked then (rebuilt from the log if bad).
@@ -218,7 +223,7 @@ class Segment:
         # False from creation until the directory entry was fsync'ed (first flush or seal).
         self._dir_synced = True
         self._readahead = True  # the write map's advice: MADV_NORMAL (True) or MADV_RANDOM
-        # Parked by a clean close (D8): the file keeps its zero tail past ``size`` and has
+        # Parked by a clean close (D11): the file keeps its zero tail past ``size`` and has
         # no index files; ``last_batch_pos`` is where its last batch starts (-1: none).
         self.untrimmed = False
         self.last_batch_pos = -1
@@ -293,7 +298,7 @@ class Segment:
             # normal once it grows (see _reserve_ahead).
             files.no_readahead(self._mm)
             self._readahead = False
-        # The indexes live in memory while the segment is active (D8): no files, maps or
+        # The indexes live in memory while the segment is active (D11): no files, maps or
         # descriptors (an active segment held 6 fds, 2 now); the seal writes them trimmed.
         icap = index_capacity(capacity)
         self._oi = OffsetIndex.growable(self.index_path, icap, off_cols)  # type: ignore[assignment]
@@ -404,7 +409,7 @@ class Segment:
         self._drop_readers()
 
     def park(self) -> None:
-        """A clean close without the trim (D8): msync, unmap and close, but keep the file at
+        """A clean close without the trim (D11): msync, unmap and close, but keep the file at
         its capacity with its reserved zero tail, and write no index files (the in-memory
         ones are dropped; they are rebuilt from the log when the segment is next read).
         Trimming 5,000 segments at close cost ~1 ms each on ext4 (ftruncate of reserved
@@ -622,7 +627,7 @@ class Segment:
                         )
                 self._oi, self._ti = oi, ti  # type: ignore[assignment]
             except FileNotFoundError as exc:
-                # Expected for a parked segment (a clean close keeps no index files: D8).
+                # Expected for a parked segment (a clean close keeps no index files: D11).
                 (log.debug if self.untrimmed else log.warning)(
                     "rebuilding indexes of %s: %s", self.log_path, exc)
                 self.rebuild_indexes()
@@ -849,7 +854,7 @@ class Segment:
         never-written tail of an active segment is a hole on ext4), so a crashed 64 MiB
         segment holding a few KB costs a few KB of reads, not 64 MiB. When everything past
         the last good batch is zeros (a crash of a healthy process), nothing is written:
-        the segment stays untrimmed, like a parked one (D8), with its indexes in memory.
+        the segment stays untrimmed, like a parked one (D11), with its indexes in memory.
         Otherwise the file is truncated there and both indexes are rewritten."""
         with files.storage_errors(f"recovering segment {self.log_path}"):
             fd = os.open(self.log_path, os.O_RDWR)

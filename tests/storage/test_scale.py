@@ -190,7 +190,7 @@ def test_first_append_does_not_read_ahead_the_segment(tmp_path):
     log.append(make_batch(10))
     seg = log._segments[-1]
     assert _resident(seg._mm, 0, seg._reserved) <= 4
-    assert seg._oi._mm is None and seg._ti._mm is None  # in-memory indexes: no maps (D8)
+    assert seg._oi._mm is None and seg._ti._mm is None  # in-memory indexes: no maps (D11)
     log.close()
 
 

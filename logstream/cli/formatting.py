@@ -130,7 +130,7 @@ def _try_json(text: str) -> Any:
 
 _NOT_JSON = object()
 
-_JSON_STYLE = {
+_JSON_STYLE: dict[str, dict[str, Any]] = {
     "key": {"fg": "blue", "bold": True},
     "str": {"fg": "green"},
     "num": {"fg": "cyan"},

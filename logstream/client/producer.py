@@ -783,7 +783,9 @@ class Producer:
                 if explicit_ts:
                     if b.timestamps is None:
                         b.add_timestamp(start, timestamps[i])
-                        b.timestamps.extend(timestamps[i + 1 : j])  # type: ignore[union-attr]
+                        stamps = b.timestamps
+                        assert stamps is not None  # add_timestamp created the column
+                        stamps.extend(timestamps[i + 1 : j])
                     else:
                         b.timestamps.extend(timestamps[i:j])
                 elif b.timestamps is not None:
@@ -1068,8 +1070,8 @@ class Producer:
                 if ok and tp in self._muted and self._inflight_by_tp.get(tp, 0) == 0:
                     self._muted.discard(tp)
             self._wake.notify()
-        for b, base, ts, err in done:
-            self._finish(b, base, ts, err)
+        for b, base, ts, failure in done:
+            self._finish(b, base, ts, failure)
 
     def _on_request_failed(self, corr: int, err: errors.LogstreamError) -> None:
         done: list[tuple[ProducerBatch, int, int, BaseException | None]] = []

@@ -153,7 +153,7 @@ class _Future:
 
 
 class _Namespace:
-    pass
+    """Attribute bag standing in for a generated stub (methods are set per instance)."""
 
 
 class InMemoryTransport:
@@ -173,7 +173,7 @@ class InMemoryTransport:
         self.group = _Namespace()
         for name in ("Produce", "Fetch", "ListOffsets", "InitProducerId"):
             setattr(self.log, name, _Method(self._wrap(name, getattr(self, f"_{name}"))))
-        self.log.ProduceStream = self._produce_stream
+        setattr(self.log, "ProduceStream", self._produce_stream)  # noqa: B010 (no stub type)
         for name in ("CreateTopics", "DeleteTopics", "ListTopics", "DescribeTopics"):
             setattr(self.admin, name, _Method(self._wrap(name, getattr(self, f"_{name}"))))
 
@@ -201,7 +201,7 @@ class InMemoryTransport:
         """(offset, key, value) of everything stored, for assertions."""
         from logstream.codec.batch import decode_batch
 
-        out = []
+        out: list[tuple[int, bytes | None, bytes | None]] = []
         for raw in self.topics[topic][partition].batches:
             d = decode_batch(raw)
             out.extend(zip(d.offsets.tolist(), d.key_list(), d.value_list(), strict=True))
@@ -299,7 +299,7 @@ class InMemoryTransport:
                         err = errors.OffsetOutOfRangeError(f"offset {fp.offset}")
                         out.error_code, out.error_message = err.code, err.message
                         continue
-                    chunks = []
+                    chunks: list[bytes] = []
                     size = 0
                     for raw, base in zip(p.batches, p.bases, strict=True):
                         count = int.from_bytes(raw[19:23], "little")

@@ -108,7 +108,7 @@ class TopicConfig:
         """
         parsed = parse_config_updates(values)
         start = base if base is not None else cls()
-        return dataclasses.replace(start, **parsed)
+        return dataclasses.replace(start, **parsed)  # type: ignore[arg-type]  # values parsed per field
 
     def to_dict(self) -> dict[str, int | str]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

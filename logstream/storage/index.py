@@ -38,7 +38,7 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class ColumnarIndex:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open_readonly(cls, path: Path) -> ColumnarIndex:
+    def open_readonly(cls, path: Path) -> Self:
         """Map a trimmed index file read-only. Raises IndexCorruptError on a bad size and
         FileNotFoundError when it is missing."""
         index = cls(path)
@@ -101,7 +101,7 @@ class ColumnarIndex:
     @classmethod
     def create_writable(
         cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
-    ) -> ColumnarIndex:
+    ) -> Self:
         """(Re)write ``path`` preallocated for ``capacity`` entries holding ``columns``, and map
         it for appends. Raises KafkaStorageError when the disk is full."""
         n = len(columns[0]) if columns else 0
@@ -136,7 +136,7 @@ class ColumnarIndex:
     @classmethod
     def growable(
         cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
-    ) -> ColumnarIndex:
+    ) -> Self:
         """The active segment's index: in-memory columns holding ``columns``, appendable up
         to ``capacity`` entries (then :attr:`is_full`, and the segment rolls). No file, no
         map, no file descriptor: the entries are derived from the log, crash recovery
@@ -158,7 +158,7 @@ class ColumnarIndex:
         return index
 
     @classmethod
-    def in_memory(cls, path: Path, columns: list[np.ndarray]) -> ColumnarIndex:
+    def in_memory(cls, path: Path, columns: list[np.ndarray]) -> Self:
         """A read-only index over in-memory columns (a read-only data directory rebuilds
         indexes this way instead of writing files). ``path`` is only a label."""
         index = cls(path)

@@ -259,6 +259,13 @@ class GroupIdNotFoundError(LogstreamError):
     name = "GROUP_ID_NOT_FOUND"
 
 
+class GroupMaxSizeReachedError(LogstreamError):
+    """A join would take the group past the broker's ``group_max_size`` members."""
+
+    code = 81
+    name = "GROUP_MAX_SIZE_REACHED"
+
+
 class ClientClosedError(LogstreamError):
     """The client object was closed by its owner; create a new one."""
 

@@ -67,6 +67,14 @@ class AdminHandler:
     def _mgr(self):  # type: ignore[no-untyped-def]
         return self.broker.manager
 
+    def _check_partition_limit(self, name: str, count: int) -> None:
+        limit = self.broker.config.max_partitions_per_topic
+        if count > limit:
+            raise InvalidPartitionsError(
+                f"topic {name!r}: {count} partitions exceed the broker limit of {limit} per "
+                "topic (max_partitions_per_topic)"
+            )
+
     def create_topic(
         self,
         name: str,
@@ -78,6 +86,7 @@ class AdminHandler:
         """``partitions`` 0 means the broker's ``default_partitions``."""
         with self.broker.operation():
             count = partitions or self.broker.config.default_partitions
+            self._check_partition_limit(name, count)
             if validate_only:
                 validate_topic_name(name)
                 if count < 1:
@@ -157,5 +166,6 @@ class AdminHandler:
 
     def create_partitions(self, name: str, total_count: int) -> None:
         with self.broker.operation():
+            self._check_partition_limit(name, total_count)
             self._mgr.add_partitions(name, total_count)
             log.info("topic %s now has %d partitions", name, total_count)

@@ -214,6 +214,7 @@ def _open_coordinator(config: BrokerConfig, manager: LogManager, clock: Clock) -
             max(10_000, config.group_min_session_timeout_ms), config.group_max_session_timeout_ms
         ),
         heartbeat_interval_ms=config.group_heartbeat_interval_ms,
+        max_size=config.group_max_size,
     )
     coordinator = GroupCoordinator(
         manager,

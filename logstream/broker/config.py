@@ -20,6 +20,8 @@ TOML layout (every key optional; unknown keys are an error)::
     group_max_session_timeout_ms = 300000
     group_heartbeat_interval_ms = 1000
     group_expiry_check_interval_ms = 200   # how often session timeouts / offset expiry run
+    group_max_size = 1000                  # members per group (beyond: GROUP_MAX_SIZE_REACHED)
+    max_partitions_per_topic = 10000       # create / add-partitions beyond: INVALID_PARTITIONS
     offsets_retention_ms = 604800000       # offsets of a group empty this long are deleted
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
@@ -72,6 +74,8 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 300_000
     group_heartbeat_interval_ms: int = 1_000
     group_expiry_check_interval_ms: int = 200
+    group_max_size: int = 1_000
+    max_partitions_per_topic: int = 10_000
     offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
 
     def __post_init__(self) -> None:
@@ -84,6 +88,12 @@ class BrokerConfig:
         if self.max_message_bytes < 1 * MiB:
             raise InvalidConfigError(
                 f"max_message_bytes must be >= 1 MiB: {self.max_message_bytes}"
+            )
+        if self.group_max_size < 1:
+            raise InvalidConfigError(f"group_max_size must be >= 1: {self.group_max_size}")
+        if self.max_partitions_per_topic < 1:
+            raise InvalidConfigError(
+                f"max_partitions_per_topic must be >= 1: {self.max_partitions_per_topic}"
             )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")

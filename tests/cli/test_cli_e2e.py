@@ -264,3 +264,18 @@ def test_export_into_a_missing_directory_is_one_clear_line(
     assert code == 1 and out == ""
     assert err.startswith("error: cannot write ") and "internal" not in err
     assert str(target) in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_partition_count_is_bounded_by_the_broker(broker: RunningBroker, tmp_path: Path) -> None:
+    ok(broker, "topic", "create", "t-bound", "--partitions", "2")
+    code, _, err = cli(broker, "topic", "add-partitions", "t-bound", "--count", "100000")
+    assert code == 1 and "100000 partitions exceed the broker limit of 10000" in err
+    code, _, err = cli(broker, "topic", "create", "t-huge", "--partitions", "20000")
+    assert code == 1 and "limit of 10000" in err
+    assert "t-huge" not in ok(broker, "topic", "list")
+    desc = json.loads(ok(broker, "topic", "describe", "t-bound", "-o", "json"))
+    assert len(desc["partitions"]) == 2
+    with run_broker(tmp_path / "small", max_partitions_per_topic=4) as small:
+        ok(small, "topic", "create", "t", "--partitions", "4")
+        code, _, err = cli(small, "topic", "add-partitions", "t", "--count", "5")
+        assert code == 1 and "limit of 4 per topic" in err

@@ -72,7 +72,8 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
                 assignor=request.assignor,
                 session_timeout_ms=request.session_timeout_ms,
                 owned=_tps(request.owned),
-                client_id=request.client_id or context.peer(),
+                client_id=request.client_id or context.peer()[:255],
+                request_seq=request.request_seq,
             )
         if r is None:  # left
             return group_pb2.HeartbeatResponse(member_id=request.member_id, member_epoch=-1)

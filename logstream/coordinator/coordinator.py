@@ -53,6 +53,11 @@ from logstream.types import OffsetAndMetadata, TopicPartition
 _DAY_MS = 24 * 60 * 60 * 1000
 MAX_METADATA_CHARS = 4096
 MAX_GROUP_ID_CHARS = 255
+MAX_INSTANCE_ID_CHARS = 255
+MAX_CLIENT_ID_CHARS = 255
+MAX_ASSIGNOR_CHARS = 64
+MAX_SUBSCRIBED_TOPICS = 1_000
+MAX_TOPIC_NAME_CHARS = 249  # as Kafka and the storage engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +230,16 @@ class GroupCoordinator:
         session_timeout_ms: int = 0,
         owned: Collection[TopicPartition] = (),
         client_id: str = "",
+        request_seq: int = 0,
     ) -> HeartbeatResult | None:
         """Join (``member_epoch`` 0), heartbeat and reconcile, or leave (-1 / -2).
 
-        Returns None for a leave. See :meth:`Group.heartbeat` for the errors."""
+        Returns None for a leave. See :meth:`Group.heartbeat` for the errors and for
+        ``request_seq``; InvalidRequestError for identifiers or a subscription beyond the
+        limits (MAX_INSTANCE_ID_CHARS, MAX_CLIENT_ID_CHARS, MAX_SUBSCRIBED_TOPICS,
+        MAX_TOPIC_NAME_CHARS), GroupMaxSizeReachedError for a join into a full group."""
         self._check_group_id(group_id)
+        _check_limits(instance_id, client_id, assignor, topics)
         for t in topics:
             if t == OFFSETS_TOPIC:
                 raise InvalidTopicError(f"{OFFSETS_TOPIC} is internal; it cannot be consumed")
@@ -253,6 +263,7 @@ class GroupCoordinator:
                 session_timeout_ms=session_timeout_ms,
                 owned=owned,
                 client_id=client_id,
+                request_seq=request_seq,
             )
 
     # ================================================================== offsets
@@ -502,25 +513,56 @@ class GroupCoordinator:
         expired: list[str] = []
         retention = self.config.offsets_retention_ms
         for group_id in self._known_group_ids():
-            with self._locked(group_id) as group:
-                if group is not None:
-                    gone = group.expire(now, now_ms)
-                    if gone:
-                        fenced[group_id] = gone
-                    if group.members:
-                        continue
-                if retention < 0:
+            with self._lock:
+                known = group_id in self._groups
+            # Always under the group lock, also for a group that exists only as stored
+            # offsets (a Group is created for the moment): a commit to it holds the same lock,
+            # so it lands either before the decision (and counts) or after the deletion.
+            with self._locked(group_id, create=True) as group:
+                assert group is not None
+                pristine = not known and not group.members and group.group_epoch == 0
+                gone = group.expire(now, now_ms)
+                if gone:
+                    fenced[group_id] = gone
+                if group.members:
                     continue
                 last = self.offsets.last_commit_ms(group_id)
-                since = max((group.empty_since_ms or 0) if group is not None else 0, last or 0)
-                if last is not None and now_ms - since > retention:
-                    self.offsets.delete_group(group_id)
-                    expired.append(group_id)
-                if group is not None and (last is None or group_id in expired):
-                    group.dead = True
+                if retention >= 0:
+                    since = max(group.empty_since_ms or 0, last or 0)
+                    if last is not None and now_ms - since > retention:
+                        self.offsets.delete_group(group_id)
+                        expired.append(group_id)
+                if pristine or last is None or group_id in expired:
+                    group.dead = True  # a waiting caller looks again and makes a new one
                     with self._lock:
                         self._groups.pop(group_id, None)
         return ExpiryReport(fenced, expired)
+
+
+def _check_limits(instance_id: str, client_id: str, assignor: str, topics: Collection[str]) -> None:
+    """Bound what one member may make the broker store (per member, for its whole life)."""
+    if len(instance_id) > MAX_INSTANCE_ID_CHARS:
+        raise InvalidRequestError(
+            f"instance id of {len(instance_id)} characters; the limit is {MAX_INSTANCE_ID_CHARS}"
+        )
+    if len(client_id) > MAX_CLIENT_ID_CHARS:
+        raise InvalidRequestError(
+            f"client id of {len(client_id)} characters; the limit is {MAX_CLIENT_ID_CHARS}"
+        )
+    if len(assignor) > MAX_ASSIGNOR_CHARS:
+        raise InvalidRequestError(
+            f"assignor name of {len(assignor)} characters; the limit is {MAX_ASSIGNOR_CHARS}"
+        )
+    if len(topics) > MAX_SUBSCRIBED_TOPICS:
+        raise InvalidRequestError(
+            f"a subscription of {len(topics)} topics; the limit is {MAX_SUBSCRIBED_TOPICS}"
+        )
+    for t in topics:
+        if not t or len(t) > MAX_TOPIC_NAME_CHARS:
+            raise InvalidRequestError(
+                f"subscribed topic name of {len(t)} characters; names have 1 to "
+                f"{MAX_TOPIC_NAME_CHARS}"
+            )
 
 
 def _first_offset_at(log: Any, timestamp_ms: int, end: int) -> int:

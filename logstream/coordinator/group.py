@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 
 from logstream.coordinator.assignors import DEFAULT_ASSIGNOR, get_assignor
 from logstream.errors import (
+    GroupMaxSizeReachedError,
     IllegalGenerationError,
     InvalidRequestError,
     InvalidSessionTimeoutError,
@@ -77,6 +78,8 @@ class GroupSettings:
     heartbeat_interval_ms: int = 1_000
     reconcile_heartbeat_interval_ms: int = 50
     """The interval answered while a member has partitions to revoke or to wait for."""
+    max_size: int = 1_000
+    """Members per group; a join beyond it fails with GroupMaxSizeReachedError."""
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ class Member:
     assigned: set[TopicPartition] = field(default_factory=set)
     last_sent: frozenset[TopicPartition] | None = None
     left_temporarily: bool = False
+    last_seq: int = 0  # the highest request_seq processed (0: the client sends none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,20 +177,37 @@ class Group:
         session_timeout_ms: int = 0,
         owned: Collection[TopicPartition] = (),
         client_id: str = "",
+        request_seq: int = 0,
     ) -> HeartbeatResult | None:
         """Join (epoch 0), heartbeat (current epoch) or leave (-1, or -2 for a static member).
 
         ``partition_counts`` gives the current partition count of (at least) the topics the
         group subscribes to, after this request. Returns None for a leave.
+
+        ``request_seq`` (> 0) numbers the member's heartbeats in the order it sent them. A
+        heartbeat at or below the highest number processed for the member is *stale*: its
+        client gave up waiting (timeout) and sent newer ones, and it arrived late. It changes
+        nothing (no release of partitions it does not list, no subscription change, no
+        session refresh) and is answered with the member's current state. Without a
+        sequence number (0, older clients), ``owned`` releases partitions only when the
+        heartbeat carries the member's current epoch: an older epoch may come from a
+        request overtaken by newer ones, and its ``owned`` may lack a partition the member
+        took on since (KIP-848 accepts an older epoch only for what it cannot harm).
+
         Raises UnknownMemberIdError (fenced or never joined: rejoin with epoch 0),
         IllegalGenerationError (an epoch the broker never gave this member),
-        InvalidSessionTimeoutError, InvalidRequestError.
+        GroupMaxSizeReachedError, InvalidSessionTimeoutError, InvalidRequestError.
         """
         self._counts_hint = partition_counts
+        trust_owned = True
         if member_epoch == JOIN_EPOCH:
+            repeated = self.members.get(member_id) if member_id else None
+            if repeated is not None and 0 < request_seq <= repeated.last_seq:
+                return self._answer(repeated, record=False)  # a late copy of a join
             member = self._join(
                 member_id, instance_id, client_id, topics, assignor, session_timeout_ms, now
             )
+            member.last_seq = max(request_seq, 0)
         elif member_epoch in (LEAVE_EPOCH, TEMPORARY_LEAVE_EPOCH):
             self._leave(member_id, member_epoch, now, now_ms)
             return None
@@ -197,6 +218,12 @@ class Group:
                     f"member {member_id} sent epoch {member_epoch}, its epoch is "
                     f"{member.member_epoch}"
                 )
+            if request_seq > 0:
+                if request_seq <= member.last_seq:
+                    return self._answer(member, record=False)
+                member.last_seq = request_seq
+            else:
+                trust_owned = member_epoch == member.member_epoch
             member.deadline = now + member.session_timeout_ms / 1000.0
             member.left_temporarily = False
             changed = False
@@ -215,7 +242,8 @@ class Group:
         counts = {t: partition_counts.get(t, 0) for t in self.subscribed_topics()}
         if counts != self.partition_counts:
             self._bump()
-        self._release_revoked(member, set(owned))
+        if trust_owned:
+            self._release_revoked(member, set(owned))
         self._reconcile(member)
         return self._answer(member)
 
@@ -270,6 +298,11 @@ class Group:
         if previous is not None:
             # Same instance, different subscription: the old incarnation is fenced.
             self._remove(previous.member_id)
+        elif len(self.members) >= s.max_size:
+            raise GroupMaxSizeReachedError(
+                f"group {self.group_id!r} has {len(self.members)} members, the broker's limit "
+                f"(group_max_size {s.max_size}): this consumer cannot join"
+            )
         member = Member(
             member_id=new_id,
             instance_id=instance_id,
@@ -362,11 +395,12 @@ class Group:
                     self.owner[tp] = member.member_id
                     member.assigned.add(tp)
 
-    def _answer(self, member: Member) -> HeartbeatResult:
+    def _answer(self, member: Member, *, record: bool = True) -> HeartbeatResult:
         target = self.target.get(member.member_id, frozenset())
         allowed = frozenset(member.assigned & target)
         changed = allowed != member.last_sent
-        member.last_sent = allowed
+        if record:
+            member.last_sent = allowed
         busy = member.assigned != target
         interval = (
             self.settings.reconcile_heartbeat_interval_ms

@@ -281,3 +281,73 @@ def test_commit_for_a_partition_the_member_does_not_own_is_rejected(coord, order
     assert "not assigned to member" in str(out[moved])
     got = coord.fetch_offsets("billing", [moved, kept])
     assert got[moved].offset == 3 and got[kept].offset == 4
+
+
+def test_heartbeat_limits_on_identifiers_and_subscriptions(coord, orders):
+    with pytest.raises(InvalidRequestError, match="instance id of 256 characters"):
+        join(coord, instance_id="i" * 256)
+    with pytest.raises(InvalidRequestError, match="client id of 300 characters"):
+        join(coord, client_id="c" * 300)
+    with pytest.raises(InvalidRequestError, match="subscription of 1001 topics"):
+        join(coord, topics=[f"t{i}" for i in range(1001)])
+    with pytest.raises(InvalidRequestError, match="topic name of 250 characters"):
+        join(coord, topics=["orders", "x" * 250])
+    with pytest.raises(InvalidRequestError, match="assignor name"):
+        join(coord, assignor="a" * 65)
+    r = join(coord, instance_id="i" * 255, client_id="c" * 255)
+    assert r.assignment == {TP0, TP1}
+    with pytest.raises(InvalidRequestError, match="client id"):  # also on a later heartbeat
+        coord.heartbeat("billing", r.member_id, r.member_epoch, client_id="c" * 256)
+    assert coord.list_groups()[0].members == 1
+
+
+def test_group_max_size_is_a_broker_setting(storage, clock):
+    from logstream.coordinator import GroupSettings
+    from logstream.errors import GroupMaxSizeReachedError
+
+    storage.create_topic("orders", 2)
+    settings = GroupSettings(min_session_timeout_ms=100, max_size=2)
+    coord = GroupCoordinator(storage, clock, CoordinatorConfig(groups=settings))
+    join(coord)
+    join(coord)
+    with pytest.raises(GroupMaxSizeReachedError, match="group_max_size 2"):
+        join(coord)
+    assert coord.describe_group("billing").members.__len__() == 2
+    join(coord, group="other")  # per group
+
+
+def test_expiry_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
+    """A group that exists only as stored offsets (after a restart, or after its Group
+    object was dropped) is expired under its group lock: a standalone commit landing while
+    expire() decides must not be wiped by the deletion."""
+    import threading
+
+    storage.create_topic("orders", 2)
+    config = CoordinatorConfig(groups=SETTINGS, offsets_retention_ms=60_000)
+    GroupCoordinator(storage, clock, config).commit("solo", "", -1, {TP0: 0})
+    coord = GroupCoordinator(storage, clock, config)  # a restart: "solo" is offsets only
+    clock.advance(120_000)
+    produce(storage, "orders", 0, 5, ts=1)
+    real = coord.offsets.last_commit_ms
+    landed = threading.Event()
+
+    def commit_meanwhile() -> None:
+        coord.commit("solo", "", -1, {TP0: 5})
+        landed.set()
+
+    def last_commit_ms(group_id: str):
+        value = real(group_id)
+        if group_id == "solo" and not hasattr(last_commit_ms, "t"):
+            last_commit_ms.t = threading.Thread(target=commit_meanwhile)
+            last_commit_ms.t.start()
+            landed.wait(0.5)  # with the lock held, the commit waits for expire() instead
+        return value
+
+    coord.offsets.last_commit_ms = last_commit_ms
+    report = coord.expire()
+    last_commit_ms.t.join(5)
+    assert landed.is_set()
+    assert report.expired_groups == ["solo"]
+    got = coord.fetch_offsets("solo", [TP0])[TP0]
+    assert got is not None and got.offset == 5, "a commit made during expiry was deleted"
+    assert [g.group_id for g in coord.list_groups()] == ["solo"]

@@ -323,3 +323,128 @@ def test_random_membership_churn_never_double_assigns_and_converges(seed):
         assert sim.group.state == STABLE
         target = sim.group.target
         assert all(sim.owned[m] == target[m] for m in sim.owned)
+
+
+# ---------------------------------------------------------------- late (stale) heartbeats
+
+
+def _hb(group: Group, member: str, epoch: int, owned=(), seq=0, topics=("t",), counts=None, **kw):
+    return group.heartbeat(
+        member_id=member,
+        member_epoch=epoch,
+        now=0.0,
+        now_ms=0,
+        partition_counts=counts or {"t": 4},
+        topics=topics,
+        owned=sorted(owned),
+        **({"request_seq": seq} if seq else {}),
+        **kw,
+    )
+
+
+def test_a_late_heartbeat_with_an_older_sequence_number_releases_nothing():
+    """A's heartbeat #2 (sent while A owned nothing yet) times out at the client and reaches
+    the broker after #3 (which lists what A reads now) and after a rebalance that moves a
+    partition of A's away: its stale ``owned`` must not release that partition while A
+    still reads it."""
+    group = Group("g", SETTINGS)
+    a = _hb(group, "", 0, seq=1)
+    everything = set(a.assignment)
+    assert len(everything) == 4
+    # #2 would be: epoch a.member_epoch, owned=() -- sent now, delivered later
+    _hb(group, a.member_id, a.member_epoch, owned=everything, seq=3)
+    b = _hb(group, "", 0, seq=1)  # a rebalance: two of A's partitions must move to B
+    assert group.target[a.member_id] != everything
+    late = _hb(group, a.member_id, a.member_epoch, owned=(), seq=2)
+    assert group.members[a.member_id].assigned == everything, "stale owned released partitions"
+    assert late.assignment <= everything
+    assert _hb(group, b.member_id, b.member_epoch, seq=2).assignment == frozenset()
+    group.check_invariants()
+    # the real (newer) heartbeat revoking the moved partitions releases them
+    keep = group.target[a.member_id]
+    _hb(group, a.member_id, a.member_epoch, owned=keep, seq=4)
+    assert group.members[a.member_id].assigned == set(keep)
+    rb = _hb(group, b.member_id, b.member_epoch, seq=3)
+    assert rb.assignment == frozenset(everything - keep)
+    group.check_invariants()
+
+
+def test_a_late_heartbeat_without_sequence_numbers_and_an_older_epoch_releases_nothing():
+    """Older clients send no request_seq: an older epoch than the member's is then the
+    sign of a request overtaken by newer ones (KIP-848), and its owned list is ignored."""
+    group = Group("g", SETTINGS)
+    a = _hb(group, "", 0)
+    _hb(group, a.member_id, a.member_epoch, owned=a.assignment)
+    # the topic grows: A moves to the next epoch and takes the new partitions
+    ra = _hb(group, a.member_id, a.member_epoch, owned=a.assignment, counts={"t": 6})
+    assert ra.member_epoch == group.group_epoch > a.member_epoch and len(ra.assignment) == 6
+    held = set(ra.assignment)
+    b = _hb(group, "", 0, counts={"t": 6})  # A must give up 3
+    assert len(group.target[a.member_id]) == 3
+    _hb(group, a.member_id, a.member_epoch, owned=(), counts={"t": 6})  # late, epoch 1
+    assert group.members[a.member_id].assigned == held, "older epoch released partitions"
+    assert _hb(group, b.member_id, b.member_epoch, counts={"t": 6}).assignment == frozenset()
+    group.check_invariants()
+    # at its current epoch, the same kind of report releases
+    keep = group.target[a.member_id]
+    _hb(group, a.member_id, ra.member_epoch, owned=keep, counts={"t": 6})
+    assert group.members[a.member_id].assigned == set(keep)
+    group.check_invariants()
+
+
+def test_a_late_heartbeat_does_not_undo_a_newer_subscription_or_refresh_the_session():
+    group = Group("g", SETTINGS)
+    a = _hb(group, "", 0, seq=1, session_timeout_ms=1_000)
+    group.heartbeat(
+        member_id=a.member_id,
+        member_epoch=a.member_epoch,
+        now=0.5,
+        now_ms=500,
+        partition_counts={"t": 4, "u": 2},
+        topics=("t", "u"),
+        owned=sorted(a.assignment),
+        request_seq=3,
+    )
+    assert group.members[a.member_id].topics == {"t", "u"}
+    deadline = group.members[a.member_id].deadline
+    epoch = group.group_epoch
+    group.heartbeat(
+        member_id=a.member_id,
+        member_epoch=a.member_epoch,
+        now=0.9,
+        now_ms=900,
+        partition_counts={"t": 4, "u": 2},
+        topics=("t",),
+        request_seq=2,
+    )
+    assert group.members[a.member_id].topics == {"t", "u"}
+    assert group.group_epoch == epoch
+    assert group.members[a.member_id].deadline == deadline
+
+
+def test_a_late_copy_of_a_join_changes_nothing():
+    group = Group("g", SETTINGS)
+    a = _hb(group, "", 0, seq=1)
+    member_id = a.member_id
+    _hb(group, member_id, a.member_epoch, owned=a.assignment, seq=2)
+    before = group.members[member_id]
+    again = _hb(group, member_id, 0, seq=1)
+    assert group.members[member_id] is before and again.assignment == a.assignment
+
+
+# ---------------------------------------------------------------- size
+
+
+def test_a_join_beyond_the_group_max_size_is_refused_but_a_static_rejoin_is_not():
+    from logstream.errors import GroupMaxSizeReachedError
+
+    group = Group("g", GroupSettings(min_session_timeout_ms=100, max_size=3))
+    ids = [_hb(group, "", 0, instance_id=f"pod-{i}").member_id for i in range(3)]
+    with pytest.raises(GroupMaxSizeReachedError, match="group_max_size 3"):
+        _hb(group, "", 0)
+    assert len(group.members) == 3
+    # a restarted static member takes its own place
+    r = _hb(group, "", 0, instance_id="pod-1")
+    assert r.member_id not in ids and len(group.members) == 3
+    group.heartbeat(member_id=ids[0], member_epoch=-1, now=0.0, now_ms=0, partition_counts={"t": 4})
+    assert _hb(group, "", 0).member_id in group.members

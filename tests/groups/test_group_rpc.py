@@ -107,3 +107,43 @@ def test_offsets_topic_is_hidden_from_topic_listing(broker):
     assert "orders" in names and "__consumer_offsets" not in names
     assert "__consumer_offsets" in broker.broker.manager.topics()
     assert common_pb2.TopicPartition  # the wire types are shared
+
+
+def test_a_late_heartbeat_is_recognised_by_its_request_seq_over_grpc(stub, broker):
+    def hb(seq, member_id="", epoch=0, owned=(), client_id=""):
+        return call(
+            stub.Heartbeat,
+            group_pb2.HeartbeatRequest(
+                group_id="late",
+                member_id=member_id,
+                member_epoch=epoch,
+                topics=["orders"],
+                owned=[common_pb2.TopicPartition(topic="orders", partition=p) for p in owned],
+                request_seq=seq,
+                client_id=client_id,
+            ),
+        )
+
+    a = hb(1)
+    hb(3, a.member_id, a.member_epoch, owned=[0, 1])
+    hb(1)  # B joins: one partition must move from A to B
+    hb(2, a.member_id, a.member_epoch, owned=[])  # late: must not release anything
+    coord = broker.broker.coordinator
+    (member,) = [m for m in coord.describe_group("late").members if m.member_id == a.member_id]
+    assert len(member.assignment) == 2
+    with pytest.raises(InvalidRequestError, match="client id"):
+        hb(1, client_id="c" * 256)
+
+
+def test_group_max_size_over_grpc(tmp_path):
+    from logstream.errors import GroupMaxSizeReachedError
+
+    with run_broker(tmp_path / "d", group_max_size=2) as b:
+        b.broker.manager.create_topic("orders", 2)
+        with grpc.insecure_channel(b.address) as ch:
+            s = group_pb2_grpc.GroupStub(ch)
+            req = group_pb2.HeartbeatRequest(group_id="g", member_epoch=0, topics=["orders"])
+            call(s.Heartbeat, req)
+            call(s.Heartbeat, req)
+            with pytest.raises(GroupMaxSizeReachedError, match="group_max_size 2"):
+                call(s.Heartbeat, req)

@@ -104,6 +104,10 @@ class GroupMembership:
         self._target: set[TopicPartition] = set()
         self._target_version = 0
         self._applied_version = 0
+        # The target the application thread is applying right now (fetching committed
+        # offsets, then assigning): reported owned until the consumer's assignment has it.
+        self._applying: set[TopicPartition] = set()
+        self._seq = 0  # request_seq of the last heartbeat sent (numbers them in order)
         self._lost = False
         self._beat_now = False
         self._closed = False
@@ -165,9 +169,24 @@ class GroupMembership:
 
     # ---------------------------------------------------------------- heartbeat thread
 
+    def _owned(self) -> set[TopicPartition]:
+        """What the heartbeat reports as owned: every partition this consumer may be reading
+        or about to read. That is its assignment (a partition being revoked stays in it until
+        fetching stopped, ``on_revoke`` ran and its commit was made), the assignment the
+        application thread is applying, and the latest one received but not yet applied.
+        Reporting less would let the broker release a partition (if its target moves on
+        meanwhile) that this consumer then starts reading: two owners."""
+        with self._lock:
+            pending = set(self._applying) | set(self._target)
+            current = set(self.consumer._assignment)
+        return current | pending
+
     def _heartbeat_rpc(
         self, member_id: str, epoch: int, owned: list[TopicPartition], *, timeout: float
     ) -> Any:
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
         req = group_pb2.HeartbeatRequest(
             group_id=self.group_id,
             member_id=member_id,
@@ -178,6 +197,7 @@ class GroupMembership:
             session_timeout_ms=self.session_timeout_ms,
             owned=_tp_pb(owned),
             client_id=self.client_id,
+            request_seq=seq,
         )
         return tr.call(
             self.transport.group.Heartbeat, req, timeout=timeout, address=self.transport.address
@@ -198,7 +218,8 @@ class GroupMembership:
                 with self._lock:
                     self._wake.wait(0.05)
                 continue
-            owned = list(self.consumer._assignment)
+            current = set(self.consumer._assignment)
+            owned = sorted(self._owned())
             try:
                 resp = self._heartbeat_rpc(
                     member_id if epoch > 0 else (member_id if self.instance_id else ""),
@@ -226,7 +247,7 @@ class GroupMembership:
             with self._lock:
                 self.member_id = resp.member_id
                 self.member_epoch = resp.member_epoch
-                if target != self._target or (epoch == 0 and target != set(owned)):
+                if target != self._target or (epoch == 0 and target != current):
                     self._target = target
                     self._target_version += 1
                 pending = self._target_version != self._applied_version
@@ -297,6 +318,16 @@ class GroupMembership:
             target = set(self._target)
             version = self._target_version
             lost = self._lost
+            self._applying = set(target)
+        try:
+            self._apply(target, version, lost)
+        finally:
+            with self._lock:
+                # The consumer's assignment now holds what it took on (or the change stays
+                # pending and _target still lists it).
+                self._applying = set()
+
+    def _apply(self, target: set[TopicPartition], version: int, lost: bool) -> None:
         current = set(self.consumer._assignment)
         revoked = current - target
         added = target - current

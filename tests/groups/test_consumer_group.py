@@ -238,3 +238,76 @@ def test_commit_of_a_partition_held_by_another_member_fails_clearly(broker):
     finally:
         a.close()
         b.close()
+
+
+def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
+    """The application thread is between receiving its assignment and starting to read it
+    (fetching committed offsets) when a second member joins. The heartbeat thread must keep
+    reporting those partitions as owned: otherwise the broker releases half of them to the
+    new member while this consumer goes on to read all of them (two owners)."""
+    produce(broker.address, 60)
+    a = Consumer(broker.address, group="race", auto_offset_reset="earliest", **FAST)
+    m = a._membership
+    real_fetch = m.fetch_committed
+    entered, go = threading.Event(), threading.Event()
+
+    def slow_fetch(partitions):
+        if not entered.is_set():
+            entered.set()
+            go.wait(10)
+        return real_fetch(partitions)
+
+    m.fetch_committed = slow_fetch
+    b = None
+
+    def poll_until_applied() -> None:
+        deadline = time.monotonic() + 20
+        while not a.assignment() and time.monotonic() < deadline:
+            a.poll(0.05)
+
+    poller = threading.Thread(target=poll_until_applied, daemon=True)
+    try:
+        a.subscribe(["orders"])
+        poller.start()
+        assert entered.wait(10), "A never started taking on its assignment"
+        assert a.assignment() == set()  # still applying: fetching committed offsets
+        b = Runner(broker.address, group="race")
+        wait_for(
+            lambda: broker.broker.coordinator.describe_group("race").members.__len__() == 2,
+            what="B joined",
+        )
+        time.sleep(0.6)  # several heartbeats of A (every 50 ms while reconciling) and of B
+        assert b.c.assignment() == set(), "a partition A is about to read was given to B"
+        held_by_b = [
+            m_.assignment
+            for m_ in broker.broker.coordinator.describe_group("race").members
+            if m_.member_id != m.member_id
+        ]
+        assert held_by_b == [()]
+        go.set()
+        poller.join(5)
+        assert len(a.assignment()) == 6  # it applied what it had received
+        stop = threading.Event()
+
+        def keep_polling() -> None:
+            while not stop.is_set():
+                a.poll(0.05)
+
+        t = threading.Thread(target=keep_polling, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            mine, theirs = a.assignment(), b.c.assignment()
+            assert not (mine & theirs), f"double ownership: {sorted(mine & theirs)}"
+            if len(mine) == 3 and len(theirs) == 3:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("no 3/3 split")
+        stop.set()
+        t.join(5)
+    finally:
+        go.set()
+        if b is not None:
+            b.close()
+        a.close()

@@ -198,6 +198,10 @@ def export(
     if kw["start"] is not None and kw["since"] is not None:
         raise click.UsageError("--since and --from do not mix")
     stop = kw["stop"] or ts.End()
+    try:
+        ts.check_order(start, stop)
+    except ts.TimeSpecError as exc:
+        raise click.UsageError(str(exc)) from None
     source = ctx.source(kw["data_dir"])
     tps = records.resolve_partitions(source, topics, kw["partitions"])
     plan = reader.plan_ranges(source, tps, start, stop, now_ms=ctx.clock.now_ms())

@@ -313,6 +313,10 @@ def run(o: ReadOptions, app: AppContext) -> Stats:
         raise click.UsageError("-n/--lines picks the last N records; with --from use -c/--count")
     if o.group is not None and o.data_dir is not None:
         raise click.UsageError("--group needs a broker; it does not work with --data-dir")
+    try:
+        ts.check_order(o.start, o.stop)
+    except ts.TimeSpecError as exc:
+        raise click.UsageError(str(exc)) from None
 
     stdout = sys.stdout
     stderr = sys.stderr

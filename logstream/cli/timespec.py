@@ -42,6 +42,7 @@ __all__ = [
     "StopSpec",
     "TimeSpecError",
     "Timestamp",
+    "check_order",
     "epoch_to_ms",
     "parse_duration_ms",
     "parse_since",
@@ -269,6 +270,25 @@ def parse_stop(text: str, *, now_ms: int, tz: dt.tzinfo | None = None) -> StopSp
             return RecordCount(int(s))
         return Offset(int(s))
     raise TimeSpecError(_hint(text, "--until", "end, N, +N or @TIME"))
+
+
+def check_order(start: object, stop: object) -> None:
+    """Raise TimeSpecError when ``--until`` lies before ``--from`` and both are the same kind
+    (two offsets, or two times), so the order can be judged without reading the log."""
+    if isinstance(start, Offset) and isinstance(stop, Offset) and stop.offset < start.offset:
+        raise TimeSpecError(
+            f"--until {stop.offset} is before --from {start.offset}: the range would be empty "
+            "(--until is where reading stops)"
+        )
+    if isinstance(start, Timestamp) and isinstance(stop, Timestamp) and stop.ms < start.ms:
+        raise TimeSpecError(
+            f"--until @{_iso(stop.ms)} is before --from @{_iso(start.ms)}: the range would be "
+            "empty (--until is where reading stops)"
+        )
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def parse_since(text: str, *, now_ms: int, tz: dt.tzinfo | None = None) -> Timestamp:

@@ -279,3 +279,26 @@ def test_partition_count_is_bounded_by_the_broker(broker: RunningBroker, tmp_pat
         ok(small, "topic", "create", "t", "--partitions", "4")
         code, _, err = cli(small, "topic", "add-partitions", "t", "--count", "5")
         assert code == 1 and "limit of 4 per topic" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "start", "stop", "message"),
+    [
+        ("tail", "10", "5", "--until 5 is before --from 10"),
+        ("consume", "10", "5", "--until 5 is before --from 10"),
+        ("export", "10", "5", "--until 5 is before --from 10"),
+        ("tail", "@2024-05-02T00:00Z", "@2024-05-01T00:00Z", "is before --from @2024-05-02"),
+        ("consume", "@-1h", "@-2h", "is before --from"),
+    ],
+)
+def test_until_before_from_is_a_usage_error(
+    broker: RunningBroker, command: str, start: str, stop: str, message: str
+) -> None:
+    ok(broker, "topic", "create", "t-order", "--if-not-exists")
+    extra = ["--to", "-", "--format", "jsonl"] if command == "export" else []
+    code, out, err = cli(broker, command, "t-order", "--from", start, "--until", stop, *extra)
+    assert code == 2 and message in err, err
+    assert out == ""
+    # equal bounds, and kinds that cannot be compared up front, are fine (an empty topic)
+    assert cli(broker, command, "t-order", "--from", "0", "--until", "0", *extra)[0] == 0
+    assert cli(broker, command, "t-order", "--from", "@-1h", "--until", "end", *extra)[0] == 0

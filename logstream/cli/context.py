@@ -64,12 +64,19 @@ class AppContext:
         return src
 
     def close(self) -> None:
+        """Close every client (idempotent). A Ctrl-C while closing one does not leave the
+        others open; it is raised again once all are closed."""
+        interrupted = False
         while self._closers:
             fn = self._closers.pop()
             try:
                 fn()
+            except KeyboardInterrupt:
+                interrupted = True
             except Exception:  # closing is best effort; the command's result stands
                 pass
+        if interrupted:
+            raise KeyboardInterrupt
 
 
 def app(ctx: click.Context | None = None) -> AppContext:

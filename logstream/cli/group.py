@@ -2,7 +2,9 @@
 
 Errors: a ``LogstreamError`` (or a ``FatalError`` raised by a command) prints one line
 ``error: ...`` on stderr and exits 1; usage errors exit 2 (click's default); Ctrl-C exits 130
-(``tail -f`` and ``consume`` catch it themselves and exit 0 with a summary); a closed pipe
+(for ``tail`` and ``consume``, the commands that run until stopped, Ctrl-C is the
+normal way to stop: exit 0 at any moment, with the summary once reading started, quietly
+while still starting up or closing); a closed pipe
 (``logstream tail | head``) exits 0 silently. Anything else is a bug: one line, exit 1, and
 the traceback only with ``LOGSTREAM_DEBUG=1``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import IO, Any
 
@@ -44,9 +47,52 @@ class LogstreamGroup(click.Group):
     """A group whose subcommands are imported on first use (``lazy``: name -> "module:attr")
     and which turns errors into one line and an exit code."""
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        lazy: dict[str, str] | None = None,
+        stop_on_interrupt: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.stop_on_interrupt = frozenset(stop_on_interrupt)
+
+    def _interrupt_exit(self, ctx: click.Context, name: str | None) -> None:
+        if name in self.stop_on_interrupt:
+            ctx.exit(0)
+        click.echo("interrupted", err=True)
+        ctx.exit(130)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # From here on Ctrl-C is a KeyboardInterrupt that invoke() turns into an exit code
+        # (``python -m logstream`` ignored it with a quiet exit while importing).
+        if getattr(signal.getsignal(signal.SIGINT), "logstream_early", False):
+            try:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            except ValueError:  # not the main thread (embedded use): leave it as it is
+                pass
+        return super().main(*args, **kwargs)
+
+    def _subcommand(self, args: list[str]) -> str | None:
+        names = set(self.lazy) | set(self.commands)
+        return next((a for a in args if a in names), None)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        name = self._subcommand(args)
+        # Ctrl-C while parsing: click itself would print "Aborted!" and exit 1.
+        try:
+            ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(0 if name in self.stop_on_interrupt else 130) from None
+        ctx.meta["logstream.subcommand"] = name
+        return ctx
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -62,6 +108,18 @@ class LogstreamGroup(click.Group):
         return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
+        name = ctx.meta.get("logstream.subcommand")
+        try:
+            return self._invoke(ctx)
+        except KeyboardInterrupt:
+            # Anywhere, also while closing the clients after an error or a first Ctrl-C.
+            try:
+                _close(ctx)
+            except KeyboardInterrupt:
+                pass
+            self._interrupt_exit(ctx, name)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LogstreamError as exc:
@@ -69,9 +127,6 @@ class LogstreamGroup(click.Group):
         except BrokenPipeError:
             _silence_stdout()
             ctx.exit(0)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
@@ -82,8 +137,12 @@ class LogstreamGroup(click.Group):
                 "traceback)"
             ) from exc
         finally:
-            from logstream.cli.context import AppContext
+            _close(ctx)
 
-            obj = ctx.find_root().obj
-            if isinstance(obj, AppContext):
-                obj.close()
+
+def _close(ctx: click.Context) -> None:
+    from logstream.cli.context import AppContext
+
+    obj = ctx.find_root().obj
+    if isinstance(obj, AppContext):
+        obj.close()

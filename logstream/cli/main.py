@@ -42,6 +42,7 @@ Every command has --help with examples. Docs: docs/cli.md
 @click.group(
     cls=LogstreamGroup,
     lazy=LAZY_COMMANDS,
+    stop_on_interrupt=("tail", "consume"),
     epilog=EPILOG,
     context_settings={
         "auto_envvar_prefix": "LOGSTREAM",

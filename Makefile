@@ -45,6 +45,8 @@ test-services:
 
 test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks
+	$(VENV)/bin/mypy logstream
+	$(PY) tools/check_layers.py
 	$(PY) tools/gen_protos.py --check
 	$(PY) -m pytest -q
 

@@ -114,9 +114,13 @@ class BrokerConfig:
             raise InvalidConfigError(f"unknown broker config keys: {', '.join(unknown)}")
         for f in dataclasses.fields(cls):
             if f.name in values and f.name not in ("data_dir", "topic_defaults"):
-                want = {"bool": bool, "int": int, "float": (int, float), "str": str}.get(
-                    str(f.type)
-                )
+                kinds: dict[str, type | tuple[type, ...]] = {
+                    "bool": bool,
+                    "int": int,
+                    "float": (int, float),
+                    "str": str,
+                }
+                want = kinds.get(str(f.type))
                 value = values[f.name]
                 if want is not None and (
                     not isinstance(value, want) or (want is int and isinstance(value, bool))

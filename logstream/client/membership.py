@@ -446,11 +446,13 @@ class GroupMembership:
         for p in resp.partitions:
             tp = TopicPartition(p.topic, p.partition)
             if p.error_code:
-                exc = error_for_code(p.error_code, p.error_message or str(tp))
-                if isinstance(exc, errors.IllegalGenerationError):
+                failure = error_for_code(p.error_code, p.error_message or str(tp))
+                if isinstance(failure, errors.IllegalGenerationError):
                     # The partition was revoked from this member (or never its own).
-                    exc = CommitFailedError(f"commit for group {self.group_id} rejected: {exc}")
-                first = first or exc
+                    failure = CommitFailedError(
+                        f"commit for group {self.group_id} rejected: {failure}"
+                    )
+                first = first or failure
             elif tp in norm:
                 self._committed_positions[tp] = norm[tp].offset
         if first is not None:

@@ -5,11 +5,8 @@ Needs a small tmpfs (``mount -t tmpfs -o size=2m``), so root; skipped otherwise.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
-from storage_helpers import make_batch
+from storage_helpers import make_batch, mounted_tmpfs
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError
@@ -18,20 +15,8 @@ from logstream.storage import LogManager
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs here: {proc.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_raises_storage_error_and_keeps_data(small_disk):

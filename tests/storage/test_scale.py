@@ -8,10 +8,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import subprocess
 
 import pytest
-from storage_helpers import make_batch
+from storage_helpers import make_batch, mounted_tmpfs
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError
@@ -100,20 +99,8 @@ def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a 4 MiB tmpfs here: {proc.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_with_a_segment_larger_than_the_disk(small_disk):

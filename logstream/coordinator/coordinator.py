@@ -211,6 +211,28 @@ class GroupCoordinator:
                 yield group
                 return
 
+    @contextmanager
+    def _locked_admin(self, group_id: str) -> Iterator[tuple[Group, bool]]:
+        """The group's lock, also for a group that exists only as stored offsets (no Group
+        object: after a restart, or after expiry dropped it): a temporary Group is created to
+        hold the lock, so a commit or join to the group (which locks the same object) lands
+        either before the caller looked or after it acted, never in between. Yields
+        ``(group, known)``, ``known`` False for such a temporary group; a temporary group still
+        pristine at the end (no member joined meanwhile: it cannot, the lock is held) is
+        dropped again."""
+        with self._lock:
+            known = group_id in self._groups
+        with self._locked(group_id, create=True) as group:
+            assert group is not None
+            try:
+                yield group, known
+            finally:
+                if not known and not group.members and group.group_epoch == 0:
+                    group.dead = True  # a waiting caller looks again and makes a new one
+                    with self._lock:
+                        if self._groups.get(group_id) is group:
+                            del self._groups[group_id]
+
     @staticmethod
     def _check_group_id(group_id: str) -> None:
         if not group_id:
@@ -432,19 +454,22 @@ class GroupCoordinator:
     def delete_group(self, group_id: str) -> None:
         """Delete an empty group and its offsets. GroupIdNotFoundError, NonEmptyGroupError."""
         self._check_group_id(group_id)
-        with self._locked(group_id) as group:
-            if group is not None and group.members:
+        # Under the group lock also for an offsets-only group: a consumer joining and
+        # committing meanwhile waits, and finds the group deleted (not half-deleted).
+        with self._locked_admin(group_id) as (group, known):
+            if group.members:
                 raise NonEmptyGroupError(
                     f"group {group_id!r} has {len(group.members)} active members; stop them first"
                 )
-            if not self.offsets.get(group_id) and group is None:
+            has_offsets = bool(self.offsets.get(group_id))
+            if not has_offsets and not known:
                 raise GroupIdNotFoundError(f"no group {group_id!r}")
-            if self.offsets.get(group_id):
+            if has_offsets:
                 self.offsets.delete_group(group_id)
-            if group is not None:
-                group.dead = True
-                with self._lock:
-                    self._groups.pop(group_id, None)
+            group.dead = True
+            with self._lock:
+                if self._groups.get(group_id) is group:
+                    del self._groups[group_id]
 
     def reset_offsets(
         self,
@@ -464,14 +489,17 @@ class GroupCoordinator:
         NonEmptyGroupError (members are active), UnknownTopicOrPartitionError.
         """
         self._check_group_id(group_id)
-        with self._locked(group_id) as group:
+        # Under the group lock also for an offsets-only group: a standalone commit racing a
+        # --shift-by lands before the plan reads the committed offsets or after it is applied,
+        # never in between (where the reset would overwrite it with a stale base).
+        with self._locked_admin(group_id) as (group, known):
             committed = self.offsets.get(group_id)
-            if group is not None and group.members:
+            if group.members:
                 raise NonEmptyGroupError(
                     f"group {group_id!r} is active ({len(group.members)} members); offsets can "
                     "only be reset while no consumer of the group runs"
                 )
-            if group is None and not committed:
+            if not known and not committed:
                 raise GroupIdNotFoundError(f"no group {group_id!r}")
             n = self._partition_count(topic)
             if n is None or topic == OFFSETS_TOPIC:

@@ -351,3 +351,92 @@ def test_expiry_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
     got = coord.fetch_offsets("solo", [TP0])[TP0]
     assert got is not None and got.offset == 5, "a commit made during expiry was deleted"
     assert [g.group_id for g in coord.list_groups()] == ["solo"]
+
+
+def test_reset_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
+    """A ``--shift-by`` reset of a group that exists only as stored offsets runs under the
+    group lock: a standalone commit arriving between the plan (which reads the committed
+    offset) and its execution waits, so it is not overwritten by a plan built on the stale
+    offset. The outcome is one of the two serial orders, never a third value."""
+    import threading
+
+    storage.create_topic("orders", 2)
+    produce(storage, "orders", 0, 100, ts=1)
+    config = CoordinatorConfig(groups=SETTINGS)
+    GroupCoordinator(storage, clock, config).commit("solo", "", -1, {TP0: 10})
+    coord = GroupCoordinator(storage, clock, config)  # a restart: "solo" is offsets only
+    real = coord._reset_target
+    landed = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def commit_meanwhile() -> None:
+        coord.commit("solo", "", -1, {TP0: 50})
+        landed.set()
+
+    def reset_target(log, committed, target):
+        if not threads:
+            threads.append(threading.Thread(target=commit_meanwhile))
+            threads[0].start()
+            landed.wait(0.5)  # with the lock held, the commit waits for the reset instead
+        return real(log, committed, target)
+
+    coord._reset_target = reset_target
+    plan = coord.reset_offsets("solo", "orders", [0], ResetSpec("shift", 5), execute=True)
+    threads[0].join(5)
+    assert landed.is_set()
+    assert plan == {TP0: 15}
+    got = coord.fetch_offsets("solo", [TP0])[TP0]
+    # reset then commit: 50; commit then reset: 55. 15 means the commit was lost.
+    assert got is not None and got.offset in (50, 55), f"a racing commit was lost: {got}"
+
+
+def test_delete_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
+    """Deleting a group that exists only as stored offsets runs under the group lock: a
+    consumer that joins and commits meanwhile waits for the delete, then finds a new group;
+    its commit survives (it is not wiped by the delete's tombstone, and the delete does not
+    remove the offsets of a group that has just become active)."""
+    import threading
+
+    storage.create_topic("orders", 2)
+    config = CoordinatorConfig(groups=SETTINGS)
+    GroupCoordinator(storage, clock, config).commit("billing", "", -1, {TP0: 0})
+    coord = GroupCoordinator(storage, clock, config)  # a restart: "billing" is offsets only
+    produce(storage, "orders", 0, 5, ts=1)
+    real = coord.offsets.delete_group
+    landed = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def join_and_commit() -> None:
+        r = join(coord)
+        coord.commit("billing", r.member_id, r.member_epoch, {TP0: 5})
+        landed.set()
+
+    def delete_group(group_id: str) -> None:
+        if not threads:
+            threads.append(threading.Thread(target=join_and_commit))
+            threads[0].start()
+            landed.wait(0.5)  # with the lock held, the join waits for the delete instead
+        real(group_id)
+
+    coord.offsets.delete_group = delete_group
+    coord.delete_group("billing")
+    threads[0].join(5)
+    assert landed.is_set()
+    got = coord.fetch_offsets("billing", [TP0])[TP0]
+    assert got is not None and got.offset == 5, "the commit of a member was deleted"
+    assert [(g.group_id, g.members) for g in coord.list_groups()] == [("billing", 1)]
+
+
+def test_admin_calls_on_unknown_groups_leave_no_group_behind(coord, orders):
+    with pytest.raises(GroupIdNotFoundError):
+        coord.delete_group("ghost")
+    with pytest.raises(GroupIdNotFoundError):
+        coord.reset_offsets("ghost", "orders", None, ResetSpec("earliest"))
+    assert coord._groups == {}
+    coord.commit("solo", "", -1, {TP0: 0})
+    coord._groups.clear()  # as after a restart: "solo" is offsets only now
+    coord.reset_offsets("solo", "orders", None, ResetSpec("earliest"), execute=True)
+    assert coord._groups == {}
+    assert [g.group_id for g in coord.list_groups()] == ["solo"]
+    coord.delete_group("solo")
+    assert coord.list_groups() == [] and coord._groups == {}

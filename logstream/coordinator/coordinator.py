@@ -17,6 +17,7 @@ taken in the order: coordinator lock, then one group lock (never two group locks
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from logstream.coordinator.group import (
     HeartbeatResult,
 )
 from logstream.coordinator.offsets import (
+    COMPACT_MIN_RECORDS,
     DEFAULT_OFFSETS_PARTITIONS,
     OFFSETS_TOPIC,
     CommittedOffset,
@@ -50,6 +52,7 @@ from logstream.errors import (
 )
 from logstream.types import OffsetAndMetadata, TopicPartition
 
+_log = logging.getLogger("logstream.coordinator")
 _DAY_MS = 24 * 60 * 60 * 1000
 MAX_METADATA_CHARS = 4096
 MAX_GROUP_ID_CHARS = 255
@@ -70,6 +73,10 @@ class CoordinatorConfig:
     offsets_topic_partitions: int = DEFAULT_OFFSETS_PARTITIONS
     offsets_topic_config: Any = None
     """Passed to ``LogManager.create_topic`` for ``__consumer_offsets`` (None: defaults)."""
+    offsets_compact_min_records: int = COMPACT_MIN_RECORDS
+    """A checkpoint of ``__consumer_offsets`` is written (by :meth:`GroupCoordinator.expire`)
+    once a partition of it has had more than max(this, 4 x live entries) records appended
+    since its last checkpoint; the segments below the checkpoint are then deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +166,7 @@ class GroupCoordinator:
             clock,
             partitions=self.config.offsets_topic_partitions,
             topic_config=self.config.offsets_topic_config,
+            compact_min_records=self.config.offsets_compact_min_records,
         )
 
     # ================================================================== storage access
@@ -534,8 +542,9 @@ class GroupCoordinator:
 
     def expire(self) -> ExpiryReport:
         """Fence members past their session timeout, and delete the offsets of groups that
-        have been empty for longer than ``offsets_retention_ms``. Call it periodically
-        (the broker does, a few times per second)."""
+        have been empty for longer than ``offsets_retention_ms``; checkpoint
+        ``__consumer_offsets`` when enough records accumulated (see ``offsets.py``). Call it
+        periodically (the broker does, a few times per second)."""
         now, now_ms = self._clock.monotonic(), self._clock.now_ms()
         fenced: dict[str, list[str]] = {}
         expired: list[str] = []
@@ -564,6 +573,12 @@ class GroupCoordinator:
                     group.dead = True  # a waiting caller looks again and makes a new one
                     with self._lock:
                         self._groups.pop(group_id, None)
+        try:
+            self.offsets.maybe_compact()
+        except LogstreamError:
+            # A storage error (disk full, failed partition): nothing was deleted, the
+            # records are all still there; the next timer tick tries again.
+            _log.exception("checkpoint of %s failed", OFFSETS_TOPIC)
         return ExpiryReport(fenced, expired)
 
 

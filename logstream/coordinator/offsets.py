@@ -23,12 +23,32 @@ Record layout (all integers little-endian)::
     value of type 2: always null (tombstone: every offset of the group is deleted: the
         group was deleted, or its offsets expired)
 
+    key, type 3 (checkpoint marker): u8 key_type = 3
+    value of type 3:
+        u8   value_version = 1
+        i64  start          offset of the first record of the checkpoint
+        i64  entries        how many offset records the checkpoint holds
+
 One commit request is one batch, appended with one ``append``: after a crash it is either
 entirely in the log or entirely cut off by storage recovery (the batch CRC), never half.
 Unknown key types and value versions are skipped on replay (forward compatibility).
 
-Compaction is not implemented: the topic keeps every record (retention off), and replay reads
-them all. The cost is one decode per commit batch ever written.
+Compaction (checkpoints). The log is append-only with whole-segment deletion, so instead of
+rewriting it, :meth:`OffsetStore.maybe_compact` (called by the coordinator's expiry timer)
+appends a **checkpoint** to a partition once the records written there since its last
+checkpoint exceed ``max(min_records, 4 x live entries)``: every live offset of the groups of
+that partition, re-appended with their original values (a few batches), then the marker
+(type 3) naming where the checkpoint starts. Only after the marker is appended and the log
+flushed are the sealed segments lying entirely below the checkpoint start deleted
+(``PartitionLog.delete_segments_before``, which advances the log start). Replay still reads
+from the log start: the kept segment holding the checkpoint start may begin with older
+records, but the checkpoint re-states the value of every key live at its start, and records
+after it apply in order, so the result is the same table. A crash while the checkpoint is
+written leaves records that re-state current values (harmless when replayed) and no marker, so
+nothing was deleted: the older records are all still there. Tombstones need no entry in the
+checkpoint: a deleted key is simply absent from it, and the records that had set it lie below
+the checkpoint start (deleted with their segments, or replayed before the tombstone that
+follows them).
 
 Thread safety: every public method takes the store's lock; appends are serialized.
 """
@@ -49,14 +69,23 @@ from logstream.types import OffsetAndMetadata, TopicPartition
 OFFSETS_TOPIC = "__consumer_offsets"
 DEFAULT_OFFSETS_PARTITIONS = 1
 OFFSETS_TOPIC_CONFIG: dict[str, int | str] = {
-    "retention_ms": -1,  # no compaction yet: every record is kept (see above)
+    "retention_ms": -1,  # never by time or size: checkpoints delete segments (see above)
     "retention_bytes": -1,
     "segment_bytes": 16 * 1024 * 1024,
 }
 
 KEY_OFFSET = 1
 KEY_GROUP = 2
+KEY_CHECKPOINT = 3
 VALUE_VERSION = 1
+CHECKPOINT_VERSION = 1
+
+COMPACT_MIN_RECORDS = 10_000
+"""A checkpoint is written once more records than max(this, 4 x live entries) were appended
+to a partition since its last checkpoint."""
+COMPACT_LIVE_FACTOR = 4
+_CHECKPOINT_BATCH_RECORDS = 1_000
+_CHECKPOINT_BATCH_BYTES = 256 * 1024
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -67,6 +96,12 @@ _VALUE_HEAD = struct.Struct(
     "q"  # offset
     "q"  # commit_timestamp_ms
     "I"  # metadata length
+)
+_CHECKPOINT_VALUE = struct.Struct(
+    "<"
+    "B"  # value_version
+    "q"  # start: offset of the first record of the checkpoint
+    "q"  # entries
 )
 
 _READ_BYTES = 4 * 1024 * 1024
@@ -88,6 +123,10 @@ class _PartitionLog(Protocol):
 
     def read(self, offset: int, max_bytes: int) -> bytes | memoryview: ...
 
+    def flush(self) -> Any: ...
+
+    def delete_segments_before(self, offset: int) -> int: ...
+
 
 # ----------------------------------------------------------------------------- encoding
 
@@ -108,6 +147,22 @@ def encode_group_key(group: str) -> bytes:
 def encode_offset_value(offset: int, metadata: str, commit_timestamp_ms: int) -> bytes:
     raw = metadata.encode("utf-8")
     return _VALUE_HEAD.pack(VALUE_VERSION, offset, commit_timestamp_ms, len(raw)) + raw
+
+
+def encode_checkpoint_key() -> bytes:
+    return _U8.pack(KEY_CHECKPOINT)
+
+
+def encode_checkpoint_value(start: int, entries: int) -> bytes:
+    return _CHECKPOINT_VALUE.pack(CHECKPOINT_VERSION, start, entries)
+
+
+def decode_checkpoint_value(value: bytes) -> tuple[int, int] | None:
+    """(start, entries) of a checkpoint marker; None for an unknown version."""
+    version, start, entries = _CHECKPOINT_VALUE.unpack_from(value, 0)
+    if version != CHECKPOINT_VERSION:
+        return None
+    return start, entries
 
 
 def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
@@ -151,12 +206,25 @@ class OffsetStore:
     one lock guards the table and serializes appends.
     """
 
-    def __init__(self, logs: list[_PartitionLog], clock: Clock) -> None:
+    def __init__(
+        self,
+        logs: list[_PartitionLog],
+        clock: Clock,
+        *,
+        compact_min_records: int = COMPACT_MIN_RECORDS,
+    ) -> None:
         self._logs = logs
         self._clock = clock
         self._lock = threading.Lock()
         self._table: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         self.records_replayed = 0
+        self.compact_min_records = compact_min_records
+        # per partition of the topic: records appended since its last complete checkpoint,
+        # the count at which to look again, and where that checkpoint starts (-1: none)
+        self._since_checkpoint = [0] * len(logs)
+        self._next_check = [compact_min_records] * len(logs)
+        self.checkpoint_start = [-1] * len(logs)
+        self.checkpoints_written = 0
 
     @classmethod
     def open(
@@ -166,6 +234,7 @@ class OffsetStore:
         *,
         partitions: int = DEFAULT_OFFSETS_PARTITIONS,
         topic_config: Any = None,
+        compact_min_records: int = COMPACT_MIN_RECORDS,
     ) -> OffsetStore:
         """Open (creating if needed) ``__consumer_offsets`` in ``log_manager`` and replay it.
 
@@ -177,7 +246,7 @@ class OffsetStore:
             log_manager.create_topic(OFFSETS_TOPIC, partitions, config)
         n = len(_partition_list(log_manager.topic(OFFSETS_TOPIC)))
         logs = [log_manager.get_log(OFFSETS_TOPIC, p) for p in range(n)]
-        store = cls(logs, clock)
+        store = cls(logs, clock, compact_min_records=compact_min_records)
         store.replay()
         return store
 
@@ -188,10 +257,13 @@ class OffsetStore:
         with self._lock:
             self._table.clear()
             self.records_replayed = 0
-            for log in self._logs:
-                self._replay_log(log)
+            for i, log in enumerate(self._logs):
+                self._since_checkpoint[i] = 0
+                self._next_check[i] = self.compact_min_records
+                self.checkpoint_start[i] = -1
+                self._replay_log(i, log)
 
-    def _replay_log(self, log: _PartitionLog) -> None:
+    def _replay_log(self, index: int, log: _PartitionLog) -> None:
         pos = int(log.log_start_offset)
         end = int(log.log_end_offset)
         while pos < end:
@@ -204,8 +276,15 @@ class OffsetStore:
                 values = batch.value_list()
                 first = max(0, pos - batch.header.base_offset)
                 for key, value in zip(keys[first:], values[first:], strict=True):
+                    if key and key[0] == KEY_CHECKPOINT and value is not None:
+                        marker = _decode_marker(value)
+                        if marker is not None:  # a complete checkpoint: count from here
+                            self.checkpoint_start[index] = marker[0]
+                            self._since_checkpoint[index] = 0
+                            continue
                     self._apply(key, value)
                     self.records_replayed += 1
+                    self._since_checkpoint[index] += 1
                 pos = batch.header.next_offset
                 progressed = True
             if not progressed:
@@ -234,15 +313,94 @@ class OffsetStore:
 
     # -------------------------------------------------------------- writes
 
+    def _index_for(self, group: str) -> int:
+        return zlib.crc32(group.encode("utf-8")) % len(self._logs)
+
     def _log_for(self, group: str) -> _PartitionLog:
-        return self._logs[zlib.crc32(group.encode("utf-8")) % len(self._logs)]
+        return self._logs[self._index_for(group)]
 
     def _write(self, group: str, keys: list[bytes], values: list[bytes | None]) -> None:
         now = self._clock.now_ms()
         batch = encode_batch(values, keys=keys, timestamps=now)
-        self._log_for(group).append(batch)
+        index = self._index_for(group)
+        self._logs[index].append(batch)
+        self._since_checkpoint[index] += len(keys)
         for k, v in zip(keys, values, strict=True):
             self._apply(k, v)
+
+    # -------------------------------------------------------------- compaction
+
+    def maybe_compact(self) -> int:
+        """Checkpoint (and drop the segments below the checkpoint of) every partition of the
+        topic that has had more than ``max(compact_min_records, 4 x live entries)`` records
+        appended since its last checkpoint. Returns the segments deleted. Cheap when there is
+        nothing to do (one comparison per partition); call it periodically."""
+        deleted = 0
+        for i in range(len(self._logs)):
+            if self._since_checkpoint[i] < self._next_check[i]:
+                continue
+            with self._lock:
+                live = self._live_entries(i)
+                threshold = max(self.compact_min_records, COMPACT_LIVE_FACTOR * live)
+                if self._since_checkpoint[i] <= threshold:
+                    self._next_check[i] = threshold + 1  # no rescan before that
+                    continue
+            deleted += self.compact(i)
+        return deleted
+
+    def compact(self, index: int = 0) -> int:
+        """Write a checkpoint of partition ``index`` of the topic now, then delete the sealed
+        segments entirely below it. Returns the segments deleted."""
+        with self._lock:
+            log = self._logs[index]
+            start = int(log.log_end_offset)
+            entries = self._write_checkpoint_locked(index, log)
+            marker = encode_batch(
+                [encode_checkpoint_value(start, entries)],
+                keys=[encode_checkpoint_key()],
+                timestamps=self._clock.now_ms(),
+            )
+            log.append(marker)
+            log.flush()  # the checkpoint is on disk before what it replaces is deleted
+            self.checkpoint_start[index] = start
+            self._since_checkpoint[index] = 0
+            self._next_check[index] = max(self.compact_min_records, COMPACT_LIVE_FACTOR * entries)
+            self.checkpoints_written += 1
+            return int(log.delete_segments_before(start))
+
+    def _live_entries(self, index: int) -> int:
+        return sum(len(t) for g, t in self._table.items() if self._index_for(g) == index)
+
+    def _write_checkpoint_locked(self, index: int, log: _PartitionLog) -> int:
+        """Append every live offset of the groups of partition ``index`` (their stored values,
+        commit time included), in batches; returns how many."""
+        keys: list[bytes] = []
+        values: list[bytes | None] = []
+        size = 0
+        entries = 0
+
+        def flush_batch() -> None:
+            nonlocal size
+            if keys:
+                log.append(encode_batch(values, keys=keys, timestamps=self._clock.now_ms()))
+                keys.clear()
+                values.clear()
+                size = 0
+
+        for group in sorted(self._table):
+            if self._index_for(group) != index:
+                continue
+            for tp, c in self._table[group].items():
+                k = encode_offset_key(group, tp)
+                v = encode_offset_value(c.offset, c.metadata, c.commit_timestamp_ms)
+                keys.append(k)
+                values.append(v)
+                size += len(k) + len(v)
+                entries += 1
+                if len(keys) >= _CHECKPOINT_BATCH_RECORDS or size >= _CHECKPOINT_BATCH_BYTES:
+                    flush_batch()
+        flush_batch()
+        return entries
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> int:
         """Persist ``offsets`` for ``group`` (one batch); returns the commit timestamp.
@@ -291,6 +449,13 @@ class OffsetStore:
             if not table:
                 return None
             return max(c.commit_timestamp_ms for c in table.values())
+
+
+def _decode_marker(value: bytes) -> tuple[int, int] | None:
+    try:
+        return decode_checkpoint_value(value)
+    except struct.error:
+        return None
 
 
 def _partition_list(topic: Any) -> list[Any]:

@@ -660,21 +660,39 @@ class PartitionLog:
                 retention_ms=config.retention_ms,
                 retention_bytes=config.retention_bytes,
             )
-            if k == 0:
+            return self._delete_prefix_locked(k, "retention")
+
+    def delete_segments_before(self, offset: int) -> int:
+        """Delete the sealed segments that lie entirely below ``offset`` (never the last
+        segment) and advance the log start to the first kept segment; returns how many.
+        For an owner that knows the older records are obsolete (the offsets topic after a
+        checkpoint). Same crash story as retention (log start checkpointed first)."""
+        with self._lock:
+            if self._closed or self.read_only:
                 return 0
-            new_start = segments[k].base_offset
-            files.write_checkpoint(self.dir / files.LOG_START_FILE, new_start)
-            for seg in segments[:k]:
-                seg.delete()
-            del self._segments[:k]
-            del self._bases[:k]
-            self._ts_prefix = []  # the running max included the deleted segments
-            self._log_start = max(self._log_start, new_start)
-            log.info(
-                "retention deleted %d segments of %s-%d; log start offset is now %d",
-                k, self.topic, self.partition, self._log_start,
-            )
-            return k
+            segments = self._segments
+            k = 0
+            while k + 1 < len(segments) and segments[k + 1].base_offset <= offset:
+                k += 1
+            return self._delete_prefix_locked(k, "delete_segments_before")
+
+    def _delete_prefix_locked(self, k: int, why: str) -> int:
+        if k == 0:
+            return 0
+        segments = self._segments
+        new_start = segments[k].base_offset
+        files.write_checkpoint(self.dir / files.LOG_START_FILE, new_start)
+        for seg in segments[:k]:
+            seg.delete()
+        del self._segments[:k]
+        del self._bases[:k]
+        self._ts_prefix = []  # the running max included the deleted segments
+        self._log_start = max(self._log_start, new_start)
+        log.info(
+            "%s deleted %d segments of %s-%d; log start offset is now %d",
+            why, k, self.topic, self.partition, self._log_start,
+        )
+        return k
 
     # -- closing -----------------------------------------------------------------------------
 

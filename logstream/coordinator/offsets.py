@@ -345,6 +345,9 @@ class OffsetStore:
                 if self._since_checkpoint[i] <= threshold:
                     self._next_check[i] = threshold + 1  # no rescan before that
                     continue
+                # If the checkpoint fails (storage error), try again only after as many
+                # records again, not on every tick of the timer.
+                self._next_check[i] = self._since_checkpoint[i] + self.compact_min_records
             deleted += self.compact(i)
         return deleted
 

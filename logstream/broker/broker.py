@@ -219,7 +219,11 @@ def _open_coordinator(config: BrokerConfig, manager: LogManager, clock: Clock) -
     coordinator = GroupCoordinator(
         manager,
         clock,
-        CoordinatorConfig(groups=settings, offsets_retention_ms=config.offsets_retention_ms),
+        CoordinatorConfig(
+            groups=settings,
+            offsets_retention_ms=config.offsets_retention_ms,
+            offsets_compact_min_records=config.offsets_compact_min_records,
+        ),
     )
     log.info(
         "group coordinator: %d committed-offset records replayed in %.3fs",

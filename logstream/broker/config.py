@@ -23,6 +23,7 @@ TOML layout (every key optional; unknown keys are an error)::
     group_max_size = 1000                  # members per group (beyond: GROUP_MAX_SIZE_REACHED)
     max_partitions_per_topic = 10000       # create / add-partitions beyond: INVALID_PARTITIONS
     offsets_retention_ms = 604800000       # offsets of a group empty this long are deleted
+    offsets_compact_min_records = 10000    # __consumer_offsets checkpoint after this many commits
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
     max_batch_bytes = 1048648        # 1 MiB + the 72-byte header
@@ -77,6 +78,7 @@ class BrokerConfig:
     group_max_size: int = 1_000
     max_partitions_per_topic: int = 10_000
     offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
+    offsets_compact_min_records: int = 10_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -88,6 +90,10 @@ class BrokerConfig:
         if self.max_message_bytes < 1 * MiB:
             raise InvalidConfigError(
                 f"max_message_bytes must be >= 1 MiB: {self.max_message_bytes}"
+            )
+        if self.offsets_compact_min_records < 1:
+            raise InvalidConfigError(
+                f"offsets_compact_min_records must be >= 1: {self.offsets_compact_min_records}"
             )
         if self.group_max_size < 1:
             raise InvalidConfigError(f"group_max_size must be >= 1: {self.group_max_size}")

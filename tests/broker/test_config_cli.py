@@ -52,6 +52,7 @@ def test_command_line_beats_the_file(tmp_path):
         {"max_workers": 1},
         {"topic_defaults": {"flush_policy": "maybe"}},
         {"topic_defaults": {"bogus": 1}},
+        {"offsets_compact_min_records": 0},
     ],
 )
 def test_bad_broker_config_is_rejected(values):
@@ -148,3 +149,12 @@ def test_shutdown_answers_waiting_long_polls_promptly(tmp_path):
         t.join(10)
         assert done and time.monotonic() - start < 3
         client.close()
+
+
+def test_group_settings_reach_the_coordinator(tmp_path):
+    with run_broker(
+        tmp_path / "d", offsets_compact_min_records=1234, offsets_retention_ms=60_000
+    ) as b:
+        config = b.broker.coordinator.config
+        assert config.offsets_compact_min_records == 1234
+        assert config.offsets_retention_ms == 60_000

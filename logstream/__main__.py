@@ -2,16 +2,56 @@
 
 import signal
 import sys
+from types import FrameType
+from typing import Any
 
 if __name__ == "__main__":
     # Ctrl-C while the CLI is still being imported: tail and consume stop normally (exit 0),
     # anything else exits 130; no traceback. LogstreamGroup.main takes over once imported.
     _STOP = 0 if {"tail", "consume"} & set(sys.argv[1:]) else 130
 
+    class _EarlyStop(SystemExit):
+        logstream_interrupt = True
+
     def _early_interrupt(signum: int, frame: object) -> None:
-        raise SystemExit(_STOP)
+        raise _EarlyStop(_STOP)
 
     _early_interrupt.logstream_early = True  # type: ignore[attr-defined]
+
+    # A signal handler runs wherever the interpreter happens to be, also in a weakref
+    # callback or __del__ (importlib's module-lock cleanup runs one on every import), where
+    # an exception is only reported ("Exception ignored in ...") and then dropped: the
+    # Ctrl-C would be lost and tail -f would go on following. So such a dropped interrupt
+    # (ours carry ``logstream_interrupt``) is delivered again a few milliseconds later,
+    # by then (almost surely; else once more) in code where it propagates.
+    _unraisablehook = sys.unraisablehook
+
+    def _again(signum: int, frame: FrameType | None) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+
+    def _redeliver(unraisable: "sys.UnraisableHookArgs") -> None:
+        if not getattr(unraisable.exc_value, "logstream_interrupt", False):
+            _unraisablehook(unraisable)
+            return
+        try:
+            signal.signal(signal.SIGALRM, _again)
+            signal.setitimer(signal.ITIMER_REAL, 0.005)
+        except (ValueError, OSError):  # not the main thread: report it as before
+            _unraisablehook(unraisable)
+
+    # Some C code prints an exception it then replaces (numpy's import_array prints the
+    # KeyboardInterrupt and raises ImportError, which LogstreamGroup.invoke takes for the
+    # Ctrl-C it is): no traceback for a Ctrl-C.
+    _excepthook = sys.excepthook
+
+    def _quiet_interrupt(*exc_info: Any) -> None:
+        if not getattr(exc_info[1], "logstream_interrupt", False):
+            _excepthook(*exc_info)
+
+    sys.unraisablehook = _redeliver
+    sys.excepthook = _quiet_interrupt
     signal.signal(signal.SIGINT, _early_interrupt)
 
 from logstream.cli.main import main

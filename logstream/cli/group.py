@@ -43,6 +43,42 @@ def _silence_stdout() -> None:
         pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, as raised by ``interrupt_handler``: a KeyboardInterrupt, but not exactly one.
+
+    CPython (3.11, 3.12) marks the process for death by SIGINT whenever code run by a string
+    ``exec``/``eval`` ends with *exactly* ``KeyboardInterrupt``, even if a caller catches
+    it: ``run_eval_code_obj`` in Python/pythonrun.c sets
+    ``_PyRuntime.signals.unhandled_keyboard_interrupt``, and under ``python -m`` ``Py_RunMain``
+    checks that flag after the interpreter exits and re-kills itself with SIGINT (no output,
+    status -2), whatever exit code we chose. ``dataclasses`` (``exec``) and ``namedtuple``
+    (``eval``) run such strings at import time, so a Ctrl-C while a subcommand's modules
+    are imported would end ``tail``/``consume`` by the signal instead of exit 0. The flag
+    test is ``type is KeyboardInterrupt``; a subclass is caught by every ``except
+    KeyboardInterrupt`` but never sets it. (``logstream_interrupt``: see ``__main__``, which
+    delivers one again if it was raised where Python drops exceptions, e.g. a weakref callback.)
+    """
+
+    logstream_interrupt = True
+
+
+_ctrl_c = {"seen": False}
+
+
+def interrupt_handler(signum: int, frame: object) -> None:
+    """SIGINT handler of the CLI: ``signal.default_int_handler`` raising ``Interrupted``."""
+    _ctrl_c["seen"] = True
+    raise Interrupted
+
+
+def _ctrl_c_turned_into(exc: BaseException) -> bool:
+    """True if ``exc`` is (probably) a Ctrl-C that a library turned into another error: some C
+    code prints the KeyboardInterrupt and raises its own (numpy's ``import_array`` makes it
+    ``ImportError: numpy._core.multiarray failed to import``). Once Ctrl-C was pressed, any
+    error but an exit is taken for one; it stops the command all the same."""
+    return _ctrl_c["seen"] and not isinstance(exc, click.exceptions.Exit)
+
+
 class LogstreamGroup(click.Group):
     """A group whose subcommands are imported on first use (``lazy``: name -> "module:attr")
     and which turns errors into one line and an exit code."""
@@ -69,7 +105,7 @@ class LogstreamGroup(click.Group):
         # (``python -m logstream`` ignored it with a quiet exit while importing).
         if getattr(signal.getsignal(signal.SIGINT), "logstream_early", False):
             try:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGINT, interrupt_handler)
             except ValueError:  # not the main thread (embedded use): leave it as it is
                 pass
         return super().main(*args, **kwargs)
@@ -89,7 +125,9 @@ class LogstreamGroup(click.Group):
         # Ctrl-C while parsing: click itself would print "Aborted!" and exit 1.
         try:
             ctx = super().make_context(info_name, list(args), parent=parent, **extra)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as exc:
+            if not isinstance(exc, KeyboardInterrupt) and not _ctrl_c_turned_into(exc):
+                raise
             raise click.exceptions.Exit(0 if name in self.stop_on_interrupt else 130) from None
         ctx.meta["logstream.subcommand"] = name
         return ctx
@@ -111,11 +149,13 @@ class LogstreamGroup(click.Group):
         name = ctx.meta.get("logstream.subcommand")
         try:
             return self._invoke(ctx)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as exc:
             # Anywhere, also while closing the clients after an error or a first Ctrl-C.
+            if not isinstance(exc, KeyboardInterrupt) and not _ctrl_c_turned_into(exc):
+                raise
             try:
                 _close(ctx)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Exception):
                 pass
             self._interrupt_exit(ctx, name)
 

@@ -80,7 +80,9 @@ def test_ctrl_c_in_a_string_exec_is_not_a_death_by_signal(tmp_path: Path) -> Non
         "if sys.argv[1] == 'cli':\n"
         "    signal.signal(signal.SIGINT, interrupt_handler)\n"
         "try:\n"
-        "    exec('import signal; signal.raise_signal(signal.SIGINT)')\n"
+        # the sleeps keep the eval loop inside the exec'd string until the handler has run
+        "    exec('import signal, time\\nsignal.raise_signal(signal.SIGINT)\\n"
+        "for _ in range(500): time.sleep(0.002)')\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(0)\n"
     )
@@ -101,7 +103,10 @@ def test_ctrl_c_in_a_string_exec_is_not_a_death_by_signal(tmp_path: Path) -> Non
 # sitecustomize import hook) where the start-up flakes had it land.
 _LANDINGS = {
     # in a string exec (dataclasses, namedtuple): under -m, CPython re-kills with SIGINT
-    "string-exec": "exec('import signal; signal.raise_signal(signal.SIGINT)')",
+    "string-exec": (
+        "exec('import signal, time\\nsignal.raise_signal(signal.SIGINT)\\n"
+        "for _ in range(500): time.sleep(0.002)')"
+    ),
     # in a weakref callback (importlib's module locks): Python drops the exception
     "weakref-callback": (
         "import weakref\n"

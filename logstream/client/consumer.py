@@ -560,6 +560,19 @@ class Consumer:
             out.append(tp)
         return out
 
+    def _fetch_partitions(
+        self, tps: list[TopicPartition], offsets: dict[TopicPartition, int]
+    ) -> list[log_pb2.FetchPartition]:
+        return [
+            log_pb2.FetchPartition(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offsets[tp],
+                max_bytes=self._partition_max_bytes,
+            )
+            for tp in tps
+        ]
+
     def _fetch(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
         with self._lock:
             offsets = {tp: self._fetch_offsets[tp] for tp in tps}
@@ -567,15 +580,7 @@ class Consumer:
             max_wait_ms=self._max_wait_ms,
             min_bytes=self._min_bytes,
             max_bytes=self._max_bytes,
-            partitions=[
-                log_pb2.FetchPartition(
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=offsets[tp],
-                    max_bytes=self._partition_max_bytes,
-                )
-                for tp in tps
-            ],
+            partitions=self._fetch_partitions(tps, offsets),
         )
         fut = self._transport.log.Fetch.future(
             req, timeout=self._timeout + self._max_wait_ms / 1000.0
@@ -600,15 +605,7 @@ class Consumer:
             cancels = self._cancels
         req = log_pb2.SubscribeRequest(
             max_bytes=self._max_bytes,
-            partitions=[
-                log_pb2.FetchPartition(
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=offsets[tp],
-                    max_bytes=self._partition_max_bytes,
-                )
-                for tp in tps
-            ],
+            partitions=self._fetch_partitions(tps, offsets),
         )
         call = self._transport.log.Subscribe(req)
         with self._lock:

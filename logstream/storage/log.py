@@ -205,11 +205,7 @@ class PartitionLog:
                 truncated, scan = last.recover()
                 recovered_headers = scan.headers
                 scanned = len(scan.headers)
-        first_base = self._segments[0].base_offset if self._segments else 0
-        self._log_start = max(checkpoint or 0, first_base)
-        self._next_offset = self._segments[-1].next_offset if self._segments else self._log_start
-        self._log_start = min(self._log_start, self._next_offset)
-        self._flushed_offset = self._next_offset
+        self._set_bounds(checkpoint)
         self._load_producer_state(clean, recovered_headers)
         for seg in self._segments:  # an idle partition holds no fd (reads reopen lazily)
             seg.release_fd()
@@ -265,11 +261,7 @@ class PartitionLog:
             with files.storage_errors(f"reading {self._segments[-1].log_path}"):
                 beyond, scan = self._segments[-1].scan_read_only()
             scanned = len(scan.headers)
-        first_base = self._segments[0].base_offset if self._segments else 0
-        self._log_start = max(checkpoint or 0, first_base)
-        self._next_offset = self._segments[-1].next_offset if self._segments else self._log_start
-        self._log_start = min(self._log_start, self._next_offset)
-        self._flushed_offset = self._next_offset
+        self._set_bounds(checkpoint)
         return RecoveryReport(
             topic=self.topic,
             partition=self.partition,
@@ -318,6 +310,14 @@ class PartitionLog:
 
     def _next_offset_locked(self) -> int:
         return self._segments[-1].next_offset if self._segments else self._log_start
+
+    def _set_bounds(self, checkpoint: int | None) -> None:
+        """Log start, end and flushed offsets from the segments and the start checkpoint."""
+        first_base = self._segments[0].base_offset if self._segments else 0
+        self._log_start = max(checkpoint or 0, first_base)
+        self._next_offset = self._segments[-1].next_offset if self._segments else self._log_start
+        self._log_start = min(self._log_start, self._next_offset)
+        self._flushed_offset = self._next_offset
 
     def _load_producer_state(self, clean: bool, recovered: list[BatchHeader] | None) -> None:
         path = self.dir / files.PRODUCER_STATE_FILE

@@ -239,11 +239,42 @@ def normal_readahead(mm: mmap.mmap) -> None:
             mm.madvise(advice)
 
 
+_MS_SYNC = getattr(mmap, "MS_SYNC", 4)  # Linux value; only used where libc msync loads
+_msync_fn: list = []
+
+
+def _libc_msync():  # type: ignore[no-untyped-def]
+    if not _msync_fn:
+        fn = None
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fn = libc.msync
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            fn.restype = ctypes.c_int
+        _msync_fn.append(fn)
+    return _msync_fn[0]
+
+
 def msync(mm: mmap.mmap) -> None:
-    """Write a map's dirty pages to disk (msync MS_SYNC). Seam for fault injection."""
+    """Write a map's dirty pages to disk (msync MS_SYNC). Seam for fault injection.
+
+    Through libc, not ``mmap.flush()``: CPython's ``flush`` keeps the GIL for the whole
+    msync (3-15 ms here), which froze every broker thread once per flush interval and set
+    the latency tail (docs/performance.md, Latency). ``ctypes.CDLL`` releases the GIL."""
     if _skip_sync():
         return
-    mm.flush()
+    fn = _libc_msync()
+    if fn is None or mm.closed:
+        mm.flush()
+        return
+    try:
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(mm))  # export released at once
+    except TypeError:  # a read-only map: nothing of ours to write back
+        mm.flush()
+        return
+    if fn(addr, len(mm), _MS_SYNC) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"msync: {os.strerror(err)}")
 
 
 def fsync(fd: int) -> None:

@@ -602,6 +602,15 @@ class Segment:
             files.fsync_dir(self.dir)
             self._dir_synced = True
 
+    def flush_unlocked(self) -> None:
+        """:meth:`flush` for a caller that does not hold the partition lock: the map lock
+        (the one every unmap takes) keeps the map alive during the msync; a segment sealed
+        or closed meanwhile was msync'ed by that seal or close."""
+        with self._pf_lock:
+            if self._mm is None:
+                return
+            self.flush()
+
     # -- reading -----------------------------------------------------------------------------
 
     def indexes(self) -> tuple[OffsetIndex, TimeIndex]:

@@ -205,7 +205,11 @@ def producer_main(addr: str, rate: int, seconds: float, out_path: str) -> None:
         f.result()
     p.close()
     out = []
+    from logstream.protocol import log_pb2
+
     for hop, t, req in ev:
+        if isinstance(req, bytes):  # the producer serializes its own requests (client/wire.py)
+            req = log_pb2.ProduceRequest.FromString(req)
         for part in req.partitions:  # type: ignore[attr-defined]
             for b in part.batches:
                 from logstream.codec.batch import decode_batch

@@ -963,28 +963,32 @@ class Producer:
         except errors.LogstreamError as exc:
             self._fail_parts(parts, exc)
             return
+        # The request is registered under the lock and sent after it (this thread is the
+        # only sender, so requests still leave in order): a unary pipe runs the callback of
+        # an answer that is already there inside pipe.send, and that callback takes the lock.
         if self._acks == common_pb2.ACKS_NONE:
             # Nothing to wait for: complete now; the (ignored) answer only paces the sender.
             with self._lock:
                 for tp, batches in parts:
                     self._inflight_by_tp[tp] -= len(batches)
-                if not pipe.broken:
+                alive = not pipe.broken
+                if alive:
                     self._inflight[corr] = _InFlight(pipe, [])
-                    pipe.send(request)
+            if alive:
+                pipe.send(request)
             for _, batches in parts:
                 for b in batches:
                     self._finish(b, -1, -1, None)
             return
         with self._lock:
-            if pipe.broken:
-                # The stream died between _ensure_pipe and now; its reader has already
-                # requeued what it knew about, so this request goes back by itself.
-                broken = True
-            else:
-                broken = False
+            # A stream that died between _ensure_pipe and now has had its requests requeued
+            # by its reader already, so this one goes back by itself.
+            alive = not pipe.broken
+            if alive:
                 self._inflight[corr] = _InFlight(pipe, parts)
-                pipe.send(request)
-        if broken:
+        if alive:
+            pipe.send(request)
+        else:
             self._fail_parts(parts, errors.BrokerNotAvailableError("produce stream broke"))
 
     def _ensure_pipe(self) -> _StreamPipe | _UnaryPipe:

@@ -7,12 +7,13 @@ import threading
 import time
 from typing import Any
 
+import grpc
 import pytest
 
 from logstream import errors
 from logstream.client import Producer
 from logstream.client.partitioner import crc32_partition
-from logstream.testing.transport import InMemoryTransport
+from logstream.testing.transport import FakeRpcError, InMemoryTransport
 
 
 @pytest.fixture
@@ -286,3 +287,58 @@ def test_an_old_explicit_timestamp_after_plain_records_opens_a_new_batch(
     assert [f.result(0).offset for f in plain] == [0, 1, 2]
     assert (old.result(0).offset, old.result(0).timestamp_ms) == (3, 7)
     assert len(transport.topics["t"][0].batches) == 2
+
+
+class _AlreadyDone:
+    """A unary call whose answer is there before ``add_done_callback`` (a fast broker)."""
+
+    def __init__(self, fn: Any) -> None:
+        try:
+            self._result, self._error = fn(), None
+        except BaseException as exc:
+            self._result, self._error = None, exc
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def add_done_callback(self, cb: Any) -> None:
+        cb(self)  # grpc runs the callback at once, in this thread, when the call is done
+
+    def cancel(self) -> bool:
+        return False
+
+
+def test_unary_fallback_survives_answers_that_arrive_before_the_callback(
+    transport: InMemoryTransport,
+) -> None:
+    """Brokers without ProduceStream get unary Produce calls. An answer that is already there
+    when the callback is attached runs the callback inline; the sender must not hold its
+    lock at that moment (it used to deadlock here)."""
+    def unimplemented(requests: Any, **_: Any) -> Any:
+        def answers() -> Any:  # like gRPC: the status arrives when the answers are read
+            raise FakeRpcError(None, grpc.StatusCode.UNIMPLEMENTED)
+            yield
+
+        return answers()
+
+    transport.log.ProduceStream = unimplemented
+    unary_produce = transport.log.Produce
+    transport.log.Produce.future = lambda req, timeout=None, **_: _AlreadyDone(
+        lambda: unary_produce(req, timeout)
+    )
+    offsets: list[int] = []
+
+    def produce() -> None:  # on a thread: a deadlock fails the test instead of hanging it
+        with Producer(transport, linger_ms=0) as p:
+            futures = [p.send("t", b"v%d" % i, partition=0) for i in range(50)]
+            p.flush(timeout=5)
+            offsets.extend(f.result(timeout=1).offset for f in futures)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "the producer deadlocked"
+    assert offsets == list(range(50))
+    assert transport.calls.get("Produce", 0) >= 1

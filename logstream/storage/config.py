@@ -63,6 +63,9 @@ class TopicConfig:
     - ``max_batch_bytes``: the largest accepted batch, header included.
     - ``timestamp_type``: ``create`` keeps producer timestamps; ``log_append`` rewrites the
       batch's first/max timestamps to the append time.
+    - ``producer_id_expiration_ms``: forget an idempotent producer's state (its last
+      sequence numbers) once its newest batch is older than this (Kafka's
+      ``producer.id.expiration.ms``, one day). A retry arriving later is taken as new data.
     """
 
     segment_bytes: int = 64 * 1024 * 1024
@@ -73,6 +76,7 @@ class TopicConfig:
     flush_interval_ms: int = 1000
     max_batch_bytes: int = 1024 * 1024 + HEADER_SIZE
     timestamp_type: str = "create"
+    producer_id_expiration_ms: int = _DAY_MS
 
     def __post_init__(self) -> None:
         _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
@@ -81,6 +85,7 @@ class TopicConfig:
         _check_int("retention_bytes", self.retention_bytes, -1)
         _check_int("flush_interval_ms", self.flush_interval_ms, 0)
         _check_int("max_batch_bytes", self.max_batch_bytes, HEADER_SIZE + 16, 2**31 - 1)
+        _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1)
         if self.flush_policy not in FLUSH_POLICIES:
             raise InvalidConfigError(
                 f"flush_policy must be one of {', '.join(FLUSH_POLICIES)}, "

@@ -62,6 +62,8 @@ from logstream.storage.segment import MAX_RELATIVE_OFFSET, Segment
 
 log = logging.getLogger("logstream.storage")
 
+PRODUCER_EXPIRY_CHECK_MS = 60_000  # how often enforce_retention looks for idle producer ids
+
 DEFAULT_READ_BYTES = 1024 * 1024
 _NO_TIMESTAMP = -(2**63)
 
@@ -142,6 +144,7 @@ class PartitionLog:
         self._closed = False
         self._deleted = False
         self._producers = ProducerStateManager()
+        self._producers_checked_ms = 0  # last producer-id expiry pass (enforce_retention)
         # The active segment's pages ahead of the cursor are populated by a background
         # thread (prefault.py), keeping page faults off the append path.
         self._prefaulter = prefault.shared() if prefault_pages and not read_only else None
@@ -670,12 +673,21 @@ class PartitionLog:
     # -- retention ---------------------------------------------------------------------------
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
-        """Delete expired sealed segments (see retention.py); returns how many."""
+        """Delete expired sealed segments (see retention.py); returns how many. Also forgets
+        idempotent producers idle for ``producer_id_expiration_ms`` (checked at most once a
+        minute per partition)."""
         with self._lock:
             if self._closed or self.read_only:
                 return 0
             config = self.config
             now = self._clock.now_ms() if now_ms is None else now_ms
+            if now >= self._producers_checked_ms + PRODUCER_EXPIRY_CHECK_MS:
+                self._producers_checked_ms = now
+                gone = self._producers.expire(now, config.producer_id_expiration_ms)
+                if gone:
+                    log.info(
+                        "%s-%d: forgot %d idle producer id(s)", self.topic, self.partition, gone
+                    )
             segments = self._segments
             k = deletable_prefix(
                 [s.size for s in segments],

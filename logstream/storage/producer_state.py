@@ -136,6 +136,20 @@ class ProducerStateManager:
             )
         )
 
+    def expire(self, now_ms: int, expiration_ms: int) -> int:
+        """Forget producers whose newest batch timestamp is ``expiration_ms`` or more before
+        ``now_ms`` (Kafka's producer id expiration); returns how many. Without it every
+        producer that ever wrote stays in memory and in each snapshot forever."""
+        cutoff = now_ms - expiration_ms
+        stale = [
+            pid
+            for pid, e in self.producers.items()
+            if not e.batches or max(b.timestamp for b in e.batches) <= cutoff
+        ]
+        for pid in stale:
+            del self.producers[pid]
+        return len(stale)
+
     def replay(self, headers: list[BatchHeader]) -> None:
         for h in headers:
             if h.producer_id >= 0:

@@ -89,3 +89,42 @@ def test_crash_without_any_snapshot_rebuilds_from_headers(tmp_path):
     log = open_log(tmp_path)
     assert log.append(pbatch(18)).duplicate
     log.close()
+
+
+def test_idle_producers_expire_and_leave_the_snapshot(tmp_path):
+    """A producer id whose newest batch is older than producer_id_expiration_ms is
+    forgotten by the periodic retention pass: its state stops growing memory and snapshots,
+    and a late retry is then taken as new data (Kafka's producer.id.expiration.ms)."""
+    import json
+
+    from logstream.storage import files
+    from logstream.storage.log import PRODUCER_EXPIRY_CHECK_MS
+
+    day = 86_400_000
+    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
+                         producer_id_expiration_ms=day)
+    log = PartitionLog(tmp_path, topic="t", partition=0, config=config)
+    ts = 1_700_000_000_000  # make_batch's first timestamp; the batch's newest is ts + 1
+    log.append(pbatch(0, pid=7))
+    log.append(pbatch(0, pid=8))
+    log.enforce_retention(now_ms=ts + 1 + day - 1)  # not idle long enough: both kept
+    assert log.append(pbatch(0, pid=7)).duplicate
+    log.append(make_batch(2, producer_id=8, epoch=0, sequence=2, tag=2, ts=ts + day))
+    log.enforce_retention(now_ms=ts + 1 + day + PRODUCER_EXPIRY_CHECK_MS)  # 7 idle, 8 not
+    again = log.append(pbatch(0, pid=7))
+    assert not again.duplicate and again.base_offset == 6  # a new copy: 7 was forgotten
+    with pytest.raises(OutOfOrderSequenceError):
+        log.append(make_batch(2, producer_id=8, epoch=0, sequence=9, ts=ts + day))  # 8 kept
+    log.close()
+    snapshot = json.loads((tmp_path / files.PRODUCER_STATE_FILE).read_bytes())
+    assert set(snapshot["producers"]) == {"7", "8"}  # 7 is back, as a fresh producer
+    assert [b[0] for b in snapshot["producers"]["7"]["batches"]] == [0]
+
+
+def test_producer_id_expiration_must_be_positive():
+    from logstream.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="producer_id_expiration_ms"):
+        TopicConfig(producer_id_expiration_ms=0)
+    kafka_style = TopicConfig.from_dict({"producer.id.expiration.ms": "60000"})
+    assert kafka_style.producer_id_expiration_ms == 60000

@@ -50,13 +50,15 @@ checkpoint: a deleted key is simply absent from it, and the records that had set
 the checkpoint start (deleted with their segments, or replayed before the tombstone that
 follows them).
 
-Thread safety: every public method takes the store's lock; appends are serialized.
+Thread safety: every public method takes the store's lock; appends are serialized. A
+checkpoint takes the lock once per batch it writes, so commits are not held up by it.
 """
 
 from __future__ import annotations
 
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
@@ -216,6 +218,7 @@ class OffsetStore:
         self._logs = logs
         self._clock = clock
         self._lock = threading.Lock()
+        self._compact_lock = threading.Lock()  # one checkpoint at a time
         self._table: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         self.records_replayed = 0
         self.compact_min_records = compact_min_records
@@ -353,55 +356,84 @@ class OffsetStore:
 
     def compact(self, index: int = 0) -> int:
         """Write a checkpoint of partition ``index`` of the topic now, then delete the sealed
-        segments entirely below it. Returns the segments deleted."""
-        with self._lock:
-            log = self._logs[index]
-            start = int(log.log_end_offset)
-            entries = self._write_checkpoint_locked(index, log)
-            marker = encode_batch(
-                [encode_checkpoint_value(start, entries)],
-                keys=[encode_checkpoint_key()],
-                timestamps=self._clock.now_ms(),
-            )
-            log.append(marker)
+        segments entirely below it. Returns the segments deleted.
+
+        The table lock is held per checkpoint batch, not for the whole checkpoint, so
+        commits keep flowing while a large table is re-stated. Each batch re-states the
+        values its keys have *when it is written*; a commit landing between two batches is
+        appended between them, so replaying the log in order still ends with the newest
+        value of every key (see the module docstring)."""
+        with self._compact_lock:
+            with self._lock:
+                log = self._logs[index]
+                start = int(log.log_end_offset)
+                counted_before = self._since_checkpoint[index]
+                keys_to_restate = [
+                    (group, tp)
+                    for group in sorted(self._table)
+                    if self._index_for(group) == index
+                    for tp in self._table[group]
+                ]
+            entries = 0
+            for lo in range(0, len(keys_to_restate), _CHECKPOINT_BATCH_RECORDS):
+                with self._lock:
+                    entries += self._restate_locked(
+                        log, keys_to_restate[lo : lo + _CHECKPOINT_BATCH_RECORDS]
+                    )
+                time.sleep(0)  # a commit waiting for the lock gets it before the next batch
+            with self._lock:
+                marker = encode_batch(
+                    [encode_checkpoint_value(start, entries)],
+                    keys=[encode_checkpoint_key()],
+                    timestamps=self._clock.now_ms(),
+                )
+                log.append(marker)
             log.flush()  # the checkpoint is on disk before what it replaces is deleted
-            self.checkpoint_start[index] = start
-            self._since_checkpoint[index] = 0
-            self._next_check[index] = max(self.compact_min_records, COMPACT_LIVE_FACTOR * entries)
-            self.checkpoints_written += 1
+            with self._lock:
+                self.checkpoint_start[index] = start
+                # commits that landed during the checkpoint still count towards the next one
+                self._since_checkpoint[index] = max(
+                    0, self._since_checkpoint[index] - counted_before
+                )
+                self._next_check[index] = max(
+                    self.compact_min_records, COMPACT_LIVE_FACTOR * entries
+                )
+                self.checkpoints_written += 1
             return int(log.delete_segments_before(start))
 
     def _live_entries(self, index: int) -> int:
         return sum(len(t) for g, t in self._table.items() if self._index_for(g) == index)
 
-    def _write_checkpoint_locked(self, index: int, log: _PartitionLog) -> int:
-        """Append every live offset of the groups of partition ``index`` (their stored values,
-        commit time included), in batches; returns how many."""
-        keys: list[bytes] = []
-        values: list[bytes | None] = []
+    def _restate_locked(self, log: _PartitionLog, keys: list[tuple[str, TopicPartition]]) -> int:
+        """Append the current values of ``keys`` (those still in the table; commit times
+        kept), in batches of at most ``_CHECKPOINT_BATCH_BYTES``; returns how many."""
+        out_keys: list[bytes] = []
+        out_values: list[bytes | None] = []
         size = 0
         entries = 0
 
         def flush_batch() -> None:
             nonlocal size
-            if keys:
-                log.append(encode_batch(values, keys=keys, timestamps=self._clock.now_ms()))
-                keys.clear()
-                values.clear()
+            if out_keys:
+                log.append(
+                    encode_batch(out_values, keys=out_keys, timestamps=self._clock.now_ms())
+                )
+                out_keys.clear()
+                out_values.clear()
                 size = 0
 
-        for group in sorted(self._table):
-            if self._index_for(group) != index:
+        for group, tp in keys:
+            c = self._table.get(group, {}).get(tp)
+            if c is None:  # deleted since the list was taken: its tombstone is in the log
                 continue
-            for tp, c in self._table[group].items():
-                k = encode_offset_key(group, tp)
-                v = encode_offset_value(c.offset, c.metadata, c.commit_timestamp_ms)
-                keys.append(k)
-                values.append(v)
-                size += len(k) + len(v)
-                entries += 1
-                if len(keys) >= _CHECKPOINT_BATCH_RECORDS or size >= _CHECKPOINT_BATCH_BYTES:
-                    flush_batch()
+            k = encode_offset_key(group, tp)
+            v = encode_offset_value(c.offset, c.metadata, c.commit_timestamp_ms)
+            out_keys.append(k)
+            out_values.append(v)
+            size += len(k) + len(v)
+            entries += 1
+            if size >= _CHECKPOINT_BATCH_BYTES:
+                flush_batch()
         flush_batch()
         return entries
 

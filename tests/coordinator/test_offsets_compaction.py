@@ -171,7 +171,8 @@ def test_checkpoint_without_its_marker_deletes_nothing_and_is_ignored(tmp_path, 
     expected = _table(coord)
     store = coord.offsets
     with store._lock:  # the records of a checkpoint, then a crash before the marker
-        store._write_checkpoint_locked(0, _offsets_log(lm))
+        live = [(g, tp) for g in sorted(store._table) for tp in store._table[g]]
+        store._restate_locked(_offsets_log(lm), live)
     lm.close()
     lm, coord = _open(tmp_path, clock)
     assert _table(coord) == expected
@@ -226,4 +227,44 @@ def test_checkpoints_per_partition_of_the_offsets_topic(tmp_path, clock, partiti
     lm, coord = _open(tmp_path, clock, config)
     assert _table(coord) == expected
     assert any(lm.get_log(OFFSETS_TOPIC, p).log_start_offset > 0 for p in range(partitions))
+    lm.close()
+
+
+def test_commits_during_a_checkpoint_are_not_held_up_and_not_lost(tmp_path, clock, monkeypatch):
+    """A checkpoint re-states a big table in many batches; a commit from another thread lands
+    between them (it does not wait for the whole checkpoint) and, after a restart, every key
+    has its newest value, never the older one the checkpoint re-stated."""
+    import threading
+    import time
+
+    lm, coord = _open(tmp_path, clock)
+    _commit_many(coord, 40, groups=100)  # 400 live offsets: a checkpoint of 200 batches
+    monkeypatch.setattr(offsets_mod, "_CHECKPOINT_BATCH_RECORDS", 2)
+    log = _offsets_log(lm)
+    real_append = log.append
+    order: list[str] = []
+    committer = threading.Thread(
+        target=coord.commit, args=("g0", "", -1, {TPS[0]: 904, TPS[1]: 5})
+    )
+
+    def append(batch):
+        order.append("commit" if threading.current_thread() is committer else "checkpoint")
+        if len(order) == 2:  # the checkpoint is under way: another thread commits now
+            committer.start()
+            time.sleep(0.05)  # (holding the lock) so that it is waiting for the lock
+        return real_append(batch)
+
+    monkeypatch.setattr(log, "append", append)
+    coord.offsets.compact(0)
+    committer.join(10)
+    monkeypatch.setattr(log, "append", real_append)
+    assert "commit" in order
+    # the commit went in between checkpoint batches, before the marker (the last append)
+    assert order.index("commit") < len(order) - 1 and order[-1] == "checkpoint"
+    assert coord.offsets.checkpoints_written == 1
+    expected = _table(coord)
+    assert expected["g0"][TPS[0]][0] == 904 and expected["g0"][TPS[1]][0] == 5
+    lm.close()
+    lm, coord = _open(tmp_path, clock)
+    assert _table(coord) == expected
     lm.close()

@@ -335,62 +335,161 @@ def scale_partitions(addr: str, topic: str, partitions: int, n: int, size: int) 
     }
 
 
-def scale_growth(addr: str, topic: str, checkpoints, size: int, samples: int) -> list[dict]:
-    """Grow one partition through ``checkpoints`` records; at each, time random timestamp
-    lookups (ListOffsets) and single-record fetches at random offsets."""
-    import random
+# One partition grown to 10^8 records: small records, produced in big columnar chunks.
+GROWTH_CHUNK = 50_000  # records per send_batch: 2,000 calls for 10^8 records, not 100,000
+GROWTH_BATCH_BYTES = 64 * 1024  # a fetch returns the whole batch holding the offset: keep
+# it small (~2,000 records of 16 B), so "fetch one record" does not decode a 1 MiB batch
+GROWTH_REQUEST_BYTES = 8 << 20  # many 64 KiB batches per produce request
+GROWTH_BYTES_PER_RECORD = 48  # disk per record beyond the value, with margin (~16 B measured)
+GROWTH_DISK_HEADROOM = 4 << 30  # leave this much free for everyone else on the machine
+GROWTH_SAMPLE_BUDGET_S = 30.0  # at most this long sampling one checkpoint
 
-    from logstream import Admin, Consumer
+
+def growth_disk_need(records: int, size: int) -> int:
+    """Bytes the broker needs to hold ``records`` records of ``size`` bytes (an overestimate:
+    record and batch headers, index entries, one preallocated active segment)."""
+    return records * (size + GROWTH_BYTES_PER_RECORD) + (64 << 20)
+
+
+def _growth_sample(
+    addr: str, admin, tp, rng, t_first: int, t_last: int, records: int, samples: int
+) -> dict:
+    """Time ``samples`` timestamp lookups and single-record fetches at random offsets;
+    stops early (and says how many it took) once GROWTH_SAMPLE_BUDGET_S has passed."""
+    from logstream import Consumer
 
     from .workload import percentile
 
+    stop = time.monotonic() + GROWTH_SAMPLE_BUDGET_S
+    lookups: list[int] = []
+    for _ in range(samples):
+        if time.monotonic() > stop:
+            break
+        ts = rng.randint(t_first, t_last)
+        t0 = time.perf_counter_ns()
+        admin.list_offsets({tp: ts})
+        lookups.append(time.perf_counter_ns() - t0)
+    fetches: list[int] = []
+    # A consumer only while sampling: an assigned one prefetches in the background, and
+    # between checkpoints it would compete with the producer for the 2 cores.
+    consumer = Consumer(addr, auto_offset_reset="earliest", max_partition_fetch_bytes=64 * 1024)
+    try:
+        consumer.assign([tp])
+        for _ in range(samples):
+            if time.monotonic() > stop:
+                break
+            off = rng.randrange(records)
+            consumer.seek(tp, off)
+            t0 = time.perf_counter_ns()
+            got = consumer.poll(timeout=5.0, max_records=1)
+            fetches.append(time.perf_counter_ns() - t0)
+            if not got or got[0].offset != off:
+                raise AssertionError(f"fetch at {off} returned {got[:1]}")
+    finally:
+        consumer.close()
+    lookups.sort()
+    fetches.sort()
+    return {
+        "lookup_ms": percentile(lookups, 50) / 1e6,
+        "fetch_ms": percentile(fetches, 50) / 1e6,
+        "fetch_p99_ms": percentile(fetches, 99) / 1e6,
+        "samples": min(len(lookups), len(fetches)),
+    }
+
+
+def scale_growth(
+    addr: str,
+    topic: str,
+    checkpoints: tuple[int, ...],
+    size: int,
+    samples: int,
+    deadline_s: float = 180.0,
+) -> list[dict]:
+    """Grow one partition through ``checkpoints`` records of ``size`` bytes; at each, time
+    random timestamp lookups (ListOffsets) and single-record fetches at random offsets.
+
+    Bounded: checkpoints whose data would not fit on disk (with headroom) are skipped up
+    front, and producing stops at the first checkpoint not reached within ``deadline_s``;
+    a skipped checkpoint is a row with a ``skipped`` reason instead of numbers."""
+    import random
+    import shutil
+    import tempfile
+
+    from logstream import Admin
+
     rng = random.Random(42)
+    # The broker is local and keeps its data under the temp dir (servers._workdir).
+    free = shutil.disk_usage(tempfile.gettempdir()).free
     create_topic(addr, topic)
     pool = payloads(size, max(checkpoints))
     tp = _tp(topic)
     admin = Admin(addr)
-    p = _producer(addr, "leader")
-    c = Consumer(addr, auto_offset_reset="earliest", max_partition_fetch_bytes=64 * 1024)
-    c.assign([tp])
-    rows = []
+    p = _producer(
+        addr,
+        "leader",
+        batch_bytes=GROWTH_BATCH_BYTES,
+        max_request_bytes=GROWTH_REQUEST_BYTES,
+    )
+    rows: list[dict] = []
     produced = 0
+    produce_s = 0.0
+    t_start = time.monotonic()
+    deadline = t_start + deadline_s
     t_first = time.time_ns() // 1_000_000
+    skip: str | None = None
     try:
-        for cp in checkpoints:
-            while produced < cp:
-                m = min(CHUNK, cp - produced)
+        for cp in sorted(checkpoints):
+            need = growth_disk_need(cp, size)
+            if skip is None and time.monotonic() > deadline:
+                skip = f"growth deadline {deadline_s:g} s passed at {produced:,} records"
+            if skip is None and need + GROWTH_DISK_HEADROOM > free:
+                # each larger checkpoint lands here too, with its own numbers
+                rows.append(
+                    {
+                        "records": cp,
+                        "skipped": f"needs ~{need / 1e9:.1f} GB, {free / 1e9:.1f} GB free "
+                        f"(keeping {GROWTH_DISK_HEADROOM >> 30} GiB spare)",
+                    }
+                )
+                continue
+            if skip is not None:
+                rows.append({"records": cp, "skipped": skip})
+                continue
+            t0 = time.monotonic()
+            futures = []
+            while produced < cp and time.monotonic() <= deadline:
+                m = min(GROWTH_CHUNK, cp - produced)
                 start = produced % max(1, len(pool) - m)
-                p.send_batch(topic, pool[start : start + m])
+                futures.append(p.send_batch(topic, pool[start : start + m]))
                 produced += m
-            p.flush(timeout=300)
+            p.flush(timeout=max(30.0, deadline - time.monotonic()))
+            for f in futures:
+                # exception(), not result(): result() builds metadata for every record
+                # (0.7 s per 10^6 records, twice the cost of producing them)
+                exc = f.exception(timeout=60)
+                if exc is not None:
+                    raise exc
+            produce_s += time.monotonic() - t0
+            if produced < cp:
+                skip = f"growth deadline {deadline_s:g} s passed at {produced:,} records"
+                rows.append({"records": cp, "skipped": skip})
+                continue
+            end = admin.list_offsets({tp: "latest"})[tp]
+            if end != cp:
+                raise AssertionError(f"{SYSTEM} growth: log end offset {end} != {cp}")
             t_last = time.time_ns() // 1_000_000
-            lookups = []
-            for _ in range(samples):
-                ts = rng.randint(t_first, t_last)
-                t0 = time.perf_counter_ns()
-                admin.list_offsets({tp: ts})
-                lookups.append(time.perf_counter_ns() - t0)
-            fetches = []
-            for _ in range(samples):
-                off = rng.randrange(cp)
-                c.seek(tp, off)
-                t0 = time.perf_counter_ns()
-                got = c.poll(timeout=5.0, max_records=1)
-                fetches.append(time.perf_counter_ns() - t0)
-                if not got or got[0].offset != off:
-                    raise AssertionError(f"fetch at {off} returned {got[:1]}")
-            lookups.sort()
-            fetches.sort()
-            rows.append(
-                {
-                    "records": cp,
-                    "lookup_ms": percentile(lookups, 50) / 1e6,
-                    "fetch_ms": percentile(fetches, 50) / 1e6,
-                    "fetch_p99_ms": percentile(fetches, 99) / 1e6,
-                }
+            row = {"records": cp}
+            row.update(_growth_sample(addr, admin, tp, rng, t_first, t_last, cp, samples))
+            part = admin.describe_topic(topic).partitions[0]
+            row.update(
+                log_bytes=part.size_bytes,
+                segments=part.segment_count,
+                batch_bytes=GROWTH_BATCH_BYTES,
+                produce_s=produce_s,
+                elapsed_s=time.monotonic() - t_start,
             )
+            rows.append(row)
     finally:
-        c.close()
         p.close()
         admin.close()
     return rows

@@ -50,6 +50,8 @@ class Plan:
     scale_records: int
     scale_partitions: tuple[int, ...]
     growth_checkpoints: tuple[int, ...]
+    growth_record_bytes: int  # small records, so 10^8 of them take ~3 GB and ~30 s
+    growth_deadline_s: float  # stop growing (and say so) past this
     startup_partitions: tuple[int, ...]
     lookup_samples: int
 
@@ -64,7 +66,9 @@ FULL = Plan(
     call_timeout=240,
     scale_records=200_000,
     scale_partitions=(1, 8, 64, 512),
-    growth_checkpoints=(10_000, 100_000, 1_000_000),
+    growth_checkpoints=(10_000, 100_000, 1_000_000, 10_000_000, 100_000_000),
+    growth_record_bytes=16,
+    growth_deadline_s=180,
     startup_partitions=(1_000, 5_000),
     lookup_samples=100,
 )
@@ -79,6 +83,8 @@ QUICK = Plan(
     scale_records=5_000,
     scale_partitions=(1, 8),
     growth_checkpoints=(1_000, 10_000),
+    growth_record_bytes=16,
+    growth_deadline_s=20,
     startup_partitions=(100,),
     lookup_samples=20,
 )
@@ -282,14 +288,24 @@ def run_scale(plan: Plan, log) -> dict[str, object]:
             res = call(
                 mod,
                 "scale_growth",
-                (srv.addr, "growth", plan.growth_checkpoints, 100, plan.lookup_samples),
+                (
+                    srv.addr,
+                    "growth",
+                    plan.growth_checkpoints,
+                    plan.growth_record_bytes,
+                    plan.lookup_samples,
+                    plan.growth_deadline_s,
+                ),
                 plan.call_timeout * 2,
             )
             out["growth"] = res
             for row in res:
+                if "skipped" in row:
+                    log(f"    {row['records']:>11,} records: skipped ({row['skipped']})")
+                    continue
                 log(
-                    f"    {row['records']:>9,} records: lookup p50 {row['lookup_ms']:.3f} ms, "
-                    f"fetch p50 {row['fetch_ms']:.3f} ms"
+                    f"    {row['records']:>11,} records: lookup p50 {row['lookup_ms']:.3f} ms, "
+                    f"fetch p50 {row['fetch_ms']:.3f} ms  [{row['elapsed_s']:.1f} s]"
                 )
         except Exception as e:
             out["growth"] = f"error: {str(e).splitlines()[0]}"
@@ -593,19 +609,40 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                 w(f"| {parts} | {e} | |")
         w("")
         g = scale.get("growth")
+        done = [r for r in g if "skipped" not in r] if isinstance(g, list) else []
+        batch = f"{done[0]['batch_bytes'] >> 10} KiB" if done else "small"
         w(
-            "One partition growing: median of "
+            f"One partition growing, records of {plan.growth_record_bytes} B values produced "
+            f"in {batch} batches (acks=leader): at each size, median of "
             f"{plan.lookup_samples} random timestamp lookups (ListOffsets) and of "
-            f"{plan.lookup_samples} fetches of one record at a random offset (seek + poll)."
+            f"{plan.lookup_samples} fetches of one record at a random offset (seek + poll; "
+            "a fetch returns the whole batch holding the offset)."
         )
         w("")
         if isinstance(g, list):
-            w("| records in partition | offset lookup p50 ms | fetch p50 ms | fetch p99 ms |")
-            w("| --- | --- | --- | --- |")
+            w(
+                "| records in partition | offset lookup p50 ms | fetch p50 ms | fetch p99 ms "
+                "| segments | log MB |"
+            )
+            w("| --- | --- | --- | --- | --- | --- |")
             for row in g:
+                if "skipped" in row:
+                    w(f"| {row['records']:,} | skipped: {row['skipped']} | | | | |")
+                    continue
+                # the sampling of one size is time-boxed: say so when it was cut short
+                n = row["samples"]
+                short = f" ({n} samples)" if n < plan.lookup_samples else ""
                 w(
-                    f"| {row['records']:,} | {row['lookup_ms']:.3f} | {row['fetch_ms']:.3f} | "
-                    f"{row['fetch_p99_ms']:.3f} |"
+                    f"| {row['records']:,}{short} | {row['lookup_ms']:.3f} | "
+                    f"{row['fetch_ms']:.3f} | {row['fetch_p99_ms']:.3f} | {row['segments']} | "
+                    f"{row['log_bytes'] / 1e6:,.1f} |"
+                )
+            if done:
+                w("")
+                w(
+                    f"Growing to {done[-1]['records']:,} records took "
+                    f"{done[-1]['elapsed_s']:.1f} s ({done[-1]['produce_s']:.1f} s of it "
+                    "producing, the rest sampling)."
                 )
         else:
             w(f"growth: {g}")

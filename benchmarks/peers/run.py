@@ -1,6 +1,6 @@
 """logstream side by side with Redis Streams and NATS JetStream: ``make bench-peers``.
 
-    python benchmarks/peers/run.py [--quick] [--runs 3] [--systems redis,nats,logstream]
+    python benchmarks/peers/run.py [--quick] [--runs 3] [--systems redis,nats,logstream,floor]
                                    [--no-scale] [--no-install] [--results PATH] [--json PATH]
 
 Installs what is missing (servers.py), then for each run and each system starts a fresh
@@ -93,6 +93,8 @@ SYSTEMS = {
     "redis": ("benchmarks.peers.redis_streams", "Redis Streams"),
     "nats": ("benchmarks.peers.nats_jetstream", "NATS JetStream"),
     "logstream": ("benchmarks.peers.logstream_adapter", "logstream"),
+    # Not a peer: a bare gRPC relay, latency only, the floor under any gRPC-Python design.
+    "floor": ("benchmarks.peers.grpc_floor", "bare gRPC relay (floor)"),
 }
 
 
@@ -192,6 +194,10 @@ def start_server(system: str) -> servers.Server:
         return servers.redis_server()
     if system == "nats":
         return servers.nats_server()
+    if system == "floor":
+        from benchmarks.peers import grpc_floor
+
+        return grpc_floor.relay_server()
     return servers.logstream_broker()
 
 
@@ -232,6 +238,13 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
                 desc = f"{out[key]}\n{e}"
             log(f"    {key:<22} {desc}  [{time.monotonic() - t0:.1f} s]")
 
+        if system == "floor":  # latency is all the relay can do
+            op(
+                "latency",
+                "latency",
+                (f"latency{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
+            )
+            return out
         for label, (n, size) in (("100B", plan.small), ("1KiB", plan.large)):
             topic = f"bench{label.lower()}r{run_no}"
             op(f"produce {label}", "produce", (topic, n, size), sampler=label == "100B")
@@ -365,6 +378,8 @@ def versions(systems: list[str]) -> list[str]:
             server = f"redis-server {servers.redis_server_version()} (Debian {servers.debian_package_version('redis-server')})"  # noqa: E501
         elif system == "nats":
             server = f"nats-server {servers.nats_server_version()} (Debian {servers.debian_package_version('nats-server')})"  # noqa: E501
+        elif system == "floor":
+            server = "benchmarks/peers/grpc_floor.py (a Python grpc.server relay)"
         else:
             server = f"logstream broker (this tree, Python {platform.python_version()})"
         lines.append(f"- **{label}**: {server}; {client}")
@@ -390,6 +405,12 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "fed by `send_batch` chunks of 1,000; replay `Consumer.poll_batch` (columnar); group "
         "`subscribe` + `commit()` per page; latency `send()` per record with `linger_ms=0`, "
         "`poll()`.",
+        "floor": "**bare gRPC relay (floor)**: not a peer. `benchmarks/peers/grpc_floor.py`: "
+        "a threaded `grpc.server` that hands each message of a bidirectional `Pub` stream "
+        "(acknowledged per message, pipelined) to every `Sub` server stream, raw bytes, no "
+        "storage, no batching; producer and consumer as in logstream's latency workload. It "
+        "only runs the latency workload: what grpcio itself costs for producer -> server -> "
+        "consumer on this machine, the lower bound for logstream's latency.",
     }
     return [f"- {text[s]}" for s in systems]
 
@@ -491,6 +512,8 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
     w("")
     w("### Throughput (records/s, MB/s)")
     w("")
+    latency_only = systems
+    systems = [s for s in systems if s != "floor"]
     w("| workload | " + " | ".join(labels[s] for s in systems) + " |")
     w("| --- | " + " | ".join("---" for _ in systems) + " |")
     ops = [
@@ -524,7 +547,7 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
     w("")
     w("| system | p50 | p99 | p99.9 | max |")
     w("| --- | --- | --- | --- | --- |")
-    for s in systems:
+    for s in latency_only:
         e = agg.get(s, {}).get("latency")
         if isinstance(e, dict):
             cells = [
@@ -589,6 +612,13 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                 w(
                     f"| latency p50 within 3x of Redis | {r:.2f}x Redis's | "
                     f"{'met' if r <= 3.0 else 'MISSED'} |"
+                )
+            floor = agg.get("floor", {}).get("latency")
+            if isinstance(floor, dict):
+                w(
+                    f"| (the bare gRPC relay, same run) | p50 {floor['p50_ms'][0]:.3f} ms, "
+                    f"p99 {floor['p99_ms'][0]:.3f} ms; logstream p50 "
+                    f"{lat['p50_ms'][0] / floor['p50_ms'][0]:.1f}x the relay's | floor |"
                 )
         if rss is not None:
             w(f"| broker RSS flat while the log grows | {rss[0]} | {rss[1]} |")
@@ -685,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts, one run (< 60 s)")
     ap.add_argument("--runs", type=int, default=None, help="runs per system (median)")
-    ap.add_argument("--systems", default="redis,nats,logstream")
+    ap.add_argument("--systems", default="redis,nats,logstream,floor")
     ap.add_argument("--no-scale", action="store_true", help="skip the logstream scale table")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     ap.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")

@@ -211,7 +211,8 @@ class Segment:
         self._ti: TimeIndex | None = None
         self._max_ts: int | None = None
         # Prefaulting (prefault.py): pages [0, _populated) of the write map are populated;
-        # _pf_lock is held by the prefault thread around each madvise and by whoever unmaps.
+        # _pf_lock is held by the prefault thread around each madvise, by a flush outside the
+        # partition lock around its msync (flush_unlocked), and by whoever unmaps.
         self._prefaulter = prefaulter
         self._pf_lock = threading.Lock()
         self._pf_addr = 0

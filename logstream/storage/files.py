@@ -27,6 +27,7 @@ import errno
 import logging
 import mmap
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,7 +240,7 @@ def normal_readahead(mm: mmap.mmap) -> None:
             mm.madvise(advice)
 
 
-_MS_SYNC = getattr(mmap, "MS_SYNC", 4)  # Linux value; only used where libc msync loads
+_MS_SYNC = 4  # Linux's value (other systems differ: they keep mmap.flush below)
 _msync_fn: list = []
 
 
@@ -247,6 +248,8 @@ def _libc_msync():  # type: ignore[no-untyped-def]
     if not _msync_fn:
         fn = None
         with contextlib.suppress(OSError, AttributeError, TypeError):
+            if not sys.platform.startswith("linux"):
+                raise OSError("libc msync is used on Linux only")
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             fn = libc.msync
             fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]

@@ -324,7 +324,7 @@ class PartitionLog:
 
     def _load_producer_state(self, clean: bool, recovered: list[BatchHeader] | None) -> None:
         path = self.dir / files.PRODUCER_STATE_FILE
-        snap = ProducerStateManager.load_snapshot(path)
+        snap = ProducerStateManager.load_snapshot(path, self._clock.now_ms())
         if snap is not None and snap[1] <= self._next_offset:
             self._producers, start = snap
         elif snap is None and clean:
@@ -340,7 +340,9 @@ class PartitionLog:
                 headers = recovered
             else:
                 headers = seg.headers_from(start)
-            self._producers.replay([h for h in headers if h.base_offset >= start])
+            self._producers.replay(
+                [h for h in headers if h.base_offset >= start], self._clock.now_ms()
+            )
 
     # -- properties --------------------------------------------------------------------------
 
@@ -425,7 +427,7 @@ class PartitionLog:
             self._next_offset = base + header.record_count
             self._last_append_ms = now
             if header.producer_id >= 0:
-                self._producers.update(header, base, max_ts)
+                self._producers.update(header, base, max_ts, now)
             if config.flush_policy == "every_batch":
                 self._flush_locked()
             return AppendResult(
@@ -625,7 +627,7 @@ class PartitionLog:
                 return self._flush_locked()
             segment = self._segments[-1]
         try:
-            segment.flush_unlocked()
+            segment.flush()
         except OSError as exc:
             with self._lock:
                 self._failed = f"flush failed: {exc}"

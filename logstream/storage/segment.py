@@ -212,9 +212,10 @@ class Segment:
         self._max_ts: int | None = None
         # Prefaulting (prefault.py): pages [0, _populated) of the write map are populated;
         # _pf_lock is held by the prefault thread around each madvise, by a flush outside the
-        # partition lock around its msync (flush_unlocked), and by whoever unmaps.
+        # partition lock around its msync (flush), and by whoever unmaps.
         self._prefaulter = prefaulter
         self._pf_lock = threading.Lock()
+        self._sync_error: OSError | None = None  # the first failed msync (see _msync_locked)
         self._pf_addr = 0
         self._pf_pending = False
         self._populated = 0
@@ -382,7 +383,8 @@ class Segment:
             return
         with files.storage_errors(f"sealing segment {self.log_path}"):
             assert self._mm is not None and self._fd is not None
-            files.msync(self._mm)
+            with self._pf_lock:
+                self._msync_locked()
             self._unmap()
             os.ftruncate(self._fd, self.size)
             files.fsync(self._fd)
@@ -422,7 +424,8 @@ class Segment:
         with files.storage_errors(f"closing segment {self.log_path}"):
             assert self._mm is not None and self._fd is not None
             assert self._oi is not None and self._ti is not None
-            files.msync(self._mm)
+            with self._pf_lock:
+                self._msync_locked()
             self._unmap()
             os.close(self._fd)
             self._fd = None
@@ -596,21 +599,32 @@ class Segment:
         derived data that crash recovery rebuilds from the log (an index left stale only
         moves recovery's trusted point back, so it CRC-checks more), and the seal writes
         and fsyncs the trimmed indexes. Each msync is an fsync with its journal commit on
-        ext4; three per flush made the 1 s interval flush of 512 partitions take seconds."""
-        if self._mm is not None:
-            files.msync(self._mm)
+        ext4; three per flush made the 1 s interval flush of 512 partitions take seconds.
+
+        Safe without the partition lock: the map lock (the one every unmap takes) keeps the
+        map alive during the msync, and a segment sealed or closed meanwhile was msync'ed by
+        that seal or close."""
+        with self._pf_lock:
+            self._msync_locked()
         if not self._dir_synced:
             files.fsync_dir(self.dir)
             self._dir_synced = True
 
-    def flush_unlocked(self) -> None:
-        """:meth:`flush` for a caller that does not hold the partition lock: the map lock
-        (the one every unmap takes) keeps the map alive during the msync; a segment sealed
-        or closed meanwhile was msync'ed by that seal or close."""
-        with self._pf_lock:
-            if self._mm is None:
-                return
-            self.flush()
+    def _msync_locked(self) -> None:
+        """msync the data map; ``_pf_lock`` held. Linux reports a writeback error to one
+        msync only, so the first failure is kept and every later msync of this segment fails
+        too: a concurrent flush cannot succeed over pages that were lost."""
+        if self._sync_error is not None:
+            raise OSError(
+                errno.EIO, f"an earlier msync of {self.log_path} failed: {self._sync_error}"
+            )
+        if self._mm is None:
+            return
+        try:
+            files.msync(self._mm)
+        except OSError as exc:
+            self._sync_error = exc
+            raise
 
     # -- reading -----------------------------------------------------------------------------
 

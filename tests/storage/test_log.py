@@ -352,6 +352,32 @@ def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
         assert offsets_of(log.read(0, 10**6))[:1] == [0]
 
 
+def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, monkeypatch):
+    """Linux reports a writeback error to one msync only. If flush A's msync fails and, before
+    A marks the partition failed, flush B's msync runs and finds nothing to report, B must
+    not advance flushed_offset over the lost pages: the segment keeps the first failure."""
+    with LogManager.open(tmp_path) as m:
+        m.create_topic("t", 1)  # interval flush policy: flush() runs outside the lock
+        log = m.get_log("t", 0)
+        log.append(make_batch())
+        calls = []
+
+        def msync_once_broken(mm):
+            calls.append(mm)
+            if len(calls) == 1:
+                raise OSError(5, "Input/output error")  # and the kernel forgets it
+
+        monkeypatch.setattr(storage_files, "msync", msync_once_broken)
+        segment = log._segments[-1]
+        with pytest.raises(OSError):
+            segment.flush()  # flush A's msync, before A has failed the partition
+        assert not log.failed and log.flushed_offset == 0
+        with pytest.raises(KafkaStorageError):
+            log.flush()  # flush B: the later msync would succeed, but the pages are lost
+        assert log.flushed_offset == 0 and log.failed
+        assert len(calls) == 1  # B did not even try
+
+
 def test_log_append_time(tmp_path, clock):
     with LogManager.open(tmp_path, clock=clock) as m:
         m.create_topic("t", 1, {"timestamp_type": "log_append"})

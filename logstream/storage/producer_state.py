@@ -18,7 +18,8 @@ Snapshot file ``producer-state.json`` (written with files.atomic_write at every 
 clean close)::
 
     {"version": 1, "offset": <log end offset the state covers>,
-     "producers": {"<pid>": {"epoch": e, "batches": [[bseq, lseq, boff, loff, ts], ...]}}}
+     "producers": {"<pid>": {"epoch": e, "batches": [[bseq, lseq, boff, loff, ts], ...],
+                             "seen": <broker time of its last append, ms>}}}
 
 Crash story: the state is derived from batch headers, which carry producer id, epoch and
 base sequence. After a crash it is rebuilt from the newest snapshot whose offset is <= the
@@ -57,11 +58,14 @@ class BatchMetadata(NamedTuple):
 
 
 class ProducerEntry:
-    __slots__ = ("batches", "epoch")
+    __slots__ = ("batches", "epoch", "last_seen_ms")
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, last_seen_ms: int = 0) -> None:
         self.epoch = epoch
         self.batches: deque[BatchMetadata] = deque(maxlen=BATCHES_KEPT)
+        # Broker time of the producer's last append (expiry). Not the batch timestamps: a
+        # producer may write records stamped days ago (a backfill) and still be active.
+        self.last_seen_ms = last_seen_ms
 
 
 def _last_sequence(header: BatchHeader) -> int:
@@ -115,8 +119,11 @@ class ProducerStateManager:
                 )
         return None
 
-    def update(self, header: BatchHeader, base_offset: int, timestamp: int) -> None:
-        """Record a batch that was written at ``base_offset`` (also used when replaying)."""
+    def update(
+        self, header: BatchHeader, base_offset: int, timestamp: int, now_ms: int
+    ) -> None:
+        """Record a batch that was written at ``base_offset`` at broker time ``now_ms``
+        (also used when replaying, with the time of the replay)."""
         pid = header.producer_id
         if pid < 0:
             return
@@ -126,6 +133,7 @@ class ProducerStateManager:
             self.producers[pid] = entry
         elif header.producer_epoch < entry.epoch:
             return
+        entry.last_seen_ms = max(entry.last_seen_ms, now_ms)
         entry.batches.append(
             BatchMetadata(
                 header.base_sequence,
@@ -137,29 +145,31 @@ class ProducerStateManager:
         )
 
     def expire(self, now_ms: int, expiration_ms: int) -> int:
-        """Forget producers whose newest batch timestamp is ``expiration_ms`` or more before
-        ``now_ms`` (Kafka's producer id expiration); returns how many. Without it every
-        producer that ever wrote stays in memory and in each snapshot forever."""
+        """Forget producers whose last append (broker time) is ``expiration_ms`` or more
+        before ``now_ms`` (Kafka's producer id expiration); returns how many. Without it
+        every producer that ever wrote stays in memory and in each snapshot forever."""
         cutoff = now_ms - expiration_ms
-        stale = [
-            pid
-            for pid, e in self.producers.items()
-            if not e.batches or max(b.timestamp for b in e.batches) <= cutoff
-        ]
+        stale = [pid for pid, e in self.producers.items() if e.last_seen_ms <= cutoff]
         for pid in stale:
             del self.producers[pid]
         return len(stale)
 
-    def replay(self, headers: list[BatchHeader]) -> None:
+    def replay(self, headers: list[BatchHeader], now_ms: int) -> None:
+        """Rebuild from batch headers (after a crash). The append times are not in the log,
+        so a rebuilt producer counts as seen at ``now_ms``: expiry can only come later."""
         for h in headers:
             if h.producer_id >= 0:
-                self.update(h, h.base_offset, h.max_timestamp)
+                self.update(h, h.base_offset, h.max_timestamp, now_ms)
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def to_json(self, offset: int) -> bytes:
         producers = {
-            str(pid): {"epoch": e.epoch, "batches": [list(b) for b in e.batches]}
+            str(pid): {
+                "epoch": e.epoch,
+                "batches": [list(b) for b in e.batches],
+                "seen": e.last_seen_ms,
+            }
             for pid, e in self.producers.items()
         }
         doc = {"version": SNAPSHOT_VERSION, "offset": offset, "producers": producers}
@@ -169,15 +179,16 @@ class ProducerStateManager:
         files.atomic_write(path, self.to_json(offset))
 
     @classmethod
-    def load_snapshot(cls, path: Path) -> tuple[ProducerStateManager, int] | None:
-        """(state, offset it covers) or None if the file is absent or unreadable."""
+    def load_snapshot(cls, path: Path, now_ms: int) -> tuple[ProducerStateManager, int] | None:
+        """(state, offset it covers) or None if the file is absent or unreadable. A producer
+        without a recorded last append (an older snapshot) counts as seen at ``now_ms``."""
         try:
             doc = json.loads(path.read_bytes())
             if doc.get("version") != SNAPSHOT_VERSION:
                 return None
             state = cls()
             for pid, e in doc["producers"].items():
-                entry = ProducerEntry(int(e["epoch"]))
+                entry = ProducerEntry(int(e["epoch"]), int(e.get("seen", now_ms)))
                 for b in e["batches"]:
                     entry.batches.append(BatchMetadata(*(int(x) for x in b)))
                 state.producers[int(pid)] = entry

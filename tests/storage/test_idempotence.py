@@ -91,10 +91,12 @@ def test_crash_without_any_snapshot_rebuilds_from_headers(tmp_path):
     log.close()
 
 
-def test_idle_producers_expire_and_leave_the_snapshot(tmp_path):
-    """A producer id whose newest batch is older than producer_id_expiration_ms is
-    forgotten by the periodic retention pass: its state stops growing memory and snapshots,
-    and a late retry is then taken as new data (Kafka's producer.id.expiration.ms)."""
+def test_idle_producers_expire_and_leave_the_snapshot(tmp_path, clock):
+    """A producer id whose last append (broker time) is older than
+    producer_id_expiration_ms is forgotten by the periodic retention pass: its state stops
+    growing memory and snapshots, and a late retry is then taken as new data (Kafka's
+    producer.id.expiration.ms). The records' own timestamps do not matter: they are years
+    old here."""
     import json
 
     from logstream.storage import files
@@ -103,22 +105,57 @@ def test_idle_producers_expire_and_leave_the_snapshot(tmp_path):
     day = 86_400_000
     config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
                          producer_id_expiration_ms=day)
-    log = PartitionLog(tmp_path, topic="t", partition=0, config=config)
-    ts = 1_700_000_000_000  # make_batch's first timestamp; the batch's newest is ts + 1
+    log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     log.append(pbatch(0, pid=7))
     log.append(pbatch(0, pid=8))
-    log.enforce_retention(now_ms=ts + 1 + day - 1)  # not idle long enough: both kept
-    assert log.append(pbatch(0, pid=7)).duplicate
-    log.append(make_batch(2, producer_id=8, epoch=0, sequence=2, tag=2, ts=ts + day))
-    log.enforce_retention(now_ms=ts + 1 + day + PRODUCER_EXPIRY_CHECK_MS)  # 7 idle, 8 not
+    clock.advance(day - 1)
+    log.enforce_retention()  # idle just under a day: both kept
+    assert log.append(pbatch(0, pid=7)).duplicate  # (a duplicate is not an append)
+    log.append(pbatch(2, pid=8))  # 8 writes again: seen now
+    clock.advance(PRODUCER_EXPIRY_CHECK_MS)
+    log.enforce_retention()  # 7 idle for a day and a minute, 8 for a minute
     again = log.append(pbatch(0, pid=7))
     assert not again.duplicate and again.base_offset == 6  # a new copy: 7 was forgotten
     with pytest.raises(OutOfOrderSequenceError):
-        log.append(make_batch(2, producer_id=8, epoch=0, sequence=9, ts=ts + day))  # 8 kept
+        log.append(pbatch(9, pid=8))  # 8 is still known: a gap is refused
     log.close()
     snapshot = json.loads((tmp_path / files.PRODUCER_STATE_FILE).read_bytes())
     assert set(snapshot["producers"]) == {"7", "8"}  # 7 is back, as a fresh producer
     assert [b[0] for b in snapshot["producers"]["7"]["batches"]] == [0]
+    assert snapshot["producers"]["7"]["seen"] == clock.now_ms()
+
+
+def test_an_active_producer_with_old_record_timestamps_is_not_expired(tmp_path, clock):
+    """A backfill writes records stamped long ago; it is still an active producer."""
+    day = 86_400_000
+    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
+                         producer_id_expiration_ms=day)
+    clock.advance(30 * day)  # broker time a month after the records' timestamps
+    log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
+    first = log.append(pbatch(0, pid=7))
+    clock.advance(60_000)
+    log.enforce_retention()
+    retry = log.append(pbatch(0, pid=7))
+    assert retry.duplicate and retry.base_offset == first.base_offset
+    log.close()
+
+
+def test_rebuilt_producer_state_counts_as_seen_at_open(tmp_path, clock):
+    """After a crash the state is rebuilt from batch headers, which carry no append time:
+    a rebuilt producer counts as seen at the open, so expiry can only come later."""
+    day = 86_400_000
+    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
+                         producer_id_expiration_ms=day)
+    log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
+    first = log.append(pbatch(0, pid=7))
+    log._segments[-1]._mm.flush()  # what a crash keeps: the data, no snapshot
+    del log  # no close: no clean marker, no producer snapshot
+    clock.advance(2 * day)
+    log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
+    log.enforce_retention()  # two days after the append, but just rebuilt: kept
+    retry = log.append(pbatch(0, pid=7))
+    assert retry.duplicate and retry.base_offset == first.base_offset
+    log.close()
 
 
 def test_producer_id_expiration_must_be_positive():

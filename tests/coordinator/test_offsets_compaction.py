@@ -243,9 +243,14 @@ def test_commits_during_a_checkpoint_are_not_held_up_and_not_lost(tmp_path, cloc
     log = _offsets_log(lm)
     real_append = log.append
     order: list[str] = []
-    committer = threading.Thread(
-        target=coord.commit, args=("g0", "", -1, {TPS[0]: 904, TPS[1]: 5})
-    )
+
+    def commit_and_delete() -> None:
+        # g99 sorts last: its keys are re-stated *after* this commit, so a checkpoint that
+        # re-stated values captured at its start would overwrite the commit on replay.
+        coord.commit("g99", "", -1, {TPS[0]: 904, TPS[1]: 5})
+        coord.offsets.delete_group("g98")  # also re-stated later: must stay deleted
+
+    committer = threading.Thread(target=commit_and_delete)
 
     def append(batch):
         order.append("commit" if threading.current_thread() is committer else "checkpoint")
@@ -263,7 +268,8 @@ def test_commits_during_a_checkpoint_are_not_held_up_and_not_lost(tmp_path, cloc
     assert order.index("commit") < len(order) - 1 and order[-1] == "checkpoint"
     assert coord.offsets.checkpoints_written == 1
     expected = _table(coord)
-    assert expected["g0"][TPS[0]][0] == 904 and expected["g0"][TPS[1]][0] == 5
+    assert expected["g99"][TPS[0]][0] == 904 and expected["g99"][TPS[1]][0] == 5
+    assert "g98" not in expected
     lm.close()
     lm, coord = _open(tmp_path, clock)
     assert _table(coord) == expected

@@ -620,45 +620,47 @@ class PartitionLog:
         and read of the partition once per flush interval. The segment's map lock keeps it
         mapped meanwhile; if a roll sealed it first, the seal's own msync covered it."""
         with self._lock:
-            if self._failed is not None:
-                return self._flush_locked()  # raises
+            self._raise_if_failed()
             target = self._next_offset
-            if self._flushed_offset >= target or not self._segments:
-                return self._flush_locked()
-            segment = self._segments[-1]
-        try:
-            segment.flush()
-        except OSError as exc:
-            with self._lock:
-                self._failed = f"flush failed: {exc}"
-            raise KafkaStorageError(
-                f"flushing {self.topic}-{self.partition} failed: {exc}"
-            ) from exc
+            dirty = self._segments[-1] if self._flushed_offset < target and self._segments else None
+        if dirty is not None:
+            self._sync(dirty)
         with self._lock:
-            if self._failed is not None:
-                return self._flush_locked()  # raises
-            self._flushed_offset = max(self._flushed_offset, target)
-            self._last_flush_mono = self._clock.monotonic()
-            return self._flushed_offset
+            self._raise_if_failed()
+            return self._mark_flushed(target)
 
     def _flush_locked(self) -> int:
+        """:meth:`flush` with the partition lock held (the ``every_batch`` policy)."""
+        self._raise_if_failed()
+        target = self._next_offset
+        if self._flushed_offset < target and self._segments:
+            self._sync(self._segments[-1])
+        return self._mark_flushed(target)
+
+    def _raise_if_failed(self) -> None:
         if self._failed is not None:
             raise KafkaStorageError(
                 f"partition {self.topic}-{self.partition} failed earlier: {self._failed}"
             )
-        target = self._next_offset
-        if self._flushed_offset < target and self._segments:
-            try:
-                self._segments[-1].flush()
-            except OSError as exc:
-                self._failed = f"flush failed: {exc}"
-                raise KafkaStorageError(
-                    f"flushing {self.topic}-{self.partition} failed: {exc}"
-                ) from exc
-        self._flushed_offset = target
+
+    def _sync(self, segment: Segment) -> None:
+        """msync ``segment``; a disk error fails the partition for good. (Called with or
+        without the partition lock: ``_failed`` only ever goes from None to a reason, and
+        the segment keeps its own first failure, so no flush can succeed over it.)"""
+        try:
+            segment.flush()
+        except OSError as exc:
+            self._failed = f"flush failed: {exc}"
+            raise KafkaStorageError(
+                f"flushing {self.topic}-{self.partition} failed: {exc}"
+            ) from exc
+
+    def _mark_flushed(self, target: int) -> int:
+        """Lock held: everything below ``target`` is on disk."""
+        self._flushed_offset = max(self._flushed_offset, target)
         self._last_flush_mono = self._clock.monotonic()
         assert self._log_start <= self._flushed_offset <= self._next_offset
-        return target
+        return self._flushed_offset
 
     def flush_if_due(self) -> bool:
         """Flush if the topic's policy is ``interval`` and the interval has passed."""

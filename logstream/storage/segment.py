@@ -215,7 +215,7 @@ class Segment:
         # partition lock around its msync (flush), and by whoever unmaps.
         self._prefaulter = prefaulter
         self._pf_lock = threading.Lock()
-        self._sync_error: OSError | None = None  # the first failed msync (see _msync_locked)
+        self._sync_error: OSError | None = None  # the first failed msync (see _msync)
         self._pf_addr = 0
         self._pf_pending = False
         self._populated = 0
@@ -383,8 +383,7 @@ class Segment:
             return
         with files.storage_errors(f"sealing segment {self.log_path}"):
             assert self._mm is not None and self._fd is not None
-            with self._pf_lock:
-                self._msync_locked()
+            self._msync()
             self._unmap()
             os.ftruncate(self._fd, self.size)
             files.fsync(self._fd)
@@ -424,8 +423,7 @@ class Segment:
         with files.storage_errors(f"closing segment {self.log_path}"):
             assert self._mm is not None and self._fd is not None
             assert self._oi is not None and self._ti is not None
-            with self._pf_lock:
-                self._msync_locked()
+            self._msync()
             self._unmap()
             os.close(self._fd)
             self._fd = None
@@ -604,27 +602,27 @@ class Segment:
         Safe without the partition lock: the map lock (the one every unmap takes) keeps the
         map alive during the msync, and a segment sealed or closed meanwhile was msync'ed by
         that seal or close."""
-        with self._pf_lock:
-            self._msync_locked()
+        self._msync()
         if not self._dir_synced:
             files.fsync_dir(self.dir)
             self._dir_synced = True
 
-    def _msync_locked(self) -> None:
-        """msync the data map; ``_pf_lock`` held. Linux reports a writeback error to one
+    def _msync(self) -> None:
+        """msync the data map under the map lock. Linux reports a writeback error to one
         msync only, so the first failure is kept and every later msync of this segment fails
         too: a concurrent flush cannot succeed over pages that were lost."""
-        if self._sync_error is not None:
-            raise OSError(
-                errno.EIO, f"an earlier msync of {self.log_path} failed: {self._sync_error}"
-            )
-        if self._mm is None:
-            return
-        try:
-            files.msync(self._mm)
-        except OSError as exc:
-            self._sync_error = exc
-            raise
+        with self._pf_lock:
+            if self._sync_error is not None:
+                raise OSError(
+                    errno.EIO, f"an earlier msync of {self.log_path} failed: {self._sync_error}"
+                )
+            if self._mm is None:
+                return
+            try:
+                files.msync(self._mm)
+            except OSError as exc:
+                self._sync_error = exc
+                raise
 
     # -- reading -----------------------------------------------------------------------------
 

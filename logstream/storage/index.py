@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 import numpy as np
 
 from logstream.storage import files
 
+T = TypeVar("T")
 U32 = np.dtype("<u4")
 I64 = np.dtype("<i8")
 _GROWABLE_START = 64  # initial rows of a growable (active segment) index
@@ -353,36 +355,37 @@ class TimeIndex(ColumnarIndex):
             raise IndexCorruptError(f"{self.path}: entry past the last batch")
 
 
-def read_last_timestamp(path: Path) -> int | None:
-    """The last max_timestamp of a trimmed time index without mapping it (one pread)."""
+def _read_last_entry(path: Path, entry_size: int, read: Callable[[int, int], T]) -> T | None:
+    """``read(fd, n)`` on a trimmed index file of ``n`` whole entries, without mapping it;
+    None when the file is missing, empty or not a whole number of entries."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         size = os.fstat(fd).st_size
-        if size == 0 or size % TimeIndex.ENTRY_SIZE:
+        if size == 0 or size % entry_size:
             return None
-        n = size // TimeIndex.ENTRY_SIZE
-        raw = os.pread(fd, 8, 8 * (n - 1))
-        return int(np.frombuffer(raw, dtype=I64)[0])
+        return read(fd, size // entry_size)
     finally:
         os.close(fd)
+
+
+def read_last_timestamp(path: Path) -> int | None:
+    """The last max_timestamp of a trimmed time index without mapping it (one pread)."""
+
+    def last(fd: int, n: int) -> int:
+        return int(np.frombuffer(os.pread(fd, 8, 8 * (n - 1)), dtype=I64)[0])
+
+    return _read_last_entry(path, TimeIndex.ENTRY_SIZE, last)
 
 
 def read_last_offset_entry(path: Path) -> tuple[int, int] | None:
     """(relative_offset, position) of the last entry of a trimmed offset index (two preads)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size == 0 or size % OffsetIndex.ENTRY_SIZE:
-            return None
-        n = size // OffsetIndex.ENTRY_SIZE
+
+    def last(fd: int, n: int) -> tuple[int, int]:
         rel = int(np.frombuffer(os.pread(fd, 4, 4 * (n - 1)), dtype=U32)[0])
         pos = int(np.frombuffer(os.pread(fd, 4, 4 * n + 4 * (n - 1)), dtype=U32)[0])
         return rel, pos
-    finally:
-        os.close(fd)
+
+    return _read_last_entry(path, OffsetIndex.ENTRY_SIZE, last)

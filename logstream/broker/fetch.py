@@ -159,8 +159,10 @@ class FetchHandler:
         max_bytes: int = 0,
         cancelled: Callable[[], bool] = lambda: False,
         idle_wait_s: float = 30.0,
+        heartbeat_s: float = 0.0,
     ) -> Iterator[list[FetchOutcome]]:
-        """Yield non-empty lists of outcomes as data arrives, until cancelled or shutdown.
+        """Yield non-empty lists of outcomes as data arrives, until cancelled or shutdown;
+        with ``heartbeat_s`` > 0, also an empty list after that long without data.
 
         A partition that fails (unknown, out of range) is reported once and then dropped;
         the stream ends when no partition is left.
@@ -188,7 +190,8 @@ class FetchHandler:
                 if ready:
                     yield ready
                     continue
-                notifier.wait(version, idle_wait_s)
+                if not notifier.wait(version, heartbeat_s or idle_wait_s) and heartbeat_s:
+                    yield []
         finally:
             self.broker.waiter_slots.release()
 

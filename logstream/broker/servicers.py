@@ -110,6 +110,14 @@ class _Failed:
         self.exc = exc
 
 
+MIN_HEARTBEAT_MS = 10
+"""A Subscribe heartbeat is never more frequent than this (a tiny value would spin)."""
+
+
+def _heartbeat_s(heartbeat_ms: int) -> float:
+    return max(heartbeat_ms, MIN_HEARTBEAT_MS) / 1000.0 if heartbeat_ms > 0 else 0.0
+
+
 def _specs(partitions: Any) -> list[FetchSpec]:
     return [FetchSpec(p.topic, p.partition, p.offset, p.max_bytes) for p in partitions]
 
@@ -196,6 +204,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
             _specs(request.partitions),
             max_bytes=request.max_bytes,
             cancelled=lambda: not context.is_active(),
+            heartbeat_s=_heartbeat_s(request.heartbeat_ms),
         ):
             yield log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
 

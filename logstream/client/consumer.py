@@ -14,6 +14,13 @@ appended; with ``fetch_min_bytes`` > 1, or a broker without ``Subscribe``, it lo
 ``max_buffer_bytes``), so the next data is on its way while the application processes.
 Every chunk carries the partition's *epoch*; ``seek``, ``pause`` and ``assign`` bump it,
 cancel the in-flight stream or long poll and make older chunks stale.
+
+Iteration (``for record in consumer``) reads differently: while the loop waits for records,
+the iterating thread reads its own ``Subscribe`` stream (asking the broker for a heartbeat
+every ``fetch_max_wait_ms`` when idle) and the prefetch thread stands by. A record then
+reaches the loop without a hand-over between threads, which is ~0.25 ms of end-to-end
+latency at low rates on a busy 2-core machine (docs/performance.md, Latency). A ``poll``
+called while an iteration is suspended hands reading back to the prefetch thread.
 """
 
 from __future__ import annotations
@@ -39,6 +46,26 @@ log = logging.getLogger("logstream.client.consumer")
 EARLIEST = -2
 LATEST = -1
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "error": None, "none": None}
+
+
+class _DirectStream:
+    """The iterating thread's own Subscribe stream (see the module docstring)."""
+
+    __slots__ = ("call", "cancels", "epochs", "offsets", "responses")
+
+    def __init__(
+        self,
+        call: Any,
+        responses: Iterator[Any],
+        epochs: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+        cancels: int,
+    ) -> None:
+        self.call = call
+        self.responses = responses
+        self.epochs = epochs
+        self.offsets = offsets
+        self.cancels = cancels
 
 
 class Consumer:
@@ -111,6 +138,16 @@ class Consumer:
         self._use_subscribe = fetch_min_bytes <= 1 and hasattr(self._transport.log, "Subscribe")
         self._unreachable_since: float | None = None
         self._closed = False
+        # Iteration reads the stream on the application thread (module docstring): the
+        # owner token of the iteration doing so, its stream, and the prefetcher's state.
+        self._direct_owner: object | None = None
+        self._direct: _DirectStream | None = None
+        self._fetcher_busy = False
+        self._fetcher_idle = threading.Condition(self._lock)
+        # Records an iteration took but has not yielded yet; their partitions' positions
+        # advance one yielded record at a time (position() and commit() inside the loop).
+        self._iter_rest: list[Record] | None = None
+        self._iter_next = 0
         self._fetcher = threading.Thread(
             target=self._run, name="logstream-consumer-fetcher", daemon=True
         )
@@ -144,6 +181,7 @@ class Consumer:
 
     def _assign(self, partitions: list[TopicPartition]) -> None:
         with self._lock:
+            self._discard_iteration_rest()
             new = list(dict.fromkeys(partitions))
             for tp in self._assignment:
                 if tp not in new:
@@ -212,9 +250,12 @@ class Consumer:
         return self._group().fetch_committed(partitions)
 
     def _wake_reader(self) -> None:
-        """Called by the heartbeat thread: a blocked poll returns to apply a group change."""
+        """Called by the heartbeat thread: a blocked poll (or an iteration waiting on its
+        stream) returns to apply a group change."""
         with self._lock:
             self._data.notify_all()
+        if self._direct_owner is not None:
+            self._cancel_inflight()
 
     # -- positions ------------------------------------------------------------------------------
 
@@ -272,6 +313,7 @@ class Consumer:
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         """Stop returning and fetching records of these partitions (positions are kept)."""
         with self._lock:
+            self._discard_iteration_rest()
             for p in partitions:
                 tp = TopicPartition(*p)
                 if tp in self._positions:
@@ -281,6 +323,7 @@ class Consumer:
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
         with self._lock:
+            self._discard_iteration_rest()
             for p in partitions:
                 self._paused.discard(TopicPartition(*p))
             self._work.notify()
@@ -295,19 +338,79 @@ class Consumer:
         """Records from the assigned partitions, waiting up to ``timeout`` seconds for the
         first one; [] when none arrived. Raises a fetch error (e.g. ``OffsetOutOfRangeError``
         with ``auto_offset_reset='error'``) once."""
+        if self._direct_owner is not None:
+            self._end_direct()
+        return self._poll(timeout, max_records)
+
+    def _poll(self, timeout: float, max_records: int, *, advance: bool = True) -> list[Record]:
         out: list[Record] = []
-        self._read(timeout, max_records, lambda c, n: out.extend(c.take_records(n)))
+        self._read(
+            timeout, max_records, lambda c, n: out.extend(c.take_records(n)), advance=advance
+        )
         return out
 
     def poll_batch(self, timeout: float = 0.0, max_records: int = 100_000) -> RecordColumns:
         """Like :meth:`poll`, but columnar: numpy offsets/timestamps plus key/value buffers,
         no per-record objects (for analytics replay)."""
         chunks: list[Any] = []
+        if self._direct_owner is not None:
+            self._end_direct()
         self._read(timeout, max_records, lambda c, n: chunks.append(c.take_columns(n)))
         return RecordColumns(chunks)
 
     def __iter__(self) -> Iterator[Record]:
-        """Yield records as they arrive, until the consumer is closed."""
+        """Yield records as they arrive, until the consumer is closed.
+
+        While waiting, this thread reads the partitions' ``Subscribe`` stream itself (no
+        hand-over from the prefetch thread; see the module docstring)."""
+        if not self._use_subscribe:
+            yield from self._iter_polling()
+            return
+        token = object()
+        try:
+            while True:
+                if self._direct_owner is not token:
+                    self._begin_direct(token)
+                try:
+                    records = self._poll(0.0, 500, advance=False)
+                except errors.ClientClosedError:
+                    return
+                if records:
+                    yield from self._yield_positioned(records)
+                    continue
+                if not self._use_subscribe:  # the broker turned out not to have Subscribe
+                    self._end_direct(token)
+                    yield from self._iter_polling()
+                    return
+                if not self._read_direct():
+                    return
+        finally:
+            self._end_direct(token)
+
+    def _yield_positioned(self, records: list[Record]) -> Iterator[Record]:
+        """Yield ``records``, advancing each one's partition position as it goes; stop early
+        when the application discards the rest (``_discard_iteration_rest``)."""
+        positions = self._positions
+        self._iter_rest, self._iter_next = records, 0
+        key: tuple[str, int] | None = None
+        tp = TopicPartition("", 0)
+        try:
+            while self._iter_rest is records and self._iter_next < len(records):
+                rec = records[self._iter_next]
+                self._iter_next += 1
+                if key != (rec.topic, rec.partition):
+                    key = (rec.topic, rec.partition)
+                    tp = TopicPartition(*key)
+                positions[tp] = rec.offset + 1
+                yield rec
+        finally:
+            if self._iter_rest is records:
+                with self._lock:
+                    if self._iter_next < len(records):  # generator closed mid-list (break)
+                        self._discard_iteration_rest()
+                    self._iter_rest = None
+
+    def _iter_polling(self) -> Iterator[Record]:
         while not self._closed:
             try:
                 records = self.poll(timeout=0.5)
@@ -315,12 +418,139 @@ class Consumer:
                 return
             yield from records
 
-    def _read(self, timeout: float, max_records: int, take: Any) -> None:
+    # -- iteration: the application thread reads its own stream -----------------------------
+
+    def _begin_direct(self, token: object) -> None:
+        """Make the iterating thread the stream's reader: the prefetcher stops and waits."""
+        with self._lock:
+            self._direct_owner = token
+            self._work.notify_all()  # cut a prefetcher's retry backoff short
+        self._cancel_inflight()
+        with self._lock:
+            while self._fetcher_busy and not self._closed:
+                self._fetcher_idle.wait(0.1)
+
+    def _end_direct(self, token: object | None = None) -> None:
+        """Hand reading back to the prefetch thread (``token``: only if that iteration
+        still owns it; without one, a ``poll`` takes over mid-iteration)."""
+        if self._direct_owner is None or (token is not None and self._direct_owner is not token):
+            return
+        self._drop_direct()
+        with self._lock:
+            if token is None:
+                self._discard_iteration_rest()
+            self._direct_owner = None
+            self._work.notify()
+
+    def _discard_iteration_rest(self) -> None:
+        """Lock held. The application changes positions (seek, pause, assign, poll) while an
+        iteration holds records it has not yielded yet: drop them, and have their partitions
+        fetched again from the position (the last record yielded)."""
+        rest = self._iter_rest
+        if rest is None:
+            return
+        self._iter_rest = None
+        for tp in {TopicPartition(r.topic, r.partition) for r in rest[self._iter_next :]}:
+            if tp in self._positions:
+                self._bump(tp)
+        self._cancels += 1  # the direct stream read past them: reopen it from the positions
+
+    def _drop_direct(self) -> None:
+        d, self._direct = self._direct, None
+        if d is not None:
+            if self._inflight is d.call:
+                self._inflight = None
+            d.call.cancel()
+
+    def _read_direct(self) -> bool:
+        """Wait on this thread for the next message of the iteration's stream (opening it
+        first when needed) and queue its records. False once the consumer is closed."""
+        d = self._direct
+        if d is not None and self._cancels != d.cancels:
+            self._drop_direct()  # a seek/pause/assign/group change since it was opened
+            d = None
+        if d is None:
+            d = self._open_direct()
+            if d is None:
+                return not self._closed
+        try:
+            resp = next(d.responses)
+        except StopIteration:
+            self._drop_direct()
+            # The broker ended the stream (shutting down): do not re-subscribe in a hot loop.
+            with self._lock:
+                if not self._closed:
+                    self._work.wait(self._backoff)
+            return not self._closed
+        except errors.LogstreamError as exc:
+            self._drop_direct()
+            if self._closed:
+                return False
+            if self._cancels != d.cancels:
+                return True  # cancelled on purpose: the next call opens a new stream
+            if tr.is_unimplemented(exc):
+                log.info("broker has no Subscribe; long-polling Fetch instead")
+                self._use_subscribe = False
+                return True
+            self._on_error(exc)
+            return not self._closed
+        self._unreachable_since = None
+        try:
+            self._absorb(resp, d.epochs, d.offsets)
+        except errors.LogstreamError as exc:
+            self._drop_direct()
+            self._on_error(exc)
+        return not self._closed
+
+    def _open_direct(self) -> _DirectStream | None:
+        """Open the iteration's Subscribe stream over every fetchable partition; None when
+        there was nothing to follow yet (a reset resolved, or a wait for a change)."""
+        with self._lock:
+            if self._closed:
+                return None
+            need_reset = self._needs_reset()
+            fetchable = [] if need_reset else self._fetchable()
+            if not need_reset and not fetchable:
+                # Nothing to read (all paused, no assignment yet): wait for a group change.
+                self._data.wait(self._max_wait_ms / 1000.0)
+                return None
+            epochs = {tp: self._epochs[tp] for tp in fetchable}
+            offsets = {tp: self._fetch_offsets[tp] for tp in fetchable}
+            cancels = self._cancels
+        if need_reset:
+            try:
+                self._resolve_reset(need_reset)
+            except errors.LogstreamError as exc:
+                self._on_error(exc)
+            return None
+        req = log_pb2.SubscribeRequest(
+            max_bytes=self._max_bytes,
+            partitions=self._fetch_partitions(fetchable, offsets),
+            heartbeat_ms=self._max_wait_ms,
+        )
+        try:
+            call = self._transport.log.Subscribe(req)
+        except ValueError:  # the channel was closed under us by close()
+            return None
+        d = self._direct = _DirectStream(
+            call, tr.iterate(call, self._transport.address), epochs, offsets, cancels
+        )
+        with self._lock:
+            self._inflight = call
+            stale = self._closed or self._cancels != cancels
+        if stale:  # a close or group change raced with opening the stream
+            call.cancel()
+        return d
+
+    def _read(self, timeout: float, max_records: int, take: Any, *, advance: bool = True) -> None:
+        """Take up to ``max_records`` buffered records (waiting up to ``timeout`` for the
+        first); ``advance=False`` leaves the positions to the caller (iteration)."""
         self._check_open()
         if self._membership is not None:  # consumer groups: reconcile, auto-commit
             self._membership.on_poll()
         deadline = time.monotonic() + max(timeout, 0.0)
         remaining = max_records
+        taken_to: dict[TopicPartition, int] = {}  # advance=False: where each partition got to
         with self._lock:
             while True:
                 if self._errors:
@@ -333,7 +563,7 @@ class Consumer:
                     if (
                         self._epochs.get(tp) != chunk.epoch
                         or tp in self._paused
-                        or self._positions.get(tp) != chunk.next_offset
+                        or taken_to.get(tp, self._positions.get(tp)) != chunk.next_offset
                     ):
                         self._drop_head()
                         continue
@@ -341,7 +571,10 @@ class Consumer:
                     take(chunk, remaining)
                     got = before - chunk.remaining
                     remaining -= got
-                    self._positions[tp] = chunk.next_offset
+                    if advance:
+                        self._positions[tp] = chunk.next_offset
+                    else:
+                        taken_to[tp] = chunk.next_offset
                     if chunk.remaining == 0:
                         self._drop_head()
                 if remaining < max_records:
@@ -370,8 +603,10 @@ class Consumer:
 
     def _drop_head(self) -> None:
         chunk = self._buffer.popleft()
+        full = self._buffered_bytes >= self._max_buffer
         self._buffered_bytes -= chunk.nbytes
-        self._work.notify()
+        if full and self._buffered_bytes < self._max_buffer:
+            self._work.notify()  # the prefetcher waits for room only when the buffer was full
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -431,6 +666,7 @@ class Consumer:
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
         with self._lock:
+            self._discard_iteration_rest()
             if tp not in self._positions:
                 return
             self._positions[tp] = offset
@@ -495,24 +731,34 @@ class Consumer:
 
     # -- prefetcher thread ----------------------------------------------------------------------
 
+    def _needs_reset(self) -> list[TopicPartition]:
+        """Lock held: assigned, unpaused partitions without a position to reset."""
+        if self._reset is None:
+            return []
+        return [
+            tp
+            for tp in self._assignment
+            if self._positions.get(tp) is None and tp not in self._paused
+        ]
+
     def _run(self) -> None:
         while True:
             with self._lock:
+                self._fetcher_busy = False
+                self._fetcher_idle.notify_all()
                 while True:
                     if self._closed:
                         return
-                    need_reset = [
-                        tp
-                        for tp in self._assignment
-                        if self._positions.get(tp) is None
-                        and tp not in self._paused
-                        and self._reset is not None
-                    ]
+                    if self._direct_owner is not None:  # an iteration reads the stream
+                        self._work.wait()
+                        continue
+                    need_reset = self._needs_reset()
                     fetchable = self._fetchable()
                     if need_reset or fetchable:
                         break
                     self._work.wait()
                 epochs = {tp: self._epochs[tp] for tp in fetchable}
+                self._fetcher_busy = True
             try:
                 if need_reset:
                     self._resolve_reset(need_reset)
@@ -613,6 +859,7 @@ class Consumer:
             stale = (
                 self._closed
                 or self._cancels != cancels
+                or self._direct_owner is not None
                 or any(self._epochs.get(tp) != e for tp, e in epochs.items())
             )
         if stale:  # a seek/assign/close raced with opening the stream

@@ -337,9 +337,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--broker":
+    if sys.argv[1:2] == ["--broker"]:
         broker_main(sys.argv[2], sys.argv[3])
-    elif sys.argv[1] == "--producer":
+    elif sys.argv[1:2] == ["--producer"]:
         producer_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         main()

@@ -6,7 +6,8 @@ Redis's pipelines); replay with ``Consumer.poll_batch`` (columnar, the prefetchi
 keeps the next batches on the wire); the group consumes with ``subscribe`` and commits once per
 page. Durable produce uses ``acks="flushed"`` (the broker acknowledges a batch only after the
 segment is fsynced). Latency: the producer process calls ``send()`` per record with
-``linger_ms=0``; we ``poll()`` as records arrive.
+``linger_ms=0``; we iterate the consumer (``for record in consumer``: the loop's own thread
+reads the stream), and in a secondary row ``poll()`` (the prefetch thread hands records over).
 
 A feature the client does not have yet raises :class:`NotAvailable`; the driver prints
 "not yet available" in that row instead of a number.
@@ -256,6 +257,20 @@ def _latency_producer(addr: str, topic: str, rate: float, seconds: float, size: 
 
 
 def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
+    """Records as they arrive through ``for record in consumer``."""
+    return _latency(addr, topic, rate, seconds, size, iterate=True)
+
+
+def latency_poll(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
+    """Records as they arrive through ``poll(timeout=1.0)`` (a secondary row)."""
+    return _latency(addr, topic, rate, seconds, size, iterate=False)
+
+
+def _latency(
+    addr: str, topic: str, rate: float, seconds: float, size: int, *, iterate: bool
+) -> Result:
+    import threading
+
     from logstream import Consumer
 
     create_topic(addr, topic)
@@ -267,9 +282,18 @@ def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Re
     c.poll(timeout=0.2)  # position resolved, first long poll parked before the producer starts
     deadline = time.monotonic() + seconds + 30
     proc = spawn(_latency_producer, (addr, topic, rate, seconds, size))
+    bound = threading.Timer(seconds + 30, c.close)  # iteration: bounded if records go missing
     try:
         with Timer() as t:
-            while len(lat) < n and time.monotonic() < deadline:
+            if iterate:
+                bound.start()
+                for r in c:
+                    lat.append(time.monotonic_ns() - sent_ns(r.value))
+                    nbytes += len(r.value)
+                    if len(lat) >= n:
+                        break
+                check_alive(proc, f"{SYSTEM} latency")
+            while not iterate and len(lat) < n and time.monotonic() < deadline:
                 records = c.poll(timeout=1.0, max_records=10_000)
                 if not records:
                     check_alive(proc, f"{SYSTEM} latency")
@@ -279,6 +303,7 @@ def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Re
                     lat.append(now - sent_ns(r.value))
                     nbytes += len(r.value)
     finally:
+        bound.cancel()
         c.close()
         reap(proc)
     verify(f"{SYSTEM} latency", n, n * size, len(lat), nbytes)

@@ -267,6 +267,11 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
             topic = f"bench100br{run_no}"
             if isinstance(out.get("produce 100B"), Result):
                 op("replay per record", "replay_per_record", (topic, plan.small[0], size))
+            op(
+                "latency poll",
+                "latency_poll",
+                (f"latpoll{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
+            )
         out["_disk_bytes"] = srv.disk_bytes()
     finally:
         srv.stop()
@@ -404,7 +409,8 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "after fsync). Client: `Producer(linger_ms=5, batch_bytes=512 KiB, compression=None)` "
         "fed by `send_batch` chunks of 1,000; replay `Consumer.poll_batch` (columnar); group "
         "`subscribe` + `commit()` per page; latency `send()` per record with `linger_ms=0`, "
-        "`poll()`.",
+        "`for record in consumer` (the loop's thread reads the stream; the `poll()` row: the "
+        "prefetch thread reads it and hands records over).",
         "floor": "**bare gRPC relay (floor)**: not a peer. `benchmarks/peers/grpc_floor.py`: "
         "a threaded `grpc.server` that hands each message of a bidirectional `Pub` stream "
         "(acknowledged per message, pipelined) to every `Sub` server stream, raw bytes, no "
@@ -547,16 +553,20 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
     w("")
     w("| system | p50 | p99 | p99.9 | max |")
     w("| --- | --- | --- | --- | --- |")
-    for s in latency_only:
-        e = agg.get(s, {}).get("latency")
+    rows = [(s, "latency", labels[s]) for s in latency_only]
+    if "logstream" in latency_only:
+        at = latency_only.index("logstream") + 1
+        rows.insert(at, ("logstream", "latency poll", f"{labels['logstream']}, `poll()`"))
+    for s, key, label in rows:
+        e = agg.get(s, {}).get(key)
         if isinstance(e, dict):
             cells = [
                 f"{e[q][0]:.3f}" + (f" [{e[q][1]:.3f}-{e[q][2]:.3f}]" if e["runs"] > 1 else "")
                 for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms")
             ]
-            w(f"| {labels[s]} | " + " | ".join(cells) + " |")
-        else:
-            w(f"| {labels[s]} | {e or '-'} | | | |")
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        elif key == "latency" or e:
+            w(f"| {label} | {e or '-'} | | | |")
     w("")
     w(f"### Broker memory while the log grows (produce of {n1:,} x {s1} B, last run)")
     w("")

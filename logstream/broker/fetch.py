@@ -181,15 +181,21 @@ class FetchHandler:
                 with self.broker.operation():
                     outcomes, _, _ = self._read_all(active, total_max)
                 ready = [o for o in outcomes if o.records or o.error is not None]
+                caught_up = True
                 for spec, o in zip(active, outcomes, strict=True):
                     if o.records:
                         nxt = next_offset_after(o.records)
                         if nxt is not None:
                             spec.offset = max(spec.offset, nxt)
+                    if o.error is None and spec.offset < o.high_watermark:
+                        caught_up = False
                 active = [s for s, o in zip(active, outcomes, strict=True) if o.error is None]
                 if ready:
                     yield ready
-                    continue
+                    if not caught_up:
+                        continue
+                # Read up to the end as of ``version``: the next read waits for an append
+                # (one read per pushed message, not a second, empty one after it).
                 if not notifier.wait(version, heartbeat_s or idle_wait_s) and heartbeat_s:
                     yield []
         finally:

@@ -1,0 +1,94 @@
+"""The broker's Subscribe loop (``FetchHandler.subscribe``, in-process): one log read per
+pushed message once a subscriber has caught up, heartbeats only when asked for, and the
+records arrive in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logstream.broker import fetch as broker_fetch
+from logstream.broker.broker import Broker
+from logstream.broker.config import build_config
+from logstream.broker.fetch import FetchHandler, FetchSpec
+from logstream.broker.produce import ProduceHandler
+from logstream.codec.batch import encode_batch, iter_batches
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker.open(build_config(data_dir=str(tmp_path / "data"), auto_create_topics=True))
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _values(outcomes: list[Any]) -> list[bytes]:
+    return [v for o in outcomes for b in iter_batches(o.records) for v in b.value_list()]
+
+
+def test_a_caught_up_subscription_reads_once_per_append(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = 0
+    real = FetchHandler._read_all
+
+    def counting(self: Any, *args: Any, **kw: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(broker_fetch.FetchHandler, "_read_all", counting)
+    producer = ProduceHandler(broker)
+    producer.produce("t", 0, [encode_batch([b"v0"])])
+    stream = FetchHandler(broker).subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=5.0)
+    got: list[bytes] = []
+    messages = 0
+    n = 8
+
+    def follow() -> None:
+        nonlocal messages
+        for outcomes in stream:
+            got.extend(_values(outcomes))
+            messages += 1
+            if len(got) == n:
+                return
+
+    t = threading.Thread(target=follow)
+    t.start()
+    for i in range(1, n):
+        time.sleep(0.03)  # the subscription is parked, caught up, when the append lands
+        producer.produce("t", 0, [encode_batch([b"v%d" % i])])
+    t.join(10)
+    stream.close()
+    assert got == [b"v%d" % i for i in range(n)]
+    assert messages == n
+    assert reads == n  # not a second, empty read after every push
+
+
+def test_heartbeats_come_only_when_asked_for(broker: Broker) -> None:
+    ProduceHandler(broker).produce("t", 0, [encode_batch([b"v0"])])
+    handler = FetchHandler(broker)
+    beating = handler.subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=0.05)
+    assert _values(next(beating)) == [b"v0"]
+    t0 = time.monotonic()
+    assert next(beating) == [] and next(beating) == []
+    assert 0.08 <= time.monotonic() - t0 < 2.0
+    beating.close()
+
+    silent = handler.subscribe([FetchSpec("t", 0, 1, 0)], idle_wait_s=0.05)
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(next(silent)))
+    t.start()
+    t.join(0.4)
+    assert t.is_alive() and out == []  # idle: no message at all without a heartbeat
+    ProduceHandler(broker).produce("t", 0, [encode_batch([b"v1"])])
+    t.join(5)
+    assert _values(out[0]) == [b"v1"]
+    silent.close()

@@ -19,7 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from logstream.codec.batch import DecodedBatch, iter_batches
+from logstream.codec.batch import (
+    HEADER_SIZE,
+    SMALL_BATCH_RECORDS,
+    BatchRows,
+    DecodedBatch,
+    decode_batch,
+    decode_headers,
+    decode_rows,
+    peek_length,
+    read_header,
+)
+from logstream.errors import CorruptRecordError
 from logstream.types import Record
 
 _new_record = partial(tuple.__new__, Record)
@@ -29,15 +40,19 @@ class Chunk:
     """One decoded batch of one partition, with a read cursor (``index``).
 
     ``epoch`` is the partition's seek epoch when it was fetched: a seek, pause or
-    re-assignment bumps the epoch and makes older chunks stale.
+    re-assignment bumps the epoch and makes older chunks stale. A small batch arrives as
+    :class:`BatchRows` (Python lists: what ``poll`` and iteration hand out); its numpy
+    columns (``batch``) are decoded only if ``poll_batch`` asks for them.
     """
 
     __slots__ = (
+        "_batch",
         "_keys",
+        "_raw",
+        "_rows",
         "_stamps",
         "_values",
         "base",
-        "batch",
         "epoch",
         "index",
         "n",
@@ -47,19 +62,41 @@ class Chunk:
     )
 
     def __init__(
-        self, topic: str, partition: int, epoch: int, batch: DecodedBatch, start: int
+        self,
+        topic: str,
+        partition: int,
+        epoch: int,
+        batch: DecodedBatch | BatchRows,
+        start: int,
+        raw: tuple[bytes | memoryview, int] | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
         self.epoch = epoch
-        self.batch = batch
-        self.base = batch.header.base_offset
-        self.n = batch.header.record_count
+        header = batch.header
+        self.base = header.base_offset
+        self.n = header.record_count
         self.index = max(0, min(start - self.base, self.n))
-        self.nbytes = batch.header.batch_length
+        self.nbytes = header.batch_length
         self._keys: list[bytes | None] | None = None
         self._values: list[bytes | None] | None = None
         self._stamps: list[int] | None = None
+        self._batch: DecodedBatch | None = None
+        self._rows: BatchRows | None = None
+        self._raw = raw  # (buffer, position) of the encoded batch, for lazy columns
+        if isinstance(batch, BatchRows):
+            self._rows = batch
+        else:
+            self._batch = batch
+
+    @property
+    def batch(self) -> DecodedBatch:
+        """The numpy columns (decoded on first use for a batch that arrived as rows)."""
+        if self._batch is None:
+            if self._raw is None:
+                raise CorruptRecordError("no encoded batch to decode columns from")
+            self._batch = decode_batch(*self._raw, verify=False)  # checked by decode_rows
+        return self._batch
 
     @property
     def remaining(self) -> int:
@@ -71,6 +108,8 @@ class Chunk:
 
     def take_records(self, limit: int) -> list[Record]:
         """Up to ``limit`` records from the cursor on, as :class:`Record` tuples."""
+        if self._rows is not None:
+            return self._take_rows(limit)
         i = self.index
         j = min(self.n, i + limit)
         batch = self.batch
@@ -101,6 +140,32 @@ class Chunk:
                     stamp_iter,
                     key_iter,
                     self._values[i:j],
+                    header_iter,
+                ),
+            )
+        )
+        self.index = j
+        return out
+
+    def _take_rows(self, limit: int) -> list[Record]:
+        rows = self._rows
+        assert rows is not None
+        i = self.index
+        j = min(self.n, i + limit)
+        if rows.header.headers_length:
+            header_iter: Any = [decode_headers(h) for h in rows.header_blobs[i:j]]
+        else:
+            header_iter = repeat(())
+        out = list(
+            map(
+                _new_record,
+                zip(
+                    repeat(self.topic),
+                    repeat(self.partition),
+                    range(self.base + i, self.base + j),
+                    rows.timestamps[i:j],
+                    rows.keys[i:j],
+                    rows.values[i:j],
                     header_iter,
                 ),
             )
@@ -161,13 +226,28 @@ def _has_keys(batch: DecodedBatch) -> bool:
 def chunks_from_records(
     topic: str, partition: int, epoch: int, records: bytes, position: int, *, verify: bool
 ) -> list[Chunk]:
-    """Decode a fetch answer's batches; drop batches wholly below ``position``."""
+    """Decode a fetch answer's batches; drop batches wholly below ``position``. Small
+    batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns; a
+    short trailing fragment is ignored, a damaged complete batch raises."""
     out: list[Chunk] = []
-    for batch in iter_batches(records, verify=verify):
-        header = batch.header
+    pos, end = 0, len(records)
+    while end - pos >= HEADER_SIZE:
+        length = peek_length(records, pos)
+        if length < HEADER_SIZE:
+            raise CorruptRecordError(f"batch_length {length} at position {pos}")
+        if length > end - pos:
+            break
+        at = pos
+        pos += length
+        header = read_header(records, at)
         if header.base_offset + header.record_count <= position:
             continue
-        out.append(Chunk(topic, partition, epoch, batch, position))
+        batch: DecodedBatch | BatchRows
+        if 0 < header.record_count <= SMALL_BATCH_RECORDS:
+            batch = decode_rows(records, at, verify=verify)
+        else:
+            batch = decode_batch(records, at, verify=verify)
+        out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
         position = max(position, header.base_offset + header.record_count)
     return out
 

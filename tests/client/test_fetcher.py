@@ -117,3 +117,42 @@ def test_take_records_of_fixed_size_values_and_one_timestamp() -> None:
     nulls = encode_batch([b"xy", None, b"zw"], timestamps=9)
     (chunk,) = chunks_from_records("t", 1, 0, nulls, 0, verify=True)
     assert [r.value for r in chunk.take_records(10)] == [b"xy", None, b"zw"]
+
+
+def test_small_batches_decode_to_rows_and_large_ones_to_columns_with_the_same_records() -> None:
+    from logstream.codec.batch import SMALL_BATCH_RECORDS
+
+    blob = encode_headers([("h", b"1")])
+    n = SMALL_BATCH_RECORDS + 5
+    values: list[bytes | None] = [b"v%d" % i if i % 7 else None for i in range(n)]
+    keys: list[bytes | None] = [b"k%d" % i if i % 3 else None for i in range(n)]
+    hdrs = [blob if i % 4 == 0 else b"" for i in range(n)]
+    data = _batch(100, values, keys=keys, headers=hdrs)
+    small = _batch(200, values[:3], keys=keys[:3], headers=hdrs[:3])
+    big_chunk, small_chunk = chunks_from_records("t", 0, 0, data + small, 100, verify=True)
+    assert big_chunk._rows is None and small_chunk._rows is not None  # the two decoders
+    got = big_chunk.take_records(n)
+    assert [(r.offset, r.key, r.value) for r in got] == [
+        (100 + i, keys[i], values[i]) for i in range(n)
+    ]
+    assert [r.headers for r in got] == [(("h", b"1"),) if i % 4 == 0 else () for i in range(n)]
+    assert [r.timestamp_ms for r in got] == [1100 + i for i in range(n)]
+    # a rows chunk: records first, then columns for the rest (decoded on demand)
+    first = small_chunk.take_records(1)
+    assert [(r.offset, r.key, r.value, r.timestamp_ms) for r in first] == [(200, None, None, 1200)]
+    cols = small_chunk.take_columns(10)
+    assert cols.offsets.tolist() == [201, 202]
+    assert cols.timestamps.tolist() == [1201, 1202]
+    assert cols.values() == values[1:3] and cols.keys() == keys[1:3]
+    assert small_chunk.remaining == 0
+
+
+def test_a_damaged_small_batch_raises_instead_of_decoding() -> None:
+    import pytest
+
+    from logstream.errors import CorruptRecordError
+
+    data = bytearray(_batch(0, [b"abc"]))
+    data[-1] ^= 0xFF
+    with pytest.raises(CorruptRecordError):
+        chunks_from_records("t", 0, 0, bytes(data), 0, verify=True)

@@ -29,6 +29,8 @@ Stateless and thread-safe.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from logstream.codec import compression
@@ -109,9 +111,17 @@ def _decompress(codec: int, data: memoryview, expected: int) -> bytes:
     return bytes(out)
 
 
+SMALL_BATCH = 16
+"""Up to this many records the columns are checked with ``struct`` and builtins: six numpy
+reductions cost ~25 µs whatever the size, most of a one-record produce at low latency."""
+
+
 def _check_columns(
     buf: bytes | bytearray | memoryview, start: int, n: int, header: BatchHeader
 ) -> None:
+    if n <= SMALL_BATCH:
+        _check_columns_small(buf, start, n, header)
+        return
     cols = np.frombuffer(buf, dtype=COLUMN, count=COLUMNS * n, offset=start).reshape(COLUMNS, n)
     key_value = cols[:2]
     header_lengths = cols[3]
@@ -128,6 +138,34 @@ def _check_columns(
             f"{header.headers_length}"
         )
     max_ts = header.first_timestamp + int(cols[2].max())
+    if max_ts != header.max_timestamp:
+        raise InvalidBatchError(
+            f"max_timestamp {header.max_timestamp} but the records' largest is {max_ts}"
+        )
+
+
+def _check_columns_small(
+    buf: bytes | bytearray | memoryview, start: int, n: int, header: BatchHeader
+) -> None:
+    """:func:`_check_columns` for a few records: the same rules and messages, no numpy."""
+    cols = struct.unpack_from(f"<{COLUMNS * n}i", buf, start)
+    key_lengths, value_lengths = cols[:n], cols[n : 2 * n]
+    deltas, header_lengths = cols[2 * n : 3 * n], cols[3 * n :]
+    if (n and (min(key_lengths) < -1 or min(value_lengths) < -1)) or (
+        n and min(header_lengths) < 0
+    ):
+        raise InvalidBatchError("a record length is below -1 (or a header length below 0)")
+    keys = sum(key_lengths) + key_lengths.count(-1)
+    values = sum(value_lengths) + value_lengths.count(-1)
+    headers = sum(header_lengths)
+    if (keys, values, headers) != (header.keys_length, header.values_length,
+                                   header.headers_length):
+        raise InvalidBatchError(
+            f"record lengths add up to keys {keys}, values {values}, headers {headers}; the "
+            f"header says {header.keys_length}, {header.values_length}, "
+            f"{header.headers_length}"
+        )
+    max_ts = header.first_timestamp + (max(deltas) if n else 0)
     if max_ts != header.max_timestamp:
         raise InvalidBatchError(
             f"max_timestamp {header.max_timestamp} but the records' largest is {max_ts}"

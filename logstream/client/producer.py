@@ -714,7 +714,11 @@ class Producer:
         b.deadline = now + self._delivery_timeout
         t.open[partition] = b
         self._pending.add(b)
-        self._wake.notify()
+        if not self._inflight:
+            # With a request unanswered, its answer wakes the sender, which then seals this
+            # batch and times its linger: waking it now (once per record at linger_ms=0
+            # and low rates) only costs a thread switch on the latency path.
+            self._wake.notify()
         return b
 
     def _seal(self, t: _Topic, partition: int, b: ProducerBatch) -> None:

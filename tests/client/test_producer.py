@@ -247,6 +247,40 @@ def test_small_requests_wait_for_an_answer_instead_of_pipelining(
     assert [f.result(0).offset for f in [first, *later]] == list(range(6))
 
 
+def test_records_behind_an_unanswered_request_do_not_wake_the_sender(
+    transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At linger_ms=0 each record used to wake the sender thread, which found the answer
+    still due and went back to sleep: a thread switch per record on the latency path."""
+    from logstream.client import producer as producer_mod
+
+    gate, sizes, send = _gated_stream(transport)
+    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
+    drains = 0
+    real = producer_mod.Producer._drain
+
+    def counting(self: Any, now: float) -> Any:
+        nonlocal drains
+        drains += 1
+        return real(self, now)
+
+    monkeypatch.setattr(producer_mod.Producer, "_drain", counting)
+    with Producer(transport, linger_ms=0, acks="leader") as p:
+        p.send("t", b"first", partition=0)
+        _wait_for(lambda: sizes == [1])
+        time.sleep(0.05)
+        before = drains
+        later = []
+        for i in range(20):
+            later.append(p.send("t", b"%d" % i, partition=0))
+            time.sleep(0.005)  # records trickling in, as at a low rate
+        assert drains - before <= 1
+        gate.set()
+        p.flush(10)
+    assert sizes == [1, 20]
+    assert [f.result(0).offset for f in later] == list(range(1, 21))
+
+
 def test_large_requests_still_pipeline(
     transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:

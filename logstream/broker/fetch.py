@@ -175,6 +175,7 @@ class FetchHandler:
         notifier = self.broker.notifier
         if not self.broker.waiter_slots.acquire(blocking=False):
             raise RequestTimedOutError("too many concurrent subscriptions; retry later")
+        beat_at = time.monotonic() + heartbeat_s
         try:
             while active and not notifier.closed and not cancelled():
                 version = notifier.version
@@ -192,12 +193,21 @@ class FetchHandler:
                 active = [s for s, o in zip(active, outcomes, strict=True) if o.error is None]
                 if ready:
                     yield ready
+                    beat_at = time.monotonic() + heartbeat_s
                     if not caught_up:
                         continue
                 # Read up to the end as of ``version``: the next read waits for an append
                 # (one read per pushed message, not a second, empty one after it).
-                if not notifier.wait(version, heartbeat_s or idle_wait_s) and heartbeat_s:
-                    yield []
+                if not heartbeat_s:
+                    notifier.wait(version, idle_wait_s)
+                    continue
+                # The notifier is broker-wide: appends elsewhere wake this loop too, so the
+                # heartbeat keeps its own deadline across those wake-ups.
+                left = beat_at - time.monotonic()
+                if left > 0 and notifier.wait(version, left):
+                    continue
+                yield []
+                beat_at = time.monotonic() + heartbeat_s
         finally:
             self.broker.waiter_slots.release()
 

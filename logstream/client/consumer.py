@@ -423,6 +423,8 @@ class Consumer:
     def _begin_direct(self, token: object) -> None:
         """Make the iterating thread the stream's reader: the prefetcher stops and waits."""
         with self._lock:
+            # Another iteration, suspended mid-list, gives up what it has not yielded yet.
+            self._discard_iteration_rest()
             self._direct_owner = token
             self._work.notify_all()  # cut a prefetcher's retry backoff short
         self._cancel_inflight()
@@ -656,8 +658,11 @@ class Consumer:
         """Lock held: invalidate buffered and in-flight data of ``tp``."""
         self._epochs[tp] = self._epochs.get(tp, 0) + 1
         kept = deque(c for c in self._buffer if (c.topic, c.partition) != tp)
+        full = self._buffered_bytes >= self._max_buffer
         self._buffered_bytes = sum(c.nbytes for c in kept)
         self._buffer = kept
+        if full and self._buffered_bytes < self._max_buffer:
+            self._work.notify()  # the prefetcher waits for room only when the buffer was full
         pos = self._positions.get(tp)
         if pos is not None:
             self._fetch_offsets[tp] = pos

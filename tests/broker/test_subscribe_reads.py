@@ -92,3 +92,37 @@ def test_heartbeats_come_only_when_asked_for(broker: Broker) -> None:
     t.join(5)
     assert _values(out[0]) == [b"v1"]
     silent.close()
+
+
+def test_heartbeats_keep_their_deadline_while_other_topics_are_busy(broker: Broker) -> None:
+    """The append notifier is broker-wide: appends to another topic wake an idle
+    subscription, which must still send its heartbeat on time."""
+    producer = ProduceHandler(broker)
+    producer.produce("busy", 0, [encode_batch([b"b"])])
+    producer.produce("idle", 0, [encode_batch([b"i"])])
+    stream = FetchHandler(broker).subscribe([FetchSpec("idle", 0, 1, 0)], heartbeat_s=0.1)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            producer.produce("busy", 0, [encode_batch([b"b"])])
+            time.sleep(0.01)
+
+    beats: list[Any] = []
+
+    def collect() -> None:
+        beats.extend(next(stream) for _ in range(5))
+
+    t = threading.Thread(target=churn)
+    t.start()
+    reader = threading.Thread(target=collect, daemon=True)
+    t0 = time.monotonic()
+    reader.start()
+    reader.join(3.0)  # bounded: a regression starves the heartbeat for good
+    elapsed = time.monotonic() - t0
+    stop.set()
+    t.join(5)
+    assert beats == [[]] * 5, f"{len(beats)} heartbeats in {elapsed:.1f} s"
+    assert 0.4 <= elapsed < 2.0
+    # the reader returned, so closing the generator here is safe
+    stream.close()

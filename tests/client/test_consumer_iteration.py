@@ -120,6 +120,24 @@ def test_poll_while_an_iteration_is_suspended_takes_over_reading(
         assert [r.offset for r in _take(it, 19)] == list(range(11, 30))
 
 
+def test_a_second_iteration_takes_over_from_a_suspended_one(
+    broker: Any, topic_name: str
+) -> None:
+    _topic(broker, topic_name, records=30)
+    with Consumer(broker.address, auto_offset_reset="earliest") as c:
+        c.assign([TopicPartition(topic_name, 0)])
+        bound = threading.Timer(20, c.close)  # a stalled partition fails, not hangs
+        bound.start()
+        first = iter(c)
+        assert [r.offset for r in _take(first, 5)] == list(range(5))
+        second = iter(c)  # `first` still holds 5..29, taken but not yielded
+        assert [r.offset for r in _take(second, 25)] == list(range(5, 30))
+        with Producer(broker.address) as p:
+            p.send(topic_name, value=b"30").result(5)
+        assert [r.offset for r in _take(first, 1)] == [30]  # and back again
+        bound.cancel()
+
+
 def test_breaking_out_hands_reading_back_to_poll(broker: Any, topic_name: str) -> None:
     _topic(broker, topic_name, records=10)
     tp = TopicPartition(topic_name, 0)
@@ -135,6 +153,40 @@ def test_breaking_out_hands_reading_back_to_poll(broker: Any, topic_name: str) -
         while len(got) < 8 and time.monotonic() < deadline:
             got.extend(c.poll(0.5))
     assert [r.offset for r in got] == list(range(3, 11))
+
+
+def test_pausing_with_a_full_buffer_keeps_the_other_partitions_flowing(
+    broker: Any, topic_name: str
+) -> None:
+    """pause() frees room in a full prefetch buffer: the prefetcher, waiting for room,
+    must be woken, or the unpaused partitions stop (poll, not iteration)."""
+    _topic(broker, topic_name, partitions=2)
+    n = 2000
+    with Producer(broker.address, linger_ms=0) as p:
+        for i in range(n):
+            p.send(topic_name, value=b"x" * 200, partition=i % 2)
+            if i % 50 == 0:
+                p.flush()
+    p0, p1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
+    with Consumer(
+        broker.address,
+        auto_offset_reset="earliest",
+        max_buffer_bytes=8192,
+        fetch_max_bytes=4096,
+        max_partition_fetch_bytes=2048,
+    ) as c:
+        c.assign([p0, p1])
+        got = c.poll(timeout=5, max_records=1)
+        deadline = time.monotonic() + 5
+        while c._buffered_bytes < c._max_buffer and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the prefetcher now waits for room
+        c.pause([p0])
+        seen = {r.offset for r in got if r.partition == 1}
+        deadline = time.monotonic() + 15
+        while len(seen) < n // 2 and time.monotonic() < deadline:
+            seen |= {r.offset for r in c.poll(timeout=0.2) if r.partition == 1}
+    assert seen == set(range(n // 2))
 
 
 def test_close_from_another_thread_ends_an_idle_iteration(broker: Any, topic_name: str) -> None:

@@ -714,10 +714,11 @@ class Producer:
         b.deadline = now + self._delivery_timeout
         t.open[partition] = b
         self._pending.add(b)
-        if not self._inflight:
-            # With a request unanswered, its answer wakes the sender, which then seals this
-            # batch and times its linger: waking it now (once per record at linger_ms=0
-            # and low rates) only costs a thread switch on the latency path.
+        if not self._inflight or self._linger > 0:
+            # At linger_ms=0 with a request unanswered, its answer wakes the sender, which
+            # then seals this batch: waking it now (once per record at low rates) only
+            # costs a thread switch on the latency path. With a linger, the sender times
+            # it (a sealed batch may still pipeline once enough is ready).
             self._wake.notify()
         return b
 

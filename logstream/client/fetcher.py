@@ -29,6 +29,7 @@ from logstream.codec.batch import (
     decode_rows,
     peek_length,
     read_header,
+    validate_batch,
 )
 from logstream.errors import CorruptRecordError
 from logstream.types import Record
@@ -239,14 +240,16 @@ def chunks_from_records(
             break
         at = pos
         pos += length
-        header = read_header(records, at)
+        # CRC first, also for a batch about to be skipped: a damaged header must raise, not
+        # make its batch look like one below the position.
+        header = validate_batch(records, at) if verify else read_header(records, at)
         if header.base_offset + header.record_count <= position:
             continue
         batch: DecodedBatch | BatchRows
         if 0 < header.record_count <= SMALL_BATCH_RECORDS:
-            batch = decode_rows(records, at, verify=verify)
+            batch = decode_rows(records, at, verify=False)  # checked just above (if asked)
         else:
-            batch = decode_batch(records, at, verify=verify)
+            batch = decode_batch(records, at, verify=False)
         out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
         position = max(position, header.base_offset + header.record_count)
     return out

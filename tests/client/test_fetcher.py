@@ -156,3 +156,16 @@ def test_a_damaged_small_batch_raises_instead_of_decoding() -> None:
     data[-1] ^= 0xFF
     with pytest.raises(CorruptRecordError):
         chunks_from_records("t", 0, 0, bytes(data), 0, verify=True)
+
+
+def test_a_damaged_batch_raises_even_where_its_header_says_it_is_below_the_position() -> None:
+    import pytest
+
+    from logstream.errors import CorruptRecordError
+
+    first = _batch(10, [b"a", b"b"])
+    data = bytearray(first + _batch(12, [b"c"]))
+    stamp_base_offset(data, 0)  # the base offset is not under the CRC: now "below" 11
+    data[len(first) - 1] ^= 0x01  # and a value byte is damaged: the CRC catches it
+    with pytest.raises(CorruptRecordError):
+        chunks_from_records("t", 0, 0, bytes(data), 11, verify=True)

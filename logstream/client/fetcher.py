@@ -131,22 +131,7 @@ class Chunk:
             header_iter: Any = [batch.record_headers(k) for k in range(i, j)]
         else:
             header_iter = repeat(())
-        out = list(
-            map(
-                _new_record,
-                zip(
-                    repeat(self.topic),
-                    repeat(self.partition),
-                    offsets,
-                    stamp_iter,
-                    key_iter,
-                    self._values[i:j],
-                    header_iter,
-                ),
-            )
-        )
-        self.index = j
-        return out
+        return self._records(j, offsets, stamp_iter, key_iter, self._values[i:j], header_iter)
 
     def _take_rows(self, limit: int) -> list[Record]:
         rows = self._rows
@@ -157,17 +142,30 @@ class Chunk:
             header_iter: Any = [decode_headers(h) for h in rows.header_blobs[i:j]]
         else:
             header_iter = repeat(())
+        return self._records(
+            j,
+            range(self.base + i, self.base + j),
+            rows.timestamps[i:j],
+            rows.keys[i:j],
+            rows.values[i:j],
+            header_iter,
+        )
+
+    def _records(
+        self, j: int, offsets: Any, stamps: Any, keys: Any, values: Any, headers: Any
+    ) -> list[Record]:
+        """Record tuples from per-field iterables (one C-level pass); the cursor moves to j."""
         out = list(
             map(
                 _new_record,
                 zip(
                     repeat(self.topic),
                     repeat(self.partition),
-                    range(self.base + i, self.base + j),
-                    rows.timestamps[i:j],
-                    rows.keys[i:j],
-                    rows.values[i:j],
-                    header_iter,
+                    offsets,
+                    stamps,
+                    keys,
+                    values,
+                    headers,
                 ),
             )
         )

@@ -523,6 +523,26 @@ def _starts(lengths: np.ndarray) -> tuple[np.ndarray, int]:
     return starts, total
 
 
+def _record_section(
+    buf: bytes | bytearray | memoryview, pos: int, verify: bool
+) -> tuple[BatchHeader, memoryview]:
+    """The checked header of the batch at ``pos`` and its record section (decompressed)."""
+    header = validate_batch(buf, pos) if verify else read_header(buf, pos)
+    if not verify:
+        if header.batch_length > len(buf) - pos or header.batch_length < HEADER_SIZE:
+            raise CorruptRecordError("truncated batch")
+        _check_header_arithmetic(header)
+    mv = memoryview(buf)[pos + HEADER_SIZE : pos + header.batch_length]
+    if header.compression == compression.NONE:
+        return header, mv
+    n = header.record_count
+    expected = 16 * n + header.keys_length + header.values_length + header.headers_length
+    section = memoryview(compression.decompress(header.compression, mv, expected))
+    if len(section) != expected:
+        raise InvalidBatchError("decompressed record section has the wrong size")
+    return header, section
+
+
 def decode_batch(
     buf: bytes | bytearray | memoryview, pos: int = 0, *, verify: bool = True
 ) -> DecodedBatch:
@@ -531,21 +551,8 @@ def decode_batch(
     Never reads past the batch; every inconsistency raises CorruptRecordError /
     InvalidBatchError instead of producing wrong records.
     """
-    header = validate_batch(buf, pos) if verify else read_header(buf, pos)
-    if not verify:
-        if header.batch_length > len(buf) - pos or header.batch_length < HEADER_SIZE:
-            raise CorruptRecordError("truncated batch")
-        _check_header_arithmetic(header)
+    header, section = _record_section(buf, pos, verify)
     n = header.record_count
-    mv = memoryview(buf)[pos + HEADER_SIZE : pos + header.batch_length]
-    section: memoryview
-    if header.compression != compression.NONE:
-        expected = 16 * n + header.keys_length + header.values_length + header.headers_length
-        section = memoryview(compression.decompress(header.compression, mv, expected))
-        if len(section) != expected:
-            raise InvalidBatchError("decompressed record section has the wrong size")
-    else:
-        section = mv
     columns_bytes = 16 * n
     cols = np.frombuffer(section, dtype=_COLUMN_DTYPE, count=4 * n).reshape(4, n)
     key_lengths, value_lengths, deltas, header_lengths = cols[0], cols[1], cols[2], cols[3]
@@ -625,20 +632,9 @@ def decode_rows(
     :func:`decode_batch` (which it matches record for record). Meant for small batches
     (:data:`SMALL_BATCH_RECORDS`): its cost grows with the record count, without numpy's
     fixed per-call cost; a consumer following a topic record by record mostly sees those."""
-    header = validate_batch(buf, pos) if verify else read_header(buf, pos)
-    if not verify:
-        if header.batch_length > len(buf) - pos or header.batch_length < HEADER_SIZE:
-            raise CorruptRecordError("truncated batch")
-        _check_header_arithmetic(header)
+    header, section = _record_section(buf, pos, verify)
     n = header.record_count
-    mv = memoryview(buf)[pos + HEADER_SIZE : pos + header.batch_length]
-    expected = 16 * n + header.keys_length + header.values_length + header.headers_length
-    if header.compression != compression.NONE:
-        raw = bytes(compression.decompress(header.compression, mv, expected))
-        if len(raw) != expected:
-            raise InvalidBatchError("decompressed record section has the wrong size")
-    else:
-        raw = bytes(mv)
+    raw = bytes(section)
     columns = _row_columns(n).unpack_from(raw)
     key_lengths, value_lengths = columns[:n], columns[n : 2 * n]
     deltas, header_lengths = columns[2 * n : 3 * n], columns[3 * n :]

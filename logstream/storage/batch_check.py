@@ -130,18 +130,7 @@ def _check_columns(
     nulls = np.count_nonzero(key_value == -1, axis=1)
     keys, values = (key_value.sum(axis=1, dtype=np.int64) + nulls).tolist()
     headers = int(header_lengths.sum(dtype=np.int64))
-    if (keys, values, headers) != (header.keys_length, header.values_length,
-                                   header.headers_length):
-        raise InvalidBatchError(
-            f"record lengths add up to keys {keys}, values {values}, headers {headers}; the "
-            f"header says {header.keys_length}, {header.values_length}, "
-            f"{header.headers_length}"
-        )
-    max_ts = header.first_timestamp + int(cols[2].max())
-    if max_ts != header.max_timestamp:
-        raise InvalidBatchError(
-            f"max_timestamp {header.max_timestamp} but the records' largest is {max_ts}"
-        )
+    _check_against_header(keys, values, headers, int(cols[2].max()), header)
 
 
 def _check_columns_small(
@@ -151,13 +140,18 @@ def _check_columns_small(
     cols = struct.unpack_from(f"<{COLUMNS * n}i", buf, start)
     key_lengths, value_lengths = cols[:n], cols[n : 2 * n]
     deltas, header_lengths = cols[2 * n : 3 * n], cols[3 * n :]
-    if (n and (min(key_lengths) < -1 or min(value_lengths) < -1)) or (
-        n and min(header_lengths) < 0
-    ):
+    if n and (min(key_lengths) < -1 or min(value_lengths) < -1 or min(header_lengths) < 0):
         raise InvalidBatchError("a record length is below -1 (or a header length below 0)")
     keys = sum(key_lengths) + key_lengths.count(-1)
     values = sum(value_lengths) + value_lengths.count(-1)
-    headers = sum(header_lengths)
+    _check_against_header(keys, values, sum(header_lengths), max(deltas) if n else 0, header)
+
+
+def _check_against_header(
+    keys: int, values: int, headers: int, max_delta: int, header: BatchHeader
+) -> None:
+    """The section totals (nulls counted as 0) and the largest timestamp delta of the
+    columns must match the header."""
     if (keys, values, headers) != (header.keys_length, header.values_length,
                                    header.headers_length):
         raise InvalidBatchError(
@@ -165,7 +159,7 @@ def _check_columns_small(
             f"header says {header.keys_length}, {header.values_length}, "
             f"{header.headers_length}"
         )
-    max_ts = header.first_timestamp + (max(deltas) if n else 0)
+    max_ts = header.first_timestamp + max_delta
     if max_ts != header.max_timestamp:
         raise InvalidBatchError(
             f"max_timestamp {header.max_timestamp} but the records' largest is {max_ts}"

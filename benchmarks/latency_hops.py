@@ -9,8 +9,8 @@ and consumer to take timestamps (``time.monotonic_ns``, system-wide on Linux), s
 when they are renamed. Hops, per record (first time the record's offset is seen there):
 
   P0 ``send()`` called (stamped in the value)
-  P1 the sender thread wrote the request to the ProduceStream pipe (``_StreamPipe.send``)
-  P2 gRPC's request-iterator thread took it (``_StreamPipe._requests``)
+  P1 the sender thread wrote the request to the ProduceStream pipe (``ProduceStreamPipe.send``)
+  P2 gRPC's request-iterator thread took it (``ProduceStreamPipe._requests``)
   B1 broker: ``LogServicer._produce`` entered (the stream's request was read)
   B2 broker: appended and the notifier woken (``_produce`` returned)
   B3 broker: a fetch / subscription read it (``FetchHandler._read_all``)
@@ -162,16 +162,16 @@ def producer_main(addr: str, rate: int, seconds: float, out_path: str) -> None:
         sys.setswitchinterval(float(sw) / 1000)
     _patch_client_opts()
     from logstream import Producer
-    from logstream.client import producer as pmod
+    from logstream.client.producer import sender as pmod
 
     ev: list[tuple[str, int, object]] = []
-    orig_send = pmod._StreamPipe.send
+    orig_send = pmod.ProduceStreamPipe.send
 
     def send(self, request):  # type: ignore[no-untyped-def]
         ev.append(("P1", now(), request))
         orig_send(self, request)
 
-    pmod._StreamPipe.send = send
+    pmod.ProduceStreamPipe.send = send
 
     def _requests(self):  # type: ignore[no-untyped-def]
         while True:
@@ -181,7 +181,7 @@ def producer_main(addr: str, rate: int, seconds: float, out_path: str) -> None:
             ev.append(("P2", now(), req))
             yield req
 
-    pmod._StreamPipe._requests = _requests
+    pmod.ProduceStreamPipe._requests = _requests
     extra = {}
     if os.environ.get("LAT_INFLIGHT"):
         extra["max_in_flight"] = int(os.environ["LAT_INFLIGHT"])

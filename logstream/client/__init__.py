@@ -6,12 +6,11 @@ internals. All gRPC failures are translated to the ``logstream.errors`` tree in
 listing, describing, resetting and deleting groups.
 """
 
-from logstream.client.accumulator import RecordFuture
 from logstream.client.admin import Admin, PartitionInfo, TopicDescription, TopicInfo
 from logstream.client.consumer import Consumer
 from logstream.client.fetcher import ColumnChunk, RecordColumns
 from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
-from logstream.client.producer import BulkFuture, Producer
+from logstream.client.producer import BulkFuture, Producer, RecordFuture
 from logstream.client.transport import Transport
 
 __all__ = [

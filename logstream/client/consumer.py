@@ -378,10 +378,6 @@ class Consumer:
                 if records:
                     yield from self._yield_positioned(records)
                     continue
-                if not self._use_subscribe:  # the broker turned out not to have Subscribe
-                    self._end_direct(token)
-                    yield from self._iter_polling()
-                    return
                 if not self._read_direct():
                     return
         finally:
@@ -490,10 +486,6 @@ class Consumer:
                 return False
             if self._cancels != d.cancels:
                 return True  # cancelled on purpose: the next call opens a new stream
-            if tr.is_unimplemented(exc):
-                log.info("broker has no Subscribe; long-polling Fetch instead")
-                self._use_subscribe = False
-                return True
             self._on_error(exc)
             return not self._closed
         self._unreachable_since = None
@@ -878,13 +870,9 @@ class Consumer:
                     if self._buffered_bytes >= self._max_buffer:
                         ended = False
                         break
-        except errors.LogstreamError as exc:
+        except errors.LogstreamError:
             if self._closed or self._cancels != cancels:
                 return  # cancelled on purpose: the caller's loop starts the next stream
-            if tr.is_unimplemented(exc):
-                log.info("broker has no Subscribe; long-polling Fetch instead")
-                self._use_subscribe = False
-                return
             raise
         finally:
             self._inflight = None

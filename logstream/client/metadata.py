@@ -21,11 +21,8 @@ class Metadata:
 
     def fetch(self, topic: str) -> int:
         """Ask the broker for the partition count of ``topic`` (and cache it)."""
-        resp = tr.call(
-            self._transport.admin.DescribeTopics,
-            admin_pb2.DescribeTopicsRequest(names=[topic]),
-            timeout=self._timeout,
-            address=self._transport.address,
+        resp = self._transport.describe_topics(
+            admin_pb2.DescribeTopicsRequest(names=[topic]), timeout=self._timeout
         )
         for desc in resp.topics:
             if desc.name != topic:

@@ -5,13 +5,13 @@ Everything above this module (producer, consumer, admin) sees only ``LogstreamEr
 subclasses. A failed call is translated exactly once, here, with ``raise ... from exc`` so
 the gRPC error stays attached as ``__cause__`` for debugging.
 
-Seam for tests: :class:`Transport` exposes three stub-like attributes (``log``, ``admin``,
-``group``) whose methods look like generated gRPC stubs (``stub.Fetch(request, timeout=...)``,
-``stub.Fetch.future(...)``, ``stub.ProduceStream(iterator)``). A fake transport
-(``logstream.testing.transport.InMemoryTransport``) provides the same attributes, so the
-producer and consumer run unchanged against it. :class:`Transport` also has
-``produce_stream_raw`` (ProduceStream fed with serialized requests); the producer uses it
-when a transport has it and builds ``ProduceRequest`` messages otherwise.
+Seam for tests: :class:`TransportLike` is what the client needs from a connection. The
+producer's calls are typed methods that raise only ``LogstreamError`` (``produce_stream``,
+``init_producer_id``, ``describe_topics``); the consumer, admin and group calls still go
+through three stub-like attributes (``log``, ``admin``, ``group``) shaped like generated gRPC
+stubs, translated by :func:`call`, :func:`result` and :func:`iterate`. A fake transport
+(``logstream.testing.transport.InMemoryTransport``) provides both, so the client runs
+unchanged against it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from logstream import errors
-from logstream.protocol import admin_pb2_grpc, group_pb2_grpc, log_pb2, log_pb2_grpc
+from logstream.protocol import admin_pb2, admin_pb2_grpc, group_pb2_grpc, log_pb2, log_pb2_grpc
 from logstream.protocol.status import error_from_rpc
 
 T = TypeVar("T")
@@ -48,6 +48,14 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+class ProduceStreamCall(Protocol):
+    """An open ProduceStream: iterate the answers (a failure raises ``LogstreamError``)."""
+
+    def __iter__(self) -> Iterator[log_pb2.ProduceResponse]: ...
+
+    def cancel(self) -> None: ...
+
+
 class TransportLike(Protocol):
     """What the client needs from a transport (real or fake)."""
 
@@ -55,6 +63,19 @@ class TransportLike(Protocol):
     log: Any
     admin: Any
     group: Any
+
+    def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
+        """Open a ProduceStream fed with serialized ``ProduceRequest`` messages
+        (``logstream.client.wire``)."""
+        ...
+
+    def init_producer_id(
+        self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
+    ) -> log_pb2.InitProducerIdResponse: ...
+
+    def describe_topics(
+        self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DescribeTopicsResponse: ...
 
     def close(self) -> None: ...
 
@@ -65,16 +86,6 @@ def translate(exc: grpc.RpcError, address: str = "") -> errors.LogstreamError:
     if isinstance(err, errors.BrokerNotAvailableError) and address:
         err = errors.BrokerNotAvailableError(f"broker at {address} not available: {err.message}")
     return err
-
-
-def is_unimplemented(exc: BaseException) -> bool:
-    """True if ``exc`` (or its cause) says the broker does not implement the RPC."""
-    cause = exc.__cause__ if isinstance(exc, errors.LogstreamError) else exc
-    code = getattr(cause, "code", None)
-    try:
-        return callable(code) and code() == grpc.StatusCode.UNIMPLEMENTED
-    except Exception:
-        return False
 
 
 def call(method: Callable[..., T], request: Any, *, timeout: float | None, address: str = "") -> T:
@@ -118,7 +129,7 @@ class Transport:
         self.log = log_pb2_grpc.LogStub(self._channel)
         # ProduceStream taking requests already serialized (logstream.client.wire): no
         # protobuf message is built and no serializer runs (docs/performance.md, Client).
-        self.produce_stream_raw = self._channel.stream_stream(
+        self._produce_stream = self._channel.stream_stream(
             "/logstream.v1.Log/ProduceStream",
             request_serializer=None,
             response_deserializer=log_pb2.ProduceResponse.FromString,
@@ -127,10 +138,41 @@ class Transport:
         self.group = group_pb2_grpc.GroupStub(self._channel)
         self._closed = False
 
+    def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
+        try:
+            call = self._produce_stream(requests)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.address) from exc
+        return _TranslatedStream(call, self.address)
+
+    def init_producer_id(
+        self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
+    ) -> log_pb2.InitProducerIdResponse:
+        return call(self.log.InitProducerId, request, timeout=timeout, address=self.address)
+
+    def describe_topics(
+        self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DescribeTopicsResponse:
+        return call(self.admin.DescribeTopics, request, timeout=timeout, address=self.address)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._channel.close()
+
+
+class _TranslatedStream:
+    """A gRPC stream-stream call whose failures surface as ``LogstreamError``."""
+
+    def __init__(self, call: Any, address: str) -> None:
+        self._call = call
+        self._address = address
+
+    def __iter__(self) -> Iterator[log_pb2.ProduceResponse]:
+        return iterate(self._call, self._address)
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 def connect(bootstrap: str | TransportLike) -> TransportLike:

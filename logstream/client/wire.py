@@ -5,7 +5,7 @@ Building a ``log_pb2.ProduceRequest`` copies every batch into the message, and g
 serializer copies it all again (``SerializeToString``); together ~100 ns per 100-byte record
 in the producer process, as much as ``encode_batch`` itself (docs/performance.md, Client).
 :func:`produce_request` writes the same wire bytes with one ``b"".join``; the transport's
-``produce_stream_raw`` method sends them without a serializer.
+``produce_stream`` method sends them without a serializer.
 
 The output is byte-identical to ``ProduceRequest(...).SerializeToString()`` (fields in
 number order, proto3 defaults omitted); ``tests/client/test_wire.py`` checks it against the

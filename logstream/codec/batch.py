@@ -115,6 +115,10 @@ NO_SEQUENCE = -1
 _INT32_MAX = 2**31 - 1
 _COLUMN_DTYPE = np.dtype("<i4")
 
+RECORD_COLUMN_BYTES = 4 * _COLUMN_DTYPE.itemsize
+"""Bytes each record adds to the record section besides its key, value and headers: its four
+int32 columns (key length, value length, timestamp delta, header length)."""
+
 assert HEADER_SIZE == 72
 assert _PREFIX.size == CRC_START
 
@@ -401,7 +405,12 @@ def _check_header_arithmetic(h: BatchHeader) -> None:
     if h.compression not in compression.KNOWN:
         raise InvalidBatchError(f"unknown compression codec {h.compression}")
     if h.compression == compression.NONE:
-        expected = 16 * h.record_count + h.keys_length + h.values_length + h.headers_length
+        expected = (
+            RECORD_COLUMN_BYTES * h.record_count
+            + h.keys_length
+            + h.values_length
+            + h.headers_length
+        )
         if h.records_length != expected:
             raise InvalidBatchError(
                 f"record section is {h.records_length} bytes, header promises {expected}"
@@ -536,7 +545,9 @@ def _record_section(
     if header.compression == compression.NONE:
         return header, mv
     n = header.record_count
-    expected = 16 * n + header.keys_length + header.values_length + header.headers_length
+    expected = (
+        RECORD_COLUMN_BYTES * n + header.keys_length + header.values_length + header.headers_length
+    )
     section = memoryview(compression.decompress(header.compression, mv, expected))
     if len(section) != expected:
         raise InvalidBatchError("decompressed record section has the wrong size")
@@ -553,7 +564,7 @@ def decode_batch(
     """
     header, section = _record_section(buf, pos, verify)
     n = header.record_count
-    columns_bytes = 16 * n
+    columns_bytes = RECORD_COLUMN_BYTES * n
     cols = np.frombuffer(section, dtype=_COLUMN_DTYPE, count=4 * n).reshape(4, n)
     key_lengths, value_lengths, deltas, header_lengths = cols[0], cols[1], cols[2], cols[3]
     if n and (int(key_lengths.min()) < -1 or int(value_lengths.min()) < -1):
@@ -650,7 +661,7 @@ def decode_rows(
         header.headers_length,
     ):
         raise InvalidBatchError("record lengths do not add up to the section lengths")
-    keys, at = _sliced(raw, 16 * n, key_lengths)
+    keys, at = _sliced(raw, RECORD_COLUMN_BYTES * n, key_lengths)
     values, at = _sliced(raw, at, value_lengths)
     blobs: list[bytes] = []
     for length in header_lengths:

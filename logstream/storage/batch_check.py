@@ -34,7 +34,7 @@ import struct
 import numpy as np
 
 from logstream.codec import compression
-from logstream.codec.batch import HEADER_SIZE, BatchHeader
+from logstream.codec.batch import HEADER_SIZE, RECORD_COLUMN_BYTES, BatchHeader
 from logstream.errors import CorruptRecordError, InvalidBatchError
 
 MAX_UNCOMPRESSED_SECTION = 64 * 1024 * 1024
@@ -43,7 +43,6 @@ larger): bounds what one produce can make the broker (and every consumer) alloca
 
 COLUMN = np.dtype("<i4")
 COLUMNS = 4  # key_lengths, value_lengths, timestamp_deltas, header_lengths
-COLUMN_BYTES_PER_RECORD = COLUMNS * COLUMN.itemsize
 
 
 def check_record_section(
@@ -52,7 +51,7 @@ def check_record_section(
     """Raise unless the record section of ``batch`` (already CRC-checked) matches ``header``."""
     n = header.record_count
     expected = (
-        COLUMN_BYTES_PER_RECORD * n
+        RECORD_COLUMN_BYTES * n
         + header.keys_length
         + header.values_length
         + header.headers_length

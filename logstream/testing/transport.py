@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from logstream import errors
+from logstream.client.transport import translate
 from logstream.codec.batch import stamp_base_offset, validate_batch
 from logstream.protocol import admin_pb2, log_pb2
 from logstream.protocol.status import ERROR_CODE_KEY, grpc_code_for
@@ -152,6 +153,23 @@ class _Future:
             cb(self)
 
 
+class _ProduceStreamCall:
+    """The fake ProduceStream's answers, with failures raised as ``LogstreamError``."""
+
+    def __init__(self, answers: Iterator[Any], address: str) -> None:
+        self._answers = answers
+        self._address = address
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._answers
+        except FakeRpcError as exc:
+            raise translate(exc, self._address) from exc
+
+    def cancel(self) -> None:
+        pass
+
+
 class _Namespace:
     """Attribute bag standing in for a generated stub (methods are set per instance)."""
 
@@ -209,6 +227,28 @@ class InMemoryTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    # -- the typed transport methods (logstream.client.transport.TransportLike) ----------------
+
+    def produce_stream(self, requests: Iterator[bytes]) -> _ProduceStreamCall:
+        parsed = (log_pb2.ProduceRequest.FromString(raw) for raw in requests)
+        return _ProduceStreamCall(self._produce_stream(parsed), self.address)
+
+    def init_producer_id(
+        self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
+    ) -> log_pb2.InitProducerIdResponse:
+        return self._typed("InitProducerId", self._InitProducerId, request, timeout)  # type: ignore[no-any-return]
+
+    def describe_topics(
+        self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DescribeTopicsResponse:
+        return self._typed("DescribeTopics", self._DescribeTopics, request, timeout)  # type: ignore[no-any-return]
+
+    def _typed(self, name: str, fn: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        try:
+            return self._wrap(name, fn)(request, timeout)
+        except FakeRpcError as exc:
+            raise translate(exc, self.address) from exc
 
     # -- plumbing -------------------------------------------------------------------------------
 

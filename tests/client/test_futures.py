@@ -7,18 +7,18 @@ import threading
 import pytest
 
 from logstream import errors
-from logstream.client.accumulator import (
+from logstream.client.producer.accumulator import ProducerBatch
+from logstream.client.producer.futures import (
     BatchResult,
-    ProducerBatch,
     RecordFuture,
-    _new_future,
     failed_future,
+    new_future,
 )
 from logstream.types import RecordMetadata
 
 
 def _future(result: BatchResult, index: int) -> RecordFuture:
-    return _new_future(RecordFuture, (result, index))  # type: ignore[no-any-return]
+    return new_future(RecordFuture, (result, index))  # type: ignore[no-any-return]
 
 
 def test_result_gives_offset_of_the_record_within_its_batch() -> None:

@@ -7,13 +7,13 @@ import threading
 import time
 from typing import Any
 
-import grpc
 import pytest
 
 from logstream import errors
 from logstream.client import Producer
 from logstream.client.partitioner import crc32_partition
-from logstream.testing.transport import FakeRpcError, InMemoryTransport
+from logstream.protocol import log_pb2
+from logstream.testing.transport import InMemoryTransport
 
 
 @pytest.fixture
@@ -220,21 +220,25 @@ def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[i
 
     def send(pipe: Any, request: Any) -> None:
         sizes.append(
-            sum(read_header(b, 0).record_count for part in request.partitions for b in part.batches)
+            sum(
+                read_header(b, 0).record_count
+                for part in log_pb2.ProduceRequest.FromString(request).partitions
+                for b in part.batches
+            )
         )
         pipe._queue.put(request)
 
-    transport.log.ProduceStream = stream
+    transport._produce_stream = stream  # type: ignore[method-assign]
     return gate, sizes, send
 
 
 def test_small_requests_wait_for_an_answer_instead_of_pipelining(
     transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logstream.client import producer as producer_mod
+    from logstream.client.producer import sender as sender_mod
 
     gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
+    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         first = p.send("t", b"first", partition=0)
         _wait_for(lambda: sizes == [1])
@@ -252,19 +256,19 @@ def test_records_behind_an_unanswered_request_do_not_wake_the_sender(
 ) -> None:
     """At linger_ms=0 each record used to wake the sender thread, which found the answer
     still due and went back to sleep: a thread switch per record on the latency path."""
-    from logstream.client import producer as producer_mod
+    from logstream.client.producer import sender as sender_mod
 
     gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
+    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
     drains = 0
-    real = producer_mod.Producer._drain
+    real = sender_mod.Sender._drain
 
     def counting(self: Any, now: float) -> Any:
         nonlocal drains
         drains += 1
         return real(self, now)
 
-    monkeypatch.setattr(producer_mod.Producer, "_drain", counting)
+    monkeypatch.setattr(sender_mod.Sender, "_drain", counting)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         p.send("t", b"first", partition=0)
         _wait_for(lambda: sizes == [1])
@@ -284,11 +288,11 @@ def test_records_behind_an_unanswered_request_do_not_wake_the_sender(
 def test_large_requests_still_pipeline(
     transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logstream.client import producer as producer_mod
+    from logstream.client.producer import sender as sender_mod
 
     gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(producer_mod._StreamPipe, "send", send)
-    big = b"x" * producer_mod.PIPELINE_MIN_BYTES
+    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
+    big = b"x" * sender_mod.PIPELINE_MIN_BYTES
     one = len(big) + 1024  # one record per batch and per request
     with Producer(
         transport, linger_ms=0, max_in_flight=3, batch_bytes=one, max_request_bytes=one
@@ -323,56 +327,3 @@ def test_an_old_explicit_timestamp_after_plain_records_opens_a_new_batch(
     assert len(transport.topics["t"][0].batches) == 2
 
 
-class _AlreadyDone:
-    """A unary call whose answer is there before ``add_done_callback`` (a fast broker)."""
-
-    def __init__(self, fn: Any) -> None:
-        try:
-            self._result, self._error = fn(), None
-        except BaseException as exc:
-            self._result, self._error = None, exc
-
-    def result(self, timeout: float | None = None) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def add_done_callback(self, cb: Any) -> None:
-        cb(self)  # grpc runs the callback at once, in this thread, when the call is done
-
-    def cancel(self) -> bool:
-        return False
-
-
-def test_unary_fallback_survives_answers_that_arrive_before_the_callback(
-    transport: InMemoryTransport,
-) -> None:
-    """Brokers without ProduceStream get unary Produce calls. An answer that is already there
-    when the callback is attached runs the callback inline; the sender must not hold its
-    lock at that moment (it used to deadlock here)."""
-    def unimplemented(requests: Any, **_: Any) -> Any:
-        def answers() -> Any:  # like gRPC: the status arrives when the answers are read
-            raise FakeRpcError(None, grpc.StatusCode.UNIMPLEMENTED)
-            yield
-
-        return answers()
-
-    transport.log.ProduceStream = unimplemented
-    unary_produce = transport.log.Produce
-    transport.log.Produce.future = lambda req, timeout=None, **_: _AlreadyDone(
-        lambda: unary_produce(req, timeout)
-    )
-    offsets: list[int] = []
-
-    def produce() -> None:  # on a thread: a deadlock fails the test instead of hanging it
-        with Producer(transport, linger_ms=0) as p:
-            futures = [p.send("t", b"v%d" % i, partition=0) for i in range(50)]
-            p.flush(timeout=5)
-            offsets.extend(f.result(timeout=1).offset for f in futures)
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    worker.join(15)
-    assert not worker.is_alive(), "the producer deadlocked"
-    assert offsets == list(range(50))
-    assert transport.calls.get("Produce", 0) >= 1

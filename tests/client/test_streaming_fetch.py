@@ -10,13 +10,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
 from logstream import Admin, Consumer, Producer, TopicPartition
 from logstream.broker import fetch as broker_fetch
 from logstream.testing.broker import run_broker
-from logstream.testing.transport import FakeRpcError, InMemoryTransport
 
 pytestmark = pytest.mark.slow
 
@@ -98,27 +96,3 @@ def test_seek_pause_and_resume_restart_the_stream(counted: Any) -> None:
     assert calls["fetch"] == 0 and calls["subscribe"] >= 3
 
 
-def test_broker_without_subscribe_falls_back_to_fetch() -> None:
-    t = InMemoryTransport()
-    t.create_topic("t", partitions=1)
-    opened = []
-
-    class Unimplemented:
-        def __iter__(self) -> Iterator[Any]:
-            raise FakeRpcError(None, grpc.StatusCode.UNIMPLEMENTED)
-
-        def cancel(self) -> None:
-            pass
-
-    def subscribe(request: Any, timeout: float | None = None) -> Unimplemented:
-        opened.append(request)
-        return Unimplemented()
-
-    t.log.Subscribe = subscribe
-    with Producer(t) as p:
-        p.send("t", b"hello", partition=0)
-    with Consumer(t, auto_offset_reset="earliest") as c:
-        c.assign([TopicPartition("t", 0)])
-        assert [r.value for r in _poll_until(c, 1)] == [b"hello"]
-    assert len(opened) == 1  # tried once, then Fetch
-    assert t.calls.get("Fetch", 0) >= 1

@@ -1,36 +1,32 @@
-"""Per-partition record accumulation and the per-batch completion object.
+"""What ``send()`` and ``send_batch()`` return: completions shared per batch.
 
 The per-record budget of ``Producer.send`` is well under a microsecond, so nothing here is
-allocated per record except list slots and one small tuple (the :class:`RecordFuture`):
+allocated per record except one small tuple (the :class:`RecordFuture`):
 
-- :class:`ProducerBatch` collects one partition's records as *columns* (python lists of
-  values, keys, timestamps, header blobs). The sender encodes them with one
-  :func:`logstream.codec.encode_batch` call when the batch is drained.
 - :class:`BatchResult` is the completion shared by every record of a batch: one
   ``threading.Event`` (created lazily, only if somebody waits) and one callback list.
 - :class:`RecordFuture` is ``(BatchResult, index)`` as a tuple subclass built with the C-level
   ``tuple.__new__`` (no Python ``__init__`` frame, no lock). It offers the
   ``concurrent.futures.Future`` reading API: ``result``, ``exception``, ``done``,
   ``add_done_callback`` (alias ``add_callback``).
+- :class:`BulkFuture` is the one completion of a ``send_batch`` call: segments of batches.
 
-Thread safety: a batch is appended to only under the producer's lock; once sealed it is
-immutable and owned by the sender. ``BatchResult`` completes once, from the sender side;
-readers may wait from any thread.
+Thread safety: ``BatchResult`` completes once, from the sender side; readers may wait from
+any thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from logstream import errors
 from logstream.types import RecordMetadata
 
-RECORD_OVERHEAD = 16
-"""Bytes each record adds to the encoded batch besides its key/value/headers (4 int32)."""
-
-MAX_LIMIT = 2**62
+log = logging.getLogger("logstream.client")
 
 
 class BatchResult:
@@ -85,11 +81,9 @@ class BatchResult:
         if callbacks:
             for index, fn in callbacks:
                 try:
-                    fn(_new_future(RecordFuture, (self, index)))
+                    fn(new_future(RecordFuture, (self, index)))
                 except Exception:  # a user callback must not kill the sender
-                    import logging
-
-                    logging.getLogger("logstream.client").exception("produce callback failed")
+                    log.exception("produce callback failed")
 
     # -- waiting (user side) ------------------------------------------------------------------
 
@@ -111,7 +105,7 @@ class BatchResult:
                     self._callbacks = []
                 self._callbacks.append((index, fn))
                 return
-        fn(_new_future(RecordFuture, (self, index)))
+        fn(new_future(RecordFuture, (self, index)))
 
     def metadata(self, index: int) -> RecordMetadata:
         ts = self.log_append_time_ms
@@ -170,106 +164,59 @@ class RecordFuture(tuple):  # type: ignore[type-arg]
         return f"RecordFuture({batch.topic}-{batch.partition}[{self[1]}] {state})"
 
 
-_new_future = tuple.__new__
-"""``_new_future(RecordFuture, (batch_result, index))``: C-level construction, no frame."""
+new_future = tuple.__new__
+"""``new_future(RecordFuture, (batch_result, index))``: C-level construction, no frame."""
 
 
 def failed_future(topic: str, partition: int, error: BaseException) -> RecordFuture:
     result = BatchResult(topic, partition if partition is not None else -1, -1)
     result.complete(-1, -1, error)
-    return _new_future(RecordFuture, (result, 0))  # type: ignore[no-any-return]
+    return new_future(RecordFuture, (result, 0))  # type: ignore[no-any-return]
 
 
-class ProducerBatch:
-    """One partition's records being accumulated (open) or waiting to be sent (sealed).
+Segment = tuple[BatchResult, int, int, "list[int] | None"]
+"""(batch, index of the first record in the batch, record count, input positions or None)."""
 
-    Columns: ``values`` always; ``keys`` only once a record brings a key (None until then,
-    so a keyless ``send`` appends to one list, not two); ``timestamps`` and ``headers`` only
-    once a record brings an explicit timestamp or headers (``rich``). Until then every record
-    of the batch carries ``ts0``, the time the batch was opened: at most ``linger_ms`` plus
-    the fill time before the record's own ``send`` (a per-record clock read would cost
-    more than a tenth of the per-record budget).
 
-    ``fast_limit`` is what ``Producer.send``'s fast path compares ``size + record`` with:
-    ``batch_bytes`` for a plain batch, -1 once rich (every record then takes the slow path,
-    which fills the optional columns).
-    """
+class BulkFuture:
+    """The result of ``send_batch``: one completion for many records (no per-record object)."""
 
-    __slots__ = (
-        "attempts",
-        "base_sequence",
-        "created",
-        "deadline",
-        "encoded",
-        "fast_limit",
-        "headers",
-        "keys",
-        "partition",
-        "result",
-        "retry_at",
-        "rich",
-        "size",
-        "timestamps",
-        "topic",
-        "ts0",
-        "values",
-    )
+    __slots__ = ("_segments", "count")
 
-    def __init__(
-        self, topic: str, partition: int, now: float, now_ms: int, limit: int = MAX_LIMIT
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.values: list[Any] = []
-        self.keys: list[bytes | None] | None = None
-        self.ts0 = now_ms
-        self.timestamps: list[int] | None = None
-        self.headers: list[bytes] | None = None
-        self.rich = False
-        self.fast_limit = limit
-        self.size = 0
-        self.created = now
-        self.deadline = 0.0  # monotonic time after which delivery fails (set by the producer)
-        self.result = BatchResult(topic, partition, now_ms)
-        self.encoded: bytes | None = None
-        self.base_sequence = -1
-        self.attempts = 0
-        self.retry_at = 0.0
+    def __init__(self, segments: list[Segment], count: int):
+        self._segments = segments
+        self.count = count
 
-    def __len__(self) -> int:
-        return len(self.values)
+    def done(self) -> bool:
+        return all(seg[0].is_done for seg in self._segments)
 
-    def first_timestamp(self) -> int:
-        return self.ts0 if self.timestamps is None else self.timestamps[0]
+    def _wait(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for seg in self._segments:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not seg[0].wait(remaining):
+                raise errors.RequestTimedOutError(f"send_batch not acknowledged in {timeout} s")
 
-    def add_keys(self, index: int, keys: list[bytes | None]) -> None:
-        """Append the keys of records ``index...`` (``index`` = the first of them)."""
-        if self.keys is None:
-            if all(k is None for k in keys):
-                return
-            self.keys = [None] * index
-        self.keys.extend(keys)
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        for seg in self._segments:
+            if seg[0].error is not None:
+                return seg[0].error
+        return None
 
-    def add_timestamp(self, index: int, ts: int) -> None:
-        """Record an explicit timestamp for record ``index`` (the last one appended)."""
-        if self.timestamps is None:
-            self.timestamps = [self.ts0] * index
-            self.result.timestamps = self.timestamps
-            self.make_rich()
-        self.timestamps.append(ts)
-
-    def add_headers(self, index: int, blob: bytes) -> None:
-        if self.headers is None:
-            self.headers = [b""] * index
-            self.make_rich()
-        self.headers.append(blob)
-
-    def make_rich(self) -> None:
-        self.rich = True
-        self.fast_limit = -1
-
-    def release_columns(self) -> None:
-        """Drop the record data once encoded (the timestamps stay for the metadata)."""
-        self.values = []
-        self.keys = None
-        self.headers = None
+    def result(self, timeout: float | None = None) -> list[RecordMetadata]:
+        """Metadata for every record, in input order; raises the first failure."""
+        exc = self.exception(timeout)
+        if exc is not None:
+            raise exc
+        out: list[RecordMetadata | None] = [None] * self.count
+        pos = 0
+        for batch, start, n, positions in self._segments:
+            metas = [batch.metadata(start + i) for i in range(n)]
+            if positions is None:
+                out[pos : pos + n] = metas
+                pos += n
+            else:
+                for p, m in zip(positions, metas, strict=True):
+                    out[p] = m
+        return out  # type: ignore[return-value]

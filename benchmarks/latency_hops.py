@@ -45,7 +45,7 @@ now = time.monotonic_ns
 
 
 def _offsets_in(records: bytes) -> list[tuple[int, int]]:
-    from logstream.codec.batch import peek_length, read_header
+    from logstream.codec import peek_length, read_header
 
     out, pos = [], 0
     while pos < len(records):
@@ -212,7 +212,7 @@ def producer_main(addr: str, rate: int, seconds: float, out_path: str) -> None:
             req = log_pb2.ProduceRequest.FromString(req)
         for part in req.partitions:  # type: ignore[attr-defined]
             for b in part.batches:
-                from logstream.codec.batch import decode_batch
+                from logstream.codec import decode_batch
 
                 d = decode_batch(b)
                 for v in d.value_list():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+EARLIEST: Final = -2
+"""ListOffsets sentinel timestamp: the partition's log start offset."""
+LATEST: Final = -1
+"""ListOffsets sentinel timestamp: the partition's log end offset (the next offset)."""
 
 Headers = tuple[tuple[str, bytes], ...]
 """Record headers: an ordered tuple of (name, value) pairs; names may repeat."""

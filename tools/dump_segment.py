@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from logstream.codec.batch import HEADER_SIZE, read_header, validate_batch
+from logstream.codec import HEADER_SIZE, read_header, validate_batch
 from logstream.errors import CorruptRecordError
 from logstream.storage.files import parse_segment_stem
 from logstream.storage.index import OffsetIndex, TimeIndex

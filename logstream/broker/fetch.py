@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from logstream.broker.broker import Broker
-from logstream.codec.batch import peek_length, read_header
+from logstream.codec import next_offset_after
 from logstream.errors import (
     InvalidRequestError,
     LogstreamError,
@@ -31,11 +31,10 @@ from logstream.errors import (
     RequestTimedOutError,
     UnknownServerError,
 )
+from logstream.types import EARLIEST, LATEST
 
 log = logging.getLogger("logstream.broker.fetch")
 
-LATEST = -1
-EARLIEST = -2
 
 
 @dataclass(slots=True)
@@ -54,20 +53,6 @@ class FetchOutcome:
     high_watermark: int = -1
     log_start_offset: int = -1
     records: bytes = b""
-
-
-def next_offset_after(records: bytes) -> int | None:
-    """The offset after the last complete batch in ``records`` (walks batch headers only)."""
-    pos, end, last = 0, len(records), None
-    while end - pos > 0:
-        length = peek_length(records, pos)
-        if length <= 0 or length > end - pos:
-            break
-        last = pos
-        pos += length
-    if last is None:
-        return None
-    return read_header(records, last).next_offset
 
 
 class FetchHandler:

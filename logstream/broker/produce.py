@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from logstream.broker.broker import Broker
-from logstream.codec.batch import peek_length
+from logstream.codec import peek_length
 from logstream.errors import (
     CorruptRecordError,
     InvalidRequiredAcksError,

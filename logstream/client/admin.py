@@ -12,10 +12,7 @@ from logstream.client import transport as tr
 from logstream.errors import LogstreamError, UnknownServerError
 from logstream.protocol import admin_pb2, log_pb2
 from logstream.protocol.status import error_for_code
-from logstream.types import TopicPartition
-
-EARLIEST = -2
-LATEST = -1
+from logstream.types import EARLIEST, LATEST, TopicPartition
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,10 @@ from logstream.client.fetcher import Chunk, RecordColumns, chunks_from_records
 from logstream.client.membership import GroupMembership
 from logstream.protocol import log_pb2
 from logstream.protocol.status import error_for_code
-from logstream.types import OffsetAndMetadata, Record, TopicPartition
+from logstream.types import EARLIEST, LATEST, OffsetAndMetadata, Record, TopicPartition
 
 log = logging.getLogger("logstream.client.consumer")
 
-EARLIEST = -2
-LATEST = -1
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "error": None, "none": None}
 
 

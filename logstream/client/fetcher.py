@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from logstream.codec.batch import (
+from logstream.codec import (
     HEADER_SIZE,
     SMALL_BATCH_RECORDS,
     BatchRows,

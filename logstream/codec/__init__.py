@@ -1,33 +1,95 @@
-"""The record-batch codec: pure bytes in, pure bytes out. Imports nothing from grpc."""
+"""The record-batch codec: every rule about a batch's bytes. Pure bytes in, pure bytes out;
+imports nothing from logstream but ``errors`` and ``types``, and never grpc.
 
-from logstream.codec.batch import (
-    HEADER_SIZE,
-    BatchHeader,
+Modules, by concept:
+
+* ``header``: the one header layout (a single ``struct.Struct``; every field position is
+  derived from it), :class:`BatchHeader`, reading a header, walking back-to-back batches,
+  and stamping in place (base offset; log-append time with the CRC recomputed);
+* ``check``: :func:`validate_batch` (CRC and header arithmetic) and :func:`check_batch`
+  (the append-time check of the record section, numpy and small-batch paths);
+* ``encode`` / ``decode``: columns to a batch and back (numpy columns or small-batch lists);
+* ``compression``: the codec registry and the one bounded :func:`compression.decompress`;
+* ``crc``: CRC32C.
+
+Callers import from ``logstream.codec``; the names below are the public API.
+"""
+
+from logstream.codec.check import (
+    MAX_UNCOMPRESSED_SECTION,
+    check_batch,
+    check_header_arithmetic,
+    check_record_section,
+    validate_batch,
+)
+from logstream.codec.compression import LZ4, NONE, ZSTD
+from logstream.codec.decode import (
+    SMALL_BATCH_RECORDS,
     BatchRows,
     DecodedBatch,
     decode_batch,
     decode_headers,
     decode_rows,
-    encode_batch,
-    encode_headers,
-    encode_records,
     iter_batches,
+)
+from logstream.codec.encode import encode_batch, encode_headers, encode_records
+from logstream.codec.header import (
+    ATTRIBUTES_POS,
+    BATCH_LENGTH_POS,
+    COMPRESSION_MASK,
+    CRC_POS,
+    CRC_START,
+    FIRST_TIMESTAMP_POS,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAGIC_POS,
+    MAX_TIMESTAMP_POS,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    NO_SEQUENCE,
+    RECORD_COLUMN_BYTES,
+    RECORD_COUNT_POS,
+    TIMESTAMP_TYPE_LOG_APPEND,
+    BatchHeader,
     iter_headers,
+    next_offset_after,
     peek_length,
     read_header,
     stamp_base_offset,
-    validate_batch,
+    stamp_crc,
+    stamp_log_append_time,
 )
-from logstream.codec.compression import LZ4, NONE, ZSTD
 
 __all__ = [
+    "ATTRIBUTES_POS",
+    "BATCH_LENGTH_POS",
+    "COMPRESSION_MASK",
+    "CRC_POS",
+    "CRC_START",
+    "FIRST_TIMESTAMP_POS",
+    "HEADER",
     "HEADER_SIZE",
     "LZ4",
+    "MAGIC",
+    "MAGIC_POS",
+    "MAX_TIMESTAMP_POS",
+    "MAX_UNCOMPRESSED_SECTION",
     "NONE",
+    "NO_PRODUCER_EPOCH",
+    "NO_PRODUCER_ID",
+    "NO_SEQUENCE",
+    "RECORD_COLUMN_BYTES",
+    "RECORD_COUNT_POS",
+    "SMALL_BATCH_RECORDS",
+    "TIMESTAMP_TYPE_LOG_APPEND",
     "ZSTD",
     "BatchHeader",
     "BatchRows",
     "DecodedBatch",
+    "check_batch",
+    "check_header_arithmetic",
+    "check_record_section",
     "decode_batch",
     "decode_headers",
     "decode_rows",
@@ -36,8 +98,11 @@ __all__ = [
     "encode_records",
     "iter_batches",
     "iter_headers",
+    "next_offset_after",
     "peek_length",
     "read_header",
     "stamp_base_offset",
+    "stamp_crc",
+    "stamp_log_append_time",
     "validate_batch",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from logstream.codec.batch import HEADER_SIZE
+from logstream.codec import HEADER_SIZE
 from logstream.errors import InvalidConfigError, InvalidTopicError
 
 MAX_TOPIC_NAME_LENGTH = 249

@@ -45,16 +45,14 @@ from pathlib import Path
 import numpy as np
 
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.codec.batch import BatchHeader, decode_batch, validate_batch
+from logstream.codec import BatchHeader, check_batch, decode_batch
 from logstream.errors import (
-    InvalidBatchError,
     KafkaStorageError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
 )
 from logstream.storage import files, prefault
-from logstream.storage.batch_check import check_record_section
 from logstream.storage.config import TopicConfig
 from logstream.storage.producer_state import ProducerStateManager
 from logstream.storage.retention import deletable_prefix
@@ -400,13 +398,7 @@ class PartitionLog:
                 f"batch of {nbytes} bytes exceeds max_batch_bytes {config.max_batch_bytes} "
                 f"of topic {self.topic!r}"
             )
-        header = validate_batch(batch)
-        if header.batch_length != nbytes:
-            raise InvalidBatchError(
-                f"append takes exactly one batch: batch_length {header.batch_length}, "
-                f"buffer {nbytes} bytes"
-            )
-        check_record_section(batch, header, max_batch_bytes=config.max_batch_bytes)
+        header = check_batch(batch, max_batch_bytes=config.max_batch_bytes)
         log_append = config.timestamp_type == "log_append"
         with self._lock:
             self._check_writable()
@@ -604,7 +596,7 @@ class PartitionLog:
             data = self._segments[i].read(base, 1)  # exactly the batch holding ``base``
         batch = decode_batch(data)  # outside the lock: may decompress
         hits = np.flatnonzero(batch.timestamps >= timestamp_ms)
-        if not hits.size:  # the batch's max_timestamp lied (batch_check refuses that now)
+        if not hits.size:  # the batch's max_timestamp lied (codec.check_batch refuses that now)
             return base, batch.header.max_timestamp
         k = int(hits[0])
         return int(batch.offsets[k]), int(batch.timestamps[k])

@@ -36,7 +36,7 @@ from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
-from logstream.codec.batch import BatchHeader
+from logstream.codec import BatchHeader
 from logstream.errors import (
     InvalidBatchError,
     InvalidProducerEpochError,

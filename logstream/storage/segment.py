@@ -1,7 +1,7 @@
 """A segment: one ``.log`` data file plus its offset and time indexes.
 
 ``<base>.log`` holds record batches back to back, exactly as the codec encodes them (see
-``logstream/codec/batch.py`` for the 72-byte header, field by field), with ``base_offset``
+``logstream/codec/header.py`` for the 72-byte header, field by field), with ``base_offset``
 stamped by storage. Batch ``i`` starts where batch ``i-1`` ends; the first starts at 0;
 offsets are contiguous: each batch's base offset is the previous one's last offset + 1.
 
@@ -51,13 +51,13 @@ from pathlib import Path
 
 import numpy as np
 
-from logstream.codec.batch import (
+from logstream.codec import (
     HEADER_SIZE,
     MAGIC,
-    TIMESTAMP_TYPE_LOG_APPEND,
     BatchHeader,
     read_header,
     stamp_base_offset,
+    stamp_log_append_time,
     validate_batch,
 )
 from logstream.errors import CorruptRecordError, KafkaStorageError
@@ -74,7 +74,6 @@ from logstream.storage.index import (
 log = logging.getLogger("logstream.storage")
 
 MAX_RELATIVE_OFFSET = 2**32 - 1
-_LOG_APPEND_HEADER = __import__("struct").Struct("<H")  # attributes field
 
 
 RESERVE_MIN = 1 << 20  # disk reserved ahead of an active segment's cursor: at least this
@@ -559,7 +558,7 @@ class Segment:
             stamp_base_offset(view, base_offset, pos)
             max_ts = header.max_timestamp
             if log_append_time_ms is not None:
-                max_ts = _rewrite_log_append_time(view, pos, header, log_append_time_ms)
+                max_ts = stamp_log_append_time(view, log_append_time_ms, pos)
         rel = base_offset - self.base_offset
         self._oi.append(rel, pos)
         if max_ts > self._max_ts:  # type: ignore[operator]
@@ -989,25 +988,3 @@ def _pread_all(fd: int, size: int, *, start: int = 0) -> bytes:
         parts.append(chunk)
         pos += len(chunk)
     return b"".join(parts)
-
-
-def _rewrite_log_append_time(
-    view: memoryview, pos: int, header: BatchHeader, now_ms: int
-) -> int:
-    """Log-append time: first_timestamp := now, max shifted by the same amount (record deltas
-    keep their spacing), the timestamp-type bit set, and the CRC recomputed."""
-    from logstream.codec.batch import ATTRIBUTES_POS, CRC_POS, CRC_START, MAX_TIMESTAMP_POS
-    from logstream.codec.crc import crc32c
-
-    shift = now_ms - header.first_timestamp
-    first_pos = MAX_TIMESTAMP_POS - 8
-    new_max = header.max_timestamp + shift
-    view[pos + first_pos : pos + first_pos + 8] = now_ms.to_bytes(8, "little", signed=True)
-    view[pos + MAX_TIMESTAMP_POS : pos + MAX_TIMESTAMP_POS + 8] = new_max.to_bytes(
-        8, "little", signed=True
-    )
-    _LOG_APPEND_HEADER.pack_into(view, pos + ATTRIBUTES_POS,
-                                 header.attributes | TIMESTAMP_TYPE_LOG_APPEND)
-    crc = crc32c(view[pos + CRC_START : pos + header.batch_length])
-    view[pos + CRC_POS : pos + CRC_POS + 4] = crc.to_bytes(4, "little")
-    return new_max

@@ -27,9 +27,10 @@ import grpc
 
 from logstream import errors
 from logstream.client.transport import translate
-from logstream.codec.batch import stamp_base_offset, validate_batch
+from logstream.codec import read_header, stamp_base_offset, validate_batch
 from logstream.protocol import admin_pb2, log_pb2
 from logstream.protocol.status import ERROR_CODE_KEY, grpc_code_for
+from logstream.types import EARLIEST, LATEST
 
 
 class FakeRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
@@ -217,7 +218,7 @@ class InMemoryTransport:
 
     def records(self, topic: str, partition: int) -> list[tuple[int, bytes | None, bytes | None]]:
         """(offset, key, value) of everything stored, for assertions."""
-        from logstream.codec.batch import decode_batch
+        from logstream.codec import decode_batch
 
         out: list[tuple[int, bytes | None, bytes | None]] = []
         for raw in self.topics[topic][partition].batches:
@@ -342,7 +343,7 @@ class InMemoryTransport:
                     chunks: list[bytes] = []
                     size = 0
                     for raw, base in zip(p.batches, p.bases, strict=True):
-                        count = int.from_bytes(raw[19:23], "little")
+                        count = read_header(raw).record_count
                         if base + count <= fp.offset:
                             continue
                         if chunks and size + len(raw) > (fp.max_bytes or 1 << 20):
@@ -365,14 +366,14 @@ class InMemoryTransport:
                 except errors.LogstreamError as exc:
                     out.error_code, out.error_message = exc.code, exc.message
                     continue
-                if lp.timestamp == -2:
+                if lp.timestamp == EARLIEST:
                     out.offset = 0
-                elif lp.timestamp == -1:
+                elif lp.timestamp == LATEST:
                     out.offset = p.end
                 else:
                     out.offset = p.end
                     for raw, base in zip(p.batches, p.bases, strict=True):
-                        max_ts = int.from_bytes(raw[31:39], "little", signed=True)
+                        max_ts = read_header(raw).max_timestamp
                         if max_ts >= lp.timestamp:
                             out.offset = base
                             break

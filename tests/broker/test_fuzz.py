@@ -23,13 +23,13 @@ import grpc
 import pytest
 from broker_helpers import Client
 
-from logstream.codec import compression
-from logstream.codec.batch import (
+from logstream.codec import (
     BATCH_LENGTH_POS,
     CRC_POS,
     CRC_START,
     HEADER,
     HEADER_SIZE,
+    compression,
     decode_batch,
     encode_batch,
     read_header,

@@ -17,7 +17,7 @@ from logstream.broker.broker import Broker
 from logstream.broker.config import build_config
 from logstream.broker.fetch import FetchHandler, FetchSpec
 from logstream.broker.produce import ProduceHandler
-from logstream.codec.batch import encode_batch, iter_batches
+from logstream.codec import encode_batch, iter_batches
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from logstream.client.fetcher import RecordColumns, chunks_from_records
-from logstream.codec.batch import encode_batch, encode_headers, stamp_base_offset
+from logstream.codec import encode_batch, encode_headers, stamp_base_offset
 
 
 def _batch(
@@ -96,7 +96,7 @@ def test_take_records_of_fixed_size_values_and_one_timestamp() -> None:
     # The fast paths (one findall over equal-length values, one shared timestamp) must give
     # the same records as the general path, including across partial takes.
     from logstream.client.fetcher import chunks_from_records
-    from logstream.codec.batch import encode_batch
+    from logstream.codec import encode_batch
 
     vals = [bytes([i % 251]) * 7 for i in range(300)]
     one_ts = encode_batch(vals, timestamps=1234)
@@ -120,7 +120,7 @@ def test_take_records_of_fixed_size_values_and_one_timestamp() -> None:
 
 
 def test_small_batches_decode_to_rows_and_large_ones_to_columns_with_the_same_records() -> None:
-    from logstream.codec.batch import SMALL_BATCH_RECORDS
+    from logstream.codec import SMALL_BATCH_RECORDS
 
     blob = encode_headers([("h", b"1")])
     n = SMALL_BATCH_RECORDS + 5

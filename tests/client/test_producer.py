@@ -204,7 +204,7 @@ def test_send_batch_bigger_than_the_buffer_waits_and_loses_nothing(
 def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[int], Any]:
     """Hold the fake broker's answers until the event is set; record the records per request
     in the order the requests were sent."""
-    from logstream.codec.batch import read_header
+    from logstream.codec import read_header
 
     gate = threading.Event()
     sizes: list[int] = []

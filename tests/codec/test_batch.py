@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from logstream.codec import batch as B
+import logstream.codec as B
 from logstream.codec import compression
 from logstream.codec.crc import crc32c, crc32c_reference
 from logstream.errors import CorruptRecordError, InvalidBatchError

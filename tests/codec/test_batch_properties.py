@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.codec import batch as B
+import logstream.codec as B
 from logstream.codec import compression
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from logstream.client import Admin, Consumer, Producer
-from logstream.codec.batch import iter_batches
+from logstream.codec import iter_batches
 from logstream.coordinator.offsets import KEY_CHECKPOINT, OFFSETS_TOPIC, decode_key
 from logstream.errors import LogstreamError
 from logstream.storage import LogManager

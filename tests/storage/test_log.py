@@ -8,13 +8,16 @@ import struct
 import pytest
 from storage_helpers import make_batch
 
-from logstream.codec import compression, decode_batch, encode_batch, iter_batches
-from logstream.codec.batch import (
+from logstream.codec import (
     COMPRESSION_MASK,
     CRC_POS,
     CRC_START,
     HEADER,
     HEADER_SIZE,
+    compression,
+    decode_batch,
+    encode_batch,
+    iter_batches,
     read_header,
 )
 from logstream.codec.crc import crc32c

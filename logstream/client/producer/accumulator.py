@@ -29,7 +29,7 @@ from typing import Any
 
 from logstream import errors
 from logstream.client.producer.futures import BatchResult, RecordFuture, Segment, new_future
-from logstream.codec.batch import RECORD_COLUMN_BYTES
+from logstream.codec import RECORD_COLUMN_BYTES
 from logstream.types import TopicPartition
 
 RECORD_OVERHEAD = RECORD_COLUMN_BYTES

@@ -29,8 +29,7 @@ from logstream.client.producer.futures import (
     new_future,
 )
 from logstream.client.producer.sender import Sender, SenderSettings, backoff_delay
-from logstream.codec import compression
-from logstream.codec.batch import HEADER_SIZE, encode_headers
+from logstream.codec import HEADER_SIZE, compression, encode_headers
 from logstream.protocol import common_pb2
 
 _crc32 = zlib.crc32

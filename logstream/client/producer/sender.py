@@ -38,7 +38,7 @@ from logstream.client.metadata import Metadata
 from logstream.client.producer.accumulator import ProducerBatch, RecordAccumulator
 from logstream.client.transport import TransportLike
 from logstream.client.wire import produce_request
-from logstream.codec.batch import encode_batch
+from logstream.codec import encode_batch
 from logstream.protocol import common_pb2, log_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition

@@ -1,23 +1,24 @@
-"""The two column checkers of batch_check (numpy for large batches, builtins for small ones)
-must accept and refuse exactly the same record sections, with the same message."""
+"""The append-time batch check: its two column checkers (numpy for large batches, builtins for
+small ones) accept and refuse exactly the same record sections, with the same message."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logstream.codec.batch import HEADER_SIZE, encode_batch, read_header
+from logstream.codec import HEADER_SIZE, check, encode_batch, read_header
+from logstream.codec.header import BatchHeader
 from logstream.errors import InvalidBatchError
-from logstream.storage import batch_check
 
 lengths = st.integers(min_value=-3, max_value=40)
 
 
 @st.composite
-def sections(draw: st.DrawFn) -> tuple[bytes, int, object]:
+def sections(draw: st.DrawFn) -> tuple[bytes, BatchHeader]:
     """A record section of n records (some lengths possibly invalid) and a header whose
     section lengths and max_timestamp are either the true sums or off by a little."""
     n = draw(st.integers(min_value=1, max_value=40))
@@ -40,12 +41,14 @@ def sections(draw: st.DrawFn) -> tuple[bytes, int, object]:
         values_length=true_values + skew[1],
         headers_length=true_headers + skew[2],
     )
-    return b"\0" * HEADER_SIZE + cols, n, header
+    return b"\0" * HEADER_SIZE + cols, header
 
 
-def _outcome(check, buf: bytes, n: int, header: object) -> str | None:
+def _outcome(
+    checker: Callable[[bytes, int, BatchHeader], None], buf: bytes, header: BatchHeader
+) -> str | None:
     try:
-        check(buf, HEADER_SIZE, n, header)
+        checker(buf, HEADER_SIZE, header)
     except InvalidBatchError as exc:
         return str(exc)
     return None
@@ -53,21 +56,16 @@ def _outcome(check, buf: bytes, n: int, header: object) -> str | None:
 
 @settings(max_examples=300, deadline=None)
 @given(sections())
-def test_small_and_numpy_checkers_agree(case: tuple[bytes, int, object]) -> None:
-    buf, n, header = case
-    small = _outcome(batch_check._check_columns_small, buf, n, header)
-    saved = batch_check.SMALL_BATCH
-    batch_check.SMALL_BATCH = 0  # force the numpy path
-    try:
-        large = _outcome(batch_check._check_columns, buf, n, header)
-    finally:
-        batch_check.SMALL_BATCH = saved
+def test_small_and_numpy_checkers_agree(case: tuple[bytes, BatchHeader]) -> None:
+    buf, header = case
+    small = _outcome(check._check_columns_small, buf, header)
+    large = _outcome(check._check_columns_numpy, buf, header)
     assert small == large
 
 
 def test_a_real_small_batch_passes_and_a_lie_is_named() -> None:
     batch = encode_batch([b"a", None, b"ccc"], keys=[b"k", None, None], timestamps=[5, 9, 7])
     h = read_header(batch)
-    batch_check.check_record_section(batch, h)
+    check.check_record_section(batch, h)
     with pytest.raises(InvalidBatchError, match="largest is 9"):
-        batch_check.check_record_section(batch, h._replace(max_timestamp=10))
+        check.check_record_section(batch, h._replace(max_timestamp=10))

@@ -1,0 +1,194 @@
+"""Building a batch from columns of keys, values, timestamps and header blobs.
+
+The layout written is the one in ``header.py``. Lengths become int32 numpy columns and the
+bytes are joined once per section, so no Python loop runs per record unless a column holds
+``None`` (a null key or value). Pure functions, thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from logstream.codec import compression
+from logstream.codec.header import (
+    BLOB_COUNT,
+    BLOB_NAME_LENGTH,
+    BLOB_VALUE_LENGTH,
+    COLUMN_DTYPE,
+    COMPRESSION_MASK,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    NO_SEQUENCE,
+    TIMESTAMP_TYPE_LOG_APPEND,
+    stamp_crc,
+)
+from logstream.errors import InvalidBatchError
+from logstream.types import Headers
+
+_INT32_MAX: Final = 2**31 - 1
+
+Column = npt.NDArray[np.int32]
+
+
+def _lengths_and_blob(items: Sequence[bytes | None]) -> tuple[Column, bytes]:
+    """Length column (-1 for None) and concatenated bytes, without a Python-level record loop
+    in the common case of no None values."""
+    n = len(items)
+    if None in items:
+        lengths = np.fromiter(
+            (-1 if x is None else len(x) for x in items), dtype=COLUMN_DTYPE, count=n
+        )
+        blob = b"".join([x for x in items if x is not None])
+    else:
+        present: Sequence[bytes] = items  # type: ignore[assignment]  # no None, checked above
+        lengths = np.fromiter(map(len, present), dtype=COLUMN_DTYPE, count=n)
+        blob = b"".join(present)
+    return lengths, blob
+
+
+def encode_headers(headers: Headers | Sequence[tuple[str, bytes | None]]) -> bytes:
+    """One record's header blob (layout in ``header.py``); b"" for no headers."""
+    if not headers:
+        return b""
+    parts = [BLOB_COUNT.pack(len(headers))]
+    for name, value in headers:
+        raw = name.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            raise InvalidBatchError(f"header name longer than 65535 bytes: {name[:40]!r}...")
+        parts.append(BLOB_NAME_LENGTH.pack(len(raw)))
+        parts.append(raw)
+        if value is None:
+            parts.append(BLOB_VALUE_LENGTH.pack(-1))
+        else:
+            parts.append(BLOB_VALUE_LENGTH.pack(len(value)))
+            parts.append(bytes(value))
+    return b"".join(parts)
+
+
+def _timestamp_columns(
+    timestamps: Sequence[int] | npt.NDArray[np.int64] | int | None, n: int, now_ms: int | None
+) -> tuple[int, int, Column]:
+    """first_timestamp, max_timestamp and the int32 delta column."""
+    if timestamps is None or isinstance(timestamps, int):
+        if timestamps is None:
+            ts0 = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        else:
+            ts0 = timestamps
+        return int(ts0), int(ts0), np.zeros(n, dtype=COLUMN_DTYPE)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.shape != (n,):
+        raise InvalidBatchError(f"{ts.shape[0] if ts.ndim else 1} timestamps for {n} values")
+    first_ts = int(ts[0])
+    d = ts - first_ts
+    if int(d.min()) < -(2**31) or int(d.max()) > _INT32_MAX:
+        raise InvalidBatchError("timestamps in one batch must lie within ~24 days of the first")
+    return first_ts, int(ts.max()), d.astype(COLUMN_DTYPE)
+
+
+def encode_batch(
+    values: Sequence[bytes | None],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    timestamps: Sequence[int] | npt.NDArray[np.int64] | int | None = None,
+    headers: Sequence[bytes] | None = None,
+    base_offset: int = 0,
+    compression_type: int = compression.NONE,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
+    log_append_time: bool = False,
+    now_ms: int | None = None,
+) -> bytes:
+    """Encode records given as columns into one batch.
+
+    ``values`` and ``keys`` are sequences of bytes or None. ``timestamps`` is a sequence of
+    ms timestamps, one int for all, or None for "now". ``headers`` is a sequence of
+    already-encoded header blobs (:func:`encode_headers`), one per record, or None.
+    """
+    n = len(values)
+    if n == 0:
+        raise InvalidBatchError("a batch needs at least one record")
+    if keys is None:
+        key_lengths: Column = np.full(n, -1, dtype=COLUMN_DTYPE)
+        key_blob = b""
+    else:
+        if len(keys) != n:
+            raise InvalidBatchError(f"{len(keys)} keys for {n} values")
+        key_lengths, key_blob = _lengths_and_blob(keys)
+    value_lengths, value_blob = _lengths_and_blob(values)
+    if headers is None:
+        header_lengths: Column = np.zeros(n, dtype=COLUMN_DTYPE)
+        header_blob = b""
+    else:
+        if len(headers) != n:
+            raise InvalidBatchError(f"{len(headers)} header blobs for {n} values")
+        header_lengths, header_blob = _lengths_and_blob(headers)
+    first_ts, max_ts, deltas = _timestamp_columns(timestamps, n, now_ms)
+
+    section = b"".join(
+        (
+            key_lengths.tobytes(),
+            value_lengths.tobytes(),
+            deltas.tobytes(),
+            header_lengths.tobytes(),
+            key_blob,
+            value_blob,
+            header_blob,
+        )
+    )
+    if len(key_blob) > _INT32_MAX or len(value_blob) > _INT32_MAX:
+        raise InvalidBatchError("batch sections larger than 2 GiB")
+    stored = compression.compress(compression_type, section)
+    attributes = compression_type & COMPRESSION_MASK
+    if log_append_time:
+        attributes |= TIMESTAMP_TYPE_LOG_APPEND
+    batch_length = HEADER_SIZE + len(stored)
+    if batch_length > _INT32_MAX:
+        raise InvalidBatchError("batch larger than 2 GiB")
+    buf = bytearray(batch_length)
+    HEADER.pack_into(
+        buf,
+        0,
+        base_offset,
+        batch_length,
+        MAGIC,
+        0,  # crc, filled in below
+        attributes,
+        n,
+        first_ts,
+        max_ts,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(key_blob),
+        len(value_blob),
+        len(header_blob),
+        len(stored),
+    )
+    buf[HEADER_SIZE:] = stored
+    stamp_crc(buf, 0, batch_length)
+    return bytes(buf)
+
+
+def encode_records(
+    records: Sequence[tuple[bytes | None, bytes | None]]
+    | Sequence[tuple[bytes | None, bytes | None, int]],
+    **kwargs: object,
+) -> bytes:
+    """Convenience: encode (key, value) or (key, value, timestamp) tuples."""
+    if not records:
+        raise InvalidBatchError("a batch needs at least one record")
+    cols = list(zip(*records, strict=True))
+    keys = cols[0]
+    values = cols[1]
+    if len(cols) > 2:
+        kwargs.setdefault("timestamps", cols[2])
+    return encode_batch(values, keys=keys, **kwargs)  # type: ignore[arg-type]

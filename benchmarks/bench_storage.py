@@ -166,6 +166,7 @@ def _raw_write_us(root: Path, mode: str, count: int = 512) -> float:
     timed), ``pwrite``."""
     import mmap
 
+    from logstream.storage import libc
     from logstream.storage import prefault as pf
 
     chunk = _batches(100, distinct=1)[0]
@@ -177,7 +178,7 @@ def _raw_write_us(root: Path, mode: str, count: int = 512) -> float:
     mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
     if mode == "populated":
         madvise = pf._load_madvise()
-        if madvise is None or madvise(pf.map_address(mm), size):
+        if madvise is None or madvise(libc.map_address(mm), size):
             mm.close()
             os.close(fd)
             os.unlink(path)

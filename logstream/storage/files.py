@@ -27,12 +27,12 @@ import errno
 import logging
 import mmap
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from logstream.errors import KafkaStorageError
+from logstream.storage import libc
 
 OFFSET_DIGITS = 20
 LOG_SUFFIX = ".log"
@@ -103,7 +103,7 @@ def deferred_sync(path: str | os.PathLike[str]) -> Iterator[list[str]]:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if syncfs(fd) != 0:
-            problems.append(f"syncfs({path}): {os.strerror(ctypes.get_errno())}")
+            problems.append(f"syncfs({path}): {os.strerror(libc.last_errno())}")
     finally:
         os.close(fd)
 
@@ -113,13 +113,7 @@ _syncfs_fn: list = []
 
 def _syncfs():  # type: ignore[no-untyped-def]
     if not _syncfs_fn:
-        fn = None
-        with contextlib.suppress(OSError, AttributeError, TypeError):
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            fn = libc.syncfs
-            fn.argtypes = [ctypes.c_int]
-            fn.restype = ctypes.c_int
-        _syncfs_fn.append(fn)
+        _syncfs_fn.append(libc.function("syncfs", [ctypes.c_int]))
     return _syncfs_fn[0]
 
 
@@ -246,15 +240,9 @@ _msync_fn: list = []
 
 def _libc_msync():  # type: ignore[no-untyped-def]
     if not _msync_fn:
-        fn = None
-        with contextlib.suppress(OSError, AttributeError, TypeError):
-            if not sys.platform.startswith("linux"):
-                raise OSError("libc msync is used on Linux only")
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fn = libc.msync
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            fn.restype = ctypes.c_int
-        _msync_fn.append(fn)
+        _msync_fn.append(
+            libc.function("msync", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
+        )
     return _msync_fn[0]
 
 
@@ -271,12 +259,12 @@ def msync(mm: mmap.mmap) -> None:
         mm.flush()
         return
     try:
-        addr = ctypes.addressof(ctypes.c_char.from_buffer(mm))  # export released at once
+        addr = libc.map_address(mm)
     except TypeError:  # a read-only map: nothing of ours to write back
         mm.flush()
         return
     if fn(addr, len(mm), _MS_SYNC) != 0:
-        err = ctypes.get_errno()
+        err = libc.last_errno()
         raise OSError(err, f"msync: {os.strerror(err)}")
 
 

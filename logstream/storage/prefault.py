@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
 import errno
 import logging
 import mmap
 import os
-import sys
 import threading
 from typing import Protocol
+
+from logstream.storage import libc
 
 log = logging.getLogger("logstream.storage")
 
@@ -58,29 +58,17 @@ class _Madvise(Protocol):
 
 
 def _load_madvise() -> _Madvise | None:
-    if not sys.platform.startswith("linux"):
+    fn = libc.function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
+    if fn is None:
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
 
     def madvise(addr: int, length: int) -> int:
         """0 on success, else the errno (ctypes.CDLL releases the GIL for the call)."""
         if fn(addr, length, MADV_POPULATE_WRITE) == 0:
             return 0
-        return ctypes.get_errno()
+        return libc.last_errno()
 
     return madvise
-
-
-def map_address(mm: mmap.mmap) -> int:
-    """The address of ``mm``'s first byte. The temporary ctypes export is released at once,
-    so the map can still be closed (the caller must not use the address after that)."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(mm))
 
 
 def page_up(n: int) -> int:

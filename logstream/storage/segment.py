@@ -61,7 +61,7 @@ from logstream.codec import (
     validate_batch,
 )
 from logstream.errors import CorruptRecordError, KafkaStorageError
-from logstream.storage import files, prefault
+from logstream.storage import files, libc, prefault
 from logstream.storage.index import (
     U32,
     IndexCorruptError,
@@ -310,7 +310,7 @@ class Segment:
         assert self._ti is not None
         last = self._ti.last_timestamp()
         self._max_ts = -(2**63) if last is None else last
-        self._pf_addr = prefault.map_address(self._mm)
+        self._pf_addr = libc.map_address(self._mm)
         self._populated = self._activated_size = self.size - self.size % prefault.PAGE
         self._pf_pending = False
         self._want_prefault()

@@ -12,7 +12,7 @@ import pytest
 from storage_helpers import make_batch
 
 from logstream.codec import iter_batches
-from logstream.storage import LogManager, PartitionLog, TopicConfig, prefault
+from logstream.storage import LogManager, PartitionLog, TopicConfig, libc, prefault
 
 CONFIG = TopicConfig(segment_bytes=4 << 20, flush_policy="never", retention_ms=-1)
 
@@ -24,15 +24,14 @@ needs_populate = pytest.mark.skipif(
 def _mapped_resident_pages(seg, start: int, end: int) -> int:
     """Pages of ``[start, end)`` of the segment's map that are resident (mincore)."""
     import ctypes
-    import ctypes.util
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    mincore = libc.function("mincore", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p])
+    assert mincore is not None
     page = prefault.PAGE
     start -= start % page
     n = (end - start + page - 1) // page
     vec = (ctypes.c_ubyte * n)()
-    assert libc.mincore(prefault.map_address(seg._mm) + start, end - start, vec) == 0
+    assert mincore(libc.map_address(seg._mm) + start, end - start, vec) == 0
     return sum(v & 1 for v in vec)
 
 

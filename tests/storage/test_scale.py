@@ -6,7 +6,6 @@ data map only (docs/performance.md, Scale)."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 import pytest
@@ -14,7 +13,7 @@ from storage_helpers import make_batch, mounted_tmpfs
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError
-from logstream.storage import LogManager, PartitionLog, TopicConfig, files, prefault
+from logstream.storage import LogManager, PartitionLog, TopicConfig, files, libc, prefault
 from logstream.storage import segment as segment_mod
 
 BIG = TopicConfig(segment_bytes=64 << 20, flush_policy="never", retention_ms=-1)
@@ -26,11 +25,11 @@ def open_log(path, *, config=BIG, prefault_pages=True, clean=False):
 
 
 def _resident(mm, start: int, end: int) -> int:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    mincore = libc.function("mincore", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p])
+    assert mincore is not None
     n = (end - start) // prefault.PAGE
     vec = (ctypes.c_ubyte * n)()
-    assert libc.mincore(prefault.map_address(mm) + start, end - start, vec) == 0
+    assert mincore(libc.map_address(mm) + start, end - start, vec) == 0
     return sum(v & 1 for v in vec)
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from logstream.errors import InvalidConfigError
 from logstream.storage.config import TopicConfig
+from logstream.storage.manager import MAX_PARTITIONS
 
 MiB = 1 << 20
 
@@ -97,9 +98,10 @@ class BrokerConfig:
             )
         if self.group_max_size < 1:
             raise InvalidConfigError(f"group_max_size must be >= 1: {self.group_max_size}")
-        if self.max_partitions_per_topic < 1:
+        if not 1 <= self.max_partitions_per_topic <= MAX_PARTITIONS:
             raise InvalidConfigError(
-                f"max_partitions_per_topic must be >= 1: {self.max_partitions_per_topic}"
+                f"max_partitions_per_topic must be in [1, {MAX_PARTITIONS}]: "
+                f"{self.max_partitions_per_topic}"
             )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")

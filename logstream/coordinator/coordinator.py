@@ -50,6 +50,7 @@ from logstream.errors import (
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
 )
+from logstream.storage.config import MAX_TOPIC_NAME_LENGTH
 from logstream.types import OffsetAndMetadata, TopicPartition
 
 _log = logging.getLogger("logstream.coordinator")
@@ -60,7 +61,6 @@ MAX_INSTANCE_ID_CHARS = 255
 MAX_CLIENT_ID_CHARS = 255
 MAX_ASSIGNOR_CHARS = 64
 MAX_SUBSCRIBED_TOPICS = 1_000
-MAX_TOPIC_NAME_CHARS = 249  # as Kafka and the storage engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +267,7 @@ class GroupCoordinator:
         Returns None for a leave. See :meth:`Group.heartbeat` for the errors and for
         ``request_seq``; InvalidRequestError for identifiers or a subscription beyond the
         limits (MAX_INSTANCE_ID_CHARS, MAX_CLIENT_ID_CHARS, MAX_SUBSCRIBED_TOPICS,
-        MAX_TOPIC_NAME_CHARS), GroupMaxSizeReachedError for a join into a full group."""
+        MAX_TOPIC_NAME_LENGTH), GroupMaxSizeReachedError for a join into a full group."""
         self._check_group_id(group_id)
         _check_limits(instance_id, client_id, assignor, topics)
         for t in topics:
@@ -601,10 +601,10 @@ def _check_limits(instance_id: str, client_id: str, assignor: str, topics: Colle
             f"a subscription of {len(topics)} topics; the limit is {MAX_SUBSCRIBED_TOPICS}"
         )
     for t in topics:
-        if not t or len(t) > MAX_TOPIC_NAME_CHARS:
+        if not t or len(t) > MAX_TOPIC_NAME_LENGTH:
             raise InvalidRequestError(
                 f"subscribed topic name of {len(t)} characters; names have 1 to "
-                f"{MAX_TOPIC_NAME_CHARS}"
+                f"{MAX_TOPIC_NAME_LENGTH}"
             )
 
 

@@ -58,6 +58,8 @@ log = logging.getLogger("logstream.storage")
 
 META_VERSION = 1
 MAX_PARTITIONS = 100_000
+"""Most partitions one topic may have in storage; the broker's configurable
+``max_partitions_per_topic`` policy lies at or below it."""
 
 
 @dataclass

@@ -53,6 +53,8 @@ def test_command_line_beats_the_file(tmp_path):
         {"topic_defaults": {"flush_policy": "maybe"}},
         {"topic_defaults": {"bogus": 1}},
         {"offsets_compact_min_records": 0},
+        {"max_partitions_per_topic": 0},
+        {"max_partitions_per_topic": 100_001},  # above what storage holds per topic
     ],
 )
 def test_bad_broker_config_is_rejected(values):

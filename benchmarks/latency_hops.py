@@ -45,17 +45,9 @@ now = time.monotonic_ns
 
 
 def _offsets_in(records: bytes) -> list[tuple[int, int]]:
-    from logstream.codec import peek_length, read_header
+    from logstream.codec import iter_headers
 
-    out, pos = [], 0
-    while pos < len(records):
-        ln = peek_length(records, pos)
-        if ln <= 0 or ln > len(records) - pos:
-            break
-        h = read_header(records, pos)
-        out.append((h.base_offset, h.record_count))
-        pos += ln
-    return out
+    return [(h.base_offset, h.record_count) for _, h in iter_headers(records)]
 
 
 # ----------------------------------------------------------------------------- broker

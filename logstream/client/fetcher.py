@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from logstream.codec import (
-    HEADER_SIZE,
     SMALL_BATCH_RECORDS,
     BatchRows,
     DecodedBatch,
+    batch_positions,
     decode_batch,
     decode_headers,
     decode_rows,
-    peek_length,
     read_header,
     validate_batch,
 )
@@ -229,15 +228,7 @@ def chunks_from_records(
     batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns; a
     short trailing fragment is ignored, a damaged complete batch raises."""
     out: list[Chunk] = []
-    pos, end = 0, len(records)
-    while end - pos >= HEADER_SIZE:
-        length = peek_length(records, pos)
-        if length < HEADER_SIZE:
-            raise CorruptRecordError(f"batch_length {length} at position {pos}")
-        if length > end - pos:
-            break
-        at = pos
-        pos += length
+    for at in batch_positions(records):
         # CRC first, also for a batch about to be skipped: a damaged header must raise, not
         # make its batch look like one below the position.
         header = validate_batch(records, at) if verify else read_header(records, at)

@@ -37,7 +37,7 @@ from logstream.codec.header import (
     RECORD_COLUMNS,
     BatchHeader,
     Buffer,
-    peek_length,
+    batch_positions,
     read_header,
 )
 from logstream.errors import CorruptRecordError
@@ -281,13 +281,5 @@ def decode_rows(buf: Buffer, pos: int = 0, *, verify: bool = True) -> BatchRows:
 def iter_batches(buf: Buffer, *, verify: bool = True) -> Iterator[DecodedBatch]:
     """Decode every complete batch in a buffer of back-to-back batches (e.g. a fetch result).
     A short trailing fragment is ignored; a damaged complete batch raises."""
-    pos = 0
-    end = len(buf)
-    while end - pos >= HEADER_SIZE:
-        length = peek_length(buf, pos)
-        if length < HEADER_SIZE:
-            raise CorruptRecordError(f"batch_length {length} at position {pos}")
-        if length > end - pos:
-            break
+    for pos in batch_positions(buf):
         yield decode_batch(buf, pos, verify=verify)
-        pos += length

@@ -211,6 +211,22 @@ def peek_length(buf: Buffer, pos: int = 0) -> int:
     return int(_LENGTH.unpack_from(buf, pos + BATCH_LENGTH_POS)[0])
 
 
+def batch_positions(buf: Buffer) -> Iterator[int]:
+    """Yield the position of each complete batch in a buffer of back-to-back batches (e.g. a
+    fetch answer). A short trailing fragment ends the walk; a ``batch_length`` below the
+    header size raises CorruptRecordError (the walk could not go on past it)."""
+    pos = 0
+    end = len(buf)
+    while end - pos >= HEADER_SIZE:
+        length = peek_length(buf, pos)
+        if length < HEADER_SIZE:
+            raise CorruptRecordError(f"batch_length {length} at position {pos}")
+        if length > end - pos:
+            return
+        yield pos
+        pos += length
+
+
 def iter_headers(buf: Buffer) -> Iterator[tuple[int, BatchHeader]]:
     """Yield (position, header) for each batch in a buffer of back-to-back batches, without
     CRC checks (use on trusted data, e.g. what the broker served). Stops at a short tail."""

@@ -128,3 +128,20 @@ def test_next_offset_after_is_the_end_of_the_last_complete_batch(
     expected = offset - counts[-1] if len(counts) > 1 else None
     assert next_offset_after(torn) == expected
     assert next_offset_after(b"") is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=8), st.integers(1, HEADER_SIZE + 40))
+def test_batch_positions_walk_complete_batches_and_refuse_an_impossible_length(
+    counts: list[int], cut: int
+) -> None:
+    parts = [encode_batch([b"v"] * n, timestamps=1) for n in counts]
+    starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+    whole = b"".join(parts)
+    assert list(codec.batch_positions(whole)) == starts
+    torn = whole[: len(whole) - min(cut, len(parts[-1]))]
+    assert list(codec.batch_positions(torn)) == starts[:-1]
+    broken = bytearray(whole)
+    struct.pack_into("<i", broken, starts[-1] + codec.BATCH_LENGTH_POS, HEADER_SIZE - 1)
+    with pytest.raises(CorruptRecordError, match=f"at position {starts[-1]}"):
+        list(codec.batch_positions(broken))

@@ -33,8 +33,6 @@ InvalidBatchError (INVALID_RECORD) for intact bytes that break a rule and Corrup
 
 from __future__ import annotations
 
-import functools
-import struct
 from typing import Final
 
 import numpy as np
@@ -49,6 +47,7 @@ from logstream.codec.header import (
     RECORD_COLUMNS,
     BatchHeader,
     Buffer,
+    columns_struct,
     read_header,
 )
 from logstream.errors import CorruptRecordError, InvalidBatchError
@@ -138,10 +137,10 @@ def check_record_section(
         stored = memoryview(batch)[HEADER_SIZE : header.batch_length]
         section = compression.decompress(header.compression, stored, expected)
         start = 0
-    check_columns(section, start, header)
+    _check_columns(section, start, header)
 
 
-def check_columns(buf: Buffer, start: int, header: BatchHeader) -> None:
+def _check_columns(buf: Buffer, start: int, header: BatchHeader) -> None:
     """The column rules for the uncompressed record section at ``start`` of ``buf``."""
     if header.record_count <= SMALL_BATCH:
         _check_columns_small(buf, start, header)
@@ -161,12 +160,6 @@ def _check_columns_numpy(buf: Buffer, start: int, header: BatchHeader) -> None:
     headers = int(header_lengths.sum(dtype=np.int64))
     require_totals(keys, values, headers, header)
     require_max_timestamp(int(cols[2].max()), header)
-
-
-@functools.lru_cache(maxsize=64)
-def columns_struct(n: int) -> struct.Struct:
-    """The four int32 columns of an ``n``-record section as one ``struct`` (small batches)."""
-    return struct.Struct(f"<{RECORD_COLUMNS * n}i")
 
 
 def _check_columns_small(buf: Buffer, start: int, header: BatchHeader) -> None:

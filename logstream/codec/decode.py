@@ -22,7 +22,6 @@ import numpy.typing as npt
 from logstream.codec import compression
 from logstream.codec.check import (
     check_header_arithmetic,
-    columns_struct,
     require_lengths,
     require_totals,
     validate_batch,
@@ -38,6 +37,7 @@ from logstream.codec.header import (
     BatchHeader,
     Buffer,
     batch_positions,
+    columns_struct,
     read_header,
 )
 from logstream.errors import CorruptRecordError

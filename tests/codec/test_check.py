@@ -69,3 +69,10 @@ def test_a_real_small_batch_passes_and_a_lie_is_named() -> None:
     check.check_record_section(batch, h)
     with pytest.raises(InvalidBatchError, match="largest is 9"):
         check.check_record_section(batch, h._replace(max_timestamp=10))
+
+
+def test_check_batch_takes_exactly_one_whole_batch() -> None:
+    batch = encode_batch([b"a", b"bb"], keys=[None, b"k"], timestamps=[3, 4])
+    assert check.check_batch(memoryview(batch)) == read_header(batch)
+    with pytest.raises(InvalidBatchError, match="exactly one batch"):
+        check.check_batch(batch + batch)

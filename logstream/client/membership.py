@@ -29,7 +29,10 @@ partitions are *lost*: they are dropped at the next poll without a commit (``on_
 runs, so the application can discard state), and the member joins again.
 
 Thread safety: the public methods of :class:`GroupMembership` are called by the consumer
-(application thread) and the heartbeat thread; shared state is guarded by ``self._lock``.
+(application thread) and the heartbeat thread; the membership's own fields (member id and
+epoch, target assignment) are guarded by ``self._lock``. What the consumer reads (assignment,
+positions) belongs to the :class:`~logstream.client.subscription.SubscriptionState`, reached
+only through its methods, under its own lock; the two locks are never held together.
 """
 
 from __future__ import annotations
@@ -39,19 +42,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from logstream import errors
 from logstream.client import transport as tr
+from logstream.client.subscription import SubscriptionState
 from logstream.errors import CommitFailedError
 from logstream.protocol import common_pb2, group_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import OffsetAndMetadata, TopicPartition
 
 __all__ = ["CommitFailedError", "GroupMembership"]
-
-if TYPE_CHECKING:
-    from logstream.client.consumer import Consumer
 
 log = logging.getLogger("logstream.client.group")
 
@@ -67,7 +67,7 @@ class GroupMembership:
 
     def __init__(
         self,
-        consumer: Consumer,
+        state: SubscriptionState,
         transport: tr.TransportLike,
         group_id: str,
         *,
@@ -82,7 +82,7 @@ class GroupMembership:
         on_revoke: PartitionsCallback | None = None,
         request_timeout_s: float = 30.0,
     ) -> None:
-        self.consumer = consumer
+        self.state = state
         self.transport = transport
         self.group_id = group_id
         self.auto_commit = enable_auto_commit
@@ -178,12 +178,11 @@ class GroupMembership:
         meanwhile) that this consumer then starts reading: two owners."""
         with self._lock:
             pending = set(self._applying) | set(self._target)
-            current = set(self.consumer._assignment)
-        return current | pending
+        return set(self.state.assigned()) | pending
 
     def _heartbeat_rpc(
         self, member_id: str, epoch: int, owned: list[TopicPartition], *, timeout: float
-    ) -> Any:
+    ) -> group_pb2.HeartbeatResponse:
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -199,9 +198,7 @@ class GroupMembership:
             client_id=self.client_id,
             request_seq=seq,
         )
-        return tr.call(
-            self.transport.group.Heartbeat, req, timeout=timeout, address=self.transport.address
-        )
+        return self.transport.heartbeat(req, timeout=timeout)
 
     def _run(self) -> None:
         interval = 0.5
@@ -218,7 +215,7 @@ class GroupMembership:
                 with self._lock:
                     self._wake.wait(0.05)
                 continue
-            current = set(self.consumer._assignment)
+            current = set(self.state.assigned())
             owned = sorted(self._owned())
             try:
                 resp = self._heartbeat_rpc(
@@ -252,7 +249,7 @@ class GroupMembership:
                     self._target_version += 1
                 pending = self._target_version != self._applied_version
             if pending:
-                self.consumer._wake_reader()
+                self.state.wake_readers()
             self._check_stall()
             with self._lock:
                 if not self._beat_now and not self._closed:
@@ -269,14 +266,14 @@ class GroupMembership:
                 self.member_id = ""
             self._target = set()
             self._target_version += 1
-            self._lost = bool(self.consumer._assignment)
-        self.consumer._wake_reader()
+            self._lost = bool(self.state.assigned())
+        self.state.wake_readers()
 
     def _check_stall(self) -> None:
         idle = time.monotonic() - self._last_poll
         if idle > self.max_poll_interval and not self._warned_stall:
             self._warned_stall = True
-            held = ", ".join(map(str, sorted(self.consumer._assignment))) or "none"
+            held = ", ".join(map(str, sorted(self.state.assigned()))) or "none"
             log.warning(
                 "consumer of group %s has not polled for %.0f s (max_poll_interval_ms=%d): "
                 "it stays in the group and holds its partitions (%s), but consumes nothing; "
@@ -328,7 +325,8 @@ class GroupMembership:
                 self._applying = set()
 
     def _apply(self, target: set[TopicPartition], version: int, lost: bool) -> None:
-        current = set(self.consumer._assignment)
+        assignment = self.state.assigned()
+        current = set(assignment)
         revoked = current - target
         added = target - current
         if revoked:
@@ -347,11 +345,11 @@ class GroupMembership:
             except errors.LogstreamError as exc:
                 log.warning("cannot fetch committed offsets of %s: %s", sorted(added), exc)
                 return  # keep the change pending: retried at the next poll
-        keep = [tp for tp in self.consumer._assignment if tp not in revoked]
-        self.consumer._assign(keep + sorted(added))
+        keep = [tp for tp in assignment if tp not in revoked]
+        self.state.assign(keep + sorted(added))
         for tp, c in committed.items():
             if c is not None and c.offset >= 0:
-                self.consumer._set_position(tp, c.offset)
+                self.state.seek(tp, c.offset)
                 self._committed_positions[tp] = c.offset
         with self._lock:
             self._applied_version = version
@@ -374,10 +372,7 @@ class GroupMembership:
     # ---------------------------------------------------------------- commits
 
     def positions(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        c = self.consumer
-        with c._lock:
-            tps = list(only) if only is not None else list(c._assignment)
-            return {tp: p for tp in tps if (p := c._positions.get(tp)) is not None}
+        return self.state.known_positions(only)
 
     def commit_positions(self, only: Iterable[TopicPartition] | None = None) -> None:
         """Commit the current positions (of ``only``), skipping unchanged ones."""
@@ -425,16 +420,11 @@ class GroupMembership:
                 ],
             )
             try:
-                resp = tr.call(
-                    self.transport.group.CommitOffsets,
-                    req,
-                    timeout=self.timeout,
-                    address=self.transport.address,
-                )
+                resp = self.transport.commit_offsets(req, timeout=self.timeout)
             except (errors.IllegalGenerationError, errors.UnknownMemberIdError) as exc:
                 # The epoch may have moved on between our read and the broker's check:
                 # retry once if we still own every partition.
-                still_owned = set(norm) <= set(self.consumer._assignment)
+                still_owned = set(norm) <= set(self.state.assigned())
                 if attempt == 0 and still_owned and isinstance(exc, errors.IllegalGenerationError):
                     time.sleep(0.01)
                     continue
@@ -498,12 +488,7 @@ class GroupMembership:
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         tps = sorted({TopicPartition(*tp) for tp in partitions})
         req = group_pb2.FetchOffsetsRequest(group_id=self.group_id, partitions=_tp_pb(tps))
-        resp = tr.call(
-            self.transport.group.FetchOffsets,
-            req,
-            timeout=self.timeout,
-            address=self.transport.address,
-        )
+        resp = self.transport.fetch_offsets(req, timeout=self.timeout)
         out: dict[TopicPartition, OffsetAndMetadata | None] = dict.fromkeys(tps)
         for o in resp.offsets:
             tp = TopicPartition(o.topic, o.partition)

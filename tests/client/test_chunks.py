@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from logstream.client.fetcher import RecordColumns, chunks_from_records
+from logstream.client.chunks import RecordColumns, chunks_from_records
 from logstream.codec.batch import encode_batch, encode_headers, stamp_base_offset
 
 
@@ -95,7 +95,7 @@ def test_compressed_batches_decode() -> None:
 def test_take_records_of_fixed_size_values_and_one_timestamp() -> None:
     # The fast paths (one findall over equal-length values, one shared timestamp) must give
     # the same records as the general path, including across partial takes.
-    from logstream.client.fetcher import chunks_from_records
+    from logstream.client.chunks import chunks_from_records
     from logstream.codec.batch import encode_batch
 
     vals = [bytes([i % 251]) * 7 for i in range(300)]

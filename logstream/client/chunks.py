@@ -10,11 +10,8 @@ returned); ``poll_batch`` hands out numpy views of the decoded columns instead.
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import chain, count, islice, repeat
 from typing import Any, NamedTuple, overload
 
@@ -35,7 +32,9 @@ from logstream.codec.batch import (
 from logstream.errors import CorruptRecordError
 from logstream.types import Headers, Record
 
-_new_record = partial(tuple.__new__, Record)
+# map(tuple.__new__, repeat(Record), rows) builds each Record in C: no Python frame per
+# record (calling Record(...) runs the namedtuple's Python-level __new__, ~3x slower).
+_tuple_new: Callable[[type[Record], tuple[Any, ...]], Record] = tuple.__new__  # type: ignore[assignment]
 
 
 class Chunk:
@@ -181,7 +180,8 @@ def _all_equal(column: np.ndarray) -> bool:
 
 def _values(batch: DecodedBatch) -> list[bytes | None]:
     """``batch.value_list()``; for values all of one length (and at least 2 of them), one
-    C-level ``re.findall`` over the value bytes instead of a slice per record (~40% less)."""
+    numpy pass over the value bytes viewed as fixed-size ``void`` items, whose ``tolist()``
+    gives exact bytes objects (no slice object per record: ~3x faster)."""
     lengths = batch.value_lengths
     n = len(lengths)
     if n > 1:
@@ -189,14 +189,9 @@ def _values(batch: DecodedBatch) -> list[bytes | None]:
         if 0 < size == int(lengths[-1]) and _all_equal(lengths):
             blob = batch.values
             if size * n == len(blob):
-                found: list[bytes | None] = _fixed(size).findall(blob)
+                found: list[bytes | None] = np.frombuffer(blob, dtype=f"V{size}").tolist()
                 return found
     return batch.value_list()
-
-
-@functools.lru_cache(maxsize=64)
-def _fixed(size: int) -> re.Pattern[bytes]:
-    return re.compile(b".{%d}" % size, re.DOTALL)
 
 
 def _has_keys(batch: DecodedBatch) -> bool:
@@ -253,7 +248,8 @@ def _records(run: RecordRun) -> Iterator[Record]:
     per record)."""
     stamps = run.timestamps
     return map(
-        _new_record,
+        _tuple_new,
+        repeat(Record),
         zip(
             repeat(run.topic),
             repeat(run.partition),

@@ -142,11 +142,13 @@ class Fetcher:
         """Wait until a fetch call or stream is in flight (the reader is parked on the
         network); with ``direct``, the iterating thread's own stream. False on timeout."""
         with self._state.lock:
-            return self._parked.wait_for(
-                lambda: self._inflight is not None
-                and (not direct or (self._direct is not None and self._inflight is self._direct.call)),
-                timeout,
-            )
+            return self._parked.wait_for(lambda: self._is_parked(direct), timeout)
+
+    def _is_parked(self, direct: bool) -> bool:
+        """Lock held."""
+        if self._inflight is None:
+            return False
+        return not direct or (self._direct is not None and self._inflight is self._direct.call)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until the prefetch thread waits for work (nothing to fetch, the buffer full,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from logstream.client.chunks import RecordColumns, chunks_from_records
+from logstream.client.chunks import RecordColumns, RecordList, chunks_from_records
 from logstream.codec.batch import encode_batch, encode_headers, stamp_base_offset
+from logstream.types import Record
 
 
 def _batch(
@@ -169,3 +171,42 @@ def test_a_damaged_batch_raises_even_where_its_header_says_it_is_below_the_posit
     data[len(first) - 1] ^= 0x01  # and a value byte is damaged: the CRC catches it
     with pytest.raises(CorruptRecordError):
         chunks_from_records("t", 0, 0, bytes(data), 11, verify=True)
+
+
+def _record_list(base: int, values: list[bytes | None]) -> tuple[RecordList, list[Record]]:
+    data = _batch(base, values)
+    expected = [
+        r
+        for c in chunks_from_records("t", 0, 0, data, base, verify=True)
+        for r in c.take_records(100)
+    ]
+    out = RecordList()
+    for c in chunks_from_records("t", 0, 0, data, base, verify=True):
+        out.take_from(c, 100)
+    return out, expected
+
+
+def test_a_record_list_equals_the_list_of_its_records() -> None:
+    got, expected = _record_list(5, [b"a", None, b"c"])
+    assert got == expected
+    assert list(got) == expected
+    assert len(got) == 3 and got
+    assert repr(got) == repr(expected)
+    assert got != expected[:2]
+    assert RecordList() == [] and not RecordList()
+
+
+def test_a_record_list_is_indexable_like_a_list() -> None:
+    got, expected = _record_list(5, [b"a", b"b", b"c", b"d"])
+    assert got[0] == expected[0] and got[-1] == expected[-1]
+    assert got[1:3] == expected[1:3]
+    assert got[0].offset == 5 and got[0].value == b"a" and got[0].timestamp_ms == 1005
+    assert got + [expected[0]] == [*expected, expected[0]]  # noqa: RUF005 (list + RecordList)
+    with pytest.raises(IndexError):
+        got[4]
+
+
+def test_record_lists_of_fixed_size_values_keep_every_byte() -> None:
+    values = [b"\x00ab\x00", b"\x00\x00\x00\x00", b"cd\x00\x00"] * 20
+    got, _ = _record_list(0, values)  # type: ignore[arg-type]
+    assert [r.value for r in got] == values

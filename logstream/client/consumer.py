@@ -7,6 +7,8 @@
 - :class:`~logstream.client.fetcher.Fetcher`: the prefetch thread following the partitions on
   a ``Subscribe`` stream, and the same reading driven by the iterating thread during
   ``for record in consumer`` (see its module docstring).
+- :class:`~logstream.client.offsets.OffsetLookup`: ListOffsets lookups (``seek_to_*``,
+  resets).
 - :class:`~logstream.client.membership.GroupMembership` (only with ``group=``): heartbeats,
   reconciliation of the assignment inside ``poll``, commits.
 
@@ -22,8 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.chunks import Chunk, ColumnChunk, RecordColumns, RecordList
-from logstream.client.fetcher import EARLIEST, LATEST, Fetcher, FetchSettings
+from logstream.client.fetcher import Fetcher, FetchSettings
 from logstream.client.membership import GroupMembership
+from logstream.client.offsets import EARLIEST, LATEST, OffsetLookup
 from logstream.client.subscription import SubscriptionState
 from logstream.types import OffsetAndMetadata, Record, TopicPartition
 
@@ -74,6 +77,9 @@ class Consumer:
         self._state = SubscriptionState(
             reset=_RESETS[auto_offset_reset], max_buffer_bytes=max_buffer_bytes
         )
+        self._offsets = OffsetLookup(
+            self._state, self._transport, timeout=request_timeout_ms / 1000.0
+        )
         self._fetcher = Fetcher(
             self._state,
             self._transport,
@@ -86,6 +92,7 @@ class Consumer:
                 timeout=request_timeout_ms / 1000.0,
                 backoff=retry_backoff_ms / 1000.0,
             ),
+            self._offsets,
         )
         self._membership: GroupMembership | None = None
         if group:
@@ -190,7 +197,7 @@ class Consumer:
             self._state.seek(tp, offset)
 
     def _seek_to(self, specs: dict[TopicPartition, int]) -> None:
-        for tp, offset in self._fetcher.list_offsets(specs).items():
+        for tp, offset in self._offsets.list_offsets(specs).items():
             self._state.seek(tp, offset)
 
     def position(self, partition: TopicPartition | tuple[str, int]) -> int:
@@ -198,7 +205,7 @@ class Consumer:
         tp = self._assigned(partition)
         pos = self._state.position(tp)
         if pos is None:
-            pos = self._fetcher.resolve_reset([tp])[tp]
+            pos = self._offsets.resolve_reset([tp])[tp]
         return pos
 
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
@@ -207,13 +214,13 @@ class Consumer:
         for ts in timestamps.values():
             if ts < 0:
                 raise errors.InvalidTimestampError(f"timestamp must be >= 0, got {ts}")
-        return self._fetcher.list_offsets(timestamps)
+        return self._offsets.list_offsets(timestamps)
 
     def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return self._fetcher.list_offsets({TopicPartition(*tp): EARLIEST for tp in partitions})
+        return self._offsets.list_offsets({TopicPartition(*tp): EARLIEST for tp in partitions})
 
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return self._fetcher.list_offsets({TopicPartition(*tp): LATEST for tp in partitions})
+        return self._offsets.list_offsets({TopicPartition(*tp): LATEST for tp in partitions})
 
     def highwater(self, partition: TopicPartition) -> int | None:
         """The log end offset seen in the last fetch of ``partition`` (None before one)."""

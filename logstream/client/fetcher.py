@@ -33,6 +33,7 @@ from typing import Any
 
 from logstream import errors
 from logstream.client.chunks import Chunk, chunks_from_records
+from logstream.client.offsets import OffsetLookup
 from logstream.client.subscription import SubscriptionState
 from logstream.client.transport import PendingCall, StreamCall, TransportLike
 from logstream.protocol import log_pb2
@@ -40,9 +41,6 @@ from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.client.consumer")
-
-EARLIEST = -2
-LATEST = -1
 
 
 class FetchSettings:
@@ -102,11 +100,16 @@ class Fetcher:
     Depends on the subscription state and the transport only."""
 
     def __init__(
-        self, state: SubscriptionState, transport: TransportLike, settings: FetchSettings
+        self,
+        state: SubscriptionState,
+        transport: TransportLike,
+        settings: FetchSettings,
+        offsets: OffsetLookup,
     ) -> None:
         self._state = state
         self._transport = transport
         self._settings = settings
+        self._offsets = offsets
         # Subscribe has no min_bytes: a consumer asking for bigger answers long-polls Fetch.
         self._use_subscribe = settings.min_bytes <= 1
         self._inflight: PendingCall[Any] | StreamCall[Any] | None = None
@@ -156,42 +159,6 @@ class Fetcher:
         with self._state.lock:
             return self._idle.wait_for(lambda: not self._busy, timeout)
 
-    # -- offsets lookups (any thread) ---------------------------------------------------------
-
-    def list_offsets(self, specs: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """ListOffsets for ``specs`` (EARLIEST, LATEST or a timestamp per partition)."""
-        if not specs:
-            return {}
-        req = log_pb2.ListOffsetsRequest(
-            partitions=[
-                log_pb2.ListOffsetsPartition(topic=tp.topic, partition=tp.partition, timestamp=ts)
-                for tp, ts in specs.items()
-            ]
-        )
-        resp = self._transport.list_offsets(req, timeout=self._settings.timeout)
-        out: dict[TopicPartition, int] = {}
-        for p in resp.partitions:
-            tp = TopicPartition(p.topic, p.partition)
-            if p.error_code:
-                raise error_for_code(p.error_code, p.error_message or str(tp))
-            out[tp] = p.offset
-        missing = [tp for tp in specs if tp not in out]
-        if missing:
-            raise errors.UnknownServerError(f"no offsets returned for {missing}")
-        return out
-
-    def resolve_reset(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Positions for partitions without one, per ``auto_offset_reset``."""
-        reset = self._state.reset
-        if reset is None:
-            raise errors.OffsetOutOfRangeError(
-                f"no position for {', '.join(map(str, tps))} and auto_offset_reset='error'; "
-                "seek() first"
-            )
-        epochs = self._state.epochs_of(tps)
-        found = self.list_offsets({tp: reset for tp in tps})
-        return self._state.apply_reset(found, epochs)
-
     # -- the prefetch thread ------------------------------------------------------------------
 
     def join(self, timeout: float | None) -> None:
@@ -219,7 +186,7 @@ class Fetcher:
                 self._busy = True
             try:
                 if need_reset:
-                    self.resolve_reset(need_reset)
+                    self._offsets.resolve_reset(need_reset)
                     continue
                 if self._use_subscribe:
                     self._stream(fetchable, epochs)
@@ -489,7 +456,7 @@ class Fetcher:
             generation = state.generation
         if need_reset:
             try:
-                self.resolve_reset(need_reset)
+                self._offsets.resolve_reset(need_reset)
             except errors.LogstreamError as exc:
                 self._on_error(exc)
             return None

@@ -10,7 +10,8 @@ import pytest
 
 from logstream import errors
 from logstream.client.chunks import RecordList
-from logstream.client.fetcher import EARLIEST, Fetcher, FetchSettings
+from logstream.client.fetcher import Fetcher, FetchSettings
+from logstream.client.offsets import EARLIEST, OffsetLookup
 from logstream.client.subscription import SubscriptionState
 from logstream.codec.batch import encode_batch
 from logstream.testing.transport import InMemoryTransport
@@ -47,7 +48,7 @@ def transport() -> InMemoryTransport:
 @pytest.fixture
 def reader(transport: InMemoryTransport) -> Iterator[tuple[SubscriptionState, Fetcher]]:
     state = SubscriptionState(reset=EARLIEST, max_buffer_bytes=1 << 20)
-    fetcher = Fetcher(state, transport, _settings())
+    fetcher = Fetcher(state, transport, _settings(), OffsetLookup(state, transport, timeout=2.0))
     yield state, fetcher
     state.close()
     fetcher.join(5)
@@ -102,7 +103,9 @@ def test_min_bytes_above_one_long_polls_fetch_instead_of_subscribing(
     transport: InMemoryTransport,
 ) -> None:
     state = SubscriptionState(reset=EARLIEST, max_buffer_bytes=1 << 20)
-    fetcher = Fetcher(state, transport, _settings(min_bytes=10))
+    fetcher = Fetcher(
+        state, transport, _settings(min_bytes=10), OffsetLookup(state, transport, timeout=2.0)
+    )
     try:
         _append(transport, 4)
         state.assign([TP])
@@ -128,7 +131,9 @@ def test_a_short_outage_is_retried_without_surfacing(
 
 def test_an_outage_longer_than_the_request_timeout_surfaces(transport: InMemoryTransport) -> None:
     state = SubscriptionState(reset=EARLIEST, max_buffer_bytes=1 << 20)
-    fetcher = Fetcher(state, transport, _settings(timeout=0.05))
+    fetcher = Fetcher(
+        state, transport, _settings(timeout=0.05), OffsetLookup(state, transport, timeout=2.0)
+    )
     try:
         transport.fail("Subscribe", errors.BrokerNotAvailableError, times=1000)
         state.assign([TP])
@@ -139,12 +144,12 @@ def test_an_outage_longer_than_the_request_timeout_surfaces(transport: InMemoryT
         fetcher.join(5)
 
 
-def test_list_offsets_raises_the_partition_error(
-    reader: tuple[SubscriptionState, Fetcher],
-) -> None:
-    _, fetcher = reader
+def test_list_offsets_raises_the_partition_error(transport: InMemoryTransport) -> None:
+    state = SubscriptionState(reset=EARLIEST, max_buffer_bytes=1 << 20)
     with pytest.raises(errors.UnknownTopicOrPartitionError):
-        fetcher.list_offsets({TopicPartition("missing", 0): EARLIEST})
+        OffsetLookup(state, transport, timeout=2.0).list_offsets(
+            {TopicPartition("missing", 0): EARLIEST}
+        )
 
 
 def test_it_waits_idle_with_nothing_assigned(reader: tuple[SubscriptionState, Fetcher]) -> None:

@@ -270,7 +270,7 @@ class RecordList(Sequence[Record]):
     it is read. A loop that handles one record and drops it then allocates one tuple at a
     time, which Python frees at once; a list of 100,000 live tuples instead keeps the
     cyclic garbage collector scanning them (tuple subclasses are never untracked), which
-    cost more than building them (docs/decisions, per-record consumer path). Reading a
+    cost more than building them (docs/decisions/0014). Reading a
     record twice builds two equal tuples.
     """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, count, islice, repeat
+from itertools import chain, count, repeat
 from typing import Any, NamedTuple, overload
 
 import numpy as np
@@ -307,7 +307,16 @@ class RecordList(Sequence[Record]):
         for run in self._runs:
             n = len(run.values)
             if i < n:
-                return next(islice(_records(run), i, None))
+                stamps = run.timestamps
+                return Record(
+                    run.topic,
+                    run.partition,
+                    run.first_offset + i,
+                    stamps if isinstance(stamps, int) else stamps[i],
+                    None if run.keys is None else run.keys[i],
+                    run.values[i],
+                    () if run.headers is None else run.headers[i],
+                )
             i -= n
         raise IndexError("RecordList index out of range")  # pragma: no cover
 

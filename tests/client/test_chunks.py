@@ -210,3 +210,20 @@ def test_record_lists_of_fixed_size_values_keep_every_byte() -> None:
     values = [b"\x00ab\x00", b"\x00\x00\x00\x00", b"cd\x00\x00"] * 20
     got, _ = _record_list(0, values)  # type: ignore[arg-type]
     assert [r.value for r in got] == values
+
+
+def test_indexing_a_record_list_gives_the_records_iteration_gives() -> None:
+    from logstream.codec.batch import SMALL_BATCH_RECORDS
+
+    blob = encode_headers([("h", b"1")])
+    for n in (3, SMALL_BATCH_RECORDS + 5):  # rows and numpy columns
+        values: list[bytes | None] = [b"v%d" % i for i in range(n)]
+        keys: list[bytes | None] = [None if i % 3 else b"k" for i in range(n)]
+        headers = [blob if i % 2 else b"" for i in range(n)]
+        data = _batch(10, values, keys=keys, headers=headers)
+        got = RecordList()
+        for c in chunks_from_records("t", 2, 0, data, 10, verify=True):
+            got.take_from(c, 1000)
+        assert [got[i] for i in range(len(got))] == list(got)
+        assert got[1].headers == (("h", b"1"),) and got[0].headers == ()
+        assert got[-1].offset == 10 + n - 1 and got[0].key == b"k" and got[1].key is None

@@ -15,8 +15,8 @@ Safety:
   rule (an all-zero header is the end of the log) is unaffected. The populated pages are
   dirty, so the next msync also writes those zeros (once; at most the prefault window).
 * The thread works only on ``[populated, populated + step)`` of a segment's map, under the
-  segment's ``prefault_lock``; :class:`~logstream.storage.segment.Segment` takes the same
-  lock before it unmaps, so a map is never unmapped under a running ``madvise``.
+  active file's map lock; :class:`~logstream.storage.active_file.ActiveFile` takes the
+  same lock before it unmaps, so a map is never unmapped under a running ``madvise``.
 * The window ahead of the cursor grows with what the segment has taken since it was
   activated (:data:`MIN_AHEAD` to :data:`MAX_AHEAD`), so a partition that sees one small
   append populates a few pages, not megabytes; idle partitions cost nothing.
@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
 import errno
 import logging
 import mmap
 import os
-import sys
 import threading
 from typing import Protocol
+
+from logstream.storage import io
 
 log = logging.getLogger("logstream.storage")
 
@@ -58,15 +58,10 @@ class _Madvise(Protocol):
 
 
 def _load_madvise() -> _Madvise | None:
-    if not sys.platform.startswith("linux"):
+    fn = io.libc_function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int],
+                          ctypes.c_int)
+    if fn is None:
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
 
     def madvise(addr: int, length: int) -> int:
         """0 on success, else the errno (ctypes.CDLL releases the GIL for the call)."""

@@ -6,7 +6,7 @@ import os
 import struct
 
 import pytest
-from storage_helpers import make_batch
+from storage_helpers import eio, make_batch
 
 from logstream.codec import compression, decode_batch, encode_batch, iter_batches
 from logstream.codec.batch import (
@@ -35,7 +35,6 @@ from logstream.storage import (
     TopicConfig,
     validate_topic_name,
 )
-from logstream.storage import files as storage_files
 
 SMALL = {"segment_bytes": 2048, "flush_policy": "never"}
 
@@ -331,19 +330,15 @@ def test_flush_policies_move_flushed_offset(tmp_path, clock):
         assert never.flush() == 2 and never.flushed_offset == 2
 
 
-def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
+def test_flush_failure_fails_the_partition(tmp_path, file_ops):
     with LogManager.open(tmp_path) as m:
         m.create_topic("t", 1, {"flush_policy": "every_batch"})
         log = m.get_log("t", 0)
         log.append(make_batch())
-
-        def broken(mm):
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(storage_files, "msync", broken)
+        file_ops.fail["msync"] = eio()
         with pytest.raises(KafkaStorageError):
             log.append(make_batch())
-        monkeypatch.undo()
+        del file_ops.fail["msync"]
         with pytest.raises(KafkaStorageError, match="failed earlier"):
             log.append(make_batch())
         assert log.failed
@@ -352,7 +347,7 @@ def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
         assert offsets_of(log.read(0, 10**6))[:1] == [0]
 
 
-def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, monkeypatch):
+def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, file_ops):
     """Linux reports a writeback error to one msync only. If flush A's msync fails and, before
     A marks the partition failed, flush B's msync runs and finds nothing to report, B must
     not advance flushed_offset over the lost pages: the segment keeps the first failure."""
@@ -360,22 +355,16 @@ def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, monke
         m.create_topic("t", 1)  # interval flush policy: flush() runs outside the lock
         log = m.get_log("t", 0)
         log.append(make_batch())
-        calls = []
-
-        def msync_once_broken(mm):
-            calls.append(mm)
-            if len(calls) == 1:
-                raise OSError(5, "Input/output error")  # and the kernel forgets it
-
-        monkeypatch.setattr(storage_files, "msync", msync_once_broken)
+        file_ops.fail["msync"] = eio()
         segment = log._segments[-1]
         with pytest.raises(OSError):
             segment.flush()  # flush A's msync, before A has failed the partition
+        del file_ops.fail["msync"]  # the kernel reported the error once and forgot it
         assert not log.failed and log.flushed_offset == 0
         with pytest.raises(KafkaStorageError):
             log.flush()  # flush B: the later msync would succeed, but the pages are lost
         assert log.flushed_offset == 0 and log.failed
-        assert len(calls) == 1  # B did not even try
+        assert len(file_ops.calls["msync"]) == 1  # B did not even try
 
 
 def test_log_append_time(tmp_path, clock):

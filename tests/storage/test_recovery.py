@@ -21,7 +21,7 @@ CONFIG = TopicConfig(segment_bytes=1 << 16, flush_policy="never")
 def abandon(log: PartitionLog) -> None:
     """Simulate a process crash: drop every handle, trim nothing, write no snapshot."""
     for seg in log._segments:
-        seg.delete_handles()
+        seg.abandon()
     log._closed = True
 
 

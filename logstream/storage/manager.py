@@ -49,7 +49,7 @@ from logstream.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage import files
+from logstream.storage import clean_shutdown, files
 from logstream.storage.config import TopicConfig, parse_config_updates, validate_topic_name
 from logstream.storage.log import PartitionLog, RecoveryReport
 from logstream.storage.segment import ParkedTail
@@ -142,18 +142,9 @@ class LogManager:
     # -- loading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        marker = self.data_dir / files.CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        if clean:
-            try:
-                self._parked_tails = _parse_marker(marker.read_bytes())
-            except (ValueError, TypeError, KeyError) as exc:
-                log.warning("unreadable clean-shutdown marker (%s): recovering every "
-                            "partition", exc)
-                clean = False
-            with files.storage_errors("removing the clean-shutdown marker"):
-                marker.unlink()
-                files.fsync_dir(self.data_dir)
+        tails = clean_shutdown.take_marker(self.data_dir)
+        clean = tails is not None
+        self._parked_tails = tails or {}
         for entry in os.scandir(self.data_dir):
             if entry.is_dir() and entry.name.endswith(files.DELETED_SUFFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -393,8 +384,7 @@ class LogManager:
                 ok = False
             if ok:
                 try:
-                    files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE,
-                                       _format_marker(tails))
+                    clean_shutdown.write_marker(self.data_dir, tails)
                 except KafkaStorageError as exc:  # e.g. a full disk: next open recovers
                     log.error("cannot write the clean-shutdown marker: %s", exc)
             else:
@@ -407,34 +397,3 @@ class LogManager:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = -1
-
-
-MARKER_VERSION = 1
-
-
-def _format_marker(tails: dict[str, ParkedTail]) -> bytes:
-    """The clean-shutdown marker: for every partition whose last segment was parked,
-    ``[base_offset, size, next_offset, last_batch_pos]`` under the key ``untrimmed``
-    (D11). One file for the whole directory, written after the final syncfs."""
-    if not tails:
-        return b""
-    doc = {"version": MARKER_VERSION, "untrimmed": {k: list(v) for k, v in tails.items()}}
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _parse_marker(data: bytes) -> dict[str, ParkedTail]:
-    """Inverse of :func:`_format_marker`; an empty marker (older versions, or nothing
-    parked) means every segment is trimmed. Raises ValueError on anything else."""
-    if not data.strip():
-        return {}
-    doc = json.loads(data)
-    if doc.get("version") != MARKER_VERSION:
-        raise ValueError(f"marker version {doc.get('version')!r}")
-    tails = doc["untrimmed"]
-    out: dict[str, ParkedTail] = {}
-    for name, tail in tails.items():
-        if not (isinstance(tail, list) and len(tail) == 4
-                and all(isinstance(x, int) for x in tail)):
-            raise ValueError(f"bad entry for {name}")
-        out[name] = ParkedTail(*tail)
-    return out

@@ -5,7 +5,7 @@ Present only between a clean ``LogManager.close`` and the next open. Its content
     {"version": 1, "untrimmed": {"<topic>-<partition>": [base, size, next_offset, last_batch_pos]}}
 
 one :class:`~.segment.ParkedTail` per partition whose last segment was parked (decision
-D11; the key keeps its on-disk name). An empty file means every last segment is sealed.
+0011; the key keeps its on-disk name). An empty file means every last segment is sealed.
 The marker is written (atomically) only after the final ``syncfs`` of a close succeeded,
 and read and removed (durably) at the next open, before any partition is touched, so a
 crash after the open recovers every partition.
@@ -54,7 +54,7 @@ MARKER_VERSION = 1
 def format_marker(tails: dict[str, ParkedTail]) -> bytes:
     """The clean-shutdown marker: for every partition whose last segment was parked,
     ``[base_offset, size, next_offset, last_batch_pos]`` under the key ``untrimmed``
-    (D11). One file for the whole directory, written after the final syncfs."""
+    (decision 0011). One file for the whole directory, written after the final syncfs."""
     if not tails:
         return b""
     doc = {"version": MARKER_VERSION, "untrimmed": {k: list(v) for k, v in tails.items()}}

@@ -13,7 +13,7 @@ column is a contiguous array and ``numpy.searchsorted`` never copies)::
 
 ``C`` is the file's capacity in entries: ``file_size // entry_size`` (8 and 12 bytes).
 A sealed segment's index files are trimmed, so ``C`` is the number of entries. The active
-segment's indexes live in memory (:meth:`ColumnarIndex.growable`, decision D11): no file,
+segment's indexes live in memory (:meth:`ColumnarIndex.growable`, decision 0011): no file,
 map or descriptor; the seal writes the trimmed files, and after a crash recovery rebuilds
 them from the log (an older trimmed file, if the segment was reactivated, only serves as
 recovery's trusted point).
@@ -107,7 +107,7 @@ class ColumnarIndex:
         map, no file descriptor: the entries are derived from the log, crash recovery
         rebuilds them, and :meth:`trim_and_close` writes the trimmed file at the seal.
         Storage grows by doubling from a small start, so an idle partition costs ~1 KiB,
-        not ``capacity`` rows (decision D11)."""
+        not ``capacity`` rows (decision 0011)."""
         n = len(columns[0]) if columns else 0
         capacity = max(capacity, n)
         index = cls(path)

@@ -374,7 +374,7 @@ class PartitionLog(PartitionReader[Segment]):
 
     def park(self) -> bool:
         """Close as :meth:`close` does, but park the active segment instead of sealing it
-        (decision D11): msync'ed and closed with its reserved zero tail and no index files.
+        (decision 0011): msync'ed and closed with its reserved zero tail and no index files.
         :meth:`parked_tail` then tells what the clean-shutdown marker must record (without
         it the next open recovers the segment, which is safe). For LogManager.close."""
         return self._close(Segment.park)

@@ -18,7 +18,7 @@ metadata first, then renames each partition directory to ``*.deleted`` and remov
 Crash story: ``open`` reads and removes ``.clean-shutdown``. If it was there, no partition is
 scanned (parked last segments take their end from the marker, checked against one batch
 header); otherwise every partition recovers its last segment (log.py). The open's syncs are
-one ``syncfs`` at its end. ``close`` parks every active segment (no trim, decision D11),
+one ``syncfs`` at its end. ``close`` parks every active segment (no trim, decision 0011),
 makes everything durable with one ``syncfs`` and writes the marker (with the parked
 segments' ends) only if all partitions reached disk.
 
@@ -370,7 +370,7 @@ class LogManager:
             plogs = [p for t in self._topics.values() for p in t.partitions]
             # One syncfs for all the seals and snapshots, not ~7 fsyncs per partition;
             # the marker below is written only once it returned without an error.
-            # Active segments are parked, not trimmed (D11): their logical ends go into
+            # Active segments are parked, not trimmed (decision 0011): their logical ends go into
             # the marker, so the next open needs no scan and the close frees no blocks.
             tails: dict[str, ParkedTail] = {}
             with files.deferred_sync(self.data_dir) as problems:

@@ -3,8 +3,8 @@ background thread, so the append itself copies into pages that are already mappe
 
 Why: the first write to each page of a freshly ``posix_fallocate``d, shared, file-backed map
 takes a page fault (page-cache allocation, zeroing, ``page_mkwrite`` and the filesystem's
-bookkeeping for the unwritten extent). Measured on ext4 (docs/architecture.md, D5), that is
-~3/4 of the cost of copying a 124 KB batch into the map. ``madvise(MADV_POPULATE_WRITE)``
+bookkeeping for the unwritten extent). Measured on ext4 (decision 0005 in docs/decisions/),
+that is ~3/4 of the cost of copying a 124 KB batch into the map. ``madvise(MADV_POPULATE_WRITE)``
 (Linux >= 5.14) takes the same faults without writing anything; called through ctypes it
 releases the GIL, so a background thread absorbs the cost while the broker serves requests.
 

@@ -9,9 +9,9 @@ States (:class:`SegmentState`):
   :class:`~.active_file.ActiveFile` (the write map, the disk reservation ahead of the
   cursor, readahead advice, the prefault window, msync with its sticky error). An append is
   one copy of the batch into the map plus two index entries; the indexes live in memory
-  (``ColumnarIndex.growable``, decision D11), never files. ``size`` lives in memory; the
+  (``ColumnarIndex.growable``, decision 0011), never files. ``size`` lives in memory; the
   rest of the file is zeros (reserved or sparse).
-* **parked** (D11): what a clean close leaves of an active segment: closed, the file still
+* **parked** (decision 0011): what a clean close leaves of an active segment: closed, the file still
   at its capacity (zero tail), no index files; the clean-shutdown marker holds its
   :class:`ParkedTail`, which the next open checks and adopts (:meth:`adopt_parked_tail`).
   A crash recovery whose tail is clean zeros leaves the segment parked too. A roll trims it
@@ -242,7 +242,7 @@ class Segment(SegmentReader):
             self._store_indexes(off_cols, time_cols)
 
     def park(self) -> None:
-        """A clean close without the trim (D11): msync, unmap and close, but keep the file
+        """A clean close without the trim (decision 0011): msync, unmap and close, but keep the file
         at its capacity with its zero tail, and write no index files (rebuilt from the log
         when the segment is next read). The caller records :meth:`parked_tail` in the
         clean-shutdown marker; the next open adopts it (:meth:`adopt_parked_tail`)."""
@@ -389,7 +389,7 @@ class Segment(SegmentReader):
     # -- indexes -----------------------------------------------------------------------------
 
     def _log_missing_indexes(self, why: str) -> None:
-        if self.state is SegmentState.PARKED:  # expected: a clean close writes none (D11)
+        if self.state is SegmentState.PARKED:  # expected: a clean close writes none (decision 0011)
             log.debug("rebuilding indexes of %s: %s", self.log_path, why)
         else:
             super()._log_missing_indexes(why)

@@ -1,6 +1,6 @@
 """Many partitions: what an active partition holds (file descriptors, files), how fast and
 how cheaply a data directory with thousands of partitions closes and opens, and lookups by
-time across many segments (docs/performance.md, Scale; decision D11)."""
+time across many segments (docs/performance.md, Scale; decision 0011)."""
 
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ def test_first_append_does_not_read_ahead_the_segment(tmp_path):
     log.append(make_batch(10))
     seg = log._segments[-1]
     assert _resident(seg.active_file.map, 0, seg.active_file.reserved) <= 4
-    assert not seg.index_path.exists() and not seg.timeindex_path.exists()  # in memory (D11)
+    assert not seg.index_path.exists() and not seg.timeindex_path.exists()  # in memory (0011)
     log.close()
 
 

@@ -257,7 +257,7 @@ def bench_recovery(root: Path) -> tuple[float, int]:
         size += len(batches[0])
         i += 1
     for seg in log._segments:
-        seg.delete_handles()
+        seg.abandon()
     t0 = time.perf_counter()
     again = PartitionLog(path, topic="t", partition=0,
                          config=TopicConfig(flush_policy="never", retention_ms=-1))

@@ -228,7 +228,12 @@ def main() -> None:
 
     _patch_client_opts()
     from logstream import Consumer, TopicPartition
-    from logstream.client import consumer as cmod
+    try:  # the module that decodes fetch answers (older trees: the consumer itself)
+        from logstream.client import fetcher as cmod
+
+        cmod.chunks_from_records  # noqa: B018
+    except (ImportError, AttributeError):
+        from logstream.client import consumer as cmod  # type: ignore[no-redef]
 
     tmp = tempfile.mkdtemp(prefix="lat-")
     bout = os.path.join(tmp, "broker.json")

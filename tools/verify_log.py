@@ -24,7 +24,7 @@ import numpy as np
 
 from logstream.storage import files
 from logstream.storage.index import OffsetIndex, TimeIndex
-from logstream.storage.segment import index_columns, scan_batches
+from logstream.storage.recovery import index_columns, scan_batches
 
 
 def verify_partition(pdir: Path, report: list[str], notes: list[str]) -> int:
@@ -42,8 +42,8 @@ def verify_partition(pdir: Path, report: list[str], notes: list[str]) -> int:
         checked += len(result.headers)
         last = i == len(bases) - 1
         tail = data[result.end_position :]
-        if result.error:
-            report.append(f"{seg}: {result.error}")
+        if result.failure:
+            report.append(f"{seg}: {result.failure}")
         elif tail.strip(b"\0"):
             report.append(f"{seg}: {len(tail)} unparseable bytes at {result.end_position}")
         elif tail and not last:

@@ -6,7 +6,7 @@
   commit while the group has running members, so tail never steals a live group's work).
 - :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
   (``--data-dir``), for forensics. It opens the directory read-only
-  (``LogManager.open(read_only=True)``): no recovery, no lock, no file touched, so it is
+  (``storage.DirectorySnapshot``): no recovery, no lock, no file touched, so it is
   safe on a crashed directory (a torn tail is reported and skipped, not cut) and can run
   next to a live broker (a snapshot as of its open, refreshed when ``-f`` reaches the end).
 """
@@ -88,12 +88,12 @@ class DataDirSource:
     READ_BYTES = 1 << 20
 
     def __init__(self, data_dir: Path) -> None:
-        from logstream.storage import LogManager
+        from logstream.storage import DirectorySnapshot
 
         path = Path(data_dir)
         if not (path / "meta").is_dir():
             raise KafkaStorageError(f"{path} is not a logstream data directory (no meta/)")
-        self.manager = LogManager.open(path, read_only=True)
+        self.manager = DirectorySnapshot.open(path)
         self.positions: dict[TopicPartition, int] = {}
 
     def partitions_for(self, topic: str) -> list[int]:

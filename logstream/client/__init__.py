@@ -7,8 +7,8 @@ listing, describing, resetting and deleting groups.
 """
 
 from logstream.client.admin import Admin, PartitionInfo, TopicDescription, TopicInfo
+from logstream.client.chunks import ColumnChunk, RecordColumns
 from logstream.client.consumer import Consumer
-from logstream.client.fetcher import ColumnChunk, RecordColumns
 from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
 from logstream.client.producer import BulkFuture, Producer, RecordFuture
 from logstream.client.transport import Transport

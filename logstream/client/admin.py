@@ -76,12 +76,6 @@ class Admin:
         self._transport = tr.connect(bootstrap)
         self._timeout = request_timeout_ms / 1000.0
 
-    def _call(self, method: str, request: object) -> object:
-        stub = self._transport.log if method in ("ListOffsets",) else self._transport.admin
-        return tr.call(
-            getattr(stub, method), request, timeout=self._timeout, address=self._transport.address
-        )
-
     def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, object] | None = None
     ) -> None:
@@ -100,34 +94,33 @@ class Admin:
                 for name, partitions, config in topics
             ]
         )
-        resp = self._call("CreateTopics", req)
-        for r in resp.topics:  # type: ignore[attr-defined]
+        resp = self._transport.create_topics(req, timeout=self._timeout)
+        for r in resp.topics:
             if r.error_code:
                 raise error_for_code(r.error_code, r.error_message or r.name)
 
     def delete_topic(self, name: str) -> None:
-        resp = self._call("DeleteTopics", admin_pb2.DeleteTopicsRequest(names=[name]))
-        for r in resp.topics:  # type: ignore[attr-defined]
+        resp = self._transport.delete_topics(
+            admin_pb2.DeleteTopicsRequest(names=[name]), timeout=self._timeout
+        )
+        for r in resp.topics:
             if r.error_code:
                 raise error_for_code(r.error_code, r.error_message or r.name)
 
     def list_topics(self, include_internal: bool = False) -> list[TopicInfo]:
-        resp = self._call(
-            "ListTopics", admin_pb2.ListTopicsRequest(include_internal=include_internal)
+        resp = self._transport.list_topics(
+            admin_pb2.ListTopicsRequest(include_internal=include_internal), timeout=self._timeout
         )
-        return [
-            TopicInfo(t.name, t.partitions, t.internal)
-            for t in resp.topics  # type: ignore[attr-defined]
-        ]
+        return [TopicInfo(t.name, t.partitions, t.internal) for t in resp.topics]
 
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
         """Partitions (offsets, sizes) and config of the named topics (all when None).
         A named topic that does not exist raises ``UnknownTopicOrPartitionError``."""
-        resp = self._call(
-            "DescribeTopics", admin_pb2.DescribeTopicsRequest(names=list(names or ()))
+        resp = self._transport.describe_topics(
+            admin_pb2.DescribeTopicsRequest(names=list(names or ())), timeout=self._timeout
         )
         out = []
-        for t in resp.topics:  # type: ignore[attr-defined]
+        for t in resp.topics:
             if t.error_code:
                 raise error_for_code(t.error_code, t.error_message or t.name)
             parts = [
@@ -156,23 +149,23 @@ class Admin:
     ) -> dict[str, str]:
         """Change config keys (``set``) or return them to the broker default (``reset``);
         returns the topic's resulting config."""
-        resp = self._call(
-            "AlterTopicConfig",
+        resp = self._transport.alter_topic_config(
             admin_pb2.AlterTopicConfigRequest(
                 name=name, set={k: str(v) for k, v in (set or {}).items()}, reset=list(reset)
             ),
+            timeout=self._timeout,
         )
-        r = resp.result  # type: ignore[attr-defined]
+        r = resp.result
         if r.error_code:
             raise error_for_code(r.error_code, r.error_message or name)
-        return dict(resp.config)  # type: ignore[attr-defined]
+        return dict(resp.config)
 
     def add_partitions(self, name: str, total: int) -> None:
         """Grow ``name`` to ``total`` partitions (never shrinks)."""
-        resp = self._call(
-            "CreatePartitions", admin_pb2.CreatePartitionsRequest(name=name, total_count=total)
+        resp = self._transport.create_partitions(
+            admin_pb2.CreatePartitionsRequest(name=name, total_count=total), timeout=self._timeout
         )
-        r = resp.result  # type: ignore[attr-defined]
+        r = resp.result
         if r.error_code:
             raise error_for_code(r.error_code, r.error_message or name)
 
@@ -185,9 +178,9 @@ class Admin:
                 for tp, spec in specs.items()
             ]
         )
-        resp = self._call("ListOffsets", req)
+        resp = self._transport.list_offsets(req, timeout=self._timeout)
         out: dict[TopicPartition, int] = {}
-        for p in resp.partitions:  # type: ignore[attr-defined]
+        for p in resp.partitions:
             if p.error_code:
                 raise error_for_code(p.error_code, p.error_message or f"{p.topic}-{p.partition}")
             out[TopicPartition(p.topic, p.partition)] = p.offset

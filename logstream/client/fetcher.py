@@ -1,373 +1,481 @@
-"""Fetched data as the consumer holds it: whole decoded batches plus a cursor, and the
-columnar view returned by ``Consumer.poll_batch``.
+"""The consumer's reader: follows the assigned partitions and queues decoded batches.
 
-A fetch answer holds whole batches, so its first batch may start before the requested
-offset; :func:`chunks_from_records` decodes every batch with one
-:func:`logstream.codec.decode_batch` call each and sets the cursor past the records below
-the position. Records become Python objects only in ``Consumer.poll`` (and only the ones
-returned); ``poll_batch`` hands out numpy views of the decoded columns instead.
+Prefetching: a background thread (``logstream-consumer-fetcher``) follows every assigned,
+unpaused partition with a known position on one server-streaming ``Subscribe`` call (the
+broker pushes batches as they are appended; with ``fetch_min_bytes`` > 1 it long-polls
+``Fetch`` with ``fetch_max_wait_ms`` instead, since Subscribe has no minimum size), decodes
+whole batches into :class:`~logstream.client.chunks.Chunk` objects and queues them in the
+:class:`~logstream.client.subscription.SubscriptionState` (bounded by ``max_buffer_bytes``),
+so the next data is on its way while the application processes. Every chunk carries its
+partition's epoch; a seek, pause or assign bumps it and cancels the in-flight call (through
+:meth:`Fetcher.cancel_inflight`), which makes older chunks stale.
+
+Iteration (``for record in consumer``) reads differently: while the loop waits for records,
+the iterating thread drives the same reading itself (:meth:`Fetcher.read_direct`: its own
+``Subscribe`` stream, asking the broker for a heartbeat every ``fetch_max_wait_ms`` when
+idle) and the prefetch thread stands by. A record then reaches the loop without a hand-over
+between threads, which is ~0.25 ms of end-to-end latency at low rates on a busy 2-core
+machine (docs/performance.md, Latency). A ``poll`` called while an iteration is suspended
+hands reading back to the prefetch thread (:meth:`Fetcher.end_direct`).
+
+Concurrency: everything shared lives in the state and is guarded by its lock; the fetcher's
+own fields (the in-flight call, the direct-reading owner) are guarded by the same lock.
+:meth:`Fetcher.wait_parked` and :meth:`Fetcher.wait_idle` let tests wait for those states
+(``logstream.testing.consumer``) instead of sleeping.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from dataclasses import dataclass, field
-from functools import partial
-from itertools import repeat
+import logging
+import threading
+import time
 from typing import Any
 
-import numpy as np
+from logstream import errors
+from logstream.client.chunks import Chunk, chunks_from_records
+from logstream.client.offsets import OffsetLookup
+from logstream.client.subscription import SubscriptionState
+from logstream.client.transport import PendingCall, StreamCall, TransportLike
+from logstream.protocol import log_pb2
+from logstream.protocol.status import error_for_code
+from logstream.types import TopicPartition
 
-from logstream.codec import (
-    SMALL_BATCH_RECORDS,
-    BatchRows,
-    DecodedBatch,
-    batch_positions,
-    decode_batch,
-    decode_headers,
-    decode_rows,
-    read_header,
-    validate_batch,
-)
-from logstream.errors import CorruptRecordError
-from logstream.types import Record
-
-_new_record = partial(tuple.__new__, Record)
+log = logging.getLogger("logstream.client.consumer")
 
 
-class Chunk:
-    """One decoded batch of one partition, with a read cursor (``index``).
-
-    ``epoch`` is the partition's seek epoch when it was fetched: a seek, pause or
-    re-assignment bumps the epoch and makes older chunks stale. A small batch arrives as
-    :class:`BatchRows` (Python lists: what ``poll`` and iteration hand out); its numpy
-    columns (``batch``) are decoded only if ``poll_batch`` asks for them.
-    """
+class FetchSettings:
+    """The consumer's fetch configuration, in the units the fetcher uses."""
 
     __slots__ = (
-        "_batch",
-        "_keys",
-        "_raw",
-        "_rows",
-        "_stamps",
-        "_values",
-        "base",
-        "epoch",
-        "index",
-        "n",
-        "nbytes",
-        "partition",
-        "topic",
+        "backoff",
+        "max_bytes",
+        "max_wait_ms",
+        "min_bytes",
+        "partition_max_bytes",
+        "timeout",
+        "verify",
     )
 
     def __init__(
         self,
-        topic: str,
-        partition: int,
-        epoch: int,
-        batch: DecodedBatch | BatchRows,
-        start: int,
-        raw: tuple[bytes | memoryview, int] | None = None,
+        *,
+        max_wait_ms: int,
+        min_bytes: int,
+        max_bytes: int,
+        partition_max_bytes: int,
+        verify: bool,
+        timeout: float,
+        backoff: float,
     ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.epoch = epoch
-        header = batch.header
-        self.base = header.base_offset
-        self.n = header.record_count
-        self.index = max(0, min(start - self.base, self.n))
-        self.nbytes = header.batch_length
-        self._keys: list[bytes | None] | None = None
-        self._values: list[bytes | None] | None = None
-        self._stamps: list[int] | None = None
-        self._batch: DecodedBatch | None = None
-        self._rows: BatchRows | None = None
-        self._raw = raw  # (buffer, position) of the encoded batch, for lazy columns
-        if isinstance(batch, BatchRows):
-            self._rows = batch
-        else:
-            self._batch = batch
+        self.max_wait_ms = max_wait_ms
+        self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
+        self.partition_max_bytes = partition_max_bytes
+        self.verify = verify
+        self.timeout = timeout
+        self.backoff = backoff
 
-    @property
-    def batch(self) -> DecodedBatch:
-        """The numpy columns (decoded on first use for a batch that arrived as rows)."""
-        if self._batch is None:
-            if self._raw is None:
-                raise CorruptRecordError("no encoded batch to decode columns from")
-            self._batch = decode_batch(*self._raw, verify=False)  # checked by decode_rows
-        return self._batch
 
-    @property
-    def remaining(self) -> int:
-        return self.n - self.index
+class _DirectStream:
+    """The iterating thread's own Subscribe stream (see the module docstring)."""
 
-    @property
-    def next_offset(self) -> int:
-        return self.base + self.index
+    __slots__ = ("call", "epochs", "generation", "offsets", "responses")
 
-    def take_records(self, limit: int) -> list[Record]:
-        """Up to ``limit`` records from the cursor on, as :class:`Record` tuples."""
-        if self._rows is not None:
-            return self._take_rows(limit)
-        i = self.index
-        j = min(self.n, i + limit)
-        batch = self.batch
-        if self._values is None:
-            self._values = _values(batch)
-            stamps_arr = batch.timestamps
-            if len(stamps_arr) and stamps_arr[0] == stamps_arr[-1] and _all_equal(stamps_arr):
-                self._stamps = None  # one timestamp for the whole batch: share one int
-            else:
-                self._stamps = stamps_arr.tolist()
-            self._keys = batch.key_list() if batch.header.keys_length or _has_keys(batch) else None
-        keys = self._keys
-        stamps = self._stamps
-        offsets = range(self.base + i, self.base + j)
-        stamp_iter: Any = repeat(int(batch.timestamps[0])) if stamps is None else stamps[i:j]
-        key_iter: Any = repeat(None) if keys is None else keys[i:j]
-        if batch.header.headers_length:
-            header_iter: Any = [batch.record_headers(k) for k in range(i, j)]
-        else:
-            header_iter = repeat(())
-        return self._records(j, offsets, stamp_iter, key_iter, self._values[i:j], header_iter)
+    def __init__(
+        self,
+        call: StreamCall[log_pb2.FetchResponse],
+        epochs: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+        generation: int,
+    ) -> None:
+        self.call = call
+        self.responses = iter(call)
+        self.epochs = epochs
+        self.offsets = offsets
+        self.generation = generation
 
-    def _take_rows(self, limit: int) -> list[Record]:
-        rows = self._rows
-        assert rows is not None
-        i = self.index
-        j = min(self.n, i + limit)
-        if rows.header.headers_length:
-            header_iter: Any = [decode_headers(h) for h in rows.header_blobs[i:j]]
-        else:
-            header_iter = repeat(())
-        return self._records(
-            j,
-            range(self.base + i, self.base + j),
-            rows.timestamps[i:j],
-            rows.keys[i:j],
-            rows.values[i:j],
-            header_iter,
+
+class Fetcher:
+    """Reads for one consumer: a prefetch thread, or the iterating thread while it waits.
+    Depends on the subscription state and the transport only."""
+
+    def __init__(
+        self,
+        state: SubscriptionState,
+        transport: TransportLike,
+        settings: FetchSettings,
+        offsets: OffsetLookup,
+    ) -> None:
+        self._state = state
+        self._transport = transport
+        self._settings = settings
+        self._offsets = offsets
+        # Subscribe has no min_bytes: a consumer asking for bigger answers long-polls Fetch.
+        self._use_subscribe = settings.min_bytes <= 1
+        self._inflight: PendingCall[Any] | StreamCall[Any] | None = None
+        self._unreachable_since: float | None = None
+        self._direct_owner: object | None = None
+        self._direct: _DirectStream | None = None
+        self._busy = False
+        self._idle = threading.Condition(state.lock)
+        self._parked = threading.Condition(state.lock)  # a call went in flight (for tests)
+        state.control = self
+        self._thread = threading.Thread(
+            target=self._run, name="logstream-consumer-fetcher", daemon=True
         )
+        self._thread.start()
 
-    def _records(
-        self, j: int, offsets: Any, stamps: Any, keys: Any, values: Any, headers: Any
-    ) -> list[Record]:
-        """Record tuples from per-field iterables (one C-level pass); the cursor moves to j."""
-        out = list(
-            map(
-                _new_record,
-                zip(
-                    repeat(self.topic),
-                    repeat(self.partition),
-                    offsets,
-                    stamps,
-                    keys,
-                    values,
-                    headers,
-                ),
-            )
-        )
-        self.index = j
-        return out
+    # -- FetchControl (called by the state, without its lock) ---------------------------------
 
-    def take_columns(self, limit: int) -> ColumnChunk:
-        i = self.index
-        j = min(self.n, i + limit)
-        b = self.batch
-        self.index = j
-        return ColumnChunk(
-            topic=self.topic,
-            partition=self.partition,
-            offsets=b.offsets[i:j],
-            timestamps=b.timestamps[i:j],
-            key_lengths=b.key_lengths[i:j],
-            key_starts=b.key_starts[i:j],
-            keys_buffer=b.keys,
-            value_lengths=b.value_lengths[i:j],
-            value_starts=b.value_starts[i:j],
-            values_buffer=b.values,
-            batch=b,
-            first=i,
-        )
+    def cancel_inflight(self) -> None:
+        call = self._inflight
+        if call is not None:
+            try:
+                call.cancel()
+            except Exception:
+                pass
 
+    def interrupt(self) -> None:
+        if self._direct_owner is not None:
+            self._state.cancel_inflight()
 
-def _all_equal(column: np.ndarray) -> bool:
-    return bool(column.min() == column.max())
+    # -- for tests ----------------------------------------------------------------------------
 
+    def wait_parked(self, *, direct: bool = False, timeout: float = 10.0) -> bool:
+        """Wait until a fetch call or stream is in flight (the reader is parked on the
+        network); with ``direct``, the iterating thread's own stream. False on timeout."""
+        with self._state.lock:
+            return self._parked.wait_for(lambda: self._is_parked(direct), timeout)
 
-def _values(batch: DecodedBatch) -> list[bytes | None]:
-    """``batch.value_list()``; for values all of one length (and at least 2 of them), one
-    C-level ``re.findall`` over the value bytes instead of a slice per record (~40% less)."""
-    lengths = batch.value_lengths
-    n = len(lengths)
-    if n > 1:
-        size = int(lengths[0])
-        if 0 < size == int(lengths[-1]) and _all_equal(lengths):
-            blob = batch.values
-            if size * n == len(blob):
-                found: list[bytes | None] = _fixed(size).findall(blob)
-                return found
-    return batch.value_list()
+    def _is_parked(self, direct: bool) -> bool:
+        """Lock held."""
+        if self._inflight is None:
+            return False
+        return not direct or (self._direct is not None and self._inflight is self._direct.call)
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until the prefetch thread waits for work (nothing to fetch, the buffer full,
+        or an iteration reading). False on timeout."""
+        with self._state.lock:
+            return self._idle.wait_for(lambda: not self._busy, timeout)
 
-@functools.lru_cache(maxsize=64)
-def _fixed(size: int) -> re.Pattern[bytes]:
-    return re.compile(b".{%d}" % size, re.DOTALL)
+    # -- the prefetch thread ------------------------------------------------------------------
 
+    def join(self, timeout: float | None) -> None:
+        """Wait for the prefetch thread to end (after ``state.close()``)."""
+        self._thread.join(timeout)
 
-def _has_keys(batch: DecodedBatch) -> bool:
-    """Empty (b"") keys take no bytes: tell them apart from null keys by the lengths."""
-    return bool(len(batch) and int(batch.key_lengths.max()) >= 0)
-
-
-def chunks_from_records(
-    topic: str, partition: int, epoch: int, records: bytes, position: int, *, verify: bool
-) -> list[Chunk]:
-    """Decode a fetch answer's batches; drop batches wholly below ``position``. Small
-    batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns; a
-    short trailing fragment is ignored, a damaged complete batch raises."""
-    out: list[Chunk] = []
-    for at in batch_positions(records):
-        # CRC first, also for a batch about to be skipped: a damaged header must raise, not
-        # make its batch look like one below the position.
-        header = validate_batch(records, at) if verify else read_header(records, at)
-        if header.base_offset + header.record_count <= position:
-            continue
-        batch: DecodedBatch | BatchRows
-        if 0 < header.record_count <= SMALL_BATCH_RECORDS:
-            batch = decode_rows(records, at, verify=False)  # checked just above (if asked)
-        else:
-            batch = decode_batch(records, at, verify=False)
-        out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
-        position = max(position, header.base_offset + header.record_count)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnChunk:
-    """A run of consecutive records of one partition, as numpy views into one batch."""
-
-    topic: str
-    partition: int
-    offsets: np.ndarray  # int64
-    timestamps: np.ndarray  # int64, ms
-    key_lengths: np.ndarray  # int32, -1 = null
-    key_starts: np.ndarray  # int64, into keys_buffer
-    keys_buffer: memoryview
-    value_lengths: np.ndarray  # int32, -1 = null
-    value_starts: np.ndarray  # int64, into values_buffer
-    values_buffer: memoryview
-    batch: DecodedBatch = field(repr=False)
-    first: int = 0
-
-    def __len__(self) -> int:
-        return int(self.offsets.shape[0])
-
-    def values(self) -> list[bytes | None]:
-        return self.batch.value_list()[self.first : self.first + len(self)]
-
-    def keys(self) -> list[bytes | None]:
-        return self.batch.key_list()[self.first : self.first + len(self)]
-
-
-class RecordColumns:
-    """What ``Consumer.poll_batch`` returns: records of possibly several partitions as columns.
-
-    ``chunks`` holds one :class:`ColumnChunk` per (partition, batch) run, each with numpy
-    views (no copy). The concatenated columns (``offsets``, ``timestamps``, ``partitions``,
-    ``topics``) are built on first access. ``values()`` / ``keys()`` give lists of bytes;
-    ``value_buffer()`` gives one contiguous buffer plus starts and lengths for zero-object
-    processing (e.g. ``numpy.frombuffer`` of fixed-size payloads).
-    """
-
-    __slots__ = ("_cache", "chunks")
-
-    def __init__(self, chunks: list[ColumnChunk]) -> None:
-        self.chunks = chunks
-        self._cache: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return sum(len(c) for c in self.chunks)
-
-    def __bool__(self) -> bool:
-        return bool(self.chunks)
-
-    def _concat(self, name: str, dtype: Any) -> np.ndarray:
-        got = self._cache.get(name)
-        if got is None:
-            parts = [getattr(c, name) for c in self.chunks]
-            got = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
-            self._cache[name] = got
-        return got  # type: ignore[no-any-return]
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return self._concat("offsets", np.int64)
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        return self._concat("timestamps", np.int64)
-
-    @property
-    def partitions(self) -> np.ndarray:
-        got = self._cache.get("partitions")
-        if got is None:
-            got = np.repeat(
-                np.array([c.partition for c in self.chunks], dtype=np.int32),
-                [len(c) for c in self.chunks],
-            )
-            self._cache["partitions"] = got
-        return got  # type: ignore[no-any-return]
-
-    @property
-    def topics(self) -> np.ndarray:
-        """Topic name per record (numpy object array; cheap: the strings are shared)."""
-        got = self._cache.get("topics")
-        if got is None:
-            names = np.empty(len(self.chunks), dtype=object)
-            names[:] = [c.topic for c in self.chunks]
-            got = np.repeat(names, [len(c) for c in self.chunks])
-            self._cache["topics"] = got
-        return got  # type: ignore[no-any-return]
-
-    def values(self) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        for c in self.chunks:
-            out.extend(c.values())
-        return out
-
-    def keys(self) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        for c in self.chunks:
-            out.extend(c.keys())
-        return out
-
-    def value_buffer(self) -> tuple[bytes, np.ndarray, np.ndarray]:
-        """(buffer, starts int64, lengths int32): record i's value is
-        ``buffer[starts[i]:starts[i]+lengths[i]]`` (length -1 = null)."""
-        return self._buffer("value")
-
-    def key_buffer(self) -> tuple[bytes, np.ndarray, np.ndarray]:
-        return self._buffer("key")
-
-    def _buffer(self, kind: str) -> tuple[bytes, np.ndarray, np.ndarray]:
-        blobs: list[memoryview] = []
-        starts: list[np.ndarray] = []
-        lengths: list[np.ndarray] = []
-        base = 0
-        for c in self.chunks:
-            s = getattr(c, f"{kind}_starts")
-            ln = getattr(c, f"{kind}_lengths")
-            buf = getattr(c, f"{kind}s_buffer")
-            if len(c) == 0:
+    def _run(self) -> None:
+        state = self._state
+        while True:
+            with state.lock:
+                self._busy = False
+                self._idle.notify_all()
+                while True:
+                    if state.closed:
+                        return
+                    if self._direct_owner is not None:  # an iteration reads the stream
+                        state.work.wait()
+                        continue
+                    need_reset = state.needs_reset()
+                    fetchable = state.fetchable()
+                    if need_reset or fetchable:
+                        break
+                    state.work.wait()
+                epochs = {tp: state.epochs[tp] for tp in fetchable}
+                self._busy = True
+            try:
+                if need_reset:
+                    self._offsets.resolve_reset(need_reset)
+                    continue
+                if self._use_subscribe:
+                    self._stream(fetchable, epochs)
+                else:
+                    self._fetch(fetchable, epochs)
+                    self._unreachable_since = None
+            except errors.ClientClosedError:
                 continue
-            lo = int(s[0])
-            hi = int(s[-1]) + max(int(ln[-1]), 0)
-            blobs.append(buf[lo:hi])
-            starts.append(s - lo + base)
-            lengths.append(ln)
-            base += hi - lo
-        if not blobs:
-            return b"", np.empty(0, np.int64), np.empty(0, np.int32)
-        return b"".join(blobs), np.concatenate(starts), np.concatenate(lengths)
+            except errors.LogstreamError as exc:
+                self._on_error(exc)
+            except Exception as exc:  # pragma: no cover - a bug; surface it to poll()
+                log.exception("consumer fetcher failed")
+                self._on_error(errors.UnknownServerError(repr(exc)))
+
+    def _on_error(self, exc: errors.LogstreamError) -> None:
+        now = time.monotonic()
+        surface = True
+        if exc.retriable:
+            # Broker unreachable or restarting: keep retrying quietly, but tell the
+            # application if it lasts longer than request_timeout_ms.
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            surface = now - self._unreachable_since >= self._settings.timeout
+            if surface:
+                self._unreachable_since = now
+        if surface:
+            self._state.push_error(exc)
+        with self._state.lock:
+            if not self._state.closed:
+                self._state.work.wait(self._settings.backoff)
+
+    def _partitions(
+        self, tps: list[TopicPartition], offsets: dict[TopicPartition, int]
+    ) -> list[log_pb2.FetchPartition]:
+        return [
+            log_pb2.FetchPartition(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offsets[tp],
+                max_bytes=self._settings.partition_max_bytes,
+            )
+            for tp in tps
+        ]
+
+    def _went_in_flight(self, call: PendingCall[Any] | StreamCall[Any]) -> None:
+        """Lock held: ``call`` is the one to cancel now."""
+        self._inflight = call
+        self._parked.notify_all()
+
+    def _fetch(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
+        """One long-poll Fetch of ``tps`` (``fetch_min_bytes`` > 1)."""
+        state, s = self._state, self._settings
+        with state.lock:
+            offsets = {tp: state.fetch_offsets[tp] for tp in tps}
+        req = log_pb2.FetchRequest(
+            max_wait_ms=s.max_wait_ms,
+            min_bytes=s.min_bytes,
+            max_bytes=s.max_bytes,
+            partitions=self._partitions(tps, offsets),
+        )
+        call = self._transport.fetch(req, timeout=s.timeout + s.max_wait_ms / 1000.0)
+        with state.lock:
+            self._went_in_flight(call)
+            stale = state.closed or any(state.epochs.get(tp) != e for tp, e in epochs.items())
+        if stale:  # a seek/assign/close raced with building the request
+            call.cancel()
+        try:
+            resp = call.result()
+        finally:
+            self._inflight = None
+        self._absorb(resp, epochs, offsets)
+
+    def _stream(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
+        """Follow ``tps`` on one ``Subscribe`` stream until a seek/assign/pause/resume/close
+        cancels it, the buffer fills up, or it fails. The broker pushes each append as it
+        lands: no request per answer, no re-issued long poll (docs/performance.md, Latency)."""
+        state = self._state
+        with state.lock:
+            offsets = {tp: state.fetch_offsets[tp] for tp in tps}
+            generation = state.generation
+        req = log_pb2.SubscribeRequest(
+            max_bytes=self._settings.max_bytes, partitions=self._partitions(tps, offsets)
+        )
+        call = self._transport.subscribe(req)
+        with state.lock:
+            self._went_in_flight(call)
+            stale = (
+                state.closed
+                or state.generation != generation
+                or self._direct_owner is not None
+                or any(state.epochs.get(tp) != e for tp, e in epochs.items())
+            )
+        if stale:  # a seek/assign/close raced with opening the stream
+            call.cancel()
+        ended = True
+        try:
+            for resp in call:
+                self._unreachable_since = None
+                if self._absorb(resp, epochs, offsets):
+                    ended = False  # the buffer is full: wait for room before reading on
+                    break
+        except errors.LogstreamError:
+            if state.closed or state.generation != generation:
+                return  # cancelled on purpose: the caller's loop starts the next stream
+            raise
+        finally:
+            self._inflight = None
+            call.cancel()  # a no-op when the stream is already over
+        if ended and not (state.closed or state.generation != generation):
+            # The broker ended the stream (shutting down): do not re-subscribe in a hot loop.
+            with state.lock:
+                state.work.wait(self._settings.backoff)
+
+    def _absorb(
+        self,
+        resp: log_pb2.FetchResponse,
+        epochs: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+    ) -> bool:
+        """Queue the batches of a fetch answer (or stream message) and advance ``offsets``;
+        then raise the first partition error, if any. Returns whether the buffer is full."""
+        state = self._state
+        decoded: list[tuple[TopicPartition, list[Chunk], int]] = []
+        problems: list[tuple[TopicPartition, log_pb2.FetchPartitionResponse]] = []
+        for p in resp.partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            if tp not in epochs:
+                continue
+            state.record_high_watermark(tp, p.high_watermark)
+            if p.error_code:
+                problems.append((tp, p))
+                continue
+            if not p.records:
+                continue
+            chunks = chunks_from_records(
+                tp.topic,
+                tp.partition,
+                epochs[tp],
+                p.records,
+                offsets[tp],
+                verify=self._settings.verify,
+            )
+            if chunks:
+                next_offset = chunks[-1].base + chunks[-1].n
+                offsets[tp] = next_offset
+                decoded.append((tp, chunks, next_offset))
+        full = state.add_chunks(decoded, epochs)
+        for tp, p in problems:
+            self._partition_error(tp, epochs[tp], p)
+        return full
+
+    def _partition_error(
+        self, tp: TopicPartition, epoch: int, p: log_pb2.FetchPartitionResponse
+    ) -> None:
+        state = self._state
+        exc = error_for_code(p.error_code, p.error_message or str(tp))
+        if isinstance(exc, errors.OffsetOutOfRangeError):
+            if state.reset is not None:
+                log.info("%s: %s; resetting per auto_offset_reset", tp, exc)
+                state.lose_position(tp, epoch)
+                return
+            exc = errors.OffsetOutOfRangeError(
+                f"{tp}: {exc.message}", earliest=p.log_start_offset, latest=p.high_watermark
+            )
+            if not state.halt(tp, epoch):  # stop fetching it until the application seeks
+                return
+        elif not state.is_current(tp, epoch):
+            return
+        raise exc
+
+    # -- iteration: the application thread reads its own stream -------------------------------
+
+    @property
+    def streams(self) -> bool:
+        """True when iteration may read on its own thread (Subscribe, not long-poll Fetch)."""
+        return self._use_subscribe
+
+    def begin_direct(self, token: object) -> None:
+        """Make the iterating thread the stream's reader: the prefetcher stops and waits."""
+        state = self._state
+        with state.lock:
+            self._direct_owner = token
+            state.work.notify_all()  # cut a prefetcher's retry backoff short
+        state.cancel_inflight()
+        with state.lock:
+            while self._busy and not state.closed:
+                self._idle.wait(0.1)
+
+    def owns_direct(self, token: object) -> bool:
+        return self._direct_owner is token
+
+    @property
+    def direct_active(self) -> bool:
+        return self._direct_owner is not None
+
+    def end_direct(self, token: object | None = None) -> bool:
+        """Hand reading back to the prefetch thread (``token``: only if that iteration still
+        owns it; without one, a ``poll`` takes over mid-iteration). False when nothing was
+        handed back."""
+        if self._direct_owner is None or (token is not None and self._direct_owner is not token):
+            return False
+        self._drop_direct()
+        with self._state.lock:
+            self._direct_owner = None
+            self._state.work.notify()
+        return True
+
+    def _drop_direct(self) -> None:
+        d, self._direct = self._direct, None
+        if d is not None:
+            if self._inflight is d.call:
+                self._inflight = None
+            d.call.cancel()
+
+    def read_direct(self) -> bool:
+        """Wait on this thread for the next message of the iteration's stream (opening it
+        first when needed) and queue its records. False once the consumer is closed."""
+        state = self._state
+        d = self._direct
+        if d is not None and state.generation != d.generation:
+            self._drop_direct()  # a seek/pause/assign/group change since it was opened
+            d = None
+        if d is None:
+            d = self._open_direct()
+            if d is None:
+                return not state.closed
+        try:
+            resp = next(d.responses)
+        except StopIteration:
+            self._drop_direct()
+            # The broker ended the stream (shutting down): do not re-subscribe in a hot loop.
+            with state.lock:
+                if not state.closed:
+                    state.work.wait(self._settings.backoff)
+            return not state.closed
+        except errors.LogstreamError as exc:
+            self._drop_direct()
+            if state.closed:
+                return False
+            if state.generation != d.generation:
+                return True  # cancelled on purpose: the next call opens a new stream
+            self._on_error(exc)
+            return not state.closed
+        self._unreachable_since = None
+        try:
+            self._absorb(resp, d.epochs, d.offsets)
+        except errors.LogstreamError as exc:
+            self._drop_direct()
+            self._on_error(exc)
+        return not state.closed
+
+    def _open_direct(self) -> _DirectStream | None:
+        """Open the iteration's Subscribe stream over every fetchable partition; None when
+        there was nothing to follow yet (a reset resolved, or a wait for a change)."""
+        state = self._state
+        with state.lock:
+            if state.closed:
+                return None
+            need_reset = state.needs_reset()
+            fetchable = [] if need_reset else state.fetchable()
+            if not need_reset and not fetchable:
+                # Nothing to read (all paused, no assignment yet): wait for a group change.
+                state.data.wait(self._settings.max_wait_ms / 1000.0)
+                return None
+            epochs = {tp: state.epochs[tp] for tp in fetchable}
+            offsets = {tp: state.fetch_offsets[tp] for tp in fetchable}
+            generation = state.generation
+        if need_reset:
+            try:
+                self._offsets.resolve_reset(need_reset)
+            except errors.LogstreamError as exc:
+                self._on_error(exc)
+            return None
+        req = log_pb2.SubscribeRequest(
+            max_bytes=self._settings.max_bytes,
+            partitions=self._partitions(fetchable, offsets),
+            heartbeat_ms=self._settings.max_wait_ms,
+        )
+        try:
+            call = self._transport.subscribe(req)
+        except errors.ClientClosedError:  # the transport was closed under us by close()
+            return None
+        except errors.LogstreamError as exc:
+            self._on_error(exc)
+            return None
+        d = self._direct = _DirectStream(call, epochs, offsets, generation)
+        with state.lock:
+            self._went_in_flight(call)
+            stale = state.closed or state.generation != generation
+        if stale:  # a close or group change raced with opening the stream
+            call.cancel()
+        return d

@@ -74,28 +74,19 @@ class GroupAdmin:
         self._transport = tr.connect(bootstrap)
         self._timeout = request_timeout_ms / 1000.0
 
-    def _call(self, method: str, request: object) -> object:
-        return tr.call(
-            getattr(self._transport.group, method),
-            request,
-            timeout=self._timeout,
-            address=self._transport.address,
-        )
-
     def list_groups(self) -> list[GroupListing]:
-        resp = self._call("ListGroups", group_pb2.ListGroupsRequest())
-        return [
-            GroupListing(g.group_id, g.state, g.members)
-            for g in resp.groups  # type: ignore[attr-defined]
-        ]
+        resp = self._transport.list_groups(group_pb2.ListGroupsRequest(), timeout=self._timeout)
+        return [GroupListing(g.group_id, g.state, g.members) for g in resp.groups]
 
     def describe_group(self, group_id: str) -> GroupDescription:
-        r = self._call("DescribeGroup", group_pb2.DescribeGroupRequest(group_id=group_id))
+        r = self._transport.describe_group(
+            group_pb2.DescribeGroupRequest(group_id=group_id), timeout=self._timeout
+        )
         return GroupDescription(
-            r.group_id,  # type: ignore[attr-defined]
-            r.state,  # type: ignore[attr-defined]
-            r.group_epoch,  # type: ignore[attr-defined]
-            r.assignor,  # type: ignore[attr-defined]
+            r.group_id,
+            r.state,
+            r.group_epoch,
+            r.assignor,
             tuple(
                 GroupMember(
                     m.member_id,
@@ -105,7 +96,7 @@ class GroupAdmin:
                     tuple(TopicPartition(p.topic, p.partition) for p in m.assignment),
                     tuple(m.topics),
                 )
-                for m in r.members  # type: ignore[attr-defined]
+                for m in r.members
             ),
             tuple(
                 PartitionLag(
@@ -117,13 +108,15 @@ class GroupAdmin:
                     p.lag,
                     p.time_lag_ms,
                 )
-                for p in r.partitions  # type: ignore[attr-defined]
+                for p in r.partitions
             ),
         )
 
     def delete_group(self, group_id: str) -> None:
         """Delete an empty group and its committed offsets."""
-        self._call("DeleteGroup", group_pb2.DeleteGroupRequest(group_id=group_id))
+        self._transport.delete_group(
+            group_pb2.DeleteGroupRequest(group_id=group_id), timeout=self._timeout
+        )
 
     def reset_offsets(
         self,
@@ -157,11 +150,8 @@ class GroupAdmin:
             raise errors.InvalidRequestError(
                 f"reset target must be one of {', '.join(RESET_TARGETS)}, not {target!r}"
             )
-        resp = self._call("ResetOffsets", req)
-        return {
-            TopicPartition(p.topic, p.partition): p.offset
-            for p in resp.plan  # type: ignore[attr-defined]
-        }
+        resp = self._transport.reset_offsets(req, timeout=self._timeout)
+        return {TopicPartition(p.topic, p.partition): p.offset for p in resp.plan}
 
     def committed_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition] | None = None
@@ -173,11 +163,8 @@ class GroupAdmin:
                 common_pb2.TopicPartition(topic=t, partition=p) for t, p in (partitions or ())
             ],
         )
-        resp = self._call("FetchOffsets", req)
-        return {
-            TopicPartition(o.topic, o.partition): o.offset
-            for o in resp.offsets  # type: ignore[attr-defined]
-        }
+        resp = self._transport.fetch_offsets(req, timeout=self._timeout)
+        return {TopicPartition(o.topic, o.partition): o.offset for o in resp.offsets}
 
     def close(self) -> None:
         if self._owns_transport:

@@ -29,7 +29,10 @@ partitions are *lost*: they are dropped at the next poll without a commit (``on_
 runs, so the application can discard state), and the member joins again.
 
 Thread safety: the public methods of :class:`GroupMembership` are called by the consumer
-(application thread) and the heartbeat thread; shared state is guarded by ``self._lock``.
+(application thread) and the heartbeat thread; the membership's own fields (member id and
+epoch, target assignment) are guarded by ``self._lock``. What the consumer reads (assignment,
+positions) belongs to the :class:`~logstream.client.subscription.SubscriptionState`, reached
+only through its methods, under its own lock; the two locks are never held together.
 """
 
 from __future__ import annotations
@@ -39,27 +42,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from logstream import errors
 from logstream.client import transport as tr
+from logstream.client.commits import CommitCallback, OffsetCommitter, tp_messages
+from logstream.client.subscription import SubscriptionState
 from logstream.errors import CommitFailedError
-from logstream.protocol import common_pb2, group_pb2
-from logstream.protocol.status import error_for_code
+from logstream.protocol import group_pb2
 from logstream.types import OffsetAndMetadata, TopicPartition
 
 __all__ = ["CommitFailedError", "GroupMembership"]
 
-if TYPE_CHECKING:
-    from logstream.client.consumer import Consumer
-
 log = logging.getLogger("logstream.client.group")
 
 PartitionsCallback = Callable[[set[TopicPartition]], None]
-
-
-def _tp_pb(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartition]:
-    return [common_pb2.TopicPartition(topic=t, partition=p) for t, p in sorted(tps)]
 
 
 class GroupMembership:
@@ -67,7 +63,7 @@ class GroupMembership:
 
     def __init__(
         self,
-        consumer: Consumer,
+        state: SubscriptionState,
         transport: tr.TransportLike,
         group_id: str,
         *,
@@ -82,7 +78,7 @@ class GroupMembership:
         on_revoke: PartitionsCallback | None = None,
         request_timeout_s: float = 30.0,
     ) -> None:
-        self.consumer = consumer
+        self.state = state
         self.transport = transport
         self.group_id = group_id
         self.auto_commit = enable_auto_commit
@@ -114,9 +110,10 @@ class GroupMembership:
         self._last_poll = time.monotonic()
         self._warned_stall = False
         self._last_commit = time.monotonic()
-        self._committed_positions: dict[TopicPartition, int] = {}
+        self._commits = OffsetCommitter(
+            state, transport, group_id, self._identity, request_timeout_s=request_timeout_s
+        )
         self._thread: threading.Thread | None = None
-        self._async: concurrent.futures.ThreadPoolExecutor | None = None
         self.rebalances = 0
         self.last_error: BaseException | None = None
 
@@ -164,8 +161,7 @@ class GroupMembership:
                 self._heartbeat_rpc(member_id, epoch, [], timeout=min(self.timeout, 5.0))
             except errors.LogstreamError as exc:
                 log.info("leaving group %s: %s", self.group_id, exc)
-        if self._async is not None:
-            self._async.shutdown(wait=True)
+        self._commits.close()
 
     # ---------------------------------------------------------------- heartbeat thread
 
@@ -178,12 +174,11 @@ class GroupMembership:
         meanwhile) that this consumer then starts reading: two owners."""
         with self._lock:
             pending = set(self._applying) | set(self._target)
-            current = set(self.consumer._assignment)
-        return current | pending
+        return set(self.state.assigned()) | pending
 
     def _heartbeat_rpc(
         self, member_id: str, epoch: int, owned: list[TopicPartition], *, timeout: float
-    ) -> Any:
+    ) -> group_pb2.HeartbeatResponse:
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -195,13 +190,11 @@ class GroupMembership:
             topics=self.topics,
             assignor=self.assignor,
             session_timeout_ms=self.session_timeout_ms,
-            owned=_tp_pb(owned),
+            owned=tp_messages(owned),
             client_id=self.client_id,
             request_seq=seq,
         )
-        return tr.call(
-            self.transport.group.Heartbeat, req, timeout=timeout, address=self.transport.address
-        )
+        return self.transport.heartbeat(req, timeout=timeout)
 
     def _run(self) -> None:
         interval = 0.5
@@ -218,7 +211,7 @@ class GroupMembership:
                 with self._lock:
                     self._wake.wait(0.05)
                 continue
-            current = set(self.consumer._assignment)
+            current = set(self.state.assigned())
             owned = sorted(self._owned())
             try:
                 resp = self._heartbeat_rpc(
@@ -252,7 +245,7 @@ class GroupMembership:
                     self._target_version += 1
                 pending = self._target_version != self._applied_version
             if pending:
-                self.consumer._wake_reader()
+                self.state.wake_readers()
             self._check_stall()
             with self._lock:
                 if not self._beat_now and not self._closed:
@@ -269,14 +262,14 @@ class GroupMembership:
                 self.member_id = ""
             self._target = set()
             self._target_version += 1
-            self._lost = bool(self.consumer._assignment)
-        self.consumer._wake_reader()
+            self._lost = bool(self.state.assigned())
+        self.state.wake_readers()
 
     def _check_stall(self) -> None:
         idle = time.monotonic() - self._last_poll
         if idle > self.max_poll_interval and not self._warned_stall:
             self._warned_stall = True
-            held = ", ".join(map(str, sorted(self.consumer._assignment))) or "none"
+            held = ", ".join(map(str, sorted(self.state.assigned()))) or "none"
             log.warning(
                 "consumer of group %s has not polled for %.0f s (max_poll_interval_ms=%d): "
                 "it stays in the group and holds its partitions (%s), but consumes nothing; "
@@ -328,7 +321,8 @@ class GroupMembership:
                 self._applying = set()
 
     def _apply(self, target: set[TopicPartition], version: int, lost: bool) -> None:
-        current = set(self.consumer._assignment)
+        assignment = self.state.assigned()
+        current = set(assignment)
         revoked = current - target
         added = target - current
         if revoked:
@@ -338,8 +332,7 @@ class GroupMembership:
                     self.commit_positions(only=revoked)
                 except errors.LogstreamError as exc:
                     log.warning("commit before revoking %s failed: %s", sorted(revoked), exc)
-            for tp in revoked:
-                self._committed_positions.pop(tp, None)
+            self._commits.forget(revoked)
         committed: dict[TopicPartition, OffsetAndMetadata | None] = {}
         if added:
             try:
@@ -347,12 +340,12 @@ class GroupMembership:
             except errors.LogstreamError as exc:
                 log.warning("cannot fetch committed offsets of %s: %s", sorted(added), exc)
                 return  # keep the change pending: retried at the next poll
-        keep = [tp for tp in self.consumer._assignment if tp not in revoked]
-        self.consumer._assign(keep + sorted(added))
+        keep = [tp for tp in assignment if tp not in revoked]
+        self.state.assign(keep + sorted(added))
         for tp, c in committed.items():
             if c is not None and c.offset >= 0:
-                self.consumer._set_position(tp, c.offset)
-                self._committed_positions[tp] = c.offset
+                self.state.seek(tp, c.offset)
+                self._commits.remember(tp, c.offset)
         with self._lock:
             self._applied_version = version
             if lost:
@@ -373,141 +366,44 @@ class GroupMembership:
 
     # ---------------------------------------------------------------- commits
 
+    def _identity(self) -> tuple[str, int]:
+        """(member id, member epoch) to commit with; ("", -1) outside the group. Raises
+        CommitFailedError for a subscribed consumer that is not (or no longer) a member."""
+        with self._lock:
+            member_id, epoch = self.member_id, self.member_epoch
+        if epoch > 0:
+            return member_id, epoch
+        if self.subscribed:
+            raise CommitFailedError(
+                f"cannot commit for group {self.group_id}: this consumer is not "
+                "(or no longer) a member; its partitions may have moved"
+            )
+        return "", -1
+
     def positions(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        c = self.consumer
-        with c._lock:
-            tps = list(only) if only is not None else list(c._assignment)
-            return {tp: p for tp in tps if (p := c._positions.get(tp)) is not None}
+        return self.state.known_positions(only)
 
     def commit_positions(self, only: Iterable[TopicPartition] | None = None) -> None:
         """Commit the current positions (of ``only``), skipping unchanged ones."""
         self._last_commit = time.monotonic()
-        offsets = {
-            tp: off
-            for tp, off in self.positions(only).items()
-            if self._committed_positions.get(tp) != off
-        }
-        if offsets:
-            self.commit(offsets)
+        self._commits.commit_changed(self.positions(only))
 
     def commit(self, offsets: Mapping[TopicPartition, int | OffsetAndMetadata]) -> None:
-        """Commit ``offsets`` (the next offset to read) synchronously. Raises
-        CommitFailedError (fenced / stale), UnknownTopicOrPartitionError,
-        OffsetOutOfRangeError, or another LogstreamError of the first failed partition."""
-        norm = {
-            TopicPartition(*tp): o if isinstance(o, OffsetAndMetadata) else OffsetAndMetadata(o)
-            for tp, o in offsets.items()
-        }
-        if not norm:
-            return
-        for attempt in range(2):
-            with self._lock:
-                member_id, epoch = self.member_id, self.member_epoch
-            if epoch <= 0:
-                member_id, epoch = "", -1
-                if self.subscribed:
-                    raise CommitFailedError(
-                        f"cannot commit for group {self.group_id}: this consumer is not "
-                        "(or no longer) a member; its partitions may have moved"
-                    )
-            req = group_pb2.CommitOffsetsRequest(
-                group_id=self.group_id,
-                member_id=member_id,
-                member_epoch=epoch,
-                offsets=[
-                    group_pb2.OffsetCommit(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=om.offset,
-                        metadata=om.metadata,
-                    )
-                    for tp, om in sorted(norm.items())
-                ],
-            )
-            try:
-                resp = tr.call(
-                    self.transport.group.CommitOffsets,
-                    req,
-                    timeout=self.timeout,
-                    address=self.transport.address,
-                )
-            except (errors.IllegalGenerationError, errors.UnknownMemberIdError) as exc:
-                # The epoch may have moved on between our read and the broker's check:
-                # retry once if we still own every partition.
-                still_owned = set(norm) <= set(self.consumer._assignment)
-                if attempt == 0 and still_owned and isinstance(exc, errors.IllegalGenerationError):
-                    time.sleep(0.01)
-                    continue
-                raise CommitFailedError(
-                    f"commit for group {self.group_id} rejected: {exc}"
-                ) from exc
-            break
-        first: errors.LogstreamError | None = None
-        for p in resp.partitions:
-            tp = TopicPartition(p.topic, p.partition)
-            if p.error_code:
-                failure = error_for_code(p.error_code, p.error_message or str(tp))
-                if isinstance(failure, errors.IllegalGenerationError):
-                    # The partition was revoked from this member (or never its own).
-                    failure = CommitFailedError(
-                        f"commit for group {self.group_id} rejected: {failure}"
-                    )
-                first = first or failure
-            elif tp in norm:
-                self._committed_positions[tp] = norm[tp].offset
-        if first is not None:
-            raise first
+        """See :meth:`OffsetCommitter.commit`."""
+        self._commits.commit(offsets)
 
     def commit_async(
         self,
         offsets: Mapping[TopicPartition, int | OffsetAndMetadata] | None,
-        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None] | None,
+        callback: CommitCallback | None,
     ) -> concurrent.futures.Future[None]:
         """Commit in the background; ``offsets`` None = the current positions (snapshotted
         now). The callback gets (offsets, error or None)."""
-        snapshot: Mapping[TopicPartition, int | OffsetAndMetadata] = (
-            dict(offsets) if offsets is not None else self.positions()
+        return self._commits.commit_async(
+            dict(offsets) if offsets is not None else self.positions(), callback
         )
-        if self._async is None:
-            self._async = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="logstream-commit"
-            )
-
-        def run() -> None:
-            err: BaseException | None = None
-            try:
-                self.commit(snapshot)
-            except BaseException as exc:
-                err = exc
-                raise
-            finally:
-                if callback is not None:
-                    flat = {
-                        tp: (o.offset if isinstance(o, OffsetAndMetadata) else o)
-                        for tp, o in snapshot.items()
-                    }
-                    try:
-                        callback(flat, err)
-                    except Exception:
-                        log.exception("commit_async callback raised")
-
-        return self._async.submit(run)
 
     def fetch_committed(
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        tps = sorted({TopicPartition(*tp) for tp in partitions})
-        req = group_pb2.FetchOffsetsRequest(group_id=self.group_id, partitions=_tp_pb(tps))
-        resp = tr.call(
-            self.transport.group.FetchOffsets,
-            req,
-            timeout=self.timeout,
-            address=self.transport.address,
-        )
-        out: dict[TopicPartition, OffsetAndMetadata | None] = dict.fromkeys(tps)
-        for o in resp.offsets:
-            tp = TopicPartition(o.topic, o.partition)
-            if o.error_code:
-                raise error_for_code(o.error_code, o.error_message or str(tp))
-            out[tp] = OffsetAndMetadata(o.offset, o.metadata) if o.offset >= 0 else None
-        return out
+        return self._commits.fetch_committed(partitions)

@@ -5,27 +5,34 @@ Everything above this module (producer, consumer, admin) sees only ``LogstreamEr
 subclasses. A failed call is translated exactly once, here, with ``raise ... from exc`` so
 the gRPC error stays attached as ``__cause__`` for debugging.
 
-Seam for tests: :class:`TransportLike` is what the client needs from a connection. The
-producer's calls are typed methods that raise only ``LogstreamError`` (``produce_stream``,
-``init_producer_id``, ``describe_topics``); the consumer, admin and group calls still go
-through three stub-like attributes (``log``, ``admin``, ``group``) shaped like generated gRPC
-stubs, translated by :func:`call`, :func:`result` and :func:`iterate`. A fake transport
-(``logstream.testing.transport.InMemoryTransport``) provides both, so the client runs
-unchanged against it.
+Seam for tests: :class:`TransportLike` is what the client needs from a connection: one
+typed method per RPC the client makes, taking and returning protocol messages and raising
+only ``LogstreamError``. Streams and background calls come back as :class:`StreamCall` /
+:class:`PendingCall`, which any thread may ``cancel``. The in-memory fake
+(``logstream.testing.transport.InMemoryTransport``) implements the same protocol without
+gRPC, so the client runs unchanged against it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
 from logstream import errors
-from logstream.protocol import admin_pb2, admin_pb2_grpc, group_pb2_grpc, log_pb2, log_pb2_grpc
+from logstream.protocol import (
+    admin_pb2,
+    admin_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
+    log_pb2,
+    log_pb2_grpc,
+)
 from logstream.protocol.status import error_from_rpc
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 """Client-side send/receive limit: fetches of many partitions can be large."""
@@ -48,22 +55,41 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-class ProduceStreamCall(Protocol):
-    """An open ProduceStream: iterate the answers (a failure raises ``LogstreamError``)."""
+class StreamCall(Protocol[T_co]):
+    """An open server stream: iterate the answers (a failure raises ``LogstreamError``);
+    ``cancel`` ends it from any thread (iteration then raises ``ClientClosedError`` or
+    stops)."""
 
-    def __iter__(self) -> Iterator[log_pb2.ProduceResponse]: ...
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def cancel(self) -> None: ...
+
+
+ProduceStreamCall = StreamCall[log_pb2.ProduceResponse]
+"""An open ProduceStream."""
+
+
+class PendingCall(Protocol[T_co]):
+    """A unary call running in the background (a long-poll Fetch)."""
+
+    def result(self) -> T_co:
+        """Wait for the answer; a failure raises ``LogstreamError``, a cancelled call
+        ``ClientClosedError``."""
+        ...
 
     def cancel(self) -> None: ...
 
 
 class TransportLike(Protocol):
-    """What the client needs from a transport (real or fake)."""
+    """What the client needs from a connection to one broker (real or fake).
+
+    Every method raises only ``LogstreamError`` subclasses; requests and answers are the
+    protocol's messages (``logstream.protocol``). ``timeout`` is in seconds.
+    """
 
     address: str
-    log: Any
-    admin: Any
-    group: Any
 
+    # -- Log service
     def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
         """Open a ProduceStream fed with serialized ``ProduceRequest`` messages
         (``logstream.client.wire``)."""
@@ -73,9 +99,71 @@ class TransportLike(Protocol):
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse: ...
 
+    def fetch(
+        self, request: log_pb2.FetchRequest, *, timeout: float | None
+    ) -> PendingCall[log_pb2.FetchResponse]: ...
+
+    def subscribe(self, request: log_pb2.SubscribeRequest) -> StreamCall[log_pb2.FetchResponse]:
+        """Open a Subscribe stream (the broker pushes appends as they land)."""
+        ...
+
+    def list_offsets(
+        self, request: log_pb2.ListOffsetsRequest, *, timeout: float | None
+    ) -> log_pb2.ListOffsetsResponse: ...
+
+    # -- Admin service
+    def create_topics(
+        self, request: admin_pb2.CreateTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreateTopicsResponse: ...
+
+    def delete_topics(
+        self, request: admin_pb2.DeleteTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DeleteTopicsResponse: ...
+
+    def list_topics(
+        self, request: admin_pb2.ListTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.ListTopicsResponse: ...
+
     def describe_topics(
         self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
     ) -> admin_pb2.DescribeTopicsResponse: ...
+
+    def alter_topic_config(
+        self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
+    ) -> admin_pb2.AlterTopicConfigResponse: ...
+
+    def create_partitions(
+        self, request: admin_pb2.CreatePartitionsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreatePartitionsResponse: ...
+
+    # -- Group service
+    def heartbeat(
+        self, request: group_pb2.HeartbeatRequest, *, timeout: float | None
+    ) -> group_pb2.HeartbeatResponse: ...
+
+    def commit_offsets(
+        self, request: group_pb2.CommitOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.CommitOffsetsResponse: ...
+
+    def fetch_offsets(
+        self, request: group_pb2.FetchOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.FetchOffsetsResponse: ...
+
+    def list_groups(
+        self, request: group_pb2.ListGroupsRequest, *, timeout: float | None
+    ) -> group_pb2.ListGroupsResponse: ...
+
+    def describe_group(
+        self, request: group_pb2.DescribeGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DescribeGroupResponse: ...
+
+    def delete_group(
+        self, request: group_pb2.DeleteGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DeleteGroupResponse: ...
+
+    def reset_offsets(
+        self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.ResetOffsetsResponse: ...
 
     def close(self) -> None: ...
 
@@ -88,7 +176,7 @@ def translate(exc: grpc.RpcError, address: str = "") -> errors.LogstreamError:
     return err
 
 
-def call(method: Callable[..., T], request: Any, *, timeout: float | None, address: str = "") -> T:
+def _call(method: Callable[..., T], request: Any, timeout: float | None, address: str) -> T:
     """Invoke a unary stub method; a gRPC failure becomes a ``LogstreamError``."""
     try:
         return method(request, timeout=timeout)
@@ -96,17 +184,7 @@ def call(method: Callable[..., T], request: Any, *, timeout: float | None, addre
         raise translate(exc, address) from exc
 
 
-def result(future: Any, *, timeout: float | None = None, address: str = "") -> Any:
-    """Wait for a ``stub.X.future(...)`` result, translating a gRPC failure."""
-    try:
-        return future.result(timeout=timeout)
-    except grpc.FutureCancelledError as exc:
-        raise errors.ClientClosedError("request cancelled") from exc
-    except grpc.RpcError as exc:
-        raise translate(exc, address) from exc
-
-
-def iterate(stream: Iterator[T], address: str = "") -> Iterator[T]:
+def _iterate(stream: Iterator[T], address: str) -> Iterator[T]:
     """Iterate a server stream, translating a gRPC failure at any point."""
     try:
         yield from stream
@@ -115,10 +193,12 @@ def iterate(stream: Iterator[T], address: str = "") -> Iterator[T]:
 
 
 class Transport:
-    """A gRPC channel to one broker plus the three service stubs.
+    """A gRPC channel to one broker: the only client module that speaks gRPC.
 
     Thread-safe (gRPC channels are). ``close()`` is idempotent; calls after it fail with
     ``BrokerNotAvailableError`` (the channel is gone) or are refused by the owner first.
+    The raw stubs (``log``, ``admin``, ``group``) stay reachable for tests of the broker's
+    wire behaviour; the client itself uses only the typed methods.
     """
 
     def __init__(self, address: str, *, options: list[tuple[str, Any]] | None = None) -> None:
@@ -138,6 +218,7 @@ class Transport:
         self.group = group_pb2_grpc.GroupStub(self._channel)
         self._closed = False
 
+    # -- Log
     def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
         try:
             call = self._produce_stream(requests)
@@ -148,12 +229,93 @@ class Transport:
     def init_producer_id(
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse:
-        return call(self.log.InitProducerId, request, timeout=timeout, address=self.address)
+        return _call(self.log.InitProducerId, request, timeout, self.address)
+
+    def fetch(
+        self, request: log_pb2.FetchRequest, *, timeout: float | None
+    ) -> PendingCall[log_pb2.FetchResponse]:
+        return _TranslatedFuture(self.log.Fetch.future(request, timeout=timeout), self.address)
+
+    def subscribe(self, request: log_pb2.SubscribeRequest) -> StreamCall[log_pb2.FetchResponse]:
+        try:
+            call = self.log.Subscribe(request)
+        except ValueError as exc:  # the channel was closed under the caller
+            raise errors.ClientClosedError("transport closed") from exc
+        except grpc.RpcError as exc:
+            raise translate(exc, self.address) from exc
+        return _TranslatedStream(call, self.address)
+
+    def list_offsets(
+        self, request: log_pb2.ListOffsetsRequest, *, timeout: float | None
+    ) -> log_pb2.ListOffsetsResponse:
+        return _call(self.log.ListOffsets, request, timeout, self.address)
+
+    # -- Admin
+    def create_topics(
+        self, request: admin_pb2.CreateTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreateTopicsResponse:
+        return _call(self.admin.CreateTopics, request, timeout, self.address)
+
+    def delete_topics(
+        self, request: admin_pb2.DeleteTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DeleteTopicsResponse:
+        return _call(self.admin.DeleteTopics, request, timeout, self.address)
+
+    def list_topics(
+        self, request: admin_pb2.ListTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.ListTopicsResponse:
+        return _call(self.admin.ListTopics, request, timeout, self.address)
 
     def describe_topics(
         self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
     ) -> admin_pb2.DescribeTopicsResponse:
-        return call(self.admin.DescribeTopics, request, timeout=timeout, address=self.address)
+        return _call(self.admin.DescribeTopics, request, timeout, self.address)
+
+    def alter_topic_config(
+        self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
+    ) -> admin_pb2.AlterTopicConfigResponse:
+        return _call(self.admin.AlterTopicConfig, request, timeout, self.address)
+
+    def create_partitions(
+        self, request: admin_pb2.CreatePartitionsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreatePartitionsResponse:
+        return _call(self.admin.CreatePartitions, request, timeout, self.address)
+
+    # -- Group
+    def heartbeat(
+        self, request: group_pb2.HeartbeatRequest, *, timeout: float | None
+    ) -> group_pb2.HeartbeatResponse:
+        return _call(self.group.Heartbeat, request, timeout, self.address)
+
+    def commit_offsets(
+        self, request: group_pb2.CommitOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.CommitOffsetsResponse:
+        return _call(self.group.CommitOffsets, request, timeout, self.address)
+
+    def fetch_offsets(
+        self, request: group_pb2.FetchOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.FetchOffsetsResponse:
+        return _call(self.group.FetchOffsets, request, timeout, self.address)
+
+    def list_groups(
+        self, request: group_pb2.ListGroupsRequest, *, timeout: float | None
+    ) -> group_pb2.ListGroupsResponse:
+        return _call(self.group.ListGroups, request, timeout, self.address)
+
+    def describe_group(
+        self, request: group_pb2.DescribeGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DescribeGroupResponse:
+        return _call(self.group.DescribeGroup, request, timeout, self.address)
+
+    def delete_group(
+        self, request: group_pb2.DeleteGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DeleteGroupResponse:
+        return _call(self.group.DeleteGroup, request, timeout, self.address)
+
+    def reset_offsets(
+        self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.ResetOffsetsResponse:
+        return _call(self.group.ResetOffsets, request, timeout, self.address)
 
     def close(self) -> None:
         if not self._closed:
@@ -161,18 +323,37 @@ class Transport:
             self._channel.close()
 
 
-class _TranslatedStream:
-    """A gRPC stream-stream call whose failures surface as ``LogstreamError``."""
+class _TranslatedStream(Generic[T]):
+    """A gRPC streaming call whose failures surface as ``LogstreamError``."""
 
     def __init__(self, call: Any, address: str) -> None:
         self._call = call
         self._address = address
 
-    def __iter__(self) -> Iterator[log_pb2.ProduceResponse]:
-        return iterate(self._call, self._address)
+    def __iter__(self) -> Iterator[T]:
+        return _iterate(self._call, self._address)
 
     def cancel(self) -> None:
-        self._call.cancel()
+        self._call.cancel()  # a no-op once the call is over
+
+
+class _TranslatedFuture(Generic[T]):
+    """A ``stub.X.future(...)`` call whose failures surface as ``LogstreamError``."""
+
+    def __init__(self, future: Any, address: str) -> None:
+        self._future = future
+        self._address = address
+
+    def result(self) -> T:
+        try:
+            return self._future.result()  # type: ignore[no-any-return]
+        except grpc.FutureCancelledError as exc:
+            raise errors.ClientClosedError("request cancelled") from exc
+        except grpc.RpcError as exc:
+            raise translate(exc, self._address) from exc
+
+    def cancel(self) -> None:
+        self._future.cancel()
 
 
 def connect(bootstrap: str | TransportLike) -> TransportLike:

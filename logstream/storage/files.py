@@ -13,16 +13,15 @@ Every metadata file is written with :func:`atomic_write`: write ``<name>.tmp``, 
 rename it over ``<name>``, fsync the directory. After a crash a reader sees either the old
 or the new file, never a mix; a leftover ``.tmp`` is garbage and is removed at open.
 
-The OS calls that can fail because the disk misbehaves (preallocate, msync, fsync) are the
-small functions below, so tests can replace them (fault injection) and so each failure is
-translated once into :class:`~logstream.errors.KafkaStorageError`.
+The OS calls that can fail because the disk misbehaves (fallocate, write, ftruncate, msync,
+fsync, syncfs) go through one :class:`~logstream.storage.io.FileOps` object; a test installs
+its own with :func:`use_file_ops` to inject faults or count calls. Each failure is
+translated once into :class:`~logstream.errors.KafkaStorageError` (:func:`storage_errors`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import logging
 import mmap
@@ -32,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from logstream.errors import KafkaStorageError
-from logstream.storage import libc
+from logstream.storage.io import FileOps
 
 OFFSET_DIGITS = 20
 LOG_SUFFIX = ".log"
@@ -45,6 +44,26 @@ PRODUCER_STATE_FILE = "producer-state.json"
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 LOCK_FILE = ".lock"
 META_DIR = "meta"
+
+
+_ops: FileOps = FileOps()
+
+
+def file_ops() -> FileOps:
+    """The file operations storage uses now."""
+    return _ops
+
+
+@contextlib.contextmanager
+def use_file_ops(ops: FileOps) -> Iterator[FileOps]:
+    """Route storage's file operations through ``ops`` inside the block (fault injection,
+    call counting), process-wide; the previous ones are restored at the end."""
+    global _ops
+    previous, _ops = _ops, ops
+    try:
+        yield ops
+    finally:
+        _ops = previous
 
 
 def segment_stem(base_offset: int) -> str:
@@ -86,13 +105,13 @@ _deferred = threading.local()
 def deferred_sync(path: str | os.PathLike[str]) -> Iterator[list[str]]:
     """In this thread, skip every :func:`msync`, :func:`fsync` and :func:`fsync_dir` inside
     the block and make it all durable at the end with one ``syncfs`` of the filesystem
-    holding ``path``: closing 5,000 partitions was ~7 fsyncs each (> 10 s, so a supervisor's
-    SIGKILL turned a clean stop into a full recovery). Yields a list that holds the error
-    when the final syncfs failed (then nothing in the block may be taken as durable). Other
-    threads still sync as usual. Where ``syncfs`` is unavailable the block syncs as before."""
+    holding ``path`` (closing 5,000 partitions one fsync at a time takes longer than a
+    supervisor waits before SIGKILL). Yields a list that holds the error when the final
+    syncfs failed (then nothing in the block may be taken as durable). Other threads still
+    sync as usual. Where ``syncfs`` is unavailable the block syncs as usual."""
     problems: list[str] = []
-    syncfs = _syncfs()
-    if syncfs is None or getattr(_deferred, "on", False):
+    ops = _ops
+    if not ops.has_syncfs() or getattr(_deferred, "on", False):
         yield problems
         return
     _deferred.on = True
@@ -102,32 +121,25 @@ def deferred_sync(path: str | os.PathLike[str]) -> Iterator[list[str]]:
         _deferred.on = False
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if syncfs(fd) != 0:
-            problems.append(f"syncfs({path}): {os.strerror(libc.last_errno())}")
+        ops.syncfs(fd)
+    except OSError as exc:
+        problems.append(f"syncfs({path}): {exc.strerror or exc}")
     finally:
         os.close(fd)
 
 
-_syncfs_fn: list = []
-
-
-def _syncfs():  # type: ignore[no-untyped-def]
-    if not _syncfs_fn:
-        _syncfs_fn.append(libc.function("syncfs", [ctypes.c_int]))
-    return _syncfs_fn[0]
-
-
-def _skip_sync() -> bool:
-    return getattr(_deferred, "on", False)
+def sync_deferred() -> bool:
+    """Whether this thread is inside :func:`deferred_sync` (its syncs are skipped)."""
+    return bool(getattr(_deferred, "on", False))
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename or create/unlink inside it is durable."""
-    if _skip_sync():
+    if sync_deferred():
         return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        _ops.fsync(fd)
     finally:
         os.close(fd)
 
@@ -145,7 +157,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                written = os.write(fd, view)
+                written = _ops.write(fd, view)
                 view = view[written:]
             fsync(fd)
         finally:
@@ -154,32 +166,17 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         fsync_dir(target.parent)
 
 
-def preallocate(fd: int, size: int) -> None:
-    """Reserve real disk blocks for ``[0, size)`` of ``fd`` (``posix_fallocate``).
-
-    A sparse ``ftruncate`` would let a later write into the memory map hit a full disk as a
-    SIGBUS that kills the process; reserving up front turns a full disk into a named error
-    here. Raises KafkaStorageError (ENOSPC, EDQUOT, EIO ...).
-    """
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL) and size > 0:
-            # Filesystem without fallocate: write zeros (still fails cleanly on ENOSPC).
-            _write_zeros(fd, size)
-            return
-        raise KafkaStorageError(f"cannot reserve {size} bytes on disk: {exc}") from exc
-
-
 def reserve(fd: int, start: int, length: int) -> None:
     """Reserve real disk blocks for ``[start, start + length)`` of ``fd``, a file whose size
     already covers that range (an active segment: its tail past the reservation is sparse).
-    Same contract as :func:`preallocate`: a full disk is a KafkaStorageError here, so a later
-    write into the map inside the reserved range can never SIGBUS."""
+    A sparse ``ftruncate`` alone would let a later write into the memory map hit a full disk
+    as a SIGBUS that kills the process; reserving first turns a full disk into a
+    KafkaStorageError here (ENOSPC, EDQUOT, EIO ...), so a later write into the map inside
+    the reserved range can never SIGBUS."""
     if length <= 0:
         return
     try:
-        os.posix_fallocate(fd, start, length)
+        _ops.fallocate(fd, start, length)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
             # No fallocate: write zeros over the range (it holds no data yet; ENOSPC is
@@ -197,19 +194,6 @@ def reserve(fd: int, start: int, length: int) -> None:
         raise KafkaStorageError(
             f"cannot reserve {length} bytes at {start} on disk: {exc}"
         ) from exc
-
-
-def _write_zeros(fd: int, size: int) -> None:
-    current = os.fstat(fd).st_size
-    chunk = b"\0" * (1 << 20)
-    try:
-        pos = current
-        while pos < size:
-            n = os.pwrite(fd, chunk[: min(len(chunk), size - pos)], pos)
-            pos += n
-    except OSError as exc:
-        os.ftruncate(fd, current)
-        raise KafkaStorageError(f"cannot reserve {size} bytes on disk: {exc}") from exc
 
 
 def no_readahead(mm: mmap.mmap) -> None:
@@ -234,45 +218,34 @@ def normal_readahead(mm: mmap.mmap) -> None:
             mm.madvise(advice)
 
 
-_MS_SYNC = 4  # Linux's value (other systems differ: they keep mmap.flush below)
-_msync_fn: list = []
-
-
-def _libc_msync():  # type: ignore[no-untyped-def]
-    if not _msync_fn:
-        _msync_fn.append(
-            libc.function("msync", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
-        )
-    return _msync_fn[0]
-
-
 def msync(mm: mmap.mmap) -> None:
-    """Write a map's dirty pages to disk (msync MS_SYNC). Seam for fault injection.
-
-    Through libc, not ``mmap.flush()``: CPython's ``flush`` keeps the GIL for the whole
-    msync (3-15 ms here), which froze every broker thread once per flush interval and set
-    the latency tail (docs/performance.md, Latency). ``ctypes.CDLL`` releases the GIL."""
-    if _skip_sync():
+    """Write a map's dirty pages to disk (msync MS_SYNC) through the :class:`FileOps`."""
+    if sync_deferred():
         return
-    fn = _libc_msync()
-    if fn is None or mm.closed:
-        mm.flush()
-        return
-    try:
-        addr = libc.map_address(mm)
-    except TypeError:  # a read-only map: nothing of ours to write back
-        mm.flush()
-        return
-    if fn(addr, len(mm), _MS_SYNC) != 0:
-        err = libc.last_errno()
-        raise OSError(err, f"msync: {os.strerror(err)}")
+    _ops.msync(mm)
 
 
 def fsync(fd: int) -> None:
-    """fsync a file descriptor. Seam for fault injection."""
-    if _skip_sync():
+    """fsync a file descriptor through the :class:`FileOps`."""
+    if sync_deferred():
         return
-    os.fsync(fd)
+    _ops.fsync(fd)
+
+
+def ftruncate(fd: int, length: int) -> None:
+    """Set a file's size through the :class:`FileOps`."""
+    _ops.ftruncate(fd, length)
+
+
+def truncate(path: str | os.PathLike[str], length: int, *, sync: bool = False) -> None:
+    """Set the size of the file at ``path`` (and fsync it when ``sync``)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        _ops.ftruncate(fd, length)
+        if sync:
+            fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_quietly(path: str | os.PathLike[str]) -> None:

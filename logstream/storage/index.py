@@ -13,11 +13,10 @@ column is a contiguous array and ``numpy.searchsorted`` never copies)::
 
 ``C`` is the file's capacity in entries: ``file_size // entry_size`` (8 and 12 bytes).
 A sealed segment's index files are trimmed, so ``C`` is the number of entries. The active
-segment's indexes live in memory (:meth:`ColumnarIndex.growable`, decision D11): no file,
+segment's indexes live in memory (:meth:`ColumnarIndex.growable`, decision 0011): no file,
 map or descriptor; the seal writes the trimmed files, and after a crash recovery rebuilds
 them from the log (an older trimmed file, if the segment was reactivated, only serves as
-recovery's trusted point). :meth:`ColumnarIndex.create_writable` (a preallocated, mapped
-file) is the older layout, kept for tools and tests.
+recovery's trusted point).
 
 Both columns of both indexes are strictly increasing (the max timestamp only gets an entry
 when it grows). Indexes are derived data: they carry no checksum and are never trusted
@@ -28,14 +27,14 @@ check fails the segment rebuilds both files from the log (segment.py).
 Lookups use keys of the column's dtype (``np.uint32(x)``, ``np.int64(t)``): a Python int key
 makes numpy cast the whole column first (1000x slower).
 
+Relative offsets are u32: a segment holds offsets ``[base, base + MAX_RELATIVE_OFFSET]``
+at most, and the log rolls before an append would pass that.
+
 Concurrency: not thread-safe; the owning PartitionLog holds its lock around every call.
-While numpy views over a writable map exist the map cannot be closed, so this class is the
-one owner of its views and drops them in :meth:`close` before closing the map.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +47,7 @@ from logstream.storage import files
 T = TypeVar("T")
 U32 = np.dtype("<u4")
 I64 = np.dtype("<i8")
+MAX_RELATIVE_OFFSET = 2**32 - 1  # the largest relative offset a u32 column holds
 _GROWABLE_START = 64  # initial rows of a growable (active segment) index
 
 
@@ -66,8 +66,6 @@ class ColumnarIndex:
         self.entries = 0
         self.capacity = 0
         self.writable = False
-        self._mm: mmap.mmap | None = None
-        self._fd: int | None = None
         self._cols: list[np.ndarray] = []
         self._memory = False  # growable in-memory columns (the active segment's index)
 
@@ -101,41 +99,6 @@ class ColumnarIndex:
         return _split_columns(raw, cls.DTYPES, raw.size // cls.ENTRY_SIZE)
 
     @classmethod
-    def create_writable(
-        cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
-    ) -> Self:
-        """(Re)write ``path`` preallocated for ``capacity`` entries holding ``columns``, and map
-        it for appends. Raises KafkaStorageError when the disk is full."""
-        n = len(columns[0]) if columns else 0
-        capacity = max(capacity, n)
-        index = cls(path)
-        with files.storage_errors(f"creating index {path}"):
-            # A new inode: a read-only map of the old file may still be alive elsewhere,
-            # and truncating a mapped file turns later reads of it into SIGBUS.
-            files.remove_quietly(path)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                files.preallocate(fd, capacity * cls.ENTRY_SIZE)
-                mm = mmap.mmap(fd, capacity * cls.ENTRY_SIZE, access=mmap.ACCESS_WRITE)
-                files.no_readahead(mm)
-            except BaseException:
-                os.close(fd)
-                raise
-        index._fd = fd
-        index._mm = mm
-        index.capacity = capacity
-        index.writable = True
-        index._cols = [
-            np.frombuffer(mm, dtype=dt, count=capacity, offset=off)
-            for dt, off in zip(cls.DTYPES, _column_offsets(cls.DTYPES, capacity), strict=True)
-        ]
-        if n and columns is not None:
-            for col, values in zip(index._cols, columns, strict=True):
-                col[:n] = values
-        index.entries = n
-        return index
-
-    @classmethod
     def growable(
         cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
     ) -> Self:
@@ -144,7 +107,7 @@ class ColumnarIndex:
         map, no file descriptor: the entries are derived from the log, crash recovery
         rebuilds them, and :meth:`trim_and_close` writes the trimmed file at the seal.
         Storage grows by doubling from a small start, so an idle partition costs ~1 KiB,
-        not ``capacity`` rows (decision D11)."""
+        not ``capacity`` rows (decision 0011)."""
         n = len(columns[0]) if columns else 0
         capacity = max(capacity, n)
         index = cls(path)
@@ -206,45 +169,11 @@ class ColumnarIndex:
             col[n] = value
         self.entries = n + 1
 
-    def truncate_entries(self, n: int) -> None:
-        """Forget entries from ``n`` on (zeroing them in a writable map)."""
-        if n >= self.entries:
-            return
-        if self.writable:
-            for col in self._cols:
-                col[n : self.entries] = 0
-        self.entries = n
-
-    # -- durability and closing -------------------------------------------------------------
-
-    def flush(self) -> None:
-        """msync the map (a no-op for a read-only index)."""
-        if self._mm is not None and self.writable:
-            files.msync(self._mm)
-
-    def trim_and_close(self) -> None:
-        """Seal: compact the columns to exactly ``entries`` rows, fsync, close the map."""
-        if not self.writable:
-            self.close()
-            return
-        live = self.columns()
-        memory = self._memory
-        self.close()
-        if not memory:
-            # Drop the preallocated file first: on a full disk its space is what the
-            # trimmed copy needs. A crash in between leaves no index, rebuilt from the log.
-            files.remove_quietly(self.path)
-        self.write_trimmed(self.path, live)
+    # -- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Drop the numpy views first (a live view makes mmap.close raise BufferError)."""
+        """Drop the columns (and with them a read-only file map)."""
         self._cols = []
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
         self.writable = False
 
 

@@ -18,7 +18,7 @@ metadata first, then renames each partition directory to ``*.deleted`` and remov
 Crash story: ``open`` reads and removes ``.clean-shutdown``. If it was there, no partition is
 scanned (parked last segments take their end from the marker, checked against one batch
 header); otherwise every partition recovers its last segment (log.py). The open's syncs are
-one ``syncfs`` at its end. ``close`` parks every active segment (no trim, decision D11),
+one ``syncfs`` at its end. ``close`` parks every active segment (no trim, decision 0011),
 makes everything durable with one ``syncfs`` and writes the marker (with the parked
 segments' ends) only if all partitions reached disk.
 
@@ -49,9 +49,10 @@ from logstream.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage import files
+from logstream.storage import clean_shutdown, files
 from logstream.storage.config import TopicConfig, parse_config_updates, validate_topic_name
 from logstream.storage.log import PartitionLog, RecoveryReport
+from logstream.storage.segment import ParkedTail
 from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.storage")
@@ -82,11 +83,9 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
-        read_only: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._prefault_pages = prefault_pages
-        self.read_only = read_only
         self.default_config = default_config if default_config is not None else TopicConfig()
         self._clock = clock
         self._lock = threading.RLock()
@@ -94,12 +93,9 @@ class LogManager:
         self._closed = False
         self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
         self._lock_fd = -1
+        # The parked last segments' tails from the clean-shutdown marker, by directory name.
+        self._parked_tails: dict[str, ParkedTail] = {}
         files.raise_fd_limit()  # 2 fds per active partition; a soft limit of 1,024 is tight
-        if read_only:
-            if not self.data_dir.is_dir():
-                raise KafkaStorageError(f"data directory {self.data_dir} does not exist")
-            self._load_read_only()
-            return
         with files.storage_errors(f"opening data directory {self.data_dir}"):
             (self.data_dir / files.META_DIR).mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -130,21 +126,14 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
-        read_only: bool = False,
     ) -> LogManager:
         """Open (creating if needed) the data directory at ``path``. ``prefault_pages``:
         populate the active segments' pages ahead of the append cursor in a background
         thread (storage/prefault.py); False leaves the page faults on the append path.
-
-        ``read_only=True`` is for forensics (``logstream tail --data-dir``, tools): it never
-        changes the directory. No ``meta/`` is created, no lock is taken (it can run next
-        to a live broker, which holds the lock), the clean-shutdown marker is read but
-        neither removed nor written, nothing is recovered, cut, deleted or rebuilt on disk.
-        The last segment of every partition is scanned in memory and read up to its last
-        good batch (a torn tail or a live broker's zero tail ends it). The view is a
-        snapshot as of the open. Appends and admin calls raise KafkaStorageError."""
+        For a read-only view that changes nothing (forensics, next to a live broker), open
+        a :class:`~logstream.storage.snapshot.DirectorySnapshot` instead."""
         return cls(path, default_config=default_config, clock=clock,
-                   prefault_pages=prefault_pages, read_only=read_only)
+                   prefault_pages=prefault_pages)
 
     def __enter__(self) -> LogManager:
         return self
@@ -155,19 +144,9 @@ class LogManager:
     # -- loading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        marker = self.data_dir / files.CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        self._clean_tails: dict[str, list[int]] = {}
-        if clean:
-            try:
-                self._clean_tails = _parse_marker(marker.read_bytes())
-            except (ValueError, TypeError, KeyError) as exc:
-                log.warning("unreadable clean-shutdown marker (%s): recovering every "
-                            "partition", exc)
-                clean = False
-            with files.storage_errors("removing the clean-shutdown marker"):
-                marker.unlink()
-                files.fsync_dir(self.data_dir)
+        tails = clean_shutdown.take_marker(self.data_dir)
+        clean = tails is not None
+        self._parked_tails = tails or {}
         for entry in os.scandir(self.data_dir):
             if entry.is_dir() and entry.name.endswith(files.DELETED_SUFFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -187,33 +166,8 @@ class LogManager:
                 topic.partitions.append(self._open_partition(topic, p, clean))
             self._topics[name] = topic
 
-    def _load_read_only(self) -> None:
-        """Like :meth:`_load` without a single write (see ``open(read_only=True)``)."""
-        clean = (self.data_dir / files.CLEAN_SHUTDOWN_FILE).exists()
-        meta_dir = self.data_dir / files.META_DIR
-        if not meta_dir.is_dir():
-            return
-        for entry in sorted(os.scandir(meta_dir), key=lambda e: e.name):
-            if not entry.name.endswith(".json"):
-                continue
-            try:
-                doc = json.loads(Path(entry.path).read_bytes())
-                name = doc["name"]
-                overrides = parse_config_updates(doc.get("config", {}))
-                config = TopicConfig.from_dict(overrides, base=self.default_config)
-                count = int(doc["partitions"])
-            except (ValueError, KeyError, TypeError, LogstreamError) as exc:
-                log.warning("read-only: skipping unreadable topic metadata %s: %s",
-                            entry.path, exc)
-                continue
-            topic = Topic(name, config, overrides=overrides)
-            for p in range(count):
-                topic.partitions.append(self._open_partition(topic, p, clean))
-            self._topics[name] = topic
-
     def _open_partition(self, topic: Topic, partition: int, clean: bool) -> PartitionLog:
         dirname = files.partition_dir_name(topic.name, partition)
-        tails = getattr(self, "_clean_tails", None)
         plog = PartitionLog(
             self.data_dir / dirname,
             topic=topic.name,
@@ -222,8 +176,7 @@ class LogManager:
             clock=self._clock,
             clean_shutdown=clean,
             prefault_pages=self._prefault_pages,
-            read_only=self.read_only,
-            clean_tail=tails.get(dirname) if clean and tails else None,
+            parked_tail=self._parked_tails.get(dirname) if clean else None,
         )
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog
@@ -288,7 +241,7 @@ class LogManager:
             files.remove_quietly(self._meta_path(name))
             files.fsync_dir(self.data_dir / files.META_DIR)
             for plog in topic.partitions:
-                plog.close(discard=True)  # in-flight callers now get UnknownTopicOrPartition
+                plog.discard()  # in-flight callers now get UnknownTopicOrPartition
                 self.recovery_reports.pop(TopicPartition(name, plog.partition), None)
                 doomed = plog.dir.with_name(plog.dir.name + files.DELETED_SUFFIX)
                 with contextlib.suppress(FileNotFoundError):
@@ -368,14 +321,6 @@ class LogManager:
             self._write_meta(topic)
             return topic
 
-    def refresh(self) -> None:
-        """Read-only managers: let every partition pick up what a live broker appended
-        since the open (:meth:`PartitionLog.refresh`). Topics created since are not seen."""
-        if not self.read_only:
-            raise KafkaStorageError("refresh() is for read-only managers")
-        for plog in self.all_logs():
-            plog.refresh()
-
     # -- background work ---------------------------------------------------------------------
 
     def all_logs(self) -> list[PartitionLog]:
@@ -402,8 +347,6 @@ class LogManager:
 
     def enforce_retention(self) -> dict[TopicPartition, int]:
         """Apply retention to every partition; returns segments deleted per partition."""
-        if self.read_only:
-            return {}
         now = self._clock.now_ms()
         out: dict[TopicPartition, int] = {}
         for plog in self.all_logs():
@@ -415,11 +358,9 @@ class LogManager:
     # -- closing -----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        """Raise unless the manager may change the directory (open and not read-only)."""
+        """Raise unless the manager is open."""
         if self._closed:
             raise KafkaStorageError(f"LogManager for {self.data_dir} is closed")
-        if self.read_only:
-            raise KafkaStorageError(f"data directory {self.data_dir} was opened read-only")
 
     def close(self) -> None:
         """Close every partition; mark a clean shutdown only if all of them reached disk."""
@@ -429,19 +370,15 @@ class LogManager:
             self._closed = True
             ok = True
             plogs = [p for t in self._topics.values() for p in t.partitions]
-            if self.read_only:
-                for plog in plogs:
-                    plog.close()
-                return
             # One syncfs for all the seals and snapshots, not ~7 fsyncs per partition;
             # the marker below is written only once it returned without an error.
-            # Active segments are parked, not trimmed (D11): their logical ends go into
+            # Active segments are parked, not trimmed (decision 0011): their logical ends go into
             # the marker, so the next open needs no scan and the close frees no blocks.
-            tails: dict[str, list[int]] = {}
+            tails: dict[str, ParkedTail] = {}
             with files.deferred_sync(self.data_dir) as problems:
                 for plog in plogs:
-                    ok = plog.close(trim=False) and ok
-                    tail = plog.clean_tail()
+                    ok = plog.park() and ok
+                    tail = plog.parked_tail()
                     if tail is not None:
                         tails[plog.dir.name] = tail
             if problems:
@@ -449,8 +386,7 @@ class LogManager:
                 ok = False
             if ok:
                 try:
-                    files.atomic_write(self.data_dir / files.CLEAN_SHUTDOWN_FILE,
-                                       _format_marker(tails))
+                    clean_shutdown.write_marker(self.data_dir, tails)
                 except KafkaStorageError as exc:  # e.g. a full disk: next open recovers
                     log.error("cannot write the clean-shutdown marker: %s", exc)
             else:
@@ -463,34 +399,3 @@ class LogManager:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = -1
-
-
-MARKER_VERSION = 1
-
-
-def _format_marker(tails: dict[str, list[int]]) -> bytes:
-    """The clean-shutdown marker: for every partition whose last segment was parked
-    untrimmed, ``[base_offset, size, next_offset, last_batch_pos]`` (D11). One file for the
-    whole directory, written after the final syncfs."""
-    if not tails:
-        return b""
-    return json.dumps({"version": MARKER_VERSION, "untrimmed": tails},
-                      separators=(",", ":")).encode()
-
-
-def _parse_marker(data: bytes) -> dict[str, list[int]]:
-    """Inverse of :func:`_format_marker`; an empty marker (older versions, or nothing
-    parked) means every segment is trimmed. Raises ValueError on anything else."""
-    if not data.strip():
-        return {}
-    doc = json.loads(data)
-    if doc.get("version") != MARKER_VERSION:
-        raise ValueError(f"marker version {doc.get('version')!r}")
-    tails = doc["untrimmed"]
-    out: dict[str, list[int]] = {}
-    for name, tail in tails.items():
-        if not (isinstance(tail, list) and len(tail) == 4
-                and all(isinstance(x, int) for x in tail)):
-            raise ValueError(f"bad entry for {name}")
-        out[name] = tail
-    return out

@@ -3,8 +3,8 @@ background thread, so the append itself copies into pages that are already mappe
 
 Why: the first write to each page of a freshly ``posix_fallocate``d, shared, file-backed map
 takes a page fault (page-cache allocation, zeroing, ``page_mkwrite`` and the filesystem's
-bookkeeping for the unwritten extent). Measured on ext4 (docs/architecture.md, D5), that is
-~3/4 of the cost of copying a 124 KB batch into the map. ``madvise(MADV_POPULATE_WRITE)``
+bookkeeping for the unwritten extent). Measured on ext4 (decision 0005 in docs/decisions/),
+that is ~3/4 of the cost of copying a 124 KB batch into the map. ``madvise(MADV_POPULATE_WRITE)``
 (Linux >= 5.14) takes the same faults without writing anything; called through ctypes it
 releases the GIL, so a background thread absorbs the cost while the broker serves requests.
 
@@ -15,8 +15,8 @@ Safety:
   rule (an all-zero header is the end of the log) is unaffected. The populated pages are
   dirty, so the next msync also writes those zeros (once; at most the prefault window).
 * The thread works only on ``[populated, populated + step)`` of a segment's map, under the
-  segment's ``prefault_lock``; :class:`~logstream.storage.segment.Segment` takes the same
-  lock before it unmaps, so a map is never unmapped under a running ``madvise``.
+  active file's map lock; :class:`~logstream.storage.active_file.ActiveFile` takes the
+  same lock before it unmaps, so a map is never unmapped under a running ``madvise``.
 * The window ahead of the cursor grows with what the segment has taken since it was
   activated (:data:`MIN_AHEAD` to :data:`MAX_AHEAD`), so a partition that sees one small
   append populates a few pages, not megabytes; idle partitions cost nothing.

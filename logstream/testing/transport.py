@@ -7,12 +7,14 @@ without sockets or a broker process (like ``httpx.MockTransport``).
     transport.fail("Produce", errors.RequestTimedOutError, times=2)   # inject failures
     transport.break_stream_after(3)   # the next ProduceStream dies after 3 answers
 
-It implements the subset of the wire protocol the client uses (Log: Produce, ProduceStream,
-Fetch, ListOffsets, InitProducerId; Admin: CreateTopics, DeleteTopics, ListTopics,
+It implements :class:`logstream.client.transport.TransportLike` for the subset of the protocol
+the producer, the consumer (without groups) and ``Admin`` use (ProduceStream, Fetch,
+Subscribe, ListOffsets, InitProducerId; CreateTopics, DeleteTopics, ListTopics,
 DescribeTopics), with idempotent-producer de-duplication like the real broker: a batch whose
 (producer id, sequence) was already written is answered ``duplicate`` with its offsets.
-Failures are raised as ``grpc.RpcError`` objects carrying the ``logstream-error-code``
-trailer, so the client's real translation path is exercised.
+Failures are raised as the ``LogstreamError`` the real transport would raise; there is no
+gRPC here. Group calls and the rarer admin calls raise ``NotImplementedError`` (test
+those against a real broker: ``logstream.testing.broker``).
 """
 
 from __future__ import annotations
@@ -21,49 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import grpc
+from typing import Any, Generic, TypeVar
 
 from logstream import errors
-from logstream.client.transport import translate
-from logstream.codec import read_header, stamp_base_offset, validate_batch
-from logstream.protocol import admin_pb2, log_pb2
-from logstream.protocol.status import ERROR_CODE_KEY, grpc_code_for
+from logstream.codec import next_offset_after, read_header, stamp_base_offset, validate_batch
+from logstream.protocol import admin_pb2, group_pb2, log_pb2
 from logstream.types import EARLIEST, LATEST
 
-
-class FakeRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
-    """A failed call as gRPC would raise it."""
-
-    def __init__(self, exc: errors.LogstreamError | None, status: grpc.StatusCode | None = None):
-        super().__init__()
-        self._exc = exc
-        self._status = status or (grpc_code_for(exc) if exc else grpc.StatusCode.UNKNOWN)
-
-    def code(self) -> grpc.StatusCode:
-        return self._status
-
-    def details(self) -> str:
-        return f"{self._exc.name}: {self._exc.message}" if self._exc else str(self._status)
-
-    def trailing_metadata(self) -> Any:
-        return ((ERROR_CODE_KEY, str(self._exc.code)),) if self._exc else ()
-
-    def initial_metadata(self) -> Any:
-        return ()
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,78 +68,54 @@ class FakePartition:
         return base, False, None
 
 
-class _Method:
-    """A stub method: callable, with ``.future`` like a generated gRPC stub."""
+class _PendingFetch:
+    """A Fetch answered on its own thread, like a gRPC future."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self._fn = fn
-
-    def __call__(self, request: Any, timeout: float | None = None, **_: Any) -> Any:
-        return self._fn(request, timeout)
-
-    def future(self, request: Any, timeout: float | None = None, **_: Any) -> _Future:
-        return _Future(lambda: self._fn(request, timeout))
-
-
-class _Future:
-    """A finished-on-a-thread call, like ``stub.X.future(...)``."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], log_pb2.FetchResponse]) -> None:
         self._done = threading.Event()
-        self._result: Any = None
+        self._result: log_pb2.FetchResponse | None = None
         self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Any], None]] = []
         self._cancelled = False
         threading.Thread(target=self._run, args=(fn,), daemon=True).start()
 
-    def _run(self, fn: Callable[[], Any]) -> None:
+    def _run(self, fn: Callable[[], log_pb2.FetchResponse]) -> None:
         try:
             self._result = fn()
         except BaseException as exc:
             self._error = exc
         self._done.set()
-        for cb in self._callbacks:
-            cb(self)
 
-    def result(self, timeout: float | None = None) -> Any:
-        if not self._done.wait(timeout):
-            raise FakeRpcError(None, grpc.StatusCode.DEADLINE_EXCEEDED)
+    def result(self) -> log_pb2.FetchResponse:
+        self._done.wait()
         if self._cancelled:
-            raise grpc.FutureCancelledError()
+            raise errors.ClientClosedError("request cancelled")
         if self._error is not None:
             raise self._error
+        assert self._result is not None
         return self._result
 
-    def cancel(self) -> bool:
+    def cancel(self) -> None:
         self._cancelled = True
         self._done.set()
-        return True
-
-    def add_done_callback(self, cb: Callable[[Any], None]) -> None:
-        self._callbacks.append(cb)
-        if self._done.is_set():
-            cb(self)
 
 
-class _ProduceStreamCall:
-    """The fake ProduceStream's answers, with failures raised as ``LogstreamError``."""
+class _Stream(Generic[T]):
+    """A stream of fake answers; ``cancel`` ends it at the next answer (when
+    ``cancellable``: the fake ProduceStream answers every request it took, as before)."""
 
-    def __init__(self, answers: Iterator[Any], address: str) -> None:
+    def __init__(self, answers: Iterator[T], *, cancellable: bool = True) -> None:
         self._answers = answers
-        self._address = address
+        self._cancellable = cancellable
+        self.cancelled = threading.Event()
 
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from self._answers
-        except FakeRpcError as exc:
-            raise translate(exc, self._address) from exc
+    def __iter__(self) -> Iterator[T]:
+        for answer in self._answers:
+            if self._cancellable and self.cancelled.is_set():
+                raise errors.ClientClosedError("stream cancelled")
+            yield answer
 
     def cancel(self) -> None:
-        pass
-
-
-class _Namespace:
-    """Attribute bag standing in for a generated stub (methods are set per instance)."""
+        self.cancelled.set()
 
 
 class InMemoryTransport:
@@ -187,14 +130,6 @@ class InMemoryTransport:
         self._break_after: int | None = None
         self._next_pid = 1000
         self.closed = False
-        self.log = _Namespace()
-        self.admin = _Namespace()
-        self.group = _Namespace()
-        for name in ("Produce", "Fetch", "ListOffsets", "InitProducerId"):
-            setattr(self.log, name, _Method(self._wrap(name, getattr(self, f"_{name}"))))
-        setattr(self.log, "ProduceStream", self._produce_stream)  # noqa: B010 (no stub type)
-        for name in ("CreateTopics", "DeleteTopics", "ListTopics", "DescribeTopics"):
-            setattr(self.admin, name, _Method(self._wrap(name, getattr(self, f"_{name}"))))
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -231,45 +166,183 @@ class InMemoryTransport:
 
     # -- the typed transport methods (logstream.client.transport.TransportLike) ----------------
 
-    def produce_stream(self, requests: Iterator[bytes]) -> _ProduceStreamCall:
+    def produce_stream(self, requests: Iterator[bytes]) -> _Stream[log_pb2.ProduceResponse]:
         parsed = (log_pb2.ProduceRequest.FromString(raw) for raw in requests)
-        return _ProduceStreamCall(self._produce_stream(parsed), self.address)
+        return _Stream(self._produce_stream(parsed), cancellable=False)
 
     def init_producer_id(
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse:
-        return self._typed("InitProducerId", self._InitProducerId, request, timeout)  # type: ignore[no-any-return]
+        self._maybe_fail("InitProducerId")
+        with self._lock:
+            self._next_pid += 1
+            return log_pb2.InitProducerIdResponse(producer_id=self._next_pid, producer_epoch=0)
+
+    def fetch(self, request: log_pb2.FetchRequest, *, timeout: float | None) -> _PendingFetch:
+        def answer() -> log_pb2.FetchResponse:
+            self._maybe_fail("Fetch")
+            return self._fetch(request, request.max_wait_ms / 1000.0, request.min_bytes)
+
+        return _PendingFetch(answer)
+
+    def subscribe(self, request: log_pb2.SubscribeRequest) -> _Stream[log_pb2.FetchResponse]:
+        self._maybe_fail("Subscribe")
+        stream: _Stream[log_pb2.FetchResponse]
+        offsets = {(fp.topic, fp.partition): fp.offset for fp in request.partitions}
+        heartbeat = (request.heartbeat_ms or 500) / 1000.0
+
+        def answers() -> Iterator[log_pb2.FetchResponse]:
+            while not self.closed:
+                req = log_pb2.FetchRequest(
+                    partitions=[
+                        log_pb2.FetchPartition(topic=t, partition=p, offset=o, max_bytes=1 << 20)
+                        for (t, p), o in offsets.items()
+                    ]
+                )
+                resp = self._fetch(req, heartbeat, 1, stop=stream.cancelled)
+                for part in resp.partitions:
+                    key = (part.topic, part.partition)
+                    nxt = next_offset_after(part.records) if part.records else None
+                    if nxt is not None:
+                        offsets[key] = nxt
+                    elif part.error_code:
+                        offsets.pop(key, None)
+                yield resp
+                if not offsets:
+                    return
+
+        stream = _Stream(answers())
+        return stream
+
+    def list_offsets(
+        self, request: log_pb2.ListOffsetsRequest, *, timeout: float | None
+    ) -> log_pb2.ListOffsetsResponse:
+        self._maybe_fail("ListOffsets")
+        return self._list_offsets(request)
+
+    def create_topics(
+        self, request: admin_pb2.CreateTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreateTopicsResponse:
+        self._maybe_fail("CreateTopics")
+        resp = admin_pb2.CreateTopicsResponse()
+        for spec in request.topics:
+            r = resp.topics.add(name=spec.name)
+            if spec.name in self.topics:
+                err = errors.TopicAlreadyExistsError(spec.name)
+                r.error_code, r.error_message = err.code, err.message
+            else:
+                self.create_topic(spec.name, spec.partitions or 1)
+        return resp
+
+    def delete_topics(
+        self, request: admin_pb2.DeleteTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.DeleteTopicsResponse:
+        self._maybe_fail("DeleteTopics")
+        resp = admin_pb2.DeleteTopicsResponse()
+        with self._lock:
+            for name in request.names:
+                r = resp.topics.add(name=name)
+                if self.topics.pop(name, None) is None:
+                    err = errors.UnknownTopicOrPartitionError(name)
+                    r.error_code, r.error_message = err.code, err.message
+        return resp
+
+    def list_topics(
+        self, request: admin_pb2.ListTopicsRequest, *, timeout: float | None
+    ) -> admin_pb2.ListTopicsResponse:
+        self._maybe_fail("ListTopics")
+        with self._lock:
+            return admin_pb2.ListTopicsResponse(
+                topics=[
+                    admin_pb2.TopicSummary(name=n, partitions=len(p))
+                    for n, p in sorted(self.topics.items())
+                ]
+            )
 
     def describe_topics(
         self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
     ) -> admin_pb2.DescribeTopicsResponse:
-        return self._typed("DescribeTopics", self._DescribeTopics, request, timeout)  # type: ignore[no-any-return]
+        self._maybe_fail("DescribeTopics")
+        resp = admin_pb2.DescribeTopicsResponse()
+        with self._lock:
+            for name in request.names or sorted(self.topics):
+                t = resp.topics.add(name=name)
+                parts = self.topics.get(name)
+                if parts is None:
+                    err = errors.UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+                    t.error_code, t.error_message = err.code, err.message
+                    continue
+                for i, p in enumerate(parts):
+                    t.partitions.add(
+                        partition=i,
+                        log_start_offset=0,
+                        log_end_offset=p.end,
+                        size_bytes=sum(len(b) for b in p.batches),
+                        segment_count=1,
+                    )
+        return resp
 
-    def _typed(self, name: str, fn: Callable[..., Any], request: Any, timeout: float | None) -> Any:
-        try:
-            return self._wrap(name, fn)(request, timeout)
-        except FakeRpcError as exc:
-            raise translate(exc, self.address) from exc
+    # Not modelled: these raise NotImplementedError (use a real broker: run_broker).
+    def alter_topic_config(
+        self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
+    ) -> admin_pb2.AlterTopicConfigResponse:
+        raise self._unsupported("AlterTopicConfig")
+
+    def create_partitions(
+        self, request: admin_pb2.CreatePartitionsRequest, *, timeout: float | None
+    ) -> admin_pb2.CreatePartitionsResponse:
+        raise self._unsupported("CreatePartitions")
+
+    def heartbeat(
+        self, request: group_pb2.HeartbeatRequest, *, timeout: float | None
+    ) -> group_pb2.HeartbeatResponse:
+        raise self._unsupported("Heartbeat")
+
+    def commit_offsets(
+        self, request: group_pb2.CommitOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.CommitOffsetsResponse:
+        raise self._unsupported("CommitOffsets")
+
+    def fetch_offsets(
+        self, request: group_pb2.FetchOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.FetchOffsetsResponse:
+        raise self._unsupported("FetchOffsets")
+
+    def list_groups(
+        self, request: group_pb2.ListGroupsRequest, *, timeout: float | None
+    ) -> group_pb2.ListGroupsResponse:
+        raise self._unsupported("ListGroups")
+
+    def describe_group(
+        self, request: group_pb2.DescribeGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DescribeGroupResponse:
+        raise self._unsupported("DescribeGroup")
+
+    def delete_group(
+        self, request: group_pb2.DeleteGroupRequest, *, timeout: float | None
+    ) -> group_pb2.DeleteGroupResponse:
+        raise self._unsupported("DeleteGroup")
+
+    def reset_offsets(
+        self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
+    ) -> group_pb2.ResetOffsetsResponse:
+        raise self._unsupported("ResetOffsets")
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def call(request: Any, timeout: float | None) -> Any:
-            self._maybe_fail(name)
-            return fn(request, timeout)
-
-        return call
+    def _unsupported(self, name: str) -> NotImplementedError:
+        return NotImplementedError(f"InMemoryTransport does not model {name}: use run_broker")
 
     def _maybe_fail(self, name: str) -> None:
         with self._lock:
             self.calls[name] = self.calls.get(name, 0) + 1
             if self.closed:
-                raise FakeRpcError(
-                    errors.BrokerNotAvailableError("transport closed"), grpc.StatusCode.UNAVAILABLE
+                raise errors.BrokerNotAvailableError(
+                    f"broker at {self.address} not available: transport closed"
                 )
             pending = self._failures.get(name)
             if pending:
-                raise FakeRpcError(pending.pop(0))
+                raise pending.pop(0)
 
     def _partition(self, topic: str, partition: int) -> FakePartition:
         parts = self.topics.get(topic)
@@ -279,7 +352,7 @@ class InMemoryTransport:
 
     # -- Log ------------------------------------------------------------------------------------
 
-    def _Produce(self, request: Any, timeout: float | None) -> Any:
+    def _produce(self, request: Any) -> Any:
         resp = log_pb2.ProduceResponse(correlation_id=request.correlation_id)
         with self._lock:
             for data in request.partitions:
@@ -304,26 +377,32 @@ class InMemoryTransport:
             self._lock.notify_all()
         return resp
 
-    def _produce_stream(self, requests: Iterator[Any], timeout: float | None = None) -> Any:
+    def _produce_stream(self, requests: Iterator[Any]) -> Any:
         def answers() -> Iterator[Any]:
             for request in requests:
                 self._maybe_fail("ProduceStream")
-                resp = self._Produce(request, timeout)
+                resp = self._produce(request)
                 with self._lock:
                     if self._break_after is not None:
                         if self._break_after == 0:
                             self._break_after = None
-                            raise FakeRpcError(
-                                errors.BrokerNotAvailableError("stream broken"),
-                                grpc.StatusCode.UNAVAILABLE,
+                            raise errors.BrokerNotAvailableError(
+                                f"broker at {self.address} not available: stream broken"
                             )
                         self._break_after -= 1
                 yield resp
 
         return answers()
 
-    def _Fetch(self, request: Any, timeout: float | None) -> Any:
-        deadline = time.monotonic() + request.max_wait_ms / 1000.0
+    def _fetch(
+        self,
+        request: log_pb2.FetchRequest,
+        max_wait: float,
+        min_bytes: int,
+        stop: threading.Event | None = None,
+    ) -> log_pb2.FetchResponse:
+        """One Fetch answer: waits up to ``max_wait`` for ``min_bytes`` (or ``stop``)."""
+        deadline = time.monotonic() + max_wait
         with self._lock:
             while True:
                 resp = log_pb2.FetchResponse()
@@ -352,11 +431,15 @@ class InMemoryTransport:
                         size += len(raw)
                     out.records = b"".join(chunks)
                     total += size
-                if total >= max(request.min_bytes, 1) or time.monotonic() >= deadline:
+                if total >= max(min_bytes, 1) or time.monotonic() >= deadline or self.closed:
                     return resp
-                self._lock.wait(max(0.0, deadline - time.monotonic()))
+                if stop is not None and stop.is_set():
+                    return resp
+                # Short waits when a stream may be cancelled: the cancel sets no condition.
+                left = max(0.0, deadline - time.monotonic())
+                self._lock.wait(left if stop is None else min(left, 0.05))
 
-    def _ListOffsets(self, request: Any, timeout: float | None) -> Any:
+    def _list_offsets(self, request: log_pb2.ListOffsetsRequest) -> log_pb2.ListOffsetsResponse:
         resp = log_pb2.ListOffsetsResponse()
         with self._lock:
             for lp in request.partitions:
@@ -379,59 +462,3 @@ class InMemoryTransport:
                             break
         return resp
 
-    def _InitProducerId(self, request: Any, timeout: float | None) -> Any:
-        with self._lock:
-            self._next_pid += 1
-            return log_pb2.InitProducerIdResponse(producer_id=self._next_pid, producer_epoch=0)
-
-    # -- Admin ----------------------------------------------------------------------------------
-
-    def _CreateTopics(self, request: Any, timeout: float | None) -> Any:
-        resp = admin_pb2.CreateTopicsResponse()
-        for spec in request.topics:
-            r = resp.topics.add(name=spec.name)
-            if spec.name in self.topics:
-                err = errors.TopicAlreadyExistsError(spec.name)
-                r.error_code, r.error_message = err.code, err.message
-            else:
-                self.create_topic(spec.name, spec.partitions or 1)
-        return resp
-
-    def _DeleteTopics(self, request: Any, timeout: float | None) -> Any:
-        resp = admin_pb2.DeleteTopicsResponse()
-        with self._lock:
-            for name in request.names:
-                r = resp.topics.add(name=name)
-                if self.topics.pop(name, None) is None:
-                    err = errors.UnknownTopicOrPartitionError(name)
-                    r.error_code, r.error_message = err.code, err.message
-        return resp
-
-    def _ListTopics(self, request: Any, timeout: float | None) -> Any:
-        with self._lock:
-            return admin_pb2.ListTopicsResponse(
-                topics=[
-                    admin_pb2.TopicSummary(name=n, partitions=len(p))
-                    for n, p in sorted(self.topics.items())
-                ]
-            )
-
-    def _DescribeTopics(self, request: Any, timeout: float | None) -> Any:
-        resp = admin_pb2.DescribeTopicsResponse()
-        with self._lock:
-            for name in request.names or sorted(self.topics):
-                t = resp.topics.add(name=name)
-                parts = self.topics.get(name)
-                if parts is None:
-                    err = errors.UnknownTopicOrPartitionError(f"unknown topic {name!r}")
-                    t.error_code, t.error_message = err.code, err.message
-                    continue
-                for i, p in enumerate(parts):
-                    t.partitions.add(
-                        partition=i,
-                        log_start_offset=0,
-                        log_end_offset=p.end,
-                        size_bytes=sum(len(b) for b in p.batches),
-                        segment_count=1,
-                    )
-        return resp

@@ -16,9 +16,10 @@ import grpc
 import pytest
 
 from logstream import Admin, Consumer, Producer, TopicPartition, errors
-from logstream.client import consumer as consumer_mod
+from logstream.client import fetcher as fetcher_mod
 from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.consumer import wait_fetch_parked, wait_fetcher_idle
 from logstream.types import Record
 
 pytestmark = pytest.mark.slow
@@ -49,17 +50,17 @@ def test_iteration_reads_the_stream_on_the_iterating_thread(
     handed over by the prefetch thread."""
     _topic(broker, topic_name)
     decoded_on: list[str] = []
-    real = consumer_mod.chunks_from_records
+    real = fetcher_mod.chunks_from_records
 
     def spying(*args: Any, **kw: Any) -> Any:
         decoded_on.append(threading.current_thread().name)
         return real(*args, **kw)
 
-    monkeypatch.setattr(consumer_mod, "chunks_from_records", spying)
+    monkeypatch.setattr(fetcher_mod, "chunks_from_records", spying)
     n = 40
 
     def produce() -> None:
-        time.sleep(0.3)  # the loop is waiting on its stream by now
+        assert wait_fetch_parked(c, direct=True)  # the loop reads its own stream now
         with Producer(broker.address, linger_ms=0) as p:
             for i in range(n):
                 p.send(topic_name, value=b"%d" % i).result(5)
@@ -178,9 +179,10 @@ def test_pausing_with_a_full_buffer_keeps_the_other_partitions_flowing(
         c.assign([p0, p1])
         got = c.poll(timeout=5, max_records=1)
         deadline = time.monotonic() + 5
-        while c._buffered_bytes < c._max_buffer and time.monotonic() < deadline:
+        while c._state.buffered_bytes < c._state.max_buffer_bytes:
+            assert time.monotonic() < deadline, "the buffer never filled"
             time.sleep(0.01)
-        time.sleep(0.2)  # the prefetcher now waits for room
+        assert wait_fetcher_idle(c)  # the prefetcher now waits for room
         c.pause([p0])
         seen = {r.offset for r in got if r.partition == 1}
         deadline = time.monotonic() + 15

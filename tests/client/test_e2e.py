@@ -12,6 +12,7 @@ import pytest
 
 from logstream import Admin, Consumer, Producer, TopicPartition, errors
 from logstream.client.partitioner import crc32_partition
+from logstream.testing.consumer import wait_fetch_parked
 from logstream.types import Record
 
 pytestmark = pytest.mark.slow
@@ -106,7 +107,7 @@ def test_long_poll_wakes_up_on_produce(broker: Any, topic_name: str) -> None:
     with Consumer(broker.address, fetch_max_wait_ms=10_000) as c, Producer(broker.address) as p:
         c.assign([tp])
         c.position(tp)
-        time.sleep(0.3)  # the fetcher is now parked in a long poll
+        assert wait_fetch_parked(c)  # the fetcher's stream is open, waiting for data
         sent_at = time.monotonic()
         p.send(topic_name, b"wake up").result(5)
         recs = c.poll(5.0)

@@ -208,13 +208,13 @@ def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[i
 
     gate = threading.Event()
     sizes: list[int] = []
-    answer = transport._Produce
+    answer = transport._produce
 
-    def stream(requests: Any, timeout: float | None = None) -> Any:
+    def stream(requests: Any) -> Any:
         def answers() -> Any:
             for request in requests:
                 gate.wait(10)
-                yield answer(request, timeout)
+                yield answer(request)
 
         return answers()
 

@@ -1,6 +1,6 @@
 """The consumer follows its partitions on one ``Subscribe`` stream (the broker pushes appends;
-no Fetch per answer), falls back to long-polling ``Fetch`` for ``fetch_min_bytes`` > 1 or a
-broker without ``Subscribe``, and restarts the stream on seek / pause / resume.
+no Fetch per answer), long-polls ``Fetch`` instead for ``fetch_min_bytes`` > 1, and restarts
+the stream on seek / pause / resume.
 
 Against an in-process broker whose fetch handler counts its calls."""
 

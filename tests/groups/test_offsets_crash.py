@@ -16,7 +16,7 @@ from logstream.client import Admin, Consumer, Producer
 from logstream.codec import iter_batches
 from logstream.coordinator.offsets import KEY_CHECKPOINT, OFFSETS_TOPIC, decode_key
 from logstream.errors import LogstreamError
-from logstream.storage import LogManager
+from logstream.storage import DirectorySnapshot
 from logstream.testing.broker import BrokerProcess
 from logstream.types import OffsetAndMetadata, TopicPartition
 
@@ -61,7 +61,7 @@ def _commit_loop(
 
 
 def _checkpoints(data_dir: Path) -> int:
-    mgr = LogManager.open(data_dir, read_only=True)
+    mgr = DirectorySnapshot.open(data_dir)
     try:
         found = 0
         for p in range(64):

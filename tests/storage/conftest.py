@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,20 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 
+from storage_helpers import ScriptedFileOps  # noqa: E402
+
+from logstream.storage import files  # noqa: E402
 from logstream.testing.clock import ManualClock  # noqa: E402
 
 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture
+def file_ops() -> Iterator[ScriptedFileOps]:
+    """Storage's file operations for this test, recorded and open to injected faults."""
+    ops = ScriptedFileOps()
+    with files.use_file_ops(ops):
+        yield ops

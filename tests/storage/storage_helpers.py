@@ -4,14 +4,18 @@ when tests/storage and tests/broker are collected in one run)."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import mmap
 import os
 import subprocess
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from logstream.codec import encode_batch
+from logstream.storage.io import FileOps
 
 
 @contextlib.contextmanager
@@ -53,3 +57,50 @@ def make_batch(
         producer_epoch=epoch,
         base_sequence=sequence,
     )
+
+
+class ScriptedFileOps(FileOps):
+    """Storage's file operations (``storage/io.py``), recorded per name, and failing with
+    the OSError put in :attr:`fail` under that name (fault injection). ``syncfs`` also
+    stands in where the C library lacks it."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[object]] = defaultdict(list)
+        self.fail: dict[str, OSError] = {}
+
+    def _record(self, name: str, arg: object) -> None:
+        self.calls[name].append(arg)
+        exc = self.fail.get(name)
+        if exc is not None:
+            raise exc
+
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
+        self._record("fallocate", (offset, length))
+        super().fallocate(fd, offset, length)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        self._record("write", fd)
+        return super().write(fd, data)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        self._record("ftruncate", length)
+        super().ftruncate(fd, length)
+
+    def fsync(self, fd: int) -> None:
+        self._record("fsync", fd)
+        super().fsync(fd)
+
+    def msync(self, mm: mmap.mmap) -> None:
+        self._record("msync", mm)
+        super().msync(mm)
+
+    def has_syncfs(self) -> bool:
+        return True
+
+    def syncfs(self, fd: int) -> None:
+        self._record("syncfs", fd)
+        os.sync()
+
+
+def eio() -> OSError:
+    return OSError(errno.EIO, "Input/output error")

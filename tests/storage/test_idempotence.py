@@ -63,7 +63,7 @@ def test_state_survives_reopen(tmp_path, crash):
     assert log.segment_count > 1
     if crash:
         for seg in log._segments:
-            seg.delete_handles()
+            seg.abandon()
     else:
         log.close()
     log = open_log(tmp_path, clean=not crash)
@@ -84,7 +84,7 @@ def test_crash_without_any_snapshot_rebuilds_from_headers(tmp_path):
     for i in range(10):
         log.append(pbatch(2 * i))
     for seg in log._segments:
-        seg.delete_handles()
+        seg.abandon()
     assert not (tmp_path / "producer-state.json").exists()
     log = open_log(tmp_path)
     assert log.append(pbatch(18)).duplicate
@@ -148,7 +148,7 @@ def test_rebuilt_producer_state_counts_as_seen_at_open(tmp_path, clock):
                          producer_id_expiration_ms=day)
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     first = log.append(pbatch(0, pid=7))
-    log._segments[-1]._mm.flush()  # what a crash keeps: the data, no snapshot
+    log._segments[-1].active_file.map.flush()  # what a crash keeps: the data, no snapshot
     del log  # no close: no clean marker, no producer snapshot
     clock.advance(2 * day)
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)

@@ -1,4 +1,5 @@
-"""Index arithmetic against a reference model (bisect over Python lists)."""
+"""Index arithmetic against a reference model (bisect over Python lists), on the two forms
+that run: the active segment's growable in-memory index and a sealed, trimmed file."""
 
 from __future__ import annotations
 
@@ -29,14 +30,15 @@ def test_offset_lookup_matches_bisect(tmp_path_factory, rel_steps, probe):
     rels = [0, *_strictly_increasing(rel_steps)]
     positions = [r * 7 for r in rels]
     path = tmp_path_factory.mktemp("oi") / "0.index"
-    index = OffsetIndex.create_writable(path, capacity=len(rels) + 3)
+    index = OffsetIndex.growable(path, capacity=len(rels) + 3)
     for r, p in zip(rels, positions, strict=True):
         index.append(r, p)
     for target in probe:
         expected = bisect.bisect_right(rels, target) - 1
         assert index.lookup(target) == expected
-    # a trimmed reopen answers the same
-    index.trim_and_close()
+    # the trimmed file a seal writes answers the same
+    OffsetIndex.write_trimmed(path, index.columns())
+    index.close()
     ro = OffsetIndex.open_readonly(path)
     assert ro.entries == len(rels)
     for target in probe:
@@ -50,7 +52,7 @@ def test_time_lookup_matches_bisect(tmp_path_factory, ts_steps, probe):
     stamps = _strictly_increasing(ts_steps)
     rels = list(range(0, 3 * len(stamps), 3))
     path = tmp_path_factory.mktemp("ti") / "0.timeindex"
-    index = TimeIndex.create_writable(path, capacity=len(stamps))
+    index = TimeIndex.growable(path, capacity=len(stamps))
     for t, r in zip(stamps, rels, strict=True):
         index.append(t, r)
     for target in probe:
@@ -69,7 +71,7 @@ def test_end_of_batches_returns_whole_batches(tmp_path_factory, sizes, start, ma
     data_size = positions[-1] + sizes[-1]
     k = start % len(sizes)
     path = tmp_path_factory.mktemp("oi") / "0.index"
-    index = OffsetIndex.create_writable(path, capacity=len(sizes))
+    index = OffsetIndex.growable(path, capacity=len(sizes))
     for i, p in enumerate(positions):
         index.append(i, p)
     end = index.end_of_batches(k, max_bytes, data_size)
@@ -82,10 +84,10 @@ def test_end_of_batches_returns_whole_batches(tmp_path_factory, sizes, start, ma
 
 
 def test_lookup_uses_dtype_keys_fast(tmp_path):
-    index = OffsetIndex.create_writable(tmp_path / "0.index", capacity=1_000_000)
-    index._cols[0][:] = np.arange(1_000_000, dtype=np.uint32) * 2
-    index._cols[1][:] = np.arange(1_000_000, dtype=np.uint32) * 100
-    index.entries = 1_000_000
+    columns = [np.arange(1_000_000, dtype=np.uint32) * 2,
+               np.arange(1_000_000, dtype=np.uint32) * 100]
+    index = OffsetIndex.growable(tmp_path / "0.index", 1_000_000, columns)
+    assert index.entries == 1_000_000
     import time
 
     t0 = time.perf_counter()
@@ -109,9 +111,24 @@ def test_sanity_check_rejects_damage(tmp_path):
         OffsetIndex.open_readonly(path)
 
 
-def test_close_with_live_views_is_safe(tmp_path):
-    index = OffsetIndex.create_writable(tmp_path / "0.index", capacity=16)
-    index.append(0, 0)
-    index.append(1, 90)
-    index.trim_and_close()  # drops its own views before closing the map
-    assert (tmp_path / "0.index").stat().st_size == 16
+def test_growable_index_grows_from_a_small_start_until_its_capacity(tmp_path):
+    index = OffsetIndex.growable(tmp_path / "0.index", capacity=200)
+    assert len(index._cols[0]) == 64  # an idle partition costs ~1 KiB, not 200 rows
+    for i in range(200):
+        assert not index.is_full
+        index.append(i, 10 * i)
+    assert index.is_full and index.entries == 200
+    with pytest.raises(IndexError):
+        index.append(200, 2000)
+    assert index.lookup(150) == 150 and index.entry(199) == (199, 1990)
+    assert not (tmp_path / "0.index").exists()  # in memory only: no file, no map
+
+
+def test_growable_index_resumes_from_given_columns(tmp_path):
+    """A reactivated segment's index starts from its sealed entries."""
+    cols = [np.array([0, 3, 9], np.uint32), np.array([0, 50, 120], np.uint32)]
+    index = OffsetIndex.growable(tmp_path / "0.index", 16, cols)
+    index.append(12, 200)
+    assert [c.tolist() for c in index.columns()] == [[0, 3, 9, 12], [0, 50, 120, 200]]
+    OffsetIndex.write_trimmed(tmp_path / "0.index", index.columns())
+    assert (tmp_path / "0.index").stat().st_size == 4 * OffsetIndex.ENTRY_SIZE

@@ -6,7 +6,7 @@ import os
 import struct
 
 import pytest
-from storage_helpers import make_batch
+from storage_helpers import eio, make_batch
 
 from logstream.codec import (
     COMPRESSION_MASK,
@@ -38,7 +38,6 @@ from logstream.storage import (
     TopicConfig,
     validate_topic_name,
 )
-from logstream.storage import files as storage_files
 
 SMALL = {"segment_bytes": 2048, "flush_policy": "never"}
 
@@ -253,37 +252,88 @@ def test_empty_partitions_cost_no_segment_files(mgr):
         assert not any(n.endswith(".log") for n in os.listdir(d))
 
 
-def test_topic_admin(mgr):
+def test_create_topic_applies_config_overrides_given_as_strings(mgr):
     t = mgr.create_topic("a.b_c-1", 2, {"retention.ms": "60000"})
     assert t.config.retention_ms == 60000 and len(t.partitions) == 2
+    assert mgr.get_log("a.b_c-1", 1).config == t.config
+
+
+def test_create_topic_twice_is_refused(mgr):
+    mgr.create_topic("t")
     with pytest.raises(TopicAlreadyExistsError):
-        mgr.create_topic("a.b_c-1")
+        mgr.create_topic("t")
+
+
+@pytest.mark.parametrize("partitions", [0, -1, True, "2"])
+def test_create_topic_with_a_bad_partition_count_is_refused(mgr, partitions):
     with pytest.raises(InvalidPartitionsError):
-        mgr.create_topic("x", 0)
+        mgr.create_topic("x", partitions)
+    assert mgr.topics() == []
+
+
+@pytest.mark.parametrize("config", [{"no_such": 1}, {"flush_policy": "sometimes"}])
+def test_create_topic_with_a_bad_config_is_refused(mgr, config):
     with pytest.raises(InvalidConfigError):
-        mgr.create_topic("x", 1, {"no_such": 1})
-    with pytest.raises(InvalidConfigError):
-        mgr.create_topic("x", 1, {"flush_policy": "sometimes"})
+        mgr.create_topic("x", 1, config)
+    assert mgr.topics() == []
+
+
+def test_topics_are_listed_in_name_order(mgr):
+    mgr.create_topic("b")
     mgr.create_topic("__consumer_offsets", 3)
-    assert mgr.topics() == ["__consumer_offsets", "a.b_c-1"]
-    cfg = mgr.alter_topic_config("a.b_c-1", {"segment_bytes": "1048576", "retention_ms": None})
+    mgr.create_topic("a.b_c-1")
+    assert mgr.topics() == ["__consumer_offsets", "a.b_c-1", "b"]
+
+
+def test_alter_topic_config_sets_and_resets_keys_on_every_partition(mgr):
+    mgr.create_topic("t", 2, {"retention.ms": "60000"})
+    cfg = mgr.alter_topic_config("t", {"segment_bytes": "1048576", "retention_ms": None})
     assert cfg.segment_bytes == 1048576 and cfg.retention_ms == TopicConfig().retention_ms
-    assert mgr.get_log("a.b_c-1", 1).config == cfg
+    assert [mgr.get_log("t", p).config for p in range(2)] == [cfg, cfg]
+
+
+def test_alter_topic_config_with_a_bad_value_changes_nothing(mgr):
+    before = mgr.create_topic("t", 1, {"segment_bytes": 4096}).config
     with pytest.raises(InvalidConfigError):
-        mgr.alter_topic_config("a.b_c-1", {"segment_bytes": "big"})
-    mgr.add_partitions("a.b_c-1", 4)
-    assert len(mgr.topic("a.b_c-1").partitions) == 4
+        mgr.alter_topic_config("t", {"segment_bytes": "big", "retention_ms": "5"})
+    assert mgr.topic("t").config == before == mgr.get_log("t", 0).config
+
+
+def test_add_partitions_grows_the_topic_and_the_new_ones_take_appends(mgr):
+    mgr.create_topic("t", 2)
+    mgr.add_partitions("t", 4)
+    assert len(mgr.topic("t").partitions) == 4
+    assert mgr.get_log("t", 3).append(make_batch()).base_offset == 0
+    with pytest.raises(UnknownTopicOrPartitionError):
+        mgr.get_log("t", 4)
+
+
+@pytest.mark.parametrize("total", [2, 1, True])
+def test_add_partitions_must_grow_the_topic(mgr, total):
+    mgr.create_topic("t", 2)
     with pytest.raises(InvalidPartitionsError):
-        mgr.add_partitions("a.b_c-1", 4)
+        mgr.add_partitions("t", total)
+    assert len(mgr.topic("t").partitions) == 2
+
+
+def test_delete_topic_removes_its_data_and_its_name(mgr):
+    mgr.create_topic("t", 2)
+    log = mgr.get_log("t", 1)
+    log.append(make_batch())
+    mgr.delete_topic("t")
+    assert mgr.topics() == []
+    assert not (mgr.data_dir / "t-1").exists()
     with pytest.raises(UnknownTopicOrPartitionError):
-        mgr.get_log("a.b_c-1", 4)
-    mgr.get_log("a.b_c-1", 3).append(make_batch())
-    mgr.delete_topic("a.b_c-1")
+        mgr.get_log("t", 0)
+    with pytest.raises(UnknownTopicOrPartitionError):  # a caller still holding the log
+        log.read(0)
     with pytest.raises(UnknownTopicOrPartitionError):
-        mgr.delete_topic("a.b_c-1")
+        log.append(make_batch())
+
+
+def test_delete_of_an_unknown_topic_is_refused(mgr):
     with pytest.raises(UnknownTopicOrPartitionError):
-        mgr.get_log("a.b_c-1", 0)
-    assert not (mgr.data_dir / "a.b_c-1-3").exists()
+        mgr.delete_topic("nope")
 
 
 def test_admin_state_survives_reopen(tmp_path):
@@ -334,19 +384,15 @@ def test_flush_policies_move_flushed_offset(tmp_path, clock):
         assert never.flush() == 2 and never.flushed_offset == 2
 
 
-def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
+def test_flush_failure_fails_the_partition(tmp_path, file_ops):
     with LogManager.open(tmp_path) as m:
         m.create_topic("t", 1, {"flush_policy": "every_batch"})
         log = m.get_log("t", 0)
         log.append(make_batch())
-
-        def broken(mm):
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(storage_files, "msync", broken)
+        file_ops.fail["msync"] = eio()
         with pytest.raises(KafkaStorageError):
             log.append(make_batch())
-        monkeypatch.undo()
+        del file_ops.fail["msync"]
         with pytest.raises(KafkaStorageError, match="failed earlier"):
             log.append(make_batch())
         assert log.failed
@@ -355,7 +401,7 @@ def test_flush_failure_fails_the_partition(tmp_path, monkeypatch):
         assert offsets_of(log.read(0, 10**6))[:1] == [0]
 
 
-def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, monkeypatch):
+def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, file_ops):
     """Linux reports a writeback error to one msync only. If flush A's msync fails and, before
     A marks the partition failed, flush B's msync runs and finds nothing to report, B must
     not advance flushed_offset over the lost pages: the segment keeps the first failure."""
@@ -363,22 +409,16 @@ def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, monke
         m.create_topic("t", 1)  # interval flush policy: flush() runs outside the lock
         log = m.get_log("t", 0)
         log.append(make_batch())
-        calls = []
-
-        def msync_once_broken(mm):
-            calls.append(mm)
-            if len(calls) == 1:
-                raise OSError(5, "Input/output error")  # and the kernel forgets it
-
-        monkeypatch.setattr(storage_files, "msync", msync_once_broken)
+        file_ops.fail["msync"] = eio()
         segment = log._segments[-1]
         with pytest.raises(OSError):
             segment.flush()  # flush A's msync, before A has failed the partition
+        del file_ops.fail["msync"]  # the kernel reported the error once and forgot it
         assert not log.failed and log.flushed_offset == 0
         with pytest.raises(KafkaStorageError):
             log.flush()  # flush B: the later msync would succeed, but the pages are lost
         assert log.flushed_offset == 0 and log.failed
-        assert len(calls) == 1  # B did not even try
+        assert len(file_ops.calls["msync"]) == 1  # B did not even try
 
 
 def test_log_append_time(tmp_path, clock):

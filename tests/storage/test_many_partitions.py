@@ -1,6 +1,6 @@
 """Many partitions: what an active partition holds (file descriptors, files), how fast and
 how cheaply a data directory with thousands of partitions closes and opens, and lookups by
-time across many segments (docs/performance.md, Scale; decision D11)."""
+time across many segments (docs/performance.md, Scale; decision 0011)."""
 
 from __future__ import annotations
 
@@ -62,26 +62,19 @@ def test_active_segment_index_grows_in_memory_and_is_written_at_the_seal(tmp_pat
     log.close()
 
 
-def test_full_disk_at_the_seal_keeps_the_indexes_in_memory(tmp_path, monkeypatch):
+def test_full_disk_at_the_seal_keeps_the_indexes_in_memory(tmp_path, file_ops):
     """No preallocated index file is left to free on a full disk: a seal whose index files
     do not fit keeps them in memory (they are derived) instead of failing the close, and
     the next open rebuilds them from the log."""
     log = open_log(tmp_path / "p")
     for i in range(5):
         log.append(make_batch(2, ts=1_000 + i))
-    real = files.atomic_write
-
-    def full(path, data):
-        if str(path).endswith((".index", ".timeindex")):
-            raise KafkaStorageError("writing: no space") from OSError(errno.ENOSPC, "full")
-        return real(path, data)
-
-    monkeypatch.setattr(files, "atomic_write", full)
+    file_ops.fail["write"] = OSError(errno.ENOSPC, "No space left on device")
     seg = log._segments[-1]
-    seg.seal()
+    seg.seal()  # its only writes are the two index files
     assert not seg.index_path.exists()
     assert log.offset_for_timestamp(1_003) == 4  # served from memory
-    monkeypatch.setattr(files, "atomic_write", real)
+    del file_ops.fail["write"]
     assert log.close()
     log = open_log(tmp_path / "p", clean=True)
     assert log.log_end_offset == 10 and log.offset_for_timestamp(1_003) == 4
@@ -94,7 +87,7 @@ def test_a_crashed_active_segment_is_recovered_without_index_files(tmp_path):
         log.append(make_batch(3, ts=5_000 + i))
     log.flush()
     for seg in log._segments:  # a crash: nothing sealed
-        seg.delete_handles()
+        seg.abandon()
     assert not (tmp_path / "p" / (segment_stem(0) + ".index")).exists()
     log = open_log(tmp_path / "p")
     assert log.log_end_offset == 60 and log.recovery_report.batches_scanned == 20
@@ -142,24 +135,18 @@ def _manager_with(path, partitions: int, per_partition: int = 1):
     return m
 
 
-def test_clean_close_parks_active_segments_untrimmed_and_frees_no_blocks(tmp_path, monkeypatch):
+def test_clean_close_parks_active_segments_untrimmed_and_frees_no_blocks(tmp_path, file_ops):
     """Trimming at close (ftruncate of the reserved tail, two index files per partition)
     cost ~1 ms per partition on ext4 with `discard` and did not overlap across threads: 5,000
     partitions took 8-9 s to stop. A clean close now truncates nothing and creates no index
     file; the marker records each parked segment's end."""
     m = _manager_with(tmp_path / "d", 30, per_partition=3)
-    truncated, created = [], []
-    real_ftruncate, real_write = os.ftruncate, files.atomic_write
-    monkeypatch.setattr(os, "ftruncate", lambda fd, n: (truncated.append(n),
-                                                         real_ftruncate(fd, n))[1])
-    monkeypatch.setattr(files, "atomic_write", lambda p, d: (created.append(str(p)),
-                                                             real_write(p, d))[1])
+    truncated_before = len(file_ops.calls["ftruncate"])  # sizing the new segments
     m.close()
-    assert truncated == []
-    assert not [c for c in created if c.endswith((".index", ".timeindex"))]
+    assert file_ops.calls["ftruncate"][truncated_before:] == []
+    assert list((tmp_path / "d").glob("t-*/*index")) == []
     seg = tmp_path / "d" / "t-7" / (segment_stem(0) + ".log")
     assert os.path.getsize(seg) == 1 << 20  # still at capacity
-    monkeypatch.undo()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
     log = m.get_log("t", 7)
     r = log.recovery_report
@@ -229,7 +216,7 @@ def test_a_crash_after_a_clean_open_recovers_a_parked_segment(tmp_path):
     log.append(make_batch(2, ts=5_000))
     log.flush()
     for seg in log._segments:  # a crash
-        seg.delete_handles()
+        seg.abandon()
     m._release_lock()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
     log = m.get_log("t", 0)
@@ -238,7 +225,7 @@ def test_a_crash_after_a_clean_open_recovers_a_parked_segment(tmp_path):
     m.close()
 
 
-def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path, monkeypatch):
+def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path, file_ops):
     """Crash recovery of 5,000 partitions took 17 s, mostly ~5 fsyncs per partition
     (truncate, index files, directories). The open now defers them to one syncfs, and
     refuses to open if that fails (nothing may be acknowledged on top of an unsynced
@@ -247,22 +234,18 @@ def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path
     for plog in m.all_logs():  # a crash
         plog.flush()
         for seg in plog._segments:
-            seg.delete_handles()
+            seg.abandon()
     m._release_lock()
-    calls: list[int] = []
-    fsyncs: list[int] = []
-    monkeypatch.setattr(files, "_syncfs_fn", [lambda fd: (calls.append(fd), os.sync(), 0)[2]])
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real(fd))[1])
+    file_ops.calls.clear()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
-    assert len(calls) == 1 and fsyncs == []
+    assert len(file_ops.calls["syncfs"]) == 1 and file_ops.calls["fsync"] == []
     assert not any(r.clean_shutdown for r in m.recovery_reports.values())
     assert [m.get_log("t", p).log_end_offset for p in range(10)] == [4] * 10
     for plog in m.all_logs():  # crash again
         for seg in plog._segments:
-            seg.delete_handles()
+            seg.abandon()
     m._release_lock()
-    monkeypatch.setattr(files, "_syncfs_fn", [lambda fd: -1])
+    file_ops.fail["syncfs"] = OSError(errno.EIO, "Input/output error")
     with pytest.raises(KafkaStorageError):
         LogManager.open(tmp_path / "d", prefault_pages=False)
 
@@ -277,7 +260,7 @@ def test_crash_recovery_reads_only_the_written_part_of_a_big_segment(tmp_path, m
         log.append(make_batch(3, ts=1_000 + i))
     log.flush()
     for seg in log._segments:
-        seg.delete_handles()
+        seg.abandon()
     read = []
     real = os.pread
     monkeypatch.setattr(os, "pread", lambda fd, n, pos: (read.append(n), real(fd, n, pos))[1])

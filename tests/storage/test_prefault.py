@@ -31,7 +31,7 @@ def _mapped_resident_pages(seg, start: int, end: int) -> int:
     start -= start % page
     n = (end - start + page - 1) // page
     vec = (ctypes.c_ubyte * n)()
-    assert mincore(libc.map_address(seg._mm) + start, end - start, vec) == 0
+    assert mincore(libc.map_address(seg.active_file.map) + start, end - start, vec) == 0
     return sum(v & 1 for v in vec)
 
 
@@ -48,10 +48,11 @@ def test_pages_ahead_of_the_cursor_are_populated(tmp_path):
         log.append(batch)
     assert prefault.shared().idle()
     seg = log._segments[-1]
-    assert seg._populated >= seg.size + prefault.MIN_AHEAD
+    assert seg.active_file.populated >= seg.size + prefault.MIN_AHEAD
     # The populated pages are resident in the map: the next appends will not fault there.
-    ahead = _mapped_resident_pages(seg, seg.size, seg._populated)
-    assert ahead == (seg._populated - (seg.size - seg.size % prefault.PAGE)) // prefault.PAGE
+    ahead = _mapped_resident_pages(seg, seg.size, seg.active_file.populated)
+    populated = seg.active_file.populated
+    assert ahead == (populated - (seg.size - seg.size % prefault.PAGE)) // prefault.PAGE
     log.close()
 
 
@@ -62,13 +63,13 @@ def test_the_window_grows_with_the_segment_and_is_capped(tmp_path):
     log.append(make_batch(1))
     assert prefault.shared().idle()
     seg = log._segments[-1]
-    small = seg._populated - seg.size
+    small = seg.active_file.populated - seg.size
     assert small <= prefault.MIN_AHEAD + prefault.PAGE  # one tiny append: a few pages only
     big = make_batch(1000, value_size=1000)  # ~1 MB
     for _ in range(20):
         log.append(big)
     assert prefault.shared().idle()
-    ahead = seg._populated - seg.size
+    ahead = seg.active_file.populated - seg.size
     assert prefault.MAX_AHEAD // 2 <= ahead <= prefault.MAX_AHEAD + prefault.PAGE
     log.close()
 
@@ -77,7 +78,7 @@ def test_no_prefault_when_disabled(tmp_path):
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(100, value_size=500))
     seg = log._segments[-1]
-    assert seg._populated == 0 and not seg._pf_pending
+    assert seg.active_file.populated == 0 and not seg.active_file.prefault_pending
     log.close()
 
 
@@ -91,10 +92,10 @@ def test_populated_tail_reads_as_zeros_and_recovery_keeps_everything(tmp_path):
         log.append(b)
     prefault.shared().idle()
     seg = log._segments[-1]
-    size, populated = seg.size, seg._populated
-    seg._mm.flush()  # the populated zero pages reach the file too
+    size, populated = seg.size, seg.active_file.populated
+    seg.active_file.map.flush()  # the populated zero pages reach the file too
     for s in log._segments:  # crash: drop handles, trim nothing
-        s.delete_handles()
+        s.abandon()
     raw = seg.log_path.read_bytes()
     assert len(raw) == CONFIG.segment_bytes
     assert not any(raw[size:populated])
@@ -153,7 +154,7 @@ def test_kernel_without_populate_write_turns_prefaulting_off(tmp_path, monkeypat
     assert pf.idle()
     assert not pf.enabled and pf.calls == 1
     seg = log._segments[-1]
-    assert seg._populated == 0
+    assert seg.active_file.populated == 0
     log.append(make_batch(10))  # appends go on, faulting as before
     assert log.log_end_offset == 20
     log.close()

@@ -1,4 +1,4 @@
-"""LogManager.open(read_only=True): forensics without changing a byte of the directory."""
+"""DirectorySnapshot: forensics without changing a byte of the directory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from storage_helpers import make_batch
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError
-from logstream.storage import LogManager, TopicConfig, files
+from logstream.storage import DirectorySnapshot, LogManager, PartitionLog, TopicConfig, files
 
 CONFIG = {"segment_bytes": 4096, "flush_policy": "never", "retention_ms": -1}
 
@@ -32,7 +32,7 @@ def crash(mgr: LogManager) -> None:
     """Drop every handle without sealing, snapshots or the marker (a SIGKILL)."""
     for plog in mgr.all_logs():
         for seg in plog._segments:
-            seg.delete_handles()
+            seg.abandon()
         plog._closed = True
     mgr._release_lock()
 
@@ -59,7 +59,7 @@ def build_crashed(root: Path, *, torn: bool = True) -> int:
     return good
 
 
-def read_all(mgr: LogManager, partition: int) -> list[int]:
+def read_all(mgr: LogManager | DirectorySnapshot, partition: int) -> list[int]:
     log = mgr.get_log("t", partition)
     if log.log_end_offset == log.log_start_offset:
         return []
@@ -70,7 +70,7 @@ def read_all(mgr: LogManager, partition: int) -> list[int]:
 def test_read_only_open_of_a_crashed_dir_changes_nothing(tmp_path):
     good = build_crashed(tmp_path)
     before = snapshot(tmp_path)
-    with LogManager.open(tmp_path, read_only=True) as ro:
+    with DirectorySnapshot.open(tmp_path) as ro:
         report = ro.recovery_reports[("t", 0)]
         assert report.read_only and not report.clean_shutdown
         assert report.bytes_truncated > 0  # seen past the end, not cut
@@ -78,9 +78,6 @@ def test_read_only_open_of_a_crashed_dir_changes_nothing(tmp_path):
         assert read_all(ro, 1) == list(range(ro.get_log("t", 1).log_end_offset))
         assert ro.get_log("t", 0).offset_for_timestamp(0) == 0
         assert ro.get_log("t", 0).record_for_timestamp(1_700_000_000_001) == (1, 1_700_000_000_001)
-        ro.flush()
-        assert ro.flush_due() == 0
-        assert ro.enforce_retention() == {}
     assert snapshot(tmp_path) == before
     # The same directory opened for writing would have been changed (the test can fail):
     with LogManager.open(tmp_path) as rw:
@@ -94,7 +91,7 @@ def test_sealed_index_damage_is_rebuilt_in_memory_only(tmp_path):
     index = tmp_path / "t-0" / "00000000000000000000.index"
     index.write_bytes(b"\xff" * 16)  # fails the sanity check
     before = snapshot(tmp_path)
-    with LogManager.open(tmp_path, read_only=True) as ro:
+    with DirectorySnapshot.open(tmp_path) as ro:
         log = ro.get_log("t", 0)
         assert read_all(ro, 0) == list(range(log.log_end_offset))
         assert log._segments[0].indexes_rebuilt
@@ -108,7 +105,7 @@ def test_clean_shutdown_marker_is_left_alone(tmp_path):
             m.get_log("t", 0).append(make_batch(2, tag=i))
     before = snapshot(tmp_path)
     assert files.CLEAN_SHUTDOWN_FILE in before
-    with LogManager.open(tmp_path, read_only=True) as ro:
+    with DirectorySnapshot.open(tmp_path) as ro:
         assert ro.recovery_reports[("t", 0)].clean_shutdown
         assert read_all(ro, 0) == list(range(20))
     assert snapshot(tmp_path) == before
@@ -122,39 +119,45 @@ def test_runs_next_to_a_live_writer_and_never_blocks_it(tmp_path):
         log.append(make_batch(2, tag=i))
     with pytest.raises(KafkaStorageError, match="in use"):
         LogManager.open(tmp_path)
-    ro = LogManager.open(tmp_path, read_only=True)  # no lock: works, sees the page cache
+    ro = DirectorySnapshot.open(tmp_path)  # no lock: works, sees the page cache
     assert read_all(ro, 0) == list(range(20))
     assert ro.recovery_reports[("t", 0)].bytes_truncated == 0  # a zero tail is a clean end
     log.append(make_batch(2, tag=10))  # the writer goes on; the reader keeps its snapshot
     assert ro.get_log("t", 0).log_end_offset == 20
     ro.close()
     live.close()
-    with LogManager.open(tmp_path, read_only=True) as again:
+    with DirectorySnapshot.open(tmp_path) as again:
         assert again.get_log("t", 0).log_end_offset == 22
 
 
-def test_writes_are_refused(tmp_path):
+def test_a_snapshot_offers_no_writes(tmp_path):
+    """Read-only is a type, not a mode: neither the directory nor a partition of a snapshot
+    has a method that could change a file."""
     build_crashed(tmp_path, torn=False)
-    with LogManager.open(tmp_path, read_only=True) as ro:
-        with pytest.raises(KafkaStorageError, match="read-only"):
-            ro.get_log("t", 0).append(make_batch(1))
-        for call in (
-            lambda: ro.create_topic("u", 1),
-            lambda: ro.delete_topic("t"),
-            lambda: ro.alter_topic_config("t", {"retention_ms": "1"}),
-            lambda: ro.add_partitions("t", 3),
-        ):
-            with pytest.raises(KafkaStorageError, match="read-only"):
-                call()
-        assert ro.get_log("t", 0).enforce_retention(now_ms=2**62) == 0
+    writes = ("append", "flush", "flush_due", "enforce_retention", "delete_segments_before",
+              "create_topic", "delete_topic", "alter_topic_config", "add_partitions")
+    with DirectorySnapshot.open(tmp_path) as ro:
+        for obj in (ro, ro.get_log("t", 0)):
+            assert [w for w in writes if hasattr(obj, w)] == []
+    log_writes = ("append", "flush", "enforce_retention", "delete_segments_before")
+    assert [w for w in log_writes if not hasattr(PartitionLog, w)] == []  # the names are right
+
+
+def test_reads_after_close_are_a_named_error(tmp_path):
+    build_crashed(tmp_path, torn=False)
+    ro = DirectorySnapshot.open(tmp_path)
+    log = ro.get_log("t", 0)
+    ro.close()
+    with pytest.raises(KafkaStorageError, match="closed"):
+        log.read(0)
 
 
 def test_missing_dir_is_an_error_and_is_not_created(tmp_path):
     with pytest.raises(KafkaStorageError, match="does not exist"):
-        LogManager.open(tmp_path / "nope", read_only=True)
+        DirectorySnapshot.open(tmp_path / "nope")
     assert not (tmp_path / "nope").exists()
     (tmp_path / "empty").mkdir()
-    with LogManager.open(tmp_path / "empty", read_only=True) as ro:
+    with DirectorySnapshot.open(tmp_path / "empty") as ro:
         assert ro.topics() == []
     assert list((tmp_path / "empty").iterdir()) == []
 
@@ -168,7 +171,7 @@ def test_retention_checkpoint_ahead_of_files_is_honoured_without_deleting(tmp_pa
         bases = [s.base_offset for s in m.get_log("t", 0)._segments]
     files.write_checkpoint(tmp_path / "t-0" / files.LOG_START_FILE, bases[2])
     before = snapshot(tmp_path)
-    with LogManager.open(tmp_path, read_only=True) as ro:
+    with DirectorySnapshot.open(tmp_path) as ro:
         log = ro.get_log("t", 0)
         assert log.log_start_offset == bases[2]
         assert read_all(ro, 0)[0] == bases[2]
@@ -210,7 +213,7 @@ def test_refresh_follows_a_live_writer_across_rolls(tmp_path):
     log = live.get_log("t", 0)
     for i in range(5):
         log.append(make_batch(3, value_size=100, tag=i, ts=1000 + 10 * i))
-    ro = LogManager.open(tmp_path, read_only=True)
+    ro = DirectorySnapshot.open(tmp_path)
     assert ro.get_log("t", 0).log_end_offset == 15
     ro.refresh()  # nothing new
     assert ro.get_log("t", 0).log_end_offset == 15
@@ -226,10 +229,10 @@ def test_refresh_follows_a_live_writer_across_rolls(tmp_path):
     # a half-written batch at the live end is not shown, then shown once complete
     seg = log._segments[-1]
     whole = make_batch(2, value_size=50, tag=99)
-    seg._mm[seg.size : seg.size + 100] = whole[:100]
+    seg.active_file.map[seg.size : seg.size + 100] = whole[:100]
     ro.refresh()
     assert rlog.log_end_offset == 180
-    log._segments[-1]._mm[seg.size : seg.size + 100] = b"\0" * 100
+    log._segments[-1].active_file.map[seg.size : seg.size + 100] = b"\0" * 100
     log.append(whole)
     ro.refresh()
     assert rlog.log_end_offset == 182
@@ -268,8 +271,3 @@ def test_cli_tail_follow_data_dir_sees_a_live_writer(tmp_path):
     r = result["r"]
     assert r.exit_code == 0, r.output
     assert r.stdout.split() == [str(o) for o in range(10)]
-
-
-def test_refresh_is_for_read_only_managers(tmp_path):
-    with LogManager.open(tmp_path) as m, pytest.raises(KafkaStorageError):
-        m.refresh()

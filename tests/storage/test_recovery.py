@@ -21,7 +21,7 @@ CONFIG = TopicConfig(segment_bytes=1 << 16, flush_policy="never")
 def abandon(log: PartitionLog) -> None:
     """Simulate a process crash: drop every handle, trim nothing, write no snapshot."""
     for seg in log._segments:
-        seg.delete_handles()
+        seg.abandon()
     log._closed = True
 
 
@@ -69,7 +69,7 @@ def test_garbage_is_cut_exactly_at_the_first_bad_batch(tmp_path, seed):
     drop_index = seed % 2 == 0
     if drop_index:
         # forces a CRC check of every batch (an active segment's index lives in memory, so
-        # a crashed one never wrote it: D11; a reactivated one has its older trimmed file)
+        # a crashed one never wrote it: 0011; a reactivated one has its older trimmed file)
         (work / (segment_stem(0) + ".index")).unlink(missing_ok=True)
         p = rng.randrange(0, data_end + 100)
     else:  # the index is intact: garbage past the last trusted entry

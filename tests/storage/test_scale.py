@@ -6,15 +6,16 @@ data map only (docs/performance.md, Scale)."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 import pytest
-from storage_helpers import make_batch, mounted_tmpfs
+from storage_helpers import eio, make_batch, mounted_tmpfs
 
 from logstream.codec import iter_batches
 from logstream.errors import KafkaStorageError
 from logstream.storage import LogManager, PartitionLog, TopicConfig, files, libc, prefault
-from logstream.storage import segment as segment_mod
+from logstream.storage import active_file as segment_mod
 
 BIG = TopicConfig(segment_bytes=64 << 20, flush_policy="never", retention_ms=-1)
 
@@ -52,35 +53,31 @@ def test_reservation_stays_ahead_of_the_cursor_and_far_below_capacity(tmp_path):
     batch = make_batch(1000, value_size=1000)  # ~1 MB
     for _ in range(20):
         log.append(batch)
-        lead = seg._reserved - seg.size
+        lead = seg.active_file.reserved - seg.size
         assert lead >= min(max(seg.size, segment_mod.RESERVE_MIN), segment_mod.RESERVE_MAX) // 2
-        assert seg._reserved <= seg.capacity
-        assert os.stat(seg.log_path).st_blocks * 512 >= seg._reserved  # really allocated
-    assert seg._reserved < seg.capacity
+        assert seg.active_file.reserved <= seg.capacity
+        assert os.stat(seg.log_path).st_blocks * 512 >= seg.active_file.reserved  # really allocated
+    assert seg.active_file.reserved < seg.capacity
     assert prefault.shared().idle()
-    assert seg._populated <= seg._reserved  # the prefault thread never runs past it
+    # the prefault thread never runs past the reservation
+    assert seg.active_file.populated <= seg.active_file.reserved
     log.close()
     # Sealed: trimmed to the data; reopened and appended to: the reservation starts again
     # from the data's end.
     log = open_log(tmp_path / "p", clean=True)
     log.append(batch)
     seg = log._segments[-1]
-    assert seg.size < seg._reserved <= segment_mod.reserve_goal(seg.size, seg.capacity)
+    assert seg.size < seg.active_file.reserved <= segment_mod.reserve_goal(seg.size, seg.capacity)
     offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
     assert offsets == list(range(10 + 21 * 1000))
     log.close()
 
 
-def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_path, monkeypatch):
+def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_path, file_ops):
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(10))
     seg = log._segments[-1]
-    real = files.reserve
-
-    def full(fd, start, length):
-        raise KafkaStorageError("cannot reserve: [Errno 28] No space left on device")
-
-    monkeypatch.setattr(files, "reserve", full)
+    file_ops.fail["fallocate"] = OSError(errno.ENOSPC, "No space left on device")
     batch = make_batch(900, value_size=1000)  # ~0.9 MB
     size0 = seg.size
     # Inside the 1 MiB reservation: written although the reservation could not grow.
@@ -88,8 +85,8 @@ def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_
     with pytest.raises(KafkaStorageError):  # past it: refused, nothing written
         log.append(batch)
     assert log.log_end_offset == 910 and seg.size == size0 + len(batch)
-    assert seg._reserved == segment_mod.RESERVE_MIN
-    monkeypatch.setattr(files, "reserve", real)
+    assert seg.active_file.reserved == segment_mod.RESERVE_MIN
+    del file_ops.fail["fallocate"]
     assert log.append(batch).base_offset == 910
     offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
     assert offsets == list(range(1810))
@@ -147,24 +144,21 @@ def test_new_segment_fsyncs_its_directory_at_the_first_flush_not_at_creation(
     log.close()
 
 
-def test_seal_of_an_unflushed_segment_makes_its_entry_durable(tmp_path, monkeypatch):
+def test_seal_of_an_unflushed_segment_makes_its_entry_durable(tmp_path):
     log = open_log(tmp_path / "p")
     log.append(make_batch(10))
-    seg = log._segments[-1]
-    assert not seg._dir_synced
+    active = log._segments[-1].active_file
+    assert not active.dir_synced
     log.close()
-    assert seg._dir_synced
+    assert active.dir_synced
 
 
-def test_flush_syncs_the_data_map_only(tmp_path, monkeypatch):
+def test_flush_syncs_the_data_map_only(tmp_path, file_ops):
     log = open_log(tmp_path / "p")
     log.append(make_batch(10))
     seg = log._segments[-1]
-    synced = []
-    real = files.msync
-    monkeypatch.setattr(files, "msync", lambda mm: (synced.append(mm), real(mm)))
     log.flush()
-    assert synced == [seg._mm]
+    assert file_ops.calls["msync"] == [seg.active_file.map]
 
 
 def test_first_append_does_not_read_ahead_the_segment(tmp_path):
@@ -175,8 +169,8 @@ def test_first_append_does_not_read_ahead_the_segment(tmp_path):
                    prefault_pages=False)
     log.append(make_batch(10))
     seg = log._segments[-1]
-    assert _resident(seg._mm, 0, seg._reserved) <= 4
-    assert seg._oi._mm is None and seg._ti._mm is None  # in-memory indexes: no maps (D11)
+    assert _resident(seg.active_file.map, 0, seg.active_file.reserved) <= 4
+    assert not seg.index_path.exists() and not seg.timeindex_path.exists()  # in memory (0011)
     log.close()
 
 
@@ -189,58 +183,43 @@ def test_a_growing_segment_gets_its_readahead_back(tmp_path, monkeypatch):
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(10))
     seg = log._segments[-1]
-    assert not seg._readahead and advised == []
+    assert not seg.active_file.readahead and advised == []
     batch = make_batch(300, value_size=1000)  # ~0.3 MB
     while seg.size < segment_mod.READAHEAD_FROM:
         log.append(batch)
     log.append(batch)
-    assert seg._readahead and advised == [seg._mm]
+    assert seg.active_file.readahead and advised == [seg.active_file.map]
     log.close()
 
 
-def _fake_syncfs(monkeypatch, rc: int) -> list[int]:
-    calls: list[int] = []
-
-    def syncfs(fd: int) -> int:
-        calls.append(fd)
-        os.sync()
-        return rc
-
-    monkeypatch.setattr(files, "_syncfs_fn", [syncfs])
-    return calls
-
-
-def test_close_makes_all_partitions_durable_with_one_syncfs(tmp_path, monkeypatch):
+def test_close_makes_all_partitions_durable_with_one_syncfs(tmp_path, file_ops):
     """Closing 5,000 partitions took ~7 fsyncs each (> 10 s: a supervisor's SIGKILL, then a
     full recovery at the next start). Now the seals skip their syncs and one syncfs covers
     them, before the clean-shutdown marker."""
-    syncfs = _fake_syncfs(monkeypatch, 0)
     m = LogManager.open(tmp_path / "d")
     m.create_topic("t", 20, {"segment_bytes": 1 << 20})
     for p in range(20):
         m.get_log("t", p).append(make_batch(5))
-    fsyncs: list[int] = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real(fd))[1])
-    before = len(syncfs)  # the open's own syncfs (recovery and marker removal)
+    syncfs, fsyncs = file_ops.calls["syncfs"], file_ops.calls["fsync"]
+    before = len(syncfs), len(fsyncs)  # the open's own syncfs, the topic's metadata
     m.close()
-    assert len(syncfs) == before + 1
-    assert len(fsyncs) <= 2  # the marker's own atomic write, whatever the partition count
+    assert len(syncfs) == before[0] + 1
+    assert len(fsyncs) - before[1] <= 2  # the marker's own atomic write, for any count
     assert (tmp_path / "d" / files.CLEAN_SHUTDOWN_FILE).exists()
     with LogManager.open(tmp_path / "d") as m2:
         assert all(r.clean_shutdown for r in m2.recovery_reports.values())
         assert [m2.get_log("t", p).log_end_offset for p in range(20)] == [5] * 20
 
 
-def test_a_failed_syncfs_at_close_leaves_no_clean_marker(tmp_path, monkeypatch):
+def test_a_failed_syncfs_at_close_leaves_no_clean_marker(tmp_path, file_ops):
     m = LogManager.open(tmp_path / "d")
     m.create_topic("t", 3, {"segment_bytes": 1 << 20})
     for p in range(3):
         m.get_log("t", p).append(make_batch(5))
-    _fake_syncfs(monkeypatch, -1)
+    file_ops.fail["syncfs"] = eio()
     m.close()
     assert not (tmp_path / "d" / files.CLEAN_SHUTDOWN_FILE).exists()
-    _fake_syncfs(monkeypatch, 0)
+    del file_ops.fail["syncfs"]
     with LogManager.open(tmp_path / "d") as m2:  # recovered, data intact
         assert not any(r.clean_shutdown for r in m2.recovery_reports.values())
         assert [m2.get_log("t", p).log_end_offset for p in range(3)] == [5] * 3
@@ -251,8 +230,8 @@ def test_other_threads_still_sync_while_a_close_defers(tmp_path):
     with files.deferred_sync(tmp_path):
         import threading
 
-        t = threading.Thread(target=lambda: seen.append(files._skip_sync()))
+        t = threading.Thread(target=lambda: seen.append(files.sync_deferred()))
         t.start()
         t.join()
-        assert files._skip_sync() or files._syncfs() is None
-    assert seen == [False] and not files._skip_sync()
+        assert files.sync_deferred() or not files.file_ops().has_syncfs()
+    assert seen == [False] and not files.sync_deferred()

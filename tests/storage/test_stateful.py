@@ -56,7 +56,7 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def crash(self) -> None:
         for seg in self.log._segments:
-            seg.delete_handles()
+            seg.abandon()
         self.log = self._open(clean=False)
         assert self.log.recovery_report.bytes_truncated == 0
 

@@ -50,6 +50,7 @@ from logstream.errors import (
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
 )
+from logstream.storage.config import MAX_TOPIC_NAME_LENGTH
 from logstream.types import OffsetAndMetadata, TopicPartition
 
 _log = logging.getLogger("logstream.coordinator")
@@ -60,7 +61,7 @@ MAX_INSTANCE_ID_CHARS = 255
 MAX_CLIENT_ID_CHARS = 255
 MAX_ASSIGNOR_CHARS = 64
 MAX_SUBSCRIBED_TOPICS = 1_000
-MAX_TOPIC_NAME_CHARS = 249  # as Kafka and the storage engine
+MAX_TOPIC_NAME_CHARS = MAX_TOPIC_NAME_LENGTH  # what storage accepts (fits NAME_MAX)
 
 
 @dataclass(frozen=True, slots=True)

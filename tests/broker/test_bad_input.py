@@ -277,7 +277,8 @@ def test_config_that_cannot_work_is_refused_at_create_and_alter(client, topic, c
 
 
 def test_shrinking_segments_below_the_topics_own_max_batch_is_refused(client, topic):
-    assert client.create_topic(topic, segment_bytes=1 << 20, max_batch_bytes=1 << 19).error_code == 0
+    created = client.create_topic(topic, segment_bytes=1 << 20, max_batch_bytes=1 << 19)
+    assert created.error_code == 0
     altered = client.admin.AlterTopicConfig(
         admin_pb2.AlterTopicConfigRequest(name=topic, set={"segment_bytes": str(1 << 18)})
     )

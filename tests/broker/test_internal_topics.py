@@ -36,6 +36,11 @@ def _committed(channel: grpc.Channel, group: str) -> dict[tuple[str, int], int]:
     return {(o.topic, o.partition): o.offset for o in resp.offsets}
 
 
+def _ends(client: Client) -> list[int]:
+    parts = range(DEFAULT_OFFSETS_PARTITIONS)
+    return [client.fetch(OFFSETS_TOPIC, p).high_watermark for p in parts]
+
+
 def test_the_code_maps_to_permission_denied():
     assert grpc_code_for(InternalTopicReadOnlyError("x")) == grpc.StatusCode.PERMISSION_DENIED
 
@@ -90,9 +95,7 @@ def test_a_refused_delete_or_forged_record_leaves_group_offsets_alone(tmp_path):
             client.create_topic("orders")
             client.produce("orders", 0, encode_batch([b"r"] * 50))
             _commit(client.channel, "billing", "orders", 42)
-            offsets_before = {
-                p: client.fetch(OFFSETS_TOPIC, p).high_watermark for p in range(DEFAULT_OFFSETS_PARTITIONS)
-            }
+            offsets_before = _ends(client)
             refused = client.admin.DeleteTopics(
                 admin_pb2.DeleteTopicsRequest(names=[OFFSETS_TOPIC])
             )
@@ -100,9 +103,7 @@ def test_a_refused_delete_or_forged_record_leaves_group_offsets_alone(tmp_path):
             for p in range(DEFAULT_OFFSETS_PARTITIONS):
                 forged = client.produce(OFFSETS_TOPIC, p, encode_batch([b"x"], keys=[b"y"]))
                 assert forged.error_code == REFUSED
-            assert {
-                p: client.fetch(OFFSETS_TOPIC, p).high_watermark for p in range(DEFAULT_OFFSETS_PARTITIONS)
-            } == offsets_before
+            assert _ends(client) == offsets_before
         finally:
             client.close()
         broker.restart()

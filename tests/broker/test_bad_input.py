@@ -22,7 +22,7 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.protocol import admin_pb2, log_pb2
-from logstream.protocol.status import ERROR_CODE_KEY
+from logstream.protocol.status import ERROR_CODE_KEY, client_message
 from logstream.storage import TopicConfig
 from logstream.storage.config import MAX_TOPIC_NAME_LENGTH
 
@@ -299,3 +299,16 @@ def test_producer_names_are_limited_in_length(client):
         assert (ERROR_CODE_KEY, str(InvalidProducerNameError.code)) in tuple(
             info.value.trailing_metadata()
         )
+
+
+@pytest.mark.parametrize(
+    ("message", "sent"),
+    [
+        ("writing /srv/data/meta/t.json.tmp: [Errno 21] Is a directory: '/srv/data/x'",
+         "writing <path>: [Errno 21] Is a directory: '<path>'"),
+        ("segment (/d/t-0/00000000000000000000.log) damaged.", "segment (<path>) damaged."),
+        ("topic 'a/b' and ../up and 5/6 stay", "topic 'a/b' and ../up and 5/6 stay"),
+    ],
+)
+def test_client_messages_never_carry_absolute_paths(message, sent):
+    assert client_message(KafkaStorageError(message)) == f"KAFKA_STORAGE_ERROR: {sent}"

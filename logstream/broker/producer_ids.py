@@ -88,6 +88,7 @@ class ProducerIdManager:
         self._named: OrderedDict[str, _Named] = OrderedDict()  # least recently used first
         self._records = 0
         self._size = 0
+        self._fd = -1
         with files.storage_errors(f"opening {self._path}"):
             legacy = self._path.with_name(LEGACY_FILE_NAME)
             if self._path.exists():
@@ -183,9 +184,8 @@ class ProducerIdManager:
         parts.append(_encode(self._next_id, -1, -1, 0, b""))
         data = b"".join(parts)
         files.atomic_write(self._path, data)
-        fd = getattr(self, "_fd", -1)
-        if fd >= 0:  # the old inode is gone: write to the new file from now on
-            os.close(fd)
+        if self._fd >= 0:  # the old inode is gone: write to the new file from now on
+            os.close(self._fd)
             self._fd = os.open(self._path, os.O_WRONLY)
         self._size = len(data)
         self._records = len(parts)

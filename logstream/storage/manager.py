@@ -260,19 +260,22 @@ class LogManager:
                     topic.partitions.append(self._open_partition(topic, p, clean=True))
                 self._write_meta(topic)
             except BaseException:
-                self._discard_partitions(topic.partitions)
+                self._discard_partitions(name, topic.partitions, range(partitions))
                 raise
             self._topics[name] = topic
             return topic
 
-    def _discard_partitions(self, plogs: list[PartitionLog]) -> None:
-        """Undo the partitions of a create (or grow) that failed half-way: close them and
-        remove their directories, so a failure leaves nothing on disk."""
+    def _discard_partitions(
+        self, name: str, plogs: list[PartitionLog], numbers: range
+    ) -> None:
+        """Undo the partitions ``numbers`` of a create (or grow) that failed half-way: close
+        the opened ones and remove every directory, so a failure leaves nothing on disk."""
         for plog in plogs:
             with contextlib.suppress(Exception):
                 plog.discard()
-            self.recovery_reports.pop(TopicPartition(plog.topic, plog.partition), None)
-            shutil.rmtree(plog.dir, ignore_errors=True)
+        for p in numbers:
+            self.recovery_reports.pop(TopicPartition(name, p), None)
+            shutil.rmtree(self.data_dir / files.partition_dir_name(name, p), ignore_errors=True)
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data. Raises UnknownTopicOrPartitionError."""
@@ -365,7 +368,7 @@ class LogManager:
                 self._write_meta(topic)
             except BaseException:
                 del topic.partitions[current:]
-                self._discard_partitions(added)
+                self._discard_partitions(name, added, range(current, total))
                 raise
             return topic
 

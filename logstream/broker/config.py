@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from logstream.errors import InvalidConfigError
-from logstream.storage.config import TopicConfig
+from logstream.storage.config import TopicConfig, check_topic_overrides, parse_config_updates
 
 MiB = 1 << 20
 
@@ -119,7 +119,8 @@ class BrokerConfig:
             )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
-        TopicConfig.from_dict(dict(self.topic_defaults))
+        defaults = parse_config_updates(dict(self.topic_defaults))
+        check_topic_overrides(defaults, TopicConfig.from_dict(defaults))
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")

@@ -312,3 +312,12 @@ def test_producer_names_are_limited_in_length(client):
 )
 def test_client_messages_never_carry_absolute_paths(message, sent):
     assert client_message(KafkaStorageError(message)) == f"KAFKA_STORAGE_ERROR: {sent}"
+
+
+def test_broker_topic_defaults_that_cannot_work_refuse_the_start():
+    from logstream.broker import BrokerConfig
+
+    with pytest.raises(InvalidConfigError):
+        BrokerConfig(topic_defaults={"segment_bytes": 4096, "max_batch_bytes": 8192})
+    with pytest.raises(InvalidConfigError):
+        BrokerConfig(topic_defaults={"retention_ms": 2**60})

@@ -26,6 +26,8 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── TopicAlreadyExistsError      (36)
     ├── InvalidPartitionsError       (37)  bad partition count
     ├── InvalidRequestError          (42)  a malformed or contradictory request
+    │   └── InvalidProducerNameError (1005) producer name too long for InitProducerId
+    ├── InternalTopicReadOnlyError   (1004) clients may read and describe an internal topic, no more
     ├── InvalidConfigError           (40)  unknown config key or a bad value
     ├── OutOfOrderSequenceError      (45)  idempotent producer: a gap in sequence numbers
     ├── DuplicateSequenceError       (46)  idempotent producer: already written (informational)
@@ -141,7 +143,7 @@ class MessageTooLargeError(LogstreamError):
 
 
 class InvalidTopicError(LogstreamError):
-    """A topic name breaks the naming rules (or names an internal topic)."""
+    """A topic name breaks the naming rules."""
 
     code = 17
     name = "INVALID_TOPIC_EXCEPTION"
@@ -219,6 +221,26 @@ class InvalidConfigError(LogstreamError):
 class InvalidRequestError(LogstreamError):
     code = 42
     name = "INVALID_REQUEST"
+
+
+class InvalidProducerNameError(InvalidRequestError):
+    """``InitProducerId`` with a producer name longer than the broker keeps (255 UTF-8
+    bytes). Differs from its parent in naming the one field at fault: the broker stores
+    every name it hands an id to, so the limit bounds that state."""
+
+    code = 1005
+    name = "INVALID_PRODUCER_NAME"
+
+
+class InternalTopicReadOnlyError(LogstreamError):
+    """A client asked to create, delete, produce to, alter or grow an internal topic (a
+    name starting with ``__``, such as ``__consumer_offsets``). Only the broker writes those;
+    clients may fetch and describe them. Differs from :class:`InvalidTopicError` (the name
+    breaks the naming rules: no topic could ever have it) and from an authorization failure
+    (who asks does not matter: no client may do this). Not retriable."""
+
+    code = 1004
+    name = "INTERNAL_TOPIC_READ_ONLY"
 
 
 class OutOfOrderSequenceError(LogstreamError):

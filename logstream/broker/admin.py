@@ -4,6 +4,10 @@ Each operation works on one topic and raises a ``LogstreamError`` that the servi
 that topic's result; a batch request never fails as a whole because one topic is bad.
 Config values arrive as strings from the wire; storage's ``TopicConfig.from_dict`` parses
 and validates them (unknown key or bad value: INVALID_CONFIG).
+
+Internal topics (a name starting with ``__``, storage's ``is_internal_topic``) belong to the
+broker: clients may list and describe them, every other operation here is refused with
+INTERNAL_TOPIC_READ_ONLY before anything is touched.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 
 from logstream.broker.broker import Broker
 from logstream.errors import (
+    InternalTopicReadOnlyError,
     InvalidPartitionsError,
     InvalidRequestError,
     KafkaStorageError,
@@ -21,15 +26,23 @@ from logstream.errors import (
     TopicAlreadyExistsError,
 )
 from logstream.storage import TopicConfig, validate_topic_name
-from logstream.storage.config import normalize_key
+from logstream.storage.config import (
+    check_topic_overrides,
+    is_internal_topic,
+    normalize_key,
+    parse_config_updates,
+)
 
 log = logging.getLogger("logstream.broker.admin")
 
-INTERNAL_PREFIX = "__"
 
-
-def is_internal(name: str) -> bool:
-    return name.startswith(INTERNAL_PREFIX)
+def refuse_internal(name: str, action: str) -> None:
+    """Raise InternalTopicReadOnlyError if a client asks to ``action`` an internal topic."""
+    if is_internal_topic(name):
+        raise InternalTopicReadOnlyError(
+            f"topic {name!r} is internal (its name starts with '__'): clients may fetch and "
+            f"describe it but not {action} it"
+        )
 
 
 @dataclass(slots=True)
@@ -52,7 +65,7 @@ class TopicInfo:
 
     @property
     def internal(self) -> bool:
-        return is_internal(self.name)
+        return is_internal_topic(self.name)
 
 
 def _config_strings(config: TopicConfig) -> dict[str, str]:
@@ -84,6 +97,7 @@ class AdminHandler:
         validate_only: bool = False,
     ) -> None:
         """``partitions`` 0 means the broker's ``default_partitions``."""
+        refuse_internal(name, "create")
         with self.broker.operation():
             count = partitions or self.broker.config.default_partitions
             self._check_partition_limit(name, count)
@@ -91,7 +105,9 @@ class AdminHandler:
                 validate_topic_name(name)
                 if count < 1:
                     raise InvalidPartitionsError(f"partitions must be >= 1, got {count}")
-                TopicConfig.from_dict(dict(config), base=self._mgr.default_config)
+                overrides = parse_config_updates(dict(config))
+                effective = TopicConfig.from_dict(overrides, base=self._mgr.default_config)
+                check_topic_overrides(overrides, effective)
                 if name in self._mgr.topics():
                     raise TopicAlreadyExistsError(f"topic {name!r} already exists")
                 return
@@ -99,6 +115,7 @@ class AdminHandler:
             log.info("topic %s created with %d partitions", name, count)
 
     def delete_topic(self, name: str) -> None:
+        refuse_internal(name, "delete")
         with self.broker.operation():
             self._mgr.delete_topic(name)
             self.broker.group_commit.forget_topic(name)
@@ -109,7 +126,7 @@ class AdminHandler:
         with self.broker.operation():
             out = []
             for name in sorted(self._mgr.topics()):
-                if is_internal(name) and not include_internal:
+                if is_internal_topic(name) and not include_internal:
                     continue
                 try:
                     out.append((name, len(self._mgr.topic(name).partitions)))
@@ -120,7 +137,7 @@ class AdminHandler:
     def describe_topics(self, names: Sequence[str]) -> list[TopicInfo]:
         with self.broker.operation():
             if not names:
-                names = [n for n in sorted(self._mgr.topics()) if not is_internal(n)]
+                names = [n for n in sorted(self._mgr.topics()) if not is_internal_topic(n)]
             return [self._describe(name) for name in names]
 
     def _describe(self, name: str) -> TopicInfo:
@@ -150,6 +167,7 @@ class AdminHandler:
         self, name: str, set_values: Mapping[str, str], reset: Sequence[str]
     ) -> dict[str, str]:
         """Apply ``set_values``, return the ``reset`` keys to the broker default."""
+        refuse_internal(name, "alter the config of")
         with self.broker.operation():
             updates: dict[str, object] = {normalize_key(k): v for k, v in set_values.items()}
             default = self._mgr.default_config.to_dict()
@@ -165,6 +183,7 @@ class AdminHandler:
             return _config_strings(new)
 
     def create_partitions(self, name: str, total_count: int) -> None:
+        refuse_internal(name, "add partitions to")
         with self.broker.operation():
             self._check_partition_limit(name, total_count)
             self._mgr.add_partitions(name, total_count)

@@ -57,7 +57,12 @@ class Broker:
         self.coordinator = coordinator
         self.notifier = AppendNotifier()
         self.group_commit = GroupCommitRegistry()
-        self.producer_ids = ProducerIdManager(config.data_dir)
+        self.producer_ids = ProducerIdManager(
+            config.data_dir,
+            clock=clock,
+            expiration_ms=config.producer_name_expiration_ms,
+            max_names=config.producer_names_max,
+        )
         max_waiters = max(1, config.max_workers // 2)
         self.waiter_slots = threading.BoundedSemaphore(max_waiters)
         """Long-polls and subscriptions each hold a worker thread; at most half the pool may
@@ -73,9 +78,14 @@ class Broker:
     @classmethod
     def open(cls, config: BrokerConfig, *, clock: Clock = SYSTEM_CLOCK) -> Broker:
         default = TopicConfig.from_dict(dict(config.topic_defaults))
-        config.data_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        manager = LogManager.open(config.data_dir, default_config=default, clock=clock)
+        manager = LogManager.open(
+            config.data_dir,
+            default_config=default,
+            clock=clock,
+            dir_mode=config.data_dir_mode,
+            file_mode=config.file_mode,
+        )
         reports = list(getattr(manager, "recovery_reports", {}).values())
         recovered = [r for r in reports if not r.clean_shutdown]
         for r in recovered:
@@ -176,6 +186,7 @@ class Broker:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.producer_ids.close()
         self.manager.close()
         self._closed = True
         log.info("storage closed cleanly (clean-shutdown marker written)")

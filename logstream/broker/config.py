@@ -4,6 +4,8 @@ TOML layout (every key optional; unknown keys are an error)::
 
     listen = "127.0.0.1:7070"
     data_dir = "./logstream-data"
+    data_dir_mode = 0o700            # permission bits of the data directory (set at every start)
+    file_mode = 0o600                # of every file storage creates
     auto_create_topics = false       # create unknown topics on produce
     default_partitions = 1           # for auto-created topics and CreateTopics with 0 partitions
     max_message_bytes = 67108864     # gRPC max receive/send message size (64 MiB)
@@ -24,6 +26,8 @@ TOML layout (every key optional; unknown keys are an error)::
     max_partitions_per_topic = 10000       # create / add-partitions beyond: INVALID_PARTITIONS
     offsets_retention_ms = 604800000       # offsets of a group empty this long are deleted
     offsets_compact_min_records = 10000    # __consumer_offsets checkpoint after this many commits
+    producer_name_expiration_ms = 604800000  # a producer name unused this long is forgotten
+    producer_names_max = 100000            # beyond: the least recently used name is forgotten
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
     max_batch_bytes = 1048648        # 1 MiB + the 72-byte header
@@ -45,8 +49,12 @@ from pathlib import Path
 from typing import Any
 
 from logstream.errors import InvalidConfigError
-from logstream.storage.config import TopicConfig
-from logstream.storage.manager import MAX_PARTITIONS
+from logstream.storage.config import (
+    MAX_PARTITIONS,
+    TopicConfig,
+    check_topic_overrides,
+    parse_config_updates,
+)
 
 MiB = 1 << 20
 
@@ -58,6 +66,8 @@ fill the rest (max_batch_bytes 1 MiB + header, flush_policy interval every 1000 
 @dataclass(frozen=True)
 class BrokerConfig:
     data_dir: Path = Path("./logstream-data")
+    data_dir_mode: int = 0o700
+    file_mode: int = 0o600
     listen: str = "127.0.0.1:7070"
     auto_create_topics: bool = False
     default_partitions: int = 1
@@ -80,6 +90,8 @@ class BrokerConfig:
     max_partitions_per_topic: int = 10_000
     offsets_retention_ms: int = 7 * 24 * 60 * 60 * 1000
     offsets_compact_min_records: int = 10_000
+    producer_name_expiration_ms: int = 7 * 24 * 60 * 60 * 1000
+    producer_names_max: int = 100_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -103,9 +115,18 @@ class BrokerConfig:
                 f"max_partitions_per_topic must be in [1, {MAX_PARTITIONS}]: "
                 f"{self.max_partitions_per_topic}"
             )
+        for key in ("data_dir_mode", "file_mode"):
+            mode = getattr(self, key)
+            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+                raise InvalidConfigError(f"{key} must be permission bits such as 0o700: {mode!r}")
+        if self.producer_name_expiration_ms < 1 or self.producer_names_max < 1:
+            raise InvalidConfigError(
+                "producer_name_expiration_ms and producer_names_max must be >= 1"
+            )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
-        TopicConfig.from_dict(dict(self.topic_defaults))
+        defaults = parse_config_updates(dict(self.topic_defaults))
+        check_topic_overrides(defaults, TopicConfig.from_dict(defaults))
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")

@@ -18,6 +18,9 @@ Acks (durability of an acknowledged batch; see docs/broker.md):
 - ``flushed``: answered after an msync/fsync covering the batch, shared by every producer
   that appended meanwhile (group commit, see group_commit.py): survives a machine crash.
 
+Internal topics (``__consumer_offsets``) are refused with INTERNAL_TOPIC_READ_ONLY: a forged
+record there would rewrite a group's committed offsets.
+
 A flush failure is fatal for the partition: the batch is answered with KAFKA_STORAGE_ERROR,
 never as a success.
 """
@@ -28,6 +31,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from logstream.broker.admin import refuse_internal
 from logstream.broker.broker import Broker
 from logstream.codec import peek_length
 from logstream.errors import (
@@ -90,6 +94,7 @@ class ProduceHandler:
     def _produce(
         self, out: PartitionOutcome, batches: Sequence[bytes], acks: str, timeout_ms: int
     ) -> None:
+        refuse_internal(out.topic, "produce to")  # only the coordinator writes them
         plog = self.broker.get_log(out.topic, out.partition, create=True)
         appended = 0
         for i, batch in enumerate(batches):

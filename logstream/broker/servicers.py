@@ -29,7 +29,8 @@ from logstream.errors import (
     UnknownServerError,
 )
 from logstream.protocol import admin_pb2, admin_pb2_grpc, common_pb2, log_pb2, log_pb2_grpc
-from logstream.protocol.status import abort_with
+from logstream.protocol.status import abort_with, client_message
+from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.broker.rpc")
 
@@ -82,7 +83,7 @@ def _guard_stream(fn: F) -> F:
 def _err(exc: LogstreamError | None) -> tuple[int, str]:
     if exc is None:
         return 0, ""
-    return exc.code, f"{exc.name}: {exc.message}"
+    return exc.code, client_message(exc)
 
 
 def _fetch_pb(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:
@@ -284,7 +285,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         topics = self.handler.list_topics(include_internal=request.include_internal)
         return admin_pb2.ListTopicsResponse(
             topics=[
-                admin_pb2.TopicSummary(name=n, partitions=c, internal=n.startswith("__"))
+                admin_pb2.TopicSummary(name=n, partitions=c, internal=is_internal_topic(n))
                 for n, c in topics
             ]
         )

@@ -4,9 +4,18 @@ Per-item failures travel as ``error_code`` / ``error_message`` fields in respons
 Request-level failures travel as a gRPC status whose code is chosen by :func:`grpc_code_for`
 and whose trailing metadata carries ``logstream-error-code`` (the numeric code from
 ``logstream.errors``), so the client can raise the exact exception class again.
+
+Every message the broker sends goes through :func:`client_message`, which replaces absolute
+file-system paths (a storage error names the file that failed) with ``<path>``: a client
+learns what failed, not where the broker keeps its data. The broker logs the full message.
 """
 
 from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
 
 import grpc
 
@@ -14,6 +23,33 @@ from logstream import errors
 from logstream.errors import LogstreamError
 
 ERROR_CODE_KEY = "logstream-error-code"
+
+log = logging.getLogger("logstream.broker.errors")
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"()\[\]<>]*?(?=[:,;.]*(?:[\s'\"()\[\]<>]|$))")
+"""A ``/`` that starts a token (not ``a/b`` or ``../x``) up to white space, a quote or a
+bracket; trailing ``:,;.`` stay outside."""
+_LOG_EVERY_S = 60.0
+_logged: dict[str, float] = {}
+_logged_lock = threading.Lock()
+
+
+def client_message(exc: LogstreamError) -> str:
+    """``NAME: message`` as sent to a client, server paths replaced by ``<path>``. The
+    first time a message is hidden (then at most once a minute) the broker logs it whole."""
+    text = f"{exc.name}: {exc.message}"
+    hidden = _ABSOLUTE_PATH.sub("<path>", text)
+    if hidden != text:
+        now = time.monotonic()
+        with _logged_lock:
+            due = now - _logged.get(text, -_LOG_EVERY_S) >= _LOG_EVERY_S
+            if due:
+                if len(_logged) >= 1024:
+                    _logged.clear()
+                _logged[text] = now
+        if due:
+            log.warning("answered a client with paths hidden: %s", text)
+    return hidden
 
 _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.UnknownTopicOrPartitionError, grpc.StatusCode.NOT_FOUND),
@@ -36,6 +72,7 @@ _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.InvalidProducerEpochError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.IllegalGenerationError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NonEmptyGroupError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InternalTopicReadOnlyError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.RebalanceInProgressError, grpc.StatusCode.ABORTED),
     (errors.KafkaStorageError, grpc.StatusCode.UNAVAILABLE),
     (errors.RequestTimedOutError, grpc.StatusCode.DEADLINE_EXCEEDED),
@@ -54,7 +91,7 @@ def grpc_code_for(exc: LogstreamError) -> grpc.StatusCode:
 def abort_with(context: grpc.ServicerContext, exc: LogstreamError) -> None:
     """Abort the current RPC with ``exc`` as status + machine-readable trailing code."""
     context.set_trailing_metadata(((ERROR_CODE_KEY, str(exc.code)),))
-    context.abort(grpc_code_for(exc), f"{exc.name}: {exc.message}")
+    context.abort(grpc_code_for(exc), client_message(exc))
 
 
 _TRANSPORT_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}

@@ -106,7 +106,7 @@ class ActiveFile:
         mm: mmap.mmap | None = None
         with files.storage_errors(f"opening segment {path} for append"):
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, files.file_mode())
                 if os.fstat(fd).st_size < capacity:
                     files.ftruncate(fd, capacity)  # sparse past the reservation; never written
                 reserved = reserve_goal(end, capacity)

@@ -14,9 +14,22 @@ from typing import Any
 
 from logstream.codec import HEADER_SIZE
 from logstream.errors import InvalidConfigError, InvalidTopicError
+from logstream.storage.files import DELETED_SUFFIX
 
-MAX_TOPIC_NAME_LENGTH = 249
+NAME_MAX = 255
+"""The longest file name Linux file systems accept (ext4, xfs, btrfs, tmpfs)."""
+MAX_PARTITIONS = 100_000
+"""Partitions per topic; partition numbers have at most 5 digits. The broker's configurable
+``max_partitions_per_topic`` policy lies at or below it."""
+LONGEST_NAME_SUFFIX = len(f"-{MAX_PARTITIONS - 1}") + len(DELETED_SUFFIX)
+"""What storage appends to a topic name in a file name: ``<topic>-99999.deleted``, the
+partition directory being removed. ``meta/<topic>.json.tmp`` (9) is shorter."""
+MAX_TOPIC_NAME_LENGTH = NAME_MAX - LONGEST_NAME_SUFFIX  # 241
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+INTERNAL_TOPIC_PREFIX = "__"
+"""Topics whose name starts with this belong to the broker (``__consumer_offsets``): the
+broker writes them through storage; clients may only fetch and describe them."""
 
 FLUSH_POLICIES = ("never", "interval", "every_batch")
 TIMESTAMP_TYPES = ("create", "log_append")
@@ -25,13 +38,24 @@ MIN_SEGMENT_BYTES = 256
 MAX_SEGMENT_BYTES = 2**31 - 1  # positions in the offset index are u32; batch_length is i32
 
 _DAY_MS = 24 * 60 * 60 * 1000
+MAX_CONFIG_INT = 2**53 - 1
+"""Upper bound of durations and byte counts (about 285,000 years in ms, 8 PiB): configs are
+stored as JSON numbers, which many readers hold as doubles; beyond this nothing works."""
+
+
+def is_internal_topic(name: str) -> bool:
+    """True for the broker's own topics (see ``INTERNAL_TOPIC_PREFIX``)."""
+    return name.startswith(INTERNAL_TOPIC_PREFIX)
 
 
 def validate_topic_name(name: str) -> str:
     """Return ``name`` if it follows Kafka's rules, else raise InvalidTopicError.
 
-    Rules: 1..249 characters from ``[A-Za-z0-9._-]``, and not ``.`` or ``..``. Names that
-    start with ``__`` are allowed (internal topics such as ``__consumer_offsets``).
+    Rules: 1..241 characters from ``[A-Za-z0-9._-]``, and not ``.`` or ``..``. Kafka allows
+    249; 241 is what keeps every file name storage derives from a topic name within
+    NAME_MAX (see ``LONGEST_NAME_SUFFIX``). Names that start with ``__`` pass here
+    (storage creates internal topics such as ``__consumer_offsets``); the broker refuses
+    them from clients (:func:`is_internal_topic`).
     """
     if not isinstance(name, str) or not name:
         raise InvalidTopicError("topic name must be a non-empty string")
@@ -80,12 +104,13 @@ class TopicConfig:
 
     def __post_init__(self) -> None:
         _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
-        _check_int("segment_ms", self.segment_ms, 1)
-        _check_int("retention_ms", self.retention_ms, -1)
-        _check_int("retention_bytes", self.retention_bytes, -1)
-        _check_int("flush_interval_ms", self.flush_interval_ms, 0)
+        _check_int("segment_ms", self.segment_ms, 1, MAX_CONFIG_INT)
+        _check_int("retention_ms", self.retention_ms, -1, MAX_CONFIG_INT)
+        _check_int("retention_bytes", self.retention_bytes, -1, MAX_CONFIG_INT)
+        _check_int("flush_interval_ms", self.flush_interval_ms, 0, MAX_CONFIG_INT)
         _check_int("max_batch_bytes", self.max_batch_bytes, HEADER_SIZE + 16, 2**31 - 1)
-        _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1)
+        _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1,
+                   MAX_CONFIG_INT)
         if self.flush_policy not in FLUSH_POLICIES:
             raise InvalidConfigError(
                 f"flush_policy must be one of {', '.join(FLUSH_POLICIES)}, "
@@ -119,6 +144,20 @@ class TopicConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def check_topic_overrides(overrides: Mapping[str, Any], config: TopicConfig) -> None:
+    """Rules across keys, checked when a topic is created or altered (InvalidConfigError).
+
+    A topic that sets its own ``max_batch_bytes`` must keep it within its ``segment_bytes``:
+    such a batch could never share a segment with another. The built-in default (1 MiB +
+    header) is exempt, so small test segments keep working: storage gives an oversized
+    batch a segment of its own."""
+    if "max_batch_bytes" in overrides and config.max_batch_bytes > config.segment_bytes:
+        raise InvalidConfigError(
+            f"max_batch_bytes {config.max_batch_bytes} is larger than segment_bytes "
+            f"{config.segment_bytes}; lower it or raise segment_bytes"
+        )
+
+
 def normalize_key(key: str) -> str:
     name = key.strip().replace(".", "_").replace("-", "_")
     if name not in TopicConfig.field_names():
@@ -148,8 +187,12 @@ def _to_int(name: str, raw: Any) -> int:
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str):
+        text = raw.strip().replace("_", "")
+        if len(text) > 20:  # longer than any int64: refuse before parsing a huge number
+            raise InvalidConfigError(f"{name} must be an integer up to {MAX_CONFIG_INT}, "
+                                     f"not a {len(text)}-character value")
         try:
-            return int(raw.strip().replace("_", ""))
+            return int(text)
         except ValueError:
             pass
     raise InvalidConfigError(f"{name} must be an integer, not {raw!r}")

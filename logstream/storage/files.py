@@ -13,6 +13,12 @@ Every metadata file is written with :func:`atomic_write`: write ``<name>.tmp``, 
 rename it over ``<name>``, fsync the directory. After a crash a reader sees either the old
 or the new file, never a mix; a leftover ``.tmp`` is garbage and is removed at open.
 
+Permissions: every directory storage creates gets :func:`dir_mode` (0700 by default) and
+every file :func:`file_mode` (0600), so records are readable only by the broker's user
+(the umask can only narrow them). The modes are process-wide, set by ``LogManager`` from
+its arguments (the broker's ``data_dir_mode`` / ``file_mode``): one process serves one
+data directory.
+
 The OS calls that can fail because the disk misbehaves (fallocate, write, ftruncate, msync,
 fsync, syncfs) go through one :class:`~logstream.storage.io.FileOps` object; a test installs
 its own with :func:`use_file_ops` to inject faults or count calls. Each failure is
@@ -44,6 +50,33 @@ PRODUCER_STATE_FILE = "producer-state.json"
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 LOCK_FILE = ".lock"
 META_DIR = "meta"
+
+DEFAULT_DIR_MODE = 0o700
+DEFAULT_FILE_MODE = 0o600
+_modes = {"dir": DEFAULT_DIR_MODE, "file": DEFAULT_FILE_MODE}
+
+
+def set_modes(dir_mode: int, file_mode: int) -> None:
+    """Set the permission bits of directories and files created from now on (process-wide).
+    Raises ValueError for bits outside 0o777."""
+    for what, mode in (("dir_mode", dir_mode), ("file_mode", file_mode)):
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            raise ValueError(f"{what} must be permission bits in [0, 0o777], not {mode!r}")
+    _modes["dir"], _modes["file"] = dir_mode, file_mode
+
+
+def dir_mode() -> int:
+    return _modes["dir"]
+
+
+def file_mode() -> int:
+    return _modes["file"]
+
+
+def make_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` (and missing parents) if absent; the directory itself gets
+    :func:`dir_mode`, parents the process defaults."""
+    os.makedirs(path, mode=dir_mode(), exist_ok=True)
 
 
 _ops: FileOps = FileOps()
@@ -153,7 +186,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     target = Path(path)
     tmp = target.with_name(target.name + TMP_SUFFIX)
     with storage_errors(f"writing {target}"):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
         try:
             view = memoryview(data)
             while view:

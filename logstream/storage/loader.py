@@ -112,7 +112,7 @@ def load_partition(
     parked_tail: ParkedTail | None,
 ) -> LoadedPartition:
     """Open the segments of ``directory`` for writing; see the module docstring."""
-    directory.mkdir(parents=True, exist_ok=True)
+    files.make_dir(directory)
     sizes = list_segments(directory, tidy=True)
     checkpoint = files.read_checkpoint(directory / files.LOG_START_FILE)
     doomed, bases = live_bases(sorted(sizes), checkpoint)

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,7 +51,14 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.storage import clean_shutdown, files
-from logstream.storage.config import TopicConfig, parse_config_updates, validate_topic_name
+from logstream.storage.config import (
+    MAX_PARTITIONS,
+    TopicConfig,
+    check_topic_overrides,
+    normalize_key,
+    parse_config_updates,
+    validate_topic_name,
+)
 from logstream.storage.log import PartitionLog, RecoveryReport
 from logstream.storage.segment import ParkedTail
 from logstream.types import TopicPartition
@@ -58,9 +66,6 @@ from logstream.types import TopicPartition
 log = logging.getLogger("logstream.storage")
 
 META_VERSION = 1
-MAX_PARTITIONS = 100_000
-"""Most partitions one topic may have in storage; the broker's configurable
-``max_partitions_per_topic`` policy lies at or below it."""
 
 
 @dataclass
@@ -83,6 +88,8 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
+        dir_mode: int = files.DEFAULT_DIR_MODE,
+        file_mode: int = files.DEFAULT_FILE_MODE,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._prefault_pages = prefault_pages
@@ -96,9 +103,16 @@ class LogManager:
         # The parked last segments' tails from the clean-shutdown marker, by directory name.
         self._parked_tails: dict[str, ParkedTail] = {}
         files.raise_fd_limit()  # 2 fds per active partition; a soft limit of 1,024 is tight
+        try:
+            files.set_modes(dir_mode, file_mode)
+        except ValueError as exc:
+            raise InvalidConfigError(str(exc)) from exc
         with files.storage_errors(f"opening data directory {self.data_dir}"):
-            (self.data_dir / files.META_DIR).mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            self._secure_data_dir(dir_mode)
+            files.make_dir(self.data_dir / files.META_DIR)
+            self._lock_fd = os.open(
+                self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, file_mode
+            )
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -126,20 +140,34 @@ class LogManager:
         default_config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         prefault_pages: bool = True,
+        dir_mode: int = files.DEFAULT_DIR_MODE,
+        file_mode: int = files.DEFAULT_FILE_MODE,
     ) -> LogManager:
         """Open (creating if needed) the data directory at ``path``. ``prefault_pages``:
         populate the active segments' pages ahead of the append cursor in a background
         thread (storage/prefault.py); False leaves the page faults on the append path.
         For a read-only view that changes nothing (forensics, next to a live broker), open
-        a :class:`~logstream.storage.snapshot.DirectorySnapshot` instead."""
+        a :class:`~logstream.storage.snapshot.DirectorySnapshot` instead.
+
+        ``dir_mode`` / ``file_mode``: permission bits of the data directory (applied to it
+        at every open) and of every directory and file created in it (files.set_modes)."""
         return cls(path, default_config=default_config, clock=clock,
-                   prefault_pages=prefault_pages)
+                   prefault_pages=prefault_pages, dir_mode=dir_mode, file_mode=file_mode)
 
     def __enter__(self) -> LogManager:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _secure_data_dir(self, mode: int) -> None:
+        """Create the data directory with ``mode``, or set ``mode`` on an existing one (its
+        mode is what keeps other local users out of every file below it)."""
+        files.make_dir(self.data_dir)
+        current = stat.S_IMODE(os.stat(self.data_dir).st_mode)
+        if current != mode:
+            os.chmod(self.data_dir, mode)
+            log.info("data directory %s: mode %04o -> %04o", self.data_dir, current, mode)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -217,6 +245,7 @@ class LogManager:
         else:
             overrides = parse_config_updates(config or {})
         effective = TopicConfig.from_dict(overrides, base=self.default_config)
+        check_topic_overrides(overrides, effective)
         with self._lock:
             self._check_open()
             if name in self._topics:
@@ -226,11 +255,27 @@ class LogManager:
                 stale = self.data_dir / files.partition_dir_name(name, p)
                 if stale.exists():  # left behind by an interrupted delete
                     shutil.rmtree(stale)
-            for p in range(partitions):
-                topic.partitions.append(self._open_partition(topic, p, clean=True))
-            self._write_meta(topic)
+            try:
+                for p in range(partitions):
+                    topic.partitions.append(self._open_partition(topic, p, clean=True))
+                self._write_meta(topic)
+            except BaseException:
+                self._discard_partitions(name, topic.partitions, range(partitions))
+                raise
             self._topics[name] = topic
             return topic
+
+    def _discard_partitions(
+        self, name: str, plogs: list[PartitionLog], numbers: range
+    ) -> None:
+        """Undo the partitions ``numbers`` of a create (or grow) that failed half-way: close
+        the opened ones and remove every directory, so a failure leaves nothing on disk."""
+        for plog in plogs:
+            with contextlib.suppress(Exception):
+                plog.discard()
+        for p in numbers:
+            self.recovery_reports.pop(TopicPartition(name, p), None)
+            shutil.rmtree(self.data_dir / files.partition_dir_name(name, p), ignore_errors=True)
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data. Raises UnknownTopicOrPartitionError."""
@@ -284,8 +329,6 @@ class LogManager:
             overrides = dict(topic.overrides)
             resets = [k for k, v in updates.items() if v is None]
             sets = {k: v for k, v in updates.items() if v is not None}
-            from logstream.storage.config import normalize_key
-
             for key in resets:
                 overrides.pop(normalize_key(key), None)
             overrides.update(parse_config_updates(sets))
@@ -293,6 +336,7 @@ class LogManager:
                 config = TopicConfig.from_dict(overrides, base=self.default_config)
             except (TypeError, ValueError) as exc:
                 raise InvalidConfigError(str(exc)) from exc
+            check_topic_overrides(overrides, config)
             topic.overrides = overrides
             topic.config = config
             self._write_meta(topic)
@@ -313,12 +357,19 @@ class LogManager:
                 )
             if total > MAX_PARTITIONS:
                 raise InvalidPartitionsError(f"at most {MAX_PARTITIONS} partitions")
-            for p in range(current, total):
-                stale = self.data_dir / files.partition_dir_name(name, p)
-                if stale.exists():
-                    shutil.rmtree(stale)
-                topic.partitions.append(self._open_partition(topic, p, clean=True))
-            self._write_meta(topic)
+            added: list[PartitionLog] = []
+            try:
+                for p in range(current, total):
+                    stale = self.data_dir / files.partition_dir_name(name, p)
+                    if stale.exists():
+                        shutil.rmtree(stale)
+                    added.append(self._open_partition(topic, p, clean=True))
+                topic.partitions.extend(added)
+                self._write_meta(topic)
+            except BaseException:
+                del topic.partitions[current:]
+                self._discard_partitions(name, added, range(current, total))
+                raise
             return topic
 
     # -- background work ---------------------------------------------------------------------

@@ -10,9 +10,11 @@ from logstream.errors import (
     CorruptRecordError,
     InvalidConfigError,
     InvalidPartitionsError,
+    InvalidProducerNameError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     InvalidTopicError,
+    KafkaStorageError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
@@ -20,7 +22,9 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.protocol import admin_pb2, log_pb2
-from logstream.protocol.status import ERROR_CODE_KEY
+from logstream.protocol.status import ERROR_CODE_KEY, client_message
+from logstream.storage import TopicConfig
+from logstream.storage.config import MAX_TOPIC_NAME_LENGTH
 
 CORRUPT_CODES = {CorruptRecordError.code, 87}  # CORRUPT_MESSAGE or INVALID_RECORD
 
@@ -196,3 +200,124 @@ def test_list_offsets_errors(client, topic):
         InvalidRequestError.code,
         UnknownTopicOrPartitionError.code,
     ]
+
+
+# -- names that must fit the file system, errors that must not disclose it -------------------
+
+
+def _leftovers(data_dir, fragment: str) -> list[str]:
+    found = [p.name for p in data_dir.iterdir() if fragment in p.name]
+    found += [p.name for p in (data_dir / "meta").iterdir() if fragment in p.name]
+    return found
+
+
+def test_the_longest_allowed_topic_name_works_end_to_end(client, broker, topic):
+    name = (topic + "-" + "n" * 300)[:MAX_TOPIC_NAME_LENGTH]
+    assert client.create_topic(name, partitions=2).error_code == 0
+    assert client.produce(name, 1, encode_batch([b"x"])).results[0].error_code == 0
+    deleted = client.admin.DeleteTopics(admin_pb2.DeleteTopicsRequest(names=[name]))
+    assert deleted.topics[0].error_code == 0, deleted
+    assert _leftovers(broker.data_dir, topic) == []
+    assert client.create_topic(name).error_code == 0  # and again, on a clean slate
+
+
+@pytest.mark.parametrize("length", [MAX_TOPIC_NAME_LENGTH + 1, 247, 248, 249])
+def test_a_name_too_long_for_the_file_system_is_an_invalid_topic(client, broker, length):
+    name = ("long-" + "x" * length)[:length]
+    res = client.create_topic(name)
+    assert res.error_code == InvalidTopicError.code, res
+    assert str(broker.data_dir) not in res.error_message
+    assert _leftovers(broker.data_dir, name[:40]) == []
+
+
+def test_a_storage_failure_hides_server_paths_and_leaves_nothing_behind(client, broker, topic):
+    # A directory where the metadata's temporary file goes: the write fails with EISDIR,
+    # whose message names the file (running as root, a read-only mode would not stop it).
+    blocker = broker.data_dir / "meta" / f"{topic}.json.tmp"
+    blocker.mkdir()
+    try:
+        res = client.create_topic(topic, partitions=3)
+    finally:
+        blocker.rmdir()
+    assert res.error_code == KafkaStorageError.code, res
+    assert "/" not in res.error_message.replace("<path>", ""), res.error_message
+    assert "<path>" in res.error_message
+    assert _leftovers(broker.data_dir, topic) == []
+    assert client.create_topic(topic).error_code == 0  # nothing half-made is in the way
+
+
+# -- config values that cannot work ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"retention_ms": "9" * 401},
+        {"retention_ms": str(2**63)},
+        {"retention_bytes": "-2"},
+        {"segment_ms": "0"},
+        {"segment_ms": str(2**53)},
+        {"flush_interval_ms": "-1"},
+        {"producer_id_expiration_ms": str(10**30)},
+        {"segment_bytes": "4096", "max_batch_bytes": "8192"},
+        {"max_batch_bytes": str((64 << 20) + 1)},  # over the default 64 MiB segments
+    ],
+)
+def test_config_that_cannot_work_is_refused_at_create_and_alter(client, topic, config):
+    created = client.create_topic(topic, **config)
+    assert created.error_code == InvalidConfigError.code, (config, created)
+    assert len(created.error_message) < 300
+    assert client.create_topic(topic).error_code == 0
+    altered = client.admin.AlterTopicConfig(
+        admin_pb2.AlterTopicConfigRequest(name=topic, set=config)
+    )
+    assert altered.result.error_code == InvalidConfigError.code, (config, altered)
+    described = client.admin.DescribeTopics(admin_pb2.DescribeTopicsRequest(names=[topic]))
+    assert described.topics[0].config["retention_ms"] == str(TopicConfig().retention_ms)
+
+
+def test_shrinking_segments_below_the_topics_own_max_batch_is_refused(client, topic):
+    created = client.create_topic(topic, segment_bytes=1 << 20, max_batch_bytes=1 << 19)
+    assert created.error_code == 0
+    altered = client.admin.AlterTopicConfig(
+        admin_pb2.AlterTopicConfigRequest(name=topic, set={"segment_bytes": str(1 << 18)})
+    )
+    assert altered.result.error_code == InvalidConfigError.code
+    assert "max_batch_bytes" in altered.result.error_message
+
+
+# -- producer names ----------------------------------------------------------------------------
+
+
+def test_producer_names_are_limited_in_length(client):
+    ok = client.log.InitProducerId(log_pb2.InitProducerIdRequest(producer_name="n" * 255))
+    assert ok.producer_id >= 0
+    for name in ("n" * 256, "é" * 128, "x" * 100_000):
+        with pytest.raises(grpc.RpcError) as info:
+            client.log.InitProducerId(log_pb2.InitProducerIdRequest(producer_name=name))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (ERROR_CODE_KEY, str(InvalidProducerNameError.code)) in tuple(
+            info.value.trailing_metadata()
+        )
+
+
+@pytest.mark.parametrize(
+    ("message", "sent"),
+    [
+        ("writing /srv/data/meta/t.json.tmp: [Errno 21] Is a directory: '/srv/data/x'",
+         "writing <path>: [Errno 21] Is a directory: '<path>'"),
+        ("segment (/d/t-0/00000000000000000000.log) damaged.", "segment (<path>) damaged."),
+        ("topic 'a/b' and ../up and 5/6 stay", "topic 'a/b' and ../up and 5/6 stay"),
+    ],
+)
+def test_client_messages_never_carry_absolute_paths(message, sent):
+    assert client_message(KafkaStorageError(message)) == f"KAFKA_STORAGE_ERROR: {sent}"
+
+
+def test_broker_topic_defaults_that_cannot_work_refuse_the_start():
+    from logstream.broker import BrokerConfig
+
+    with pytest.raises(InvalidConfigError):
+        BrokerConfig(topic_defaults={"segment_bytes": 4096, "max_batch_bytes": 8192})
+    with pytest.raises(InvalidConfigError):
+        BrokerConfig(topic_defaults={"retention_ms": 2**60})

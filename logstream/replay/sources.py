@@ -1,14 +1,15 @@
-"""Record sources for the reading engine (:class:`logstream.cli.reader.RecordSource`):
+"""Record sources for the replay engine (:class:`logstream.replay.source.RecordSource`):
 
 - :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment) plus an
-  :class:`~logstream.client.Admin` for partition counts. With ``--group`` it resumes from
+  :class:`~logstream.client.Admin` for partition counts. With a group it resumes from
   and commits to that group as a standalone client (no membership: the broker refuses the
-  commit while the group has running members, so tail never steals a live group's work).
-- :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
-  (``--data-dir``), for forensics. It opens the directory read-only
+  commit while the group has running members, so a replay never steals a live group's work).
+- :class:`DataDirSource`: segment files read in-process through ``logstream.storage``, for
+  forensics. It opens the directory read-only
   (``storage.DirectorySnapshot``): no recovery, no lock, no file touched, so it is
   safe on a crashed directory (a torn tail is reported and skipped, not cut) and can run
-  next to a live broker (a snapshot as of its open, refreshed when ``-f`` reaches the end).
+  next to a live broker (a snapshot as of its open, refreshed when a following read
+  reaches the end).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class BrokerSource:
         self.admin = admin
         self.broker = broker
         self._parts: dict[str, list[int]] = {}
-        self.group = group  # set before first use (``--group``): the consumer is made lazily
+        self.group = group  # set before first use: the consumer is made lazily
         self._consumer: Any = None
 
     @property
@@ -83,7 +84,8 @@ class BrokerSource:
 
 class DataDirSource:
     """Reads a data directory in-process. ``poll`` reads one chunk per partition; at the end
-    of every partition it sleeps ``timeout_s`` (so ``-f`` works, by polling the files)."""
+    of every partition it sleeps ``timeout_s`` (so a following read works, by polling the
+    files)."""
 
     READ_BYTES = 1 << 20
 

@@ -1,6 +1,5 @@
-"""``logstream group list|describe|reset|delete``: consumer-group administration.
+"""The ``logstream group list|describe|reset|delete`` command: consumer-group administration.
 
-(The module is ``groups.py`` because ``cli/group.py`` holds the click group class.)
 Thin: parse, call :class:`~logstream.client.group_admin.GroupAdmin`, format.
 """
 
@@ -16,14 +15,6 @@ from logstream.cli.context import app
 from logstream.cli.output import emit_rows
 
 _I64_MAX = 2**63 - 1  # offsets and shifts travel as int64
-
-OUTPUT = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(params.OUTPUT_MODES),
-    default=None,
-    help="table (default on a TTY), plain (tab-separated, default when piped), json, jsonl.",
-)
 
 
 def _output(output: str | None) -> str:
@@ -74,7 +65,7 @@ def group() -> None:
 
 
 @group.command(name="list", epilog="Example: logstream group list -o json")
-@OUTPUT
+@params.output_option
 def list_(output: str | None) -> None:
     """Every group with members or committed offsets."""
     rows = [
@@ -87,7 +78,7 @@ def list_(output: str | None) -> None:
 @group.command(epilog="Example: logstream group describe billing --members")
 @click.argument("group_id", metavar="GROUP")
 @click.option("--members", is_flag=True, help="Also list the members and their partitions.")
-@OUTPUT
+@params.output_option
 def describe(group_id: str, members: bool, output: str | None) -> None:
     """Per partition of GROUP: owner, committed offset, log end, lag and time lag.
 
@@ -178,7 +169,7 @@ Examples:
     help="Move by N (may be < 0).",
 )
 @click.option("--execute", is_flag=True, help="Apply the plan (without it: a dry run).")
-@OUTPUT
+@params.output_option
 def reset(
     group_id: str,
     topic: str,
@@ -213,7 +204,7 @@ def reset(
     target, raw = chosen[0]
     value: int
     if target == "timestamp":
-        from logstream.cli.timespec import TimeSpecError, parse_time
+        from logstream.replay.timespec import TimeSpecError, parse_time
 
         ctx = app()
         try:

@@ -53,11 +53,12 @@ def test_last_n_is_the_newest_across_partitions_in_time_order(
 
 
 def test_last_n_counts_only_matching_records(two_partitions: MemorySource) -> None:
-    k5 = RecordFilter(matcher=Matcher(keys=["k5"]))
-    run = Replay(two_partitions, ReplayRequest(topics=("orders",), last=2), record_filter=k5)
-    # the last 2 matching records, not the matching ones among the last 2
-    assert where(list(run.records())) == ["0:5", "1:5"]
-    assert k5.stats.matched == 2
+    k8 = RecordFilter(matcher=Matcher(keys=["k8"]))
+    run = Replay(two_partitions, ReplayRequest(topics=("orders",), last=3), record_filter=k8)
+    # the newest 3 matching among the last 3 of each partition, not the matching ones
+    # among the newest 3 (which would be 1:8 alone)
+    assert where(list(run.records())) == ["0:8", "1:8"]
+    assert k8.stats.matched == 2
 
 
 def test_range_with_limit_stops_reading(two_partitions: MemorySource) -> None:

@@ -13,6 +13,7 @@ import click
 from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.output import emit_rows
+from logstream.replay.timespec import TimeSpecError, parse_time
 
 _I64_MAX = 2**63 - 1  # offsets and shifts travel as int64
 
@@ -186,35 +187,13 @@ def reset(
 
     Offsets are clamped to what the partition holds. Without --execute nothing changes:
     the plan is printed."""
-    chosen = [
-        (name, value)
-        for name, value in (
-            ("earliest", 0 if to_earliest else None),
-            ("latest", 0 if to_latest else None),
-            ("offset", to_offset),
-            ("timestamp", to_time),
-            ("shift", shift_by),
-        )
-        if value is not None
-    ]
-    if len(chosen) != 1:
-        raise click.UsageError(
-            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-time, --shift-by"
-        )
-    target, raw = chosen[0]
-    value: int
-    if target == "timestamp":
-        from logstream.replay.timespec import TimeSpecError, parse_time
-
-        ctx = app()
-        try:
-            value = parse_time(str(raw), now_ms=ctx.clock.now_ms(), tz=ctx.tz)
-        except TimeSpecError as exc:
-            raise click.BadParameter(str(exc), param_hint="--to-time") from None
-    else:
-        value = int(raw)  # type: ignore[arg-type]
-    if target == "offset" and value < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--to-offset")
+    target, value = _reset_target(
+        to_earliest=to_earliest,
+        to_latest=to_latest,
+        to_offset=to_offset,
+        to_time=to_time,
+        shift_by=shift_by,
+    )
     admin = _admin()
     before = admin.committed_offsets(group_id)
     plan = admin.reset_offsets(
@@ -234,6 +213,43 @@ def reset(
         click.echo(f"reset {len(plan)} partitions of {topic} for group {group_id}", err=True)
     else:
         click.echo("dry run: nothing changed; add --execute to apply", err=True)
+
+
+def _reset_target(
+    *,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: int | None,
+    to_time: str | None,
+    shift_by: int | None,
+) -> tuple[str, int]:
+    """The one target given (earliest, latest, offset, timestamp or shift) and its value."""
+    chosen = [
+        (name, value)
+        for name, value in (
+            ("earliest", 0 if to_earliest else None),
+            ("latest", 0 if to_latest else None),
+            ("offset", to_offset),
+            ("timestamp", to_time),
+            ("shift", shift_by),
+        )
+        if value is not None
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError(
+            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-time, --shift-by"
+        )
+    target, raw = chosen[0]
+    if target == "timestamp":
+        ctx = app()
+        try:
+            return target, parse_time(str(raw), now_ms=ctx.clock.now_ms(), tz=ctx.tz)
+        except TimeSpecError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to-time") from None
+    value = int(raw)  # type: ignore[arg-type]
+    if target == "offset" and value < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--to-offset")
+    return target, value
 
 
 @group.command(epilog="Example: logstream group delete billing")

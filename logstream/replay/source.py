@@ -29,7 +29,8 @@ class RecordSource(Protocol):
     def offsets_for_times(
         self, query: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
-        """First offset whose timestamp is >= the given ms; None when there is none yet."""
+        """First offset whose timestamp is >= the given ms. When there is none yet: None or
+        the end offset (a broker answers with the end); callers treat both as the end."""
         ...
 
     def assign(self, positions: Mapping[TopicPartition, int]) -> None:

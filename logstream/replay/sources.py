@@ -117,31 +117,26 @@ class DataDirSource:
     def offsets_for_times(
         self, query: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
+        return {tp: self._first_at_or_after(self._log(tp), ms) for tp, ms in query.items()}
+
+    def _first_at_or_after(self, log: Any, ms: int) -> int | None:
+        """The first offset stamped at or after ``ms``: the index answers with a batch, and
+        the record is in it or in a later batch."""
         from logstream.codec import iter_batches
 
-        out: dict[TopicPartition, int | None] = {}
-        for tp, ms in query.items():
-            log = self._log(tp)
-            pos = log.offset_for_timestamp(ms)
-            found: int | None = None
-            # The index answers with a batch; the first record at or after ``ms`` is in it or
-            # in a later batch.
-            while pos is not None and pos < log.log_end_offset and found is None:
-                data = log.read(pos, self.READ_BYTES)
-                if not data:
-                    break
-                for batch in iter_batches(data):
-                    for off, stamp in zip(
-                        batch.offsets.tolist(), batch.timestamps.tolist(), strict=True
-                    ):
-                        if off >= pos and stamp >= ms:
-                            found = off
-                            break
-                    if found is not None:
-                        break
-                    pos = batch.header.next_offset
-            out[tp] = found
-        return out
+        pos = log.offset_for_timestamp(ms)
+        while pos is not None and pos < log.log_end_offset:
+            data = log.read(pos, self.READ_BYTES)
+            if not data:
+                return None
+            for batch in iter_batches(data):
+                offsets = batch.offsets.tolist()
+                stamps = batch.timestamps.tolist()
+                for off, stamp in zip(offsets, stamps, strict=True):
+                    if off >= pos and stamp >= ms:
+                        return int(off)
+                pos = batch.header.next_offset
+        return None
 
     def assign(self, positions: Mapping[TopicPartition, int]) -> None:
         self.positions = dict(positions)

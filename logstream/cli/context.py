@@ -63,6 +63,10 @@ class AppContext:
         self._closers.append(src.close)
         return src
 
+    def close_later(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when the command ends (in reverse order of registration)."""
+        self._closers.append(close)
+
     def close(self) -> None:
         """Close every client (idempotent). A Ctrl-C while closing one does not leave the
         others open; it is raised again once all are closed."""

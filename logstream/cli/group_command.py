@@ -27,7 +27,7 @@ def _admin() -> Any:
 
     ctx = app()
     admin = GroupAdmin(ctx.broker)
-    ctx._closers.append(admin.close)
+    ctx.close_later(admin.close)
     return admin
 
 

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logstream.errors import KafkaStorageError, UnknownTopicOrPartitionError
 from logstream.types import Record, TopicPartition
 
+if TYPE_CHECKING:
+    from logstream.client import Admin, Consumer
+
 
 class BrokerSource:
-    def __init__(self, broker: str, *, admin: Any, group: str | None = None) -> None:
+    def __init__(self, broker: str, *, admin: Admin, group: str | None = None) -> None:
         self.admin = admin
         self.broker = broker
         self._parts: dict[str, list[int]] = {}
         self.group = group  # set before first use: the consumer is made lazily
-        self._consumer: Any = None
+        self._consumer: Consumer | None = None
 
     @property
-    def consumer(self) -> Any:
+    def consumer(self) -> Consumer:
         if self._consumer is None:
             from logstream.client import Consumer
 

@@ -140,6 +140,9 @@ def _imports(mod: Module) -> Iterator[Import]:
             yield Import(node.lineno, base, tuple(a.name for a in node.names))
 
 
+Imports = Mapping[str, list[Import]]  # module name -> its import statements
+
+
 def _targets(imp: Import, modules: Mapping[str, Module]) -> list[str]:
     """The logstream modules an import loads: ``from p import m`` means the submodule p.m
     when there is one, else the package p."""
@@ -163,7 +166,9 @@ def _rel(path: Path, pkg: Path) -> str:
     return path.relative_to(pkg.parent).as_posix()
 
 
-def _layer_violations(modules: Mapping[str, Module], rules: Rules, pkg: Path) -> list[str]:
+def _layer_violations(
+    modules: Mapping[str, Module], imports: Imports, rules: Rules, pkg: Path
+) -> list[str]:
     found: list[str] = []
     units = sorted({m.unit for m in modules.values()})
     for unit in units:
@@ -173,7 +178,7 @@ def _layer_violations(modules: Mapping[str, Module], rules: Rules, pkg: Path) ->
         allowed = rules.allowed.get(mod.unit)
         if allowed is None:
             continue
-        for imp in _imports(mod):
+        for imp in imports[mod.name]:
             root = imp.module.split(".")[0]
             where = f"{_rel(mod.path, pkg)}:{imp.line}"
             if root == "grpc" and mod.unit in rules.no_grpc:
@@ -185,10 +190,10 @@ def _layer_violations(modules: Mapping[str, Module], rules: Rules, pkg: Path) ->
     return found
 
 
-def _private_violations(modules: Mapping[str, Module], pkg: Path) -> list[str]:
+def _private_violations(modules: Mapping[str, Module], imports: Imports, pkg: Path) -> list[str]:
     found: list[str] = []
     for mod in modules.values():
-        for imp in _imports(mod):
+        for imp in imports[mod.name]:
             if imp.module == mod.name or imp.module.split(".")[0] != "logstream":
                 continue
             for name in imp.names:
@@ -198,11 +203,11 @@ def _private_violations(modules: Mapping[str, Module], pkg: Path) -> list[str]:
     return found
 
 
-def _graph(modules: Mapping[str, Module]) -> dict[str, set[str]]:
+def _graph(modules: Mapping[str, Module], imports: Imports) -> dict[str, set[str]]:
     """module -> the modules of the same top-level package it imports."""
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for mod in modules.values():
-        for imp in _imports(mod):
+        for imp in imports[mod.name]:
             for target in _targets(imp, modules):
                 if target in modules and target != mod.name and _unit_of(target) == mod.unit:
                     graph[mod.name].add(target)
@@ -263,9 +268,9 @@ def _path_through(part: set[str], graph: Mapping[str, set[str]]) -> list[str]:
     return [start, start]  # unreachable for a strongly connected part
 
 
-def _circle_violations(modules: Mapping[str, Module], pkg: Path) -> list[str]:
+def _circle_violations(modules: Mapping[str, Module], imports: Imports, pkg: Path) -> list[str]:
     found = []
-    for circle in _circles(_graph(modules)):
+    for circle in _circles(_graph(modules, imports)):
         unit = _unit_of(circle[0])
         found.append(f"{pkg.name}/{unit}: import circle {' -> '.join(circle)}")
     return found
@@ -275,10 +280,11 @@ def check(pkg: Path, rules: Rules) -> list[str]:
     """Every violation under ``pkg`` that ``rules.known`` does not list, and every listed one
     that no longer occurs."""
     modules = _modules(pkg)
+    imports = {name: list(_imports(mod)) for name, mod in modules.items()}
     found = [
-        *_layer_violations(modules, rules, pkg),
-        *_circle_violations(modules, pkg),
-        *_private_violations(modules, pkg),
+        *_layer_violations(modules, imports, rules, pkg),
+        *_circle_violations(modules, imports, pkg),
+        *_private_violations(modules, imports, pkg),
     ]
     keys = {_without_line(v) for v in found}
     fresh = [v for v in found if _without_line(v) not in rules.known]

@@ -74,10 +74,6 @@ class Rules:
 # Violations of today's tree that other branches are removing: violation (without its line
 # number, so an edit above the import does not break the match) -> reason.
 KNOWN: dict[str, str] = {
-    "logstream/client: import circle logstream.client.consumer -> "
-    "logstream.client.membership -> logstream.client.consumer": (
-        "the SubscriptionState / Fetcher / GroupMembership split removes it (issue 11 point 1)"
-    ),
     "logstream/broker/group_servicer.py: imports the private name _err from "
     "logstream.broker.servicers": "the broker change moves _err/_guard to a public module",
     "logstream/broker/group_servicer.py: imports the private name _guard from "

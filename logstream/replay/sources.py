@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from logstream.errors import KafkaStorageError, UnknownTopicOrPartitionError
 from logstream.types import Record, TopicPartition
 
 if TYPE_CHECKING:
     from logstream.client import Admin, Consumer
+    from logstream.storage import PartitionSnapshot
 
 
 class BrokerSource:
@@ -108,7 +109,7 @@ class DataDirSource:
             )
         return list(range(len(self.manager.topic(topic).partitions)))
 
-    def _log(self, tp: TopicPartition) -> Any:
+    def _log(self, tp: TopicPartition) -> PartitionSnapshot:
         return self.manager.get_log(tp.topic, tp.partition)
 
     def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -122,7 +123,7 @@ class DataDirSource:
     ) -> dict[TopicPartition, int | None]:
         return {tp: self._first_at_or_after(self._log(tp), ms) for tp, ms in query.items()}
 
-    def _first_at_or_after(self, log: Any, ms: int) -> int | None:
+    def _first_at_or_after(self, log: PartitionSnapshot, ms: int) -> int | None:
         """The first offset stamped at or after ``ms``: the index answers with a batch, and
         the record is in it or in a later batch."""
         from logstream.codec import iter_batches

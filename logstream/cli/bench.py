@@ -225,6 +225,6 @@ def bench_consume(topic: str, records: int | None, timeout: float, output: str |
     }
     _report(setup, results, output)
     if got < target:
-        from logstream.cli.group import fail
+        from logstream.cli.lazy_group import fail
 
         raise fail(f"read only {got} of {target} records within {timeout} s")

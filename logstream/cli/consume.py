@@ -7,8 +7,19 @@ from typing import Any
 import click
 
 from logstream.cli import records
-from logstream.cli import timespec as ts
 from logstream.cli.context import app
+from logstream.cli.options import (
+    FilterOptions,
+    PrintOptions,
+    RangeOptions,
+    count_option,
+    filter_options,
+    format_options,
+    group_option,
+    output_default_help,
+    range_options,
+)
+from logstream.replay import timespec as ts
 
 EPILOG = """\b
 Examples:
@@ -28,24 +39,18 @@ Examples:
     is_flag=True,
     help="Exit once the end offsets seen at start are reached (same as --until end).",
 )
-@click.option(
-    "-c",
-    "--count",
-    "max_records",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Exit after N records.",
-)
-@click.option(
-    "--group",
-    default=None,
-    metavar="G",
-    help="Resume from and commit to consumer group G (when groups exist).",
-)
-@records.range_options
-@records.filter_options
-@records.format_options(records.output_default_help(tail=False))
-def consume(topics: tuple[str, ...], exit_at_end: bool, **kwargs: Any) -> None:
+@count_option("Exit after N records.")
+@group_option("Resume from and commit to consumer group G (when groups exist).")
+@range_options
+@filter_options
+@format_options(output_default_help(tail=False))
+def consume(
+    topics: tuple[str, ...],
+    exit_at_end: bool,
+    max_records: int | None,
+    group: str | None,
+    **kwargs: Any,
+) -> None:
     """Stream records of TOPICs to stdout, one per line (the value by default).
 
     Starts at the end (new records only) unless --from or --group says otherwise, and runs
@@ -55,14 +60,10 @@ def consume(topics: tuple[str, ...], exit_at_end: bool, **kwargs: Any) -> None:
         if kwargs.get("stop") is not None:
             raise click.UsageError("--exit-at-end and --until do not mix (it is --until end)")
         kwargs["stop"] = ts.End()
-    if kwargs.get("start") is None and kwargs.get("since") is None and not kwargs.get("group"):
+    if kwargs.get("start") is None and kwargs.get("since") is None and not group:
         kwargs["start"] = ts.End()
-    opts = records.ReadOptions(
-        topics=topics,
-        follow=True,
-        status=False,
-        summary=False,
-        default_template="{value}",
-        **kwargs,
-    )
-    records.run(opts, app())
+    span = RangeOptions.take(kwargs)
+    filters = FilterOptions.take(kwargs)
+    printing = PrintOptions.take(kwargs, status=False, summary=False, default_template="{value}")
+    request = span.request(topics, follow=True, group=group, limit=max_records)
+    records.run(request, filters=filters, printing=printing, data_dir=span.data_dir, app=app())

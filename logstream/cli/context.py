@@ -15,7 +15,7 @@ import click
 from logstream.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
-    from logstream.cli.reader import RecordSource
+    from logstream.replay.source import RecordSource
 
 DEFAULT_BROKER = "127.0.0.1:7070"
 
@@ -53,7 +53,7 @@ class AppContext:
         """Records from the broker, or straight from segment files with ``data_dir``."""
         if self.source_factory is not None:
             return self.source_factory(self, data_dir)
-        from logstream.cli import sources
+        from logstream.replay import sources
 
         src: RecordSource
         if data_dir is not None:
@@ -62,6 +62,10 @@ class AppContext:
             src = sources.BrokerSource(self.broker, admin=self.admin())
         self._closers.append(src.close)
         return src
+
+    def close_later(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when the command ends (in reverse order of registration)."""
+        self._closers.append(close)
 
     def close(self) -> None:
         """Close every client (idempotent). A Ctrl-C while closing one does not leave the

@@ -13,16 +13,21 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import click
 
-from logstream.cli import params, reader, records
-from logstream.cli import timespec as ts
-from logstream.cli.context import app
+from logstream.cli import params
+from logstream.cli.context import AppContext, app
 from logstream.cli.formatting import format_time_iso, record_to_json
-from logstream.cli.group import fail
-from logstream.types import Record
+from logstream.cli.lazy_group import fail
+from logstream.cli.options import FilterOptions, RangeOptions, filter_options, range_options
+from logstream.replay import timespec as ts
+from logstream.replay.filters import RecordFilter
+from logstream.replay.merge import read_ranges
+from logstream.replay.ranges import Range, plan_ranges, resolve_partitions
+from logstream.replay.source import RecordSource
+from logstream.types import Record, TopicPartition
 
 FORMATS = ("jsonl", "csv", "parquet")
 CSV_COLUMNS = ["topic", "partition", "offset", "timestamp", "time", "key", "value", "headers"]
@@ -43,6 +48,12 @@ def _text(data: bytes | None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return "base64:" + base64.b64encode(data).decode("ascii")
+
+
+class Sink(Protocol):
+    def write(self, r: Record) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class JsonlSink:
@@ -159,6 +170,85 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
+def _check_target(to: str, fmt: str, force: bool) -> tuple[Any, Any] | None:
+    """Refuse what cannot be written before reading anything; pyarrow for Parquet."""
+    if fmt == "parquet" and to == "-":
+        raise click.UsageError("Parquet cannot be written to stdout; give a file name")
+    pa_pq = _pyarrow() if fmt == "parquet" else None
+    if to != "-" and Path(to).exists() and not force:
+        raise fail(f"{to} exists; use --force to overwrite")
+    if to != "-" and not Path(to).parent.is_dir():
+        raise fail(f"cannot write {to}: the directory {Path(to).parent} does not exist")
+    return pa_pq
+
+
+def _export_range(span: RangeOptions) -> tuple[ts.StartSpec, ts.StopSpec]:
+    """Everything up to now unless --from/--since/--until say otherwise."""
+    start = span.start or span.since or ts.Beginning()
+    if span.start is not None and span.since is not None:
+        raise click.UsageError("--since and --from do not mix")
+    stop = span.stop or ts.End()
+    try:
+        ts.check_order(start, stop)
+    except ts.TimeSpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    return start, stop
+
+
+def _plan(
+    ctx: AppContext, topics: tuple[str, ...], span: RangeOptions
+) -> tuple[RecordSource, dict[TopicPartition, Range]]:
+    start, stop = _export_range(span)
+    source = ctx.source(span.data_dir)
+    tps = resolve_partitions(source, topics, span.partitions)
+    return source, plan_ranges(source, tps, start, stop, now_ms=ctx.clock.now_ms())
+
+
+def _open_sink(to: str, fmt: str, pa_pq: tuple[Any, Any] | None) -> tuple[Sink, IO[str] | None]:
+    """The sink, and the text file it writes to (None for Parquet and for stdout's owner)."""
+    if fmt == "parquet":
+        assert pa_pq is not None
+        return ParquetSink(Path(to), *pa_pq), None
+    try:
+        out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise fail(f"cannot write {to}: {exc.strerror or exc}") from None
+    return (JsonlSink(out) if fmt == "jsonl" else CsvSink(out)), out
+
+
+def _copy(
+    source: RecordSource,
+    plan: dict[TopicPartition, Range],
+    keep: RecordFilter,
+    sink: Sink,
+    show_progress: bool,
+) -> int:
+    """Every record of the plan that passes ``keep`` into ``sink``; returns how many."""
+    total = sum(max(0, (r.stop or r.start) - r.start) for r in plan.values())
+    written = 0
+    bar = (
+        click.progressbar(
+            length=total, label="exporting", file=sys.stderr, show_pos=True, show_eta=True
+        )
+        if show_progress
+        else _NoBar()
+    )
+    with bar:
+        pending = 0
+        for item in read_ranges(source, plan, follow=False):
+            if item is None:
+                continue
+            pending += 1
+            if keep(item):
+                sink.write(item)
+                written += 1
+            if pending >= 1000:
+                bar.update(pending)
+                pending = 0
+        bar.update(pending)
+    return written
+
+
 @click.command(epilog=EPILOG)
 @click.argument("topics", nargs=-1, required=True, metavar="TOPIC [TOPIC...]")
 @click.option("--to", "to", required=True, metavar="PATH", help="Output file; '-' is stdout.")
@@ -175,8 +265,8 @@ def _pyarrow() -> tuple[Any, Any]:
     default=None,
     help="Progress bar on stderr (default: when stderr is a TTY).",
 )
-@records.range_options
-@records.filter_options
+@range_options
+@filter_options
 def export(
     topics: tuple[str, ...], to: str, fmt: str | None, force: bool, progress: bool | None, **kw: Any
 ) -> None:
@@ -185,66 +275,17 @@ def export(
     The range uses the tail/consume grammar: --from (default beginning), --until (default
     end: the end offsets when export started), --since.
     """
+    span = RangeOptions.take(kw)
+    filters = FilterOptions.take(kw)
     fmt = _format_for(to, fmt)
-    if fmt == "parquet" and to == "-":
-        raise click.UsageError("Parquet cannot be written to stdout; give a file name")
-    pa_pq = _pyarrow() if fmt == "parquet" else None
-    if to != "-" and Path(to).exists() and not force:
-        raise fail(f"{to} exists; use --force to overwrite")
-    if to != "-" and not Path(to).parent.is_dir():
-        raise fail(f"cannot write {to}: the directory {Path(to).parent} does not exist")
+    pa_pq = _check_target(to, fmt, force)
     ctx = app()
-    start = kw["start"] or kw["since"] or ts.Beginning()
-    if kw["start"] is not None and kw["since"] is not None:
-        raise click.UsageError("--since and --from do not mix")
-    stop = kw["stop"] or ts.End()
+    source, plan = _plan(ctx, topics, span)
+    keep = filters.build(ctx.clock)
+    sink, out = _open_sink(to, fmt, pa_pq)
+    show = params.is_tty(sys.stderr) if progress is None else progress
     try:
-        ts.check_order(start, stop)
-    except ts.TimeSpecError as exc:
-        raise click.UsageError(str(exc)) from None
-    source = ctx.source(kw["data_dir"])
-    tps = records.resolve_partitions(source, topics, kw["partitions"])
-    plan = reader.plan_ranges(source, tps, start, stop, now_ms=ctx.clock.now_ms())
-    total = sum(max(0, (r.stop or r.start) - r.start) for r in plan.values())
-    opts = records.ReadOptions(
-        topics=topics,
-        **{k: kw[k] for k in ("keys", "grep", "invert_grep", "header_filters", "sample", "rate")},
-    )
-    keep = records.make_filter(opts, ctx)
-
-    out: IO[str] | None = None
-    if fmt == "parquet":
-        assert pa_pq is not None
-        sink: Any = ParquetSink(Path(to), *pa_pq)
-    else:
-        try:
-            out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            raise fail(f"cannot write {to}: {exc.strerror or exc}") from None
-        sink = JsonlSink(out) if fmt == "jsonl" else CsvSink(out)
-    stderr = sys.stderr
-    show = params.is_tty(stderr) if progress is None else progress
-    written = 0
-    try:
-        with (
-            click.progressbar(
-                length=total, label="exporting", file=stderr, show_pos=True, show_eta=True
-            )
-            if show
-            else _NoBar() as bar
-        ):
-            pending = 0
-            for item in reader.read(source, plan, follow=False):
-                if item is None:
-                    continue
-                pending += 1
-                if keep(item):
-                    sink.write(item)
-                    written += 1
-                if pending >= 1000:
-                    bar.update(pending)
-                    pending = 0
-            bar.update(pending)
+        written = _copy(source, plan, keep, sink, show)
     finally:
         sink.close()
         if out is not None and out is not sys.stdout:

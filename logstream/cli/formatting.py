@@ -18,7 +18,7 @@ import binascii
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -358,55 +358,59 @@ def _field_piece(body: str, tz: dt.tzinfo | None, binary: str) -> Piece:
     raise TemplateError(f"unknown field {{{body}}} in --format (known: {known})")
 
 
+def _next_token(template: str, i: int) -> tuple[str, str, int]:
+    """The token at ``template[i]``: ("text", text) or ("field", body), and where the next
+    one starts."""
+    ch = template[i]
+    nxt = template[i + 1] if i + 1 < len(template) else ""
+    if ch in "{}" and nxt == ch:
+        return "text", ch, i + 2
+    if ch == "{":
+        end = template.find("}", i + 1)
+        if end < 0:
+            raise TemplateError(f"unclosed '{{' at position {i} in --format")
+        return "field", template[i + 1 : end], end + 1
+    if ch == "}":
+        raise TemplateError(f"single '}}' at position {i} in --format (write '}}}}')")
+    if ch == "%":
+        if nxt == "%":
+            return "text", "%", i + 2
+        if nxt in _KCAT:
+            return "field", _KCAT[nxt], i + 2
+        tokens = " ".join("%" + k for k in _KCAT)
+        raise TemplateError(f"unknown token %{nxt} in --format (kcat tokens: {tokens} %%)")
+    if ch == "\\" and nxt in _BACKSLASH:
+        return "text", _BACKSLASH[nxt], i + 2
+    return "text", ch, i + 1
+
+
+def _tokens(template: str) -> Iterator[tuple[str, str]]:
+    i = 0
+    while i < len(template):
+        kind, value, i = _next_token(template, i)
+        yield kind, value
+
+
+def _literal(text: str) -> Piece:
+    return lambda r: text
+
+
 def parse_template(
     template: str, *, tz: dt.tzinfo | None = None, binary: str = "hex"
 ) -> Sequence[Piece]:
     """Compile a template into pieces; raises TemplateError on anything it cannot place."""
     pieces: list[Piece] = []
     literal: list[str] = []
-
-    def flush() -> None:
+    for kind, value in _tokens(template):
+        if kind == "text":
+            literal.append(value)
+            continue
         if literal:
-            text = "".join(literal)
-            pieces.append(lambda r, text=text: text)  # type: ignore[misc]
+            pieces.append(_literal("".join(literal)))
             literal.clear()
-
-    i, n = 0, len(template)
-    while i < n:
-        ch = template[i]
-        nxt = template[i + 1] if i + 1 < n else ""
-        if (ch == "{" and nxt == "{") or (ch == "}" and nxt == "}"):
-            literal.append(ch)
-            i += 2
-        elif ch == "{":
-            end = template.find("}", i + 1)
-            if end < 0:
-                raise TemplateError(f"unclosed '{{' at position {i} in --format")
-            flush()
-            pieces.append(_field_piece(template[i + 1 : end], tz, binary))
-            i = end + 1
-        elif ch == "}":
-            raise TemplateError(f"single '}}' at position {i} in --format (write '}}}}')")
-        elif ch == "%":
-            if nxt == "%":
-                literal.append("%")
-            elif nxt in _KCAT:
-                flush()
-                pieces.append(_field_piece(_KCAT[nxt], tz, binary))
-            else:
-                raise TemplateError(
-                    f"unknown token %{nxt} in --format (kcat tokens: "
-                    + " ".join("%" + k for k in _KCAT)
-                    + " %%)"
-                )
-            i += 2
-        elif ch == "\\" and nxt in _BACKSLASH:
-            literal.append(_BACKSLASH[nxt])
-            i += 2
-        else:
-            literal.append(ch)
-            i += 1
-    flush()
+        pieces.append(_field_piece(value, tz, binary))
+    if literal:
+        pieces.append(_literal("".join(literal)))
     return pieces
 
 

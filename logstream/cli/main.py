@@ -11,7 +11,7 @@ import click
 
 from logstream import __version__
 from logstream.cli.context import DEFAULT_BROKER, app
-from logstream.cli.group import LogstreamGroup
+from logstream.cli.lazy_group import LogstreamGroup
 from logstream.cli.serve import serve
 
 LAZY_COMMANDS = {
@@ -23,7 +23,7 @@ LAZY_COMMANDS = {
     "export": "logstream.cli.export:export",
     "bench": "logstream.cli.bench:bench",
     "completion": "logstream.cli.completion:completion",
-    "group": "logstream.cli.groups:group",
+    "group": "logstream.cli.group_command:group",
 }
 
 EPILOG = """\b

@@ -11,7 +11,7 @@ from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.formatting import format_time_iso
 from logstream.cli.output import emit_rows
-from logstream.cli.records import resolve_partitions
+from logstream.replay.ranges import resolve_partitions
 
 EPILOG = """\b
 Examples:

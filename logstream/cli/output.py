@@ -121,6 +121,11 @@ class StatusLine:
         self.stream.flush()
         self._shown = True
 
+    @property
+    def shown(self) -> bool:
+        """True while the status is drawn on the terminal."""
+        return self._shown
+
     def clear(self) -> None:
         if self._shown:
             self.stream.write("\r\x1b[2K")
@@ -148,7 +153,7 @@ class RecordWriter:
         self.bytes = 0
 
     def write(self, text: str) -> None:
-        if self.status is not None and self.status._shown:
+        if self.status is not None and self.status.shown:
             self.status.clear()
         self.stream.write(text)
         self.count += 1

@@ -12,8 +12,8 @@ from typing import IO, Any
 
 import click
 
-from logstream.cli import timespec
 from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.replay import timespec
 
 OUTPUT_MODES = ("table", "json", "jsonl", "plain")
 
@@ -113,7 +113,9 @@ def default_output(stream: IO[Any]) -> str:
 # click types
 
 
-class _FnType(click.ParamType):
+class FnType(click.ParamType):
+    """A click type from a parse function that raises ValueError with a one-line message."""
+
     def __init__(self, name: str, fn: Callable[[str], Any]) -> None:
         self.name = name
         self._fn = fn
@@ -127,10 +129,10 @@ class _FnType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-PARTITIONS = _FnType("PARTITIONS", parse_partitions)
-KEY_VALUE = _FnType("KEY=VALUE", lambda s: parse_key_value(s))
-RATE = _FnType("N/s", parse_rate)
-SAMPLE = _FnType("1/N", parse_sample)
+PARTITIONS = FnType("PARTITIONS", parse_partitions)
+KEY_VALUE = FnType("KEY=VALUE", lambda s: parse_key_value(s))
+RATE = FnType("N/s", parse_rate)
+SAMPLE = FnType("1/N", parse_sample)
 
 
 def _clock(ctx: click.Context | None) -> Clock:
@@ -161,4 +163,13 @@ SINCE = _TimeSpecType("DURATION|TIME", timespec.parse_since)
 TIME = _TimeSpecType("TIME", timespec.parse_time)
 AT_TIME = _TimeSpecType(
     "TIME", lambda s, now_ms: timespec.parse_time(s[1:] if s.startswith("@") else s, now_ms=now_ms)
+)
+
+# The ``-o`` option of the commands that print rows (``topic``, ``group``).
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_MODES),
+    default=None,
+    help="table (default on a TTY), plain (tab-separated, default when piped), json, jsonl.",
 )

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -51,6 +52,115 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
             line = line[:-1]
         if line:
             yield line
+
+
+@dataclass(frozen=True)
+class RecordShape:
+    """How a line becomes a record: the fixed key, or a separator splitting key from value;
+    the headers and the partition of every record."""
+
+    key: bytes | None = None
+    separator: bytes | None = None
+    headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
+
+    def split(self, line: bytes) -> tuple[bytes | None, bytes]:
+        if self.separator is not None:
+            before, found, after = line.partition(self.separator)
+            if found:
+                return before, after
+        return self.key, line
+
+
+class _Sender:
+    """Sends records and settles their futures: the first one at once (a bad topic fails
+    before the rest is read), later ones when more than 10,000 are in flight (down to 2,000)."""
+
+    IN_FLIGHT = 10_000
+    KEEP = 2_000
+
+    def __init__(self, producer: Any, topic: str, shape: RecordShape) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.shape = shape
+        self.summary = Summary()
+        self.pending: deque[Any] = deque()
+
+    def send(self, line: bytes) -> None:
+        key, value = self.shape.split(line)
+        fut = self.producer.send(
+            self.topic,
+            value=value,
+            key=key,
+            headers=self.shape.headers,
+            partition=self.shape.partition,
+        )
+        self.pending.append(fut)
+        self.summary.records += 1
+        self.summary.bytes += len(line)
+        if self.summary.records == 1 or len(self.pending) > self.IN_FLIGHT:
+            self.settle(everything=self.summary.records > 1)
+
+    def settle(self, *, everything: bool) -> None:
+        keep = 0 if everything else self.KEEP
+        while len(self.pending) > keep:
+            meta = self.pending.popleft().result()
+            self.summary.acked += 1
+            if meta.offset >= 0:
+                self.summary.add(meta.partition, meta.offset)
+
+
+def _check_options(
+    file: str | None, messages: tuple[str, ...], key: str | None, key_separator: str | None
+) -> None:
+    if file and messages:
+        raise click.UsageError("--file and -m/--message do not mix")
+    if key is not None and key_separator is not None:
+        raise click.UsageError("--key and --key-separator do not mix")
+    if key_separator == "":
+        raise click.BadParameter("must not be empty", param_hint="'--key-separator'")
+
+
+def _send_lines(
+    sender: _Sender, file: str | None, status: StatusLine, started: float, show: bool
+) -> None:
+    """Every non-empty line of FILE or stdin, with the progress on the status line."""
+    total_bytes = os.path.getsize(file) if file else None
+    stream = open(file, "rb") if file else sys.stdin.buffer  # noqa: SIM115
+    try:
+        read = 0
+        for line in _lines(stream):
+            sender.send(line)
+            read += len(line) + 1
+            if show and sender.summary.records % 512 == 0:
+                status.update(_progress(sender.summary, started, read, total_bytes))
+    finally:
+        if file:
+            stream.close()
+
+
+def _print_summary(summary: Summary, topic: str, elapsed: float, output: str) -> None:
+    if output == "json":
+        partitions = {
+            str(p): {"first_offset": a, "last_offset": b}
+            for p, (a, b) in sorted(summary.offsets.items())
+        }
+        doc = {
+            "topic": topic,
+            "records": summary.records,
+            "bytes": summary.bytes,
+            "seconds": round(elapsed, 3),
+            "partitions": partitions,
+        }
+        click.echo(json.dumps(doc))
+        return
+    rate = summary.records / elapsed
+    click.echo(
+        f"produced {summary.records} records ({human_bytes(summary.bytes)}) to {topic} "
+        f"in {elapsed:.2f}s ({human_count(rate)} rec/s)"
+    )
+    for p, (a, b) in sorted(summary.offsets.items()):
+        click.echo(f"  partition {p}: offsets {a}-{b}")
 
 
 @click.command(epilog=EPILOG)
@@ -136,71 +246,33 @@ def produce(
     quiet: bool,
 ) -> None:
     """Append records to TOPIC: one per line of stdin (or --file, or -m)."""
-    if file and messages:
-        raise click.UsageError("--file and -m/--message do not mix")
-    if key is not None and key_separator is not None:
-        raise click.UsageError("--key and --key-separator do not mix")
-    if key_separator == "":
-        raise click.BadParameter("must not be empty", param_hint="'--key-separator'")
+    _check_options(file, messages, key, key_separator)
     stderr = sys.stderr
     show = params.is_tty(stderr) if progress is None else progress
     if not file and not messages and params.is_tty(sys.stdin) and show:
         click.echo("reading records from the terminal, one per line; Ctrl-D to finish", err=True)
-
-    hdrs = [(k, v.encode("utf-8")) for k, v in headers] or None
-    sep = key_separator.encode("utf-8") if key_separator is not None else None
-    fixed_key = key.encode("utf-8") if key is not None else None
-    total_bytes = os.path.getsize(file) if file else None
-
+    shape = RecordShape(
+        key=key.encode("utf-8") if key is not None else None,
+        separator=key_separator.encode("utf-8") if key_separator is not None else None,
+        headers=[(k, v.encode("utf-8")) for k, v in headers] or None,
+        partition=partition,
+    )
     producer = app().producer(
         acks=acks, linger_ms=linger_ms, compression=None if compression == "none" else compression
     )
-    summary = Summary()
-    pending: list[Any] = []
+    sender = _Sender(producer, topic, shape)
     started = time.monotonic()
-
-    def settle(all_: bool) -> None:
-        keep = 0 if all_ else 2000
-        while len(pending) > keep:
-            fut = pending.pop(0)
-            meta = fut.result()
-            summary.acked += 1
-            if meta.offset >= 0:
-                summary.add(meta.partition, meta.offset)
-
-    def send(line: bytes) -> None:
-        k = fixed_key
-        v = line
-        if sep is not None:
-            before, found, after = line.partition(sep)
-            if found:
-                k, v = before, after
-        pending.append(producer.send(topic, value=v, key=k, headers=hdrs, partition=partition))
-        summary.records += 1
-        summary.bytes += len(line)
-        if summary.records == 1 or len(pending) > 10_000:
-            settle(summary.records > 1)
-
     status = StatusLine(stderr, enabled=show, interval=0.2)
     try:
         if messages:
             for m in messages:
-                send(m.encode("utf-8"))
+                sender.send(m.encode("utf-8"))
         else:
-            stream = open(file, "rb") if file else sys.stdin.buffer  # noqa: SIM115
-            try:
-                read = 0
-                for line in _lines(stream):
-                    send(line)
-                    read += len(line) + 1
-                    if show and summary.records % 512 == 0:
-                        status.update(_progress(summary, started, read, total_bytes))
-            finally:
-                if file:
-                    stream.close()
+            _send_lines(sender, file, status, started, show)
         producer.flush()
-        settle(True)
+        sender.settle(everything=True)
     except LogstreamError as exc:
+        summary = sender.summary
         if summary.records > 1:
             msg = f"{exc} ({summary.acked} of {summary.records} records acknowledged)"
             raise LogstreamError(msg) from exc
@@ -208,32 +280,9 @@ def produce(
     finally:
         status.clear()
         producer.close()
-    if quiet:
-        return
-    elapsed = max(time.monotonic() - started, 1e-9)
-    if output == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "topic": topic,
-                    "records": summary.records,
-                    "bytes": summary.bytes,
-                    "seconds": round(elapsed, 3),
-                    "partitions": {
-                        str(p): {"first_offset": a, "last_offset": b}
-                        for p, (a, b) in sorted(summary.offsets.items())
-                    },
-                }
-            )
-        )
-        return
-    rate = summary.records / elapsed
-    click.echo(
-        f"produced {summary.records} records ({human_bytes(summary.bytes)}) to {topic} "
-        f"in {elapsed:.2f}s ({human_count(rate)} rec/s)"
-    )
-    for p, (a, b) in sorted(summary.offsets.items()):
-        click.echo(f"  partition {p}: offsets {a}-{b}")
+    if not quiet:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        _print_summary(sender.summary, topic, elapsed, output)
 
 
 def _progress(summary: Summary, started: float, read: int, total: int | None) -> str:

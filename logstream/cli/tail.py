@@ -8,6 +8,17 @@ import click
 
 from logstream.cli import records
 from logstream.cli.context import app
+from logstream.cli.options import (
+    FilterOptions,
+    PrintOptions,
+    RangeOptions,
+    count_option,
+    filter_options,
+    format_options,
+    group_option,
+    output_default_help,
+    range_options,
+)
 
 EPILOG = """\b
 Examples:
@@ -35,30 +46,27 @@ Examples:
     help="Show the last N records across partitions (by timestamp).  [default: 10]",
 )
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new records until Ctrl-C.")
-@click.option(
-    "-c",
-    "--count",
-    "max_records",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Exit after printing N records.",
-)
-@records.range_options
-@records.filter_options
-@records.format_options(records.output_default_help(tail=True))
-@click.option(
-    "--group",
-    default=None,
-    metavar="G",
-    help="Resume from and commit to consumer group G (when groups exist); otherwise tail "
-    "commits nothing.",
+@count_option("Exit after printing N records.")
+@range_options
+@filter_options
+@format_options(output_default_help(tail=True))
+@group_option(
+    "Resume from and commit to consumer group G (when groups exist); otherwise tail "
+    "commits nothing."
 )
 @click.option(
     "--status/--no-status",
     default=None,
     help="Live status line on stderr while following (default: on a TTY).",
 )
-def tail(topics: tuple[str, ...], **kwargs: Any) -> None:
+def tail(
+    topics: tuple[str, ...],
+    last: int | None,
+    follow: bool,
+    max_records: int | None,
+    group: str | None,
+    **kwargs: Any,
+) -> None:
     """Print the last records of TOPICs, or follow them.
 
     \b
@@ -69,5 +77,8 @@ def tail(topics: tuple[str, ...], **kwargs: Any) -> None:
     TIME is ISO-8601 (2024-05-01, 2024-05-01T12:00:00Z), epoch seconds or milliseconds,
     or relative to now (@-15m, @-3d, @now).
     """
-    opts = records.ReadOptions(topics=topics, **kwargs)
-    records.run(opts, app())
+    span = RangeOptions.take(kwargs)
+    filters = FilterOptions.take(kwargs)
+    printing = PrintOptions.take(kwargs)
+    request = span.request(topics, last=last, follow=follow, group=group, limit=max_records)
+    records.run(request, filters=filters, printing=printing, data_dir=span.data_dir, app=app())

@@ -12,14 +12,6 @@ from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.output import emit_rows, human_bytes, render_table
 
-OUTPUT = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(params.OUTPUT_MODES),
-    default=None,
-    help="table (default on a TTY), plain (tab-separated, default when piped), json, jsonl.",
-)
-
 
 def _output(output: str | None) -> str:
     return output or params.default_output(sys.stdout)
@@ -75,7 +67,7 @@ def create(
 
 
 @topic.command(name="list", epilog="Example: logstream topic list -o json | jq '.[].name'")
-@OUTPUT
+@params.output_option
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets).")
 def list_(output: str | None, internal: bool) -> None:
     """List topics with their partitions, records and size."""
@@ -127,7 +119,7 @@ def _describe_dict(d: Any) -> dict[str, Any]:
 
 @topic.command(epilog="Example: logstream topic describe orders -o json")
 @click.argument("names", nargs=-1, required=True, metavar="NAME [NAME...]")
-@OUTPUT
+@params.output_option
 def describe(names: tuple[str, ...], output: str | None) -> None:
     """Partitions (start/end offsets, records, sizes) and config of topics."""
     descs = [_describe_dict(d) for d in app().admin().describe_topics(list(names))]
@@ -189,7 +181,7 @@ def delete(name: str, yes: bool) -> None:
     help="Set a config key (repeatable).",
 )
 @click.option("--reset", multiple=True, metavar="KEY", help="Return KEY to the broker default.")
-@OUTPUT
+@params.output_option
 def alter(
     name: str, config: tuple[tuple[str, str], ...], reset: tuple[str, ...], output: str | None
 ) -> None:

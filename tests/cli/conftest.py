@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cli_helpers import MemorySource, make_records
 
+from logstream.replay.memory import MemorySource, make_records
 from logstream.types import TopicPartition
 
 

@@ -41,7 +41,7 @@ def _catches_sigint(pid: int) -> bool:
 @pytest.mark.parametrize("command", [["tail", "t-int", "-f"], ["consume", "t-int"]])
 # 0.2-0.3 s: the CLI is still importing the subcommand's modules (where a Ctrl-C can land in
 # a string exec, a weakref callback or numpy's C import code: see the tests below and
-# Interrupted in logstream/cli/group.py); from 0.4 s on it is connecting, reading, following.
+# Interrupted in logstream/cli/lazy_group.py); from 0.4 s on it is connecting, reading, following.
 @pytest.mark.parametrize("delay", [0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5])
 def test_ctrl_c_at_any_moment_exits_0(broker: RunningBroker, command, delay: float) -> None:
     child = pexpect.spawn(
@@ -76,7 +76,7 @@ def test_ctrl_c_in_a_string_exec_is_not_a_death_by_signal(tmp_path: Path) -> Non
     though it was caught. The CLI's handler raises a subclass, which does not."""
     (tmp_path / "ki_in_exec.py").write_text(
         "import signal, sys\n"
-        "from logstream.cli.group import interrupt_handler\n"
+        "from logstream.cli.lazy_group import interrupt_handler\n"
         "if sys.argv[1] == 'cli':\n"
         "    signal.signal(signal.SIGINT, interrupt_handler)\n"
         "try:\n"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import MemorySource, make_records
 from click.testing import CliRunner
 
 from logstream.cli.context import AppContext
 from logstream.cli.main import main
+from logstream.replay.memory import MemorySource, make_records
 from logstream.testing.clock import ManualClock
 from logstream.types import Record, TopicPartition
 

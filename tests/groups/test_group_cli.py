@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from logstream.cli.groups import human_duration
+from logstream.cli.group_command import human_duration
 from logstream.cli.main import main
 from logstream.codec import encode_batch
 from logstream.testing.broker import run_broker

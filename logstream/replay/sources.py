@@ -1,36 +1,41 @@
-"""Record sources for the reading engine (:class:`logstream.cli.reader.RecordSource`):
+"""Record sources for the replay engine (:class:`logstream.replay.source.RecordSource`):
 
 - :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment) plus an
-  :class:`~logstream.client.Admin` for partition counts. With ``--group`` it resumes from
+  :class:`~logstream.client.Admin` for partition counts. With a group it resumes from
   and commits to that group as a standalone client (no membership: the broker refuses the
-  commit while the group has running members, so tail never steals a live group's work).
-- :class:`DataDirSource`: segment files read in-process through ``logstream.storage``
-  (``--data-dir``), for forensics. It opens the directory read-only
+  commit while the group has running members, so a replay never steals a live group's work).
+- :class:`DataDirSource`: segment files read in-process through ``logstream.storage``, for
+  forensics. It opens the directory read-only
   (``storage.DirectorySnapshot``): no recovery, no lock, no file touched, so it is
   safe on a crashed directory (a torn tail is reported and skipped, not cut) and can run
-  next to a live broker (a snapshot as of its open, refreshed when ``-f`` reaches the end).
+  next to a live broker (a snapshot as of its open, refreshed when a following read
+  reaches the end).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from logstream.errors import KafkaStorageError, UnknownTopicOrPartitionError
 from logstream.types import Record, TopicPartition
 
+if TYPE_CHECKING:
+    from logstream.client import Admin, Consumer
+    from logstream.storage import PartitionSnapshot
+
 
 class BrokerSource:
-    def __init__(self, broker: str, *, admin: Any, group: str | None = None) -> None:
+    def __init__(self, broker: str, *, admin: Admin, group: str | None = None) -> None:
         self.admin = admin
         self.broker = broker
         self._parts: dict[str, list[int]] = {}
-        self.group = group  # set before first use (``--group``): the consumer is made lazily
-        self._consumer: Any = None
+        self.group = group  # set before first use: the consumer is made lazily
+        self._consumer: Consumer | None = None
 
     @property
-    def consumer(self) -> Any:
+    def consumer(self) -> Consumer:
         if self._consumer is None:
             from logstream.client import Consumer
 
@@ -83,7 +88,8 @@ class BrokerSource:
 
 class DataDirSource:
     """Reads a data directory in-process. ``poll`` reads one chunk per partition; at the end
-    of every partition it sleeps ``timeout_s`` (so ``-f`` works, by polling the files)."""
+    of every partition it sleeps ``timeout_s`` (so a following read works, by polling the
+    files)."""
 
     READ_BYTES = 1 << 20
 
@@ -103,7 +109,7 @@ class DataDirSource:
             )
         return list(range(len(self.manager.topic(topic).partitions)))
 
-    def _log(self, tp: TopicPartition) -> Any:
+    def _log(self, tp: TopicPartition) -> PartitionSnapshot:
         return self.manager.get_log(tp.topic, tp.partition)
 
     def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -115,31 +121,26 @@ class DataDirSource:
     def offsets_for_times(
         self, query: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
+        return {tp: self._first_at_or_after(self._log(tp), ms) for tp, ms in query.items()}
+
+    def _first_at_or_after(self, log: PartitionSnapshot, ms: int) -> int | None:
+        """The first offset stamped at or after ``ms``: the index answers with a batch, and
+        the record is in it or in a later batch."""
         from logstream.codec import iter_batches
 
-        out: dict[TopicPartition, int | None] = {}
-        for tp, ms in query.items():
-            log = self._log(tp)
-            pos = log.offset_for_timestamp(ms)
-            found: int | None = None
-            # The index answers with a batch; the first record at or after ``ms`` is in it or
-            # in a later batch.
-            while pos is not None and pos < log.log_end_offset and found is None:
-                data = log.read(pos, self.READ_BYTES)
-                if not data:
-                    break
-                for batch in iter_batches(data):
-                    for off, stamp in zip(
-                        batch.offsets.tolist(), batch.timestamps.tolist(), strict=True
-                    ):
-                        if off >= pos and stamp >= ms:
-                            found = off
-                            break
-                    if found is not None:
-                        break
-                    pos = batch.header.next_offset
-            out[tp] = found
-        return out
+        pos = log.offset_for_timestamp(ms)
+        while pos is not None and pos < log.log_end_offset:
+            data = log.read(pos, self.READ_BYTES)
+            if not data:
+                return None
+            for batch in iter_batches(data):
+                offsets = batch.offsets.tolist()
+                stamps = batch.timestamps.tolist()
+                for off, stamp in zip(offsets, stamps, strict=True):
+                    if off >= pos and stamp >= ms:
+                        return int(off)
+                pos = batch.header.next_offset
+        return None
 
     def assign(self, positions: Mapping[TopicPartition, int]) -> None:
         self.positions = dict(positions)

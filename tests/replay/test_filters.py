@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from logstream.cli.filters import Matcher, RateLimiter, RecordFilter, Sampler
+from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
 from logstream.testing.clock import ManualClock
 from logstream.types import Record
 

@@ -1,4 +1,5 @@
-"""CLI test helpers: an in-memory record source (no broker)."""
+"""An in-memory :class:`~logstream.replay.source.RecordSource` for tests and embedding: lists
+of records, no broker, no files. Single-threaded, like every source."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from logstream.errors import UnknownTopicOrPartitionError
 from logstream.types import Record, TopicPartition
+
+__all__ = ["MemorySource", "make_records"]
 
 
 class MemorySource:
@@ -27,6 +30,7 @@ class MemorySource:
         self.appends: list[Record] = []
         self.polls = 0
         self.closed = False
+        self.group: str | None = None  # a test adds committed/commit to make it a GroupSource
 
     def partitions_for(self, topic: str) -> list[int]:
         parts = sorted(tp.partition for tp in self.data if tp.topic == topic)
@@ -74,6 +78,8 @@ class MemorySource:
 def make_records(
     topic: str, partition: int, timestamps: Sequence[int], prefix: str = "v"
 ) -> list[Record]:
+    """Records at offsets 0.. with these timestamps, keys ``k<offset>`` and values
+    ``<prefix><partition>-<offset>``."""
     return [
         Record(topic, partition, i, ts, f"k{i}".encode(), f"{prefix}{partition}-{i}".encode(), ())
         for i, ts in enumerate(timestamps)

@@ -1,14 +1,14 @@
-"""The reading engine: range planning, timestamp merge, stop conditions."""
+"""Range planning, the timestamp merge and stop conditions, over an in-memory source."""
 
 from __future__ import annotations
 
-from cli_helpers import MemorySource, make_records
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.cli import reader
-from logstream.cli import timespec as ts
-from logstream.cli.reader import Merger, Range
+from logstream.replay import timespec as ts
+from logstream.replay.memory import MemorySource, make_records
+from logstream.replay.merge import Merger, ReadPacing, read_ranges
+from logstream.replay.ranges import Range, plan_ranges
 from logstream.testing.clock import ManualClock
 from logstream.types import Record, TopicPartition
 
@@ -27,7 +27,7 @@ def test_plan_from_each_start_spec(two_partitions: MemorySource) -> None:
     tps = [P0, P1]
 
     def starts(spec: ts.StartSpec) -> list[int]:
-        plan = reader.plan_ranges(src, tps, spec, ts.End(), now_ms=BASE)
+        plan = plan_ranges(src, tps, spec, ts.End(), now_ms=BASE)
         return [plan[P0].start, plan[P1].start]
 
     assert starts(ts.Beginning()) == [2, 0]
@@ -44,7 +44,7 @@ def test_plan_stop_specs(two_partitions: MemorySource) -> None:
     tps = [P0, P1]
 
     def stops(spec: ts.StopSpec | None, follow: bool = False) -> list[Range]:
-        plan = reader.plan_ranges(src, tps, ts.Offset(2), spec, now_ms=BASE + 10**6, follow=follow)
+        plan = plan_ranges(src, tps, ts.Offset(2), spec, now_ms=BASE + 10**6, follow=follow)
         return [plan[P0], plan[P1]]
 
     assert stops(ts.End()) == [Range(2, 10), Range(2, 10)]
@@ -59,8 +59,8 @@ def test_plan_stop_specs(two_partitions: MemorySource) -> None:
 
 
 def test_read_interleaves_partitions_by_timestamp(two_partitions: MemorySource) -> None:
-    plan = reader.plan_ranges(two_partitions, [P0, P1], ts.Beginning(), ts.End(), now_ms=BASE)
-    out = collect(reader.read(two_partitions, plan, follow=False))
+    plan = plan_ranges(two_partitions, [P0, P1], ts.Beginning(), ts.End(), now_ms=BASE)
+    out = collect(read_ranges(two_partitions, plan, follow=False))
     assert len(out) == 20
     assert [r.timestamp_ms for r in out] == sorted(r.timestamp_ms for r in out)
     assert [r.partition for r in out[:4]] == [0, 1, 0, 1]
@@ -70,15 +70,15 @@ def test_read_stops_at_the_end_snapshot_while_producers_write(
     two_partitions: MemorySource,
 ) -> None:
     src = two_partitions
-    plan = reader.plan_ranges(src, [P0, P1], ts.Beginning(), ts.End(), now_ms=BASE)
+    plan = plan_ranges(src, [P0, P1], ts.Beginning(), ts.End(), now_ms=BASE)
     src.appends = make_records("orders", 0, [BASE] * 50)[10:]  # keeps growing while we read
-    out = collect(reader.read(src, plan, follow=True))
+    out = collect(read_ranges(src, plan, follow=True))
     assert len(out) == 20
 
 
 def test_empty_ranges_end_immediately(two_partitions: MemorySource) -> None:
-    plan = reader.plan_ranges(two_partitions, [P0, P1], ts.End(), ts.End(), now_ms=BASE)
-    assert collect(reader.read(two_partitions, plan, follow=False)) == []
+    plan = plan_ranges(two_partitions, [P0, P1], ts.End(), ts.End(), now_ms=BASE)
+    assert collect(read_ranges(two_partitions, plan, follow=False)) == []
     assert two_partitions.polls == 0
 
 
@@ -87,7 +87,7 @@ def test_follow_releases_a_busy_partition_while_another_is_quiet() -> None:
     src = MemorySource({P0: [], P1: []})
     plan = {P0: Range(0), P1: Range(0)}
     src.appends = make_records("orders", 0, [BASE + i for i in range(5)])
-    it = reader.read(src, plan, follow=True, clock=clock, max_delay_s=0.5)
+    it = read_ranges(src, plan, follow=True, clock=clock, pacing=ReadPacing(max_delay_s=0.5))
     got: list[Record] = []
     for _ in range(10):
         clock.advance(200)
@@ -102,7 +102,7 @@ def test_future_stop_time_ends_on_the_wall_clock() -> None:
     src = MemorySource({P0: make_records("orders", 0, [BASE - 10, BASE - 5])})
     plan = {P0: Range(0, None, BASE + 1000)}
     items = []
-    for item in reader.read(src, plan, follow=True, clock=clock):
+    for item in read_ranges(src, plan, follow=True, clock=clock):
         items.append(item)
         clock.advance(300)
     assert [r.offset for r in items if r is not None] == [0, 1]
@@ -111,7 +111,7 @@ def test_future_stop_time_ends_on_the_wall_clock() -> None:
 def test_future_stop_time_ends_at_a_record_past_it() -> None:
     src = MemorySource({P0: make_records("orders", 0, [BASE, BASE + 5000, BASE + 1])})
     plan = {P0: Range(0, None, BASE + 1000)}
-    out = collect(reader.read(src, plan, follow=True, clock=ManualClock(BASE)))
+    out = collect(read_ranges(src, plan, follow=True, clock=ManualClock(BASE)))
     assert [r.offset for r in out] == [0]
 
 
@@ -128,8 +128,8 @@ def test_merge_of_sorted_partitions_is_sorted_and_complete(
 ) -> None:
     data = {TopicPartition("t", p): make_records("t", p, stamps) for p, stamps in enumerate(parts)}
     src = MemorySource(data, batch=batch)
-    plan = reader.plan_ranges(src, list(data), ts.Beginning(), ts.End(), now_ms=0)
-    out = collect(reader.read(src, plan, follow=False))
+    plan = plan_ranges(src, list(data), ts.Beginning(), ts.End(), now_ms=0)
+    out = collect(read_ranges(src, plan, follow=False))
     assert len(out) == sum(map(len, parts))
     keys = [(r.timestamp_ms, r.partition, r.offset) for r in out]
     assert keys == sorted(keys)

@@ -22,7 +22,7 @@
 
 Everything is pure: "now" comes from an injected ``now_ms`` so tests are deterministic.
 Errors are :class:`TimeSpecError` (a ``ValueError``) with a message fit for one line on stderr;
-the click parameter types in :mod:`logstream.cli.params` turn it into a usage error (exit 2).
+the command line (:mod:`logstream.cli.params`) turns it into a usage error.
 """
 
 from __future__ import annotations

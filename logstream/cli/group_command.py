@@ -1,6 +1,5 @@
-"""``logstream group list|describe|reset|delete``: consumer-group administration.
+"""The ``logstream group list|describe|reset|delete`` command: consumer-group administration.
 
-(The module is ``groups.py`` because ``cli/group.py`` holds the click group class.)
 Thin: parse, call :class:`~logstream.client.group_admin.GroupAdmin`, format.
 """
 
@@ -14,16 +13,9 @@ import click
 from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.output import emit_rows
+from logstream.replay.timespec import TimeSpecError, parse_time
 
 _I64_MAX = 2**63 - 1  # offsets and shifts travel as int64
-
-OUTPUT = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(params.OUTPUT_MODES),
-    default=None,
-    help="table (default on a TTY), plain (tab-separated, default when piped), json, jsonl.",
-)
 
 
 def _output(output: str | None) -> str:
@@ -35,7 +27,7 @@ def _admin() -> Any:
 
     ctx = app()
     admin = GroupAdmin(ctx.broker)
-    ctx._closers.append(admin.close)
+    ctx.close_later(admin.close)
     return admin
 
 
@@ -74,7 +66,7 @@ def group() -> None:
 
 
 @group.command(name="list", epilog="Example: logstream group list -o json")
-@OUTPUT
+@params.output_option
 def list_(output: str | None) -> None:
     """Every group with members or committed offsets."""
     rows = [
@@ -87,7 +79,7 @@ def list_(output: str | None) -> None:
 @group.command(epilog="Example: logstream group describe billing --members")
 @click.argument("group_id", metavar="GROUP")
 @click.option("--members", is_flag=True, help="Also list the members and their partitions.")
-@OUTPUT
+@params.output_option
 def describe(group_id: str, members: bool, output: str | None) -> None:
     """Per partition of GROUP: owner, committed offset, log end, lag and time lag.
 
@@ -178,7 +170,7 @@ Examples:
     help="Move by N (may be < 0).",
 )
 @click.option("--execute", is_flag=True, help="Apply the plan (without it: a dry run).")
-@OUTPUT
+@params.output_option
 def reset(
     group_id: str,
     topic: str,
@@ -195,35 +187,13 @@ def reset(
 
     Offsets are clamped to what the partition holds. Without --execute nothing changes:
     the plan is printed."""
-    chosen = [
-        (name, value)
-        for name, value in (
-            ("earliest", 0 if to_earliest else None),
-            ("latest", 0 if to_latest else None),
-            ("offset", to_offset),
-            ("timestamp", to_time),
-            ("shift", shift_by),
-        )
-        if value is not None
-    ]
-    if len(chosen) != 1:
-        raise click.UsageError(
-            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-time, --shift-by"
-        )
-    target, raw = chosen[0]
-    value: int
-    if target == "timestamp":
-        from logstream.cli.timespec import TimeSpecError, parse_time
-
-        ctx = app()
-        try:
-            value = parse_time(str(raw), now_ms=ctx.clock.now_ms(), tz=ctx.tz)
-        except TimeSpecError as exc:
-            raise click.BadParameter(str(exc), param_hint="--to-time") from None
-    else:
-        value = int(raw)  # type: ignore[arg-type]
-    if target == "offset" and value < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--to-offset")
+    target, value = _reset_target(
+        to_earliest=to_earliest,
+        to_latest=to_latest,
+        to_offset=to_offset,
+        to_time=to_time,
+        shift_by=shift_by,
+    )
     admin = _admin()
     before = admin.committed_offsets(group_id)
     plan = admin.reset_offsets(
@@ -243,6 +213,43 @@ def reset(
         click.echo(f"reset {len(plan)} partitions of {topic} for group {group_id}", err=True)
     else:
         click.echo("dry run: nothing changed; add --execute to apply", err=True)
+
+
+def _reset_target(
+    *,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: int | None,
+    to_time: str | None,
+    shift_by: int | None,
+) -> tuple[str, int]:
+    """The one target given (earliest, latest, offset, timestamp or shift) and its value."""
+    chosen = [
+        (name, value)
+        for name, value in (
+            ("earliest", 0 if to_earliest else None),
+            ("latest", 0 if to_latest else None),
+            ("offset", to_offset),
+            ("timestamp", to_time),
+            ("shift", shift_by),
+        )
+        if value is not None
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError(
+            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-time, --shift-by"
+        )
+    target, raw = chosen[0]
+    if target == "timestamp":
+        ctx = app()
+        try:
+            return target, parse_time(str(raw), now_ms=ctx.clock.now_ms(), tz=ctx.tz)
+        except TimeSpecError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to-time") from None
+    value = int(raw)  # type: ignore[arg-type]
+    if target == "offset" and value < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--to-offset")
+    return target, value
 
 
 @group.command(epilog="Example: logstream group delete billing")

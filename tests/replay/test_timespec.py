@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.cli import timespec as ts
-from logstream.cli.timespec import (
+from logstream.replay import timespec as ts
+from logstream.replay.timespec import (
     Beginning,
     End,
     FromBeginning,

@@ -1,0 +1,50 @@
+"""Replaying a stretch of the log: the reading engine behind ``tail``, ``consume`` and
+``export``, usable without the command line.
+
+- :mod:`~logstream.replay.timespec`: the start/stop grammar (``beginning``, ``-N``,
+  ``@TIME``...) and the spec objects it parses into.
+- :mod:`~logstream.replay.ranges`: turn specs into one offset :class:`Range` per partition.
+- :mod:`~logstream.replay.merge`: read ranges from a source in timestamp order.
+- :mod:`~logstream.replay.filters`: key / value regex / header matching, sampling, rate limit.
+- :mod:`~logstream.replay.session`: :class:`ReplayRequest` and :class:`Replay`, the whole
+  read (last N or a range, following, consumer-group resume and commit).
+- Sources: :class:`BrokerSource` (a broker, through the client), :class:`DataDirSource` (a
+  data directory, storage opened read-only), :class:`MemorySource` (lists in memory).
+
+Layer: above ``client`` and ``storage``, below ``cli``; it never imports the broker, the
+coordinator or grpc. Sources import their lower layer lazily, so importing this package loads
+neither the client nor storage.
+"""
+
+from __future__ import annotations
+
+from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
+from logstream.replay.memory import MemorySource
+from logstream.replay.merge import Merger, ReadPacing, read_ranges
+from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
+from logstream.replay.session import Replay, ReplayRequest, ReplayStats
+from logstream.replay.source import GroupSource, RecordSource, supports_groups
+from logstream.replay.sources import BrokerSource, DataDirSource
+
+__all__ = [
+    "BrokerSource",
+    "DataDirSource",
+    "GroupSource",
+    "Matcher",
+    "MemorySource",
+    "Merger",
+    "Range",
+    "RateLimiter",
+    "ReadPacing",
+    "RecordFilter",
+    "RecordSource",
+    "Replay",
+    "ReplayRequest",
+    "ReplayStats",
+    "Sampler",
+    "plan_ranges",
+    "read_ranges",
+    "resolve_partitions",
+    "supports_groups",
+    "tail_ranges",
+]

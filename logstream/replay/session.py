@@ -1,0 +1,183 @@
+"""One replay: a request, a source, and the records it yields.
+
+:class:`ReplayRequest` says what to read; :class:`Replay` plans the ranges, reads them in
+timestamp order, filters, counts and, with a group, resumes from and commits to it. Two modes:
+
+- **last N** (``start`` and ``group`` both None): the newest ``last`` matching records across
+  the partitions (by timestamp), then, with ``follow``, everything that arrives after the end
+  snapshot taken at the start;
+- **range** (``start`` given, or a group to resume from): from ``start`` (default: the end) to
+  ``stop`` (default: the end snapshot, or never with ``follow``).
+
+Single-threaded: the caller iterates :meth:`Replay.records` and then calls :meth:`Replay.commit`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.replay import timespec as ts
+from logstream.replay.filters import RecordFilter
+from logstream.replay.merge import ReadPacing, read_ranges
+from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
+from logstream.replay.source import GroupSource, RecordSource
+from logstream.types import Record, TopicPartition
+
+__all__ = ["DEFAULT_LAST", "Replay", "ReplayRequest", "ReplayStats"]
+
+DEFAULT_LAST = 10
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What to read. ``limit`` ends the replay after that many records passed the filter."""
+
+    topics: tuple[str, ...]
+    start: ts.StartSpec | None = None
+    stop: ts.StopSpec | None = None
+    partitions: tuple[int, ...] | None = None
+    last: int = DEFAULT_LAST
+    follow: bool = False
+    group: str | None = None
+    limit: int | None = None
+
+    @property
+    def last_n(self) -> bool:
+        """True in last-N mode (no start, no group to resume from)."""
+        return self.start is None and self.group is None
+
+    def __post_init__(self) -> None:
+        if self.last_n and self.stop is not None and not isinstance(self.stop, ts.End):
+            raise ValueError("without a start, the only stop is the end")
+        if self.last < 0:
+            raise ValueError("last must be >= 0")
+
+
+@dataclass
+class ReplayStats:
+    """Counts of one replay: records read from the source, records yielded, and the next
+    offset of every partition read so far (what a group commits)."""
+
+    read: int = 0
+    emitted: int = 0
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class Replay:
+    """A request run over a source. Constructing it resolves the partitions (raising
+    UnknownTopicOrPartitionError); :meth:`records` does the reading."""
+
+    def __init__(
+        self,
+        source: RecordSource,
+        request: ReplayRequest,
+        *,
+        record_filter: RecordFilter | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        pacing: ReadPacing = ReadPacing(),
+    ) -> None:
+        if request.group is not None:
+            if not isinstance(source, GroupSource):
+                raise TypeError(f"{type(source).__name__} cannot read for a consumer group")
+            source.group = request.group
+        self.source = source
+        self.request = request
+        self.filter = record_filter if record_filter is not None else RecordFilter()
+        self.clock = clock
+        self.pacing = pacing
+        self.stats = ReplayStats()
+        self.partitions = resolve_partitions(source, request.topics, request.partitions)
+
+    def records(self) -> Iterator[Record | None]:
+        """The records that pass the filter, in timestamp order, until the range ends or
+        ``limit`` records were yielded. While following, ``None`` marks an idle poll (and the
+        moment the last-N history is out)."""
+        items = self._last_n() if self.request.last_n else self._range()
+        for item in items:
+            if item is None:
+                yield None
+                continue
+            if not self.filter(item):
+                continue
+            self.stats.emitted += 1
+            yield item
+            if self.request.limit is not None and self.stats.emitted >= self.request.limit:
+                return
+
+    def latest_ends(self) -> dict[TopicPartition, int]:
+        """The newest end offsets known, for a lag display: the consumer's high watermarks
+        when it has them all, else asked; {} when asking fails (a display must not fail)."""
+        highwater = getattr(self.source, "highwater", None)
+        if highwater is not None:
+            found = {tp: highwater(tp) for tp in self.partitions}
+            if all(v is not None for v in found.values()):
+                return {tp: v for tp, v in found.items() if v is not None}
+        try:
+            return dict(self.source.end_offsets(list(self.partitions)))
+        except Exception:
+            return {}
+
+    def commit(self) -> None:
+        """Commit the positions read so far to the group (nothing without a group)."""
+        if self.request.group is not None and self.stats.positions:
+            assert isinstance(self.source, GroupSource)
+            self.source.commit(dict(self.stats.positions))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _read(self, plan: dict[TopicPartition, Range], follow: bool) -> Iterator[Record | None]:
+        """Every record of ``plan`` (counted, positions kept); idle ticks only when following."""
+        for item in read_ranges(
+            self.source, plan, follow=follow, pacing=self.pacing, clock=self.clock
+        ):
+            if item is None:
+                if follow:
+                    yield None
+                continue
+            self.stats.read += 1
+            self.stats.positions[TopicPartition(item.topic, item.partition)] = item.offset + 1
+            yield item
+
+    def _last_n(self) -> Iterator[Record | None]:
+        n = self.request.last
+        plan = tail_ranges(self.source, self.partitions, n)
+        newest: deque[Record] = deque(maxlen=n)
+        if n > 0:
+            newest.extend(
+                r
+                for r in self._read(plan, follow=False)
+                if r is not None and self.filter.matcher(r)
+            )
+        yield from newest
+        if self.request.follow and not isinstance(self.request.stop, ts.End):
+            yield None
+            after = {tp: Range(r.stop or r.start) for tp, r in plan.items()}
+            yield from self._read(after, follow=True)
+
+    def _range(self) -> Iterator[Record | None]:
+        request = self.request
+        start = request.start if request.start is not None else ts.End()
+        stop = request.stop if (request.stop is not None or request.follow) else ts.End()
+        plan = plan_ranges(
+            self.source,
+            self.partitions,
+            start,
+            stop,
+            now_ms=self.clock.now_ms(),
+            follow=request.follow,
+        )
+        if request.group is not None and request.start is None:
+            self._resume_from_group(plan)
+        yield from self._read(plan, follow=request.follow)
+
+    def _resume_from_group(self, plan: dict[TopicPartition, Range]) -> None:
+        """Start where the group left off; partitions it never committed keep their start."""
+        assert isinstance(self.source, GroupSource)
+        committed = self.source.committed(list(plan))
+        for tp, r in plan.items():
+            off = committed.get(tp)
+            if off is not None:
+                r.start = off

@@ -1,0 +1,113 @@
+"""A whole replay (last N or a range, following, filters, limit, group resume and commit)
+over an in-memory source, without the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import pytest
+
+from logstream.errors import UnknownTopicOrPartitionError
+from logstream.replay import timespec as ts
+from logstream.replay.filters import Matcher, RecordFilter
+from logstream.replay.memory import MemorySource
+from logstream.replay.session import Replay, ReplayRequest
+from logstream.testing.clock import ManualClock
+from logstream.types import Record, TopicPartition
+
+P0 = TopicPartition("orders", 0)
+P1 = TopicPartition("orders", 1)
+BASE = 1_714_557_600_000
+
+
+def where(records: Sequence[Record | None]) -> list[str]:
+    return [f"{r.partition}:{r.offset}" for r in records if r is not None]
+
+
+def replay(src: MemorySource, **request: object) -> Replay:
+    req = ReplayRequest(topics=("orders",), **request)  # type: ignore[arg-type]
+    return Replay(src, req, clock=ManualClock(BASE + 60_000))
+
+
+class GroupMemorySource(MemorySource):
+    """A memory source that can resume from and commit to a group."""
+
+    def __init__(self, data: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        super().__init__(data)
+        self.saved: dict[TopicPartition, int] = {}
+
+    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        return {tp: self.saved.get(tp) for tp in tps}
+
+    def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.saved.update(positions)
+
+
+def test_last_n_is_the_newest_across_partitions_in_time_order(
+    two_partitions: MemorySource,
+) -> None:
+    run = replay(two_partitions, last=3)
+    assert where(list(run.records())) == ["1:8", "0:9", "1:9"]
+    assert run.stats.emitted == 3
+    assert run.stats.positions == {P0: 10, P1: 10}
+
+
+def test_last_n_counts_only_matching_records(two_partitions: MemorySource) -> None:
+    k8 = RecordFilter(matcher=Matcher(keys=["k8"]))
+    run = Replay(two_partitions, ReplayRequest(topics=("orders",), last=3), record_filter=k8)
+    # the newest 3 matching among the last 3 of each partition, not the matching ones
+    # among the newest 3 (which would be 1:8 alone)
+    assert where(list(run.records())) == ["0:8", "1:8"]
+    assert k8.stats.matched == 2
+
+
+def test_range_with_limit_stops_reading(two_partitions: MemorySource) -> None:
+    run = replay(two_partitions, start=ts.Beginning(), limit=3)
+    assert where(list(run.records())) == ["0:0", "1:0", "0:1"]
+    assert run.stats.read < 20
+
+
+def test_following_after_the_history_yields_new_records(two_partitions: MemorySource) -> None:
+    new = Record("orders", 1, 10, BASE + 30_000, b"k", b"new", ())
+    two_partitions.appends.append(new)
+    run = replay(two_partitions, last=1, follow=True)
+    seen: list[Record | None] = []
+    items: Iterator[Record | None] = run.records()
+    for item in items:
+        seen.append(item)
+        if item is not None and item.value == b"new":
+            break
+        assert two_partitions.polls < 50, "the appended record never came"
+    assert where(seen) == ["1:9", "1:10"]
+    assert seen[1] is None  # the history is out before following starts
+
+
+def test_group_resumes_from_its_committed_offsets_and_commits_what_was_read(
+    two_partitions: MemorySource,
+) -> None:
+    src = GroupMemorySource(two_partitions.data)
+    src.saved = {P0: 8}
+    run = replay(src, group="billing", stop=ts.End())
+    assert where(list(run.records())) == ["0:8", "0:9"]  # p1 never committed: starts at the end
+    run.commit()
+    assert src.saved == {P0: 10}
+    assert src.group == "billing"
+
+
+def test_a_group_needs_a_source_that_keeps_offsets(two_partitions: MemorySource) -> None:
+    with pytest.raises(TypeError, match="consumer group"):
+        replay(two_partitions, group="billing")
+
+
+def test_unknown_partitions_fail_when_the_replay_is_made(two_partitions: MemorySource) -> None:
+    with pytest.raises(UnknownTopicOrPartitionError, match="no partition 7"):
+        replay(two_partitions, partitions=(0, 7))
+
+
+def test_a_request_without_start_stops_only_at_the_end() -> None:
+    with pytest.raises(ValueError, match="only stop is the end"):
+        ReplayRequest(topics=("orders",), stop=ts.Offset(3))
+
+
+def test_latest_ends_asks_the_source(two_partitions: MemorySource) -> None:
+    assert replay(two_partitions).latest_ends() == {P0: 10, P1: 10}

@@ -26,7 +26,8 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── TopicAlreadyExistsError      (36)
     ├── InvalidPartitionsError       (37)  bad partition count
     ├── InvalidRequestError          (42)  a malformed or contradictory request
-    │   └── InvalidProducerNameError (1005) producer name too long for InitProducerId
+    │   ├── InvalidProducerNameError (1005) producer name too long for InitProducerId
+    │   └── InvalidQueueDelayError   (1104) queue: negative delay or non-positive lease
     ├── InternalTopicReadOnlyError   (1004) clients may read and describe an internal topic, no more
     ├── InvalidConfigError           (40)  unknown config key or a bad value
     ├── OutOfOrderSequenceError      (45)  idempotent producer: a gap in sequence numbers
@@ -39,7 +40,11 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── RequestTimedOutError         (7)   retriable
     │   └── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
     ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
-    └── ClientClosedError            (1001) the client object was closed by its owner
+    ├── ClientClosedError            (1001) the client object was closed by its owner
+    ├── QueueRecordNotHeldError      (1101) queue: record is in the window, not held by you
+    ├── QueueRecordFinishedError     (1102) queue: record already acked or dead-lettered
+    ├── QueueOffsetNotInWindowError  (1103) queue: offset never handed out by this group
+    └── GroupKindMismatchError       (1105) a consumer group used as a queue group, or back
 
 How errors differ: ``CorruptRecordError`` means the bytes are damaged (a retry of the same
 bytes will fail again); ``InvalidBatchError`` means intact bytes that break a rule.
@@ -293,6 +298,55 @@ class ClientClosedError(LogstreamError):
 
     code = 1001
     name = "CLIENT_CLOSED"
+
+
+class InvalidQueueDelayError(InvalidRequestError):
+    """A queue-group request carried a negative nack delay or a lease of zero or less.
+    Differs from its parent in naming the one field at fault: the rest of the request was
+    well formed, and nothing in it was applied."""
+
+    code = 1104
+    name = "INVALID_QUEUE_DELAY"
+
+
+class QueueRecordNotHeldError(LogstreamError):
+    """An ack, nack, reject or extend named a record that is in the queue group's window
+    but is not held by the caller: another member acquired it after the caller's lease ran
+    out (or after the caller was released), or it is available or waiting for redelivery.
+    Differs from :class:`QueueRecordFinishedError` in that the record is still unfinished:
+    someone else may be working on it, so the caller's result was not recorded."""
+
+    code = 1101
+    name = "QUEUE_RECORD_NOT_HELD"
+
+
+class QueueRecordFinishedError(LogstreamError):
+    """An ack, nack, reject or extend named a record whose outcome is already decided:
+    acknowledged (by anyone), dead-lettered, dropped on expiry, or below the group's start
+    offset. Differs from :class:`QueueRecordNotHeldError` in that nobody will receive the
+    record again: a repeated ack lands here and is harmless."""
+
+    code = 1102
+    name = "QUEUE_RECORD_FINISHED"
+
+
+class QueueOffsetNotInWindowError(LogstreamError):
+    """An ack, nack, reject or extend named an offset at or beyond the end of the queue
+    group's window (or a negative one): the group never read that record, so no member can
+    hold it. Differs from its two siblings in that the offset is unknown, not merely held
+    elsewhere or finished: usually a client bug (wrong partition or offset)."""
+
+    code = 1103
+    name = "QUEUE_OFFSET_NOT_IN_WINDOW"
+
+
+class GroupKindMismatchError(LogstreamError):
+    """A group id that names a consumer group was used as a queue group, or the other way
+    round. Differs from :class:`GroupIdNotFoundError` in that the group exists; it is of
+    the other kind, and one id cannot be both."""
+
+    code = 1105
+    name = "GROUP_KIND_MISMATCH"
 
 
 def _all_error_classes() -> list[type[LogstreamError]]:

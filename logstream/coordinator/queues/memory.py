@@ -1,0 +1,65 @@
+"""In-memory state log and dead-letter outbox: for tests, and to embed a queue group in one
+process. Both keep everything in lists; ``crashed_at`` gives what survives a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from logstream.coordinator.queues.deadletter import DeadLetter
+
+
+class MemoryStateLog:
+    """A :class:`~.statelog.StateLogWriter` keeping appended units in a list."""
+
+    def __init__(self, units: Sequence[Sequence[bytes]] = ()) -> None:
+        self.units: list[list[bytes]] = [list(u) for u in units]
+        self.appends = 0
+
+    def append(self, records: Sequence[bytes]) -> None:
+        self.units.append([bytes(r) for r in records])
+        self.appends += 1
+
+    def checkpointed(self) -> None:
+        del self.units[:-1]
+
+    def records(self) -> Iterator[bytes]:
+        for unit in self.units:
+            yield from unit
+
+    def crashed_at(self, units: int) -> MemoryStateLog:
+        """What a crash after the first ``units`` appends leaves."""
+        return MemoryStateLog(self.units[:units])
+
+    def nbytes(self) -> int:
+        return sum(len(r) for u in self.units for r in u)
+
+
+class MemoryOutbox:
+    """A :class:`~.deadletter.DeadLetterOutbox` that keeps the letters it was given."""
+
+    def __init__(self, letters: Sequence[DeadLetter] = ()) -> None:
+        self.letters: list[DeadLetter] = list(letters)
+        self.fail_next = False
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("dead-letter write failed (injected)")
+        self.letters.extend(letters)
+
+    def written(
+        self, group: str, source_topic: str, source_partition: int, offsets: np.ndarray
+    ) -> np.ndarray:
+        have = {
+            d.source_offset
+            for d in self.letters
+            if (d.group, d.source_topic, d.source_partition)
+            == (group, source_topic, source_partition)
+        }
+        return np.isin(offsets, np.fromiter(have, np.int64, len(have)))
+
+    def crashed_at(self, letters: int) -> MemoryOutbox:
+        return MemoryOutbox(self.letters[:letters])

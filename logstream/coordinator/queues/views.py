@@ -1,0 +1,58 @@
+"""Read-only views over a :class:`~.window.PartitionWindow`: columns, counts, holdings.
+
+Each view walks the window's two tables (parked, then dense) without copying rows it does
+not need. Same concurrency contract as the window: call under the group's lock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logstream.coordinator.queues.columns import ACQUIRED, DEAD_PENDING, finished_mask
+from logstream.coordinator.queues.window import PartitionWindow
+
+
+def column(window: PartitionWindow, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values) of one column over every tracked record, ascending offsets."""
+    offs, vals = [], []
+    for cols, lo, hi, parked_offsets in window.tables():
+        if parked_offsets is not None:
+            offs.append(parked_offsets[lo:hi])
+        else:
+            base = window.end_offset - hi  # dense rows are offset - base
+            offs.append(np.arange(base + lo, base + hi, dtype=np.int64))
+        vals.append(getattr(cols, name)[lo:hi])
+    return np.concatenate(offs), np.concatenate(vals)
+
+
+def state_counts(window: PartitionWindow) -> np.ndarray:
+    """Count of tracked records per state (index = state constant)."""
+    _, state = column(window, "state")
+    return np.bincount(state, minlength=7)
+
+
+def holdings(window: PartitionWindow) -> dict[int, int]:
+    """Member slot -> how many records it holds."""
+    _, state = column(window, "state")
+    _, owner = column(window, "owner")
+    slots, counts = np.unique(owner[state == ACQUIRED], return_counts=True)
+    return dict(zip(slots.tolist(), counts.tolist(), strict=True))
+
+
+def oldest_unfinished(window: PartitionWindow) -> tuple[int, int] | None:
+    """(offset, timestamp ms) of the lowest unfinished record; None if all are finished."""
+    offs, state = column(window, "state")
+    live = np.flatnonzero(~finished_mask(state))
+    if len(live) == 0:
+        return None
+    _, ts = column(window, "ts_ms")
+    return int(offs[live[0]]), int(ts[live[0]])
+
+
+def dead_letter_pending(window: PartitionWindow) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, delivery counts, reasons) of records waiting for the dead-letter write."""
+    offs, state = column(window, "state")
+    sel = np.flatnonzero(state == DEAD_PENDING)
+    _, deliveries = column(window, "deliveries")
+    _, reason = column(window, "reason")
+    return offs[sel], deliveries[sel], reason[sel]

@@ -232,6 +232,9 @@ class WindowTables:
         cols.reason[rows[dead]] = REASON_MAX_DELIVERIES
         cols.owner[rows] = NO_OWNER
         self.dead_pending |= bool(dead.any())
+        expiring = cols.expires_ms[rows]
+        if (expiring > 0).any():
+            self._next_due = min(self._next_due, int(expiring[expiring > 0].min()))
         if cols is self._d:
             self._hint = 0
 

@@ -249,15 +249,24 @@ def test_no_ack_mode_acknowledges_on_hand_out() -> None:
     assert w.advance() == 3
 
 
-def test_window_grows_and_shifts_rows_without_losing_state() -> None:
-    w = PartitionWindow(0, capacity=4, max_deliveries=5)
+def test_rows_shifted_down_keep_their_state() -> None:
+    w = PartitionWindow(0, capacity=4, max_deliveries=100)
+    handed: dict[int, int] = {}
+    acked: set[int] = set()
     for _ in range(50):
         w.admit(4)
-        got = w.acquire(A, 3, NOW, LEASE)
+        got = w.acquire(A, 3, NOW, LEASE).tolist()
+        for o in got:
+            handed[o] = handed.get(o, 0) + 1
         w.ack(A, got[:2])
+        acked.update(got[:2])
         w.release(A)
         w.advance()
-    offs, state = views.column(w, "state")
+    offs, deliveries = views.column(w, "deliveries")
+    _, state = views.column(w, "state")
     assert w.end_offset - w.start_offset <= 4
-    assert (state != ACKED).sum() >= 1
+    for o, d, s in zip(offs.tolist(), deliveries.tolist(), state.tolist(), strict=True):
+        assert d == handed.get(o, 0)
+        assert (s == ACKED) == (o in acked)
+    assert set(range(w.start_offset)) <= acked
     assert to_ranges(np.array([1, 2, 3, 7, 9, 10])) == [(1, 4), (7, 8), (9, 11)]

@@ -14,16 +14,18 @@ from logstream.coordinator.queues.deadletter import DeadLetter
 class MemoryStateLog:
     """A :class:`~.statelog.StateLogWriter` keeping appended units in a list."""
 
-    def __init__(self, units: Sequence[Sequence[bytes]] = ()) -> None:
+    def __init__(self, units: Sequence[Sequence[bytes]] = (), *, compact: bool = True) -> None:
         self.units: list[list[bytes]] = [list(u) for u in units]
         self.appends = 0
+        self.compact = compact  # False: keep history (tests crash at every earlier point)
 
     def append(self, records: Sequence[bytes]) -> None:
         self.units.append([bytes(r) for r in records])
         self.appends += 1
 
     def checkpointed(self) -> None:
-        del self.units[:-1]
+        if self.compact:
+            del self.units[:-1]
 
     def records(self) -> Iterator[bytes]:
         for unit in self.units:

@@ -156,7 +156,10 @@ class PartitionWindow(WindowTables):
             want -= len(rows)
             pos += len(seg)
         out = np.concatenate(found) if found else np.zeros(0, np.int64)
-        self._hint = hi if want > 0 or len(out) == 0 else int(out[-1]) + 1
+        if want > 0:  # scanned to the end: nothing below `hi` is available any more
+            self._hint = hi
+        elif len(out):  # rows below the last one taken were taken or not available
+            self._hint = int(out[-1]) + 1
         return out
 
     def _key_heads(self, want: int) -> tuple[np.ndarray, np.ndarray]:

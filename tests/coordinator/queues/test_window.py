@@ -270,3 +270,11 @@ def test_rows_shifted_down_keep_their_state() -> None:
         assert (s == ACKED) == (o in acked)
     assert set(range(w.start_offset)) <= acked
     assert to_ranges(np.array([1, 2, 3, 7, 9, 10])) == [(1, 4), (7, 8), (9, 11)]
+
+
+def test_a_parked_record_handed_out_does_not_hide_the_dense_ones() -> None:
+    w = PartitionWindow(0, capacity=2, max_deliveries=5)
+    w.admit(2, deliver_at_ms=np.array([NOW - 10, 0]))
+    w.advance()  # the due-but-not-ticked record is parked
+    assert w.acquire(A, 1, NOW, LEASE).tolist() == [0]
+    assert w.acquire(A, 1, NOW, LEASE).tolist() == [1]

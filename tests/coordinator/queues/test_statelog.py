@@ -45,6 +45,7 @@ def test_window_rows_are_split_into_bounded_records() -> None:
     assert [r[0] for r in recs] == [sl.T_WINDOW, sl.T_WINDOW_ROWS, sl.T_WINDOW_ROWS]
     assert sl.decode_window(recs[0]) == (4, 10, 10 + n, (1, 2, 3, 4))
     pid, offsets, back = sl.decode_window_rows(recs[2])
+    assert len(back["state"]) == 3
     assert (pid, offsets.tolist()) == (4, list(range(10 + sl.ROWS_PER_RECORD, 10 + n)))
 
 

@@ -229,10 +229,9 @@ class QueueGroup:
             if left <= 0:
                 break
             p = self._parts[(self._rotate + i) % n]
-            offsets = p.window.acquire(slot, left, now, lease)
+            offsets, counts = p.window.acquire_counted(slot, left, now, lease)
             if len(offsets):
                 left -= len(offsets)
-                counts = p.window.gather(p.window.locate(offsets), "deliveries")
                 out.append(Delivery(p.topic, p.partition, offsets, counts))
                 self._record(statelog.encode_acquire(p.pid, offsets, self._settings.auto_ack))
         self._rotate = (self._rotate + 1) % max(n, 1)

@@ -28,6 +28,13 @@ NEVER = np.iinfo(np.int64).max
 SCAN_CHUNK = 4096
 
 
+def with_slack(capacity: int) -> int:
+    """Rows to allocate for a window of ``capacity`` records: a quarter more (at least
+    256), so rows are shifted down once per that many admitted records, not on every
+    admit of a full window."""
+    return capacity + max(capacity // 4, 256)
+
+
 @dataclass(frozen=True)
 class Located:
     offsets: np.ndarray
@@ -56,7 +63,8 @@ class WindowTables:
         self.auto_ack = auto_ack
         self.drop_expired = drop_expired
         self._base = self._start = self._end = start_offset
-        self._d = Columns(capacity)
+        self._capacity = capacity  # records the window takes (room); rows have slack
+        self._d = Columns(with_slack(capacity))
         self._p = ParkedRecords()
         self._next_due = NEVER  # lower bound of every time at which tick() has work
         self._hint = 0  # no dense row below this one is AVAILABLE
@@ -76,7 +84,7 @@ class WindowTables:
 
     @property
     def capacity(self) -> int:
-        return self._d.capacity
+        return self._capacity
 
     @property
     def room(self) -> int:
@@ -146,11 +154,11 @@ class WindowTables:
 
     def _make_room(self, n: int) -> None:
         used = self._end - self._base
-        if used + n <= self.capacity:
+        if used + n <= self._d.capacity:
             return
         live = self._end - self._start
-        if live + n > self.capacity:  # only replay (grow=True) gets here
-            self._d = self._d.resized(max(live + n, 2 * self.capacity), used)
+        if live + n > self._d.capacity:  # only replay (grow=True) gets here
+            self._d = self._d.resized(with_slack(max(live + n, 2 * self._capacity)), used)
         shift = self._start - self._base
         if shift:
             self._d.move_rows(shift, used, 0)
@@ -197,7 +205,7 @@ class WindowTables:
             b = np.flatnonzero(below)
             park_rows[b] = self._p.find(offs[b])
             codes[park_rows >= 0] = OK
-        if n > 1:
+        if n > 1 and not (offs[1:] > offs[:-1]).all():  # strictly ascending: no repeats
             order = np.argsort(offs, kind="stable")
             repeat = np.zeros(n, bool)
             repeat[order[1:][offs[order][1:] == offs[order][:-1]]] = True
@@ -248,7 +256,8 @@ class WindowTables:
             self._d.reset_rows(live, used)
             self._base = self._start
             self._hint = max(self._hint - shift, 0)
-        self._d = self._d.resized(max(capacity, live), live)
+        self._capacity = max(capacity, live)
+        self._d = self._d.resized(with_slack(self._capacity), live)
 
     def force_tick(self) -> None:
         """Make the next :meth:`tick` scan everything (after a restore)."""

@@ -119,9 +119,15 @@ class PartitionWindow(WindowTables):
         """Hand up to ``max_records`` available, due records to ``member`` under a lease
         ending at ``now_ms + lease_ms`` (in no-ACK mode they are acknowledged at once).
         Returns their offsets, ascending."""
+        return self.acquire_counted(member, max_records, now_ms, lease_ms)[0]
+
+    def acquire_counted(
+        self, member: int, max_records: int, now_ms: int, lease_ms: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`acquire`, also returning each record's delivery count (1 = first)."""
         self.tick(now_ms)
         if max_records <= 0:
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.uint16)
         if self.key_ordered:
             prows, drows = self._key_heads(max_records)
         else:
@@ -141,7 +147,8 @@ class PartitionWindow(WindowTables):
                 cols.owner[rows] = member
                 cols.due_ms[rows] = now_ms + lease_ms
                 self._next_due = min(self._next_due, now_ms + lease_ms)
-        return np.concatenate((self._p.offsets[prows], self._base + drows))
+        offsets = np.concatenate((self._p.offsets[prows], self._base + drows))
+        return offsets, np.concatenate((self._p.cols.deliveries[prows], self._d.deliveries[drows]))
 
     def _scan_available(self, want: int) -> np.ndarray:
         lo = max(self._hint, self._start - self._base)

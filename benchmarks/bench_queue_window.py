@@ -18,6 +18,7 @@ In one process, no broker, no network (the engine alone, as the broker will driv
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 import tracemalloc
@@ -186,6 +187,9 @@ def main() -> None:
         "## Queue-group engine (issue 14: the window, in one process, no broker)",
         "",
         f"Machine: {machine_line()}",
+        "",
+        f"Load average at the end of the run: {os.getloadavg()[0]:.1f} (other jobs share the "
+        "machine; compare ratios, not absolute rates).",
         "",
         "| figure | value | baseline (same run) | ratio |",
         "| --- | --- | --- | --- |",

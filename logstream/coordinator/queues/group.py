@@ -22,8 +22,9 @@ import numpy as np
 from logstream.clock import Clock
 from logstream.coordinator.queues import statelog, views
 from logstream.coordinator.queues.columns import (
-    REASON_MAX_DELIVERIES,
+    REASON_EXPIRED,
     REASON_NAMES,
+    REASON_REJECTED,
     finished_mask,
 )
 from logstream.coordinator.queues.deadletter import DeadLetter, DeadLetterOutbox
@@ -404,7 +405,20 @@ class QueueGroup:
                 continue
             have = live[self._outbox.written(self.name, p.topic, p.partition, live)]
             if len(have):
-                marked = p.window.mark_dead(have, REASON_MAX_DELIVERIES)
+                # Records already pending keep their reason. Of the others, those past their
+                # expiry were expired; the rest were rejected (the one dead-lettering that
+                # replay cannot re-derive from the log).
+                all_offsets, expires = views.column(p.window, "expires_ms")
+                exp = expires[np.searchsorted(all_offsets, have)]
+                expired = (exp > 0) & (exp <= self._clock.now_ms())
+                marked = np.sort(
+                    np.concatenate(
+                        (
+                            p.window.mark_dead(have[expired], REASON_EXPIRED),
+                            p.window.mark_dead(have[~expired], REASON_REJECTED),
+                        )
+                    )
+                )
                 _, reasons = views.column(p.window, "reason")
                 all_offsets, _ = views.column(p.window, "state")
                 by_reason = reasons[np.searchsorted(all_offsets, marked)]

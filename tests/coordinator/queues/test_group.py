@@ -238,3 +238,28 @@ def test_expired_records_are_dead_lettered_after_a_restart_too(clock: ManualCloc
     assert back is not None
     back.tick()
     assert [(d.source_offset, d.reason) for d in outbox.letters] == [(0, "expired")]
+
+
+def test_a_crash_after_the_dead_letter_write_keeps_one_copy_and_its_reason(
+    clock: ManualClock,
+) -> None:
+    log, outbox = MemoryStateLog(), MemoryOutbox()
+    g = QueueGroup("jobs", QueueSettings(), clock=clock, state_log=log, outbox=outbox)
+    g.add_partition("t", 0, 0)
+    g.admit("t", 0, 3, expires_at_ms=np.array([0, clock.now_ms() + 10, 0]))
+    g.join("a")
+    g.acquire("a", 1)
+    g.flush()
+    g.reject("a", "t", 0, [0])
+    clock.advance(10)
+    g.tick()  # 1 expires
+    assert [d.source_offset for d in outbox.letters] == [0, 1]
+    # crash: the DEAD records were never flushed
+    after = MemoryStateLog()
+    back = recover_group("jobs", log.records(), clock=clock, state_log=after, outbox=outbox)
+    assert back is not None
+    assert len(outbox.letters) == 2  # no second copy
+    d = describe(back)
+    assert (d.total.dead_lettered, d.total.available) == (2, 1)
+    reasons = [sl.decode_change(r)[3] for r in after.records() if r[0] == sl.T_DEAD]
+    assert sorted(reasons) == [1, 3]  # rejected, expired

@@ -260,10 +260,13 @@ class PartitionWindow(WindowTables):
         return OpResult(loc.offsets, loc.codes)
 
     def extend(self, member: int, offsets: object, now_ms: int, lease_ms: int) -> OpResult:
-        """Renew the lease of records held by ``member`` to end at ``now_ms + lease_ms``."""
+        """Set the lease of records held by ``member`` to end at ``now_ms + lease_ms``
+        (sooner than before, too: a worker may shorten what it asked for)."""
         loc = self._held(member, offsets)
         for cols, rows, _ in self.parts(loc):
             cols.due_ms[rows] = now_ms + lease_ms
+        if (loc.codes == OK).any():
+            self._next_due = min(self._next_due, now_ms + lease_ms)
         return OpResult(loc.offsets, loc.codes)
 
     def release(self, member: int) -> np.ndarray:

@@ -278,3 +278,11 @@ def test_a_parked_record_handed_out_does_not_hide_the_dense_ones() -> None:
     w.advance()  # the due-but-not-ticked record is parked
     assert w.acquire(A, 1, NOW, LEASE).tolist() == [0]
     assert w.acquire(A, 1, NOW, LEASE).tolist() == [1]
+
+
+def test_an_extend_may_shorten_the_lease() -> None:
+    w = window(1)
+    w.acquire(A, 1, NOW, 200)
+    w.extend(A, [0], NOW, 50)
+    w.tick(NOW + 50)
+    assert state_of(w, 0) == (AVAILABLE, 1)

@@ -137,7 +137,9 @@ class Group:
         if not self.members:
             return EMPTY
         for m in self.members.values():
-            if m.member_epoch != self.group_epoch or m.assigned != self.target.get(m.member_id):
+            if m.member_epoch != self.group_epoch or frozenset(m.assigned) != self.target.get(
+                m.member_id
+            ):
                 return RECONCILING
         return STABLE
 

@@ -101,21 +101,21 @@ def error_from_rpc(err: grpc.RpcError) -> LogstreamError:
     """Turn a failed call back into the most specific logstream exception."""
     code: int | None = None
     try:
-        for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+        for key, value in err.trailing_metadata() or ():
             if key == ERROR_CODE_KEY:
                 code = int(value)
     except Exception:
         code = None
     details = ""
     try:
-        details = err.details() or ""  # type: ignore[attr-defined]
+        details = err.details() or ""
     except Exception:
         details = str(err)
     if code is not None:
         cls = errors.for_code(code)
         prefix = f"{cls.name}: "
         return cls(details[len(prefix) :] if details.startswith(prefix) else details)
-    status = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
+    status = err.code() if hasattr(err, "code") else None
     if status == grpc.StatusCode.DEADLINE_EXCEEDED:
         return errors.RequestTimedOutError(details or "request timed out")
     if status in _TRANSPORT_UNAVAILABLE:

@@ -61,12 +61,14 @@ _LUT_SLIDABLE[DELAYED] = True
 
 def finished_mask(state: np.ndarray) -> np.ndarray:
     """True where the state is final (acked, dead, dropped)."""
-    return _LUT_FINISHED[state]
+    mask: np.ndarray = _LUT_FINISHED[state]
+    return mask
 
 
 def slidable_mask(state: np.ndarray) -> np.ndarray:
     """True where the window may slide past the row: final, or delayed (then parked)."""
-    return _LUT_SLIDABLE[state]
+    mask: np.ndarray = _LUT_SLIDABLE[state]
+    return mask
 
 
 class Columns:

@@ -137,7 +137,7 @@ def _apply(state: ReplayedGroup, rec: bytes) -> None:
         if 0 <= skip < count:
             window.admit(
                 count - skip, grow=True, **{k: v[skip:] for k, v in arrays.items()}
-            )  # type: ignore[arg-type]
+            )
     elif kind == sl.T_ACQUIRE:
         _, pid, offsets, auto_ack = sl.decode_change(rec)
         apply_change(state.partitions[pid][2], 2 if auto_ack else 1, offsets)

@@ -40,7 +40,8 @@ class OpResult:
     @property
     def ok(self) -> np.ndarray:
         """The offsets that were applied."""
-        return self.offsets[self.codes == OK]
+        applied: np.ndarray = self.offsets[self.codes == OK]
+        return applied
 
     @property
     def all_ok(self) -> bool:

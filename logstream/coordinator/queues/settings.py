@@ -98,4 +98,5 @@ class Backoff:
         # 2**exp overflows int64 long before the cap matters: clip the exponent first
         limit = max(int(self.max_ms).bit_length(), 1)
         exp = np.minimum(exp, limit)
-        return np.minimum(np.int64(self.initial_ms) << exp, np.int64(self.max_ms))
+        delays: np.ndarray = np.minimum(np.int64(self.initial_ms) << exp, np.int64(self.max_ms))
+        return delays

@@ -296,7 +296,7 @@ class PartitionWindow(WindowTables):
             cols.reason[rows] = np.where(cols.reason[rows] == 0, reason, cols.reason[rows])
             cols.state[rows] = DEAD
             cols.owner[rows] = NO_OWNER
-        marked = loc.offsets[loc.codes == OK]
+        marked: np.ndarray = loc.offsets[loc.codes == OK]
         self.dead_total += len(marked)
         for o in marked.tolist():
             self.texts.pop(o, None)

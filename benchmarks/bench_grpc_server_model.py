@@ -5,7 +5,7 @@
 A trivial Log servicer (keeps produced bytes in memory, answers fetches from a fixed 1 KB
 buffer) is served in a child process by each server model; a Python client on loopback then
 measures unary Produce of ~100 KB batches and small Fetches, sequentially and from 4 threads.
-The numbers and the decision are recorded in docs/architecture.md ("Decisions").
+The numbers and the decision are recorded in docs/decisions/0003-threaded-grpc-server.md.
 """
 
 from __future__ import annotations

@@ -326,7 +326,7 @@ def run() -> str:
         "",
         "Append path: 124 KB batches (1,000 x 100 B records), 64 MiB segments, 0.5 ms of "
         "other work between appends as in a broker; median of 3 interleaved runs of 1,000 "
-        "appends (storage/prefault.py, decision D5 in docs/architecture.md):",
+        "appends (storage/prefault.py, docs/decisions/0005):",
         "",
         "| prefault | `Segment.append` (copy + index) mean / p50 / p99 | "
         "`PartitionLog.append` mean / p50 / p99 | back-to-back appends (no gap) |",

@@ -60,7 +60,7 @@ def verify_partition(pdir: Path, report: list[str], notes: list[str]) -> int:
         ):
             cols = cls.read_raw_columns(path)
             if cols is None and last and not path.exists():
-                # the active or parked last segment keeps its indexes in memory (D11)
+                # the active or parked last segment keeps its indexes in memory (decision 0011)
                 notes.append(f"{path}: none for the last segment (rebuilt from the log)")
                 continue
             if cols is None:

@@ -40,6 +40,7 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── RequestTimedOutError         (7)   retriable
     │   └── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
     ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
+    ├── ThrottlingQuotaExceededError (89)  broker's request-byte cap is full (retriable)
     ├── ClientClosedError            (1001) the client object was closed by its owner
     ├── QueueRecordNotHeldError      (1101) queue: record is in the window, not held by you
     ├── QueueRecordFinishedError     (1102) queue: record already acked or dead-lettered
@@ -291,6 +292,14 @@ class GroupMaxSizeReachedError(LogstreamError):
 
     code = 81
     name = "GROUP_MAX_SIZE_REACHED"
+
+
+class ThrottlingQuotaExceededError(LogstreamError):
+    """The broker holds as many request bytes as its cap allows; retry after a backoff."""
+
+    code = 89
+    name = "THROTTLING_QUOTA_EXCEEDED"
+    retriable = True
 
 
 class ClientClosedError(LogstreamError):

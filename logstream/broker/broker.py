@@ -63,10 +63,8 @@ class Broker:
             expiration_ms=config.producer_name_expiration_ms,
             max_names=config.producer_names_max,
         )
-        max_waiters = max(1, config.max_workers // 2)
-        self.waiter_slots = threading.BoundedSemaphore(max_waiters)
-        """Long-polls and subscriptions each hold a worker thread; at most half the pool may
-        wait, so produce (which wakes them) always finds a thread."""
+        self.waiter_slots = threading.BoundedSemaphore(config.max_waiters)
+        """Waiting long-polls and open subscriptions (coroutines: memory, not threads)."""
         self._lock = threading.Condition(threading.Lock())
         self._in_flight = 0
         self._closing = False

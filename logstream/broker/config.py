@@ -13,7 +13,9 @@ TOML layout (every key optional; unknown keys are an error)::
     fetch_partition_max_bytes = 1048576
     fetch_max_wait_ms = 30000        # cap on a fetch's max_wait_ms
     produce_timeout_ms = 30000       # default wait for acks=flushed when the request says 0
-    max_workers = 64                 # gRPC worker threads (bounds concurrent long-polls)
+    max_workers = 64                 # threads for blocking calls (admin, groups, acks=flushed)
+    max_waiters = 10000              # long-polling fetches + open subscriptions at once
+    max_request_bytes_in_flight = 268435456  # decoded request bytes held at once (256 MiB)
     flush_check_interval_ms = 50     # how often flush_due() runs (interval flush policy)
     retention_check_interval_ms = 60000
     grace_period_s = 5.0             # in-flight calls may finish for this long on shutdown
@@ -78,6 +80,8 @@ class BrokerConfig:
     fetch_max_wait_ms: int = 30_000
     produce_timeout_ms: int = 30_000
     max_workers: int = 64
+    max_waiters: int = 10_000
+    max_request_bytes_in_flight: int = 256 * MiB
     flush_check_interval_ms: int = 50
     retention_check_interval_ms: int = 60_000
     grace_period_s: float = 5.0
@@ -125,6 +129,13 @@ class BrokerConfig:
             )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
+        if self.max_waiters < 1:
+            raise InvalidConfigError(f"max_waiters must be >= 1: {self.max_waiters}")
+        if self.max_request_bytes_in_flight < self.max_message_bytes:
+            raise InvalidConfigError(
+                "max_request_bytes_in_flight must be >= max_message_bytes "
+                f"({self.max_message_bytes}): {self.max_request_bytes_in_flight}"
+            )
         defaults = parse_config_updates(dict(self.topic_defaults))
         check_topic_overrides(defaults, TopicConfig.from_dict(defaults))
         host, sep, port = self.listen.rpartition(":")

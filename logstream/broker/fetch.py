@@ -10,16 +10,21 @@ is still delivered, so a consumer never gets stuck.
 
 Long-poll: when fewer than ``min_bytes`` (0 means 1: any data) are available and
 ``max_wait_ms`` > 0, the call waits on the broker's :class:`AppendNotifier` and re-reads on
-every append, until enough data, an error, the deadline, cancellation or shutdown. Waiting
-holds a worker thread, so at most ``max_workers // 2`` calls wait at once; the rest answer
-immediately with what they have.
+every append, until enough data, an error, the deadline, cancellation or shutdown.
+
+Concurrency: ``fetch`` and ``subscribe`` are coroutines run on the server's event loop
+(docs/decisions/0019-server-model.md). Their reads are short copies out of the mmap done
+inline; waiting parks a coroutine, not a thread, so thousands of long-polls and open
+subscriptions cost memory only. ``config.max_waiters`` bounds how many wait at once (a
+fetch beyond it answers at once with what it has; a subscription beyond it is refused).
+A cancelled call leaves through ``asyncio.CancelledError`` raised at its ``await``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from logstream.broker.broker import Broker
@@ -61,14 +66,13 @@ class FetchHandler:
 
     # -- fetch -------------------------------------------------------------------------------
 
-    def fetch(
+    async def fetch(
         self,
         specs: Sequence[FetchSpec],
         *,
         max_wait_ms: int = 0,
         min_bytes: int = 0,
         max_bytes: int = 0,
-        cancelled: Callable[[], bool] = lambda: False,
     ) -> list[FetchOutcome]:
         if max_wait_ms < 0 or min_bytes < 0 or max_bytes < 0:
             raise InvalidRequestError("max_wait_ms, min_bytes and max_bytes must be >= 0")
@@ -77,26 +81,28 @@ class FetchHandler:
         wait_s = min(max_wait_ms, cfg.fetch_max_wait_ms) / 1000.0
         want = max(min_bytes, 1)
         notifier = self.broker.notifier
+        keys = [(s.topic, s.partition) for s in specs]
+        seen = notifier.mark(keys)
         with self.broker.operation():
-            version = notifier.version
             outcomes, size, failed = self._read_all(specs, total_max)
-            if size >= want or failed or wait_s <= 0 or not specs:
-                return outcomes
-            if not self.broker.waiter_slots.acquire(blocking=False):
-                return outcomes
-            try:
-                deadline = time.monotonic() + wait_s
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or notifier.closed or cancelled():
-                        return outcomes
-                    notifier.wait(version, remaining)
-                    version = notifier.version
+        if size >= want or failed or wait_s <= 0 or not specs:
+            return outcomes
+        if not self.broker.waiter_slots.acquire(blocking=False):
+            return outcomes
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or notifier.closed:
+                    return outcomes
+                await notifier.wait(keys, seen, remaining)
+                seen = notifier.mark(keys)
+                with self.broker.operation():
                     outcomes, size, failed = self._read_all(specs, total_max)
-                    if size >= want or failed:
-                        return outcomes
-            finally:
-                self.broker.waiter_slots.release()
+                if size >= want or failed:
+                    return outcomes
+        finally:
+            self.broker.waiter_slots.release()
 
     def _read_all(
         self, specs: Sequence[FetchSpec], total_max: int
@@ -137,20 +143,24 @@ class FetchHandler:
 
     # -- subscribe ---------------------------------------------------------------------------
 
-    def subscribe(
+    async def subscribe(
         self,
         specs: Sequence[FetchSpec],
         *,
         max_bytes: int = 0,
-        cancelled: Callable[[], bool] = lambda: False,
         idle_wait_s: float = 30.0,
         heartbeat_s: float = 0.0,
-    ) -> Iterator[list[FetchOutcome]]:
+    ) -> AsyncIterator[list[FetchOutcome]]:
         """Yield non-empty lists of outcomes as data arrives, until cancelled or shutdown;
         with ``heartbeat_s`` > 0, also an empty list after that long without data.
 
         A partition that fails (unknown, out of range) is reported once and then dropped;
         the stream ends when no partition is left.
+
+        Flow control: the next read happens only after the consumer of this generator took
+        the previous message (the servicer's ``yield`` returns once gRPC accepted it within
+        the stream's HTTP/2 window), so a reader that stops reading holds at most one
+        message of ``max_bytes`` here, and the broker stops reading the log for it.
         """
         if max_bytes < 0:
             raise InvalidRequestError("max_bytes must be >= 0")
@@ -162,8 +172,9 @@ class FetchHandler:
             raise RequestTimedOutError("too many concurrent subscriptions; retry later")
         beat_at = time.monotonic() + heartbeat_s
         try:
-            while active and not notifier.closed and not cancelled():
-                version = notifier.version
+            while active and not notifier.closed:
+                keys = [(s.topic, s.partition) for s in active]
+                seen = notifier.mark(keys)
                 with self.broker.operation():
                     outcomes, _, _ = self._read_all(active, total_max)
                 ready = [o for o in outcomes if o.records or o.error is not None]
@@ -181,15 +192,15 @@ class FetchHandler:
                     beat_at = time.monotonic() + heartbeat_s
                     if not caught_up:
                         continue
-                # Read up to the end as of ``version``: the next read waits for an append
+                # Read up to the end as of ``seen``: the next read waits for an append
                 # (one read per pushed message, not a second, empty one after it).
                 if not heartbeat_s:
-                    notifier.wait(version, idle_wait_s)
+                    await notifier.wait(keys, seen, idle_wait_s)
                     continue
-                # The notifier is broker-wide: appends elsewhere wake this loop too, so the
-                # heartbeat keeps its own deadline across those wake-ups.
+                # Broadcasts (a topic deleted) wake this loop too, so the heartbeat keeps
+                # its own deadline across wake-ups.
                 left = beat_at - time.monotonic()
-                if left > 0 and notifier.wait(version, left):
+                if left > 0 and await notifier.wait(keys, seen, left):
                     continue
                 yield []
                 beat_at = time.monotonic() + heartbeat_s

@@ -1,10 +1,11 @@
 """The Group gRPC service: protobuf -> ``GroupCoordinator`` call -> protobuf.
 
 Thin on purpose: the protocol lives in ``logstream.coordinator``. Whole-request failures
-(unknown member, stale epoch, unknown group, non-empty group, bad arguments) leave as a gRPC
-status with the numeric code in trailing metadata (``_guard``); per-partition failures of a
-commit or fetch travel as ``error_code``/``error_message`` fields. Thread-safe: the
-coordinator is.
+(unknown member, stale epoch, unknown group, non-empty group, bad arguments) are raised and
+leave as a gRPC status with the numeric code in trailing metadata (``logstream.broker.rpc``);
+per-partition failures of a commit or fetch travel as ``error_code``/``error_message``
+fields. Plain methods: they run in the server's thread pool. Thread-safe: the coordinator
+is.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import grpc
 
 from logstream.broker.broker import Broker
-from logstream.broker.servicers import _err, _guard
+from logstream.broker.rpc import error_fields
 from logstream.coordinator import GroupCoordinator, ResetSpec
 from logstream.coordinator.offsets import CommittedOffset
 from logstream.errors import InvalidRequestError
@@ -60,7 +61,6 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
         assert isinstance(coordinator, GroupCoordinator)
         return coordinator
 
-    @_guard
     def Heartbeat(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             r = self.coordinator.heartbeat(
@@ -85,7 +85,6 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             assignment_changed=r.assignment_changed,
         )
 
-    @_guard
     def CommitOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
         offsets = {
             TopicPartition(o.topic, o.partition): OffsetAndMetadata(o.offset, o.metadata)
@@ -97,7 +96,7 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             )
         out = []
         for tp, exc in sorted(results.items()):
-            code, message = _err(exc)
+            code, message = error_fields(exc)
             out.append(
                 group_pb2.PartitionError(
                     topic=tp.topic, partition=tp.partition, error_code=code, error_message=message
@@ -105,7 +104,6 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             )
         return group_pb2.CommitOffsetsResponse(partitions=out)
 
-    @_guard
     def FetchOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             got = self.coordinator.fetch_offsets(request.group_id, _tps(request.partitions))
@@ -113,7 +111,6 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             offsets=[_committed_pb(tp, c) for tp, c in got.items()]
         )
 
-    @_guard
     def ListGroups(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             groups = self.coordinator.list_groups()
@@ -124,7 +121,6 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             ]
         )
 
-    @_guard
     def DescribeGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             d = self.coordinator.describe_group(request.group_id)
@@ -158,13 +154,11 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
             ],
         )
 
-    @_guard
     def DeleteGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             self.coordinator.delete_group(request.group_id)
         return group_pb2.DeleteGroupResponse()
 
-    @_guard
     def ResetOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
         which = request.WhichOneof("target")
         if which is None:

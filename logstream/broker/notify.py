@@ -1,56 +1,95 @@
-"""Wake-ups for long-polling fetches and subscriptions: a broker-wide version counter.
+"""Wake-ups for long-polling fetches and subscriptions, per partition.
 
-Every append bumps ``version`` and wakes all waiters; a waiter re-reads its partitions and
-waits again if it still has too little. No sleeping loops: a fetch that waits 5 s for data
-returns as soon as a produce lands. One condition for the whole broker keeps a fetch over
-many partitions simple (it waits on one thing); the cost is a spurious wake-up of fetches
-for other partitions, each of which re-reads its partitions (a few mmap lookups).
+Every append bumps its partition's version and wakes the coroutines waiting on that
+partition; a waiter re-reads its partitions and waits again if it still has too little.
+No sleeping loops: a fetch that waits 5 s for data returns as soon as a produce lands.
+A waiter takes a :meth:`mark` of the versions of the partitions it reads *before* reading
+them, then waits for any of them to move (an append between its read and its wait is not
+lost). A broadcast (:meth:`notify` without a key: a topic deleted; :meth:`close`:
+shutdown) wakes every waiter.
 
-Thread-safe. ``close()`` wakes everybody for good (shutdown): waits return at once.
+Per-partition keys matter at scale: with thousands of idle subscriptions, one broker-wide
+wake-up per append would make every one of them re-read its partitions on every append
+anywhere. Waiters of one loop share one future per partition, so an append costs one
+``call_soon_threadsafe`` per loop that has waiters on its partition.
+
+Thread-safe: ``notify`` may be called from any thread or from the loop's own thread.
+``close()`` wakes everybody for good: waits return at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
+from collections.abc import Hashable, Sequence
+
+Mark = tuple[int, ...]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class AppendNotifier:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._version = 0
+        self._lock = threading.Lock()
+        self._broadcasts = 0
+        self._versions: dict[Hashable, int] = {}
         self._closed = False
-
-    @property
-    def version(self) -> int:
-        return self._version
+        self._futures: dict[Hashable, dict[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def notify(self) -> None:
-        """Data was appended (or a waiter's call was cancelled): wake every waiter."""
-        with self._cond:
-            self._version += 1
-            self._cond.notify_all()
+    def mark(self, keys: Sequence[Hashable]) -> Mark:
+        """The versions of ``keys`` (and the broadcast count) now: pass it to :meth:`wait`."""
+        versions = self._versions
+        return (self._broadcasts, *(versions.get(k, 0) for k in keys))
 
-    def wait(self, seen_version: int, timeout_s: float) -> bool:
-        """Block until the version moves past ``seen_version``, ``close()``, or the timeout.
+    def notify(self, key: Hashable | None = None) -> None:
+        """Data was appended to ``key`` (a (topic, partition)); None wakes every waiter."""
+        with self._lock:
+            if key is None:
+                self._broadcasts += 1
+                woken = [f for by_loop in self._futures.values() for f in by_loop.items()]
+                self._futures = {}
+            else:
+                self._versions[key] = self._versions.get(key, 0) + 1
+                by_loop = self._futures.pop(key, None)
+                woken = list(by_loop.items()) if by_loop else []
+        for loop, future in woken:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
 
-        Returns True when woken by a change (or close), False on timeout.
-        """
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._version == seen_version and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
+    async def wait(self, keys: Sequence[Hashable], seen: Mark, timeout_s: float) -> bool:
+        """Park until one of ``keys`` moves past ``seen``, a broadcast, ``close()``, or the
+        timeout. Returns True when woken (or already moved), False on timeout."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed or self.mark(keys) != seen:
+                return True
+            futures = []
+            for key in dict.fromkeys(keys):
+                by_loop = self._futures.setdefault(key, {})
+                future = by_loop.get(loop)
+                if future is None:
+                    future = by_loop[loop] = loop.create_future()
+                futures.append(future)
+        if not futures:  # no partitions: only a broadcast or the timeout ends the wait
+            futures.append(loop.create_future())
+            with self._lock:
+                self._futures.setdefault(None, {})[loop] = futures[0]
+        # shield: the futures are shared, one waiter's timeout or cancellation is its own
+        shielded = [asyncio.shield(f) for f in futures]
+        done, pending = await asyncio.wait(
+            shielded, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
+        )
+        for p in pending:
+            p.cancel()
+        return bool(done) or self._closed or self.mark(keys) != seen
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._version += 1
-            self._cond.notify_all()
+        self._closed = True
+        self.notify(None)

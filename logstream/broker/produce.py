@@ -126,7 +126,7 @@ class ProduceHandler:
             )
         if not appended:
             return
-        self.broker.notifier.notify()
+        self.broker.notifier.notify((out.topic, out.partition))
         if acks == "flushed":
             timeout = (
                 timeout_ms if timeout_ms > 0 else self.broker.config.produce_timeout_ms

@@ -1,22 +1,31 @@
 """The gRPC server: servicers + health + reflection over one Broker, and ``serve()``.
 
-Threaded ``grpc.server`` (not ``grpc.aio``): measured equal or better for this traffic and a
-natural fit for the synchronous storage API and condition-variable long-polls; see
-docs/architecture.md, decision "Threaded gRPC server".
+One ``grpc.aio`` server on an event loop in its own thread (``logstream-rpc-loop``), with a
+thread pool (``max_workers`` threads) for the methods that block; see
+docs/decisions/0019-server-model.md. An open stream or a waiting long-poll is a coroutine
+(memory, no thread), so thousands of idle producers and subscribers cannot starve other
+calls. Handlers are built by ``logstream.broker.rpc`` (safe decoding, the request-byte cap,
+error translation).
+
+The public API stays synchronous: ``start()``, ``stop()`` and ``wait_for_termination()``
+may be called from any thread; they run their work on the loop and wait for it.
 
 Shutdown order (:meth:`BrokerServer.stop`): health NOT_SERVING, stop accepting calls,
 wake every long-poll and subscription, let in-flight calls finish within the grace
-period, then ``Broker.close()`` (flush, clean-shutdown marker).
+period, then ``Broker.close()`` (flush, clean-shutdown marker), then the loop and pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Coroutine
 from concurrent import futures
 from types import FrameType
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,23 +34,20 @@ from grpc_reflection.v1alpha import reflection
 from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
+from logstream.broker.rpc import ByteBudget, generic_handler
 from logstream.broker.servicers import AdminServicer, LogServicer
-from logstream.protocol import (
-    admin_pb2,
-    admin_pb2_grpc,
-    group_pb2,
-    group_pb2_grpc,
-    log_pb2,
-    log_pb2_grpc,
-)
+from logstream.protocol import admin_pb2, group_pb2, log_pb2
 
 log = logging.getLogger("logstream.broker")
 
-SERVICE_NAMES = (
-    log_pb2.DESCRIPTOR.services_by_name["Log"].full_name,
-    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-    group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
+T = TypeVar("T")
+
+_SERVICES = (
+    log_pb2.DESCRIPTOR.services_by_name["Log"],
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"],
+    group_pb2.DESCRIPTOR.services_by_name["Group"],
 )
+SERVICE_NAMES = tuple(s.full_name for s in _SERVICES)
 
 
 class BrokerServer:
@@ -50,35 +56,68 @@ class BrokerServer:
     def __init__(self, config: BrokerConfig, broker: Broker) -> None:
         self.config = config
         self.broker = broker
-        options = [
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-        self.grpc_server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
-            ),
-            options=options,
+        self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
+        self.pool = futures.ThreadPoolExecutor(
+            max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
         )
-        log_pb2_grpc.add_LogServicer_to_server(LogServicer(broker), self.grpc_server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(broker), self.grpc_server)
-        group_pb2_grpc.add_GroupServicer_to_server(GroupServicer(broker), self.grpc_server)
-        self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="logstream-rpc-loop", daemon=True
         )
+        self._loop_thread.start()
         host, _, _ = config.listen.rpartition(":")
         self.host = host.strip("[]")
+        self.health = health.aio.HealthServicer()
         try:
-            self.port = self.grpc_server.add_insecure_port(config.listen)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
-        if not self.port:
-            raise OSError(f"cannot listen on {config.listen}")
+            self.grpc_server, self.port = self._run(self._build())
+        except BaseException:
+            self._stop_loop()
+            raise
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def _build(self) -> tuple[grpc.aio.Server, int]:
+        config = self.config
+        server = grpc.aio.server(
+            migration_thread_pool=self.pool,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        servicers = (
+            LogServicer(self.broker, self.pool),
+            AdminServicer(self.broker),
+            GroupServicer(self.broker),
+        )
+        server.add_generic_rpc_handlers(
+            tuple(
+                generic_handler(service, servicer, self.request_budget)
+                for service, servicer in zip(_SERVICES, servicers, strict=True)
+            )
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            port = server.add_insecure_port(config.listen)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
+        if not port:
+            raise OSError(f"cannot listen on {config.listen}")
+        return server, port
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(10)
+        if not self._loop_thread.is_alive():
+            self.loop.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def address(self) -> str:
@@ -87,10 +126,13 @@ class BrokerServer:
 
     def start(self) -> None:
         self.broker.start()
-        self.grpc_server.start()
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._run(self._start())
         log.info("serving on %s (data: %s)", self.address, self.config.data_dir)
+
+    async def _start(self) -> None:
+        await self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful stop; idempotent. ``grace`` defaults to ``config.grace_period_s``."""
@@ -99,11 +141,12 @@ class BrokerServer:
                 return
             grace = self.config.grace_period_s if grace is None else grace
             log.info("shutting down (grace %.1fs)", grace)
-            self.health.enter_graceful_shutdown()
-            done = self.grpc_server.stop(grace)
+            self._run(self.health.enter_graceful_shutdown())
+            done = asyncio.run_coroutine_threadsafe(self.grpc_server.stop(grace), self.loop)
             self.broker.notifier.close()  # long-polls answer now instead of at their deadline
-            done.wait()
+            done.result()
             self.broker.close()
+            self._stop_loop()
             self._stopped.set()
             log.info("broker stopped")
 

@@ -1,20 +1,25 @@
 """Thin gRPC servicers: protobuf request -> handler call -> protobuf response.
 
 Per-item failures (a partition, a batch, a topic) become ``error_code`` / ``error_message``
-fields. Whole-request failures (invalid acks, a negative max_wait, shutdown) leave through
-``logstream.protocol.status.abort_with`` with the matching gRPC status. An unexpected
-exception is logged with its traceback and answered as UNKNOWN_SERVER_ERROR; the broker
-keeps serving. ``_guard`` is the one place that does this translation.
+fields. Whole-request failures (invalid acks, a negative max_wait, shutdown) are raised as
+``LogstreamError``; ``logstream.broker.rpc`` turns them into the matching gRPC status (and
+an unexpected exception into a logged UNKNOWN_SERVER_ERROR) for every method.
+
+Where each method runs (docs/decisions/0019-server-model.md): ``async def`` methods on the
+server's event loop (produce, fetch and subscribe: short mmap copies, and waits that must
+not hold a thread); plain methods in the server's thread pool (admin, list-offsets,
+producer ids: file creation, fsync'ed metadata). A produce that may block (acks=flushed,
+an ``every_batch`` topic, a topic that may be auto-created) is sent to the pool too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any
 
 import grpc
 
@@ -22,19 +27,15 @@ from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
 from logstream.broker.produce import ProduceHandler
+from logstream.broker.rpc import error_fields, translate
 from logstream.errors import (
     InvalidRequiredAcksError,
-    LogstreamError,
     OffsetOutOfRangeError,
-    UnknownServerError,
 )
 from logstream.protocol import admin_pb2, admin_pb2_grpc, common_pb2, log_pb2, log_pb2_grpc
-from logstream.protocol.status import abort_with, client_message
 from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.broker.rpc")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _ACKS = {
     common_pb2.ACKS_UNSPECIFIED: "leader",
@@ -43,51 +44,14 @@ _ACKS = {
     common_pb2.ACKS_FLUSHED: "flushed",
 }
 
-
-def _translate(exc: BaseException, method: str) -> LogstreamError:
-    if isinstance(exc, LogstreamError):
-        return exc
-    log.error("%s failed unexpectedly", method, exc_info=exc)
-    return UnknownServerError(f"{type(exc).__name__}: {exc}")
-
-
-def _guard(fn: F) -> F:
-    """Unary methods: a raised error becomes a gRPC status (never an unhandled crash)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(self, request, context)
-        except Exception as exc:
-            err = _translate(exc, fn.__name__)
-        abort_with(context, err)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _guard_stream(fn: F) -> F:
-    """Streaming methods: the same, around the generator."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from fn(self, request, context)
-            return
-        except Exception as exc:
-            err = _translate(exc, fn.__name__)
-        abort_with(context, err)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _err(exc: LogstreamError | None) -> tuple[int, str]:
-    if exc is None:
-        return 0, ""
-    return exc.code, client_message(exc)
+PRODUCE_STREAM_READ_AHEAD = 16
+"""Answers a ProduceStream may hold unsent while it reads and appends the next requests.
+Beyond it the stream stops reading, so a producer that does not read its answers is held
+back by gRPC flow control instead of growing a buffer here."""
 
 
 def _fetch_pb(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:
-    code, message = _err(o.error)
+    code, message = error_fields(o.error)
     if isinstance(o.error, OffsetOutOfRangeError):
         message = f"{message} (earliest={o.error.earliest}, latest={o.error.latest})"
     return log_pb2.FetchPartitionResponse(
@@ -124,8 +88,9 @@ def _specs(partitions: Any) -> list[FetchSpec]:
 
 
 class LogServicer(log_pb2_grpc.LogServicer):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, pool: Executor | None = None) -> None:
         self.broker = broker
+        self.pool = pool
         self.produce_handler = ProduceHandler(broker)
         self.fetch_handler = FetchHandler(broker)
 
@@ -144,12 +109,12 @@ class LogServicer(log_pb2_grpc.LogServicer):
                 acks=acks,
                 timeout_ms=request.timeout_ms,
             )
-            code, message = _err(out.error)
+            code, message = error_fields(out.error)
             part = response.partitions.add(
                 topic=data.topic, partition=data.partition, error_code=code, error_message=message
             )
             for b in out.batches:
-                bcode, bmessage = _err(b.error)
+                bcode, bmessage = error_fields(b.error)
                 part.results.add(
                     error_code=bcode,
                     error_message=bmessage,
@@ -160,56 +125,69 @@ class LogServicer(log_pb2_grpc.LogServicer):
                 )
         return response
 
-    @_guard
-    def Produce(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def _may_block(self, request: log_pb2.ProduceRequest) -> bool:
+        """Whether appending ``request`` may wait on the disk (then: not on the loop)."""
+        if request.acks == common_pb2.ACKS_FLUSHED:
+            return True
+        manager = self.broker.manager
+        for data in request.partitions:
+            try:
+                plog = manager.get_log(data.topic, data.partition)
+            except Exception:  # may auto-create the topic; the handler reports any error
+                return True
+            if plog.config.flush_policy == "every_batch":
+                return True
+        return False
+
+    async def _produce_async(self, request: log_pb2.ProduceRequest) -> log_pb2.ProduceResponse:
+        if self._may_block(request):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, self._produce, request)
         return self._produce(request)
 
-    @_guard_stream
-    def ProduceStream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
-        # gRPC's threaded server makes every message read and every answer sent a wait on its
-        # polling thread; done in turn on one thread they capped a stream at ~1,000 small
-        # requests/s on 2 cores, and a pipelining producer's requests queued behind each other
-        # (docs/performance.md, Latency). So a helper thread reads and appends (in request
-        # order, as before) while this one sends the answers (in the same order).
-        answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    async def Produce(self, request: Any, context: Any) -> Any:
+        return await self._produce_async(request)
 
-        def pump() -> None:
+    async def ProduceStream(self, requests: AsyncIterator[Any], context: Any) -> Any:
+        # Reading and appending the next requests overlaps sending the previous answers
+        # (a pipelining producer keeps several requests in flight); answers keep request
+        # order because one task appends them in turn. The queue bound is the back-pressure.
+        answers: asyncio.Queue[Any] = asyncio.Queue(PRODUCE_STREAM_READ_AHEAD)
+
+        async def pump() -> None:
             try:
-                for request in request_iterator:
-                    answers.put(self._produce(request))
-            except BaseException as exc:  # re-raised below, on the RPC's own thread
-                answers.put(_Failed(exc))
-            answers.put(_END)
+                async for request in requests:
+                    await answers.put(await self._produce_async(request))
+            except Exception as exc:  # re-raised below, after the answers before it
+                await answers.put(_Failed(exc))
+            await answers.put(_END)
 
-        threading.Thread(target=pump, name="logstream-produce-stream", daemon=True).start()
-        while (item := answers.get()) is not _END:
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
+        task = asyncio.create_task(pump(), name="logstream-produce-stream")
+        try:
+            while (item := await answers.get()) is not _END:
+                if isinstance(item, _Failed):
+                    raise item.exc
+                yield item
+        finally:
+            task.cancel()
 
-    @_guard
-    def Fetch(self, request: Any, context: grpc.ServicerContext) -> Any:
-        outcomes = self.fetch_handler.fetch(
+    async def Fetch(self, request: Any, context: Any) -> Any:
+        outcomes = await self.fetch_handler.fetch(
             _specs(request.partitions),
             max_wait_ms=request.max_wait_ms,
             min_bytes=request.min_bytes,
             max_bytes=request.max_bytes,
-            cancelled=lambda: not context.is_active(),
         )
         return log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
 
-    @_guard_stream
-    def Subscribe(self, request: Any, context: grpc.ServicerContext) -> Any:
-        context.add_callback(self.broker.notifier.notify)  # wake the wait on cancellation
-        for outcomes in self.fetch_handler.subscribe(
+    async def Subscribe(self, request: Any, context: Any) -> Any:
+        async for outcomes in self.fetch_handler.subscribe(
             _specs(request.partitions),
             max_bytes=request.max_bytes,
-            cancelled=lambda: not context.is_active(),
             heartbeat_s=_heartbeat_s(request.heartbeat_ms),
         ):
             yield log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
 
-    @_guard
     def ListOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = log_pb2.ListOffsetsResponse()
         for p in request.partitions:
@@ -221,7 +199,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
                     topic=p.topic, partition=p.partition, offset=offset, timestamp=timestamp
                 )
             except Exception as exc:
-                code, message = _err(_translate(exc, "ListOffsets"))
+                code, message = error_fields(translate(exc, "ListOffsets"))
                 response.partitions.add(
                     topic=p.topic,
                     partition=p.partition,
@@ -232,7 +210,6 @@ class LogServicer(log_pb2_grpc.LogServicer):
                 )
         return response
 
-    @_guard
     def InitProducerId(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             producer_id, epoch = self.broker.producer_ids.allocate(request.producer_name)
@@ -250,10 +227,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             call()
             return admin_pb2.TopicResult(name=name)
         except Exception as exc:
-            code, message = _err(_translate(exc, "admin"))
+            code, message = error_fields(translate(exc, "admin"))
             return admin_pb2.TopicResult(name=name, error_code=code, error_message=message)
 
-    @_guard
     def CreateTopics(self, request: Any, context: grpc.ServicerContext) -> Any:
         return admin_pb2.CreateTopicsResponse(
             topics=[
@@ -271,7 +247,6 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             ]
         )
 
-    @_guard
     def DeleteTopics(self, request: Any, context: grpc.ServicerContext) -> Any:
         return admin_pb2.DeleteTopicsResponse(
             topics=[
@@ -280,7 +255,6 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             ]
         )
 
-    @_guard
     def ListTopics(self, request: Any, context: grpc.ServicerContext) -> Any:
         topics = self.handler.list_topics(include_internal=request.include_internal)
         return admin_pb2.ListTopicsResponse(
@@ -290,17 +264,16 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             ]
         )
 
-    @_guard
     def DescribeTopics(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = admin_pb2.DescribeTopicsResponse()
         for info in self.handler.describe_topics(list(request.names)):
-            code, message = _err(info.error)
+            code, message = error_fields(info.error)
             t = response.topics.add(
                 name=info.name, error_code=code, error_message=message, internal=info.internal
             )
             t.config.update(info.config)
             for p in info.partitions:
-                pcode, pmessage = _err(p.error)
+                pcode, pmessage = error_fields(p.error)
                 t.partitions.add(
                     partition=p.partition,
                     log_start_offset=p.log_start_offset,
@@ -313,7 +286,6 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 )
         return response
 
-    @_guard
     def AlterTopicConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = admin_pb2.AlterTopicConfigResponse()
         try:
@@ -323,13 +295,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             response.result.name = request.name
             response.config.update(config)
         except Exception as exc:
-            code, message = _err(_translate(exc, "AlterTopicConfig"))
+            code, message = error_fields(translate(exc, "AlterTopicConfig"))
             response.result.CopyFrom(
                 admin_pb2.TopicResult(name=request.name, error_code=code, error_message=message)
             )
         return response
 
-    @_guard
     def CreatePartitions(self, request: Any, context: grpc.ServicerContext) -> Any:
         return admin_pb2.CreatePartitionsResponse(
             result=self._result(

@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from typing import Any
 
 import grpc
 
@@ -51,6 +52,7 @@ def client_message(exc: LogstreamError) -> str:
             log.warning("answered a client with paths hidden: %s", text)
     return hidden
 
+
 _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.UnknownTopicOrPartitionError, grpc.StatusCode.NOT_FOUND),
     (errors.GroupIdNotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -59,6 +61,7 @@ _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.OffsetOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
     (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RecordListTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ThrottlingQuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.CorruptRecordError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidTopicError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequiredAcksError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -92,6 +95,14 @@ def abort_with(context: grpc.ServicerContext, exc: LogstreamError) -> None:
     """Abort the current RPC with ``exc`` as status + machine-readable trailing code."""
     context.set_trailing_metadata(((ERROR_CODE_KEY, str(exc.code)),))
     context.abort(grpc_code_for(exc), client_message(exc))
+
+
+async def abort_with_async(
+    context: grpc.aio.ServicerContext[Any, Any], exc: LogstreamError
+) -> None:
+    """:func:`abort_with` for a ``grpc.aio`` handler (its ``abort`` is a coroutine)."""
+    context.set_trailing_metadata(((ERROR_CODE_KEY, str(exc.code)),))
+    await context.abort(grpc_code_for(exc), client_message(exc))
 
 
 _TRANSPORT_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}

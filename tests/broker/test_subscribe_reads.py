@@ -4,9 +4,10 @@ records arrive in order."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,28 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.close()
 
 
+class _Blocking:
+    """Drives the async ``subscribe`` generator from plain threads, one ``next`` at a time,
+    on a loop of its own."""
+
+    def __init__(self, stream: AsyncIterator[Any]) -> None:
+        self._stream = stream
+        self._loop = asyncio.new_event_loop()
+
+    def __iter__(self) -> _Blocking:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self._loop.run_until_complete(anext(self._stream))
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._stream.aclose())  # type: ignore[attr-defined]
+        self._loop.close()
+
+
 def _values(outcomes: list[Any]) -> list[bytes]:
     return [v for o in outcomes for b in iter_batches(o.records) for v in b.value_list()]
 
@@ -47,7 +70,7 @@ def test_a_caught_up_subscription_reads_once_per_append(
     monkeypatch.setattr(broker_fetch.FetchHandler, "_read_all", counting)
     producer = ProduceHandler(broker)
     producer.produce("t", 0, [encode_batch([b"v0"])])
-    stream = FetchHandler(broker).subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=5.0)
+    stream = _Blocking(FetchHandler(broker).subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=5.0))
     got: list[bytes] = []
     messages = 0
     n = 8
@@ -75,14 +98,14 @@ def test_a_caught_up_subscription_reads_once_per_append(
 def test_heartbeats_come_only_when_asked_for(broker: Broker) -> None:
     ProduceHandler(broker).produce("t", 0, [encode_batch([b"v0"])])
     handler = FetchHandler(broker)
-    beating = handler.subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=0.05)
+    beating = _Blocking(handler.subscribe([FetchSpec("t", 0, 0, 0)], heartbeat_s=0.05))
     assert _values(next(beating)) == [b"v0"]
     t0 = time.monotonic()
     assert next(beating) == [] and next(beating) == []
     assert 0.08 <= time.monotonic() - t0 < 2.0
     beating.close()
 
-    silent = handler.subscribe([FetchSpec("t", 0, 1, 0)], idle_wait_s=0.05)
+    silent = _Blocking(handler.subscribe([FetchSpec("t", 0, 1, 0)], idle_wait_s=0.05))
     out: list[Any] = []
     t = threading.Thread(target=lambda: out.append(next(silent)))
     t.start()
@@ -95,12 +118,14 @@ def test_heartbeats_come_only_when_asked_for(broker: Broker) -> None:
 
 
 def test_heartbeats_keep_their_deadline_while_other_topics_are_busy(broker: Broker) -> None:
-    """The append notifier is broker-wide: appends to another topic wake an idle
+    """Appends to another topic (and broadcasts) must not disturb an idle
     subscription, which must still send its heartbeat on time."""
     producer = ProduceHandler(broker)
     producer.produce("busy", 0, [encode_batch([b"b"])])
     producer.produce("idle", 0, [encode_batch([b"i"])])
-    stream = FetchHandler(broker).subscribe([FetchSpec("idle", 0, 1, 0)], heartbeat_s=0.1)
+    stream = _Blocking(
+        FetchHandler(broker).subscribe([FetchSpec("idle", 0, 1, 0)], heartbeat_s=0.1)
+    )
     stop = threading.Event()
 
     def churn() -> None:

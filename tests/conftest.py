@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 
+# Tests run brokers in-process (gRPC's event-engine threads) and fork this process (pexpect,
+# multiprocessing); with gRPC's fork handlers on, a forked child that closes its descriptors
+# before exec can abort in the inherited poller (epoll_wait: EBADF). The children exec at
+# once and never use the parent's gRPC, so the handlers are turned off before grpc loads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from hypothesis import HealthCheck, settings
 
 # CI machines are small and shared: keep property tests deterministic in count, not in time.

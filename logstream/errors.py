@@ -36,6 +36,10 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── InvalidTimestampError        (32)
     ├── NonEmptyGroupError           (68)  group still has members (delete, reset)
     ├── GroupIdNotFoundError         (69)
+    ├── TopicAuthorizationFailedError (29) forbidden, or missing: the same answer
+    ├── GroupAuthorizationFailedError (30)
+    ├── ClusterAuthorizationFailedError (31)
+    ├── AuthenticationFailedError    (58)  no valid token or client certificate
     ├── KafkaStorageError            (56)  the disk failed under us: flush/fsync error, disk full
     ├── RequestTimedOutError         (7)   retriable
     │   └── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
@@ -300,6 +304,32 @@ class ThrottlingQuotaExceededError(LogstreamError):
     code = 89
     name = "THROTTLING_QUOTA_EXCEEDED"
     retriable = True
+
+
+class TopicAuthorizationFailedError(LogstreamError):
+    """The principal may not do this to this topic, or the topic does not exist: the two are
+    answered alike so that an unauthorised client learns nothing about what exists."""
+
+    code = 29
+    name = "TOPIC_AUTHORIZATION_FAILED"
+
+
+class GroupAuthorizationFailedError(LogstreamError):
+    code = 30
+    name = "GROUP_AUTHORIZATION_FAILED"
+
+
+class ClusterAuthorizationFailedError(LogstreamError):
+    code = 31
+    name = "CLUSTER_AUTHORIZATION_FAILED"
+
+
+class AuthenticationFailedError(LogstreamError):
+    """No valid credentials: a missing, unknown or wrong token, or no client certificate
+    where one is required. The message never repeats the secret that was sent."""
+
+    code = 58
+    name = "SASL_AUTHENTICATION_FAILED"
 
 
 class ClientClosedError(LogstreamError):

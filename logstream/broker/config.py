@@ -30,6 +30,11 @@ TOML layout (every key optional; unknown keys are an error)::
     offsets_compact_min_records = 10000    # __consumer_offsets checkpoint after this many commits
     producer_name_expiration_ms = 604800000  # a producer name unused this long is forgotten
     producer_names_max = 100000            # beyond: the least recently used name is forgotten
+    tls_cert = "server.pem"          # TLS on the port (docs/security.md); with tls_key
+    tls_key = "server.key"
+    tls_client_ca = "ca.pem"         # mutual TLS: clients must present a certificate it signed
+    auth = false                     # tokens (or client certificates) required on every call
+    insecure = false                 # allow a non-loopback listen address without authentication
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
     max_batch_bytes = 1048648        # 1 MiB + the 72-byte header
@@ -44,6 +49,7 @@ the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +69,10 @@ MiB = 1 << 20
 DEFAULT_TOPIC_CONFIG: dict[str, Any] = {}
 """Broker-level defaults layered under ``topic_defaults``; storage's ``TopicConfig`` defaults
 fill the rest (max_batch_bytes 1 MiB + header, flush_policy interval every 1000 ms)."""
+
+
+class ProtectedModeError(InvalidConfigError):
+    """A non-loopback listen address without authentication and without ``insecure``."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,11 @@ class BrokerConfig:
     offsets_compact_min_records: int = 10_000
     producer_name_expiration_ms: int = 7 * 24 * 60 * 60 * 1000
     producer_names_max: int = 100_000
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    auth: bool = False
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -141,6 +156,20 @@ class BrokerConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidConfigError("tls_client_ca needs tls_cert and tls_key")
+        if not (self.authenticated or self.insecure or is_loopback(host)):
+            raise ProtectedModeError(
+                f"refusing to listen on {self.listen} without authentication (protected "
+                "mode): use --auth or --tls-client-ca, or --insecure to allow it"
+            )
+
+    @property
+    def authenticated(self) -> bool:
+        """Every call carries a verified identity (a token, or a client certificate)."""
+        return self.auth or bool(self.tls_client_ca)
 
     def replace(self, **changes: Any) -> BrokerConfig:
         return dataclasses.replace(self, **changes)
@@ -159,6 +188,7 @@ class BrokerConfig:
                     "int": int,
                     "float": (int, float),
                     "str": str,
+                    "str | None": str,
                 }
                 want = kinds.get(str(f.type))
                 value = values[f.name]
@@ -169,6 +199,16 @@ class BrokerConfig:
         if "topic_defaults" in values and not isinstance(values["topic_defaults"], Mapping):
             raise InvalidConfigError("topic_defaults must be a table")
         return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

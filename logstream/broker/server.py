@@ -35,6 +35,7 @@ from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
 from logstream.broker.rpc import ByteBudget, generic_handler
+from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.servicers import AdminServicer, LogServicer
 from logstream.protocol import admin_pb2, group_pb2, log_pb2
 
@@ -69,6 +70,7 @@ class BrokerServer:
         self.host = host.strip("[]")
         self.health = health.aio.HealthServicer()
         try:
+            self.security = EdgeSecurity(config)
             self.grpc_server, self.port = self._run(self._build())
         except BaseException:
             self._stop_loop()
@@ -83,6 +85,7 @@ class BrokerServer:
         config = self.config
         server = grpc.aio.server(
             migration_thread_pool=self.pool,
+            interceptors=self.security.interceptors,
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
@@ -104,8 +107,12 @@ class BrokerServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        credentials = self.security.port_credentials()
         try:
-            port = server.add_insecure_port(config.listen)
+            if credentials is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                port = server.add_secure_port(config.listen, credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
         if not port:
@@ -127,7 +134,12 @@ class BrokerServer:
     def start(self) -> None:
         self.broker.start()
         self._run(self._start())
-        log.info("serving on %s (data: %s)", self.address, self.config.data_dir)
+        log.info(
+            "serving on %s (data: %s; %s)",
+            self.address,
+            self.config.data_dir,
+            self.security.description,
+        )
 
     async def _start(self) -> None:
         await self.grpc_server.start()
@@ -149,6 +161,10 @@ class BrokerServer:
             self._stop_loop()
             self._stopped.set()
             log.info("broker stopped")
+
+    def reload_security(self) -> None:
+        """Read TLS certificates and the credentials file again (SIGHUP)."""
+        self.security.reload()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -179,10 +195,15 @@ def serve(config: BrokerConfig) -> int:
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            threading.Thread(target=server.reload_security, name="logstream-reload").start()
+            return
         received.append(signum)
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    }
     try:
         server.start()
         print(start_line(server), flush=True)

@@ -192,7 +192,7 @@ def bench_consume(topic: str, records: int | None, timeout: float, output: str |
     begins = admin.list_offsets({tp: "earliest" for tp in tps})
     available = sum(ends[tp] - begins[tp] for tp in tps)
     target = min(records, available) if records else available
-    consumer = Consumer(ctx.broker, auto_offset_reset="earliest")
+    consumer = Consumer(ctx.broker, auto_offset_reset="earliest", **ctx.security)
     got = 0
     nbytes = 0
     start = time.perf_counter()

@@ -28,6 +28,8 @@ class AppContext:
     utc: bool = False
     source_factory: Callable[[AppContext, Path | None], RecordSource] | None = None
     admin_factory: Callable[[AppContext], Any] | None = None
+    security: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of every client: tls, ca, cert, key, token (docs/security.md)."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -40,14 +42,14 @@ class AppContext:
             return self.admin_factory(self)
         from logstream.client import Admin
 
-        admin = Admin(self.broker)
+        admin = Admin(self.broker, **self.security)
         self._closers.append(admin.close)
         return admin
 
     def producer(self, **options: Any) -> Any:
         from logstream.client import Producer
 
-        return Producer(self.broker, **options)
+        return Producer(self.broker, **self.security, **options)
 
     def source(self, data_dir: Path | None = None) -> RecordSource:
         """Records from the broker, or straight from segment files with ``data_dir``."""
@@ -59,7 +61,7 @@ class AppContext:
         if data_dir is not None:
             src = sources.DataDirSource(data_dir)
         else:
-            src = sources.BrokerSource(self.broker, admin=self.admin())
+            src = sources.BrokerSource(self.broker, admin=self.admin(), security=self.security)
         self._closers.append(src.close)
         return src
 

@@ -26,7 +26,7 @@ def _admin() -> Any:
     from logstream.client.group_admin import GroupAdmin
 
     ctx = app()
-    admin = GroupAdmin(ctx.broker)
+    admin = GroupAdmin(ctx.broker, **ctx.security)
     ctx.close_later(admin.close)
     return admin
 

@@ -24,6 +24,8 @@ LAZY_COMMANDS = {
     "bench": "logstream.cli.bench:bench",
     "completion": "logstream.cli.completion:completion",
     "group": "logstream.cli.group_command:group",
+    "certs": "logstream.cli.certs:certs",
+    "user": "logstream.cli.users:user",
 }
 
 EPILOG = """\b
@@ -65,11 +67,47 @@ Every command has --help with examples. Docs: docs/cli.md
     default=None,
     help="Force colour on or off (default: on a TTY, unless NO_COLOR is set).",
 )
+@click.option("--tls", is_flag=True, envvar="LOGSTREAM_TLS", help="Connect with TLS.")
+@click.option(
+    "--ca",
+    envvar="LOGSTREAM_CA",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA that signed the broker's certificate (implies --tls).",
+)
+@click.option(
+    "--cert",
+    envvar="LOGSTREAM_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Client certificate for mutual TLS (with --key).",
+)
+@click.option(
+    "--key",
+    envvar="LOGSTREAM_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Private key of --cert.",
+)
+@click.option(
+    "--token",
+    envvar="LOGSTREAM_TOKEN",
+    show_envvar=True,
+    help="API token (logstream user add); prefer the environment variable to the flag.",
+)
 @click.pass_context
-def main(ctx: click.Context, broker: str, colour: bool | None) -> None:
+def main(
+    ctx: click.Context,
+    broker: str,
+    colour: bool | None,
+    tls: bool,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token: str | None,
+) -> None:
     """logstream: a Kafka-style append-only log streaming platform."""
     obj = app(ctx)
     obj.broker = broker
+    if tls or ca or cert or key or token:
+        obj.security = {"tls": tls, "ca": ca, "cert": cert, "key": key, "token": token}
     if colour is not None:
         obj.colour = colour
 

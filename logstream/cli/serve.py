@@ -16,7 +16,8 @@ import click
     epilog="""\b
 Examples:
   logstream serve --data-dir ./data                      # on 127.0.0.1:7070
-  logstream serve --listen 0.0.0.0:7070 --config broker.toml
+  logstream serve --listen 0.0.0.0:7070 --auth --tls-cert s.pem --tls-key s.key
+  logstream serve --listen 0.0.0.0:7070 --insecure   # no authentication: trusted networks only
   logstream serve --listen 127.0.0.1:0 --data-dir "$(mktemp -d)"   # a free port, printed
 """
 )
@@ -55,16 +56,56 @@ Examples:
     default=None,
     help="Create unknown topics on produce. [default: off]",
 )
+@click.option(
+    "--tls-cert",
+    envvar="LOGSTREAM_TLS_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM certificate (chain) of the broker: TLS on the port (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    envvar="LOGSTREAM_TLS_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--tls-client-ca",
+    envvar="LOGSTREAM_TLS_CLIENT_CA",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Mutual TLS: clients must present a certificate signed by this CA.",
+)
+@click.option(
+    "--auth/--no-auth",
+    envvar="LOGSTREAM_AUTH",
+    default=None,
+    help="Require a token (logstream user add) or a client certificate on every call.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    envvar="LOGSTREAM_INSECURE",
+    default=None,
+    help="Allow a non-loopback --listen without authentication (protected mode off).",
+)
 def serve(
     data_dir: Path | None,
     listen: str | None,
     config_file: Path | None,
     log_level: str | None,
     auto_create_topics: bool | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    auth: bool | None,
+    insecure: bool | None,
 ) -> None:
     """Run a broker: prints 'logstream broker listening on HOST:PORT (data: DIR)'."""
     from logstream.broker import build_config
     from logstream.broker import serve as run
+    from logstream.broker.config import ProtectedModeError
     from logstream.errors import LogstreamError
 
     try:
@@ -74,7 +115,15 @@ def serve(
             listen=listen,
             log_level=log_level.upper() if log_level else None,
             auto_create_topics=auto_create_topics,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            auth=auth,
+            insecure=insecure or None,
         )
+    except ProtectedModeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except LogstreamError as exc:
         raise click.UsageError(str(exc)) from exc
     logging.basicConfig(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from logstream.client import transport as tr
 from logstream.errors import LogstreamError, UnknownServerError
@@ -70,10 +71,20 @@ class Admin:
     """Manage topics. Thread-safe (each call is one independent RPC)."""
 
     def __init__(
-        self, bootstrap: str | tr.TransportLike, *, request_timeout_ms: int = 30_000
+        self,
+        bootstrap: str | tr.TransportLike,
+        *,
+        request_timeout_ms: int = 30_000,
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(bootstrap)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
         self._timeout = request_timeout_ms / 1000.0
 
     def create_topic(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
@@ -65,6 +66,12 @@ class Consumer:
         assignor: str = "",
         on_assign: Callable[[set[TopicPartition]], None] | None = None,
         on_revoke: Callable[[set[TopicPartition]], None] | None = None,
+        # -- transport security (docs/security.md) --
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise errors.InvalidConfigError(
@@ -73,7 +80,9 @@ class Consumer:
         self.group = group
         self.client_id = client_id
         self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(bootstrap)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
         self._state = SubscriptionState(
             reset=_RESETS[auto_offset_reset], max_buffer_bytes=max_buffer_bytes
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
@@ -69,9 +70,21 @@ RESET_TARGETS = ("earliest", "latest", "offset", "timestamp", "shift")
 class GroupAdmin:
     """Administration of consumer groups on one broker."""
 
-    def __init__(self, bootstrap: str | tr.TransportLike, *, request_timeout_ms: int = 30_000):
+    def __init__(
+        self,
+        bootstrap: str | tr.TransportLike,
+        *,
+        request_timeout_ms: int = 30_000,
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
+    ) -> None:
         self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(bootstrap)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
         self._timeout = request_timeout_ms / 1000.0
 
     def list_groups(self) -> list[GroupListing]:

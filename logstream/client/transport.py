@@ -15,8 +15,11 @@ gRPC, so the client runs unchanged against it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import grpc
 
@@ -168,11 +171,107 @@ class TransportLike(Protocol):
     def close(self) -> None: ...
 
 
+TOKEN_ENV = "LOGSTREAM_TOKEN"
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How a client reaches a broker: TLS (``ca`` verifies the broker; ``cert`` + ``key``
+    are the client's own certificate for mutual TLS) and an API token sent with every call
+    as ``authorization: Bearer <token>``. ``token=None`` reads ``LOGSTREAM_TOKEN``."""
+
+    tls: bool = False
+    ca: str | Path | None = None
+    cert: str | Path | None = None
+    key: str | Path | None = None
+    token: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
+    ) -> ChannelSecurity:
+        if bool(cert) != bool(key):
+            raise errors.InvalidConfigError("a client certificate needs its key (cert= and key=)")
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        return cls(bool(tls or ca or cert), ca, cert, key, token)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | Path | None, what: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise errors.InvalidConfigError(f"cannot read {what} {path}: {exc}") from exc
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca, "CA file"),
+            private_key=read(self.key, "client key"),
+            certificate_chain=read(self.cert, "client certificate"),
+        )
+
+
+class _ClientCallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> _ClientCallDetails:
+        return _ClientCallDetails(
+            details.method,
+            details.timeout,
+            (*(details.metadata or ()), self._header),
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
 def translate(exc: grpc.RpcError, address: str = "") -> errors.LogstreamError:
     """The logstream exception for a failed RPC (does not raise)."""
     err = error_from_rpc(exc)
     if isinstance(err, errors.BrokerNotAvailableError) and address:
-        err = errors.BrokerNotAvailableError(f"broker at {address} not available: {err.message}")
+        hint = ""
+        if "Socket closed" in err.message:
+            hint = " (if the broker uses TLS, connect with tls=True / --tls)"
+        elif "WRONG_VERSION_NUMBER" in err.message:
+            hint = " (the broker does not speak TLS: connect without tls)"
+        err = errors.BrokerNotAvailableError(
+            f"broker at {address} not available: {err.message}{hint}"
+        )
     return err
 
 
@@ -201,11 +300,27 @@ class Transport:
     wire behaviour; the client itself uses only the typed methods.
     """
 
-    def __init__(self, address: str, *, options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        options: list[tuple[str, Any]] | None = None,
+        security: ChannelSecurity | None = None,
+    ) -> None:
         if not address or ":" not in address:
             raise errors.InvalidRequestError(f"broker address must be host:port, got {address!r}")
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=options or CHANNEL_OPTIONS)
+        security = security or ChannelSecurity.of()
+        options = options or CHANNEL_OPTIONS
+        channel = (
+            grpc.secure_channel(address, security.channel_credentials(), options=options)
+            if security.tls
+            else grpc.insecure_channel(address, options=options)
+        )
+        self._raw_channel = channel
+        if security.token:
+            channel = grpc.intercept_channel(channel, _BearerToken(security.token))
+        self._channel = channel
         self.log = log_pb2_grpc.LogStub(self._channel)
         # ProduceStream taking requests already serialized (logstream.client.wire): no
         # protobuf message is built and no serializer runs (docs/performance.md, Client).
@@ -320,7 +435,7 @@ class Transport:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._channel.close()
+            self._raw_channel.close()
 
 
 class _TranslatedStream(Generic[T]):
@@ -356,8 +471,11 @@ class _TranslatedFuture(Generic[T]):
         self._future.cancel()
 
 
-def connect(bootstrap: str | TransportLike) -> TransportLike:
-    """A transport for ``bootstrap``: an address string, or a transport object to share."""
+def connect(
+    bootstrap: str | TransportLike, security: ChannelSecurity | None = None
+) -> TransportLike:
+    """A transport for ``bootstrap``: an address string, or a transport object to share
+    (``security`` applies to a new connection only)."""
     if isinstance(bootstrap, str):
-        return Transport(bootstrap.split(",")[0].strip())
+        return Transport(bootstrap.split(",")[0].strip(), security=security)
     return bootstrap

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logstream.errors import KafkaStorageError, UnknownTopicOrPartitionError
 from logstream.types import Record, TopicPartition
@@ -27,9 +27,17 @@ if TYPE_CHECKING:
 
 
 class BrokerSource:
-    def __init__(self, broker: str, *, admin: Admin, group: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: str,
+        *,
+        admin: Admin,
+        group: str | None = None,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self.admin = admin
         self.broker = broker
+        self.security = dict(security or {})
         self._parts: dict[str, list[int]] = {}
         self.group = group  # set before first use: the consumer is made lazily
         self._consumer: Consumer | None = None
@@ -39,7 +47,9 @@ class BrokerSource:
         if self._consumer is None:
             from logstream.client import Consumer
 
-            self._consumer = Consumer(self.broker, group=self.group, auto_offset_reset="earliest")
+            self._consumer = Consumer(
+                self.broker, group=self.group, auto_offset_reset="earliest", **self.security
+            )
         return self._consumer
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
@@ -79,6 +80,11 @@ class Producer:
         partitioner: str | Partitioner = "crc32",
         producer_name: str = "",
         client_id: str = "",
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         if acks not in ACKS:
             raise errors.InvalidRequiredAcksError(f"acks must be none|leader|flushed, got {acks!r}")
@@ -101,7 +107,9 @@ class Producer:
         self.client_id = client_id
 
         self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(bootstrap)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
         request_timeout = request_timeout_ms / 1000.0
         self._metadata = Metadata(self._transport, timeout=request_timeout)
         self._acc = RecordAccumulator(

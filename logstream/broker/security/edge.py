@@ -1,0 +1,72 @@
+"""What a broker's port needs from its security settings: the port's credentials, the
+interceptors, and the SIGHUP reload of both (certificates and the credentials file)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+
+from logstream.broker.config import BrokerConfig
+from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.interceptor import AuthInterceptor
+from logstream.broker.security.tls import ServerTls
+from logstream.errors import InvalidConfigError, LogstreamError
+
+log = logging.getLogger("logstream.broker.security")
+
+
+class EdgeSecurity:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.tls = (
+            ServerTls(
+                Path(config.tls_cert),
+                Path(config.tls_key),
+                Path(config.tls_client_ca) if config.tls_client_ca else None,
+            )
+            if config.tls_cert and config.tls_key
+            else None
+        )
+        self.store = CredentialStore(config.data_dir) if config.auth else None
+        self.auth = (
+            AuthInterceptor(self.store, mutual_tls=bool(self.tls and self.tls.mutual))
+            if config.auth
+            else None
+        )
+        if self.store is not None and not self.store.users() and not config.tls_client_ca:
+            log.warning(
+                "authentication is on but no user exists: run "
+                "'logstream user add NAME --data-dir %s' and send SIGHUP",
+                config.data_dir,
+            )
+
+    @property
+    def interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:
+        return (self.auth,) if self.auth is not None else ()
+
+    def port_credentials(self) -> grpc.ServerCredentials | None:
+        return self.tls.credentials() if self.tls else None
+
+    @property
+    def description(self) -> str:
+        parts = []
+        if self.tls:
+            parts.append("mutual TLS" if self.tls.mutual else "TLS")
+        if self.auth:
+            parts.append("token auth")
+        return ", ".join(parts) or "plaintext, no authentication"
+
+    def reload(self) -> None:
+        """SIGHUP: certificates and the credentials file are read again; a bad file is
+        logged and the current one stays."""
+        if self.tls:
+            self.tls.reload()
+        if self.store is not None and self.auth is not None:
+            try:
+                self.store.reload()
+            except (InvalidConfigError, LogstreamError) as exc:
+                log.error("credentials reload failed, keeping the current users: %s", exc)
+                return
+            self.auth.forget_tokens()
+            log.info("credentials reloaded: %d users", len(self.store.users()))

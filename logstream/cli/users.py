@@ -1,0 +1,85 @@
+"""``logstream user add | list | remove | rotate``: API tokens in a broker's data directory.
+
+Offline: the command edits ``<data-dir>/security/credentials.json`` directly (the first
+token is made this way, before the broker starts); a running broker reads the file again
+on SIGHUP. A token is printed once, on stdout, and never stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LOGSTREAM_DATA_DIR",
+    default=Path("./logstream-data"),
+    help="The broker's data directory.",
+)
+
+
+def _store(data_dir: Path) -> Any:
+    from logstream.broker.security.credentials import CredentialStore
+
+    return CredentialStore(data_dir)
+
+
+def _run(fn: Any) -> Any:
+    from logstream.errors import LogstreamError
+
+    try:
+        return fn()
+    except LogstreamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.group(
+    epilog="""\b
+Examples:
+  logstream user add admin --data-dir ./data      # prints the token once
+  export LOGSTREAM_TOKEN=ls1.admin....; logstream topic list
+  logstream user rotate admin --data-dir ./data   # a new token; the old one stops working
+  kill -HUP <broker pid>                          # a running broker re-reads the users
+"""
+)
+def user() -> None:
+    """Users and their API tokens (see docs/security.md)."""
+
+
+@user.command()
+@click.argument("name")
+@DATA_DIR
+def add(name: str, data_dir: Path) -> None:
+    """Create user NAME and print its token (shown only this once)."""
+    click.echo(_run(lambda: _store(data_dir).add(name)))
+
+
+@user.command()
+@click.argument("name")
+@DATA_DIR
+def rotate(name: str, data_dir: Path) -> None:
+    """Give NAME a new token (printed once); the old one stops working."""
+    click.echo(_run(lambda: _store(data_dir).add(name, replace=True)))
+
+
+@user.command()
+@click.argument("name")
+@DATA_DIR
+def remove(name: str, data_dir: Path) -> None:
+    """Delete user NAME: its token stops working."""
+    _run(lambda: _store(data_dir).remove(name))
+
+
+@user.command("list")
+@DATA_DIR
+def list_users(data_dir: Path) -> None:
+    """The users (names and creation times; never tokens or hashes)."""
+    for record in _run(lambda: _store(data_dir).users()):
+        created = dt.datetime.fromtimestamp(record.created_ms / 1000, dt.UTC)
+        click.echo(f"{record.name}\tcreated {created:%Y-%m-%d %H:%M:%SZ}")

@@ -266,7 +266,11 @@ def translate(exc: grpc.RpcError, address: str = "") -> errors.LogstreamError:
     if isinstance(err, errors.BrokerNotAvailableError) and address:
         hint = ""
         if "Socket closed" in err.message:
-            hint = " (if the broker uses TLS, connect with tls=True / --tls)"
+            hint = (
+                " (the broker closed the connection: if it uses TLS, connect with tls=True /"
+                " --tls; under mutual TLS it refuses a missing, expired or unknown client"
+                " certificate)"
+            )
         elif "WRONG_VERSION_NUMBER" in err.message:
             hint = " (the broker does not speak TLS: connect without tls)"
         err = errors.BrokerNotAvailableError(

@@ -71,8 +71,8 @@ DEFAULT_TOPIC_CONFIG: dict[str, Any] = {}
 fill the rest (max_batch_bytes 1 MiB + header, flush_policy interval every 1000 ms)."""
 
 
-class ProtectedModeError(InvalidConfigError):
-    """A non-loopback listen address without authentication and without ``insecure``."""
+PROTECTED_MODE = "refusing to listen on"
+"""How the refusal of protected mode (no authentication on a non-loopback address) starts."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,8 @@ class BrokerConfig:
         if self.tls_client_ca and not self.tls_cert:
             raise InvalidConfigError("tls_client_ca needs tls_cert and tls_key")
         if not (self.authenticated or self.insecure or is_loopback(host)):
-            raise ProtectedModeError(
-                f"refusing to listen on {self.listen} without authentication (protected "
+            raise InvalidConfigError(
+                f"{PROTECTED_MODE} {self.listen} without authentication (protected "
                 "mode): use --auth or --tls-client-ca, or --insecure to allow it"
             )
 

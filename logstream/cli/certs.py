@@ -118,19 +118,20 @@ def make_dev_certs(
     return paths
 
 
-@click.group()
+EXAMPLES = """\b
+Examples:
+  logstream certs dev ./tls
+  logstream serve --tls-cert tls/server.pem --tls-key tls/server.key --tls-client-ca tls/ca.pem
+  logstream --ca tls/ca.pem --cert tls/client.pem --key tls/client.key topic list
+"""
+
+
+@click.group(epilog=EXAMPLES)
 def certs() -> None:
     """Certificates for TLS (see docs/security.md)."""
 
 
-@certs.command(
-    epilog="""\b
-Examples:
-  logstream certs dev ./tls
-  logstream serve --tls-cert tls/server.pem --tls-key tls/server.key --tls-client-ca tls/ca.pem
-  logstream --tls --ca tls/ca.pem --cert tls/client.pem --key tls/client.key topic list
-"""
-)
+@certs.command(epilog=EXAMPLES)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", "hosts", multiple=True, help="Another name or IP of the broker.")
 @click.option("--client-name", default="admin", help="CN of the client certificate.")

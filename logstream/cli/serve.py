@@ -105,7 +105,7 @@ def serve(
     """Run a broker: prints 'logstream broker listening on HOST:PORT (data: DIR)'."""
     from logstream.broker import build_config
     from logstream.broker import serve as run
-    from logstream.broker.config import ProtectedModeError
+    from logstream.broker.config import PROTECTED_MODE
     from logstream.errors import LogstreamError
 
     try:
@@ -121,10 +121,10 @@ def serve(
             auth=auth,
             insecure=insecure or None,
         )
-    except ProtectedModeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
     except LogstreamError as exc:
+        if str(exc).startswith(PROTECTED_MODE):  # one line, as Redis says it
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
         raise click.UsageError(str(exc)) from exc
     logging.basicConfig(
         level=config.log_level.upper(),

@@ -39,20 +39,23 @@ def _run(fn: Any) -> Any:
         sys.exit(1)
 
 
-@click.group(
-    epilog="""\b
+EXAMPLES = """\b
 Examples:
   logstream user add admin --data-dir ./data      # prints the token once
   export LOGSTREAM_TOKEN=ls1.admin....; logstream topic list
   logstream user rotate admin --data-dir ./data   # a new token; the old one stops working
+  logstream user list --data-dir ./data
+  logstream user remove admin --data-dir ./data
   kill -HUP <broker pid>                          # a running broker re-reads the users
 """
-)
+
+
+@click.group(epilog=EXAMPLES)
 def user() -> None:
     """Users and their API tokens (see docs/security.md)."""
 
 
-@user.command()
+@user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
 def add(name: str, data_dir: Path) -> None:
@@ -60,7 +63,7 @@ def add(name: str, data_dir: Path) -> None:
     click.echo(_run(lambda: _store(data_dir).add(name)))
 
 
-@user.command()
+@user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
 def rotate(name: str, data_dir: Path) -> None:
@@ -68,7 +71,7 @@ def rotate(name: str, data_dir: Path) -> None:
     click.echo(_run(lambda: _store(data_dir).add(name, replace=True)))
 
 
-@user.command()
+@user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
 def remove(name: str, data_dir: Path) -> None:
@@ -76,7 +79,7 @@ def remove(name: str, data_dir: Path) -> None:
     _run(lambda: _store(data_dir).remove(name))
 
 
-@user.command("list")
+@user.command("list", epilog=EXAMPLES)
 @DATA_DIR
 def list_users(data_dir: Path) -> None:
     """The users (names and creation times; never tokens or hashes)."""

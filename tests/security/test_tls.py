@@ -167,8 +167,11 @@ def test_sighup_with_unreadable_files_keeps_the_certificate(tmp_path: Path, pki:
 
 
 def test_a_missing_certificate_file_refuses_the_start(tmp_path: Path, pki: Pki) -> None:
-    with pytest.raises(InvalidConfigError, match="cannot read TLS certificate"), run_broker(
-        tmp_path / "data", tls_cert=str(tmp_path / "nope.pem"), tls_key=str(pki.server_key)
+    with (
+        pytest.raises(InvalidConfigError, match="cannot read TLS certificate"),
+        run_broker(
+            tmp_path / "data", tls_cert=str(tmp_path / "nope.pem"), tls_key=str(pki.server_key)
+        ),
     ):
         pass
 

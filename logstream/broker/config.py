@@ -34,6 +34,8 @@ TOML layout (every key optional; unknown keys are an error)::
     tls_key = "server.key"
     tls_client_ca = "ca.pem"         # mutual TLS: clients must present a certificate it signed
     auth = false                     # tokens (or client certificates) required on every call
+    acls = false                     # authorisation: default deny, rules via `logstream acl`
+    super_users = "admin,ops"        # principals that bypass ACLs
     insecure = false                 # allow a non-loopback listen address without authentication
 
     [topic_defaults]                 # TopicConfig keys: the defaults of every topic
@@ -110,6 +112,8 @@ class BrokerConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     auth: bool = False
+    acls: bool = False
+    super_users: str = ""
     insecure: bool = False
 
     def __post_init__(self) -> None:
@@ -158,6 +162,8 @@ class BrokerConfig:
             raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidConfigError("tls_cert and tls_key go together")
+        if self.acls and not self.authenticated:
+            raise InvalidConfigError("acls need authentication: --auth or --tls-client-ca")
         if self.tls_client_ca and not self.tls_cert:
             raise InvalidConfigError("tls_client_ca needs tls_cert and tls_key")
         if not (self.authenticated or self.insecure or is_loopback(host)):
@@ -165,6 +171,10 @@ class BrokerConfig:
                 f"{PROTECTED_MODE} {self.listen} without authentication (protected "
                 "mode): use --auth or --tls-client-ca, or --insecure to allow it"
             )
+
+    @property
+    def super_user_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.super_users.split(",") if n.strip())
 
     @property
     def authenticated(self) -> bool:

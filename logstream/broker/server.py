@@ -36,8 +36,9 @@ from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
 from logstream.broker.rpc import ByteBudget, generic_handler
 from logstream.broker.security.edge import EdgeSecurity
+from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
-from logstream.protocol import admin_pb2, group_pb2, log_pb2
+from logstream.protocol import admin_pb2, group_pb2, log_pb2, security_pb2
 
 log = logging.getLogger("logstream.broker")
 
@@ -47,6 +48,7 @@ _SERVICES = (
     log_pb2.DESCRIPTOR.services_by_name["Log"],
     admin_pb2.DESCRIPTOR.services_by_name["Admin"],
     group_pb2.DESCRIPTOR.services_by_name["Group"],
+    security_pb2.DESCRIPTOR.services_by_name["Security"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in _SERVICES)
 
@@ -96,6 +98,7 @@ class BrokerServer:
             LogServicer(self.broker, self.pool),
             AdminServicer(self.broker),
             GroupServicer(self.broker),
+            SecurityServicer(self.security.acls, self.security.authorizer),
         )
         server.add_generic_rpc_handlers(
             tuple(

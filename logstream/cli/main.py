@@ -26,6 +26,7 @@ LAZY_COMMANDS = {
     "group": "logstream.cli.group_command:group",
     "certs": "logstream.cli.certs:certs",
     "user": "logstream.cli.users:user",
+    "acl": "logstream.cli.acl:acl",
 }
 
 EPILOG = """\b

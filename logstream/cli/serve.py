@@ -17,6 +17,7 @@ import click
 Examples:
   logstream serve --data-dir ./data                      # on 127.0.0.1:7070
   logstream serve --listen 0.0.0.0:7070 --auth --tls-cert s.pem --tls-key s.key
+  logstream serve --auth --acls --super-users admin --data-dir ./data
   logstream serve --listen 0.0.0.0:7070 --insecure   # no authentication: trusted networks only
   logstream serve --listen 127.0.0.1:0 --data-dir "$(mktemp -d)"   # a free port, printed
 """
@@ -84,6 +85,19 @@ Examples:
     help="Require a token (logstream user add) or a client certificate on every call.",
 )
 @click.option(
+    "--acls/--no-acls",
+    envvar="LOGSTREAM_ACLS",
+    default=None,
+    help="Authorise every call by ACL (default deny; logstream acl add). Needs --auth or mTLS.",
+)
+@click.option(
+    "--super-users",
+    envvar="LOGSTREAM_SUPER_USERS",
+    default=None,
+    metavar="NAME,NAME",
+    help="Principals that bypass ACLs.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     envvar="LOGSTREAM_INSECURE",
@@ -100,6 +114,8 @@ def serve(
     tls_key: str | None,
     tls_client_ca: str | None,
     auth: bool | None,
+    acls: bool | None,
+    super_users: str | None,
     insecure: bool | None,
 ) -> None:
     """Run a broker: prints 'logstream broker listening on HOST:PORT (data: DIR)'."""
@@ -119,6 +135,8 @@ def serve(
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
             auth=auth,
+            acls=acls,
+            super_users=super_users,
             insecure=insecure or None,
         )
     except LogstreamError as exc:

@@ -6,6 +6,7 @@ internals. All gRPC failures are translated to the ``logstream.errors`` tree in
 listing, describing, resetting and deleting groups.
 """
 
+from logstream.client.acls import AclBinding
 from logstream.client.admin import Admin, PartitionInfo, TopicDescription, TopicInfo
 from logstream.client.chunks import ColumnChunk, RecordColumns
 from logstream.client.consumer import Consumer
@@ -14,6 +15,7 @@ from logstream.client.producer import BulkFuture, Producer, RecordFuture
 from logstream.client.transport import Transport
 
 __all__ = [
+    "AclBinding",
     "Admin",
     "BulkFuture",
     "ColumnChunk",

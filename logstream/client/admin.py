@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logstream.client import acls as acl_calls
 from logstream.client import transport as tr
+from logstream.client.acls import AclBinding
 from logstream.errors import LogstreamError, UnknownServerError
 from logstream.protocol import admin_pb2, log_pb2
 from logstream.protocol.status import error_for_code
@@ -198,6 +200,19 @@ class Admin:
         if len(out) < len(specs):
             raise UnknownServerError("ListOffsets answered fewer partitions than asked")
         return out
+
+    def create_acls(self, acls: Iterable[AclBinding]) -> int:
+        """Add rules (docs/security.md); returns how many were new. Needs cluster alter."""
+        return acl_calls.create_acls(self._transport, acls, self._timeout)
+
+    def list_acls(self, flt: AclBinding | None = None) -> list[AclBinding]:
+        """The rules matching ``flt`` (empty fields match anything). Needs cluster describe."""
+        return acl_calls.list_acls(self._transport, flt, self._timeout)
+
+    def delete_acls(self, flt: AclBinding) -> list[AclBinding]:
+        """Remove every rule matching ``flt``; returns them. Open streams the removal
+        forbids are ended. Needs cluster alter."""
+        return acl_calls.delete_acls(self._transport, flt, self._timeout)
 
     def close(self) -> None:
         if self._owns_transport:

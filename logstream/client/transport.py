@@ -31,6 +31,7 @@ from logstream.protocol import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    security_pb2_grpc,
 )
 from logstream.protocol.status import error_from_rpc
 
@@ -335,6 +336,7 @@ class Transport:
         )
         self.admin = admin_pb2_grpc.AdminStub(self._channel)
         self.group = group_pb2_grpc.GroupStub(self._channel)
+        self.acl = security_pb2_grpc.SecurityStub(self._channel)
         self._closed = False
 
     # -- Log

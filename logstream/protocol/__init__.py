@@ -11,6 +11,8 @@ from logstream.protocol._generated.logstream.v1 import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
 )
 
 __all__ = [
@@ -21,4 +23,6 @@ __all__ = [
     "group_pb2_grpc",
     "log_pb2",
     "log_pb2_grpc",
+    "security_pb2",
+    "security_pb2_grpc",
 ]

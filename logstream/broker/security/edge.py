@@ -9,6 +9,8 @@ from pathlib import Path
 import grpc
 
 from logstream.broker.config import BrokerConfig
+from logstream.broker.security.acls import AclStore
+from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
 from logstream.broker.security.interceptor import AuthInterceptor
 from logstream.broker.security.tls import ServerTls
@@ -29,9 +31,15 @@ class EdgeSecurity:
             else None
         )
         self.store = CredentialStore(config.data_dir) if config.auth else None
+        self.acls = AclStore(config.data_dir, config.super_user_names) if config.acls else None
+        self.authorizer = Authorizer(self.acls) if self.acls is not None else None
         self.auth = (
-            AuthInterceptor(self.store, mutual_tls=bool(self.tls and self.tls.mutual))
-            if config.auth
+            AuthInterceptor(
+                self.store,
+                mutual_tls=bool(self.tls and self.tls.mutual),
+                authorizer=self.authorizer,
+            )
+            if config.authenticated
             else None
         )
         if self.store is not None and not self.store.users() and not config.tls_client_ca:
@@ -53,8 +61,10 @@ class EdgeSecurity:
         parts = []
         if self.tls:
             parts.append("mutual TLS" if self.tls.mutual else "TLS")
-        if self.auth:
+        if self.store is not None:
             parts.append("token auth")
+        if self.acls is not None:
+            parts.append("ACLs")
         return ", ".join(parts) or "plaintext, no authentication"
 
     def reload(self) -> None:
@@ -67,6 +77,13 @@ class EdgeSecurity:
                 self.store.reload()
             except (InvalidConfigError, LogstreamError) as exc:
                 log.error("credentials reload failed, keeping the current users: %s", exc)
-                return
-            self.auth.forget_tokens()
-            log.info("credentials reloaded: %d users", len(self.store.users()))
+            else:
+                self.auth.forget_tokens()
+                log.info("credentials reloaded: %d users", len(self.store.users()))
+        if self.acls is not None and self.authorizer is not None:
+            try:
+                self.acls.reload()
+            except InvalidConfigError as exc:
+                log.error("ACL reload failed, keeping the current rules: %s", exc)
+            else:
+                self.authorizer.rules_changed()

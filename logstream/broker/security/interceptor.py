@@ -34,7 +34,9 @@ import grpc
 from grpc_health.v1 import health
 
 from logstream.broker.rpc import RateLimitedLog
+from logstream.broker.security.authorize import Authorizer, certificate_principal
 from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.rules import OPEN_TO_EVERY_PRINCIPAL
 from logstream.errors import AuthenticationFailedError
 from logstream.protocol.status import abort_with_async
 
@@ -60,9 +62,16 @@ def bearer_token(metadata: Any) -> str | None:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, store: CredentialStore | None, *, mutual_tls: bool) -> None:
+    def __init__(
+        self,
+        store: CredentialStore | None,
+        *,
+        mutual_tls: bool,
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self.store = store
         self.mutual_tls = mutual_tls
+        self.authorizer = authorizer
         self.failed_logins = 0
         self._cache: dict[bytes, tuple[int, str]] = {}
         self._checks = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
@@ -77,12 +86,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return await continuation(details)
         token = bearer_token(details.invocation_metadata)
         if token is None:
-            if self.mutual_tls:
-                return await continuation(details)
-            return self._refuse(await continuation(details), method, "no credentials")
-        if token and await self._principal(token) is not None:
-            return await continuation(details)
-        return self._refuse(await continuation(details), method, "invalid token")
+            if not self.mutual_tls:
+                return self._refuse(await continuation(details), method, "no credentials")
+            return self._authorized(await continuation(details), method, certificate_principal)
+        principal = await self._principal(token) if token else None
+        if principal is None:
+            return self._refuse(await continuation(details), method, "invalid token")
+        return self._authorized(await continuation(details), method, lambda _: principal)
+
+    def _authorized(self, handler: Handler, method: str, principal_of: Any) -> Handler:
+        if self.authorizer is None or handler is None or method.startswith(OPEN_TO_EVERY_PRINCIPAL):
+            return handler
+        return self.authorizer.wrap(handler, method, principal_of)
 
     async def _principal(self, token: str) -> str | None:
         if self.store is None:

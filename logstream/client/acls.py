@@ -1,0 +1,69 @@
+"""ACL administration from Python: what ``Admin.create_acls / list_acls / delete_acls`` send.
+
+An :class:`AclBinding` is one rule (see docs/security.md): ``principal`` (a user or
+certificate name, or ``*``), ``resource_type`` topic | group | cluster, ``name`` with
+``pattern`` literal | prefix, ``operation`` read | write | create | delete | alter |
+describe, ``permission`` allow | deny. As a filter, empty fields match anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from logstream import errors
+from logstream.client import transport as tr
+from logstream.protocol import security_pb2
+
+
+@dataclass(frozen=True)
+class AclBinding:
+    principal: str = ""
+    resource_type: str = ""
+    name: str = ""
+    pattern: str = ""
+    operation: str = ""
+    permission: str = ""
+
+    def to_wire(self) -> security_pb2.Acl:
+        return security_pb2.Acl(**asdict(self))
+
+    @classmethod
+    def from_wire(cls, acl: Any) -> AclBinding:
+        return cls(
+            acl.principal, acl.resource_type, acl.name, acl.pattern, acl.operation, acl.permission
+        )
+
+
+def _stub(transport: tr.TransportLike) -> Any:
+    stub = getattr(transport, "acl", None)
+    if stub is None:
+        raise errors.InvalidRequestError("this connection has no Security service")
+    return stub
+
+
+def create_acls(transport: tr.TransportLike, acls: Iterable[AclBinding], timeout: float) -> int:
+    request = security_pb2.CreateAclsRequest(acls=[a.to_wire() for a in acls])
+    response = tr.call(
+        _stub(transport).CreateAcls, request, timeout=timeout, address=transport.address
+    )
+    return int(response.created)
+
+
+def list_acls(
+    transport: tr.TransportLike, flt: AclBinding | None, timeout: float
+) -> list[AclBinding]:
+    request = security_pb2.ListAclsRequest(filter=(flt or AclBinding()).to_wire())
+    response = tr.call(
+        _stub(transport).ListAcls, request, timeout=timeout, address=transport.address
+    )
+    return [AclBinding.from_wire(a) for a in response.acls]
+
+
+def delete_acls(transport: tr.TransportLike, flt: AclBinding, timeout: float) -> list[AclBinding]:
+    request = security_pb2.DeleteAclsRequest(filter=flt.to_wire())
+    response = tr.call(
+        _stub(transport).DeleteAcls, request, timeout=timeout, address=transport.address
+    )
+    return [AclBinding.from_wire(a) for a in response.deleted]

@@ -1,0 +1,86 @@
+"""``logstream acl`` end to end, and the ACL file surviving a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from logstream.broker.security.credentials import CredentialStore
+from logstream.cli.main import main
+from logstream.client import AclBinding, Admin
+from logstream.errors import InvalidConfigError, TopicAuthorizationFailedError
+from logstream.testing.broker import run_broker
+
+
+READ_ALLOW = ("--operation", "read", "--allow")
+
+
+def test_acl_commands_and_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = CredentialStore(data)
+    admin_token, alice_token = store.add("admin"), store.add("alice")
+    run = CliRunner().invoke
+    with run_broker(data, auth=True, acls=True, super_users="admin") as b:
+        base = ["-b", b.address, "--token", admin_token, "acl"]
+        added = run(
+            main,
+            [*base, "add", "--principal", "alice", "--topic", "ord", "--prefix", *READ_ALLOW],
+        )
+        assert added.exit_code == 0 and "added" in added.output, added.output
+        cluster = run(
+            main, [*base, "add", "--principal", "ops", "--cluster", "--operation", "alter"]
+        )
+        assert cluster.exit_code == 0, cluster.output
+        listed = run(main, [*base, "list", "--principal", "alice"])
+        assert listed.output.splitlines() == ["allow\talice\tread\ttopic:ord*"]
+        both = run(
+            main,
+            [*base, "add", "--principal", "x", "--topic", "t", "--group", "g", *READ_ALLOW],
+        )
+        assert both.exit_code == 2
+        refused = run(main, ["-b", b.address, "--token", alice_token, "acl", "list"])
+        assert (refused.exit_code == 1 and "CLUSTER_AUTHORIZATION_FAILED" in refused.output) or (
+            "not authorized" in refused.output
+        )
+    with run_broker(data, auth=True, acls=True, super_users="admin") as b:
+        admin = Admin(b.address, token=admin_token)
+        assert AclBinding("alice", "topic", "ord", "prefix", "read", "allow") in admin.list_acls()
+        admin.create_topic("orders")
+        alice = Admin(b.address, token=alice_token)
+        assert [t.name for t in alice.list_topics()] == ["orders"]
+        base = ["-b", b.address, "--token", admin_token, "acl"]
+        everything = run(main, [*base, "remove"])
+        assert everything.exit_code == 2  # remove refuses to remove every rule at once
+        removed = run(main, [*base, "remove", "--principal", "alice"])
+        assert removed.output.splitlines() == ["allow\talice\tread\ttopic:ord*"]
+        with pytest.raises(TopicAuthorizationFailedError):
+            alice.describe_topic("orders")
+        alice.close()
+        admin.close()
+
+
+def test_a_damaged_acl_file_refuses_the_start(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    token = CredentialStore(data).add("admin")
+    with run_broker(data, auth=True, acls=True, super_users="admin") as b:
+        admin = Admin(b.address, token=token)
+        admin.create_acls([AclBinding("alice", "topic", "t", "literal", "read", "allow")])
+        admin.close()
+    path = data / "security" / "acls.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text(path.read_text().replace('"read"', '"write"'))
+    with (
+        pytest.raises(InvalidConfigError, match="damaged"),
+        run_broker(data, auth=True, acls=True),
+    ):
+        pass
+
+
+def test_acls_need_authentication(tmp_path: Path) -> None:
+    with (
+        pytest.raises(InvalidConfigError, match="acls need authentication"),
+        run_broker(tmp_path / "d", acls=True),
+    ):
+        pass

@@ -13,7 +13,6 @@ from logstream.client import AclBinding, Admin
 from logstream.errors import InvalidConfigError, TopicAuthorizationFailedError
 from logstream.testing.broker import run_broker
 
-
 READ_ALLOW = ("--operation", "read", "--allow")
 
 

@@ -27,6 +27,7 @@ LAZY_COMMANDS = {
     "certs": "logstream.cli.certs:certs",
     "user": "logstream.cli.users:user",
     "acl": "logstream.cli.acl:acl",
+    "quota": "logstream.cli.quota:quota",
 }
 
 EPILOG = """\b

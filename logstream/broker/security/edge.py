@@ -13,6 +13,8 @@ from logstream.broker.security.acls import AclStore
 from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
 from logstream.broker.security.interceptor import AuthInterceptor
+from logstream.broker.security.quotas import Quotas
+from logstream.broker.security.throttle import Throttle
 from logstream.broker.security.tls import ServerTls
 from logstream.errors import InvalidConfigError, LogstreamError
 
@@ -33,11 +35,13 @@ class EdgeSecurity:
         self.store = CredentialStore(config.data_dir) if config.auth else None
         self.acls = AclStore(config.data_dir, config.super_user_names) if config.acls else None
         self.authorizer = Authorizer(self.acls) if self.acls is not None else None
+        self.quotas = Quotas(config.data_dir) if config.authenticated else None
         self.auth = (
             AuthInterceptor(
                 self.store,
                 mutual_tls=bool(self.tls and self.tls.mutual),
                 authorizer=self.authorizer,
+                throttle=Throttle(self.quotas) if self.quotas is not None else None,
             )
             if config.authenticated
             else None
@@ -80,6 +84,11 @@ class EdgeSecurity:
             else:
                 self.auth.forget_tokens()
                 log.info("credentials reloaded: %d users", len(self.store.users()))
+        if self.quotas is not None:
+            try:
+                self.quotas.reload()
+            except InvalidConfigError as exc:
+                log.error("quota reload failed, keeping the current quotas: %s", exc)
         if self.acls is not None and self.authorizer is not None:
             try:
                 self.acls.reload()

@@ -37,6 +37,7 @@ from logstream.broker.rpc import RateLimitedLog
 from logstream.broker.security.authorize import Authorizer, certificate_principal
 from logstream.broker.security.credentials import CredentialStore
 from logstream.broker.security.rules import OPEN_TO_EVERY_PRINCIPAL
+from logstream.broker.security.throttle import Throttle
 from logstream.errors import AuthenticationFailedError
 from logstream.protocol.status import abort_with_async
 
@@ -68,10 +69,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         *,
         mutual_tls: bool,
         authorizer: Authorizer | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.store = store
         self.mutual_tls = mutual_tls
         self.authorizer = authorizer
+        self.throttle = throttle
         self.failed_logins = 0
         self._cache: dict[bytes, tuple[int, str]] = {}
         self._checks = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
@@ -95,9 +98,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return self._authorized(await continuation(details), method, lambda _: principal)
 
     def _authorized(self, handler: Handler, method: str, principal_of: Any) -> Handler:
-        if self.authorizer is None or handler is None or method.startswith(OPEN_TO_EVERY_PRINCIPAL):
+        if handler is None or method.startswith(OPEN_TO_EVERY_PRINCIPAL):
             return handler
-        return self.authorizer.wrap(handler, method, principal_of)
+        if self.authorizer is not None:
+            handler = self.authorizer.wrap(handler, method, principal_of)
+        if self.throttle is not None and self.throttle.quotas.active:
+            handler = self.throttle.wrap(handler, method, principal_of)
+        return handler
 
     async def _principal(self, token: str) -> str | None:
         if self.store is None:

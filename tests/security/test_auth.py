@@ -177,3 +177,20 @@ def test_a_damaged_credentials_file_refuses_the_start(tmp_path: Path) -> None:
         run_broker(tmp_path / "data", auth=True),
     ):
         pass
+
+
+def test_producer_and_consumer_without_a_token_fail_fast(tmp_path: Path) -> None:
+    token = _token(tmp_path / "data")
+    with run_broker(tmp_path / "data", auth=True) as b:
+        admin = Admin(b.address, token=token)
+        admin.create_topic("t")
+        admin.close()
+        producer = Producer(b.address, token="", delivery_timeout_ms=8000)
+        with pytest.raises(AuthenticationFailedError):
+            producer.send("t", value=b"1", partition=0).result(10)
+        producer.close()
+        consumer = Consumer(b.address, token="", auto_offset_reset="earliest")
+        consumer.assign([("t", 0)])
+        with pytest.raises(AuthenticationFailedError):
+            consumer.poll(timeout=5)
+        consumer.close()

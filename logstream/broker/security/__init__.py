@@ -1,11 +1,8 @@
-"""Security at the broker's edge: TLS credentials, authentication, and protected mode.
+"""Security at the broker's edge: TLS credentials (``tls``), token authentication
+(``credentials``, ``interceptor``), ACLs (``acls``, ``rules``, ``authorize``, ``servicer``),
+quotas (``quotas``, ``throttle``), wired together for one port by ``edge``.
 
 Storage and the coordinator never see a principal: everything here wraps the gRPC server
-(an interceptor and the listening port's credentials). See docs/security.md.
+(the listening port's credentials and one interceptor). See docs/security.md and
+docs/decisions/0020-security-at-the-edge.md.
 """
-
-from logstream.broker.security.credentials import CredentialStore
-from logstream.broker.security.interceptor import AuthInterceptor
-from logstream.broker.security.tls import ServerTls
-
-__all__ = ["AuthInterceptor", "CredentialStore", "ServerTls"]

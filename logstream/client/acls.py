@@ -36,18 +36,16 @@ class AclBinding:
         )
 
 
-def _stub(transport: tr.TransportLike) -> Any:
-    stub = getattr(transport, "acl", None)
-    if stub is None:
+def _method(transport: tr.TransportLike, name: str) -> Any:
+    method = getattr(transport, name, None)
+    if method is None:
         raise errors.InvalidRequestError("this connection has no Security service")
-    return stub
+    return method
 
 
 def create_acls(transport: tr.TransportLike, acls: Iterable[AclBinding], timeout: float) -> int:
     request = security_pb2.CreateAclsRequest(acls=[a.to_wire() for a in acls])
-    response = tr.call(
-        _stub(transport).CreateAcls, request, timeout=timeout, address=transport.address
-    )
+    response = _method(transport, "create_acls")(request, timeout=timeout)
     return int(response.created)
 
 
@@ -55,15 +53,11 @@ def list_acls(
     transport: tr.TransportLike, flt: AclBinding | None, timeout: float
 ) -> list[AclBinding]:
     request = security_pb2.ListAclsRequest(filter=(flt or AclBinding()).to_wire())
-    response = tr.call(
-        _stub(transport).ListAcls, request, timeout=timeout, address=transport.address
-    )
+    response = _method(transport, "list_acls")(request, timeout=timeout)
     return [AclBinding.from_wire(a) for a in response.acls]
 
 
 def delete_acls(transport: tr.TransportLike, flt: AclBinding, timeout: float) -> list[AclBinding]:
     request = security_pb2.DeleteAclsRequest(filter=flt.to_wire())
-    response = tr.call(
-        _stub(transport).DeleteAcls, request, timeout=timeout, address=transport.address
-    )
+    response = _method(transport, "delete_acls")(request, timeout=timeout)
     return [AclBinding.from_wire(a) for a in response.deleted]

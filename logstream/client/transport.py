@@ -31,6 +31,7 @@ from logstream.protocol import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    security_pb2,
     security_pb2_grpc,
 )
 from logstream.protocol.status import error_from_rpc
@@ -391,6 +392,22 @@ class Transport:
         self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
     ) -> admin_pb2.DescribeTopicsResponse:
         return _call(self.admin.DescribeTopics, request, timeout, self.address)
+
+    # -- Security (ACLs; not part of TransportLike: the in-memory fake has no broker ACLs)
+    def create_acls(
+        self, request: security_pb2.CreateAclsRequest, *, timeout: float | None
+    ) -> security_pb2.CreateAclsResponse:
+        return _call(self.acl.CreateAcls, request, timeout, self.address)
+
+    def list_acls(
+        self, request: security_pb2.ListAclsRequest, *, timeout: float | None
+    ) -> security_pb2.ListAclsResponse:
+        return _call(self.acl.ListAcls, request, timeout, self.address)
+
+    def delete_acls(
+        self, request: security_pb2.DeleteAclsRequest, *, timeout: float | None
+    ) -> security_pb2.DeleteAclsResponse:
+        return _call(self.acl.DeleteAcls, request, timeout, self.address)
 
     def alter_topic_config(
         self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None

@@ -201,6 +201,13 @@ def main() -> int:
         cells.append(f"{ns[0]:,.0f}, {ns[1]:,.0f}")
         cells.append(", ".join(f"{ns[i] / cpu_ns('plaintext', i) * 100:.0f}%" for i in (0, 1)))
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines += [
+        "",
+        f"Load average at the end of the run: {load}. On a shared machine the wall-clock "
+        "rates swing by more than the differences between modes; the CPU time per record "
+        "(this process + the broker, all threads) is the steadier figure.",
+    ]
     section = "\n".join(lines)
     print(section)
     if not args.no_write:

@@ -98,7 +98,7 @@ class BrokerServer:
             LogServicer(self.broker, self.pool),
             AdminServicer(self.broker),
             GroupServicer(self.broker),
-            SecurityServicer(self.security.acls, self.security.authorizer),
+            SecurityServicer(self.security.acls, self.security.authorizer, self.security.store),
         )
         server.add_generic_rpc_handlers(
             tuple(

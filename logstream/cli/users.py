@@ -1,8 +1,10 @@
 """``logstream user add | list | remove | rotate``: API tokens in a broker's data directory.
 
-Offline: the command edits ``<data-dir>/security/credentials.json`` directly (the first
-token is made this way, before the broker starts); a running broker reads the file again
-on SIGHUP. A token is printed once, on stdout, and never stored.
+Offline (the default): the command edits ``<data-dir>/security/credentials.json`` directly
+(the first token is made this way, before the broker starts); a running broker reads the
+file again on SIGHUP. ``--online``: the running broker does it (it needs ``--auth --acls``
+and the caller cluster alter / describe), effective at once. A token is printed once, on
+stdout, and never stored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+ONLINE = click.option(
+    "--online", is_flag=True, help="Ask the running broker (--broker, --token) instead."
+)
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -47,6 +53,7 @@ Examples:
   logstream user list --data-dir ./data
   logstream user remove admin --data-dir ./data
   kill -HUP <broker pid>                          # a running broker re-reads the users
+  logstream --token "$ADMIN_TOKEN" user add bob --online   # through the broker, at once
 """
 
 
@@ -55,34 +62,57 @@ def user() -> None:
     """Users and their API tokens (see docs/security.md)."""
 
 
+def _admin() -> Any:
+    from logstream.cli.context import app
+
+    return app().admin()
+
+
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
-def add(name: str, data_dir: Path) -> None:
+@ONLINE
+def add(name: str, data_dir: Path, online: bool) -> None:
     """Create user NAME and print its token (shown only this once)."""
-    click.echo(_run(lambda: _store(data_dir).add(name)))
+    if online:
+        click.echo(_admin().create_user(name))
+    else:
+        click.echo(_run(lambda: _store(data_dir).add(name)))
 
 
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
-def rotate(name: str, data_dir: Path) -> None:
+@ONLINE
+def rotate(name: str, data_dir: Path, online: bool) -> None:
     """Give NAME a new token (printed once); the old one stops working."""
-    click.echo(_run(lambda: _store(data_dir).add(name, replace=True)))
+    if online:
+        click.echo(_admin().create_user(name, rotate=True))
+    else:
+        click.echo(_run(lambda: _store(data_dir).add(name, replace=True)))
 
 
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
 @DATA_DIR
-def remove(name: str, data_dir: Path) -> None:
+@ONLINE
+def remove(name: str, data_dir: Path, online: bool) -> None:
     """Delete user NAME: its token stops working."""
-    _run(lambda: _store(data_dir).remove(name))
+    if online:
+        _admin().delete_user(name)
+    else:
+        _run(lambda: _store(data_dir).remove(name))
 
 
 @user.command("list", epilog=EXAMPLES)
 @DATA_DIR
-def list_users(data_dir: Path) -> None:
+@ONLINE
+def list_users(data_dir: Path, online: bool) -> None:
     """The users (names and creation times; never tokens or hashes)."""
-    for record in _run(lambda: _store(data_dir).users()):
-        created = dt.datetime.fromtimestamp(record.created_ms / 1000, dt.UTC)
-        click.echo(f"{record.name}\tcreated {created:%Y-%m-%d %H:%M:%SZ}")
+    if online:
+        users = _admin().list_users()
+    else:
+        users = [(r.name, r.created_ms) for r in _run(lambda: _store(data_dir).users())]
+    for name, created_ms in users:
+        created = dt.datetime.fromtimestamp(created_ms / 1000, dt.UTC)
+        click.echo(f"{name}\tcreated {created:%Y-%m-%d %H:%M:%SZ}")

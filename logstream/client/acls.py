@@ -1,4 +1,5 @@
-"""ACL administration from Python: what ``Admin.create_acls / list_acls / delete_acls`` send.
+"""ACL and user administration from Python: what ``Admin.create_acls / list_acls /
+delete_acls`` and ``Admin.create_user / delete_user / list_users`` send.
 
 An :class:`AclBinding` is one rule (see docs/security.md): ``principal`` (a user or
 certificate name, or ``*``), ``resource_type`` topic | group | cluster, ``name`` with
@@ -61,3 +62,17 @@ def delete_acls(transport: tr.TransportLike, flt: AclBinding, timeout: float) ->
     request = security_pb2.DeleteAclsRequest(filter=flt.to_wire())
     response = _method(transport, "delete_acls")(request, timeout=timeout)
     return [AclBinding.from_wire(a) for a in response.deleted]
+
+
+def create_user(transport: tr.TransportLike, name: str, rotate: bool, timeout: float) -> str:
+    request = security_pb2.CreateUserRequest(name=name, rotate=rotate)
+    return str(_method(transport, "create_user")(request, timeout=timeout).token)
+
+
+def delete_user(transport: tr.TransportLike, name: str, timeout: float) -> None:
+    _method(transport, "delete_user")(security_pb2.DeleteUserRequest(name=name), timeout=timeout)
+
+
+def list_users(transport: tr.TransportLike, timeout: float) -> list[tuple[str, int]]:
+    response = _method(transport, "list_users")(security_pb2.ListUsersRequest(), timeout=timeout)
+    return [(u.name, int(u.created_ms)) for u in response.users]

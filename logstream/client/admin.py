@@ -209,6 +209,19 @@ class Admin:
         """The rules matching ``flt`` (empty fields match anything). Needs cluster describe."""
         return acl_calls.list_acls(self._transport, flt, self._timeout)
 
+    def create_user(self, name: str, *, rotate: bool = False) -> str:
+        """A new user (or with ``rotate`` a new token for one); returns its token, which
+        cannot be shown again. Needs cluster alter on a broker with --auth --acls."""
+        return acl_calls.create_user(self._transport, name, rotate, self._timeout)
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user: its token stops working at once. Needs cluster alter."""
+        acl_calls.delete_user(self._transport, name, self._timeout)
+
+    def list_users(self) -> list[tuple[str, int]]:
+        """``(name, created_ms)`` of every user. Needs cluster describe."""
+        return acl_calls.list_users(self._transport, self._timeout)
+
     def delete_acls(self, flt: AclBinding) -> list[AclBinding]:
         """Remove every rule matching ``flt``; returns them. Open streams the removal
         forbids are ended. Needs cluster alter."""

@@ -409,6 +409,21 @@ class Transport:
     ) -> security_pb2.DeleteAclsResponse:
         return _call(self.acl.DeleteAcls, request, timeout, self.address)
 
+    def create_user(
+        self, request: security_pb2.CreateUserRequest, *, timeout: float | None
+    ) -> security_pb2.CreateUserResponse:
+        return _call(self.acl.CreateUser, request, timeout, self.address)
+
+    def delete_user(
+        self, request: security_pb2.DeleteUserRequest, *, timeout: float | None
+    ) -> security_pb2.DeleteUserResponse:
+        return _call(self.acl.DeleteUser, request, timeout, self.address)
+
+    def list_users(
+        self, request: security_pb2.ListUsersRequest, *, timeout: float | None
+    ) -> security_pb2.ListUsersResponse:
+        return _call(self.acl.ListUsers, request, timeout, self.address)
+
     def alter_topic_config(
         self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
     ) -> admin_pb2.AlterTopicConfigResponse:

@@ -10,7 +10,12 @@ from click.testing import CliRunner
 from logstream.broker.security.credentials import CredentialStore
 from logstream.cli.main import main
 from logstream.client import AclBinding, Admin
-from logstream.errors import InvalidConfigError, TopicAuthorizationFailedError
+from logstream.errors import (
+    AuthenticationFailedError,
+    InvalidConfigError,
+    InvalidRequestError,
+    TopicAuthorizationFailedError,
+)
 from logstream.testing.broker import run_broker
 
 READ_ALLOW = ("--operation", "read", "--allow")
@@ -83,3 +88,41 @@ def test_acls_need_authentication(tmp_path: Path) -> None:
         run_broker(tmp_path / "d", acls=True),
     ):
         pass
+
+
+def test_users_online_take_effect_at_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    admin_token = CredentialStore(data).add("admin")
+    run = CliRunner().invoke
+    with run_broker(data, auth=True, acls=True, super_users="admin") as b:
+        base = ["-b", b.address, "--token", admin_token, "user"]
+        added = run(main, [*base, "add", "carol", "--online"])
+        assert added.exit_code == 0, added.output
+        carol = added.output.strip()
+        assert carol.startswith("ls1.carol.")
+        client = Admin(b.address, token=carol)
+        assert client.list_topics() == []
+        listed = run(main, [*base, "list", "--online"]).output
+        assert [line.split("\t")[0] for line in listed.splitlines()] == ["admin", "carol"]
+        assert carol.rpartition(".")[2] not in listed
+        rotated = run(main, [*base, "rotate", "carol", "--online"]).output.strip()
+        with pytest.raises(AuthenticationFailedError):
+            client.list_topics()
+        client.close()
+        assert Admin(b.address, token=rotated).list_topics() == []
+        assert run(main, [*base, "remove", "carol", "--online"]).exit_code == 0
+        with pytest.raises(AuthenticationFailedError):
+            Admin(b.address, token=rotated).list_topics()
+        carol_cli = ["-b", b.address, "--token", rotated, "user", "add", "eve", "--online"]
+        assert run(main, carol_cli).exit_code == 1
+    assert "carol" not in {u.name for u in CredentialStore(data).users()}
+
+
+def test_users_online_need_acls(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    token = CredentialStore(data).add("admin")
+    with run_broker(data, auth=True) as b:
+        admin = Admin(b.address, token=token)
+        with pytest.raises(InvalidRequestError, match="needs --auth and --acls"):
+            admin.create_user("mallory")
+        admin.close()

@@ -234,6 +234,22 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         ),
         [(C, "cluster", "alter")],
     ),
+    "Security/CreateUser": (
+        lambda s: s.acl.CreateUser(
+            security_pb2.CreateUserRequest(name="matrix-user"), metadata=s.md, timeout=10
+        ),
+        [(C, "cluster", "alter")],
+    ),
+    "Security/DeleteUser": (
+        lambda s: s.acl.DeleteUser(
+            security_pb2.DeleteUserRequest(name="nobody"), metadata=s.md, timeout=10
+        ),
+        [(C, "cluster", "alter")],
+    ),
+    "Security/ListUsers": (
+        lambda s: s.acl.ListUsers(security_pb2.ListUsersRequest(), metadata=s.md, timeout=10),
+        [(C, "cluster", "describe")],
+    ),
     "Security/ListAcls": (
         lambda s: s.acl.ListAcls(security_pb2.ListAclsRequest(), metadata=s.md, timeout=10),
         [(C, "cluster", "describe")],

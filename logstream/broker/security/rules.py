@@ -65,6 +65,9 @@ CHECKS: dict[str, Callable[[Any], list[Check]]] = {
     SECURITY + "CreateAcls": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "DeleteAcls": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "ListAcls": lambda r: [("cluster", "cluster", "describe")],
+    SECURITY + "CreateUser": lambda r: [("cluster", "cluster", "alter")],
+    SECURITY + "DeleteUser": lambda r: [("cluster", "cluster", "alter")],
+    SECURITY + "ListUsers": lambda r: [("cluster", "cluster", "describe")],
 }
 
 

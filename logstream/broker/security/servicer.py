@@ -1,7 +1,9 @@
-"""The Security service: CreateAcls / ListAcls / DeleteAcls over the broker's AclStore.
+"""The Security service: ACLs over the broker's AclStore, and users (API tokens) over its
+CredentialStore.
 
-Plain methods (they write and fsync the ACL file): they run in the server's thread pool.
-Who may call them is decided by the authorizer (cluster alter / describe).
+Plain methods (they write and fsync files): they run in the server's thread pool. Who may
+call them is decided by the authorizer (cluster alter / describe); the user methods
+therefore need ACLs on, or any authenticated principal could mint tokens.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from logstream.broker.security.acls import ACL_FIELDS, Acl, AclStore
 from logstream.broker.security.authorize import Authorizer
+from logstream.broker.security.credentials import CredentialStore
 from logstream.errors import InvalidRequestError
 from logstream.protocol import security_pb2
 
@@ -24,9 +27,39 @@ def _wire(acl: Acl) -> security_pb2.Acl:
 
 
 class SecurityServicer:
-    def __init__(self, acls: AclStore | None, authorizer: Authorizer | None) -> None:
+    def __init__(
+        self,
+        acls: AclStore | None,
+        authorizer: Authorizer | None,
+        users: CredentialStore | None = None,
+    ) -> None:
         self._acls = acls
         self._authorizer = authorizer
+        self._users_store = users
+
+    def _users(self) -> CredentialStore:
+        if self._users_store is None or self._acls is None:
+            raise InvalidRequestError(
+                "online user management needs --auth and --acls on this broker; "
+                "offline: logstream user add NAME --data-dir D"
+            )
+        return self._users_store
+
+    def CreateUser(self, request: Any, context: Any) -> security_pb2.CreateUserResponse:
+        token = self._users().add(request.name, replace=request.rotate)
+        return security_pb2.CreateUserResponse(token=token)
+
+    def DeleteUser(self, request: Any, context: Any) -> security_pb2.DeleteUserResponse:
+        self._users().remove(request.name)
+        return security_pb2.DeleteUserResponse()
+
+    def ListUsers(self, request: Any, context: Any) -> security_pb2.ListUsersResponse:
+        return security_pb2.ListUsersResponse(
+            users=[
+                security_pb2.UserInfo(name=u.name, created_ms=u.created_ms)
+                for u in self._users().users()
+            ]
+        )
 
     def _store(self) -> AclStore:
         if self._acls is None:

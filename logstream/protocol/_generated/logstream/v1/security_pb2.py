@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blogstream/v1/security.proto\x12\x0clogstream.v1\"u\n\x03\x41\x63l\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x15\n\rresource_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x12\n\npermission\x18\x06 \x01(\t\"4\n\x11\x43reateAclsRequest\x12\x1f\n\x04\x61\x63ls\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl\"%\n\x12\x43reateAclsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"4\n\x0fListAclsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.logstream.v1.Acl\"3\n\x10ListAclsResponse\x12\x1f\n\x04\x61\x63ls\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl\"6\n\x11\x44\x65leteAclsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.logstream.v1.Acl\"8\n\x12\x44\x65leteAclsResponse\x12\"\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl2\xf7\x01\n\x08Security\x12O\n\nCreateAcls\x12\x1f.logstream.v1.CreateAclsRequest\x1a .logstream.v1.CreateAclsResponse\x12I\n\x08ListAcls\x12\x1d.logstream.v1.ListAclsRequest\x1a\x1e.logstream.v1.ListAclsResponse\x12O\n\nDeleteAcls\x12\x1f.logstream.v1.DeleteAclsRequest\x1a .logstream.v1.DeleteAclsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blogstream/v1/security.proto\x12\x0clogstream.v1\"u\n\x03\x41\x63l\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x15\n\rresource_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x12\n\npermission\x18\x06 \x01(\t\"4\n\x11\x43reateAclsRequest\x12\x1f\n\x04\x61\x63ls\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl\"%\n\x12\x43reateAclsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"4\n\x0fListAclsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.logstream.v1.Acl\"3\n\x10ListAclsResponse\x12\x1f\n\x04\x61\x63ls\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl\"6\n\x11\x44\x65leteAclsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.logstream.v1.Acl\"8\n\x12\x44\x65leteAclsResponse\x12\"\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x11.logstream.v1.Acl\"1\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06rotate\x18\x02 \x01(\x08\"#\n\x12\x43reateUserResponse\x12\r\n\x05token\x18\x01 \x01(\t\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"\x12\n\x10ListUsersRequest\",\n\x08UserInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncreated_ms\x18\x02 \x01(\x03\":\n\x11ListUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.logstream.v1.UserInfo2\xe7\x03\n\x08Security\x12O\n\nCreateAcls\x12\x1f.logstream.v1.CreateAclsRequest\x1a .logstream.v1.CreateAclsResponse\x12I\n\x08ListAcls\x12\x1d.logstream.v1.ListAclsRequest\x1a\x1e.logstream.v1.ListAclsResponse\x12O\n\nDeleteAcls\x12\x1f.logstream.v1.DeleteAclsRequest\x1a .logstream.v1.DeleteAclsResponse\x12O\n\nCreateUser\x12\x1f.logstream.v1.CreateUserRequest\x1a .logstream.v1.CreateUserResponse\x12O\n\nDeleteUser\x12\x1f.logstream.v1.DeleteUserRequest\x1a .logstream.v1.DeleteUserResponse\x12L\n\tListUsers\x12\x1e.logstream.v1.ListUsersRequest\x1a\x1f.logstream.v1.ListUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEACLSREQUEST']._serialized_end=418
   _globals['_DELETEACLSRESPONSE']._serialized_start=420
   _globals['_DELETEACLSRESPONSE']._serialized_end=476
-  _globals['_SECURITY']._serialized_start=479
-  _globals['_SECURITY']._serialized_end=726
+  _globals['_CREATEUSERREQUEST']._serialized_start=478
+  _globals['_CREATEUSERREQUEST']._serialized_end=527
+  _globals['_CREATEUSERRESPONSE']._serialized_start=529
+  _globals['_CREATEUSERRESPONSE']._serialized_end=564
+  _globals['_DELETEUSERREQUEST']._serialized_start=566
+  _globals['_DELETEUSERREQUEST']._serialized_end=599
+  _globals['_DELETEUSERRESPONSE']._serialized_start=601
+  _globals['_DELETEUSERRESPONSE']._serialized_end=621
+  _globals['_LISTUSERSREQUEST']._serialized_start=623
+  _globals['_LISTUSERSREQUEST']._serialized_end=641
+  _globals['_USERINFO']._serialized_start=643
+  _globals['_USERINFO']._serialized_end=687
+  _globals['_LISTUSERSRESPONSE']._serialized_start=689
+  _globals['_LISTUSERSRESPONSE']._serialized_end=747
+  _globals['_SECURITY']._serialized_start=750
+  _globals['_SECURITY']._serialized_end=1237
 # @@protoc_insertion_point(module_scope)

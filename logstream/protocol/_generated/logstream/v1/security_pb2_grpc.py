@@ -49,6 +49,21 @@ class SecurityStub:
                 request_serializer=logstream_dot_v1_dot_security__pb2.DeleteAclsRequest.SerializeToString,
                 response_deserializer=logstream_dot_v1_dot_security__pb2.DeleteAclsResponse.FromString,
                 _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/logstream.v1.Security/CreateUser',
+                request_serializer=logstream_dot_v1_dot_security__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_security__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/logstream.v1.Security/DeleteUser',
+                request_serializer=logstream_dot_v1_dot_security__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_security__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/logstream.v1.Security/ListUsers',
+                request_serializer=logstream_dot_v1_dot_security__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_security__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
 
 
 class SecurityServicer:
@@ -72,6 +87,25 @@ class SecurityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUser(self, request, context):
+        """Users online (needs --auth and --acls: cluster alter / describe).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +123,21 @@ def add_SecurityServicer_to_server(servicer, server):
                     servicer.DeleteAcls,
                     request_deserializer=logstream_dot_v1_dot_security__pb2.DeleteAclsRequest.FromString,
                     response_serializer=logstream_dot_v1_dot_security__pb2.DeleteAclsResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=logstream_dot_v1_dot_security__pb2.CreateUserRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_security__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=logstream_dot_v1_dot_security__pb2.DeleteUserRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_security__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=logstream_dot_v1_dot_security__pb2.ListUsersRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_security__pb2.ListUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +221,87 @@ class Security:
             '/logstream.v1.Security/DeleteAcls',
             logstream_dot_v1_dot_security__pb2.DeleteAclsRequest.SerializeToString,
             logstream_dot_v1_dot_security__pb2.DeleteAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstream.v1.Security/CreateUser',
+            logstream_dot_v1_dot_security__pb2.CreateUserRequest.SerializeToString,
+            logstream_dot_v1_dot_security__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstream.v1.Security/DeleteUser',
+            logstream_dot_v1_dot_security__pb2.DeleteUserRequest.SerializeToString,
+            logstream_dot_v1_dot_security__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstream.v1.Security/ListUsers',
+            logstream_dot_v1_dot_security__pb2.ListUsersRequest.SerializeToString,
+            logstream_dot_v1_dot_security__pb2.ListUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

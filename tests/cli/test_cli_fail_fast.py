@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
         yield b
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -36,9 +38,17 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -
         time.sleep(0.02)
 
 
-def _end_offsets(broker: RunningBroker, topic: str, partitions: int) -> dict[int, int]:
-    with Admin(broker.address) as admin:
-        ends = admin.list_offsets({TopicPartition(topic, p): "latest" for p in range(partitions)})
+def _written(directory: Path) -> int:
+    """Bytes in the files of ``directory`` (a file renamed meanwhile counts as 0)."""
+    total = 0
+    for f in directory.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            total += f.stat().st_size
+    return total
+
+
+def _end_offsets(admin: Admin, topic: str, partitions: int) -> dict[int, int]:
+    ends = admin.list_offsets({TopicPartition(topic, p): "latest" for p in range(partitions)})
     return {tp.partition: off for tp, off in ends.items()}
 
 
@@ -80,6 +90,7 @@ def test_ctrl_c_of_produce_reports_what_was_stored(broker: RunningBroker) -> Non
         text=True,
         env=env(broker),
     )
+    admin = Admin(broker.address)
     try:
         assert proc.stdin is not None
         # keys spread the records over the three partitions
@@ -87,16 +98,17 @@ def test_ctrl_c_of_produce_reports_what_was_stored(broker: RunningBroker) -> Non
         proc.stdin.flush()
         # the records are stored, the command is still reading (stdin stays open)
         _wait_for(
-            lambda: sum(_end_offsets(broker, "ff-int", 3).values()) >= count,
+            lambda: sum(_end_offsets(admin, "ff-int", 3).values()) >= count,
             "the records to be stored",
         )
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        ends = _end_offsets(admin, "ff-int", 3)
     finally:
+        admin.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    ends = _end_offsets(broker, "ff-int", 3)
     assert proc.returncode == 130, (out, err)
     assert err.strip() == "interrupted", err
     lines = out.strip().splitlines()
@@ -152,3 +164,83 @@ def test_export_renames_into_place_when_done(broker: RunningBroker, tmp_path: Pa
     assert p.returncode == 0, p.stderr
     assert [f.name for f in tmp_path.iterdir()] == ["all.csv"]
     assert target.read_text().startswith("topic,partition,offset")
+
+
+def test_serve_on_a_busy_port_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        data = tmp_path / "data"
+        p = logstream(None, "serve", "--listen", address, "--data-dir", str(data))
+    assert p.returncode == 1, p.stderr
+    assert p.stderr == f"error: address already in use: {address}\n"
+    assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-b", "127.0.0.1:99999", "topic", "list"],
+        ["-b", "127.0.0.1", "topic", "list"],
+        ["-b", "127.0.0.1:7070,:7071", "topic", "list"],
+        ["serve", "--listen", "127.0.0.1:99999"],
+        ["serve", "--listen", "::1:7070"],
+    ],
+)
+def test_a_bad_address_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "logstream", *args],
+        capture_output=True,
+        text=True,
+        env=env(None),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stderr
+    assert "bad address" in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == []  # serve created no data directory
+
+
+def test_parse_host_port() -> None:
+    from logstream.cli.params import parse_host_port
+
+    for good in ("127.0.0.1:0", "localhost:7070", "[::1]:65535", "0.0.0.0:1"):
+        assert parse_host_port(good) == good
+    for bad in ("127.0.0.1:65536", "127.0.0.1:", ":7070", "host", "::1:7070", "h:-1"):
+        with pytest.raises(ValueError, match="bad address"):
+            parse_host_port(bad)
+
+
+GRPC_ERROR_SCRIPT = """
+import socket, sys
+if sys.argv[1] == "cli":
+    import logstream.cli.main
+import grpc
+from concurrent import futures
+busy = socket.socket()
+busy.bind(("127.0.0.1", 0))
+busy.listen()
+server = grpc.server(futures.ThreadPoolExecutor(1), options=[("grpc.so_reuseport", 0)])
+try:
+    server.add_insecure_port(f"127.0.0.1:{busy.getsockname()[1]}")
+except RuntimeError:
+    print("bind failed")
+"""
+
+
+@pytest.mark.parametrize(("mode", "quiet"), [("cli", True), ("plain", False)])
+def test_grpc_core_log_lines_stay_out_of_the_cli_stderr(mode: str, quiet: bool) -> None:
+    """A gRPC error (here a failed bind) logs a line of its own to stderr; under the CLI it
+    does not (the plain case shows the line exists, so the check can fail)."""
+    e = env(None)
+    e.pop("GRPC_VERBOSITY", None)
+    p = subprocess.run(
+        [sys.executable, "-c", GRPC_ERROR_SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=60,
+    )
+    assert p.stdout == "bind failed\n", (p.stdout, p.stderr)
+    assert (p.stderr == "") is quiet, p.stderr

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,11 @@ def _written(directory: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             total += f.stat().st_size
     return total
+
+
+def _end_offsets_now(broker: RunningBroker, topic: str, partitions: int) -> dict[int, int]:
+    with Admin(broker.address) as admin:
+        return _end_offsets(admin, topic, partitions)
 
 
 def _end_offsets(admin: Admin, topic: str, partitions: int) -> dict[int, int]:
@@ -244,3 +250,61 @@ def test_grpc_core_log_lines_stay_out_of_the_cli_stderr(mode: str, quiet: bool) 
     )
     assert p.stdout == "bind failed\n", (p.stdout, p.stderr)
     assert (p.stderr == "") is quiet, p.stderr
+
+
+def test_consume_from_an_offset_no_partition_reaches_says_so(broker: RunningBroker) -> None:
+    logstream(broker, "produce", "ff", "-p", "0", input="a\nb\nc\n")
+    ends = _end_offsets_now(broker, "ff", 2)
+    p = subprocess.run(
+        [sys.executable, "-m", "logstream", "consume", "ff", "--from", "1200", "-c", "100"],
+        capture_output=True,
+        text=True,
+        env=env(broker),
+        timeout=30,  # before: waited silently forever
+    )
+    assert p.returncode == 1, p.stderr
+    assert p.stderr == (
+        f"error: no partition of ff reaches offset 1200 "
+        f"(end offsets: ff-0: {ends[0]}, ff-1: {ends[1]})\n"
+    )
+
+
+def test_tail_follow_from_an_offset_past_the_end_says_what_it_waits_for(
+    broker: RunningBroker,
+) -> None:
+    target = sum(_end_offsets_now(broker, "ff", 2).values()) + 2
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "logstream",
+            "tail",
+            "ff",
+            "-p",
+            "1",
+            "--from",
+            str(target),
+            "-f",
+            "--format",
+            "{offset}:{value}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(broker),
+    )
+    watchdog = threading.Timer(30, proc.kill)  # a hang ends the reads below with ""
+    watchdog.start()
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        note = proc.stderr.readline()
+        assert note.startswith(f"waiting: no partition of ff reaches offset {target} yet"), note
+        with Admin(broker.address) as admin:
+            end = _end_offsets(admin, "ff", 2)[1]
+        lines = "".join(f"w{i}\n" for i in range(end, target + 1))
+        logstream(broker, "produce", "ff", "-p", "1", input=lines)
+        assert proc.stdout.readline() == f"{target}:w{target}\n"
+    finally:
+        watchdog.cancel()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)

@@ -37,6 +37,9 @@ T_co = TypeVar("T_co", covariant=True)
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 """Client-side send/receive limit: fetches of many partitions can be large."""
 
+CONNECT_TIMEOUT_MS = 20_000
+"""How long one connection attempt (TCP and HTTP/2 handshake) may take: gRPC's default."""
+
 KEEPALIVE_TIME_MS = 30_000
 """How often the client pings an idle connection (also one whose only call is an idle
 long-poll), so that a dead broker or a dropped NAT mapping is noticed. The broker accepts
@@ -51,8 +54,10 @@ def channel_options(*, keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         # Reconnect quickly after a broker restart (gRPC's default first backoff is 1 s).
+        # Not min_reconnect_backoff_ms: gRPC takes it as the time one connection attempt may
+        # take, and at 50 ms a loaded machine's slower handshake failed every call.
         ("grpc.initial_reconnect_backoff_ms", 50),
-        ("grpc.min_reconnect_backoff_ms", 50),
+        ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
         ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.keepalive_time_ms", keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", 10_000),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from logstream import Producer, errors
-from logstream.client.transport import Transport, iterate
+from logstream.client.transport import Transport
 from logstream.protocol import log_pb2
 from logstream.testing.broker import run_broker
 
@@ -35,11 +35,11 @@ def _idle_subscribe_then_produce(tmp_path: Path, broker_min_ping_ms: int, idle_s
             partitions=[log_pb2.FetchPartition(topic="quiet", partition=0, offset=0)],
             heartbeat_ms=0,  # the broker sends nothing while there is no data
         )
-        stream = transport.log.Subscribe(request)
+        stream = transport.subscribe(request)
 
         def read() -> None:
             try:
-                for resp in iterate(stream, b.address):
+                for resp in stream:
                     if any(p.records for p in resp.partitions):
                         got.put(resp)
                         return

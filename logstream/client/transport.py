@@ -61,7 +61,6 @@ def channel_options(*, keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple
         ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.keepalive_time_ms", keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 0),
         # The consumer's Subscribe stream is read by the fetcher thread itself instead of being

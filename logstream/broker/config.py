@@ -30,6 +30,7 @@ TOML layout (every key optional; unknown keys are an error)::
     offsets_compact_min_records = 10000    # __consumer_offsets checkpoint after this many commits
     producer_name_expiration_ms = 604800000  # a producer name unused this long is forgotten
     producer_names_max = 100000            # beyond: the least recently used name is forgotten
+    keepalive_min_ping_interval_ms = 10000 # accept client pings this often (<= the clients' 30 s)
     tls_cert = "server.pem"          # TLS on the port (docs/security.md); with tls_key
     tls_key = "server.key"
     tls_client_ca = "ca.pem"         # mutual TLS: clients must present a certificate it signed
@@ -108,6 +109,7 @@ class BrokerConfig:
     offsets_compact_min_records: int = 10_000
     producer_name_expiration_ms: int = 7 * 24 * 60 * 60 * 1000
     producer_names_max: int = 100_000
+    keepalive_min_ping_interval_ms: int = 10_000
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -146,6 +148,11 @@ class BrokerConfig:
             raise InvalidConfigError(
                 "producer_name_expiration_ms and producer_names_max must be >= 1"
             )
+        if self.keepalive_min_ping_interval_ms < 1:
+            raise InvalidConfigError(
+                "keepalive_min_ping_interval_ms must be >= 1: "
+                f"{self.keepalive_min_ping_interval_ms}"
+            )
         if self.max_workers < 2:
             raise InvalidConfigError(f"max_workers must be >= 2: {self.max_workers}")
         if self.max_waiters < 1:
@@ -158,8 +165,10 @@ class BrokerConfig:
         defaults = parse_config_updates(dict(self.topic_defaults))
         check_topic_overrides(defaults, TopicConfig.from_dict(defaults))
         host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InvalidConfigError(f"listen must be HOST:PORT, got {self.listen!r}")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidConfigError(
+                f"listen must be HOST:PORT with a port from 0 to 65535, got {self.listen!r}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidConfigError("tls_cert and tls_key go together")
         if self.acls and not self.authenticated:

@@ -34,6 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
+from logstream.broker.network import server_options
 from logstream.broker.rpc import ByteBudget, generic_handler
 from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
@@ -88,11 +89,7 @@ class BrokerServer:
         server = grpc.aio.server(
             migration_thread_pool=self.pool,
             interceptors=self.security.interceptors,
-            options=[
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=server_options(config),
         )
         servicers = (
             LogServicer(self.broker, self.pool),

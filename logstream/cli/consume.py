@@ -66,4 +66,11 @@ def consume(
     filters = FilterOptions.take(kwargs)
     printing = PrintOptions.take(kwargs, status=False, summary=False, default_template="{value}")
     request = span.request(topics, follow=True, group=group, limit=max_records)
-    records.run(request, filters=filters, printing=printing, data_dir=span.data_dir, app=app())
+    records.run(
+        request,
+        filters=filters,
+        printing=printing,
+        data_dir=span.data_dir,
+        app=app(),
+        wait_past_end=False,
+    )

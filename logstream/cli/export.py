@@ -9,9 +9,12 @@ timestamp as ``timestamp[ms, UTC]``. Parquet needs pyarrow: ``pip install 'logst
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -204,16 +207,32 @@ def _plan(
     return source, plan_ranges(source, tps, start, stop, now_ms=ctx.clock.now_ms())
 
 
-def _open_sink(to: str, fmt: str, pa_pq: tuple[Any, Any] | None) -> tuple[Sink, IO[str] | None]:
-    """The sink, and the text file it writes to (None for Parquet and for stdout's owner)."""
-    if fmt == "parquet":
-        assert pa_pq is not None
-        return ParquetSink(Path(to), *pa_pq), None
+def _open_sink(
+    path: Path | None, to: str, fmt: str, pa_pq: tuple[Any, Any] | None
+) -> tuple[Sink, IO[str] | None]:
+    """The sink writing to ``path`` (None: stdout), and the text file it writes to (None for
+    Parquet and for stdout's owner). ``to`` names the target in errors."""
     try:
-        out = sys.stdout if to == "-" else open(to, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        if fmt == "parquet":
+            assert pa_pq is not None and path is not None
+            return ParquetSink(path, *pa_pq), None
+        out = sys.stdout if path is None else open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise fail(f"cannot write {to}: {exc.strerror or exc}") from None
     return (JsonlSink(out) if fmt == "jsonl" else CsvSink(out)), out
+
+
+def _temporary_path(target: Path) -> Path:
+    """A new, empty file next to ``target`` (same file system, so the final rename is atomic)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _copy(
@@ -282,14 +301,29 @@ def export(
     ctx = app()
     source, plan = _plan(ctx, topics, span)
     keep = filters.build(ctx.clock)
-    sink, out = _open_sink(to, fmt, pa_pq)
+    # Written under a temporary name in the same directory and renamed when complete, so an
+    # interrupted or failed export never leaves a partial file under the name asked for.
+    partial = None if to == "-" else _temporary_path(Path(to))
+    try:
+        sink, out = _open_sink(partial, to, fmt, pa_pq)
+    except BaseException:
+        _remove(partial)
+        raise
     show = params.is_tty(sys.stderr) if progress is None else progress
+    complete = False
     try:
         written = _copy(source, plan, keep, sink, show)
+        complete = True
     finally:
-        sink.close()
-        if out is not None and out is not sys.stdout:
-            out.close()
+        try:
+            sink.close()
+            if out is not None and out is not sys.stdout:
+                out.close()
+            if complete and partial is not None:
+                os.replace(partial, to)
+        finally:
+            if partial is not None and partial.exists():
+                _remove(partial)
     where = "stdout" if to == "-" else to
     click.echo(
         f"exported {written} records from {', '.join(topics)} to {where} ({fmt})", err=to == "-"

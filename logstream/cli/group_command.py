@@ -5,6 +5,7 @@ Thin: parse, call :class:`~logstream.client.group_admin.GroupAdmin`, format.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -104,22 +105,35 @@ def describe(group_id: str, members: bool, output: str | None) -> None:
             f"group {d.group_id}: {d.state}, {len(d.members)} members, epoch {d.group_epoch}, "
             f"assignor {d.assignor or '-'}, total lag {d.total_lag}"
         )
+    mrows = [
+        {
+            "member": m.member_id,
+            "instance": m.instance_id or "-",
+            "client": m.client_id or "-",
+            "epoch": m.member_epoch,
+            "topics": list(m.topics),
+            "partitions": [f"{t}-{p}" for t, p in m.assignment],
+        }
+        for m in d.members
+    ]
+    if members and mode == "json":
+        # one document: the partitions and the members together
+        doc = {
+            "group": d.group_id,
+            "state": d.state,
+            "epoch": d.group_epoch,
+            "assignor": d.assignor or None,
+            "total_lag": d.total_lag,
+            "partitions": rows,
+            "members": mrows,
+        }
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
     columns = ["topic", "partition", "member", "committed", "end", "lag", "time_lag"]
     emit_rows(rows, columns, mode, colour=app().colour)
     if members and d.members:
         if mode == "table":
             click.echo()
-        mrows = [
-            {
-                "member": m.member_id,
-                "instance": m.instance_id or "-",
-                "client": m.client_id or "-",
-                "epoch": m.member_epoch,
-                "topics": list(m.topics),
-                "partitions": [f"{t}-{p}" for t, p in m.assignment],
-            }
-            for m in d.members
-        ]
         emit_rows(
             mrows,
             ["member", "instance", "client", "epoch", "topics", "partitions"],

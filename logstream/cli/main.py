@@ -7,11 +7,19 @@ Every option can also come from the environment: ``LOGSTREAM_<OPTION>`` (for exa
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs errors to stderr by itself (a GOAWAY, a failed bind): the CLI reports
+# failures in its own one line. GRPC_VERBOSITY=debug in the environment still shows them.
+# Set before anything imports grpc (the commands import it lazily).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import click
 
 from logstream import __version__
 from logstream.cli.context import DEFAULT_BROKER, app
 from logstream.cli.lazy_group import LogstreamGroup
+from logstream.cli.params import BROKERS
 from logstream.cli.serve import serve
 
 LAZY_COMMANDS = {
@@ -60,6 +68,7 @@ Every command has --help with examples. Docs: docs/cli.md
     "-b",
     envvar="LOGSTREAM_BROKER",
     default=DEFAULT_BROKER,
+    type=BROKERS,
     metavar="HOST:PORT",
     help="Broker address (env LOGSTREAM_BROKER).",
 )

@@ -86,6 +86,24 @@ def parse_sample(text: str) -> int:
     return n
 
 
+def parse_host_port(text: str) -> str:
+    """``"127.0.0.1:7070"``, ``"[::1]:7070"``, ``"localhost:0"`` -> the same text, checked:
+    a host, a colon and a port in 0-65535."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or host in ("[", "[]"):
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7070")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad address {text!r}: the port must be a number from 0 to 65535")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"bad address {text!r}: write an IPv6 host in brackets, e.g. [::1]:7070")
+    return text.strip()
+
+
+def parse_brokers(text: str) -> str:
+    """A comma-separated list of HOST:PORT, each checked."""
+    return ",".join(parse_host_port(item) for item in text.split(","))
+
+
 def is_tty(stream: IO[Any]) -> bool:
     try:
         return bool(stream.isatty())
@@ -133,6 +151,8 @@ PARTITIONS = FnType("PARTITIONS", parse_partitions)
 KEY_VALUE = FnType("KEY=VALUE", lambda s: parse_key_value(s))
 RATE = FnType("N/s", parse_rate)
 SAMPLE = FnType("1/N", parse_sample)
+HOST_PORT = FnType("HOST:PORT", parse_host_port)
+BROKERS = FnType("HOST:PORT", parse_brokers)
 
 
 def _clock(ctx: click.Context | None) -> Clock:

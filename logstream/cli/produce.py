@@ -18,6 +18,12 @@ from logstream.cli.context import app
 from logstream.cli.output import StatusLine, human_bytes, human_count
 from logstream.errors import LogstreamError
 
+ACKS_ALIASES = {"all": "flushed", "-1": "flushed", "1": "leader", "0": "none"}
+"""Kafka's acks values, accepted as the logstream modes closest to them (docs/cli.md)."""
+
+INTERRUPT_FLUSH_S = 5.0
+"""After Ctrl-C, how long records already sent may take to be acknowledged."""
+
 EPILOG = """\b
 Examples:
   echo hello | logstream produce orders
@@ -95,19 +101,34 @@ class _Sender:
             headers=self.shape.headers,
             partition=self.shape.partition,
         )
-        self.pending.append(fut)
         self.summary.records += 1
         self.summary.bytes += len(line)
+        if fut.done() and fut.exception() is not None:
+            # Refused before sending (no such topic or partition, too large): every further
+            # line would fail the same way.
+            fut.result()
+        self.pending.append(fut)
         if self.summary.records == 1 or len(self.pending) > self.IN_FLIGHT:
             self.settle(everything=self.summary.records > 1)
 
     def settle(self, *, everything: bool) -> None:
         keep = 0 if everything else self.KEEP
         while len(self.pending) > keep:
-            meta = self.pending.popleft().result()
+            meta = self.pending[0].result()
+            self.pending.popleft()  # only once counted: a Ctrl-C in result() keeps it pending
             self.summary.acked += 1
             if meta.offset >= 0:
                 self.summary.add(meta.partition, meta.offset)
+
+    def count_stored(self) -> None:
+        """Add the pending records (all finished) that the broker acknowledged."""
+        for fut in self.pending:
+            if fut.done() and fut.exception() is None:
+                meta = fut.result()
+                self.summary.acked += 1
+                if meta.offset >= 0:
+                    self.summary.add(meta.partition, meta.offset)
+        self.pending.clear()
 
 
 def _check_options(
@@ -139,26 +160,38 @@ def _send_lines(
             stream.close()
 
 
-def _print_summary(summary: Summary, topic: str, elapsed: float, output: str) -> None:
+def _print_summary(
+    summary: Summary, topic: str, elapsed: float, output: str, *, interrupted: bool = False
+) -> None:
+    """The summary on stdout: records (the acknowledged ones if interrupted) and offsets."""
+    count = summary.acked if interrupted else summary.records
     if output == "json":
         partitions = {
             str(p): {"first_offset": a, "last_offset": b}
             for p, (a, b) in sorted(summary.offsets.items())
         }
-        doc = {
+        doc: dict[str, Any] = {
             "topic": topic,
-            "records": summary.records,
+            "records": count,
             "bytes": summary.bytes,
             "seconds": round(elapsed, 3),
             "partitions": partitions,
         }
+        if interrupted:
+            doc["interrupted"] = True
+            doc["records_read"] = summary.records
         click.echo(json.dumps(doc))
         return
-    rate = summary.records / elapsed
-    click.echo(
-        f"produced {summary.records} records ({human_bytes(summary.bytes)}) to {topic} "
-        f"in {elapsed:.2f}s ({human_count(rate)} rec/s)"
-    )
+    if interrupted:
+        click.echo(
+            f"interrupted: {count} of {summary.records} records read were stored in {topic} "
+            f"({elapsed:.2f}s)"
+        )
+    else:
+        click.echo(
+            f"produced {count} records ({human_bytes(summary.bytes)}) to {topic} "
+            f"in {elapsed:.2f}s ({human_count(count / elapsed)} rec/s)"
+        )
     for p, (a, b) in sorted(summary.offsets.items()):
         click.echo(f"  partition {p}: offsets {a}-{b}")
 
@@ -206,9 +239,10 @@ def _print_summary(summary: Summary, topic: str, elapsed: float, output: str) ->
 )
 @click.option(
     "--acks",
-    type=click.Choice(["none", "leader", "flushed"]),
+    type=click.Choice(["none", "leader", "flushed", *ACKS_ALIASES]),
     default="leader",
-    help="none: do not wait; leader: in the broker's page cache; flushed: fsynced.",
+    help="none: do not wait; leader: in the broker's page cache; flushed: fsynced. "
+    "Kafka's 0, 1 and all (or -1) mean none, leader and flushed.",
 )
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=5.0, help="Batching delay.")
 @click.option(
@@ -258,7 +292,9 @@ def produce(
         partition=partition,
     )
     producer = app().producer(
-        acks=acks, linger_ms=linger_ms, compression=None if compression == "none" else compression
+        acks=ACKS_ALIASES.get(acks, acks),
+        linger_ms=linger_ms,
+        compression=None if compression == "none" else compression,
     )
     sender = _Sender(producer, topic, shape)
     started = time.monotonic()
@@ -271,6 +307,15 @@ def produce(
             _send_lines(sender, file, status, started, show)
         producer.flush()
         sender.settle(everything=True)
+    except KeyboardInterrupt:
+        # Say what was stored before the interrupt, then let the CLI exit 130 as usual.
+        status.clear()
+        producer.close(INTERRUPT_FLUSH_S)
+        sender.count_stored()
+        if not quiet:
+            elapsed = max(time.monotonic() - started, 1e-9)
+            _print_summary(sender.summary, topic, elapsed, output, interrupted=True)
+        raise
     except LogstreamError as exc:
         summary = sender.summary
         if summary.records > 1:

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -33,6 +34,7 @@ from logstream.cli.formatting import (
 from logstream.cli.lazy_group import fail
 from logstream.cli.options import FilterOptions, PrintOptions
 from logstream.cli.output import RecordWriter, StatusLine, human_count
+from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
 from logstream.replay.session import Replay, ReplayRequest, ReplayStats
 from logstream.replay.source import RecordSource, supports_groups
@@ -163,6 +165,24 @@ class _StatusTicker:
         return "following · " + " · ".join(parts) + " · Ctrl-C to stop"
 
 
+def _check_offset_exists(
+    source: RecordSource, tps: Sequence[TopicPartition], offset: int, wait: bool
+) -> None:
+    """``--from N`` where no partition has reached N yet: fail (naming the end offsets), or
+    say once on stderr what is being waited for."""
+    ends = source.end_offsets(tps)
+    if not ends or any(end >= offset for end in ends.values()):
+        return
+    shown = ", ".join(f"{tp.topic}-{tp.partition}: {end}" for tp, end in sorted(ends.items()))
+    topics = ", ".join(sorted({tp.topic for tp in tps}))
+    if not wait:
+        raise fail(f"no partition of {topics} reaches offset {offset} (end offsets: {shown})")
+    click.echo(
+        f"waiting: no partition of {topics} reaches offset {offset} yet (end offsets: {shown})",
+        err=True,
+    )
+
+
 def open_source(app: AppContext, data_dir: Path | None, group: str | None) -> RecordSource:
     source = app.source(data_dir)
     if group is not None and not supports_groups(source):
@@ -205,13 +225,21 @@ def run(
     printing: PrintOptions,
     data_dir: Path | None,
     app: AppContext,
+    wait_past_end: bool = True,
 ) -> ReplayStats:
-    """Read and print; returns the stats (the caller decides the exit code)."""
+    """Read and print; returns the stats (the caller decides the exit code).
+
+    ``--from N`` beyond the end of every partition: with ``wait_past_end`` and following, say
+    once on stderr what is awaited; otherwise fail (consume follows by nature, not on
+    request: it passes False)."""
     started = time.monotonic()
     printer = _Printer(printing, request, app)
     record_filter = filters.build(app.clock)
     source = open_source(app, data_dir, request.group)
     replay = Replay(source, request, record_filter=record_filter, clock=app.clock)
+    if isinstance(request.start, ts.Offset):
+        wait = request.follow and wait_past_end
+        _check_offset_exists(source, replay.partitions, request.start.offset, wait)
     interrupted = False
     try:
         _print_all(replay, printer)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from logstream.cli.params import HOST_PORT
+
 
 @click.command(
     epilog="""\b
@@ -33,6 +35,7 @@ Examples:
     "--listen",
     envvar="LOGSTREAM_LISTEN",
     default=None,
+    type=HOST_PORT,
     metavar="HOST:PORT",
     help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:7070]",
 )
@@ -122,6 +125,7 @@ def serve(
     from logstream.broker import build_config
     from logstream.broker import serve as run
     from logstream.broker.config import PROTECTED_MODE
+    from logstream.broker.network import check_listen_address
     from logstream.errors import LogstreamError
 
     try:
@@ -150,6 +154,8 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        # Before the data directory is created or opened: a busy port changes nothing.
+        check_listen_address(config.listen)
         code = run(config)
     except (LogstreamError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -42,22 +42,43 @@ T_co = TypeVar("T_co", covariant=True)
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 """Client-side send/receive limit: fetches of many partitions can be large."""
 
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Reconnect quickly after a broker restart (gRPC's default first backoff is 1 s).
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.enable_retries", 0),
-    # The consumer's Subscribe stream is read by the fetcher thread itself instead of being
-    # handed over by the channel's polling thread: one thread wake-up less per message
-    # (docs/performance.md, Latency). Affects server-streaming calls only.
-    ("SingleThreadedUnaryStream", 1),  # grpc.experimental.ChannelOptions.SingleThreadedUnaryStream
-]
+CONNECT_TIMEOUT_MS = 20_000
+"""How long one connection attempt (TCP and HTTP/2 handshake) may take: gRPC's default."""
+
+KEEPALIVE_TIME_MS = 30_000
+"""How often the client pings an idle connection (also one whose only call is an idle
+long-poll), so that a dead broker or a dropped NAT mapping is noticed. The broker accepts
+pings this often: its ``keepalive_min_ping_interval_ms`` (10 s by default) must not be more
+(``logstream.broker.network``); else it answers GOAWAY ``too_many_pings`` and every stream of
+the connection fails."""
+
+
+def channel_options(*, keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple[str, Any]]:
+    """The client's gRPC channel options."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Reconnect quickly after a broker restart (gRPC's default first backoff is 1 s).
+        # Not min_reconnect_backoff_ms: gRPC takes it as the time one connection attempt may
+        # take, and at 50 ms a loaded machine's slower handshake failed every call.
+        ("grpc.initial_reconnect_backoff_ms", 50),
+        ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.enable_retries", 0),
+        # The consumer's Subscribe stream is read by the fetcher thread itself instead of being
+        # handed over by the channel's polling thread: one thread wake-up less per message
+        # (docs/performance.md, Latency). Affects server-streaming calls only.
+        (
+            "SingleThreadedUnaryStream",
+            1,
+        ),  # grpc.experimental.ChannelOptions.SingleThreadedUnaryStream
+    ]
+
+
+CHANNEL_OPTIONS = channel_options()
 
 
 class StreamCall(Protocol[T_co]):
@@ -300,6 +321,9 @@ def _iterate(stream: Iterator[T], address: str) -> Iterator[T]:
 class Transport:
     """A gRPC channel to one broker: the only client module that speaks gRPC.
 
+    Pass one as ``bootstrap`` to share a connection or to set connection options, e.g.
+    ``Consumer(Transport(address, keepalive_time_ms=60_000))``.
+
     Thread-safe (gRPC channels are). ``close()`` is idempotent; calls after it fail with
     ``BrokerNotAvailableError`` (the channel is gone) or are refused by the owner first.
     The raw stubs (``log``, ``admin``, ``group``) stay reachable for tests of the broker's
@@ -312,12 +336,14 @@ class Transport:
         *,
         options: list[tuple[str, Any]] | None = None,
         security: ChannelSecurity | None = None,
+        keepalive_time_ms: int = KEEPALIVE_TIME_MS,
     ) -> None:
         if not address or ":" not in address:
             raise errors.InvalidRequestError(f"broker address must be host:port, got {address!r}")
         self.address = address
         security = security or ChannelSecurity.of()
-        options = options or CHANNEL_OPTIONS
+        if options is None:
+            options = channel_options(keepalive_time_ms=keepalive_time_ms)
         channel = (
             grpc.secure_channel(address, security.channel_credentials(), options=options)
             if security.tls

@@ -129,3 +129,29 @@ def test_retry_backoff_is_exponential_capped_and_jittered() -> None:
     assert len({round(d, 6) for d in delays}) > 100  # spread, not lockstep
     capped = [backoff_delay(30, 0.1, 1.0) for _ in range(50)]
     assert max(capped) <= 1.0 * (1 + RETRY_JITTER) + 1e-9
+
+
+def test_jitter_is_kip_580s_and_produce_retries_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries of a failed produce wait a backoff drawn from +/-20% of the nominal delay, so
+    producers that failed together do not retry in lockstep."""
+    import random
+
+    from logstream.client import Producer
+    from logstream.testing.transport import InMemoryTransport
+
+    assert RETRY_JITTER == 0.2
+    draws: list[tuple[float, float]] = []
+    uniform = random.uniform
+
+    def spy(a: float, b: float) -> float:
+        draws.append((a, b))
+        return uniform(a, b)
+
+    monkeypatch.setattr(random, "uniform", spy)
+    t = InMemoryTransport()
+    t.create_topic("orders", partitions=1)
+    t.fail("ProduceStream", errors.RequestTimedOutError, times=2)
+    with Producer(t, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+        p.send("orders", b"x", partition=0).result(10)
+    assert draws.count((1 - RETRY_JITTER, 1 + RETRY_JITTER)) >= 2, draws
+    assert len(t.records("orders", 0)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -119,3 +120,24 @@ def test_reset_values_beyond_64_bits_are_usage_errors(broker):
         r = run(broker, "reset", "billing", "--topic", "orders", option, value, "--execute")
         assert r.exit_code == 2, (option, value, r.output, r.stderr)
         assert option in r.stderr and "internal" not in r.stderr
+
+
+def test_describe_json_with_members_is_one_document(broker):
+    from logstream.client import Consumer
+
+    with Consumer(broker.address, group="live", auto_offset_reset="earliest") as c:
+        c.subscribe(["orders"])
+        deadline = time.monotonic() + 20
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert c.assignment(), "the consumer did not join"
+        r = run(broker, "describe", "live", "-o", "json", "--members")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)  # before: two documents, which no JSON parser takes
+    assert doc["group"] == "live"
+    assert len(doc["members"]) == 1
+    assert sorted(doc["members"][0]["partitions"]) == ["orders-0", "orders-1"]
+    assert {(p["topic"], p["partition"]) for p in doc["partitions"]} <= {
+        ("orders", 0),
+        ("orders", 1),
+    }

@@ -4,5 +4,5 @@ quotas (``quotas``, ``throttle``), wired together for one port by ``edge``.
 
 Storage and the coordinator never see a principal: everything here wraps the gRPC server
 (the listening port's credentials and one interceptor). See docs/security.md and
-docs/decisions/0020-security-at-the-edge.md.
+docs/decisions/0021-security-at-the-edge.md.
 """

@@ -457,6 +457,23 @@ class RecordAccumulator:
         dq.extend(items)
         dq.extend(rest)
 
+    def take_topic(self, name: str) -> list[ProducerBatch]:
+        """Lock held. Remove every batch of topic ``name`` not handed to the sender yet (open,
+        or waiting in a ready queue) so that the caller can fail them all at once; batches
+        in flight stay where they are."""
+        taken: list[ProducerBatch] = []
+        t = self.topics.get(name)
+        if t is not None:
+            for p, b in enumerate(t.open):
+                if b is not None:
+                    t.open[p] = None
+                    taken.append(b)
+        for tp, dq in self.ready.items():
+            if tp.topic == name and dq:
+                taken.extend(dq)
+                dq.clear()
+        return taken
+
     def release(self, b: ProducerBatch) -> None:
         """A batch is finished (acknowledged or failed): give its bytes back to the buffer."""
         with self.lock:

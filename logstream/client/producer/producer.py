@@ -371,6 +371,9 @@ class Producer:
         """The topic's batches, after fetching its partition count (with retries)."""
         if self._acc.closing:
             raise errors.ClientClosedError("producer is closed")
+        known_missing = self._metadata.unknown(topic)
+        if known_missing is not None:
+            return known_missing
         deadline = time.monotonic() + self._max_block
         attempt = 0
         while True:

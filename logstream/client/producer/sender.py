@@ -359,12 +359,28 @@ class Sender:
     def _refresh_topic(self, topic: str) -> None:
         try:
             count = self._metadata.fetch(topic)
+        except errors.UnknownTopicOrPartitionError as exc:
+            self._fail_topic(topic, exc)
+            return
         except errors.LogstreamError:
             return
         with self._acc.lock:
             t = self._acc.topics.get(topic)
             if t is not None:
                 t.grow(count)
+
+    def _fail_topic(self, topic: str, err: errors.LogstreamError) -> None:
+        """The topic is gone: fail every record queued for it now rather than retrying each
+        batch until its delivery timeout. A topic created again later starts its sequences
+        afresh."""
+        with self._acc.lock:
+            doomed = self._acc.take_topic(topic)
+            for tp in [tp for tp in self._next_seq if tp.topic == topic]:
+                if not self._inflight_by_tp.get(tp):
+                    del self._next_seq[tp]
+                    self._muted.discard(tp)
+        for b in doomed:
+            self._finish(b, -1, -1, err)
 
     # -- answers (stream reader thread) ---------------------------------------------------------
 

@@ -40,6 +40,8 @@ class GroupCommit:
         self._error: LogstreamError | None = None
         self.flush_count = 0
         """Flushes actually run (for tests and metrics)."""
+        self.waiting = 0
+        """Callers parked until a running flush ends (for tests: an observable condition)."""
 
     def sync(self, timeout_s: float) -> None:
         """Return once a flush that started after this call began has completed.
@@ -63,7 +65,11 @@ class GroupCommit:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RequestTimedOutError(f"{self._name}: flush not done in {timeout_s:.1f}s")
-                self._cond.wait(remaining)
+                self.waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self.waiting -= 1
         error: LogstreamError | None = None
         try:
             self._flush()

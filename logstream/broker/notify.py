@@ -59,8 +59,11 @@ class AppendNotifier:
                 self._versions[key] = self._versions.get(key, 0) + 1
                 by_loop = self._futures.pop(key, None)
                 woken = list(by_loop.items()) if by_loop else []
+        running = asyncio._get_running_loop()  # a produce on the loop: no self-pipe write
         for loop, future in woken:
-            if not loop.is_closed():
+            if loop is running:
+                _resolve(future)
+            elif not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, future)
 
     async def wait(self, keys: Sequence[Hashable], seen: Mark, timeout_s: float) -> bool:

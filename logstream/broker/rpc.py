@@ -228,7 +228,8 @@ async def _unwrap(requests: AsyncIterator[Any], budget: ByteBudget) -> AsyncIter
     """A stream's messages, each read only while the budget has room (a stream waits
     between messages, so its client is held back by gRPC flow control meanwhile)."""
     while True:
-        if not await budget.wait_for_room(BUDGET_WAIT_S):
+        # the common case (room left) costs an attribute read, not a coroutine and a lock
+        if budget.used >= budget.limit and not await budget.wait_for_room(BUDGET_WAIT_S):
             raise _over_budget(budget, 0)
         try:
             item = await anext(requests)

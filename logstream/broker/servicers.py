@@ -141,9 +141,12 @@ class LogServicer(log_pb2_grpc.LogServicer):
 
     async def _produce_async(self, request: log_pb2.ProduceRequest) -> log_pb2.ProduceResponse:
         if self._may_block(request):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.pool, self._produce, request)
+            return await self._produce_in_pool(request)
         return self._produce(request)
+
+    async def _produce_in_pool(self, request: log_pb2.ProduceRequest) -> log_pb2.ProduceResponse:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._produce, request)
 
     async def Produce(self, request: Any, context: Any) -> Any:
         return await self._produce_async(request)
@@ -154,17 +157,29 @@ class LogServicer(log_pb2_grpc.LogServicer):
         # order because one task appends them in turn. The queue bound is the back-pressure.
         answers: asyncio.Queue[Any] = asyncio.Queue(PRODUCE_STREAM_READ_AHEAD)
 
+        # Per message, the common case makes no coroutine of ours beyond gRPC's read and
+        # write: an inline append, and queue calls that cannot wait (room, or an answer).
         async def pump() -> None:
             try:
                 async for request in requests:
-                    await answers.put(await self._produce_async(request))
+                    if self._may_block(request):
+                        answer = await self._produce_in_pool(request)
+                    else:
+                        answer = self._produce(request)
+                    if answers.full():
+                        await answers.put(answer)
+                    else:
+                        answers.put_nowait(answer)
             except Exception as exc:  # re-raised below, after the answers before it
                 await answers.put(_Failed(exc))
             await answers.put(_END)
 
         task = asyncio.create_task(pump(), name="logstream-produce-stream")
         try:
-            while (item := await answers.get()) is not _END:
+            while True:
+                item = answers.get_nowait() if answers.qsize() else await answers.get()
+                if item is _END:
+                    break
                 if isinstance(item, _Failed):
                     raise item.exc
                 yield item

@@ -3,6 +3,7 @@ subprocess.
 
     python benchmarks/bench_e2e.py            # prints the section and rewrites RESULTS.md
     python benchmarks/bench_e2e.py --no-write
+    python benchmarks/bench_e2e.py --latency-only   # the latency lines only; writes nothing
 
 Measured, for 100 B and 1 KiB records:
 
@@ -173,7 +174,16 @@ def _pct(values: list[float], q: float) -> float:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def run() -> str:
+def _broker_cpu(pid: int) -> float:
+    """CPU seconds of process ``pid``, all threads (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(latency_only: bool = False) -> str:
     from common import machine_line
 
     from logstream import Admin
@@ -185,7 +195,7 @@ def run() -> str:
         broker = BrokerProcess(Path(tmp) / "data", log_level="WARNING").start()
         try:
             admin = Admin(broker.address)
-            for size in (100, 1024):
+            for size in () if latency_only else (100, 1024):
                 count = MAX_RECORDS[size]
                 for mode in ("send", "send_batch"):
                     topic = f"bench-{size}-{mode}"
@@ -217,14 +227,17 @@ def run() -> str:
                 consumer = _child("latency_consume", broker.address, topic, n, how)
                 assert consumer.stdout is not None
                 consumer.stdout.readline()  # "ready": positioned at the log end
+                cpu0 = _broker_cpu(broker.pid)
                 _result(_child("latency_produce", broker.address, topic, rate, seconds))
                 lat = _result(consumer)["latencies_ms"]
+                cpu = _broker_cpu(broker.pid) - cpu0
                 assert isinstance(lat, list)
                 what = "`for record in consumer`" if how == "iterate" else "`poll()`"
                 lat_lines.append(
                     f"- consumer {what}: p50 {_pct(lat, 0.5):.2f} ms, "
                     f"p99 {_pct(lat, 0.99):.2f} ms, p99.9 {_pct(lat, 0.999):.2f} ms, "
-                    f"max {max(lat):.2f} ms ({len(lat):,} records)"
+                    f"max {max(lat):.2f} ms ({len(lat):,} records; broker CPU "
+                    f"{cpu / n * 1e6:.0f} us/record)"
                 )
             lat_line = "\n".join(
                 [
@@ -266,9 +279,10 @@ if __name__ == "__main__":
             conv[-1] = float(rest[-1])
         print(json.dumps(fn(*conv)))  # type: ignore[operator]
         sys.exit(0)
-    section = run()
+    only_latency = "--latency-only" in sys.argv
+    section = run(latency_only=only_latency)
     print(section)
-    if "--no-write" not in sys.argv:
+    if "--no-write" not in sys.argv and not only_latency:
         from common import write_section
 
         write_section("e2e", section)

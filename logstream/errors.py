@@ -100,10 +100,30 @@ class OffsetOutOfRangeError(LogstreamError):
 
 
 class CorruptRecordError(LogstreamError):
-    """The bytes of a batch are damaged: CRC mismatch, truncation, impossible lengths."""
+    """The bytes of a batch are damaged: CRC mismatch, truncation, impossible lengths.
+
+    Where the reader knows them, ``topic``, ``partition`` and the damaged offset range
+    ``first_offset``..``last_offset`` (inclusive; ``last_offset`` None when the damage
+    hides where it ends) name what cannot be served: a consumer can seek past it.
+    """
 
     code = 2
     name = "CORRUPT_MESSAGE"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        first_offset: int | None = None,
+        last_offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.first_offset = first_offset
+        self.last_offset = last_offset
 
 
 class InvalidBatchError(CorruptRecordError):

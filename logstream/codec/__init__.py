@@ -8,6 +8,9 @@ Modules, by concept:
   and stamping in place (base offset; log-append time with the CRC recomputed);
 * ``check``: :func:`validate_batch` (CRC and header arithmetic) and :func:`check_batch`
   (the append-time check of the record section, numpy and small-batch paths);
+* ``framing``: the rule for the header bytes the CRC does not cover (``base_offset``,
+  ``batch_length``): :func:`walk_frames` for readers of bare bytes, :func:`check_frames`
+  for storage, which checks them against its index;
 * ``encode`` / ``decode``: columns to a batch and back (numpy columns or small-batch lists);
 * ``compression``: the codec registry and the one bounded :func:`compression.decompress`;
 * ``crc``: CRC32C.
@@ -33,6 +36,7 @@ from logstream.codec.decode import (
     iter_batches,
 )
 from logstream.codec.encode import encode_batch, encode_headers, encode_records
+from logstream.codec.framing import FramingError, check_frames, walk_frames
 from logstream.codec.header import (
     ATTRIBUTES_POS,
     BATCH_LENGTH_POS,
@@ -88,8 +92,10 @@ __all__ = [
     "BatchHeader",
     "BatchRows",
     "DecodedBatch",
+    "FramingError",
     "batch_positions",
     "check_batch",
+    "check_frames",
     "check_header_arithmetic",
     "check_record_section",
     "decode_batch",
@@ -107,4 +113,5 @@ __all__ = [
     "stamp_crc",
     "stamp_log_append_time",
     "validate_batch",
+    "walk_frames",
 ]

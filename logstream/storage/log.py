@@ -196,7 +196,11 @@ class PartitionLog(PartitionReader[Segment]):
             self._next_offset + count - 1 - seg.base_offset <= MAX_RELATIVE_OFFSET
         )
         if seg is not None and not seg.active:
-            if fits_offsets and seg.size + nbytes <= config.segment_bytes:
+            if seg.size:
+                seg.indexes()  # a parked segment rebuilds them here: finds any damage
+            # A damaged segment stays as it is (its good batches readable, the damage
+            # reported); appends go to a new segment after it.
+            if fits_offsets and seg.damage is None and seg.size + nbytes <= config.segment_bytes:
                 with files.storage_errors(f"activating {seg.log_path}"):
                     seg.activate(config.segment_bytes, now)
                 return seg

@@ -23,6 +23,7 @@ import numpy as np
 
 from logstream.codec import decode_batch
 from logstream.errors import (
+    CorruptRecordError,
     KafkaStorageError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
@@ -129,7 +130,17 @@ class PartitionReader(Generic[S]):
             segments = self._segments
             i = segments.floor_index(offset)
             seg = segments[i]
-            data = seg.read(offset, max_bytes)
+            if offset >= seg.next_offset:  # a segment damaged at its end: a hole to the next
+                following = segments[i + 1].base_offset if i + 1 < len(segments) else end
+                raise self._named(CorruptRecordError(
+                    f"offsets {seg.next_offset}..{following - 1} are missing after "
+                    f"segment {seg.base_offset}",
+                    first_offset=seg.next_offset, last_offset=following - 1,
+                ))
+            try:
+                data = seg.read(offset, max_bytes)
+            except CorruptRecordError as exc:
+                raise self._named(exc) from None
             remaining = max_bytes - len(data)
             parts = [data]
             # Continue into the next segments while whole batches still fit.
@@ -141,12 +152,22 @@ class PartitionReader(Generic[S]):
                 i += 1
                 seg = segments[i]
                 offset = seg.base_offset
-                data = seg.read(offset, remaining, at_least_one=False)
+                try:
+                    data = seg.read(offset, remaining, at_least_one=False)
+                except CorruptRecordError:
+                    break  # served up to the damage; the next read names it
                 if not data:
                     break
                 parts.append(data)
                 remaining -= len(data)
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _named(self, exc: CorruptRecordError) -> CorruptRecordError:
+        """``exc`` with this partition's name on it (the fields and the message)."""
+        exc.topic, exc.partition = self.topic, self.partition
+        exc.message = f"{self.topic}-{self.partition}: {exc.message}"
+        exc.args = (exc.message,)
+        return exc
 
     def position_of(self, offset: int) -> tuple[int, int]:
         """(segment base offset, byte position in it) of the batch holding ``offset``: the

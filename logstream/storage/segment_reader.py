@@ -23,7 +23,9 @@ import logging
 import os
 from pathlib import Path
 
-from logstream.codec import HEADER_SIZE, BatchHeader, read_header
+import numpy as np
+
+from logstream.codec import HEADER_SIZE, BatchHeader, check_frames, read_header
 from logstream.errors import CorruptRecordError
 from logstream.storage import files
 from logstream.storage.index import (
@@ -62,6 +64,9 @@ class SegmentReader:
         self._oi: OffsetIndex | None = None
         self._ti: TimeIndex | None = None
         self._max_ts: int | None = None  # cached last time-index entry of a closed file
+        # (byte position, offset) where a rebuild found damage: the indexes cover only the
+        # batches before it, and reads at or past that offset are refused with its range.
+        self.damage: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_offset}..{self.next_offset}, {self.size}B)"
@@ -70,15 +75,43 @@ class SegmentReader:
 
     def read(self, offset: int, max_bytes: int, *, at_least_one: bool = True) -> bytes:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` (but at least
-        one batch when ``at_least_one``). Always a ``bytes`` copy."""
+        one batch when ``at_least_one``). Always a ``bytes`` copy.
+
+        Every batch read is checked against the index (:func:`~logstream.codec.check_frames`:
+        its base offset and length, the header bytes the CRC does not cover); the read
+        stops before the first batch that disagrees, and raises CorruptRecordError (with
+        the damaged offset range) when that is the first one."""
         if self.size == 0:
             return b""
         oi, _ = self.indexes()
+        data_end = self.size
+        if self.damage is not None:
+            data_end, damaged_from = self.damage
+            if offset >= damaged_from:
+                raise CorruptRecordError(
+                    f"segment {self.log_path.name} is damaged at byte {data_end}: offsets "
+                    f"from {damaged_from} cannot be read",
+                    first_offset=damaged_from,
+                    last_offset=self.next_offset - 1 if self.next_offset > damaged_from else None,
+                )
         k, start = self.position_of(offset)
-        end = oi.end_of_batches(k, max_bytes, self.size)
+        end = oi.end_of_batches(k, max_bytes, data_end)
         if not at_least_one and end - start > max_bytes:
             return b""
-        return self._pread(start, end - start)
+        data = self._pread(start, end - start)
+        positions = oi.column(1)
+        j = int(positions.searchsorted(np.uint32(end), side="left"))
+        batch_positions = positions[k:j].astype(np.int64) - start
+        bases = oi.column(0)[k:j].astype(np.int64) + self.base_offset
+        try:
+            good = check_frames(data, batch_positions, bases)
+        except CorruptRecordError as exc:
+            following = int(bases[1]) if len(bases) > 1 else self.next_offset
+            exc.last_offset = following - 1 if following > int(bases[0]) else None
+            raise
+        if good < len(batch_positions):
+            return data[: int(batch_positions[good])]
+        return data
 
     def position_of(self, offset: int) -> tuple[int, int]:
         """(entry number, position) of the batch containing ``offset``."""
@@ -172,9 +205,11 @@ class SegmentReader:
         result = scan_batches(data, self.base_offset)
         if result.failure or result.end_position != self.size:
             log.error(
-                "segment %s is damaged at position %d (%s); only the prefix is indexed",
-                self.log_path, result.end_position, result.failure,
+                "segment %s is damaged at position %d (%s); only the prefix is indexed, "
+                "offsets from %d are refused with CORRUPT_MESSAGE",
+                self.log_path, result.end_position, result.failure, result.next_offset,
             )
+            self.damage = (result.end_position, result.next_offset)
         off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
         self._close_indexes()
         self._keep_rebuilt_indexes(off_cols, time_cols)

@@ -1,0 +1,120 @@
+"""Damage in the header bytes the CRC does not cover, and damage a rebuilt index finds, is
+never served: reads stop before it and name it (CORRUPT_MESSAGE with the offset range)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from storage_helpers import make_batch
+
+from logstream.codec import iter_batches
+from logstream.errors import CorruptRecordError
+from logstream.storage import LogManager, TopicConfig
+from logstream.storage.snapshot import DirectorySnapshot
+
+SMALL = TopicConfig(segment_bytes=4096)
+
+
+def _fill(path: Path, batches: int, *, config: TopicConfig | None = None) -> list[int]:
+    """A topic ``t`` with ``batches`` 3-record batches; returns the base offsets."""
+    with LogManager.open(path, prefault_pages=False) as mgr:
+        mgr.create_topic("t", 1, config=config)
+        log = mgr.get_log("t", 0)
+        return [log.append(make_batch(3, tag=i, value_size=100)).base_offset
+                for i in range(batches)]
+
+
+def _segment_files(path: Path) -> list[Path]:
+    return sorted((path / "t-0").glob("*.log"))
+
+
+def _offsets(data: bytes) -> list[int]:
+    return [int(o) for b in iter_batches(data) for o in b.offsets]
+
+
+def _patch(path: Path, pos: int, fmt: str, value: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        f.write(struct.pack(fmt, value))
+
+
+@pytest.mark.parametrize("field", ["base_offset", "batch_length"])
+def test_a_flip_outside_the_crc_is_never_served(tmp_path: Path, field: str) -> None:
+    _fill(tmp_path, 30, config=SMALL)
+    first = _segment_files(tmp_path)[0]
+    batch_len = struct.unpack_from("<i", first.read_bytes(), 8)[0]
+    victim = 2 * batch_len  # the third batch of the first (sealed) segment: offsets 6..8
+    if field == "base_offset":
+        _patch(first, victim, "<q", 1234)
+    else:
+        _patch(first, victim + 8, "<i", batch_len + 8)
+    for opener in (_writable, _read_only):
+        with opener(tmp_path) as log:
+            assert _offsets(log.read(0, 1 << 20)) == list(range(6))  # the good prefix
+            with pytest.raises(CorruptRecordError) as info:
+                log.read(6, 1 << 20)
+            exc = info.value
+            assert (exc.topic, exc.partition, exc.first_offset, exc.last_offset) == (
+                "t", 0, 6, 8)
+            assert exc.name == "CORRUPT_MESSAGE"
+            assert _offsets(log.read(9, 1 << 20))[0] == 9  # and on after it
+
+
+def test_damage_in_the_first_batch_of_a_parked_segment(tmp_path: Path) -> None:
+    """Before: an empty rebuilt index, IndexError on every read, older segments included."""
+    _fill(tmp_path, 30, config=SMALL)
+    segs = _segment_files(tmp_path)
+    assert len(segs) > 2
+    last = segs[-1]
+    base = int(last.stem)
+    _patch(last, 40, "<q", 0x5A5A5A5A)  # inside the CRC's range: a CRC mismatch
+    for opener in (_writable, _read_only):
+        with opener(tmp_path) as log:
+            assert _offsets(log.read(0, 1 << 20))[:3] == [0, 1, 2]  # older segments
+            assert _offsets(log.read(base - 3, 1 << 20)) == [base - 3, base - 2, base - 1]
+            if opener is _read_only:
+                # The read-only open scans the last segment and ends the log before the
+                # damage, with a warning (it never cuts): nothing past it is served.
+                assert log.log_end_offset == base
+                continue
+            with pytest.raises(CorruptRecordError) as info:
+                log.read(base, 1 << 20)
+            assert (info.value.first_offset, info.value.last_offset) == (
+                base, log.log_end_offset - 1)
+    with LogManager.open(tmp_path, prefault_pages=False) as mgr:  # appends go on after it
+        log = mgr.get_log("t", 0)
+        end = log.log_end_offset
+        assert log.append(make_batch(2)).base_offset == end
+        assert _offsets(log.read(end, 1 << 20)) == [end, end + 1]
+        with pytest.raises(CorruptRecordError):
+            log.read(base, 1 << 20)
+    with LogManager.open(tmp_path, prefault_pages=False) as mgr:  # and after a reopen
+        log = mgr.get_log("t", 0)
+        assert _offsets(log.read(end, 1 << 20)) == [end, end + 1]
+        with pytest.raises(CorruptRecordError) as info:
+            log.read(base + 1, 1 << 20)
+        assert info.value.first_offset == base
+
+
+class _writable:
+    def __init__(self, path: Path) -> None:
+        self.mgr = LogManager.open(path, prefault_pages=False)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.mgr.get_log("t", 0)
+
+    def __exit__(self, *exc: object) -> None:
+        self.mgr.close()
+
+
+class _read_only:
+    def __init__(self, path: Path) -> None:
+        self.snap = DirectorySnapshot.open(path)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.snap.get_log("t", 0)
+
+    def __exit__(self, *exc: object) -> None:
+        self.snap.close()

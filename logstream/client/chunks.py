@@ -18,15 +18,18 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 from logstream.codec import (
+    HEADER_SIZE,
     SMALL_BATCH_RECORDS,
     BatchRows,
     DecodedBatch,
-    batch_positions,
+    FramingError,
     decode_batch,
     decode_headers,
     decode_rows,
+    peek_length,
     read_header,
     validate_batch,
+    walk_frames,
 )
 from logstream.errors import CorruptRecordError
 from logstream.types import Headers, Record
@@ -202,23 +205,70 @@ def chunks_from_records(
     topic: str, partition: int, epoch: int, records: bytes, position: int, *, verify: bool
 ) -> list[Chunk]:
     """Decode a fetch answer's batches; drop batches wholly below ``position``. Small
-    batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns; a
-    short trailing fragment is ignored, a damaged complete batch raises."""
+    batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns.
+    Raises CorruptRecordError (see :func:`decode_until_damage`) at the first damaged batch."""
+    chunks, damage = decode_until_damage(
+        topic, partition, epoch, records, position, verify=verify
+    )
+    if damage is not None:
+        raise damage
+    return chunks
+
+
+def decode_until_damage(
+    topic: str, partition: int, epoch: int, records: bytes, position: int, *, verify: bool
+) -> tuple[list[Chunk], CorruptRecordError | None]:
+    """The chunks of every good batch before the first damaged one, and the damage (a
+    CorruptRecordError naming ``topic``, ``partition`` and the offsets that cannot be
+    read) or None. A batch is damaged when its CRC fails (with ``verify``) or when its
+    base offset or length do not follow from the batch before it (the codec's framing
+    rule, :func:`~logstream.codec.walk_frames`, always applied: the CRC does not cover
+    them). An answer holds whole batches, so a trailing fragment is damage too."""
     out: list[Chunk] = []
-    for at in batch_positions(records):
-        # CRC first, also for a batch about to be skipped: a damaged header must raise, not
-        # make its batch look like one below the position.
-        header = validate_batch(records, at) if verify else read_header(records, at)
-        if header.base_offset + header.record_count <= position:
-            continue
-        batch: DecodedBatch | BatchRows
-        if 0 < header.record_count <= SMALL_BATCH_RECORDS:
-            batch = decode_rows(records, at, verify=False)  # checked just above (if asked)
-        else:
-            batch = decode_batch(records, at, verify=False)
-        out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
-        position = max(position, header.base_offset + header.record_count)
-    return out
+    frames = walk_frames(records, position)
+    at = 0
+    try:
+        for at, header in frames:
+            # CRC first, also for a batch about to be skipped: a damaged header must raise,
+            # not make its batch look like one below the position.
+            if verify:
+                validate_batch(records, at)
+            if header.base_offset + header.record_count <= position:
+                continue
+            batch: DecodedBatch | BatchRows
+            if 0 < header.record_count <= SMALL_BATCH_RECORDS:
+                batch = decode_rows(records, at, verify=False)  # checked just above (if asked)
+            else:
+                batch = decode_batch(records, at, verify=False)
+            out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
+            position = max(position, header.base_offset + header.record_count)
+    except CorruptRecordError as exc:
+        return out, _damage(exc, topic, partition, position, records, at)
+    return out, None
+
+
+def _damage(
+    exc: CorruptRecordError, topic: str, partition: int, position: int, records: bytes, at: int
+) -> CorruptRecordError:
+    """``exc`` as the consumer reports it: topic, partition, the first offset it cannot
+    deliver and, when the batch after the damaged one still frames, the last."""
+    last: int | None = None
+    if isinstance(exc, FramingError):
+        at = exc.position
+    else:
+        try:  # a CRC failure: the header's own length may still lead to the next batch
+            nxt = at + peek_length(records, at)
+            if at < nxt and nxt + HEADER_SIZE <= len(records):
+                following = read_header(records, nxt).base_offset
+                last = following - 1 if following > position else None
+        except CorruptRecordError:
+            last = None
+    span = f"{position}..{last}" if last is not None else f"{position} on"
+    return CorruptRecordError(
+        f"{topic}-{partition}: damaged batch at offsets {span} (byte {at} of the answer): "
+        f"{exc.message}",
+        topic=topic, partition=partition, first_offset=position, last_offset=last,
+    )
 
 
 class RecordRun(NamedTuple):

@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from logstream import errors
-from logstream.client.chunks import Chunk, chunks_from_records
+from logstream.client.chunks import Chunk, decode_until_damage
 from logstream.client.offsets import OffsetLookup
 from logstream.client.subscription import SubscriptionState
 from logstream.client.transport import PendingCall, StreamCall, TransportLike
@@ -311,6 +311,7 @@ class Fetcher:
         state = self._state
         decoded: list[tuple[TopicPartition, list[Chunk], int]] = []
         problems: list[tuple[TopicPartition, log_pb2.FetchPartitionResponse]] = []
+        damaged: list[tuple[TopicPartition, errors.CorruptRecordError]] = []
         for p in resp.partitions:
             tp = TopicPartition(p.topic, p.partition)
             if tp not in epochs:
@@ -321,7 +322,7 @@ class Fetcher:
                 continue
             if not p.records:
                 continue
-            chunks = chunks_from_records(
+            chunks, damage = decode_until_damage(
                 tp.topic,
                 tp.partition,
                 epochs[tp],
@@ -329,20 +330,30 @@ class Fetcher:
                 offsets[tp],
                 verify=self._settings.verify,
             )
+            if damage is not None:
+                damaged.append((tp, damage))
             if chunks:
                 next_offset = chunks[-1].base + chunks[-1].n
                 offsets[tp] = next_offset
                 decoded.append((tp, chunks, next_offset))
         full = state.add_chunks(decoded, epochs)
+        for tp, damage in damaged:  # raised by poll once the records before it are taken
+            state.halt_at_damage(tp, epochs[tp], damage)
         for tp, p in problems:
-            self._partition_error(tp, epochs[tp], p)
+            self._partition_error(tp, epochs[tp], offsets[tp], p)
         return full
 
     def _partition_error(
-        self, tp: TopicPartition, epoch: int, p: log_pb2.FetchPartitionResponse
+        self, tp: TopicPartition, epoch: int, offset: int, p: log_pb2.FetchPartitionResponse
     ) -> None:
         state = self._state
         exc = error_for_code(p.error_code, p.error_message or str(tp))
+        if isinstance(exc, errors.CorruptRecordError):  # the broker found stored damage
+            exc = errors.CorruptRecordError(
+                exc.message, topic=tp.topic, partition=tp.partition, first_offset=offset
+            )
+            state.halt_at_damage(tp, epoch, exc)
+            return
         if isinstance(exc, errors.OffsetOutOfRangeError):
             if state.reset is not None:
                 log.info("%s: %s; resetting per auto_offset_reset", tp, exc)

@@ -82,6 +82,9 @@ class SubscriptionState:
         self.epochs: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.halted: set[TopicPartition] = set()  # out of range with no reset policy
+        # Stored damage per partition (also halted): raised by every poll once the
+        # position reaches its first offset, until a seek moves the partition.
+        self.damaged: dict[TopicPartition, errors.CorruptRecordError] = {}
         self.high_watermarks: dict[TopicPartition, int] = {}
         self.buffer: deque[Chunk] = deque()
         self.buffered_bytes = 0
@@ -109,6 +112,7 @@ class SubscriptionState:
                     self.positions.pop(tp, None)
                     self.fetch_offsets.pop(tp, None)
                     self.paused.discard(tp)
+                    self.damaged.pop(tp, None)
                     self._bump(tp)
             for tp in new:
                 self.positions.setdefault(tp, None)
@@ -128,6 +132,7 @@ class SubscriptionState:
                 return
             self.positions[tp] = offset
             self.halted.discard(tp)
+            self.damaged.pop(tp, None)
             self._bump(tp)
             self.work.notify()
         self.cancel_inflight()
@@ -251,6 +256,9 @@ class SubscriptionState:
                         self._drop_head()
                 if remaining < max_records:
                     return
+                for tp, damage in self.damaged.items():
+                    if taken_to.get(tp, self.positions.get(tp)) == damage.first_offset:
+                        raise damage
                 if self.closed:
                     raise errors.ClientClosedError("consumer closed")
                 if stop_early is not None and stop_early():
@@ -385,6 +393,19 @@ class SubscriptionState:
                 return False
             self.halted.add(tp)
             return True
+
+    def halt_at_damage(
+        self, tp: TopicPartition, epoch: int, damage: errors.CorruptRecordError
+    ) -> None:
+        """Stored damage at ``damage.first_offset``: stop fetching ``tp`` and raise
+        ``damage`` from every poll that reaches it (the records before it are delivered
+        first) until a seek. Caller: the fetcher. Affects: halts, damage, wakes readers."""
+        with self.lock:
+            if self.epochs.get(tp) != epoch:
+                return
+            self.halted.add(tp)
+            self.damaged[tp] = damage
+            self.data.notify_all()
 
     def is_current(self, tp: TopicPartition, epoch: int) -> bool:
         """Caller: the fetcher, before surfacing a partition error. Affects: nothing."""

@@ -11,9 +11,10 @@ every read path:
 * each batch's ``batch_length`` is at least the header and ends where the next batch
   starts; the last one ends exactly at the end of the buffer (a read answer holds whole
   batches only);
-* the first batch holds the offset the read asked for (``base_offset <= position <
-  base_offset + record_count``), and each later batch starts at the previous one's next
-  offset (``base_offset == previous base_offset + record_count``).
+* the first batch starts at or before the offset the read asked for (``base_offset <=
+  position``; a reader skips batches wholly below it), and each later batch starts at the
+  previous one's next offset (``base_offset == previous base_offset + record_count``):
+  no offset is skipped or repeated.
 
 Two forms of the same rule:
 
@@ -83,10 +84,9 @@ def walk_frames(buf: Buffer, position: int | None = None) -> Iterator[tuple[int,
                 position=pos, first_offset=at,
             )
         if expected is not None:
-            if first:
-                follows = header.base_offset <= expected < header.next_offset
-            else:
-                follows = header.base_offset == expected
+            # The first batch may lie wholly below (the reader skips it), never above.
+            base = header.base_offset
+            follows = base <= expected if first else base == expected
             if not follows:
                 raise FramingError(
                     f"batch at byte {pos} has base offset {header.base_offset} "

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from logstream.client.chunks import RecordColumns, RecordList, chunks_from_records
+from logstream.client.chunks import (
+    RecordColumns,
+    RecordList,
+    chunks_from_records,
+    decode_until_damage,
+)
 from logstream.codec import encode_batch, encode_headers, stamp_base_offset
 from logstream.types import Record
 
@@ -38,10 +43,14 @@ def test_whole_batches_below_the_position_are_dropped() -> None:
     assert len(chunks) == 1 and chunks[0].next_offset == 2
 
 
-def test_a_short_trailing_fragment_is_ignored() -> None:
+def test_a_short_trailing_fragment_is_damage_after_the_good_batches() -> None:
+    """An answer holds whole batches: a fragment (a batch_length flipped past the end)
+    would otherwise stall the reader, refetching the same offset for ever."""
     data = _batch(0, [b"a"]) + _batch(1, [b"b"])[:50]
-    chunks = chunks_from_records("t", 0, 0, data, 0, verify=True)
+    chunks, damage = decode_until_damage("t", 0, 0, data, 0, verify=True)
     assert [r.value for c in chunks for r in c.take_records(10)] == [b"a"]
+    assert damage is not None
+    assert (damage.topic, damage.partition, damage.first_offset) == ("t", 0, 1)
 
 
 def test_take_records_respects_the_limit_and_moves_the_cursor() -> None:
@@ -129,16 +138,16 @@ def test_small_batches_decode_to_rows_and_large_ones_to_columns_with_the_same_re
     values: list[bytes | None] = [b"v%d" % i if i % 7 else None for i in range(n)]
     keys: list[bytes | None] = [b"k%d" % i if i % 3 else None for i in range(n)]
     hdrs = [blob if i % 4 == 0 else b"" for i in range(n)]
-    data = _batch(100, values, keys=keys, headers=hdrs)
-    small = _batch(200, values[:3], keys=keys[:3], headers=hdrs[:3])
-    big_chunk, small_chunk = chunks_from_records("t", 0, 0, data + small, 100, verify=True)
+    data = _batch(200 - n, values, keys=keys, headers=hdrs)
+    small = _batch(200, values[:3], keys=keys[:3], headers=hdrs[:3])  # follows it
+    big_chunk, small_chunk = chunks_from_records("t", 0, 0, data + small, 200 - n, verify=True)
     assert big_chunk._rows is None and small_chunk._rows is not None  # the two decoders
     got = big_chunk.take_records(n)
     assert [(r.offset, r.key, r.value) for r in got] == [
-        (100 + i, keys[i], values[i]) for i in range(n)
+        (200 - n + i, keys[i], values[i]) for i in range(n)
     ]
     assert [r.headers for r in got] == [(("h", b"1"),) if i % 4 == 0 else () for i in range(n)]
-    assert [r.timestamp_ms for r in got] == [1100 + i for i in range(n)]
+    assert [r.timestamp_ms for r in got] == [1200 - n + i for i in range(n)]
     # a rows chunk: records first, then columns for the rest (decoded on demand)
     first = small_chunk.take_records(1)
     assert [(r.offset, r.key, r.value, r.timestamp_ms) for r in first] == [(200, None, None, 1200)]
@@ -227,3 +236,41 @@ def test_indexing_a_record_list_gives_the_records_iteration_gives() -> None:
         assert [got[i] for i in range(len(got))] == list(got)
         assert got[1].headers == (("h", b"1"),) and got[0].headers == ()
         assert got[-1].offset == 10 + n - 1 and got[0].key == b"k" and got[1].key is None
+
+
+def _framed(*batches: tuple[int, list[bytes | None]]) -> bytes:
+    return b"".join(_batch(base, values) for base, values in batches)
+
+
+def test_a_base_offset_that_does_not_follow_is_damage_not_wrong_offsets() -> None:
+    """The CRC does not cover base_offset: a flip used to put records under wrong offsets."""
+    good = _framed((10, [b"a", b"b"]), (12, [b"c"]), (13, [b"d", b"e"]))
+    for flipped_base, why in ((99, "ahead: offsets skipped"), (11, "behind: offsets repeated")):
+        data = bytearray(good)
+        stamp_base_offset(data, flipped_base, len(_batch(10, [b"a", b"b"])))
+        chunks, damage = decode_until_damage("t", 3, 0, bytes(data), 10, verify=True)
+        assert [r.offset for c in chunks for r in c.take_records(10)] == [10, 11], why
+        assert damage is not None, why
+        assert (damage.topic, damage.partition, damage.first_offset) == ("t", 3, 12)
+
+
+def test_a_batch_length_that_does_not_frame_is_damage() -> None:
+    first = _batch(0, [b"a"])
+    data = bytearray(first + _batch(1, [b"b"]) + _batch(2, [b"c"]))
+    import struct
+
+    struct.pack_into("<i", data, len(first) + 8, 10_000)  # past the end of the answer
+    chunks, damage = decode_until_damage("t", 0, 0, bytes(data), 0, verify=False)
+    assert [r.offset for c in chunks for r in c.take_records(10)] == [0]
+    assert damage is not None and damage.first_offset == 1
+
+
+def test_a_crc_failure_names_the_range_up_to_the_next_batch() -> None:
+    first = _batch(5, [b"a"])
+    data = bytearray(first + _batch(6, [b"b", b"c"]) + _batch(8, [b"d"]))
+    data[len(first) + 80] ^= 0x10
+    chunks, damage = decode_until_damage("t", 0, 0, bytes(data), 5, verify=True)
+    assert [r.offset for c in chunks for r in c.take_records(10)] == [5]
+    assert damage is not None
+    assert (damage.first_offset, damage.last_offset) == (6, 7)
+    assert "6..7" in str(damage)

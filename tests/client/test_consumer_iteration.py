@@ -50,13 +50,13 @@ def test_iteration_reads_the_stream_on_the_iterating_thread(
     handed over by the prefetch thread."""
     _topic(broker, topic_name)
     decoded_on: list[str] = []
-    real = fetcher_mod.chunks_from_records
+    real = fetcher_mod.decode_until_damage
 
     def spying(*args: Any, **kw: Any) -> Any:
         decoded_on.append(threading.current_thread().name)
         return real(*args, **kw)
 
-    monkeypatch.setattr(fetcher_mod, "chunks_from_records", spying)
+    monkeypatch.setattr(fetcher_mod, "decode_until_damage", spying)
     n = 40
 
     def produce() -> None:

@@ -31,6 +31,7 @@ stays alive under an ``madvise`` or ``msync``.
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import threading
@@ -39,9 +40,25 @@ from pathlib import Path
 from logstream.errors import KafkaStorageError
 from logstream.storage import files, libc, prefault
 
+log = logging.getLogger("logstream.storage")
+
 RESERVE_MIN = 1 << 20  # disk reserved ahead of an active segment's cursor: at least this
 RESERVE_MAX = 16 << 20  # ... and at most this (>= prefault.MAX_AHEAD, so prefault never starves)
 READAHEAD_FROM = RESERVE_MIN // 2  # write map: MADV_RANDOM below this size, normal above
+
+
+def _reserve_what_fits(fd: int, end: int, capacity: int) -> int:
+    """The first reservation of a file opened for appends at ``end``: the full lead when
+    the disk has it, else nothing yet (a restart on a nearly full disk must not refuse
+    every append for want of a lead it does not need: ``make_room`` reserves what each
+    append needs and grows the lead as space appears). Returns the reserved end."""
+    goal = reserve_goal(end, capacity)
+    try:
+        files.reserve(fd, end, goal - end)
+    except KafkaStorageError as exc:
+        log.warning("disk nearly full: no space reserved ahead yet at open (%s)", exc)
+        return end
+    return goal
 
 
 def reserve_goal(end: int, capacity: int) -> int:
@@ -109,8 +126,7 @@ class ActiveFile:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, files.file_mode())
                 if os.fstat(fd).st_size < capacity:
                     files.ftruncate(fd, capacity)  # sparse past the reservation; never written
-                reserved = reserve_goal(end, capacity)
-                files.reserve(fd, end, reserved - end)
+                reserved = _reserve_what_fits(fd, end, capacity)
                 mm = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
                 files.no_readahead(mm)
                 active = cls(

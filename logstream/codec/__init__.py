@@ -5,7 +5,8 @@ Modules, by concept:
 
 * ``header``: the one header layout (a single ``struct.Struct``; every field position is
   derived from it), :class:`BatchHeader`, reading a header, walking back-to-back batches,
-  and stamping in place (base offset; log-append time with the CRC recomputed);
+  and stamping in place (base offset; log-append time and the producer's id, epoch and
+  sequence, with the CRC recomputed);
 * ``check``: :func:`validate_batch` (CRC and header arithmetic) and :func:`check_batch`
   (the append-time check of the record section, numpy and small-batch paths);
 * ``framing``: the rule for the header bytes the CRC does not cover (``base_offset``,
@@ -64,6 +65,7 @@ from logstream.codec.header import (
     stamp_base_offset,
     stamp_crc,
     stamp_log_append_time,
+    stamp_producer,
 )
 
 __all__ = [
@@ -112,6 +114,7 @@ __all__ = [
     "stamp_base_offset",
     "stamp_crc",
     "stamp_log_append_time",
+    "stamp_producer",
     "validate_batch",
     "walk_frames",
 ]

@@ -119,6 +119,8 @@ MAX_TIMESTAMP_POS: Final = _POSITION["max_timestamp"]
 _BASE_OFFSET: Final = _FIELD["base_offset"]
 _LENGTH: Final = _FIELD["batch_length"]
 _CRC: Final = _FIELD["crc"]
+_PRODUCER: Final = struct.Struct("<qhi")  # producer_id, producer_epoch, base_sequence
+PRODUCER_ID_POS: Final = _POSITION["producer_id"]
 _ATTRIBUTES: Final = _FIELD["attributes"]
 _FIRST_TIMESTAMP: Final = _FIELD["first_timestamp"]
 _MAX_TIMESTAMP: Final = _FIELD["max_timestamp"]
@@ -201,6 +203,7 @@ class BatchHeader(NamedTuple):
 
 assert HEADER_SIZE == 72
 assert CRC_POS + _CRC.size == CRC_START
+assert _POSITION["base_sequence"] == PRODUCER_ID_POS + 10
 assert BatchHeader._fields == tuple(name for name, _ in _LAYOUT)
 
 
@@ -284,6 +287,16 @@ def stamp_log_append_time(buf: WritableBuffer, timestamp: int, pos: int = 0) -> 
     _ATTRIBUTES.pack_into(buf, pos + ATTRIBUTES_POS, header.attributes | TIMESTAMP_TYPE_LOG_APPEND)
     stamp_crc(buf, pos, header.batch_length)
     return new_max
+
+
+def stamp_producer(
+    buf: WritableBuffer, producer_id: int, producer_epoch: int, base_sequence: int, pos: int = 0
+) -> None:
+    """Give the batch at ``pos`` a new idempotence identity (a producer that bumped its
+    epoch re-sends a queued batch under new sequence numbers), in place; the CRC is
+    recomputed. The batch is trusted to be whole."""
+    _PRODUCER.pack_into(buf, pos + PRODUCER_ID_POS, producer_id, producer_epoch, base_sequence)
+    stamp_crc(buf, pos)
 
 
 def stamp_crc(buf: WritableBuffer, pos: int = 0, batch_length: int | None = None) -> None:

@@ -145,3 +145,13 @@ def test_batch_positions_walk_complete_batches_and_refuse_an_impossible_length(
     struct.pack_into("<i", broken, starts[-1] + codec.BATCH_LENGTH_POS, HEADER_SIZE - 1)
     with pytest.raises(CorruptRecordError, match=f"at position {starts[-1]}"):
         list(codec.batch_positions(broken))
+
+
+def test_stamp_producer_gives_a_new_identity_with_a_valid_crc() -> None:
+    from logstream.codec import encode_batch, read_header, stamp_producer, validate_batch
+
+    buf = bytearray(encode_batch([b"a", b"b"], producer_id=7, producer_epoch=0, base_sequence=5))
+    stamp_producer(buf, 7, 1, 0)
+    header = validate_batch(buf)
+    assert (header.producer_id, header.producer_epoch, header.base_sequence) == (7, 1, 0)
+    assert read_header(buf).record_count == 2

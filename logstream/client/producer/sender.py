@@ -14,6 +14,12 @@ order. With idempotence the broker drops a batch whose sequence it already wrote
 answers ``duplicate`` with the original offsets, so a retry after a lost answer never
 writes twice.
 
+A batch that fails for good after it got a sequence (a full disk, delivery_timeout_ms)
+leaves a gap in its partition's sequence that no later batch could pass (the broker would
+answer OutOfOrderSequenceError for ever). As Kafka does, the sender then waits until
+nothing is in flight, bumps the epoch (InitProducerId again) and restarts every
+partition's sequence at 0; batches answered out of order meanwhile are retried under it.
+
 Failure story: if the stream breaks (broker killed), every in-flight batch is retriable
 (``BrokerNotAvailableError``) and goes back to the head of its partition queue; the sender
 reconnects with backoff until ``delivery_timeout_ms`` passes, then fails the futures.
@@ -38,7 +44,7 @@ from logstream.client.metadata import Metadata
 from logstream.client.producer.accumulator import ProducerBatch, RecordAccumulator
 from logstream.client.transport import TransportLike
 from logstream.client.wire import produce_request
-from logstream.codec import encode_batch
+from logstream.codec import encode_batch, read_header, stamp_producer
 from logstream.protocol import common_pb2, log_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition
@@ -170,6 +176,10 @@ class Sender:
         self._pipe: ProduceStreamPipe | None = None
         self._producer_id = -1
         self._producer_epoch = -1
+        # A batch with a sequence failed for good: the partition's sequence has a gap the
+        # broker will never fill, so every later batch would be out of order. Set here,
+        # cleared by the epoch bump in _drain (see _restart_sequences).
+        self._sequence_gap = False
         accumulator.answer_due = self._answer_due
         self._thread = threading.Thread(target=self._run, name="logstream-producer", daemon=True)
 
@@ -235,6 +245,10 @@ class Sender:
         acc = self._acc
         wake_at: float | None = None
         expired: list[tuple[ProducerBatch, BaseException]] = []
+        if self._sequence_gap:
+            if self._inflight:
+                return [], wake_at, expired  # the bump waits for every answer
+            self._restart_sequences()
         if len(self._inflight) >= self._s.max_in_flight:
             return [], wake_at, expired
         if self._inflight and not acc.ready_at_least(PIPELINE_MIN_BYTES):
@@ -257,6 +271,8 @@ class Sender:
                 b = dq[0]
                 if b.deadline <= now:
                     dq.popleft()
+                    if b.base_sequence >= 0:  # sent before: its sequence is lost with it
+                        self._sequence_gap = True
                     expired.append(
                         (b, errors.RequestTimedOutError(f"delivery_timeout_ms passed for {tp}"))
                     )
@@ -280,7 +296,28 @@ class Sender:
             acc.ready[first] = acc.ready.pop(first)
         return parts, wake_at, expired
 
+    def _restart_sequences(self) -> None:
+        """Lock held, nothing in flight. After a batch failed for good, start again as
+        Kafka does (KIP-360): a new epoch (InitProducerId again, before the next send) and
+        every partition's sequence from 0. Queued batches lose their old sequence and get a
+        new one when drained (their bytes are restamped in :meth:`_encode`)."""
+        self._sequence_gap = False
+        self._producer_id = self._producer_epoch = -1
+        self._next_seq.clear()
+        self._muted.clear()
+        for dq in self._acc.ready.values():
+            for b in dq:
+                b.base_sequence = -1
+        log.info("producer: a batch failed for good; bumping the epoch, sequences restart")
+
     def _encode(self, b: ProducerBatch) -> bytes:
+        if b.encoded is not None and self._s.idempotent:
+            header = read_header(b.encoded)
+            identity = (self._producer_id, self._producer_epoch, b.base_sequence)
+            if (header.producer_id, header.producer_epoch, header.base_sequence) != identity:
+                restamped = bytearray(b.encoded)  # a retry after an epoch bump
+                stamp_producer(restamped, *identity)
+                b.encoded = bytes(restamped)
         if b.encoded is None:
             idempotent = self._s.idempotent
             b.encoded = encode_batch(
@@ -464,12 +501,15 @@ class Sender:
         self, tp: TopicPartition, b: ProducerBatch, err: BaseException, now: float, done: Finished
     ) -> None:
         """Lock held. Put ``b`` back (in sequence order, after a backoff) or fail it."""
+        out_of_order = isinstance(err, errors.OutOfOrderSequenceError)
         retriable = getattr(err, "retriable", False) or (
-            isinstance(err, errors.OutOfOrderSequenceError) and tp in self._muted
+            out_of_order and (tp in self._muted or self._sequence_gap)
         )
         if isinstance(err, errors.UnknownTopicOrPartitionError):
             self._refresh.add(tp.topic)
         if not retriable or b.attempts >= self._s.retries or now >= b.deadline or self._acc.closing:
+            if self._s.idempotent and b.base_sequence >= 0:
+                self._sequence_gap = True
             done.append((b, -1, -1, err))
             return
         b.attempts += 1

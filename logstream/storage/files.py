@@ -36,8 +36,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from logstream.codec.crc import crc32c
 from logstream.errors import KafkaStorageError
 from logstream.storage.io import FileOps
+
+log = logging.getLogger("logstream.storage")
 
 OFFSET_DIGITS = 20
 LOG_SUFFIX = ".log"
@@ -287,23 +290,34 @@ def remove_quietly(path: str | os.PathLike[str]) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> int | None:
-    """Read a one-number checkpoint file (``version\\nvalue\\n``); None if absent or bad."""
+    """Read a one-number checkpoint file; None if absent, or unreadable (logged as an
+    error naming the file: the caller then trusts only what the segments say).
+
+    Format version 1: ``1\n<value>\n<crc32c of the value's digits>\n``; version 0 (older
+    files) is ``0\n<value>\n``, read without a checksum."""
     try:
         text = Path(path).read_text("ascii")
-    except (FileNotFoundError, UnicodeDecodeError):
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, OSError) as exc:
+        log.error("checkpoint %s is unreadable (%s); ignoring it", path, exc)
         return None
     lines = text.split()
-    if len(lines) != 2 or lines[0] != "0":
+    ok = len(lines) == 3 and lines[0] == "1" and lines[1].isdigit() and lines[2] == str(
+        crc32c(lines[1].encode("ascii"))
+    )
+    if not ok and len(lines) == 2 and lines[0] == "0" and lines[1].isdigit():
+        ok = True  # version 0: no checksum
+    if not ok:
+        log.error("checkpoint %s is damaged (%r); ignoring it", path, text[:80])
         return None
-    try:
-        return int(lines[1])
-    except ValueError:
-        return None
+    return int(lines[1])
 
 
 def write_checkpoint(path: str | os.PathLike[str], value: int) -> None:
-    """Write a one-number checkpoint: line 1 the format version (0), line 2 the value."""
-    atomic_write(path, f"0\n{value}\n".encode("ascii"))
+    """Write a one-number checkpoint (format version 1, with its checksum)."""
+    digits = str(value)
+    atomic_write(path, f"1\n{digits}\n{crc32c(digits.encode('ascii'))}\n".encode("ascii"))
 
 
 def raise_fd_limit() -> tuple[int, int]:

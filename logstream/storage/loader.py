@@ -5,13 +5,14 @@ anything:
 
 1. List the directory. Leftover ``*.tmp`` / ``*.deleted`` files and index files without a
    data file are removed (derived or half-written data).
-2. Finish an interrupted retention: segments that lie wholly below the ``log-start-offset``
-   checkpoint are deleted (the checkpoint is written before any segment is deleted).
-3. Find the end of the last segment. After a clean shutdown it is either parked, and the
+2. Find the end of the last segment. After a clean shutdown it is either parked, and the
    marker's :class:`~.segment.ParkedTail` is checked against one batch header and adopted,
    or sealed, and its last index entry gives it. Otherwise (or when the marker's record
    does not match the file) the segment is recovered (``Segment.recover``: scan, verify
    CRCs past the last trusted index entry, truncate at the first bad batch).
+3. Finish an interrupted retention: segments that lie wholly below the ``log-start-offset``
+   checkpoint are deleted (the checkpoint is written before any segment is deleted). A
+   checkpoint past the log end is ignored with an error (it cannot be right).
 4. Rebuild the idempotent producers' state from its snapshot plus a header-only walk of the
    batches after it (the recovery scan's headers for the last segment).
 
@@ -115,9 +116,7 @@ def load_partition(
     files.make_dir(directory)
     sizes = list_segments(directory, tidy=True)
     checkpoint = files.read_checkpoint(directory / files.LOG_START_FILE)
-    doomed, bases = live_bases(sorted(sizes), checkpoint)
-    for base in doomed:  # retention checkpointed the new start, then crashed: finish it
-        Segment(directory, base, 0).delete()
+    bases = sorted(sizes)
     segments = SegmentSet([
         Segment(directory, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None,
                 prefaulter=prefaulter)
@@ -132,17 +131,44 @@ def load_partition(
                 log.warning("%s: the clean-shutdown record of its last segment does not "
                             "match the file; recovering it", directory)
                 clean = False
-        elif clean:
-            last.load_next_offset()
+        elif clean and not last.load_next_offset():
+            # An empty or foreign marker over a crashed directory: its zero tail or torn
+            # batch must be recovered, not served.
+            log.warning("%s: the clean-shutdown marker says its last segment is sealed, "
+                        "but its index does not match the file; recovering it", directory)
+            clean = False
         if not clean:
             truncated, scan = last.recover()
             recovered = scan.headers
             scanned = len(scan.headers)
+    checkpoint = _finish_retention(directory, segments, checkpoint)
     start = _log_start(segments, checkpoint)
     producers = _load_producer_state(directory, segments, start, clock, clean, recovered)
     for seg in segments:  # an idle partition holds no fd (reads reopen lazily)
         seg.release_fd()
     return LoadedPartition(segments, checkpoint, producers, clean, scanned, truncated)
+
+
+def _finish_retention(
+    directory: Path, segments: SegmentSet[Segment], checkpoint: int | None
+) -> int | None:
+    """Delete the segments wholly below the log-start checkpoint (a retention that
+    checkpointed the new start, then crashed), once the log end is known. A checkpoint
+    past the log end cannot be right (it would delete every sealed segment): it is
+    ignored, with an error naming the file, and nothing is deleted."""
+    last = segments.last
+    if checkpoint is None or last is None:
+        return checkpoint
+    if checkpoint > last.next_offset:
+        log.error(
+            "%s says the log starts at %d, past its end %d: ignoring it, no segment deleted",
+            directory / files.LOG_START_FILE, checkpoint, last.next_offset,
+        )
+        return None
+    doomed, _ = live_bases(segments.bases, checkpoint)
+    for seg in segments.drop_prefix(len(doomed)):
+        seg.delete()
+    return checkpoint
 
 
 def _log_start(segments: SegmentSet[Segment], checkpoint: int | None) -> int:

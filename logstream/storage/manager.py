@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -50,7 +49,7 @@ from logstream.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage import clean_shutdown, files
+from logstream.storage import clean_shutdown, files, orphans
 from logstream.storage.config import (
     MAX_PARTITIONS,
     TopicConfig,
@@ -61,11 +60,18 @@ from logstream.storage.config import (
 )
 from logstream.storage.log import PartitionLog, RecoveryReport
 from logstream.storage.segment import ParkedTail
+from logstream.storage.topic_meta import (
+    CREATING,
+    DELETING,
+    READY,
+    MetadataCorruptError,
+    TopicMeta,
+    format_meta,
+    read_meta,
+)
 from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.storage")
-
-META_VERSION = 1
 
 
 @dataclass
@@ -185,14 +191,54 @@ class LogManager:
                 continue
             if not entry.name.endswith(".json"):
                 continue
-            doc = json.loads(Path(entry.path).read_bytes())
-            name = doc["name"]
-            overrides = parse_config_updates(doc.get("config", {}))
-            config = TopicConfig.from_dict(overrides, base=self.default_config)
-            topic = Topic(name, config, overrides=overrides)
-            for p in range(int(doc["partitions"])):
+            meta = read_meta(Path(entry.path))  # MetadataCorruptError names the file
+            if meta.state != READY:
+                self._finish_interrupted(meta)
+                continue
+            try:
+                overrides = parse_config_updates(meta.config)
+                config = TopicConfig.from_dict(overrides, base=self.default_config)
+            except LogstreamError as exc:
+                raise MetadataCorruptError(
+                    f"topic metadata {entry.path} holds a config that cannot work: {exc}"
+                ) from exc
+            topic = Topic(meta.name, config, overrides=overrides)
+            for p in range(meta.partitions):
                 topic.partitions.append(self._open_partition(topic, p, clean))
-            self._topics[name] = topic
+            self._topics[meta.name] = topic
+        counts = {name: len(t.partitions) for name, t in self._topics.items()}
+        for name, numbers in orphans.find_partition_dirs(self.data_dir, counts).items():
+            if orphans.adopt(self.data_dir, name, numbers):
+                self._adopt_orphan(name, max(numbers) + 1, clean)
+
+    def _finish_interrupted(self, meta: TopicMeta) -> None:
+        """A create or delete that a crash interrupted: roll the create back, finish the
+        delete (their partitions never served a write that was acknowledged after the
+        create, or are no longer wanted)."""
+        what = "rolling back its create" if meta.state == CREATING else "finishing its delete"
+        log.warning("topic %r was being %s when the broker stopped: %s",
+                    meta.name, "created" if meta.state == CREATING else "deleted", what)
+        for p in range(meta.partitions):
+            path = self.data_dir / files.partition_dir_name(meta.name, p)
+            doomed = path.with_name(path.name + files.DELETED_SUFFIX)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        files.remove_quietly(self._meta_path(meta.name))
+
+    def _adopt_orphan(self, name: str, partitions: int, clean: bool) -> None:
+        """Partition directories holding data but no metadata file: the topic is opened
+        again with the default config (its overrides are lost) and its file rewritten."""
+        log.error(
+            "topic metadata %s is missing but %d partition directories of %r hold data: "
+            "the topic is restored with the default config (re-apply its overrides)",
+            self._meta_path(name), partitions, name,
+        )
+        topic = Topic(name, self.default_config)
+        for p in range(partitions):
+            topic.partitions.append(self._open_partition(topic, p, clean))
+        self._write_meta(topic)
+        self._topics[name] = topic
 
     def _open_partition(self, topic: Topic, partition: int, clean: bool) -> PartitionLog:
         dirname = files.partition_dir_name(topic.name, partition)
@@ -209,14 +255,12 @@ class LogManager:
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog
 
-    def _write_meta(self, topic: Topic) -> None:
-        doc = {
-            "version": META_VERSION,
-            "name": topic.name,
-            "partitions": len(topic.partitions),
-            "config": topic.overrides,
-        }
-        files.atomic_write(self._meta_path(topic.name), json.dumps(doc, indent=1).encode())
+    def _write_meta(
+        self, topic: Topic, state: str = READY, partitions: int | None = None
+    ) -> None:
+        count = len(topic.partitions) if partitions is None else partitions
+        meta = TopicMeta(topic.name, count, dict(topic.overrides), state)
+        files.atomic_write(self._meta_path(topic.name), format_meta(meta))
 
     def _meta_path(self, name: str) -> Path:
         return self.data_dir / files.META_DIR / f"{name}.json"
@@ -256,11 +300,14 @@ class LogManager:
                 if stale.exists():  # left behind by an interrupted delete
                     shutil.rmtree(stale)
             try:
+                # The intent first: a crash before the last write is rolled back at open.
+                self._write_meta(topic, CREATING, partitions)
                 for p in range(partitions):
                     topic.partitions.append(self._open_partition(topic, p, clean=True))
                 self._write_meta(topic)
             except BaseException:
                 self._discard_partitions(name, topic.partitions, range(partitions))
+                files.remove_quietly(self._meta_path(name))
                 raise
             self._topics[name] = topic
             return topic
@@ -282,9 +329,9 @@ class LogManager:
         with self._lock:
             self._check_open()
             topic = self._get_topic(name)
+            # The intent first: a crash before the metadata is gone is finished at open.
+            self._write_meta(topic, DELETING)
             del self._topics[name]
-            files.remove_quietly(self._meta_path(name))
-            files.fsync_dir(self.data_dir / files.META_DIR)
             for plog in topic.partitions:
                 plog.discard()  # in-flight callers now get UnknownTopicOrPartition
                 self.recovery_reports.pop(TopicPartition(name, plog.partition), None)
@@ -292,6 +339,8 @@ class LogManager:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(plog.dir, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
+            files.remove_quietly(self._meta_path(name))
+            files.fsync_dir(self.data_dir / files.META_DIR)
 
     def topics(self) -> list[str]:
         with self._lock:

@@ -325,12 +325,14 @@ class Segment(SegmentReader):
         self.state = SegmentState.PARKED if file_size > size else SegmentState.SEALED
         return True
 
-    def load_next_offset(self) -> None:
+    def load_next_offset(self) -> bool:
         """Derive ``next_offset`` of a sealed segment from its last index entry (two small
-        preads) and that batch's header; rebuild the indexes if they disagree."""
+        preads) and that batch's header. False when they do not describe the file (no
+        index, or a batch that does not end at the file's end): the segment is not the
+        sealed one a clean shutdown promised, and the caller recovers it."""
         if self.size == 0:
             self.next_offset = self.base_offset
-            return
+            return True
         last = read_last_offset_entry(self.index_path)
         if last is not None and last[1] < self.size:
             try:
@@ -340,10 +342,10 @@ class Segment(SegmentReader):
                     and last[1] + header.batch_length == self.size
                 ):
                     self.next_offset = header.next_offset
-                    return
+                    return True
             except CorruptRecordError:
                 pass
-        self.next_offset = self.rebuild_indexes().next_offset
+        return False
 
     def recover(self) -> tuple[int, ScanResult]:
         """Scan this (last, not cleanly closed) segment and cut the first bad batch and all

@@ -20,7 +20,6 @@ topic table is fixed at the open.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -47,6 +46,7 @@ from logstream.storage.recovery import (
 )
 from logstream.storage.segment_reader import SegmentReader
 from logstream.storage.segment_set import SegmentSet
+from logstream.storage.topic_meta import CREATING, READY, read_meta
 from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.storage")
@@ -219,13 +219,16 @@ class DirectorySnapshot:
 
     def _open_topic(self, meta: Path, clean: bool) -> None:
         try:
-            doc = json.loads(meta.read_bytes())
-            name = doc["name"]
-            overrides = parse_config_updates(doc.get("config", {}))
+            doc = read_meta(meta)  # verifies the checksum of version-2 files
+            name, count = doc.name, doc.partitions
+            overrides = parse_config_updates(doc.config)
             config = TopicConfig.from_dict(overrides, base=self.default_config)
-            count = int(doc["partitions"])
-        except (ValueError, KeyError, TypeError, LogstreamError) as exc:
+        except LogstreamError as exc:
             log.warning("read-only: skipping unreadable topic metadata %s: %s", meta, exc)
+            return
+        if doc.state != READY:
+            log.warning("read-only: skipping topic %r: it was being %s", name,
+                        "created" if doc.state == CREATING else "deleted")
             return
         topic = TopicSnapshot(name, config)
         for p in range(count):

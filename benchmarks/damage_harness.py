@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from logstream.client.chunks import decode_until_damage
 from logstream.codec import encode_batch
@@ -233,6 +234,10 @@ def read_all(read: Callable[[int], bytes], start: int, end: int,
     return served, refused
 
 
+def _reader(log: Any) -> Callable[[int], bytes]:
+    return lambda offset: bytes(log.read(offset, 4096))
+
+
 def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
     """Open ``root`` both ways and read everything; the verdict and why."""
     handler = _Logged()
@@ -263,7 +268,7 @@ def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
                     continue
                 bases = [s.base_offset for s in log._segments]
                 start, end = log.log_start_offset, log.log_end_offset
-                served, refused = read_all(lambda o: log.read(o, 4096), start, end, bases)
+                served, refused = read_all(_reader(log), start, end, bases)
             finally:
                 closer()
             refused_any = refused_any or bool(refused)

@@ -118,3 +118,18 @@ class _read_only:
 
     def __exit__(self, *exc: object) -> None:
         self.snap.close()
+
+
+def test_verify_lists_every_damaged_range(tmp_path: Path) -> None:
+    from logstream.storage.verify import main, verify_data_dir
+
+    _fill(tmp_path, 30, config=SMALL)
+    first = _segment_files(tmp_path)[0]
+    data = first.read_bytes()
+    length = struct.unpack_from("<i", data, 8)[0]
+    _patch(first, 2 * length, "<q", 1234)  # offsets 6..8: framing
+    _patch(first, 4 * length + 100, "<q", 0x0101010101010101)  # offsets 12..14: CRC
+    found = verify_data_dir(tmp_path)
+    assert [(d.topic, d.partition, d.first, d.last) for d in found] == [
+        ("t", 0, 6, 8), ("t", 0, 12, 14)]
+    assert main([str(tmp_path)]) == 1

@@ -22,8 +22,9 @@ Verdict of a case (one of):
   (CORRUPT_MESSAGE...), and everything served matches the reference;
 * ``repaired``: storage logged a warning or error (a rebuilt index, a cut tail, a restored
   topic) and everything served matches the reference;
-* ``SILENT``: a record served with a wrong offset or value, or offsets missing with no
-  error and nothing logged; ``CRASH``: an unnamed exception. Both are failures.
+* ``SILENT``: a record served with a wrong offset or value, offsets missing with no
+  error and nothing logged, or a stalled reader (a read below the end that gives
+  nothing); ``CRASH``: an unnamed exception. Both are failures.
 
 Run: ``python benchmarks/damage_harness.py [--cases 400] [--seed 1]``; prints the counts
 per verdict and per kind, and exits 1 on any SILENT or CRASH case. ``tests/storage/
@@ -194,6 +195,10 @@ class Outcome:
     why: str = ""
 
 
+class Stalled(Exception):
+    """A read below the log end answered nothing new: a reader would wait for ever."""
+
+
 class _Logged(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -230,7 +235,7 @@ def read_all(read: Callable[[int], bytes], start: int, end: int,
                 [b for b in bases if b > first] or [end])
             pos = max(pos, nxt, first + 1)
         elif not chunks:
-            break  # nothing more (should not happen below the end)
+            raise Stalled(f"a read at {pos} below the end {end} gave no record and no error")
     return served, refused
 
 
@@ -281,6 +286,8 @@ def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
             if (missing or lost) and not handler.messages and not refused:
                 return "SILENT", (f"{opener}: offsets {(missing or lost)[:5]} missing, "
                                   f"nothing said")
+    except Stalled as exc:
+        return "SILENT", str(exc)
     except LogstreamError as exc:
         return "CRASH", f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # an unnamed failure is what the harness looks for

@@ -110,7 +110,18 @@ class SegmentReader:
             exc.last_offset = following - 1 if following > int(bases[0]) else None
             raise
         if good < len(batch_positions):
-            return data[: int(batch_positions[good])]
+            cut = int(batch_positions[good])
+            last_good = read_header(data, int(batch_positions[good - 1]))
+            if last_good.next_offset <= offset:
+                # The index sent the read to a batch before ``offset`` (a damaged index
+                # entry): serving it would stall the reader on the same offset for ever.
+                raise CorruptRecordError(
+                    f"segment {self.log_path.name}: the index and the data disagree at "
+                    f"byte {start + cut}; offset {offset} cannot be located",
+                    first_offset=offset,
+                    last_offset=int(bases[good]) - 1 if int(bases[good]) > offset else None,
+                )
+            return data[:cut]
         return data
 
     def position_of(self, offset: int) -> tuple[int, int]:

@@ -133,3 +133,26 @@ def test_verify_lists_every_damaged_range(tmp_path: Path) -> None:
     assert [(d.topic, d.partition, d.first, d.last) for d in found] == [
         ("t", 0, 6, 8), ("t", 0, 12, 14)]
     assert main([str(tmp_path)]) == 1
+
+
+def test_a_damaged_index_entry_never_stalls_a_reader(tmp_path: Path) -> None:
+    """An index entry whose relative offset grew by 2 (still increasing, so it passes the
+    sanity check) sent reads of the two offsets below it to the batch before: the answer
+    ended before the offset asked for, and a consumer asked again for ever."""
+    _fill(tmp_path, 30, config=SMALL)
+    index = sorted((tmp_path / "t-0").glob("*.index"))[0]
+    raw = bytearray(index.read_bytes())
+    entries = len(raw) // 8
+    k = 3
+    rel = struct.unpack_from("<I", raw, 4 * k)[0]
+    struct.pack_into("<I", raw, 4 * k, rel + 2)
+    index.write_bytes(bytes(raw))
+    assert entries > k + 1
+    with _writable(tmp_path) as log:
+        for offset in range(0, 3 * entries):
+            try:
+                data = log.read(offset, 1 << 20)
+            except CorruptRecordError as exc:
+                assert exc.first_offset is not None and exc.first_offset <= offset
+                continue
+            assert max(_offsets(data)) >= offset  # the answer reaches the offset asked for

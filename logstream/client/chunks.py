@@ -22,7 +22,6 @@ from logstream.codec import (
     SMALL_BATCH_RECORDS,
     BatchRows,
     DecodedBatch,
-    FramingError,
     decode_batch,
     decode_headers,
     decode_rows,
@@ -226,13 +225,15 @@ def decode_until_damage(
     them). An answer holds whole batches, so a trailing fragment is damage too."""
     out: list[Chunk] = []
     frames = walk_frames(records, position)
-    at = 0
     try:
         for at, header in frames:
             # CRC first, also for a batch about to be skipped: a damaged header must raise,
             # not make its batch look like one below the position.
             if verify:
-                validate_batch(records, at)
+                try:
+                    validate_batch(records, at)
+                except CorruptRecordError as exc:
+                    return out, _damage(exc, topic, partition, position, records, at)
             if header.base_offset + header.record_count <= position:
                 continue
             batch: DecodedBatch | BatchRows
@@ -242,21 +243,25 @@ def decode_until_damage(
                 batch = decode_batch(records, at, verify=False)
             out.append(Chunk(topic, partition, epoch, batch, position, (records, at)))
             position = max(position, header.base_offset + header.record_count)
-    except CorruptRecordError as exc:
-        return out, _damage(exc, topic, partition, position, records, at)
+    except CorruptRecordError as exc:  # the framing rule: the message names the byte
+        return out, _damage(exc, topic, partition, position, records, None)
     return out, None
 
 
 def _damage(
-    exc: CorruptRecordError, topic: str, partition: int, position: int, records: bytes, at: int
+    exc: CorruptRecordError,
+    topic: str,
+    partition: int,
+    position: int,
+    records: bytes,
+    crc_failed_at: int | None,
 ) -> CorruptRecordError:
     """``exc`` as the consumer reports it: topic, partition, the first offset it cannot
-    deliver and, when the batch after the damaged one still frames, the last."""
+    deliver and, for a CRC failure whose length still leads to the next batch, the last."""
     last: int | None = None
-    if isinstance(exc, FramingError):
-        at = exc.position
-    else:
-        try:  # a CRC failure: the header's own length may still lead to the next batch
+    if crc_failed_at is not None:
+        at = crc_failed_at
+        try:
             nxt = at + peek_length(records, at)
             if at < nxt and nxt + HEADER_SIZE <= len(records):
                 following = read_header(records, nxt).base_offset
@@ -265,8 +270,7 @@ def _damage(
             last = None
     span = f"{position}..{last}" if last is not None else f"{position} on"
     return CorruptRecordError(
-        f"{topic}-{partition}: damaged batch at offsets {span} (byte {at} of the answer): "
-        f"{exc.message}",
+        f"{topic}-{partition}: damaged batch at offsets {span}: {exc.message}",
         topic=topic, partition=partition, first_offset=position, last_offset=last,
     )
 

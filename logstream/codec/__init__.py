@@ -37,7 +37,7 @@ from logstream.codec.decode import (
     iter_batches,
 )
 from logstream.codec.encode import encode_batch, encode_headers, encode_records
-from logstream.codec.framing import FramingError, check_frames, walk_frames
+from logstream.codec.framing import check_frames, walk_frames
 from logstream.codec.header import (
     ATTRIBUTES_POS,
     BATCH_LENGTH_POS,
@@ -94,7 +94,6 @@ __all__ = [
     "BatchHeader",
     "BatchRows",
     "DecodedBatch",
-    "FramingError",
     "batch_positions",
     "check_batch",
     "check_frames",

@@ -20,15 +20,15 @@ Two forms of the same rule:
 
 * :func:`walk_frames`: a sequential walk for readers that know nothing but the bytes
   (the consumer, recovery tools); yields ``(position, header)`` and raises
-  :class:`FramingError` at the first batch that does not follow;
+  CorruptRecordError at the first batch that does not follow;
 * :func:`check_frames`: a check for storage, which knows every batch's position and base
   offset from its dense offset index: a ``struct`` loop for a few batches, a fixed number
   of numpy gathers for many, so a read of thousands of small batches costs no Python per
   batch.
 
-Both raise :class:`FramingError` (a CorruptRecordError, CORRUPT_MESSAGE) carrying
-``position`` (byte position of the first batch that does not follow) and
-``first_offset`` (the first offset that cannot be served). Pure and thread-safe.
+Both raise CorruptRecordError (CORRUPT_MESSAGE) whose message names the byte position of
+the first batch that does not follow and whose ``first_offset`` is the first offset that
+cannot be served. Pure and thread-safe.
 """
 
 from __future__ import annotations
@@ -50,12 +50,9 @@ from logstream.errors import CorruptRecordError
 _FRAME_BYTES = BATCH_LENGTH_POS + 4  # base_offset (int64) then batch_length (int32)
 
 
-class FramingError(CorruptRecordError):
+def _framing_error(message: str, *, first_offset: int) -> CorruptRecordError:
     """A batch's ``base_offset`` or ``batch_length`` does not follow from its neighbours."""
-
-    def __init__(self, message: str, *, position: int, first_offset: int) -> None:
-        super().__init__(message, first_offset=first_offset)
-        self.position = position
+    return CorruptRecordError(message, first_offset=first_offset)
 
 
 def walk_frames(buf: Buffer, position: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
@@ -70,28 +67,28 @@ def walk_frames(buf: Buffer, position: int | None = None) -> Iterator[tuple[int,
     while pos < end:
         at = expected if expected is not None else -1
         if end - pos < HEADER_SIZE:
-            raise FramingError(
+            raise _framing_error(
                 f"{end - pos} bytes after the last whole batch (at byte {pos}, offset "
                 f"{at}): a read answer holds whole batches only",
-                position=pos, first_offset=at,
+                first_offset=at,
             )
         header = read_header(buf, pos)
         length = header.batch_length
         if length < HEADER_SIZE or length > end - pos:
-            raise FramingError(
+            raise _framing_error(
                 f"batch at byte {pos} (offset {at}) declares batch_length {length}; "
                 f"{end - pos} bytes are left",
-                position=pos, first_offset=at,
+                first_offset=at,
             )
         if expected is not None:
             # The first batch may lie wholly below (the reader skips it), never above.
             base = header.base_offset
             follows = base <= expected if first else base == expected
             if not follows:
-                raise FramingError(
+                raise _framing_error(
                     f"batch at byte {pos} has base offset {header.base_offset} "
                     f"({header.record_count} records); offset {expected} was expected",
-                    position=pos, first_offset=expected,
+                    first_offset=expected,
                 )
         yield pos, header
         expected = header.next_offset
@@ -103,8 +100,8 @@ def check_frames(buf: Buffer, positions: np.ndarray, base_offsets: np.ndarray) -
     """Check the framing of ``buf`` against what an index says: batch ``i`` starts at
     ``positions[i]`` (ascending, the first at 0) with ``base_offsets[i]``, and the last
     ends at ``len(buf)``. Returns how many leading batches follow the rule (a reader
-    serves those and stops before the first that does not); raises FramingError when
-    the first batch does not.
+    serves those and stops before the first that does not); raises CorruptRecordError
+    when the first batch does not.
 
     Up to :data:`_SMALL` batches a ``struct`` loop; above, the two fields of every batch
     are gathered as little-endian words from four views of the buffer (one per position
@@ -128,10 +125,10 @@ def check_frames(buf: Buffer, positions: np.ndarray, base_offsets: np.ndarray) -
     got = "a cut header" if header is None else (
         f"base offset {header.base_offset}, batch_length {header.batch_length}"
     )
-    raise FramingError(
+    raise _framing_error(
         f"batch at byte {at} should hold offset {int(base_offsets[0])} and end at byte "
         f"{following}; its header says {got}",
-        position=at, first_offset=int(base_offsets[0]),
+        first_offset=int(base_offsets[0]),
     )
 
 

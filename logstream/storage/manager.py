@@ -64,7 +64,6 @@ from logstream.storage.topic_meta import (
     CREATING,
     DELETING,
     READY,
-    MetadataCorruptError,
     TopicMeta,
     format_meta,
     read_meta,
@@ -191,7 +190,7 @@ class LogManager:
                 continue
             if not entry.name.endswith(".json"):
                 continue
-            meta = read_meta(Path(entry.path))  # MetadataCorruptError names the file
+            meta = read_meta(Path(entry.path))  # a damaged file refuses, naming it
             if meta.state != READY:
                 self._finish_interrupted(meta)
                 continue
@@ -199,7 +198,7 @@ class LogManager:
                 overrides = parse_config_updates(meta.config)
                 config = TopicConfig.from_dict(overrides, base=self.default_config)
             except LogstreamError as exc:
-                raise MetadataCorruptError(
+                raise KafkaStorageError(
                     f"topic metadata {entry.path} holds a config that cannot work: {exc}"
                 ) from exc
             topic = Topic(meta.name, config, overrides=overrides)

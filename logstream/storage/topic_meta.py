@@ -9,7 +9,7 @@ Format (version 2; version 1, the same without ``state`` and ``crc32c``, is stil
 The canonical JSON is ``json.dumps(doc, sort_keys=True, separators=(",", ":"))`` of the
 document without ``crc32c``, so the file may be pretty-printed. A file that is not JSON,
 whose checksum does not match, whose fields are missing or of the wrong type, or whose
-name is not its file's name is :class:`MetadataCorruptError` naming the file: the open
+name is not its file's name is a KafkaStorageError naming the file: the open
 refuses rather than guessing a topic's partition count or config.
 
 ``state`` records an intent that a crash may interrupt (the data directory's rules are in
@@ -35,10 +35,6 @@ READY: Final = "ready"
 CREATING: Final = "creating"
 DELETING: Final = "deleting"
 _STATES: Final = frozenset({READY, CREATING, DELETING})
-
-
-class MetadataCorruptError(KafkaStorageError):
-    """A metadata file of the data directory is unreadable; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +67,8 @@ def format_meta(meta: TopicMeta) -> bytes:
 def parse_meta(path: Path, data: bytes) -> TopicMeta:
     """Parse and verify the bytes of the metadata file ``path`` (named in every error)."""
 
-    def corrupt(why: str) -> MetadataCorruptError:
-        return MetadataCorruptError(
+    def corrupt(why: str) -> KafkaStorageError:
+        return KafkaStorageError(
             f"topic metadata {path} is unreadable: {why}; restore it from a backup, or "
             f"move it away to leave the topic's partitions out of this broker"
         )
@@ -104,8 +100,8 @@ def parse_meta(path: Path, data: bytes) -> TopicMeta:
 
 
 def read_meta(path: Path) -> TopicMeta:
-    """Read and verify one metadata file (MetadataCorruptError, or KafkaStorageError when
-    it cannot be read at all)."""
+    """Read and verify one metadata file (KafkaStorageError naming it when it is damaged
+    or cannot be read)."""
     try:
         data = path.read_bytes()
     except OSError as exc:

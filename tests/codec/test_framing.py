@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from logstream.codec import (
-    FramingError,
     check_frames,
     encode_batch,
     framing,
     stamp_base_offset,
     walk_frames,
 )
+from logstream.errors import CorruptRecordError
 
 
 def _answer(batches: int, seed: int) -> tuple[bytearray, np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def _walk_stop(buf: bytes, first: int) -> int:
     try:
         for _ in walk_frames(buf, first):
             n += 1
-    except FramingError:
+    except CorruptRecordError:
         pass
     return n
 
@@ -61,7 +61,7 @@ def test_the_index_check_and_the_walk_agree(batches: int, seed: int) -> None:
         struct.pack_into("<i", buf, at + 8, old + rng.choice([-8, 8, 4096]))
     data = bytes(buf)
     if victim == 0:
-        with pytest.raises(FramingError) as info:
+        with pytest.raises(CorruptRecordError) as info:
             check_frames(data, positions, bases)
         assert info.value.first_offset == int(bases[0])
     else:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from logstream.client import Admin
-from logstream.errors import LogstreamError
+from logstream.client.admin import TopicInfo
+from logstream.errors import BrokerNotAvailableError, LogstreamError
 from logstream.testing.broker import BrokerProcess
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,20 @@ def _churn(address: str, stop: threading.Event, seed: int) -> None:
         pass
 
 
+def _topics(address: str, deadline_s: float = 20.0) -> list[TopicInfo]:
+    """The topics, once the restarted broker answers (a new channel right after the start
+    line was sometimes refused under load; wait on the answer, with a deadline)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with Admin(address, request_timeout_ms=2000) as admin:
+                return admin.list_topics(include_internal=True)
+        except BrokerNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _partition_dirs(data: Path) -> set[str]:
     return {p.name for p in data.iterdir() if p.is_dir() and p.name != "meta"
             and p.name.rpartition("-")[2].isdigit()}
@@ -54,8 +69,7 @@ def test_kills_during_create_and_delete_leave_no_orphans(tmp_path: Path) -> None
             broker.restart(kill=True)
             stop.set()
             worker.join(10)
-            with Admin(broker.address) as admin:
-                counts = {t.name: t.partitions for t in admin.list_topics(include_internal=True)}
+            counts = {t.name: t.partitions for t in _topics(broker.address)}
             expected = {f"{n}-{p}" for n, c in counts.items() for p in range(c)}
             assert _partition_dirs(data) <= expected, (cycle, _partition_dirs(data) - expected)
     finally:

@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed-dev
 RUNSTAMP := $(VENV)/.installed
 DATA_DIR ?= ./logstream-data
 LISTEN ?= 127.0.0.1:7070
+HTTP_LISTEN ?= 127.0.0.1:7071
 
 .PHONY: help run test test-services lint fmt typecheck bench bench-peers proto check-protos clean
 
 help:
-	@echo "make run        start a broker on $(LISTEN) with data in $(DATA_DIR)"
+	@echo "make run        start a broker on $(LISTEN) with data in $(DATA_DIR), /metrics on $(HTTP_LISTEN)"
 	@echo "make test       install with the dev extra, lint, run every test"
 	@echo "make bench      storage and end-to-end benchmarks -> benchmarks/RESULTS.md"
 	@echo "make lint       ruff"
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(RUNSTAMP)
 
 run: $(RUNSTAMP)
-	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)"
 
 # The peer-benchmark smoke test needs a real redis-server: install it when we can (root with
 # apt-get, as on CI); elsewhere the test says why it skips.

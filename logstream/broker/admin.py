@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from logstream.broker.broker import Broker
+from logstream.broker.http import event
 from logstream.errors import (
     InternalTopicReadOnlyError,
     InvalidPartitionsError,
@@ -112,7 +113,12 @@ class AdminHandler:
                     raise TopicAlreadyExistsError(f"topic {name!r} already exists")
                 return
             self._mgr.create_topic(name, partitions=count, config=dict(config) or None)
-            log.info("topic %s created with %d partitions", name, count)
+            log.info(
+                "topic %s created with %d partitions",
+                name,
+                count,
+                extra=event("topic_created", topic=name, partitions=count),
+            )
 
     def delete_topic(self, name: str) -> None:
         refuse_internal(name, "delete")
@@ -120,7 +126,7 @@ class AdminHandler:
             self._mgr.delete_topic(name)
             self.broker.group_commit.forget_topic(name)
             self.broker.notifier.notify()  # waiting fetches re-read and see it gone
-            log.info("topic %s deleted", name)
+            log.info("topic %s deleted", name, extra=event("topic_deleted", topic=name))
 
     def list_topics(self, *, include_internal: bool = False) -> list[tuple[str, int]]:
         with self.broker.operation():
@@ -179,7 +185,12 @@ class AdminHandler:
             if not updates:
                 return _config_strings(self._mgr.topic(name).config)
             new = self._mgr.alter_topic_config(name, updates)
-            log.info("topic %s config altered: %s", name, sorted(updates))
+            log.info(
+                "topic %s config altered: %s",
+                name,
+                sorted(updates),
+                extra=event("topic_config_altered", topic=name, keys=sorted(updates)),
+            )
             return _config_strings(new)
 
     def create_partitions(self, name: str, total_count: int) -> None:
@@ -187,4 +198,9 @@ class AdminHandler:
         with self.broker.operation():
             self._check_partition_limit(name, total_count)
             self._mgr.add_partitions(name, total_count)
-            log.info("topic %s now has %d partitions", name, total_count)
+            log.info(
+                "topic %s now has %d partitions",
+                name,
+                total_count,
+                extra=event("partitions_added", topic=name, partitions=total_count),
+            )

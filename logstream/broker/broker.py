@@ -22,6 +22,7 @@ refuses new work once ``close()`` began and lets ``close()`` wait for in-flight 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_commit import GroupCommitRegistry
+from logstream.broker.http import NullMetrics, event, metrics_for
 from logstream.broker.notify import AppendNotifier
 from logstream.broker.producer_ids import ProducerIdManager
 from logstream.clock import SYSTEM_CLOCK, Clock
@@ -50,13 +52,16 @@ class Broker:
         *,
         clock: Clock = SYSTEM_CLOCK,
         coordinator: object | None = None,
+        metrics: NullMetrics | None = None,
     ) -> None:
         self.config = config
         self.manager = manager
         self.clock = clock
         self.coordinator = coordinator
         self.notifier = AppendNotifier()
-        self.group_commit = GroupCommitRegistry()
+        self.metrics = metrics if metrics is not None else metrics_for(config)
+        """Traffic counters and flush timing for /metrics (counts nothing when it is off)."""
+        self.group_commit = GroupCommitRegistry(self.metrics.timed_flush)
         self.producer_ids = ProducerIdManager(
             config.data_dir,
             clock=clock,
@@ -74,7 +79,13 @@ class Broker:
         self._create_lock = threading.Lock()
 
     @classmethod
-    def open(cls, config: BrokerConfig, *, clock: Clock = SYSTEM_CLOCK) -> Broker:
+    def open(
+        cls,
+        config: BrokerConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: NullMetrics | None = None,
+    ) -> Broker:
         default = TopicConfig.from_dict(dict(config.topic_defaults))
         started = time.monotonic()
         manager = LogManager.open(
@@ -96,7 +107,18 @@ class Broker:
                     r.indexes_rebuilt,
                     r.log_start_offset,
                     r.log_end_offset,
+                    extra=event(
+                        "partition_recovered",
+                        topic=r.topic,
+                        partition=r.partition,
+                        bytes_truncated=r.bytes_truncated,
+                        indexes_rebuilt=r.indexes_rebuilt,
+                        batches_scanned=r.batches_scanned,
+                        log_start_offset=r.log_start_offset,
+                        log_end_offset=r.log_end_offset,
+                    ),
                 )
+        seconds = time.monotonic() - started
         log.info(
             "opened data dir %s: %d topics, %d partitions, %s, in %.3fs",
             config.data_dir,
@@ -105,21 +127,33 @@ class Broker:
             f"recovered {len(recovered)} partitions after an unclean shutdown"
             if recovered
             else "clean",
-            time.monotonic() - started,
+            seconds,
+            extra=event(
+                "data_dir_opened",
+                data_dir=str(config.data_dir),
+                topics=len(manager.topics()),
+                partitions=len(reports),
+                clean=not recovered,
+                partitions_recovered=len(recovered),
+                bytes_truncated=sum(r.bytes_truncated for r in recovered),
+                duration_s=round(seconds, 3),
+            ),
         )
         try:
             coordinator = _open_coordinator(config, manager, clock)
         except BaseException:
             manager.close()
             raise
-        return cls(config, manager, clock=clock, coordinator=coordinator)
+        return cls(config, manager, clock=clock, coordinator=coordinator, metrics=metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the flusher and retention threads."""
         self._spawn(
-            "logstream-flusher", self.manager.flush_due, self.config.flush_check_interval_ms
+            "logstream-flusher",
+            functools.partial(self.metrics.flush_due, self.manager),
+            self.config.flush_check_interval_ms,
         )
         self._spawn(
             "logstream-retention", self._enforce_retention, self.config.retention_check_interval_ms
@@ -133,7 +167,14 @@ class Broker:
 
     def _enforce_retention(self) -> None:
         for tp, segments in self.manager.enforce_retention().items():
-            log.info("retention deleted %d segments of %s", segments, tp)
+            log.info(
+                "retention deleted %d segments of %s",
+                segments,
+                tp,
+                extra=event(
+                    "segments_deleted", topic=tp.topic, partition=tp.partition, segments=segments
+                ),
+            )
 
     def _spawn(self, name: str, job: Callable[[], object], interval_ms: int) -> None:
         def loop() -> None:
@@ -205,6 +246,12 @@ class Broker:
                     "topic %s auto-created with %d partitions",
                     topic,
                     self.config.default_partitions,
+                    extra=event(
+                        "topic_created",
+                        topic=topic,
+                        partitions=self.config.default_partitions,
+                        auto=True,
+                    ),
                 )
             except TopicAlreadyExistsError:
                 pass

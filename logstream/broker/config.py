@@ -20,6 +20,10 @@ TOML layout (every key optional; unknown keys are an error)::
     retention_check_interval_ms = 60000
     grace_period_s = 5.0             # in-flight calls may finish for this long on shutdown
     log_level = "INFO"
+    log_format = "text"              # text | json (one object per line, docs/monitoring.md)
+    http_listen = ""                 # HOST:PORT of /metrics, /healthz, /readyz; "" = off
+    metrics_partition_series_limit = 2000  # partitions with per-partition series
+    slow_request_ms = 1000           # unary calls slower than this log a slow_request event
     group_min_session_timeout_ms = 1000    # consumer groups (docs/consumer-groups.md)
     group_max_session_timeout_ms = 300000
     group_heartbeat_interval_ms = 1000
@@ -99,6 +103,10 @@ class BrokerConfig:
     retention_check_interval_ms: int = 60_000
     grace_period_s: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    http_listen: str = ""
+    metrics_partition_series_limit: int = 2_000
+    slow_request_ms: int = 1_000
     group_min_session_timeout_ms: int = 1_000
     group_max_session_timeout_ms: int = 300_000
     group_heartbeat_interval_ms: int = 1_000
@@ -164,6 +172,21 @@ class BrokerConfig:
             )
         defaults = parse_config_updates(dict(self.topic_defaults))
         check_topic_overrides(defaults, TopicConfig.from_dict(defaults))
+        if self.log_format not in ("text", "json"):
+            raise InvalidConfigError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.metrics_partition_series_limit < 0:
+            raise InvalidConfigError(
+                "metrics_partition_series_limit must be >= 0: "
+                f"{self.metrics_partition_series_limit}"
+            )
+        if self.slow_request_ms < 0:
+            raise InvalidConfigError(f"slow_request_ms must be >= 0: {self.slow_request_ms}")
+        if self.http_listen:
+            h_host, h_sep, h_port = self.http_listen.rpartition(":")
+            if not h_sep or not h_host or not h_port.isdigit():
+                raise InvalidConfigError(
+                    f"http_listen must be HOST:PORT or empty, got {self.http_listen!r}"
+                )
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise InvalidConfigError(

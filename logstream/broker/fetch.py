@@ -132,6 +132,7 @@ class FetchHandler:
                 )
             if not skip:
                 out.records = bytes(plog.read(spec.offset, max(budget, 1)))
+                self.broker.metrics.fetched(spec.topic, spec.partition, out.records)
             out.log_start_offset = plog.log_start_offset
             out.high_watermark = plog.log_end_offset
         except LogstreamError as exc:

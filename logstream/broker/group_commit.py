@@ -96,7 +96,10 @@ class GroupCommit:
 class GroupCommitRegistry:
     """One :class:`GroupCommit` per partition, created on first use."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, wrap_flush: Callable[[Callable[[], object]], Callable[[], object]] | None = None
+    ) -> None:
+        self._wrap_flush = wrap_flush or (lambda flush: flush)  # metrics time each flush
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, int], tuple[object, GroupCommit]] = {}
 
@@ -106,7 +109,8 @@ class GroupCommitRegistry:
             entry = self._by_key.get(key)
             # A deleted and re-created topic has a new log object: start afresh.
             if entry is None or entry[0] is not log_obj:
-                gc = GroupCommit(log_obj.flush, f"{topic}-{partition}")  # type: ignore[attr-defined]
+                flush = self._wrap_flush(log_obj.flush)  # type: ignore[attr-defined]
+                gc = GroupCommit(flush, f"{topic}-{partition}")
                 self._by_key[key] = (log_obj, gc)
                 return gc
             return entry[1]

@@ -10,17 +10,21 @@ is.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
 
 from logstream.broker.broker import Broker
+from logstream.broker.http import event
 from logstream.broker.rpc import error_fields
 from logstream.coordinator import GroupCoordinator, ResetSpec
 from logstream.coordinator.offsets import CommittedOffset
 from logstream.errors import InvalidRequestError
 from logstream.protocol import common_pb2, group_pb2, group_pb2_grpc
 from logstream.types import OffsetAndMetadata, TopicPartition
+
+log = logging.getLogger("logstream.broker.groups")
 
 _RESET_KINDS = {
     "to_earliest": "earliest",
@@ -157,6 +161,11 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
     def DeleteGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             self.coordinator.delete_group(request.group_id)
+        log.info(
+            "group %s deleted",
+            request.group_id,
+            extra=event("group_deleted", group=request.group_id),
+        )
         return group_pb2.DeleteGroupResponse()
 
     def ResetOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -175,6 +184,19 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
                 list(request.partitions),
                 spec,
                 execute=request.execute,
+            )
+        if request.execute:
+            log.info(
+                "group %s offsets reset on %s (%d partitions)",
+                request.group_id,
+                request.topic,
+                len(plan),
+                extra=event(
+                    "group_offsets_reset",
+                    group=request.group_id,
+                    topic=request.topic,
+                    partitions=len(plan),
+                ),
             )
         return group_pb2.ResetOffsetsResponse(
             plan=[

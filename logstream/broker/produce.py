@@ -96,7 +96,8 @@ class ProduceHandler:
     ) -> None:
         refuse_internal(out.topic, "produce to")  # only the coordinator writes them
         plog = self.broker.get_log(out.topic, out.partition, create=True)
-        appended = 0
+        appended = records = nbytes = 0
+        segments_before = plog.segment_count
         for i, batch in enumerate(batches):
             try:
                 length = peek_length(batch)
@@ -116,6 +117,9 @@ class ProduceHandler:
                     )
                 break
             appended += 1
+            if not result.duplicate:
+                records += result.last_offset - result.base_offset + 1
+                nbytes += length
             out.batches.append(
                 BatchOutcome(
                     base_offset=result.base_offset,
@@ -126,6 +130,7 @@ class ProduceHandler:
             )
         if not appended:
             return
+        self.broker.metrics.produced(plog, records, nbytes, segments_before)
         self.broker.notifier.notify((out.topic, out.partition))
         if acks == "flushed":
             timeout = (

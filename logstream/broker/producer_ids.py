@@ -111,6 +111,11 @@ class ProducerIdManager:
                 os.close(self._fd)
                 self._fd = -1
 
+    @property
+    def allocated(self) -> int:
+        """Producer ids handed out so far (the next id)."""
+        return self._next_id
+
     def allocate(self, name: str = "") -> tuple[int, int]:
         """A (producer_id, epoch) pair; durable before it is returned."""
         encoded = name.encode()

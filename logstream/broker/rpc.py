@@ -305,7 +305,17 @@ def _wrap_stream_stream(
     return handler
 
 
-def _method_handler(servicer: object, method: MethodDescriptor, budget: ByteBudget) -> Any:
+Observe = Callable[[str, str, Callable[..., Any]], Callable[..., Any]]
+"""A hook around each built handler: ``(method name, kind, handler) -> handler`` (metrics)."""
+
+
+def no_observer(name: str, kind: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    return handler
+
+
+def _method_handler(
+    servicer: object, method: MethodDescriptor, budget: ByteBudget, observe: Observe
+) -> Any:
     fn = getattr(servicer, method.name)
     name = f"{method.containing_service.name}.{method.name}"
     in_cls = message_factory.GetMessageClass(method.input_type)
@@ -314,7 +324,7 @@ def _method_handler(servicer: object, method: MethodDescriptor, budget: ByteBudg
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_stream(fn, name, budget),
+            observe(name, "bidi", _wrap_stream_stream(fn, name, budget)),
             request_deserializer=_decoder(in_cls, budget, name, FORCE),
             response_serializer=encode,
         )
@@ -324,23 +334,27 @@ def _method_handler(servicer: object, method: MethodDescriptor, budget: ByteBudg
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_unary_stream(fn, name),
+            observe(name, "unary_stream", _wrap_unary_stream(fn, name)),
             request_deserializer=_decoder(in_cls, budget, name, REFUSE),
             response_serializer=encode,
         )
-    wrap = _wrap_async_unary if inspect.iscoroutinefunction(fn) else _wrap_sync_unary
+    is_async = inspect.iscoroutinefunction(fn)
+    wrap = _wrap_async_unary if is_async else _wrap_sync_unary
     return grpc.unary_unary_rpc_method_handler(
-        wrap(fn, name),
+        observe(name, "async" if is_async else "sync", wrap(fn, name)),
         request_deserializer=_decoder(in_cls, budget, name, REFUSE),
         response_serializer=encode,
     )
 
 
 def generic_handler(
-    service: ServiceDescriptor, servicer: object, budget: ByteBudget
+    service: ServiceDescriptor,
+    servicer: object,
+    budget: ByteBudget,
+    observe: Observe = no_observer,
 ) -> grpc.GenericRpcHandler:
     """Every method of ``service``, served by the same-named method of ``servicer``."""
     return grpc.method_handlers_generic_handler(
         service.full_name,
-        {m.name: _method_handler(servicer, m, budget) for m in service.methods},
+        {m.name: _method_handler(servicer, m, budget, observe) for m in service.methods},
     )

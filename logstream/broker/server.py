@@ -18,6 +18,7 @@ period, then ``Broker.close()`` (flush, clean-shutdown marker), then the loop an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -34,8 +35,11 @@ from grpc_reflection.v1alpha import reflection
 from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
+from logstream.broker.http import BrokerMetrics, event, metrics_for
+from logstream.broker.http.rpc_metrics import observe_handler
+from logstream.broker.http.server import HttpListener
 from logstream.broker.network import server_options
-from logstream.broker.rpc import ByteBudget, generic_handler
+from logstream.broker.rpc import ByteBudget, generic_handler, no_observer
 from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
@@ -57,9 +61,13 @@ SERVICE_NAMES = tuple(s.full_name for s in _SERVICES)
 class BrokerServer:
     """A started-or-not gRPC server bound to a port, owning its Broker."""
 
-    def __init__(self, config: BrokerConfig, broker: Broker) -> None:
+    def __init__(
+        self, config: BrokerConfig, broker: Broker, http: HttpListener | None = None
+    ) -> None:
         self.config = config
         self.broker = broker
+        self.http = http
+        """The /metrics, /healthz, /readyz listener (``http_listen``), started before recovery."""
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
         self.pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
@@ -97,9 +105,15 @@ class BrokerServer:
             GroupServicer(self.broker),
             SecurityServicer(self.security.acls, self.security.authorizer, self.security.store),
         )
+        metrics = self.broker.metrics
+        observe = (
+            functools.partial(observe_handler, metrics)
+            if isinstance(metrics, BrokerMetrics)
+            else no_observer
+        )
         server.add_generic_rpc_handlers(
             tuple(
-                generic_handler(service, servicer, self.request_budget)
+                generic_handler(service, servicer, self.request_budget, observe)
                 for service, servicer in zip(_SERVICES, servicers, strict=True)
             )
         )
@@ -134,11 +148,22 @@ class BrokerServer:
     def start(self) -> None:
         self.broker.start()
         self._run(self._start())
+        if self.http is not None:
+            self.http.attach(
+                self.broker, port=lambda: self.port, request_bytes=lambda: self.request_budget.used
+            )
+            self.http.set_ready(True)
         log.info(
             "serving on %s (data: %s; %s)",
             self.address,
             self.config.data_dir,
             self.security.description,
+            extra=event(
+                "broker_started",
+                address=self.address,
+                http_address=self.http.address if self.http else "",
+                data_dir=str(self.config.data_dir),
+            ),
         )
 
     async def _start(self) -> None:
@@ -152,15 +177,21 @@ class BrokerServer:
             if self._stopped.is_set():
                 return
             grace = self.config.grace_period_s if grace is None else grace
-            log.info("shutting down (grace %.1fs)", grace)
+            log.info(
+                "shutting down (grace %.1fs)", grace, extra=event("broker_stopping", grace_s=grace)
+            )
+            if self.http is not None:
+                self.http.set_ready(False)
             self._run(self.health.enter_graceful_shutdown())
             done = asyncio.run_coroutine_threadsafe(self.grpc_server.stop(grace), self.loop)
             self.broker.notifier.close()  # long-polls answer now instead of at their deadline
             done.result()
             self.broker.close()
             self._stop_loop()
+            if self.http is not None:
+                self.http.stop()
             self._stopped.set()
-            log.info("broker stopped")
+            log.info("broker stopped", extra=event("broker_stopped"))
 
     def reload_security(self) -> None:
         """Read TLS certificates and the credentials file again (SIGHUP)."""
@@ -173,15 +204,38 @@ class BrokerServer:
 def create_server(config: BrokerConfig) -> tuple[BrokerServer, int, Broker]:
     """Open the data dir and build a server bound to ``config.listen`` (port 0: any free).
 
+    With ``config.http_listen``, the HTTP listener starts first, so ``/healthz`` answers
+    (and ``/readyz`` says 503) while the data directory recovers.
+
     Returns ``(server, port, broker)``; call ``server.start()``, later ``server.stop()``.
     """
-    broker = Broker.open(config)
+    http = _start_http(config)
     try:
-        server = BrokerServer(config, broker)
+        broker = Broker.open(config, metrics=http.metrics if http else None)
+    except BaseException:
+        if http is not None:
+            http.stop()
+        raise
+    try:
+        server = BrokerServer(config, broker, http)
     except BaseException:
         broker.close()
+        if http is not None:
+            http.stop()
         raise
     return server, server.port, broker
+
+
+def _start_http(config: BrokerConfig) -> HttpListener | None:
+    if not config.http_listen:
+        return None
+    metrics = metrics_for(config)
+    assert isinstance(metrics, BrokerMetrics)
+    try:
+        http = HttpListener(config.http_listen, metrics)
+    except OSError as exc:
+        raise OSError(f"cannot listen for HTTP on {config.http_listen}: {exc}") from exc
+    return http
 
 
 def start_line(server: BrokerServer) -> str:
@@ -206,6 +260,8 @@ def serve(config: BrokerConfig) -> int:
     }
     try:
         server.start()
+        if server.http is not None:
+            print(f"logstream http listening on {server.http.address}", flush=True)
         print(start_line(server), flush=True)
         stop.wait()
         log.info("received %s", signal.Signals(received[0]).name if received else "stop")

@@ -5,7 +5,6 @@ The broker package is imported inside the command, so other commands stay light.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ Examples:
   logstream serve --auth --acls --super-users admin --data-dir ./data
   logstream serve --listen 0.0.0.0:7070 --insecure   # no authentication: trusted networks only
   logstream serve --listen 127.0.0.1:0 --data-dir "$(mktemp -d)"   # a free port, printed
+  logstream serve --http-listen 127.0.0.1:7071 --log-format json  # /metrics, JSON logs
 """
 )
 @click.option(
@@ -53,6 +53,21 @@ Examples:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default=None,
     help="Logging level of the stderr log. [default: INFO]",
+)
+@click.option(
+    "--log-format",
+    envvar="LOGSTREAM_LOG_FORMAT",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default=None,
+    help="stderr log lines: text, or one JSON object per line (docs/monitoring.md). "
+    "[default: text]",
+)
+@click.option(
+    "--http-listen",
+    envvar="LOGSTREAM_HTTP_LISTEN",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve /metrics, /healthz and /readyz here; empty: off. [default: off]",
 )
 @click.option(
     "--auto-create-topics/--no-auto-create-topics",
@@ -112,6 +127,8 @@ def serve(
     listen: str | None,
     config_file: Path | None,
     log_level: str | None,
+    log_format: str | None,
+    http_listen: str | None,
     auto_create_topics: bool | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -125,6 +142,7 @@ def serve(
     from logstream.broker import build_config
     from logstream.broker import serve as run
     from logstream.broker.config import PROTECTED_MODE
+    from logstream.broker.http import configure_logging
     from logstream.broker.network import check_listen_address
     from logstream.errors import LogstreamError
 
@@ -134,6 +152,8 @@ def serve(
             data_dir=data_dir,
             listen=listen,
             log_level=log_level.upper() if log_level else None,
+            log_format=log_format.lower() if log_format else None,
+            http_listen=http_listen,
             auto_create_topics=auto_create_topics,
             tls_cert=tls_cert,
             tls_key=tls_key,
@@ -148,11 +168,7 @@ def serve(
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         raise click.UsageError(str(exc)) from exc
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     try:
         # Before the data directory is created or opened: a busy port changes nothing.
         check_listen_address(config.listen)

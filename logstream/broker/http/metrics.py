@@ -82,7 +82,7 @@ class NullMetrics:
     enabled = False
 
     def produced(self, plog: _Log, records: int, nbytes: int, segments_before: int) -> None:
-        if plog.segment_count != segments_before:
+        if plog.segment_count > segments_before > 0:  # not the first segment: no roll
             _log_roll(plog, segments_before)
 
     def fetched(self, topic: str, partition: int, data: bytes) -> None:
@@ -172,7 +172,7 @@ class BrokerMetrics(NullMetrics):
                 counts = self._traffic[key] = [0, 0, 0, 0]
             counts[IN_RECORDS] += records
             counts[IN_BYTES] += nbytes
-        if plog.segment_count != segments_before:
+        if plog.segment_count > segments_before > 0:  # not the first segment: no roll
             _log_roll(plog, segments_before)
 
     def fetched(self, topic: str, partition: int, data: bytes) -> None:

@@ -1,0 +1,175 @@
+"""/metrics of a real broker process, parsed with the Prometheus text parser: the values
+follow what producers and consumers do."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import Monitored, Scrape, http_get, start_monitored
+
+from logstream import Admin, Consumer, Producer
+from logstream.errors import TopicAlreadyExistsError
+from logstream.types import TopicPartition
+
+
+def _wait_for(monitored: Monitored, check: object, timeout: float = 15.0) -> Scrape:
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = monitored.scrape()
+        if check(scrape):  # type: ignore[operator]
+            return scrape
+        if time.monotonic() > deadline:
+            raise AssertionError("the scrape never showed the expected values")
+        time.sleep(0.05)
+
+
+def test_health_and_readiness(monitored: Monitored) -> None:
+    assert http_get(f"http://{monitored.http}/healthz") == (200, "ok\n")
+    assert http_get(f"http://{monitored.http}/readyz") == (200, "ready\n")
+    status, _ = http_get(f"http://{monitored.http}/nope")
+    assert status == 404
+    scrape = monitored.scrape()
+    assert scrape.value("logstream_ready") == 1.0
+    assert scrape.value("logstream_starting") == 0.0
+    assert "process_resident_memory_bytes" in scrape.families
+
+
+def test_produce_and_consume_move_the_counters(monitored: Monitored) -> None:
+    admin = Admin(monitored.address)
+    admin.create_topic("orders", partitions=2)
+    before = monitored.scrape()
+    assert before.value("logstream_topic_records_in_total", topic="orders") == 0
+    assert before.value("logstream_topic_partitions", topic="orders") == 2
+
+    producer = Producer(monitored.address)
+    for i in range(300):
+        producer.send("orders", b"v%05d" % i, partition=i % 2)
+    producer.flush(10)
+    producer.close()
+
+    after = monitored.scrape()
+    assert after.value("logstream_topic_records_in_total", topic="orders") == 300
+    in_bytes = after.value("logstream_topic_bytes_in_total", topic="orders")
+    assert in_bytes > 300 * 6  # values plus batch headers
+    per_partition = [
+        after.value("logstream_partition_records_in_total", topic="orders", partition=str(p))
+        for p in range(2)
+    ]
+    assert per_partition == [150, 150]
+    assert after.value("logstream_partition_log_end_offset", topic="orders", partition="0") == 150
+    assert after.value("logstream_topic_log_bytes", topic="orders") >= in_bytes
+    assert after.value("logstream_partition_segments", topic="orders", partition="1") == 1
+    produce_calls = after.get("logstream_rpc_requests_total", method="Log.Produce") + after.get(
+        "logstream_rpc_requests_total", method="Log.ProduceStream"
+    )
+    assert produce_calls >= 1
+    assert after.value("logstream_producer_ids_allocated_total") >= 0
+
+    consumer = Consumer(monitored.address, group="readers", auto_offset_reset="earliest")
+    tps = [TopicPartition("orders", p) for p in range(2)]
+    consumer.assign(tps)
+    got = 0
+    deadline = time.monotonic() + 15
+    while got < 300 and time.monotonic() < deadline:
+        got += len(consumer.poll(timeout=0.5))
+    assert got == 300
+    consumer.commit({TopicPartition("orders", 0): 100, TopicPartition("orders", 1): 150})
+    consumer.close()
+
+    final = _wait_for(
+        monitored,
+        lambda s: s.get("logstream_rpc_duration_seconds_count", method="Group.CommitOffsets") >= 1,
+    )
+    assert final.value("logstream_topic_records_out_total", topic="orders") >= 300
+    assert final.value("logstream_topic_bytes_out_total", topic="orders") >= in_bytes
+    lag = final.value("logstream_group_lag_records", group="readers", topic="orders", partition="0")
+    assert lag == 50
+    assert (
+        final.value("logstream_group_lag_records", group="readers", topic="orders", partition="1")
+        == 0
+    )
+    assert final.value("logstream_group_total_lag_records", group="readers") == 50
+    assert final.value("logstream_group_max_lag_seconds", group="readers") >= 0
+    assert (
+        final.value("logstream_group_lag_seconds", group="readers", topic="orders", partition="1")
+        == 0
+    )
+    assert final.value("logstream_rpc_requests_total", method="Group.CommitOffsets") >= 1
+    hist = final.value("logstream_rpc_duration_seconds_count", method="Admin.CreateTopics")
+    assert hist == 1
+    admin.close()
+
+
+def test_errors_are_counted_by_method_and_code(monitored: Monitored) -> None:
+    admin = Admin(monitored.address)
+    admin.create_topic("twice", partitions=1)
+    try:
+        admin.create_topic("twice", partitions=1)
+    except TopicAlreadyExistsError:
+        pass  # a per-topic error inside a successful answer, not an RPC error
+    admin.close()
+    import grpc
+
+    from logstream.protocol import log_pb2, log_pb2_grpc
+
+    channel = grpc.insecure_channel(monitored.address)
+    stub = log_pb2_grpc.LogStub(channel)
+    try:
+        stub.Produce(log_pb2.ProduceRequest(acks=99), timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+    else:
+        raise AssertionError("acks=99 was accepted")
+    channel.close()
+    # The client has its answer before the handler's coroutine finishes: wait for the count.
+    scrape = _wait_for(monitored, lambda s: s.series("logstream_rpc_errors_total"))
+    assert scrape.series("logstream_rpc_errors_total") == [
+        {"method": "Log.Produce", "code": "INVALID_REQUIRED_ACKS"}
+    ]
+    assert (
+        scrape.value(
+            "logstream_rpc_errors_total", method="Log.Produce", code="INVALID_REQUIRED_ACKS"
+        )
+        == 1
+    )
+
+
+def test_open_streams_and_connections(monitored: Monitored) -> None:
+    consumer = Consumer(monitored.address, auto_offset_reset="earliest")
+    Admin(monitored.address).create_topic("live", partitions=1)
+    consumer.assign([TopicPartition("live", 0)])
+    consumer.poll(timeout=0.2)
+    scrape = _wait_for(
+        monitored,
+        lambda s: s.get("logstream_rpc_open_streams", method="Log.Subscribe") >= 1,
+    )
+    assert scrape.value("logstream_connections") >= 1
+    consumer.close()
+    _wait_for(
+        monitored,
+        lambda s: s.get("logstream_rpc_open_streams", method="Log.Subscribe") == 0,
+    )
+
+
+def test_per_partition_series_are_bounded(tmp_path: Path) -> None:
+    m = start_monitored(tmp_path / "data", metrics_partition_series_limit=3)
+    try:
+        Admin(m.address).create_topic("wide", partitions=6)
+        scrape = m.scrape()
+        # __consumer_offsets-0 sorts first: it takes one of the three
+        assert len(scrape.series("logstream_partition_log_bytes")) == 3
+        assert scrape.value("logstream_metrics_series_omitted", family="partition") == 4
+        assert scrape.value("logstream_topic_partitions", topic="wide") == 6
+    finally:
+        m.proc.terminate()
+
+
+def test_http_listener_is_off_by_default(tmp_path: Path) -> None:
+    from logstream.testing.broker import BrokerProcess
+
+    proc = BrokerProcess(tmp_path / "data").start()
+    try:
+        assert "http listening" not in proc.output()
+    finally:
+        assert proc.terminate() == 0

@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     "user": "logstream.cli.users:user",
     "acl": "logstream.cli.acl:acl",
     "quota": "logstream.cli.quota:quota",
+    "top": "logstream.cli.top:top",
 }
 
 EPILOG = """\b
@@ -47,6 +48,7 @@ Examples:
   logstream tail orders --since 3d --grep error
   logstream export orders --since 1d --to orders.parquet
   logstream group describe billing                  lag and time lag per partition
+  logstream top                                     live rates and lag (serve --http-listen)
 Every command has --help with examples. Docs: docs/cli.md
 """
 

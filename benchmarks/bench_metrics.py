@@ -1,0 +1,159 @@
+"""What /metrics costs: the produce and replay rows of bench_e2e with the HTTP listener off
+and on, measured in the same run.
+
+    python benchmarks/bench_metrics.py            # prints the section and rewrites RESULTS.md
+    python benchmarks/bench_metrics.py --no-write
+
+Two broker processes run side by side (one with ``http_listen`` and a scraper reading
+/metrics every second, as Prometheus would; one without), and the rounds alternate
+between them so that the machine's noise falls on both alike. Per row: the median of
+``ROUNDS`` runs of records/s and of *broker* CPU time per record (``/proc/PID/stat``),
+which a shared machine's noisy neighbours disturb far less than wall-clock rates.
+
+The produce and replay children are bench_e2e's (``Producer.send`` of 100 B records,
+4 partitions; a fresh consumer's ``poll_batch`` from offset 0). Bounded: bench_e2e's
+record and time limits per run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_e2e import PARTITIONS, _child, _result  # noqa: E402
+
+ROUNDS = 5
+RECORDS = 1_000_000
+SIZE = 100
+HTTP_LINE = re.compile(r"logstream http listening on (\S+)")
+
+
+def _broker_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+class _Scraper:
+    """GET /metrics once a second until stopped; counts the scrapes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            with urllib.request.urlopen(self.url, timeout=10) as resp:
+                resp.read()
+            self.scrapes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def _one_round(broker: object, admin: object, tag: str, rnd: int) -> dict[str, float]:
+    address = broker.address  # type: ignore[attr-defined]
+    pid = broker.pid  # type: ignore[attr-defined]
+    topic = f"cost-{tag}-{rnd}"
+    admin.create_topic(topic, partitions=PARTITIONS)  # type: ignore[attr-defined]
+    cpu0 = _broker_cpu(pid)
+    prod = _result(_child("produce", address, topic, SIZE, RECORDS, "send"))
+    cpu1 = _broker_cpu(pid)
+    n = int(prod["records"])  # type: ignore[call-overload]
+    rep = _result(_child("replay", address, topic, n, "poll_batch"))
+    cpu2 = _broker_cpu(pid)
+    rn = int(rep["records"])  # type: ignore[call-overload]
+    admin.delete_topic(topic)  # type: ignore[attr-defined]
+    return {
+        "produce_rate": n / float(prod["seconds"]),  # type: ignore[arg-type]
+        "produce_cpu_ns": (cpu1 - cpu0) / n * 1e9,
+        "replay_rate": rn / float(rep["seconds"]),  # type: ignore[arg-type]
+        "replay_cpu_ns": (cpu2 - cpu1) / max(rn, 1) * 1e9,
+    }
+
+
+def run() -> str:
+    from common import machine_line
+
+    from logstream import Admin
+    from logstream.testing.broker import BrokerProcess
+
+    results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    scrapes = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        off = BrokerProcess(Path(tmp) / "off", log_level="WARNING").start()
+        on = BrokerProcess(
+            Path(tmp) / "on", log_level="WARNING", http_listen="127.0.0.1:0"
+        ).start()
+        match = HTTP_LINE.search(on.output())
+        assert match, on.output()
+        scraper = _Scraper(f"http://{match.group(1)}/metrics")
+        try:
+            admins = {"off": Admin(off.address), "on": Admin(on.address)}
+            brokers = {"off": off, "on": on}
+            for rnd in range(ROUNDS):
+                order = ("off", "on") if rnd % 2 == 0 else ("on", "off")
+                for tag in order:
+                    results[tag].append(_one_round(brokers[tag], admins[tag], tag, rnd))
+            for a in admins.values():
+                a.close()
+        finally:
+            scraper.stop()
+            scrapes = scraper.scrapes
+            off.terminate()
+            on.terminate()
+
+    def med(tag: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[tag])
+
+    rows = []
+    for phase, label in (("produce", "produce `send`"), ("replay", "replay `poll_batch`")):
+        r_off, r_on = med("off", f"{phase}_rate"), med("on", f"{phase}_rate")
+        c_off, c_on = med("off", f"{phase}_cpu_ns"), med("on", f"{phase}_cpu_ns")
+        rows.append(
+            f"| {label} | {r_off / 1e6:.3f} M | {r_on / 1e6:.3f} M | "
+            f"{(r_on / r_off - 1) * 100:+.1f}% | {c_off:.0f} ns | {c_on:.0f} ns | "
+            f"{(c_on / c_off - 1) * 100:+.1f}% |"
+        )
+    return "\n".join(
+        [
+            "## Cost of /metrics (benchmarks/bench_metrics.py)",
+            "",
+            f"Machine: {machine_line()}",
+            "",
+            f"{SIZE} B records, {PARTITIONS} partitions, up to {RECORDS:,} records per run; "
+            f"two brokers side by side, the HTTP listener off and on (scraped every second: "
+            f"{scrapes} scrapes in the run), {ROUNDS} alternating rounds, medians. Broker CPU "
+            "= the broker process's CPU time per record (robust to noisy neighbours; the "
+            "wall-clock rates of a shared machine move by several per cent between runs).",
+            "",
+            "| phase | records/s off | records/s on | change | broker CPU/record off "
+            "| on | change |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    section = run()
+    print(section)
+    if "--no-write" not in sys.argv:
+        from common import write_section
+
+        write_section("metrics", section)

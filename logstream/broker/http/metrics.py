@@ -20,6 +20,7 @@ Concurrency: every method is safe from the event loop and from pool threads.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -56,16 +57,18 @@ class _Log(Protocol):
     def segment_count(self) -> int: ...
 
 
+_I32 = struct.Struct("<i")
+
+
 def batch_record_count(data: bytes | memoryview) -> int:
     """Records in the whole batches of ``data`` (reads each batch header's count field)."""
-    view = memoryview(data)
-    pos, end, records = 0, len(view), 0
-    from_bytes = int.from_bytes
+    pos, end, records = 0, len(data), 0
+    unpack = _I32.unpack_from
     while end - pos >= RECORD_COUNT_POS + 4:
-        length = from_bytes(view[pos + BATCH_LENGTH_POS : pos + BATCH_LENGTH_POS + 4], "little")
+        length = unpack(data, pos + BATCH_LENGTH_POS)[0]
         if length <= 0 or length > end - pos:
             break
-        records += from_bytes(view[pos + RECORD_COUNT_POS : pos + RECORD_COUNT_POS + 4], "little")
+        records += unpack(data, pos + RECORD_COUNT_POS)[0]
         pos += length
     return records
 

@@ -90,11 +90,12 @@ class BrokerCollector(Collector):
             "TCP connections established to the broker's gRPC port.",
             value=established_connections(self.port()),
         )
-        slots = broker.waiter_slots
+        # threading.Semaphore keeps its free count in _value and offers no public reader.
+        free = getattr(broker.waiter_slots, "_value", broker.config.max_waiters)
         yield GaugeMetricFamily(
             "logstream_waiting_requests",
             "Long-polling fetches and open subscriptions holding a waiter slot.",
-            value=broker.config.max_waiters - getattr(slots, "_value", broker.config.max_waiters),
+            value=broker.config.max_waiters - free,
         )
         yield GaugeMetricFamily(
             "logstream_request_bytes_in_flight",

@@ -13,6 +13,7 @@ process metrics and ``logstream_ready 0``.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -32,6 +33,10 @@ StartResponse = Callable[..., Any]
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -62,10 +67,11 @@ class HttpListener:
         )  # fmt: skip
         self._not_ready.set(1)
         self._metrics_app = make_wsgi_app(metrics.registry)
-        self._server = make_server(
-            host.strip("[]"), int(port), self._app, _ThreadingServer, handler_class=_QuietHandler
-        )
         self.host = host.strip("[]")
+        server_class = _ThreadingServer6 if ":" in self.host else _ThreadingServer
+        self._server = make_server(
+            self.host, int(port), self._app, server_class, handler_class=_QuietHandler
+        )
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="logstream-http", daemon=True

@@ -144,7 +144,7 @@ def _handler_costs(tmp: Path) -> list[str]:
     from logstream.broker.http import BrokerMetrics
     from logstream.broker.http.server import HttpListener
     from logstream.broker.produce import ProduceHandler
-    from logstream.codec.batch import encode_batch
+    from logstream.codec import encode_batch
 
     broker = Broker.open(BrokerConfig(data_dir=tmp / "handlers"))
     try:

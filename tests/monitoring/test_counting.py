@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from logstream.broker.http.metrics import BrokerMetrics, batch_record_count
-from logstream.codec.batch import encode_batch
+from logstream.codec import encode_batch
 
 
 def test_record_count_reads_each_whole_batch_header() -> None:

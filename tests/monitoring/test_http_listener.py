@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import http_get, parse
+from monitoring_helpers import http_get, parse
 
 from logstream.broker.http import BrokerMetrics, NullMetrics
 from logstream.broker.http.rpc_metrics import ASYNC_UNARY, observe_handler

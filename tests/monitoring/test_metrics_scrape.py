@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import Monitored, Scrape, http_get, start_monitored
+from monitoring_helpers import Monitored, Scrape, http_get, start_monitored
 
 from logstream import Admin, Consumer, Producer
 from logstream.errors import TopicAlreadyExistsError

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import yaml
-from conftest import Monitored
+from monitoring_helpers import Monitored
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
 METRIC = re.compile(r"\b((?:logstream|process)_[a-z0-9_]+)\b")

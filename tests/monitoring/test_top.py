@@ -9,7 +9,7 @@ import sys
 import time
 
 import pexpect
-from conftest import Monitored
+from monitoring_helpers import Monitored
 
 from logstream import Admin, Consumer, Producer
 from logstream.cli.top import Snapshot, group_rows, topic_rows

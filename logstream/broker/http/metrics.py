@@ -34,7 +34,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from logstream.codec.batch import BATCH_LENGTH_POS, RECORD_COUNT_POS
+from logstream.codec import RECORD_COUNT_POS, batch_positions
 from logstream.errors import LogstreamError
 
 log = logging.getLogger("logstream.broker")
@@ -61,16 +61,10 @@ _I32 = struct.Struct("<i")
 
 
 def batch_record_count(data: bytes | memoryview) -> int:
-    """Records in the whole batches of ``data`` (reads each batch header's count field)."""
-    pos, end, records = 0, len(data), 0
+    """Records in the whole batches of ``data`` (the storage's bytes: trusted), read from
+    each batch header's count field."""
     unpack = _I32.unpack_from
-    while end - pos >= RECORD_COUNT_POS + 4:
-        length = unpack(data, pos + BATCH_LENGTH_POS)[0]
-        if length <= 0 or length > end - pos:
-            break
-        records += unpack(data, pos + RECORD_COUNT_POS)[0]
-        pos += length
-    return records
+    return sum(unpack(data, pos + RECORD_COUNT_POS)[0] for pos in batch_positions(data))
 
 
 QueueSource = Callable[[], Iterable[Any]]

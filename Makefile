@@ -34,8 +34,9 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 run: $(RUNSTAMP)
 	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)"
 
-# The peer-benchmark smoke test needs a real redis-server: install it when we can (root with
-# apt-get, as on CI); elsewhere the test says why it skips.
+# The peer-benchmark smoke test needs a real redis-server, the web console tests headless
+# Chromium and its driver: install them when we can (root with apt-get, as on CI); elsewhere
+# the tests say why they skip.
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -43,6 +44,12 @@ test-services:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	      || echo "could not install redis-server; its smoke test will skip"; \
 	  else echo "redis-server not installed; its smoke test will skip"; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the web console tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "could not install chromium; the console tests will skip"; \
+	  else echo "chromium not installed; the console tests will skip"; fi; }
 
 test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks

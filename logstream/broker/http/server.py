@@ -1,4 +1,5 @@
-"""The broker's HTTP listener: ``/metrics``, ``/healthz``, ``/readyz``.
+"""The broker's HTTP listener: ``/metrics``, ``/healthz``, ``/readyz``, and the web console
+(``/``, ``/static/``, ``/api/``: ``console.py``).
 
 A WSGI application served by the standard library's ``wsgiref`` server, one thread per
 request (scrapes are rare and short), on its own daemon thread, so it never touches the
@@ -23,6 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import Gauge, ProcessCollector, make_wsgi_app
 
 from logstream.broker.http.collector import BrokerCollector
+from logstream.broker.http.console import ConsoleApi, console_app
 from logstream.broker.http.metrics import BrokerMetrics
 
 log = logging.getLogger("logstream.broker.http")
@@ -60,6 +62,7 @@ class HttpListener:
         self.metrics = metrics
         self._ready = False
         self._collector: BrokerCollector | None = None
+        self._console: ConsoleApi | None = None
         ProcessCollector(registry=metrics.registry)
         self._not_ready = Gauge(
             "logstream_starting", "1 while the data directory is being recovered.",
@@ -95,6 +98,7 @@ class HttpListener:
             broker, self.metrics, port=port, request_bytes=request_bytes, ready=lambda: self.ready
         )
         self.metrics.registry.register(self._collector)
+        self._console = ConsoleApi(broker, self.metrics)
 
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
@@ -110,6 +114,9 @@ class HttpListener:
             if self._ready:
                 return _text(start_response, "200 OK", "ready\n")
             return _text(start_response, "503 Service Unavailable", "not ready\n")
+        served = console_app(lambda: self._console, environ, start_response)
+        if served is not None:
+            return served
         return _text(start_response, "404 Not Found", "not found: try /metrics\n")
 
     def stop(self) -> None:

@@ -1,0 +1,256 @@
+// logstream web console: plain JavaScript, no dependencies, served by the broker.
+// Views by URL hash: #/ (overview), #/topic/NAME, #/messages, #/groups, #/queues.
+// Live views poll the JSON API every REFRESH_MS; charts keep the last hour in memory.
+"use strict";
+
+const REFRESH_MS = 2000;
+const HISTORY_MS = 3600 * 1000;
+const history = new Map(); // series name -> [[time ms, value], ...]
+let previous = null; // the last overview, for rates
+let timer = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+async function api(path) {
+  const resp = await fetch(path, { cache: "no-store" });
+  const body = await resp.json();
+  if (!resp.ok) throw new Error(body.error || resp.statusText);
+  return body;
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n.toFixed(0)) + " " + units[i];
+}
+
+function seconds(ms) {
+  if (ms <= 0) return "-";
+  const s = ms / 1000;
+  if (s < 60) return s.toFixed(1) + " s";
+  if (s < 3600) return (s / 60).toFixed(1) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function table(columns, rows) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, columns.map(([label, , num]) => el("th", { class: num ? "num" : "" }, label)))),
+    el("tbody", {}, rows.map((r) => el("tr", {},
+      columns.map(([, get, num]) => el("td", { class: num ? "num" : "" }, get(r)))))));
+}
+
+function record(name, value) {
+  const now = Date.now();
+  const points = history.get(name) || [];
+  points.push([now, value]);
+  while (points.length && points[0][0] < now - HISTORY_MS) points.shift();
+  history.set(name, points);
+}
+
+function chart(name, width = 320, height = 60) {
+  const points = history.get(name) || [];
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("data-series", name);
+  if (points.length > 0) {
+    const t0 = points[0][0], t1 = Math.max(points[points.length - 1][0], t0 + 1);
+    const top = Math.max(1, ...points.map((p) => p[1]));
+    const xy = points.map(([t, v]) =>
+      `${((t - t0) / (t1 - t0) * (width - 4) + 2).toFixed(1)},${(height - 2 - v / top * (height - 4)).toFixed(1)}`);
+    if (xy.length === 1) xy.push(`${width - 2},${xy[0].split(",")[1]}`);
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    line.setAttribute("points", xy.join(" "));
+    svg.append(line);
+  }
+  return svg;
+}
+
+function rate(now, before, topic, field, dt) {
+  if (!before || dt <= 0) return 0;
+  const old = before.get(topic);
+  return old ? Math.max(0, (now[field] - old[field]) / dt) : 0;
+}
+
+async function overview(view) {
+  const data = await api("/api/overview");
+  const at = Date.now();
+  const before = previous && new Map(previous.topics.map((t) => [t.name, t]));
+  const dt = previous ? (at - previous.at) / 1000 : 0;
+  const topics = data.topics.filter((t) => !t.name.startsWith("__")).map((t) => ({
+    ...t,
+    in_rate: rate(t, before, t.name, "records_in", dt),
+    out_rate: rate(t, before, t.name, "records_out", dt),
+  }));
+  previous = { at, topics: data.topics };
+  const totalIn = topics.reduce((s, t) => s + t.in_rate, 0);
+  record("produce", totalIn);
+  view.replaceChildren(
+    el("h2", {}, "Broker"),
+    el("p", {}, `gRPC ${data.broker.listen}, data ${data.broker.data_dir}, ${topics.length} topics`),
+    el("h2", {}, "Records produced per second"),
+    chart("produce", 640, 80),
+    el("h2", {}, "Topics"),
+    table([
+      ["topic", (t) => el("a", { href: "#/topic/" + encodeURIComponent(t.name), class: "topic-link" }, t.name)],
+      ["partitions", (t) => t.partitions, true],
+      ["records", (t) => t.records, true],
+      ["size", (t) => bytes(t.size_bytes), true],
+      ["in/s", (t) => t.in_rate.toFixed(1), true],
+      ["out/s", (t) => t.out_rate.toFixed(1), true],
+    ], topics.sort((a, b) => b.in_rate - a.in_rate || a.name.localeCompare(b.name))));
+}
+
+async function topic(view, name) {
+  const t = await api("/api/topic?name=" + encodeURIComponent(name));
+  view.replaceChildren(
+    el("h2", {}, `Topic ${t.name}`),
+    el("p", {}, el("a", { href: `#/messages?topic=${encodeURIComponent(t.name)}` }, "Browse messages")),
+    table([
+      ["partition", (p) => p.partition, true],
+      ["start offset", (p) => p.log_start_offset, true],
+      ["end offset", (p) => p.log_end_offset, true],
+      ["size", (p) => bytes(p.size_bytes), true],
+      ["segments", (p) => p.segments, true],
+      ["records in", (p) => p.records_in, true],
+      ["records out", (p) => p.records_out, true],
+      ["error", (p) => p.error],
+    ], t.partitions),
+    el("h2", {}, "Config"),
+    table([["key", (r) => r[0]], ["value", (r) => r[1]]], Object.entries(t.config).sort()));
+}
+
+function shown(v) {
+  if (v === null) return el("span", { class: "muted" }, "null");
+  if (v.hex !== undefined) return el("span", { class: "muted" }, "hex " + v.hex);
+  try {
+    const parsed = JSON.parse(v.text);
+    if (parsed !== null && typeof parsed === "object") return JSON.stringify(parsed, null, 2);
+  } catch (e) { /* not JSON: shown as text */ }
+  return v.text;
+}
+
+async function messages(view, params) {
+  const overviewData = await api("/api/overview");
+  const names = overviewData.topics.map((t) => t.name).filter((n) => !n.startsWith("__"));
+  const form = el("form", { id: "browse" },
+    el("label", {}, "topic", el("select", { name: "topic" }, names.map((n) => el("option", { value: n }, n)))),
+    el("label", {}, "partition", el("input", { name: "partition", type: "number", min: "0", value: "0" })),
+    el("label", {}, "offset", el("input", { name: "offset", type: "number", min: "0", placeholder: "end" })),
+    el("label", {}, "order", el("select", { name: "order" },
+      el("option", { value: "newest" }, "newest first"), el("option", { value: "oldest" }, "oldest first"))),
+    el("label", {}, "key", el("input", { name: "key" })),
+    el("label", {}, "text", el("input", { name: "text" })),
+    el("label", {}, "limit", el("input", { name: "limit", type: "number", min: "1", max: "500", value: "50" })),
+    el("button", { type: "submit", id: "browse-go" }, "Show"));
+  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+  const results = el("div", { id: "results" });
+  const run = async (event) => {
+    if (event) event.preventDefault();
+    const q = new URLSearchParams(new FormData(form));
+    const page = await api("/api/messages?" + q.toString());
+    const next = page.next_offset === null ? null : el("button", {
+      id: "browse-next", type: "button",
+      onclick: () => { form.elements.offset.value = page.next_offset; run(); },
+    }, "Next page");
+    results.replaceChildren(
+      el("p", { class: "muted" }, `offsets ${page.log_start_offset} to ${page.log_end_offset}, ${page.records.length} shown`),
+      table([
+        ["offset", (r) => r.offset, true],
+        ["time", (r) => new Date(r.timestamp_ms).toISOString()],
+        ["key", (r) => shown(r.key)],
+        ["value", (r) => el("div", { class: "value" }, shown(r.value))],
+        ["headers", (r) => r.headers.map(([k, v]) => `${k}=${v && v.text !== undefined ? v.text : "(binary)"}`).join(", ")],
+      ], page.records),
+      next);
+  };
+  form.addEventListener("submit", run);
+  view.replaceChildren(el("h2", {}, "Messages"), form, results);
+  if (names.length) await run();
+}
+
+async function groups(view) {
+  const data = await api("/api/groups");
+  const parts = [el("h2", {}, "Consumer groups")];
+  if (!data.groups.length) parts.push(el("p", { class: "muted" }, "No consumer groups."));
+  for (const g of data.groups) {
+    record("lag:" + g.group, g.lag);
+    parts.push(
+      el("h2", {}, `${g.group} (${g.state}, ${g.members.length} members, lag ${g.lag})`),
+      chart("lag:" + g.group),
+      table([
+        ["topic", (p) => p.topic],
+        ["partition", (p) => p.partition, true],
+        ["member", (p) => p.member_id || "-"],
+        ["committed", (p) => p.committed, true],
+        ["end", (p) => p.end, true],
+        ["lag", (p) => p.lag, true],
+        ["time lag", (p) => seconds(p.time_lag_ms), true],
+      ], g.partitions));
+  }
+  view.replaceChildren(...parts);
+}
+
+async function queues(view) {
+  const data = await api("/api/queues");
+  const parts = [el("h2", {}, "Queue groups")];
+  if (!data.queues.length) parts.push(el("p", { class: "muted" }, "No queue groups."));
+  for (const q of data.queues) record("depth:" + q.group, q.depth);
+  if (data.queues.length) {
+    parts.push(table([
+      ["group", (q) => q.group],
+      ["depth", (q) => q.depth, true],
+      ["available", (q) => q.available, true],
+      ["in flight", (q) => q.in_flight, true],
+      ["delayed", (q) => q.delayed, true],
+      ["dead-lettered", (q) => q.dead_lettered, true],
+      ["oldest", (q) => seconds(q.oldest_age_ms), true],
+      ["depth, last hour", (q) => chart("depth:" + q.group, 200, 40)],
+    ], data.queues));
+  }
+  view.replaceChildren(...parts);
+}
+
+async function show() {
+  clearTimeout(timer);
+  const view = document.getElementById("view");
+  const status = document.getElementById("status");
+  const [route, query] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(query || "");
+  let live = true;
+  let render;
+  if (route.startsWith("/topic/")) render = () => topic(view, decodeURIComponent(route.slice(7)));
+  else if (route === "/messages") { render = () => messages(view, params); live = false; }
+  else if (route === "/groups") render = () => groups(view);
+  else if (route === "/queues") render = () => queues(view);
+  else render = () => overview(view);
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.getAttribute("href") === "#" + route);
+  }
+  try {
+    await render();
+    status.textContent = "updated " + new Date().toLocaleTimeString();
+    status.className = "";
+  } catch (err) {
+    status.textContent = String(err.message || err);
+    status.className = "error";
+  }
+  if (live) timer = setTimeout(show, REFRESH_MS);
+}
+
+window.addEventListener("hashchange", show);
+show();

@@ -68,9 +68,13 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Any) -> Any:
+    """Wait for ``condition``; live pages re-render every 2 s, so an element read while
+    its table is replaced is retried, not an error."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 def _no_console_errors(driver: Any) -> None:
@@ -84,23 +88,34 @@ def _css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+def _offsets(driver: Any) -> list[int] | None:
+    """The offsets shown in the results table; None while it is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [int(r.text.split()[0]) for r in _css(driver, "#results tbody tr")]
+    except StaleElementReferenceException:
+        return None
+
+
 def test_overview_lists_topics_and_draws_the_rate_chart(
     console_broker: Monitored, browser: Any
 ) -> None:
     browser.get(f"http://{console_broker.http}/#/")
     _wait(browser, lambda d: [a.text for a in _css(d, "a.topic-link")] == ["orders"])
-    # two polls make a line: the chart's polyline gets at least two points
-    _wait(browser, lambda d: len(_css(d, "svg.chart polyline")) == 1)
-    points = _css(browser, "svg.chart polyline")[0].get_attribute("points").split()
-    assert len(points) >= 2
+    # the rate chart draws a line (one poll gives a flat segment, later ones add points)
+    points = _wait(
+        browser,
+        lambda d: [p.get_attribute("points").split() for p in _css(d, "svg.chart polyline")],
+    )
+    assert len(points) == 1 and len(points[0]) >= 2
     _no_console_errors(browser)
 
 
 def test_topic_page_shows_partitions(console_broker: Monitored, browser: Any) -> None:
     browser.get(f"http://{console_broker.http}/#/topic/orders")
     _wait(browser, lambda d: "Topic orders" in d.page_source)
-    rows = _wait(browser, lambda d: _css(d, "table tbody tr"))
-    first_table = [r.text.split() for r in rows[:2]]
+    first_table = _wait(browser, lambda d: [r.text.split() for r in _css(d, "table tbody tr")][:2])
     assert [r[0] for r in first_table] == ["0", "1"]
     assert first_table[0][2] == "30"  # end offset of partition 0
     _no_console_errors(browser)
@@ -110,33 +125,25 @@ def test_message_browser_filters_by_key_and_pages(console_broker: Monitored, bro
     from selenium.webdriver.common.by import By
 
     browser.get(f"http://{console_broker.http}/#/messages?topic=orders&partition=0&limit=5")
-    _wait(browser, lambda d: "5 shown" in d.page_source)
-    offsets = [int(r.text.split()[0]) for r in _css(browser, "#results tbody tr")]
-    assert offsets == [29, 28, 27, 26, 25]  # newest first
+    _wait(browser, lambda d: _offsets(d) == [29, 28, 27, 26, 25])  # newest first
     key = browser.find_element(By.NAME, "key")
     key.clear()
     key.send_keys("k1")
     browser.find_element(By.NAME, "limit").clear()
     browser.find_element(By.NAME, "limit").send_keys("50")
     browser.find_element(By.ID, "browse-go").click()
-    _wait(browser, lambda d: "10 shown" in d.page_source)
-    rows = _css(browser, "#results tbody tr")
-    assert [int(r.text.split()[0]) for r in rows] == list(range(28, 0, -3))
-    assert '"item": "thing-28"' in rows[0].text  # pretty JSON
+    _wait(browser, lambda d: _offsets(d) == list(range(28, 0, -3)))
+    assert "10 shown" in browser.page_source
+    assert '"item": "thing-28"' in _css(browser, "#results tbody tr")[0].text  # pretty JSON
     # oldest first, paged
     browser.find_element(By.NAME, "key").clear()
     browser.find_element(By.NAME, "order").send_keys("oldest first")
     browser.find_element(By.NAME, "limit").clear()
     browser.find_element(By.NAME, "limit").send_keys("20")
     browser.find_element(By.ID, "browse-go").click()
-    _wait(browser, lambda d: _css(d, "#browse-next"))
-    first = [int(r.text.split()[0]) for r in _css(browser, "#results tbody tr")]
-    assert first == list(range(20))
+    _wait(browser, lambda d: _offsets(d) == list(range(20)))
     browser.find_element(By.ID, "browse-next").click()
-    _wait(browser, lambda d: "10 shown" in d.page_source)
-    assert [int(r.text.split()[0]) for r in _css(browser, "#results tbody tr")] == list(
-        range(20, 30)
-    )
+    _wait(browser, lambda d: _offsets(d) == list(range(20, 30)))
     _no_console_errors(browser)
 
 

@@ -12,6 +12,9 @@ or 404):
 - ``/api/messages?topic=T&partition=P[&offset=O][&limit=N][&order=newest|oldest]
   [&key=K][&text=S]``: decoded records, values as text or hex, paged by offset.
 
+With authentication on (``--auth`` or ``--tls-client-ca``) every ``/api/`` route answers
+403: the console has no token login yet and would otherwise bypass the broker's checks.
+
 Everything is read through the objects the gRPC servicers use (``AdminHandler``, the group
 coordinator, the partition log's ``read`` as Fetch does); the console never opens a
 storage file. A message search reads at most ``MAX_SCAN_BYTES`` per request; newest first
@@ -302,6 +305,13 @@ def console_app(
     console = api()
     if console is None:
         return _json(start_response, "503 Service Unavailable", {"error": "broker starting"})
+    if getattr(console.broker.config, "authenticated", False):
+        # The console has no token login yet: with authentication on it would bypass it.
+        return _json(
+            start_response,
+            "403 Forbidden",
+            {"error": "the console is off while the broker requires authentication"},
+        )
     q = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     handlers: dict[str, Callable[[], object]] = {
         "/api/overview": console.overview,

@@ -20,11 +20,34 @@ from logstream.replay.ranges import Range
 from logstream.replay.source import RecordSource
 from logstream.types import Record, TopicPartition
 
-__all__ = ["Merger", "ReadPacing", "read_ranges"]
+__all__ = ["Merger", "ReadPacing", "newest", "read_ranges"]
 
 
 def _order(r: Record) -> tuple[int, str, int, int]:
     return (r.timestamp_ms, r.topic, r.partition, r.offset)
+
+
+def newest(records: Iterable[Record], n: int) -> list[Record]:
+    """The newest ``n`` of ``records`` (given in arrival order, each partition in offset
+    order), oldest first.
+
+    A producer stamps every record of a batch with the batch's time, so records of several
+    partitions often share a timestamp. Ties are broken so that the last records produced
+    come last when that can be told: by offset within a partition, and across partitions by
+    how close each record is to the end of its partition's run of equal timestamps (the last
+    record of every run is newer than the one before it in the same run), then by arrival."""
+    items = list(records)
+    if n <= 0 or not items:
+        return []
+    after: dict[int, int] = {}  # index -> records after it in its partition with its timestamp
+    runs: dict[tuple[str, int, int], int] = {}
+    for i in range(len(items) - 1, -1, -1):
+        r = items[i]
+        key = (r.topic, r.partition, r.timestamp_ms)
+        after[i] = runs.get(key, 0)
+        runs[key] = after[i] + 1
+    order = sorted(range(len(items)), key=lambda i: (items[i].timestamp_ms, -after[i], i))
+    return [items[i] for i in order[-n:]]
 
 
 class Merger:

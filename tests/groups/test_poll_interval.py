@@ -78,9 +78,11 @@ def test_a_hung_member_loses_its_partitions_to_the_others_and_rejoins(broker, ca
     other = Poller(busy)
     try:
         wait_for(
-            lambda: hung.poll(0.05) is not None
-            and len(hung.assignment()) == 2
-            and len(other.assignment) == 2,
+            lambda: (
+                hung.poll(0.05) is not None
+                and len(hung.assignment()) == 2
+                and len(other.assignment) == 2
+            ),
             what="two members with two partitions each",
         )
         held = hung.assignment()
@@ -93,9 +95,11 @@ def test_a_hung_member_loses_its_partitions_to_the_others_and_rejoins(broker, ca
             assert len(left) == 1 and "orders-" in left[0], left
             # Its next poll drops what it lost, says so and rejoins: the two share again.
             wait_for(
-                lambda: hung.poll(0.05) is not None
-                and len(hung.assignment()) == 2
-                and len(other.assignment) == 2,
+                lambda: (
+                    hung.poll(0.05) is not None
+                    and len(hung.assignment()) == 2
+                    and len(other.assignment) == 2
+                ),
                 what="the rejoin and a new split",
             )
         assert any("rejoining" in r.getMessage() for r in caplog.records)

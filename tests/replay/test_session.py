@@ -3,7 +3,7 @@ over an in-memory source, without the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -27,20 +27,6 @@ def where(records: Sequence[Record | None]) -> list[str]:
 def replay(src: MemorySource, **request: object) -> Replay:
     req = ReplayRequest(topics=("orders",), **request)  # type: ignore[arg-type]
     return Replay(src, req, clock=ManualClock(BASE + 60_000))
-
-
-class GroupMemorySource(MemorySource):
-    """A memory source that can resume from and commit to a group."""
-
-    def __init__(self, data: Mapping[TopicPartition, Sequence[Record]]) -> None:
-        super().__init__(data)
-        self.saved: dict[TopicPartition, int] = {}
-
-    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
-        return {tp: self.saved.get(tp) for tp in tps}
-
-    def commit(self, positions: Mapping[TopicPartition, int]) -> None:
-        self.saved.update(positions)
 
 
 def test_last_n_is_the_newest_across_partitions_in_time_order(
@@ -80,18 +66,6 @@ def test_following_after_the_history_yields_new_records(two_partitions: MemorySo
         assert two_partitions.polls < 50, "the appended record never came"
     assert where(seen) == ["1:9", "1:10"]
     assert seen[1] is None  # the history is out before following starts
-
-
-def test_group_resumes_from_its_committed_offsets_and_commits_what_was_read(
-    two_partitions: MemorySource,
-) -> None:
-    src = GroupMemorySource(two_partitions.data)
-    src.saved = {P0: 8}
-    run = replay(src, group="billing", stop=ts.End())
-    assert where(list(run.records())) == ["0:8", "0:9"]  # p1 never committed: starts at the end
-    run.commit()
-    assert src.saved == {P0: 10}
-    assert src.group == "billing"
 
 
 def test_a_group_needs_a_source_that_keeps_offsets(two_partitions: MemorySource) -> None:

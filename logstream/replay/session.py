@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.errors import UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
 from logstream.replay.member import MemberRead, member_plan
@@ -153,8 +154,9 @@ class Replay:
 
     def _read(self, plan: dict[TopicPartition, Range], follow: bool) -> Iterator[Record | None]:
         """Every record of ``plan`` (counted, positions kept); idle ticks only when following."""
+        watch = self._watch_partitions if follow else None
         for item in read_ranges(
-            self.source, plan, follow=follow, pacing=self.pacing, clock=self.clock
+            self.source, plan, follow=follow, pacing=self.pacing, clock=self.clock, watch=watch
         ):
             if item is None:
                 if follow:
@@ -163,6 +165,36 @@ class Replay:
             self.stats.read += 1
             self.stats.positions[TopicPartition(item.topic, item.partition)] = item.offset + 1
             yield item
+
+    def _watch_partitions(self) -> dict[TopicPartition, Range]:
+        """While following: partitions added to the topics since the read started (read from
+        their log start: all of it is new); a topic deleted meanwhile ends the read."""
+        refresh = getattr(self.source, "refresh_partitions", None)
+        if refresh is not None:
+            refresh()
+        request = self.request
+        for topic in request.topics:
+            try:
+                self.source.partitions_for(topic)
+            except UnknownTopicOrPartitionError:
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} was deleted while following"
+                ) from None
+        stop = request.stop
+        future = isinstance(stop, ts.Timestamp) and stop.ms > self.clock.now_ms()
+        if stop is not None and not future:
+            return {}  # a stop planned from offsets: partitions created since hold none of it
+        new = [
+            tp
+            for tp in resolve_partitions(self.source, request.topics, request.partitions)
+            if tp not in set(self.partitions)
+        ]
+        if not new:
+            return {}
+        self.partitions.extend(new)
+        stop_ms = stop.ms if isinstance(stop, ts.Timestamp) else None
+        begin = self.source.beginning_offsets(new)
+        return {tp: Range(begin[tp], None, stop_ms) for tp in new}
 
     def _member(self, member: MemberRead) -> Iterator[Record | None]:
         self.stats.positions = member.processed  # the lag on the status line

@@ -90,6 +90,10 @@ class BrokerSource:
     def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         self.consumer.commit(dict(positions))
 
+    def refresh_partitions(self) -> None:
+        """Forget the partition counts: the next ``partitions_for`` asks the broker."""
+        self._parts.clear()
+
     def partitions_for(self, topic: str) -> list[int]:
         if topic not in self._parts:
             desc = self.admin.describe_topic(topic)

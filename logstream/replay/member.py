@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from logstream.errors import LogstreamError
 from logstream.replay import timespec as ts
 from logstream.replay.merge import newest
 from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
@@ -215,7 +216,10 @@ class MemberRead:
                 yield rec
             self._unprocessed = []
             if time.monotonic() - self._last_commit > self.commit_interval_s:
-                self.commit()
+                try:
+                    self.commit()
+                except LogstreamError:
+                    pass  # e.g. fenced while the group rebalanced: the next commit retries
             if self._finished():
                 return
             if not batch:

@@ -318,3 +318,15 @@ def test_tail_n_across_partitions_shows_the_newest_of_each_run_of_equal_timestam
         p.flush()
     shown = ok(broker, "tail", "t-ties", "-n", "2", "--format", "{value}").split()
     assert sorted(shown) == ["v4", "v5"]  # before: v3 v5 (ties went by partition number)
+
+
+def test_group_partitions_without_a_commit_start_where_from_points(broker: RunningBroker) -> None:
+    ok(broker, "topic", "create", "t-grp-from", "--partitions", "2")
+    ok(broker, "produce", "t-grp-from", "-p", "0", input="".join(f"a{i}\n" for i in range(6)))
+    ok(broker, "produce", "t-grp-from", "-p", "1", input="".join(f"b{i}\n" for i in range(6)))
+    out = ok(broker, "consume", "t-grp-from", "--group", "g-from", "--from", "-2", "-e")
+    assert sorted(out.split()) == ["a4", "a5", "b4", "b5"]
+    # ... and once committed, --from no longer moves the group
+    ok(broker, "produce", "t-grp-from", "-p", "0", input="a6\n")
+    again = ok(broker, "consume", "t-grp-from", "--group", "g-from", "--from", "-2", "-e")
+    assert again.split() == ["a6"]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.errors import UnknownTopicOrPartitionError
+from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
 from logstream.replay.member import MemberRead, member_plan
@@ -177,23 +177,24 @@ class Replay:
             try:
                 self.source.partitions_for(topic)
             except UnknownTopicOrPartitionError:
-                raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} was deleted while following"
-                ) from None
+                msg = f"topic {topic!r} was deleted while following"
+                raise UnknownTopicOrPartitionError(msg) from None
+            except LogstreamError:
+                return {}  # a slow or restarting broker: a follower goes on, asks again later
         stop = request.stop
         future = isinstance(stop, ts.Timestamp) and stop.ms > self.clock.now_ms()
         if stop is not None and not future:
             return {}  # a stop planned from offsets: partitions created since hold none of it
-        new = [
-            tp
-            for tp in resolve_partitions(self.source, request.topics, request.partitions)
-            if tp not in set(self.partitions)
-        ]
+        try:
+            found = resolve_partitions(self.source, request.topics, request.partitions)
+            new = [tp for tp in found if tp not in set(self.partitions)]
+            begin = self.source.beginning_offsets(new) if new else {}
+        except LogstreamError:
+            return {}
         if not new:
             return {}
         self.partitions.extend(new)
         stop_ms = stop.ms if isinstance(stop, ts.Timestamp) else None
-        begin = self.source.beginning_offsets(new)
         return {tp: Range(begin[tp], None, stop_ms) for tp in new}
 
     def _member(self, member: MemberRead) -> Iterator[Record | None]:

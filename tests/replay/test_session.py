@@ -7,10 +7,11 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from logstream.errors import UnknownTopicOrPartitionError
+from logstream.errors import BrokerNotAvailableError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import Matcher, RecordFilter
 from logstream.replay.memory import MemorySource
+from logstream.replay.merge import ReadPacing
 from logstream.replay.session import Replay, ReplayRequest
 from logstream.testing.clock import ManualClock
 from logstream.types import Record, TopicPartition
@@ -85,3 +86,34 @@ def test_a_request_without_start_stops_only_at_the_end() -> None:
 
 def test_latest_ends_asks_the_source(two_partitions: MemorySource) -> None:
     assert replay(two_partitions).latest_ends() == {P0: 10, P1: 10}
+
+
+class FlakyMetadata(MemorySource):
+    """Partition counts fail ``failures`` times once reading started (a slow broker)."""
+
+    failures = 3
+
+    def partitions_for(self, topic: str) -> list[int]:
+        if self.polls and self.failures:
+            self.failures -= 1
+            raise BrokerNotAvailableError("broker at x not available: deadline exceeded")
+        return super().partitions_for(topic)
+
+
+def test_a_follower_outlives_a_failed_partition_count_lookup(
+    two_partitions: MemorySource,
+) -> None:
+    src = FlakyMetadata(two_partitions.data)
+    src.appends.extend(
+        Record("orders", 1, 10 + i, BASE + 30_000, b"k", b"new", ()) for i in range(5)
+    )
+    req = ReplayRequest(topics=("orders",), last=0, follow=True)
+    run = Replay(src, req, pacing=ReadPacing(poll_timeout_s=0.0, watch_interval_s=0.0))
+    news = 0
+    for item in run.records():
+        if item is not None and item.value == b"new":
+            news += 1
+            if news == 5:
+                break
+        assert src.polls < 100, "the follower stopped getting records"
+    assert src.failures == 0  # the lookups failed, and the read went on

@@ -15,12 +15,16 @@ from logstream.types import OffsetAndMetadata, Record, RecordMetadata, TopicPart
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from logstream.client import Admin, Consumer, Producer
+    from logstream.client import Admin, Consumer, GroupAdmin, Producer, QueueConsumer
 
 _LAZY = {
     "Producer": "logstream.client",
     "Consumer": "logstream.client",
     "Admin": "logstream.client",
+    "GroupAdmin": "logstream.client",
+    "QueueConsumer": "logstream.client",
+    "QueueMessage": "logstream.client",
+    "Reject": "logstream.client",
 }
 
 
@@ -36,11 +40,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Admin",
     "Consumer",
+    "GroupAdmin",
     "LogstreamError",
     "OffsetAndMetadata",
     "Producer",
+    "QueueConsumer",
+    "QueueMessage",
     "Record",
     "RecordMetadata",
+    "Reject",
     "TopicPartition",
     "__version__",
 ]

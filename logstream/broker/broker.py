@@ -8,6 +8,7 @@
     ├── group_commit: GroupCommitRegistry   acks=flushed: one flush per burst of producers
     ├── producer_ids: ProducerIdManager     persisted id counter for idempotent producers
     ├── coordinator: object | None      the consumer-group coordinator, plugged in later
+    ├── queues: object | None           the queue groups (broker/queues.py), set by the server
     └── two daemon threads              flusher (flush_due) and retention (enforce_retention)
 
 The handlers (produce.py, fetch.py, admin.py) hold a reference to the Broker and do the
@@ -58,6 +59,7 @@ class Broker:
         self.manager = manager
         self.clock = clock
         self.coordinator = coordinator
+        self.queues: object | None = None  # the QueueManager, set by the server
         self.notifier = AppendNotifier()
         self.metrics = metrics if metrics is not None else metrics_for(config)
         """Traffic counters and flush timing for /metrics (counts nothing when it is off)."""

@@ -49,6 +49,10 @@ TOML layout (every key optional; unknown keys are an error)::
     flush_interval_ms = 1000
     retention_ms = 604800000
 
+    [queue_defaults]                 # QueueSettings keys: what a queue group created on
+    lease_ms = 30000                 # first use gets (docs/queues.md, Settings)
+    max_deliveries = 5
+
 Precedence (highest first): command line / ``LOGSTREAM_*`` environment, the TOML file,
 the defaults below.
 """
@@ -63,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from logstream.coordinator.queues import QueueSettings
 from logstream.errors import InvalidConfigError
 from logstream.storage.config import (
     MAX_PARTITIONS,
@@ -125,6 +130,8 @@ class BrokerConfig:
     acls: bool = False
     super_users: str = ""
     insecure: bool = False
+    queue_defaults: Mapping[str, Any] = field(default_factory=dict)
+    queue_tick_interval_ms: int = 50  # how often queue timers (leases, delays) are checked
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -187,6 +194,7 @@ class BrokerConfig:
                 raise InvalidConfigError(
                     f"http_listen must be HOST:PORT or empty, got {self.http_listen!r}"
                 )
+        queue_settings(self.queue_defaults)
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise InvalidConfigError(
@@ -224,7 +232,7 @@ class BrokerConfig:
         if unknown:
             raise InvalidConfigError(f"unknown broker config keys: {', '.join(unknown)}")
         for f in dataclasses.fields(cls):
-            if f.name in values and f.name not in ("data_dir", "topic_defaults"):
+            if f.name in values and f.name not in ("data_dir", "topic_defaults", "queue_defaults"):
                 kinds: dict[str, type | tuple[type, ...]] = {
                     "bool": bool,
                     "int": int,
@@ -240,6 +248,8 @@ class BrokerConfig:
                     raise InvalidConfigError(f"{f.name} must be {f.type}, got {value!r}")
         if "topic_defaults" in values and not isinstance(values["topic_defaults"], Mapping):
             raise InvalidConfigError("topic_defaults must be a table")
+        if "queue_defaults" in values and not isinstance(values["queue_defaults"], Mapping):
+            raise InvalidConfigError("queue_defaults must be a table")
         return cls(**values)
 
 
@@ -251,6 +261,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def queue_settings(values: Mapping[str, Any], base: QueueSettings | None = None) -> QueueSettings:
+    """``values`` (QueueSettings field names) over ``base`` (default: the defaults)."""
+    names = {f.name for f in dataclasses.fields(QueueSettings)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InvalidConfigError(f"unknown queue settings: {', '.join(unknown)}")
+    return (base or QueueSettings()).replace(**dict(values))
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

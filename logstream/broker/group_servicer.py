@@ -20,7 +20,7 @@ from logstream.broker.http import event
 from logstream.broker.rpc import error_fields
 from logstream.coordinator import GroupCoordinator, ResetSpec
 from logstream.coordinator.offsets import CommittedOffset
-from logstream.errors import InvalidRequestError
+from logstream.errors import GroupKindMismatchError, InvalidRequestError
 from logstream.protocol import common_pb2, group_pb2, group_pb2_grpc
 from logstream.types import OffsetAndMetadata, TopicPartition
 
@@ -66,6 +66,11 @@ class GroupServicer(group_pb2_grpc.GroupServicer):
         return coordinator
 
     def Heartbeat(self, request: Any, context: grpc.ServicerContext) -> Any:
+        queues: Any = self.broker.queues
+        if request.member_epoch == 0 and queues is not None and queues.exists(request.group_id):
+            raise GroupKindMismatchError(
+                f"{request.group_id!r} is a queue group; a consumer group needs another name"
+            )
         with self.broker.operation():
             r = self.coordinator.heartbeat(
                 request.group_id,

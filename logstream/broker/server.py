@@ -39,11 +39,13 @@ from logstream.broker.http import BrokerMetrics, event, metrics_for
 from logstream.broker.http.rpc_metrics import observe_handler
 from logstream.broker.http.server import HttpListener
 from logstream.broker.network import server_options
+from logstream.broker.queue_servicer import QueueServicer
+from logstream.broker.queues import QueueManager
 from logstream.broker.rpc import ByteBudget, generic_handler, no_observer
 from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
-from logstream.protocol import admin_pb2, group_pb2, log_pb2, security_pb2
+from logstream.protocol import admin_pb2, group_pb2, log_pb2, queue_pb2, security_pb2
 
 log = logging.getLogger("logstream.broker")
 
@@ -54,6 +56,7 @@ _SERVICES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"],
     group_pb2.DESCRIPTOR.services_by_name["Group"],
     security_pb2.DESCRIPTOR.services_by_name["Security"],
+    queue_pb2.DESCRIPTOR.services_by_name["Queue"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in _SERVICES)
 
@@ -68,6 +71,8 @@ class BrokerServer:
         self.broker = broker
         self.http = http
         """The /metrics, /healthz, /readyz listener (``http_listen``), started before recovery."""
+        self.queues = QueueManager(broker)
+        broker.queues = self.queues
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
         self.pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
@@ -104,6 +109,7 @@ class BrokerServer:
             AdminServicer(self.broker),
             GroupServicer(self.broker),
             SecurityServicer(self.security.acls, self.security.authorizer, self.security.store),
+            QueueServicer(self.broker, self.queues),
         )
         metrics = self.broker.metrics
         observe = (
@@ -147,6 +153,7 @@ class BrokerServer:
 
     def start(self) -> None:
         self.broker.start()
+        self.queues.start()
         self._run(self._start())
         if self.http is not None:
             self.http.attach(
@@ -186,6 +193,7 @@ class BrokerServer:
             done = asyncio.run_coroutine_threadsafe(self.grpc_server.stop(grace), self.loop)
             self.broker.notifier.close()  # long-polls answer now instead of at their deadline
             done.result()
+            self.queues.close()
             self.broker.close()
             self._stop_loop()
             if self.http is not None:

@@ -12,6 +12,7 @@ from logstream.client.chunks import ColumnChunk, RecordColumns
 from logstream.client.consumer import Consumer
 from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
 from logstream.client.producer import BulkFuture, Producer, RecordFuture
+from logstream.client.queue_consumer import QueueConsumer, QueueMessage, Reject, SettleError
 from logstream.client.transport import Transport
 
 __all__ = [
@@ -25,8 +26,12 @@ __all__ = [
     "GroupListing",
     "PartitionInfo",
     "Producer",
+    "QueueConsumer",
+    "QueueMessage",
     "RecordColumns",
     "RecordFuture",
+    "Reject",
+    "SettleError",
     "TopicDescription",
     "TopicInfo",
     "Transport",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
+from logstream.client.queue_admin import QueueAdminMixin
 from logstream.protocol import common_pb2, group_pb2
 from logstream.types import TopicPartition
 
@@ -67,8 +68,9 @@ class GroupDescription:
 RESET_TARGETS = ("earliest", "latest", "offset", "timestamp", "shift")
 
 
-class GroupAdmin:
-    """Administration of consumer groups on one broker."""
+class GroupAdmin(QueueAdminMixin):
+    """Administration of consumer groups and queue groups (:class:`QueueAdminMixin`) on
+    one broker."""
 
     def __init__(
         self,

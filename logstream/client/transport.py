@@ -31,6 +31,8 @@ from logstream.protocol import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
 )
@@ -190,6 +192,52 @@ class TransportLike(Protocol):
     def reset_offsets(
         self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
     ) -> group_pb2.ResetOffsetsResponse: ...
+
+
+    # -- Queue service
+    def queue_join(
+        self, request: queue_pb2.QueueJoinRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueJoinResponse: ...
+
+    def queue_leave(
+        self, request: queue_pb2.QueueLeaveRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueLeaveResponse: ...
+
+    def queue_fetch(
+        self, request: queue_pb2.QueueFetchRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueFetchResponse: ...
+
+    def queue_settle(
+        self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueSettleResponse: ...
+
+    def create_queue_group(
+        self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.CreateQueueGroupResponse: ...
+
+    def alter_queue_group(
+        self, request: queue_pb2.AlterQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.AlterQueueGroupResponse: ...
+
+    def describe_queue_group(
+        self, request: queue_pb2.DescribeQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DescribeQueueGroupResponse: ...
+
+    def list_queue_groups(
+        self, request: queue_pb2.ListQueueGroupsRequest, *, timeout: float | None
+    ) -> queue_pb2.ListQueueGroupsResponse: ...
+
+    def delete_queue_group(
+        self, request: queue_pb2.DeleteQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DeleteQueueGroupResponse: ...
+
+    def queue_peek(
+        self, request: queue_pb2.PeekRequest, *, timeout: float | None
+    ) -> queue_pb2.PeekResponse: ...
+
+    def queue_redrive(
+        self, request: queue_pb2.RedriveRequest, *, timeout: float | None
+    ) -> queue_pb2.RedriveResponse: ...
 
     def close(self) -> None: ...
 
@@ -364,6 +412,7 @@ class Transport:
         self.admin = admin_pb2_grpc.AdminStub(self._channel)
         self.group = group_pb2_grpc.GroupStub(self._channel)
         self.acl = security_pb2_grpc.SecurityStub(self._channel)
+        self.queue = queue_pb2_grpc.QueueStub(self._channel)
         self._closed = False
 
     # -- Log
@@ -495,6 +544,62 @@ class Transport:
         self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
     ) -> group_pb2.ResetOffsetsResponse:
         return _call(self.group.ResetOffsets, request, timeout, self.address)
+
+    # -- Queue
+    def queue_join(
+        self, request: queue_pb2.QueueJoinRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueJoinResponse:
+        return _call(self.queue.Join, request, timeout, self.address)
+
+    def queue_leave(
+        self, request: queue_pb2.QueueLeaveRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueLeaveResponse:
+        return _call(self.queue.Leave, request, timeout, self.address)
+
+    def queue_fetch(
+        self, request: queue_pb2.QueueFetchRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueFetchResponse:
+        return _call(self.queue.Fetch, request, timeout, self.address)
+
+    def queue_settle(
+        self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueSettleResponse:
+        return _call(self.queue.Settle, request, timeout, self.address)
+
+    def create_queue_group(
+        self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.CreateQueueGroupResponse:
+        return _call(self.queue.CreateQueueGroup, request, timeout, self.address)
+
+    def alter_queue_group(
+        self, request: queue_pb2.AlterQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.AlterQueueGroupResponse:
+        return _call(self.queue.AlterQueueGroup, request, timeout, self.address)
+
+    def describe_queue_group(
+        self, request: queue_pb2.DescribeQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DescribeQueueGroupResponse:
+        return _call(self.queue.DescribeQueueGroup, request, timeout, self.address)
+
+    def list_queue_groups(
+        self, request: queue_pb2.ListQueueGroupsRequest, *, timeout: float | None
+    ) -> queue_pb2.ListQueueGroupsResponse:
+        return _call(self.queue.ListQueueGroups, request, timeout, self.address)
+
+    def delete_queue_group(
+        self, request: queue_pb2.DeleteQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DeleteQueueGroupResponse:
+        return _call(self.queue.DeleteQueueGroup, request, timeout, self.address)
+
+    def queue_peek(
+        self, request: queue_pb2.PeekRequest, *, timeout: float | None
+    ) -> queue_pb2.PeekResponse:
+        return _call(self.queue.Peek, request, timeout, self.address)
+
+    def queue_redrive(
+        self, request: queue_pb2.RedriveRequest, *, timeout: float | None
+    ) -> queue_pb2.RedriveResponse:
+        return _call(self.queue.Redrive, request, timeout, self.address)
 
     def close(self) -> None:
         if not self._closed:

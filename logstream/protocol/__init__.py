@@ -11,6 +11,8 @@ from logstream.protocol._generated.logstream.v1 import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "group_pb2_grpc",
     "log_pb2",
     "log_pb2_grpc",
+    "queue_pb2",
+    "queue_pb2_grpc",
     "security_pb2",
     "security_pb2_grpc",
 ]

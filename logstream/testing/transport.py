@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from logstream import errors
 from logstream.codec import next_offset_after, read_header, stamp_base_offset, validate_batch
-from logstream.protocol import admin_pb2, group_pb2, log_pb2
+from logstream.protocol import admin_pb2, group_pb2, log_pb2, queue_pb2
 from logstream.types import EARLIEST, LATEST
 
 T = TypeVar("T")
@@ -327,6 +327,62 @@ class InMemoryTransport:
         self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
     ) -> group_pb2.ResetOffsetsResponse:
         raise self._unsupported("ResetOffsets")
+
+    # -- Queue service: not simulated (queue groups need a real broker)
+    def queue_join(
+        self, request: queue_pb2.QueueJoinRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueJoinResponse:
+        raise self._unsupported("queue_join")
+
+    def queue_leave(
+        self, request: queue_pb2.QueueLeaveRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueLeaveResponse:
+        raise self._unsupported("queue_leave")
+
+    def queue_fetch(
+        self, request: queue_pb2.QueueFetchRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueFetchResponse:
+        raise self._unsupported("queue_fetch")
+
+    def queue_settle(
+        self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
+    ) -> queue_pb2.QueueSettleResponse:
+        raise self._unsupported("queue_settle")
+
+    def create_queue_group(
+        self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.CreateQueueGroupResponse:
+        raise self._unsupported("create_queue_group")
+
+    def alter_queue_group(
+        self, request: queue_pb2.AlterQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.AlterQueueGroupResponse:
+        raise self._unsupported("alter_queue_group")
+
+    def describe_queue_group(
+        self, request: queue_pb2.DescribeQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DescribeQueueGroupResponse:
+        raise self._unsupported("describe_queue_group")
+
+    def list_queue_groups(
+        self, request: queue_pb2.ListQueueGroupsRequest, *, timeout: float | None
+    ) -> queue_pb2.ListQueueGroupsResponse:
+        raise self._unsupported("list_queue_groups")
+
+    def delete_queue_group(
+        self, request: queue_pb2.DeleteQueueGroupRequest, *, timeout: float | None
+    ) -> queue_pb2.DeleteQueueGroupResponse:
+        raise self._unsupported("delete_queue_group")
+
+    def queue_peek(
+        self, request: queue_pb2.PeekRequest, *, timeout: float | None
+    ) -> queue_pb2.PeekResponse:
+        raise self._unsupported("queue_peek")
+
+    def queue_redrive(
+        self, request: queue_pb2.RedriveRequest, *, timeout: float | None
+    ) -> queue_pb2.RedriveResponse:
+        raise self._unsupported("queue_redrive")
 
     # -- plumbing -------------------------------------------------------------------------------
 

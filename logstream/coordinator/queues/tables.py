@@ -92,6 +92,11 @@ class WindowTables:
         return self.capacity - (self._end - self._start)
 
     @property
+    def next_due_ms(self) -> int:
+        """No :meth:`tick` before this time has anything to do (a timer sleeps until it)."""
+        return int(self._next_due)
+
+    @property
     def parked_count(self) -> int:
         return self._p.size
 

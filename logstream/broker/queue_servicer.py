@@ -1,0 +1,305 @@
+"""The Queue gRPC service: protobuf <-> :class:`~logstream.broker.queues.QueueManager`.
+
+``Fetch`` is a coroutine on the server's event loop (a waiting fetch parks a coroutine, no
+thread): it settles and acquires inline (one engine call and one append to
+``__queue_state`` under the group's lock), and when nothing is available it waits on the
+broker's notifier for an append to one of the group's partitions or a wake-up of the group
+(a nack delay or a lease ran out, a member left), up to ``max_wait_ms``. The records are
+read from the logs after the state log holds their acquisition. Every other method is
+plain and runs in the server's thread pool.
+
+Whole-request errors (unknown group, kind mismatch, negative delay, bad settings) raise and
+leave as a gRPC status with the numeric code (``logstream.broker.rpc``); per-record
+refusals of a settlement travel in ``SettleResult``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+
+from logstream.broker.broker import Broker
+from logstream.broker.queues import QueueManager, Settle, SettleOutcome
+from logstream.coordinator.queues import Delivery, QueueDepth, QueueSettings
+from logstream.errors import InvalidRequestError
+from logstream.protocol import queue_pb2, queue_pb2_grpc
+from logstream.protocol.status import client_message
+
+_SETTING_FIELDS = (
+    "lease_ms",
+    "max_deliveries",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "dead_letter_topic",
+    "key_ordered",
+    "auto_ack",
+    "window_size",
+    "start",
+    "expired_action",
+)
+DEFAULT_MAX_RECORDS = 500
+
+
+def settings_values(pb: Any) -> dict[str, Any]:
+    """The fields set in a ``QueueSettings`` message."""
+    out: dict[str, Any] = {}
+    for name in _SETTING_FIELDS:
+        if pb.HasField(name):
+            value = getattr(pb, name)
+            if name == "start" and value not in ("earliest", "latest"):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise InvalidRequestError(
+                        f"start must be earliest, latest or a timestamp in ms: {value!r}"
+                    ) from None
+            out[name] = value
+    return out
+
+
+def settings_pb(s: QueueSettings) -> queue_pb2.QueueSettings:
+    return queue_pb2.QueueSettings(
+        lease_ms=s.lease_ms,
+        max_deliveries=s.max_deliveries,
+        backoff_initial_ms=s.backoff_initial_ms,
+        backoff_max_ms=s.backoff_max_ms,
+        dead_letter_topic=s.dead_letter_topic,
+        key_ordered=s.key_ordered,
+        auto_ack=s.auto_ack,
+        window_size=s.window_size,
+        start=str(s.start),
+        expired_action=s.expired_action,
+    )
+
+
+def _settles(items: Any) -> list[Settle]:
+    return [
+        Settle(
+            s.topic,
+            s.partition,
+            int(s.kind),
+            np.asarray(s.offsets, np.int64),
+            s.delay_ms if s.HasField("delay_ms") else None,
+            s.reason,
+            s.lease_ms,
+        )
+        for s in items
+    ]
+
+
+def _results(outcomes: list[SettleOutcome]) -> list[queue_pb2.SettleResult]:
+    return [
+        queue_pb2.SettleResult(
+            topic=o.settle.topic,
+            partition=o.settle.partition,
+            kind=o.settle.kind,  # type: ignore[arg-type]
+            offsets=o.offsets,
+            error_codes=[e.code for e in o.errors],
+            error_messages=[client_message(e) for e in o.errors],
+        )
+        for o in outcomes
+        if o.offsets
+    ]
+
+
+def _depth_pb(d: QueueDepth) -> queue_pb2.QueueDepth:
+    return queue_pb2.QueueDepth(
+        topic=d.topic,
+        partition=d.partition,
+        start_offset=d.start_offset,
+        end_offset=d.end_offset,
+        available=d.available,
+        unread=d.unread,
+        acquired=d.acquired,
+        delayed=d.delayed,
+        dead_letter_pending=d.dead_letter_pending,
+        acknowledged=d.acknowledged,
+        dead_lettered=d.dead_lettered,
+        dropped=d.dropped,
+        redelivered=d.redelivered,
+        oldest_unfinished_offset=-1
+        if d.oldest_unfinished_offset is None
+        else d.oldest_unfinished_offset,
+        oldest_unfinished_age_ms=-1
+        if d.oldest_unfinished_age_ms is None
+        else d.oldest_unfinished_age_ms,
+        depth=d.depth,
+        parked=d.parked,
+    )
+
+
+class QueueServicer(queue_pb2_grpc.QueueServicer):
+    def __init__(self, broker: Broker, queues: QueueManager) -> None:
+        self.broker = broker
+        self.queues = queues
+
+    # ---- members -------------------------------------------------------------------------
+
+    def Join(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            m = self.queues.join(
+                request.group,
+                request.member_id,
+                list(request.topics),
+                create=request.create,
+                client_id=request.client_id or context.peer(),
+            )
+        return queue_pb2.QueueJoinResponse(settings=settings_pb(m.group.settings), topics=m.topics)
+
+    def Leave(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            outcomes, released = self.queues.leave(
+                request.group, request.member_id, _settles(request.settle)
+            )
+        return queue_pb2.QueueLeaveResponse(results=_results(outcomes), released=released)
+
+    def Settle(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            outcomes = self.queues.settle(
+                request.group, request.member_id, _settles(request.settle)
+            )
+        return queue_pb2.QueueSettleResponse(results=_results(outcomes))
+
+    async def Fetch(self, request: Any, context: Any) -> Any:
+        if request.max_records < 0 or request.max_wait_ms < 0 or request.lease_ms < 0:
+            raise InvalidRequestError("max_records, max_wait_ms and lease_ms must be >= 0")
+        if not request.member_id:
+            raise InvalidRequestError("member_id must not be empty")
+        q = self.queues
+        name, member = request.group, request.member_id
+        max_records = request.max_records or DEFAULT_MAX_RECORDS
+        lease = request.lease_ms or None
+        notifier = self.broker.notifier
+        keys = q.partition_keys(name)
+        seen = notifier.mark(keys)
+        with self.broker.operation():
+            outcomes, deliveries = q.acquire(
+                name, member, _settles(request.settle), max_records, lease
+            )
+        wait_s = min(request.max_wait_ms, self.broker.config.fetch_max_wait_ms) / 1000.0
+        if not deliveries and wait_s > 0 and self.broker.waiter_slots.acquire(blocking=False):
+            try:
+                deadline = time.monotonic() + wait_s
+                while not deliveries and not notifier.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    await notifier.wait(keys, seen, remaining)
+                    seen = notifier.mark(keys)
+                    with self.broker.operation():
+                        _, deliveries = q.acquire(name, member, [], max_records, lease)
+            finally:
+                self.broker.waiter_slots.release()
+        return queue_pb2.QueueFetchResponse(
+            results=_results(outcomes), records=self._records(deliveries)
+        )
+
+    def _records(self, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
+        return [
+            queue_pb2.QueueRecords(
+                topic=d.topic,
+                partition=d.partition,
+                batches=self.queues.read(d.topic, d.partition, d.offsets),
+                offsets=d.offsets.tolist(),
+                delivery_counts=d.delivery_counts.tolist(),
+            )
+            for d in deliveries
+        ]
+
+    # ---- admin ---------------------------------------------------------------------------
+
+    def CreateQueueGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            s = self.queues.create(
+                request.group, list(request.topics), settings_values(request.settings)
+            )
+        return queue_pb2.CreateQueueGroupResponse(settings=settings_pb(s))
+
+    def AlterQueueGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            s = self.queues.alter(request.group, settings_values(request.settings))
+        return queue_pb2.AlterQueueGroupResponse(settings=settings_pb(s))
+
+    def DescribeQueueGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            d, client_ids = self.queues.describe(request.group)
+        return queue_pb2.DescribeQueueGroupResponse(
+            group=d.group,
+            settings=settings_pb(d.settings),
+            dead_letter_topic=d.dead_letter_topic,
+            partitions=[_depth_pb(p) for p in d.partitions],
+            total=_depth_pb(d.total),
+            members=[
+                queue_pb2.QueueMember(member_id=m, held=n, client_id=client_ids.get(m, ""))
+                for m, n in sorted(d.members.items())
+            ],
+        )
+
+    def ListQueueGroups(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            groups = self.queues.list_groups()
+        return queue_pb2.ListQueueGroupsResponse(
+            groups=[
+                queue_pb2.QueueGroupSummary(
+                    group=d.group,
+                    topics=topics,
+                    members=members,
+                    depth=d.total.depth,
+                    acquired=d.total.acquired,
+                    oldest_unfinished_age_ms=-1
+                    if d.total.oldest_unfinished_age_ms is None
+                    else d.total.oldest_unfinished_age_ms,
+                )
+                for d, topics, members in sorted(groups, key=lambda g: g[0].group)
+            ]
+        )
+
+    def DeleteQueueGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            self.queues.delete(request.group, force=request.force)
+        return queue_pb2.DeleteQueueGroupResponse()
+
+    def Peek(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.broker.operation():
+            found = self.queues.peek(request.group, request.max_records or 10)
+            records = [
+                queue_pb2.QueueRecords(
+                    topic=t,
+                    partition=p,
+                    batches=self.queues.read(t, p, offsets),
+                    offsets=offsets.tolist(),
+                    delivery_counts=[0] * len(offsets),
+                )
+                for t, p, offsets in found
+            ]
+        return queue_pb2.PeekResponse(records=records)
+
+    def Redrive(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.max_records < 0:
+            raise InvalidRequestError("max_records must be >= 0")
+        with self.broker.operation():
+            items = self.queues.redrive(
+                request.group,
+                execute=request.execute,
+                reasons=list(request.reasons),
+                to_topic=request.to_topic,
+                max_records=request.max_records,
+            )
+        return queue_pb2.RedriveResponse(
+            executed=request.execute,
+            items=[
+                queue_pb2.RedriveItem(
+                    dead_letter_offset=i.dead_letter_offset,
+                    source_topic=i.source_topic,
+                    source_partition=i.source_partition,
+                    source_offset=i.source_offset,
+                    reason=i.reason,
+                    target_topic=i.target_topic,
+                    target_partition=i.target_partition,
+                )
+                for i in items
+            ],
+        )

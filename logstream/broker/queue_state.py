@@ -1,0 +1,316 @@
+"""Where queue groups keep their state: the internal topic ``__queue_state``, and the
+dead-letter topics.
+
+``__queue_state`` has one partition (so every group's records stay in order) and is written
+only by the broker (a name starting with ``__`` is refused for client writes). Each record::
+
+    key    u8 kind, then the group name (UTF-8)
+    value  kind 1 STATE:    one engine state record (format: coordinator/queues/statelog.py)
+           kind 2 DELETED:  null; the group was deleted, its earlier records are void
+           kind 3 REDRIVEN: runs of dead-letter-topic offsets redriven by the group, as
+                            (i64 first, u32 length) little-endian pairs
+
+One ``append`` of the engine's group commit is one batch: after a crash it is all there or
+all gone (the batch CRC), and it is in the memory-mapped segment before the broker answers,
+so it survives a kill -9 of the broker process. Compaction: once every live group has
+written a checkpoint (or nothing), the sealed segments below the oldest group's latest
+checkpoint are deleted; replay still starts at the log start and the engine starts over at
+each group's latest complete checkpoint.
+
+Dead letters (:class:`DeadLetterTopic`): the source record is read back from its log and
+written, key, value and headers unchanged plus the ``logstream.dlq.*`` headers, to the
+group's dead-letter topic (created with one partition on first use). ``written`` answers
+from those headers; it reads the whole dead-letter topic and is only asked at recovery.
+
+Thread-safety: :class:`QueueStateLog` serialises appends with its own lock; a
+:class:`DeadLetterTopic` is used under its group's lock.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from logstream.clock import Clock
+from logstream.codec import encode_batch, encode_headers, iter_batches, next_offset_after
+from logstream.coordinator.queues import DeadLetter, QueueGroup
+from logstream.coordinator.queues.deadletter import (
+    HEADER_GROUP,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_TOPIC,
+)
+from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN
+from logstream.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from logstream.storage import LogManager, PartitionLog
+from logstream.types import Headers
+
+QUEUE_STATE_TOPIC = "__queue_state"
+QUEUE_STATE_CONFIG: dict[str, int | str] = {
+    "retention_ms": -1,  # checkpoints delete segments, never time or size
+    "retention_bytes": -1,
+    "segment_bytes": 16 * 1024 * 1024,
+}
+KIND_STATE = 1
+KIND_DELETED = 2
+KIND_REDRIVEN = 3
+READ_BYTES = 4 * 1024 * 1024
+RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
+_U8 = struct.Struct("<B")
+
+
+def _key(kind: int, group: str) -> bytes:
+    return _U8.pack(kind) + group.encode("utf-8")
+
+
+def read_range(plog: PartitionLog, first: int, end: int) -> Iterator[bytes]:
+    """Whole batches covering offsets ``[first, end)`` (the first may start before)."""
+    pos = max(first, plog.log_start_offset)
+    while pos < end:
+        data = bytes(plog.read(pos, READ_BYTES))
+        if not data:
+            return
+        nxt = next_offset_after(data)
+        if nxt is None or nxt <= pos:
+            return
+        yield data
+        pos = nxt
+
+
+def batches_for(plog: PartitionLog, offsets: np.ndarray) -> bytes:
+    """The stored batches holding ``offsets`` (ascending), each batch once."""
+    if len(offsets) == 0:
+        return b""
+    breaks = np.flatnonzero(np.diff(offsets) > 1) + 1
+    out: list[bytes] = []
+    covered = -1
+    for run in np.split(offsets, breaks):
+        first, end = int(run[0]), int(run[-1]) + 1
+        if end <= covered:
+            continue
+        for data in read_range(plog, max(first, covered), end):
+            out.append(data)
+            covered = next_offset_after(data) or covered
+    return b"".join(out)
+
+
+@dataclass
+class ReplayedState:
+    records: dict[str, list[bytes]] = field(default_factory=dict)
+    redriven: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    floors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Managed:
+    group: QueueGroup
+    topics: list[str]
+    outbox: DeadLetterTopic
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    seen: dict[str, float] = field(default_factory=dict)  # member -> monotonic last seen
+    client_ids: dict[str, str] = field(default_factory=dict)
+    redriven: set[int] = field(default_factory=set)
+
+
+class QueueStateLog:
+    """The ``__queue_state`` topic: one writer per group (:meth:`writer`), replay, compaction."""
+
+    def __init__(self, plog: PartitionLog, clock: Clock) -> None:
+        self._log = plog
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._floors: dict[str, int] = {}  # group -> offset its replay needs from
+
+    @classmethod
+    def open(cls, manager: LogManager, clock: Clock) -> QueueStateLog:
+        if QUEUE_STATE_TOPIC not in manager.topics():
+            try:
+                manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
+            except TopicAlreadyExistsError:
+                pass
+        return cls(manager.get_log(QUEUE_STATE_TOPIC, 0), clock)
+
+    def replay(self) -> ReplayedState:
+        """Every live group's records in order, and what each group redrove."""
+        state = ReplayedState()
+        plog = self._log
+        for data in read_range(plog, plog.log_start_offset, plog.log_end_offset):
+            for batch in iter_batches(data):
+                keys, values = batch.key_list(), batch.value_list()
+                for off, k, v in zip(batch.offsets.tolist(), keys, values, strict=True):
+                    if not k or off < plog.log_start_offset:
+                        continue
+                    kind, group = k[0], k[1:].decode("utf-8", "replace")
+                    if kind == KIND_DELETED:
+                        state.records.pop(group, None)
+                        state.redriven.pop(group, None)
+                        state.floors.pop(group, None)
+                    elif kind == KIND_STATE and v:
+                        state.records.setdefault(group, []).append(v)
+                        state.floors.setdefault(group, off)
+                        if v[0] == T_CHECKPOINT_BEGIN:
+                            state.floors[group] = off
+                    elif kind == KIND_REDRIVEN and v:
+                        runs = np.frombuffer(v, RUN)
+                        for first, n in zip(
+                            runs["first"].tolist(), runs["length"].tolist(), strict=True
+                        ):
+                            state.redriven[group].update(range(first, first + n))
+        self._floors = dict(state.floors)
+        return state
+
+    def _append(self, keys: list[bytes], values: list[bytes | None]) -> int:
+        batch = encode_batch(values, keys=keys, timestamps=self._clock.now_ms())
+        with self._lock:
+            return self._log.append(batch).base_offset
+
+    def writer(self, group: str) -> GroupStateWriter:
+        return GroupStateWriter(self, group)
+
+    def deleted(self, group: str) -> None:
+        self._append([_key(KIND_DELETED, group)], [None])
+        with self._lock:
+            self._floors.pop(group, None)
+        self.compact()
+
+    def redriven(self, group: str, offsets: Sequence[int]) -> None:
+        o = np.unique(np.asarray(offsets, np.int64))
+        if len(o) == 0:
+            return
+        breaks = np.flatnonzero(np.diff(o) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [len(o)]))
+        runs = np.zeros(len(starts), RUN)
+        runs["first"], runs["length"] = o[starts], ends - starts
+        self._append([_key(KIND_REDRIVEN, group)], [runs.tobytes()])
+
+    def compact(self) -> int:
+        """Delete sealed segments no live group needs; returns how many."""
+        with self._lock:
+            floor = min(self._floors.values(), default=self._log.log_end_offset)
+        if floor <= self._log.log_start_offset:
+            return 0
+        self._log.flush()
+        return int(self._log.delete_segments_before(floor))
+
+
+class GroupStateWriter:
+    """A :class:`~logstream.coordinator.queues.StateLogWriter` for one group."""
+
+    def __init__(self, log: QueueStateLog, group: str) -> None:
+        self._log = log
+        self._key = _key(KIND_STATE, group)
+        self._group = group
+        self._last_base = -1
+
+    def append(self, records: Sequence[bytes]) -> None:
+        if not records:
+            return
+        base = self._log._append([self._key] * len(records), list(records))
+        self._last_base = base
+        with self._log._lock:
+            self._log._floors.setdefault(self._group, base)
+
+    def checkpointed(self) -> None:
+        with self._log._lock:
+            self._log._floors[self._group] = self._last_base
+        self._log.compact()
+
+
+class DeadLetterTopic:
+    """A group's :class:`~logstream.coordinator.queues.DeadLetterOutbox`."""
+
+    def __init__(
+        self,
+        manager: LogManager,
+        topic: str,
+        notify: Callable[[str, int], None],
+        clock: Clock,
+    ) -> None:
+        self._manager = manager
+        self.topic = topic
+        self._notify = notify
+        self._clock = clock
+
+    def _target(self) -> PartitionLog:
+        topic = self.topic
+        if topic not in self._manager.topics():
+            try:
+                self._manager.create_topic(topic, 1)
+            except TopicAlreadyExistsError:
+                pass
+        return self._manager.get_log(topic, 0)
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        by_source: dict[tuple[str, int], list[DeadLetter]] = defaultdict(list)
+        for d in letters:
+            by_source[(d.source_topic, d.source_partition)].append(d)
+        target = self._target()
+        for (topic, partition), items in by_source.items():
+            wanted = np.array(sorted(d.source_offset for d in items), np.int64)
+            found = read_records(self._manager, topic, partition, wanted)
+            keys: list[bytes | None] = []
+            values: list[bytes | None] = []
+            headers: list[bytes] = []
+            for d in items:
+                key, value, hdrs = found.get(d.source_offset, (None, None, ()))
+                keys.append(key)
+                values.append(value)
+                headers.append(encode_headers([*hdrs, *d.headers()]))
+            target.append(
+                encode_batch(values, keys=keys, headers=headers, timestamps=self._clock.now_ms())
+            )
+        self._notify(self.topic, 0)
+
+    def written(
+        self, group: str, source_topic: str, source_partition: int, offsets: np.ndarray
+    ) -> np.ndarray:
+        if self.topic not in self._manager.topics():
+            return np.zeros(len(offsets), bool)
+        have: set[int] = set()
+        for _, hdrs in iter_dead_letters(self._manager, self.topic):
+            h = dict(hdrs)
+            if (
+                h.get(HEADER_GROUP) == group.encode()
+                and h.get(HEADER_TOPIC) == source_topic.encode()
+                and h.get(HEADER_PARTITION) == str(source_partition).encode()
+            ):
+                have.add(int(h.get(HEADER_OFFSET, b"-1")))
+        return np.isin(offsets, np.fromiter(have, np.int64, len(have)))
+
+
+def read_records(
+    manager: LogManager, topic: str, partition: int, offsets: np.ndarray
+) -> dict[int, tuple[bytes | None, bytes | None, Headers]]:
+    """(key, value, headers) of each of ``offsets`` still in the log."""
+    try:
+        plog = manager.get_log(topic, partition)
+    except UnknownTopicOrPartitionError:
+        return {}
+    want = set(offsets.tolist())
+    out: dict[int, tuple[bytes | None, bytes | None, Headers]] = {}
+    for batch in iter_batches(batches_for(plog, offsets)):
+        for i, off in enumerate(batch.offsets.tolist()):
+            if off in want:
+                out[off] = (batch.key(i), batch.value(i), tuple(batch.record_headers(i)))
+    return out
+
+
+def iter_dead_letters(
+    manager: LogManager, topic: str
+) -> Iterator[tuple[tuple[int, int, bytes | None, bytes | None], Headers]]:
+    """((partition, offset, key, value), headers) of every record of a dead-letter topic."""
+    for partition in range(len(manager.topic(topic).partitions)):
+        plog = manager.get_log(topic, partition)
+        for data in read_range(plog, plog.log_start_offset, plog.log_end_offset):
+            for batch in iter_batches(data):
+                for i, off in enumerate(batch.offsets.tolist()):
+                    yield (
+                        (partition, off, batch.key(i), batch.value(i)),
+                        tuple(batch.record_headers(i)),
+                    )

@@ -1,0 +1,574 @@
+"""The broker's queue groups: the engine (``logstream.coordinator.queues``) over real logs.
+
+:class:`QueueManager` owns every group, each behind its own lock, and does the I/O the
+engine leaves to its caller:
+
+- **records in**: before a member acquires, each partition's window takes the records
+  appended since (:meth:`_admit`): batch headers only (a timestamp per batch), or the
+  decoded keys when the group is key-ordered (a 64-bit BLAKE2 hash per key);
+- **durability**: every operation ends with ``QueueGroup.flush()``, one append to
+  ``__queue_state`` (:mod:`.queue_state`), before the caller answers: a fetch's records
+  are sent, and an ack confirmed, only once its state record is in the log;
+- **time**: one timer thread (``logstream-queues``, every ``queue_tick_interval_ms``)
+  ticks a group only when its earliest deadline (a lease, a nack delay, an expiry) has
+  come, which is one comparison per partition otherwise; the window's ``tick`` works on
+  whole arrays. Whatever a tick freed wakes the group's waiting fetches through the
+  broker's :class:`~logstream.broker.notify.AppendNotifier` (key ``("queue", group)``),
+  as appends to the group's partitions do;
+- **members**: a member joins explicitly or with its first fetch; one not seen for
+  ``max(2 x lease, 60 s)`` is removed (what it holds is released). Members are not
+  persisted: after a restart every lease is void and members join again on their fetch;
+- **kinds**: a consumer group's id is refused as a queue group and the other way round
+  (``GROUP_KIND_MISMATCH``).
+
+Thread-safety: public methods may be called from any thread (the event loop runs fetches
+inline: they hold a group lock for one engine call and one append).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from logstream.broker.config import queue_settings
+from logstream.broker.queue_redrive import RedriveItem, redrive
+from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
+from logstream.codec import decode_batch, iter_headers
+from logstream.coordinator.queues import (
+    Delivery,
+    OpResult,
+    QueueGroup,
+    QueueGroupDescription,
+    QueueSettings,
+    describe,
+    recover_group,
+)
+from logstream.coordinator.queues.columns import AVAILABLE
+from logstream.coordinator.queues.statelog import T_SETTINGS, decode_settings
+from logstream.coordinator.queues.views import column
+from logstream.errors import (
+    GroupIdNotFoundError,
+    GroupKindMismatchError,
+    InvalidQueueDelayError,
+    InvalidRequestError,
+    LogstreamError,
+    NonEmptyGroupError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from logstream.storage.config import is_internal_topic
+
+log = logging.getLogger("logstream.broker.queues")
+
+ACK, NACK, REJECT, EXTEND = 0, 1, 2, 3
+ADMIT_READ_BYTES = 1 << 20
+SETTINGS_TYPE = bytes([T_SETTINGS])
+MEMBER_TIMEOUT_MIN_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Settle:
+    """One settlement: records of one partition acked, nacked, rejected or extended."""
+
+    topic: str
+    partition: int
+    kind: int
+    offsets: np.ndarray
+    delay_ms: int | None = None
+    reason: str = ""
+    lease_ms: int = 0
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    settle: Settle
+    offsets: list[int]  # refused ones only
+    errors: list[LogstreamError]
+
+
+def key_hashes(keys: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(u64 hash per key, keyed flag) for key-ordered groups."""
+    hashes = np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(k, digest_size=8).digest(), "little") if k else 0
+            for k in keys
+        ),
+        np.uint64,
+        len(keys),
+    )
+    keyed = np.fromiter((k is not None for k in keys), np.uint8, len(keys))
+    return hashes, keyed
+
+
+class QueueManager:
+    """Every queue group of one broker; see the module docstring."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.manager = broker.manager
+        self.clock = broker.clock
+        self.defaults = queue_settings(broker.config.queue_defaults)
+        self.state = QueueStateLog.open(self.manager, self.clock)
+        self._groups: dict[str, Managed] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._recover()
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        started = time.monotonic()
+        replayed = self.state.replay()
+        for name, records in replayed.records.items():
+            settings = [decode_settings(r) for r in records if r[:1] == SETTINGS_TYPE]
+            if not settings:
+                continue
+            outbox = self._outbox(settings[-1].dead_letter_topic_for(name))
+            group = recover_group(
+                name,
+                records,
+                clock=self.clock,
+                state_log=self.state.writer(name),
+                outbox=outbox,
+            )
+            if group is None:
+                continue
+            topics = list(dict.fromkeys(t for t, _ in group.partitions()))
+            redriven = set(replayed.redriven.get(name, ()))
+            self._groups[name] = Managed(group, topics, outbox, redriven=redriven)
+        log.info(
+            "queue groups: %d recovered from %s in %.3fs",
+            len(self._groups),
+            "__queue_state",
+            time.monotonic() - started,
+        )
+
+    def start(self) -> None:
+        interval = self.broker.config.queue_tick_interval_ms / 1000.0
+        self._thread = threading.Thread(
+            target=self._run_timer, args=(interval,), name="logstream-queues", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        for m in self._all():
+            with m.lock:
+                try:
+                    m.group.flush()
+                except Exception:
+                    log.exception("queue group %s: final flush failed", m.group.name)
+
+    def _run_timer(self, interval: float) -> None:
+        last_housekeeping = time.monotonic()
+        while not self._stop.wait(interval):
+            try:
+                self.tick()
+                if time.monotonic() - last_housekeeping >= 1.0:
+                    last_housekeeping = time.monotonic()
+                    self.housekeeping()
+            except Exception:
+                log.exception("queue timer failed; will retry")
+
+    def tick(self) -> None:
+        """Apply what came due in every group (leases, delays, expiry, dead letters)."""
+        now = self.clock.now_ms()
+        for m in self._all():
+            with m.lock:
+                g = m.group
+                due = min((w.next_due_ms for _, _, w in g.each_window()), default=now + 1)
+                pending = any(w.dead_pending for _, _, w in g.each_window())
+                if due > now and not pending:
+                    continue
+                g.tick()
+                g.flush()
+            self._wake(g.name)
+
+    def housekeeping(self) -> None:
+        """Remove silent members, write checkpoints."""
+        now = time.monotonic()
+        for m in self._all():
+            timeout = max(2 * m.group.settings.lease_ms, MEMBER_TIMEOUT_MIN_MS) / 1000.0
+            released = 0
+            with m.lock:
+                for member, seen in list(m.seen.items()):
+                    if now - seen > timeout:
+                        released += m.group.leave(member)
+                        del m.seen[member]
+                        m.client_ids.pop(member, None)
+                m.group.maybe_checkpoint()
+                m.group.flush()
+            if released:
+                self._wake(m.group.name)
+
+    # ---- lookups -------------------------------------------------------------------------
+
+    def _all(self) -> list[Managed]:
+        with self._lock:
+            return list(self._groups.values())
+
+    def exists(self, name: str) -> bool:
+        return name in self._groups
+
+    def _get(self, name: str) -> Managed:
+        m = self._groups.get(name)
+        if m is None:
+            if self._is_consumer_group(name):
+                raise GroupKindMismatchError(f"{name!r} is a consumer group, not a queue group")
+            raise GroupIdNotFoundError(f"no queue group {name!r}")
+        return m
+
+    def _is_consumer_group(self, name: str) -> bool:
+        coordinator = self.broker.coordinator
+        if coordinator is None:
+            return False
+        try:
+            coordinator.describe_group(name)
+        except LogstreamError:
+            return False
+        return True
+
+    def partition_keys(self, name: str) -> list[object]:
+        """What a fetch of ``name`` waits on: its partitions and the group's own wake-up."""
+        m = self._get(name)
+        return [*m.group.partitions(), ("queue", name)]
+
+    def _wake(self, name: str) -> None:
+        self.broker.notifier.notify(("queue", name))
+
+    def _outbox(self, topic: str) -> DeadLetterTopic:
+        return DeadLetterTopic(
+            self.manager, topic, lambda t, p: self.broker.notifier.notify((t, p)), self.clock
+        )
+
+    # ---- admin ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        topics: Sequence[str],
+        values: Mapping[str, Any],
+        *,
+        exists_ok: bool = False,
+    ) -> QueueSettings:
+        if not name or len(name) > 249 or is_internal_topic(name):
+            raise InvalidRequestError(f"invalid queue group name {name!r}")
+        if not topics:
+            raise InvalidRequestError("a queue group reads at least one topic")
+        settings = queue_settings(values, self.defaults)
+        with self._lock:
+            if name in self._groups:
+                if exists_ok:
+                    return self._groups[name].group.settings
+                raise InvalidRequestError(f"queue group {name!r} exists")
+            if self._is_consumer_group(name):
+                raise GroupKindMismatchError(
+                    f"{name!r} is a consumer group; pick another name for the queue group"
+                )
+            starts = []
+            for topic in topics:
+                if is_internal_topic(topic):
+                    raise InvalidRequestError(f"topic {topic!r} is internal")
+                t = self.manager.topic(topic)
+                for p in range(len(t.partitions)):
+                    starts.append((topic, p, self._start_offset(topic, p, settings)))
+            outbox = self._outbox(settings.dead_letter_topic_for(name))
+            group = QueueGroup(
+                name,
+                settings,
+                clock=self.clock,
+                state_log=self.state.writer(name),
+                outbox=outbox,
+            )
+            for topic, p, start in starts:
+                group.add_partition(topic, p, start)
+            group.flush()
+            self._groups[name] = Managed(group, list(dict.fromkeys(topics)), outbox)
+        log.info("queue group %s created on %s", name, ", ".join(topics))
+        return settings
+
+    def _start_offset(self, topic: str, partition: int, s: QueueSettings) -> int:
+        plog = self.manager.get_log(topic, partition)
+        if s.start == "earliest":
+            return int(plog.log_start_offset)
+        if s.start == "latest":
+            return int(plog.log_end_offset)
+        found = plog.record_for_timestamp(int(s.start))
+        return int(plog.log_end_offset if found is None else found[0])
+
+    def alter(self, name: str, values: Mapping[str, Any]) -> QueueSettings:
+        if "start" in values:
+            raise InvalidRequestError("start applies at creation only")
+        m = self._get(name)
+        with m.lock:
+            settings = queue_settings(values, m.group.settings)
+            m.group.configure(**{k: getattr(settings, k) for k in values})
+            m.outbox.topic = m.group.dead_letter_topic
+            m.group.flush()
+        self._wake(name)
+        return settings
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        m = self._get(name)
+        with m.lock:
+            if m.group.members() and not force:
+                raise NonEmptyGroupError(
+                    f"queue group {name!r} has {len(m.group.members())} members"
+                )
+            with self._lock:
+                self._groups.pop(name, None)
+        self.state.deleted(name)
+        self._wake(name)
+
+    def list_groups(self) -> list[tuple[QueueGroupDescription, list[str], int]]:
+        out = []
+        for m in self._all():
+            with m.lock:
+                out.append((describe(m.group, self._log_ends(m)), m.topics, len(m.seen)))
+        return out
+
+    def describe(self, name: str) -> tuple[QueueGroupDescription, dict[str, str]]:
+        m = self._get(name)
+        with m.lock:
+            d = describe(m.group, self._log_ends(m))
+            m.group.flush()
+            return d, dict(m.client_ids)
+
+    def _log_ends(self, m: Managed) -> dict[tuple[str, int], int]:
+        out = {}
+        for t, p in m.group.partitions():
+            try:
+                out[(t, p)] = int(self.manager.get_log(t, p).log_end_offset)
+            except UnknownTopicOrPartitionError:
+                continue
+        return out
+
+    # ---- members -------------------------------------------------------------------------
+
+    def join(
+        self, name: str, member: str, topics: Sequence[str], *, create: bool, client_id: str = ""
+    ) -> Managed:
+        if not member:
+            raise InvalidRequestError("member_id must not be empty")
+        if create and name not in self._groups:
+            self.create(name, topics, {}, exists_ok=True)
+        m = self._get(name)
+        with m.lock:
+            self._touch(m, member, client_id)
+        return m
+
+    def _touch(self, m: Managed, member: str, client_id: str = "") -> None:
+        if member not in m.seen:
+            m.group.join(member)
+        m.seen[member] = time.monotonic()
+        if client_id:
+            m.client_ids[member] = client_id[:255]
+
+    def leave(
+        self, name: str, member: str, settles: Sequence[Settle]
+    ) -> tuple[list[SettleOutcome], int]:
+        m = self._get(name)
+        with m.lock:
+            self._touch(m, member)
+            outcomes = self._settle(m, member, settles)
+            released = m.group.leave(member)
+            m.seen.pop(member, None)
+            m.client_ids.pop(member, None)
+            m.group.flush()
+        if released:
+            self._wake(name)
+        return outcomes, released
+
+    def settle(self, name: str, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
+        m = self._get(name)
+        with m.lock:
+            self._touch(m, member)
+            outcomes = self._settle(m, member, settles)
+            m.group.flush()
+        if any(s.kind == NACK for s in settles):
+            self._wake(name)
+        return outcomes
+
+    def acquire(
+        self,
+        name: str,
+        member: str,
+        settles: Sequence[Settle],
+        max_records: int,
+        lease_ms: int | None,
+    ) -> tuple[list[SettleOutcome], list[Delivery]]:
+        """Apply ``settles``, take new records into the windows, acquire; flushed."""
+        if max_records < 0:
+            raise InvalidRequestError(f"max_records must be >= 0, got {max_records}")
+        if lease_ms is not None and lease_ms <= 0:
+            raise InvalidQueueDelayError(f"lease_ms must be > 0, got {lease_ms}")
+        m = self._get(name)
+        with m.lock:
+            self._touch(m, member)
+            outcomes = self._settle(m, member, settles) if settles else []
+            deliveries: list[Delivery] = []
+            if max_records:
+                self._admit(m)
+                deliveries = m.group.acquire(member, max_records, lease_ms)
+            m.group.flush()
+        if any(s.kind == NACK for s in settles):
+            self._wake(name)
+        return outcomes, deliveries
+
+    def _settle(self, m: Managed, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
+        for s in settles:  # whole-request checks first: nothing is applied if one fails
+            if s.kind == NACK and s.delay_ms is not None and s.delay_ms < 0:
+                raise InvalidQueueDelayError(f"nack delay_ms must be >= 0, got {s.delay_ms}")
+            if s.kind == EXTEND and s.lease_ms < 0:
+                raise InvalidQueueDelayError(f"extend lease_ms must be > 0, got {s.lease_ms}")
+            if s.kind not in (ACK, NACK, REJECT, EXTEND):
+                raise InvalidRequestError(f"unknown settlement kind {s.kind}")
+        g = m.group
+        out = []
+        for s in settles:
+            try:
+                if s.kind == ACK:
+                    res = g.ack(member, s.topic, s.partition, s.offsets)
+                elif s.kind == NACK:
+                    res = g.nack(member, s.topic, s.partition, s.offsets, s.delay_ms, s.reason)
+                elif s.kind == REJECT:
+                    res = g.reject(member, s.topic, s.partition, s.offsets, s.reason)
+                else:
+                    res = g.extend(member, s.topic, s.partition, s.offsets, s.lease_ms or None)
+            except UnknownTopicOrPartitionError as exc:
+                offs = [int(o) for o in s.offsets]
+                out.append(SettleOutcome(s, offs, [exc] * len(offs)))
+                continue
+            out.append(_outcome(s, res))
+        return out
+
+    def _admit(self, m: Managed) -> None:
+        g = m.group
+        keyed = g.settings.key_ordered
+        for topic, partition in g.partitions():
+            end, room = g.room(topic, partition)
+            if room <= 0:
+                continue
+            try:
+                plog = self.manager.get_log(topic, partition)
+            except UnknownTopicOrPartitionError:
+                continue
+            log_end = int(plog.log_end_offset)
+            if end >= log_end:
+                continue
+            end = max(end, int(plog.log_start_offset))
+            take = min(room, log_end - end)
+            stamps: list[np.ndarray] = []
+            hashes: list[np.ndarray] = []
+            flags: list[np.ndarray] = []
+            pos = end
+            while pos < end + take:
+                data = plog.read(pos, ADMIT_READ_BYTES)
+                if not len(data):
+                    break
+                for at, h in iter_headers(data):
+                    lo = max(h.base_offset, pos)
+                    hi = min(h.next_offset, end + take)
+                    if hi <= lo:
+                        continue
+                    if keyed:
+                        batch = decode_batch(data, at, verify=False)
+                        sel = slice(lo - h.base_offset, hi - h.base_offset)
+                        hk, kf = key_hashes(batch.key_list()[sel])
+                        hashes.append(hk)
+                        flags.append(kf)
+                        stamps.append(np.asarray(batch.timestamps[sel], np.int64))
+                    else:
+                        stamps.append(np.full(hi - lo, h.first_timestamp, np.int64))
+                    pos = hi
+                if pos == end or not stamps:
+                    break
+            n = pos - end
+            if n <= 0:
+                continue
+            if end > g.room(topic, partition)[0]:
+                continue  # records below the log start are gone: not admitted
+            g.admit(
+                topic,
+                partition,
+                n,
+                ts_ms=np.concatenate(stamps),
+                keys=np.concatenate(hashes) if keyed else None,
+                keyed=np.concatenate(flags) if keyed else None,
+            )
+
+    # ---- reading records -----------------------------------------------------------------
+
+    def read(self, topic: str, partition: int, offsets: np.ndarray) -> bytes:
+        """The batches holding ``offsets`` (for a fetch or a peek)."""
+        try:
+            return batches_for(self.manager.get_log(topic, partition), offsets)
+        except UnknownTopicOrPartitionError:
+            return b""
+
+    def peek(self, name: str, max_records: int) -> list[tuple[str, int, np.ndarray]]:
+        """Offsets a fetch would hand out now (available), without acquiring them."""
+        if max_records <= 0:
+            raise InvalidRequestError(f"max_records must be > 0, got {max_records}")
+        m = self._get(name)
+        out = []
+        left = max_records
+        with m.lock:
+            self._admit(m)
+            m.group.tick()
+            m.group.flush()
+            for topic, partition, w in m.group.each_window():
+                offsets, state = column(w, "state")
+                avail = offsets[state == AVAILABLE][:left]
+                if len(avail):
+                    out.append((topic, partition, avail))
+                    left -= len(avail)
+                if left <= 0:
+                    break
+        return out
+
+    # ---- redrive ------------------------------------------------------------------------
+
+    def redrive(
+        self,
+        name: str,
+        *,
+        execute: bool,
+        reasons: Sequence[str] = (),
+        to_topic: str = "",
+        max_records: int = 0,
+    ) -> list[RedriveItem]:
+        """See :func:`.queue_redrive.redrive`."""
+        m = self._get(name)
+        return redrive(
+            self.manager,
+            self.broker.notifier,
+            self.state,
+            name,
+            m,
+            execute=execute,
+            reasons=reasons,
+            to_topic=to_topic,
+            max_records=max_records,
+        )
+
+
+def _outcome(s: Settle, res: OpResult) -> SettleOutcome:
+    bad = res.failures()
+    if not bad:
+        return SettleOutcome(s, [], [])
+    return SettleOutcome(
+        s,
+        [o for o, _ in bad],
+        [for_code(c)(f"offset {o} of {s.topic}/{s.partition}") for o, c in bad],
+    )

@@ -1,0 +1,390 @@
+"""``QueueConsumer``: a member of a queue group (docs/queues.md, Client).
+
+Each fetched :class:`QueueMessage` is settled by the application: ``ack()``, ``nack()``,
+``reject()`` or ``extend()``. Settling returns at once: it is queued and sent with the
+next fetch (one RPC per poll) or, when no fetch comes, after ``ack_linger_ms`` by a
+background thread. :meth:`QueueConsumer.commit` sends what is queued and waits until the
+broker has it in its state log; it returns the settlements the broker refused (lease ran
+out and another member holds the record, already finished, ...) with their named errors,
+which are also set on each message (``msg.error``). :meth:`close` commits and leaves the
+group: what this member still holds is released to the others at once.
+
+Threading: one application thread polls; ``ack`` and friends may be called from any
+thread (the pending list has its own lock). Not for use after ``close()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from logstream import errors
+from logstream.client import transport as tr
+from logstream.codec import iter_batches
+from logstream.protocol import queue_pb2
+from logstream.types import Headers
+
+ACK, NACK, REJECT, EXTEND = (
+    queue_pb2.SETTLE_ACK,
+    queue_pb2.SETTLE_NACK,
+    queue_pb2.SETTLE_REJECT,
+    queue_pb2.SETTLE_EXTEND,
+)
+KIND_NAMES: dict[int, str] = {ACK: "ack", NACK: "nack", REJECT: "reject", EXTEND: "extend"}
+
+
+class Reject(Exception):
+    """Raise from a :meth:`QueueConsumer.run` handler to dead-letter the record at once."""
+
+
+@dataclass(eq=False)
+class QueueMessage:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    delivery_count: int
+    _consumer: QueueConsumer | None = field(default=None, repr=False)
+    settled: str = ""
+    """"" until settled, then "ack", "nack", "reject" (an extend does not settle)."""
+    error: errors.LogstreamError | None = None
+    """Set when the broker refused this message's last settlement (after a commit)."""
+
+    def _settle(self, kind: int, **extra: Any) -> None:
+        if self._consumer is None:
+            raise errors.InvalidRequestError("this message was peeked, not acquired")
+        if self.settled and kind != EXTEND:
+            raise errors.InvalidRequestError(f"message already settled ({self.settled})")
+        if kind != EXTEND:
+            self.settled = KIND_NAMES[kind]
+        self._consumer._queue_settle(self, kind, **extra)
+
+    def ack(self) -> None:
+        self._settle(ACK)
+
+    def nack(self, delay_ms: int | None = None, reason: str = "") -> None:
+        """Retry later: after ``delay_ms``, or the group's backoff for the delivery count."""
+        if delay_ms is not None and delay_ms < 0:
+            raise errors.InvalidQueueDelayError(f"nack delay_ms must be >= 0, got {delay_ms}")
+        self._settle(NACK, delay_ms=delay_ms, reason=reason)
+
+    def reject(self, reason: str = "") -> None:
+        """Dead-letter at once."""
+        self._settle(REJECT, reason=reason)
+
+    def extend(self, lease_ms: int = 0) -> None:
+        """Renew the lease (``lease_ms`` from now; 0: the group's lease)."""
+        if lease_ms < 0:
+            raise errors.InvalidQueueDelayError(f"lease_ms must be >= 0, got {lease_ms}")
+        self._settle(EXTEND, lease_ms=lease_ms)
+
+
+@dataclass(frozen=True)
+class SettleError:
+    """A settlement the broker refused."""
+
+    topic: str
+    partition: int
+    offset: int
+    action: str
+    error: errors.LogstreamError
+
+
+_Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, delay, reason, lease
+
+
+def decode_records(items: Sequence[Any], consumer: QueueConsumer | None) -> list[QueueMessage]:
+    """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order."""
+    out: list[QueueMessage] = []
+    for qr in items:
+        wanted = np.asarray(qr.offsets, np.int64)
+        if not len(wanted):
+            continue
+        counts = dict(zip(qr.offsets, qr.delivery_counts, strict=True))
+        found: dict[int, QueueMessage] = {}
+        for batch in iter_batches(qr.batches, verify=False):
+            hit = np.flatnonzero(np.isin(batch.offsets, wanted))
+            for i in hit.tolist():
+                off = int(batch.offsets[i])
+                found[off] = QueueMessage(
+                    qr.topic,
+                    qr.partition,
+                    off,
+                    int(batch.timestamps[i]),
+                    batch.key(i),
+                    batch.value(i),
+                    tuple(batch.record_headers(i)),
+                    counts.get(off, 0),
+                    consumer,
+                )
+        out.extend(found[o] for o in wanted.tolist() if o in found)
+    return out
+
+
+class QueueConsumer:
+    """A member of queue group ``group`` reading ``topics`` (needed when the group is
+    created on first use). See the module docstring."""
+
+    def __init__(
+        self,
+        bootstrap: str | tr.TransportLike,
+        *,
+        group: str,
+        topics: Sequence[str] = (),
+        max_records: int = 100,
+        max_wait_ms: int = 500,
+        lease_ms: int = 0,
+        ack_linger_ms: int = 100,
+        create: bool = True,
+        client_id: str = "",
+        request_timeout_ms: int = 30_000,
+    ) -> None:
+        if max_records < 1 or max_wait_ms < 0 or lease_ms < 0 or ack_linger_ms < 0:
+            raise errors.InvalidRequestError(
+                "max_records must be >= 1; max_wait_ms, lease_ms, ack_linger_ms >= 0"
+            )
+        self.group = group
+        self.member_id = f"{client_id or 'queue'}-{uuid.uuid4().hex}"
+        self.max_records = max_records
+        self.max_wait_ms = max_wait_ms
+        self.lease_ms = lease_ms
+        self.ack_linger_ms = ack_linger_ms
+        self._owns_transport = isinstance(bootstrap, str)
+        self._transport = tr.connect(bootstrap)
+        self._timeout = request_timeout_ms / 1000.0
+        self._lock = threading.Condition()
+        self._pending: dict[_Key, list[QueueMessage]] = {}
+        self._pending_since = 0.0
+        self._refused: list[SettleError] = []
+        self._buffer: list[QueueMessage] = []
+        self._send_lock = threading.Lock()  # one settlement-carrying RPC at a time
+        self._closed = False
+        self._stopping = False
+        resp = self._transport.queue_join(
+            queue_pb2.QueueJoinRequest(
+                group=group,
+                member_id=self.member_id,
+                topics=list(topics),
+                create=create,
+                client_id=client_id,
+            ),
+            timeout=self._timeout,
+        )
+        self.topics = list(resp.topics)
+        self._linger = threading.Thread(
+            target=self._linger_loop, name="logstream-queue-acks", daemon=True
+        )
+        self._linger.start()
+
+    # ---- settling ------------------------------------------------------------------------
+
+    def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
+        key: _Key = (
+            msg.topic,
+            msg.partition,
+            kind,
+            extra.get("delay_ms"),
+            extra.get("reason", ""),
+            extra.get("lease_ms", 0),
+        )
+        with self._lock:
+            if self._closed:
+                raise errors.ClientClosedError("queue consumer closed")
+            if not self._pending:
+                self._pending_since = time.monotonic()
+                self._lock.notify_all()
+            self._pending.setdefault(key, []).append(msg)
+
+    def _take_pending(self) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        out = []
+        for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
+            s = queue_pb2.Settlement(
+                topic=topic,
+                partition=partition,
+                kind=kind,  # type: ignore[arg-type]
+                offsets=[m.offset for m in msgs],
+                reason=reason,
+                lease_ms=lease,
+            )
+            if delay is not None:
+                s.delay_ms = delay
+            out.append(s)
+        return out, pending
+
+    def _record_results(self, results: Any, sent: dict[_Key, list[QueueMessage]]) -> None:
+        by_tp: dict[tuple[str, int, int, int], QueueMessage] = {
+            (m.topic, m.partition, k[2], m.offset): m for k, msgs in sent.items() for m in msgs
+        }
+        refused = []
+        for r in results:
+            for off, code, text in zip(r.offsets, r.error_codes, r.error_messages, strict=True):
+                err = errors.for_code(code)(text)
+                msg = by_tp.get((r.topic, r.partition, int(r.kind), off))
+                if msg is not None:
+                    msg.error = err
+                refused.append(SettleError(r.topic, r.partition, off, KIND_NAMES[r.kind], err))
+        if refused:
+            with self._lock:
+                self._refused.extend(refused)
+
+    def _restore(self, sent: dict[_Key, list[QueueMessage]]) -> None:
+        """A failed send: put its settlements back in front of newer ones."""
+        with self._lock:
+            for key, msgs in self._pending.items():
+                sent.setdefault(key, []).extend(msgs)
+            self._pending = sent
+            if sent:
+                self._pending_since = time.monotonic()
+
+    def _send_settles(self) -> None:
+        with self._send_lock:
+            settles, sent = self._take_pending()
+            if not settles:
+                return
+            try:
+                resp = self._transport.queue_settle(
+                    queue_pb2.QueueSettleRequest(
+                        group=self.group, member_id=self.member_id, settle=settles
+                    ),
+                    timeout=self._timeout,
+                )
+            except errors.LogstreamError:
+                self._restore(sent)
+                raise
+            self._record_results(resp.results, sent)
+
+    def _linger_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._pending:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                wait = self._pending_since + self.ack_linger_ms / 1000.0 - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+            try:
+                self._send_settles()
+            except errors.LogstreamError:
+                time.sleep(min(self.ack_linger_ms / 1000.0, 1.0) or 0.05)
+
+    def commit(self) -> list[SettleError]:
+        """Send queued settlements and wait until the broker confirmed them; return every
+        settlement refused since the last commit (also set as ``msg.error``)."""
+        self._send_settles()
+        with self._lock:
+            refused, self._refused = self._refused, []
+        return refused
+
+    # ---- fetching ------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[QueueMessage]:
+        """Records acquired for this member (up to ``max_records``), waiting up to
+        ``timeout`` seconds for some; queued settlements ride along."""
+        if self._closed:
+            raise errors.ClientClosedError("queue consumer closed")
+        want = max_records or self.max_records
+        if self._buffer:
+            out, self._buffer = self._buffer[:want], self._buffer[want:]
+            return out
+        with self._send_lock:
+            settles, sent = self._take_pending()
+            try:
+                resp = self._transport.queue_fetch(
+                    queue_pb2.QueueFetchRequest(
+                        group=self.group,
+                        member_id=self.member_id,
+                        max_records=want,
+                        max_wait_ms=int(max(timeout, 0) * 1000),
+                        lease_ms=self.lease_ms,
+                        settle=settles,
+                    ),
+                    timeout=self._timeout + max(timeout, 0),
+                )
+            except errors.LogstreamError:
+                self._restore(sent)
+                raise
+        self._record_results(resp.results, sent)
+        return decode_records(resp.records, self)
+
+    def __iter__(self) -> Iterator[QueueMessage]:
+        while not self._closed and not self._stopping:
+            batch = self.poll(self.max_wait_ms / 1000.0)
+            for i, msg in enumerate(batch):
+                if self._stopping:
+                    self._buffer = batch[i:] + self._buffer
+                    return
+                yield msg
+
+    def run(
+        self,
+        handler: Callable[[QueueMessage], object],
+        *,
+        nack_delay_ms: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Call ``handler`` for every message until ``stop`` is set or :meth:`close`:
+        it returns -> ack; raises :class:`Reject` -> reject; raises anything else -> nack
+        (after ``nack_delay_ms``, or the group's backoff)."""
+        while not self._closed and not (stop is not None and stop.is_set()):
+            for msg in self.poll(self.max_wait_ms / 1000.0):
+                try:
+                    handler(msg)
+                except Reject as exc:
+                    msg.reject(reason=str(exc))
+                except Exception as exc:
+                    msg.nack(delay_ms=nack_delay_ms, reason=f"{type(exc).__name__}: {exc}")
+                else:
+                    msg.ack()
+
+    def stop(self) -> None:
+        """End iteration after the current message (records not yet yielded stay held
+        until :meth:`close` releases them)."""
+        self._stopping = True
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> list[SettleError]:
+        """Confirm queued settlements, release what this member holds, disconnect.
+        Returns the refused settlements (see :meth:`commit`)."""
+        if self._closed:
+            return []
+        refused: list[SettleError] = []
+        try:
+            with self._send_lock:
+                settles, sent = self._take_pending()
+                resp = self._transport.queue_leave(
+                    queue_pb2.QueueLeaveRequest(
+                        group=self.group, member_id=self.member_id, settle=settles
+                    ),
+                    timeout=self._timeout,
+                )
+            self._record_results(resp.results, sent)
+            with self._lock:
+                refused, self._refused = self._refused, []
+        finally:
+            with self._lock:
+                self._closed = True
+                self._lock.notify_all()
+            self._linger.join(5)
+            if self._owns_transport:
+                self._transport.close()
+        return refused
+
+    def __enter__(self) -> QueueConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

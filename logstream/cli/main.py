@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "acl": "logstream.cli.acl:acl",
     "quota": "logstream.cli.quota:quota",
     "top": "logstream.cli.top:top",
+    "queue": "logstream.cli.queue_command:queue",
 }
 
 EPILOG = """\b
@@ -49,6 +50,7 @@ Examples:
   logstream export orders --since 1d --to orders.parquet
   logstream group describe billing                  lag and time lag per partition
   logstream top                                     live rates and lag (serve --http-listen)
+  logstream queue describe workers                  work-queue depth, in flight, oldest age
 Every command has --help with examples. Docs: docs/cli.md
 """
 

@@ -32,11 +32,12 @@ Examples:
   logstream tail orders --format '%T %k %s'         kcat tokens
   logstream tail orders --format '{timestamp:iso} {partition}:{offset} {header:trace-id}'
   logstream tail orders --data-dir ./logstream-data  read segment files, no broker
+  logstream tail --queue workers --ack -f   work as a queue-group member, ack what is printed
 """
 
 
 @click.command(epilog=EPILOG)
-@click.argument("topics", nargs=-1, required=True, metavar="TOPIC [TOPIC...]")
+@click.argument("topics", nargs=-1, required=False, metavar="TOPIC [TOPIC...]")
 @click.option(
     "-n",
     "--lines",
@@ -56,6 +57,14 @@ Examples:
     "nothing."
 )
 @click.option(
+    "--queue",
+    "queue_group",
+    default=None,
+    metavar="G",
+    help="Work as a member of queue group G instead (records are released at exit).",
+)
+@click.option("--ack", is_flag=True, help="With --queue: acknowledge what is printed.")
+@click.option(
     "--status/--no-status",
     default=None,
     help="Live status line on stderr while following (default: on a TTY).",
@@ -66,6 +75,8 @@ def tail(
     follow: bool,
     max_records: int | None,
     group: str | None,
+    queue_group: str | None,
+    ack: bool,
     **kwargs: Any,
 ) -> None:
     """Print the last records of TOPICs, or follow them.
@@ -81,5 +92,19 @@ def tail(
     span = RangeOptions.take(kwargs)
     filters = FilterOptions.take(kwargs)
     printing = PrintOptions.take(kwargs)
+    if queue_group is not None:
+        if topics:
+            raise click.UsageError("--queue reads the group's topics; give no TOPIC")
+        from logstream.cli import queue_tail
+
+        limit = max_records if max_records is not None else (0 if follow else last or 10)
+        queue_tail.run(
+            queue_group, ack=ack, follow=follow, limit=limit, printing=printing, app=app()
+        )
+        return
+    if ack:
+        raise click.UsageError("--ack needs --queue")
+    if not topics:
+        raise click.UsageError("give at least one TOPIC (or --queue G)")
     request = span.request(topics, last=last, follow=follow, group=group, limit=max_records)
     records.run(request, filters=filters, printing=printing, data_dir=span.data_dir, app=app())

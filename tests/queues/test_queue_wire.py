@@ -191,15 +191,18 @@ def test_bad_input_gets_named_codes(qbroker: BrokerProcess, name: str) -> None:
                 queue_pb2.QueueSettleRequest(group=name, member_id=q.member_id, settle=[settle]),
                 timeout=5,
             )
-        m2 = queue_pb2.Settlement(topic=name, partition=0, kind=queue_pb2.SETTLE_ACK,
-                                  offsets=[10_000, m.offset, m.offset])
+        m2 = queue_pb2.Settlement(
+            topic=name, partition=0, kind=queue_pb2.SETTLE_ACK, offsets=[10_000, m.offset, m.offset]
+        )
         resp = q._transport.queue_settle(
             queue_pb2.QueueSettleRequest(group=name, member_id=q.member_id, settle=[m2]),
             timeout=5,
         )
         codes = dict(zip(resp.results[0].offsets, resp.results[0].error_codes, strict=True))
-        assert codes == {10_000: errors.QueueOffsetNotInWindowError.code,
-                         m.offset: errors.InvalidRequestError.code}
+        assert codes == {
+            10_000: errors.QueueOffsetNotInWindowError.code,
+            m.offset: errors.InvalidRequestError.code,
+        }
     # kind mismatch, both ways
     cg = f"{name}-cg"
     with Consumer(qbroker.address, group=cg) as c:

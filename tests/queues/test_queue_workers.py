@@ -116,9 +116,7 @@ def test_broker_kill_under_acking_workers_loses_nothing_and_repeats_no_confirmed
             wait_for(lambda: sum(len(lines(o, "C")) for o in outs) > 800, 60, "acks")
             broker.restart(kill=True)
             ga = admin(broker.address)
-            wait_for(
-                lambda: ga.describe_queue_group(group).total.acknowledged == 4_000, 60, "all"
-            )
+            wait_for(lambda: ga.describe_queue_group(group).total.acknowledged == 4_000, 60, "all")
             stop.touch()
             for p in procs:
                 p.wait(30)

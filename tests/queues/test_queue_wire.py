@@ -228,3 +228,37 @@ def test_bad_input_gets_named_codes(qbroker: BrokerProcess, name: str) -> None:
             )
     finally:
         t.close()
+
+
+def test_records_cut_out_of_a_shared_batch_keep_key_value_headers_and_time(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    from logstream import Admin, Producer
+
+    with Admin(qbroker.address) as a:
+        a.create_topic(name, partitions=1)
+    with Producer(qbroker.address) as p:
+        for i in range(10):
+            p.send(
+                name,
+                value=f"v{i}".encode(),
+                key=f"k{i}".encode(),
+                headers=[("n", str(i).encode()), ("t", b"x")],
+                timestamp_ms=1_000 + i,
+            )
+        p.flush()
+    admin(qbroker.address).create_queue_group(name, topics=[name])
+    with QueueConsumer(qbroker.address, group=name, max_records=3) as q:
+        first = q.poll(5.0)
+        assert [m.offset for m in first] == [0, 1, 2]
+        for m in first:
+            m.nack(delay_ms=0) if m.offset == 1 else m.ack()
+        got = {m.offset: m for m in first}
+        for m in drain(q, 8):
+            got[m.offset] = m
+            m.ack()
+        assert q.commit() == []
+    for i in range(10):
+        m = got[i]
+        assert (m.key, m.value, m.timestamp_ms) == (f"k{i}".encode(), f"v{i}".encode(), 1000 + i)
+        assert m.headers == (("n", str(i).encode()), ("t", b"x"))

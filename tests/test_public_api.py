@@ -29,11 +29,15 @@ def test_public_names_are_pinned() -> None:
         [
             "Admin",
             "Consumer",
+            "GroupAdmin",
             "LogstreamError",
             "OffsetAndMetadata",
             "Producer",
+            "QueueConsumer",
+            "QueueMessage",
             "Record",
             "RecordMetadata",
+            "Reject",
             "TopicPartition",
             "__version__",
         ]

@@ -105,6 +105,6 @@ def tail(
     if ack:
         raise click.UsageError("--ack needs --queue")
     if not topics:
-        raise click.UsageError("give at least one TOPIC (or --queue G)")
+        raise click.UsageError("Missing argument 'TOPIC [TOPIC...]' (or give --queue G).")
     request = span.request(topics, last=last, follow=follow, group=group, limit=max_records)
     records.run(request, filters=filters, printing=printing, data_dir=span.data_dir, app=app())

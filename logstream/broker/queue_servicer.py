@@ -271,9 +271,9 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                     partition=p,
                     batches=self.queues.read(t, p, offsets),
                     offsets=offsets.tolist(),
-                    delivery_counts=[0] * len(offsets),
+                    delivery_counts=counts.tolist(),
                 )
-                for t, p, offsets in found
+                for t, p, offsets, counts in found
             ]
         return queue_pb2.PeekResponse(records=records)
 

@@ -516,8 +516,11 @@ class QueueManager:
         except UnknownTopicOrPartitionError:
             return b""
 
-    def peek(self, name: str, max_records: int) -> list[tuple[str, int, np.ndarray]]:
-        """Offsets a fetch would hand out now (available), without acquiring them."""
+    def peek(
+        self, name: str, max_records: int
+    ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+        """Offsets a fetch would hand out now (available) and how often each was delivered
+        already, without acquiring them."""
         if max_records <= 0:
             raise InvalidRequestError(f"max_records must be > 0, got {max_records}")
         m = self._get(name)
@@ -529,9 +532,11 @@ class QueueManager:
             m.group.flush()
             for topic, partition, w in m.group.each_window():
                 offsets, state = column(w, "state")
-                avail = offsets[state == AVAILABLE][:left]
+                _, deliveries = column(w, "deliveries")
+                ready = np.flatnonzero(state == AVAILABLE)[:left]
+                avail = offsets[ready]
                 if len(avail):
-                    out.append((topic, partition, avail))
+                    out.append((topic, partition, avail, deliveries[ready]))
                     left -= len(avail)
                 if left <= 0:
                     break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import make_topic
+from conftest import admin, make_topic
 
 from logstream.cli.main import main
 from logstream.testing.broker import BrokerProcess
@@ -35,6 +35,8 @@ def test_queue_commands_end_to_end(qbroker: BrokerProcess, name: str) -> None:
     # without --ack: acquired, printed, released (still 10 to do)
     code, out, _ = cli(qbroker, "tail", "--queue", name, "-n", "4", "-o", "jsonl")
     assert code == 0 and len(out.splitlines()) == 4
+    peeked = admin(qbroker.address).peek(name, 10)
+    assert len(peeked) == 10 and sorted(m.delivery_count for m in peeked) == [0] * 6 + [1] * 4
     code, out, _ = cli(qbroker, "queue", "describe", name, "-o", "json")
     body = json.loads(out)
     total = body["partitions"][-1]

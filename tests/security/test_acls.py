@@ -34,6 +34,8 @@ from logstream.protocol import (
     group_pb2_grpc,
     log_pb2,
     log_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
 )
@@ -41,6 +43,7 @@ from logstream.protocol.status import error_from_rpc
 from logstream.testing.broker import run_broker
 
 TOPIC, GROUP = "orders", "billing"
+QGROUP = "billing-jobs"
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Stubs:
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
         self.group = group_pb2_grpc.GroupStub(self.channel)
         self.acl = security_pb2_grpc.SecurityStub(self.channel)
+        self.queue = queue_pb2_grpc.QueueStub(self.channel)
 
 
 def _produce_request() -> log_pb2.ProduceRequest:
@@ -222,6 +226,72 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         ),
         [(G, GROUP + "-reset", "read"), (T, TOPIC, "read")],
     ),
+    "Queue/Join": (
+        lambda s: s.queue.Join(
+            queue_pb2.QueueJoinRequest(group=QGROUP, member_id="m", topics=[TOPIC], create=True),
+            metadata=s.md,
+            timeout=10,
+        ),
+        [(G, QGROUP, "read"), (T, TOPIC, "read")],
+    ),
+    "Queue/Leave": (
+        lambda s: s.queue.Leave(
+            queue_pb2.QueueLeaveRequest(group=QGROUP, member_id="m"), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "read")],
+    ),
+    "Queue/Fetch": (
+        lambda s: s.queue.Fetch(
+            queue_pb2.QueueFetchRequest(group=QGROUP, member_id="m", max_records=1),
+            metadata=s.md,
+            timeout=10,
+        ),
+        [(G, QGROUP, "read")],
+    ),
+    "Queue/Settle": (
+        lambda s: s.queue.Settle(
+            queue_pb2.QueueSettleRequest(group=QGROUP, member_id="m"), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "read")],
+    ),
+    "Queue/Peek": (
+        lambda s: s.queue.Peek(
+            queue_pb2.PeekRequest(group=QGROUP, max_records=1), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "read")],
+    ),
+    "Queue/CreateQueueGroup": (
+        lambda s: s.queue.CreateQueueGroup(
+            queue_pb2.CreateQueueGroupRequest(group=QGROUP + "-new", topics=[TOPIC]),
+            metadata=s.md,
+            timeout=10,
+        ),
+        [(G, QGROUP + "-new", "create"), (T, TOPIC, "read")],
+    ),
+    "Queue/AlterQueueGroup": (
+        lambda s: s.queue.AlterQueueGroup(
+            queue_pb2.AlterQueueGroupRequest(group=QGROUP), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "alter")],
+    ),
+    "Queue/DescribeQueueGroup": (
+        lambda s: s.queue.DescribeQueueGroup(
+            queue_pb2.DescribeQueueGroupRequest(group=QGROUP), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "describe")],
+    ),
+    "Queue/DeleteQueueGroup": (
+        lambda s: s.queue.DeleteQueueGroup(
+            queue_pb2.DeleteQueueGroupRequest(group=QGROUP + "-none"), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP + "-none", "delete")],
+    ),
+    "Queue/Redrive": (
+        lambda s: s.queue.Redrive(
+            queue_pb2.RedriveRequest(group=QGROUP, to_topic=TOPIC), metadata=s.md, timeout=10
+        ),
+        [(G, QGROUP, "alter"), (T, TOPIC, "write")],
+    ),
     "Security/CreateAcls": (
         lambda s: s.acl.CreateAcls(security_pb2.CreateAclsRequest(), metadata=s.md, timeout=10),
         [(C, "cluster", "alter")],
@@ -255,7 +325,12 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         [(C, "cluster", "describe")],
     ),
 }
-UNCHECKED = {"Log/InitProducerId", "Admin/ListTopics", "Group/ListGroups"}
+UNCHECKED = {
+    "Log/InitProducerId",
+    "Admin/ListTopics",
+    "Group/ListGroups",
+    "Queue/ListQueueGroups",
+}
 """Open to every authenticated principal: they grant nothing by themselves, and the two
 lists are filtered (tested below)."""
 

@@ -22,11 +22,12 @@ from logstream.errors import (
 Check = tuple[str, str, str]
 Allowed = Callable[[str, str, str], bool]  # (resource type, name, operation) -> bool
 
-LOG, ADMIN, GROUP, SECURITY = (
+LOG, ADMIN, GROUP, SECURITY, QUEUE = (
     "/logstream.v1.Log/",
     "/logstream.v1.Admin/",
     "/logstream.v1.Group/",
     "/logstream.v1.Security/",
+    "/logstream.v1.Queue/",
 )
 
 
@@ -36,6 +37,12 @@ def _topics(names: Any, op: str) -> list[Check]:
 
 def _group(request: Any, op: str) -> list[Check]:
     return [("group", request.group_id, op)]
+
+
+def _queue(request: Any, op: str) -> list[Check]:
+    # queue groups share the group namespace (one id is one kind, docs/queues.md); a
+    # member's fetch reads the topics the group was created with (checked at creation)
+    return [("group", request.group, op)]
 
 
 CHECKS: dict[str, Callable[[Any], list[Check]]] = {
@@ -62,6 +69,19 @@ CHECKS: dict[str, Callable[[Any], list[Check]]] = {
     GROUP + "DescribeGroup": lambda r: _group(r, "describe"),
     GROUP + "DeleteGroup": lambda r: _group(r, "delete"),
     GROUP + "ResetOffsets": lambda r: _group(r, "read") + _topics([r.topic], "read"),
+    QUEUE + "Join": lambda r: _queue(r, "read") + (_topics(r.topics, "read") if r.create else []),
+    QUEUE + "Leave": lambda r: _queue(r, "read"),
+    QUEUE + "Fetch": lambda r: _queue(r, "read"),
+    QUEUE + "Settle": lambda r: _queue(r, "read"),
+    QUEUE + "Peek": lambda r: _queue(r, "read"),
+    QUEUE + "CreateQueueGroup": lambda r: _queue(r, "create") + _topics(r.topics, "read"),
+    QUEUE + "AlterQueueGroup": lambda r: _queue(r, "alter"),
+    QUEUE + "DescribeQueueGroup": lambda r: _queue(r, "describe"),
+    QUEUE + "ListQueueGroups": lambda r: [],
+    QUEUE + "DeleteQueueGroup": lambda r: _queue(r, "delete"),
+    QUEUE + "Redrive": lambda r: (
+        _queue(r, "alter") + (_topics([r.to_topic], "write") if r.to_topic else [])
+    ),
     SECURITY + "CreateAcls": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "DeleteAcls": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "ListAcls": lambda r: [("cluster", "cluster", "describe")],
@@ -92,6 +112,9 @@ FILTERS: dict[str, Callable[[Any, Allowed], None]] = {
     ),
     GROUP + "DescribeGroup": lambda r, ok: _keep(
         r.partitions, lambda p: ok("topic", p.topic, "describe")
+    ),
+    QUEUE + "ListQueueGroups": lambda r, ok: _keep(
+        r.groups, lambda g: ok("group", g.group, "describe")
     ),
 }
 

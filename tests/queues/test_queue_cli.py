@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import admin, make_topic
+from queue_helpers import admin, make_topic
 
 from logstream.cli.main import main
 from logstream.testing.broker import BrokerProcess

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import admin, make_topic
+from queue_helpers import admin, make_topic
 
 from logstream import Consumer, QueueConsumer, errors
 from logstream.protocol import queue_pb2

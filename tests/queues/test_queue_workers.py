@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import WORKER, admin, make_topic
+from queue_helpers import WORKER, admin, make_topic
 
 from logstream import Producer, QueueConsumer
 from logstream.testing.broker import BrokerProcess

@@ -8,6 +8,7 @@ RUNSTAMP := $(VENV)/.installed
 DATA_DIR ?= ./logstream-data
 LISTEN ?= 127.0.0.1:7070
 HTTP_LISTEN ?= 127.0.0.1:7071
+KAFKA_LISTEN ?= 127.0.0.1:9092
 
 .PHONY: help run test test-services lint fmt typecheck bench bench-peers proto check-protos clean
 
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(RUNSTAMP)
 
 run: $(RUNSTAMP)
-	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)"
+	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)" --kafka-listen $(KAFKA_LISTEN)
 
 # The peer-benchmark smoke test needs a real redis-server, the web console tests headless
 # Chromium and its driver: install them when we can (root with apt-get, as on CI); elsewhere

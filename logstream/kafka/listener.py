@@ -14,9 +14,10 @@ Bad input, and what the listener does (it never stops serving other connections)
 - a size prefix below a request header or above ``max_request_bytes``: disconnect;
 - a frame not completed within ``frame_timeout_s`` (half a frame, then a stall): disconnect;
 - an undecodable body: disconnect, as Kafka does;
-- an unknown API key or version: ApiVersions answers with UNSUPPORTED_VERSION and the
-  versions it has; other APIs get an answer with UNSUPPORTED_VERSION where their schema
-  has a top-level error code, otherwise a short error frame and a disconnect;
+- an unknown API key or version: ApiVersions answers in v0 with UNSUPPORTED_VERSION and
+  the versions it has (Kafka's rule, so the client can retry); any other API gets a frame
+  of its correlation id and UNSUPPORTED_VERSION (the body shape of that version is unknown
+  to us), then a disconnect;
 - a handler that fails unexpectedly: logged, the connection closed.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from logstream.broker.broker import Broker
+from logstream.errors import LogstreamError
 from logstream.kafka import wire
 from logstream.kafka.log_apis import LogApis
 from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
@@ -183,10 +185,10 @@ class KafkaListener:
                     await writer.drain()
                 if not keep_open:
                     return
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionError):
             pass
-        except ConnectionError:
-            pass
+        except LogstreamError as exc:  # e.g. the broker is shutting down
+            log.warning("kafka: closing %s: %s", peer, exc)
         except Exception:
             log.exception("kafka: connection %s failed", peer)
         finally:

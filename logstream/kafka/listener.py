@@ -35,6 +35,8 @@ from kio.schema.errors import ErrorCode
 from logstream.broker.broker import Broker
 from logstream.errors import LogstreamError
 from logstream.kafka import wire
+from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
+from logstream.kafka.group_apis import GroupApis
 from logstream.kafka.log_apis import LogApis
 from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
 
@@ -79,6 +81,10 @@ class KafkaListener:
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
         }
+        if broker.coordinator is not None:
+            groups = GroupApis(broker, lambda: (self.host, self.port), self.pool)
+            for api_key, handler in groups.handlers().items():
+                self.add_handler(api_key, GROUP_VERSIONS[api_key], handler)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from logstream.client import Consumer, Producer
-from tests.kafka.conftest import KafkaBroker, create_topic
+from tests.kafka_listener.conftest import KafkaBroker, create_topic
 
 ck = pytest.importorskip("confluent_kafka")
 

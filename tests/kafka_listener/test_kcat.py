@@ -8,7 +8,7 @@ import time
 import pytest
 
 from logstream.client import Consumer, Producer
-from tests.kafka.conftest import KafkaBroker, create_topic
+from tests.kafka_listener.conftest import KafkaBroker, create_topic
 
 
 def run(kcat: str, broker: KafkaBroker, *args: str, input: str | None = None) -> str:

@@ -35,6 +35,8 @@ from kio.schema.errors import ErrorCode
 from logstream.broker.broker import Broker
 from logstream.errors import LogstreamError
 from logstream.kafka import wire
+from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
+from logstream.kafka.admin_apis import AdminApis
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
 from logstream.kafka.log_apis import LogApis
@@ -81,6 +83,9 @@ class KafkaListener:
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
         }
+        admin = AdminApis(broker)
+        for api_key, fn in admin.handlers().items():
+            self.add_handler(api_key, ADMIN_VERSIONS[api_key], self._sync(fn))
         if broker.coordinator is not None:
             groups = GroupApis(broker, lambda: (self.host, self.port), self.pool)
             for api_key, handler in groups.handlers().items():

@@ -65,7 +65,9 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     PRODUCE: (3, 9),
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 7),
-    METADATA: (0, 9),
+    # v9 is flexible, and librdkafka's admin client sends it with an empty tagged field 0
+    # that the schema does not define; Kafka skips unknown tags, kio's reader refuses them.
+    METADATA: (0, 8),
     API_VERSIONS: (0, 4),
     INIT_PRODUCER_ID: (0, 4),
 }
@@ -137,7 +139,7 @@ def parse_request(frame: bytes) -> Request:
     try:
         header, used = read_header(frame, 0)
         body, body_size = read_body(frame, used)
-    except (SerialError, ValueError, TypeError, OverflowError, IndexError) as exc:
+    except (SerialError, ValueError, TypeError, OverflowError, IndexError, KeyError) as exc:
         raise FrameError(f"undecodable request (API {api_key} v{api_version}): {exc}") from exc
     if used + body_size != len(frame):
         raise FrameError(

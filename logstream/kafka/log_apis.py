@@ -25,7 +25,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from logstream.broker.admin import AdminHandler, is_internal
+from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchSpec
 from logstream.broker.produce import ProduceHandler
@@ -38,6 +38,7 @@ from logstream.errors import (
 from logstream.kafka import wire
 from logstream.kafka.records import kafka_to_logstream, logstream_to_kafka, split_kafka_batches
 from logstream.kafka.wire import Request, build, ms
+from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.kafka")
 
@@ -128,7 +129,7 @@ class LogApis:
             mod.MetadataResponseTopic,
             error_code=ErrorCode.none,
             name=name,
-            is_internal=is_internal(name),
+            is_internal=is_internal_topic(name),
             partitions=partitions,
             topic_authorized_operations=-(2**31),
         )

@@ -11,7 +11,7 @@ Kafka's batch (big-endian; ``apache/kafka`` DefaultRecordBatch)::
 
 Attributes bits 0-2 compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd), bit 3
 timestamp type, bit 4 transactional, bit 5 control. logstream's layout is in
-``logstream/codec/batch.py``.
+``logstream/codec/header.py``.
 
 Produce: aiokafka's compiled reader checks the CRC, decompresses and walks the varints in C;
 the fields go to :func:`logstream.codec.encode_batch` as columns. Producer id, epoch and
@@ -38,8 +38,16 @@ import numpy as np
 from aiokafka.codec import lz4_encode, zstd_encode
 from aiokafka.record._crecords import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from logstream.codec import compression, decode_batch, encode_batch, encode_headers, peek_length
-from logstream.codec.batch import TIMESTAMP_TYPE_LOG_APPEND, DecodedBatch, decode_headers
+from logstream.codec import (
+    TIMESTAMP_TYPE_LOG_APPEND,
+    DecodedBatch,
+    compression,
+    decode_batch,
+    decode_headers,
+    encode_batch,
+    encode_headers,
+    peek_length,
+)
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from logstream.clock import SYSTEM_CLOCK, Clock
 from logstream.errors import (
     IllegalGenerationError,
+    InconsistentGroupProtocolError,
     InvalidRequestError,
     InvalidSessionTimeoutError,
     LogstreamError,
@@ -46,13 +47,6 @@ EMPTY = "Empty"
 PREPARING = "PreparingRebalance"
 COMPLETING = "CompletingRebalance"
 STABLE = "Stable"
-
-
-class InconsistentGroupProtocolError(LogstreamError):
-    """A member offers no protocol that every other member supports too."""
-
-    code = 23
-    name = "INCONSISTENT_GROUP_PROTOCOL"
 
 
 @dataclass(slots=True)

@@ -35,8 +35,6 @@ from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
-from logstream.errors import InvalidRequestError
-
 SIZE = struct.Struct(">i")
 _PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 
@@ -77,12 +75,13 @@ the modules that add APIs (groups, admin) through :func:`register`."""
 UNSUPPORTED_VERSION = 35
 
 
-class FrameError(InvalidRequestError):
-    """A frame that cannot be decoded: the connection is closed."""
+class FrameError(Exception):
+    """A frame that cannot be decoded: the listener closes the connection. Internal to the
+    listener (the client sees a disconnect, as from Kafka), so not a LogstreamError."""
 
 
-class UnsupportedVersion(InvalidRequestError):
-    """An API key or version this listener does not speak."""
+class UnsupportedVersion(Exception):
+    """An API key or version this listener does not speak; answered UNSUPPORTED_VERSION."""
 
 
 def register(api_key: int, versions: tuple[int, int]) -> None:

@@ -173,6 +173,7 @@ class KafkaListener:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -183,13 +184,15 @@ class KafkaListener:
                 if size < _MIN_FRAME or size > self.max_request_bytes:
                     log.warning("kafka: %s sent a frame of %d bytes; disconnecting", peer, size)
                     return
+                # A timer, not wait_for: one TimerHandle instead of a task per request.
+                timer = loop.call_later(self.frame_timeout_s, writer.transport.abort)
                 try:
-                    frame = await asyncio.wait_for(
-                        reader.readexactly(size), timeout=self.frame_timeout_s
-                    )
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    frame = await reader.readexactly(size)
+                except (asyncio.IncompleteReadError, ConnectionError):
                     log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
                     return
+                finally:
+                    timer.cancel()
                 response, keep_open = await self._respond(frame, peer)
                 if response:
                     writer.write(response)

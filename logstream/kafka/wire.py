@@ -27,6 +27,7 @@ import datetime
 import io
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -34,6 +35,8 @@ from typing import Any
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
+
+from logstream.kafka import fast_encode
 
 SIZE = struct.Struct(">i")
 _PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id
@@ -60,7 +63,7 @@ DESCRIBE_CONFIGS = 32
 CREATE_PARTITIONS = 37
 
 SUPPORTED: dict[int, tuple[int, int]] = {
-    PRODUCE: (3, 9),
+    PRODUCE: (3, 8),  # v9 is flexible; 3-8 have a hand-packed encoder (fast_encode.py)
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 7),
     # v9 is flexible, and librdkafka's admin client sends it with an empty tagged field 0
@@ -73,6 +76,13 @@ SUPPORTED: dict[int, tuple[int, int]] = {
 the modules that add APIs (groups, admin) through :func:`register`."""
 
 UNSUPPORTED_VERSION = 35
+
+_FAST: dict[int, Callable[[int, Any], bytes]] = {
+    PRODUCE: fast_encode.produce_response,
+    FETCH: fast_encode.fetch_response,
+}
+"""Responses packed by hand: the hot path (see fast_encode.py). Their version ranges in
+SUPPORTED must stay non-flexible."""
 
 
 class FrameError(Exception):
@@ -155,6 +165,10 @@ def response_module(api_key: int, api_version: int) -> Any:
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """A whole response frame: size, header, body."""
+    fast = _FAST.get(api_key)
+    if fast is not None:  # non-flexible versions only: response header v0
+        payload = fast(api_version, body)
+        return SIZE.pack(4 + len(payload)) + SIZE.pack(correlation_id) + payload
     _, header_cls, write_header, write_body = _response_io(api_key, api_version)
     out = io.BytesIO()
     out.write(b"\0\0\0\0")

@@ -134,7 +134,7 @@ def role_latency_consume(client: str, address: str, topic: str) -> dict[str, flo
     want = int(LATENCY_RATE * LATENCY_S)
     lat: list[int] = []
     deadline = time.monotonic() + LATENCY_S + 30
-    if client == "kafka":
+    if client in ("kafka", "kafka-1"):
         import confluent_kafka as ck
 
         c = ck.Consumer(
@@ -176,10 +176,13 @@ def role_latency_produce(client: str, address: str, topic: str) -> dict[str, flo
     pad = b"x" * (SIZE - 8)
     count = int(LATENCY_RATE * LATENCY_S)
     interval = 1.0 / LATENCY_RATE
-    if client == "kafka":
+    if client in ("kafka", "kafka-1"):
         import confluent_kafka as ck
 
-        p = ck.Producer({"bootstrap.servers": address, "linger.ms": 0, "acks": 1})
+        conf = {"bootstrap.servers": address, "linger.ms": 0, "acks": 1}
+        if client == "kafka-1":  # one request in flight: records queue up and batch
+            conf["max.in.flight.requests.per.connection"] = 1
+        p = ck.Producer(conf)
         start = time.perf_counter()
         for i in range(count):
             while time.perf_counter() < start + i * interval:
@@ -289,7 +292,7 @@ def run() -> str:
         broker, grpc, kafka = _start_broker(data)
         try:
             with Admin(grpc) as admin:
-                for name in ("tp-kafka", "tp-native", "lat-kafka", "lat-native"):
+                for name in ("tp-kafka", "tp-native", "lat-kafka", "lat-native", "lat-kafka-1"):
                     admin.create_topic(name, partitions=PARTITIONS)
             for client, topic, address in (
                 ("kafka", "tp-kafka", kafka),
@@ -304,6 +307,11 @@ def run() -> str:
                 _result(_role("latency-produce", client, address, f"lat-{client}"))
                 latency = _result(consumer)
                 rows.append((client, produced, replayed, latency))
+            consumer = _role("latency-consume", "kafka-1", kafka, "lat-kafka-1")
+            assert consumer.stdout is not None
+            consumer.stdout.readline()  # ready
+            _result(_role("latency-produce", "kafka-1", kafka, "lat-kafka-1"))
+            extra = _result(consumer)
         finally:
             broker.terminate()
             broker.wait(30)
@@ -325,6 +333,10 @@ def run() -> str:
             f"| {latency['p50']:.2f} | {latency['p99']:.2f} |"
         )
     lines += [
+        f"| confluent-kafka, max.in.flight=1 (latency only) | | | {extra['p50']:.2f} "
+        f"| {extra['p99']:.2f} |",
+        "",
+        f"Load average during the run: {os.getloadavg()[0]:.1f} (2 cores, shared).",
         "",
         "Conversion at the listener's edge (1,000 x 100 B records per batch, no headers):",
         f"Kafka -> logstream {to_ls:,.0f} ns/record (produce), "

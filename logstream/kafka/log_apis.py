@@ -7,8 +7,8 @@ servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
 its own advertised address.
 
 Concurrency: the synchronous handlers run on the listener's thread pool (they block on
-storage and on acks); :meth:`LogApis.fetch` is a coroutine on the listener's loop that
-runs the broker's fetch on the pool when that is a plain function, or awaits it when the
+storage and on acks). :meth:`LogApis.fetch` is a coroutine on the listener's loop that
+runs the broker's fetch on a pool of its own when that is a plain function, or awaits it when the
 broker's fetch is a coroutine (an asyncio broker), so a long-poll holds at most one pool
 thread and never the loop.
 """

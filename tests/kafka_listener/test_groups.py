@@ -237,3 +237,47 @@ def test_kafka_python_produces_and_consumes_in_a_group(kafka_broker: KafkaBroker
     with GroupAdmin(kafka_broker.grpc) as admin:
         desc = admin.describe_group("kp-group")
     assert sum(p.committed for p in desc.partitions) == 40
+
+
+def test_aiokafka_produces_and_consumes_in_a_group(kafka_broker: KafkaBroker) -> None:
+    import asyncio
+
+    aiokafka = pytest.importorskip("aiokafka")
+    topic = create_topic(kafka_broker, "grp-aiokafka", 2)
+
+    async def scenario() -> list[Any]:
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=kafka_broker.kafka, compression_type="gzip"
+        )
+        await producer.start()
+        try:
+            for i in range(30):
+                await producer.send_and_wait(topic, b"ak%d" % i, key=b"k", headers=[("h", b"2")])
+        finally:
+            await producer.stop()
+        consumer = aiokafka.AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_broker.kafka,
+            group_id="ak-group",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        got: list[Any] = []
+        try:
+            async with asyncio.timeout(30):
+                async for msg in consumer:
+                    got.append(msg)
+                    if len(got) == 30:
+                        break
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(scenario())
+    assert [m.value for m in got] == [b"ak%d" % i for i in range(30)]  # one key: one partition
+    assert all(m.headers == (("h", b"2"),) or list(m.headers) == [("h", b"2")] for m in got)
+    with GroupAdmin(kafka_broker.grpc) as admin:
+        desc = admin.describe_group("ak-group")
+    assert sum(p.committed for p in desc.partitions) == 30

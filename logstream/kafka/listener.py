@@ -1,9 +1,9 @@
 """The Kafka listener: a plain asyncio TCP server on its own thread, in front of a Broker.
 
-It runs its own event loop on a daemon thread, so it works beside any gRPC server model
-(threaded or asyncio) and touches the broker only through the handlers' calls. Blocking
-broker calls run on the listener's thread pools (fetch long-polls on their own pool); the
-loop only reads and writes frames.
+It runs its own event loop on a daemon thread, beside the gRPC server's loop, and touches
+the broker only through the handlers' calls. Blocking broker calls (produce, commits,
+admin) run on the listener's thread pool; fetch long-polls are coroutines on its loop
+(the broker's notifier wakes waiters on any loop); the loop reads and writes frames.
 
 Per connection (Kafka's rules): requests are read one frame at a time and answered in
 order; the next request is read once the previous one is answered, which also bounds
@@ -75,17 +75,12 @@ class KafkaListener:
         self.max_request_bytes = max_request_bytes
         self.frame_timeout_s = frame_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
-        # Long-polling fetches wait on their own threads, so waiting consumers never hold
-        # the threads that produce requests (which wake them) need.
-        self.fetch_pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="logstream-kafka-fetch"
-        )
         self.apis = LogApis(broker, lambda: (self.host, self.port))
         self._handlers: dict[int, Handler] = {
             wire.API_VERSIONS: self._sync(self.apis.api_versions),
             wire.METADATA: self._sync(self.apis.metadata),
             wire.PRODUCE: self._sync(self.apis.produce),
-            wire.FETCH: lambda req: self.apis.fetch(req, self.fetch_pool),
+            wire.FETCH: lambda req: self.apis.fetch(req, self.pool),
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
         }
@@ -169,7 +164,6 @@ class KafkaListener:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout_s)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- connections -----------------------------------------------------------------------
 

@@ -7,17 +7,13 @@ servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
 its own advertised address.
 
 Concurrency: the synchronous handlers run on the listener's thread pool (they block on
-storage and on acks). :meth:`LogApis.fetch` is a coroutine on the listener's loop that
-runs the broker's fetch on a pool of its own when that is a plain function, or awaits it when the
-broker's fetch is a coroutine (an asyncio broker), so a long-poll holds at most one pool
-thread and never the loop.
+storage and on acks). :meth:`LogApis.fetch` awaits the broker's fetch coroutine on the
+listener's loop, so a long-poll holds no thread at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -187,6 +183,9 @@ class LogApis:
     # -- Fetch ---------------------------------------------------------------------------
 
     async def fetch(self, req: Request, pool: Executor) -> Any:
+        """The broker's fetch coroutine runs on the listener's loop (its long-poll parks a
+        coroutine, woken by the broker's per-partition notifier); converting the records
+        to Kafka batches runs on ``pool``."""
         mod = wire.response_module(wire.FETCH, req.api_version)
         body = req.body
         specs = [
@@ -194,17 +193,13 @@ class LogApis:
             for t in body.topics
             for p in t.partitions
         ]
+        outcomes = await self.fetch_handler.fetch(
+            specs,
+            max_wait_ms=max(ms(body.max_wait), 0),
+            min_bytes=max(int(body.min_bytes), 0),
+            max_bytes=max(int(body.max_bytes), 0),
+        )
         loop = asyncio.get_running_loop()
-        call: Callable[..., Any] = self.fetch_handler.fetch
-        kwargs = {
-            "max_wait_ms": max(ms(body.max_wait), 0),
-            "min_bytes": max(int(body.min_bytes), 0),
-            "max_bytes": max(int(body.max_bytes), 0),
-        }
-        if inspect.iscoroutinefunction(call):
-            outcomes = await call(specs, **kwargs)
-        else:
-            outcomes = await loop.run_in_executor(pool, functools.partial(call, specs, **kwargs))
         return await loop.run_in_executor(pool, self._fetch_response, mod, outcomes)
 
     def _fetch_response(self, mod: Any, outcomes: list[Any]) -> Any:

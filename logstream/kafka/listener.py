@@ -79,7 +79,7 @@ class KafkaListener:
         self._handlers: dict[int, Handler] = {
             wire.API_VERSIONS: self._sync(self.apis.api_versions),
             wire.METADATA: self._sync(self.apis.metadata),
-            wire.PRODUCE: self._sync(self.apis.produce),
+            wire.PRODUCE: self._inline(self.apis.produce),
             wire.FETCH: lambda req: self.apis.fetch(req, self.pool),
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
@@ -99,6 +99,16 @@ class KafkaListener:
     def add_handler(self, api_key: int, versions: tuple[int, int], handler: Handler) -> None:
         wire.register(api_key, versions)
         self._handlers[api_key] = handler
+
+    def _inline(self, fn: Callable[[Request], Any]) -> Handler:
+        """Run on the loop itself: for Produce, whose work (convert, copy into the mapped
+        segment) is shorter than two thread hand-offs under the GIL; acks never wait for
+        a flush here (Kafka's acks map to logstream's ``leader``)."""
+
+        async def run(req: Request) -> Any:
+            return fn(req)
+
+        return run
 
     def _sync(self, fn: Callable[[Request], Any]) -> Handler:
         async def run(req: Request) -> Any:

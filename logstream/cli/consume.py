@@ -27,7 +27,7 @@ Examples:
   logstream consume orders --from @2024-05-01 --until @2024-05-02 -o jsonl
   logstream consume orders --from 1200 -c 100 --format '{key}\\t{value}'
   logstream consume orders | ./process.sh           new records, forever
-  logstream consume orders --group billing          resume and commit (when groups exist)
+  logstream consume orders --group billing          a member of billing: shares, commits
 """
 
 
@@ -40,7 +40,10 @@ Examples:
     help="Exit once the end offsets seen at start are reached (same as --until end).",
 )
 @count_option("Exit after N records.")
-@group_option("Resume from and commit to consumer group G (when groups exist).")
+@group_option(
+    "Read as a member of consumer group G: members split the partitions; each starts at "
+    "G's commits (--from where none) and commits what it printed."
+)
 @range_options
 @filter_options
 @format_options(output_default_help(tail=False))

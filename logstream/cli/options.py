@@ -20,7 +20,7 @@ from logstream.cli.formatting import BINARY_MODES
 from logstream.clock import Clock
 from logstream.replay import timespec as ts
 from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
-from logstream.replay.session import DEFAULT_LAST, ReplayRequest
+from logstream.replay.session import ReplayRequest
 
 RECORD_OUTPUTS = ("table", "plain", "jsonl", "json")
 
@@ -135,6 +135,12 @@ class RangeOptions:
             )
         if group is not None and self.data_dir is not None:
             raise click.UsageError("--group needs a broker; it does not work with --data-dir")
+        if group is not None and self.partitions is not None:
+            raise click.UsageError(
+                "--group reads the partitions the group assigns to it; -p does not mix"
+            )
+        if group is not None and isinstance(self.stop, ts.RecordCount):
+            raise click.UsageError("--group does not mix with --until +N (use -c/--count)")
         try:
             ts.check_order(start, self.stop)
         except ts.TimeSpecError as exc:
@@ -147,7 +153,7 @@ class RangeOptions:
             start=start,
             stop=self.stop,
             partitions=tuple(self.partitions) if self.partitions is not None else None,
-            last=DEFAULT_LAST if last is None else last,
+            last=last,
             follow=follow,
             group=group,
             limit=limit,

@@ -36,6 +36,7 @@ from logstream.cli.options import FilterOptions, PrintOptions
 from logstream.cli.output import RecordWriter, StatusLine, human_count
 from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
+from logstream.replay.member import NoPartitionsAssigned
 from logstream.replay.session import Replay, ReplayRequest, ReplayStats
 from logstream.replay.source import RecordSource, supports_groups
 from logstream.types import Record, TopicPartition
@@ -186,10 +187,7 @@ def _check_offset_exists(
 def open_source(app: AppContext, data_dir: Path | None, group: str | None) -> RecordSource:
     source = app.source(data_dir)
     if group is not None and not supports_groups(source):
-        raise fail(
-            f"--group {group}: consumer groups are not available in this version "
-            "(tail and consume read without committing)"
-        )
+        raise fail(f"--group {group}: this source cannot join consumer groups (a broker can)")
     return source
 
 
@@ -245,6 +243,8 @@ def run(
         _print_all(replay, printer)
     except KeyboardInterrupt:
         interrupted = True
+    except NoPartitionsAssigned as exc:
+        raise fail(str(exc)) from None
     finally:
         printer.close()
         replay.commit()

@@ -51,8 +51,9 @@ Examples:
 @filter_options
 @format_options(output_default_help(tail=True))
 @group_option(
-    "Resume from and commit to consumer group G (when groups exist); otherwise tail "
-    "commits nothing."
+    "Read as a member of consumer group G: members split the partitions; each starts at "
+    "G's commits (--from where none) and commits what it printed. Otherwise tail commits "
+    "nothing."
 )
 @click.option(
     "--status/--no-status",

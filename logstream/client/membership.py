@@ -20,9 +20,13 @@ Delivery: positions are committed only after the records before them were return
 application asked for more (or closed), so a crash re-delivers at most what was returned
 since the last commit (**at-least-once**).
 
-Polling bound: if the application does not poll for ``max_poll_interval_ms`` the heartbeat
-thread logs a warning naming the partitions it is holding (the member stays in the group and
-keeps them; a revocation the broker asked for waits until the next poll).
+Polling bound (as in Kafka): if the application does not poll for ``max_poll_interval_ms``
+the heartbeat thread leaves the group on its behalf (a warning names the partitions it gives
+up), so a hung worker cannot hold its partitions forever: the broker moves them to the other
+members at once. A static member (``instance_id``) leaves temporarily, so its partitions move
+when its session times out. The partitions are then *lost* for this consumer: the next poll
+drops them without a commit (``on_revoke`` runs), logs that it rejoins, and the member joins
+again as a new member.
 
 Fencing: if the broker no longer knows the member (session expired, broker restarted), the
 partitions are *lost*: they are dropped at the next poll without a commit (``on_revoke`` still
@@ -108,7 +112,10 @@ class GroupMembership:
         self._beat_now = False
         self._closed = False
         self._last_poll = time.monotonic()
-        self._warned_stall = False
+        # Set by the heartbeat thread when it left the group because poll was not called in
+        # max_poll_interval_ms; cleared by the next poll, which rejoins.
+        self._left_idle = False
+        self.idle_leaves = 0
         self._last_commit = time.monotonic()
         self._commits = OffsetCommitter(
             state, transport, group_id, self._identity, request_timeout_s=request_timeout_s
@@ -211,6 +218,9 @@ class GroupMembership:
                 with self._lock:
                     self._wake.wait(0.05)
                 continue
+            if time.monotonic() - self._last_poll > self.max_poll_interval:
+                self._leave_idle(member_id, epoch)
+                continue
             current = set(self.state.assigned())
             owned = sorted(self._owned())
             try:
@@ -246,7 +256,6 @@ class GroupMembership:
                 pending = self._target_version != self._applied_version
             if pending:
                 self.state.wake_readers()
-            self._check_stall()
             with self._lock:
                 if not self._beat_now and not self._closed:
                     self._wake.wait(interval)
@@ -265,20 +274,41 @@ class GroupMembership:
             self._lost = bool(self.state.assigned())
         self.state.wake_readers()
 
-    def _check_stall(self) -> None:
+    def _leave_idle(self, member_id: str, epoch: int) -> None:
+        """Leave the group because the application stopped polling (max_poll_interval_ms):
+        its partitions go to the other members; the next poll drops them and rejoins."""
         idle = time.monotonic() - self._last_poll
-        if idle > self.max_poll_interval and not self._warned_stall:
-            self._warned_stall = True
-            held = ", ".join(map(str, sorted(self.state.assigned()))) or "none"
-            log.warning(
-                "consumer of group %s has not polled for %.0f s (max_poll_interval_ms=%d): "
-                "it stays in the group and holds its partitions (%s), but consumes nothing; "
-                "a rebalance that moves them waits for the next poll",
-                self.group_id,
-                idle,
-                int(self.max_poll_interval * 1000),
-                held,
-            )
+        held = sorted(self._owned())
+        log.warning(
+            "consumer of group %s has not polled for %.1f s (max_poll_interval_ms=%d): "
+            "leaving the group; its partitions (%s) go to the other members, and the next "
+            "poll rejoins",
+            self.group_id,
+            idle,
+            int(self.max_poll_interval * 1000),
+            ", ".join(map(str, held)) or "none",
+        )
+        with self._lock:
+            self.member_epoch = -1
+            if not self.instance_id:
+                self.member_id = ""
+            self._target = set()
+            self._target_version += 1
+            self._lost = bool(self.state.assigned())
+            self._left_idle = True
+            self.idle_leaves += 1
+        if epoch > 0:
+            # A static member leaves temporarily: its partitions wait for its session timeout.
+            leave_epoch = -2 if self.instance_id else -1
+            try:
+                self._heartbeat_rpc(member_id, leave_epoch, [], timeout=min(self.timeout, 5.0))
+            except errors.LogstreamError as exc:
+                log.info("leaving group %s: %s", self.group_id, exc)
+        self.state.wake_readers()
+        # Stay out until the application polls again (on_poll clears _left_idle).
+        with self._lock:
+            while self._left_idle and not self._closed:
+                self._wake.wait(0.5)
 
     # ---------------------------------------------------------------- application thread
 
@@ -290,12 +320,24 @@ class GroupMembership:
     def on_poll(self) -> None:
         """Called at the start of every poll: reconcile, then auto-commit when due."""
         now = time.monotonic()
+        idle = now - self._last_poll
         self._last_poll = now
-        if self._warned_stall:
-            self._warned_stall = False
-            log.warning("consumer of group %s polls again", self.group_id)
+        if self._left_idle:
+            log.warning(
+                "consumer of group %s polls again after %.1f s: it had left the group "
+                "(max_poll_interval_ms=%d) and lost its partitions; rejoining",
+                self.group_id,
+                idle,
+                int(self.max_poll_interval * 1000),
+            )
+        was_idle = self._left_idle
         if self.pending:
             self._reconcile()
+        if was_idle and not self.pending:
+            with self._lock:  # the lost partitions are dropped: the heartbeat thread rejoins
+                self._left_idle = False
+                self._beat_now = True
+                self._wake.notify_all()
         if (
             self.auto_commit
             and self.subscribed

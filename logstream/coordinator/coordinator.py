@@ -443,6 +443,10 @@ class GroupCoordinator:
                     )
                 for t, n in group.partition_counts.items():
                     tps.update(TopicPartition(t, p) for p in range(n))
+            # Every partition of a topic the group committed in, also those it never committed
+            # (its lag counts from the log start): an empty group's backlog is not hidden.
+            for t in {tp.topic for tp in committed}:
+                tps.update(TopicPartition(t, p) for p in range(self._partition_count(t) or 0))
             lags = [
                 self._lag(tp, committed.get(tp), owner.get(tp, ""), now_ms) for tp in sorted(tps)
             ]

@@ -7,7 +7,8 @@
 - :mod:`~logstream.replay.merge`: read ranges from a source in timestamp order.
 - :mod:`~logstream.replay.filters`: key / value regex / header matching, sampling, rate limit.
 - :mod:`~logstream.replay.session`: :class:`ReplayRequest` and :class:`Replay`, the whole
-  read (last N or a range, following, consumer-group resume and commit).
+  read (last N or a range, following, or as a consumer-group member).
+- :mod:`~logstream.replay.member`: reading as a member of a consumer group.
 - Sources: :class:`BrokerSource` (a broker, through the client), :class:`DataDirSource` (a
   data directory, storage opened read-only), :class:`MemorySource` (lists in memory).
 

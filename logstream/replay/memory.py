@@ -30,7 +30,6 @@ class MemorySource:
         self.appends: list[Record] = []
         self.polls = 0
         self.closed = False
-        self.group: str | None = None  # a test adds committed/commit to make it a GroupSource
 
     def partitions_for(self, topic: str) -> list[int]:
         parts = sorted(tp.partition for tp in self.data if tp.topic == topic)

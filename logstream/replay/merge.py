@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from logstream.clock import SYSTEM_CLOCK, Clock
@@ -20,11 +20,34 @@ from logstream.replay.ranges import Range
 from logstream.replay.source import RecordSource
 from logstream.types import Record, TopicPartition
 
-__all__ = ["Merger", "ReadPacing", "read_ranges"]
+__all__ = ["Merger", "ReadPacing", "newest", "read_ranges"]
 
 
 def _order(r: Record) -> tuple[int, str, int, int]:
     return (r.timestamp_ms, r.topic, r.partition, r.offset)
+
+
+def newest(records: Iterable[Record], n: int) -> list[Record]:
+    """The newest ``n`` of ``records`` (given in arrival order, each partition in offset
+    order), oldest first.
+
+    A producer stamps every record of a batch with the batch's time, so records of several
+    partitions often share a timestamp. Ties are broken so that the last records produced
+    come last when that can be told: by offset within a partition, and across partitions by
+    how close each record is to the end of its partition's run of equal timestamps (the last
+    record of every run is newer than the one before it in the same run), then by arrival."""
+    items = list(records)
+    if n <= 0 or not items:
+        return []
+    after: dict[int, int] = {}  # index -> records after it in its partition with its timestamp
+    runs: dict[tuple[str, int, int], int] = {}
+    for i in range(len(items) - 1, -1, -1):
+        r = items[i]
+        key = (r.topic, r.partition, r.timestamp_ms)
+        after[i] = runs.get(key, 0)
+        runs[key] = after[i] + 1
+    order = sorted(range(len(items)), key=lambda i: (items[i].timestamp_ms, -after[i], i))
+    return [items[i] for i in order[-n:]]
 
 
 class Merger:
@@ -45,6 +68,11 @@ class Merger:
 
     def finish(self, tp: TopicPartition) -> None:
         self._running.discard(tp)
+
+    def add(self, tp: TopicPartition) -> None:
+        """A partition that joins the read (added to its topic while following)."""
+        self._buf.setdefault(tp, deque())
+        self._running.add(tp)
 
     @property
     def buffered(self) -> int:
@@ -74,20 +102,39 @@ class Merger:
 
 class ReadPacing(NamedTuple):
     """How long one poll waits, how long a record may wait for a quiet partition in follow
-    mode, and how many records may wait in all before they are released out of order."""
+    mode, how many records may wait in all before they are released out of order, and how
+    often a follower looks for partitions added (or topics deleted) meanwhile."""
 
     poll_timeout_s: float = 0.2
     max_delay_s: float = 0.5
     max_buffered: int = 100_000
+    watch_interval_s: float = 2.0
+
+
+PartitionWatch = Callable[[], Mapping[TopicPartition, Range]]
+"""Called while following: the ranges of partitions that appeared since the read started
+(each call returns only new ones); raises (e.g. UnknownTopicOrPartitionError) to end the
+read when a topic went away."""
 
 
 class _RangeTracker:
     """Which partitions of a read are done, feeding the merger as records arrive."""
 
-    def __init__(self, active: Mapping[TopicPartition, Range], merger: Merger) -> None:
+    def __init__(self, active: dict[TopicPartition, Range], merger: Merger) -> None:
         self.active = active
         self.merger = merger
         self.done: set[TopicPartition] = set()
+        self.next: dict[TopicPartition, int] = {tp: r.start for tp, r in active.items()}
+
+    def add(self, ranges: Mapping[TopicPartition, Range]) -> None:
+        for tp, r in ranges.items():
+            self.active[tp] = r
+            self.next[tp] = r.start
+            self.merger.add(tp)
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset of every partition still being read."""
+        return {tp: off for tp, off in self.next.items() if tp not in self.done}
 
     @property
     def finished(self) -> bool:
@@ -108,6 +155,7 @@ class _RangeTracker:
             self._finish(tp)
             return
         self.merger.push(rec)
+        self.next[tp] = rec.offset + 1
         if r.stop is not None and rec.offset + 1 >= r.stop:
             self._finish(tp)
 
@@ -125,8 +173,11 @@ def read_ranges(
     follow: bool,
     pacing: ReadPacing = ReadPacing(),
     clock: Clock = SYSTEM_CLOCK,
+    watch: PartitionWatch | None = None,
 ) -> Iterator[Record | None]:
     """Yield records of ``ranges`` in timestamp order; ``None`` on every idle poll.
+
+    With ``follow`` and ``watch``, partitions ``watch`` reports are read from then on too.
 
     Ends when every partition reached its stop (or a future ``stop_ms`` passed on the wall
     clock). A partition without a stop never ends, so without ``follow`` every range must be
@@ -146,8 +197,18 @@ def read_ranges(
     tracker = _RangeTracker(active, merger)
     source.assign({tp: r.start for tp, r in active.items()})
     idle_flush = follow or any(r.stop is None for r in active.values())
-    last_release = clock.monotonic()
+    last_release = last_watch = clock.monotonic()
     while not tracker.finished:
+        if (
+            watch is not None
+            and follow
+            and clock.monotonic() - last_watch > pacing.watch_interval_s
+        ):
+            last_watch = clock.monotonic()
+            added = {tp: r for tp, r in watch().items() if tp not in active and not r.empty}
+            if added:
+                tracker.add(added)
+                source.assign(tracker.positions())
         batch = source.poll(pacing.poll_timeout_s)
         for rec in batch:
             tracker.take(rec)

@@ -1,27 +1,32 @@
 """One replay: a request, a source, and the records it yields.
 
 :class:`ReplayRequest` says what to read; :class:`Replay` plans the ranges, reads them in
-timestamp order, filters, counts and, with a group, resumes from and commits to it. Two modes:
+timestamp order, filters and counts. Three modes:
 
-- **last N** (``start`` and ``group`` both None): the newest ``last`` matching records across
+- **last N** (no ``start``, no ``group``): the newest ``last`` matching records across
   the partitions (by timestamp), then, with ``follow``, everything that arrives after the end
   snapshot taken at the start;
-- **range** (``start`` given, or a group to resume from): from ``start`` (default: the end) to
-  ``stop`` (default: the end snapshot, or never with ``follow``).
+- **range** (``start`` given, no ``group``): from ``start`` (default: the end) to
+  ``stop`` (default: the end snapshot, or never with ``follow``);
+- **group member** (``group`` given): the source joins the consumer group and reads the
+  partitions the group assigns, from the group's commits (``start`` for partitions it never
+  committed; ``last`` given: the last N of its partitions instead), committing what it
+  processed (:mod:`logstream.replay.member`).
 
 Single-threaded: the caller iterates :meth:`Replay.records` and then calls :meth:`Replay.commit`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
-from logstream.replay.merge import ReadPacing, read_ranges
+from logstream.replay.member import MemberRead, member_plan
+from logstream.replay.merge import ReadPacing, newest, read_ranges
 from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
 from logstream.replay.source import GroupSource, RecordSource
 from logstream.types import Record, TopicPartition
@@ -39,7 +44,7 @@ class ReplayRequest:
     start: ts.StartSpec | None = None
     stop: ts.StopSpec | None = None
     partitions: tuple[int, ...] | None = None
-    last: int = DEFAULT_LAST
+    last: int | None = None  # None: DEFAULT_LAST without a group, resume with one
     follow: bool = False
     group: str | None = None
     limit: int | None = None
@@ -52,7 +57,7 @@ class ReplayRequest:
     def __post_init__(self) -> None:
         if self.last_n and self.stop is not None and not isinstance(self.stop, ts.End):
             raise ValueError("without a start, the only stop is the end")
-        if self.last < 0:
+        if self.last is not None and self.last < 0:
             raise ValueError("last must be >= 0")
 
 
@@ -79,10 +84,27 @@ class Replay:
         clock: Clock = SYSTEM_CLOCK,
         pacing: ReadPacing = ReadPacing(),
     ) -> None:
+        self.member: MemberRead | None = None
         if request.group is not None:
             if not isinstance(source, GroupSource):
                 raise TypeError(f"{type(source).__name__} cannot read for a consumer group")
-            source.group = request.group
+            self.member = MemberRead(
+                source,
+                request.group,
+                request.topics,
+                member_plan(
+                    source,
+                    request.topics,
+                    request.partitions,
+                    request.start,
+                    request.stop,
+                    last=request.last,
+                    follow=request.follow,
+                    now_ms=clock.now_ms(),
+                ),
+                now_ms=clock.now_ms,
+                poll_timeout_s=pacing.poll_timeout_s,
+            )
         self.source = source
         self.request = request
         self.filter = record_filter if record_filter is not None else RecordFilter()
@@ -95,7 +117,10 @@ class Replay:
         """The records that pass the filter, in timestamp order, until the range ends or
         ``limit`` records were yielded. While following, ``None`` marks an idle poll (and the
         moment the last-N history is out)."""
-        items = self._last_n() if self.request.last_n else self._range()
+        if self.member is not None:
+            items = self._member(self.member)
+        else:
+            items = self._last_n() if self.request.last_n else self._range()
         for item in items:
             if item is None:
                 yield None
@@ -121,17 +146,17 @@ class Replay:
             return {}
 
     def commit(self) -> None:
-        """Commit the positions read so far to the group (nothing without a group)."""
-        if self.request.group is not None and self.stats.positions:
-            assert isinstance(self.source, GroupSource)
-            self.source.commit(dict(self.stats.positions))
+        """Commit what was processed to the group (nothing without a group)."""
+        if self.member is not None:
+            self.member.commit()
 
     # -- steps --------------------------------------------------------------------------------
 
     def _read(self, plan: dict[TopicPartition, Range], follow: bool) -> Iterator[Record | None]:
         """Every record of ``plan`` (counted, positions kept); idle ticks only when following."""
+        watch = self._watch_partitions if follow else None
         for item in read_ranges(
-            self.source, plan, follow=follow, pacing=self.pacing, clock=self.clock
+            self.source, plan, follow=follow, pacing=self.pacing, clock=self.clock, watch=watch
         ):
             if item is None:
                 if follow:
@@ -141,17 +166,54 @@ class Replay:
             self.stats.positions[TopicPartition(item.topic, item.partition)] = item.offset + 1
             yield item
 
+    def _watch_partitions(self) -> dict[TopicPartition, Range]:
+        """While following: partitions added to the topics since the read started (read from
+        their log start: all of it is new); a topic deleted meanwhile ends the read."""
+        refresh = getattr(self.source, "refresh_partitions", None)
+        if refresh is not None:
+            refresh()
+        request = self.request
+        for topic in request.topics:
+            try:
+                self.source.partitions_for(topic)
+            except UnknownTopicOrPartitionError:
+                msg = f"topic {topic!r} was deleted while following"
+                raise UnknownTopicOrPartitionError(msg) from None
+            except LogstreamError:
+                return {}  # a slow or restarting broker: a follower goes on, asks again later
+        stop = request.stop
+        future = isinstance(stop, ts.Timestamp) and stop.ms > self.clock.now_ms()
+        if stop is not None and not future:
+            return {}  # a stop planned from offsets: partitions created since hold none of it
+        try:
+            found = resolve_partitions(self.source, request.topics, request.partitions)
+            new = [tp for tp in found if tp not in set(self.partitions)]
+            begin = self.source.beginning_offsets(new) if new else {}
+        except LogstreamError:
+            return {}
+        if not new:
+            return {}
+        self.partitions.extend(new)
+        stop_ms = stop.ms if isinstance(stop, ts.Timestamp) else None
+        return {tp: Range(begin[tp], None, stop_ms) for tp in new}
+
+    def _member(self, member: MemberRead) -> Iterator[Record | None]:
+        self.stats.positions = member.processed  # the lag on the status line
+        for item in member.records():
+            self.stats.read = member.read
+            yield item
+
     def _last_n(self) -> Iterator[Record | None]:
-        n = self.request.last
+        n = DEFAULT_LAST if self.request.last is None else self.request.last
         plan = tail_ranges(self.source, self.partitions, n)
-        newest: deque[Record] = deque(maxlen=n)
+        matching: list[Record] = []
         if n > 0:
-            newest.extend(
+            matching.extend(
                 r
                 for r in self._read(plan, follow=False)
                 if r is not None and self.filter.matcher(r)
             )
-        yield from newest
+        yield from newest(matching, n)
         if self.request.follow and not isinstance(self.request.stop, ts.End):
             yield None
             after = {tp: Range(r.stop or r.start) for tp, r in plan.items()}
@@ -169,15 +231,4 @@ class Replay:
             now_ms=self.clock.now_ms(),
             follow=request.follow,
         )
-        if request.group is not None and request.start is None:
-            self._resume_from_group(plan)
         yield from self._read(plan, follow=request.follow)
-
-    def _resume_from_group(self, plan: dict[TopicPartition, Range]) -> None:
-        """Start where the group left off; partitions it never committed keep their start."""
-        assert isinstance(self.source, GroupSource)
-        committed = self.source.committed(list(plan))
-        for tp, r in plan.items():
-            off = committed.get(tp)
-            if off is not None:
-                r.start = off

@@ -7,7 +7,7 @@ data directory, through storage opened read-only) and one in :mod:`logstream.rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from logstream.types import Record, TopicPartition
@@ -46,16 +46,53 @@ class RecordSource(Protocol):
 
 @runtime_checkable
 class GroupSource(Protocol):
-    """A source that can resume from and commit to a consumer group. ``group`` is set before
-    the first read; the source uses it as a standalone client (no membership)."""
+    """A source that can read as a member of a consumer group: the group assigns the
+    partitions (:mod:`logstream.replay.member`). After :meth:`join`, ``poll`` returns records
+    of the assigned partitions, and assignment changes happen inside ``poll`` (the callbacks
+    run there)."""
 
-    group: str | None
+    def join(
+        self,
+        group: str,
+        topics: Sequence[str],
+        *,
+        reset: str,
+        on_assign: Callable[[set[TopicPartition]], None],
+        on_revoke: Callable[[set[TopicPartition]], None],
+    ) -> None:
+        """Become a member of ``group`` for ``topics``; partitions it never committed start
+        per ``reset`` (``earliest`` or ``latest``)."""
+        ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def seek(self, tp: TopicPartition, offset: int) -> None: ...
+
+    def position(self, tp: TopicPartition) -> int:
+        """The next offset ``poll`` returns for an assigned partition."""
+        ...
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         """The group's committed offsets (None where nothing is committed)."""
         ...
 
     def commit(self, positions: Mapping[TopicPartition, int]) -> None: ...
+
+    def poll(self, timeout_s: float) -> list[Record]: ...
+
+    def partitions_for(self, topic: str) -> list[int]: ...
+
+    def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def offsets_for_times(
+        self, query: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]: ...
+
+    def assign(self, positions: Mapping[TopicPartition, int]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def supports_groups(source: object) -> bool:

@@ -1,9 +1,9 @@
 """Record sources for the replay engine (:class:`logstream.replay.source.RecordSource`):
 
 - :class:`BrokerSource`: a :class:`logstream.client.Consumer` (manual assignment) plus an
-  :class:`~logstream.client.Admin` for partition counts. With a group it resumes from
-  and commits to that group as a standalone client (no membership: the broker refuses the
-  commit while the group has running members, so a replay never steals a live group's work).
+  :class:`~logstream.client.Admin` for partition counts. After :meth:`BrokerSource.join` the
+  consumer is a member of a group instead (subscribed, no auto-commit: the reader commits
+  what it processed; see :mod:`logstream.replay.member`).
 - :class:`DataDirSource`: segment files read in-process through ``logstream.storage``, for
   forensics. It opens the directory read-only
   (``storage.DirectorySnapshot``): no recovery, no lock, no file touched, so it is
@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +32,12 @@ class BrokerSource:
         broker: str,
         *,
         admin: Admin,
-        group: str | None = None,
         security: Mapping[str, Any] | None = None,
     ) -> None:
         self.admin = admin
         self.broker = broker
         self.security = dict(security or {})
         self._parts: dict[str, list[int]] = {}
-        self.group = group  # set before first use: the consumer is made lazily
         self._consumer: Consumer | None = None
 
     @property
@@ -47,10 +45,42 @@ class BrokerSource:
         if self._consumer is None:
             from logstream.client import Consumer
 
-            self._consumer = Consumer(
-                self.broker, group=self.group, auto_offset_reset="earliest", **self.security
-            )
+            self._consumer = Consumer(self.broker, auto_offset_reset="earliest", **self.security)
         return self._consumer
+
+    def join(
+        self,
+        group: str,
+        topics: Sequence[str],
+        *,
+        reset: str,
+        on_assign: Callable[[set[TopicPartition]], None],
+        on_revoke: Callable[[set[TopicPartition]], None],
+    ) -> None:
+        from logstream.client import Consumer
+
+        if self._consumer is not None:
+            raise RuntimeError("join() comes before any other read")
+        self._consumer = Consumer(
+            self.broker,
+            group=group,
+            auto_offset_reset=reset,
+            enable_auto_commit=False,
+            client_id="logstream-cli",
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+            **self.security,
+        )
+        self._consumer.subscribe(topics)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.consumer.assignment()
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.consumer.seek(tp, offset)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.consumer.position(tp)
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         """The group's committed offsets (None where nothing is committed)."""
@@ -59,6 +89,10 @@ class BrokerSource:
 
     def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         self.consumer.commit(dict(positions))
+
+    def refresh_partitions(self) -> None:
+        """Forget the partition counts: the next ``partitions_for`` asks the broker."""
+        self._parts.clear()
 
     def partitions_for(self, topic: str) -> list[int]:
         if topic not in self._parts:

@@ -302,3 +302,31 @@ def test_until_before_from_is_a_usage_error(
     # equal bounds, and kinds that cannot be compared up front, are fine (an empty topic)
     assert cli(broker, command, "t-order", "--from", "0", "--until", "0", *extra)[0] == 0
     assert cli(broker, command, "t-order", "--from", "@-1h", "--until", "end", *extra)[0] == 0
+
+
+def test_tail_n_across_partitions_shows_the_newest_of_each_run_of_equal_timestamps(
+    broker: RunningBroker,
+) -> None:
+    from logstream.client import Producer
+
+    ok(broker, "topic", "create", "t-ties", "--partitions", "2")
+    # Produced alternately to the two partitions, all stamped alike (as one producer batch
+    # per partition is): the last two produced are the last record of each partition.
+    with Producer(broker.address, linger_ms=50) as p:
+        for i in range(6):
+            p.send("t-ties", b"v%d" % i, partition=i % 2, timestamp_ms=1_714_557_600_000)
+        p.flush()
+    shown = ok(broker, "tail", "t-ties", "-n", "2", "--format", "{value}").split()
+    assert sorted(shown) == ["v4", "v5"]  # before: v3 v5 (ties went by partition number)
+
+
+def test_group_partitions_without_a_commit_start_where_from_points(broker: RunningBroker) -> None:
+    ok(broker, "topic", "create", "t-grp-from", "--partitions", "2")
+    ok(broker, "produce", "t-grp-from", "-p", "0", input="".join(f"a{i}\n" for i in range(6)))
+    ok(broker, "produce", "t-grp-from", "-p", "1", input="".join(f"b{i}\n" for i in range(6)))
+    out = ok(broker, "consume", "t-grp-from", "--group", "g-from", "--from", "-2", "-e")
+    assert sorted(out.split()) == ["a4", "a5", "b4", "b5"]
+    # ... and once committed, --from no longer moves the group
+    ok(broker, "produce", "t-grp-from", "-p", "0", input="a6\n")
+    again = ok(broker, "consume", "t-grp-from", "--group", "g-from", "--from", "-2", "-e")
+    assert again.split() == ["a6"]

@@ -181,12 +181,3 @@ def test_unknown_topic_and_partition_exit_1(two_partitions: MemorySource) -> Non
 def test_group_is_an_extension_point(two_partitions: MemorySource) -> None:
     code, _, err = run(two_partitions, "tail", "orders", "--group", "g")
     assert code == 1 and "consumer groups" in err
-
-
-def test_group_resumes_from_committed_offsets_and_commits(two_partitions: MemorySource) -> None:
-    committed: dict[TopicPartition, int] = {}
-    two_partitions.committed = lambda tps: {TopicPartition("orders", 0): 8}  # type: ignore[attr-defined]
-    two_partitions.commit = committed.update  # type: ignore[attr-defined]
-    code, out, _ = run(two_partitions, "consume", "orders", "--group", "g", "-e")
-    assert code == 0 and out.splitlines() == ["v0-8", "v0-9"]
-    assert committed == {TopicPartition("orders", 0): 10}

@@ -141,10 +141,15 @@ def test_describe_shows_lag_and_time_lag(coord, orders, clock):
 
 def test_describe_of_an_empty_group_with_offsets(coord, orders, clock):
     produce(orders, "orders", 0, 5, ts=clock.now_ms())
+    produce(orders, "orders", 1, 4, ts=clock.now_ms())
     coord.commit("old", "", -1, {TP0: 2})
     d = coord.describe_group("old")
     assert d.state == "Empty" and d.members == ()
-    assert [(p.partition, p.committed_offset, p.lag) for p in d.partitions] == [(0, 2, 3)]
+    # partition 1 was never committed: listed too, its whole backlog as lag
+    assert [(p.partition, p.committed_offset, p.lag) for p in d.partitions] == [
+        (0, 2, 3),
+        (1, -1, 4),
+    ]
     assert [g.group_id for g in coord.list_groups()] == ["old"]
 
 

@@ -177,17 +177,29 @@ def test_commit_after_being_fenced_fails_clearly(broker):
         c.close()
 
 
-def test_a_consumer_that_stops_polling_is_warned_but_keeps_its_partitions(broker, caplog):
+def test_a_consumer_that_stops_polling_leaves_and_its_next_poll_rejoins(broker, caplog):
     c = Consumer(broker.address, group="slow", max_poll_interval_ms=300, **FAST)
     try:
         c.subscribe(["orders"])
         wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
+        coordinator = broker.broker.coordinator
         with caplog.at_level("WARNING", logger="logstream.client.group"):
-            time.sleep(1.0)  # "processing" for longer than the bound; heartbeats go on
-        assert any("has not polled" in r.getMessage() for r in caplog.records)
-        d = broker.broker.coordinator.describe_group("slow")
-        assert d.state == "Stable" and len(d.members) == 1
-        assert len(c.assignment()) == 6
+            # "processing" for longer than the bound: the heartbeat thread leaves the group
+            wait_for(
+                lambda: (
+                    "slow" not in coordinator._groups or not coordinator._groups["slow"].members
+                ),
+                what="the leave",
+            )
+            assert any("leaving the group" in r.getMessage() for r in caplog.records)
+            assert len(c.assignment()) == 6  # nothing is taken away behind the application
+            wait_for(
+                lambda: c.poll(0.05) is not None and len(c.assignment()) == 6,
+                what="the rejoin",
+            )
+        assert any("rejoining" in r.getMessage() for r in caplog.records)
+        assert len(coordinator.describe_group("slow").members) == 1
+        assert c._membership.idle_leaves == 1
     finally:
         c.close()
 

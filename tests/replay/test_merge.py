@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from logstream.replay import timespec as ts
 from logstream.replay.memory import MemorySource, make_records
-from logstream.replay.merge import Merger, ReadPacing, read_ranges
+from logstream.replay.merge import Merger, ReadPacing, newest, read_ranges
 from logstream.replay.ranges import Range, plan_ranges
 from logstream.testing.clock import ManualClock
 from logstream.types import Record, TopicPartition
@@ -143,3 +143,16 @@ def test_merger_waits_for_every_running_partition() -> None:
     assert [r.partition for r in m.pop_ready()] == [1]
     m.finish(P1)
     assert [r.partition for r in m.pop_ready()] == [0]
+
+
+def test_newest_breaks_timestamp_ties_by_the_end_of_each_partitions_run() -> None:
+    t = 1_714_557_600_000
+    p0 = [Record("orders", 0, o, t, None, b"a%d" % o, ()) for o in range(3)]
+    p1 = [Record("orders", 1, o, t, None, b"b%d" % o, ()) for o in range(3)]
+    later = Record("orders", 1, 3, t + 1, None, b"late", ())
+    arrived = [*p0, *p1]
+    # the last of each run come last (by arrival among them), a later timestamp after all
+    assert [r.value for r in newest(arrived, 2)] == [b"a2", b"b2"]
+    assert [r.value for r in newest([*arrived, later], 3)] == [b"a2", b"b2", b"late"]
+    # within a partition, offsets decide
+    assert [r.offset for r in newest(p0, 3)] == [0, 1, 2]

@@ -3,14 +3,15 @@ over an in-memory source, without the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from logstream.errors import UnknownTopicOrPartitionError
+from logstream.errors import BrokerNotAvailableError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import Matcher, RecordFilter
 from logstream.replay.memory import MemorySource
+from logstream.replay.merge import ReadPacing
 from logstream.replay.session import Replay, ReplayRequest
 from logstream.testing.clock import ManualClock
 from logstream.types import Record, TopicPartition
@@ -27,20 +28,6 @@ def where(records: Sequence[Record | None]) -> list[str]:
 def replay(src: MemorySource, **request: object) -> Replay:
     req = ReplayRequest(topics=("orders",), **request)  # type: ignore[arg-type]
     return Replay(src, req, clock=ManualClock(BASE + 60_000))
-
-
-class GroupMemorySource(MemorySource):
-    """A memory source that can resume from and commit to a group."""
-
-    def __init__(self, data: Mapping[TopicPartition, Sequence[Record]]) -> None:
-        super().__init__(data)
-        self.saved: dict[TopicPartition, int] = {}
-
-    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
-        return {tp: self.saved.get(tp) for tp in tps}
-
-    def commit(self, positions: Mapping[TopicPartition, int]) -> None:
-        self.saved.update(positions)
 
 
 def test_last_n_is_the_newest_across_partitions_in_time_order(
@@ -82,18 +69,6 @@ def test_following_after_the_history_yields_new_records(two_partitions: MemorySo
     assert seen[1] is None  # the history is out before following starts
 
 
-def test_group_resumes_from_its_committed_offsets_and_commits_what_was_read(
-    two_partitions: MemorySource,
-) -> None:
-    src = GroupMemorySource(two_partitions.data)
-    src.saved = {P0: 8}
-    run = replay(src, group="billing", stop=ts.End())
-    assert where(list(run.records())) == ["0:8", "0:9"]  # p1 never committed: starts at the end
-    run.commit()
-    assert src.saved == {P0: 10}
-    assert src.group == "billing"
-
-
 def test_a_group_needs_a_source_that_keeps_offsets(two_partitions: MemorySource) -> None:
     with pytest.raises(TypeError, match="consumer group"):
         replay(two_partitions, group="billing")
@@ -111,3 +86,34 @@ def test_a_request_without_start_stops_only_at_the_end() -> None:
 
 def test_latest_ends_asks_the_source(two_partitions: MemorySource) -> None:
     assert replay(two_partitions).latest_ends() == {P0: 10, P1: 10}
+
+
+class FlakyMetadata(MemorySource):
+    """Partition counts fail ``failures`` times once reading started (a slow broker)."""
+
+    failures = 3
+
+    def partitions_for(self, topic: str) -> list[int]:
+        if self.polls and self.failures:
+            self.failures -= 1
+            raise BrokerNotAvailableError("broker at x not available: deadline exceeded")
+        return super().partitions_for(topic)
+
+
+def test_a_follower_outlives_a_failed_partition_count_lookup(
+    two_partitions: MemorySource,
+) -> None:
+    src = FlakyMetadata(two_partitions.data)
+    src.appends.extend(
+        Record("orders", 1, 10 + i, BASE + 30_000, b"k", b"new", ()) for i in range(5)
+    )
+    req = ReplayRequest(topics=("orders",), last=0, follow=True)
+    run = Replay(src, req, pacing=ReadPacing(poll_timeout_s=0.0, watch_interval_s=0.0))
+    news = 0
+    for item in run.records():
+        if item is not None and item.value == b"new":
+            news += 1
+            if news == 5:
+                break
+        assert src.polls < 100, "the follower stopped getting records"
+    assert src.failures == 0  # the lookups failed, and the read went on

@@ -8,11 +8,12 @@ RUNSTAMP := $(VENV)/.installed
 DATA_DIR ?= ./logstream-data
 LISTEN ?= 127.0.0.1:7070
 HTTP_LISTEN ?= 127.0.0.1:7071
+KAFKA_LISTEN ?= 127.0.0.1:9092
 
 .PHONY: help run test test-services lint fmt typecheck bench bench-peers proto check-protos clean
 
 help:
-	@echo "make run        start a broker on $(LISTEN) with data in $(DATA_DIR), /metrics on $(HTTP_LISTEN)"
+	@echo "make run        start a broker on $(LISTEN) with data in $(DATA_DIR), /metrics on $(HTTP_LISTEN), Kafka clients on $(KAFKA_LISTEN)"
 	@echo "make test       install with the dev extra, lint, run every test"
 	@echo "make bench      storage and end-to-end benchmarks -> benchmarks/RESULTS.md"
 	@echo "make lint       ruff"
@@ -32,11 +33,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(RUNSTAMP)
 
 run: $(RUNSTAMP)
-	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)"
+	$(VENV)/bin/logstream serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)" --kafka-listen $(KAFKA_LISTEN)
 
 # The peer-benchmark smoke test needs a real redis-server, the web console tests headless
-# Chromium and its driver: install them when we can (root with apt-get, as on CI); elsewhere
-# the tests say why they skip.
+# Chromium and its driver, the Kafka listener tests kcat: install them when we can (root
+# with apt-get, as on CI); elsewhere the tests say why they skip.
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -50,6 +51,12 @@ test-services:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	      || echo "could not install chromium; the console tests will skip"; \
 	  else echo "chromium not installed; the console tests will skip"; fi; }
+	@command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing kcat for the Kafka listener tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null) \
+	      || echo "could not install kcat; its Kafka listener tests will skip"; \
+	  else echo "kcat not installed; its Kafka listener tests will skip"; fi; }
 
 test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks

@@ -4,7 +4,7 @@ Each module exposes ``run() -> str`` (a markdown section). Modules that are miss
 are reported and skipped so one broken benchmark does not hide the others' figures; the
 exit code is 1 if any failed.
 
-    python benchmarks/run_all.py [name ...]     # names: codec storage e2e groups rss metrics
+    python benchmarks/run_all.py [name ...]     # names: codec storage e2e groups rss metrics kafka
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SUITES = {
     "groups": "bench_groups",
     "rss": "bench_rss",
     "metrics": "bench_metrics",
+    "kafka": "bench_kafka",
 }
 
 

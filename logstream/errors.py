@@ -19,6 +19,7 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── InvalidRequiredAcksError     (21)  acks mode is not none/leader/flushed
     ├── IllegalGenerationError       (22)  commit or heartbeat from a stale generation (epoch)
     │   └── CommitFailedError        (1003) client: a group commit was refused (fenced/moved)
+    ├── InconsistentGroupProtocolError (23) a Kafka client's group protocols match no member's
     ├── UnknownMemberIdError         (25)  member is not (or no longer) in the group
     ├── RebalanceInProgressError     (27)  group is rebalancing; rejoin (retriable)
     ├── InvalidSessionTimeoutError   (26)
@@ -210,6 +211,14 @@ class CommitFailedError(IllegalGenerationError):
 class UnknownMemberIdError(LogstreamError):
     code = 25
     name = "UNKNOWN_MEMBER_ID"
+
+
+class InconsistentGroupProtocolError(LogstreamError):
+    """A Kafka client joining a classic group offers no protocol (assignor) that every other
+    member supports, or a protocol type other than the group's."""
+
+    code = 23
+    name = "INCONSISTENT_GROUP_PROTOCOL"
 
 
 class InvalidSessionTimeoutError(LogstreamError):

@@ -37,7 +37,8 @@ PKG = ROOT / "logstream"
 LEAVES = {"errors", "types", "clock"}
 
 # top-level name -> the top-level names it may import. The order, bottom up:
-# leaves <- codec <- storage <- coordinator <- broker -> protocol <- client <- replay <- cli.
+# leaves <- codec <- storage <- coordinator <- broker -> protocol <- client <- replay <- cli;
+# kafka (the Kafka listener) sits on broker beside the gRPC servicers.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "types": set(),
@@ -51,7 +52,10 @@ ALLOWED: dict[str, set[str]] = {
     # the replay engine reads through the client or from storage opened read-only
     "replay": LEAVES | {"codec", "storage", "client"},
     # ``serve`` starts a broker in-process; everything else goes through client and replay
-    "cli": LEAVES | {"__init__", "codec", "storage", "protocol", "client", "replay", "broker"},
+    "cli": LEAVES
+    | {"__init__", "codec", "storage", "protocol", "client", "replay", "broker", "kafka"},
+    # the Kafka listener: an edge beside the gRPC servicers, over the broker's handlers
+    "kafka": LEAVES | {"codec", "storage", "coordinator", "broker"},
     # test kit: a broker in a subprocess, an in-memory transport for the client
     "testing": LEAVES | {"__init__", "codec", "protocol", "client", "broker"},
     # the package root re-exports the public API and loads the client lazily
@@ -59,7 +63,7 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 
-NO_GRPC = {"errors", "types", "clock", "codec", "storage", "coordinator", "replay"}
+NO_GRPC = {"errors", "types", "clock", "codec", "storage", "coordinator", "replay", "kafka"}
 
 SKIP_DIRS = {"_generated", "__pycache__"}
 

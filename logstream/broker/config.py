@@ -3,6 +3,7 @@
 TOML layout (every key optional; unknown keys are an error)::
 
     listen = "127.0.0.1:7070"
+    kafka_listen = ""                # HOST:PORT of the Kafka protocol listener; "" = off
     data_dir = "./logstream-data"
     data_dir_mode = 0o700            # permission bits of the data directory (set at every start)
     file_mode = 0o600                # of every file storage creates
@@ -93,6 +94,7 @@ class BrokerConfig:
     data_dir_mode: int = 0o700
     file_mode: int = 0o600
     listen: str = "127.0.0.1:7070"
+    kafka_listen: str = ""
     auto_create_topics: bool = False
     default_partitions: int = 1
     topic_defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -211,6 +213,25 @@ class BrokerConfig:
                 f"{PROTECTED_MODE} {self.listen} without authentication (protected "
                 "mode): use --auth or --tls-client-ca, or --insecure to allow it"
             )
+
+        if self.kafka_listen:
+            k_host, k_sep, k_port = self.kafka_listen.rpartition(":")
+            if not k_sep or not k_host or not k_port.isdigit() or int(k_port) > 65535:
+                raise InvalidConfigError(
+                    "kafka_listen must be HOST:PORT with a port from 0 to 65535, "
+                    f"got {self.kafka_listen!r}"
+                )
+            # The Kafka listener has no SASL yet: it would be a way around authentication.
+            if self.authenticated:
+                raise InvalidConfigError(
+                    "kafka_listen cannot be used with authentication (--auth or "
+                    "--tls-client-ca): the Kafka listener has no SASL yet"
+                )
+            if not (self.insecure or is_loopback(k_host.strip("[]"))):
+                raise InvalidConfigError(
+                    f"{PROTECTED_MODE} kafka_listen {self.kafka_listen} (the Kafka listener has "
+                    "no authentication): use a loopback address, or --insecure to allow it"
+                )
 
     @property
     def super_user_names(self) -> frozenset[str]:

@@ -23,7 +23,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from types import FrameType
 from typing import Any, TypeVar
@@ -250,9 +250,17 @@ def start_line(server: BrokerServer) -> str:
     return f"logstream broker listening on {server.address} (data: {server.config.data_dir})"
 
 
-def serve(config: BrokerConfig) -> int:
-    """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status."""
+def serve(
+    config: BrokerConfig,
+    on_started: Callable[[BrokerServer], Callable[[], None]] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status.
+
+    ``on_started`` starts an extra edge (the Kafka listener) once the server serves, and
+    returns how to stop it; it is stopped before the server.
+    """
     server, _, _ = create_server(config)
+    stop_edge: Callable[[], None] | None = None
     stop = threading.Event()
     received: list[int] = []
 
@@ -271,11 +279,15 @@ def serve(config: BrokerConfig) -> int:
         if server.http is not None:
             print(f"logstream http listening on {server.http.address}", flush=True)
         print(start_line(server), flush=True)
+        if on_started is not None:
+            stop_edge = on_started(server)
         stop.wait()
         log.info("received %s", signal.Signals(received[0]).name if received else "stop")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if stop_edge is not None:
+            stop_edge()
         server.stop()
     sys.stdout.flush()
     return 0

@@ -6,7 +6,9 @@ The broker package is imported inside the command, so other commands stay light.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,6 +24,7 @@ Examples:
   logstream serve --listen 0.0.0.0:7070 --insecure   # no authentication: trusted networks only
   logstream serve --listen 127.0.0.1:0 --data-dir "$(mktemp -d)"   # a free port, printed
   logstream serve --http-listen 127.0.0.1:7071 --log-format json  # /metrics, JSON logs
+  logstream serve --kafka-listen 127.0.0.1:9092          # Kafka clients too (kcat -b ...)
 """
 )
 @click.option(
@@ -38,6 +41,13 @@ Examples:
     type=HOST_PORT,
     metavar="HOST:PORT",
     help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:7070]",
+)
+@click.option(
+    "--kafka-listen",
+    envvar="LOGSTREAM_KAFKA_LISTEN",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also speak the Kafka protocol on this address (docs/kafka-protocol.md). [default: off]",
 )
 @click.option(
     "--config",
@@ -125,6 +135,7 @@ Examples:
 def serve(
     data_dir: Path | None,
     listen: str | None,
+    kafka_listen: str | None,
     config_file: Path | None,
     log_level: str | None,
     log_format: str | None,
@@ -151,6 +162,7 @@ def serve(
             config_file,
             data_dir=data_dir,
             listen=listen,
+            kafka_listen=kafka_listen,
             log_level=log_level.upper() if log_level else None,
             log_format=log_format.lower() if log_format else None,
             http_listen=http_listen,
@@ -172,8 +184,20 @@ def serve(
     try:
         # Before the data directory is created or opened: a busy port changes nothing.
         check_listen_address(config.listen)
-        code = run(config)
+        if config.kafka_listen:
+            check_listen_address(config.kafka_listen)
+        code = run(config, on_started=_kafka_edge if config.kafka_listen else None)
     except (LogstreamError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+def _kafka_edge(server: Any) -> Callable[[], None]:
+    """Start the Kafka listener beside the gRPC server; prints its address line."""
+    from logstream.kafka import KafkaListener
+
+    listener = KafkaListener(server.broker, server.config.kafka_listen)
+    listener.start()
+    click.echo(f"logstream kafka listener on {listener.address}")
+    return listener.stop

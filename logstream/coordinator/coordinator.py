@@ -26,6 +26,7 @@ from typing import Any
 
 from logstream.clock import SYSTEM_CLOCK, Clock
 from logstream.codec import iter_batches
+from logstream.coordinator.classic import ClassicGroups
 from logstream.coordinator.group import (
     EMPTY,
     Group,
@@ -161,6 +162,12 @@ class GroupCoordinator:
         self._clock = clock
         self._lock = threading.Lock()
         self._groups: dict[str, Group] = {}
+        self.classic = ClassicGroups(
+            clock,
+            min_session_timeout_ms=self.config.groups.min_session_timeout_ms,
+            max_session_timeout_ms=self.config.groups.max_session_timeout_ms,
+        )
+        """Groups of Kafka clients (classic join/sync protocol; see classic.py)."""
         self.offsets = OffsetStore.open(
             log_manager,
             clock,
@@ -382,12 +389,17 @@ class GroupCoordinator:
         with self._lock:
             ids = set(self._groups)
         ids.update(self.offsets.groups())
+        ids.update(self.classic.group_ids())
         return sorted(ids)
 
     def list_groups(self) -> list[GroupSummary]:
         """Every group with members or committed offsets."""
         out: list[GroupSummary] = []
         for group_id in self._known_group_ids():
+            classic = self.classic.snapshot(group_id)
+            if classic is not None:
+                out.append(GroupSummary(group_id, classic[0], len(classic[3])))
+                continue
             with self._locked(group_id) as group:
                 if group is None or group.dead:
                     if self.offsets.get(group_id):
@@ -406,6 +418,9 @@ class GroupCoordinator:
         now_ms = self._clock.now_ms()
         with self._locked(group_id) as group:
             committed = self.offsets.get(group_id)
+            classic = self.classic.snapshot(group_id)
+            if classic is not None and (group is None or not group.members):
+                return self._describe_classic(group_id, classic, committed, now_ms)
             if (group is None or not group.members) and not committed:
                 raise GroupIdNotFoundError(f"no group {group_id!r} (no members, no offsets)")
             members: list[MemberDescription] = []
@@ -438,6 +453,38 @@ class GroupCoordinator:
             return GroupDescription(
                 group_id, state, epoch, assignor, tuple(members), tuple(x for x in lags if x)
             )
+
+    def _describe_classic(
+        self,
+        group_id: str,
+        classic: tuple[str, str, str, list[Any]],
+        committed: Mapping[TopicPartition, CommittedOffset],
+        now_ms: int,
+    ) -> GroupDescription:
+        state, _, protocol, members = classic
+        group = self.classic.get(group_id)
+        owner = {tp: m.member_id for m in members for tp in m.partitions}
+        tps = set(committed) | set(owner)
+        lags = [self._lag(tp, committed.get(tp), owner.get(tp, ""), now_ms) for tp in sorted(tps)]
+        described = tuple(
+            MemberDescription(
+                m.member_id,
+                m.instance_id or "",
+                m.client_id,
+                group.generation if group is not None else 0,
+                tuple(sorted(m.partitions)),
+                tuple(sorted({tp.topic for tp in m.partitions})),
+            )
+            for m in sorted(members, key=lambda m: m.member_id)
+        )
+        return GroupDescription(
+            group_id,
+            state,
+            group.generation if group is not None else 0,
+            f"kafka:{protocol}",
+            described,
+            tuple(x for x in lags if x),
+        )
 
     def _lag(
         self, tp: TopicPartition, committed: CommittedOffset | None, member_id: str, now_ms: int
@@ -552,6 +599,7 @@ class GroupCoordinator:
         now, now_ms = self._clock.monotonic(), self._clock.now_ms()
         fenced: dict[str, list[str]] = {}
         expired: list[str] = []
+        self.classic.expire()
         retention = self.config.offsets_retention_ms
         for group_id in self._known_group_ids():
             with self._lock:

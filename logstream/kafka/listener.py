@@ -1,0 +1,261 @@
+"""The Kafka listener: a plain asyncio TCP server on its own thread, in front of a Broker.
+
+It runs its own event loop on a daemon thread, beside the gRPC server's loop, and touches
+the broker only through the handlers' calls. Blocking broker calls (produce, commits,
+admin) run on the listener's thread pool; fetch long-polls are coroutines on its loop
+(the broker's notifier wakes waiters on any loop); the loop reads and writes frames.
+
+Per connection (Kafka's rules): requests are read one frame at a time and answered in
+order; the next request is read once the previous one is answered, which also bounds
+what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
+answer.
+
+Bad input, and what the listener does (it never stops serving other connections):
+
+- a size prefix below a request header or above ``max_request_bytes``: disconnect;
+- a frame not completed within ``frame_timeout_s`` (half a frame, then a stall): disconnect;
+- an undecodable body: disconnect, as Kafka does;
+- an unknown API key or version: ApiVersions answers in v0 with UNSUPPORTED_VERSION and
+  the versions it has (Kafka's rule, so the client can retry); any other API gets a frame
+  of its correlation id and UNSUPPORTED_VERSION (the body shape of that version is unknown
+  to us), then a disconnect;
+- a handler that fails unexpectedly: logged, the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from logstream.broker.broker import Broker
+from logstream.errors import LogstreamError
+from logstream.kafka import wire
+from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
+from logstream.kafka.admin_apis import AdminApis
+from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
+from logstream.kafka.group_apis import GroupApis
+from logstream.kafka.log_apis import LogApis
+from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
+
+log = logging.getLogger("logstream.kafka")
+
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
+_MIN_FRAME = 8  # api_key, api_version, correlation_id
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+class KafkaListener:
+    """``start()`` binds and serves on a new thread; ``stop()`` closes every connection.
+
+    Thread-safe start/stop; the handlers run on the loop thread and the pool.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        listen: str,
+        *,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        frame_timeout_s: float = 30.0,
+        workers: int = 16,
+    ) -> None:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"kafka listen address must be HOST:PORT, got {listen!r}")
+        self.broker = broker
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.max_request_bytes = max_request_bytes
+        self.frame_timeout_s = frame_timeout_s
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
+        self.apis = LogApis(broker, lambda: (self.host, self.port))
+        self._handlers: dict[int, Handler] = {
+            wire.API_VERSIONS: self._sync(self.apis.api_versions),
+            wire.METADATA: self._sync(self.apis.metadata),
+            wire.PRODUCE: self._inline(self.apis.produce),
+            wire.FETCH: lambda req: self.apis.fetch(req, self.pool),
+            wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
+            wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
+        }
+        admin = AdminApis(broker)
+        for api_key, fn in admin.handlers().items():
+            self.add_handler(api_key, ADMIN_VERSIONS[api_key], self._sync(fn))
+        if broker.coordinator is not None:
+            groups = GroupApis(broker, lambda: (self.host, self.port), self.pool)
+            for api_key, handler in groups.handlers().items():
+                self.add_handler(api_key, GROUP_VERSIONS[api_key], handler)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    def add_handler(self, api_key: int, versions: tuple[int, int], handler: Handler) -> None:
+        wire.register(api_key, versions)
+        self._handlers[api_key] = handler
+
+    def _inline(self, fn: Callable[[Request], Any]) -> Handler:
+        """Run on the loop itself: for Produce, whose work (convert, copy into the mapped
+        segment) is shorter than two thread hand-offs under the GIL; acks never wait for
+        a flush here (Kafka's acks map to logstream's ``leader``)."""
+
+        async def run(req: Request) -> Any:
+            return fn(req)
+
+        return run
+
+    def _sync(self, fn: Callable[[Request], Any]) -> Handler:
+        async def run(req: Request) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, req)
+
+        return run
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind (port 0: a free port, then ``self.port``) and serve on a daemon thread."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._serve_connection, self.host, self.port)
+                )
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="logstream-kafka-loop", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {failure[0]}")
+        log.info("kafka listener on %s", self.address)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop accepting, close every connection, stop the loop and the pool. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            if self._connections:
+                await asyncio.wait(self._connections, timeout=timeout_s)
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout_s + 1)
+        except Exception:
+            log.exception("kafka listener: shutdown did not finish cleanly")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout_s)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    prefix = await reader.readexactly(wire.SIZE.size)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return  # the client closed between requests
+                size = wire.SIZE.unpack(prefix)[0]
+                if size < _MIN_FRAME or size > self.max_request_bytes:
+                    log.warning("kafka: %s sent a frame of %d bytes; disconnecting", peer, size)
+                    return
+                # A timer, not wait_for: one TimerHandle instead of a task per request.
+                timer = loop.call_later(self.frame_timeout_s, writer.transport.abort)
+                try:
+                    frame = await reader.readexactly(size)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
+                    return
+                finally:
+                    timer.cancel()
+                response, keep_open = await self._respond(frame, peer)
+                if response:
+                    writer.write(response)
+                    await writer.drain()
+                if not keep_open:
+                    return
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        except LogstreamError as exc:  # e.g. the broker is shutting down
+            log.warning("kafka: closing %s: %s", peer, exc)
+        except Exception:
+            log.exception("kafka: connection %s failed", peer)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _respond(self, frame: bytes, peer: object) -> tuple[bytes, bool]:
+        """(response frame or b"", keep the connection open)."""
+        try:
+            api_key, api_version, correlation_id = wire.peek_header(frame)
+        except FrameError:
+            return b"", False
+        try:
+            req = wire.parse_request(frame)
+        except UnsupportedVersion as exc:
+            log.info("kafka: %s: %s", peer, exc)
+            return self._unsupported(api_key, api_version, correlation_id)
+        except FrameError as exc:
+            log.warning("kafka: %s: %s; disconnecting", peer, exc)
+            return b"", False
+        handler = self._handlers.get(api_key)
+        if handler is None:
+            return self._unsupported(api_key, api_version, correlation_id)
+        body = await handler(req)
+        if api_key == wire.PRODUCE and int(req.body.acks) == 0:
+            return b"", True
+        return wire.encode_response(api_key, api_version, correlation_id, body), True
+
+    def _unsupported(
+        self, api_key: int, api_version: int, correlation_id: int
+    ) -> tuple[bytes, bool]:
+        if api_key == wire.API_VERSIONS:
+            # Kafka's rule: answer in v0 with the error and the versions, so the client
+            # can retry with one it shares.
+            mod = wire.response_module(wire.API_VERSIONS, 0)
+            keys = tuple(
+                build(mod.ApiVersion, api_key=k, min_version=lo, max_version=hi)
+                for k, (lo, hi) in sorted(wire.SUPPORTED.items())
+            )
+            body = build(
+                mod.ApiVersionsResponse, error_code=ErrorCode.unsupported_version, api_keys=keys
+            )
+            return wire.encode_response(wire.API_VERSIONS, 0, correlation_id, body), True
+        # A body we cannot shape for the client: a bare error code, then close.
+        return wire.encode_raw_response(correlation_id, b"\x00\x23"), False

@@ -1,0 +1,274 @@
+"""ApiVersions, Metadata, Produce, Fetch, ListOffsets and InitProducerId over the broker.
+
+Each handler takes a decoded :class:`~logstream.kafka.wire.Request` and returns the kio
+response body for the request's version; the work is the same broker call the gRPC
+servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
+``ProducerIdManager``). The listener is one broker: node id 0, leader of every partition,
+its own advertised address.
+
+Concurrency: the synchronous handlers run on the listener's thread pool (they block on
+storage and on acks). :meth:`LogApis.fetch` awaits the broker's fetch coroutine on the
+listener's loop, so a long-poll holds no thread at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from logstream.broker.admin import AdminHandler
+from logstream.broker.broker import Broker
+from logstream.broker.fetch import FetchHandler, FetchSpec
+from logstream.broker.produce import ProduceHandler
+from logstream.errors import (
+    CorruptRecordError,
+    InvalidRequestError,
+    LogstreamError,
+    UnknownTopicOrPartitionError,
+)
+from logstream.kafka import wire
+from logstream.kafka.records import kafka_to_logstream, logstream_to_kafka, split_kafka_batches
+from logstream.kafka.wire import Request, build, ms
+from logstream.storage.config import is_internal_topic
+
+log = logging.getLogger("logstream.kafka")
+
+NODE_ID = 0
+CLUSTER_ID = "logstream"
+
+
+def error_code(exc: BaseException | None) -> ErrorCode:
+    """Kafka's error code for a logstream error (the numbers are Kafka's below 1000)."""
+    if exc is None:
+        return ErrorCode.none
+    code = exc.code if isinstance(exc, LogstreamError) else -1
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return ErrorCode.unknown_server_error
+
+
+class LogApis:
+    def __init__(self, broker: Broker, advertised: Callable[[], tuple[str, int]]) -> None:
+        self.broker = broker
+        self.advertised = advertised
+        self.produce_handler = ProduceHandler(broker)
+        self.fetch_handler = FetchHandler(broker)
+        self.admin = AdminHandler(broker)
+
+    # -- ApiVersions ---------------------------------------------------------------------
+
+    def api_versions(self, req: Request) -> Any:
+        mod = wire.response_module(wire.API_VERSIONS, req.api_version)
+        keys = tuple(
+            build(mod.ApiVersion, api_key=k, min_version=lo, max_version=hi)
+            for k, (lo, hi) in sorted(wire.SUPPORTED.items())
+        )
+        return build(mod.ApiVersionsResponse, error_code=ErrorCode.none, api_keys=keys)
+
+    # -- Metadata ------------------------------------------------------------------------
+
+    def metadata(self, req: Request) -> Any:
+        mod = wire.response_module(wire.METADATA, req.api_version)
+        body = req.body
+        host, port = self.advertised()
+        if body.topics is None or (req.api_version == 0 and not body.topics):
+            names = [name for name, _ in self.admin.list_topics()]
+        else:
+            names = [t.name for t in body.topics]
+        auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
+        topics = tuple(self._topic_metadata(mod, name, auto_create) for name in names)
+        broker = build(mod.MetadataResponseBroker, node_id=NODE_ID, host=host, port=port)
+        return build(
+            mod.MetadataResponse,
+            brokers=(broker,),
+            cluster_id=CLUSTER_ID,
+            controller_id=NODE_ID,
+            topics=topics,
+            topic_authorized_operations=-(2**31),
+            cluster_authorized_operations=-(2**31),
+        )
+
+    def _topic_metadata(self, mod: Any, name: str, auto_create: bool) -> Any:
+        try:
+            with self.broker.operation():
+                try:
+                    count = len(self.broker.manager.topic(name).partitions)
+                except UnknownTopicOrPartitionError:
+                    if not auto_create:
+                        raise
+                    self.broker.get_log(name, 0, create=True)
+                    count = len(self.broker.manager.topic(name).partitions)
+        except LogstreamError as exc:
+            return build(
+                mod.MetadataResponseTopic, error_code=error_code(exc), name=name, partitions=()
+            )
+        partitions = tuple(
+            build(
+                mod.MetadataResponsePartition,
+                error_code=ErrorCode.none,
+                partition_index=i,
+                leader_id=NODE_ID,
+                leader_epoch=0,
+                replica_nodes=(NODE_ID,),
+                isr_nodes=(NODE_ID,),
+                offline_replicas=(),
+            )
+            for i in range(count)
+        )
+        return build(
+            mod.MetadataResponseTopic,
+            error_code=ErrorCode.none,
+            name=name,
+            is_internal=is_internal_topic(name),
+            partitions=partitions,
+            topic_authorized_operations=-(2**31),
+        )
+
+    # -- Produce -------------------------------------------------------------------------
+
+    def produce(self, req: Request) -> Any:
+        """The response body; the listener sends none for acks=0."""
+        mod = wire.response_module(wire.PRODUCE, req.api_version)
+        body = req.body
+        acks = {0: "none", 1: "leader", -1: "leader"}.get(int(body.acks))
+        topics = []
+        for topic in body.topic_data:
+            answers = []
+            for part in topic.partition_data:
+                answers.append(self._produce_partition(mod, topic.name, part, acks, body))
+            topics.append(
+                build(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(answers))
+            )
+        return build(mod.ProduceResponse, responses=tuple(topics))
+
+    def _produce_partition(
+        self, mod: Any, topic: str, part: Any, acks: str | None, body: Any
+    ) -> Any:
+        def answer(exc: LogstreamError | None, base_offset: int = -1, start: int = -1) -> Any:
+            return build(
+                mod.PartitionProduceResponse,
+                index=part.index,
+                error_code=error_code(exc),
+                base_offset=base_offset,
+                log_append_time=None,
+                log_start_offset=start,
+                error_message=str(exc) if exc is not None else None,
+            )
+
+        if acks is None:
+            return answer(InvalidRequestError(f"acks must be -1, 0 or 1, got {body.acks}"))
+        if body.transactional_id is not None:
+            return answer(InvalidRequestError("transactional produce is not supported"))
+        try:
+            batches = [kafka_to_logstream(b) for b in split_kafka_batches(part.records or b"")]
+        except LogstreamError as exc:
+            return answer(exc)
+        if not batches:
+            return answer(CorruptRecordError("no record batch in the request"))
+        out = self.produce_handler.produce(
+            topic, part.index, batches, acks=acks, timeout_ms=ms(body.timeout)
+        )
+        failed = out.error or next((b.error for b in out.batches if b.error), None)
+        if failed is not None:
+            return answer(failed)
+        first = out.batches[0]
+        return answer(None, first.base_offset, out.batches[-1].log_start_offset)
+
+    # -- Fetch ---------------------------------------------------------------------------
+
+    async def fetch(self, req: Request, pool: Executor) -> Any:
+        """The broker's fetch coroutine runs on the listener's loop (its long-poll parks a
+        coroutine, woken by the broker's per-partition notifier); converting the records
+        to Kafka batches runs on ``pool``."""
+        mod = wire.response_module(wire.FETCH, req.api_version)
+        body = req.body
+        specs = [
+            FetchSpec(t.topic, p.partition, p.fetch_offset, max(p.partition_max_bytes, 0))
+            for t in body.topics
+            for p in t.partitions
+        ]
+        outcomes = await self.fetch_handler.fetch(
+            specs,
+            max_wait_ms=max(ms(body.max_wait), 0),
+            min_bytes=max(int(body.min_bytes), 0),
+            max_bytes=max(int(body.max_bytes), 0),
+        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, self._fetch_response, mod, outcomes)
+
+    def _fetch_response(self, mod: Any, outcomes: list[Any]) -> Any:
+        by_topic: dict[str, list[Any]] = {}
+        for o in outcomes:
+            records = logstream_to_kafka(o.records) if o.records else b""
+            by_topic.setdefault(o.topic, []).append(
+                build(
+                    mod.PartitionData,
+                    partition_index=o.partition,
+                    error_code=error_code(o.error),
+                    high_watermark=o.high_watermark,
+                    last_stable_offset=o.high_watermark,
+                    log_start_offset=o.log_start_offset,
+                    aborted_transactions=None,
+                    preferred_read_replica=-1,
+                    records=records,
+                )
+            )
+        responses = tuple(
+            build(mod.FetchableTopicResponse, topic=name, partitions=tuple(parts))
+            for name, parts in by_topic.items()
+        )
+        return build(mod.FetchResponse, error_code=ErrorCode.none, responses=responses)
+
+    # -- ListOffsets ---------------------------------------------------------------------
+
+    def list_offsets(self, req: Request) -> Any:
+        mod = wire.response_module(wire.LIST_OFFSETS, req.api_version)
+        topics = []
+        for t in req.body.topics:
+            parts = []
+            for p in t.partitions:
+                try:
+                    offset, ts = self.fetch_handler.list_offset(
+                        t.name, p.partition_index, int(p.timestamp)
+                    )
+                    exc: LogstreamError | None = None
+                except LogstreamError as err:
+                    offset, ts, exc = -1, -1, err
+                parts.append(
+                    build(
+                        mod.ListOffsetsPartitionResponse,
+                        partition_index=p.partition_index,
+                        error_code=error_code(exc),
+                        timestamp=ts,
+                        offset=offset,
+                        leader_epoch=0,
+                    )
+                )
+            topics.append(build(mod.ListOffsetsTopicResponse, name=t.name, partitions=tuple(parts)))
+        return build(mod.ListOffsetsResponse, topics=tuple(topics))
+
+    # -- InitProducerId ------------------------------------------------------------------
+
+    def init_producer_id(self, req: Request) -> Any:
+        mod = wire.response_module(wire.INIT_PRODUCER_ID, req.api_version)
+        if req.body.transactional_id is not None:
+            return build(
+                mod.InitProducerIdResponse,
+                error_code=ErrorCode.invalid_request,
+                producer_id=-1,
+                producer_epoch=-1,
+            )
+        with self.broker.operation():
+            producer_id, epoch = self.broker.producer_ids.allocate()
+        return build(
+            mod.InitProducerIdResponse,
+            error_code=ErrorCode.none,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+        )

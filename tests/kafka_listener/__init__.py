@@ -1,0 +1,1 @@
+"""Kafka clients against the Kafka listener (named so that it does not shadow kafka-python)."""

@@ -10,10 +10,9 @@ never grpc, protocol, broker, client or cli (``tools/check_layers.py``).
 """
 
 from logstream.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, get_assignor
-from logstream.coordinator.coordinator import (
-    CoordinatorConfig,
+from logstream.coordinator.coordinator import CoordinatorConfig, GroupCoordinator
+from logstream.coordinator.descriptions import (
     ExpiryReport,
-    GroupCoordinator,
     GroupDescription,
     GroupSummary,
     MemberDescription,

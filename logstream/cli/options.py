@@ -320,3 +320,26 @@ class PrintOptions:
     @classmethod
     def take(cls, kwargs: dict[str, Any], **defaults: Any) -> PrintOptions:
         return _take(cls, kwargs, **defaults)
+
+
+# Offline tools that edit files in a stopped (or SIGHUP-reloading) broker's data directory.
+broker_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LOGSTREAM_DATA_DIR",
+    default=Path("./logstream-data"),
+    help="The broker's data directory.",
+)
+
+
+def run_or_exit(fn: Callable[[], Any]) -> Any:
+    """Call ``fn``; a LogstreamError becomes one line on stderr and exit status 1."""
+    import sys
+
+    from logstream.errors import LogstreamError
+
+    try:
+        return fn()
+    except LogstreamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -7,11 +7,12 @@ quota; 0 means unlimited. Quotas apply to authenticated principals (``--auth`` o
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from logstream.cli.options import broker_data_dir_option, run_or_exit
 
 EXAMPLES = """\\b
 Examples:
@@ -22,29 +23,10 @@ Examples:
   kill -HUP <broker pid>                                          # a running broker re-reads
 """
 
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="LOGSTREAM_DATA_DIR",
-    default=Path("./logstream-data"),
-    help="The broker's data directory.",
-)
-
-
 def _file(data_dir: Path) -> Any:
     from logstream.broker.security.quotas import QuotaFile
 
     return QuotaFile(data_dir)
-
-
-def _run(fn: Any) -> Any:
-    from logstream.errors import LogstreamError
-
-    try:
-        return fn()
-    except LogstreamError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 @click.group(epilog=EXAMPLES)
@@ -57,7 +39,7 @@ def quota() -> None:
 @click.option("--produce-bytes-per-s", type=click.FloatRange(min=0), default=None)
 @click.option("--fetch-bytes-per-s", type=click.FloatRange(min=0), default=None)
 @click.option("--requests-per-s", type=click.FloatRange(min=0), default=None)
-@DATA_DIR
+@broker_data_dir_option
 def set(
     principal: str,
     produce_bytes_per_s: float | None,
@@ -90,7 +72,7 @@ def set(
         f.write(quotas)
         return new
 
-    new = _run(update)
+    new = run_or_exit(update)
     click.echo(_line(principal, new))
 
 
@@ -105,8 +87,8 @@ def _line(principal: str, q: Any) -> str:
 
 
 @quota.command("list", epilog=EXAMPLES)
-@DATA_DIR
+@broker_data_dir_option
 def list_quotas(data_dir: Path) -> None:
     """Every principal's quotas."""
-    for principal, q in sorted(_run(lambda: _file(data_dir).read()).items()):
+    for principal, q in sorted(run_or_exit(lambda: _file(data_dir).read()).items()):
         click.echo(_line(principal, q))

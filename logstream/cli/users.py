@@ -10,39 +10,21 @@ stdout, and never stored.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from logstream.cli.options import broker_data_dir_option, run_or_exit
+
 ONLINE = click.option(
     "--online", is_flag=True, help="Ask the running broker (--broker, --token) instead."
 )
-
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="LOGSTREAM_DATA_DIR",
-    default=Path("./logstream-data"),
-    help="The broker's data directory.",
-)
-
 
 def _store(data_dir: Path) -> Any:
     from logstream.broker.security.credentials import CredentialStore
 
     return CredentialStore(data_dir)
-
-
-def _run(fn: Any) -> Any:
-    from logstream.errors import LogstreamError
-
-    try:
-        return fn()
-    except LogstreamError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 EXAMPLES = """\b
@@ -70,49 +52,49 @@ def _admin() -> Any:
 
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
-@DATA_DIR
+@broker_data_dir_option
 @ONLINE
 def add(name: str, data_dir: Path, online: bool) -> None:
     """Create user NAME and print its token (shown only this once)."""
     if online:
         click.echo(_admin().create_user(name))
     else:
-        click.echo(_run(lambda: _store(data_dir).add(name)))
+        click.echo(run_or_exit(lambda: _store(data_dir).add(name)))
 
 
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
-@DATA_DIR
+@broker_data_dir_option
 @ONLINE
 def rotate(name: str, data_dir: Path, online: bool) -> None:
     """Give NAME a new token (printed once); the old one stops working."""
     if online:
         click.echo(_admin().create_user(name, rotate=True))
     else:
-        click.echo(_run(lambda: _store(data_dir).add(name, replace=True)))
+        click.echo(run_or_exit(lambda: _store(data_dir).add(name, replace=True)))
 
 
 @user.command(epilog=EXAMPLES)
 @click.argument("name")
-@DATA_DIR
+@broker_data_dir_option
 @ONLINE
 def remove(name: str, data_dir: Path, online: bool) -> None:
     """Delete user NAME: its token stops working."""
     if online:
         _admin().delete_user(name)
     else:
-        _run(lambda: _store(data_dir).remove(name))
+        run_or_exit(lambda: _store(data_dir).remove(name))
 
 
 @user.command("list", epilog=EXAMPLES)
-@DATA_DIR
+@broker_data_dir_option
 @ONLINE
 def list_users(data_dir: Path, online: bool) -> None:
     """The users (names and creation times; never tokens or hashes)."""
     if online:
         users = _admin().list_users()
     else:
-        users = [(r.name, r.created_ms) for r in _run(lambda: _store(data_dir).users())]
+        users = [(r.name, r.created_ms) for r in run_or_exit(lambda: _store(data_dir).users())]
     for name, created_ms in users:
         created = dt.datetime.fromtimestamp(created_ms / 1000, dt.UTC)
         click.echo(f"{name}\tcreated {created:%Y-%m-%d %H:%M:%SZ}")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from logstream import errors
 from logstream.client.subscription import SubscriptionState
-from logstream.client.transport import TransportLike
+from logstream.client.transport_api import TransportLike
 from logstream.errors import CommitFailedError
 from logstream.protocol import common_pb2, group_pb2
 from logstream.protocol.status import error_for_code

@@ -35,7 +35,7 @@ from logstream import errors
 from logstream.client.chunks import Chunk, decode_until_damage
 from logstream.client.offsets import OffsetLookup
 from logstream.client.subscription import SubscriptionState
-from logstream.client.transport import PendingCall, StreamCall, TransportLike
+from logstream.client.transport_api import PendingCall, StreamCall, TransportLike
 from logstream.protocol import log_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition

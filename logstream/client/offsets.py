@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from logstream import errors
 from logstream.client.subscription import SubscriptionState
-from logstream.client.transport import TransportLike
+from logstream.client.transport_api import TransportLike
 from logstream.protocol import log_pb2
 from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition

@@ -5,12 +5,9 @@ Everything above this module (producer, consumer, admin) sees only ``LogstreamEr
 subclasses. A failed call is translated exactly once, here, with ``raise ... from exc`` so
 the gRPC error stays attached as ``__cause__`` for debugging.
 
-Seam for tests: :class:`TransportLike` is what the client needs from a connection: one
-typed method per RPC the client makes, taking and returning protocol messages and raising
-only ``LogstreamError``. Streams and background calls come back as :class:`StreamCall` /
-:class:`PendingCall`, which any thread may ``cancel``. The in-memory fake
-(``logstream.testing.transport.InMemoryTransport``) implements the same protocol without
-gRPC, so the client runs unchanged against it.
+The typed seam the rest of the client codes against (``TransportLike``, ``StreamCall``,
+``PendingCall``) lives in ``logstream.client.transport_api``; :class:`Transport` is its gRPC
+implementation and the in-memory fake (``logstream.testing.transport``) the other one.
 """
 
 from __future__ import annotations
@@ -19,11 +16,17 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import grpc
 
 from logstream import errors
+from logstream.client.transport_api import (
+    PendingCall,
+    ProduceStreamCall,
+    StreamCall,
+    TransportLike,
+)
 from logstream.protocol import (
     admin_pb2,
     admin_pb2_grpc,
@@ -39,7 +42,6 @@ from logstream.protocol import (
 from logstream.protocol.status import error_from_rpc
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 """Client-side send/receive limit: fetches of many partitions can be large."""
@@ -81,165 +83,6 @@ def channel_options(*, keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple
 
 
 CHANNEL_OPTIONS = channel_options()
-
-
-class StreamCall(Protocol[T_co]):
-    """An open server stream: iterate the answers (a failure raises ``LogstreamError``);
-    ``cancel`` ends it from any thread (iteration then raises ``ClientClosedError`` or
-    stops)."""
-
-    def __iter__(self) -> Iterator[T_co]: ...
-
-    def cancel(self) -> None: ...
-
-
-ProduceStreamCall = StreamCall[log_pb2.ProduceResponse]
-"""An open ProduceStream."""
-
-
-class PendingCall(Protocol[T_co]):
-    """A unary call running in the background (a long-poll Fetch)."""
-
-    def result(self) -> T_co:
-        """Wait for the answer; a failure raises ``LogstreamError``, a cancelled call
-        ``ClientClosedError``."""
-        ...
-
-    def cancel(self) -> None: ...
-
-
-class TransportLike(Protocol):
-    """What the client needs from a connection to one broker (real or fake).
-
-    Every method raises only ``LogstreamError`` subclasses; requests and answers are the
-    protocol's messages (``logstream.protocol``). ``timeout`` is in seconds.
-    """
-
-    address: str
-
-    # -- Log service
-    def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
-        """Open a ProduceStream fed with serialized ``ProduceRequest`` messages
-        (``logstream.client.wire``)."""
-        ...
-
-    def init_producer_id(
-        self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
-    ) -> log_pb2.InitProducerIdResponse: ...
-
-    def fetch(
-        self, request: log_pb2.FetchRequest, *, timeout: float | None
-    ) -> PendingCall[log_pb2.FetchResponse]: ...
-
-    def subscribe(self, request: log_pb2.SubscribeRequest) -> StreamCall[log_pb2.FetchResponse]:
-        """Open a Subscribe stream (the broker pushes appends as they land)."""
-        ...
-
-    def list_offsets(
-        self, request: log_pb2.ListOffsetsRequest, *, timeout: float | None
-    ) -> log_pb2.ListOffsetsResponse: ...
-
-    # -- Admin service
-    def create_topics(
-        self, request: admin_pb2.CreateTopicsRequest, *, timeout: float | None
-    ) -> admin_pb2.CreateTopicsResponse: ...
-
-    def delete_topics(
-        self, request: admin_pb2.DeleteTopicsRequest, *, timeout: float | None
-    ) -> admin_pb2.DeleteTopicsResponse: ...
-
-    def list_topics(
-        self, request: admin_pb2.ListTopicsRequest, *, timeout: float | None
-    ) -> admin_pb2.ListTopicsResponse: ...
-
-    def describe_topics(
-        self, request: admin_pb2.DescribeTopicsRequest, *, timeout: float | None
-    ) -> admin_pb2.DescribeTopicsResponse: ...
-
-    def alter_topic_config(
-        self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
-    ) -> admin_pb2.AlterTopicConfigResponse: ...
-
-    def create_partitions(
-        self, request: admin_pb2.CreatePartitionsRequest, *, timeout: float | None
-    ) -> admin_pb2.CreatePartitionsResponse: ...
-
-    # -- Group service
-    def heartbeat(
-        self, request: group_pb2.HeartbeatRequest, *, timeout: float | None
-    ) -> group_pb2.HeartbeatResponse: ...
-
-    def commit_offsets(
-        self, request: group_pb2.CommitOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.CommitOffsetsResponse: ...
-
-    def fetch_offsets(
-        self, request: group_pb2.FetchOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.FetchOffsetsResponse: ...
-
-    def list_groups(
-        self, request: group_pb2.ListGroupsRequest, *, timeout: float | None
-    ) -> group_pb2.ListGroupsResponse: ...
-
-    def describe_group(
-        self, request: group_pb2.DescribeGroupRequest, *, timeout: float | None
-    ) -> group_pb2.DescribeGroupResponse: ...
-
-    def delete_group(
-        self, request: group_pb2.DeleteGroupRequest, *, timeout: float | None
-    ) -> group_pb2.DeleteGroupResponse: ...
-
-    def reset_offsets(
-        self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.ResetOffsetsResponse: ...
-
-
-    # -- Queue service
-    def queue_join(
-        self, request: queue_pb2.QueueJoinRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueJoinResponse: ...
-
-    def queue_leave(
-        self, request: queue_pb2.QueueLeaveRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueLeaveResponse: ...
-
-    def queue_fetch(
-        self, request: queue_pb2.QueueFetchRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueFetchResponse: ...
-
-    def queue_settle(
-        self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueSettleResponse: ...
-
-    def create_queue_group(
-        self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.CreateQueueGroupResponse: ...
-
-    def alter_queue_group(
-        self, request: queue_pb2.AlterQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.AlterQueueGroupResponse: ...
-
-    def describe_queue_group(
-        self, request: queue_pb2.DescribeQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.DescribeQueueGroupResponse: ...
-
-    def list_queue_groups(
-        self, request: queue_pb2.ListQueueGroupsRequest, *, timeout: float | None
-    ) -> queue_pb2.ListQueueGroupsResponse: ...
-
-    def delete_queue_group(
-        self, request: queue_pb2.DeleteQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.DeleteQueueGroupResponse: ...
-
-    def queue_peek(
-        self, request: queue_pb2.PeekRequest, *, timeout: float | None
-    ) -> queue_pb2.PeekResponse: ...
-
-    def queue_redrive(
-        self, request: queue_pb2.RedriveRequest, *, timeout: float | None
-    ) -> queue_pb2.RedriveResponse: ...
-
-    def close(self) -> None: ...
 
 
 TOKEN_ENV = "LOGSTREAM_TOKEN"

@@ -3,7 +3,8 @@
 ``GroupCoordinator(log_manager, clock)`` composes the group state machines
 (:mod:`logstream.coordinator.group`), the committed-offsets table persisted in
 ``__consumer_offsets`` (:mod:`logstream.coordinator.offsets`) and read-only access to the
-partitions in storage (log start/end, timestamps) for lag, time lag and offset resets.
+partitions in storage for lag, time lag and offset resets
+(:mod:`logstream.coordinator.positions`).
 
 Errors are raised as ``logstream.errors`` classes; the broker's servicer turns them into
 response codes. Per-partition failures of a commit are returned, not raised.
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.codec import iter_batches
 from logstream.coordinator.classic import ClassicGroups
 from logstream.coordinator.descriptions import (
     ExpiryReport,
@@ -48,6 +48,7 @@ from logstream.coordinator.offsets import (
     CommittedOffset,
     OffsetStore,
 )
+from logstream.coordinator.positions import partition_lag, reset_target
 from logstream.errors import (
     GroupIdNotFoundError,
     InvalidCommitOffsetSizeError,
@@ -60,6 +61,8 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.storage.config import MAX_TOPIC_NAME_LENGTH
+from logstream.storage.log import PartitionLog
+from logstream.storage.manager import LogManager
 from logstream.types import OffsetAndMetadata, TopicPartition
 
 _log = logging.getLogger("logstream.coordinator")
@@ -88,13 +91,12 @@ class CoordinatorConfig:
     since its last checkpoint; the segments below the checkpoint are then deleted."""
 
 
-
 class GroupCoordinator:
     """Consumer groups on one broker. See the module docstring for the threading contract."""
 
     def __init__(
         self,
-        log_manager: Any,
+        log_manager: LogManager,
         clock: Clock = SYSTEM_CLOCK,
         config: CoordinatorConfig | None = None,
     ) -> None:
@@ -122,10 +124,9 @@ class GroupCoordinator:
     def _partition_count(self, topic: str) -> int | None:
         if topic not in set(self._storage.topics()):
             return None
-        parts = self._storage.topic(topic).partitions
-        return parts if isinstance(parts, int) else len(parts)
+        return len(self._storage.topic(topic).partitions)
 
-    def _log(self, tp: TopicPartition) -> Any:
+    def _log(self, tp: TopicPartition) -> PartitionLog:
         n = self._partition_count(tp.topic)
         if n is None or tp.topic == OFFSETS_TOPIC:
             raise UnknownTopicOrPartitionError(f"unknown topic {tp.topic!r}")
@@ -134,19 +135,6 @@ class GroupCoordinator:
                 f"topic {tp.topic!r} has partitions 0..{n - 1}, not {tp.partition}"
             )
         return self._storage.get_log(tp.topic, tp.partition)
-
-    def _timestamp_at(self, log: Any, offset: int) -> int | None:
-        """Timestamp of the record at ``offset`` (None when there is none)."""
-        try:
-            data = log.read(offset, 1)
-        except OffsetOutOfRangeError:
-            return None  # retention moved the log start meanwhile
-        for batch in iter_batches(data):
-            if batch.header.base_offset <= offset < batch.header.next_offset:
-                return int(batch.timestamps[offset - batch.header.base_offset])
-            if batch.header.base_offset > offset:
-                return int(batch.timestamps[0])
-        return None
 
     # ================================================================== groups
 
@@ -434,22 +422,7 @@ class GroupCoordinator:
             log = self._log(tp)
         except UnknownTopicOrPartitionError:
             return None  # deleted since: nothing to measure
-        start, end = int(log.log_start_offset), int(log.log_end_offset)
-        position = max(committed.offset, start) if committed else start
-        lag = max(0, end - position)
-        time_lag = -1
-        if lag > 0:
-            ts = self._timestamp_at(log, position)
-            time_lag = max(0, now_ms - ts) if ts is not None else -1
-        return PartitionLag(
-            tp.topic,
-            tp.partition,
-            member_id,
-            committed.offset if committed else -1,
-            end,
-            lag,
-            time_lag,
-        )
+        return partition_lag(log, tp, committed, member_id, now_ms)
 
     def delete_group(self, group_id: str) -> None:
         """Delete an empty group and its offsets. GroupIdNotFoundError, NonEmptyGroupError."""
@@ -509,26 +482,10 @@ class GroupCoordinator:
             for p in plist:
                 tp = TopicPartition(topic, int(p))
                 log = self._log(tp)
-                plan[tp] = self._reset_target(log, committed.get(tp), target)
+                plan[tp] = reset_target(log, committed.get(tp), target)
             if execute and plan:
                 self.offsets.commit(group_id, {tp: OffsetAndMetadata(o) for tp, o in plan.items()})
             return plan
-
-    @staticmethod
-    def _reset_target(log: Any, committed: CommittedOffset | None, target: ResetSpec) -> int:
-        start, end = int(log.log_start_offset), int(log.log_end_offset)
-        if target.kind == "earliest":
-            new = start
-        elif target.kind == "latest":
-            new = end
-        elif target.kind == "offset":
-            new = target.value
-        elif target.kind == "timestamp":
-            new = _first_offset_at(log, target.value, end)
-        else:
-            base = committed.offset if committed else start
-            new = base + target.value
-        return min(max(new, start), end)
 
     # ================================================================== timers
 
@@ -599,23 +556,3 @@ def _check_limits(instance_id: str, client_id: str, assignor: str, topics: Colle
                 f"subscribed topic name of {len(t)} characters; names have 1 to "
                 f"{MAX_TOPIC_NAME_LENGTH}"
             )
-
-
-def _first_offset_at(log: Any, timestamp_ms: int, end: int) -> int:
-    """The offset of the first record stamped at or after ``timestamp_ms`` (``end`` if none).
-
-    Storage finds the first batch whose max timestamp qualifies; its records stamped earlier
-    are skipped here by decoding that one batch."""
-    found = log.offset_for_timestamp(timestamp_ms)
-    if found is None or found < 0:
-        return end
-    try:
-        data = log.read(int(found), 1)
-    except OffsetOutOfRangeError:
-        return int(found)
-    for batch in iter_batches(data):
-        later = (batch.timestamps >= timestamp_ms).nonzero()[0]
-        if later.size:
-            return max(int(found), batch.header.base_offset + int(later[0]))
-        return batch.header.next_offset
-    return int(found)

@@ -7,7 +7,7 @@ without sockets or a broker process (like ``httpx.MockTransport``).
     transport.fail("Produce", errors.RequestTimedOutError, times=2)   # inject failures
     transport.break_stream_after(3)   # the next ProduceStream dies after 3 answers
 
-It implements :class:`logstream.client.transport.TransportLike` for the subset of the protocol
+It implements :class:`logstream.client.transport_api.TransportLike` for the subset of the protocol
 the producer, the consumer (without groups) and ``Admin`` use (ProduceStream, Fetch,
 Subscribe, ListOffsets, InitProducerId; CreateTopics, DeleteTopics, ListTopics,
 DescribeTopics), with idempotent-producer de-duplication like the real broker: a batch whose
@@ -164,7 +164,7 @@ class InMemoryTransport:
     def close(self) -> None:
         self.closed = True
 
-    # -- the typed transport methods (logstream.client.transport.TransportLike) ----------------
+    # -- the typed transport methods (logstream.client.transport_api.TransportLike) ----------------
 
     def produce_stream(self, requests: Iterator[bytes]) -> _Stream[log_pb2.ProduceResponse]:
         parsed = (log_pb2.ProduceRequest.FromString(raw) for raw in requests)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from logstream.coordinator import CoordinatorConfig, GroupCoordinator, ResetSpec
+from logstream.coordinator import coordinator as coordinator_module
 from logstream.errors import (
     GroupIdNotFoundError,
     IllegalGenerationError,
@@ -358,7 +359,7 @@ def test_expiry_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
     assert [g.group_id for g in coord.list_groups()] == ["solo"]
 
 
-def test_reset_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
+def test_reset_of_an_offsets_only_group_holds_the_group_lock(storage, clock, monkeypatch):
     """A ``--shift-by`` reset of a group that exists only as stored offsets runs under the
     group lock: a standalone commit arriving between the plan (which reads the committed
     offset) and its execution waits, so it is not overwritten by a plan built on the stale
@@ -370,7 +371,7 @@ def test_reset_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
     config = CoordinatorConfig(groups=SETTINGS)
     GroupCoordinator(storage, clock, config).commit("solo", "", -1, {TP0: 10})
     coord = GroupCoordinator(storage, clock, config)  # a restart: "solo" is offsets only
-    real = coord._reset_target
+    real = coordinator_module.reset_target
     landed = threading.Event()
     threads: list[threading.Thread] = []
 
@@ -385,7 +386,7 @@ def test_reset_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
             landed.wait(0.5)  # with the lock held, the commit waits for the reset instead
         return real(log, committed, target)
 
-    coord._reset_target = reset_target
+    monkeypatch.setattr(coordinator_module, "reset_target", reset_target)
     plan = coord.reset_offsets("solo", "orders", [0], ResetSpec("shift", 5), execute=True)
     threads[0].join(5)
     assert landed.is_set()

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from logstream import errors
 from logstream.client.metadata import Metadata
 from logstream.client.producer.accumulator import ProducerBatch, RecordAccumulator
-from logstream.client.transport import TransportLike
+from logstream.client.transport_api import TransportLike
 from logstream.client.wire import produce_request
 from logstream.codec import encode_batch, read_header, stamp_producer
 from logstream.protocol import common_pb2, log_pb2

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from logstream.client import acls as acl_calls
-from logstream.client import transport as tr
 from logstream.client.acls import AclBinding
+from logstream.client.admin_connection import AdminConnection
 from logstream.errors import LogstreamError, UnknownServerError
 from logstream.protocol import admin_pb2, log_pb2
 from logstream.protocol.status import error_for_code
@@ -69,25 +68,8 @@ def _spec(spec: str | int) -> int:
     raise InvalidRequestError(f"offset spec must be 'earliest', 'latest' or a timestamp: {spec!r}")
 
 
-class Admin:
+class Admin(AdminConnection):
     """Manage topics. Thread-safe (each call is one independent RPC)."""
-
-    def __init__(
-        self,
-        bootstrap: str | tr.TransportLike,
-        *,
-        request_timeout_ms: int = 30_000,
-        tls: bool = False,
-        ca: str | Path | None = None,
-        cert: str | Path | None = None,
-        key: str | Path | None = None,
-        token: str | None = None,
-    ) -> None:
-        self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(
-            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
-        )
-        self._timeout = request_timeout_ms / 1000.0
 
     def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, object] | None = None
@@ -226,13 +208,3 @@ class Admin:
         """Remove every rule matching ``flt``; returns them. Open streams the removal
         forbids are ended. Needs cluster alter."""
         return acl_calls.delete_acls(self._transport, flt, self._timeout)
-
-    def close(self) -> None:
-        if self._owns_transport:
-            self._transport.close()
-
-    def __enter__(self) -> Admin:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from logstream import errors
-from logstream.client import transport as tr
+from logstream.client.admin_connection import AdminConnection
 from logstream.client.queue_admin import QueueAdminMixin
 from logstream.protocol import common_pb2, group_pb2
 from logstream.types import TopicPartition
@@ -68,26 +67,9 @@ class GroupDescription:
 RESET_TARGETS = ("earliest", "latest", "offset", "timestamp", "shift")
 
 
-class GroupAdmin(QueueAdminMixin):
+class GroupAdmin(QueueAdminMixin, AdminConnection):
     """Administration of consumer groups and queue groups (:class:`QueueAdminMixin`) on
     one broker."""
-
-    def __init__(
-        self,
-        bootstrap: str | tr.TransportLike,
-        *,
-        request_timeout_ms: int = 30_000,
-        tls: bool = False,
-        ca: str | Path | None = None,
-        cert: str | Path | None = None,
-        key: str | Path | None = None,
-        token: str | None = None,
-    ) -> None:
-        self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(
-            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
-        )
-        self._timeout = request_timeout_ms / 1000.0
 
     def list_groups(self) -> list[GroupListing]:
         resp = self._transport.list_groups(group_pb2.ListGroupsRequest(), timeout=self._timeout)
@@ -180,13 +162,3 @@ class GroupAdmin(QueueAdminMixin):
         )
         resp = self._transport.fetch_offsets(req, timeout=self._timeout)
         return {TopicPartition(o.topic, o.partition): o.offset for o in resp.offsets}
-
-    def close(self) -> None:
-        if self._owns_transport:
-            self._transport.close()
-
-    def __enter__(self) -> GroupAdmin:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

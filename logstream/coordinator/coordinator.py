@@ -10,18 +10,16 @@ Errors are raised as ``logstream.errors`` classes; the broker's servicer turns t
 response codes. Per-partition failures of a commit are returned, not raised.
 
 Thread safety: every public method may be called from many threads at once (gRPC worker
-threads plus the broker's expiry timer). ``self._lock`` guards the dict of groups; each group
-has its own lock, held for the whole of a call on that group (including the append of a
-commit, so a commit and a rebalance of the same group never interleave). Locks are always
-taken in the order: coordinator lock, then one group lock (never two group locks).
+threads plus the broker's expiry timer). Each group has its own lock
+(:class:`~logstream.coordinator.group_table.GroupTable`), held for the whole of a call on
+that group (including the append of a commit, so a commit and a rebalance of the same group
+never interleave); never two group locks at once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +35,10 @@ from logstream.coordinator.descriptions import (
 )
 from logstream.coordinator.group import (
     EMPTY,
-    Group,
     GroupSettings,
     HeartbeatResult,
 )
+from logstream.coordinator.group_table import GroupTable
 from logstream.coordinator.offsets import (
     COMPACT_MIN_RECORDS,
     DEFAULT_OFFSETS_PARTITIONS,
@@ -103,8 +101,8 @@ class GroupCoordinator:
         self.config = config or CoordinatorConfig()
         self._storage = log_manager
         self._clock = clock
-        self._lock = threading.Lock()
-        self._groups: dict[str, Group] = {}
+        self.groups = GroupTable(self.config.groups)
+        """The live groups with their locks (lock order: see group_table.py)."""
         self.classic = ClassicGroups(
             clock,
             min_session_timeout_ms=self.config.groups.min_session_timeout_ms,
@@ -137,45 +135,6 @@ class GroupCoordinator:
         return self._storage.get_log(tp.topic, tp.partition)
 
     # ================================================================== groups
-
-    @contextmanager
-    def _locked(self, group_id: str, *, create: bool = False) -> Iterator[Group | None]:
-        while True:
-            with self._lock:
-                group = self._groups.get(group_id)
-                if group is None and create:
-                    group = Group(group_id, self.config.groups)
-                    self._groups[group_id] = group
-            if group is None:
-                yield None
-                return
-            with group.lock:
-                if group.dead:
-                    continue  # deleted meanwhile: look again
-                yield group
-                return
-
-    @contextmanager
-    def _locked_admin(self, group_id: str) -> Iterator[tuple[Group, bool]]:
-        """The group's lock, also for a group that exists only as stored offsets (no Group
-        object: after a restart, or after expiry dropped it): a temporary Group is created to
-        hold the lock, so a commit or join to the group (which locks the same object) lands
-        either before the caller looked or after it acted, never in between. Yields
-        ``(group, known)``, ``known`` False for such a temporary group; a temporary group still
-        pristine at the end (no member joined meanwhile: it cannot, the lock is held) is
-        dropped again."""
-        with self._lock:
-            known = group_id in self._groups
-        with self._locked(group_id, create=True) as group:
-            assert group is not None
-            try:
-                yield group, known
-            finally:
-                if not known and not group.members and group.group_epoch == 0:
-                    group.dead = True  # a waiting caller looks again and makes a new one
-                    with self._lock:
-                        if self._groups.get(group_id) is group:
-                            del self._groups[group_id]
 
     @staticmethod
     def _check_group_id(group_id: str) -> None:
@@ -210,7 +169,7 @@ class GroupCoordinator:
             if t == OFFSETS_TOPIC:
                 raise InvalidTopicError(f"{OFFSETS_TOPIC} is internal; it cannot be consumed")
         now, now_ms = self._clock.monotonic(), self._clock.now_ms()
-        with self._locked(group_id, create=member_epoch == 0) as group:
+        with self.groups.locked(group_id, create=member_epoch == 0) as group:
             if group is None:
                 raise UnknownMemberIdError(
                     f"group {group_id!r} has no member {member_id!r}: rejoin with member_epoch 0"
@@ -252,7 +211,7 @@ class GroupCoordinator:
         (negative or past the log end), InvalidCommitOffsetSizeError (metadata too long).
         """
         self._check_group_id(group_id)
-        with self._locked(group_id, create=True) as group:
+        with self.groups.locked(group_id, create=True) as group:
             assert group is not None
             as_member = bool(member_id) or member_epoch != -1
             if as_member:
@@ -315,8 +274,7 @@ class GroupCoordinator:
     # ================================================================== admin
 
     def _known_group_ids(self) -> list[str]:
-        with self._lock:
-            ids = set(self._groups)
+        ids = self.groups.ids()
         ids.update(self.offsets.groups())
         ids.update(self.classic.group_ids())
         return sorted(ids)
@@ -329,7 +287,7 @@ class GroupCoordinator:
             if classic is not None:
                 out.append(GroupSummary(group_id, classic[0], len(classic[3])))
                 continue
-            with self._locked(group_id) as group:
+            with self.groups.locked(group_id) as group:
                 if group is None or group.dead:
                     if self.offsets.get(group_id):
                         out.append(GroupSummary(group_id, EMPTY, 0))
@@ -345,7 +303,7 @@ class GroupCoordinator:
         Raises GroupIdNotFoundError for a group without members and without offsets."""
         self._check_group_id(group_id)
         now_ms = self._clock.now_ms()
-        with self._locked(group_id) as group:
+        with self.groups.locked(group_id) as group:
             committed = self.offsets.get(group_id)
             classic = self.classic.snapshot(group_id)
             if classic is not None and (group is None or not group.members):
@@ -429,7 +387,7 @@ class GroupCoordinator:
         self._check_group_id(group_id)
         # Under the group lock also for an offsets-only group: a consumer joining and
         # committing meanwhile waits, and finds the group deleted (not half-deleted).
-        with self._locked_admin(group_id) as (group, known):
+        with self.groups.locked_admin(group_id) as (group, known):
             if group.members:
                 raise NonEmptyGroupError(
                     f"group {group_id!r} has {len(group.members)} active members; stop them first"
@@ -439,10 +397,7 @@ class GroupCoordinator:
                 raise GroupIdNotFoundError(f"no group {group_id!r}")
             if has_offsets:
                 self.offsets.delete_group(group_id)
-            group.dead = True
-            with self._lock:
-                if self._groups.get(group_id) is group:
-                    del self._groups[group_id]
+            self.groups.drop(group)
 
     def reset_offsets(
         self,
@@ -465,7 +420,7 @@ class GroupCoordinator:
         # Under the group lock also for an offsets-only group: a standalone commit racing a
         # --shift-by lands before the plan reads the committed offsets or after it is applied,
         # never in between (where the reset would overwrite it with a stale base).
-        with self._locked_admin(group_id) as (group, known):
+        with self.groups.locked_admin(group_id) as (group, known):
             committed = self.offsets.get(group_id)
             if group.members:
                 raise NonEmptyGroupError(
@@ -500,12 +455,11 @@ class GroupCoordinator:
         self.classic.expire()
         retention = self.config.offsets_retention_ms
         for group_id in self._known_group_ids():
-            with self._lock:
-                known = group_id in self._groups
+            known = group_id in self.groups
             # Always under the group lock, also for a group that exists only as stored
             # offsets (a Group is created for the moment): a commit to it holds the same lock,
             # so it lands either before the decision (and counts) or after the deletion.
-            with self._locked(group_id, create=True) as group:
+            with self.groups.locked(group_id, create=True) as group:
                 assert group is not None
                 pristine = not known and not group.members and group.group_epoch == 0
                 gone = group.expire(now, now_ms)
@@ -520,9 +474,7 @@ class GroupCoordinator:
                         self.offsets.delete_group(group_id)
                         expired.append(group_id)
                 if pristine or last is None or group_id in expired:
-                    group.dead = True  # a waiting caller looks again and makes a new one
-                    with self._lock:
-                        self._groups.pop(group_id, None)
+                    self.groups.drop(group)
         try:
             self.offsets.maybe_compact()
         except LogstreamError:

@@ -433,16 +433,16 @@ def test_delete_of_an_offsets_only_group_holds_the_group_lock(storage, clock):
     assert [(g.group_id, g.members) for g in coord.list_groups()] == [("billing", 1)]
 
 
-def test_admin_calls_on_unknown_groups_leave_no_group_behind(coord, orders):
+def test_admin_calls_on_unknown_groups_leave_no_group_behind(coord, orders, clock):
     with pytest.raises(GroupIdNotFoundError):
         coord.delete_group("ghost")
     with pytest.raises(GroupIdNotFoundError):
         coord.reset_offsets("ghost", "orders", None, ResetSpec("earliest"))
-    assert coord._groups == {}
+    assert coord.groups.ids() == set()
     coord.commit("solo", "", -1, {TP0: 0})
-    coord._groups.clear()  # as after a restart: "solo" is offsets only now
+    coord = GroupCoordinator(orders, clock, coord.config)  # a restart: "solo" is offsets only
     coord.reset_offsets("solo", "orders", None, ResetSpec("earliest"), execute=True)
-    assert coord._groups == {}
+    assert coord.groups.ids() == set()
     assert [g.group_id for g in coord.list_groups()] == ["solo"]
     coord.delete_group("solo")
-    assert coord.list_groups() == [] and coord._groups == {}
+    assert coord.list_groups() == [] and coord.groups.ids() == set()

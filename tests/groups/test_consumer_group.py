@@ -187,7 +187,7 @@ def test_a_consumer_that_stops_polling_leaves_and_its_next_poll_rejoins(broker, 
             # "processing" for longer than the bound: the heartbeat thread leaves the group
             wait_for(
                 lambda: (
-                    "slow" not in coordinator._groups or not coordinator._groups["slow"].members
+                    not any(g.group_id == "slow" and g.members for g in coordinator.list_groups())
                 ),
                 what="the leave",
             )
@@ -212,8 +212,9 @@ def test_fenced_member_drops_its_partitions_and_rejoins(broker):
         wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
         old = c._membership.member_id
         coord = broker.broker.coordinator
-        with coord._groups["f"].lock:
-            coord._groups["f"].members[old].deadline = -1.0  # as if its session ran out
+        with coord.groups.locked("f") as group:
+            assert group is not None
+            group.members[old].deadline = -1.0  # as if its session ran out
         coord.expire()
         wait_for(
             lambda: (

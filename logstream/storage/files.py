@@ -32,6 +32,7 @@ import errno
 import logging
 import mmap
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,16 @@ def make_dir(path: str | os.PathLike[str]) -> None:
 
 
 _ops: FileOps = FileOps()
+
+
+def secure_dir(path: Path, mode: int) -> None:
+    """Create the directory ``path`` with ``mode``, or set ``mode`` on an existing one (the
+    data directory's mode is what keeps other local users out of every file below it)."""
+    make_dir(path)
+    current = stat.S_IMODE(os.stat(path).st_mode)
+    if current != mode:
+        os.chmod(path, mode)
+        log.info("data directory %s: mode %04o -> %04o", path, current, mode)
 
 
 def file_ops() -> FileOps:

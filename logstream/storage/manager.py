@@ -33,7 +33,6 @@ import fcntl
 import logging
 import os
 import shutil
-import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,7 +112,7 @@ class LogManager:
         except ValueError as exc:
             raise InvalidConfigError(str(exc)) from exc
         with files.storage_errors(f"opening data directory {self.data_dir}"):
-            self._secure_data_dir(dir_mode)
+            files.secure_dir(self.data_dir, dir_mode)
             files.make_dir(self.data_dir / files.META_DIR)
             self._lock_fd = os.open(
                 self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, file_mode
@@ -165,15 +164,6 @@ class LogManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _secure_data_dir(self, mode: int) -> None:
-        """Create the data directory with ``mode``, or set ``mode`` on an existing one (its
-        mode is what keeps other local users out of every file below it)."""
-        files.make_dir(self.data_dir)
-        current = stat.S_IMODE(os.stat(self.data_dir).st_mode)
-        if current != mode:
-            os.chmod(self.data_dir, mode)
-            log.info("data directory %s: mode %04o -> %04o", self.data_dir, current, mode)
-
     # -- loading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
@@ -192,7 +182,7 @@ class LogManager:
                 continue
             meta = read_meta(Path(entry.path))  # a damaged file refuses, naming it
             if meta.state != READY:
-                self._finish_interrupted(meta)
+                orphans.finish_interrupted(self.data_dir, meta)
                 continue
             try:
                 overrides = parse_config_updates(meta.config)
@@ -209,21 +199,6 @@ class LogManager:
         for name, numbers in orphans.find_partition_dirs(self.data_dir, counts).items():
             if orphans.adopt(self.data_dir, name, numbers):
                 self._adopt_orphan(name, max(numbers) + 1, clean)
-
-    def _finish_interrupted(self, meta: TopicMeta) -> None:
-        """A create or delete that a crash interrupted: roll the create back, finish the
-        delete (their partitions never served a write that was acknowledged after the
-        create, or are no longer wanted)."""
-        what = "rolling back its create" if meta.state == CREATING else "finishing its delete"
-        log.warning("topic %r was being %s when the broker stopped: %s",
-                    meta.name, "created" if meta.state == CREATING else "deleted", what)
-        for p in range(meta.partitions):
-            path = self.data_dir / files.partition_dir_name(meta.name, p)
-            doomed = path.with_name(path.name + files.DELETED_SUFFIX)
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
-        files.remove_quietly(self._meta_path(meta.name))
 
     def _adopt_orphan(self, name: str, partitions: int, clean: bool) -> None:
         """Partition directories holding data but no metadata file: the topic is opened

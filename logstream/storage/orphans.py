@@ -10,6 +10,9 @@ says the topic has ``n`` partitions or fewer. How each came to be, and what the 
   a warning; directories holding data are never deleted on a guess: the caller restores
   the topic (default config) and logs an error naming the missing file.
 
+Also here: :func:`finish_interrupted`, for a topic whose metadata still says a create or a
+delete was under way when the broker stopped (versions that write that intent).
+
 Directory names are ``files.partition_dir_name`` (``<topic>-<n>``, the topic may contain
 ``-``); anything else in the data directory is left alone. Called by the opening thread
 only.
@@ -17,6 +20,7 @@ only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -26,6 +30,7 @@ from pathlib import Path
 from logstream.errors import LogstreamError
 from logstream.storage import files
 from logstream.storage.config import MAX_PARTITIONS, validate_topic_name
+from logstream.storage.topic_meta import CREATING, TopicMeta
 
 log = logging.getLogger("logstream.storage")
 
@@ -90,3 +95,21 @@ def _remove(directory: Path) -> None:
     doomed = directory.with_name(directory.name + files.DELETED_SUFFIX)
     os.replace(directory, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def finish_interrupted(data_dir: Path, meta: TopicMeta) -> None:
+    """A create or delete that a crash interrupted: roll the create back, finish the
+    delete (their partitions never served a write that was acknowledged after the
+    create, or are no longer wanted)."""
+    what = "rolling back its create" if meta.state == CREATING else "finishing its delete"
+    log.warning(
+        "topic %r was being %s when the broker stopped: %s",
+        meta.name, "created" if meta.state == CREATING else "deleted", what,
+    )
+    for p in range(meta.partitions):
+        path = data_dir / files.partition_dir_name(meta.name, p)
+        doomed = path.with_name(path.name + files.DELETED_SUFFIX)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    files.remove_quietly(data_dir / files.META_DIR / f"{meta.name}.json")

@@ -93,6 +93,12 @@ class PartitionReader(Generic[S]):
     def segment_count(self) -> int:
         return len(self._segments)
 
+    def segments(self) -> list[S]:
+        """The segments now, oldest first (a copy: for tools, tests and inspection; the
+        log may roll or delete segments right after)."""
+        with self._lock:
+            return list(self._segments)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.topic}-{self.partition}, offsets "

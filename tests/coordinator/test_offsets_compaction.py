@@ -60,7 +60,7 @@ def test_delete_segments_before_deletes_whole_sealed_segments_only(tmp_path, clo
         assert log.segment_count > 3
         assert log.delete_segments_before(0) == 0
         end = log.log_end_offset
-        bases = [s.base_offset for s in log._segments]
+        bases = [s.base_offset for s in log.segments()]
         # a cut inside the third segment deletes the first two only
         assert log.delete_segments_before(bases[2] + 1) == 2
         assert log.log_start_offset == bases[2]

@@ -62,7 +62,7 @@ def test_state_survives_reopen(tmp_path, crash):
     log.append(pbatch(0, pid=9, epoch=3))
     assert log.segment_count > 1
     if crash:
-        for seg in log._segments:
+        for seg in log.segments():
             seg.abandon()
     else:
         log.close()
@@ -83,7 +83,7 @@ def test_crash_without_any_snapshot_rebuilds_from_headers(tmp_path):
                        config=TopicConfig(segment_bytes=1 << 20, flush_policy="never"))
     for i in range(10):
         log.append(pbatch(2 * i))
-    for seg in log._segments:
+    for seg in log.segments():
         seg.abandon()
     assert not (tmp_path / "producer-state.json").exists()
     log = open_log(tmp_path)
@@ -148,7 +148,7 @@ def test_rebuilt_producer_state_counts_as_seen_at_open(tmp_path, clock):
                          producer_id_expiration_ms=day)
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     first = log.append(pbatch(0, pid=7))
-    log._segments[-1].active_file.map.flush()  # what a crash keeps: the data, no snapshot
+    log.segments()[-1].active_file.map.flush()  # what a crash keeps: the data, no snapshot
     del log  # no close: no clean marker, no producer snapshot
     clock.advance(2 * day)
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)

@@ -410,7 +410,7 @@ def test_a_flush_racing_a_failed_msync_does_not_claim_durability(tmp_path, file_
         log = m.get_log("t", 0)
         log.append(make_batch())
         file_ops.fail["msync"] = eio()
-        segment = log._segments[-1]
+        segment = log.segments()[-1]
         with pytest.raises(OSError):
             segment.flush()  # flush A's msync, before A has failed the partition
         del file_ops.fail["msync"]  # the kernel reported the error once and forgot it

@@ -35,7 +35,7 @@ def test_an_active_partition_holds_two_file_descriptors(tmp_path):
     for log in logs:
         log.append(make_batch(3))
     assert _fds() - before <= 2 * len(logs)
-    seg = logs[0]._segments[-1]
+    seg = logs[0].segments()[-1]
     assert not seg.index_path.exists() and not seg.timeindex_path.exists()
     for log in logs:
         log.close()
@@ -47,7 +47,7 @@ def test_active_segment_index_grows_in_memory_and_is_written_at_the_seal(tmp_pat
     n = 300  # past the initial rows of a growable index: it doubles several times
     for i in range(n):
         log.append(make_batch(2, ts=1_000 + 10 * i))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert seg._oi.entries == n and seg._ti.entries == n
     assert [log.read(o, 1)[:0] == b"" for o in (0, 299, 599)]
     assert log.offset_for_timestamp(1_000 + 10 * 150) == 300
@@ -70,7 +70,7 @@ def test_full_disk_at_the_seal_keeps_the_indexes_in_memory(tmp_path, file_ops):
     for i in range(5):
         log.append(make_batch(2, ts=1_000 + i))
     file_ops.fail["write"] = OSError(errno.ENOSPC, "No space left on device")
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     seg.seal()  # its only writes are the two index files
     assert not seg.index_path.exists()
     assert log.offset_for_timestamp(1_003) == 4  # served from memory
@@ -86,7 +86,7 @@ def test_a_crashed_active_segment_is_recovered_without_index_files(tmp_path):
     for i in range(20):
         log.append(make_batch(3, ts=5_000 + i))
     log.flush()
-    for seg in log._segments:  # a crash: nothing sealed
+    for seg in log.segments():  # a crash: nothing sealed
         seg.abandon()
     assert not (tmp_path / "p" / (segment_stem(0) + ".index")).exists()
     log = open_log(tmp_path / "p")
@@ -176,8 +176,8 @@ def test_a_parked_segment_is_trimmed_when_a_roll_seals_it(tmp_path):
     log = m.get_log("t", 0)
     log.append(make_batch(50, value_size=100, ts=9_000))
     first = tmp_path / "d" / "t-0" / (segment_stem(0) + ".log")
-    assert len(log._segments) == 2
-    assert os.path.getsize(first) == log._segments[0].size  # trimmed, index files written
+    assert log.segment_count == 2
+    assert os.path.getsize(first) == log.segments()[0].size  # trimmed, index files written
     assert (tmp_path / "d" / "t-0" / (segment_stem(0) + ".index")).exists()
     m.close()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
@@ -215,7 +215,7 @@ def test_a_crash_after_a_clean_open_recovers_a_parked_segment(tmp_path):
     log = m.get_log("t", 0)
     log.append(make_batch(2, ts=5_000))
     log.flush()
-    for seg in log._segments:  # a crash
+    for seg in log.segments():  # a crash
         seg.abandon()
     m._release_lock()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
@@ -233,7 +233,7 @@ def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path
     m = _manager_with(tmp_path / "d", 10, per_partition=2)
     for plog in m.all_logs():  # a crash
         plog.flush()
-        for seg in plog._segments:
+        for seg in plog.segments():
             seg.abandon()
     m._release_lock()
     file_ops.calls.clear()
@@ -242,7 +242,7 @@ def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path
     assert not any(r.clean_shutdown for r in m.recovery_reports.values())
     assert [m.get_log("t", p).log_end_offset for p in range(10)] == [4] * 10
     for plog in m.all_logs():  # crash again
-        for seg in plog._segments:
+        for seg in plog.segments():
             seg.abandon()
     m._release_lock()
     file_ops.fail["syncfs"] = OSError(errno.EIO, "Input/output error")
@@ -259,7 +259,7 @@ def test_crash_recovery_reads_only_the_written_part_of_a_big_segment(tmp_path, m
     for i in range(10):
         log.append(make_batch(3, ts=1_000 + i))
     log.flush()
-    for seg in log._segments:
+    for seg in log.segments():
         seg.abandon()
     read = []
     real = os.pread
@@ -271,7 +271,7 @@ def test_crash_recovery_reads_only_the_written_part_of_a_big_segment(tmp_path, m
     assert log.offset_for_timestamp(1_005) == 9
     log.append(make_batch(1))
     assert log.close()  # trims
-    assert os.path.getsize(tmp_path / "p" / (segment_stem(0) + ".log")) == log._segments[0].size
+    assert os.path.getsize(tmp_path / "p" / (segment_stem(0) + ".log")) == log.segments()[0].size
 
 
 def _many_segments(path, n_segments: int, *, shuffle: bool = False) -> list[int]:
@@ -285,7 +285,7 @@ def _many_segments(path, n_segments: int, *, shuffle: bool = False) -> list[int]
         random.Random(7).shuffle(stamps)
     for ts in stamps:
         log.append(make_batch(3, value_size=200, ts=ts - 2))  # records ts-2 .. ts
-    assert len(log._segments) == n_segments
+    assert log.segment_count == n_segments
     log.close()
     return stamps
 

@@ -49,5 +49,5 @@ def test_a_restart_on_a_nearly_full_disk_still_appends(tmp_path: Path) -> None:
         for _ in range(50):
             log.append(batch)
         assert log.log_end_offset == end + 20 * (appended + 50)
-        active = mgr.get_log("t", 0)._segments.last.active_file
+        active = mgr.get_log("t", 0).segments()[-1].active_file
         assert active is not None and active.reserved - active.end >= 1 << 20

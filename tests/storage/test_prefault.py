@@ -47,7 +47,7 @@ def test_pages_ahead_of_the_cursor_are_populated(tmp_path):
     for _ in range(5):
         log.append(batch)
     assert prefault.shared().idle()
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert seg.active_file.populated >= seg.size + prefault.MIN_AHEAD
     # The populated pages are resident in the map: the next appends will not fault there.
     ahead = _mapped_resident_pages(seg, seg.size, seg.active_file.populated)
@@ -62,7 +62,7 @@ def test_the_window_grows_with_the_segment_and_is_capped(tmp_path):
                                                       flush_policy="never"))
     log.append(make_batch(1))
     assert prefault.shared().idle()
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     small = seg.active_file.populated - seg.size
     assert small <= prefault.MIN_AHEAD + prefault.PAGE  # one tiny append: a few pages only
     big = make_batch(1000, value_size=1000)  # ~1 MB
@@ -77,7 +77,7 @@ def test_the_window_grows_with_the_segment_and_is_capped(tmp_path):
 def test_no_prefault_when_disabled(tmp_path):
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(100, value_size=500))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert seg.active_file.populated == 0 and not seg.active_file.prefault_pending
     log.close()
 
@@ -91,10 +91,10 @@ def test_populated_tail_reads_as_zeros_and_recovery_keeps_everything(tmp_path):
     for b in batches:
         log.append(b)
     prefault.shared().idle()
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     size, populated = seg.size, seg.active_file.populated
     seg.active_file.map.flush()  # the populated zero pages reach the file too
-    for s in log._segments:  # crash: drop handles, trim nothing
+    for s in log.segments():  # crash: drop handles, trim nothing
         s.abandon()
     raw = seg.log_path.read_bytes()
     assert len(raw) == CONFIG.segment_bytes
@@ -148,12 +148,12 @@ def test_kernel_without_populate_write_turns_prefaulting_off(tmp_path, monkeypat
     monkeypatch.setattr(pf, "_madvise", lambda addr, length: errno.EINVAL)
     log = open_log(tmp_path / "p")
     log._prefaulter = pf
-    for s in log._segments:
+    for s in log.segments():
         s._prefaulter = pf
     log.append(make_batch(10))  # creates the segment with this prefaulter and requests
     assert pf.idle()
     assert not pf.enabled and pf.calls == 1
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert seg.active_file.populated == 0
     log.append(make_batch(10))  # appends go on, faulting as before
     assert log.log_end_offset == 20

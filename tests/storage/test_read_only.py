@@ -31,7 +31,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def crash(mgr: LogManager) -> None:
     """Drop every handle without sealing, snapshots or the marker (a SIGKILL)."""
     for plog in mgr.all_logs():
-        for seg in plog._segments:
+        for seg in plog.segments():
             seg.abandon()
         plog._closed = True
     mgr._release_lock()
@@ -45,7 +45,7 @@ def build_crashed(root: Path, *, torn: bool = True) -> int:
     for i in range(30):
         mgr.get_log("t", i % 2).append(make_batch(3, value_size=100, tag=i))
     good = mgr.get_log("t", 0).log_end_offset
-    seg = mgr.get_log("t", 0)._segments[-1]
+    seg = mgr.get_log("t", 0).segments()[-1]
     end = seg.size
     crash(mgr)
     if torn:
@@ -94,7 +94,7 @@ def test_sealed_index_damage_is_rebuilt_in_memory_only(tmp_path):
     with DirectorySnapshot.open(tmp_path) as ro:
         log = ro.get_log("t", 0)
         assert read_all(ro, 0) == list(range(log.log_end_offset))
-        assert log._segments[0].indexes_rebuilt
+        assert log.segments()[0].indexes_rebuilt
     assert snapshot(tmp_path) == before
 
 
@@ -168,7 +168,7 @@ def test_retention_checkpoint_ahead_of_files_is_honoured_without_deleting(tmp_pa
         m.create_topic("t", 1, config)
         for i in range(30):
             m.get_log("t", 0).append(make_batch(3, value_size=100, tag=i))
-        bases = [s.base_offset for s in m.get_log("t", 0)._segments]
+        bases = [s.base_offset for s in m.get_log("t", 0).segments()]
     files.write_checkpoint(tmp_path / "t-0" / files.LOG_START_FILE, bases[2])
     before = snapshot(tmp_path)
     with DirectorySnapshot.open(tmp_path) as ro:
@@ -227,12 +227,12 @@ def test_refresh_follows_a_live_writer_across_rolls(tmp_path):
     assert rlog.offset_for_timestamp(1000 + 10 * 40) == 120  # time index extended too
     assert rlog.read(121, 1) == log.read(121, 1)
     # a half-written batch at the live end is not shown, then shown once complete
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     whole = make_batch(2, value_size=50, tag=99)
     seg.active_file.map[seg.size : seg.size + 100] = whole[:100]
     ro.refresh()
     assert rlog.log_end_offset == 180
-    log._segments[-1].active_file.map[seg.size : seg.size + 100] = b"\0" * 100
+    log.segments()[-1].active_file.map[seg.size : seg.size + 100] = b"\0" * 100
     log.append(whole)
     ro.refresh()
     assert rlog.log_end_offset == 182

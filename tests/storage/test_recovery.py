@@ -20,7 +20,7 @@ CONFIG = TopicConfig(segment_bytes=1 << 16, flush_policy="never")
 
 def abandon(log: PartitionLog) -> None:
     """Simulate a process crash: drop every handle, trim nothing, write no snapshot."""
-    for seg in log._segments:
+    for seg in log.segments():
         seg.abandon()
     log._closed = True
 
@@ -141,7 +141,7 @@ def test_damaged_index_of_sealed_segment_is_rebuilt(tmp_path, damage):
     log = open_log(tmp_path / "p", clean=True, config=config)
     assert {o: log.read(o, 1) for o in range(120)} == expected
     assert {t: log.offset_for_timestamp(t) for t in stamps} == stamps
-    assert log._segments[0].indexes_rebuilt
+    assert log.segments()[0].indexes_rebuilt
     log.close()
 
 

@@ -49,9 +49,9 @@ def test_size_retention_keeps_at_least_retention_bytes(tmp_path, clock):
             log.append(make_batch(2, tag=i))
         m.enforce_retention()
         assert log.size_bytes >= 3000
-        sizes = [s.size for s in log._segments]
+        sizes = [s.size for s in log.segments()]
         assert sum(sizes[1:]) < 3000  # deleting one more would go below the limit
-        assert log.log_start_offset == log._segments[0].base_offset
+        assert log.log_start_offset == log.segments()[0].base_offset
 
 
 def test_interrupted_retention_is_finished_at_open(tmp_path, clock):
@@ -60,11 +60,11 @@ def test_interrupted_retention_is_finished_at_open(tmp_path, clock):
         log = m.get_log("t", 0)
         for i in range(60):
             log.append(make_batch(2, tag=i))
-        third = log._segments[2].base_offset
+        third = log.segments()[2].base_offset
         write_checkpoint(log.dir / LOG_START_FILE, third)  # crash right after the checkpoint
     with LogManager.open(tmp_path, clock=clock) as m:
         log = m.get_log("t", 0)
-        assert log.log_start_offset == third and log._segments[0].base_offset == third
+        assert log.log_start_offset == third and log.segments()[0].base_offset == third
 
 
 def test_deletable_prefix_model():

@@ -46,7 +46,7 @@ def test_reserve_goal_bounds():
 def test_reservation_stays_ahead_of_the_cursor_and_far_below_capacity(tmp_path):
     log = open_log(tmp_path / "p")
     log.append(make_batch(10, value_size=100))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     st = os.stat(seg.log_path)
     assert st.st_size == BIG.segment_bytes  # mapped in full ...
     assert st.st_blocks * 512 <= 2 * segment_mod.RESERVE_MIN  # ... but ~1 MiB on disk
@@ -66,7 +66,7 @@ def test_reservation_stays_ahead_of_the_cursor_and_far_below_capacity(tmp_path):
     # from the data's end.
     log = open_log(tmp_path / "p", clean=True)
     log.append(batch)
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert seg.size < seg.active_file.reserved <= segment_mod.reserve_goal(seg.size, seg.capacity)
     offsets = [int(o) for b in iter_batches(log.read(0, 1 << 30)) for o in b.offsets]
     assert offsets == list(range(10 + 21 * 1000))
@@ -76,7 +76,7 @@ def test_reservation_stays_ahead_of_the_cursor_and_far_below_capacity(tmp_path):
 def test_reservation_that_cannot_grow_is_a_named_error_with_nothing_written(tmp_path, file_ops):
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(10))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     file_ops.fail["fallocate"] = OSError(errno.ENOSPC, "No space left on device")
     batch = make_batch(900, value_size=1000)  # ~0.9 MB
     size0 = seg.size
@@ -147,7 +147,7 @@ def test_new_segment_fsyncs_its_directory_at_the_first_flush_not_at_creation(
 def test_seal_of_an_unflushed_segment_makes_its_entry_durable(tmp_path):
     log = open_log(tmp_path / "p")
     log.append(make_batch(10))
-    active = log._segments[-1].active_file
+    active = log.segments()[-1].active_file
     assert not active.dir_synced
     log.close()
     assert active.dir_synced
@@ -156,7 +156,7 @@ def test_seal_of_an_unflushed_segment_makes_its_entry_durable(tmp_path):
 def test_flush_syncs_the_data_map_only(tmp_path, file_ops):
     log = open_log(tmp_path / "p")
     log.append(make_batch(10))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     log.flush()
     assert file_ops.calls["msync"] == [seg.active_file.map]
 
@@ -168,7 +168,7 @@ def test_first_append_does_not_read_ahead_the_segment(tmp_path):
                                                       flush_policy="never"),
                    prefault_pages=False)
     log.append(make_batch(10))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert _resident(seg.active_file.map, 0, seg.active_file.reserved) <= 4
     assert not seg.index_path.exists() and not seg.timeindex_path.exists()  # in memory (0011)
     log.close()
@@ -182,7 +182,7 @@ def test_a_growing_segment_gets_its_readahead_back(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "normal_readahead", lambda mm: (advised.append(mm), real(mm)))
     log = open_log(tmp_path / "p", prefault_pages=False)
     log.append(make_batch(10))
-    seg = log._segments[-1]
+    seg = log.segments()[-1]
     assert not seg.active_file.readahead and advised == []
     batch = make_batch(300, value_size=1000)  # ~0.3 MB
     while seg.size < segment_mod.READAHEAD_FROM:

@@ -55,7 +55,7 @@ class LogMachine(RuleBasedStateMachine):
 
     @rule()
     def crash(self) -> None:
-        for seg in self.log._segments:
+        for seg in self.log.segments():
             seg.abandon()
         self.log = self._open(clean=False)
         assert self.log.recovery_report.bytes_truncated == 0

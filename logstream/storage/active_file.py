@@ -201,7 +201,7 @@ class ActiveFile:
             self.prefault_pending = True
             pf.request(self)
 
-    def prefault_step(self, madvise: prefault._Madvise) -> bool:
+    def prefault_step(self, madvise: prefault.Madvise) -> bool:
         """Called by the prefault thread, without the partition lock: populate the next
         ``prefault.STEP`` bytes ahead of the cursor. Returns True while more is wanted.
 

@@ -102,7 +102,7 @@ class PartitionLog(PartitionReader[Segment]):
         config: TopicConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         clean_shutdown: bool = False,
-        prefault_pages: bool = True,
+        prefault_pages: bool | prefault.Prefaulter = True,
         parked_tail: ParkedTail | None = None,
     ) -> None:
         super().__init__(
@@ -115,7 +115,12 @@ class PartitionLog(PartitionReader[Segment]):
         self._producers_checked_ms = 0  # last producer-id expiry pass (enforce_retention)
         # The active segment's pages ahead of the cursor are populated by a background
         # thread (prefault.py), keeping page faults off the append path.
-        self._prefaulter = prefault.shared() if prefault_pages else None
+        # ``prefault_pages`` may be a Prefaulter of the caller's own (tests).
+        self._prefaulter = (
+            prefault_pages
+            if isinstance(prefault_pages, prefault.Prefaulter)
+            else prefault.shared() if prefault_pages else None
+        )
         t0 = time.perf_counter()
         loaded = load_partition(
             self.dir, clock=clock, prefaulter=self._prefaulter, clean=clean_shutdown,

@@ -50,14 +50,14 @@ MAX_AHEAD = 8 << 20
 
 
 class Prefaultable(Protocol):
-    def prefault_step(self, madvise: _Madvise) -> bool: ...
+    def prefault_step(self, madvise: Madvise) -> bool: ...
 
 
-class _Madvise(Protocol):
+class Madvise(Protocol):
     def __call__(self, addr: int, length: int) -> int: ...
 
 
-def _load_madvise() -> _Madvise | None:
+def _load_madvise() -> Madvise | None:
     fn = libc.function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
     if fn is None:
         return None
@@ -84,8 +84,10 @@ def window(size: int, activated_size: int) -> int:
 class Prefaulter:
     """A queue of segments that want pages populated and one thread serving it."""
 
-    def __init__(self) -> None:
-        self._madvise = _load_madvise()
+    def __init__(self, madvise: Madvise | None = None) -> None:
+        """``madvise``: the call that populates pages (errno or 0); by default libc's with
+        MADV_POPULATE_WRITE. Tests pass one that fails like an old kernel."""
+        self._madvise = madvise if madvise is not None else _load_madvise()
         self.enabled = self._madvise is not None
         self._cv = threading.Condition()
         self._queue: collections.deque[Prefaultable] = collections.deque()

@@ -141,15 +141,9 @@ def test_rolls_and_closes_race_with_the_prefault_thread(tmp_path):
         assert prefault.shared().calls > calls + 40
 
 
-def test_kernel_without_populate_write_turns_prefaulting_off(tmp_path, monkeypatch):
-    pf = prefault.Prefaulter()
-    if not pf.enabled:
-        pytest.skip("no madvise at all")
-    monkeypatch.setattr(pf, "_madvise", lambda addr, length: errno.EINVAL)
-    log = open_log(tmp_path / "p")
-    log._prefaulter = pf
-    for s in log.segments():
-        s._prefaulter = pf
+def test_kernel_without_populate_write_turns_prefaulting_off(tmp_path):
+    pf = prefault.Prefaulter(madvise=lambda addr, length: errno.EINVAL)
+    log = open_log(tmp_path / "p", prefault_pages=pf)
     log.append(make_batch(10))  # creates the segment with this prefaulter and requests
     assert pf.idle()
     assert not pf.enabled and pf.calls == 1

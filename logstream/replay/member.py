@@ -15,6 +15,10 @@ made every ``commit_interval_s``, when a partition is revoked and at :meth:`Memb
 ``last`` (tail -n N): the newest N records of the partitions held after joining, whatever
 was committed; everything older in them counts as processed.
 
+A partition that reached its stop (``--until``) is paused, so it is no longer fetched while
+the others go on. While following, the topics are looked up every ``watch_interval_s``: one
+deleted meanwhile ends the read with UnknownTopicOrPartitionError.
+
 Order: within a partition, offsets; across partitions, each poll's records by timestamp (a
 member has no fixed set of partitions to merge exactly). Single-threaded, like every source.
 """
@@ -25,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from logstream.errors import LogstreamError
+from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.merge import newest
 from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
@@ -69,6 +73,7 @@ class MemberRead:
         poll_timeout_s: float = 0.2,
         join_timeout_s: float = 15.0,
         commit_interval_s: float = 2.0,
+        watch_interval_s: float = 2.0,
     ) -> None:
         self.source = source
         self.group = group
@@ -78,6 +83,8 @@ class MemberRead:
         self.poll_timeout_s = poll_timeout_s
         self.join_timeout_s = join_timeout_s
         self.commit_interval_s = commit_interval_s
+        self.watch_interval_s = watch_interval_s
+        self._last_watch = time.monotonic()
         self.processed: dict[TopicPartition, int] = {}
         self.read = 0
         # The first offset fetched but not processed, per partition (a stop reached, or the
@@ -95,6 +102,9 @@ class MemberRead:
 
     def _on_assign(self, tps: set[TopicPartition]) -> None:
         """Partitions the group never committed start where ``plan.start`` points."""
+        done = tps & self._done
+        if done:
+            self.source.pause(sorted(done))  # given back after a rebalance: still done
         start = self.plan.start
         if start is None or isinstance(start, ts.Beginning | ts.End):
             return  # the consumer's auto_offset_reset does it
@@ -107,7 +117,10 @@ class MemberRead:
             self.source.seek(tp, r.start)
 
     def _on_revoke(self, tps: set[TopicPartition]) -> None:
-        self.source.commit(self.commit_positions(tps))
+        try:
+            self.source.commit(self.commit_positions(tps))
+        except UnknownTopicOrPartitionError:
+            pass  # revoked because its topic was deleted: there is nothing left to commit to
 
     def _join(self) -> Iterator[None]:
         """Join and wait for a first assignment (a bounded read gives up after a while)."""
@@ -180,6 +193,7 @@ class MemberRead:
         if past:
             self._held.setdefault(tp, rec.offset)
             self._done.add(tp)
+            self.source.pause([tp])
         return past
 
     def _finished(self) -> bool:
@@ -222,8 +236,26 @@ class MemberRead:
                     pass  # e.g. fenced while the group rebalanced: the next commit retries
             if self._finished():
                 return
+            if self.plan.follow and time.monotonic() - self._last_watch > self.watch_interval_s:
+                self._check_topics()
             if not batch:
                 yield None
+
+    def _check_topics(self) -> None:
+        """Raise if a followed topic was deleted; a broker that does not answer now is asked
+        again at the next interval."""
+        self._last_watch = time.monotonic()
+        refresh = getattr(self.source, "refresh_partitions", None)
+        if refresh is not None:
+            refresh()
+        for topic in self.topics:
+            try:
+                self.source.partitions_for(topic)
+            except UnknownTopicOrPartitionError:
+                msg = f"topic {topic!r} was deleted while following"
+                raise UnknownTopicOrPartitionError(msg) from None
+            except LogstreamError:
+                return
 
     # -- committing ----------------------------------------------------------------------------
 

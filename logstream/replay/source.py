@@ -68,6 +68,10 @@ class GroupSource(Protocol):
 
     def seek(self, tp: TopicPartition, offset: int) -> None: ...
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        """Stop fetching these assigned partitions (their positions are kept)."""
+        ...
+
     def position(self, tp: TopicPartition) -> int:
         """The next offset ``poll`` returns for an assigned partition."""
         ...

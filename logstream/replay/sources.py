@@ -79,6 +79,9 @@ class BrokerSource:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.consumer.seek(tp, offset)
 
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        self.consumer.pause(tps)
+
     def position(self, tp: TopicPartition) -> int:
         return self.consumer.position(tp)
 

@@ -32,7 +32,7 @@ def env(address: str) -> dict[str, str]:
     return e
 
 
-def follow(address: str, out: Path, topic: str) -> subprocess.Popen[str]:
+def follow(address: str, out: Path, topic: str, *extra: str) -> subprocess.Popen[str]:
     with out.open("w") as f:
         return subprocess.Popen(
             [
@@ -44,6 +44,7 @@ def follow(address: str, out: Path, topic: str) -> subprocess.Popen[str]:
                 "-f",
                 "--format",
                 "{partition}:{value}",
+                *extra,
             ],
             stdout=f,
             stderr=subprocess.PIPE,
@@ -67,11 +68,14 @@ def send(address: str, topic: str, value: bytes, partition: int) -> None:
         p.flush()
 
 
-def test_tail_f_on_a_topic_deleted_meanwhile_says_so_and_exits_1(broker, tmp_path):
+@pytest.mark.parametrize(
+    "extra", [(), ("--group", "watchers", "--from", "beginning")], ids=["plain", "group-member"]
+)
+def test_tail_f_on_a_topic_deleted_meanwhile_says_so_and_exits_1(broker, tmp_path, extra):
     with Admin(broker.address) as admin:
         admin.create_topic("gone", 1)
         out = tmp_path / "out.txt"
-        proc = follow(broker.address, out, "gone")
+        proc = follow(broker.address, out, "gone", *extra)
         try:
             send(broker.address, "gone", b"first", 0)
             wait_for(lambda: "0:first" in out.read_text(), what="tail -f to print a record")

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.merge import newest
-from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
+from logstream.replay.ranges import (
+    Range,
+    plan_ranges,
+    resolve_partitions,
+    tail_ranges,
+    topics_still_there,
+)
 from logstream.replay.source import GroupSource
 from logstream.types import Record, TopicPartition
 
@@ -237,25 +243,10 @@ class MemberRead:
             if self._finished():
                 return
             if self.plan.follow and time.monotonic() - self._last_watch > self.watch_interval_s:
-                self._check_topics()
+                self._last_watch = time.monotonic()
+                topics_still_there(self.source, self.topics)
             if not batch:
                 yield None
-
-    def _check_topics(self) -> None:
-        """Raise if a followed topic was deleted; a broker that does not answer now is asked
-        again at the next interval."""
-        self._last_watch = time.monotonic()
-        refresh = getattr(self.source, "refresh_partitions", None)
-        if refresh is not None:
-            refresh()
-        for topic in self.topics:
-            try:
-                self.source.partitions_for(topic)
-            except UnknownTopicOrPartitionError:
-                msg = f"topic {topic!r} was deleted while following"
-                raise UnknownTopicOrPartitionError(msg) from None
-            except LogstreamError:
-                return
 
     # -- committing ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from logstream.errors import UnknownTopicOrPartitionError
+from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
 from logstream.replay import timespec as ts
 from logstream.replay.source import RecordSource
 from logstream.types import TopicPartition
@@ -133,3 +133,21 @@ def tail_ranges(
     begin = source.beginning_offsets(tps)
     end = source.end_offsets(tps)
     return {tp: Range(max(begin[tp], end[tp] - n), end[tp]) for tp in tps}
+
+
+def topics_still_there(source: RecordSource, topics: Sequence[str]) -> bool:
+    """While following: look the topics up again (fresh partition counts where the source
+    caches them). Raises UnknownTopicOrPartitionError naming a topic deleted meanwhile;
+    False when the broker did not answer now (a follower goes on and asks again later)."""
+    refresh = getattr(source, "refresh_partitions", None)
+    if refresh is not None:
+        refresh()
+    for topic in topics:
+        try:
+            source.partitions_for(topic)
+        except UnknownTopicOrPartitionError:
+            msg = f"topic {topic!r} was deleted while following"
+            raise UnknownTopicOrPartitionError(msg) from None
+        except LogstreamError:
+            return False
+    return True

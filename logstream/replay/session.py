@@ -22,12 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.errors import LogstreamError, UnknownTopicOrPartitionError
+from logstream.errors import LogstreamError
 from logstream.replay import timespec as ts
 from logstream.replay.filters import RecordFilter
 from logstream.replay.member import MemberRead, member_plan
 from logstream.replay.merge import ReadPacing, newest, read_ranges
-from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
+from logstream.replay.ranges import (
+    Range,
+    plan_ranges,
+    resolve_partitions,
+    tail_ranges,
+    topics_still_there,
+)
 from logstream.replay.source import GroupSource, RecordSource
 from logstream.types import Record, TopicPartition
 
@@ -169,18 +175,9 @@ class Replay:
     def _watch_partitions(self) -> dict[TopicPartition, Range]:
         """While following: partitions added to the topics since the read started (read from
         their log start: all of it is new); a topic deleted meanwhile ends the read."""
-        refresh = getattr(self.source, "refresh_partitions", None)
-        if refresh is not None:
-            refresh()
         request = self.request
-        for topic in request.topics:
-            try:
-                self.source.partitions_for(topic)
-            except UnknownTopicOrPartitionError:
-                msg = f"topic {topic!r} was deleted while following"
-                raise UnknownTopicOrPartitionError(msg) from None
-            except LogstreamError:
-                return {}  # a slow or restarting broker: a follower goes on, asks again later
+        if not topics_still_there(self.source, request.topics):
+            return {}
         stop = request.stop
         future = isinstance(stop, ts.Timestamp) and stop.ms > self.clock.now_ms()
         if stop is not None and not future:

@@ -15,7 +15,16 @@ from logstream.types import OffsetAndMetadata, Record, RecordMetadata, TopicPart
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from logstream.client import Admin, Consumer, GroupAdmin, Producer, QueueConsumer
+    from logstream.client import (
+        Admin,
+        Consumer,
+        GroupAdmin,
+        Producer,
+        QueueConsumer,
+        QueueMessage,
+        Reject,
+        Requester,
+    )
 
 _LAZY = {
     "Producer": "logstream.client",
@@ -25,6 +34,7 @@ _LAZY = {
     "QueueConsumer": "logstream.client",
     "QueueMessage": "logstream.client",
     "Reject": "logstream.client",
+    "Requester": "logstream.client",
 }
 
 
@@ -49,6 +59,7 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "Reject",
+    "Requester",
     "TopicPartition",
     "__version__",
 ]

@@ -43,7 +43,8 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── AuthenticationFailedError    (58)  no valid token or client certificate
     ├── KafkaStorageError            (56)  the disk failed under us: flush/fsync error, disk full
     ├── RequestTimedOutError         (7)   retriable
-    │   └── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
+    │   ├── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
+    │   └── RequestTimeoutError      (1201) request/reply: no reply within the timeout
     ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
     ├── ThrottlingQuotaExceededError (89)  broker's request-byte cap is full (retriable)
     ├── ClientClosedError            (1001) the client object was closed by its owner
@@ -155,6 +156,17 @@ class BufferExhaustedError(RequestTimedOutError):
 
     code = 1002
     name = "BUFFER_EXHAUSTED"
+    retriable = True
+
+
+class RequestTimeoutError(RequestTimedOutError):
+    """``Requester.request`` got no reply within its ``timeout``: no responder took the
+    request, the responder was slow or failed, or the reply was lost with a broker restart.
+    Differs from its parent in that the request itself was sent and may still be processed
+    (a reply arriving later is discarded): retry only requests that are safe to repeat."""
+
+    code = 1201
+    name = "REPLY_TIMED_OUT"
     retriable = True
 
 

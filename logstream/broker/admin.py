@@ -22,10 +22,12 @@ from logstream.errors import (
     InternalTopicReadOnlyError,
     InvalidPartitionsError,
     InvalidRequestError,
+    InvalidTopicError,
     KafkaStorageError,
     LogstreamError,
     TopicAlreadyExistsError,
 )
+from logstream.protocol.request_reply import INBOX_PREFIX, check_inbox_name, is_inbox
 from logstream.storage import TopicConfig, validate_topic_name
 from logstream.storage.config import (
     check_topic_overrides,
@@ -38,7 +40,13 @@ log = logging.getLogger("logstream.broker.admin")
 
 
 def refuse_internal(name: str, action: str) -> None:
-    """Raise InternalTopicReadOnlyError if a client asks to ``action`` an internal topic."""
+    """Raise InternalTopicReadOnlyError if a client asks to ``action`` an internal topic,
+    InvalidTopicError for a name in the reply-inbox namespace (inboxes have no log)."""
+    if is_inbox(name):
+        raise InvalidTopicError(
+            f"{name!r} is a reply inbox (names starting with {INBOX_PREFIX!r} are reserved for "
+            f"request/reply): it has no log to {action}"
+        )
     if is_internal_topic(name):
         raise InternalTopicReadOnlyError(
             f"topic {name!r} is internal (its name starts with '__'): clients may fetch and "
@@ -148,6 +156,14 @@ class AdminHandler:
 
     def _describe(self, name: str) -> TopicInfo:
         info = TopicInfo(name)
+        if is_inbox(name):  # one partition, so a plain Producer can answer a request
+            try:
+                check_inbox_name(name)
+            except LogstreamError as exc:
+                info.error = exc
+            else:
+                info.partitions.append(PartitionInfo(0))
+            return info
         try:
             topic = self._mgr.topic(name)
         except LogstreamError as exc:

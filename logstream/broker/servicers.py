@@ -26,13 +26,17 @@ import grpc
 from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
+from logstream.broker.inboxes import Inboxes
 from logstream.broker.produce import ProduceHandler
 from logstream.broker.rpc import error_fields, translate
 from logstream.errors import (
+    InvalidRequestError,
     InvalidRequiredAcksError,
     OffsetOutOfRangeError,
+    RequestTimedOutError,
 )
 from logstream.protocol import admin_pb2, admin_pb2_grpc, common_pb2, log_pb2, log_pb2_grpc
+from logstream.protocol.request_reply import is_inbox
 from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.broker.rpc")
@@ -93,6 +97,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
         self.pool = pool
         self.produce_handler = ProduceHandler(broker)
         self.fetch_handler = FetchHandler(broker)
+        self.inboxes = Inboxes(broker.notifier)
 
     def _produce(self, request: log_pb2.ProduceRequest) -> log_pb2.ProduceResponse:
         acks = _ACKS.get(request.acks)
@@ -102,13 +107,16 @@ class LogServicer(log_pb2_grpc.LogServicer):
             )
         response = log_pb2.ProduceResponse(correlation_id=request.correlation_id)
         for data in request.partitions:
-            out = self.produce_handler.produce(
-                data.topic,
-                data.partition,
-                data.batches,
-                acks=acks,
-                timeout_ms=request.timeout_ms,
-            )
+            if is_inbox(data.topic):
+                out = self.inboxes.deliver(data.topic, data.partition, data.batches)
+            else:
+                out = self.produce_handler.produce(
+                    data.topic,
+                    data.partition,
+                    data.batches,
+                    acks=acks,
+                    timeout_ms=request.timeout_ms,
+                )
             code, message = error_fields(out.error)
             part = response.partitions.add(
                 topic=data.topic, partition=data.partition, error_code=code, error_message=message
@@ -131,6 +139,8 @@ class LogServicer(log_pb2_grpc.LogServicer):
             return True
         manager = self.broker.manager
         for data in request.partitions:
+            if is_inbox(data.topic):
+                continue
             try:
                 plog = manager.get_log(data.topic, data.partition)
             except Exception:  # may auto-create the topic; the handler reports any error
@@ -196,12 +206,36 @@ class LogServicer(log_pb2_grpc.LogServicer):
         return log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
 
     async def Subscribe(self, request: Any, context: Any) -> Any:
+        if any(is_inbox(p.topic) for p in request.partitions):
+            async for data in self._inbox_stream(request):
+                yield data
+            return
         async for outcomes in self.fetch_handler.subscribe(
             _specs(request.partitions),
             max_bytes=request.max_bytes,
             heartbeat_s=_heartbeat_s(request.heartbeat_ms),
         ):
             yield log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
+
+    async def _inbox_stream(self, request: Any) -> AsyncIterator[log_pb2.FetchResponse]:
+        if len(request.partitions) != 1 or request.partitions[0].partition != 0:
+            raise InvalidRequestError("an inbox is subscribed to alone, as partition 0")
+        topic = request.partitions[0].topic
+        if not self.broker.waiter_slots.acquire(blocking=False):
+            raise RequestTimedOutError("too many concurrent subscriptions; retry later")
+        try:
+            async for data in self.inboxes.stream(
+                topic, heartbeat_s=_heartbeat_s(request.heartbeat_ms)
+            ):
+                if not data:
+                    yield log_pb2.FetchResponse()
+                    continue
+                part = log_pb2.FetchPartitionResponse(
+                    topic=topic, partition=0, high_watermark=-1, log_start_offset=-1, records=data
+                )
+                yield log_pb2.FetchResponse(partitions=[part])
+        finally:
+            self.broker.waiter_slots.release()
 
     def ListOffsets(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = log_pb2.ListOffsetsResponse()

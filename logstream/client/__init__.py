@@ -13,6 +13,7 @@ from logstream.client.consumer import Consumer
 from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
 from logstream.client.producer import BulkFuture, Producer, RecordFuture
 from logstream.client.queue_consumer import QueueConsumer, QueueMessage, Reject, SettleError
+from logstream.client.requester import Requester
 from logstream.client.transport import Transport
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RecordColumns",
     "RecordFuture",
     "Reject",
+    "Requester",
     "SettleError",
     "TopicDescription",
     "TopicInfo",

@@ -26,8 +26,9 @@ import numpy as np
 
 from logstream import errors
 from logstream.client import transport as tr
-from logstream.codec import iter_batches
-from logstream.protocol import queue_pb2
+from logstream.codec import encode_batch, encode_headers, iter_batches
+from logstream.protocol import common_pb2, log_pb2, queue_pb2
+from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, header
 from logstream.types import Headers
 
 ACK, NACK, REJECT, EXTEND = (
@@ -80,6 +81,24 @@ class QueueMessage:
     def reject(self, reason: str = "") -> None:
         """Dead-letter at once."""
         self._settle(REJECT, reason=reason)
+
+    def reply(self, value: bytes | None, headers: Headers | None = None) -> None:
+        """Answer this request (a record sent by a ``Requester``, or any record with the
+        ``logstream-reply-to`` and ``logstream-correlation-id`` headers): produce ``value``
+        to the reply address, carrying the correlation id. Returns once the broker has it.
+        Settle the message (``ack()``) after replying: a responder that dies in between
+        gets the request redelivered, and the requester drops the second reply."""
+        if self._consumer is None:
+            raise errors.InvalidRequestError("this message was peeked, not acquired")
+        reply_to = header(self.headers, REPLY_TO_HEADER)
+        correlation_id = header(self.headers, CORRELATION_ID_HEADER)
+        if reply_to is None or correlation_id is None:
+            raise errors.InvalidRequestError(
+                f"{self.topic}-{self.partition}@{self.offset} is not a request: it has no "
+                f"{REPLY_TO_HEADER!r} and {CORRELATION_ID_HEADER!r} headers"
+            )
+        out = (*(headers or ()), (CORRELATION_ID_HEADER, correlation_id))
+        self._consumer.send_reply(reply_to.decode(errors="replace"), value, out)
 
     def extend(self, lease_ms: int = 0) -> None:
         """Renew the lease (``lease_ms`` from now; 0: the group's lease)."""
@@ -287,6 +306,29 @@ class QueueConsumer:
         with self._lock:
             refused, self._refused = self._refused, []
         return refused
+
+    # ---- replying ------------------------------------------------------------------------
+
+    def send_reply(self, reply_to: str, value: bytes | None, headers: Headers) -> None:
+        """Produce one reply record to partition 0 of ``reply_to`` (one unary Produce)."""
+        if self._closed:
+            raise errors.ClientClosedError("queue consumer closed")
+        batch = encode_batch([value], headers=[encode_headers(headers)])
+        resp = self._transport.produce(
+            log_pb2.ProduceRequest(
+                acks=common_pb2.ACKS_LEADER,
+                partitions=[
+                    log_pb2.PartitionProduceData(topic=reply_to, partition=0, batches=[batch])
+                ],
+            ),
+            timeout=self._timeout,
+        )
+        for part in resp.partitions:
+            if part.error_code:
+                raise errors.for_code(part.error_code)(part.error_message)
+            for result in part.results:
+                if result.error_code:
+                    raise errors.for_code(result.error_code)(result.error_message)
 
     # ---- fetching ------------------------------------------------------------------------
 

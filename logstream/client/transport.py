@@ -266,6 +266,11 @@ class Transport:
             raise translate(exc, self.address) from exc
         return _TranslatedStream(call, self.address)
 
+    def produce(
+        self, request: log_pb2.ProduceRequest, *, timeout: float | None
+    ) -> log_pb2.ProduceResponse:
+        return _call(self.log.Produce, request, timeout, self.address)
+
     def init_producer_id(
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse:

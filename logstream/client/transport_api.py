@@ -58,6 +58,12 @@ class TransportLike(Protocol):
         (``logstream.client.wire``)."""
         ...
 
+    def produce(
+        self, request: log_pb2.ProduceRequest, *, timeout: float | None
+    ) -> log_pb2.ProduceResponse:
+        """One unary Produce (a single reply; the Producer streams instead)."""
+        ...
+
     def init_producer_id(
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse: ...

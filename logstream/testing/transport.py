@@ -170,6 +170,12 @@ class InMemoryTransport:
         parsed = (log_pb2.ProduceRequest.FromString(raw) for raw in requests)
         return _Stream(self._produce_stream(parsed), cancellable=False)
 
+    def produce(
+        self, request: log_pb2.ProduceRequest, *, timeout: float | None
+    ) -> log_pb2.ProduceResponse:
+        self._maybe_fail("Produce")
+        return self._produce(request)  # type: ignore[no-any-return]
+
     def init_producer_id(
         self, request: log_pb2.InitProducerIdRequest, *, timeout: float | None
     ) -> log_pb2.InitProducerIdResponse:

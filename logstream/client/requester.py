@@ -1,0 +1,279 @@
+"""``Requester``: request/reply over a topic and a queue group (docs/queues.md, Request / reply).
+
+A request is a record produced to the service's topic with two headers
+(logstream/protocol/request_reply.py): ``logstream-reply-to`` names this requester's inbox,
+``logstream-correlation-id`` a fresh id. Responders (``QueueMessage.reply``, or any producer)
+send the answer to partition 0 of the inbox with the same correlation id.
+
+The inbox is opened once, in the constructor: a Subscribe stream on the inbox that the broker
+keeps in memory and pushes replies into (docs/decisions/0027-request-reply.md). The reader
+thread matches each reply to its pending future by correlation id; an unknown id (a reply
+after its request timed out, or a duplicate after a redelivery) is dropped and counted in
+``late_replies``. When the stream breaks (broker restart, network) the reader re-opens the
+same inbox with backoff: requests in flight meanwhile time out, new ones wait (within their
+timeout) until the inbox is open again.
+
+Timeouts: one timer thread holds the deadlines in a heap and fails each pending future with
+:class:`~logstream.errors.RequestTimeoutError` at its deadline, removing it from the pending
+table: nothing about a request outlives its timeout but a heap entry of (deadline, id).
+
+Threading: ``request`` and ``request_async`` may be called from any number of threads.
+Future callbacks run on the reader or timer thread: keep them short.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, InvalidStateError
+from pathlib import Path
+
+from logstream import errors
+from logstream.client import transport as tr
+from logstream.client.producer import Producer, RecordFuture
+from logstream.codec import iter_batches
+from logstream.protocol import log_pb2
+from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, new_inbox
+from logstream.types import Record
+
+HeadersIn = Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None
+
+INBOX_HEARTBEAT_MS = 5_000
+"""The broker sends an empty message this often on an idle inbox stream."""
+REOPEN_BACKOFF_S = (0.05, 1.0)
+"""First and largest wait before re-opening a broken inbox stream."""
+
+
+def _set(future: Future[Record], result: Record | None, exc: BaseException | None) -> None:
+    try:
+        if exc is None:
+            future.set_result(result)  # type: ignore[arg-type]
+        else:
+            future.set_exception(exc)
+    except InvalidStateError:  # cancelled by its owner meanwhile
+        pass
+
+
+class Requester:
+    """Send requests and wait for their replies. See the module docstring."""
+
+    def __init__(
+        self,
+        bootstrap: str | tr.TransportLike,
+        *,
+        linger_ms: float = 0.0,
+        open_timeout: float = 10.0,
+        client_id: str = "",
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
+    ) -> None:
+        self._owns_transport = isinstance(bootstrap, str)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
+        self.inbox = new_inbox()
+        self._inbox_header = self.inbox.encode()
+        self._lock = threading.Condition()
+        self._pending: dict[bytes, Future[Record]] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._call: tr.StreamCall[log_pb2.FetchResponse] | None = None
+        self.late_replies = 0
+        """Replies that matched no pending request (late, duplicate, or not ours)."""
+        self.reopened = 0
+        """How often the inbox stream was opened again after it broke."""
+        self._last_error: errors.LogstreamError | None = None
+        self._producer: Producer | None = None
+        try:
+            self._producer = Producer(self._transport, linger_ms=linger_ms, client_id=client_id)
+            self._reader = threading.Thread(
+                target=self._read_loop, name="logstream-requester-inbox", daemon=True
+            )
+            self._timer = threading.Thread(
+                target=self._expire_loop, name="logstream-requester-timer", daemon=True
+            )
+            self._reader.start()
+            self._timer.start()
+            if not self._ready.wait(open_timeout):
+                raise errors.BrokerNotAvailableError(
+                    f"could not open a reply inbox within {open_timeout} s: {self._last_error}"
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    def request_async(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersIn = None,
+        timeout: float = 2.0,
+    ) -> Future[Record]:
+        """Send a request; the future gets the reply :class:`Record`, or
+        :class:`RequestTimeoutError` after ``timeout`` seconds, or the send's error."""
+        if self._closed.is_set() or self._producer is None:
+            raise errors.ClientClosedError("requester closed")
+        if timeout <= 0:
+            raise errors.InvalidRequestError(f"timeout must be > 0 s, got {timeout}")
+        deadline = time.monotonic() + timeout
+        if not self._ready.is_set():  # the inbox is being re-opened: a reply would be lost
+            self._ready.wait(timeout)
+        correlation_id = uuid.uuid4().hex.encode()
+        future: Future[Record] = Future()
+        items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+        items.append((REPLY_TO_HEADER, self._inbox_header))
+        items.append((CORRELATION_ID_HEADER, correlation_id))
+        with self._lock:
+            self._pending[correlation_id] = future
+            heapq.heappush(self._deadlines, (deadline, correlation_id))
+            if self._deadlines[0][1] == correlation_id:
+                self._lock.notify()
+        sent = self._producer.send(topic, value, key, headers=items)
+        sent.add_done_callback(lambda f: self._sent(correlation_id, f))
+        return future
+
+    def request(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersIn = None,
+        timeout: float = 2.0,
+    ) -> Record:
+        """Send a request and wait for its reply (a :class:`Record` whose ``value`` is the
+        answer); raises :class:`RequestTimeoutError` after ``timeout`` seconds."""
+        return self.request_async(topic, value, key=key, headers=headers, timeout=timeout).result()
+
+    def _sent(self, correlation_id: bytes, sent: RecordFuture) -> None:
+        exc = sent.exception(0)
+        if exc is None:
+            return
+        with self._lock:
+            future = self._pending.pop(correlation_id, None)
+        if future is not None:
+            _set(future, None, exc)
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a reply (each leaves at its reply or its deadline)."""
+        return len(self._pending)
+
+    # ---- receiving -------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        backoff = REOPEN_BACKOFF_S[0]
+        request = log_pb2.SubscribeRequest(
+            partitions=[log_pb2.FetchPartition(topic=self.inbox, partition=0)],
+            heartbeat_ms=INBOX_HEARTBEAT_MS,
+        )
+        opened = False
+        while not self._closed.is_set():
+            try:
+                call = self._transport.subscribe(request)
+                with self._lock:
+                    self._call = call
+                if self._closed.is_set():
+                    call.cancel()
+                    return
+                for response in call:
+                    if not self._ready.is_set():
+                        self.reopened += opened
+                        opened = True
+                        backoff = REOPEN_BACKOFF_S[0]
+                        self._ready.set()
+                    for part in response.partitions:
+                        if part.error_code:
+                            raise errors.for_code(part.error_code)(part.error_message)
+                        if part.records:
+                            self._dispatch(part.records)
+            except errors.LogstreamError as exc:
+                self._last_error = exc
+            self._ready.clear()
+            if self._closed.wait(backoff):
+                return
+            backoff = min(backoff * 2, REOPEN_BACKOFF_S[1])
+
+    def _dispatch(self, records: bytes) -> None:
+        for batch in iter_batches(records):
+            for i in range(len(batch)):
+                headers = batch.record_headers(i)
+                correlation_id = None
+                for name, value in headers:
+                    if name == CORRELATION_ID_HEADER:
+                        correlation_id = value
+                with self._lock:
+                    future = self._pending.pop(correlation_id, None)  # type: ignore[arg-type]
+                    if future is None:
+                        self.late_replies += 1
+                        continue
+                record = Record(
+                    self.inbox,
+                    0,
+                    int(batch.offsets[i]),
+                    int(batch.timestamps[i]),
+                    batch.key(i),
+                    batch.value(i),
+                    headers,
+                )
+                _set(future, record, None)
+
+    def _expire_loop(self) -> None:
+        heap = self._deadlines
+        while True:
+            expired: list[Future[Record]] = []
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    _, correlation_id = heapq.heappop(heap)
+                    future = self._pending.pop(correlation_id, None)
+                    if future is not None:
+                        expired.append(future)
+                if not expired:
+                    self._lock.wait(heap[0][0] - now if heap else None)
+                    continue
+            for future in expired:
+                _set(future, None, errors.RequestTimeoutError("no reply within the timeout"))
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop: pending requests fail with ClientClosedError; the inbox closes."""
+        if self._closed.is_set():
+            return
+        with self._lock:
+            self._closed.set()
+            self._lock.notify_all()
+            call, self._call = self._call, None
+            pending, self._pending = self._pending, {}
+            self._deadlines.clear()
+        if call is not None:
+            call.cancel()
+        for future in pending.values():
+            _set(future, None, errors.ClientClosedError("requester closed"))
+        if self._producer is not None:
+            self._producer.close()
+        for thread in (getattr(self, "_reader", None), getattr(self, "_timer", None)):
+            if thread is not None and thread.is_alive():
+                thread.join(5)
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> Requester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,6 +5,7 @@
     Broker
     ├── manager: LogManager             topics, partitions, flush_due(), enforce_retention()
     ├── notifier: AppendNotifier        wakes long-polling fetches and subscriptions
+    ├── inboxes: Inboxes                request/reply inboxes, memory only (inboxes.py)
     ├── group_commit: GroupCommitRegistry   acks=flushed: one flush per burst of producers
     ├── producer_ids: ProducerIdManager     persisted id counter for idempotent producers
     ├── coordinator: object | None      the consumer-group coordinator, plugged in later
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_commit import GroupCommitRegistry
 from logstream.broker.http import NullMetrics, event, metrics_for
+from logstream.broker.inboxes import Inboxes
 from logstream.broker.notify import AppendNotifier
 from logstream.broker.producer_ids import ProducerIdManager
 from logstream.clock import SYSTEM_CLOCK, Clock
@@ -61,6 +63,8 @@ class Broker:
         self.coordinator = coordinator
         self.queues: object | None = None  # the QueueManager, set by the server
         self.notifier = AppendNotifier()
+        self.inboxes = Inboxes(self.notifier)
+        """Request/reply inboxes: in memory, pushed to the requester's stream."""
         self.metrics = metrics if metrics is not None else metrics_for(config)
         """Traffic counters and flush timing for /metrics (counts nothing when it is off)."""
         self.group_commit = GroupCommitRegistry(self.metrics.timed_flush)

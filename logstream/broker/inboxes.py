@@ -33,9 +33,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from logstream.broker.notify import AppendNotifier
-from logstream.broker.produce import BatchOutcome, PartitionOutcome
 from logstream.codec import check_batch
-from logstream.errors import InvalidRequestError, LogstreamError
+from logstream.errors import InvalidRequestError
 from logstream.protocol.request_reply import check_inbox_name
 
 MAX_INBOX_BYTES = 8 * 1024 * 1024
@@ -66,18 +65,16 @@ class Inboxes:
         with self._lock:
             return sum(box.size for box in self._open.values())
 
-    def deliver(self, topic: str, partition: int, batches: Sequence[bytes]) -> PartitionOutcome:
-        """A produce to an inbox: queue ``batches`` for its stream (or discard them)."""
-        out = PartitionOutcome(topic, partition)
-        try:
-            check_inbox_name(topic)
-            if partition != 0:
-                raise InvalidRequestError(f"an inbox has one partition (0), not {partition}")
-            for batch in batches:
-                check_batch(batch)
-        except LogstreamError as exc:
-            out.error = exc
-            return out
+    def deliver(self, topic: str, partition: int, batches: Sequence[bytes]) -> int:
+        """A produce to an inbox: queue ``batches`` for its stream, or discard them (no
+        stream, or the inbox is full). Returns how many were queued; raises a
+        ``LogstreamError`` (nothing queued) for a bad name, partition or batch."""
+        check_inbox_name(topic)
+        if partition != 0:
+            raise InvalidRequestError(f"an inbox has one partition (0), not {partition}")
+        for batch in batches:
+            check_batch(batch)
+        queued = 0
         with self._lock:
             box = self._open.get(topic)
             for batch in batches:
@@ -87,10 +84,10 @@ class Inboxes:
                     box.batches.append(batch)
                     box.size += len(batch)
                     self.delivered += 1
-                out.batches.append(BatchOutcome(base_offset=0))
-        if box is not None:
+                    queued += 1
+        if queued:
             self._notifier.notify((topic, 0))
-        return out
+        return queued
 
     def _take(self, box: _Inbox) -> bytes:
         with self._lock:

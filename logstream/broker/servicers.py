@@ -26,12 +26,12 @@ import grpc
 from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
-from logstream.broker.inboxes import Inboxes
-from logstream.broker.produce import ProduceHandler
+from logstream.broker.produce import BatchOutcome, PartitionOutcome, ProduceHandler
 from logstream.broker.rpc import error_fields, translate
 from logstream.errors import (
     InvalidRequestError,
     InvalidRequiredAcksError,
+    LogstreamError,
     OffsetOutOfRangeError,
     RequestTimedOutError,
 )
@@ -97,7 +97,6 @@ class LogServicer(log_pb2_grpc.LogServicer):
         self.pool = pool
         self.produce_handler = ProduceHandler(broker)
         self.fetch_handler = FetchHandler(broker)
-        self.inboxes = Inboxes(broker.notifier)
 
     def _produce(self, request: log_pb2.ProduceRequest) -> log_pb2.ProduceResponse:
         acks = _ACKS.get(request.acks)
@@ -108,7 +107,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
         response = log_pb2.ProduceResponse(correlation_id=request.correlation_id)
         for data in request.partitions:
             if is_inbox(data.topic):
-                out = self.inboxes.deliver(data.topic, data.partition, data.batches)
+                out = self._deliver(data.topic, data.partition, data.batches)
             else:
                 out = self.produce_handler.produce(
                     data.topic,
@@ -132,6 +131,17 @@ class LogServicer(log_pb2_grpc.LogServicer):
                     duplicate=b.duplicate,
                 )
         return response
+
+    def _deliver(self, topic: str, partition: int, batches: Any) -> PartitionOutcome:
+        """A produce to a reply inbox: handed to its open stream, never stored."""
+        out = PartitionOutcome(topic, partition)
+        try:
+            self.broker.inboxes.deliver(topic, partition, batches)
+        except LogstreamError as exc:
+            out.error = exc
+            return out
+        out.batches = [BatchOutcome(base_offset=0) for _ in batches]
+        return out
 
     def _may_block(self, request: log_pb2.ProduceRequest) -> bool:
         """Whether appending ``request`` may wait on the disk (then: not on the loop)."""
@@ -224,7 +234,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
         if not self.broker.waiter_slots.acquire(blocking=False):
             raise RequestTimedOutError("too many concurrent subscriptions; retry later")
         try:
-            async for data in self.inboxes.stream(
+            async for data in self.broker.inboxes.stream(
                 topic, heartbeat_s=_heartbeat_s(request.heartbeat_ms)
             ):
                 if not data:

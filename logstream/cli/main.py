@@ -38,6 +38,8 @@ LAZY_COMMANDS = {
     "quota": "logstream.cli.quota:quota",
     "top": "logstream.cli.top:top",
     "queue": "logstream.cli.queue_command:queue",
+    "request": "logstream.cli.request_reply:request",
+    "reply": "logstream.cli.request_reply:reply",
 }
 
 EPILOG = """\b
@@ -51,6 +53,8 @@ Examples:
   logstream group describe billing                  lag and time lag per partition
   logstream top                                     live rates and lag (serve --http-listen)
   logstream queue describe workers                  work-queue depth, in flight, oldest age
+  logstream reply upper --group up -- tr a-z A-Z    answer requests with a command
+  logstream request upper hello                     send a request, print the reply
 Every command has --help with examples. Docs: docs/cli.md
 """
 
@@ -58,7 +62,7 @@ Every command has --help with examples. Docs: docs/cli.md
 @click.group(
     cls=LogstreamGroup,
     lazy=LAZY_COMMANDS,
-    stop_on_interrupt=("tail", "consume"),
+    stop_on_interrupt=("tail", "consume", "reply"),
     epilog=EPILOG,
     context_settings={
         "auto_envvar_prefix": "LOGSTREAM",

@@ -38,6 +38,7 @@ def test_public_names_are_pinned() -> None:
             "Record",
             "RecordMetadata",
             "Reject",
+            "Requester",
             "TopicPartition",
             "__version__",
         ]

@@ -125,7 +125,11 @@ def reply(
     transport = Transport(ctx.broker, security=ChannelSecurity.of(**ctx.security))
     ctx.close_later(transport.close)
     consumer = QueueConsumer(transport, group=group, topics=[topic], max_wait_ms=500)
-    ctx.close_later(lambda: None if consumer.close() else None)
+
+    def close_consumer() -> None:
+        consumer.close()
+
+    ctx.close_later(close_consumer)
     answered = 0
     while count is None or answered < count:
         for msg in consumer.poll(0.5, max_records=1):

@@ -19,6 +19,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +28,9 @@ import numpy as np
 
 from logstream import errors
 from logstream.client import transport as tr
+from logstream.client.reply_sender import ReplySender
 from logstream.codec import encode_batch, encode_headers, iter_batches
-from logstream.protocol import common_pb2, log_pb2, queue_pb2
+from logstream.protocol import queue_pb2
 from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, header
 from logstream.types import Headers
 
@@ -59,6 +62,8 @@ class QueueMessage:
     """"" until settled, then "ack", "nack", "reject" (an extend does not settle)."""
     error: errors.LogstreamError | None = None
     """Set when the broker refused this message's last settlement (after a commit)."""
+    replied: Future[None] | None = field(default=None, repr=False)
+    """The reply sent with :meth:`reply`: done once the broker has it."""
 
     def _settle(self, kind: int, **extra: Any) -> None:
         if self._consumer is None:
@@ -82,12 +87,13 @@ class QueueMessage:
         """Dead-letter at once."""
         self._settle(REJECT, reason=reason)
 
-    def reply(self, value: bytes | None, headers: Headers | None = None) -> None:
+    def reply(self, value: bytes | None, headers: Headers | None = None) -> Future[None]:
         """Answer this request (a record sent by a ``Requester``, or any record with the
         ``logstream-reply-to`` and ``logstream-correlation-id`` headers): produce ``value``
-        to the reply address, carrying the correlation id. Returns once the broker has it.
-        Settle the message (``ack()``) after replying: a responder that dies in between
-        gets the request redelivered, and the requester drops the second reply."""
+        to the reply address, carrying the correlation id. Returns at once; the reply is
+        sent in the background (the future is done once the broker has it). An ``ack()``
+        after ``reply()`` is held back until the reply is sent, so a responder that dies
+        in between gets the request redelivered (the requester drops a second reply)."""
         if self._consumer is None:
             raise errors.InvalidRequestError("this message was peeked, not acquired")
         reply_to = header(self.headers, REPLY_TO_HEADER)
@@ -98,7 +104,8 @@ class QueueMessage:
                 f"{REPLY_TO_HEADER!r} and {CORRELATION_ID_HEADER!r} headers"
             )
         out = (*(headers or ()), (CORRELATION_ID_HEADER, correlation_id))
-        self._consumer.send_reply(reply_to.decode(errors="replace"), value, out)
+        self.replied = self._consumer.send_reply(reply_to.decode(errors="replace"), value, out)
+        return self.replied
 
     def extend(self, lease_ms: int = 0) -> None:
         """Renew the lease (``lease_ms`` from now; 0: the group's lease)."""
@@ -199,6 +206,7 @@ class QueueConsumer:
             timeout=self._timeout,
         )
         self.topics = list(resp.topics)
+        self._replies = ReplySender(self._transport, timeout=self._timeout)
         self._linger = threading.Thread(
             target=self._linger_loop, name="logstream-queue-acks", daemon=True
         )
@@ -226,6 +234,9 @@ class QueueConsumer:
     def _take_pending(self) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
         with self._lock:
             pending, self._pending = self._pending, {}
+        replies = [m.replied for ms in pending.values() for m in ms if m.replied is not None]
+        if replies:  # a request is settled only once its reply is stored (or failed)
+            futures.wait(replies, timeout=self._timeout)
         out = []
         for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
             s = queue_pb2.Settlement(
@@ -309,26 +320,12 @@ class QueueConsumer:
 
     # ---- replying ------------------------------------------------------------------------
 
-    def send_reply(self, reply_to: str, value: bytes | None, headers: Headers) -> None:
-        """Produce one reply record to partition 0 of ``reply_to`` (one unary Produce)."""
+    def send_reply(self, reply_to: str, value: bytes | None, headers: Headers) -> Future[None]:
+        """Queue one reply record for partition 0 of ``reply_to`` (reply_sender.py)."""
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
         batch = encode_batch([value], headers=[encode_headers(headers)])
-        resp = self._transport.produce(
-            log_pb2.ProduceRequest(
-                acks=common_pb2.ACKS_LEADER,
-                partitions=[
-                    log_pb2.PartitionProduceData(topic=reply_to, partition=0, batches=[batch])
-                ],
-            ),
-            timeout=self._timeout,
-        )
-        for part in resp.partitions:
-            if part.error_code:
-                raise errors.for_code(part.error_code)(part.error_message)
-            for result in part.results:
-                if result.error_code:
-                    raise errors.for_code(result.error_code)(result.error_message)
+        return self._replies.send(reply_to, batch)
 
     # ---- fetching ------------------------------------------------------------------------
 
@@ -405,6 +402,7 @@ class QueueConsumer:
             return []
         refused: list[SettleError] = []
         try:
+            self._replies.close(self._timeout)  # replies first: their acks wait for them
             with self._send_lock:
                 settles, sent = self._take_pending()
                 resp = self._transport.queue_leave(

@@ -58,7 +58,7 @@ def _payload(seq: int, size: int) -> bytes:
     return SEQ.pack(seq) + b"r" * max(0, size - SEQ.size)
 
 
-def _summary(system: str, sent: dict[int, int], got: dict[int, int], size: int, s: float):
+def summarize(system: str, sent: dict[int, int], got: dict[int, int], size: int, s: float):
     n = len(sent)
     if len(got) != n:
         raise VerificationError(f"{system} request/reply: {n} requests, {len(got)} replies")
@@ -135,7 +135,7 @@ def logstream_rr(addr: str, tag: str, rate: float, seconds: float, size: int) ->
         reap(proc)
     if bad:
         raise VerificationError(f"logstream request/reply: {len(bad)} failed or wrong replies")
-    return _summary("logstream", sent, got, size, t.seconds)
+    return summarize("logstream", sent, got, size, t.seconds)
 
 
 # --------------------------------------------------------------------------- NATS
@@ -202,7 +202,7 @@ def nats_rr(addr: str, tag: str, rate: float, seconds: float, size: int) -> Resu
     finally:
         stop.set()
         reap(proc)
-    return _summary("NATS", sent, got, size, seconds_taken)
+    return summarize("NATS", sent, got, size, seconds_taken)
 
 
 # --------------------------------------------------------------------------- Redis
@@ -271,7 +271,7 @@ def redis_rr(addr: str, tag: str, rate: float, seconds: float, size: int) -> Res
         reap(proc)
     if wrong:
         raise VerificationError(f"Redis request/reply: {len(wrong)} wrong replies")
-    return _summary("Redis", sent, got, size, t.seconds)
+    return summarize("Redis", sent, got, size, t.seconds)
 
 
 RUNNERS = {"logstream": logstream_rr, "nats": nats_rr, "redis": redis_rr}

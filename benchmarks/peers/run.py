@@ -54,6 +54,8 @@ class Plan:
     growth_deadline_s: float  # stop growing (and say so) past this
     startup_partitions: tuple[int, ...]
     lookup_samples: int
+    rr_rate: float = 500  # request/reply: requests per second, paced, open loop
+    rr_seconds: float = 10
 
 
 FULL = Plan(
@@ -87,6 +89,7 @@ QUICK = Plan(
     growth_deadline_s=20,
     startup_partitions=(100,),
     lookup_samples=20,
+    rr_seconds=1,
 )
 
 SYSTEMS = {
@@ -97,6 +100,9 @@ SYSTEMS = {
     "floor": ("benchmarks.peers.grpc_floor", "bare gRPC relay (floor)"),
 }
 
+
+# request/reply (benchmarks/peers/request_reply.py): the function for each system
+REQUEST_REPLY = {"redis": "redis_rr", "nats": "nats_rr", "logstream": "logstream_rr"}
 
 # --------------------------------------------------------------------------- child calls
 
@@ -209,16 +215,18 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
     log(f"  {system}: server pid {srv.pid} on {srv.addr} ({srv.workdir})")
     try:
 
-        def op(key: str, func: str, args: tuple, sampler: bool = False) -> None:
+        def op(
+            key: str, func: str, args: tuple, sampler: bool = False, where: str = module
+        ) -> None:
             t0 = time.monotonic()
             try:
                 if sampler:
                     with RssSampler(srv) as rs:
-                        res = call(module, func, (srv.addr, *args), plan.call_timeout)
+                        res = call(where, func, (srv.addr, *args), plan.call_timeout)
                     res.extra["rss_mib"] = rs.points("VmRSS")
                     res.extra["rss_anon_mib"] = rs.points("RssAnon")
                 else:
-                    res = call(module, func, (srv.addr, *args), plan.call_timeout)
+                    res = call(where, func, (srv.addr, *args), plan.call_timeout)
                 out[key] = res
                 desc = (
                     f"p50 {res.extra['p50_ms']:.3f} ms p99 {res.extra['p99_ms']:.3f} ms"
@@ -259,6 +267,12 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
             "latency",
             "latency",
             (f"latency{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
+        )
+        op(
+            "request reply",
+            REQUEST_REPLY[system],
+            (f"rr{run_no}", plan.rr_rate, plan.rr_seconds, plan.small[1]),
+            where="benchmarks.peers.request_reply",
         )
         if system == "logstream":
             n, size = plan.small
@@ -568,6 +582,37 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
         elif key == "latency" or e:
             w(f"| {label} | {e or '-'} | | | |")
     w("")
+    rr_systems = [s for s in systems if s in REQUEST_REPLY]
+    if any("request reply" in agg.get(s, {}) for s in rr_systems):
+        w(
+            f"### Request/reply round trip at {plan.rr_rate:,.0f} requests/s for "
+            f"{plan.rr_seconds:g} s (ms)"
+        )
+        w("")
+        w(
+            f"One requester (open loop: paced sends, replies timestamped as they arrive), one "
+            f"echo responder in its own process, {s1} B requests, every reply checked "
+            "(benchmarks/peers/request_reply.py). logstream: `Requester.request_async` -> "
+            "queue group -> `msg.reply()` + `ack()` -> in-memory inbox stream. NATS: core "
+            "request/reply (`nc.request`, responder in a queue group, no JetStream). Redis: "
+            "`LPUSH` request, responder `BRPOP` + `LPUSH` to the requester's reply list, "
+            "requester `BRPOP`."
+        )
+        w("")
+        w("| system | p50 | p99 | p99.9 | max |")
+        w("| --- | --- | --- | --- | --- |")
+        for s in rr_systems:
+            e = agg.get(s, {}).get("request reply")
+            label = "NATS (core request/reply)" if s == "nats" else labels[s].split(" Streams")[0]
+            if isinstance(e, dict):
+                cells = [
+                    f"{e[q][0]:.3f}" + (f" [{e[q][1]:.3f}-{e[q][2]:.3f}]" if e["runs"] > 1 else "")
+                    for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms")
+                ]
+                w(f"| {label} | " + " | ".join(cells) + " |")
+            elif e:
+                w(f"| {label} | {str(e).splitlines()[0][:120]} | | | |")
+        w("")
     w(f"### Broker memory while the log grows (produce of {n1:,} x {s1} B, last run)")
     w("")
     w("RSS in MiB at 0 / 25 / 50 / 75 / 100 % of the produce (VmRSS; anonymous part in brackets:")
@@ -629,6 +674,16 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                     f"| (the bare gRPC relay, same run) | p50 {floor['p50_ms'][0]:.3f} ms, "
                     f"p99 {floor['p99_ms'][0]:.3f} ms; logstream p50 "
                     f"{lat['p50_ms'][0] / floor['p50_ms'][0]:.1f}x the relay's | floor |"
+                )
+        mine = agg.get("logstream", {}).get("request reply")
+        theirs = agg.get("nats", {}).get("request reply")
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            for q, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
+                r = mine[q][0] / theirs[q][0]
+                w(
+                    f"| request/reply {name} <= 2x NATS at {plan.rr_rate:,.0f}/s | "
+                    f"{r:.2f}x ({mine[q][0]:.3f} vs {theirs[q][0]:.3f} ms) | "
+                    f"{'met' if r <= 2.0 else 'MISSED'} |"
                 )
         if rss is not None:
             w(f"| broker RSS flat while the log grows | {rss[0]} | {rss[1]} |")

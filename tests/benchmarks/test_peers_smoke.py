@@ -99,4 +99,6 @@ def test_run_quick_redis_only(tmp_path):
     assert "keep me" in text  # other sections untouched
     assert "<!-- peers:begin -->" in text and "<!-- peers:end -->" in text
     assert "| produce 100 B |" in text and "Redis Streams" in text
+    assert "### Request/reply round trip at 500 requests/s" in text
+    assert "| Redis | " in text  # its request/reply row, with figures
     assert "FAILED" not in text

@@ -11,8 +11,9 @@ stream. Nothing touches the disk, nothing outlives the stream:
   requester that stops reading cannot grow the broker;
 * when the stream ends (requester closed, crashed, network gone) the inbox and whatever is
   queued in it go away; a broker restart forgets every inbox and the requesters re-open them;
-* one stream per inbox: a second Subscribe to an open inbox takes it over and the first stream
-  ends (a requester that reconnected before the broker noticed the old connection was gone).
+* one stream per inbox: a Subscribe to an inbox that is already open is refused
+  (INVALID_REQUEST), so a reader of the request topic, who sees inbox names in the headers,
+  cannot take over someone's replies; a requester whose stream broke opens a new inbox.
 
 Stream messages: first an empty ``FetchResponse`` (the inbox is open: requests sent after it
 can be answered), then one message per wake-up with the queued batches back to back in
@@ -46,7 +47,6 @@ class _Inbox:
     name: str
     batches: deque[bytes] = field(default_factory=deque)
     size: int = 0
-    open: bool = True
 
 
 class Inboxes:
@@ -100,22 +100,19 @@ class Inboxes:
         self, topic: str, *, heartbeat_s: float = 0.0, idle_wait_s: float = 30.0
     ) -> AsyncIterator[bytes]:
         """Open inbox ``topic`` and yield b"" (open), then queued batches as they arrive
-        (and b"" every ``heartbeat_s`` without any), until the inbox is taken over, the
-        caller stops, or the notifier closes."""
+        (and b"" every ``heartbeat_s`` without any), until the caller stops or the notifier
+        closes."""
         check_inbox_name(topic)
         box = _Inbox(topic)
         with self._lock:
-            previous = self._open.get(topic)
-            if previous is not None:
-                previous.open = False
+            if topic in self._open:
+                raise InvalidRequestError(f"inbox {topic} is already open on another stream")
             self._open[topic] = box
-        if previous is not None:
-            self._notifier.notify((topic, 0))  # the old stream sees it was taken over
         keys = [(topic, 0)]
         wait_s = heartbeat_s or idle_wait_s
         try:
             yield b""
-            while box.open and not self._notifier.closed:
+            while not self._notifier.closed:
                 seen = self._notifier.mark(keys)
                 data = self._take(box)
                 if data:
@@ -125,6 +122,5 @@ class Inboxes:
                     yield b""
         finally:
             with self._lock:
-                box.open = False
                 if self._open.get(topic) is box:
                     del self._open[topic]

@@ -5,13 +5,14 @@ A request is a record produced to the service's topic with two headers
 ``logstream-correlation-id`` a fresh id. Responders (``QueueMessage.reply``, or any producer)
 send the answer to partition 0 of the inbox with the same correlation id.
 
-The inbox is opened once, in the constructor: a Subscribe stream on the inbox that the broker
-keeps in memory and pushes replies into (docs/decisions/0027-request-reply.md). The reader
-thread matches each reply to its pending future by correlation id; an unknown id (a reply
-after its request timed out, or a duplicate after a redelivery) is dropped and counted in
-``late_replies``. When the stream breaks (broker restart, network) the reader re-opens the
-same inbox with backoff: requests in flight meanwhile time out, new ones wait (within their
-timeout) until the inbox is open again.
+The inbox is opened in the constructor: a Subscribe stream on an inbox that the broker keeps
+in memory and pushes replies into (docs/decisions/0027-request-reply.md). The reader thread
+matches each reply to its pending future by correlation id; an unknown id (a reply after its
+request timed out, or a duplicate after a redelivery) is dropped and counted in
+``late_replies``. When the stream breaks (broker restart, network) the reader opens a new
+inbox with backoff (the broker refuses a second stream on an inbox, so a broker that has not
+yet noticed the old connection is gone cannot stand in the way): requests in flight
+meanwhile time out, new ones wait (within their timeout) until an inbox is open again.
 
 Timeouts: one timer thread holds the deadlines in a heap and fails each pending future with
 :class:`~logstream.errors.RequestTimeoutError` at its deadline, removing it from the pending
@@ -180,6 +181,10 @@ class Requester:
         )
         opened = False
         while not self._closed.is_set():
+            if opened or self._last_error is not None:  # never reuse an inbox
+                self.inbox = new_inbox()
+                self._inbox_header = self.inbox.encode()
+                request.partitions[0].topic = self.inbox
             try:
                 call = self._transport.subscribe(request)
                 with self._lock:

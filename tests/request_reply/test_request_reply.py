@@ -48,7 +48,8 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "")
 class Responder:
     """A responder thread in this process: answers ``value + b"!"`` until stopped."""
 
-    def __init__(self, address: str, topic: str, group: str = "svc") -> None:
+    def __init__(self, address: str, topic: str, group: str = "") -> None:
+        group = group or f"svc-{topic}"  # one group per topic: the broker is shared
         self.q = QueueConsumer(address, group=group, topics=[topic], max_wait_ms=50)
         self.stop = threading.Event()
         self.answered = 0
@@ -133,7 +134,7 @@ def test_timeout_raises_and_leaves_nothing_pending(rbroker: BrokerProcess, topic
 def test_late_reply_is_discarded(rbroker: BrokerProcess, topic: str) -> None:
     with (
         Requester(rbroker.address) as r,
-        QueueConsumer(rbroker.address, group="late", topics=[topic]) as q,
+        QueueConsumer(rbroker.address, group=f"late-{topic}", topics=[topic]) as q,
     ):
         future = r.request_async(topic, b"slow", timeout=0.3)
         msgs = wait_for(lambda: q.poll(0.1), what="the request")
@@ -145,7 +146,7 @@ def test_late_reply_is_discarded(rbroker: BrokerProcess, topic: str) -> None:
         wait_for(lambda: r.late_replies == 1, what="the late reply to arrive")
         assert r.pending == 0
         # and the requester still works
-        responder = Responder(rbroker.address, topic, group="late")
+        responder = Responder(rbroker.address, topic, group=f"late-{topic}")
         try:
             assert r.request(topic, b"again", timeout=10).value == b"again!"
         finally:
@@ -166,7 +167,7 @@ def test_plain_producer_can_answer(rbroker: BrokerProcess, topic: str) -> None:
     """A responder in "any language": read the request, produce the reply with the headers."""
     with (
         Requester(rbroker.address) as r,
-        QueueConsumer(rbroker.address, group="plain", topics=[topic]) as q,
+        QueueConsumer(rbroker.address, group=f"plain-{topic}", topics=[topic]) as q,
         Producer(rbroker.address, linger_ms=0) as p,
     ):
         future = r.request_async(topic, b"2+2", timeout=20)
@@ -184,7 +185,7 @@ def test_plain_producer_can_answer(rbroker: BrokerProcess, topic: str) -> None:
 def test_reply_needs_request_headers(rbroker: BrokerProcess, topic: str) -> None:
     with Producer(rbroker.address, linger_ms=0) as p:
         p.send(topic, b"not a request").result(10)
-    with QueueConsumer(rbroker.address, group="norq", topics=[topic]) as q:
+    with QueueConsumer(rbroker.address, group=f"norq-{topic}", topics=[topic]) as q:
         msg = wait_for(lambda: q.poll(0.1), what="the record")[0]  # type: ignore[index]
         with pytest.raises(errors.InvalidRequestError, match="not a request"):
             msg.reply(b"x")
@@ -210,7 +211,8 @@ def test_four_requester_processes_two_responder_processes(
 ) -> None:
     stop = tmp_path / "stop"
     responders = [
-        spawn("responder", rbroker.address, topic, "svc4x", f"resp{i}", str(stop)) for i in range(2)
+        spawn("responder", rbroker.address, topic, f"svc4x-{topic}", f"resp{i}", str(stop))
+        for i in range(2)
     ]
     try:
         for proc in responders:
@@ -244,7 +246,9 @@ def test_responder_killed_mid_request_is_answered_by_the_other(
     rbroker: BrokerProcess, topic: str, tmp_path: Path
 ) -> None:
     stop = tmp_path / "stop"
-    holder = spawn("responder", rbroker.address, topic, "kill", "holder", str(stop), "hold", "1000")
+    holder = spawn(
+        "responder", rbroker.address, topic, f"kill-{topic}", "holder", str(stop), "hold", "1000"
+    )
     other: subprocess.Popen[str] | None = None
     try:
         read_line(holder, "READY")
@@ -253,7 +257,7 @@ def test_responder_killed_mid_request_is_answered_by_the_other(
             read_line(holder, "HOLD")  # the holder has the request and will never answer
             holder.kill()
             holder.wait(10)
-            other = spawn("responder", rbroker.address, topic, "kill", "other", str(stop))
+            other = spawn("responder", rbroker.address, topic, f"kill-{topic}", "other", str(stop))
             read_line(other, "READY")
             reply = future.result(30)
             assert reply.value == b"job|other"
@@ -290,3 +294,26 @@ def test_requests_work_again_after_a_broker_restart(tmp_path: Path) -> None:
                 assert r.pending == 0
         finally:
             responder.close()
+
+
+def test_an_open_inbox_cannot_be_taken_over(rbroker: BrokerProcess, topic: str) -> None:
+    """Inbox names travel in request headers; reading them must not let anyone else open
+    the inbox and receive its replies."""
+    from logstream.client.transport import Transport
+    from logstream.protocol import log_pb2
+
+    responder = Responder(rbroker.address, topic)
+    try:
+        transport = Transport(rbroker.address)
+        with Requester(rbroker.address) as r:
+            thief = transport.subscribe(
+                log_pb2.SubscribeRequest(
+                    partitions=[log_pb2.FetchPartition(topic=r.inbox, partition=0)]
+                )
+            )
+            with pytest.raises(errors.InvalidRequestError, match="already open"):
+                next(iter(thief))
+            assert r.request(topic, b"still mine", timeout=10).value == b"still mine!"
+        transport.close()
+    finally:
+        responder.close()

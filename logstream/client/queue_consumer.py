@@ -231,11 +231,33 @@ class QueueConsumer:
                 self._lock.notify_all()
             self._pending.setdefault(key, []).append(msg)
 
-    def _take_pending(self) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
+    def _take_pending(
+        self, *, wait_replies: bool = True
+    ) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
+        """The queued settlements as protobuf, and the messages behind them. A request is
+        settled only once its reply is stored (or failed): with ``wait_replies`` this waits
+        for those replies; without, their settlements stay queued for a later send (the
+        next poll or the linger thread), so a poll never waits for a reply."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            if not wait_replies:
+                held: dict[_Key, list[QueueMessage]] = {}
+                for key, msgs in list(pending.items()):
+                    later = [m for m in msgs if m.replied is not None and not m.replied.done()]
+                    if later:
+                        held[key] = later
+                        now = [m for m in msgs if m.replied is None or m.replied.done()]
+                        if now:
+                            pending[key] = now
+                        else:
+                            del pending[key]
+                if held:
+                    for key, msgs in held.items():
+                        self._pending.setdefault(key, []).extend(msgs)
+                    self._pending_since = time.monotonic()
+                    self._lock.notify_all()
         replies = [m.replied for ms in pending.values() for m in ms if m.replied is not None]
-        if replies:  # a request is settled only once its reply is stored (or failed)
+        if replies:
             futures.wait(replies, timeout=self._timeout)
         out = []
         for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
@@ -339,7 +361,7 @@ class QueueConsumer:
             out, self._buffer = self._buffer[:want], self._buffer[want:]
             return out
         with self._send_lock:
-            settles, sent = self._take_pending()
+            settles, sent = self._take_pending(wait_replies=False)
             try:
                 resp = self._transport.queue_fetch(
                     queue_pb2.QueueFetchRequest(

@@ -82,7 +82,7 @@ class Requester:
         self._inbox_header = self.inbox.encode()
         self._lock = threading.Condition()
         self._pending: dict[bytes, Future[Record]] = {}
-        self._deadlines: list[tuple[float, bytes]] = []
+        self._deadlines: list[tuple[float, bytes, str, float]] = []  # + topic, timeout
         self._ready = threading.Event()
         self._closed = threading.Event()
         self._call: tr.StreamCall[log_pb2.FetchResponse] | None = None
@@ -137,7 +137,7 @@ class Requester:
         items.append((CORRELATION_ID_HEADER, correlation_id))
         with self._lock:
             self._pending[correlation_id] = future
-            heapq.heappush(self._deadlines, (deadline, correlation_id))
+            heapq.heappush(self._deadlines, (deadline, correlation_id, topic, timeout))
             if self._deadlines[0][1] == correlation_id:
                 self._lock.notify()
         sent = self._producer.send(topic, value, key, headers=items)
@@ -237,21 +237,24 @@ class Requester:
     def _expire_loop(self) -> None:
         heap = self._deadlines
         while True:
-            expired: list[Future[Record]] = []
+            expired: list[tuple[Future[Record], str, float]] = []
             with self._lock:
                 if self._closed.is_set():
                     return
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
-                    _, correlation_id = heapq.heappop(heap)
+                    _, correlation_id, topic, timeout = heapq.heappop(heap)
                     future = self._pending.pop(correlation_id, None)
                     if future is not None:
-                        expired.append(future)
+                        expired.append((future, topic, timeout))
                 if not expired:
                     self._lock.wait(heap[0][0] - now if heap else None)
                     continue
-            for future in expired:
-                _set(future, None, errors.RequestTimeoutError("no reply within the timeout"))
+            for future, topic, timeout in expired:
+                error = errors.RequestTimeoutError(
+                    f"no reply to a request on {topic} within {timeout:g} s"
+                )
+                _set(future, None, error)
 
     # ---- life cycle ------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def test_request_gets_its_reply(rbroker: BrokerProcess, topic: str) -> None:
 def test_timeout_raises_and_leaves_nothing_pending(rbroker: BrokerProcess, topic: str) -> None:
     with Requester(rbroker.address) as r:
         started = time.monotonic()
-        with pytest.raises(errors.RequestTimeoutError) as info:
+        with pytest.raises(errors.RequestTimeoutError, match=f"on {topic} within 0.3 s") as info:
             r.request(topic, b"nobody answers", timeout=0.3)
         elapsed = time.monotonic() - started
         assert 0.29 <= elapsed < 5

@@ -173,3 +173,24 @@ def test_http_listener_is_off_by_default(tmp_path: Path) -> None:
         assert "http listening" not in proc.output()
     finally:
         assert proc.terminate() == 0
+
+
+def test_inbox_gauges_and_counters(monitored: Monitored) -> None:
+    from logstream import Requester
+    from logstream.protocol.request_reply import CORRELATION_ID_HEADER
+
+    before = monitored.scrape()
+    with Requester(monitored.address) as r:
+        inbox = r.inbox
+        _wait_for(monitored, lambda s: s.value("logstream_inboxes_open") >= 1)
+        with Producer(monitored.address, linger_ms=0) as p:
+            p.send(inbox, b"unmatched", headers=[(CORRELATION_ID_HEADER, b"x")]).result(10)
+        _wait_for(monitored, lambda s: r.late_replies == 1)
+    with Producer(monitored.address, linger_ms=0) as p:  # the inbox is closed now
+        p.send(inbox, b"late", headers=[(CORRELATION_ID_HEADER, b"y")]).result(10)
+    after = monitored.scrape()
+    delivered = "logstream_inbox_replies_delivered_total"
+    discarded = "logstream_inbox_replies_discarded_total"
+    assert after.value(delivered) - before.value(delivered) == 1
+    assert after.value(discarded) - before.value(discarded) == 1
+    assert after.value("logstream_inbox_queued_bytes") == 0

@@ -102,6 +102,27 @@ class BrokerCollector(Collector):
             "Decoded request bytes the broker holds (capped by max_request_bytes_in_flight).",
             value=self.request_bytes(),
         )
+        inboxes = broker.inboxes
+        yield GaugeMetricFamily(
+            "logstream_inboxes_open",
+            "Request/reply inboxes with an open stream (one per Requester).",
+            value=len(inboxes),
+        )
+        yield GaugeMetricFamily(
+            "logstream_inbox_queued_bytes",
+            "Reply bytes held for inbox streams, not yet pushed.",
+            value=inboxes.queued_bytes(),
+        )
+        yield CounterMetricFamily(
+            "logstream_inbox_replies_delivered",
+            "Reply batches queued for an open inbox stream.",
+            value=inboxes.delivered,
+        )
+        yield CounterMetricFamily(
+            "logstream_inbox_replies_discarded",
+            "Reply batches dropped: no stream had the inbox open (late), or it was full.",
+            value=inboxes.discarded,
+        )
         yield CounterMetricFamily(
             "logstream_producer_ids_allocated",
             "Producer ids handed out by InitProducerId since the data directory was created.",

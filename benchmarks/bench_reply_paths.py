@@ -1,4 +1,4 @@
-"""The reply paths weighed in docs/decisions/0027-request-reply.md, measured on one broker.
+"""The reply paths weighed in docs/decisions/0028-request-reply.md, measured on one broker.
 
     python benchmarks/bench_reply_paths.py [--records 1000] [--rate 500] [--rounds 2]
 

@@ -6,7 +6,7 @@ A request is a record produced to the service's topic with two headers
 send the answer to partition 0 of the inbox with the same correlation id.
 
 The inbox is opened in the constructor: a Subscribe stream on an inbox that the broker keeps
-in memory and pushes replies into (docs/decisions/0027-request-reply.md). The reader thread
+in memory and pushes replies into (docs/decisions/0028-request-reply.md). The reader thread
 matches each reply to its pending future by correlation id; an unknown id (a reply after its
 request timed out, or a duplicate after a redelivery) is dropped and counted in
 ``late_replies``. When the stream breaks (broker restart, network) the reader opens a new

@@ -12,7 +12,7 @@ request's ``logstream-correlation-id`` header unchanged. Any producer can send i
 a responder.
 
 Inbox topics have no log: the broker holds what is produced to one in memory only and pushes
-it to the one Subscribe stream that has the inbox open (docs/decisions/0027-request-reply.md).
+it to the one Subscribe stream that has the inbox open (docs/decisions/0028-request-reply.md).
 Both the broker and the client import this module; it depends only on ``errors``.
 """
 

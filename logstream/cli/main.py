@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "queue": "logstream.cli.queue_command:queue",
     "request": "logstream.cli.request_reply:request",
     "reply": "logstream.cli.request_reply:reply",
+    "verify": "logstream.cli.verify:verify",
 }
 
 EPILOG = """\b
@@ -55,6 +56,7 @@ Examples:
   logstream queue describe workers                  work-queue depth, in flight, oldest age
   logstream reply upper --group up -- tr a-z A-Z    answer requests with a command
   logstream request upper hello                     send a request, print the reply
+  logstream verify ./data                           check every stored batch, offline
 Every command has --help with examples. Docs: docs/cli.md
 """
 

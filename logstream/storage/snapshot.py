@@ -20,30 +20,38 @@ topic table is fixed at the open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from logstream.codec import HEADER_SIZE, read_header, validate_batch
 from logstream.errors import (
+    CorruptRecordError,
     KafkaStorageError,
     LogstreamError,
     UnknownTopicOrPartitionError,
 )
 from logstream.storage import files
+from logstream.storage.clean_shutdown import parse_marker
 from logstream.storage.config import TopicConfig, parse_config_updates
+from logstream.storage.index import read_last_offset_entry
 from logstream.storage.loader import RecoveryReport, list_segments, live_bases
 from logstream.storage.partition_reader import PartitionReader
 from logstream.storage.recovery import (
+    ScanResult,
     index_columns,
     last_nonzero,
     pread_all,
     scan_appended,
     scan_batches,
 )
+from logstream.storage.segment import ParkedTail
 from logstream.storage.segment_reader import SegmentReader
 from logstream.storage.segment_set import SegmentSet
 from logstream.storage.topic_meta import CREATING, READY, read_meta
@@ -55,10 +63,16 @@ log = logging.getLogger("logstream.storage")
 class SnapshotSegment(SegmentReader):
     """A segment read without writing: rebuilt indexes stay in memory."""
 
-    def scan(self) -> tuple[int, int]:
+    def scan(self, parked: ParkedTail | None = None) -> tuple[int, int]:
         """Scan the whole file as the last segment: verify every batch and stop at the
         first bad one or at the zero tail. ``size`` becomes the end of the last good batch
-        and the indexes are built in memory. Returns (non-zero bytes past that end, batches)."""
+        and the indexes are built in memory. Returns (non-zero bytes past that end, batches).
+
+        When good batches lie past the bad one (:meth:`_resume_after`: the clean-shutdown
+        marker's ``parked`` tail, the sealed index's last entry, or the bad batch's own
+        length or record count lead to one), the bad batch is damage, not a torn tail:
+        ``damage`` is set as a writable open sets it, so reads from its offset raise
+        CorruptRecordError naming the range and the log end stays where the data ends."""
         if self._fd is None:
             self._fd = os.open(self.log_path, os.O_RDONLY)
         data = pread_all(self._fd, os.fstat(self._fd).st_size)
@@ -70,12 +84,58 @@ class SnapshotSegment(SegmentReader):
         self._max_ts = None
         self._set_memory_indexes(*index_columns(self.base_offset, result.positions,
                                                 result.headers))
-        if beyond:
-            log.warning(
-                "read-only: %s has %d bytes past its last good batch at position %d (%s); "
-                "not read, not cut", self.log_path, beyond, cut, result.failure or "torn tail",
+        if not beyond:
+            return 0, len(result.headers)
+        resumed = self._resume_after(data, result, parked)
+        if resumed is not None:
+            self.damage = (cut, result.next_offset)
+            self.size, self.next_offset = resumed
+            log.error(
+                "read-only: %s is damaged at position %d (%s); offsets %d..%d are refused "
+                "with CORRUPT_MESSAGE", self.log_path, cut, result.failure or "bad batch",
+                result.next_offset, self.next_offset - 1,
             )
+            return 0, len(result.headers)
+        log.warning(
+            "read-only: %s has %d bytes past its last good batch at position %d (%s); "
+            "not read, not cut", self.log_path, beyond, cut, result.failure or "torn tail",
+        )
         return beyond, len(result.headers)
+
+    def _resume_after(
+        self, data: bytes, result: ScanResult, parked: ParkedTail | None
+    ) -> tuple[int, int] | None:
+        """(end position, next offset) of the good batches after the one where ``result``
+        stopped, or None when none is found (a torn tail: the end of what was written)."""
+        cut = result.end_position
+        candidates: list[tuple[int, int | None]] = []  # (position, base offset if known)
+        if parked is not None and parked.base_offset == self.base_offset \
+                and parked.last_batch_pos > cut and parked.next_offset > result.next_offset:
+            candidates.append((parked.last_batch_pos, None))
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            entry = read_last_offset_entry(self.index_path)
+            if entry is not None and entry[1] > cut:
+                candidates.append((entry[1], self.base_offset + entry[0]))
+        with contextlib.suppress(CorruptRecordError):
+            bad = read_header(data, cut)
+            candidates.append((cut + bad.batch_length, None))
+            key = struct.pack("<q", bad.base_offset + bad.record_count)
+            at = data.find(key, cut + 1)
+            if at > 0:
+                candidates.append((at, None))
+        for pos, base in candidates:
+            if pos <= cut or pos + HEADER_SIZE > len(data):
+                continue
+            try:
+                header = validate_batch(data, pos)
+            except CorruptRecordError:
+                continue
+            if header.base_offset < result.next_offset or (
+                    base is not None and header.base_offset != base):
+                continue
+            rest = scan_batches(memoryview(data)[pos:], header.base_offset)
+            return pos + rest.end_position, rest.next_offset
+        return None
 
     def extend(self) -> int:
         """Scan the bytes a writer appended past ``size`` since the last scan (same checks
@@ -88,6 +148,9 @@ class SnapshotSegment(SegmentReader):
         result = scan_appended(self._fd, self.size, self.next_offset)
         if not result.headers:
             return 0
+        if self.damage is not None:  # reads past the damage are refused: no index needed
+            self.size, self.next_offset = result.end_position, result.next_offset
+            return len(result.headers)
         oi, ti = self.indexes()
         new_off, new_time = index_columns(self.base_offset, result.positions, result.headers)
         last_ts = ti.last_timestamp()
@@ -109,7 +172,7 @@ class PartitionSnapshot(PartitionReader[SnapshotSegment]):
 
     def __init__(
         self, directory: Path, *, topic: str, partition: int, config: TopicConfig,
-        clean_shutdown: bool,
+        clean_shutdown: bool, parked: ParkedTail | None = None,
     ) -> None:
         super().__init__(directory, topic=topic, partition=partition, config=config)
         t0 = time.perf_counter()
@@ -125,7 +188,7 @@ class PartitionSnapshot(PartitionReader[SnapshotSegment]):
         last = self._segments.last
         if last is not None:
             with files.storage_errors(f"reading {last.log_path}"):
-                beyond, scanned = last.scan()
+                beyond, scanned = last.scan(parked)
         self._set_bounds(checkpoint)
         self.recovery_report = RecoveryReport(
             topic=topic,
@@ -202,7 +265,14 @@ class DirectorySnapshot:
         self.default_config = default_config if default_config is not None else TopicConfig()
         self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
         self._topics: dict[str, TopicSnapshot] = {}
-        clean = (self.data_dir / files.CLEAN_SHUTDOWN_FILE).exists()
+        # Metadata files that could not be read: their topics are not in the view.
+        self.unreadable_topics: list[tuple[Path, str]] = []
+        marker = self.data_dir / files.CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        self._parked: dict[str, ParkedTail] = {}
+        if clean:  # where parked segments end: tells damage from a torn tail
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                self._parked = parse_marker(marker.read_bytes())
         meta_dir = self.data_dir / files.META_DIR
         if meta_dir.is_dir():
             for entry in sorted(os.scandir(meta_dir), key=lambda e: e.name):
@@ -225,6 +295,7 @@ class DirectorySnapshot:
             config = TopicConfig.from_dict(overrides, base=self.default_config)
         except LogstreamError as exc:
             log.warning("read-only: skipping unreadable topic metadata %s: %s", meta, exc)
+            self.unreadable_topics.append((meta, f"metadata {meta.name} unreadable: {exc}"))
             return
         if doc.state != READY:
             log.warning("read-only: skipping topic %r: it was being %s", name,
@@ -232,9 +303,10 @@ class DirectorySnapshot:
             return
         topic = TopicSnapshot(name, config)
         for p in range(count):
+            dir_name = files.partition_dir_name(name, p)
             part = PartitionSnapshot(
-                self.data_dir / files.partition_dir_name(name, p), topic=name, partition=p,
-                config=config, clean_shutdown=clean,
+                self.data_dir / dir_name, topic=name, partition=p, config=config,
+                clean_shutdown=clean, parked=self._parked.get(dir_name),
             )
             topic.partitions.append(part)
             self.recovery_reports[TopicPartition(name, p)] = part.recovery_report

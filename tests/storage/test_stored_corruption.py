@@ -74,11 +74,8 @@ def test_damage_in_the_first_batch_of_a_parked_segment(tmp_path: Path) -> None:
         with opener(tmp_path) as log:
             assert _offsets(log.read(0, 1 << 20))[:3] == [0, 1, 2]  # older segments
             assert _offsets(log.read(base - 3, 1 << 20)) == [base - 3, base - 2, base - 1]
-            if opener is _read_only:
-                # The read-only open scans the last segment and ends the log before the
-                # damage, with a warning (it never cuts): nothing past it is served.
-                assert log.log_end_offset == base
-                continue
+            # The read-only open too (it used to end the log before the damage with a
+            # warning): the marker says where the segment ends, so the range is named.
             with pytest.raises(CorruptRecordError) as info:
                 log.read(base, 1 << 20)
             assert (info.value.first_offset, info.value.last_offset) == (
@@ -156,3 +153,57 @@ def test_a_damaged_index_entry_never_stalls_a_reader(tmp_path: Path) -> None:
                 assert exc.first_offset is not None and exc.first_offset <= offset
                 continue
             assert max(_offsets(data)) >= offset  # the answer reaches the offset asked for
+
+
+def _last_segment_positions(path: Path) -> tuple[Path, list[int]]:
+    last = _segment_files(path)[-1]
+    data = last.read_bytes()
+    out, pos = [], 0
+    while pos + 12 <= len(data) and any(data[pos:pos + 12]):
+        out.append(pos)
+        pos += struct.unpack_from("<i", data, pos + 8)[0]
+    return last, out
+
+
+@pytest.mark.parametrize("marker", ["clean", "crashed"])
+def test_a_read_only_open_names_damage_in_the_last_segment(tmp_path: Path, marker: str) -> None:
+    """A flipped record byte in the middle of the last segment: the read-only open used to
+    end the log before it with a warning (its later batches unseen, no error). Now, as
+    the writable open of a parked segment, the batches before it are served and a read of
+    its offset raises CORRUPT_MESSAGE naming the range, up to where the data ends; with or
+    without the clean-shutdown marker (then the bad batch's own length leads on)."""
+    bases = _fill(tmp_path, 25, config=SMALL)
+    last, positions = _last_segment_positions(tmp_path)
+    base = int(last.stem)
+    assert len(positions) >= 4
+    _patch(last, positions[2] + 100, "<q", 0x0101010101010101)
+    if marker == "crashed":
+        (tmp_path / ".clean-shutdown").unlink()
+    damaged_from = base + 6
+    with _read_only(tmp_path) as log:
+        assert log.log_end_offset == bases[-1] + 3  # not cut at the damage
+        assert _offsets(log.read(base, 1 << 20)) == list(range(base, damaged_from))
+        with pytest.raises(CorruptRecordError) as info:
+            log.read(damaged_from, 1 << 20)
+        exc = info.value
+        assert (exc.topic, exc.partition, exc.first_offset) == ("t", 0, damaged_from)
+        assert exc.last_offset == bases[-1] + 2
+    if marker == "clean":  # the same answers as the writable open
+        with _writable(tmp_path) as log:
+            assert _offsets(log.read(base, 1 << 20)) == list(range(base, damaged_from))
+            with pytest.raises(CorruptRecordError) as info:
+                log.read(damaged_from, 1 << 20)
+            assert info.value.first_offset == damaged_from
+
+
+def test_a_torn_tail_is_still_the_end_of_a_read_only_open(tmp_path: Path) -> None:
+    bases = _fill(tmp_path, 25, config=SMALL)
+    last, positions = _last_segment_positions(tmp_path)
+    (tmp_path / ".clean-shutdown").unlink()
+    raw = bytearray(last.read_bytes())
+    raw[positions[-1] + 90:] = bytes(len(raw) - positions[-1] - 90)  # the last batch, torn
+    last.write_bytes(bytes(raw))
+    with _read_only(tmp_path) as log:
+        assert log.log_end_offset == bases[-1]
+        assert _offsets(log.read(int(last.stem), 1 << 20))[-1] == bases[-1] - 1
+        assert 0 < log.recovery_report.bytes_truncated <= 90  # found, not read

@@ -29,6 +29,7 @@ from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
 from logstream.broker.produce import BatchOutcome, PartitionOutcome, ProduceHandler
 from logstream.broker.rpc import error_fields, translate
 from logstream.errors import (
+    CorruptRecordError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     LogstreamError,
@@ -58,7 +59,7 @@ def _fetch_pb(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:
     code, message = error_fields(o.error)
     if isinstance(o.error, OffsetOutOfRangeError):
         message = f"{message} (earliest={o.error.earliest}, latest={o.error.latest})"
-    return log_pb2.FetchPartitionResponse(
+    pb = log_pb2.FetchPartitionResponse(
         topic=o.topic,
         partition=o.partition,
         error_code=code,
@@ -67,6 +68,12 @@ def _fetch_pb(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:
         log_start_offset=o.log_start_offset,
         records=o.records,
     )
+    if isinstance(o.error, CorruptRecordError):  # the range, so a consumer can skip it
+        if o.error.first_offset is not None:
+            pb.corrupt_first_offset = o.error.first_offset
+        if o.error.last_offset is not None:
+            pb.corrupt_last_offset = o.error.last_offset
+    return pb
 
 
 _END = object()

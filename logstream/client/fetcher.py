@@ -349,10 +349,7 @@ class Fetcher:
         state = self._state
         exc = error_for_code(p.error_code, p.error_message or str(tp))
         if isinstance(exc, errors.CorruptRecordError):  # the broker found stored damage
-            exc = errors.CorruptRecordError(
-                exc.message, topic=tp.topic, partition=tp.partition, first_offset=offset
-            )
-            state.halt_at_damage(tp, epoch, exc)
+            state.halt_at_damage(tp, epoch, broker_found_damage(tp, offset, p))
             return
         if isinstance(exc, errors.OffsetOutOfRangeError):
             if state.reset is not None:
@@ -490,3 +487,19 @@ class Fetcher:
         if stale:  # a close or group change raced with opening the stream
             call.cancel()
         return d
+
+
+def broker_found_damage(
+    tp: TopicPartition, offset: int, p: log_pb2.FetchPartitionResponse
+) -> errors.CorruptRecordError:
+    """The CorruptRecordError for a CORRUPT_MESSAGE answer at ``offset``: the damaged range
+    as the broker sent it (the first offset the consumer cannot be given is ``offset``
+    itself: the broker served everything before it)."""
+    last = p.corrupt_last_offset if p.HasField("corrupt_last_offset") else None
+    if last is not None and last < offset:
+        last = None
+    span = f"{offset}..{last}" if last is not None else f"{offset} on"
+    return errors.CorruptRecordError(
+        f"{tp.topic}-{tp.partition}: damaged offsets {span}: {p.error_message}",
+        topic=tp.topic, partition=tp.partition, first_offset=offset, last_offset=last,
+    )

@@ -146,6 +146,12 @@ class PartitionReader(Generic[S]):
             try:
                 data = seg.read(offset, max_bytes)
             except CorruptRecordError as exc:
+                if exc.last_offset is None and exc.first_offset is not None:
+                    # Nothing after the damage in this segment can be located: the next
+                    # readable offset is the next segment's base (or the log end).
+                    following = segments[i + 1].base_offset if i + 1 < len(segments) else end
+                    if following > exc.first_offset:
+                        exc.last_offset = following - 1
                 raise self._named(exc) from None
             remaining = max_bytes - len(data)
             parts = [data]

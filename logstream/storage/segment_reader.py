@@ -106,7 +106,9 @@ class SegmentReader:
         try:
             good = check_frames(data, batch_positions, bases)
         except CorruptRecordError as exc:
-            following = int(bases[1]) if len(bases) > 1 else self.next_offset
+            # The index knows where the next batch starts even when this read held one.
+            following = (self.base_offset + oi.entry(k + 1)[0] if k + 1 < oi.entries
+                         else self.next_offset)
             exc.last_offset = following - 1 if following > int(bases[0]) else None
             raise
         if good < len(batch_positions):

@@ -58,6 +58,9 @@ def test_a_flip_outside_the_crc_is_never_served(tmp_path: Path, field: str) -> N
             exc = info.value
             assert (exc.topic, exc.partition, exc.first_offset, exc.last_offset) == (
                 "t", 0, 6, 8)
+            with pytest.raises(CorruptRecordError) as info:  # a read of one batch: the
+                log.read(6, 1)  # index still bounds the range
+            assert (info.value.first_offset, info.value.last_offset) == (6, 8)
             assert exc.name == "CORRUPT_MESSAGE"
             assert _offsets(log.read(9, 1 << 20))[0] == 9  # and on after it
 

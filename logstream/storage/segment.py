@@ -166,6 +166,8 @@ class Segment(SegmentReader):
             self.log_path, end=self.size, capacity=capacity, now_ms=now_ms,
             prefaulter=self._prefaulter, new=new,
         )
+        if self.appended_from is None:  # what append() writes needs no framing check
+            self.appended_from = self.size
         icap = index_capacity(capacity)
         self._oi = OffsetIndex.growable(self.index_path, icap, off_cols)
         self._ti = TimeIndex.growable(self.timeindex_path, icap, time_cols)

@@ -19,6 +19,7 @@ Concurrency: not thread-safe; the owner (a PartitionLog or a snapshot) serialise
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from pathlib import Path
@@ -45,6 +46,34 @@ from logstream.storage.recovery import (
 log = logging.getLogger("logstream.storage")
 
 
+class EntryRanges:
+    """Disjoint, sorted ranges ``[lo, hi)`` of index entry numbers (merged when they touch):
+    which batches of a segment already passed the framing check. Usually one range."""
+
+    __slots__ = ("_hi", "_lo")
+
+    def __init__(self) -> None:
+        self._lo: list[int] = []
+        self._hi: list[int] = []
+
+    def covers(self, lo: int, hi: int) -> bool:
+        i = bisect.bisect_right(self._lo, lo) - 1
+        return i >= 0 and self._hi[i] >= hi
+
+    def add(self, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        i = bisect.bisect_left(self._hi, lo)  # the first range that ends at or after lo
+        j = bisect.bisect_right(self._lo, hi)  # past the last range that starts by hi
+        if i < j:
+            lo, hi = min(lo, self._lo[i]), max(hi, self._hi[j - 1])
+        self._lo[i:j] = [lo]
+        self._hi[i:j] = [hi]
+
+    def __repr__(self) -> str:
+        return f"EntryRanges({list(zip(self._lo, self._hi, strict=True))})"
+
+
 class SegmentReader:
     """Bounds, lazy indexes and ``pread`` reads of one segment; see the module docstring."""
 
@@ -67,6 +96,10 @@ class SegmentReader:
         # (byte position, offset) where a rebuild found damage: the indexes cover only the
         # batches before it, and reads at or past that offset are refused with its range.
         self.damage: tuple[int, int] | None = None
+        # The framing check's memory (see read): entries that passed it, and the byte
+        # position from which this process appended the batches itself (None: none).
+        self.framed = EntryRanges()
+        self.appended_from: int | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_offset}..{self.next_offset}, {self.size}B)"
@@ -80,7 +113,9 @@ class SegmentReader:
         Every batch read is checked against the index (:func:`~logstream.codec.check_frames`:
         its base offset and length, the header bytes the CRC does not cover); the read
         stops before the first batch that disagrees, and raises CorruptRecordError (with
-        the damaged offset range) when that is the first one."""
+        the damaged offset range) when that is the first one. Each batch is checked once:
+        the index entries that passed are remembered (``framed``), and batches this
+        process appended (from ``appended_from`` on) are framed by construction."""
         if self.size == 0:
             return b""
         oi, _ = self.indexes()
@@ -101,30 +136,48 @@ class SegmentReader:
         data = self._pread(start, end - start)
         positions = oi.column(1)
         j = int(positions.searchsorted(np.uint32(end), side="left"))
-        batch_positions = positions[k:j].astype(np.int64) - start
-        bases = oi.column(0)[k:j].astype(np.int64) + self.base_offset
+        m = j  # entries k..m need the check: not appended by this process, not checked yet
+        if self.appended_from is not None and self.appended_from < end:
+            m = max(k, int(positions.searchsorted(np.uint32(self.appended_from), side="left")))
+        if m > k and not self.framed.covers(k, m):
+            checked_end = end if m == j else int(positions[m])
+            cut = self._check_framing(data, checked_end - start, oi, k, m, start, offset)
+            if cut is not None:
+                return data[:cut]
+            self.framed.add(k, m)
+        return data
+
+    def _check_framing(
+        self, data: bytes, checked_bytes: int, oi: OffsetIndex, k: int, m: int, start: int,
+        offset: int,
+    ) -> int | None:
+        """Check index entries ``k..m`` (the first ``checked_bytes`` of ``data``, read from
+        byte ``start`` for ``offset``). None when they all follow; else the length of the
+        good prefix to serve; CorruptRecordError when nothing before the damage is left."""
+        batch_positions = oi.column(1)[k:m].astype(np.int64) - start
+        bases = oi.column(0)[k:m].astype(np.int64) + self.base_offset
         try:
-            good = check_frames(data, batch_positions, bases)
+            good = check_frames(memoryview(data)[:checked_bytes], batch_positions, bases)
         except CorruptRecordError as exc:
             # The index knows where the next batch starts even when this read held one.
             following = (self.base_offset + oi.entry(k + 1)[0] if k + 1 < oi.entries
                          else self.next_offset)
             exc.last_offset = following - 1 if following > int(bases[0]) else None
             raise
-        if good < len(batch_positions):
-            cut = int(batch_positions[good])
-            last_good = read_header(data, int(batch_positions[good - 1]))
-            if last_good.next_offset <= offset:
-                # The index sent the read to a batch before ``offset`` (a damaged index
-                # entry): serving it would stall the reader on the same offset for ever.
-                raise CorruptRecordError(
-                    f"segment {self.log_path.name}: the index and the data disagree at "
-                    f"byte {start + cut}; offset {offset} cannot be located",
-                    first_offset=offset,
-                    last_offset=int(bases[good]) - 1 if int(bases[good]) > offset else None,
-                )
-            return data[:cut]
-        return data
+        if good == len(batch_positions):
+            return None
+        cut = int(batch_positions[good])
+        last_good = read_header(data, int(batch_positions[good - 1]))
+        if last_good.next_offset <= offset:
+            # The index sent the read to a batch before ``offset`` (a damaged index
+            # entry): serving it would stall the reader on the same offset for ever.
+            raise CorruptRecordError(
+                f"segment {self.log_path.name}: the index and the data disagree at "
+                f"byte {start + cut}; offset {offset} cannot be located",
+                first_offset=offset,
+                last_offset=int(bases[good]) - 1 if int(bases[good]) > offset else None,
+            )
+        return cut
 
     def position_of(self, offset: int) -> tuple[int, int]:
         """(entry number, position) of the batch containing ``offset``."""
@@ -225,6 +278,7 @@ class SegmentReader:
             self.damage = (result.end_position, result.next_offset)
         off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)
         self._close_indexes()
+        self.framed = EntryRanges()  # entry numbers of a rebuilt index may differ
         self._keep_rebuilt_indexes(off_cols, time_cols)
         self.indexes_rebuilt = True
         return result

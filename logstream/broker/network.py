@@ -32,6 +32,11 @@ def server_options(config: BrokerConfig) -> list[tuple[str, Any]]:
         ),
         ("grpc.http2.min_ping_interval_without_data_ms", config.keepalive_min_ping_interval_ms),
         ("grpc.http2.max_pings_without_data", 0),
+        # Keep each call's receive window at HTTP/2's initial size: with probing on, gRPC
+        # grows it until it takes whole messages the broker has not admitted yet
+        # (broker/admission.py).
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", 1024 * 1024),
     ]
 
 

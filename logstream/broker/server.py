@@ -32,6 +32,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from logstream.broker.admission import UnaryAdmission
 from logstream.broker.broker import Broker
 from logstream.broker.config import BrokerConfig
 from logstream.broker.group_servicer import GroupServicer
@@ -74,6 +75,9 @@ class BrokerServer:
         self.queues = QueueManager(broker)
         broker.queues = self.queues
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
+        self.admission = UnaryAdmission(
+            max(1, config.max_request_bytes_in_flight // config.max_message_bytes)
+        )
         self.pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
         )
@@ -101,7 +105,7 @@ class BrokerServer:
         config = self.config
         server = grpc.aio.server(
             migration_thread_pool=self.pool,
-            interceptors=self.security.interceptors,
+            interceptors=(*self.security.interceptors, self.admission),
             options=server_options(config),
         )
         servicers = (

@@ -1,0 +1,125 @@
+"""Many concurrent large unary Produce calls against a real broker process: the broker
+admits ``max_request_bytes_in_flight // max_message_bytes`` of them at a time before gRPC
+reads their bytes (broker/admission.py), so its memory stays bounded while every call is
+still answered. Also the gate's slot accounting, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from logstream.broker.admission import UnaryAdmission
+from logstream.protocol import log_pb2, log_pb2_grpc
+from logstream.testing.broker import BrokerProcess
+
+MiB = 1 << 20
+MESSAGE = 8 * MiB  # the broker's max_message_bytes; the cap is two of them: 2 slots
+CALLS = 12
+# An admitted request is held ~4 times while it is handled (gRPC's buffer, the bytes, the
+# parsed message, the batch): the bound is 6 copies per slot plus 32 MiB of gRPC and
+# allocator slack. Measured: 70-84 MiB; 257 MiB before the gate (every call's bytes at once).
+RSS_GROWTH_BOUND = 6 * 2 * MESSAGE + 32 * MiB
+
+
+def _rss_anon(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_concurrent_max_size_produce_calls_keep_the_broker_memory_bounded(
+    tmp_path: Path,
+) -> None:
+    broker = BrokerProcess(
+        tmp_path / "data", log_level="WARNING", max_message_bytes=MESSAGE,
+        max_request_bytes_in_flight=2 * MESSAGE, auto_create_topics=True,
+    ).start()
+    try:
+        payload = b"\1" * (MESSAGE - 64 * 1024)  # not a batch: answered per batch, not read
+        request = log_pb2.ProduceRequest(
+            partitions=[log_pb2.PartitionProduceData(topic="big", batches=[payload])]
+        )
+        codes: list[str] = []
+        lock = threading.Lock()
+
+        def send() -> None:
+            channel = grpc.insecure_channel(
+                broker.address, options=[("grpc.max_send_message_length", MESSAGE)]
+            )
+            try:
+                log_pb2_grpc.LogStub(channel).Produce(request, timeout=120)
+                code = "OK"
+            except grpc.RpcError as err:
+                code = err.code().name  # type: ignore[attr-defined]
+            finally:
+                channel.close()
+            with lock:
+                codes.append(code)
+
+        time.sleep(0.5)  # let the broker settle after its start
+        base = _rss_anon(broker.pid)
+        peak = base
+        threads = [threading.Thread(target=send) for _ in range(CALLS)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 120
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            peak = max(peak, _rss_anon(broker.pid))
+            time.sleep(0.005)
+        for t in threads:
+            t.join(timeout=1)
+        assert codes == ["OK"] * CALLS
+        growth = peak - base
+        print(f"broker anonymous RSS {base / MiB:.0f} MiB -> peak {peak / MiB:.0f} MiB")
+        assert growth < RSS_GROWTH_BOUND, f"grew {growth / MiB:.0f} MiB"
+    finally:
+        broker.terminate()
+
+
+def test_the_gate_admits_its_slots_then_one_per_release() -> None:
+    async def run() -> None:
+        gate = UnaryAdmission(2)
+        first, second = await gate._acquire(), await gate._acquire()
+        third = asyncio.create_task(gate._acquire())
+        fourth = asyncio.create_task(gate._acquire())
+        await asyncio.sleep(0.02)
+        assert not third.done() and not fourth.done() and gate.waiting == 2
+        # given back from another thread, as a synchronous handler's pool thread does
+        threading.Thread(target=first.release).start()
+        slot3 = await asyncio.wait_for(third, 5)
+        assert not fourth.done() and gate.in_use == 2
+        fourth.cancel()  # a cancelled waiter leaves the queue
+        with pytest.raises(asyncio.CancelledError):
+            await fourth
+        assert gate.waiting == 0
+        del second  # a call dropped before its handler ran gives its slot back
+        gc.collect()
+        assert gate.in_use == 1
+        slot3.release()
+        slot3.release()  # once only
+        assert gate.in_use == 0
+
+    asyncio.run(run())
+
+
+def test_a_woken_waiter_that_is_cancelled_passes_the_wake_up_on() -> None:
+    async def run() -> None:
+        gate = UnaryAdmission(1)
+        held = await gate._acquire()
+        a = asyncio.create_task(gate._acquire())
+        b = asyncio.create_task(gate._acquire())
+        await asyncio.sleep(0.02)
+        held.release()  # wakes a...
+        a.cancel()  # ...which is cancelled before it runs: b must get the slot
+        slot = await asyncio.wait_for(b, 5)
+        assert gate.in_use == 1
+        slot.release()
+
+    asyncio.run(run())

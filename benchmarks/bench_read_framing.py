@@ -78,7 +78,7 @@ def main() -> None:
         batches = len(here.read(0, READ)) // batch_bytes
 
         real = segment_reader.check_frames
-        disk_segments = list(disk._segments)  # the benchmark resets their memory
+        disk_segments = disk.segments()  # the benchmark resets their memory
         first_seg = disk_segments[0]
 
         def no_check() -> object:

@@ -228,7 +228,7 @@ def test_damage_on_disk_is_found_at_the_first_read_after_the_open(tmp_path: Path
         assert (info.value.first_offset, info.value.last_offset) == (15, 17)
         end = log.log_end_offset
         log.append(make_batch(3, tag=99, value_size=100))
-        active = log._segments.last
+        active = log.segments()[-1]
         assert active.appended_from is not None and active.appended_from < active.size
         assert _offsets(log.read(end, 1 << 20)) == [end, end + 1, end + 2]
 

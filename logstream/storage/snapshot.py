@@ -10,9 +10,10 @@ which shares the segment set, the index lookups and the ``pread`` reads with the
 The last segment of every partition is scanned in memory (``recovery.scan_batches``: every
 CRC, stop at the first bad batch or at the zero tail), whether or not the directory was
 closed cleanly, so a crashed directory and a live broker's preallocated active segment both
-read up to their last good batch. Indexes that are missing or damaged are rebuilt in
-memory. The view is as of the open; :meth:`DirectorySnapshot.refresh` picks up what a live
-writer appended since.
+read up to their last good batch; a bad batch that good batches follow is damage, refused
+by name like a writable open's (:meth:`SnapshotSegment.scan`), not the end. Indexes that
+are missing or damaged are rebuilt in memory. The view is as of the open;
+:meth:`DirectorySnapshot.refresh` picks up what a live writer appended since.
 
 Concurrency: each PartitionSnapshot has its own lock, like a PartitionLog; the directory's
 topic table is fixed at the open.

@@ -99,28 +99,18 @@ def verify(
     Lists each damaged offset range as `TOPIC PARTITION FIRST..LAST: WHY` (LAST `?`: up to
     the next segment). Exit 0 clean, 1 damage found, 2 usage or I/O error."""
     from logstream.errors import LogstreamError
-    from logstream.storage.snapshot import DirectorySnapshot
-    from logstream.storage.verify import verify_snapshot
 
+    storage_log = logging.getLogger("logstream.storage")
+    level = storage_log.level
     if not verbose:  # each finding is one line of the report instead
-        logging.getLogger("logstream.storage").setLevel(logging.CRITICAL)
+        storage_log.setLevel(logging.CRITICAL)
     t0 = time.monotonic()
     try:
-        with DirectorySnapshot.open(data_dir) as snap:
-            for name in topics:
-                snap.topic(name)  # an unknown name fails before the scan
-            logs = snap.all_logs() if not topics else [
-                p for name in topics for p in snap.topic(name).partitions]
-            total = sum(p.size_bytes for p in logs)
-            if quiet:
-                report = verify_snapshot(snap, topics=topics or None)
-            elif sys.stderr.isatty():
-                report = _with_rich_bar(snap, topics, total)
-            else:
-                report = verify_snapshot(snap, topics=topics or None,
-                                         progress=_PlainProgress(total))
+        report = _scan(data_dir, topics, quiet)
     except LogstreamError as exc:
         raise VerifyError(str(exc) or exc.name) from exc
+    finally:
+        storage_log.setLevel(level)  # embedded callers (CliRunner) keep their logging
     seconds = time.monotonic() - t0
     if output == "json":
         click.echo(json.dumps({
@@ -145,6 +135,23 @@ def verify(
                 click.echo(note)
         click.echo(_summary(report, seconds))
     click.get_current_context().exit(1 if report.damage else 0)
+
+
+def _scan(data_dir: Path, topics: tuple[str, ...], quiet: bool) -> Any:
+    from logstream.storage.snapshot import DirectorySnapshot
+    from logstream.storage.verify import verify_snapshot
+
+    with DirectorySnapshot.open(data_dir) as snap:
+        for name in topics:
+            snap.topic(name)  # an unknown name fails before the scan
+        logs = snap.all_logs() if not topics else [
+            p for name in topics for p in snap.topic(name).partitions]
+        total = sum(p.size_bytes for p in logs)
+        if quiet:
+            return verify_snapshot(snap, topics=topics or None)
+        if sys.stderr.isatty():
+            return _with_rich_bar(snap, topics, total)
+        return verify_snapshot(snap, topics=topics or None, progress=_PlainProgress(total))
 
 
 def _with_rich_bar(snap: Any, topics: tuple[str, ...], total: int) -> Any:

@@ -140,3 +140,14 @@ def test_plain_progress_on_stderr_when_it_is_not_a_terminal(
     assert progress and progress[-1].startswith("verify: 100% (")
     quiet = CliRunner().invoke(main, ["verify", str(tmp_path), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_an_in_process_run_leaves_the_storage_log_level_as_it_was(tmp_path: Path) -> None:
+    import logging
+
+    _write(tmp_path)
+    storage_log = logging.getLogger("logstream.storage")
+    before = storage_log.level
+    result = CliRunner().invoke(main, ["verify", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert storage_log.level == before

@@ -36,7 +36,7 @@ from logstream.codec.decode import (
     decode_rows,
     iter_batches,
 )
-from logstream.codec.encode import encode_batch, encode_headers, encode_records
+from logstream.codec.encode import encode_batch, encode_columns, encode_headers, encode_records
 from logstream.codec.framing import check_frames, walk_frames
 from logstream.codec.header import (
     ATTRIBUTES_POS,
@@ -103,6 +103,7 @@ __all__ = [
     "decode_headers",
     "decode_rows",
     "encode_batch",
+    "encode_columns",
     "encode_headers",
     "encode_records",
     "iter_batches",

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from logstream.codec import compression
+from logstream.codec.crc import crc32c
 from logstream.codec.header import (
     BLOB_COUNT,
     BLOB_NAME_LENGTH,
     BLOB_VALUE_LENGTH,
     COLUMN_DTYPE,
     COMPRESSION_MASK,
+    CRC_FIELD,
+    CRC_POS,
+    CRC_START,
     HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -28,7 +32,6 @@ from logstream.codec.header import (
     NO_PRODUCER_ID,
     NO_SEQUENCE,
     TIMESTAMP_TYPE_LOG_APPEND,
-    stamp_crc,
 )
 from logstream.errors import InvalidBatchError
 from logstream.types import Headers
@@ -36,6 +39,7 @@ from logstream.types import Headers
 _INT32_MAX: Final = 2**31 - 1
 
 Column = npt.NDArray[np.int32]
+IntColumn = npt.NDArray[np.integer[Any]]  # any integer dtype; written as int32
 
 
 def _lengths_and_blob(items: Sequence[bytes | None]) -> tuple[Column, bytes]:
@@ -132,30 +136,76 @@ def encode_batch(
             raise InvalidBatchError(f"{len(headers)} header blobs for {n} values")
         header_lengths, header_blob = _lengths_and_blob(headers)
     first_ts, max_ts, deltas = _timestamp_columns(timestamps, n, now_ms)
-
-    section = b"".join(
-        (
-            key_lengths.tobytes(),
-            value_lengths.tobytes(),
-            deltas.tobytes(),
-            header_lengths.tobytes(),
-            key_blob,
-            value_blob,
-            header_blob,
-        )
+    return encode_columns(
+        key_lengths,
+        key_blob,
+        value_lengths,
+        value_blob,
+        deltas,
+        header_lengths,
+        header_blob,
+        first_timestamp=first_ts,
+        max_timestamp=max_ts,
+        base_offset=base_offset,
+        compression_type=compression_type,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        log_append_time=log_append_time,
     )
+
+
+def encode_columns(
+    key_lengths: IntColumn,
+    key_blob: bytes | memoryview,
+    value_lengths: IntColumn,
+    value_blob: bytes | memoryview,
+    timestamp_deltas: IntColumn,
+    header_lengths: IntColumn,
+    header_blob: bytes | memoryview,
+    *,
+    first_timestamp: int,
+    max_timestamp: int,
+    base_offset: int = 0,
+    compression_type: int = compression.NONE,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
+    log_append_time: bool = False,
+) -> bytes:
+    """One batch from its columns as they are laid out (``header.py``): the four int32
+    columns (N entries each, -1 lengths for nulls) and the three concatenated byte runs.
+
+    The caller guarantees the columns agree with the runs (storage's append check verifies
+    it again); :func:`encode_batch` builds them from Python values, the Kafka listener from
+    a Kafka batch's bytes.
+    """
+    n = len(value_lengths)
+    if n == 0:
+        raise InvalidBatchError("a batch needs at least one record")
+    parts: list[bytes | memoryview] = [
+        key_lengths.astype(COLUMN_DTYPE, copy=False).tobytes(),
+        value_lengths.astype(COLUMN_DTYPE, copy=False).tobytes(),
+        timestamp_deltas.astype(COLUMN_DTYPE, copy=False).tobytes(),
+        header_lengths.astype(COLUMN_DTYPE, copy=False).tobytes(),
+        key_blob,
+        value_blob,
+        header_blob,
+    ]
     if len(key_blob) > _INT32_MAX or len(value_blob) > _INT32_MAX:
         raise InvalidBatchError("batch sections larger than 2 GiB")
-    stored = compression.compress(compression_type, section)
+    if compression_type != compression.NONE:
+        parts = [compression.compress(compression_type, b"".join(parts))]
+    stored_length = sum(map(len, parts))
     attributes = compression_type & COMPRESSION_MASK
     if log_append_time:
         attributes |= TIMESTAMP_TYPE_LOG_APPEND
-    batch_length = HEADER_SIZE + len(stored)
+    batch_length = HEADER_SIZE + stored_length
     if batch_length > _INT32_MAX:
         raise InvalidBatchError("batch larger than 2 GiB")
-    buf = bytearray(batch_length)
+    head = bytearray(HEADER_SIZE)
     HEADER.pack_into(
-        buf,
+        head,
         0,
         base_offset,
         batch_length,
@@ -163,19 +213,22 @@ def encode_batch(
         0,  # crc, filled in below
         attributes,
         n,
-        first_ts,
-        max_ts,
+        first_timestamp,
+        max_timestamp,
         producer_id,
         producer_epoch,
         base_sequence,
         len(key_blob),
         len(value_blob),
         len(header_blob),
-        len(stored),
+        stored_length,
     )
-    buf[HEADER_SIZE:] = stored
-    stamp_crc(buf, 0, batch_length)
-    return bytes(buf)
+    # The CRC runs over the header's tail and then each part, so the batch is joined once.
+    crc = crc32c(memoryview(head)[CRC_START:])
+    for part in parts:
+        crc = crc32c(part, crc)
+    CRC_FIELD.pack_into(head, CRC_POS, crc)
+    return b"".join((head, *parts))
 
 
 def encode_records(

@@ -119,6 +119,7 @@ MAX_TIMESTAMP_POS: Final = _POSITION["max_timestamp"]
 _BASE_OFFSET: Final = _FIELD["base_offset"]
 _LENGTH: Final = _FIELD["batch_length"]
 _CRC: Final = _FIELD["crc"]
+CRC_FIELD: Final = _CRC  # the crc field alone, for encoders that compute it themselves
 _PRODUCER: Final = struct.Struct("<qhi")  # producer_id, producer_epoch, base_sequence
 PRODUCER_ID_POS: Final = _POSITION["producer_id"]
 _ATTRIBUTES: Final = _FIELD["attributes"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from logstream.broker.admin import AdminHandler
+from logstream.broker.admin import AdminHandler, refuse_internal
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchSpec
 from logstream.broker.produce import ProduceHandler
@@ -32,7 +32,8 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.kafka import wire
-from logstream.kafka.records import kafka_to_logstream, logstream_to_kafka, split_kafka_batches
+from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
 from logstream.kafka.wire import Request, build, ms
 from logstream.storage.config import is_internal_topic
 
@@ -166,11 +167,16 @@ class LogApis:
         if body.transactional_id is not None:
             return answer(InvalidRequestError("transactional produce is not supported"))
         try:
-            batches = [kafka_to_logstream(b) for b in split_kafka_batches(part.records or b"")]
+            kafka_batches = [read_kafka_batch(b) for b in split_kafka_batches(part.records or b"")]
+            if not kafka_batches:
+                return answer(CorruptRecordError("no record batch in the request"))
+            refuse_internal(topic, "produce to")  # before get_log could create one
+            with self.broker.operation():
+                plog = self.broker.get_log(topic, part.index, create=True)
+            limit = plog.config.max_batch_bytes
+            batches = [b for cols in kafka_batches for b in to_logstream_batches(cols, limit)]
         except LogstreamError as exc:
             return answer(exc)
-        if not batches:
-            return answer(CorruptRecordError("no record batch in the request"))
         out = self.produce_handler.produce(
             topic, part.index, batches, acks=acks, timeout_ms=ms(body.timeout)
         )

@@ -13,8 +13,8 @@ Attributes bits 0-2 compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd), bit 3
 timestamp type, bit 4 transactional, bit 5 control. logstream's layout is in
 ``logstream/codec/header.py``.
 
-Produce: aiokafka's compiled reader checks the CRC, decompresses and walks the varints in C;
-the fields go to :func:`logstream.codec.encode_batch` as columns. Producer id, epoch and
+Produce: ``batch_in.py`` checks the CRC, decompresses and reads the varints into columns
+with numpy, which become the logstream batch's columns directly. Producer id, epoch and
 base sequence are carried over, so storage's idempotence check sees the Kafka producer's
 own numbers. lz4 and zstd batches are stored with the same codec; gzip and snappy (which
 logstream's codec does not have) are stored uncompressed.
@@ -36,7 +36,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from aiokafka.codec import lz4_encode, zstd_encode
-from aiokafka.record._crecords import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record._crecords import DefaultRecordBatchBuilder
 
 from logstream.codec import (
     TIMESTAMP_TYPE_LOG_APPEND,
@@ -44,12 +44,11 @@ from logstream.codec import (
     compression,
     decode_batch,
     decode_headers,
-    encode_batch,
-    encode_headers,
     peek_length,
 )
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
+from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
 
 KAFKA_MAGIC = 2
 
@@ -83,14 +82,6 @@ assert _KAFKA_HEADER.size == 61
 _TRANSACTIONAL = 0x10
 _CONTROL = 0x20
 
-# Kafka codec id -> logstream codec id used to store the batch.
-_STORE_CODEC = {
-    0: compression.NONE,
-    1: compression.NONE,
-    2: compression.NONE,
-    3: compression.LZ4,
-    4: compression.ZSTD,
-}
 # logstream codec id -> Kafka codec id used on fetch.
 _FETCH_CODEC = {compression.NONE: 0, compression.LZ4: 3, compression.ZSTD: 4}
 
@@ -115,32 +106,9 @@ def split_kafka_batches(records: bytes | memoryview) -> Iterator[memoryview]:
 
 
 def kafka_to_logstream(kafka_batch: bytes | memoryview) -> bytes:
-    """One Kafka batch (magic 2) -> one logstream batch (base offset 0, stamped on append)."""
-    try:
-        batch = DefaultRecordBatch(bytes(kafka_batch))
-        if not batch.validate_crc():
-            raise CorruptRecordError("Kafka batch CRC32C mismatch")
-        if batch.attributes & (_TRANSACTIONAL | _CONTROL):
-            raise InvalidBatchError("transactional and control batches are not supported")
-        codec = batch.compression_type
-        records = list(batch)
-    except (CorruptRecordError, InvalidBatchError):
-        raise
-    except Exception as exc:  # the reader raises its own types for bad varints, bad codecs
-        raise CorruptRecordError(f"cannot decode Kafka batch: {exc}") from exc
-    if not records:
-        raise InvalidBatchError("a Kafka batch with no records")
-    headers = [encode_headers(r.headers) if r.headers else b"" for r in records]
-    return encode_batch(
-        [r.value for r in records],
-        keys=[r.key for r in records],
-        timestamps=[r.timestamp for r in records],
-        headers=headers if any(headers) else None,
-        compression_type=_STORE_CODEC.get(codec, compression.NONE),
-        producer_id=batch.producer_id,
-        producer_epoch=batch.producer_epoch,
-        base_sequence=batch.base_sequence,
-    )
+    """One Kafka batch (magic 2) -> one logstream batch (base offset 0, stamped on append),
+    however large; the listener splits by the topic's limit with :mod:`batch_in`."""
+    return to_logstream_batches(read_kafka_batch(kafka_batch), 2**31 - 1)[0]
 
 
 def logstream_to_kafka(stored: bytes | memoryview) -> bytes:

@@ -1,0 +1,175 @@
+"""The columnar Kafka batch reader (produce path) against aiokafka's per-record reader."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiokafka.record._crecords import DefaultRecordBatch, DefaultRecordBatchBuilder
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logstream.codec import decode_batch, decode_headers, read_header
+from logstream.codec.crc import crc32c
+from logstream.errors import CorruptRecordError, InvalidBatchError
+from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+
+CODECS = [0, 1, 2, 3, 4]  # none, gzip, snappy, lz4, zstd
+
+header = st.tuples(
+    st.text(max_size=6),  # names: empty, multi-byte UTF-8
+    st.one_of(st.none(), st.binary(max_size=12)),
+)
+record = st.tuples(
+    st.one_of(st.none(), st.binary(max_size=20)),  # key
+    st.one_of(st.none(), st.binary(max_size=200)),  # value
+    st.integers(0, 20_000_000),  # timestamp delta: one- to four-byte varints
+    st.lists(header, max_size=3),
+)
+
+
+def build(records: list, codec: int = 0, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
+    builder = DefaultRecordBatchBuilder(2, codec, 0, *producer, 1 << 30)
+    for i, (key, value, delta, headers) in enumerate(records):
+        builder.append(i, 1_700_000_000_000 + delta, key, value, list(headers))
+    return bytes(builder.build())
+
+
+def logstream_rows(batches: list[bytes]) -> list[tuple]:
+    rows = []
+    for raw in batches:
+        d = decode_batch(raw)
+        blob = d.headers_blob
+        for key, value, ts, start, size in zip(
+            d.key_list(),
+            d.value_list(),
+            d.timestamps.tolist(),
+            d.header_starts.tolist(),
+            d.header_lengths.tolist(),
+            strict=True,
+        ):
+            hdrs = list(decode_headers(blob[start : start + size])) if size else []
+            rows.append((key, value, ts, hdrs))
+    return rows
+
+
+def kafka_rows(raw: bytes) -> list[tuple]:
+    """As logstream reads them back: a null header value reads as b"" (decode_headers)."""
+    return [
+        (r.key, r.value, r.timestamp, [(n, v or b"") for n, v in r.headers])
+        for r in DefaultRecordBatch(raw)
+    ]
+
+
+@settings(max_examples=150)
+@given(st.lists(record, min_size=1, max_size=60), st.sampled_from(CODECS))
+def test_columns_match_the_per_record_reader(records: list, codec: int) -> None:
+    raw = build(records, codec, producer=(7, 1, 5))
+    cols = read_kafka_batch(raw)
+    assert (cols.producer_id, cols.producer_epoch, cols.base_sequence) == (7, 1, 5)
+    assert logstream_rows(to_logstream_batches(cols, 1 << 30)) == kafka_rows(raw)
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(1, 3000),
+    st.integers(0, 300),
+    st.booleans(),
+    st.sampled_from([0, 3]),
+)
+def test_runs_of_equal_records_are_found(count: int, size: int, keyed: bool, codec: int) -> None:
+    """Fixed-shape records whose length varint changes as offset and time deltas grow:
+    the run search must stop and restart at each change."""
+    records = [
+        (b"k%04d" % (i % 10_000) if keyed else None, b"v" * size, i * 3, [])
+        for i in range(count)
+    ]
+    raw = build(records, codec)
+    assert logstream_rows(to_logstream_batches(read_kafka_batch(raw), 1 << 30)) == kafka_rows(raw)
+
+
+def test_records_of_every_size_in_turn() -> None:
+    records = [(None, b"x" * (i % 37) * 5, i, []) for i in range(500)]
+    raw = build(records)
+    assert logstream_rows(to_logstream_batches(read_kafka_batch(raw), 1 << 30)) == kafka_rows(raw)
+
+
+@pytest.mark.parametrize("limit", [200, 1_000, 5_000])
+def test_a_batch_over_the_limit_becomes_consecutive_batches(limit: int) -> None:
+    records = [(b"k", b"v" * (i % 50), i, [("h", b"x")] if i % 3 else []) for i in range(300)]
+    raw = build(records, 4, producer=(9, 0, 2**31 - 100))
+    batches = to_logstream_batches(read_kafka_batch(raw), limit)
+    assert len(batches) > 1
+    assert all(len(b) <= limit for b in batches)
+    assert logstream_rows(batches) == kafka_rows(raw)
+    sequences = [read_header(b).base_sequence for b in batches]
+    counts = [read_header(b).record_count for b in batches]
+    expected = 2**31 - 100
+    for seq, n in zip(sequences, counts, strict=True):
+        assert seq == expected
+        expected = (expected + n) & (2**31 - 1)  # Kafka's sequences wrap to 0
+
+
+def test_a_record_over_the_limit_gets_its_own_batch() -> None:
+    raw = build([(None, b"a", 0, []), (None, b"b" * 500, 1, []), (None, b"c", 2, [])])
+    batches = to_logstream_batches(read_kafka_batch(raw), 300)
+    assert [read_header(b).record_count for b in batches] == [1, 1, 1]
+
+
+def _restamp(raw: bytearray) -> bytes:
+    """Recompute a Kafka batch's CRC after editing it."""
+    struct.pack_into(">I", raw, 17, crc32c(memoryview(raw)[21:]))
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("bit", [0x10, 0x20])
+def test_transactional_and_control_batches_are_refused(bit: int) -> None:
+    raw = bytearray(build([(b"k", b"v", 0, [])]))
+    raw[22] |= bit  # attributes, low byte
+    with pytest.raises(InvalidBatchError):
+        read_kafka_batch(_restamp(raw))
+
+
+def test_a_header_name_that_is_not_utf8_is_refused() -> None:
+    raw = bytearray(build([(None, b"v", 0, [("ab", b"x")])]))
+    pos = bytes(raw).rindex(b"ab")
+    raw[pos] = 0xC3  # a lead byte completed by the next name byte would be valid;
+    raw[pos + 1] = 0x28  # this one is not
+    with pytest.raises(InvalidBatchError):
+        read_kafka_batch(_restamp(raw))
+
+
+def test_a_bad_crc_is_corrupt() -> None:
+    raw = bytearray(build([(b"k", b"v", 0, [])]))
+    raw[-1] ^= 1
+    with pytest.raises(CorruptRecordError):
+        read_kafka_batch(bytes(raw))
+
+
+@settings(max_examples=300)
+@given(st.lists(record, min_size=1, max_size=8), st.data())
+def test_damaged_records_are_refused_cleanly(records: list, data: st.DataObject) -> None:
+    """Any byte of the records changed (the CRC made to match): a named error or records
+    that agree with the per-record reader's, never another exception."""
+    raw = bytearray(build(records))
+    pos = data.draw(st.integers(61, len(raw) - 1))
+    raw[pos] = data.draw(st.integers(0, 255))
+    edited = _restamp(raw)
+    try:
+        batches = to_logstream_batches(read_kafka_batch(edited), 1 << 30)
+    except (CorruptRecordError, InvalidBatchError):
+        return
+    try:
+        expected = kafka_rows(edited)
+    except Exception:
+        return  # the per-record reader refuses what the columns took: bytes it skips
+    assert logstream_rows(batches) == expected
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20])
+def test_a_short_record_section_is_corrupt(cut: int) -> None:
+    raw = bytearray(build([(b"k", b"value", 0, [("h", b"x")])] * 3))
+    del raw[-cut:]
+    struct.pack_into(">i", raw, 8, len(raw) - 12)
+    with pytest.raises(CorruptRecordError):
+        read_kafka_batch(_restamp(raw))

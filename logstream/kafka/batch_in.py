@@ -30,6 +30,7 @@ UTF-8, timestamps spanning more than ~24 days): InvalidBatchError.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
@@ -325,38 +326,49 @@ def _varints_at(buf: np.ndarray, pos: Int64s) -> tuple[Int64s, Int64s]:
     return signed, sizes
 
 
+def uniform_runs(starts: Int64s, sizes: Int64s) -> list[tuple[int, int]] | None:
+    """Split records into runs ``[a, b)`` of equal size at an equal spacing, or None when
+    there would be more than one run per 8 records (then a strided copy per run costs
+    more than the alternatives)."""
+    n = len(starts)
+    if n == 1:
+        return [(0, 1)]
+    steps = np.diff(starts)
+    breaks = np.diff(sizes) != 0
+    breaks[1:] |= steps[1:] != steps[:-1]
+    edges = np.flatnonzero(breaks) + 1
+    if len(edges) > n // 8:
+        return None
+    return list(itertools.pairwise([0, *edges.tolist(), n]))
+
+
+def strided_rows(buf: np.ndarray, start: int, rows: int, width: int, step: int) -> np.ndarray:
+    """A (rows, width) view of ``buf`` whose rows begin ``step`` bytes apart from
+    ``start`` (the caller guarantees the last row ends within ``buf``)."""
+    return np.lib.stride_tricks.as_strided(
+        buf[start:], shape=(rows, width), strides=(step, 1), writeable=True
+    )
+
+
 def _gather(buf: np.ndarray, starts: Int64s, lengths: Int64s) -> bytes:
     """The runs ``buf[start:start+length]`` (nulls take none) concatenated in order.
 
     Consecutive records with the same length at the same spacing are one strided copy;
     when sizes change too often for that, one slice per record."""
     sizes = np.maximum(lengths, 0)
-    total = int(sizes.sum())
-    n = len(starts)
-    if not total:
+    if not int(sizes.max()):
         return b""
-    if n == 1:
-        return buf[int(starts[0]) : int(starts[0]) + total].tobytes()
-    steps = np.diff(starts)
-    breaks = np.diff(sizes) != 0
-    breaks[1:] |= steps[1:] != steps[:-1]
-    edges = np.flatnonzero(breaks) + 1
-    if len(edges) > n // 8:
+    runs = uniform_runs(starts, sizes)
+    if runs is None:
         view = buf.data
         ends = starts + sizes
         return b"".join(map(view.__getitem__, map(slice, starts.tolist(), ends.tolist())))
     pieces = []
-    for a, b in zip([0, *edges.tolist()], [*edges.tolist(), n], strict=True):
+    for a, b in runs:
         start, width = int(starts[a]), int(sizes[a])
-        if not width:
-            continue
-        if b - a == 1:
-            pieces.append(buf[start : start + width].tobytes())
-            continue
-        rows = np.lib.stride_tricks.as_strided(
-            buf[start:], shape=(b - a, width), strides=(int(steps[a]), 1), writeable=False
-        )
-        pieces.append(rows.tobytes())
+        if width:
+            step = int(starts[a + 1] - starts[a]) if b - a > 1 else width
+            pieces.append(strided_rows(buf, start, b - a, width, step).tobytes())
     return b"".join(pieces)
 
 

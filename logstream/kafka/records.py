@@ -48,7 +48,12 @@ from logstream.codec import (
 )
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
-from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+from logstream.kafka.batch_in import (
+    read_kafka_batch,
+    strided_rows,
+    to_logstream_batches,
+    uniform_runs,
+)
 
 KAFKA_MAGIC = 2
 
@@ -272,18 +277,27 @@ def _scatter_varints(
 def _scatter_runs(out: np.ndarray, cursor: np.ndarray, sizes: np.ndarray, blob: memoryview) -> None:
     """Copy concatenated runs (record order, ``sizes`` bytes each) to the cursors.
 
-    The destination bytes are marked +1 at each run's start and -1 at its end; their
-    running sum is a mask of where the runs go, and a masked assignment copies them all.
-    """
+    Records whose runs have the same size at the same spacing are one strided assignment
+    (usually a handful per batch); otherwise one index per byte."""
     total = int(sizes.sum())
     if total:
         src = np.frombuffer(blob, dtype=np.uint8, count=total)
-        marks = np.zeros(out.shape[0] + 1, dtype=np.int8)
-        nonempty = sizes > 0
-        marks[cursor[nonempty]] += 1
-        marks[(cursor + sizes)[nonempty]] -= 1
-        mask = np.cumsum(marks[:-1], dtype=np.int8).view(np.bool_)
-        out[mask] = src
+        runs = uniform_runs(cursor, sizes)
+        if runs is None:
+            shift = np.cumsum(sizes) - sizes
+            step = np.arange(total)
+            out[np.repeat(cursor - shift, sizes) + step] = src  # the runs are back to back
+        else:
+            taken = 0
+            for a, b in runs:
+                width = int(sizes[a])
+                if not width:
+                    continue
+                rows = b - a
+                gap = int(cursor[a + 1] - cursor[a]) if rows > 1 else width
+                dest = strided_rows(out, int(cursor[a]), rows, width, gap)
+                dest[:] = src[taken : taken + rows * width].reshape(rows, width)
+                taken += rows * width
     cursor += sizes
 
 

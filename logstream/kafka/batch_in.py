@@ -304,12 +304,19 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     raise CorruptRecordError(f"bad varint at byte {pos} of a Kafka batch")
 
 
-def _varints_at(buf: np.ndarray, pos: Int64s) -> tuple[Int64s, Int64s]:
-    """The zigzag varints at ``pos`` (every position <= the payload end): (values, sizes)."""
+def _varints_at(buf: np.ndarray, pos: Int64s) -> tuple[Int64s, Int64s | int]:
+    """The zigzag varints at ``pos`` (every position <= the payload end): (values, sizes);
+    sizes is the int 1 when every varint is one byte."""
     first = buf[pos]
-    if not bool((first & 0x80).any()):  # all one byte, the usual case
+    more = first >= 0x80
+    if not more.any():  # all one byte, the usual case for small fields
         u = first.astype(np.int64)
-        return (u >> 1) ^ -(u & 1), np.ones(len(pos), dtype=np.int64)
+        return (u >> 1) ^ -(u & 1), 1
+    second = buf[pos + 1]
+    if not (more & (second >= 0x80)).any():  # at most two bytes: deltas below 8,192
+        u = first.astype(np.int64)
+        u = np.where(more, (u & 0x7F) | (second.astype(np.int64) << 7), u)
+        return (u >> 1) ^ -(u & 1), more.astype(np.int64) + 1
     value = np.zeros(len(pos), dtype=np.uint64)
     sizes = np.zeros(len(pos), dtype=np.int64)
     active = np.ones(len(pos), dtype=np.bool_)

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from aiokafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
+from aiokafka.record._crecords import DefaultRecordBatch
 
-from logstream.codec import HEADER_SIZE, compression, encode_columns
+from logstream.codec import HEADER_SIZE, compression, encode_columns, encode_headers
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
 
@@ -81,7 +82,15 @@ class KafkaColumns:
         return len(self.value_lengths)
 
 
-def read_kafka_batch(kafka_batch: bytes | memoryview) -> KafkaColumns:
+SMALL_BATCH_RECORDS = 512
+"""Up to this many records, aiokafka's compiled reader (an object per record) costs less
+than the ~60 numpy calls of the columnar reader, whose cost hardly depends on the count
+(measured: 1 record 13 vs 97 us, 1,000 records 490-1,560 vs 410 us)."""
+
+
+def read_kafka_batch(
+    kafka_batch: bytes | memoryview, *, small_batch_records: int = SMALL_BATCH_RECORDS
+) -> KafkaColumns:
     """Check and read one whole Kafka batch (as :func:`split_kafka_batches` cuts them)."""
     view = memoryview(kafka_batch)
     if len(view) < _HEADER.size:
@@ -97,6 +106,9 @@ def read_kafka_batch(kafka_batch: bytes | memoryview) -> KafkaColumns:
     if count <= 0:
         raise InvalidBatchError("a Kafka batch with no records")
     codec = attributes & 0x07
+    producer = (producer_id, producer_epoch, base_sequence)
+    if count <= small_batch_records:
+        return _read_small(view, codec, producer)
     payload: bytes | memoryview = view[_HEADER.size :]
     if codec:
         decode = _DECODE.get(codec)
@@ -123,6 +135,33 @@ def read_kafka_batch(kafka_batch: bytes | memoryview) -> KafkaColumns:
         producer_id=producer_id,
         producer_epoch=producer_epoch,
         base_sequence=base_sequence,
+    )
+
+
+def _read_small(view: memoryview, codec: int, producer: tuple[int, int, int]) -> KafkaColumns:
+    """A few records through aiokafka's reader (CRC and flags are already checked)."""
+    try:
+        records = list(DefaultRecordBatch(bytes(view)))
+    except Exception as exc:  # the reader raises its own types for bad varints, bad codecs
+        raise CorruptRecordError(f"cannot decode Kafka batch: {exc}") from exc
+    if not records:
+        raise InvalidBatchError("a Kafka batch with no records")
+    n = len(records)
+    keys = [r.key for r in records]
+    values = [r.value for r in records]
+    headers = [encode_headers(r.headers) if r.headers else b"" for r in records]
+    return KafkaColumns(
+        key_lengths=np.fromiter((-1 if k is None else len(k) for k in keys), np.int64, n),
+        keys=b"".join([k for k in keys if k]),
+        value_lengths=np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n),
+        values=b"".join([v for v in values if v]),
+        timestamps=np.fromiter((r.timestamp for r in records), np.int64, n),
+        header_lengths=np.fromiter(map(len, headers), np.int64, n),
+        headers=b"".join(headers),
+        kafka_codec=codec,
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        base_sequence=producer[2],
     )
 
 

@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from logstream.codec import decode_batch, decode_headers, read_header
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
-from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+from logstream.kafka.batch_in import (
+    SMALL_BATCH_RECORDS,
+    read_kafka_batch,
+    to_logstream_batches,
+)
 from logstream.kafka.records import logstream_to_kafka
 
 CODECS = [0, 1, 2, 3, 4]  # none, gzip, snappy, lz4, zstd
@@ -62,11 +66,15 @@ def kafka_rows(raw: bytes) -> list[tuple]:
     ]
 
 
+COLUMNAR = 0  # small_batch_records: every batch through the columnar reader
+BOTH = st.sampled_from([COLUMNAR, SMALL_BATCH_RECORDS])
+
+
 @settings(max_examples=150)
-@given(st.lists(record, min_size=1, max_size=60), st.sampled_from(CODECS))
-def test_columns_match_the_per_record_reader(records: list, codec: int) -> None:
+@given(st.lists(record, min_size=1, max_size=60), st.sampled_from(CODECS), BOTH)
+def test_columns_match_the_per_record_reader(records: list, codec: int, small: int) -> None:
     raw = build(records, codec, producer=(7, 1, 5))
-    cols = read_kafka_batch(raw)
+    cols = read_kafka_batch(raw, small_batch_records=small)
     assert (cols.producer_id, cols.producer_epoch, cols.base_sequence) == (7, 1, 5)
     assert logstream_rows(to_logstream_batches(cols, 1 << 30)) == kafka_rows(raw)
 
@@ -82,24 +90,25 @@ def test_runs_of_equal_records_are_found(count: int, size: int, keyed: bool, cod
     """Fixed-shape records whose length varint changes as offset and time deltas grow:
     the run search must stop and restart at each change."""
     records = [
-        (b"k%04d" % (i % 10_000) if keyed else None, b"v" * size, i * 3, [])
-        for i in range(count)
+        (b"k%04d" % (i % 10_000) if keyed else None, b"v" * size, i * 3, []) for i in range(count)
     ]
     raw = build(records, codec)
-    assert logstream_rows(to_logstream_batches(read_kafka_batch(raw), 1 << 30)) == kafka_rows(raw)
+    cols = read_kafka_batch(raw, small_batch_records=COLUMNAR)
+    assert logstream_rows(to_logstream_batches(cols, 1 << 30)) == kafka_rows(raw)
 
 
 def test_records_of_every_size_in_turn() -> None:
     records = [(None, b"x" * (i % 37) * 5, i, []) for i in range(500)]
     raw = build(records)
-    assert logstream_rows(to_logstream_batches(read_kafka_batch(raw), 1 << 30)) == kafka_rows(raw)
+    cols = read_kafka_batch(raw, small_batch_records=COLUMNAR)
+    assert logstream_rows(to_logstream_batches(cols, 1 << 30)) == kafka_rows(raw)
 
 
 @pytest.mark.parametrize("limit", [200, 1_000, 5_000])
 def test_a_batch_over_the_limit_becomes_consecutive_batches(limit: int) -> None:
     records = [(b"k", b"v" * (i % 50), i, [("h", b"x")] if i % 3 else []) for i in range(300)]
     raw = build(records, 4, producer=(9, 0, 2**31 - 100))
-    batches = to_logstream_batches(read_kafka_batch(raw), limit)
+    batches = to_logstream_batches(read_kafka_batch(raw, small_batch_records=COLUMNAR), limit)
     assert len(batches) > 1
     assert all(len(b) <= limit for b in batches)
     assert logstream_rows(batches) == kafka_rows(raw)
@@ -131,13 +140,14 @@ def test_transactional_and_control_batches_are_refused(bit: int) -> None:
         read_kafka_batch(_restamp(raw))
 
 
-def test_a_header_name_that_is_not_utf8_is_refused() -> None:
+@pytest.mark.parametrize("small", [COLUMNAR, SMALL_BATCH_RECORDS])
+def test_a_header_name_that_is_not_utf8_is_refused(small: int) -> None:
     raw = bytearray(build([(None, b"v", 0, [("ab", b"x")])]))
     pos = bytes(raw).rindex(b"ab")
     raw[pos] = 0xC3  # a lead byte completed by the next name byte would be valid;
     raw[pos + 1] = 0x28  # this one is not
-    with pytest.raises(InvalidBatchError):
-        read_kafka_batch(_restamp(raw))
+    with pytest.raises((InvalidBatchError, CorruptRecordError)):
+        read_kafka_batch(_restamp(raw), small_batch_records=small)
 
 
 def test_a_bad_crc_is_corrupt() -> None:
@@ -148,8 +158,10 @@ def test_a_bad_crc_is_corrupt() -> None:
 
 
 @settings(max_examples=300)
-@given(st.lists(record, min_size=1, max_size=8), st.data())
-def test_damaged_records_are_refused_cleanly(records: list, data: st.DataObject) -> None:
+@given(st.lists(record, min_size=1, max_size=8), st.data(), BOTH)
+def test_damaged_records_are_refused_cleanly(
+    records: list, data: st.DataObject, small: int
+) -> None:
     """Any byte of the records changed (the CRC made to match): a named error or records
     that agree with the per-record reader's, never another exception."""
     raw = bytearray(build(records))
@@ -157,7 +169,7 @@ def test_damaged_records_are_refused_cleanly(records: list, data: st.DataObject)
     raw[pos] = data.draw(st.integers(0, 255))
     edited = _restamp(raw)
     try:
-        batches = to_logstream_batches(read_kafka_batch(edited), 1 << 30)
+        batches = to_logstream_batches(read_kafka_batch(edited, small_batch_records=small), 1 << 30)
     except (CorruptRecordError, InvalidBatchError):
         return
     try:
@@ -173,7 +185,7 @@ def test_a_short_record_section_is_corrupt(cut: int) -> None:
     del raw[-cut:]
     struct.pack_into(">i", raw, 8, len(raw) - 12)
     with pytest.raises(CorruptRecordError):
-        read_kafka_batch(_restamp(raw))
+        read_kafka_batch(_restamp(raw), small_batch_records=COLUMNAR)
 
 
 @settings(max_examples=60)
@@ -187,7 +199,7 @@ def test_large_batches_round_trip_through_fetch(records: list, repeat: int, code
     different) of the fetch encoder."""
     records = [r for r in records for _ in range(repeat)]
     raw = build(records, codec)
-    stored = to_logstream_batches(read_kafka_batch(raw), 1 << 30)[0]
+    stored = to_logstream_batches(read_kafka_batch(raw, small_batch_records=COLUMNAR), 1 << 30)[0]
     back = logstream_to_kafka(stored)
     assert DefaultRecordBatch(back).validate_crc()
     assert kafka_rows(back) == kafka_rows(raw)

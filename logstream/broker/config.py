@@ -221,16 +221,13 @@ class BrokerConfig:
                     "kafka_listen must be HOST:PORT with a port from 0 to 65535, "
                     f"got {self.kafka_listen!r}"
                 )
-            # The Kafka listener has no SASL yet: it would be a way around authentication.
-            if self.authenticated:
+            # The Kafka listener authenticates like the gRPC port: SASL against the same
+            # users with --auth, the client certificate with --tls-client-ca.
+            if not (self.authenticated or self.insecure or is_loopback(k_host.strip("[]"))):
                 raise InvalidConfigError(
-                    "kafka_listen cannot be used with authentication (--auth or "
-                    "--tls-client-ca): the Kafka listener has no SASL yet"
-                )
-            if not (self.insecure or is_loopback(k_host.strip("[]"))):
-                raise InvalidConfigError(
-                    f"{PROTECTED_MODE} kafka_listen {self.kafka_listen} (the Kafka listener has "
-                    "no authentication): use a loopback address, or --insecure to allow it"
+                    f"{PROTECTED_MODE} kafka_listen {self.kafka_listen} without authentication "
+                    "(protected mode): use --auth or --tls-client-ca, a loopback address, or "
+                    "--insecure to allow it"
                 )
 
     @property

@@ -197,7 +197,7 @@ def _kafka_edge(server: Any) -> Callable[[], None]:
     """Start the Kafka listener beside the gRPC server; prints its address line."""
     from logstream.kafka import KafkaListener
 
-    listener = KafkaListener(server.broker, server.config.kafka_listen)
+    listener = KafkaListener(server.broker, server.config.kafka_listen, security=server.security)
     listener.start()
     click.echo(f"logstream kafka listener on {listener.address}")
     return listener.stop

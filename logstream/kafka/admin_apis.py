@@ -18,6 +18,7 @@ from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
 from logstream.errors import InvalidRequestError, LogstreamError
 from logstream.kafka import wire
+from logstream.kafka.access import Access
 from logstream.kafka.log_apis import error_code
 from logstream.kafka.wire import Request, build
 
@@ -34,9 +35,15 @@ _SOURCE_DEFAULT = 5  # DEFAULT_CONFIG
 
 
 class AdminApis:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, access: Access | None = None) -> None:
         self.admin = AdminHandler(broker)
         self.broker = broker
+        self.access = access or Access()
+
+    def _check(self, req: Request, name: str, operation: str) -> None:
+        refused = self.access.refused(req.principal, "topic", name, operation)
+        if refused is not None:
+            raise refused
 
     def handlers(self) -> dict[int, Any]:
         return {
@@ -52,6 +59,7 @@ class AdminApis:
         for topic in req.body.topics:
             exc: LogstreamError | None = None
             try:
+                self._check(req, topic.name, "create")
                 if topic.replication_factor not in (-1, 1) or topic.assignments:
                     raise InvalidRequestError(
                         "one broker: replication factor must be 1 (or -1), no replica assignment"
@@ -93,6 +101,7 @@ class AdminApis:
         for name in names:
             exc: LogstreamError | None = None
             try:
+                self._check(req, name, "delete")
                 self.admin.delete_topic(name)
             except LogstreamError as err:
                 exc = err
@@ -112,6 +121,7 @@ class AdminApis:
         for topic in req.body.topics:
             exc: LogstreamError | None = None
             try:
+                self._check(req, topic.name, "alter")
                 if req.body.validate_only:
                     current = len(self.broker.manager.topic(topic.name).partitions)
                     if topic.count <= current:
@@ -139,6 +149,7 @@ class AdminApis:
             try:
                 if res.resource_type != _TOPIC_RESOURCE:
                     raise InvalidRequestError("only topic configs can be described")
+                self._check(req, res.resource_name, "describe")
                 with self.broker.operation():
                     topic = self.broker.manager.topic(res.resource_name)
                     values = topic.config.to_dict()

@@ -15,7 +15,7 @@ which touch storage, run on the pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -28,6 +28,7 @@ from logstream.broker.broker import Broker
 from logstream.coordinator import GroupCoordinator
 from logstream.errors import LogstreamError
 from logstream.kafka import wire
+from logstream.kafka.access import Access
 from logstream.kafka.log_apis import NODE_ID, error_code
 from logstream.kafka.wire import Request, build, ms
 from logstream.types import OffsetAndMetadata, TopicPartition
@@ -63,11 +64,16 @@ def assigned_partitions(assignment: bytes) -> tuple[TopicPartition, ...]:
 
 class GroupApis:
     def __init__(
-        self, broker: Broker, advertised: Callable[[], tuple[str, int]], pool: Executor
+        self,
+        broker: Broker,
+        advertised: Callable[[], tuple[str, int]],
+        pool: Executor,
+        access: Access | None = None,
     ) -> None:
         self.broker = broker
         self.advertised = advertised
         self.pool = pool
+        self.access = access or Access()
 
     @property
     def coordinator(self) -> GroupCoordinator:
@@ -78,10 +84,10 @@ class GroupApis:
     def handlers(self) -> dict[int, Callable[[Request], Any]]:
         return {
             wire.FIND_COORDINATOR: self._on_pool(self.find_coordinator),
-            wire.JOIN_GROUP: self.join_group,
-            wire.SYNC_GROUP: self.sync_group,
-            wire.HEARTBEAT: self._on_pool(self.heartbeat),
-            wire.LEAVE_GROUP: self._on_pool(self.leave_group),
+            wire.JOIN_GROUP: self._group_read(wire.JOIN_GROUP, self.join_group),
+            wire.SYNC_GROUP: self._group_read(wire.SYNC_GROUP, self.sync_group),
+            wire.HEARTBEAT: self._group_read(wire.HEARTBEAT, self._on_pool(self.heartbeat)),
+            wire.LEAVE_GROUP: self._group_read(wire.LEAVE_GROUP, self._on_pool(self.leave_group)),
             wire.OFFSET_COMMIT: self._on_pool(self.offset_commit),
             wire.OFFSET_FETCH: self._on_pool(self.offset_fetch),
             wire.LIST_GROUPS: self._on_pool(self.list_groups),
@@ -94,11 +100,42 @@ class GroupApis:
 
         return run
 
+    def _group_read(
+        self, api_key: int, handler: Callable[[Request], Awaitable[Any]]
+    ) -> Callable[[Request], Awaitable[Any]]:
+        """Membership APIs: the group's read permission first; a refusal is the answer's
+        top-level error (every version of these four has one)."""
+
+        async def run(req: Request) -> Any:
+            refused = self.access.refused(req.principal, "group", req.body.group_id, "read")
+            if refused is None:
+                return await handler(req)
+            response = wire.response_class(api_key, req.api_version)
+            return build(response, error_code=error_code(refused), generation_id=-1)
+
+        return run
+
     # -- coordinator, membership ---------------------------------------------------------
 
     def find_coordinator(self, req: Request) -> Any:
         mod = wire.response_module(wire.FIND_COORDINATOR, req.api_version)
         host, port = self.advertised()
+        key = getattr(req.body, "key", None)
+        key_type = int(getattr(req.body, "key_type", 0))
+        refused = (
+            self.access.refused(req.principal, "group", key, "describe")
+            if key is not None and key_type == 0
+            else None
+        )
+        if refused is not None:
+            return build(
+                mod.FindCoordinatorResponse,
+                error_code=error_code(refused),
+                error_message=str(refused),
+                node_id=-1,
+                host="",
+                port=-1,
+            )
         return build(
             mod.FindCoordinatorResponse,
             error_code=ErrorCode.none,
@@ -211,12 +248,18 @@ class GroupApis:
             for t in body.topics
             for p in t.partitions
         }
+        who = req.principal
+        refused = {tp: self.access.refused(who, "topic", tp.topic, "read") for tp in offsets}
+        results: dict[TopicPartition, Any] = {tp: e for tp, e in refused.items() if e}
+        allowed = {tp: o for tp, o in offsets.items() if not refused[tp]}
         try:
+            group_refused = self.access.refused(who, "group", body.group_id, "read")
+            if group_refused is not None:
+                raise group_refused
             self.coordinator.classic.check_commit(body.group_id, body.member_id, generation)
-            with self.broker.operation():
-                results: dict[TopicPartition, Any] = self.coordinator.commit(
-                    body.group_id, "", -1, offsets
-                )
+            if allowed:
+                with self.broker.operation():
+                    results.update(self.coordinator.commit(body.group_id, "", -1, allowed))
         except LogstreamError as exc:
             results = dict.fromkeys(offsets, exc)
         topics = tuple(
@@ -247,10 +290,18 @@ class GroupApis:
                 TopicPartition(t.name, int(p)) for t in body.topics for p in t.partition_indexes
             ]
         try:
+            refused = self.access.refused(req.principal, "group", body.group_id, "describe")
+            if refused is not None:
+                raise refused
             with self.broker.operation():
                 found = self.coordinator.fetch_offsets(body.group_id, wanted or None)
             if wanted is not None:
                 found = {tp: found.get(tp) for tp in wanted}
+            found = {
+                tp: c
+                for tp, c in found.items()
+                if self.access.allowed(req.principal, "topic", tp.topic, "describe")
+            }
             code = ErrorCode.none
         except LogstreamError as exc:
             found, code = dict.fromkeys(wanted or [], None), error_code(exc)
@@ -287,7 +338,8 @@ class GroupApis:
                 group_state=s.state,
             )
             for s in summaries
-            if not states or s.state in states
+            if (not states or s.state in states)
+            and self.access.allowed(req.principal, "group", s.group_id, "describe")
         )
         return build(mod.ListGroupsResponse, error_code=ErrorCode.none, groups=groups)
 
@@ -295,6 +347,18 @@ class GroupApis:
         mod = wire.response_module(wire.DESCRIBE_GROUPS, req.api_version)
         out = []
         for group_id in req.body.groups:
+            refused = self.access.refused(req.principal, "group", group_id, "describe")
+            if refused is not None:
+                out.append(
+                    build(
+                        mod.DescribedGroup,
+                        error_code=error_code(refused),
+                        group_id=group_id,
+                        members=(),
+                        authorized_operations=-(2**31),
+                    )
+                )
+                continue
             snap = self.coordinator.classic.snapshot(group_id)
             if snap is None:
                 out.append(

@@ -20,28 +20,43 @@ Bad input, and what the listener does (it never stops serving other connections)
   of its correlation id and UNSUPPORTED_VERSION (the body shape of that version is unknown
   to us), then a disconnect;
 - a handler that fails unexpectedly: logged, the connection closed.
+
+Security (docs/security.md, "Kafka listener"): with the broker's TLS certificate the
+port speaks TLS (and with ``--tls-client-ca`` requires a client certificate, whose CN is
+the principal); with ``--auth`` a connection must complete SASL (SaslHandshake v0-1 then
+SaslAuthenticate v0-2, or raw tokens after a v0 handshake; :mod:`sasl`) before any API
+but ApiVersions, else it is closed, as Kafka does; a failed authentication is answered
+SASL_AUTHENTICATION_FAILED and closed. With ``--acls`` every API checks the principal's
+rules (:mod:`access`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
 from logstream.broker.broker import Broker
 from logstream.errors import LogstreamError
 from logstream.kafka import wire
+from logstream.kafka.access import Access
 from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
 from logstream.kafka.admin_apis import AdminApis
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
 from logstream.kafka.log_apis import LogApis
+from logstream.kafka.sasl import MECHANISMS, SaslFailed, SaslSession
 from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
+
+if TYPE_CHECKING:  # the gRPC port's security object; only its stores are used here
+    from logstream.broker.security.edge import EdgeSecurity
 
 log = logging.getLogger("logstream.kafka")
 
@@ -51,10 +66,27 @@ _MIN_FRAME = 8  # api_key, api_version, correlation_id
 Handler = Callable[[Request], Awaitable[Any]]
 
 
+class _Connection:
+    """What the listener knows of one connection: who it is and where SASL stands."""
+
+    __slots__ = ("authenticated", "peer", "principal", "raw_sasl", "sasl")
+
+    def __init__(self, peer: object, principal: str, authenticated: bool) -> None:
+        self.peer = peer
+        self.principal = principal
+        self.authenticated = authenticated
+        self.sasl: SaslSession | None = None
+        self.raw_sasl = False  # after a v0 SaslHandshake the next frames are bare tokens
+
+
+_BEFORE_AUTHENTICATION = frozenset({wire.API_VERSIONS, wire.SASL_HANDSHAKE, wire.SASL_AUTHENTICATE})
+
+
 class KafkaListener:
     """``start()`` binds and serves on a new thread; ``stop()`` closes every connection.
 
     Thread-safe start/stop; the handlers run on the loop thread and the pool.
+    ``security`` (the gRPC port's ``EdgeSecurity``) supplies TLS, the user store and ACLs.
     """
 
     def __init__(
@@ -62,6 +94,7 @@ class KafkaListener:
         broker: Broker,
         listen: str,
         *,
+        security: EdgeSecurity | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         frame_timeout_s: float = 30.0,
         workers: int = 16,
@@ -75,7 +108,10 @@ class KafkaListener:
         self.max_request_bytes = max_request_bytes
         self.frame_timeout_s = frame_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
-        self.apis = LogApis(broker, lambda: (self.host, self.port))
+        self.store = security.store if security is not None else None
+        self.tls = security.tls if security is not None else None
+        access = Access(security.acls if security is not None else None)
+        self.apis = LogApis(broker, lambda: (self.host, self.port), access)
         self._handlers: dict[int, Handler] = {
             wire.API_VERSIONS: self._sync(self.apis.api_versions),
             wire.METADATA: self._sync(self.apis.metadata),
@@ -84,17 +120,20 @@ class KafkaListener:
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
         }
-        admin = AdminApis(broker)
+        admin = AdminApis(broker, access)
         for api_key, fn in admin.handlers().items():
             self.add_handler(api_key, ADMIN_VERSIONS[api_key], self._sync(fn))
         if broker.coordinator is not None:
-            groups = GroupApis(broker, lambda: (self.host, self.port), self.pool)
+            groups = GroupApis(broker, lambda: (self.host, self.port), self.pool, access)
             for api_key, handler in groups.handlers().items():
                 self.add_handler(api_key, GROUP_VERSIONS[api_key], handler)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        if self.store is not None:
+            wire.register(wire.SASL_HANDSHAKE, (0, 1))
+            wire.register(wire.SASL_AUTHENTICATE, (0, 2))
 
     def add_handler(self, api_key: int, versions: tuple[int, int], handler: Handler) -> None:
         wire.register(api_key, versions)
@@ -132,7 +171,9 @@ class KafkaListener:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    asyncio.start_server(self._serve_connection, self.host, self.port)
+                    asyncio.start_server(
+                        self._serve_connection, self.host, self.port, ssl=self._ssl_context()
+                    )
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:
@@ -152,6 +193,16 @@ class KafkaListener:
         if failure:
             raise OSError(f"cannot listen on {self.host}:{self.port}: {failure[0]}")
         log.info("kafka listener on %s", self.address)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls.cert, self.tls.key)
+        if self.tls.client_ca is not None:
+            context.load_verify_locations(self.tls.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, close every connection, stop the loop and the pool. Idempotent."""
@@ -184,6 +235,8 @@ class KafkaListener:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        principal = _certificate_principal(writer.get_extra_info("peercert"))
+        conn = _Connection(peer, principal, authenticated=self.store is None)
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -204,7 +257,10 @@ class KafkaListener:
                     return
                 finally:
                     timer.cancel()
-                response, keep_open = await self._respond(frame, peer)
+                if conn.raw_sasl:
+                    response, keep_open = await self._raw_sasl(frame, conn)
+                else:
+                    response, keep_open = await self._respond(frame, conn)
                 if response:
                     writer.write(response)
                     await writer.drain()
@@ -220,8 +276,9 @@ class KafkaListener:
             self._connections.discard(task)
             writer.close()
 
-    async def _respond(self, frame: bytes, peer: object) -> tuple[bytes, bool]:
+    async def _respond(self, frame: bytes, conn: _Connection) -> tuple[bytes, bool]:
         """(response frame or b"", keep the connection open)."""
+        peer = conn.peer
         try:
             api_key, api_version, correlation_id = wire.peek_header(frame)
         except FrameError:
@@ -234,13 +291,84 @@ class KafkaListener:
         except FrameError as exc:
             log.warning("kafka: %s: %s; disconnecting", peer, exc)
             return b"", False
+        if not conn.authenticated and api_key not in _BEFORE_AUTHENTICATION:
+            log.warning("kafka: %s sent API %d before authenticating; disconnecting", peer, api_key)
+            return b"", False
+        if api_key in (wire.SASL_HANDSHAKE, wire.SASL_AUTHENTICATE):
+            return await self._sasl(req, conn)
         handler = self._handlers.get(api_key)
         if handler is None:
             return self._unsupported(api_key, api_version, correlation_id)
+        if conn.principal:
+            req = dataclasses.replace(req, principal=conn.principal)
         body = await handler(req)
         if api_key == wire.PRODUCE and int(req.body.acks) == 0:
             return b"", True
         return wire.encode_response(api_key, api_version, correlation_id, body), True
+
+    # -- SASL ------------------------------------------------------------------------------
+
+    async def _sasl(self, req: Request, conn: _Connection) -> tuple[bytes, bool]:
+        if self.store is None:  # SASL APIs are only listed with --auth
+            return self._unsupported(req.api_key, req.api_version, req.correlation_id)
+        cls = wire.response_class(req.api_key, req.api_version)
+        if req.api_key == wire.SASL_HANDSHAKE:
+            if conn.sasl is not None or conn.authenticated:
+                code = ErrorCode.illegal_sasl_state
+            else:
+                chosen = SaslSession(self.store)
+                code = ErrorCode.none
+                if chosen.choose(req.body.mechanism):
+                    conn.sasl = chosen
+                    conn.raw_sasl = req.api_version == 0
+                else:
+                    code = ErrorCode.unsupported_sasl_mechanism
+            body = build(cls, error_code=code, mechanisms=MECHANISMS)
+            frame = wire.encode_response(req.api_key, req.api_version, req.correlation_id, body)
+            return frame, code == ErrorCode.none
+        session = conn.sasl
+        try:
+            if session is None or conn.raw_sasl:
+                raise SaslFailed("SaslAuthenticate before SaslHandshake")
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self.pool, session.step, bytes(req.body.auth_bytes)
+            )
+        except SaslFailed as exc:
+            log.warning("kafka: %s: SASL authentication failed: %s", conn.peer, exc)
+            body = build(
+                cls,
+                error_code=ErrorCode.sasl_authentication_failed,
+                error_message=str(exc),
+                auth_bytes=b"",
+            )
+            return wire.encode_response(
+                req.api_key, req.api_version, req.correlation_id, body
+            ), False
+        self._authenticated(conn, session)
+        body = build(cls, error_code=ErrorCode.none, auth_bytes=answer, session_lifetime=0)
+        return wire.encode_response(req.api_key, req.api_version, req.correlation_id, body), True
+
+    async def _raw_sasl(self, token: bytes, conn: _Connection) -> tuple[bytes, bool]:
+        """A bare token after a v0 SaslHandshake; the answer is a bare size-prefixed token."""
+        session = conn.sasl
+        assert session is not None
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self.pool, session.step, token
+            )
+        except SaslFailed as exc:
+            log.warning("kafka: %s: SASL authentication failed: %s", conn.peer, exc)
+            return b"", False
+        self._authenticated(conn, session)
+        return wire.SIZE.pack(len(answer)) + answer, True
+
+    @staticmethod
+    def _authenticated(conn: _Connection, session: SaslSession) -> None:
+        if session.done:
+            assert session.principal is not None
+            conn.principal = session.principal
+            conn.authenticated = True
+            conn.raw_sasl = False
 
     def _unsupported(
         self, api_key: int, api_version: int, correlation_id: int
@@ -259,3 +387,17 @@ class KafkaListener:
             return wire.encode_response(wire.API_VERSIONS, 0, correlation_id, body), True
         # A body we cannot shape for the client: a bare error code, then close.
         return wire.encode_raw_response(correlation_id, b"\x00\x23"), False
+
+
+def _certificate_principal(cert: dict[str, Any] | None) -> str:
+    """The client certificate's CN, else its first DNS name ("" without one)."""
+    if not cert:
+        return ""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            return str(value)
+    return ""

@@ -23,7 +23,7 @@ from kio.schema.errors import ErrorCode
 
 from logstream.broker.admin import AdminHandler, refuse_internal
 from logstream.broker.broker import Broker
-from logstream.broker.fetch import FetchHandler, FetchSpec
+from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
 from logstream.broker.produce import ProduceHandler
 from logstream.errors import (
     CorruptRecordError,
@@ -32,6 +32,7 @@ from logstream.errors import (
     UnknownTopicOrPartitionError,
 )
 from logstream.kafka import wire
+from logstream.kafka.access import Access
 from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
 from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
 from logstream.kafka.wire import Request, build, ms
@@ -59,9 +60,15 @@ def error_code(exc: BaseException | None) -> ErrorCode:
 
 
 class LogApis:
-    def __init__(self, broker: Broker, advertised: Callable[[], tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        advertised: Callable[[], tuple[str, int]],
+        access: Access | None = None,
+    ) -> None:
         self.broker = broker
         self.advertised = advertised
+        self.access = access or Access()
         self.produce_handler = ProduceHandler(broker)
         self.fetch_handler = FetchHandler(broker)
         self.admin = AdminHandler(broker)
@@ -82,12 +89,25 @@ class LogApis:
         mod = wire.response_module(wire.METADATA, req.api_version)
         body = req.body
         host, port = self.advertised()
+        who = req.principal
         if body.topics is None or (req.api_version == 0 and not body.topics):
-            names = [name for name, _ in self.admin.list_topics()]
+            names = [
+                name
+                for name, _ in self.admin.list_topics()
+                if self.access.allowed(who, "topic", name, "describe")
+            ]
         else:
             names = [t.name for t in body.topics]
         auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
-        topics = tuple(self._topic_metadata(mod, name, auto_create) for name in names)
+        topics = tuple(
+            self._topic_metadata(
+                mod,
+                name,
+                auto_create and self.access.allowed(who, "topic", name, "create"),
+                self.access.refused(who, "topic", name, "describe"),
+            )
+            for name in names
+        )
         broker = build(mod.MetadataResponseBroker, node_id=NODE_ID, host=host, port=port)
         return build(
             mod.MetadataResponse,
@@ -99,8 +119,12 @@ class LogApis:
             cluster_authorized_operations=-(2**31),
         )
 
-    def _topic_metadata(self, mod: Any, name: str, auto_create: bool) -> Any:
+    def _topic_metadata(
+        self, mod: Any, name: str, auto_create: bool, refused: LogstreamError | None
+    ) -> Any:
         try:
+            if refused is not None:
+                raise refused
             with self.broker.operation():
                 try:
                     count = len(self.broker.manager.topic(name).partitions)
@@ -144,16 +168,23 @@ class LogApis:
         acks = {0: "none", 1: "leader", -1: "leader"}.get(int(body.acks))
         topics = []
         for topic in body.topic_data:
+            refused = self.access.refused(req.principal, "topic", topic.name, "write")
             answers = []
             for part in topic.partition_data:
-                answers.append(self._produce_partition(mod, topic.name, part, acks, body))
+                answers.append(self._produce_partition(mod, topic.name, part, acks, body, refused))
             topics.append(
                 build(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(answers))
             )
         return build(mod.ProduceResponse, responses=tuple(topics))
 
     def _produce_partition(
-        self, mod: Any, topic: str, part: Any, acks: str | None, body: Any
+        self,
+        mod: Any,
+        topic: str,
+        part: Any,
+        acks: str | None,
+        body: Any,
+        refused: LogstreamError | None,
     ) -> Any:
         def answer(exc: LogstreamError | None, base_offset: int = -1, start: int = -1) -> Any:
             return build(
@@ -166,6 +197,8 @@ class LogApis:
                 error_message=str(exc) if exc is not None else None,
             )
 
+        if refused is not None:
+            return answer(refused)
         if acks is None:
             return answer(InvalidRequestError(f"acks must be -1, 0 or 1, got {body.acks}"))
         if body.transactional_id is not None:
@@ -198,17 +231,26 @@ class LogApis:
         to Kafka batches runs on ``pool`` unless they are few (INLINE_FETCH_BYTES)."""
         mod = wire.response_module(wire.FETCH, req.api_version)
         body = req.body
-        specs = [
-            FetchSpec(t.topic, p.partition, p.fetch_offset, max(p.partition_max_bytes, 0))
-            for t in body.topics
-            for p in t.partitions
-        ]
-        outcomes = await self.fetch_handler.fetch(
-            specs,
-            max_wait_ms=max(ms(body.max_wait), 0),
-            min_bytes=max(int(body.min_bytes), 0),
-            max_bytes=max(int(body.max_bytes), 0),
-        )
+        specs, refusals = [], []
+        for t in body.topics:
+            refused = self.access.refused(req.principal, "topic", t.topic, "read")
+            for p in t.partitions:
+                if refused is not None:
+                    refusals.append(FetchOutcome(t.topic, p.partition, error=refused))
+                else:
+                    specs.append(
+                        FetchSpec(
+                            t.topic, p.partition, p.fetch_offset, max(p.partition_max_bytes, 0)
+                        )
+                    )
+        outcomes = refusals
+        if specs:
+            outcomes += await self.fetch_handler.fetch(
+                specs,
+                max_wait_ms=max(ms(body.max_wait), 0),
+                min_bytes=max(int(body.min_bytes), 0),
+                max_bytes=max(int(body.max_bytes), 0),
+            )
         if sum(len(o.records) for o in outcomes if o.records) <= INLINE_FETCH_BYTES:
             return self._fetch_response(mod, outcomes)
         loop = asyncio.get_running_loop()
@@ -244,8 +286,11 @@ class LogApis:
         topics = []
         for t in req.body.topics:
             parts = []
+            refused = self.access.refused(req.principal, "topic", t.name, "describe")
             for p in t.partitions:
                 try:
+                    if refused is not None:
+                        raise refused
                     offset, ts = self.fetch_handler.list_offset(
                         t.name, p.partition_index, int(p.timestamp)
                     )

@@ -55,11 +55,13 @@ LEAVE_GROUP = 13
 SYNC_GROUP = 14
 DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
+SASL_HANDSHAKE = 17
 API_VERSIONS = 18
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
 INIT_PRODUCER_ID = 22
 DESCRIBE_CONFIGS = 32
+SASL_AUTHENTICATE = 36
 CREATE_PARTITIONS = 37
 
 SUPPORTED: dict[int, tuple[int, int]] = {
@@ -105,6 +107,7 @@ class Request:
     correlation_id: int
     client_id: str | None
     body: Any
+    principal: str = ""  # who the connection authenticated as ("" without authentication)
 
 
 def peek_header(frame: bytes) -> tuple[int, int, int]:
@@ -156,6 +159,11 @@ def parse_request(frame: bytes) -> Request:
             "bytes after its body"
         )
     return Request(api_key, api_version, header.correlation_id, header.client_id, body)
+
+
+def response_class(api_key: int, api_version: int) -> type:
+    """The kio response class of a version."""
+    return _response_io(api_key, api_version)[0]
 
 
 def response_module(api_key: int, api_version: int) -> Any:

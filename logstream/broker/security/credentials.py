@@ -8,7 +8,13 @@ File ``<data_dir>/security/credentials.json`` (the folder is 0700, the file 0600
 
     {"crc32": <zlib.crc32 of the canonical body>, "body": {"version": 1, "users": {
         "alice": {"salt": <hex>, "hash": <hex>, "n": 16384, "r": 8, "p": 1,
-                  "created_ms": <int>}}}}
+                  "created_ms": <int>,
+                  "scram": {"SCRAM-SHA-256": {"salt": <hex>, "stored_key": <hex>,
+                            "server_key": <hex>, "iterations": 4096}, "SCRAM-SHA-512": ...}}}}}
+
+The ``scram`` entries (RFC 5802 verifiers, for the Kafka listener's SASL/SCRAM, with the
+whole token as the password) are written when a token is created or rotated; users made
+before they existed have none and can use SASL/PLAIN until their token is rotated.
 
 written with the tmp + fsync + rename ritual (``storage.files.atomic_write``); a file
 whose checksum does not match refuses the start instead of locking everyone out silently.
@@ -29,7 +35,7 @@ import secrets
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,47 @@ TOKEN_PREFIX = "ls1."
 USER_NAME = re.compile(r"^[A-Za-z0-9_@+=-][A-Za-z0-9._@+=-]{0,127}$")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1  # ~16 MiB and ~50 ms per check
 KEY_BYTES = 32
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_ITERATIONS = 4096  # Kafka's minimum for SCRAM credentials
+
+
+@dataclass(frozen=True)
+class ScramVerifier:
+    """What a SCRAM server keeps of a password (RFC 5802): never the password itself."""
+
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "salt": self.salt.hex(),
+            "stored_key": self.stored_key.hex(),
+            "server_key": self.server_key.hex(),
+            "iterations": self.iterations,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ScramVerifier:
+        return cls(
+            bytes.fromhex(doc["salt"]),
+            bytes.fromhex(doc["stored_key"]),
+            bytes.fromhex(doc["server_key"]),
+            int(doc["iterations"]),
+        )
+
+
+def scram_verifiers(token: str) -> dict[str, ScramVerifier]:
+    from scramp import ScramMechanism
+
+    out = {}
+    for name in SCRAM_MECHANISMS:
+        salt, stored, server, iterations = ScramMechanism(name).make_auth_info(
+            token, iteration_count=SCRAM_ITERATIONS
+        )
+        out[name] = ScramVerifier(salt, stored, server, iterations)
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,9 +100,10 @@ class UserRecord:
     r: int
     p: int
     created_ms: int
+    scram: dict[str, ScramVerifier] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "salt": self.salt.hex(),
             "hash": self.key.hex(),
             "n": self.n,
@@ -63,6 +111,9 @@ class UserRecord:
             "p": self.p,
             "created_ms": self.created_ms,
         }
+        if self.scram:
+            doc["scram"] = {m: v.to_json() for m, v in sorted(self.scram.items())}
+        return doc
 
 
 def _derive(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -128,12 +179,27 @@ class CredentialStore:
             secret = secrets.token_urlsafe(32)
             salt = secrets.token_bytes(16)
             key = _derive(secret, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+            token = f"{TOKEN_PREFIX}{name}.{secret}"
             users = dict(self._users)
             users[name] = UserRecord(
-                name, salt, key, SCRYPT_N, SCRYPT_R, SCRYPT_P, int(time.time() * 1000)
+                name,
+                salt,
+                key,
+                SCRYPT_N,
+                SCRYPT_R,
+                SCRYPT_P,
+                int(time.time() * 1000),
+                scram_verifiers(token),
             )
             self._write(users)
-        return f"{TOKEN_PREFIX}{name}.{secret}"
+        return token
+
+    def scram_verifier(self, name: str, mechanism: str) -> ScramVerifier | None:
+        """The user's verifier for a SCRAM mechanism (None: no such user, or a token made
+        before SCRAM verifiers were kept)."""
+        with self._lock:
+            record = self._users.get(name)
+        return record.scram.get(mechanism) if record is not None else None
 
     def remove(self, name: str) -> None:
         with self._lock:
@@ -185,6 +251,7 @@ def _parse(path: Path) -> dict[str, UserRecord]:
                 int(u["r"]),
                 int(u["p"]),
                 int(u["created_ms"]),
+                {m: ScramVerifier.from_json(v) for m, v in u.get("scram", {}).items()},
             )
         return users
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -1,6 +1,7 @@
 """logstream side by side with Redis Streams and NATS JetStream: ``make bench-peers``.
 
-    python benchmarks/peers/run.py [--quick] [--runs 3] [--systems redis,nats,logstream,floor]
+    python benchmarks/peers/run.py [--quick] [--runs 3]
+                                   [--systems redis,nats,logstream,kafka,floor]
                                    [--no-scale] [--no-install] [--results PATH] [--json PATH]
 
 Installs what is missing (servers.py), then for each run and each system starts a fresh
@@ -96,6 +97,7 @@ SYSTEMS = {
     "redis": ("benchmarks.peers.redis_streams", "Redis Streams"),
     "nats": ("benchmarks.peers.nats_jetstream", "NATS JetStream"),
     "logstream": ("benchmarks.peers.logstream_adapter", "logstream"),
+    "kafka": ("benchmarks.peers.kafka_adapter", "logstream, Kafka listener"),
     # Not a peer: a bare gRPC relay, latency only, the floor under any gRPC-Python design.
     "floor": ("benchmarks.peers.grpc_floor", "bare gRPC relay (floor)"),
 }
@@ -204,6 +206,8 @@ def start_server(system: str) -> servers.Server:
         from benchmarks.peers import grpc_floor
 
         return grpc_floor.relay_server()
+    if system == "kafka":
+        return servers.logstream_kafka()
     return servers.logstream_broker()
 
 
@@ -399,6 +403,8 @@ def versions(systems: list[str]) -> list[str]:
             server = f"nats-server {servers.nats_server_version()} (Debian {servers.debian_package_version('nats-server')})"  # noqa: E501
         elif system == "floor":
             server = "benchmarks/peers/grpc_floor.py (a Python grpc.server relay)"
+        elif system == "kafka":
+            server = f"logstream broker's Kafka listener (this tree, Python {platform.python_version()})"  # noqa: E501
         else:
             server = f"logstream broker (this tree, Python {platform.python_version()})"
         lines.append(f"- **{label}**: {server}; {client}")
@@ -425,6 +431,12 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "`subscribe` + `commit()` per page; latency `send()` per record with `linger_ms=0`, "
         "`for record in consumer` (the loop's thread reads the stream; the `poll()` row: the "
         "prefetch thread reads it and hands records over).",
+        "kafka": "**logstream, Kafka listener**: the same broker with `--kafka-listen`, driven by "
+        "confluent-kafka: `produce_batch` of 1,000 (`linger.ms=5`, `acks=1`, no compression), "
+        "counted from the log end offsets; replay `consume(1000)` from offset 0; group "
+        "`subscribe` + async `commit()` per page; latency `produce()` per record with "
+        "`linger.ms=0`, `poll()` as records arrive. No durable row: `acks=all` answers at "
+        "logstream's leader level.",
         "floor": "**bare gRPC relay (floor)**: not a peer. `benchmarks/peers/grpc_floor.py`: "
         "a threaded `grpc.server` that hands each message of a bidirectional `Pub` stream "
         "(acknowledged per message, pipelined) to every `Sub` server stream, raw bytes, no "
@@ -780,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts, one run (< 60 s)")
     ap.add_argument("--runs", type=int, default=None, help="runs per system (median)")
-    ap.add_argument("--systems", default="redis,nats,logstream,floor")
+    ap.add_argument("--systems", default="redis,nats,logstream,kafka,floor")
     ap.add_argument("--no-scale", action="store_true", help="skip the logstream scale table")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     ap.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")

@@ -288,3 +288,19 @@ def logstream_broker(python: str | None = None, extra_args: list[str] | None = N
     srv = Server("logstream", argv, port, wd, ready_line="listening on", env=env)
     srv.extra["config"] = "python -m logstream serve, defaults (segment files in a temp dir)"
     return srv.start(timeout=60.0)
+
+
+def logstream_kafka() -> Server:
+    """The broker with its Kafka listener; the server's address is the Kafka one."""
+    kafka_port = free_port()
+    srv = logstream_broker(extra_args=["--kafka-listen", f"127.0.0.1:{kafka_port}"])
+    deadline = time.monotonic() + 30
+    while not _port_open(kafka_port):
+        if time.monotonic() > deadline:
+            srv.stop()
+            raise RuntimeError(f"the Kafka listener did not open:\n{srv.log_tail()}")
+        time.sleep(0.02)
+    srv.name = "logstream-kafka"
+    srv.port = kafka_port
+    srv.extra["config"] = "python -m logstream serve --kafka-listen, defaults"
+    return srv

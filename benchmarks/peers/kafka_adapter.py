@@ -1,0 +1,233 @@
+"""logstream's Kafka listener driven by confluent-kafka (librdkafka): the same workload as
+the other systems, against a broker started with ``--kafka-listen``.
+
+Idiomatic batching: ``Producer.produce_batch`` of 1,000 records (``linger.ms=5``,
+``acks=1``, no compression), delivery counted from the log end offsets after ``flush()``;
+replay by a consumer assigned every partition from offset 0, ``consume(1000)`` pages; the
+group consumer subscribes with ``enable.auto.commit=false`` and commits each page
+asynchronously; latency ``produce()`` per record with ``linger.ms=0`` in its own process, a
+consumer polling as records arrive (the broker's long-poll is woken by the append).
+
+The durable row: Kafka's ``acks=all`` maps to logstream's ``leader`` level (the listener has
+no ``flushed`` level), so it is reported as not available rather than measured as durable.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .workload import (
+    Result,
+    Timer,
+    check_alive,
+    latency_summary,
+    paced_schedule,
+    payloads,
+    reap,
+    sent_ns,
+    spawn,
+    stamped,
+    verify,
+    wait_until,
+)
+
+SYSTEM = "logstream Kafka listener"
+CHUNK = 1_000
+PAGE = 1_000
+IDLE_S = 5.0  # a reader stops after this long without a record once it has seen none missing
+
+
+class NotAvailable(Exception):
+    """A workload this path does not offer; the driver prints "not yet available"."""
+
+
+def client_version() -> str:
+    import confluent_kafka as ck
+
+    return f"confluent-kafka {ck.version()[0]} (librdkafka {ck.libversion()[0]})"
+
+
+def create_topic(addr: str, topic: str, partitions: int = 1) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": addr})
+    admin.create_topics([NewTopic(topic, partitions)])[topic].result(30)
+
+
+def stored(addr: str, topic: str, partitions: int = 1) -> int:
+    """Records the broker acknowledged and stored (sum of the log end offsets)."""
+    import confluent_kafka as ck
+
+    c = ck.Consumer({"bootstrap.servers": addr, "group.id": "bench-watermarks"})
+    try:
+        return sum(
+            c.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=30)[1]
+            for p in range(partitions)
+        )
+    finally:
+        c.close()
+
+
+def produce(addr: str, topic: str, n: int, size: int) -> Result:
+    import confluent_kafka as ck
+
+    create_topic(addr, topic)
+    pool = payloads(size, n)
+    npool = len(pool)
+    chunks = [
+        [{"value": pool[(start + i) % npool]} for i in range(min(CHUNK, n - start))]
+        for start in range(0, n, CHUNK)
+    ]
+    p = ck.Producer(
+        {
+            "bootstrap.servers": addr,
+            "linger.ms": 5,
+            "acks": 1,
+            "compression.type": "none",
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
+    p.list_topics(topic, timeout=30)  # metadata before the clock starts
+    with Timer() as t:
+        for chunk in chunks:
+            while True:
+                try:
+                    p.produce_batch(topic, chunk)
+                    break
+                except BufferError:
+                    p.poll(0.01)
+            p.poll(0)
+        left = p.flush(120)
+    count = stored(addr, topic)
+    if left or count != n:
+        raise AssertionError(f"{SYSTEM} produce: {count} of {n} stored, {left} undelivered")
+    return Result(SYSTEM, "produce", n, n * size, t.seconds)
+
+
+def durable_produce(addr: str, topic: str, n: int, size: int) -> Result:
+    raise NotAvailable(
+        "fsync-acknowledged produce over Kafka is not in the listener yet: acks=all answers "
+        "at logstream's leader level"
+    )
+
+
+def _read(consumer, n: int, count_from: float) -> tuple[int, int]:
+    count = nbytes = 0
+    last = count_from
+    while count < n and time.monotonic() - last < IDLE_S:
+        page = consumer.consume(PAGE, 0.5)
+        for m in page:
+            if m.error() is None:
+                count += 1
+                nbytes += len(m.value())
+        if page:
+            last = time.monotonic()
+    return count, nbytes
+
+
+def replay(addr: str, topic: str, n: int, size: int, partitions: int = 1) -> Result:
+    import confluent_kafka as ck
+
+    c = ck.Consumer(
+        {
+            "bootstrap.servers": addr,
+            "group.id": "bench-replay",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
+    try:
+        c.assign([ck.TopicPartition(topic, p, 0) for p in range(partitions)])
+        with Timer() as t:
+            count, nbytes = _read(c, n, time.monotonic())
+    finally:
+        c.close()
+    verify(f"{SYSTEM} replay", n, n * size, count, nbytes)
+    return Result(SYSTEM, "replay", count, nbytes, t.seconds)
+
+
+def group_consume(addr: str, topic: str, n: int, size: int, group: str = "bench") -> Result:
+    import confluent_kafka as ck
+
+    c = ck.Consumer(
+        {
+            "bootstrap.servers": addr,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    count = nbytes = 0
+    try:
+        c.subscribe([topic])
+        with Timer() as t:
+            last = time.monotonic() + 10  # the join and first assignment
+            while count < n and time.monotonic() - last < IDLE_S:
+                page = c.consume(PAGE, 0.5)
+                good = [m for m in page if m.error() is None]
+                count += len(good)
+                nbytes += sum(len(m.value()) for m in good)
+                if good:
+                    c.commit(asynchronous=True)
+                    last = time.monotonic()
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    verify(f"{SYSTEM} group consume", n, n * size, count, nbytes)
+    return Result(SYSTEM, "group consume", count, nbytes, t.seconds)
+
+
+def _latency_producer(addr: str, topic: str, rate: float, seconds: float, size: int) -> None:
+    import confluent_kafka as ck
+
+    p = ck.Producer({"bootstrap.servers": addr, "linger.ms": 0, "acks": 1})
+    p.list_topics(topic, timeout=30)
+    n, period = paced_schedule(rate, seconds)
+    t0 = time.monotonic_ns() + 50_000_000
+    for i in range(n):
+        wait_until(t0 + i * period)
+        p.produce(topic, stamped(i, size), partition=0)
+        p.poll(0)
+    p.flush(30)
+
+
+def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
+    import confluent_kafka as ck
+
+    create_topic(addr, topic)
+    n, _ = paced_schedule(rate, seconds)
+    c = ck.Consumer(
+        {
+            "bootstrap.servers": addr,
+            "group.id": "bench-latency",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 500,
+            "fetch.min.bytes": 1,
+        }
+    )
+    lat: list[int] = []
+    nbytes = 0
+    try:
+        c.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
+        c.poll(1.0)  # connected and fetching before the producer starts
+        proc = spawn(_latency_producer, (addr, topic, rate, seconds, size))
+        deadline = time.monotonic() + seconds + 30
+        try:
+            with Timer() as t:
+                while len(lat) < n and time.monotonic() < deadline:
+                    m = c.poll(0.5)
+                    if m is None:
+                        check_alive(proc, f"{SYSTEM} latency")
+                        continue
+                    if m.error() is None:
+                        v = m.value()
+                        lat.append(time.monotonic_ns() - sent_ns(v))
+                        nbytes += len(v)
+        finally:
+            reap(proc)
+    finally:
+        c.close()
+    verify(f"{SYSTEM} latency", n, n * size, len(lat), nbytes)
+    res = Result(SYSTEM, "latency", len(lat), nbytes, t.seconds)
+    res.extra.update(latency_summary(lat))
+    return res

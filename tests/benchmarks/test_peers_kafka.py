@@ -1,0 +1,50 @@
+"""Smoke test of the peer benchmark's Kafka row (benchmarks/peers/kafka_adapter.py): tiny
+counts through confluent-kafka against a real broker's Kafka listener, and the count check
+that makes a short read fail."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.peers import kafka_adapter, servers  # noqa: E402
+from benchmarks.peers.workload import VerificationError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+N, SIZE = 2_500, 100
+
+
+@pytest.fixture(scope="module")
+def kafka_addr():
+    srv = servers.logstream_kafka()
+    try:
+        yield srv.addr
+    finally:
+        srv.stop()
+    assert srv.proc.poll() is not None, "the server we started is still running"
+
+
+def test_produce_replay_group_verify_counts(kafka_addr):
+    res = kafka_adapter.produce(kafka_addr, "smoke", N, SIZE)
+    assert (res.records, res.bytes) == (N, N * SIZE) and res.rate > 0
+    rep = kafka_adapter.replay(kafka_addr, "smoke", N, SIZE)
+    assert (rep.records, rep.bytes) == (N, N * SIZE)
+    grp = kafka_adapter.group_consume(kafka_addr, "smoke", N, SIZE, group="g1")
+    assert (grp.records, grp.bytes) == (N, N * SIZE)
+
+
+def test_a_short_read_is_caught(kafka_addr):
+    kafka_adapter.produce(kafka_addr, "short", N, SIZE)
+    with pytest.raises(VerificationError, match=f"received {N} records"):
+        kafka_adapter.replay(kafka_addr, "short", N + 1, SIZE)
+
+
+def test_durable_row_is_reported_not_available(kafka_addr):
+    with pytest.raises(kafka_adapter.NotAvailable):
+        kafka_adapter.durable_produce(kafka_addr, "durable", 10, SIZE)

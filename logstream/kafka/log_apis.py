@@ -97,7 +97,8 @@ class LogApis:
                 if self.access.allowed(who, "topic", name, "describe")
             ]
         else:
-            names = [t.name for t in body.topics]
+            # v10+ may name a topic by id only; logstream topics have no ids
+            names = [t.name for t in body.topics if t.name is not None]
         auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
         topics = tuple(
             self._topic_metadata(
@@ -231,6 +232,15 @@ class LogApis:
         to Kafka batches runs on ``pool`` unless they are few (INLINE_FETCH_BYTES)."""
         mod = wire.response_module(wire.FETCH, req.api_version)
         body = req.body
+        if int(getattr(body, "session_id", 0)) != 0:
+            # KIP-227 sessions: this listener never creates one (it answers session id 0,
+            # so clients send full fetches), so any other id is unknown to it.
+            return build(
+                mod.FetchResponse,
+                error_code=ErrorCode.fetch_session_id_not_found,
+                session_id=0,
+                responses=(),
+            )
         specs, refusals = [], []
         for t in body.topics:
             refused = self.access.refused(req.principal, "topic", t.topic, "read")

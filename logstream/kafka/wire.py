@@ -68,9 +68,10 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     PRODUCE: (3, 8),  # v9 is flexible; 3-8 have a hand-packed encoder (fast_encode.py)
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 7),
-    # v9 is flexible, and librdkafka's admin client sends it with an empty tagged field 0
-    # that the schema does not define; Kafka skips unknown tags, kio's reader refuses them.
-    METADATA: (0, 8),
+    # v9+ are flexible; librdkafka 2.16's admin client sends v10+ bodies ending in
+    # 01 00 00 00: a tagged section with an empty tag 0 the schema does not define, then one
+    # more byte. Kafka skips both; kio refuses the tag (see _without_unknown_tags).
+    METADATA: (0, 10),
     API_VERSIONS: (0, 4),
     INIT_PRODUCER_ID: (0, 4),
 }
@@ -150,7 +151,13 @@ def parse_request(frame: bytes) -> Request:
     read_header, read_body = _request_io(api_key, api_version)
     try:
         header, used = read_header(frame, 0)
-        body, body_size = read_body(frame, used)
+        try:
+            body, body_size = read_body(frame, used)
+        except (SerialError, KeyError) as exc:  # kio raises KeyError for an unknown tag
+            if "Unknown tagged field" not in str(exc):
+                raise
+            frame = _without_unknown_tags(frame, used, read_body, exc)
+            body, body_size = read_body(frame, used)
     except (SerialError, ValueError, TypeError, OverflowError, IndexError, KeyError) as exc:
         raise FrameError(f"undecodable request (API {api_key} v{api_version}): {exc}") from exc
     if used + body_size != len(frame):
@@ -159,6 +166,49 @@ def parse_request(frame: bytes) -> Request:
             "bytes after its body"
         )
     return Request(api_key, api_version, header.correlation_id, header.client_id, body)
+
+
+def _uvarint(frame: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(frame) and shift < 35:
+        b = frame[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, pos
+    raise ValueError("bad unsigned varint")
+
+
+def _without_unknown_tags(frame: bytes, body_start: int, read_body: Any, exc: Exception) -> bytes:
+    """``frame`` with the body's own (last) tagged-field section emptied, for a body whose
+    tags kio does not know: Kafka's rule is to skip unknown tags, kio's reader refuses them.
+
+    The section is the latest start, at or after the body, where a count, its tags and
+    their sizes fit in the frame and after which the body decodes; bytes after that
+    section are dropped, as Kafka's parser ignores them (librdkafka 2.16 sends one after a
+    Metadata v10+ body's tags). Nested structs' tags are not touched. ``exc`` is re-raised
+    when no such section exists.
+    """
+    for start in range(len(frame) - 1, body_start - 1, -1):
+        try:
+            count, pos = _uvarint(frame, start)
+            for _ in range(count):
+                _, pos = _uvarint(frame, pos)
+                size, pos = _uvarint(frame, pos)
+                pos += size
+        except ValueError:
+            continue
+        if count == 0 or pos > len(frame):
+            continue
+        candidate = frame[:start] + b"\x00"
+        try:
+            _, size = read_body(candidate, body_start)
+        except (SerialError, ValueError, TypeError, OverflowError, IndexError, KeyError):
+            continue
+        if body_start + size == len(candidate):
+            return candidate
+    raise exc
 
 
 def response_class(api_key: int, api_version: int) -> type:

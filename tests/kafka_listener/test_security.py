@@ -3,6 +3,8 @@ and kcat against a real broker process started with --auth --acls (and the dev T
 
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -227,3 +229,123 @@ def test_sasl_ssl_with_kcat(tls: Secured, kcat: str) -> None:
     )
     assert denied.returncode != 0
     assert b"authoriz" in denied.stderr.lower()
+
+
+# -- raw frames: the v0 handshake (bare SASL tokens) and refusals, on an in-process listener
+
+
+@pytest.fixture
+def sasl_listener(tmp_path: Path) -> Iterator[tuple[object, str]]:
+    from types import SimpleNamespace
+
+    from logstream.kafka import KafkaListener
+    from logstream.testing.broker import run_broker
+
+    store = CredentialStore(tmp_path / "users")
+    token = store.add("alice")
+    with run_broker(tmp_path / "broker") as running:
+        security = SimpleNamespace(store=store, tls=None, acls=None)
+        listener = KafkaListener(running.broker, "127.0.0.1:0", security=security)  # type: ignore[arg-type]
+        listener.start()
+        try:
+            yield listener, token
+        finally:
+            listener.stop()
+
+
+def _request(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
+    head = struct.pack(">hhih", api_key, version, correlation_id, 1) + b"t"
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def _string(value: str) -> bytes:
+    return struct.pack(">h", len(value)) + value.encode()
+
+
+def _metadata_v1(correlation_id: int) -> bytes:
+    return _request(3, 1, correlation_id, struct.pack(">i", -1))  # all topics
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_v0_handshake_then_a_bare_plain_token(sasl_listener, good: bool) -> None:
+    from tests.kafka_listener.test_bad_input import assert_closed, read_frame
+
+    listener, token = sasl_listener
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(_request(17, 0, 1, _string("PLAIN")))
+        frame = read_frame(sock)
+        correlation_id, error = struct.unpack_from(">ih", frame)
+        assert (correlation_id, error) == (1, 0)
+        secret = token if good else token + "x"
+        plain = f"\0alice\0{secret}".encode()
+        sock.sendall(struct.pack(">i", len(plain)) + plain)
+        if not good:
+            assert_closed(sock)
+            return
+        assert read_frame(sock) == b""  # PLAIN's empty server token
+        sock.sendall(_metadata_v1(2))
+        assert struct.unpack_from(">i", read_frame(sock))[0] == 2
+
+
+def test_an_unknown_mechanism_is_answered_with_the_list(sasl_listener) -> None:
+    from tests.kafka_listener.test_bad_input import read_frame
+
+    listener, _ = sasl_listener
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(_request(17, 1, 1, _string("GSSAPI")))
+        frame = read_frame(sock)
+        correlation_id, error, count = struct.unpack_from(">ihi", frame)
+        assert (correlation_id, error, count) == (1, 33, 3)  # UNSUPPORTED_SASL_MECHANISM
+        assert b"SCRAM-SHA-512" in frame
+
+
+def test_metadata_before_authentication_closes(sasl_listener) -> None:
+    from tests.kafka_listener.test_bad_input import assert_closed
+
+    listener, _ = sasl_listener
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(_metadata_v1(1))
+        assert_closed(sock)
+
+
+def test_mutual_tls_principal_is_the_certificate_cn(tmp_path: Path) -> None:
+    """--tls-client-ca without --auth: the client certificate's CN is the principal."""
+    data = tmp_path / "data"
+    certs = make_dev_certs(tmp_path / "certs", client_name="alice")
+    AclStore(data, frozenset()).add(
+        [
+            Acl.checked("alice", "topic", "mtls", operation="create"),
+            Acl.checked("alice", "topic", "mtls", operation="write"),
+            Acl.checked("alice", "topic", "other", operation="read"),  # describe, no write
+        ]
+    )
+    broker = start_broker(
+        data,
+        "--acls",
+        "--tls-cert", str(certs["server"]),
+        "--tls-key", str(certs["server_key"]),
+        "--tls-client-ca", str(certs["ca"]),
+        "--auto-create-topics",
+    )  # fmt: skip
+    try:
+        conf = {
+            "bootstrap.servers": broker.kafka,
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(certs["ca"]),
+            "ssl.certificate.location": str(certs["client"]),
+            "ssl.key.location": str(certs["client_key"]),
+        }
+        admin = ck.admin.AdminClient(conf)
+        admin.create_topics([ck.admin.NewTopic("mtls", 1)])["mtls"].result(20)
+        reports: list[ck.KafkaError | None] = []
+        producer = ck.Producer({**conf, "linger.ms": 0, "message.timeout.ms": 10_000})
+        producer.produce("mtls", b"by certificate", on_delivery=lambda e, _m: reports.append(e))
+        producer.flush(20)
+        assert reports == [None]
+        no_cert = {k: v for k, v in conf.items() if not k.startswith("ssl.c") and "key" not in k}
+        with pytest.raises(ck.KafkaException):
+            ck.admin.AdminClient({**no_cert, "ssl.ca.location": str(certs["ca"])}).list_topics(
+                timeout=3
+            )
+    finally:
+        stop_broker(broker)

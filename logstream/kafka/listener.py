@@ -110,6 +110,9 @@ class KafkaListener:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
         self.store = security.store if security is not None else None
         self.tls = security.tls if security is not None else None
+        self._ssl = self._ssl_context()
+        if security is not None and self.tls is not None:
+            security.reload_hooks.append(self.reload_tls)
         access = Access(security.acls if security is not None else None)
         self.apis = LogApis(broker, lambda: (self.host, self.port), access)
         self._handlers: dict[int, Handler] = {
@@ -172,7 +175,7 @@ class KafkaListener:
             try:
                 self._server = loop.run_until_complete(
                     asyncio.start_server(
-                        self._serve_connection, self.host, self.port, ssl=self._ssl_context()
+                        self._serve_connection, self.host, self.port, ssl=self._ssl
                     )
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
@@ -203,6 +206,22 @@ class KafkaListener:
             context.load_verify_locations(self.tls.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
         return context
+
+    def reload_tls(self) -> bool:
+        """Read the certificate, key and client CA again (SIGHUP); new connections use
+        them, open ones keep theirs. Unreadable files: logged, the current ones stay."""
+        if self.tls is None or self._ssl is None:
+            return False
+        try:
+            self._ssl_context()  # all files readable and matching, before touching the live one
+            self._ssl.load_cert_chain(self.tls.cert, self.tls.key)
+            if self.tls.client_ca is not None:
+                self._ssl.load_verify_locations(self.tls.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("kafka listener: TLS reload failed, keeping the current certificate: %s", exc)
+            return False
+        log.info("kafka listener: TLS certificate reloaded from %s", self.tls.cert)
+        return True
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, close every connection, stop the loop and the pool. Idempotent."""

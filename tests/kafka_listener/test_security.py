@@ -349,3 +349,51 @@ def test_mutual_tls_principal_is_the_certificate_cn(tmp_path: Path) -> None:
             )
     finally:
         stop_broker(broker)
+
+
+def _handshake(port: int, ca: Path) -> str:
+    """The server certificate's CN after a TLS handshake trusting ``ca`` (raises if not)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls_sock,
+    ):
+        subject = dict(x[0] for x in tls_sock.getpeercert()["subject"])
+        return str(subject["commonName"])
+
+
+def test_sighup_reload_gives_new_connections_the_new_certificate(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    from logstream.broker.config import BrokerConfig
+    from logstream.broker.security.edge import EdgeSecurity
+    from logstream.kafka import KafkaListener
+    from logstream.testing.broker import run_broker
+
+    first = make_dev_certs(tmp_path / "first")
+    second = make_dev_certs(tmp_path / "second")
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    shutil.copy(first["server"], cert)
+    shutil.copy(first["server_key"], key)
+    security = EdgeSecurity(
+        BrokerConfig(data_dir=tmp_path / "edge", tls_cert=str(cert), tls_key=str(key))
+    )
+    with run_broker(tmp_path / "broker") as running:
+        listener = KafkaListener(running.broker, "127.0.0.1:0", security=security)
+        listener.start()
+        try:
+            assert _handshake(listener.port, first["ca"]) == "localhost"
+            cert.write_text("not a certificate")
+            security.reload()  # what SIGHUP does
+            assert _handshake(listener.port, first["ca"]) == "localhost"  # kept
+            shutil.copy(second["server"], cert)
+            shutil.copy(second["server_key"], key)
+            security.reload()
+            assert _handshake(listener.port, second["ca"]) == "localhost"
+            with pytest.raises(ssl.SSLCertVerificationError):
+                _handshake(listener.port, first["ca"])
+        finally:
+            listener.stop()

@@ -4,6 +4,7 @@ interceptors, and the SIGHUP reload of both (certificates and the credentials fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -46,6 +47,9 @@ class EdgeSecurity:
             if config.authenticated
             else None
         )
+        # Called after a reload (SIGHUP), for other listeners on the same settings (the
+        # Kafka listener re-reads the certificate into its own TLS context).
+        self.reload_hooks: list[Callable[[], object]] = []
         if self.store is not None and not self.store.users() and not config.tls_client_ca:
             log.warning(
                 "authentication is on but no user exists: run "
@@ -96,3 +100,8 @@ class EdgeSecurity:
                 log.error("ACL reload failed, keeping the current rules: %s", exc)
             else:
                 self.authorizer.rules_changed()
+        for hook in self.reload_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a security reload hook failed")

@@ -40,11 +40,14 @@ from aiokafka.record._crecords import DefaultRecordBatchBuilder
 
 from logstream.codec import (
     TIMESTAMP_TYPE_LOG_APPEND,
+    BatchRows,
     DecodedBatch,
     compression,
     decode_batch,
     decode_headers,
+    decode_rows,
     peek_length,
+    read_header,
 )
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
@@ -140,9 +143,9 @@ numpy calls of the columnar writer, which cost the same whatever the batch size.
 
 
 def _one_to_kafka(view: memoryview, pos: int) -> bytes:
+    if read_header(view, pos).record_count <= SMALL_BATCH_RECORDS:
+        return _small_to_kafka(decode_rows(view, pos, verify=False))
     decoded = decode_batch(view, pos, verify=False)
-    if len(decoded) <= SMALL_BATCH_RECORDS:
-        return _small_to_kafka(decoded)
     h = decoded.header
     n = len(decoded)
     ts = decoded.timestamps
@@ -209,8 +212,10 @@ def _one_to_kafka(view: memoryview, pos: int) -> bytes:
     return bytes(head) + records
 
 
-def _small_to_kafka(decoded: DecodedBatch) -> bytes:
-    h = decoded.header
+def _small_to_kafka(rows: BatchRows) -> bytes:
+    """A few records through aiokafka's compiled builder, from per-record lists (no numpy:
+    the latency path fetches one record at a time)."""
+    h = rows.header
     builder = DefaultRecordBatchBuilder(
         KAFKA_MAGIC,
         _FETCH_CODEC.get(h.compression, 0),
@@ -220,19 +225,10 @@ def _small_to_kafka(decoded: DecodedBatch) -> bytes:
         h.base_sequence,
         2**31 - 1,
     )
-    blob = decoded.headers_blob
-    for i, (key, value, ts, start, size) in enumerate(
-        zip(
-            decoded.key_list(),
-            decoded.value_list(),
-            decoded.timestamps.tolist(),
-            decoded.header_starts.tolist(),
-            decoded.header_lengths.tolist(),
-            strict=True,
-        )
+    for i, (key, value, ts, blob) in enumerate(
+        zip(rows.keys, rows.values, rows.timestamps, rows.header_blobs, strict=True)
     ):
-        headers = list(decode_headers(blob[start : start + size])) if size else []
-        builder.append(i, ts, key, value, headers)
+        builder.append(i, ts, key, value, list(decode_headers(blob)) if blob else [])
     built = builder.build()
     _BASE_OFFSET.pack_into(built, 0, h.base_offset)  # outside Kafka's CRC
     if h.attributes & TIMESTAMP_TYPE_LOG_APPEND:

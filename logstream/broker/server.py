@@ -46,6 +46,7 @@ from logstream.broker.rpc import ByteBudget, generic_handler, no_observer
 from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
+from logstream.coordinator.queues import QueueGroupDescription
 from logstream.protocol import admin_pb2, group_pb2, log_pb2, queue_pb2, security_pb2
 
 log = logging.getLogger("logstream.broker")
@@ -74,6 +75,7 @@ class BrokerServer:
         """The /metrics, /healthz, /readyz listener (``http_listen``), started before recovery."""
         self.queues = QueueManager(broker)
         broker.queues = self.queues
+        broker.metrics.register_queue_source(self._queue_descriptions)
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
         self.admission = UnaryAdmission(
             max(1, config.max_request_bytes_in_flight // config.max_message_bytes)
@@ -97,6 +99,10 @@ class BrokerServer:
             raise
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+
+    def _queue_descriptions(self) -> list[QueueGroupDescription]:
+        """Every queue group's depth, for ``/metrics`` and the console (called per scrape)."""
+        return [desc for desc, _, _ in self.queues.list_groups()]
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()

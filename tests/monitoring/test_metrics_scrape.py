@@ -8,7 +8,7 @@ from pathlib import Path
 
 from monitoring_helpers import Monitored, Scrape, http_get, start_monitored
 
-from logstream import Admin, Consumer, Producer
+from logstream import Admin, Consumer, GroupAdmin, Producer, QueueConsumer
 from logstream.errors import TopicAlreadyExistsError
 from logstream.types import TopicPartition
 
@@ -194,3 +194,39 @@ def test_inbox_gauges_and_counters(monitored: Monitored) -> None:
     assert after.value(delivered) - before.value(delivered) == 1
     assert after.value(discarded) - before.value(discarded) == 1
     assert after.value("logstream_inbox_queued_bytes") == 0
+
+
+def test_queue_group_depth_in_flight_and_dead_letters_in_a_scrape(monitored: Monitored) -> None:
+    """The broker registers its queue groups as a metrics source: the gauges follow a
+    member's fetch and reject in a real broker process."""
+    with Admin(monitored.address) as admin:
+        admin.create_topic("jobs", partitions=1)
+    with Producer(monitored.address) as producer:
+        for i in range(5):
+            producer.send("jobs", b"job-%d" % i, partition=0)
+        producer.flush(10)
+    group_admin = GroupAdmin(monitored.address)
+    group_admin.create_queue_group("workers", topics=["jobs"], lease_ms=60_000)
+    scrape = _wait_for(
+        monitored, lambda s: s.get("logstream_queue_depth", -1, group="workers") == 5
+    )
+    assert scrape.value("logstream_queue_in_flight", group="workers") == 0
+
+    with QueueConsumer(monitored.address, group="workers", max_records=2) as q:
+        held: list = []
+        deadline = time.monotonic() + 10
+        while len(held) < 2 and time.monotonic() < deadline:
+            held += q.poll(0.5)
+        assert len(held) == 2
+        held[0].reject(reason="poison")
+        assert q.commit() == []
+        scrape = _wait_for(
+            monitored, lambda s: s.get("logstream_queue_dead_lettered_total", group="workers") == 1
+        )
+        assert scrape.value("logstream_queue_in_flight", group="workers") == 1
+        assert scrape.value("logstream_queue_available", group="workers") == 3
+        assert scrape.value("logstream_queue_depth", group="workers") == 4
+        assert scrape.value("logstream_queue_oldest_unfinished_age_seconds", group="workers") >= 0
+        held[1].ack()
+        assert q.commit() == []
+    group_admin.close()

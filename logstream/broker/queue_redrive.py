@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from logstream.broker.notify import AppendNotifier
-from logstream.broker.queue_state import Managed, QueueStateLog, iter_dead_letters
-from logstream.codec import encode_batch, encode_headers
+from logstream.broker.queue_state import Managed, QueueStateLog, iter_dead_letters, read_range
+from logstream.codec import encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues.deadletter import (
+    HEADER_DELIVERIES,
     HEADER_GROUP,
     HEADER_OFFSET,
     HEADER_PARTITION,
     HEADER_REASON,
+    HEADER_REASON_TEXT,
+    HEADER_TIME,
     HEADER_TOPIC,
 )
 from logstream.errors import InvalidRequestError, UnknownTopicOrPartitionError
@@ -29,6 +32,8 @@ from logstream.storage import LogManager
 from logstream.storage.config import is_internal_topic
 
 DLQ_HEADER_PREFIX = "logstream.dlq."
+RECENT_SCAN_RECORDS = 10_000
+"""The console's dead-letter view reads at most this many of the topic's newest records."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,78 @@ class RedriveItem:
     reason: str
     target_topic: str
     target_partition: int
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """One letter as the console shows it: the copy's key, value and own headers, and
+    what the ``logstream.dlq.*`` headers say about where it came from and why."""
+
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    reason: str
+    reason_text: str
+    delivery_count: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    dead_lettered_ms: int
+    redriven: bool
+
+
+def _int(raw: bytes | None, default: int = -1) -> int:
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def recent_dead_letters(
+    manager: LogManager, name: str, m: Managed, limit: int
+) -> tuple[list[DeadLetterRecord], int]:
+    """The newest ``limit`` letters of group ``name`` (newest first) among the last
+    ``RECENT_SCAN_RECORDS`` records of its dead-letter topic, and how many of those are
+    not redriven yet."""
+    dlq = m.group.dead_letter_topic
+    if dlq not in manager.topics():
+        return [], 0
+    plog = manager.get_log(dlq, 0)
+    first = max(plog.log_start_offset, plog.log_end_offset - RECENT_SCAN_RECORDS)
+    found: list[DeadLetterRecord] = []
+    waiting = 0
+    text = lambda raw: (raw or b"").decode("utf-8", "replace")  # noqa: E731
+    for data in read_range(plog, first, plog.log_end_offset):
+        for batch in iter_batches(data):
+            for i, off in enumerate(batch.offsets.tolist()):
+                if off < first:
+                    continue
+                hdrs = list(batch.record_headers(i))
+                h = dict(hdrs)
+                if h.get(HEADER_GROUP) != name.encode():
+                    continue
+                redriven = off in m.redriven
+                waiting += not redriven
+                found.append(
+                    DeadLetterRecord(
+                        off,
+                        int(batch.timestamps[i]),
+                        batch.key(i),
+                        batch.value(i),
+                        [(k, v) for k, v in hdrs if not k.startswith(DLQ_HEADER_PREFIX)],
+                        text(h.get(HEADER_REASON)),
+                        text(h.get(HEADER_REASON_TEXT)),
+                        _int(h.get(HEADER_DELIVERIES)),
+                        text(h.get(HEADER_TOPIC)),
+                        _int(h.get(HEADER_PARTITION)),
+                        _int(h.get(HEADER_OFFSET)),
+                        _int(h.get(HEADER_TIME)),
+                        redriven,
+                    )
+                )
+    return found[::-1][:limit], waiting
 
 
 def redrive(

@@ -38,7 +38,12 @@ from typing import Any
 import numpy as np
 
 from logstream.broker.config import queue_settings
-from logstream.broker.queue_redrive import RedriveItem, redrive
+from logstream.broker.queue_redrive import (
+    DeadLetterRecord,
+    RedriveItem,
+    recent_dead_letters,
+    redrive,
+)
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
 from logstream.codec import decode_batch, iter_headers
 from logstream.coordinator.queues import (
@@ -542,7 +547,11 @@ class QueueManager:
                     break
         return out
 
-    # ---- redrive ------------------------------------------------------------------------
+    # ---- dead letters and redrive --------------------------------------------------------
+
+    def dead_letters(self, name: str, limit: int) -> tuple[list[DeadLetterRecord], int]:
+        """See :func:`.queue_redrive.recent_dead_letters`."""
+        return recent_dead_letters(self.manager, name, self._get(name), limit)
 
     def redrive(
         self,

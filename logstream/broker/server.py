@@ -167,7 +167,10 @@ class BrokerServer:
         self._run(self._start())
         if self.http is not None:
             self.http.attach(
-                self.broker, port=lambda: self.port, request_bytes=lambda: self.request_budget.used
+                self.broker,
+                port=lambda: self.port,
+                request_bytes=lambda: self.request_budget.used,
+                security=self.security,
             )
             self.http.set_ready(True)
         log.info(

@@ -6,25 +6,27 @@ filters return the right records."""
 from __future__ import annotations
 
 import json
-import shutil
+import time
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from browser_helpers import chromium, needs_chromium
+from browser_helpers import css as _css
+from browser_helpers import no_console_errors as _no_console_errors
+from browser_helpers import wait as _wait
 from monitoring_helpers import Monitored, http_get, start_monitored
 
 from logstream import Admin, Consumer, Producer
 from logstream.types import TopicPartition
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = needs_chromium
+T0 = (int(time.time()) // 60 - 60) * 60_000
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="chromium and chromium-driver are not installed (make test installs them)",
-)
-WAIT_S = 20
+
+def _at(minute: int) -> int:
+    return T0 + minute * 60_000
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +34,17 @@ def console_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor
     m = start_monitored(tmp_path_factory.mktemp("console") / "data")
     admin = Admin(m.address)
     admin.create_topic("orders", partitions=2)
+    admin.create_topic("events", partitions=1)
     admin.close()
     producer = Producer(m.address)
     for i in range(30):
         value = json.dumps({"n": i, "item": f"thing-{i}"}).encode()
         producer.send("orders", value, key=b"k%d" % (i % 3), partition=0)
     producer.send("orders", b"\x00\xff binary", key=b"bin", partition=1)
+    for i in range(20):  # a minute apart, an hour ago; every other one red
+        color = b"red" if i % 2 == 0 else b"blue"
+        headers = [("color", color), ("n", b"%d" % i)]
+        producer.send("events", b"e%d" % i, headers=headers, partition=0, timestamp_ms=_at(i))
     producer.flush(10)
     producer.close()
     consumer = Consumer(m.address, group="readers", auto_offset_reset="earliest")
@@ -52,40 +59,7 @@ def console_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(driver: Any, condition: Any) -> Any:
-    """Wait for ``condition``; live pages re-render every 2 s, so an element read while
-    its table is replaced is retried, not an error."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
-    return wait.until(condition)
-
-
-def _no_console_errors(driver: Any) -> None:
-    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert not severe, severe
-
-
-def _css(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+    yield from chromium()
 
 
 def _offsets(driver: Any) -> list[int] | None:
@@ -98,11 +72,57 @@ def _offsets(driver: Any) -> list[int] | None:
         return None
 
 
+def _form(driver: Any, **fields: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in fields.items():
+        box = driver.find_element(By.NAME, name)
+        if box.tag_name != "select":
+            box.clear()
+        if value:
+            box.send_keys(value)
+    driver.find_element(By.ID, "browse-go").click()
+
+
+def test_message_browser_time_window_and_header_filters(
+    console_broker: Monitored, browser: Any
+) -> None:
+    browser.get(f"http://{console_broker.http}/#/messages?topic=events&partition=0")
+    _wait(browser, lambda d: _offsets(d) == list(range(19, -1, -1)))
+    iso = datetime.fromtimestamp(_at(5) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _form(browser, **{"from": iso, "to": str(_at(9))})
+    _wait(browser, lambda d: _offsets(d) == [9, 8, 7, 6, 5])
+    assert "time window offsets 5 to 10" in browser.page_source
+    _form(browser, header="color=red")
+    _wait(browser, lambda d: _offsets(d) == [8, 6])
+    _form(browser, header="color=red", order="oldest first", to="")
+    _wait(browser, lambda d: _offsets(d) == [6, 8, 10, 12, 14, 16, 18])
+    first_row = _css(browser, "#results tbody tr")[0].text
+    assert "color=red" in first_row and "n=6" in first_row
+    _form(browser, header="n", **{"from": "", "to": ""})  # "has a header n": every record
+    _wait(browser, lambda d: _offsets(d) == list(range(20)))
+    _no_console_errors(browser)
+
+
+def test_time_and_header_filters_through_the_api(console_broker: Monitored) -> None:
+    base = f"http://{console_broker.http}/api/messages?topic=events&partition=0&order=oldest"
+    page = json.loads(http_get(f"{base}&from_ms={_at(3) - 1}&to_ms={_at(4) + 1}")[1])
+    assert [r["offset"] for r in page["records"]] == [3, 4]
+    assert page["window"] == [3, 5]
+    both = f"{base}&header=color%3Dblue&header=n%3D7"
+    assert [r["offset"] for r in json.loads(http_get(both)[1])["records"]] == [7]
+    assert json.loads(http_get(f"{base}&from_ms={_at(30)}")[1])["records"] == []
+    status, body = http_get(f"{base}&from_ms={_at(5)}&to_ms={_at(4)}")
+    assert status == 400 and "before from_ms" in json.loads(body)["error"]
+    status, body = http_get(f"{base}&header=%3Dx")
+    assert status == 400 and "NAME=VALUE" in json.loads(body)["error"]
+
+
 def test_overview_lists_topics_and_draws_the_rate_chart(
     console_broker: Monitored, browser: Any
 ) -> None:
     browser.get(f"http://{console_broker.http}/#/")
-    _wait(browser, lambda d: [a.text for a in _css(d, "a.topic-link")] == ["orders"])
+    _wait(browser, lambda d: [a.text for a in _css(d, "a.topic-link")] == ["events", "orders"])
     # the rate chart draws a line (one poll gives a flat segment, later ones add points)
     points = _wait(
         browser,
@@ -182,6 +202,6 @@ def test_api_errors_are_json(console_broker: Monitored) -> None:
     status, body = http_get(f"{base}/api/topic?name=missing")
     assert status == 404 and "UNKNOWN_TOPIC_OR_PARTITION" in json.loads(body)["error"]
     status, body = http_get(f"{base}/api/messages?topic=orders&partition=x")
-    assert status == 400 and "integers" in json.loads(body)["error"]
+    assert status == 400 and "integer" in json.loads(body)["error"]
     assert http_get(f"{base}/static/../server.py")[0] == 404
     assert http_get(f"{base}/static/console.js")[0] == 200

@@ -24,8 +24,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import Gauge, ProcessCollector, make_wsgi_app
 
 from logstream.broker.http.collector import BrokerCollector
-from logstream.broker.http.console import ConsoleApi, console_app
+from logstream.broker.http.console import Console, console_app
 from logstream.broker.http.metrics import BrokerMetrics
+from logstream.broker.http.session import ConsoleSessions
+from logstream.broker.http.views import ConsoleApi
 
 log = logging.getLogger("logstream.broker.http")
 
@@ -62,7 +64,7 @@ class HttpListener:
         self.metrics = metrics
         self._ready = False
         self._collector: BrokerCollector | None = None
-        self._console: ConsoleApi | None = None
+        self._console: Console | None = None
         ProcessCollector(registry=metrics.registry)
         self._not_ready = Gauge(
             "logstream_starting", "1 while the data directory is being recovered.",
@@ -91,14 +93,26 @@ class HttpListener:
         return self._ready
 
     def attach(
-        self, broker: Any, *, port: Callable[[], int], request_bytes: Callable[[], int]
+        self,
+        broker: Any,
+        *,
+        port: Callable[[], int],
+        request_bytes: Callable[[], int],
+        security: Any = None,
     ) -> None:
-        """Export ``broker``'s state from now on (after recovery, before serving)."""
+        """Export ``broker``'s state from now on (after recovery, before serving).
+        ``security`` (the port's ``EdgeSecurity``) gives the console its logins and ACLs."""
         self._collector = BrokerCollector(
             broker, self.metrics, port=port, request_bytes=request_bytes, ready=lambda: self.ready
         )
         self.metrics.registry.register(self._collector)
-        self._console = ConsoleApi(broker, self.metrics)
+        store = getattr(security, "store", None)
+        self._console = Console(
+            ConsoleApi(broker, self.metrics),
+            authenticated=bool(getattr(broker.config, "authenticated", False)),
+            sessions=ConsoleSessions(store) if store is not None else None,
+            authorizer=getattr(security, "authorizer", None),
+        )
 
     def set_ready(self, ready: bool) -> None:
         self._ready = ready

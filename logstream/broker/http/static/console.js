@@ -1,6 +1,9 @@
 // logstream web console: plain JavaScript, no dependencies, served by the broker.
-// Views by URL hash: #/ (overview), #/topic/NAME, #/messages, #/groups, #/queues.
+// Views by URL hash: #/ (overview), #/topic/NAME, #/messages, #/groups, #/queues,
+// #/queue/NAME (depth, members, dead letters, redrive).
 // Live views poll the JSON API every REFRESH_MS; charts keep the last hour in memory.
+// With authentication on, an answer of 403 {"login": true} shows the login form; the
+// session is an HttpOnly cookie this script never sees.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -8,6 +11,9 @@ const HISTORY_MS = 3600 * 1000;
 const history = new Map(); // series name -> [[time ms, value], ...]
 let previous = null; // the last overview, for rates
 let timer = null;
+let redrive = null; // {group, count, result}: the redrive dialog of the queue page
+
+class LoginNeeded extends Error {}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -23,11 +29,50 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-async function api(path) {
-  const resp = await fetch(path, { cache: "no-store" });
+async function api(path, post) {
+  const init = { cache: "no-store", credentials: "same-origin" };
+  if (post !== undefined) {
+    init.method = "POST";
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(post);
+  }
+  const resp = await fetch(path, init);
   const body = await resp.json();
+  if (resp.status === 403 && body.login) throw new LoginNeeded(body.error);
   if (!resp.ok) throw new Error(body.error || resp.statusText);
   return body;
+}
+
+function loginForm(view, message) {
+  const error = el("p", { id: "login-error", class: "error" }, message || "");
+  const form = el("form", { id: "login" },
+    el("label", {}, "API token", el("input", { name: "token", type: "password", autocomplete: "off", placeholder: "ls1.user.secret" })),
+    el("button", { type: "submit", id: "login-go" }, "Log in"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("/api/login", { token: form.elements.token.value });
+      await showSession();
+      show();
+    } catch (err) {
+      error.textContent = String(err.message || err);
+    }
+  });
+  view.replaceChildren(el("h2", {}, "Log in"),
+    el("p", { class: "muted" }, "The broker requires authentication: an API token from 'logstream user add'."),
+    form, error);
+}
+
+async function showSession() {
+  const who = document.getElementById("who");
+  const data = await api("/api/session");
+  if (!data.auth || !data.principal) { who.replaceChildren(); return; }
+  who.replaceChildren(el("span", { id: "principal" }, data.principal), " ",
+    el("button", { type: "button", id: "logout", onclick: async () => {
+      await api("/api/logout", {});
+      who.replaceChildren();
+      show();
+    } }, "Log out"));
 }
 
 function bytes(n) {
@@ -144,6 +189,13 @@ function shown(v) {
   return v.text;
 }
 
+function timeMs(text) {
+  // a time the browser can parse (ISO 8601; without a zone it is local time) or epoch ms
+  const t = /^\d+$/.test(text.trim()) ? Number(text) : Date.parse(text);
+  if (Number.isNaN(t)) throw new Error(`not a time: ${text}`);
+  return t;
+}
+
 async function messages(view, params) {
   const overviewData = await api("/api/overview");
   const names = overviewData.topics.map((t) => t.name).filter((n) => !n.startsWith("__"));
@@ -155,20 +207,31 @@ async function messages(view, params) {
       el("option", { value: "newest" }, "newest first"), el("option", { value: "oldest" }, "oldest first"))),
     el("label", {}, "key", el("input", { name: "key" })),
     el("label", {}, "text", el("input", { name: "text" })),
+    el("label", {}, "header", el("input", { name: "header", placeholder: "name=value" })),
+    el("label", {}, "from", el("input", { name: "from", placeholder: "2026-12-06T10:00:00Z or ms" })),
+    el("label", {}, "to", el("input", { name: "to", placeholder: "time or ms" })),
     el("label", {}, "limit", el("input", { name: "limit", type: "number", min: "1", max: "500", value: "50" })),
     el("button", { type: "submit", id: "browse-go" }, "Show"));
   for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
   const results = el("div", { id: "results" });
   const run = async (event) => {
     if (event) event.preventDefault();
-    const q = new URLSearchParams(new FormData(form));
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) {
+      if (v === "") continue;
+      if (k === "from" || k === "to") q.set(k + "_ms", String(timeMs(v)));
+      else q.set(k, v);
+    }
     const page = await api("/api/messages?" + q.toString());
     const next = page.next_offset === null ? null : el("button", {
       id: "browse-next", type: "button",
       onclick: () => { form.elements.offset.value = page.next_offset; run(); },
     }, "Next page");
     results.replaceChildren(
-      el("p", { class: "muted" }, `offsets ${page.log_start_offset} to ${page.log_end_offset}, ${page.records.length} shown`),
+      el("p", { class: "muted" }, `offsets ${page.log_start_offset} to ${page.log_end_offset}`
+        + (page.window[0] !== page.log_start_offset || page.window[1] !== page.log_end_offset
+          ? `, time window offsets ${page.window[0]} to ${page.window[1]}` : "")
+        + `, ${page.records.length} shown`),
       table([
         ["offset", (r) => r.offset, true],
         ["time", (r) => new Date(r.timestamp_ms).toISOString()],
@@ -212,7 +275,7 @@ async function queues(view) {
   for (const q of data.queues) record("depth:" + q.group, q.depth);
   if (data.queues.length) {
     parts.push(table([
-      ["group", (q) => q.group],
+      ["group", (q) => el("a", { href: "#/queue/" + encodeURIComponent(q.group), class: "queue-link" }, q.group)],
       ["depth", (q) => q.depth, true],
       ["available", (q) => q.available, true],
       ["in flight", (q) => q.in_flight, true],
@@ -223,6 +286,67 @@ async function queues(view) {
     ], data.queues));
   }
   view.replaceChildren(...parts);
+}
+
+function redrivePanel(name, refresh) {
+  if (!redrive || redrive.group !== name) return null;
+  if (redrive.result !== undefined) {
+    return el("p", { id: "redrive-result" }, `Redriven ${redrive.result} dead letters.`);
+  }
+  if (redrive.count === 0) return el("p", { id: "redrive-count" }, "Nothing to redrive.");
+  return el("div", { id: "redrive-confirm" },
+    el("p", { id: "redrive-count" },
+      `${redrive.count} dead letters would go back to their source topics. Redrive them?`),
+    el("button", { type: "button", id: "redrive-execute", onclick: async () => {
+      const done = await api("/api/redrive", { group: name, execute: true });
+      redrive = { group: name, result: done.count };
+      await refresh();
+    } }, "Confirm redrive"), " ",
+    el("button", { type: "button", id: "redrive-cancel", onclick: () => { redrive = null; refresh(); } }, "Cancel"));
+}
+
+async function queue(view, name) {
+  const q = await api("/api/queue?group=" + encodeURIComponent(name));
+  const refresh = () => queue(view, name);
+  record("depth:" + name, q.total.depth);
+  const t = q.total;
+  const dryRun = async () => {
+    const plan = await api("/api/redrive", { group: name, execute: false });
+    redrive = { group: name, count: plan.count };
+    await refresh();
+  };
+  view.replaceChildren(
+    el("h2", {}, `Queue group ${q.group}`),
+    el("p", { id: "queue-totals" },
+      `depth ${t.depth}, in flight ${t.in_flight}, delayed ${t.delayed}, available ${t.available}, `
+      + `acknowledged ${t.acknowledged}, dead-lettered ${t.dead_lettered}, redelivered ${t.redelivered}`),
+    chart("depth:" + name, 640, 80),
+    table([
+      ["topic", (p) => p.topic],
+      ["partition", (p) => p.partition, true],
+      ["depth", (p) => p.depth, true],
+      ["available", (p) => p.available, true],
+      ["in flight", (p) => p.in_flight, true],
+      ["delayed", (p) => p.delayed, true],
+      ["dead-lettered", (p) => p.dead_lettered, true],
+    ], q.partitions),
+    el("h2", {}, "Members"),
+    q.members.length
+      ? table([["member", (m) => m.member_id], ["client", (m) => m.client_id], ["held", (m) => m.held, true]], q.members)
+      : el("p", { class: "muted" }, "No members."),
+    el("h2", {}, `Dead letters (${q.dead_letter_topic}, ${q.dead_letters_waiting} not redriven)`),
+    el("p", {}, el("button", { type: "button", id: "redrive", onclick: dryRun }, "Redrive\u2026")),
+    redrivePanel(name, refresh),
+    el("div", { id: "dead-letters" },
+      q.dead_letters.length ? table([
+        ["dlq offset", (d) => d.offset, true],
+        ["reason", (d) => d.reason + (d.reason_text ? ": " + d.reason_text : "")],
+        ["deliveries", (d) => d.delivery_count, true],
+        ["source", (d) => `${d.source_topic}/${d.source_partition}@${d.source_offset}`],
+        ["key", (d) => shown(d.key)],
+        ["value", (d) => el("div", { class: "value" }, shown(d.value))],
+        ["redriven", (d) => (d.redriven ? "yes" : "no")],
+      ], q.dead_letters) : el("p", { class: "muted" }, "No dead letters.")));
 }
 
 async function show() {
@@ -237,6 +361,7 @@ async function show() {
   else if (route === "/messages") { render = () => messages(view, params); live = false; }
   else if (route === "/groups") render = () => groups(view);
   else if (route === "/queues") render = () => queues(view);
+  else if (route.startsWith("/queue/")) render = () => queue(view, decodeURIComponent(route.slice(7)));
   else render = () => overview(view);
   for (const a of document.querySelectorAll("nav a")) {
     a.classList.toggle("active", a.getAttribute("href") === "#" + route);
@@ -246,11 +371,25 @@ async function show() {
     status.textContent = "updated " + new Date().toLocaleTimeString();
     status.className = "";
   } catch (err) {
+    if (err instanceof LoginNeeded) {
+      loginForm(view, "");
+      status.textContent = err.message;
+      status.className = "";
+      return;
+    }
     status.textContent = String(err.message || err);
     status.className = "error";
   }
   if (live) timer = setTimeout(show, REFRESH_MS);
 }
 
-window.addEventListener("hashchange", show);
-show();
+// a failed click or form (a bad time, a refused redrive) shows its error in the header
+window.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const status = document.getElementById("status");
+  if (event.reason instanceof LoginNeeded) { clearTimeout(timer); loginForm(document.getElementById("view"), ""); }
+  status.textContent = String((event.reason && event.reason.message) || event.reason);
+  status.className = "error";
+});
+window.addEventListener("hashchange", () => { redrive = null; show(); });
+showSession().catch(() => {}).finally(show);

@@ -121,7 +121,7 @@ def test_the_port_is_refused_when_taken(tmp_path: Path) -> None:
         listener.stop()
 
 
-def test_the_console_api_needs_a_login_when_the_broker_requires_authentication(tmp_path: Path) -> None:
+def test_the_console_api_wants_a_login_under_authentication(tmp_path: Path) -> None:
     with run_broker(tmp_path, http_listen="127.0.0.1:0", auth=True) as b:
         base = f"http://{b.server.http.address}"
         status, body = http_get(f"{base}/api/overview")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from logstream import Admin, Producer
 from logstream.broker.http.logs import JsonFormatter
+from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.quotas import Quota, QuotaFile
+from logstream.client import AclBinding
 from logstream.testing.broker import BrokerProcess
 
 
@@ -104,3 +108,46 @@ def test_formatter_keeps_fixed_keys_and_exceptions() -> None:
     assert line["topic"] == "t"
     assert line["level"] == "ERROR"  # a field may not overwrite a fixed key
     assert "ValueError: disk" in line["exception"]
+
+
+def test_acl_user_and_quota_changes_are_events(tmp_path: Path) -> None:
+    """Online changes (Security service) and offline ones read on SIGHUP each log one
+    event with the principal and the resource; no token ever reaches the log."""
+    data = tmp_path / "data"
+    admin_token = CredentialStore(data).add("admin")
+    proc = BrokerProcess(data, log_format="json", auth=True, acls=True, super_users="admin").start()
+    try:
+        rule = AclBinding("alice", "topic", "orders", "prefix", "read", "allow")
+        with Admin(proc.address, token=admin_token) as admin:
+            assert admin.create_acls([rule]) == 1
+            added = _wait_for_event(proc, "acl_added")
+            alice_token = admin.create_user("alice")
+            created = _wait_for_event(proc, "user_added")
+            admin.delete_acls(AclBinding(principal="alice"))
+            removed = _wait_for_event(proc, "acl_removed")
+        seen = len(_events(proc.output()))
+        # offline: a user, a quota and a rule written to the files, then SIGHUP
+        carol_token = CredentialStore(data).add("carol")
+        QuotaFile(data).write({"alice": Quota(produce_bytes_per_s=1_000_000)})
+        proc.proc.send_signal(signal.SIGHUP)
+        reloaded_user = _wait_for_event(proc, "user_added", skip=seen)
+        quota = _wait_for_event(proc, "quota_set", skip=seen)
+    finally:
+        assert proc.terminate() == 0
+    expected = {
+        "principal": "alice",
+        "resource_type": "topic",
+        "name": "orders",
+        "pattern": "prefix",
+        "operation": "read",
+        "permission": "allow",
+        "source": "rpc",
+    }
+    assert {k: added[k] for k in expected} == expected
+    assert {k: removed[k] for k in expected} == expected
+    assert (created["user"], created["source"]) == ("alice", "rpc")
+    assert (reloaded_user["user"], reloaded_user["source"]) == ("carol", "reload")
+    assert quota["principal"] == "alice" and quota["produce_bytes_per_s"] == 1_000_000
+    output = proc.output()
+    for token in (admin_token, alice_token, carol_token):
+        assert token.rpartition(".")[2] not in output

@@ -11,7 +11,9 @@ Significant moments are logged with ``extra={"event": NAME, "fields": {...}}`` (
 traceback text). Event names (docs/monitoring.md lists their fields): ``broker_started``,
 ``data_dir_opened``, ``partition_recovered``, ``topic_created``, ``topic_deleted``,
 ``topic_config_altered``, ``partitions_added``, ``segment_rolled``, ``segments_deleted``,
-``slow_request``, ``flush_failed``, ``broker_stopping``, ``broker_stopped``. Field names
+``slow_request``, ``flush_failed``, ``broker_stopping``, ``broker_stopped``, and the
+security changes of ``broker/security/events.py``: ``acl_added``, ``acl_removed``,
+``user_added``, ``user_rotated``, ``user_removed``, ``quota_set``, ``quota_removed``. Field names
 never collide with the fixed keys: a field named like one is dropped.
 """
 

@@ -113,12 +113,13 @@ class AclStore:
         with self._lock:
             return [a for a in self._acls if a.matches_filter(flt or {})]
 
-    def add(self, acls: list[Acl]) -> int:
+    def add(self, acls: list[Acl]) -> list[Acl]:
+        """Add the rules not there yet; returns those (the others were there already)."""
         with self._lock:
             new = [a for a in dict.fromkeys(acls) if a not in self._acls]
             if new:
                 self._write([*self._acls, *new])
-            return len(new)
+            return new
 
     def remove(self, flt: dict[str, str]) -> list[Acl]:
         with self._lock:

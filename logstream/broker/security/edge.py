@@ -13,6 +13,7 @@ from logstream.broker.config import BrokerConfig
 from logstream.broker.security.acls import AclStore
 from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.events import acls_reloaded, quotas_reloaded, users_reloaded
 from logstream.broker.security.interceptor import AuthInterceptor
 from logstream.broker.security.quotas import Quotas
 from logstream.broker.security.throttle import Throttle
@@ -81,6 +82,7 @@ class EdgeSecurity:
         if self.tls:
             self.tls.reload()
         if self.store is not None and self.auth is not None:
+            users = {u.name: u for u in self.store.users()}
             try:
                 self.store.reload()
             except (InvalidConfigError, LogstreamError) as exc:
@@ -88,18 +90,24 @@ class EdgeSecurity:
             else:
                 self.auth.forget_tokens()
                 log.info("credentials reloaded: %d users", len(self.store.users()))
+                users_reloaded(users, {u.name: u for u in self.store.users()})
         if self.quotas is not None:
+            quotas = self.quotas.snapshot()
             try:
                 self.quotas.reload()
             except InvalidConfigError as exc:
                 log.error("quota reload failed, keeping the current quotas: %s", exc)
+            else:
+                quotas_reloaded(quotas, self.quotas.snapshot())
         if self.acls is not None and self.authorizer is not None:
+            rules = self.acls.matching()
             try:
                 self.acls.reload()
             except InvalidConfigError as exc:
                 log.error("ACL reload failed, keeping the current rules: %s", exc)
             else:
                 self.authorizer.rules_changed()
+                acls_reloaded(rules, self.acls.matching())
         for hook in self.reload_hooks:
             try:
                 hook()

@@ -106,6 +106,11 @@ class Quotas:
             self._quotas = quotas
             self._due.clear()
 
+    def snapshot(self) -> dict[str, Quota]:
+        """The quotas in force, by principal (``*``: everyone without their own)."""
+        with self._lock:
+            return dict(self._quotas)
+
     @property
     def active(self) -> bool:
         return bool(self._quotas)

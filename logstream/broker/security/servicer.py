@@ -14,6 +14,7 @@ from typing import Any
 from logstream.broker.security.acls import ACL_FIELDS, Acl, AclStore
 from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.events import acls_changed, user_changed
 from logstream.errors import InvalidRequestError
 from logstream.protocol import security_pb2
 
@@ -47,10 +48,12 @@ class SecurityServicer:
 
     def CreateUser(self, request: Any, context: Any) -> security_pb2.CreateUserResponse:
         token = self._users().add(request.name, replace=request.rotate)
+        user_changed("rotated" if request.rotate else "added", request.name, "rpc")
         return security_pb2.CreateUserResponse(token=token)
 
     def DeleteUser(self, request: Any, context: Any) -> security_pb2.DeleteUserResponse:
         self._users().remove(request.name)
+        user_changed("removed", request.name, "rpc")
         return security_pb2.DeleteUserResponse()
 
     def ListUsers(self, request: Any, context: Any) -> security_pb2.ListUsersResponse:
@@ -70,9 +73,11 @@ class SecurityServicer:
         store = self._store()
         acls = [Acl.checked(**_filter(a)) for a in request.acls]
         created = store.add(acls)
-        if created and self._authorizer is not None:
-            self._authorizer.rules_changed()
-        return security_pb2.CreateAclsResponse(created=created)
+        if created:
+            acls_changed(created, [], "rpc")
+            if self._authorizer is not None:
+                self._authorizer.rules_changed()
+        return security_pb2.CreateAclsResponse(created=len(created))
 
     def ListAcls(self, request: Any, context: Any) -> security_pb2.ListAclsResponse:
         found = self._store().matching(_filter(request.filter))
@@ -81,6 +86,8 @@ class SecurityServicer:
     def DeleteAcls(self, request: Any, context: Any) -> security_pb2.DeleteAclsResponse:
         store = self._store()
         gone = store.remove(_filter(request.filter))
-        if gone and self._authorizer is not None:
-            self._authorizer.rules_changed()
+        if gone:
+            acls_changed([], gone, "rpc")
+            if self._authorizer is not None:
+                self._authorizer.rules_changed()
         return security_pb2.DeleteAclsResponse(deleted=[_wire(a) for a in gone])

@@ -148,13 +148,15 @@ class AdminHandler:
                     continue
             return out
 
-    def describe_topics(self, names: Sequence[str]) -> list[TopicInfo]:
+    def describe_topics(self, names: Sequence[str], *, config: bool = True) -> list[TopicInfo]:
+        """Partitions of each topic (every non-internal one when ``names`` is empty) and,
+        unless ``config`` is False, its config as strings (a third of the cost)."""
         with self.broker.operation():
             if not names:
                 names = [n for n in sorted(self._mgr.topics()) if not is_internal_topic(n)]
-            return [self._describe(name) for name in names]
+            return [self._describe(name, config) for name in names]
 
-    def _describe(self, name: str) -> TopicInfo:
+    def _describe(self, name: str, config: bool = True) -> TopicInfo:
         info = TopicInfo(name)
         if is_inbox(name):  # one partition, so a plain Producer can answer a request
             try:
@@ -169,7 +171,8 @@ class AdminHandler:
         except LogstreamError as exc:
             info.error = exc
             return info
-        info.config = _config_strings(topic.config)
+        if config:
+            info.config = _config_strings(topic.config)
         for index, plog in enumerate(topic.partitions):
             p = PartitionInfo(index)
             try:

@@ -120,9 +120,12 @@ class GroupCoordinator:
     # ================================================================== storage access
 
     def _partition_count(self, topic: str) -> int | None:
-        if topic not in set(self._storage.topics()):
+        # one dict lookup: a set of every topic name per call made describing a group
+        # over 1,000 topics quadratic (80 ms for 2,000 partitions)
+        try:
+            return len(self._storage.topic(topic).partitions)
+        except UnknownTopicOrPartitionError:
             return None
-        return len(self._storage.topic(topic).partitions)
 
     def _log(self, tp: TopicPartition) -> PartitionLog:
         n = self._partition_count(tp.topic)

@@ -74,13 +74,18 @@ def texts(driver: Any, selector: str) -> list[str] | None:
         return None
 
 
-def click(driver: Any, element_id: str) -> None:
-    """Click the element with this id once it exists (retried if a re-render replaced it)."""
+def click(driver: Any, element_id: str = "", *, selector: str = "") -> None:
+    """Click the element with this id (or the first matching the CSS ``selector``) once it
+    exists, retried if a re-render replaced it."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     def clicked(d: Any) -> bool:
-        found = d.find_elements(By.ID, element_id)
+        found = (
+            d.find_elements(By.CSS_SELECTOR, selector)
+            if selector
+            else d.find_elements(By.ID, element_id)
+        )
         if not found:
             return False
         try:

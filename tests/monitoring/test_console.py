@@ -123,6 +123,8 @@ def test_overview_lists_topics_and_draws_the_rate_chart(
 ) -> None:
     browser.get(f"http://{console_broker.http}/#/")
     _wait(browser, lambda d: [a.text for a in _css(d, "a.topic-link")] == ["events", "orders"])
+    # the bound gRPC address, not the configured port 0
+    assert f"gRPC {console_broker.address}," in browser.find_element("id", "overview-broker").text
     # the rate chart draws a line (one poll gives a flat segment, later ones add points)
     points = _wait(
         browser,

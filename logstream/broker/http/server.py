@@ -108,7 +108,7 @@ class HttpListener:
         self.metrics.registry.register(self._collector)
         store = getattr(security, "store", None)
         self._console = Console(
-            ConsoleApi(broker, self.metrics),
+            ConsoleApi(broker, self.metrics, port),
             authenticated=bool(getattr(broker.config, "authenticated", False)),
             sessions=ConsoleSessions(store) if store is not None else None,
             authorizer=getattr(security, "authorizer", None),

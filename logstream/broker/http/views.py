@@ -9,6 +9,7 @@ may not do is refused with the gRPC call's error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from logstream.broker.admin import AdminHandler
@@ -27,10 +28,19 @@ def _fetch_request(topic: str) -> log_pb2.FetchRequest:
 
 
 class ConsoleApi:
-    def __init__(self, broker: Any, metrics: BrokerMetrics) -> None:
+    def __init__(
+        self, broker: Any, metrics: BrokerMetrics, port: Callable[[], int] | None = None
+    ) -> None:
         self.broker = broker
         self.metrics = metrics
         self.admin = AdminHandler(broker)
+        self._port = port  # the bound gRPC port (config.listen may say port 0)
+
+    def _listen(self) -> str:
+        listen = str(self.broker.config.listen)
+        if self._port is None:
+            return listen
+        return f"{listen.rpartition(':')[0]}:{self._port()}"
 
     def overview(self, access: Access) -> dict[str, Any]:
         traffic = self.metrics.traffic()
@@ -56,7 +66,7 @@ class ConsoleApi:
             )
         config = self.broker.config
         return {
-            "broker": {"data_dir": str(config.data_dir), "listen": config.listen},
+            "broker": {"data_dir": str(config.data_dir), "listen": self._listen()},
             "principal": access.principal,
             "topics": topics,
         }

@@ -76,7 +76,7 @@ class ConsoleSessions:
         with self._checks:
             principal = self.store.verify(token) if token else None
         if principal is None:
-            time.sleep(self._failed(address))
+            time.sleep(self.note_failure(address))
             return None
         with self._lock:
             self._failures.pop(address, None)
@@ -133,7 +133,8 @@ class ConsoleSessions:
     def _cookie(value: str, max_age: int) -> str:
         return f"{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
 
-    def _failed(self, address: str) -> float:
+    def note_failure(self, address: str) -> float:
+        """Count a failed login from ``address``; the delay before answering it."""
         now = time.monotonic()
         with self._lock:
             count, last = self._failures.get(address, (0, now))

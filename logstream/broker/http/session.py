@@ -111,6 +111,21 @@ class ConsoleSessions:
                 return None
         return session.principal
 
+    def note_failure(self, address: str) -> float:
+        """Count a failed login from ``address``; the delay before answering it."""
+        now = time.monotonic()
+        with self._lock:
+            count, last = self._failures.get(address, (0, now))
+            if now - last > FAILURE_MEMORY_S:
+                count = 0
+            count += 1
+            self._failures[address] = (count, now)
+            if len(self._failures) > MAX_SESSIONS:
+                self._failures = {
+                    a: v for a, v in self._failures.items() if now - v[1] <= FAILURE_MEMORY_S
+                }
+        return float(min(FIRST_FAILURE_DELAY_S * 2 ** (count - 1), MAX_FAILURE_DELAY_S))
+
     # -- internals ----------------------------------------------------------------------------
 
     def _sign(self, sid: str) -> str:
@@ -132,18 +147,3 @@ class ConsoleSessions:
     @staticmethod
     def _cookie(value: str, max_age: int) -> str:
         return f"{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
-
-    def note_failure(self, address: str) -> float:
-        """Count a failed login from ``address``; the delay before answering it."""
-        now = time.monotonic()
-        with self._lock:
-            count, last = self._failures.get(address, (0, now))
-            if now - last > FAILURE_MEMORY_S:
-                count = 0
-            count += 1
-            self._failures[address] = (count, now)
-            if len(self._failures) > MAX_SESSIONS:
-                self._failures = {
-                    a: v for a, v in self._failures.items() if now - v[1] <= FAILURE_MEMORY_S
-                }
-        return float(min(FIRST_FAILURE_DELAY_S * 2 ** (count - 1), MAX_FAILURE_DELAY_S))

@@ -51,6 +51,12 @@ test-services:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	      || echo "could not install chromium; the console tests will skip"; \
 	  else echo "chromium not installed; the console tests will skip"; fi; }
+	@command -v curl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing curl for the docs' HTTP examples"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null) \
+	      || echo "could not install curl; the docs test of monitoring.md will fail"; \
+	  else echo "curl not installed; the docs test of monitoring.md will fail"; fi; }
 	@command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing kcat for the Kafka listener tests"; \

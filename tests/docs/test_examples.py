@@ -36,6 +36,8 @@ from logstream.testing.broker import BrokerProcess
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOC_ADDRESS = "127.0.0.1:7070"
+DOC_HTTP_ADDRESS = "127.0.0.1:7071"  # `make run` serves the console and /metrics here
+HTTP_LINE = re.compile(r"logstream http listening on (\S+:\d+)")
 FOLLOW_S = 2
 SHELL_LANGS = {"sh", "bash", "console", "shell"}
 
@@ -143,9 +145,9 @@ def _env(address: str, work: Path) -> dict[str, str]:
     return env
 
 
-def _run_shell(example: Example, env: dict[str, str], work: Path) -> None:
+def _run_shell(example: Example, env: dict[str, str], work: Path, http: str) -> None:
     p = subprocess.run(
-        ["bash", "-c", SHELL_PRELUDE + example.code],
+        ["bash", "-c", SHELL_PRELUDE + example.code.replace(DOC_HTTP_ADDRESS, http)],
         cwd=work,
         env=env,
         capture_output=True,
@@ -159,8 +161,13 @@ def _run_shell(example: Example, env: dict[str, str], work: Path) -> None:
     )
 
 
-def _run_python(blocks: list[Example], address: str, env: dict[str, str], work: Path) -> None:
-    payload = [(e.where, e.code.replace(DOC_ADDRESS, address)) for e in blocks]
+def _run_python(
+    blocks: list[Example], address: str, env: dict[str, str], work: Path, http: str
+) -> None:
+    payload = [
+        (e.where, e.code.replace(DOC_ADDRESS, address).replace(DOC_HTTP_ADDRESS, http))
+        for e in blocks
+    ]
     p = subprocess.run(
         [sys.executable, "-c", PYTHON_RUNNER],
         input=json.dumps(payload),
@@ -181,15 +188,20 @@ def run_document(document: Path, tmp_path: Path) -> None:
     runnable = [e for e in examples(document) if e.no_run is None]
     assert runnable, f"{document.name} has no runnable examples"
     work = _workdir(tmp_path)
-    broker = BrokerProcess(tmp_path / "broker-data", log_level="WARNING").start()
+    broker = BrokerProcess(
+        tmp_path / "broker-data", log_level="INFO", http_listen="127.0.0.1:0"
+    ).start()
     try:
+        found = HTTP_LINE.search(broker.output())
+        assert found, f"the broker printed no http address:\n{broker.output()}"
+        http = found.group(1)
         env = _env(broker.address, work)
         for example in runnable:
             if example.lang == "sh":
-                _run_shell(example, env, work)
+                _run_shell(example, env, work, http)
         python = [e for e in runnable if e.lang == "python"]
         if python:
-            _run_python(python, broker.address, env, work)
+            _run_python(python, broker.address, env, work, http)
     finally:
         broker.terminate()
 

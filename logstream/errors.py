@@ -28,7 +28,8 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     ├── InvalidPartitionsError       (37)  bad partition count
     ├── InvalidRequestError          (42)  a malformed or contradictory request
     │   ├── InvalidProducerNameError (1005) producer name too long for InitProducerId
-    │   └── InvalidQueueDelayError   (1104) queue: negative delay or non-positive lease
+    │   ├── InvalidQueueDelayError   (1104) queue: negative delay or non-positive lease
+    │   └── InvalidScheduleError     (1110) a delivery time or TTL out of range (also a ValueError)
     ├── InternalTopicReadOnlyError   (1004) clients may read and describe an internal topic, no more
     ├── InvalidConfigError           (40)  unknown config key or a bad value
     ├── OutOfOrderSequenceError      (45)  idempotent producer: a gap in sequence numbers
@@ -387,6 +388,17 @@ class InvalidQueueDelayError(InvalidRequestError):
 
     code = 1104
     name = "INVALID_QUEUE_DELAY"
+
+
+class InvalidScheduleError(InvalidRequestError, ValueError):
+    """A record's delivery time or time-to-live is out of range: a delay below zero or over
+    seven days, a TTL of zero or less, or both ``delay_ms`` and ``deliver_at_ms`` given.
+    Raised by the producer before anything is sent; also a ``ValueError``. The broker never
+    refuses a stored record over its schedule headers: a value it cannot read is ignored and
+    counted under this name (docs/queues.md, Delayed delivery)."""
+
+    code = 1110
+    name = "INVALID_SCHEDULE"
 
 
 class QueueRecordNotHeldError(LogstreamError):

@@ -22,7 +22,8 @@ import grpc
 import numpy as np
 
 from logstream.broker.broker import Broker
-from logstream.broker.queues import QueueManager, Settle, SettleOutcome
+from logstream.broker.queue_settle import Settle, SettleOutcome
+from logstream.broker.queues import QueueManager
 from logstream.coordinator.queues import Delivery, QueueDepth, QueueSettings
 from logstream.errors import InvalidRequestError
 from logstream.protocol import queue_pb2, queue_pb2_grpc
@@ -128,6 +129,8 @@ def _depth_pb(d: QueueDepth) -> queue_pb2.QueueDepth:
         else d.oldest_unfinished_age_ms,
         depth=d.depth,
         parked=d.parked,
+        expired=d.expired,
+        next_due_ms=-1 if d.next_due_ms is None else d.next_due_ms,
     )
 
 
@@ -225,7 +228,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
 
     def DescribeQueueGroup(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
-            d, client_ids = self.queues.describe(request.group)
+            d, client_ids, invalid = self.queues.describe(request.group)
         return queue_pb2.DescribeQueueGroupResponse(
             group=d.group,
             settings=settings_pb(d.settings),
@@ -236,6 +239,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                 queue_pb2.QueueMember(member_id=m, held=n, client_id=client_ids.get(m, ""))
                 for m, n in sorted(d.members.items())
             ],
+            invalid_schedule=invalid,
         )
 
     def ListQueueGroups(self, request: Any, context: grpc.ServicerContext) -> Any:

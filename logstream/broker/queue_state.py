@@ -161,6 +161,7 @@ class Managed:
     seen: dict[str, float] = field(default_factory=dict)  # member -> monotonic last seen
     client_ids: dict[str, str] = field(default_factory=dict)
     redriven: set[int] = field(default_factory=set)
+    invalid_schedule: int = 0  # unreadable schedule header values ignored since start-up
 
 
 class QueueStateLog:

@@ -4,8 +4,8 @@
 engine leaves to its caller:
 
 - **records in**: before a member acquires, each partition's window takes the records
-  appended since (:meth:`_admit`): batch headers only (a timestamp per batch), or the
-  decoded keys when the group is key-ordered (a 64-bit BLAKE2 hash per key);
+  appended since (:mod:`.queue_admit`: timestamps, key hashes, schedule headers);
+- **outcomes**: acks, nacks, rejects, extensions (:mod:`.queue_settle`);
 - **durability**: every operation ends with ``QueueGroup.flush()``, one append to
   ``__queue_state`` (:mod:`.queue_state`), before the caller answers: a fetch's records
   are sent, and an ack confirmed, only once its state record is in the log;
@@ -27,28 +27,26 @@ inline: they hold a group lock for one engine call and one append).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from logstream.broker.config import queue_settings
+from logstream.broker.queue_admit import admit_new
 from logstream.broker.queue_redrive import (
     DeadLetterRecord,
     RedriveItem,
     recent_dead_letters,
     redrive,
 )
+from logstream.broker.queue_settle import NACK, Settle, SettleOutcome, apply_settles
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
-from logstream.codec import decode_batch, iter_headers
 from logstream.coordinator.queues import (
     Delivery,
-    OpResult,
     QueueGroup,
     QueueGroupDescription,
     QueueSettings,
@@ -66,50 +64,13 @@ from logstream.errors import (
     LogstreamError,
     NonEmptyGroupError,
     UnknownTopicOrPartitionError,
-    for_code,
 )
 from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.broker.queues")
 
-ACK, NACK, REJECT, EXTEND = 0, 1, 2, 3
-ADMIT_READ_BYTES = 1 << 20
 SETTINGS_TYPE = bytes([T_SETTINGS])
 MEMBER_TIMEOUT_MIN_MS = 60_000
-
-
-@dataclass(frozen=True)
-class Settle:
-    """One settlement: records of one partition acked, nacked, rejected or extended."""
-
-    topic: str
-    partition: int
-    kind: int
-    offsets: np.ndarray
-    delay_ms: int | None = None
-    reason: str = ""
-    lease_ms: int = 0
-
-
-@dataclass(frozen=True)
-class SettleOutcome:
-    settle: Settle
-    offsets: list[int]  # refused ones only
-    errors: list[LogstreamError]
-
-
-def key_hashes(keys: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(u64 hash per key, keyed flag) for key-ordered groups."""
-    hashes = np.fromiter(
-        (
-            int.from_bytes(hashlib.blake2b(k, digest_size=8).digest(), "little") if k else 0
-            for k in keys
-        ),
-        np.uint64,
-        len(keys),
-    )
-    keyed = np.fromiter((k is not None for k in keys), np.uint8, len(keys))
-    return hashes, keyed
 
 
 class QueueManager:
@@ -342,12 +303,14 @@ class QueueManager:
                 out.append((describe(m.group, self._log_ends(m)), m.topics, len(m.seen)))
         return out
 
-    def describe(self, name: str) -> tuple[QueueGroupDescription, dict[str, str]]:
+    def describe(self, name: str) -> tuple[QueueGroupDescription, dict[str, str], int]:
+        """The group's description, client ids by member, and how many unreadable
+        schedule header values were ignored since start-up."""
         m = self._get(name)
         with m.lock:
             d = describe(m.group, self._log_ends(m))
             m.group.flush()
-            return d, dict(m.client_ids)
+            return d, dict(m.client_ids), m.invalid_schedule
 
     def _log_ends(self, m: Managed) -> dict[tuple[str, int], int]:
         out = {}
@@ -385,7 +348,7 @@ class QueueManager:
         m = self._get(name)
         with m.lock:
             self._touch(m, member)
-            outcomes = self._settle(m, member, settles)
+            outcomes = apply_settles(m.group, member, settles)
             released = m.group.leave(member)
             m.seen.pop(member, None)
             m.client_ids.pop(member, None)
@@ -398,7 +361,7 @@ class QueueManager:
         m = self._get(name)
         with m.lock:
             self._touch(m, member)
-            outcomes = self._settle(m, member, settles)
+            outcomes = apply_settles(m.group, member, settles)
             m.group.flush()
         if any(s.kind == NACK for s in settles):
             self._wake(name)
@@ -420,97 +383,15 @@ class QueueManager:
         m = self._get(name)
         with m.lock:
             self._touch(m, member)
-            outcomes = self._settle(m, member, settles) if settles else []
+            outcomes = apply_settles(m.group, member, settles) if settles else []
             deliveries: list[Delivery] = []
             if max_records:
-                self._admit(m)
+                admit_new(self.manager, m)
                 deliveries = m.group.acquire(member, max_records, lease_ms)
             m.group.flush()
         if any(s.kind == NACK for s in settles):
             self._wake(name)
         return outcomes, deliveries
-
-    def _settle(self, m: Managed, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
-        for s in settles:  # whole-request checks first: nothing is applied if one fails
-            if s.kind == NACK and s.delay_ms is not None and s.delay_ms < 0:
-                raise InvalidQueueDelayError(f"nack delay_ms must be >= 0, got {s.delay_ms}")
-            if s.kind == EXTEND and s.lease_ms < 0:
-                raise InvalidQueueDelayError(f"extend lease_ms must be > 0, got {s.lease_ms}")
-            if s.kind not in (ACK, NACK, REJECT, EXTEND):
-                raise InvalidRequestError(f"unknown settlement kind {s.kind}")
-        g = m.group
-        out = []
-        for s in settles:
-            try:
-                if s.kind == ACK:
-                    res = g.ack(member, s.topic, s.partition, s.offsets)
-                elif s.kind == NACK:
-                    res = g.nack(member, s.topic, s.partition, s.offsets, s.delay_ms, s.reason)
-                elif s.kind == REJECT:
-                    res = g.reject(member, s.topic, s.partition, s.offsets, s.reason)
-                else:
-                    res = g.extend(member, s.topic, s.partition, s.offsets, s.lease_ms or None)
-            except UnknownTopicOrPartitionError as exc:
-                offs = [int(o) for o in s.offsets]
-                out.append(SettleOutcome(s, offs, [exc] * len(offs)))
-                continue
-            out.append(_outcome(s, res))
-        return out
-
-    def _admit(self, m: Managed) -> None:
-        g = m.group
-        keyed = g.settings.key_ordered
-        for topic, partition in g.partitions():
-            end, room = g.room(topic, partition)
-            if room <= 0:
-                continue
-            try:
-                plog = self.manager.get_log(topic, partition)
-            except UnknownTopicOrPartitionError:
-                continue
-            log_end = int(plog.log_end_offset)
-            if end >= log_end:
-                continue
-            end = max(end, int(plog.log_start_offset))
-            take = min(room, log_end - end)
-            stamps: list[np.ndarray] = []
-            hashes: list[np.ndarray] = []
-            flags: list[np.ndarray] = []
-            pos = end
-            while pos < end + take:
-                data = plog.read(pos, ADMIT_READ_BYTES)
-                if not len(data):
-                    break
-                for at, h in iter_headers(data):
-                    lo = max(h.base_offset, pos)
-                    hi = min(h.next_offset, end + take)
-                    if hi <= lo:
-                        continue
-                    if keyed:
-                        batch = decode_batch(data, at, verify=False)
-                        sel = slice(lo - h.base_offset, hi - h.base_offset)
-                        hk, kf = key_hashes(batch.key_list()[sel])
-                        hashes.append(hk)
-                        flags.append(kf)
-                        stamps.append(np.asarray(batch.timestamps[sel], np.int64))
-                    else:
-                        stamps.append(np.full(hi - lo, h.first_timestamp, np.int64))
-                    pos = hi
-                if pos == end or not stamps:
-                    break
-            n = pos - end
-            if n <= 0:
-                continue
-            if end > g.room(topic, partition)[0]:
-                continue  # records below the log start are gone: not admitted
-            g.admit(
-                topic,
-                partition,
-                n,
-                ts_ms=np.concatenate(stamps),
-                keys=np.concatenate(hashes) if keyed else None,
-                keyed=np.concatenate(flags) if keyed else None,
-            )
 
     # ---- reading records -----------------------------------------------------------------
 
@@ -532,7 +413,7 @@ class QueueManager:
         out = []
         left = max_records
         with m.lock:
-            self._admit(m)
+            admit_new(self.manager, m)
             m.group.tick()
             m.group.flush()
             for topic, partition, w in m.group.each_window():
@@ -576,13 +457,3 @@ class QueueManager:
             max_records=max_records,
         )
 
-
-def _outcome(s: Settle, res: OpResult) -> SettleOutcome:
-    bad = res.failures()
-    if not bad:
-        return SettleOutcome(s, [], [])
-    return SettleOutcome(
-        s,
-        [o for o, _ in bad],
-        [for_code(c)(f"offset {o} of {s.topic}/{s.partition}") for o, c in bad],
-    )

@@ -53,6 +53,18 @@ def _admin() -> Any:
     return admin
 
 
+def _due(next_due_ms: int, mode: str) -> Any:
+    """When the next delayed record is due: "in 4.2s" in a table, epoch ms otherwise."""
+    if mode != "table":
+        return next_due_ms
+    if next_due_ms < 0:
+        return "-"
+    import time
+
+    left = next_due_ms - int(time.time() * 1000)
+    return "now" if left <= 0 else "in " + human_duration(left)
+
+
 def _settings_rows(settings: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"setting": k, "value": v} for k, v in settings.items()]
 
@@ -132,8 +144,9 @@ def configure(group: str, output: str | None, **settings: Any) -> None:
 @click.option("--members", is_flag=True, help="Also list the members and what they hold.")
 @params.output_option
 def describe(group: str, members: bool, output: str | None) -> None:
-    """Per partition and in total: available, in flight, delayed, acked, dead-lettered,
-    redelivered, and the age of the oldest unfinished record (the figure to alert on)."""
+    """Per partition and in total: available, in flight, delayed (and when the next one is
+    due), expired, acked, dead-lettered, redelivered, and the age of the oldest unfinished
+    record (the figure to alert on)."""
     d = _admin().describe_queue_group(group)
     mode = _output(output)
 
@@ -145,6 +158,8 @@ def describe(group: str, members: bool, output: str | None) -> None:
             "available": p.available + p.unread,
             "in_flight": p.acquired,
             "delayed": p.delayed,
+            "next_due": _due(p.next_due_ms, mode),
+            "expired": p.expired,
             "acked": p.acknowledged,
             "dead": p.dead_lettered,
             "redelivered": p.redelivered,
@@ -167,6 +182,8 @@ def describe(group: str, members: bool, output: str | None) -> None:
         "available",
         "in_flight",
         "delayed",
+        "next_due",
+        "expired",
         "acked",
         "dead",
         "redelivered",
@@ -180,6 +197,7 @@ def describe(group: str, members: bool, output: str | None) -> None:
             "settings": d.settings,
             "dead_letter_topic": d.dead_letter_topic,
             "partitions": rows,
+            "invalid_schedule": d.invalid_schedule,
             "members": [
                 {"member": m.member_id, "client": m.client_id, "held": m.held} for m in d.members
             ],

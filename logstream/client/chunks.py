@@ -329,7 +329,9 @@ class RecordList(Sequence[Record]):
 
     def take_from(self, chunk: Chunk, limit: int) -> None:
         """Append up to ``limit`` records from ``chunk``'s cursor on (moving it)."""
-        run = chunk.take_run(limit)
+        self.add_run(chunk.take_run(limit))
+
+    def add_run(self, run: RecordRun) -> None:
         self._runs.append(run)
         self._len += len(run.values)
 

@@ -14,17 +14,22 @@
 
 ``poll`` returns a :class:`~logstream.client.chunks.RecordList`: a sequence of
 :class:`~logstream.types.Record` built as it is read, straight from the decoded columns.
+With ``skip_expired`` records past their ``logstream-expires-at`` time are read and passed
+over (:mod:`~logstream.client.expiry`; ``poll_batch`` returns them all).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.chunks import Chunk, ColumnChunk, RecordColumns, RecordList
+from logstream.client.expiry import is_expired, take_unexpired
 from logstream.client.fetcher import Fetcher, FetchSettings
 from logstream.client.membership import GroupMembership
 from logstream.client.offsets import OffsetLookup
@@ -54,6 +59,7 @@ class Consumer:
         max_partition_fetch_bytes: int = 1024 * 1024,
         max_buffer_bytes: int = 64 * 1024 * 1024,
         check_crcs: bool = True,
+        skip_expired: bool = False,
         request_timeout_ms: int = 30_000,
         retry_backoff_ms: int = 100,
         client_id: str = "",
@@ -79,6 +85,7 @@ class Consumer:
             )
         self.group = group
         self.client_id = client_id
+        self.skip_expired = skip_expired
         self._owns_transport = isinstance(bootstrap, str)
         self._transport = tr.connect(
             bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
@@ -260,7 +267,10 @@ class Consumer:
 
     def _poll(self, timeout: float, max_records: int, *, advance: bool = True) -> RecordList:
         out = RecordList()
-        self._read(timeout, max_records, out.take_from, advance=advance)
+        if self.skip_expired and advance:
+            self._read(timeout, max_records, partial(take_unexpired, out))
+        else:  # iteration (advance=False) skips expired records as it yields
+            self._read(timeout, max_records, out.take_from, advance=advance)
         return out
 
     def poll_batch(self, timeout: float = 0.0, max_records: int = 100_000) -> RecordColumns:
@@ -291,7 +301,13 @@ class Consumer:
                 except errors.ClientClosedError:
                     return
                 if records:
-                    yield from self._state.yield_positioned(list(records))
+                    positioned = self._state.yield_positioned(list(records))
+                    if self.skip_expired:
+                        now_ms = int(time.time() * 1000)
+                        positioned = (
+                            r for r in positioned if not (r.headers and is_expired(r, now_ms))
+                        )
+                    yield from positioned
                     continue
                 if not self._fetcher.read_direct():
                     return

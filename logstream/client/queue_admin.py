@@ -50,6 +50,8 @@ class QueueDepth:
     oldest_unfinished_age_ms: int
     depth: int
     parked: int
+    expired: int  # expired before delivery (dead-lettered or dropped), since creation
+    next_due_ms: int  # earliest due time of a delayed record (epoch ms), -1: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class QueueGroupDescription:
     partitions: tuple[QueueDepth, ...]
     total: QueueDepth
     members: tuple[QueueMemberInfo, ...]
+    invalid_schedule: int = 0  # unreadable schedule header values the broker ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ class QueueAdminMixin:
             tuple(_depth(p) for p in r.partitions),
             _depth(r.total),
             tuple(QueueMemberInfo(m.member_id, m.held, m.client_id) for m in r.members),
+            r.invalid_schedule,
         )
 
     def list_queue_groups(self) -> list[QueueGroupListing]:

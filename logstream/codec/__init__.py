@@ -14,7 +14,9 @@ Modules, by concept:
   for storage, which checks them against its index;
 * ``encode`` / ``decode``: columns to a batch and back (numpy columns or small-batch lists);
 * ``compression``: the codec registry and the one bounded :func:`compression.decompress`;
-* ``crc``: CRC32C.
+* ``crc``: CRC32C;
+* ``schedule``: the reserved ``logstream-deliver-at`` / ``logstream-expires-at`` record
+  headers (delayed delivery and TTL): writing them, finding them in a batch cheaply.
 
 Callers import from ``logstream.codec``; the names below are the public API.
 """
@@ -67,6 +69,16 @@ from logstream.codec.header import (
     stamp_log_append_time,
     stamp_producer,
 )
+from logstream.codec.schedule import (
+    DELIVER_AT,
+    EXPIRES_AT,
+    MAX_DELAY_MS,
+    Schedule,
+    batch_schedule,
+    expiry_of,
+    parse_time,
+    schedule_headers,
+)
 
 __all__ = [
     "ATTRIBUTES_POS",
@@ -74,12 +86,15 @@ __all__ = [
     "COMPRESSION_MASK",
     "CRC_POS",
     "CRC_START",
+    "DELIVER_AT",
+    "EXPIRES_AT",
     "FIRST_TIMESTAMP_POS",
     "HEADER",
     "HEADER_SIZE",
     "LZ4",
     "MAGIC",
     "MAGIC_POS",
+    "MAX_DELAY_MS",
     "MAX_TIMESTAMP_POS",
     "MAX_UNCOMPRESSED_SECTION",
     "NONE",
@@ -94,7 +109,9 @@ __all__ = [
     "BatchHeader",
     "BatchRows",
     "DecodedBatch",
+    "Schedule",
     "batch_positions",
+    "batch_schedule",
     "check_batch",
     "check_frames",
     "check_header_arithmetic",
@@ -106,11 +123,14 @@ __all__ = [
     "encode_columns",
     "encode_headers",
     "encode_records",
+    "expiry_of",
     "iter_batches",
     "iter_headers",
     "next_offset_after",
+    "parse_time",
     "peek_length",
     "read_header",
+    "schedule_headers",
     "stamp_base_offset",
     "stamp_crc",
     "stamp_log_append_time",

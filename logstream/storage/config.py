@@ -90,6 +90,9 @@ class TopicConfig:
     - ``producer_id_expiration_ms``: forget an idempotent producer's state (its last
       sequence numbers) once its newest batch is older than this (Kafka's
       ``producer.id.expiration.ms``, one day). A retry arriving later is taken as new data.
+    - ``message_ttl_ms``: queue groups treat a record without a ``logstream-expires-at``
+      header as expiring this long after its timestamp (-1: never). The log keeps it: only
+      retention deletes data, by whole segments.
     """
 
     segment_bytes: int = 64 * 1024 * 1024
@@ -101,6 +104,7 @@ class TopicConfig:
     max_batch_bytes: int = 1024 * 1024 + HEADER_SIZE
     timestamp_type: str = "create"
     producer_id_expiration_ms: int = _DAY_MS
+    message_ttl_ms: int = -1
 
     def __post_init__(self) -> None:
         _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
@@ -111,6 +115,9 @@ class TopicConfig:
         _check_int("max_batch_bytes", self.max_batch_bytes, HEADER_SIZE + 16, 2**31 - 1)
         _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1,
                    MAX_CONFIG_INT)
+        _check_int("message_ttl_ms", self.message_ttl_ms, -1, MAX_CONFIG_INT)
+        if self.message_ttl_ms == 0:
+            raise InvalidConfigError("message_ttl_ms must be > 0, or -1 for no TTL")
         if self.flush_policy not in FLUSH_POLICIES:
             raise InvalidConfigError(
                 f"flush_policy must be one of {', '.join(FLUSH_POLICIES)}, "

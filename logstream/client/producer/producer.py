@@ -30,7 +30,7 @@ from logstream.client.producer.futures import (
     new_future,
 )
 from logstream.client.producer.sender import Sender, SenderSettings, backoff_delay
-from logstream.codec import HEADER_SIZE, compression, encode_headers
+from logstream.codec import HEADER_SIZE, compression, encode_headers, schedule_headers
 from logstream.protocol import common_pb2
 
 _crc32 = zlib.crc32
@@ -153,13 +153,27 @@ class Producer:
         headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None = None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        delay_ms: int | None = None,
+        deliver_at_ms: int | None = None,
+        ttl_ms: int | None = None,
     ) -> RecordFuture:
         """Queue one record; return a future of its :class:`RecordMetadata`.
 
         Same key -> same partition (``partitioner``); no key -> the topic's sticky partition.
         Errors of the record (unknown topic, too large, delivery timeout) arrive through the
-        future; ``send`` itself raises only ``ClientClosedError`` and ``BufferExhaustedError``.
+        future; ``send`` itself raises only ``ClientClosedError``, ``BufferExhaustedError``
+        and ``InvalidScheduleError`` (a ``ValueError``: a schedule out of range).
+
+        Scheduling (for queue groups; docs/queues.md): ``delay_ms`` (0 to 7 days) or
+        ``deliver_at_ms`` (epoch ms, at most 7 days ahead) holds the record back from queue
+        members until then; ``ttl_ms`` makes it expire that long after now. They travel as
+        the ``logstream-deliver-at`` / ``logstream-expires-at`` headers; plain consumers
+        read the record at once and see the headers.
         """
+        if delay_ms is not None or deliver_at_ms is not None or ttl_ms is not None:
+            headers = schedule_headers(
+                headers, delay_ms=delay_ms, deliver_at_ms=deliver_at_ms, ttl_ms=ttl_ms
+            )
         # The hot path: every line here runs once per record (docs/performance.md).
         t = self._topics.get(topic)
         if t is None:

@@ -2,7 +2,8 @@
 
 Counts of records in the window by state (available, acquired = in flight, delayed,
 waiting for the dead-letter write), totals since the group was created (acknowledged,
-dead-lettered, dropped, redelivered = deliveries after the first), records in the log not
+dead-lettered, dropped, redelivered = deliveries after the first, expired), the earliest
+due time of a delayed record, records in the log not
 yet read into the window (``unread``, when the caller passes the log end offsets), and the
 age of the oldest unfinished record: the figure to alert on.
 """
@@ -41,6 +42,8 @@ class QueueDepth:
     redelivered: int
     oldest_unfinished_offset: int | None
     oldest_unfinished_age_ms: int | None
+    expired: int = 0  # expired before delivery (dead-lettered or dropped), since creation
+    next_due_ms: int | None = None  # earliest due time of a delayed record
 
     @property
     def depth(self) -> int:
@@ -94,6 +97,8 @@ def describe(
                 oldest_unfinished_offset=None if oldest is None else oldest[0],
                 oldest_unfinished_age_ms=None if oldest is None or oldest[1] <= 0
                 else max(now - oldest[1], 0),
+                expired=w.expired_total,
+                next_due_ms=views.next_due(w),
             )
         )
     return QueueGroupDescription(
@@ -105,6 +110,7 @@ def _total(parts: list[QueueDepth]) -> QueueDepth:
     def add(name: str) -> int:
         return sum(getattr(p, name) for p in parts)
 
+    dues = [p.next_due_ms for p in parts if p.next_due_ms is not None]
     ages = [p.oldest_unfinished_age_ms for p in parts if p.oldest_unfinished_age_ms is not None]
     return QueueDepth(
         "*",
@@ -123,4 +129,6 @@ def _total(parts: list[QueueDepth]) -> QueueDepth:
         redelivered=add("redelivered"),
         oldest_unfinished_offset=None,
         oldest_unfinished_age_ms=max(ages) if ages else None,
+        expired=add("expired"),
+        next_due_ms=min(dues) if dues else None,
     )

@@ -58,7 +58,7 @@ class _Checkpoint:
     sequence: int
     settings: QueueSettings | None = None
     names: dict[int, tuple[str, int]] = field(default_factory=dict)
-    heads: dict[int, tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=dict)
+    heads: dict[int, tuple[int, int, tuple[int, int, int, int, int]]] = field(default_factory=dict)
     rows: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = field(default_factory=dict)
 
     def add(self, rec: bytes) -> None:

@@ -23,6 +23,7 @@ from logstream.coordinator.queues.columns import (
     DEAD_PENDING,
     DELAYED,
     NO_OWNER,
+    REASON_EXPIRED,
     REASON_MAX_DELIVERIES,
     Columns,
     finished_mask,
@@ -63,6 +64,8 @@ def apply_change(window: PartitionWindow, kind: int, offsets: np.ndarray, value:
             cols.state[rows] = DEAD
             cols.reason[rows] = value
             window.dead_total += len(rows)
+            if value == REASON_EXPIRED:
+                window.expired_total += len(rows)
     window.advance()
 
 
@@ -86,7 +89,7 @@ class WindowSnapshot:
 
     start_offset: int
     end_offset: int
-    counters: tuple[int, int, int, int]  # acked, dead, dropped, redelivered totals
+    counters: tuple[int, int, int, int, int]  # acked, dead, dropped, redelivered, expired
     offsets: np.ndarray
     rows: dict[str, np.ndarray]  # one array per column of :class:`.columns.Columns`
 
@@ -105,6 +108,7 @@ def snapshot(window: PartitionWindow) -> WindowSnapshot:
         window.dead_total,
         window.dropped_total,
         window.redelivered_total,
+        window.expired_total,
     )
     return WindowSnapshot(window.start_offset, window.end_offset, counters, offsets, rows)
 
@@ -119,8 +123,12 @@ def from_snapshot(snap: WindowSnapshot, settings: QueueSettings) -> PartitionWin
     rel = snap.offsets[~below] - snap.start_offset + lo
     for name, values in snap.rows.items():
         getattr(dense, name)[rel] = values[~below]
-    (window.acked_total, window.dead_total, window.dropped_total, window.redelivered_total) = (
-        snap.counters
-    )
+    (
+        window.acked_total,
+        window.dead_total,
+        window.dropped_total,
+        window.redelivered_total,
+        window.expired_total,
+    ) = snap.counters
     window.force_tick()
     return window

@@ -26,7 +26,8 @@ Every record starts with a ``u8`` type; all integers are little-endian. One prec
     DEAD (7)       u8 type, u32 pid, u8 reason, u32 runs, RUN[]     in the dead-letter topic
     CHECKPOINT_BEGIN (8)  u8 type, u64 sequence
     WINDOW (9)     u8 type, u32 pid, i64 start_offset, i64 end_offset, u64 acked, u64 dead,
-                   u64 dropped, u64 redelivered      (counters since the group was created)
+                   u64 dropped, u64 redelivered, [u64 expired]   (counters since the group
+                   was created; ``expired`` is absent in logs written before it existed)
     WINDOW_ROWS (10) u8 type, u32 pid, u32 rows, then columns of `rows` values each:
                    offset i64, state u8, deliveries u16, due_ms i64, key u64, keyed u8,
                    expires_ms i64, reason u8, ts_ms i64
@@ -74,6 +75,7 @@ NACK = struct.Struct("<BIqI")
 DEAD = struct.Struct("<BIBI")
 CHECKPOINT_BEGIN = struct.Struct("<BQ")
 WINDOW = struct.Struct("<BIqqQQQQ")
+WINDOW_EXPIRED = struct.Struct("<Q")  # optional tail of WINDOW (absent in older logs)
 WINDOW_ROWS = struct.Struct("<BII")
 CHECKPOINT_END = struct.Struct("<BQI")
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
@@ -264,12 +266,15 @@ def encode_window(
     pid: int,
     start_offset: int,
     end_offset: int,
-    counters: tuple[int, int, int, int],
+    counters: tuple[int, int, int, int, int],
     offsets: np.ndarray,
     rows: dict[str, np.ndarray],
 ) -> list[bytes]:
     """WINDOW then WINDOW_ROWS records (:data:`ROWS_PER_RECORD` rows at most each)."""
-    out = [WINDOW.pack(T_WINDOW, pid, start_offset, end_offset, *counters)]
+    out = [
+        WINDOW.pack(T_WINDOW, pid, start_offset, end_offset, *counters[:4])
+        + WINDOW_EXPIRED.pack(counters[4])
+    ]
     for lo in range(0, len(offsets), ROWS_PER_RECORD):
         hi = min(lo + ROWS_PER_RECORD, len(offsets))
         parts = [WINDOW_ROWS.pack(T_WINDOW_ROWS, pid, hi - lo)]
@@ -279,10 +284,14 @@ def encode_window(
     return out
 
 
-def decode_window(rec: bytes) -> tuple[int, int, int, tuple[int, int, int, int]]:
-    """(pid, start_offset, end_offset, counters)."""
+def decode_window(rec: bytes) -> tuple[int, int, int, tuple[int, int, int, int, int]]:
+    """(pid, start_offset, end_offset, counters); a record written before the expired
+    counter existed reads as 0 expired."""
     _, pid, start, end, *counters = WINDOW.unpack_from(rec)
-    return pid, start, end, (counters[0], counters[1], counters[2], counters[3])
+    expired = 0
+    if len(rec) >= WINDOW.size + WINDOW_EXPIRED.size:
+        (expired,) = WINDOW_EXPIRED.unpack_from(rec, WINDOW.size)
+    return pid, start, end, (counters[0], counters[1], counters[2], counters[3], expired)
 
 
 def decode_window_rows(rec: bytes) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:

@@ -26,6 +26,10 @@ from logstream.coordinator.queues.results import FINISHED, NOT_IN_WINDOW, OK, RE
 
 NEVER = np.iinfo(np.int64).max
 SCAN_CHUNK = 4096
+MAX_PARKED = 1_000_000
+"""Delayed records one partition window parks at most (~60 MiB). Past it the window stops
+sliding at the next delayed record: memory stays bounded, and records behind wait until
+parked ones come due (or the window's own room is used up)."""
 
 
 def with_slack(capacity: int) -> int:
@@ -62,6 +66,7 @@ class WindowTables:
         self.key_ordered = key_ordered
         self.auto_ack = auto_ack
         self.drop_expired = drop_expired
+        self.max_parked = MAX_PARKED
         self._base = self._start = self._end = start_offset
         self._capacity = capacity  # records the window takes (room); rows have slack
         self._d = Columns(with_slack(capacity))
@@ -71,6 +76,7 @@ class WindowTables:
         self.texts: dict[int, str] = {}  # reason text of DEAD_PENDING records, by offset
         self.dead_pending = False  # some record may be in DEAD_PENDING (the group clears it)
         self.acked_total = self.dead_total = self.dropped_total = self.redelivered_total = 0
+        self.expired_total = 0  # expired while waiting (then dead-lettered or dropped)
 
     # ---- shape ---------------------------------------------------------------------------
 
@@ -185,6 +191,10 @@ class WindowTables:
                 break
         if pos > s:
             delayed = s + np.flatnonzero(self._d.state[s:pos] == DELAYED)
+            free = max(self.max_parked - self._p.size, 0)
+            if len(delayed) > free:  # full: stop at the first delayed record that does not fit
+                pos = int(delayed[free])
+                delayed = delayed[:free]
             if len(delayed):
                 self._p.append(self._base + delayed, self._d.take(delayed))
             self._start = self._base + pos

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from logstream.coordinator.queues.columns import ACQUIRED, DEAD_PENDING, finished_mask
+from logstream.coordinator.queues.columns import ACQUIRED, DEAD_PENDING, DELAYED, finished_mask
 from logstream.coordinator.queues.window import PartitionWindow
 
 
@@ -47,6 +47,14 @@ def oldest_unfinished(window: PartitionWindow) -> tuple[int, int] | None:
         return None
     _, ts = column(window, "ts_ms")
     return int(offs[live[0]]), int(ts[live[0]])
+
+
+def next_due(window: PartitionWindow) -> int | None:
+    """Earliest due time (epoch ms) of a delayed record; None if none is delayed."""
+    _, state = column(window, "state")
+    _, due = column(window, "due_ms")
+    waiting = due[state == DELAYED]
+    return int(waiting.min()) if len(waiting) else None
 
 
 def dead_letter_pending(window: PartitionWindow) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

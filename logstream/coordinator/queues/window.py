@@ -97,6 +97,7 @@ class PartitionWindow(WindowTables):
             waiting = (st == AVAILABLE) | (st == DELAYED)
             gone = np.flatnonzero(waiting & (exp > 0) & (exp <= now_ms))
             if len(gone):
+                self.expired_total += len(gone)
                 if self.drop_expired:
                     st[gone] = DROPPED
                     self.dropped_total += len(gone)

@@ -209,7 +209,7 @@ class DescribeQueueGroupRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ...) -> None: ...
 
 class QueueDepth(_message.Message):
-    __slots__ = ("topic", "partition", "start_offset", "end_offset", "available", "unread", "acquired", "delayed", "dead_letter_pending", "acknowledged", "dead_lettered", "dropped", "redelivered", "oldest_unfinished_offset", "oldest_unfinished_age_ms", "depth", "parked")
+    __slots__ = ("topic", "partition", "start_offset", "end_offset", "available", "unread", "acquired", "delayed", "dead_letter_pending", "acknowledged", "dead_lettered", "dropped", "redelivered", "oldest_unfinished_offset", "oldest_unfinished_age_ms", "depth", "parked", "expired", "next_due_ms")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     START_OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,8 @@ class QueueDepth(_message.Message):
     OLDEST_UNFINISHED_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     PARKED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_MS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     start_offset: int
@@ -244,7 +246,9 @@ class QueueDepth(_message.Message):
     oldest_unfinished_age_ms: int
     depth: int
     parked: int
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., start_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., available: _Optional[int] = ..., unread: _Optional[int] = ..., acquired: _Optional[int] = ..., delayed: _Optional[int] = ..., dead_letter_pending: _Optional[int] = ..., acknowledged: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., dropped: _Optional[int] = ..., redelivered: _Optional[int] = ..., oldest_unfinished_offset: _Optional[int] = ..., oldest_unfinished_age_ms: _Optional[int] = ..., depth: _Optional[int] = ..., parked: _Optional[int] = ...) -> None: ...
+    expired: int
+    next_due_ms: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., start_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., available: _Optional[int] = ..., unread: _Optional[int] = ..., acquired: _Optional[int] = ..., delayed: _Optional[int] = ..., dead_letter_pending: _Optional[int] = ..., acknowledged: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., dropped: _Optional[int] = ..., redelivered: _Optional[int] = ..., oldest_unfinished_offset: _Optional[int] = ..., oldest_unfinished_age_ms: _Optional[int] = ..., depth: _Optional[int] = ..., parked: _Optional[int] = ..., expired: _Optional[int] = ..., next_due_ms: _Optional[int] = ...) -> None: ...
 
 class QueueMember(_message.Message):
     __slots__ = ("member_id", "held", "client_id")
@@ -257,20 +261,22 @@ class QueueMember(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., held: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class DescribeQueueGroupResponse(_message.Message):
-    __slots__ = ("group", "settings", "dead_letter_topic", "partitions", "total", "members")
+    __slots__ = ("group", "settings", "dead_letter_topic", "partitions", "total", "members", "invalid_schedule")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    INVALID_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     group: str
     settings: QueueSettings
     dead_letter_topic: str
     partitions: _containers.RepeatedCompositeFieldContainer[QueueDepth]
     total: QueueDepth
     members: _containers.RepeatedCompositeFieldContainer[QueueMember]
-    def __init__(self, group: _Optional[str] = ..., settings: _Optional[_Union[QueueSettings, _Mapping]] = ..., dead_letter_topic: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total: _Optional[_Union[QueueDepth, _Mapping]] = ..., members: _Optional[_Iterable[_Union[QueueMember, _Mapping]]] = ...) -> None: ...
+    invalid_schedule: int
+    def __init__(self, group: _Optional[str] = ..., settings: _Optional[_Union[QueueSettings, _Mapping]] = ..., dead_letter_topic: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total: _Optional[_Union[QueueDepth, _Mapping]] = ..., members: _Optional[_Iterable[_Union[QueueMember, _Mapping]]] = ..., invalid_schedule: _Optional[int] = ...) -> None: ...
 
 class ListQueueGroupsRequest(_message.Message):
     __slots__ = ()

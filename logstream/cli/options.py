@@ -214,6 +214,11 @@ filter_options = _stack(
             help="Print at most this many records per second; the rest are skipped "
             "and counted: 50/s.",
         ),
+        click.option(
+            "--skip-expired",
+            is_flag=True,
+            help="Leave out records whose logstream-expires-at time (a TTL) has passed.",
+        ),
     ]
 )
 
@@ -228,6 +233,7 @@ class FilterOptions:
     header_filters: Sequence[tuple[str, str | None]] = ()
     sample: int | None = None
     rate: float | None = None
+    skip_expired: bool = False
 
     @classmethod
     def take(cls, kwargs: dict[str, Any]) -> FilterOptions:
@@ -240,6 +246,8 @@ class FilterOptions:
                 grep=self.grep,
                 headers=self.header_filters,
                 invert_grep=self.invert_grep,
+                skip_expired=self.skip_expired,
+                clock=clock,
             )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="'--grep'") from None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.codec import expiry_of
 from logstream.types import Record
 
 __all__ = ["FilterStats", "Matcher", "RateLimiter", "RecordFilter", "Sampler"]
@@ -21,12 +22,15 @@ __all__ = ["FilterStats", "Matcher", "RateLimiter", "RecordFilter", "Sampler"]
 class Matcher:
     """Match filters; all given must hold. ``keys`` matches any of them exactly (UTF-8);
     ``grep`` searches the value (decoded as UTF-8, bad bytes replaced); ``headers`` are
-    (name, value) pairs that must all be present, ``value`` None meaning "any value"."""
+    (name, value) pairs that must all be present, ``value`` None meaning "any value";
+    ``skip_expired`` leaves out records whose ``logstream-expires-at`` time has passed."""
 
     keys: Sequence[str] = ()
     grep: str | None = None
     headers: Sequence[tuple[str, str | None]] = ()
     invert_grep: bool = False
+    skip_expired: bool = False
+    clock: Clock = SYSTEM_CLOCK
 
     def __post_init__(self) -> None:
         self._keys = {k.encode("utf-8") for k in self.keys}
@@ -41,7 +45,7 @@ class Matcher:
 
     @property
     def active(self) -> bool:
-        return bool(self._keys or self._regex is not None or self._headers)
+        return bool(self._keys or self._regex is not None or self._headers or self.skip_expired)
 
     def __call__(self, record: Record) -> bool:
         if self._keys and record.key not in self._keys:
@@ -52,6 +56,10 @@ class Matcher:
                 return False
         for name, value in self._headers:
             if not any(k == name and (value is None or v == value) for k, v in record.headers):
+                return False
+        if self.skip_expired and record.headers:
+            expires = expiry_of(record.headers)
+            if 0 < expires <= self.clock.now_ms():
                 return False
         return True
 

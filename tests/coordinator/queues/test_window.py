@@ -200,6 +200,30 @@ def test_scheduled_records_wait_until_due_without_holding_back_others() -> None:
     assert state_of(w, 0)[1] == 1
 
 
+def test_parked_table_is_capped_and_then_delayed_records_hold_the_window() -> None:
+    w = PartitionWindow(0, capacity=4, max_deliveries=5)
+    w.max_parked = 2
+    later = NOW + 10_000
+    w.admit(4, deliver_at_ms=np.array([later, later, later, 0]))
+    assert w.advance() == 2  # two parked; the third delayed record does not fit: it holds
+    assert w.parked_count == 2
+    assert w.room == 2
+    assert w.admit(5) == 2
+    assert w.acquire(A, 10, NOW, LEASE).tolist() == [3, 4, 5]
+    assert w.acquire(A, 10, later, LEASE).tolist() == [0, 1, 2]
+    w.ack(A, [0, 1, 2, 3, 4, 5])
+    assert w.advance() == 6 and w.parked_count == 0
+
+
+def test_expired_records_are_counted_once_whatever_the_action() -> None:
+    for drop in (False, True):
+        w = PartitionWindow(0, capacity=10, max_deliveries=5, drop_expired=drop)
+        w.admit(3, expires_at_ms=np.array([NOW + 100, NOW + 100, 0]))
+        w.tick(NOW + 100)
+        w.tick(NOW + 200)
+        assert w.expired_total == 2
+
+
 def test_expired_records_are_dead_lettered_or_dropped() -> None:
     expires = np.array([NOW + 100, 0, NOW + 100])
     w = PartitionWindow(0, capacity=10, max_deliveries=5)

@@ -1,0 +1,295 @@
+"""Delayed delivery and message TTL over the wire, against real broker processes: due
+times held to, lateness measured, others flowing meanwhile, a kill -9 in between, expiry to
+the dead-letter topic or dropped, the topic's default TTL, and plain readers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from queue_helpers import admin
+
+from logstream import Admin, Consumer, Producer, QueueConsumer, errors
+from logstream.cli.main import main
+from logstream.testing.broker import BrokerProcess
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def wait_for(what: str, check, deadline_s: float = 10.0):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_all(address: str, topic: str, want: int, *, skip_expired: bool = False) -> list:
+    with Consumer(address, auto_offset_reset="earliest", skip_expired=skip_expired) as c:
+        c.assign([(topic, 0)])
+        got: list = []
+        end = time.monotonic() + 10
+        while len(got) < want and time.monotonic() < end:
+            got += c.poll(0.3)
+        got += c.poll(0.3)  # nothing beyond what was expected
+    return got
+
+
+@pytest.fixture
+def default_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    """A broker with the shipped queue timer interval (50 ms), for lateness figures."""
+    with BrokerProcess(tmp_path / "data") as proc:
+        yield proc
+
+
+def test_delayed_records_wait_until_due_arrive_within_100ms_and_do_not_hold_others(
+    default_broker: BrokerProcess, name: str
+) -> None:
+    addr = default_broker.address
+    Admin(addr).create_topic(name, partitions=1)
+    admin(addr).create_queue_group(name, topics=[name])
+    with Producer(addr, linger_ms=0) as p:
+        for i in range(5):
+            for j in range(20):
+                p.send(name, f"now-{i}-{j}".encode())
+            p.send(name, f"later-{i}".encode(), delay_ms=1_500 + 150 * i)
+            p.flush()
+    lateness: list[int] = []
+    immediate = 0
+    first_due = None
+    with QueueConsumer(addr, group=name, max_records=100) as q:
+        end = time.monotonic() + 10
+        while len(lateness) < 5 and time.monotonic() < end:
+            for m in q.poll(0.5):
+                arrived = now_ms()
+                due = int(dict(m.headers).get("logstream-deliver-at", b"0"))
+                if due:
+                    lateness.append(arrived - due)
+                    first_due = due if first_due is None else min(first_due, due)
+                else:
+                    immediate += 1
+                    assert not lateness, "an immediate record waited behind a delayed one"
+                m.ack()
+        assert q.commit() == []
+    with Consumer(addr, auto_offset_reset="earliest") as c:  # plain readers see everything
+        c.assign([(name, 0)])
+        plain: list = []
+        while len(plain) < 105 and time.monotonic() < end:
+            plain += c.poll(0.3)
+    assert [r.value for r in plain if "logstream-deliver-at" in dict(r.headers)] == [
+        f"later-{i}".encode() for i in range(5)
+    ]
+    assert immediate == 100
+    assert len(lateness) == 5
+    assert min(lateness) >= 0, f"handed out before due: {lateness}"
+    assert max(lateness) <= 100, f"handed out late (ms): {lateness}"
+
+
+def test_delayed_records_survive_a_broker_kill(tmp_path: Path, name: str) -> None:
+    with BrokerProcess(tmp_path / "data") as proc:
+        addr = proc.address
+        Admin(addr).create_topic(name, partitions=1)
+        admin(addr).create_queue_group(name, topics=[name])
+        with Producer(addr) as p:
+            p.send(name, b"soon-0", delay_ms=2_500)
+            p.send(name, b"soon-1", delay_ms=2_500)
+            p.send(name, b"now")
+            p.flush()
+        with QueueConsumer(addr, group=name) as q:  # the delayed ones are in the window now
+            got = wait_for("the immediate record", lambda: q.poll(0.3))
+            assert [m.value for m in got] == [b"now"]
+            got[0].ack()
+            assert q.commit() == []
+        d = admin(addr).describe_queue_group(name).total
+        assert d.delayed == 2 and d.next_due_ms > now_ms()
+        proc.restart(kill=True)
+        addr = proc.address
+        d = admin(addr).describe_queue_group(name).total
+        assert d.delayed == 2 and d.acknowledged == 1
+        with QueueConsumer(addr, group=name) as q:
+            values: list[bytes] = []
+            end = time.monotonic() + 10
+            while len(values) < 2 and time.monotonic() < end:
+                for m in q.poll(0.5):
+                    assert now_ms() >= d.next_due_ms, "delivered before due after the restart"
+                    values.append(m.value)
+                    m.ack()
+            assert sorted(values) == [b"soon-0", b"soon-1"]
+            assert q.commit() == []
+
+
+def test_expired_records_are_dead_lettered_with_reason_expired_never_delivered(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name])
+    with Producer(addr) as p:
+        for i in range(3):  # due after they expire: never deliverable
+            p.send(name, f"stale-{i}".encode(), ttl_ms=200, delay_ms=600)
+        for i in range(3):
+            p.send(name, f"fresh-{i}".encode(), ttl_ms=60_000)
+        p.flush()
+    seen: list[bytes] = []
+    with QueueConsumer(addr, group=name) as q:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and ga.describe_queue_group(name).total.expired < 3:
+            for m in q.poll(0.2):
+                seen.append(m.value)
+                m.ack()
+        for m in q.poll(0.8):  # past the due time too
+            seen.append(m.value)
+            m.ack()
+        assert q.commit() == []
+    assert sorted(seen) == [b"fresh-0", b"fresh-1", b"fresh-2"]
+    d = ga.describe_queue_group(name).total
+    assert (d.expired, d.dead_lettered, d.dropped, d.depth) == (3, 3, 0, 0)
+    letters = read_all(addr, f"{name}.dlq", 3)
+    assert sorted(r.value for r in letters) == [b"stale-0", b"stale-1", b"stale-2"]
+    assert {dict(r.headers)["logstream.dlq.reason"] for r in letters} == {b"expired"}
+
+
+def test_drop_mode_counts_expired_records_and_writes_no_dead_letters(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name], expired_action="drop")
+    with Producer(addr) as p:
+        for i in range(4):
+            p.send(name, f"stale-{i}".encode(), ttl_ms=150)
+        p.flush()
+    time.sleep(0.3)  # the TTL is a span of time: let it pass before the group reads them
+    with QueueConsumer(addr, group=name) as q:
+        assert q.poll(0.5) == []
+    d = ga.describe_queue_group(name).total
+    assert (d.expired, d.dropped, d.dead_lettered, d.depth) == (4, 4, 0, 0)
+    with Admin(addr) as a:
+        assert f"{name}.dlq" not in [t.name for t in a.list_topics()]
+
+
+def test_topic_message_ttl_expires_records_without_their_own(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1, config={"message_ttl_ms": 200})
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name], expired_action="drop")
+    with Producer(addr) as p:
+        p.send(name, b"default-ttl-0")
+        p.send(name, b"default-ttl-1")
+        p.send(name, b"own-ttl", ttl_ms=60_000)  # the header wins over the topic default
+        p.flush()
+    time.sleep(0.4)  # the topic TTL is a span of time: let it pass
+    with QueueConsumer(addr, group=name) as q:
+        got = wait_for("the record with its own TTL", lambda: q.poll(0.3))
+        assert [m.value for m in got] == [b"own-ttl"]
+        got[0].ack()
+        assert q.poll(0.3) == []
+        assert q.commit() == []
+    d = ga.describe_queue_group(name).total
+    assert (d.expired, d.dropped, d.acknowledged) == (2, 2, 1)
+    with pytest.raises(errors.InvalidConfigError):
+        Admin(addr).create_topic(f"{name}-bad", config={"message_ttl_ms": 0})
+
+
+def test_plain_reads_skip_expired_records_on_request(qbroker: BrokerProcess, name: str) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    with Producer(addr, linger_ms=50) as p:  # one batch mixing expired and live records
+        for i in range(6):
+            p.send(name, f"r{i}".encode(), ttl_ms=1 if i % 2 else 60_000)
+        p.send(name, b"plain")
+        p.flush()
+    time.sleep(0.01)  # past the 1 ms TTL
+    everything = read_all(addr, name, 7)
+    assert [r.value for r in everything] == [b"r0", b"r1", b"r2", b"r3", b"r4", b"r5", b"plain"]
+    assert all("logstream-expires-at" in dict(r.headers) for r in everything[:6])
+    live = read_all(addr, name, 4, skip_expired=True)
+    assert [r.value for r in live] == [b"r0", b"r2", b"r4", b"plain"]
+    with Consumer(addr, auto_offset_reset="earliest", skip_expired=True) as c:
+        c.assign([(name, 0)])
+        iterated = []
+        for r in c:  # iteration skips too, and moves past what it skipped
+            iterated.append(r.value)
+            if r.value == b"plain":
+                break
+        assert iterated == [b"r0", b"r2", b"r4", b"plain"]
+        assert c.position((name, 0)) == 7
+    args = ["tail", name, "--from", "beginning", "--skip-expired", "-o", "jsonl"]
+    result = CliRunner().invoke(main, ["--broker", addr, *args])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["value"] for line in result.stdout.splitlines()] == [
+        "r0",
+        "r2",
+        "r4",
+        "plain",
+    ]
+
+
+def test_describe_counts_delayed_records_and_the_next_due_time(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name])
+    at = now_ms() + 60_000
+    with Producer(addr) as p:
+        p.send(name, b"a", deliver_at_ms=at)
+        p.send(name, b"b", delay_ms=120_000)
+        p.flush()
+    with QueueConsumer(addr, group=name) as q:
+        assert q.poll(0.3) == []
+    d = ga.describe_queue_group(name).total
+    assert (d.delayed, d.next_due_ms, d.available) == (2, at, 0)
+    result = CliRunner().invoke(main, ["--broker", addr, "queue", "describe", name, "-o", "json"])
+    total = json.loads(result.stdout)["partitions"][-1]
+    assert (total["delayed"], total["next_due"]) == (2, at)
+    result = CliRunner().invoke(main, ["--broker", addr, "queue", "describe", name, "-o", "table"])
+    assert "in 59s" in result.stdout or "in 1m00s" in result.stdout
+
+
+def test_bad_schedules_are_refused_by_the_producer_and_ignored_by_the_broker(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name])
+    with Producer(addr) as p:
+        for bad in (
+            {"delay_ms": -1},
+            {"delay_ms": 7 * 24 * 3600 * 1000 + 1},
+            {"deliver_at_ms": now_ms() + 8 * 24 * 3600 * 1000},
+            {"delay_ms": 5, "deliver_at_ms": now_ms()},
+            {"ttl_ms": 0},
+            {"delay_ms": 1.5},
+        ):
+            with pytest.raises(errors.InvalidScheduleError) as info:
+                p.send(name, b"x", **bad)  # type: ignore[arg-type]
+            assert isinstance(info.value, ValueError)
+        # a producer that writes the headers itself, badly: stored, delivered now, counted
+        p.send(name, b"garbage", headers={"logstream-deliver-at": b"soon"})
+        p.send(name, b"too-far", headers={"logstream-deliver-at": str(now_ms() + 10**10).encode()})
+        p.flush()
+    with QueueConsumer(addr, group=name) as q:
+        got: list = []
+        end = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < end:
+            got += q.poll(0.3)
+        assert sorted(m.value for m in got) == [b"garbage", b"too-far"]
+        for m in got:
+            m.ack()
+        assert q.commit() == []
+    assert ga.describe_queue_group(name).invalid_schedule == 2

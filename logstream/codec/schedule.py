@@ -17,9 +17,10 @@ time, at most :data:`MAX_DELAY_MS` after the record's own timestamp. Readers tre
 invalid value as absent (deliver now, never expire) and count it: the record is stored
 already, and refusing it later would lose it.
 
-Cost: a batch whose header says ``headers_length == 0`` is never opened; a batch with
-headers is decoded once and its header run searched for the common prefix
-``logstream-`` before any record's headers are parsed. Pure functions, thread-safe.
+Cost: a batch whose header says ``headers_length == 0`` is never opened; for one with
+headers, its header run (the batch's last bytes, when uncompressed) is searched for the
+common prefix ``logstream-``, and only a batch that has it is decoded and its records'
+headers parsed. Pure functions, thread-safe.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Final
 
 import numpy as np
 
+from logstream.codec.compression import NONE
 from logstream.codec.decode import decode_batch
-from logstream.codec.header import BatchHeader, Buffer, read_header
+from logstream.codec.header import Buffer, read_header
 from logstream.errors import InvalidScheduleError
 from logstream.types import Headers
 
@@ -113,18 +115,20 @@ class Schedule:
     invalid: int
 
 
-def _may_have_schedule(header: BatchHeader, blob: bytes | memoryview) -> bool:
-    return header.headers_length > 0 and RESERVED_PREFIX in bytes(blob)
-
-
 def batch_schedule(buf: Buffer, pos: int, first: int, stop: int) -> Schedule | None:
     """Due and expiry times of records ``[first, stop)`` (indexes within the batch at
     ``pos``), or None when none of them carries a reserved header (the common case, found
-    from the batch header or one substring search). The batch was checked on append."""
-    if read_header(buf, pos).headers_length == 0:
+    from the batch header, or by one substring search of the batch's header run: the last
+    ``headers_length`` bytes of an uncompressed batch). The batch was checked on append."""
+    header = read_header(buf, pos)
+    if header.headers_length == 0:
         return None
+    if header.compression == NONE:
+        end = pos + header.batch_length
+        if RESERVED_PREFIX not in bytes(memoryview(buf)[end - header.headers_length : end]):
+            return None
     batch = decode_batch(buf, pos, verify=False)
-    if not _may_have_schedule(batch.header, batch.headers_blob):
+    if RESERVED_PREFIX not in bytes(batch.headers_blob):
         return None
     return _schedule(
         [batch.record_headers(i) for i in range(first, stop)],

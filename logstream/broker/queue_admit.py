@@ -96,6 +96,8 @@ def admit_new(manager: LogManager, m: Managed) -> None:
             if n <= 0:
                 break
             budget -= n
+            if budget > 0:
+                m.group.flush()  # one window's worth per state-log append, not a whole budget
 
 
 def _admit_once(

@@ -61,7 +61,10 @@ QUEUE_STATE_TOPIC = "__queue_state"
 QUEUE_STATE_CONFIG: dict[str, int | str] = {
     "retention_ms": -1,  # checkpoints delete segments, never time or size
     "retention_bytes": -1,
-    "segment_bytes": 16 * 1024 * 1024,
+    # One append is one batch: a checkpoint holds every tracked row of a group (43 bytes
+    # each, parked delayed records included), so batches (and segments) may be large.
+    "segment_bytes": 64 * 1024 * 1024,
+    "max_batch_bytes": 64 * 1024 * 1024,
 }
 KIND_STATE = 1
 KIND_DELETED = 2
@@ -180,6 +183,13 @@ class QueueStateLog:
                 manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
             except TopicAlreadyExistsError:
                 pass
+        config = manager.topic(QUEUE_STATE_TOPIC).config
+        if config.max_batch_bytes < int(QUEUE_STATE_CONFIG["max_batch_bytes"]):
+            # a data directory from before large checkpoints: raise its limits
+            manager.alter_topic_config(
+                QUEUE_STATE_TOPIC,
+                {k: QUEUE_STATE_CONFIG[k] for k in ("segment_bytes", "max_batch_bytes")},
+            )
         return cls(manager.get_log(QUEUE_STATE_TOPIC, 0), clock)
 
     def replay(self) -> ReplayedState:

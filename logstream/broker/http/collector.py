@@ -16,6 +16,7 @@ inside the per-topic and per-group totals.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -260,12 +261,14 @@ class BrokerCollector(Collector):
             "depth": "Records not finished: waiting (available, unread, delayed) or in flight.",
             "available": "Records ready to be handed out now.",
             "in_flight": "Records handed out and not yet acknowledged.",
-            "delayed": "Records waiting out a redelivery delay.",
+            "delayed": "Records waiting out a redelivery delay or a scheduled delivery time.",
+            "next_due_seconds": "Seconds until the next delayed record is due (0: none).",
             "oldest_unfinished_age_seconds": "Age of the oldest record not finished yet.",
         }
         counters = {
             "dead_lettered": "Records moved to the dead-letter topic.",
             "redelivered": "Records handed out again after a release, timeout or rejection.",
+            "expired": "Records that expired before delivery (dead-lettered or dropped).",
         }
         families: dict[str, Any] = {
             n: GaugeMetricFamily(f"logstream_queue_{n}", h, labels=["group"])
@@ -283,6 +286,7 @@ class BrokerCollector(Collector):
             except Exception:
                 log.exception("queue metrics source failed")
                 continue
+            now_ms = int(time.time() * 1000)
             for desc in descriptions:
                 t = desc.total
                 age_ms = t.oldest_unfinished_age_ms
@@ -294,6 +298,10 @@ class BrokerCollector(Collector):
                     "oldest_unfinished_age_seconds": (age_ms or 0) / 1000.0,
                     "dead_lettered": t.dead_lettered,
                     "redelivered": t.redelivered,
+                    "expired": t.expired,
+                    "next_due_seconds": 0.0
+                    if t.next_due_ms is None
+                    else max(t.next_due_ms - now_ms, 0) / 1000.0,
                 }
                 for name, value in values.items():
                     families[name].add_metric([desc.group], value)

@@ -2,7 +2,8 @@
 
 Reads the group's dead-letter topic, keeps the letters of this group (header
 ``logstream.dlq.group``) not redriven yet, optionally only some reasons, and writes each
-back with its key, value and original headers (the ``logstream.dlq.*`` headers dropped) to
+back with its key, value and original headers (the ``logstream.dlq.*`` headers and the
+spent schedule headers, :data:`SPENT`, dropped) to
 its source topic and partition (or ``to_topic``, same partition number modulo its count).
 The dead-letter offsets redriven are appended to ``__queue_state`` before the call returns
 (under the group's lock), so each letter goes back at most once, across restarts too. A
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from logstream.broker.notify import AppendNotifier
 from logstream.broker.queue_state import Managed, QueueStateLog, iter_dead_letters, read_range
-from logstream.codec import encode_batch, encode_headers, iter_batches
+from logstream.codec import DELIVER_AT, EXPIRES_AT, encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues.deadletter import (
     HEADER_DELIVERIES,
     HEADER_GROUP,
@@ -34,6 +35,10 @@ from logstream.storage.config import is_internal_topic
 DLQ_HEADER_PREFIX = "logstream.dlq."
 RECENT_SCAN_RECORDS = 10_000
 """The console's dead-letter view reads at most this many of the topic's newest records."""
+SPENT = (DELIVER_AT, EXPIRES_AT)
+"""Schedule headers a redriven record leaves behind: its due time has passed, and an
+expiry in the past would dead-letter it again at once (the topic's ``message_ttl_ms``
+still applies, from the redriven record's new timestamp)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ def redrive(
                 src_part if src_part < count else src_part % count,
             )
         )
-        kept = [(k, v) for k, v in hdrs if not k.startswith(DLQ_HEADER_PREFIX)]
+        kept = [(k, v) for k, v in hdrs if not k.startswith(DLQ_HEADER_PREFIX) and k not in SPENT]
         payload.append((key, value, kept))
         if max_records and len(items) >= max_records:
             break

@@ -158,6 +158,18 @@ def test_expired_records_are_dead_lettered_with_reason_expired_never_delivered(
     letters = read_all(addr, f"{name}.dlq", 3)
     assert sorted(r.value for r in letters) == [b"stale-0", b"stale-1", b"stale-2"]
     assert {dict(r.headers)["logstream.dlq.reason"] for r in letters} == {b"expired"}
+    # redriven, they come back without their spent schedule: delivered, not expired again
+    assert len(ga.redrive(name, execute=True)) == 3
+    with QueueConsumer(addr, group=name) as q:
+        back: list = []
+        end = time.monotonic() + 10
+        while len(back) < 3 and time.monotonic() < end:
+            back += q.poll(0.3)
+        assert sorted(m.value for m in back) == [b"stale-0", b"stale-1", b"stale-2"]
+        assert all("logstream-expires-at" not in dict(m.headers) for m in back)
+        for m in back:
+            m.ack()
+        assert q.commit() == []
 
 
 def test_drop_mode_counts_expired_records_and_writes_no_dead_letters(

@@ -16,6 +16,7 @@ import click
 from logstream.cli import params
 from logstream.cli.context import app
 from logstream.cli.output import StatusLine, human_bytes, human_count
+from logstream.codec import MAX_DELAY_MS
 from logstream.errors import LogstreamError
 
 ACKS_ALIASES = {"all": "flushed", "-1": "flushed", "1": "leader", "0": "none"}
@@ -69,6 +70,8 @@ class RecordShape:
     separator: bytes | None = None
     headers: list[tuple[str, bytes]] | None = None
     partition: int | None = None
+    delay_ms: int | None = None  # queue groups hand the record out this much later
+    ttl_ms: int | None = None  # queue groups never hand it out after this (from the send)
 
     def split(self, line: bytes) -> tuple[bytes | None, bytes]:
         if self.separator is not None:
@@ -100,6 +103,8 @@ class _Sender:
             key=key,
             headers=self.shape.headers,
             partition=self.shape.partition,
+            delay_ms=self.shape.delay_ms,
+            ttl_ms=self.shape.ttl_ms,
         )
         self.summary.records += 1
         self.summary.bytes += len(line)
@@ -231,6 +236,19 @@ def _print_summary(
     help="A header for every record (repeatable).",
 )
 @click.option(
+    "--delay-ms",
+    type=click.IntRange(min=0, max=MAX_DELAY_MS),
+    default=None,
+    help="Queue groups hand each record out this many ms after it is sent (up to 7 days).",
+)
+@click.option(
+    "--ttl-ms",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Each record expires this many ms after it is sent (queue groups never hand it out "
+    "after that).",
+)
+@click.option(
     "--partition",
     "-p",
     type=click.IntRange(min=0),
@@ -271,6 +289,8 @@ def produce(
     key_separator: str | None,
     key: str | None,
     headers: tuple[tuple[str, str], ...],
+    delay_ms: int | None,
+    ttl_ms: int | None,
     partition: int | None,
     acks: str,
     linger_ms: float,
@@ -290,6 +310,8 @@ def produce(
         separator=key_separator.encode("utf-8") if key_separator is not None else None,
         headers=[(k, v.encode("utf-8")) for k, v in headers] or None,
         partition=partition,
+        delay_ms=delay_ms,
+        ttl_ms=ttl_ms,
     )
     producer = app().producer(
         acks=ACKS_ALIASES.get(acks, acks),

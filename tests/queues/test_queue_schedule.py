@@ -361,3 +361,17 @@ def test_100k_delayed_records_keep_broker_memory_flat_and_hold_nothing_back(
     d = ga.describe_queue_group(name).total
     assert (d.delayed, d.parked, d.acknowledged) == (100_000, 100_000, 1)
     assert after - before < 64, f"broker heap grew {after - before:.1f} MiB"
+
+
+def test_produce_command_schedules_records(qbroker: BrokerProcess, name: str) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    runner = CliRunner()
+    args = ["--broker", addr, "produce", name, "-m", "later", "--delay-ms", "60000"]
+    done = runner.invoke(main, [*args, "--ttl-ms", "120000", "-q"])
+    assert done.exit_code == 0, done.output
+    (record,) = read_all(addr, name, 1)
+    h = dict(record.headers)
+    assert int(h["logstream-expires-at"]) - int(h["logstream-deliver-at"]) in range(59_000, 61_000)
+    too_long = runner.invoke(main, [*args[:-1], str(8 * 24 * 3600 * 1000)])
+    assert too_long.exit_code == 2 and "--delay-ms" in too_long.output

@@ -188,7 +188,7 @@ class ConsoleApi:
         access.require(
             QUEUE + "DescribeQueueGroup", queue_pb2.DescribeQueueGroupRequest(group=name)
         )
-        desc, client_ids = manager.describe(name)
+        desc, client_ids, _invalid = manager.describe(name)
         access.require(LOG + "Fetch", _fetch_request(desc.dead_letter_topic))
         letters, waiting = manager.dead_letters(name, MAX_DEAD_LETTERS)
         return {

@@ -128,6 +128,7 @@ def _depth_pb(d: QueueDepth) -> queue_pb2.QueueDepth:
         else d.oldest_unfinished_age_ms,
         depth=d.depth,
         parked=d.parked,
+        lost_to_retention=d.lost_to_retention,
     )
 
 
@@ -188,6 +189,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                     if remaining <= 0:
                         break
                     await notifier.wait(keys, seen, remaining)
+                    keys = q.partition_keys(name)  # the group may read new partitions now
                     seen = notifier.mark(keys)
                     with self.broker.operation():
                         _, deliveries = q.acquire(name, member, [], max_records, lease)

@@ -53,7 +53,11 @@ from logstream.coordinator.queues.deadletter import (
     HEADER_TOPIC,
 )
 from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN
-from logstream.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from logstream.errors import (
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 from logstream.storage import LogManager, PartitionLog
 from logstream.types import Headers
 
@@ -76,10 +80,17 @@ def _key(kind: int, group: str) -> bytes:
 
 
 def read_range(plog: PartitionLog, first: int, end: int) -> Iterator[bytes]:
-    """Whole batches covering offsets ``[first, end)`` (the first may start before)."""
+    """Whole batches covering offsets ``[first, end)`` (the first may start before);
+    whatever retention deleted meanwhile is left out."""
     pos = max(first, plog.log_start_offset)
     while pos < end:
-        data = bytes(plog.read(pos, READ_BYTES))
+        try:
+            data = bytes(plog.read(pos, READ_BYTES))
+        except OffsetOutOfRangeError:
+            if plog.log_start_offset <= pos:
+                raise
+            pos = plog.log_start_offset
+            continue
         if not data:
             return
         nxt = next_offset_after(data)

@@ -15,6 +15,11 @@ engine leaves to its caller:
   whole arrays. Whatever a tick freed wakes the group's waiting fetches through the
   broker's :class:`~logstream.broker.notify.AppendNotifier` (key ``("queue", group)``),
   as appends to the group's partitions do;
+- **topology**: partitions added to a group's topics (CreatePartitions calls
+  :meth:`QueueManager.topic_grew`; housekeeping checks every second as well) join the
+  group at their log start, whatever the group's ``start``: they were created after it.
+  Records retention deleted before the group finished them are skipped on the next admit
+  and counted (``lost_to_retention``), so a group never stalls below the log start;
 - **members**: a member joins explicitly or with its first fetch; one not seen for
   ``max(2 x lease, 60 s)`` is removed (what it holds is released). Members are not
   persisted: after a restart every lease is void and members join again on their fetch;
@@ -65,6 +70,7 @@ from logstream.errors import (
     InvalidRequestError,
     LogstreamError,
     NonEmptyGroupError,
+    OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
     for_code,
 )
@@ -200,9 +206,10 @@ class QueueManager:
             self._wake(g.name)
 
     def housekeeping(self) -> None:
-        """Remove silent members, write checkpoints."""
+        """Remove silent members, pick up new partitions, write checkpoints."""
         now = time.monotonic()
         for m in self._all():
+            self._add_new_partitions(m)
             timeout = max(2 * m.group.settings.lease_ms, MEMBER_TIMEOUT_MIN_MS) / 1000.0
             released = 0
             with m.lock:
@@ -215,6 +222,32 @@ class QueueManager:
                 m.group.flush()
             if released:
                 self._wake(m.group.name)
+
+    def topic_grew(self, topic: str) -> None:
+        """``topic`` has more partitions now: every group reading it takes them in."""
+        for m in self._all():
+            if topic in m.topics:
+                self._add_new_partitions(m)
+
+    def _add_new_partitions(self, m: Managed) -> None:
+        added = []
+        with m.lock:
+            known = set(m.group.partitions())
+            for topic in m.topics:
+                try:
+                    count = len(self.manager.topic(topic).partitions)
+                except UnknownTopicOrPartitionError:
+                    continue
+                for p in range(count):
+                    if (topic, p) not in known:
+                        start = int(self.manager.get_log(topic, p).log_start_offset)
+                        m.group.add_partition(topic, p, start)
+                        added.append(f"{topic}/{p}")
+            if added:
+                m.group.flush()
+        if added:
+            log.info("queue group %s now also reads %s", m.group.name, ", ".join(added))
+            self._wake(m.group.name)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -461,28 +494,42 @@ class QueueManager:
         g = m.group
         keyed = g.settings.key_ordered
         for topic, partition in g.partitions():
-            end, room = g.room(topic, partition)
-            if room <= 0:
-                continue
             try:
                 plog = self.manager.get_log(topic, partition)
             except UnknownTopicOrPartitionError:
                 continue
+            log_start = int(plog.log_start_offset)
+            if log_start > g.window(topic, partition).start_offset:
+                lost = g.skip_to(topic, partition, log_start)
+                if lost:
+                    log.warning(
+                        "queue group %s: %d records of %s/%d deleted by retention before "
+                        "they were finished (lost_to_retention)",
+                        g.name, lost, topic, partition,
+                    )  # fmt: skip
+            end, room = g.room(topic, partition)
+            if room <= 0:
+                continue
             log_end = int(plog.log_end_offset)
             if end >= log_end:
                 continue
-            end = max(end, int(plog.log_start_offset))
             take = min(room, log_end - end)
             stamps: list[np.ndarray] = []
             hashes: list[np.ndarray] = []
             flags: list[np.ndarray] = []
             pos = end
             while pos < end + take:
-                data = plog.read(pos, ADMIT_READ_BYTES)
+                try:
+                    data = plog.read(pos, ADMIT_READ_BYTES)
+                except OffsetOutOfRangeError:
+                    break  # retention ran meanwhile: the next admit skips the gap
                 if not len(data):
                     break
+                before = pos
                 for at, h in iter_headers(data):
-                    lo = max(h.base_offset, pos)
+                    if h.base_offset > pos:
+                        break  # retention ran meanwhile: the next admit skips the gap
+                    lo = pos
                     hi = min(h.next_offset, end + take)
                     if hi <= lo:
                         continue
@@ -496,13 +543,11 @@ class QueueManager:
                     else:
                         stamps.append(np.full(hi - lo, h.first_timestamp, np.int64))
                     pos = hi
-                if pos == end or not stamps:
+                if pos == before:
                     break
             n = pos - end
             if n <= 0:
                 continue
-            if end > g.room(topic, partition)[0]:
-                continue  # records below the log start are gone: not admitted
             g.admit(
                 topic,
                 partition,

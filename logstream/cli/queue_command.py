@@ -148,6 +148,7 @@ def describe(group: str, members: bool, output: str | None) -> None:
             "acked": p.acknowledged,
             "dead": p.dead_lettered,
             "redelivered": p.redelivered,
+            "lost": p.lost_to_retention,
             "oldest": human_duration(p.oldest_unfinished_age_ms)
             if mode == "table"
             else p.oldest_unfinished_age_ms,
@@ -170,6 +171,7 @@ def describe(group: str, members: bool, output: str | None) -> None:
         "acked",
         "dead",
         "redelivered",
+        "lost",
         "oldest",
     ]
     if mode == "json":

@@ -50,6 +50,7 @@ class QueueDepth:
     oldest_unfinished_age_ms: int
     depth: int
     parked: int
+    lost_to_retention: int = 0  # deleted by retention before they were finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class _Depth:
     dead_lettered: int
     redelivered: int
     oldest_unfinished_age_ms: int | None
+    lost_to_retention: int
 
     @property
     def depth(self) -> int:
@@ -64,7 +65,7 @@ class _Queue:
 
 
 def test_queue_groups_registered_by_the_engine_are_exported(tmp_path: Path) -> None:
-    depth = _Depth(5, 2, 3, 1, 4, 6, 2500)
+    depth = _Depth(5, 2, 3, 1, 4, 6, 2500, 8)
     with run_broker(tmp_path, http_listen="127.0.0.1:0") as b:
         b.broker.metrics.register_queue_source(lambda: [_Queue("jobs", depth)])
         scrape = parse(http_get(f"http://{b.server.http.address}/metrics")[1])
@@ -75,6 +76,7 @@ def test_queue_groups_registered_by_the_engine_are_exported(tmp_path: Path) -> N
     assert scrape.value("logstream_queue_dead_lettered_total", group="jobs") == 4
     assert scrape.value("logstream_queue_redelivered_total", group="jobs") == 6
     assert scrape.value("logstream_queue_oldest_unfinished_age_seconds", group="jobs") == 2.5
+    assert scrape.value("logstream_queue_lost_to_retention_total", group="jobs") == 8
 
 
 def test_slow_unary_calls_log_a_slow_request_event(caplog: pytest.LogCaptureFixture) -> None:

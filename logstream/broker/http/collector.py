@@ -266,6 +266,7 @@ class BrokerCollector(Collector):
         counters = {
             "dead_lettered": "Records moved to the dead-letter topic.",
             "redelivered": "Records handed out again after a release, timeout or rejection.",
+            "lost_to_retention": "Records deleted by retention before they were finished.",
         }
         families: dict[str, Any] = {
             n: GaugeMetricFamily(f"logstream_queue_{n}", h, labels=["group"])
@@ -294,6 +295,7 @@ class BrokerCollector(Collector):
                     "oldest_unfinished_age_seconds": (age_ms or 0) / 1000.0,
                     "dead_lettered": t.dead_lettered,
                     "redelivered": t.redelivered,
+                    "lost_to_retention": t.lost_to_retention,
                 }
                 for name, value in values.items():
                     families[name].add_metric([desc.group], value)

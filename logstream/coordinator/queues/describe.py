@@ -4,7 +4,8 @@ Counts of records in the window by state (available, acquired = in flight, delay
 waiting for the dead-letter write), totals since the group was created (acknowledged,
 dead-lettered, dropped, redelivered = deliveries after the first), records in the log not
 yet read into the window (``unread``, when the caller passes the log end offsets), and the
-age of the oldest unfinished record: the figure to alert on.
+age of the oldest unfinished record: the figure to alert on. ``lost_to_retention``
+counts records the log deleted (retention) before the group finished them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class QueueDepth:
     redelivered: int
     oldest_unfinished_offset: int | None
     oldest_unfinished_age_ms: int | None
+    lost_to_retention: int = 0
 
     @property
     def depth(self) -> int:
@@ -94,6 +96,7 @@ def describe(
                 oldest_unfinished_offset=None if oldest is None else oldest[0],
                 oldest_unfinished_age_ms=None if oldest is None or oldest[1] <= 0
                 else max(now - oldest[1], 0),
+                lost_to_retention=w.lost_total,
             )
         )
     return QueueGroupDescription(
@@ -123,4 +126,5 @@ def _total(parts: list[QueueDepth]) -> QueueDepth:
         redelivered=add("redelivered"),
         oldest_unfinished_offset=None,
         oldest_unfinished_age_ms=max(ages) if ages else None,
+        lost_to_retention=add("lost_to_retention"),
     )

@@ -86,7 +86,7 @@ class WindowSnapshot:
 
     start_offset: int
     end_offset: int
-    counters: tuple[int, int, int, int]  # acked, dead, dropped, redelivered totals
+    counters: tuple[int, int, int, int, int]  # acked, dead, dropped, redelivered, lost
     offsets: np.ndarray
     rows: dict[str, np.ndarray]  # one array per column of :class:`.columns.Columns`
 
@@ -105,6 +105,7 @@ def snapshot(window: PartitionWindow) -> WindowSnapshot:
         window.dead_total,
         window.dropped_total,
         window.redelivered_total,
+        window.lost_total,
     )
     return WindowSnapshot(window.start_offset, window.end_offset, counters, offsets, rows)
 
@@ -119,8 +120,12 @@ def from_snapshot(snap: WindowSnapshot, settings: QueueSettings) -> PartitionWin
     rel = snap.offsets[~below] - snap.start_offset + lo
     for name, values in snap.rows.items():
         getattr(dense, name)[rel] = values[~below]
-    (window.acked_total, window.dead_total, window.dropped_total, window.redelivered_total) = (
-        snap.counters
-    )
+    (
+        window.acked_total,
+        window.dead_total,
+        window.dropped_total,
+        window.redelivered_total,
+        window.lost_total,
+    ) = snap.counters
     window.force_tick()
     return window

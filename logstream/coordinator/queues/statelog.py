@@ -26,11 +26,15 @@ Every record starts with a ``u8`` type; all integers are little-endian. One prec
     DEAD (7)       u8 type, u32 pid, u8 reason, u32 runs, RUN[]     in the dead-letter topic
     CHECKPOINT_BEGIN (8)  u8 type, u64 sequence
     WINDOW (9)     u8 type, u32 pid, i64 start_offset, i64 end_offset, u64 acked, u64 dead,
-                   u64 dropped, u64 redelivered      (counters since the group was created)
+                   u64 dropped, u64 redelivered, u64 lost   (counters since the group was
+                   created; ``lost`` is absent in records written before it existed: 0)
     WINDOW_ROWS (10) u8 type, u32 pid, u32 rows, then columns of `rows` values each:
                    offset i64, state u8, deliveries u16, due_ms i64, key u64, keyed u8,
                    expires_ms i64, reason u8, ts_ms i64
     CHECKPOINT_END (11)   u8 type, u64 sequence, u32 partitions
+    SKIP (12)      u8 type, u32 pid, i64 log_start, u32 runs, RUN[]   retention deleted
+                   the records below log_start: the RUN offsets (waiting in the window)
+                   are lost, and a window ending below log_start jumps there
 
     RUN = i64 first_offset, u32 length       (12 bytes: consecutive offsets)
 
@@ -64,6 +68,7 @@ T_CHECKPOINT_BEGIN = 8
 T_WINDOW = 9
 T_WINDOW_ROWS = 10
 T_CHECKPOINT_END = 11
+T_SKIP = 12
 
 SETTINGS = struct.Struct("<BqHqqIBqH")
 PARTITION = struct.Struct("<BIiqH")
@@ -74,8 +79,10 @@ NACK = struct.Struct("<BIqI")
 DEAD = struct.Struct("<BIBI")
 CHECKPOINT_BEGIN = struct.Struct("<BQ")
 WINDOW = struct.Struct("<BIqqQQQQ")
+WINDOW_LOST = struct.Struct("<Q")
 WINDOW_ROWS = struct.Struct("<BII")
 CHECKPOINT_END = struct.Struct("<BQI")
+SKIP = struct.Struct("<BIqI")
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
 
 ADMIT_KEYS = 0x01
@@ -240,6 +247,17 @@ def encode_dead(pid: int, offsets: np.ndarray, reason: int) -> bytes:
     return DEAD.pack(T_DEAD, pid, reason, n) + body
 
 
+def encode_skip(pid: int, log_start: int, lost: np.ndarray) -> bytes:
+    n, body = _runs_bytes(lost)
+    return SKIP.pack(T_SKIP, pid, log_start, n) + body
+
+
+def decode_skip(rec: bytes) -> tuple[int, int, np.ndarray]:
+    """(pid, log_start, offsets marked lost)."""
+    _, pid, log_start, n = SKIP.unpack_from(rec)
+    return pid, log_start, _offsets_at(rec, SKIP.size, n)
+
+
 def decode_change(rec: bytes) -> tuple[int, int, np.ndarray, int]:
     """An ACQUIRE, ACK, NACK or DEAD record as (type, pid, offsets, value), where value
     is auto_ack (ACQUIRE), due_ms (NACK), reason (DEAD) or 0 (ACK)."""
@@ -264,12 +282,13 @@ def encode_window(
     pid: int,
     start_offset: int,
     end_offset: int,
-    counters: tuple[int, int, int, int],
+    counters: tuple[int, int, int, int, int],
     offsets: np.ndarray,
     rows: dict[str, np.ndarray],
 ) -> list[bytes]:
     """WINDOW then WINDOW_ROWS records (:data:`ROWS_PER_RECORD` rows at most each)."""
-    out = [WINDOW.pack(T_WINDOW, pid, start_offset, end_offset, *counters)]
+    out = [WINDOW.pack(T_WINDOW, pid, start_offset, end_offset, *counters[:4])
+           + WINDOW_LOST.pack(counters[4])]
     for lo in range(0, len(offsets), ROWS_PER_RECORD):
         hi = min(lo + ROWS_PER_RECORD, len(offsets))
         parts = [WINDOW_ROWS.pack(T_WINDOW_ROWS, pid, hi - lo)]
@@ -279,10 +298,11 @@ def encode_window(
     return out
 
 
-def decode_window(rec: bytes) -> tuple[int, int, int, tuple[int, int, int, int]]:
+def decode_window(rec: bytes) -> tuple[int, int, int, tuple[int, int, int, int, int]]:
     """(pid, start_offset, end_offset, counters)."""
-    _, pid, start, end, *counters = WINDOW.unpack_from(rec)
-    return pid, start, end, (counters[0], counters[1], counters[2], counters[3])
+    _, pid, start, end, acked, dead, dropped, redelivered = WINDOW.unpack_from(rec)
+    lost = WINDOW_LOST.unpack_from(rec, WINDOW.size)[0] if len(rec) >= WINDOW.size + 8 else 0
+    return pid, start, end, (acked, dead, dropped, redelivered, lost)
 
 
 def decode_window_rows(rec: bytes) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:

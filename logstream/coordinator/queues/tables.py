@@ -15,6 +15,7 @@ from logstream.coordinator.queues.columns import (
     AVAILABLE,
     DEAD_PENDING,
     DELAYED,
+    DROPPED,
     NO_OWNER,
     REASON_MAX_DELIVERIES,
     Columns,
@@ -71,6 +72,7 @@ class WindowTables:
         self.texts: dict[int, str] = {}  # reason text of DEAD_PENDING records, by offset
         self.dead_pending = False  # some record may be in DEAD_PENDING (the group clears it)
         self.acked_total = self.dead_total = self.dropped_total = self.redelivered_total = 0
+        self.lost_total = 0  # records retention deleted before they were finished
 
     # ---- shape ---------------------------------------------------------------------------
 
@@ -191,6 +193,48 @@ class WindowTables:
         if self._p.size and finished_mask(self._p.cols.state[: self._p.size]).any():
             self._p.compact()
         return self._start
+
+    def skip_to(self, offset: int, lost: np.ndarray | None = None) -> np.ndarray:
+        """The log no longer holds records below ``offset`` (retention deleted them):
+        records waiting below it (available or delayed) are finished as lost, and if the
+        window had not reached ``offset`` it jumps there, counting the records it never
+        read as lost too. Records held by a member or waiting for the dead-letter write
+        stay tracked (parked, when the window jumps). Replay passes ``lost``: exactly the
+        offsets marked at the time. Returns the offsets marked lost."""
+        if lost is None:
+            marked = self._waiting_below(offset)
+        else:
+            loc = self.locate(lost)
+            loc.codes[(loc.codes == OK) & finished_mask(self.gather(loc, "state"))] = FINISHED
+            marked = loc.offsets[loc.codes == OK]
+        loc = self.locate(marked)
+        for cols, rows, _ in self.parts(loc):
+            cols.state[rows] = DROPPED
+            cols.owner[rows] = NO_OWNER
+        self.lost_total += len(marked)
+        if self._end < offset:
+            s, e = self._start - self._base, self._end - self._base
+            keep = s + np.flatnonzero(~finished_mask(self._d.state[s:e]))
+            if len(keep):
+                self._p.append(self._base + keep, self._d.take(keep))
+            self._d.reset_rows(0, e)
+            self.lost_total += offset - self._end
+            self._base = self._start = self._end = offset
+            self._hint = 0
+        self.advance()
+        return marked
+
+    def _waiting_below(self, offset: int) -> np.ndarray:
+        out = []
+        for cols, lo, hi, parked_offsets in self.tables():
+            if parked_offsets is None:
+                hi = max(lo, min(hi, offset - self._base))
+                offs = self._base + np.arange(lo, hi, dtype=np.int64)
+            else:
+                offs = parked_offsets[lo:hi]
+            st = cols.state[lo:hi]
+            out.append(offs[((st == AVAILABLE) | (st == DELAYED)) & (offs < offset)])
+        return np.sort(np.concatenate(out))
 
     def park(self, offsets: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         """Add rows below ``start`` to the parked table (restore only; ascending offsets

@@ -41,9 +41,11 @@ def test_changes_are_stored_as_runs_of_offsets() -> None:
 def test_window_rows_are_split_into_bounded_records() -> None:
     n = sl.ROWS_PER_RECORD + 3
     rows = {name: np.zeros(n, dt) for name, dt in sl.ROW_COLUMNS}
-    recs = sl.encode_window(4, 10, 10 + n, (1, 2, 3, 4), np.arange(10, 10 + n), rows)
+    recs = sl.encode_window(4, 10, 10 + n, (1, 2, 3, 4, 5), np.arange(10, 10 + n), rows)
     assert [r[0] for r in recs] == [sl.T_WINDOW, sl.T_WINDOW_ROWS, sl.T_WINDOW_ROWS]
-    assert sl.decode_window(recs[0]) == (4, 10, 10 + n, (1, 2, 3, 4))
+    assert sl.decode_window(recs[0]) == (4, 10, 10 + n, (1, 2, 3, 4, 5))
+    # a WINDOW record written before the lost counter existed reads as 0 lost
+    assert sl.decode_window(recs[0][: sl.WINDOW.size])[3] == (1, 2, 3, 4, 0)
     pid, offsets, back = sl.decode_window_rows(recs[2])
     assert len(back["state"]) == 3
     assert (pid, offsets.tolist()) == (4, list(range(10 + sl.ROWS_PER_RECORD, 10 + n)))

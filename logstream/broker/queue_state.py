@@ -9,13 +9,24 @@ only by the broker (a name starting with ``__`` is refused for client writes). E
            kind 2 DELETED:  null; the group was deleted, its earlier records are void
            kind 3 REDRIVEN: runs of dead-letter-topic offsets redriven by the group, as
                             (i64 first, u32 length) little-endian pairs
+           kind 4 REDRIVE_INTENT: a redrive is about to copy letters to one target
+                            partition: u16 length + target topic (UTF-8), i32 partition,
+                            i64 the target's log end before the copy, then the runs of
+                            dead-letter offsets it will copy (as REDRIVEN)
 
 One ``append`` of the engine's group commit is one batch: after a crash it is all there or
 all gone (the batch CRC), and it is in the memory-mapped segment before the broker answers,
 so it survives a kill -9 of the broker process. Compaction: once every live group has
 written a checkpoint (or nothing), the sealed segments below the oldest group's latest
 checkpoint are deleted; replay still starts at the log start and the engine starts over at
-each group's latest complete checkpoint.
+each group's latest complete checkpoint. Each checkpoint is followed by one REDRIVEN record
+holding everything the group ever redrove, so compaction never forgets a redrive.
+
+Redrive is exactly once (:mod:`.queue_redrive`): REDRIVE_INTENT records go in before the
+copies, REDRIVEN after; every copy carries the headers ``logstream.redrive.group`` and
+``logstream.redrive.offset``. An intent without its REDRIVEN (a crash between) is resolved
+at start-up by reading the target partition from the recorded log end: the letters found
+there count as redriven, the others were never copied and stay to be redriven.
 
 Dead letters (:class:`DeadLetterTopic`): the source record is read back from its log and
 written, key, value and headers unchanged plus the ``logstream.dlq.*`` headers, to the
@@ -70,9 +81,12 @@ QUEUE_STATE_CONFIG: dict[str, int | str] = {
 KIND_STATE = 1
 KIND_DELETED = 2
 KIND_REDRIVEN = 3
+KIND_REDRIVE_INTENT = 4
 READ_BYTES = 4 * 1024 * 1024
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
 _U8 = struct.Struct("<B")
+_INTENT = struct.Struct("<H")
+_INTENT_TARGET = struct.Struct("<iq")
 
 
 def _key(kind: int, group: str) -> bytes:
@@ -156,10 +170,57 @@ def _only(data: bytes, offsets: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class RedriveIntent:
+    """Dead letters a redrive was about to copy to ``topic``/``partition``, whose log
+    ended at ``from_offset`` just before."""
+
+    topic: str
+    partition: int
+    from_offset: int
+    letters: np.ndarray  # dead-letter-topic offsets
+
+    def encode(self) -> bytes:
+        name = self.topic.encode()
+        return (
+            _INTENT.pack(len(name))
+            + name
+            + _INTENT_TARGET.pack(self.partition, self.from_offset)
+            + _runs(self.letters).tobytes()
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> RedriveIntent:
+        (n,) = _INTENT.unpack_from(value)
+        topic = value[2 : 2 + n].decode("utf-8", "replace")
+        partition, from_offset = _INTENT_TARGET.unpack_from(value, 2 + n)
+        return cls(topic, partition, from_offset, _offsets(value[2 + n + _INTENT_TARGET.size :]))
+
+
+def _runs(offsets: Sequence[int] | np.ndarray) -> np.ndarray:
+    o = np.unique(np.asarray(offsets, np.int64))
+    breaks = np.flatnonzero(np.diff(o) != 1) + 1
+    starts = np.concatenate(([0], breaks)).astype(np.int64) if len(o) else np.zeros(0, np.int64)
+    ends = np.concatenate((breaks, [len(o)])) if len(o) else np.zeros(0, np.int64)
+    runs = np.zeros(len(starts), RUN)
+    runs["first"], runs["length"] = o[starts], ends - starts
+    return runs
+
+
+def _offsets(value: bytes) -> np.ndarray:
+    runs = np.frombuffer(value, RUN)
+    parts = [
+        np.arange(first, first + n, dtype=np.int64)
+        for first, n in zip(runs["first"].tolist(), runs["length"].tolist(), strict=True)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 @dataclass
 class ReplayedState:
     records: dict[str, list[bytes]] = field(default_factory=dict)
     redriven: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    intents: dict[str, list[RedriveIntent]] = field(default_factory=lambda: defaultdict(list))
     floors: dict[str, int] = field(default_factory=dict)
 
 
@@ -182,6 +243,7 @@ class QueueStateLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._floors: dict[str, int] = {}  # group -> offset its replay needs from
+        self._redriven: dict[str, set[int]] = {}  # group -> dead-letter offsets redriven
 
     @classmethod
     def open(cls, manager: LogManager, clock: Clock) -> QueueStateLog:
@@ -206,6 +268,7 @@ class QueueStateLog:
                     if kind == KIND_DELETED:
                         state.records.pop(group, None)
                         state.redriven.pop(group, None)
+                        state.intents.pop(group, None)
                         state.floors.pop(group, None)
                     elif kind == KIND_STATE and v:
                         state.records.setdefault(group, []).append(v)
@@ -213,13 +276,18 @@ class QueueStateLog:
                         if v[0] == T_CHECKPOINT_BEGIN:
                             state.floors[group] = off
                     elif kind == KIND_REDRIVEN and v:
-                        runs = np.frombuffer(v, RUN)
-                        for first, n in zip(
-                            runs["first"].tolist(), runs["length"].tolist(), strict=True
-                        ):
-                            state.redriven[group].update(range(first, first + n))
+                        state.redriven[group].update(_offsets(v).tolist())
+                    elif kind == KIND_REDRIVE_INTENT and v:
+                        state.intents[group].append(RedriveIntent.decode(v))
         self._floors = dict(state.floors)
+        self._redriven = {g: set(s) for g, s in state.redriven.items()}
         return state
+
+    def redriven_set(self, group: str) -> set[int]:
+        """The live set of dead-letter offsets ``group`` redrove (updated by
+        :meth:`redriven`; the caller reads it under the group's lock)."""
+        with self._lock:
+            return self._redriven.setdefault(group, set())
 
     def _append(self, keys: list[bytes], values: list[bytes | None]) -> int:
         batch = encode_batch(values, keys=keys, timestamps=self._clock.now_ms())
@@ -233,18 +301,22 @@ class QueueStateLog:
         self._append([_key(KIND_DELETED, group)], [None])
         with self._lock:
             self._floors.pop(group, None)
+            self._redriven.pop(group, None)
         self.compact()
 
-    def redriven(self, group: str, offsets: Sequence[int]) -> None:
-        o = np.unique(np.asarray(offsets, np.int64))
-        if len(o) == 0:
+    def redrive_intents(self, group: str, intents: Sequence[RedriveIntent]) -> None:
+        """Record, as one unit, what a redrive is about to copy (before it copies)."""
+        if intents:
+            key = _key(KIND_REDRIVE_INTENT, group)
+            self._append([key] * len(intents), [i.encode() for i in intents])
+
+    def redriven(self, group: str, offsets: Sequence[int] | np.ndarray) -> None:
+        """Record that ``group`` redrove these dead letters (after the copies)."""
+        if len(offsets) == 0:
             return
-        breaks = np.flatnonzero(np.diff(o) != 1) + 1
-        starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [len(o)]))
-        runs = np.zeros(len(starts), RUN)
-        runs["first"], runs["length"] = o[starts], ends - starts
-        self._append([_key(KIND_REDRIVEN, group)], [runs.tobytes()])
+        self._append([_key(KIND_REDRIVEN, group)], [_runs(offsets).tobytes()])
+        with self._lock:
+            self._redriven.setdefault(group, set()).update(int(o) for o in offsets)
 
     def compact(self) -> int:
         """Delete sealed segments no live group needs; returns how many."""
@@ -276,6 +348,9 @@ class GroupStateWriter:
     def checkpointed(self) -> None:
         with self._log._lock:
             self._log._floors[self._group] = self._last_base
+            done = sorted(self._log._redriven.get(self._group, ()))
+        if done:  # above the new floor: compaction keeps it
+            self._log._append([_key(KIND_REDRIVEN, self._group)], [_runs(done).tobytes()])
         self._log.compact()
 
 

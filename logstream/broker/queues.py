@@ -48,6 +48,7 @@ from logstream.broker.queue_redrive import (
     RedriveItem,
     recent_dead_letters,
     redrive,
+    resolve_intents,
 )
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
 from logstream.codec import decode_batch, iter_headers
@@ -153,8 +154,9 @@ class QueueManager:
             if group is None:
                 continue
             topics = list(dict.fromkeys(t for t, _ in group.partitions()))
-            redriven = set(replayed.redriven.get(name, ()))
-            self._groups[name] = Managed(group, topics, outbox, redriven=redriven)
+            m = Managed(group, topics, outbox, redriven=self.state.redriven_set(name))
+            self._groups[name] = m
+            resolve_intents(self.manager, self.state, name, m, replayed.intents.get(name, []))
         log.info(
             "queue groups: %d recovered from %s in %.3fs",
             len(self._groups),
@@ -331,7 +333,9 @@ class QueueManager:
             for topic, p, start in starts:
                 group.add_partition(topic, p, start)
             group.flush()
-            self._groups[name] = Managed(group, list(dict.fromkeys(topics)), outbox)
+            self._groups[name] = Managed(
+                group, list(dict.fromkeys(topics)), outbox, redriven=self.state.redriven_set(name)
+            )
         log.info("queue group %s created on %s", name, ", ".join(topics))
         return settings
 

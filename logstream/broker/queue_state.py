@@ -236,10 +236,16 @@ class Managed:
 
 
 class QueueStateLog:
-    """The ``__queue_state`` topic: one writer per group (:meth:`writer`), replay, compaction."""
+    """The ``__queue_state`` topic: one writer per group (:meth:`writer`), replay, compaction.
 
-    def __init__(self, plog: PartitionLog, clock: Clock) -> None:
-        self._log = plog
+    The topic is created on the first write (the first queue group), so a broker that never
+    had a queue group has no such topic; replay of a missing topic finds no groups."""
+
+    def __init__(self, manager: LogManager, clock: Clock) -> None:
+        self._manager = manager
+        self._log: PartitionLog | None = None
+        if QUEUE_STATE_TOPIC in manager.topics():
+            self._log = manager.get_log(QUEUE_STATE_TOPIC, 0)
         self._clock = clock
         self._lock = threading.Lock()
         self._floors: dict[str, int] = {}  # group -> offset its replay needs from
@@ -247,17 +253,29 @@ class QueueStateLog:
 
     @classmethod
     def open(cls, manager: LogManager, clock: Clock) -> QueueStateLog:
-        if QUEUE_STATE_TOPIC not in manager.topics():
-            try:
-                manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
-            except TopicAlreadyExistsError:
-                pass
-        return cls(manager.get_log(QUEUE_STATE_TOPIC, 0), clock)
+        return cls(manager, clock)
+
+    @property
+    def exists(self) -> bool:
+        return self._log is not None
+
+    def _target(self) -> PartitionLog:
+        """The topic's partition, created now if needed (call under ``self._lock``)."""
+        if self._log is None:
+            if QUEUE_STATE_TOPIC not in self._manager.topics():
+                try:
+                    self._manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
+                except TopicAlreadyExistsError:
+                    pass
+            self._log = self._manager.get_log(QUEUE_STATE_TOPIC, 0)
+        return self._log
 
     def replay(self) -> ReplayedState:
         """Every live group's records in order, and what each group redrove."""
         state = ReplayedState()
         plog = self._log
+        if plog is None:
+            return state
         for data in read_range(plog, plog.log_start_offset, plog.log_end_offset):
             for batch in iter_batches(data):
                 keys, values = batch.key_list(), batch.value_list()
@@ -292,7 +310,7 @@ class QueueStateLog:
     def _append(self, keys: list[bytes], values: list[bytes | None]) -> int:
         batch = encode_batch(values, keys=keys, timestamps=self._clock.now_ms())
         with self._lock:
-            return self._log.append(batch).base_offset
+            return self._target().append(batch).base_offset
 
     def writer(self, group: str) -> GroupStateWriter:
         return GroupStateWriter(self, group)
@@ -320,12 +338,15 @@ class QueueStateLog:
 
     def compact(self) -> int:
         """Delete sealed segments no live group needs; returns how many."""
-        with self._lock:
-            floor = min(self._floors.values(), default=self._log.log_end_offset)
-        if floor <= self._log.log_start_offset:
+        plog = self._log
+        if plog is None:
             return 0
-        self._log.flush()
-        return int(self._log.delete_segments_before(floor))
+        with self._lock:
+            floor = min(self._floors.values(), default=plog.log_end_offset)
+        if floor <= plog.log_start_offset:
+            return 0
+        plog.flush()
+        return int(plog.delete_segments_before(floor))
 
 
 class GroupStateWriter:

@@ -27,7 +27,7 @@ def test_compaction_after_a_checkpoint_keeps_the_redriven_letters(tmp_path: Path
         writer.append([b"\x08checkpoint"])
         writer.checkpointed()
         assert mgr.get_log(QUEUE_STATE_TOPIC, 0).log_start_offset > 2, "nothing compacted"
-        replayed = QueueStateLog(mgr.get_log(QUEUE_STATE_TOPIC, 0), SYSTEM_CLOCK).replay()
+        replayed = QueueStateLog.open(mgr, SYSTEM_CLOCK).replay()
         assert replayed.redriven["g"] == {3, 4, 9}
     finally:
         mgr.close()

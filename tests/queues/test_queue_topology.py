@@ -91,3 +91,23 @@ def test_partitions_added_after_the_group_are_read(qbroker: BrokerProcess, name:
     rows = json.loads(result.stdout)["partitions"]
     assert [r["partition"] for r in rows] == [0, 1, 2, "total"]
     assert rows[-1]["acked"] == 40 and rows[-1]["depth"] == 0
+
+
+def _internal(address: str) -> set[str]:
+    with Admin(address) as a:
+        return {t.name for t in a.list_topics(include_internal=True) if t.internal}
+
+
+def test_queue_state_topic_appears_with_the_first_queue_group(tmp_path: Path) -> None:
+    with BrokerProcess(tmp_path / "data", queue_tick_interval_ms=20) as broker:
+        assert "__queue_state" not in _internal(broker.address)
+        broker.restart(kill=True)  # recovery without the topic
+        assert "__queue_state" not in _internal(broker.address)
+        make_topic(broker.address, "jobs", 1, 4)
+        admin(broker.address).create_queue_group("w", topics=["jobs"])
+        assert "__queue_state" in _internal(broker.address)
+        with QueueConsumer(broker.address, group="w") as q:
+            assert len(drain_all(q, 2, deadline_s=5)) >= 2
+        broker.restart(kill=True)  # recovery from it
+        d = admin(broker.address).describe_queue_group("w")
+        assert d.total.acknowledged >= 2 and d.total.acknowledged + d.total.depth == 4

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from logstream.broker.notify import AppendNotifier
+from logstream.broker.queue_reads import read_range
 from logstream.broker.queue_state import (
     Managed,
     QueueStateLog,
     RedriveIntent,
     iter_dead_letters,
-    read_range,
 )
 from logstream.codec import encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues.deadletter import (

@@ -196,15 +196,15 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
-            results=_results(outcomes), records=self._records(deliveries)
+            results=_results(outcomes), records=self._records(name, deliveries)
         )
 
-    def _records(self, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
+    def _records(self, group: str, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
         return [
             queue_pb2.QueueRecords(
                 topic=d.topic,
                 partition=d.partition,
-                batches=self.queues.read(d.topic, d.partition, d.offsets),
+                batches=self.queues.read(d.topic, d.partition, d.offsets, group),
                 offsets=d.offsets.tolist(),
                 delivery_counts=d.delivery_counts.tolist(),
             )

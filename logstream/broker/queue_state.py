@@ -47,15 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from logstream.broker.queue_reads import batches_for, read_range
 from logstream.clock import Clock
-from logstream.codec import (
-    decode_batch,
-    encode_batch,
-    encode_headers,
-    iter_batches,
-    iter_headers,
-    next_offset_after,
-)
+from logstream.codec import encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues import DeadLetter, QueueGroup
 from logstream.coordinator.queues.deadletter import (
     HEADER_GROUP,
@@ -65,7 +59,6 @@ from logstream.coordinator.queues.deadletter import (
 )
 from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN
 from logstream.errors import (
-    OffsetOutOfRangeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -82,7 +75,6 @@ KIND_STATE = 1
 KIND_DELETED = 2
 KIND_REDRIVEN = 3
 KIND_REDRIVE_INTENT = 4
-READ_BYTES = 4 * 1024 * 1024
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
 _U8 = struct.Struct("<B")
 _INTENT = struct.Struct("<H")
@@ -91,83 +83,6 @@ _INTENT_TARGET = struct.Struct("<iq")
 
 def _key(kind: int, group: str) -> bytes:
     return _U8.pack(kind) + group.encode("utf-8")
-
-
-def read_range(plog: PartitionLog, first: int, end: int) -> Iterator[bytes]:
-    """Whole batches covering offsets ``[first, end)`` (the first may start before);
-    whatever retention deleted meanwhile is left out."""
-    pos = max(first, plog.log_start_offset)
-    while pos < end:
-        try:
-            data = bytes(plog.read(pos, READ_BYTES))
-        except OffsetOutOfRangeError:
-            if plog.log_start_offset <= pos:
-                raise
-            pos = plog.log_start_offset
-            continue
-        if not data:
-            return
-        nxt = next_offset_after(data)
-        if nxt is None or nxt <= pos:
-            return
-        yield data
-        pos = nxt
-
-
-def batches_for(plog: PartitionLog, offsets: np.ndarray) -> bytes:
-    """Batches holding exactly ``offsets`` (ascending): a stored batch goes as it is when
-    every record of it is wanted, otherwise each run of wanted offsets in it is encoded
-    again as a batch of its own (uncompressed, offsets kept), so a fetch of 100 records
-    out of a 1 MiB producer batch sends 100 records."""
-    if len(offsets) == 0:
-        return b""
-    breaks = np.flatnonzero(np.diff(offsets) > 1) + 1
-    out: list[bytes] = []
-    covered = -1
-    for run in np.split(offsets, breaks):
-        first, end = int(run[0]), int(run[-1]) + 1
-        if end <= covered:
-            continue
-        for data in read_range(plog, max(first, covered), end):
-            out.append(_only(data, offsets))
-            covered = next_offset_after(data) or covered
-    return b"".join(out)
-
-
-def _only(data: bytes, offsets: np.ndarray) -> bytes:
-    """The batches of ``data`` cut down to ``offsets``."""
-    parts: list[bytes] = []
-    for pos, h in iter_headers(data):
-        lo = int(np.searchsorted(offsets, h.base_offset))
-        hi = int(np.searchsorted(offsets, h.next_offset))
-        if hi - lo == h.record_count:
-            parts.append(data[pos : pos + h.batch_length])
-            continue
-        if hi == lo:
-            continue
-        batch = decode_batch(data, pos, verify=False)
-        sel = offsets[lo:hi] - h.base_offset
-        cuts = np.flatnonzero(np.diff(sel) != 1) + 1
-        for rows in np.split(sel, cuts):
-            a, b = int(rows[0]), int(rows[-1]) + 1
-            headers = None
-            if h.headers_length:
-                blob, starts, lens = batch.headers_blob, batch.header_starts, batch.header_lengths
-                headers = [
-                    bytes(blob[int(starts[i]) : int(starts[i]) + int(lens[i])])
-                    for i in range(a, b)
-                ]
-            keys = [batch.key(i) for i in range(a, b)]
-            parts.append(
-                encode_batch(
-                    [batch.value(i) for i in range(a, b)],
-                    keys=keys,
-                    timestamps=batch.timestamps[a:b],
-                    headers=headers,
-                    base_offset=h.base_offset + a,
-                )
-            )
-    return b"".join(parts)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from logstream.broker.config import queue_settings
+from logstream.broker.queue_reads import FetchCache, batches_for
 from logstream.broker.queue_redrive import (
     DeadLetterRecord,
     RedriveItem,
@@ -50,7 +51,7 @@ from logstream.broker.queue_redrive import (
     redrive,
     resolve_intents,
 )
-from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
+from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
 from logstream.codec import decode_batch, iter_headers
 from logstream.coordinator.queues import (
     Delivery,
@@ -128,6 +129,9 @@ class QueueManager:
         self.clock = broker.clock
         self.defaults = queue_settings(broker.config.queue_defaults)
         self.state = QueueStateLog.open(self.manager, self.clock)
+        self.reads = FetchCache()
+        # np.unique imports numpy.ma on its first call (~70 ms): here, not inside a request
+        np.unique(np.zeros(2, np.int64))
         self._groups: dict[str, Managed] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -563,12 +567,25 @@ class QueueManager:
 
     # ---- reading records -----------------------------------------------------------------
 
-    def read(self, topic: str, partition: int, offsets: np.ndarray) -> bytes:
-        """The batches holding ``offsets`` (for a fetch or a peek)."""
+    def read(self, topic: str, partition: int, offsets: np.ndarray, group: str = "") -> bytes:
+        """The batches holding ``offsets`` (for a fetch of ``group``, or a peek). Records
+        retention deleted since they were acquired are finished as lost at once."""
         try:
-            return batches_for(self.manager.get_log(topic, partition), offsets)
+            plog = self.manager.get_log(topic, partition)
+            data = batches_for(plog, offsets, self.reads)
         except UnknownTopicOrPartitionError:
             return b""
+        log_start = int(plog.log_start_offset)
+        if group and len(offsets) and int(offsets[0]) < log_start:
+            have = np.zeros(len(offsets), bool)
+            for _, h in iter_headers(data):
+                have |= (offsets >= h.base_offset) & (offsets < h.next_offset)
+            m = self._groups.get(group)
+            if m is not None and not have.all():
+                with m.lock:
+                    m.group.skip_to(topic, partition, log_start, offsets[~have])
+                    m.group.flush()
+        return data
 
     def peek(
         self, name: str, max_records: int

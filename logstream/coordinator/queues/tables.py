@@ -199,8 +199,9 @@ class WindowTables:
         records waiting below it (available or delayed) are finished as lost, and if the
         window had not reached ``offset`` it jumps there, counting the records it never
         read as lost too. Records held by a member or waiting for the dead-letter write
-        stay tracked (parked, when the window jumps). Replay passes ``lost``: exactly the
-        offsets marked at the time. Returns the offsets marked lost."""
+        stay tracked (parked, when the window jumps). ``lost`` names exactly the offsets to
+        mark instead (unfinished ones only): replay passes what was marked at the time, a
+        fetch the acquired records whose data was gone. Returns the offsets marked lost."""
         if lost is None:
             marked = self._waiting_below(offset)
         else:

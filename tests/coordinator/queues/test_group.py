@@ -18,6 +18,7 @@ from logstream.coordinator.queues import statelog as sl
 from logstream.errors import (
     InvalidConfigError,
     InvalidQueueDelayError,
+    QueueRecordFinishedError,
     QueueRecordNotHeldError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
@@ -296,3 +297,13 @@ def test_a_window_jump_keeps_held_records_addressable(clock: ManualClock) -> Non
     assert g.ack("a", "t", 0, [0, 2]).failures() == []
     g.nack("a", "t", 0, [1], delay_ms=0)  # back to available (its record is gone, though)
     assert g.skip_to("t", 0, 50) == 1  # the next admit finishes it as lost
+
+
+def test_acquired_records_whose_data_is_gone_are_finished_as_lost(clock: ManualClock) -> None:
+    g, log, outbox = make(clock, window_size=10)
+    assert g.acquire("a", 4)[0].offsets.tolist() == [0, 1, 2, 3]
+    # the broker found 0 and 1 deleted when it read them for the fetch
+    assert g.skip_to("t", 0, 2, np.array([0, 1], np.int64)) == 2
+    assert g.ack("a", "t", 0, [0, 2, 3]).failures() == [(0, QueueRecordFinishedError.code)]
+    g.flush()
+    assert restart(log, clock, outbox).window("t", 0).lost_total == 2

@@ -26,6 +26,7 @@ from logstream.coordinator.queues.columns import (
 from logstream.coordinator.queues.results import FINISHED, NOT_IN_WINDOW, OK, REPEATED, as_offsets
 
 NEVER = np.iinfo(np.int64).max
+_SLIDABLE = slidable_mask(np.arange(256, dtype=np.uint8)).tolist()
 SCAN_CHUNK = 4096
 
 
@@ -178,6 +179,8 @@ class WindowTables:
         delayed ones. Returns the new start offset."""
         s, e = self._start - self._base, self._end - self._base
         pos = s
+        if pos < e and not _SLIDABLE[self._d.state[pos]]:
+            e = pos  # the usual case: the first record is not finished (one lookup)
         while pos < e:
             seg = slidable_mask(self._d.state[pos : min(pos + SCAN_CHUNK, e)])
             if seg.all():

@@ -122,7 +122,7 @@ def _nats_worker(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(PAGE, timeout=0.1)
-            except NatsTimeout:
+            except (TimeoutError, NatsTimeout):
                 continue
             for m in msgs:
                 await m.ack()

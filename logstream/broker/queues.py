@@ -18,11 +18,10 @@ engine leaves to its caller:
   whole arrays. Whatever a tick freed wakes the group's waiting fetches through the
   broker's :class:`~logstream.broker.notify.AppendNotifier` (key ``("queue", group)``),
   as appends to the group's partitions do;
-- **topology**: partitions added to a group's topics (CreatePartitions calls
-  :meth:`QueueManager.topic_grew`; housekeeping checks every second as well) join the
-  group at their log start, whatever the group's ``start``: they were created after it.
-  Records retention deleted before the group finished them are skipped on the next admit
-  and counted (``lost_to_retention``), so a group never stalls below the log start;
+- **topology** (:mod:`.queue_topology`): partitions added to a group's topics join it
+  (CreatePartitions calls :meth:`QueueManager.topic_grew`; housekeeping checks every
+  second as well); records retention deleted before the group finished them are skipped
+  and counted (``lost_to_retention``);
 - **members**: a member joins explicitly or with its first fetch; one not seen for
   ``max(2 x lease, 60 s)`` is removed (what it holds is released). Members are not
   persisted: after a restart every lease is void and members join again on their fetch;
@@ -55,6 +54,7 @@ from logstream.broker.queue_redrive import (
     resolve_intents,
 )
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
+from logstream.broker.queue_topology import add_new_partitions, finish_gone, skip_deleted
 from logstream.codec import iter_headers
 from logstream.coordinator.queues import (
     Delivery,
@@ -239,23 +239,7 @@ class QueueManager:
                 self._add_new_partitions(m)
 
     def _add_new_partitions(self, m: Managed) -> None:
-        added = []
-        with m.lock:
-            known = set(m.group.partitions())
-            for topic in m.topics:
-                try:
-                    count = len(self.manager.topic(topic).partitions)
-                except UnknownTopicOrPartitionError:
-                    continue
-                for p in range(count):
-                    if (topic, p) not in known:
-                        start = int(self.manager.get_log(topic, p).log_start_offset)
-                        m.group.add_partition(topic, p, start)
-                        added.append(f"{topic}/{p}")
-            if added:
-                m.group.flush()
-        if added:
-            log.info("queue group %s now also reads %s", m.group.name, ", ".join(added))
+        if add_new_partitions(self.manager, m):
             self._wake(m.group.name)
 
     # ---- lookups -------------------------------------------------------------------------
@@ -509,15 +493,7 @@ class QueueManager:
                 plog = self.manager.get_log(topic, partition)
             except UnknownTopicOrPartitionError:
                 continue
-            log_start = int(plog.log_start_offset)
-            if log_start > g.window(topic, partition).start_offset:
-                lost = g.skip_to(topic, partition, log_start)
-                if lost:
-                    log.warning(
-                        "queue group %s: %d records of %s/%d deleted by retention before "
-                        "they were finished (lost_to_retention)",
-                        g.name, lost, topic, partition,
-                    )  # fmt: skip
+            skip_deleted(g, plog, topic, partition)
             end, room = g.room(topic, partition)
             if room <= 0:
                 continue
@@ -579,16 +555,9 @@ class QueueManager:
             data = batches_for(plog, offsets, self.reads)
         except UnknownTopicOrPartitionError:
             return b""
-        log_start = int(plog.log_start_offset)
-        if group and len(offsets) and int(offsets[0]) < log_start:
-            have = np.zeros(len(offsets), bool)
-            for _, h in iter_headers(data):
-                have |= (offsets >= h.base_offset) & (offsets < h.next_offset)
-            m = self._groups.get(group)
-            if m is not None and not have.all():
-                with m.lock:
-                    m.group.skip_to(topic, partition, log_start, offsets[~have])
-                    m.group.flush()
+        m = self._groups.get(group) if group else None
+        if m is not None:
+            finish_gone(m, plog, topic, partition, offsets, data)
         return data
 
     def peek(

@@ -110,6 +110,18 @@ def check_example(path: Path, tmp_path: Path) -> float:
     return took
 
 
+def test_every_example_is_listed_in_the_examples_readme() -> None:
+    readme = (EXAMPLES_DIR / "README.md").read_text(encoding="utf-8")
+    assert {
+        "background_jobs.py",
+        "welcome_email.py",
+        "order_events.py",
+        "idempotent_payments.py",
+    } <= {p.name for p in EXAMPLES}
+    missing = [p.name for p in EXAMPLES if p.name not in readme]
+    assert not missing, f"add these to docs/examples/README.md: {missing}"
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_an_example_runs_and_prints_what_it_promises(example: Path, tmp_path: Path) -> None:
     check_example(example, tmp_path)

@@ -86,7 +86,9 @@ def main() -> int:
     Admin(ADDR).create_topic(READY, partitions=1)
     stop = multiprocessing.Event()
     workers = [
-        multiprocessing.Process(target=worker, args=(f"worker-{i}", JOBS, READY, GROUP, stop))
+        multiprocessing.Process(
+            target=worker, args=(f"worker-{i}", JOBS, READY, GROUP, stop), daemon=True
+        )
         for i in (1, 2, 3)
     ]
     for w in workers:

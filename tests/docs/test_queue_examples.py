@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -90,24 +89,25 @@ def run_example(path: Path, address: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
-def check_example(path: Path, tmp_path: Path) -> float:
-    """Run ``path`` against a fresh broker; AssertionError says what went wrong. Returns
-    the seconds it took."""
+def check_run(path: Path, address: str, work: Path) -> None:
+    """Run ``path`` against the broker at ``address``; AssertionError says what went wrong."""
     expected = expected_output(path.read_text(encoding="utf-8"))
-    broker = BrokerProcess(tmp_path / "broker-data", log_level="WARNING").start()
-    try:
-        work = tmp_path / "work"
-        work.mkdir()
-        started = time.monotonic()
-        p = run_example(path, broker.address, work)
-        took = time.monotonic() - started
-    finally:
-        broker.terminate()
+    p = run_example(path, address, work)
     report = f"--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-4000:]}"
     assert p.returncode == 0, f"{path.name} exited {p.returncode}\n{report}"
     mismatch = output_mismatch(expected, p.stdout)
     assert mismatch is None, f"{path.name}: output differs, {mismatch}\n{report}"
-    return took
+
+
+def check_example(path: Path, tmp_path: Path) -> None:
+    """Run ``path`` against a fresh broker (see :func:`check_run`)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    broker = BrokerProcess(tmp_path / "broker-data", log_level="WARNING").start()
+    try:
+        check_run(path, broker.address, work)
+    finally:
+        broker.terminate()
 
 
 def test_every_example_is_listed_in_the_examples_readme() -> None:
@@ -125,6 +125,19 @@ def test_every_example_is_listed_in_the_examples_readme() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_an_example_runs_and_prints_what_it_promises(example: Path, tmp_path: Path) -> None:
     check_example(example, tmp_path)
+
+
+def test_the_examples_run_again_on_a_broker_that_ran_them(tmp_path: Path) -> None:
+    """What a reader does after ``make run``: run the examples, then run them again."""
+    work = tmp_path / "work"
+    work.mkdir()
+    broker = BrokerProcess(tmp_path / "broker-data", log_level="WARNING").start()
+    try:
+        for _ in range(2):
+            for example in EXAMPLES:
+                check_run(example, broker.address, work)
+    finally:
+        broker.terminate()
 
 
 # ---- the checker itself can fail -------------------------------------------------------------

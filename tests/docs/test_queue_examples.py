@@ -19,8 +19,10 @@ from __future__ import annotations
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,20 +75,34 @@ def output_mismatch(expected: list[str], actual: str) -> str | None:
 
 
 def run_example(path: Path, address: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``path`` in its own session; past the time limit the whole session (the example
+    and its worker processes) is killed and AssertionError raised."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
     env["LOGSTREAM_ADDR"] = address
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     # the CLI a subprocess example calls must be this interpreter's
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
-    return subprocess.run(
-        [sys.executable, str(path)],
+    cmd = [sys.executable, str(path)]
+    proc = subprocess.Popen(
+        cmd,
         cwd=cwd,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIME_LIMIT_S,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=TIME_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"{path.name} did not finish in {TIME_LIMIT_S:.0f} s\n"
+            f"--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
+        ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def check_run(path: Path, address: str, work: Path) -> None:
@@ -161,6 +177,40 @@ def test_an_example_that_fails_its_own_check_fails(tmp_path: Path) -> None:
     path = _example(tmp_path, body, "all done")
     with pytest.raises(AssertionError, match=r"exited 1"):
         check_example(path, tmp_path)
+
+
+def test_an_example_past_its_time_limit_is_stopped_with_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "TIME_LIMIT_S", 3.0)
+    pid_file = tmp_path / "worker.pid"
+    body = (
+        "import multiprocessing, os, time\n"
+        "def work(): time.sleep(300)\n"
+        "if __name__ == '__main__':\n"
+        "    w = multiprocessing.Process(target=work); w.start()\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(w.pid))\n"
+        "    w.join()\n"
+    )
+    with pytest.raises(AssertionError, match=r"did not finish in 3 s"):
+        check_example(_example(tmp_path, body, "never"), tmp_path)
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the example's worker process outlived the time limit"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a killed child of a killed parent is a zombie until init reaps it
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_an_example_reaches_the_broker_in_logstream_addr(tmp_path: Path) -> None:

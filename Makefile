@@ -65,18 +65,18 @@ test-services:
 	  else echo "kcat not installed; its Kafka listener tests will skip"; fi; }
 
 test: $(STAMP) test-services
-	$(VENV)/bin/ruff check logstream tests tools benchmarks
+	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
 	$(VENV)/bin/mypy logstream
 	$(PY) tools/check_layers.py
 	$(PY) tools/gen_protos.py --check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check logstream tests tools benchmarks
+	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format logstream tests tools benchmarks
-	$(VENV)/bin/ruff check --fix logstream tests tools benchmarks
+	$(VENV)/bin/ruff format logstream tests tools benchmarks docs/examples
+	$(VENV)/bin/ruff check --fix logstream tests tools benchmarks docs/examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy logstream

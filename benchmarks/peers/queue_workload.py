@@ -1,6 +1,11 @@
-"""Work-queue consume with a per-message ack: logstream queue groups vs Redis Streams.
+"""Work-queue consume with a per-message ack: logstream queue groups vs Redis Streams vs NATS
+JetStream; and logstream's nack-redelivery and lease-expiry timing as distributions.
 
     python benchmarks/peers/queue_workload.py [--records 100000] [--workers 4] [--runs 1]
+        [--systems logstream,redis,nats] [--timing] [--py-spy DIR]
+
+Also a row of ``make bench-peers`` (run.py calls :func:`logstream_queue`, :func:`redis_queue`,
+:func:`nats_queue` and :func:`logstream_timing` against the server it started).
 
 Same machine, same run, each system on a fresh server in a temp dir (servers.py). N records
 of 100 B are written first; then W worker processes (spawned, started and connected before
@@ -9,46 +14,78 @@ the clock starts) consume and acknowledge every record:
 - logstream: a topic of 4 partitions, one queue group; each worker a ``QueueConsumer``
   (``max_records`` 100) calling ``msg.ack()`` per message (acks ride on the next fetch);
 - Redis Streams: one stream, one consumer group; each worker ``XREADGROUP COUNT 100`` and
-  one ``XACK`` of those ids, pipelined with nothing else (redis-py + hiredis).
+  one ``XACK`` of those ids (redis-py + hiredis);
+- NATS JetStream: one stream, one durable pull consumer (explicit ack); each worker
+  ``fetch(100)``, ``msg.ack()`` per message, then a flush (nats-py).
 
-The clock stops when the acknowledged count reaches N (logstream: the group's acknowledged
-total as the broker reports it; Redis: the workers' acked counts, each XACK answered).
-NATS JetStream is not run here (not installed on this machine). Prints a markdown table.
+The clock stops when every record is acknowledged: logstream, the group's acknowledged total
+as the broker reports it; Redis, the workers' counts after each XACK answer; NATS, the
+workers' counts after each flush (the server has the acks). Besides the rate: CPU time per
+acknowledged record of the server process and of the workers together (``/proc`` and
+``time.process_time``), the figure to compare on a loaded machine.
+
+Timing (logstream only, :func:`logstream_timing`): a nacked record's redelivery lateness
+(arrival minus nack time minus the delay asked for) and a lease-expiry takeover (a member
+acquires and goes silent; another member's arrival minus acquire time minus the lease), as
+p50 / p99 / max over a few hundred records.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing as mp
+import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.peers import servers  # noqa: E402
+from benchmarks.peers.workload import Result, latency_summary  # noqa: E402
 
 SIZE = 100
 PAGE = 100
+PARTITIONS = 4
+PAGE_T = 20  # records per timing round
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _ls_worker(addr: str, group: str, ready: mp.Event, go: mp.Event, stop: mp.Event) -> None:
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _ls_worker(
+    addr: str, group: str, cpu: Any, i: int, ready: Any, go: Any, stop: Any
+) -> None:
     from logstream import QueueConsumer
 
     q = QueueConsumer(addr, group=group, max_records=PAGE, max_wait_ms=100)
     ready.set()
     go.wait()
+    c0 = time.process_time()
     while not stop.is_set():
         for msg in q.poll(0.1):
             msg.ack()
+    cpu[i] = time.process_time() - c0
     q.close()
 
 
 def _redis_worker(
-    addr: str, i: int, acked: mp.Value, ready: mp.Event, go: mp.Event, stop: mp.Event
+    addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
 ) -> None:
     import redis
 
@@ -56,6 +93,7 @@ def _redis_worker(
     r = redis.Redis(host=host, port=int(port))
     ready.set()
     go.wait()
+    c0 = time.process_time()
     while not stop.is_set():
         got = r.xreadgroup("g", f"c{i}", {"jobs": ">"}, count=PAGE, block=100)
         if not got:
@@ -64,9 +102,46 @@ def _redis_worker(
         r.xack("jobs", "g", *ids)
         with acked.get_lock():
             acked.value += len(ids)
+    cpu[i] = time.process_time() - c0
 
 
-def _run_workers(target, args_for, workers: int, done, timeout: float) -> float:  # type: ignore[no-untyped-def]
+def _nats_worker(
+    addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
+) -> None:
+    import nats
+    from nats.errors import TimeoutError as NatsTimeout
+
+    async def main() -> None:
+        nc = await nats.connect(f"nats://{addr}", max_reconnect_attempts=0)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe("jobs", durable="workers", stream="JOBS")
+        ready.set()
+        while not go.is_set():
+            await asyncio.sleep(0.005)
+        c0 = time.process_time()
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(PAGE, timeout=0.1)
+            except (TimeoutError, NatsTimeout):
+                continue
+            for m in msgs:
+                await m.ack()
+            await nc.flush()
+            with acked.get_lock():
+                acked.value += len(msgs)
+        cpu[i] = time.process_time() - c0
+        await nc.close()
+
+    asyncio.run(main())
+
+
+def _run_workers(
+    target: Callable[..., None],
+    args_for: Callable[[int], tuple],
+    workers: int,
+    done: Callable[[], bool],
+    timeout: float,
+) -> float:
     ctx = mp.get_context("spawn")
     go, stop = ctx.Event(), ctx.Event()
     readies = [ctx.Event() for _ in range(workers)]
@@ -84,7 +159,7 @@ def _run_workers(target, args_for, workers: int, done, timeout: float) -> float:
         while not done():
             if time.perf_counter() - started > timeout:
                 raise TimeoutError("workload did not finish")
-            time.sleep(0.05)
+            time.sleep(0.02)
         return time.perf_counter() - started
     finally:
         stop.set()
@@ -94,48 +169,191 @@ def _run_workers(target, args_for, workers: int, done, timeout: float) -> float:
                 p.kill()
 
 
-def logstream_run(n: int, workers: int) -> float:
+def _result(
+    system: str, n: int, size: int, seconds: float, server_cpu: float, cpu: Any
+) -> Result:
+    res = Result(system, "queue", n, n * size, seconds)
+    res.extra["server_cpu_us"] = server_cpu / n * 1e6
+    res.extra["worker_cpu_us"] = sum(cpu[:]) / n * 1e6
+    return res
+
+
+# --------------------------------------------------------------------------- one system each
+
+
+def logstream_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4) -> Result:
+    """Fill a 4-partition topic, then ``workers`` processes consume and ack all of it."""
     from logstream import Admin, GroupAdmin, Producer
 
-    with servers.logstream_broker() as srv:
-        with Admin(srv.addr) as a:
-            a.create_topic("jobs", partitions=4)
-        with Producer(srv.addr) as p:
-            payload = b"x" * SIZE
-            for _ in range(n):
-                p.send("jobs", value=payload)
-            p.flush()
-        ga = GroupAdmin(srv.addr)
-        ga.create_queue_group("workers", topics=["jobs"])
+    topic, group = f"jobs{time.monotonic_ns()}", f"workers{time.monotonic_ns()}"
+    with Admin(addr) as a:
+        a.create_topic(topic, partitions=PARTITIONS)
+    with Producer(addr) as p:
+        payload = b"x" * size
+        for _ in range(n):
+            p.send(topic, value=payload)
+        p.flush()
+    ga = GroupAdmin(addr)
+    ga.create_queue_group(group, topics=[topic])
+    cpu = mp.get_context("spawn").Array("d", workers)
 
-        def done() -> bool:
-            return ga.describe_queue_group("workers").total.acknowledged >= n
+    def done() -> bool:
+        return ga.describe_queue_group(group).total.acknowledged >= n
 
-        return _run_workers(_ls_worker, lambda i: (srv.addr, "workers"), workers, done, timeout=600)
+    c0 = proc_cpu_s(pid)
+    seconds = _run_workers(_ls_worker, lambda i: (addr, group, cpu, i), workers, done, 600)
+    res = _result("logstream", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+    d = ga.describe_queue_group(group).total
+    if d.acknowledged != n or d.redelivered:
+        raise AssertionError(f"acknowledged {d.acknowledged}, redelivered {d.redelivered}")
+    return res
 
 
-def redis_run(n: int, workers: int) -> float:
+def redis_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4) -> Result:
     import redis
 
-    with servers.redis_server() as srv:
-        host, port = srv.addr.rsplit(":", 1)
-        r = redis.Redis(host=host, port=int(port))
-        pipe = r.pipeline(transaction=False)
-        payload = b"x" * SIZE
-        for i in range(n):
-            pipe.xadd("jobs", {b"d": payload})
-            if i % 1000 == 999:
-                pipe.execute()
-        pipe.execute()
-        r.xgroup_create("jobs", "g", id="0")
-        acked = mp.get_context("spawn").Value("q", 0)
-        return _run_workers(
-            _redis_worker,
-            lambda i: (srv.addr, i, acked),
-            workers,
-            lambda: acked.value >= n,
-            timeout=600,
+    host, port = addr.rsplit(":", 1)
+    r = redis.Redis(host=host, port=int(port))
+    r.delete("jobs")
+    pipe = r.pipeline(transaction=False)
+    payload = b"x" * size
+    for i in range(n):
+        pipe.xadd("jobs", {b"d": payload})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    r.xgroup_create("jobs", "g", id="0")
+    ctx = mp.get_context("spawn")
+    acked, cpu = ctx.Value("q", 0), ctx.Array("d", workers)
+    c0 = proc_cpu_s(pid)
+    seconds = _run_workers(
+        _redis_worker, lambda i: (addr, acked, cpu, i), workers, lambda: acked.value >= n, 600
+    )
+    return _result("Redis Streams", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+
+
+def nats_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4) -> Result:
+    import nats
+    from nats.js import api
+
+    async def fill() -> None:
+        nc = await nats.connect(f"nats://{addr}", max_reconnect_attempts=0)
+        js = nc.jetstream(publish_async_max_pending=4_000, timeout=30)
+        await js.add_stream(name="JOBS", subjects=["jobs"], storage=api.StorageType.FILE)
+        payload = b"x" * size
+        for _ in range(n):
+            await js.publish_async("jobs", payload)
+        await asyncio.wait_for(js.publish_async_completed(), timeout=120)
+        await js.add_consumer(
+            "JOBS",
+            api.ConsumerConfig(
+                durable_name="workers",
+                ack_policy=api.AckPolicy.EXPLICIT,
+                max_ack_pending=20_000,
+            ),
         )
+        await nc.close()
+
+    asyncio.run(fill())
+    ctx = mp.get_context("spawn")
+    acked, cpu = ctx.Value("q", 0), ctx.Array("d", workers)
+    c0 = proc_cpu_s(pid)
+    seconds = _run_workers(
+        _nats_worker, lambda i: (addr, acked, cpu, i), workers, lambda: acked.value >= n, 600
+    )
+    return _result("NATS JetStream", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def logstream_timing(addr: str, records: int = 200, delay_ms: int = 300) -> dict[str, Any]:
+    """Nack-redelivery lateness and lease-expiry takeover, in ms (see the module docstring).
+    Rounds of ``PAGE_T`` fresh records, so a member only ever sees the records timed."""
+    from logstream import Admin, GroupAdmin, Producer, QueueConsumer
+
+    topic = f"timing{time.monotonic_ns()}"
+    with Admin(addr) as a:
+        a.create_topic(topic, partitions=1)
+    ga = GroupAdmin(addr)
+    producer = Producer(addr)
+
+    def fresh() -> None:
+        for i in range(PAGE_T):
+            producer.send(topic, value=b"t%d" % i)
+        producer.flush()
+
+    def take(q: Any, want: int) -> list[Any]:
+        got: list[Any] = []
+        deadline = time.monotonic() + 5
+        while len(got) < want and time.monotonic() < deadline:
+            got += q.poll(0.2, max_records=want - len(got))
+        return got
+
+    # nack: a member takes a round's records, nacks each with `delay_ms`, waits for them
+    ga.create_queue_group(f"{topic}-nack", topics=[topic], start="latest")
+    ga.create_queue_group(f"{topic}-lease", topics=[topic], start="latest", lease_ms=delay_ms)
+    nack_late: list[int] = []
+    takeover: list[int] = []
+    try:
+        with QueueConsumer(addr, group=f"{topic}-nack", max_records=PAGE_T) as q:
+            while len(nack_late) < records:
+                fresh()
+                nacked_at: dict[int, int] = {}
+                for m in take(q, PAGE_T):
+                    m.nack(delay_ms=delay_ms)
+                    nacked_at[m.offset] = time.monotonic_ns()
+                q.commit()  # the nacks are in the broker's state from here on
+                deadline = time.monotonic() + delay_ms / 1000 + 5
+                while nacked_at and time.monotonic() < deadline:
+                    for m in q.poll(0.05):
+                        at = nacked_at.pop(m.offset, None)
+                        if at is not None:
+                            nack_late.append(time.monotonic_ns() - at - delay_ms * 1_000_000)
+                        m.ack()
+                q.commit()
+        # lease expiry: member A acquires a round's records and goes silent; B takes over
+        with QueueConsumer(addr, group=f"{topic}-lease", max_records=PAGE_T) as b:
+            while len(takeover) < records:
+                a = QueueConsumer(addr, group=f"{topic}-lease", max_records=PAGE_T)
+                acquired_at: dict[int, int] = {}
+                deadline = time.monotonic() + 5
+                while len(acquired_at) < PAGE_T and time.monotonic() < deadline:
+                    page = a.poll(0.2)
+                    now = time.monotonic_ns()
+                    acquired_at.update((m.offset, now) for m in page)
+                    if not page:
+                        fresh()
+                deadline = time.monotonic() + delay_ms / 1000 + 5
+                while acquired_at and time.monotonic() < deadline:
+                    for m in b.poll(0.05):
+                        at = acquired_at.pop(m.offset, None)
+                        if at is not None:
+                            takeover.append(time.monotonic_ns() - at - delay_ms * 1_000_000)
+                        m.ack()
+                b.commit()
+                a.close()
+    finally:
+        producer.close()
+    return {
+        "delay_ms": delay_ms,
+        "nack_late": latency_summary(nack_late) | {"n": len(nack_late)},
+        "lease_late": latency_summary(takeover) | {"n": len(takeover)},
+    }
+
+
+# --------------------------------------------------------------------------- standalone
+
+
+def _server(system: str) -> servers.Server:
+    if system == "redis":
+        return servers.redis_server()
+    if system == "nats":
+        return servers.nats_server()
+    return servers.logstream_broker()
+
+
+RUNNERS = {"logstream": logstream_queue, "redis": redis_queue, "nats": nats_queue}
 
 
 def main() -> None:
@@ -143,23 +361,71 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--systems", default="logstream,redis,nats")
+    ap.add_argument("--timing", action="store_true", help="also the nack / lease timing")
+    ap.add_argument("--py-spy", metavar="DIR", help="profile the broker (py-spy raw stacks)")
     args = ap.parse_args()
     n, w = args.records, args.workers
-    rows = []
+    systems = args.systems.split(",")
+    rows: list[tuple[int, str, Result]] = []
     for run in range(args.runs):
-        ls = logstream_run(n, w)
-        rd = redis_run(n, w)
-        rows.append((run + 1, n / ls, n / rd))
+        for system in systems:
+            srv = _server(system)
+            spy = None
+            try:
+                if system == "logstream" and args.py_spy:
+                    out = Path(args.py_spy) / f"broker-run{run + 1}.txt"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+                    spy = subprocess.Popen(
+                        [exe, "record", "--pid", str(srv.pid), "-f", "raw", "-o", str(out),
+                         "--rate", "200", "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    time.sleep(1.0)
+                rows.append((run + 1, system, RUNNERS[system](srv.addr, srv.pid, n, SIZE, w)))
+                r = rows[-1][2]
+                print(
+                    f"run {run + 1} {system}: {r.rate:,.0f} acks/s, server CPU "
+                    f"{r.extra['server_cpu_us']:.1f} us/ack, workers "
+                    f"{r.extra['worker_cpu_us']:.1f} us/ack",
+                    flush=True,
+                )
+                if system == "logstream" and args.timing:
+                    print(format_timing(logstream_timing(srv.addr)), flush=True)
+            finally:
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(30)
+                srv.stop()
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     print(
         f"Python {platform.python_version()}, {w} workers, {n:,} records of {SIZE} B, "
         f"load average {load}"
     )
     print()
-    print("| run | logstream queue group (acks/s) | Redis Streams (acks/s) | ratio |")
-    print("| --- | --- | --- | --- |")
-    for run, a, b in rows:
-        print(f"| {run} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x |")
+    print("| run | system | acks/s | server CPU us/ack | worker CPU us/ack |")
+    print("| --- | --- | --- | --- | --- |")
+    for run, system, r in rows:
+        print(
+            f"| {run} | {system} | {r.rate:,.0f} | {r.extra['server_cpu_us']:.1f} | "
+            f"{r.extra['worker_cpu_us']:.1f} |"
+        )
+
+
+def format_timing(t: dict[str, Any]) -> str:
+    lines = [
+        f"| logstream timing (ms late; nack delay and lease {t['delay_ms']} ms) "
+        "| n | p50 | p99 | max |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key, label in (("nack_late", "nack -> redelivery"), ("lease_late", "lease expiry -> "
+                                                                           "takeover")):
+        s = t[key]
+        lines.append(
+            f"| {label} | {s['n']} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class Plan:
     lookup_samples: int
     rr_rate: float = 500  # request/reply: requests per second, paced, open loop
     rr_seconds: float = 10
+    queue_records: int = 100_000  # work queue: worker processes, 100 B, ack per message
+    queue_workers: int = 4
+    timing_records: int = 200  # nack-redelivery and lease-expiry timing samples (logstream)
 
 
 FULL = Plan(
@@ -74,6 +77,9 @@ FULL = Plan(
     growth_deadline_s=180,
     startup_partitions=(1_000, 5_000),
     lookup_samples=100,
+    queue_records=100_000,
+    queue_workers=4,
+    timing_records=200,
 )
 QUICK = Plan(
     small=(20_000, 100),
@@ -91,6 +97,9 @@ QUICK = Plan(
     startup_partitions=(100,),
     lookup_samples=20,
     rr_seconds=1,
+    queue_records=4_000,
+    queue_workers=2,
+    timing_records=20,
 )
 
 SYSTEMS = {
@@ -232,11 +241,22 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
                 else:
                     res = call(where, func, (srv.addr, *args), plan.call_timeout)
                 out[key] = res
-                desc = (
-                    f"p50 {res.extra['p50_ms']:.3f} ms p99 {res.extra['p99_ms']:.3f} ms"
-                    if "p50_ms" in res.extra
-                    else f"{res.rate:,.0f} rec/s {res.mb_s:.1f} MB/s"
-                )
+                if isinstance(res, dict):  # queue timing: distributions, not a rate
+                    desc = "; ".join(
+                        f"{k} p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} max {v['max_ms']:.1f} ms"
+                        for k, v in res.items()
+                        if isinstance(v, dict)
+                    )
+                elif "p50_ms" in res.extra:
+                    desc = f"p50 {res.extra['p50_ms']:.3f} ms p99 {res.extra['p99_ms']:.3f} ms"
+                elif "server_cpu_us" in res.extra:
+                    desc = (
+                        f"{res.rate:,.0f} acks/s, CPU per ack: server "
+                        f"{res.extra['server_cpu_us']:.1f} us, workers "
+                        f"{res.extra['worker_cpu_us']:.1f} us"
+                    )
+                else:
+                    desc = f"{res.rate:,.0f} rec/s {res.mb_s:.1f} MB/s"
             except NotAvailableError as e:
                 # "NotAvailable: <what> yet: <detail>" -> "not yet available (<what>)"
                 what = str(e).split(": ", 1)[-1].split(" are not")[0].split(":")[0]
@@ -265,6 +285,15 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
                 op(f"group {label}", "group_consume", (topic, n, size))
             else:
                 out[f"replay {label}"] = out[f"group {label}"] = "skipped (produce failed)"
+        queue_mod = "benchmarks.peers.queue_workload"
+        op(
+            "queue 100B",
+            f"{system}_queue",
+            (srv.pid, plan.queue_records, 100, plan.queue_workers),
+            where=queue_mod,
+        )
+        if system == "logstream":
+            op("queue timing", "logstream_timing", (plan.timing_records,), where=queue_mod)
         n, size = plan.durable
         op("durable produce 100B", "durable_produce", (f"durable{run_no}", n, size))
         op(
@@ -467,6 +496,9 @@ def aggregate(all_runs: dict[str, list[dict[str, object]]]):
         keys = [k for k in runs[0] if not k.startswith("_")] if runs else []
         for key in keys:
             vals = [r.get(key) for r in runs]
+            if all(isinstance(v, dict) for v in vals):  # distributions: the last run's
+                agg[system][key] = vals[-1]
+                continue
             ok = [v for v in vals if isinstance(v, Result)]
             if len(ok) < len(vals) or not ok:
                 bad = next(v for v in vals if not isinstance(v, Result))
@@ -479,6 +511,9 @@ def aggregate(all_runs: dict[str, list[dict[str, object]]]):
             }
             if "p50_ms" in ok[0].extra:
                 for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
+                    entry[q] = _agg([v.extra[q] for v in ok])
+            if "server_cpu_us" in ok[0].extra:
+                for q in ("server_cpu_us", "worker_cpu_us"):
                     entry[q] = _agg([v.extra[q] for v in ok])
             if "rss_mib" in ok[0].extra:
                 entry["rss_mib"] = ok[-1].extra["rss_mib"]
@@ -494,6 +529,8 @@ TARGETS = [
     ("replay 100B", "redis", 2.0),
     ("replay 100B", "nats", 8.0),
     ("group 100B", "redis", 4.0),
+    ("queue 100B", "redis", 3.0),
+    ("queue 100B", "nats", 10.0),
 ]
 
 
@@ -556,6 +593,10 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
         ("replay 1KiB", f"replay {s2} B"),
         ("group 1KiB", f"group consume + acks {s2} B"),
         ("durable produce 100B", f"durable produce {sd} B"),
+        (
+            "queue 100B",
+            f"work queue, {plan.queue_workers} worker processes, ack per message, {s1} B",
+        ),
         ("produce per record", f"produce {s1} B, `send()` per record"),
         ("replay per record", f"replay {s1} B, `poll()` Record objects"),
     ]
@@ -575,6 +616,7 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                 cells.append(f"{_fmt_rate(m)}/s{spread}, {e['mb_s'][0]:.1f} MB/s")
         w(f"| {title} | " + " | ".join(cells) + " |")
     w("")
+    render_queue(w, plan, systems, labels, agg)
     w(f"### End-to-end latency at {plan.latency_rate:,.0f} records/s (ms)")
     w("")
     w("| system | p50 | p99 | p99.9 | max |")
@@ -769,6 +811,49 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                 )
         w("")
     return "\n".join(lines)
+
+
+def render_queue(w, plan: Plan, systems: list[str], labels, agg) -> None:
+    """The work-queue rows: CPU per acknowledged record, and logstream's timing."""
+    cells = []
+    for s in systems:
+        e = agg.get(s, {}).get("queue 100B")
+        if isinstance(e, dict) and "server_cpu_us" in e:
+            cells.append(
+                f"| {labels[s]} | {e['rate'][0]:,.0f} | {e['server_cpu_us'][0]:.1f} | "
+                f"{e['worker_cpu_us'][0]:.1f} |"
+            )
+    if cells:
+        w(
+            f"Work queue ({plan.queue_records:,} records of 100 B, {plan.queue_workers} worker "
+            "processes, every record acknowledged on its own; logstream: a queue group on 4 "
+            "partitions, `QueueConsumer(max_records=100)`; Redis: `XREADGROUP COUNT 100` + "
+            "`XACK`; NATS: a durable pull consumer, `fetch(100)` + `ack()` each). CPU time "
+            "per acknowledged record (server process; the workers together), medians; "
+            "comparable on a loaded machine where the rate is not:"
+        )
+        w("")
+        w("| system | acks/s | server CPU us/ack | workers CPU us/ack |")
+        w("| --- | --- | --- | --- |")
+        for c in cells:
+            w(c)
+        w("")
+    t = agg.get("logstream", {}).get("queue timing")
+    if isinstance(t, dict):
+        w(
+            f"logstream queue timing ({t['nack_late']['n']} records each, last run): a nacked "
+            f"record's redelivery and a silent member's records' takeover, in ms after the "
+            f"nack delay / lease ({t['delay_ms']} ms) ran out (takeover measured from when the "
+            "acquiring fetch returned):"
+        )
+        w("")
+        w("| event | p50 ms | p99 ms | max ms |")
+        w("| --- | --- | --- | --- |")
+        for key, label in (("nack_late", "nack -> redelivery"), ("lease_late", "lease out -> "
+                                                                               "other member")):
+            v = t[key]
+            w(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} |")
+        w("")
 
 
 def rss_verdict(agg) -> tuple[str, str] | None:

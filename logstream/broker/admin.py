@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from logstream.broker.broker import Broker
 from logstream.broker.http import event
@@ -217,6 +218,9 @@ class AdminHandler:
         with self.broker.operation():
             self._check_partition_limit(name, total_count)
             self._mgr.add_partitions(name, total_count)
+            queues: Any = self.broker.queues
+            if queues is not None:
+                queues.topic_grew(name)
             log.info(
                 "topic %s now has %d partitions",
                 name,

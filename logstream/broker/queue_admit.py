@@ -1,7 +1,9 @@
 """Records in: reading what was appended to a queue group's partitions into its windows.
 
 Before a member acquires, each partition's window takes the records appended since
-(:func:`admit_new`), up to the room the window has. Per batch, from the log's bytes:
+(:func:`admit_new`), up to the room the window has, after skipping what retention deleted
+below it. Reads go through the admissions' :class:`~.queue_reads.FetchCache` (a 512 KiB
+producer batch is read once, not once per admit). Per batch, from the log's bytes:
 
 - the batch header gives the timestamp (one per batch; the first record's);
 - a key-ordered group decodes the keys (a 64-bit BLAKE2 hash per key);
@@ -26,14 +28,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from logstream.broker.queue_reads import FetchCache
 from logstream.broker.queue_state import Managed
-from logstream.codec import batch_schedule, decode_batch, iter_headers
-from logstream.errors import InvalidScheduleError, UnknownTopicOrPartitionError
+from logstream.broker.queue_topology import skip_deleted
+from logstream.codec import batch_schedule, iter_headers
+from logstream.errors import (
+    InvalidScheduleError,
+    OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
+)
 from logstream.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logstream.broker.queues")
 
-ADMIT_READ_BYTES = 1 << 20
 ADMIT_BUDGET = 65_536
 """Records one fetch admits per partition at most (bounds the time a group lock is held)."""
 
@@ -78,9 +85,11 @@ class _Columns:
         self.count += n
 
 
-def admit_new(manager: LogManager, m: Managed) -> None:
-    """Take the records appended since the last call into every window of ``m``.
+def admit_new(manager: LogManager, m: Managed, cache: FetchCache) -> None:
+    """Take the records appended since the last call into every window of ``m``, reading
+    through ``cache`` (the admissions' :class:`~.queue_reads.FetchCache`).
 
+    What retention deleted below a window is skipped first (:func:`.queue_topology.skip_deleted`).
     A window full of delayed records parks them as it slides (:mod:`..window`), which makes
     room again: admission repeats while it does, up to :data:`ADMIT_BUDGET` records per
     partition per call, so records behind a run of delayed ones are reached at once."""
@@ -90,9 +99,10 @@ def admit_new(manager: LogManager, m: Managed) -> None:
             ttl_ms = manager.topic(topic).config.message_ttl_ms
         except UnknownTopicOrPartitionError:
             continue
+        skip_deleted(m.group, plog, topic, partition)
         budget = ADMIT_BUDGET
         while budget > 0:
-            n = _admit_once(m, topic, partition, plog, ttl_ms, budget)
+            n = _admit_once(m, topic, partition, plog, cache, ttl_ms, budget)
             if n <= 0:
                 break
             budget -= n
@@ -101,7 +111,13 @@ def admit_new(manager: LogManager, m: Managed) -> None:
 
 
 def _admit_once(
-    m: Managed, topic: str, partition: int, plog: PartitionLog, ttl_ms: int, budget: int
+    m: Managed,
+    topic: str,
+    partition: int,
+    plog: PartitionLog,
+    cache: FetchCache,
+    ttl_ms: int,
+    budget: int,
 ) -> int:
     """Admit what the window has room for (at most ``budget``); returns how many."""
     g = m.group
@@ -109,22 +125,28 @@ def _admit_once(
     log_end = int(plog.log_end_offset)
     if room <= 0 or end >= log_end:
         return 0
-    end = max(end, int(plog.log_start_offset))
     take = min(room, log_end - end, budget)
     cols = _Columns(g.settings.key_ordered)
     pos = end
     while pos < end + take:
-        data = plog.read(pos, ADMIT_READ_BYTES)
-        if not len(data):
+        try:
+            chunk = cache.chunk(plog, pos)
+        except OffsetOutOfRangeError:
+            break  # retention ran meanwhile: the next admit skips the gap
+        if chunk is None:
             break
+        data = chunk.data
+        before = pos
         for at, h in iter_headers(data):
-            lo = max(h.base_offset, pos)
+            if h.base_offset > pos:
+                break  # retention ran meanwhile: the next admit skips the gap
+            lo = pos
             hi = min(h.next_offset, end + take)
             if hi <= lo:
                 continue
             first, stop = lo - h.base_offset, hi - h.base_offset
             if cols.keyed:
-                batch = decode_batch(data, at, verify=False)
+                batch = chunk.decode(at)
                 hk, kf = key_hashes(batch.key_list()[first:stop])
                 cols.hashes.append(hk)
                 cols.flags.append(kf)
@@ -138,11 +160,11 @@ def _admit_once(
                 cols.invalid += sched.invalid
                 cols.add_schedule(sched.deliver_at_ms, sched.expires_at_ms, hi - lo)
             pos = hi
-        if pos == end or not cols.stamps:
+        if pos == before:
             break
     n = pos - end
-    if n <= 0 or end > g.room(topic, partition)[0]:
-        return 0  # nothing read, or records below the log start are gone: not admitted
+    if n <= 0:
+        return 0
     _admit(m, topic, partition, n, cols, ttl_ms)
     return n
 

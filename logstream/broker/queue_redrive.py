@@ -3,20 +3,41 @@
 Reads the group's dead-letter topic, keeps the letters of this group (header
 ``logstream.dlq.group``) not redriven yet, optionally only some reasons, and writes each
 back with its key, value and original headers (the ``logstream.dlq.*`` headers and the
-spent schedule headers, :data:`SPENT`, dropped) to
-its source topic and partition (or ``to_topic``, same partition number modulo its count).
-The dead-letter offsets redriven are appended to ``__queue_state`` before the call returns
-(under the group's lock), so each letter goes back at most once, across restarts too. A
-dry run (``execute=False``) reads and reports only.
+spent schedule headers, :data:`SPENT`, dropped; ``logstream.redrive.group`` and
+``logstream.redrive.offset`` added: the group and the dead-letter offset) to its source
+topic and partition (or ``to_topic``, same partition number modulo its count). A dry run
+(``execute=False``) reads and reports only.
+
+Exactly once, across crashes too (under the group's lock, so one redrive at a time):
+
+1. one REDRIVE_INTENT per target partition goes to ``__queue_state``: the letters and the
+   target's log end before the copy;
+2. the copies are appended;
+3. a REDRIVEN record lists the letters.
+
+After a crash between 1 and 3, :func:`resolve_intents` (at start-up) reads each target
+from the recorded log end and takes the letters whose copy it finds (by the two headers)
+as redriven; the others were not copied and the next redrive takes them.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from logstream.broker.notify import AppendNotifier
-from logstream.broker.queue_state import Managed, QueueStateLog, iter_dead_letters, read_range
+from logstream.broker.queue_reads import read_range
+from logstream.broker.queue_state import (
+    Managed,
+    QueueStateLog,
+    RedriveIntent,
+    iter_dead_letters,
+)
 from logstream.codec import DELIVER_AT, EXPIRES_AT, encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues.deadletter import (
     HEADER_DELIVERIES,
@@ -32,6 +53,8 @@ from logstream.errors import InvalidRequestError, UnknownTopicOrPartitionError
 from logstream.storage import LogManager
 from logstream.storage.config import is_internal_topic
 
+log = logging.getLogger("logstream.broker.queues")
+
 DLQ_HEADER_PREFIX = "logstream.dlq."
 RECENT_SCAN_RECORDS = 10_000
 """The console's dead-letter view reads at most this many of the topic's newest records."""
@@ -39,6 +62,12 @@ SPENT = (DELIVER_AT, EXPIRES_AT)
 """Schedule headers a redriven record leaves behind: its due time has passed, and an
 expiry in the past would dead-letter it again at once (the topic's ``message_ttl_ms``
 still applies, from the redriven record's new timestamp)."""
+REDRIVE_HEADER_PREFIX = "logstream.redrive."
+HEADER_REDRIVE_GROUP = "logstream.redrive.group"
+HEADER_REDRIVE_OFFSET = "logstream.redrive.offset"
+CRASH_ENV = "LOGSTREAM_TEST_CRASH_AT"
+"""Tests only: ``redrive-copied`` kills the broker (SIGKILL) after the copies of a redrive
+and before its REDRIVEN record, the window :func:`resolve_intents` closes."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +203,17 @@ def redrive(
                 src_part if src_part < count else src_part % count,
             )
         )
-        kept = [(k, v) for k, v in hdrs if not k.startswith(DLQ_HEADER_PREFIX) and k not in SPENT]
+        kept = [
+            (k, v)
+            for k, v in hdrs
+            if not k.startswith(DLQ_HEADER_PREFIX)
+            and not k.startswith(REDRIVE_HEADER_PREFIX)
+            and k not in SPENT
+        ]
+        kept += [
+            (HEADER_REDRIVE_GROUP, name.encode()),
+            (HEADER_REDRIVE_OFFSET, str(offset).encode()),
+        ]
         payload.append((key, value, kept))
         if max_records and len(items) >= max_records:
             break
@@ -184,11 +223,25 @@ def redrive(
     for i, it in enumerate(items):
         by_target.setdefault((it.target_topic, it.target_partition), []).append(i)
     with m.lock:  # one redrive of a group at a time: nothing goes twice
-        fresh = [i for i, it in enumerate(items) if it.dead_letter_offset not in m.redriven]
-        for (topic, partition), idx in by_target.items():
-            idx = [i for i in idx if i in set(fresh)]
-            if not idx:
-                continue
+        fresh = {i for i, it in enumerate(items) if it.dead_letter_offset not in m.redriven}
+        plan = {
+            target: [i for i in idx if i in fresh]
+            for target, idx in by_target.items()
+            if any(i in fresh for i in idx)
+        }
+        state.redrive_intents(
+            name,
+            [
+                RedriveIntent(
+                    topic,
+                    partition,
+                    int(manager.get_log(topic, partition).log_end_offset),
+                    np.array([items[i].dead_letter_offset for i in idx], np.int64),
+                )
+                for (topic, partition), idx in plan.items()
+            ],
+        )
+        for (topic, partition), idx in plan.items():
             batch = encode_batch(
                 [payload[i][1] for i in idx],
                 keys=[payload[i][0] for i in idx],
@@ -196,7 +249,47 @@ def redrive(
             )
             manager.get_log(topic, partition).append(batch)
             notifier.notify((topic, partition))
-        done = [items[i].dead_letter_offset for i in fresh]
-        state.redriven(name, done)
-        m.redriven.update(done)
-    return [items[i] for i in fresh]
+        if os.environ.get(CRASH_ENV) == "redrive-copied":
+            os.kill(os.getpid(), signal.SIGKILL)
+        done = [items[i].dead_letter_offset for i in sorted(fresh)]
+        state.redriven(name, done)  # updates m.redriven (the same set)
+    return [items[i] for i in sorted(fresh)]
+
+
+def resolve_intents(
+    manager: LogManager,
+    state: QueueStateLog,
+    name: str,
+    m: Managed,
+    intents: Sequence[RedriveIntent],
+) -> int:
+    """Start-up: finish the redrives a crash interrupted (see the module docstring).
+    Returns how many letters were found copied."""
+    found: list[int] = []
+    for intent in intents:
+        pending = set(intent.letters.tolist()) - m.redriven
+        if not pending:
+            continue
+        try:
+            plog = manager.get_log(intent.topic, intent.partition)
+        except UnknownTopicOrPartitionError:
+            continue  # the target is gone: nothing of it can be delivered twice
+        group = name.encode()
+        for data in read_range(plog, intent.from_offset, plog.log_end_offset):
+            for batch in iter_batches(data):
+                for i in range(len(batch.offsets)):
+                    h = dict(batch.record_headers(i))
+                    if h.get(HEADER_REDRIVE_GROUP) != group:
+                        continue
+                    letter = int(h.get(HEADER_REDRIVE_OFFSET) or b"-1")
+                    if letter in pending:
+                        found.append(letter)
+    if found:
+        state.redriven(name, found)
+        log.warning(
+            "queue group %s: a redrive was interrupted; %d dead letters were copied and are "
+            "now recorded as redriven (the others stay to be redriven)",
+            name,
+            len(found),
+        )
+    return len(found)

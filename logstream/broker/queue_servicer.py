@@ -131,6 +131,7 @@ def _depth_pb(d: QueueDepth) -> queue_pb2.QueueDepth:
         parked=d.parked,
         expired=d.expired,
         next_due_ms=-1 if d.next_due_ms is None else d.next_due_ms,
+        lost_to_retention=d.lost_to_retention,
     )
 
 
@@ -191,21 +192,22 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                     if remaining <= 0:
                         break
                     await notifier.wait(keys, seen, remaining)
+                    keys = q.partition_keys(name)  # the group may read new partitions now
                     seen = notifier.mark(keys)
                     with self.broker.operation():
                         _, deliveries = q.acquire(name, member, [], max_records, lease)
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
-            results=_results(outcomes), records=self._records(deliveries)
+            results=_results(outcomes), records=self._records(name, deliveries)
         )
 
-    def _records(self, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
+    def _records(self, group: str, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
         return [
             queue_pb2.QueueRecords(
                 topic=d.topic,
                 partition=d.partition,
-                batches=self.queues.read(d.topic, d.partition, d.offsets),
+                batches=self.queues.read(d.topic, d.partition, d.offsets, group),
                 offsets=d.offsets.tolist(),
                 delivery_counts=d.delivery_counts.tolist(),
             )

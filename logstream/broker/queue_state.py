@@ -9,13 +9,24 @@ only by the broker (a name starting with ``__`` is refused for client writes). E
            kind 2 DELETED:  null; the group was deleted, its earlier records are void
            kind 3 REDRIVEN: runs of dead-letter-topic offsets redriven by the group, as
                             (i64 first, u32 length) little-endian pairs
+           kind 4 REDRIVE_INTENT: a redrive is about to copy letters to one target
+                            partition: u16 length + target topic (UTF-8), i32 partition,
+                            i64 the target's log end before the copy, then the runs of
+                            dead-letter offsets it will copy (as REDRIVEN)
 
 One ``append`` of the engine's group commit is one batch: after a crash it is all there or
 all gone (the batch CRC), and it is in the memory-mapped segment before the broker answers,
 so it survives a kill -9 of the broker process. Compaction: once every live group has
 written a checkpoint (or nothing), the sealed segments below the oldest group's latest
 checkpoint are deleted; replay still starts at the log start and the engine starts over at
-each group's latest complete checkpoint.
+each group's latest complete checkpoint. Each checkpoint is followed by one REDRIVEN record
+holding everything the group ever redrove, so compaction never forgets a redrive.
+
+Redrive is exactly once (:mod:`.queue_redrive`): REDRIVE_INTENT records go in before the
+copies, REDRIVEN after; every copy carries the headers ``logstream.redrive.group`` and
+``logstream.redrive.offset``. An intent without its REDRIVEN (a crash between) is resolved
+at start-up by reading the target partition from the recorded log end: the letters found
+there count as redriven, the others were never copied and stay to be redriven.
 
 Dead letters (:class:`DeadLetterTopic`): the source record is read back from its log and
 written, key, value and headers unchanged plus the ``logstream.dlq.*`` headers, to the
@@ -36,15 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from logstream.broker.queue_reads import batches_for, read_range
 from logstream.clock import Clock
-from logstream.codec import (
-    decode_batch,
-    encode_batch,
-    encode_headers,
-    iter_batches,
-    iter_headers,
-    next_offset_after,
-)
+from logstream.codec import encode_batch, encode_headers, iter_batches
 from logstream.coordinator.queues import DeadLetter, QueueGroup
 from logstream.coordinator.queues.deadletter import (
     HEADER_GROUP,
@@ -53,7 +58,10 @@ from logstream.coordinator.queues.deadletter import (
     HEADER_TOPIC,
 )
 from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN
-from logstream.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from logstream.errors import (
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 from logstream.storage import LogManager, PartitionLog
 from logstream.types import Headers
 
@@ -69,89 +77,68 @@ QUEUE_STATE_CONFIG: dict[str, int | str] = {
 KIND_STATE = 1
 KIND_DELETED = 2
 KIND_REDRIVEN = 3
-READ_BYTES = 4 * 1024 * 1024
+KIND_REDRIVE_INTENT = 4
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
 _U8 = struct.Struct("<B")
+_INTENT = struct.Struct("<H")
+_INTENT_TARGET = struct.Struct("<iq")
 
 
 def _key(kind: int, group: str) -> bytes:
     return _U8.pack(kind) + group.encode("utf-8")
 
 
-def read_range(plog: PartitionLog, first: int, end: int) -> Iterator[bytes]:
-    """Whole batches covering offsets ``[first, end)`` (the first may start before)."""
-    pos = max(first, plog.log_start_offset)
-    while pos < end:
-        data = bytes(plog.read(pos, READ_BYTES))
-        if not data:
-            return
-        nxt = next_offset_after(data)
-        if nxt is None or nxt <= pos:
-            return
-        yield data
-        pos = nxt
+@dataclass(frozen=True)
+class RedriveIntent:
+    """Dead letters a redrive was about to copy to ``topic``/``partition``, whose log
+    ended at ``from_offset`` just before."""
+
+    topic: str
+    partition: int
+    from_offset: int
+    letters: np.ndarray  # dead-letter-topic offsets
+
+    def encode(self) -> bytes:
+        name = self.topic.encode()
+        return (
+            _INTENT.pack(len(name))
+            + name
+            + _INTENT_TARGET.pack(self.partition, self.from_offset)
+            + _runs(self.letters).tobytes()
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> RedriveIntent:
+        (n,) = _INTENT.unpack_from(value)
+        topic = value[2 : 2 + n].decode("utf-8", "replace")
+        partition, from_offset = _INTENT_TARGET.unpack_from(value, 2 + n)
+        return cls(topic, partition, from_offset, _offsets(value[2 + n + _INTENT_TARGET.size :]))
 
 
-def batches_for(plog: PartitionLog, offsets: np.ndarray) -> bytes:
-    """Batches holding exactly ``offsets`` (ascending): a stored batch goes as it is when
-    every record of it is wanted, otherwise each run of wanted offsets in it is encoded
-    again as a batch of its own (uncompressed, offsets kept), so a fetch of 100 records
-    out of a 1 MiB producer batch sends 100 records."""
-    if len(offsets) == 0:
-        return b""
-    breaks = np.flatnonzero(np.diff(offsets) > 1) + 1
-    out: list[bytes] = []
-    covered = -1
-    for run in np.split(offsets, breaks):
-        first, end = int(run[0]), int(run[-1]) + 1
-        if end <= covered:
-            continue
-        for data in read_range(plog, max(first, covered), end):
-            out.append(_only(data, offsets))
-            covered = next_offset_after(data) or covered
-    return b"".join(out)
+def _runs(offsets: Sequence[int] | np.ndarray) -> np.ndarray:
+    o = np.unique(np.asarray(offsets, np.int64))
+    breaks = np.flatnonzero(np.diff(o) != 1) + 1
+    starts = np.concatenate(([0], breaks)).astype(np.int64) if len(o) else np.zeros(0, np.int64)
+    ends = np.concatenate((breaks, [len(o)])) if len(o) else np.zeros(0, np.int64)
+    runs = np.zeros(len(starts), RUN)
+    runs["first"], runs["length"] = o[starts], ends - starts
+    return runs
 
 
-def _only(data: bytes, offsets: np.ndarray) -> bytes:
-    """The batches of ``data`` cut down to ``offsets``."""
-    parts: list[bytes] = []
-    for pos, h in iter_headers(data):
-        lo = int(np.searchsorted(offsets, h.base_offset))
-        hi = int(np.searchsorted(offsets, h.next_offset))
-        if hi - lo == h.record_count:
-            parts.append(data[pos : pos + h.batch_length])
-            continue
-        if hi == lo:
-            continue
-        batch = decode_batch(data, pos, verify=False)
-        sel = offsets[lo:hi] - h.base_offset
-        cuts = np.flatnonzero(np.diff(sel) != 1) + 1
-        for rows in np.split(sel, cuts):
-            a, b = int(rows[0]), int(rows[-1]) + 1
-            headers = None
-            if h.headers_length:
-                blob, starts, lens = batch.headers_blob, batch.header_starts, batch.header_lengths
-                headers = [
-                    bytes(blob[int(starts[i]) : int(starts[i]) + int(lens[i])])
-                    for i in range(a, b)
-                ]
-            keys = [batch.key(i) for i in range(a, b)]
-            parts.append(
-                encode_batch(
-                    [batch.value(i) for i in range(a, b)],
-                    keys=keys,
-                    timestamps=batch.timestamps[a:b],
-                    headers=headers,
-                    base_offset=h.base_offset + a,
-                )
-            )
-    return b"".join(parts)
+def _offsets(value: bytes) -> np.ndarray:
+    runs = np.frombuffer(value, RUN)
+    parts = [
+        np.arange(first, first + n, dtype=np.int64)
+        for first, n in zip(runs["first"].tolist(), runs["length"].tolist(), strict=True)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 @dataclass
 class ReplayedState:
     records: dict[str, list[bytes]] = field(default_factory=dict)
     redriven: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    intents: dict[str, list[RedriveIntent]] = field(default_factory=lambda: defaultdict(list))
     floors: dict[str, int] = field(default_factory=dict)
 
 
@@ -167,35 +154,60 @@ class Managed:
     invalid_schedule: int = 0  # unreadable schedule header values ignored since start-up
 
 
-class QueueStateLog:
-    """The ``__queue_state`` topic: one writer per group (:meth:`writer`), replay, compaction."""
+def _raise_limits(manager: LogManager) -> None:
+    """Raise the existing topic's batch and segment limits to :data:`QUEUE_STATE_CONFIG`'s
+    when they are lower (a checkpoint is one batch and may be large)."""
+    config = manager.topic(QUEUE_STATE_TOPIC).config
+    if config.max_batch_bytes < int(QUEUE_STATE_CONFIG["max_batch_bytes"]):
+        manager.alter_topic_config(
+            QUEUE_STATE_TOPIC,
+            {k: QUEUE_STATE_CONFIG[k] for k in ("segment_bytes", "max_batch_bytes")},
+        )
 
-    def __init__(self, plog: PartitionLog, clock: Clock) -> None:
-        self._log = plog
+
+class QueueStateLog:
+    """The ``__queue_state`` topic: one writer per group (:meth:`writer`), replay, compaction.
+
+    The topic is created on the first write (the first queue group), so a broker that never
+    had a queue group has no such topic; replay of a missing topic finds no groups."""
+
+    def __init__(self, manager: LogManager, clock: Clock) -> None:
+        self._manager = manager
+        self._log: PartitionLog | None = None
+        if QUEUE_STATE_TOPIC in manager.topics():
+            self._log = manager.get_log(QUEUE_STATE_TOPIC, 0)
         self._clock = clock
         self._lock = threading.Lock()
         self._floors: dict[str, int] = {}  # group -> offset its replay needs from
+        self._redriven: dict[str, set[int]] = {}  # group -> dead-letter offsets redriven
 
     @classmethod
     def open(cls, manager: LogManager, clock: Clock) -> QueueStateLog:
-        if QUEUE_STATE_TOPIC not in manager.topics():
-            try:
-                manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
-            except TopicAlreadyExistsError:
-                pass
-        config = manager.topic(QUEUE_STATE_TOPIC).config
-        if config.max_batch_bytes < int(QUEUE_STATE_CONFIG["max_batch_bytes"]):
-            # a data directory from before large checkpoints: raise its limits
-            manager.alter_topic_config(
-                QUEUE_STATE_TOPIC,
-                {k: QUEUE_STATE_CONFIG[k] for k in ("segment_bytes", "max_batch_bytes")},
-            )
-        return cls(manager.get_log(QUEUE_STATE_TOPIC, 0), clock)
+        if QUEUE_STATE_TOPIC in manager.topics():
+            _raise_limits(manager)  # a data directory from before large checkpoints
+        return cls(manager, clock)
+
+    @property
+    def exists(self) -> bool:
+        return self._log is not None
+
+    def _target(self) -> PartitionLog:
+        """The topic's partition, created now if needed (call under ``self._lock``)."""
+        if self._log is None:
+            if QUEUE_STATE_TOPIC not in self._manager.topics():
+                try:
+                    self._manager.create_topic(QUEUE_STATE_TOPIC, 1, dict(QUEUE_STATE_CONFIG))
+                except TopicAlreadyExistsError:
+                    pass
+            self._log = self._manager.get_log(QUEUE_STATE_TOPIC, 0)
+        return self._log
 
     def replay(self) -> ReplayedState:
         """Every live group's records in order, and what each group redrove."""
         state = ReplayedState()
         plog = self._log
+        if plog is None:
+            return state
         for data in read_range(plog, plog.log_start_offset, plog.log_end_offset):
             for batch in iter_batches(data):
                 keys, values = batch.key_list(), batch.value_list()
@@ -206,6 +218,7 @@ class QueueStateLog:
                     if kind == KIND_DELETED:
                         state.records.pop(group, None)
                         state.redriven.pop(group, None)
+                        state.intents.pop(group, None)
                         state.floors.pop(group, None)
                     elif kind == KIND_STATE and v:
                         state.records.setdefault(group, []).append(v)
@@ -213,18 +226,23 @@ class QueueStateLog:
                         if v[0] == T_CHECKPOINT_BEGIN:
                             state.floors[group] = off
                     elif kind == KIND_REDRIVEN and v:
-                        runs = np.frombuffer(v, RUN)
-                        for first, n in zip(
-                            runs["first"].tolist(), runs["length"].tolist(), strict=True
-                        ):
-                            state.redriven[group].update(range(first, first + n))
+                        state.redriven[group].update(_offsets(v).tolist())
+                    elif kind == KIND_REDRIVE_INTENT and v:
+                        state.intents[group].append(RedriveIntent.decode(v))
         self._floors = dict(state.floors)
+        self._redriven = {g: set(s) for g, s in state.redriven.items()}
         return state
+
+    def redriven_set(self, group: str) -> set[int]:
+        """The live set of dead-letter offsets ``group`` redrove (updated by
+        :meth:`redriven`; the caller reads it under the group's lock)."""
+        with self._lock:
+            return self._redriven.setdefault(group, set())
 
     def _append(self, keys: list[bytes], values: list[bytes | None]) -> int:
         batch = encode_batch(values, keys=keys, timestamps=self._clock.now_ms())
         with self._lock:
-            return self._log.append(batch).base_offset
+            return self._target().append(batch).base_offset
 
     def writer(self, group: str) -> GroupStateWriter:
         return GroupStateWriter(self, group)
@@ -233,27 +251,34 @@ class QueueStateLog:
         self._append([_key(KIND_DELETED, group)], [None])
         with self._lock:
             self._floors.pop(group, None)
+            self._redriven.pop(group, None)
         self.compact()
 
-    def redriven(self, group: str, offsets: Sequence[int]) -> None:
-        o = np.unique(np.asarray(offsets, np.int64))
-        if len(o) == 0:
+    def redrive_intents(self, group: str, intents: Sequence[RedriveIntent]) -> None:
+        """Record, as one unit, what a redrive is about to copy (before it copies)."""
+        if intents:
+            key = _key(KIND_REDRIVE_INTENT, group)
+            self._append([key] * len(intents), [i.encode() for i in intents])
+
+    def redriven(self, group: str, offsets: Sequence[int] | np.ndarray) -> None:
+        """Record that ``group`` redrove these dead letters (after the copies)."""
+        if len(offsets) == 0:
             return
-        breaks = np.flatnonzero(np.diff(o) != 1) + 1
-        starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [len(o)]))
-        runs = np.zeros(len(starts), RUN)
-        runs["first"], runs["length"] = o[starts], ends - starts
-        self._append([_key(KIND_REDRIVEN, group)], [runs.tobytes()])
+        self._append([_key(KIND_REDRIVEN, group)], [_runs(offsets).tobytes()])
+        with self._lock:
+            self._redriven.setdefault(group, set()).update(int(o) for o in offsets)
 
     def compact(self) -> int:
         """Delete sealed segments no live group needs; returns how many."""
-        with self._lock:
-            floor = min(self._floors.values(), default=self._log.log_end_offset)
-        if floor <= self._log.log_start_offset:
+        plog = self._log
+        if plog is None:
             return 0
-        self._log.flush()
-        return int(self._log.delete_segments_before(floor))
+        with self._lock:
+            floor = min(self._floors.values(), default=plog.log_end_offset)
+        if floor <= plog.log_start_offset:
+            return 0
+        plog.flush()
+        return int(plog.delete_segments_before(floor))
 
 
 class GroupStateWriter:
@@ -276,6 +301,9 @@ class GroupStateWriter:
     def checkpointed(self) -> None:
         with self._log._lock:
             self._log._floors[self._group] = self._last_base
+            done = sorted(self._log._redriven.get(self._group, ()))
+        if done:  # above the new floor: compaction keeps it
+            self._log._append([_key(KIND_REDRIVEN, self._group)], [_runs(done).tobytes()])
         self._log.compact()
 
 

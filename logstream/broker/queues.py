@@ -4,7 +4,10 @@
 engine leaves to its caller:
 
 - **records in**: before a member acquires, each partition's window takes the records
-  appended since (:mod:`.queue_admit`: timestamps, key hashes, schedule headers);
+  appended since (:mod:`.queue_admit`: timestamps, key hashes, schedule headers). Both
+  the admission and the fetches read through a :class:`~.queue_reads.FetchCache` each
+  (one at the windows' ends, one behind them), so a 512 KiB producer batch is read once,
+  not once per 100 records;
 - **outcomes**: acks, nacks, rejects, extensions (:mod:`.queue_settle`);
 - **durability**: every operation ends with ``QueueGroup.flush()``, one append to
   ``__queue_state`` (:mod:`.queue_state`), before the caller answers: a fetch's records
@@ -15,6 +18,10 @@ engine leaves to its caller:
   whole arrays. Whatever a tick freed wakes the group's waiting fetches through the
   broker's :class:`~logstream.broker.notify.AppendNotifier` (key ``("queue", group)``),
   as appends to the group's partitions do;
+- **topology** (:mod:`.queue_topology`): partitions added to a group's topics join it
+  (CreatePartitions calls :meth:`QueueManager.topic_grew`; housekeeping checks every
+  second as well); records retention deleted before the group finished them are skipped
+  and counted (``lost_to_retention``);
 - **members**: a member joins explicitly or with its first fetch; one not seen for
   ``max(2 x lease, 60 s)`` is removed (what it holds is released). Members are not
   persisted: after a restart every lease is void and members join again on their fetch;
@@ -37,14 +44,17 @@ import numpy as np
 
 from logstream.broker.config import queue_settings
 from logstream.broker.queue_admit import admit_new
+from logstream.broker.queue_reads import FetchCache, batches_for
 from logstream.broker.queue_redrive import (
     DeadLetterRecord,
     RedriveItem,
     recent_dead_letters,
     redrive,
+    resolve_intents,
 )
 from logstream.broker.queue_settle import NACK, Settle, SettleOutcome, apply_settles
-from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog, batches_for
+from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
+from logstream.broker.queue_topology import add_new_partitions, finish_gone
 from logstream.coordinator.queues import (
     Delivery,
     QueueGroup,
@@ -82,6 +92,10 @@ class QueueManager:
         self.clock = broker.clock
         self.defaults = queue_settings(broker.config.queue_defaults)
         self.state = QueueStateLog.open(self.manager, self.clock)
+        self.reads = FetchCache()  # behind the windows' ends: records being fetched
+        self.admits = FetchCache()  # at the windows' ends: records being admitted
+        # np.unique imports numpy.ma on its first call (~70 ms): here, not inside a request
+        np.unique(np.zeros(2, np.int64))
         self._groups: dict[str, Managed] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,8 +122,9 @@ class QueueManager:
             if group is None:
                 continue
             topics = list(dict.fromkeys(t for t, _ in group.partitions()))
-            redriven = set(replayed.redriven.get(name, ()))
-            self._groups[name] = Managed(group, topics, outbox, redriven=redriven)
+            m = Managed(group, topics, outbox, redriven=self.state.redriven_set(name))
+            self._groups[name] = m
+            resolve_intents(self.manager, self.state, name, m, replayed.intents.get(name, []))
         log.info(
             "queue groups: %d recovered from %s in %.3fs",
             len(self._groups),
@@ -161,9 +176,10 @@ class QueueManager:
             self._wake(g.name)
 
     def housekeeping(self) -> None:
-        """Remove silent members, write checkpoints."""
+        """Remove silent members, pick up new partitions, write checkpoints."""
         now = time.monotonic()
         for m in self._all():
+            self._add_new_partitions(m)
             timeout = max(2 * m.group.settings.lease_ms, MEMBER_TIMEOUT_MIN_MS) / 1000.0
             released = 0
             with m.lock:
@@ -176,6 +192,16 @@ class QueueManager:
                 m.group.flush()
             if released:
                 self._wake(m.group.name)
+
+    def topic_grew(self, topic: str) -> None:
+        """``topic`` has more partitions now: every group reading it takes them in."""
+        for m in self._all():
+            if topic in m.topics:
+                self._add_new_partitions(m)
+
+    def _add_new_partitions(self, m: Managed) -> None:
+        if add_new_partitions(self.manager, m):
+            self._wake(m.group.name)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -259,7 +285,9 @@ class QueueManager:
             for topic, p, start in starts:
                 group.add_partition(topic, p, start)
             group.flush()
-            self._groups[name] = Managed(group, list(dict.fromkeys(topics)), outbox)
+            self._groups[name] = Managed(
+                group, list(dict.fromkeys(topics)), outbox, redriven=self.state.redriven_set(name)
+            )
         log.info("queue group %s created on %s", name, ", ".join(topics))
         return settings
 
@@ -386,7 +414,7 @@ class QueueManager:
             outcomes = apply_settles(m.group, member, settles) if settles else []
             deliveries: list[Delivery] = []
             if max_records:
-                admit_new(self.manager, m)
+                admit_new(self.manager, m, self.admits)
                 deliveries = m.group.acquire(member, max_records, lease_ms)
             m.group.flush()
         if any(s.kind == NACK for s in settles):
@@ -395,12 +423,18 @@ class QueueManager:
 
     # ---- reading records -----------------------------------------------------------------
 
-    def read(self, topic: str, partition: int, offsets: np.ndarray) -> bytes:
-        """The batches holding ``offsets`` (for a fetch or a peek)."""
+    def read(self, topic: str, partition: int, offsets: np.ndarray, group: str = "") -> bytes:
+        """The batches holding ``offsets`` (for a fetch of ``group``, or a peek). Records
+        retention deleted since they were acquired are finished as lost at once."""
         try:
-            return batches_for(self.manager.get_log(topic, partition), offsets)
+            plog = self.manager.get_log(topic, partition)
+            data = batches_for(plog, offsets, self.reads)
         except UnknownTopicOrPartitionError:
             return b""
+        m = self._groups.get(group) if group else None
+        if m is not None:
+            finish_gone(m, plog, topic, partition, offsets, data)
+        return data
 
     def peek(
         self, name: str, max_records: int
@@ -413,7 +447,7 @@ class QueueManager:
         out = []
         left = max_records
         with m.lock:
-            admit_new(self.manager, m)
+            admit_new(self.manager, m, self.admits)
             m.group.tick()
             m.group.flush()
             for topic, partition, w in m.group.each_window():

@@ -163,6 +163,7 @@ def describe(group: str, members: bool, output: str | None) -> None:
             "acked": p.acknowledged,
             "dead": p.dead_lettered,
             "redelivered": p.redelivered,
+            "lost": p.lost_to_retention,
             "oldest": human_duration(p.oldest_unfinished_age_ms)
             if mode == "table"
             else p.oldest_unfinished_age_ms,
@@ -187,6 +188,7 @@ def describe(group: str, members: bool, output: str | None) -> None:
         "acked",
         "dead",
         "redelivered",
+        "lost",
         "oldest",
     ]
     if mode == "json":

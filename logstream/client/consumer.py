@@ -348,6 +348,8 @@ class Consumer:
             # consumer groups: return early so that the next poll applies the change
             stop_early=None if membership is None else lambda: membership.pending,
         )
+        if membership is not None:
+            membership.raise_fatal()  # the refusal arrived while this poll waited
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -123,6 +123,9 @@ class GroupMembership:
         self._thread: threading.Thread | None = None
         self.rebalances = 0
         self.last_error: BaseException | None = None
+        # A refusal that retrying cannot cure (the group id names a queue group): the
+        # heartbeat thread stops and every poll raises it to the application.
+        self._fatal: errors.LogstreamError | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -237,6 +240,9 @@ class GroupMembership:
             except errors.IllegalGenerationError as exc:
                 self._fenced(str(exc))
                 continue
+            except errors.GroupKindMismatchError as exc:
+                self._stop_fatal(exc)
+                return
             except errors.LogstreamError as exc:
                 self.last_error = exc
                 if not exc.retriable and not isinstance(exc, errors.UnknownServerError):
@@ -260,6 +266,18 @@ class GroupMembership:
                 if not self._beat_now and not self._closed:
                     self._wake.wait(interval)
                 self._beat_now = False
+
+    def _stop_fatal(self, exc: errors.LogstreamError) -> None:
+        log.error("group %s: %s; not retrying", self.group_id, exc)
+        with self._lock:
+            self._fatal = exc
+            self.last_error = exc
+        self.state.wake_readers()
+
+    def raise_fatal(self) -> None:
+        """Raise the refusal that stopped the heartbeat thread, if there was one."""
+        if self._fatal is not None:
+            raise self._fatal
 
     def _fenced(self, why: str) -> None:
         log.warning(
@@ -314,11 +332,14 @@ class GroupMembership:
 
     @property
     def pending(self) -> bool:
-        """True when the application thread has an assignment change to apply."""
-        return self._target_version != self._applied_version
+        """True when the application thread has an assignment change to apply (or a
+        refusal to raise)."""
+        return self._target_version != self._applied_version or self._fatal is not None
 
     def on_poll(self) -> None:
-        """Called at the start of every poll: reconcile, then auto-commit when due."""
+        """Called at the start of every poll: raise a fatal refusal, reconcile, then
+        auto-commit when due."""
+        self.raise_fatal()
         now = time.monotonic()
         idle = now - self._last_poll
         self._last_poll = now

@@ -52,6 +52,7 @@ class QueueDepth:
     parked: int
     expired: int  # expired before delivery (dead-lettered or dropped), since creation
     next_due_ms: int  # earliest due time of a delayed record (epoch ms), -1: none
+    lost_to_retention: int = 0  # deleted by retention before they were finished
 
 
 @dataclass(frozen=True, slots=True)

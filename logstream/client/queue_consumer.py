@@ -24,8 +24,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.reply_sender import ReplySender
@@ -47,7 +45,7 @@ class Reject(Exception):
     """Raise from a :meth:`QueueConsumer.run` handler to dead-letter the record at once."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class QueueMessage:
     topic: str
     partition: int
@@ -75,7 +73,12 @@ class QueueMessage:
         self._consumer._queue_settle(self, kind, **extra)
 
     def ack(self) -> None:
-        self._settle(ACK)
+        consumer = self._consumer
+        if consumer is None or self.settled:
+            self._settle(ACK)  # raises the named error
+            return
+        self.settled = "ack"
+        consumer._queue_ack(self)
 
     def nack(self, delay_ms: int | None = None, reason: str = "") -> None:
         """Retry later: after ``delay_ms``, or the group's backoff for the delivery count."""
@@ -129,30 +132,38 @@ _Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, del
 
 
 def decode_records(items: Sequence[Any], consumer: QueueConsumer | None) -> list[QueueMessage]:
-    """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order."""
+    """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order.
+    Whole columns are turned into lists once per batch; a batch holding exactly the
+    offsets asked for (what the broker sends) needs no lookup per record."""
     out: list[QueueMessage] = []
     for qr in items:
-        wanted = np.asarray(qr.offsets, np.int64)
-        if not len(wanted):
+        offsets = list(qr.offsets)
+        if not offsets:
             continue
-        counts = dict(zip(qr.offsets, qr.delivery_counts, strict=True))
+        counts = dict(zip(offsets, qr.delivery_counts, strict=True))
         found: dict[int, QueueMessage] = {}
+        topic, partition = qr.topic, qr.partition
         for batch in iter_batches(qr.batches, verify=False):
-            hit = np.flatnonzero(np.isin(batch.offsets, wanted))
-            for i in hit.tolist():
-                off = int(batch.offsets[i])
+            offs = batch.offsets.tolist()
+            stamps = batch.timestamps.tolist()
+            keys, values = batch.key_list(), batch.value_list()
+            plain = batch.header.headers_length == 0
+            for i, off in enumerate(offs):
+                count = counts.get(off)
+                if count is None:
+                    continue  # a record of the batch this fetch did not acquire
                 found[off] = QueueMessage(
-                    qr.topic,
-                    qr.partition,
+                    topic,
+                    partition,
                     off,
-                    int(batch.timestamps[i]),
-                    batch.key(i),
-                    batch.value(i),
-                    tuple(batch.record_headers(i)),
-                    counts.get(off, 0),
+                    stamps[i],
+                    keys[i],
+                    values[i],
+                    () if plain else tuple(batch.record_headers(i)),
+                    count,
                     consumer,
                 )
-        out.extend(found[o] for o in wanted.tolist() if o in found)
+        out.extend(found[o] for o in offsets if o in found)
     return out
 
 
@@ -193,6 +204,9 @@ class QueueConsumer:
         self._refused: list[SettleError] = []
         self._buffer: list[QueueMessage] = []
         self._send_lock = threading.Lock()  # one settlement-carrying RPC at a time
+        # The linger thread waits with no deadline (nothing pending): only then does a
+        # first settlement need to wake it; otherwise it wakes at its deadline anyway.
+        self._linger_idle = False
         self._closed = False
         self._stopping = False
         resp = self._transport.queue_join(
@@ -214,6 +228,22 @@ class QueueConsumer:
 
     # ---- settling ------------------------------------------------------------------------
 
+    def _queue_ack(self, msg: QueueMessage) -> None:
+        """:meth:`_queue_settle` for a plain ack (the per-message hot path)."""
+        key: _Key = (msg.topic, msg.partition, ACK, None, "", 0)
+        with self._lock:
+            if self._closed:
+                raise errors.ClientClosedError("queue consumer closed")
+            if not self._pending:
+                self._pending_since = time.monotonic()
+                if self._linger_idle:
+                    self._lock.notify_all()
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = [msg]
+            else:
+                pending.append(msg)
+
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
         key: _Key = (
             msg.topic,
@@ -228,7 +258,8 @@ class QueueConsumer:
                 raise errors.ClientClosedError("queue consumer closed")
             if not self._pending:
                 self._pending_since = time.monotonic()
-                self._lock.notify_all()
+                if self._linger_idle:
+                    self._lock.notify_all()
             self._pending.setdefault(key, []).append(msg)
 
     def _take_pending(
@@ -275,6 +306,8 @@ class QueueConsumer:
         return out, pending
 
     def _record_results(self, results: Any, sent: dict[_Key, list[QueueMessage]]) -> None:
+        if not results:
+            return
         by_tp: dict[tuple[str, int, int, int], QueueMessage] = {
             (m.topic, m.partition, k[2], m.offset): m for k, msgs in sent.items() for m in msgs
         }
@@ -320,7 +353,9 @@ class QueueConsumer:
         while True:
             with self._lock:
                 while not self._closed and not self._pending:
+                    self._linger_idle = True
                     self._lock.wait()
+                self._linger_idle = False
                 if self._closed:
                     return
                 wait = self._pending_since + self.ack_linger_ms / 1000.0 - time.monotonic()

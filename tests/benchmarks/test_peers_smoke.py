@@ -101,4 +101,5 @@ def test_run_quick_redis_only(tmp_path):
     assert "| produce 100 B |" in text and "Redis Streams" in text
     assert "### Request/reply round trip at 500 requests/s" in text
     assert "| Redis | " in text  # its request/reply row, with figures
+    assert "| work queue, 2 worker processes, ack per message, 100 B |" in text
     assert "FAILED" not in text

@@ -51,6 +51,7 @@ class _Depth:
     dead_lettered: int
     redelivered: int
     oldest_unfinished_age_ms: int | None
+    lost_to_retention: int
     expired: int = 0
     next_due_ms: int | None = None
 
@@ -66,7 +67,8 @@ class _Queue:
 
 
 def test_queue_groups_registered_by_the_engine_are_exported(tmp_path: Path) -> None:
-    depth = _Depth(5, 2, 3, 1, 4, 6, 2500, expired=7, next_due_ms=int(time.time() * 1000) + 60_000)
+    due = int(time.time() * 1000) + 60_000
+    depth = _Depth(5, 2, 3, 1, 4, 6, 2500, 8, expired=7, next_due_ms=due)
     with run_broker(tmp_path, http_listen="127.0.0.1:0") as b:
         b.broker.metrics.register_queue_source(lambda: [_Queue("jobs", depth)])
         scrape = parse(http_get(f"http://{b.server.http.address}/metrics")[1])
@@ -77,6 +79,7 @@ def test_queue_groups_registered_by_the_engine_are_exported(tmp_path: Path) -> N
     assert scrape.value("logstream_queue_dead_lettered_total", group="jobs") == 4
     assert scrape.value("logstream_queue_redelivered_total", group="jobs") == 6
     assert scrape.value("logstream_queue_oldest_unfinished_age_seconds", group="jobs") == 2.5
+    assert scrape.value("logstream_queue_lost_to_retention_total", group="jobs") == 8
     assert scrape.value("logstream_queue_expired_total", group="jobs") == 7
     assert 55 < scrape.value("logstream_queue_next_due_seconds", group="jobs") <= 60
 

@@ -311,23 +311,6 @@ def test_bad_schedules_are_refused_by_the_producer_and_ignored_by_the_broker(
     assert ga.describe_queue_group(name).invalid_schedule == 2
 
 
-def test_thumbnails_example_runs_and_checks_itself(qbroker: BrokerProcess) -> None:
-    """docs/examples/thumbnails_ttl.py against a real broker (it exits non-zero when its
-    own check fails; tests/docs compares its whole output with its docstring)."""
-    import os
-    import subprocess
-    import sys
-
-    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "thumbnails_ttl.py"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
-    env["LOGSTREAM_ADDR"] = qbroker.address
-    done = subprocess.run(
-        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "group: 3 acked, 1 expired, 0 waiting"
-
-
 def anon_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("RssAnon:"):

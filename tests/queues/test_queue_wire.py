@@ -214,20 +214,16 @@ def test_bad_input_gets_named_codes(qbroker: BrokerProcess, name: str) -> None:
             ga.create_queue_group(cg, topics=[name])
         with pytest.raises(errors.GroupKindMismatchError):
             QueueConsumer(qbroker.address, group=cg, topics=[name])
-    # the broker refuses a consumer-group join under a queue group's name (the Consumer
-    # logs the refusal from its heartbeat thread; the wire answer is what is checked here)
-    from logstream.client.transport import Transport
-    from logstream.protocol import group_pb2
-
-    t = Transport(qbroker.address)
-    try:
+    # a Consumer using a queue group's name: its first poll raises the broker's refusal
+    # (the heartbeat thread stops; later polls raise it again)
+    with Consumer(qbroker.address, group=name) as c:
+        c.subscribe([name])
+        started = time.monotonic()
         with pytest.raises(errors.GroupKindMismatchError):
-            t.heartbeat(
-                group_pb2.HeartbeatRequest(group_id=name, member_epoch=0, topics=[name]),
-                timeout=5,
-            )
-    finally:
-        t.close()
+            c.poll(10.0)
+        assert time.monotonic() - started < 5.0, "raised when the answer came, not at timeout"
+        with pytest.raises(errors.GroupKindMismatchError):
+            c.poll(0.0)
 
 
 def test_records_cut_out_of_a_shared_batch_keep_key_value_headers_and_time(

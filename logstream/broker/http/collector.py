@@ -269,6 +269,7 @@ class BrokerCollector(Collector):
             "dead_lettered": "Records moved to the dead-letter topic.",
             "redelivered": "Records handed out again after a release, timeout or rejection.",
             "expired": "Records that expired before delivery (dead-lettered or dropped).",
+            "lost_to_retention": "Records deleted by retention before they were finished.",
         }
         families: dict[str, Any] = {
             n: GaugeMetricFamily(f"logstream_queue_{n}", h, labels=["group"])
@@ -302,6 +303,7 @@ class BrokerCollector(Collector):
                     "next_due_seconds": 0.0
                     if t.next_due_ms is None
                     else max(t.next_due_ms - now_ms, 0) / 1000.0,
+                    "lost_to_retention": t.lost_to_retention,
                 }
                 for name, value in values.items():
                     families[name].add_metric([desc.group], value)

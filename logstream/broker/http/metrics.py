@@ -70,8 +70,8 @@ def batch_record_count(data: bytes | memoryview) -> int:
 QueueSource = Callable[[], Iterable[Any]]
 """Returns queue-group descriptions: objects with ``group`` and ``total`` (a depth with
 ``available``, ``acquired``, ``delayed``, ``dead_lettered``, ``redelivered``, ``expired``,
-``oldest_unfinished_age_ms``, ``next_due_ms``), as ``logstream.coordinator.queues.describe``
-builds."""
+``lost_to_retention``, ``oldest_unfinished_age_ms``, ``next_due_ms``), as
+``logstream.coordinator.queues.describe`` builds."""
 
 
 class NullMetrics:

@@ -5,7 +5,8 @@ waiting for the dead-letter write), totals since the group was created (acknowle
 dead-lettered, dropped, redelivered = deliveries after the first, expired), the earliest
 due time of a delayed record, records in the log not
 yet read into the window (``unread``, when the caller passes the log end offsets), and the
-age of the oldest unfinished record: the figure to alert on.
+age of the oldest unfinished record: the figure to alert on. ``lost_to_retention``
+counts records the log deleted (retention) before the group finished them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class QueueDepth:
     oldest_unfinished_age_ms: int | None
     expired: int = 0  # expired before delivery (dead-lettered or dropped), since creation
     next_due_ms: int | None = None  # earliest due time of a delayed record
+    lost_to_retention: int = 0
 
     @property
     def depth(self) -> int:
@@ -99,6 +101,7 @@ def describe(
                 else max(now - oldest[1], 0),
                 expired=w.expired_total,
                 next_due_ms=views.next_due(w),
+                lost_to_retention=w.lost_total,
             )
         )
     return QueueGroupDescription(
@@ -131,4 +134,5 @@ def _total(parts: list[QueueDepth]) -> QueueDepth:
         oldest_unfinished_age_ms=max(ages) if ages else None,
         expired=add("expired"),
         next_due_ms=min(dues) if dues else None,
+        lost_to_retention=add("lost_to_retention"),
     )

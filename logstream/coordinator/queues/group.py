@@ -213,6 +213,21 @@ class QueueGroup:
             self._record(statelog.encode_admit(p.pid, first, n, arrays))
         return n
 
+    def skip_to(
+        self, topic: str, partition: int, log_start: int, lost: np.ndarray | None = None
+    ) -> int:
+        """Retention deleted the partition's records below ``log_start``: finish the
+        waiting ones (or exactly ``lost``: acquired records whose data was gone when the
+        broker read them) as lost and move the window there if it lags (see
+        :meth:`PartitionWindow.skip_to`). Returns how many records were lost."""
+        p = self._part(topic, partition)
+        w = p.window
+        before = w.lost_total
+        lost = w.skip_to(log_start, lost)
+        if w.lost_total != before:
+            self._record(statelog.encode_skip(p.pid, log_start, lost))
+        return w.lost_total - before
+
     # ---- member operations ---------------------------------------------------------------
 
     def acquire(

@@ -58,7 +58,9 @@ class _Checkpoint:
     sequence: int
     settings: QueueSettings | None = None
     names: dict[int, tuple[str, int]] = field(default_factory=dict)
-    heads: dict[int, tuple[int, int, tuple[int, int, int, int, int]]] = field(default_factory=dict)
+    heads: dict[int, tuple[int, int, tuple[int, int, int, int, int, int]]] = field(
+        default_factory=dict
+    )
     rows: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = field(default_factory=dict)
 
     def add(self, rec: bytes) -> None:
@@ -138,6 +140,9 @@ def _apply(state: ReplayedGroup, rec: bytes) -> None:
             window.admit(
                 count - skip, grow=True, **{k: v[skip:] for k, v in arrays.items()}
             )
+    elif kind == sl.T_SKIP:
+        pid, log_start, lost = sl.decode_skip(rec)
+        state.partitions[pid][2].skip_to(log_start, lost)
     elif kind == sl.T_ACQUIRE:
         _, pid, offsets, auto_ack = sl.decode_change(rec)
         apply_change(state.partitions[pid][2], 2 if auto_ack else 1, offsets)

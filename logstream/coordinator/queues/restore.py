@@ -89,7 +89,8 @@ class WindowSnapshot:
 
     start_offset: int
     end_offset: int
-    counters: tuple[int, int, int, int, int]  # acked, dead, dropped, redelivered, expired
+    # acked, dead, dropped, redelivered, expired, lost
+    counters: tuple[int, int, int, int, int, int]
     offsets: np.ndarray
     rows: dict[str, np.ndarray]  # one array per column of :class:`.columns.Columns`
 
@@ -109,6 +110,7 @@ def snapshot(window: PartitionWindow) -> WindowSnapshot:
         window.dropped_total,
         window.redelivered_total,
         window.expired_total,
+        window.lost_total,
     )
     return WindowSnapshot(window.start_offset, window.end_offset, counters, offsets, rows)
 
@@ -129,6 +131,7 @@ def from_snapshot(snap: WindowSnapshot, settings: QueueSettings) -> PartitionWin
         window.dropped_total,
         window.redelivered_total,
         window.expired_total,
+        window.lost_total,
     ) = snap.counters
     window.force_tick()
     return window

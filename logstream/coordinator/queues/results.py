@@ -68,7 +68,9 @@ def to_ranges(offsets: np.ndarray) -> list[tuple[int, int]]:
 
 def runs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offsets (in any order) as sorted runs: (first offsets i64, lengths u32)."""
-    o = np.unique(offsets)
+    o = np.asarray(offsets, np.int64)
+    if len(o) > 1 and not (o[1:] > o[:-1]).all():  # the usual case is ascending already
+        o = np.unique(o)
     if len(o) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.uint32)
     breaks = np.flatnonzero(np.diff(o) != 1) + 1

@@ -26,12 +26,16 @@ Every record starts with a ``u8`` type; all integers are little-endian. One prec
     DEAD (7)       u8 type, u32 pid, u8 reason, u32 runs, RUN[]     in the dead-letter topic
     CHECKPOINT_BEGIN (8)  u8 type, u64 sequence
     WINDOW (9)     u8 type, u32 pid, i64 start_offset, i64 end_offset, u64 acked, u64 dead,
-                   u64 dropped, u64 redelivered, [u64 expired]   (counters since the group
-                   was created; ``expired`` is absent in logs written before it existed)
+                   u64 dropped, u64 redelivered, [u64 expired, [u64 lost]]   (counters since
+                   the group was created; a tail counter absent in records written before it
+                   existed reads as 0)
     WINDOW_ROWS (10) u8 type, u32 pid, u32 rows, then columns of `rows` values each:
                    offset i64, state u8, deliveries u16, due_ms i64, key u64, keyed u8,
                    expires_ms i64, reason u8, ts_ms i64
     CHECKPOINT_END (11)   u8 type, u64 sequence, u32 partitions
+    SKIP (12)      u8 type, u32 pid, i64 log_start, u32 runs, RUN[]   retention deleted
+                   the records below log_start: the RUN offsets (waiting in the window)
+                   are lost, and a window ending below log_start jumps there
 
     RUN = i64 first_offset, u32 length       (12 bytes: consecutive offsets)
 
@@ -65,6 +69,7 @@ T_CHECKPOINT_BEGIN = 8
 T_WINDOW = 9
 T_WINDOW_ROWS = 10
 T_CHECKPOINT_END = 11
+T_SKIP = 12
 
 SETTINGS = struct.Struct("<BqHqqIBqH")
 PARTITION = struct.Struct("<BIiqH")
@@ -76,8 +81,10 @@ DEAD = struct.Struct("<BIBI")
 CHECKPOINT_BEGIN = struct.Struct("<BQ")
 WINDOW = struct.Struct("<BIqqQQQQ")
 WINDOW_EXPIRED = struct.Struct("<Q")  # optional tail of WINDOW (absent in older logs)
+WINDOW_LOST = struct.Struct("<Q")  # optional tail after ``expired`` (absent in older logs)
 WINDOW_ROWS = struct.Struct("<BII")
 CHECKPOINT_END = struct.Struct("<BQI")
+SKIP = struct.Struct("<BIqI")
 RUN = np.dtype([("first", "<i8"), ("length", "<u4")])
 
 ADMIT_KEYS = 0x01
@@ -242,6 +249,17 @@ def encode_dead(pid: int, offsets: np.ndarray, reason: int) -> bytes:
     return DEAD.pack(T_DEAD, pid, reason, n) + body
 
 
+def encode_skip(pid: int, log_start: int, lost: np.ndarray) -> bytes:
+    n, body = _runs_bytes(lost)
+    return SKIP.pack(T_SKIP, pid, log_start, n) + body
+
+
+def decode_skip(rec: bytes) -> tuple[int, int, np.ndarray]:
+    """(pid, log_start, offsets marked lost)."""
+    _, pid, log_start, n = SKIP.unpack_from(rec)
+    return pid, log_start, _offsets_at(rec, SKIP.size, n)
+
+
 def decode_change(rec: bytes) -> tuple[int, int, np.ndarray, int]:
     """An ACQUIRE, ACK, NACK or DEAD record as (type, pid, offsets, value), where value
     is auto_ack (ACQUIRE), due_ms (NACK), reason (DEAD) or 0 (ACK)."""
@@ -266,7 +284,7 @@ def encode_window(
     pid: int,
     start_offset: int,
     end_offset: int,
-    counters: tuple[int, int, int, int, int],
+    counters: tuple[int, int, int, int, int, int],
     offsets: np.ndarray,
     rows: dict[str, np.ndarray],
 ) -> list[bytes]:
@@ -274,6 +292,7 @@ def encode_window(
     out = [
         WINDOW.pack(T_WINDOW, pid, start_offset, end_offset, *counters[:4])
         + WINDOW_EXPIRED.pack(counters[4])
+        + WINDOW_LOST.pack(counters[5])
     ]
     for lo in range(0, len(offsets), ROWS_PER_RECORD):
         hi = min(lo + ROWS_PER_RECORD, len(offsets))
@@ -284,14 +303,18 @@ def encode_window(
     return out
 
 
-def decode_window(rec: bytes) -> tuple[int, int, int, tuple[int, int, int, int, int]]:
-    """(pid, start_offset, end_offset, counters); a record written before the expired
-    counter existed reads as 0 expired."""
-    _, pid, start, end, *counters = WINDOW.unpack_from(rec)
-    expired = 0
+def decode_window(
+    rec: bytes,
+) -> tuple[int, int, int, tuple[int, int, int, int, int, int]]:
+    """(pid, start_offset, end_offset, counters): acked, dead, dropped, redelivered,
+    expired, lost; a tail counter absent in an older record reads as 0."""
+    _, pid, start, end, acked, dead, dropped, redelivered = WINDOW.unpack_from(rec)
+    expired = lost = 0
     if len(rec) >= WINDOW.size + WINDOW_EXPIRED.size:
         (expired,) = WINDOW_EXPIRED.unpack_from(rec, WINDOW.size)
-    return pid, start, end, (counters[0], counters[1], counters[2], counters[3], expired)
+    if len(rec) >= WINDOW.size + WINDOW_EXPIRED.size + WINDOW_LOST.size:
+        (lost,) = WINDOW_LOST.unpack_from(rec, WINDOW.size + WINDOW_EXPIRED.size)
+    return pid, start, end, (acked, dead, dropped, redelivered, expired, lost)
 
 
 def decode_window_rows(rec: bytes) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:

@@ -15,6 +15,7 @@ from logstream.coordinator.queues.columns import (
     AVAILABLE,
     DEAD_PENDING,
     DELAYED,
+    DROPPED,
     NO_OWNER,
     REASON_MAX_DELIVERIES,
     Columns,
@@ -25,6 +26,7 @@ from logstream.coordinator.queues.columns import (
 from logstream.coordinator.queues.results import FINISHED, NOT_IN_WINDOW, OK, REPEATED, as_offsets
 
 NEVER = np.iinfo(np.int64).max
+_SLIDABLE = slidable_mask(np.arange(256, dtype=np.uint8)).tolist()
 SCAN_CHUNK = 4096
 MAX_PARKED = 1_000_000
 """Delayed records one partition window parks at most (~60 MiB). Past it the window stops
@@ -77,6 +79,7 @@ class WindowTables:
         self.dead_pending = False  # some record may be in DEAD_PENDING (the group clears it)
         self.acked_total = self.dead_total = self.dropped_total = self.redelivered_total = 0
         self.expired_total = 0  # expired while waiting (then dead-lettered or dropped)
+        self.lost_total = 0  # records retention deleted before they were finished
 
     # ---- shape ---------------------------------------------------------------------------
 
@@ -182,6 +185,8 @@ class WindowTables:
         delayed ones. Returns the new start offset."""
         s, e = self._start - self._base, self._end - self._base
         pos = s
+        if pos < e and not _SLIDABLE[self._d.state[pos]]:
+            e = pos  # the usual case: the first record is not finished (one lookup)
         while pos < e:
             seg = slidable_mask(self._d.state[pos : min(pos + SCAN_CHUNK, e)])
             if seg.all():
@@ -201,6 +206,49 @@ class WindowTables:
         if self._p.size and finished_mask(self._p.cols.state[: self._p.size]).any():
             self._p.compact()
         return self._start
+
+    def skip_to(self, offset: int, lost: np.ndarray | None = None) -> np.ndarray:
+        """The log no longer holds records below ``offset`` (retention deleted them):
+        records waiting below it (available or delayed) are finished as lost, and if the
+        window had not reached ``offset`` it jumps there, counting the records it never
+        read as lost too. Records held by a member or waiting for the dead-letter write
+        stay tracked (parked, when the window jumps). ``lost`` names exactly the offsets to
+        mark instead (unfinished ones only): replay passes what was marked at the time, a
+        fetch the acquired records whose data was gone. Returns the offsets marked lost."""
+        if lost is None:
+            marked = self._waiting_below(offset)
+        else:
+            loc = self.locate(lost)
+            loc.codes[(loc.codes == OK) & finished_mask(self.gather(loc, "state"))] = FINISHED
+            marked = loc.offsets[loc.codes == OK]
+        loc = self.locate(marked)
+        for cols, rows, _ in self.parts(loc):
+            cols.state[rows] = DROPPED
+            cols.owner[rows] = NO_OWNER
+        self.lost_total += len(marked)
+        if self._end < offset:
+            s, e = self._start - self._base, self._end - self._base
+            keep = s + np.flatnonzero(~finished_mask(self._d.state[s:e]))
+            if len(keep):
+                self._p.append(self._base + keep, self._d.take(keep))
+            self._d.reset_rows(0, e)
+            self.lost_total += offset - self._end
+            self._base = self._start = self._end = offset
+            self._hint = 0
+        self.advance()
+        return marked
+
+    def _waiting_below(self, offset: int) -> np.ndarray:
+        out = []
+        for cols, lo, hi, parked_offsets in self.tables():
+            if parked_offsets is None:
+                hi = max(lo, min(hi, offset - self._base))
+                offs = self._base + np.arange(lo, hi, dtype=np.int64)
+            else:
+                offs = parked_offsets[lo:hi]
+            st = cols.state[lo:hi]
+            out.append(offs[((st == AVAILABLE) | (st == DELAYED)) & (offs < offset)])
+        return np.sort(np.concatenate(out))
 
     def park(self, offsets: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         """Add rows below ``start`` to the parked table (restore only; ascending offsets

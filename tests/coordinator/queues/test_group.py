@@ -18,6 +18,7 @@ from logstream.coordinator.queues import statelog as sl
 from logstream.errors import (
     InvalidConfigError,
     InvalidQueueDelayError,
+    QueueRecordFinishedError,
     QueueRecordNotHeldError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
@@ -263,3 +264,46 @@ def test_a_crash_after_the_dead_letter_write_keeps_one_copy_and_its_reason(
     assert (d.total.dead_lettered, d.total.available) == (2, 1)
     reasons = [sl.decode_change(r)[3] for r in after.records() if r[0] == sl.T_DEAD]
     assert sorted(reasons) == [1, 3]  # rejected, expired
+
+
+def test_retention_below_the_window_skips_to_the_log_start_and_counts_lost(
+    clock: ManualClock,
+) -> None:
+    g, log, outbox = make(clock, window_size=10)  # offsets 0-9 admitted
+    held = g.acquire("a", 2)[0].offsets.tolist()  # 0, 1 held by a
+    assert held == [0, 1]
+    g.nack("a", "t", 0, [1], delay_ms=5_000)  # 1 waits out a delay
+    # retention deleted offsets below 6: 2-5 waiting in the window and the delayed 1 are
+    # lost; 0 stays with its holder (it has the record already)
+    assert g.skip_to("t", 0, 6) == 5
+    assert g.acquire("b", 10)[0].offsets.tolist() == [6, 7, 8, 9]
+    assert g.ack("a", "t", 0, [0]).failures() == []
+    # the log start passes the window's end: the records never read count as lost
+    g.ack("b", "t", 0, [6, 7, 8, 9])
+    assert g.skip_to("t", 0, 25) == 15
+    assert g.room("t", 0) == (25, 10)
+    d = describe(g)
+    assert d.partitions[0].lost_to_retention == d.total.lost_to_retention == 20
+    g.flush()
+    back = restart(log, clock, outbox)
+    assert back.window("t", 0).lost_total == 20
+    assert back.room("t", 0) == (25, 10)
+
+
+def test_a_window_jump_keeps_held_records_addressable(clock: ManualClock) -> None:
+    g, _, _ = make(clock, window_size=10)
+    assert g.acquire("a", 3)[0].offsets.tolist() == [0, 1, 2]
+    assert g.skip_to("t", 0, 50) == 50 - 3  # 3-9 in the window and 10-49 never read
+    assert g.ack("a", "t", 0, [0, 2]).failures() == []
+    g.nack("a", "t", 0, [1], delay_ms=0)  # back to available (its record is gone, though)
+    assert g.skip_to("t", 0, 50) == 1  # the next admit finishes it as lost
+
+
+def test_acquired_records_whose_data_is_gone_are_finished_as_lost(clock: ManualClock) -> None:
+    g, log, outbox = make(clock, window_size=10)
+    assert g.acquire("a", 4)[0].offsets.tolist() == [0, 1, 2, 3]
+    # the broker found 0 and 1 deleted when it read them for the fetch
+    assert g.skip_to("t", 0, 2, np.array([0, 1], np.int64)) == 2
+    assert g.ack("a", "t", 0, [0, 2, 3]).failures() == [(0, QueueRecordFinishedError.code)]
+    g.flush()
+    assert restart(log, clock, outbox).window("t", 0).lost_total == 2

@@ -24,6 +24,7 @@ from logstream.coordinator.queues.columns import (
     DEAD,
     DEAD_PENDING,
     DELAYED,
+    DROPPED,
 )
 from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN, T_CHECKPOINT_END
 from logstream.testing.clock import ManualClock
@@ -36,15 +37,17 @@ class Persisted:
     """What a restart must give back, per (topic, partition, offset): class and count."""
 
     end: dict[tuple[str, int], int]
+    lost: dict[tuple[str, int], int]  # lost to retention
     records: dict[tuple[str, int, int], tuple[str, int, int]]  # class, deliveries, nack due
 
 
 def persisted(group: QueueGroup, outbox: MemoryOutbox, first: dict) -> Persisted:
     dead = {(d.source_topic, d.source_partition, d.source_offset) for d in outbox.letters}
     out: dict[tuple[str, int, int], tuple[str, int, int]] = {}
-    end = {}
+    end, lost = {}, {}
     for topic, partition, w in group.each_window():
         end[(topic, partition)] = w.end_offset
+        lost[(topic, partition)] = w.lost_total
         offs, state = views.column(w, "state")
         _, deliveries = views.column(w, "deliveries")
         _, due = views.column(w, "due_ms")
@@ -56,10 +59,10 @@ def persisted(group: QueueGroup, outbox: MemoryOutbox, first: dict) -> Persisted
                 continue
             i = tracked[o]
             s, d = int(state[i]), int(deliveries[i])
-            cls = {ACKED: "acked", DEAD: "dead"}.get(s, "open")
+            cls = {ACKED: "acked", DEAD: "dead", DROPPED: "lost"}.get(s, "open")
             retry_due = int(due[i]) if s == DELAYED and d > 0 else 0
             out[(topic, partition, o)] = (cls, d, retry_due) if cls == "open" else (cls, -1, 0)
-    return Persisted(end, out)
+    return Persisted(end, lost, out)
 
 
 def expected_after_restart(
@@ -144,6 +147,10 @@ def run(seed: int) -> None:
                     g.reject(m, topic, partition, [o], "bad")
                 else:
                     g.extend(m, topic, partition, [o])
+        elif op < 0.72:
+            tp = rng.choice(TPS)
+            w = g.window(*tp)
+            g.skip_to(*tp, rng.randint(w.start_offset, w.end_offset + 3))  # retention
         elif op < 0.75:
             m = rng.choice(members)
             g.leave(m)
@@ -176,6 +183,7 @@ def run(seed: int) -> None:
         got = restarted(back, survivor_outbox, first, now)
         assert {k: v for k, v in got.items() if k in expected} == expected, (seed, units)
         assert {(t, p): w.end_offset for t, p, w in back.each_window()} == snap.end
+        assert {(t, p): w.lost_total for t, p, w in back.each_window()} == snap.lost
         coords = [
             (d.source_topic, d.source_partition, d.source_offset) for d in survivor_outbox.letters
         ]

@@ -41,12 +41,14 @@ def test_changes_are_stored_as_runs_of_offsets() -> None:
 def test_window_rows_are_split_into_bounded_records() -> None:
     n = sl.ROWS_PER_RECORD + 3
     rows = {name: np.zeros(n, dt) for name, dt in sl.ROW_COLUMNS}
-    recs = sl.encode_window(4, 10, 10 + n, (1, 2, 3, 4, 5), np.arange(10, 10 + n), rows)
+    recs = sl.encode_window(4, 10, 10 + n, (1, 2, 3, 4, 5, 6), np.arange(10, 10 + n), rows)
     assert [r[0] for r in recs] == [sl.T_WINDOW, sl.T_WINDOW_ROWS, sl.T_WINDOW_ROWS]
-    assert sl.decode_window(recs[0]) == (4, 10, 10 + n, (1, 2, 3, 4, 5))
-    # a WINDOW record written before the expired counter existed reads as 0 expired
+    assert sl.decode_window(recs[0]) == (4, 10, 10 + n, (1, 2, 3, 4, 5, 6))
+    # tail counters absent in records written before they existed read as 0
     old = recs[0][: sl.WINDOW.size]
-    assert sl.decode_window(old) == (4, 10, 10 + n, (1, 2, 3, 4, 0))
+    assert sl.decode_window(old) == (4, 10, 10 + n, (1, 2, 3, 4, 0, 0))
+    before_lost = recs[0][: sl.WINDOW.size + sl.WINDOW_EXPIRED.size]
+    assert sl.decode_window(before_lost) == (4, 10, 10 + n, (1, 2, 3, 4, 5, 0))
     pid, offsets, back = sl.decode_window_rows(recs[2])
     assert len(back["state"]) == 3
     assert (pid, offsets.tolist()) == (4, list(range(10 + sl.ROWS_PER_RECORD, 10 + n)))

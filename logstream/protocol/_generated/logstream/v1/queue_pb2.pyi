@@ -209,7 +209,7 @@ class DescribeQueueGroupRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ...) -> None: ...
 
 class QueueDepth(_message.Message):
-    __slots__ = ("topic", "partition", "start_offset", "end_offset", "available", "unread", "acquired", "delayed", "dead_letter_pending", "acknowledged", "dead_lettered", "dropped", "redelivered", "oldest_unfinished_offset", "oldest_unfinished_age_ms", "depth", "parked", "expired", "next_due_ms")
+    __slots__ = ("topic", "partition", "start_offset", "end_offset", "available", "unread", "acquired", "delayed", "dead_letter_pending", "acknowledged", "dead_lettered", "dropped", "redelivered", "oldest_unfinished_offset", "oldest_unfinished_age_ms", "depth", "parked", "expired", "next_due_ms", "lost_to_retention")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     START_OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,7 @@ class QueueDepth(_message.Message):
     PARKED_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
     NEXT_DUE_MS_FIELD_NUMBER: _ClassVar[int]
+    LOST_TO_RETENTION_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     start_offset: int
@@ -248,7 +249,8 @@ class QueueDepth(_message.Message):
     parked: int
     expired: int
     next_due_ms: int
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., start_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., available: _Optional[int] = ..., unread: _Optional[int] = ..., acquired: _Optional[int] = ..., delayed: _Optional[int] = ..., dead_letter_pending: _Optional[int] = ..., acknowledged: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., dropped: _Optional[int] = ..., redelivered: _Optional[int] = ..., oldest_unfinished_offset: _Optional[int] = ..., oldest_unfinished_age_ms: _Optional[int] = ..., depth: _Optional[int] = ..., parked: _Optional[int] = ..., expired: _Optional[int] = ..., next_due_ms: _Optional[int] = ...) -> None: ...
+    lost_to_retention: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., start_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., available: _Optional[int] = ..., unread: _Optional[int] = ..., acquired: _Optional[int] = ..., delayed: _Optional[int] = ..., dead_letter_pending: _Optional[int] = ..., acknowledged: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., dropped: _Optional[int] = ..., redelivered: _Optional[int] = ..., oldest_unfinished_offset: _Optional[int] = ..., oldest_unfinished_age_ms: _Optional[int] = ..., depth: _Optional[int] = ..., parked: _Optional[int] = ..., expired: _Optional[int] = ..., next_due_ms: _Optional[int] = ..., lost_to_retention: _Optional[int] = ...) -> None: ...
 
 class QueueMember(_message.Message):
     __slots__ = ("member_id", "held", "client_id")

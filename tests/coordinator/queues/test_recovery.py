@@ -38,16 +38,18 @@ class Persisted:
 
     end: dict[tuple[str, int], int]
     lost: dict[tuple[str, int], int]  # lost to retention
+    expired: dict[tuple[str, int], int]  # expired before delivery
     records: dict[tuple[str, int, int], tuple[str, int, int]]  # class, deliveries, nack due
 
 
 def persisted(group: QueueGroup, outbox: MemoryOutbox, first: dict) -> Persisted:
     dead = {(d.source_topic, d.source_partition, d.source_offset) for d in outbox.letters}
     out: dict[tuple[str, int, int], tuple[str, int, int]] = {}
-    end, lost = {}, {}
+    end, lost, expired = {}, {}, {}
     for topic, partition, w in group.each_window():
         end[(topic, partition)] = w.end_offset
         lost[(topic, partition)] = w.lost_total
+        expired[(topic, partition)] = w.expired_total
         offs, state = views.column(w, "state")
         _, deliveries = views.column(w, "deliveries")
         _, due = views.column(w, "due_ms")
@@ -62,7 +64,7 @@ def persisted(group: QueueGroup, outbox: MemoryOutbox, first: dict) -> Persisted
             cls = {ACKED: "acked", DEAD: "dead", DROPPED: "lost"}.get(s, "open")
             retry_due = int(due[i]) if s == DELAYED and d > 0 else 0
             out[(topic, partition, o)] = (cls, d, retry_due) if cls == "open" else (cls, -1, 0)
-    return Persisted(end, lost, out)
+    return Persisted(end, lost, expired, out)
 
 
 def expected_after_restart(
@@ -128,7 +130,17 @@ def run(seed: int) -> None:
                 [clock.now_ms() + 300 if rng.random() < 0.1 else 0 for _ in range(n)], np.int64
             )
             keys = np.array([rng.randint(1, 3) for _ in range(n)], np.uint64)
-            g.admit(*tp, n, deliver_at_ms=at, keys=keys, ts_ms=np.full(n, clock.now_ms()))
+            expires = np.array(
+                [clock.now_ms() + 200 if rng.random() < 0.15 else 0 for _ in range(n)], np.int64
+            )
+            g.admit(
+                *tp,
+                n,
+                deliver_at_ms=at,
+                expires_at_ms=expires,
+                keys=keys,
+                ts_ms=np.full(n, clock.now_ms()),
+            )
         elif op < 0.35:
             m = rng.choice(members)
             for d in g.acquire(m, rng.randint(1, 4)):
@@ -184,6 +196,7 @@ def run(seed: int) -> None:
         assert {k: v for k, v in got.items() if k in expected} == expected, (seed, units)
         assert {(t, p): w.end_offset for t, p, w in back.each_window()} == snap.end
         assert {(t, p): w.lost_total for t, p, w in back.each_window()} == snap.lost
+        assert {(t, p): w.expired_total for t, p, w in back.each_window()} == snap.expired
         coords = [
             (d.source_topic, d.source_partition, d.source_offset) for d in survivor_outbox.letters
         ]

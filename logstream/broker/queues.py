@@ -66,6 +66,7 @@ from logstream.coordinator.queues import (
     recover_group,
 )
 from logstream.coordinator.queues.columns import AVAILABLE
+from logstream.coordinator.queues.settings import MAX_DURATION_MS
 from logstream.coordinator.queues.statelog import T_SETTINGS, decode_settings
 from logstream.coordinator.queues.views import column
 from logstream.errors import (
@@ -443,8 +444,10 @@ class QueueManager:
         """Apply ``settles``, take new records into the windows, acquire; flushed."""
         if max_records < 0:
             raise InvalidRequestError(f"max_records must be >= 0, got {max_records}")
-        if lease_ms is not None and lease_ms <= 0:
-            raise InvalidQueueDelayError(f"lease_ms must be > 0, got {lease_ms}")
+        if lease_ms is not None and not 0 < lease_ms <= MAX_DURATION_MS:
+            raise InvalidQueueDelayError(
+                f"lease_ms must be in 1..{MAX_DURATION_MS}, got {lease_ms}"
+            )
         m = self._get(name)
         with m.lock:
             self._touch(m, member)
@@ -460,10 +463,14 @@ class QueueManager:
 
     def _settle(self, m: Managed, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
         for s in settles:  # whole-request checks first: nothing is applied if one fails
-            if s.kind == NACK and s.delay_ms is not None and s.delay_ms < 0:
-                raise InvalidQueueDelayError(f"nack delay_ms must be >= 0, got {s.delay_ms}")
-            if s.kind == EXTEND and s.lease_ms < 0:
-                raise InvalidQueueDelayError(f"extend lease_ms must be > 0, got {s.lease_ms}")
+            if s.kind == NACK and s.delay_ms is not None and not 0 <= s.delay_ms <= MAX_DURATION_MS:
+                raise InvalidQueueDelayError(
+                    f"nack delay_ms must be in 0..{MAX_DURATION_MS}, got {s.delay_ms}"
+                )
+            if s.kind == EXTEND and not 0 <= s.lease_ms <= MAX_DURATION_MS:
+                raise InvalidQueueDelayError(
+                    f"extend lease_ms must be in 0..{MAX_DURATION_MS}, got {s.lease_ms}"
+                )
             if s.kind not in (ACK, NACK, REJECT, EXTEND):
                 raise InvalidRequestError(f"unknown settlement kind {s.kind}")
         g = m.group

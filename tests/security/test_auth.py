@@ -134,6 +134,29 @@ def test_a_verified_token_is_cached(tmp_path: Path, monkeypatch: Any) -> None:
         assert len(calls) == 1
 
 
+def test_concurrent_calls_with_one_new_token_share_one_check(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    token = _token(tmp_path / "data")
+    with run_broker(tmp_path / "data", auth=True) as b:
+        store = b.server.security.store
+        calls = []
+        real = store.verify
+        monkeypatch.setattr(store, "verify", lambda t: calls.append(1) or real(t))
+        channel = grpc.insecure_channel(b.address)
+        list_topics = channel.unary_unary(
+            "/logstream.v1.Admin/ListTopics",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        md = (("authorization", f"Bearer {token}"),)
+        futures = [list_topics.future(b"", metadata=md, timeout=30) for _ in range(16)]
+        for future in futures:
+            future.result()
+        channel.close()
+        assert len(calls) == 1
+
+
 def test_removed_and_rotated_tokens_stop_working_after_reload(tmp_path: Path) -> None:
     data = tmp_path / "data"
     alice = _token(data, "alice")

@@ -118,7 +118,12 @@ class BrokerServer:
             LogServicer(self.broker, self.pool),
             AdminServicer(self.broker),
             GroupServicer(self.broker),
-            SecurityServicer(self.security.acls, self.security.authorizer, self.security.store),
+            SecurityServicer(
+                self.security.acls,
+                self.security.authorizer,
+                self.security.store,
+                self.security.quotas,
+            ),
             QueueServicer(self.broker, self.queues),
         )
         metrics = self.broker.metrics

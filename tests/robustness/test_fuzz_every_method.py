@@ -151,7 +151,22 @@ TEMPLATES: dict[str, Message] = {
     "Security.CreateUser": security_pb2.CreateUserRequest(name="fz-user"),
     "Security.DeleteUser": security_pb2.DeleteUserRequest(name="fz-user"),
     "Security.ListUsers": security_pb2.ListUsersRequest(),
+    "Security.SetQuota": security_pb2.SetQuotaRequest(
+        principal="fz-user", produce_bytes_per_s=1e9, requests_per_s=1e6
+    ),
+    "Security.ListQuotas": security_pb2.ListQuotasRequest(principal="fz-user"),
 }
+
+
+def _slows_the_fuzzer(name: str, payload: bytes) -> bool:
+    """A quota on the fuzzer's own principal (or everyone) would slow every later call."""
+    if name != "Security.SetQuota":
+        return False
+    try:
+        request = security_pb2.SetQuotaRequest.FromString(payload)
+    except Exception:
+        return False
+    return request.principal in ("*", "admin")
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -246,7 +261,7 @@ def payloads(rng: random.Random, name: str, count: int) -> list[bytes]:
             message.CopyFrom(template)
             mutate_fields(rng, message)
             out.append(message.SerializeToString())
-    return out
+    return [template.SerializeToString() if _slows_the_fuzzer(name, p) else p for p in out]
 
 
 def _item_codes(message: Message) -> list[int]:

@@ -43,6 +43,9 @@ AUDITED = frozenset(
         "ResetOffsets",
         "CreateAcls",
         "DeleteAcls",
+        "CreateUser",
+        "DeleteUser",
+        "SetQuota",
     }
 )
 

@@ -68,18 +68,15 @@ def set(
 
     from logstream.broker.security.quotas import Quota
 
-    changes = {
-        k: v
-        for k, v in (
-            ("produce_bytes_per_s", produce_bytes_per_s),
-            ("fetch_bytes_per_s", fetch_bytes_per_s),
-            ("requests_per_s", requests_per_s),
-        )
-        if v is not None
+    given = {
+        "produce_bytes_per_s": produce_bytes_per_s,
+        "fetch_bytes_per_s": fetch_bytes_per_s,
+        "requests_per_s": requests_per_s,
     }
     if online:
-        click.echo(_line(principal, _admin().set_quota(principal, **changes)))
+        click.echo(_line(principal, _admin().set_quota(principal, **given)))
         return
+    changes = {k: v for k, v in given.items() if v is not None}
 
     def update() -> Any:
         f = _file(data_dir)

@@ -21,19 +21,20 @@ RECORD = b"x" * 10_000
 QUOTA = 300_000  # bytes/s
 
 
-def _produce_rate(address: str, token: str, topic: str, nbytes: int) -> float:
+def _producer(address: str, token: str) -> Producer:
     # Requests of 40 kB: the request that crosses the quota is stored at once and only the
     # ones after it wait, so the quota holds to within one request (see throttle.py).
-    producer = Producer(
+    return Producer(
         address, token=token, batch_bytes=20_000, linger_ms=1, max_request_bytes=40_000
     )
+
+
+def _produce_rate(producer: Producer, topic: str, nbytes: int) -> float:
     start = time.monotonic()
     for _ in range(nbytes // len(RECORD)):
         producer.send(topic, value=RECORD, partition=0)
     producer.flush(60)
-    elapsed = time.monotonic() - start
-    producer.close()
-    return nbytes / elapsed
+    return nbytes / (time.monotonic() - start)
 
 
 def test_produce_quota_slows_only_its_principal(tmp_path: Path) -> None:
@@ -50,16 +51,19 @@ def test_produce_quota_slows_only_its_principal(tmp_path: Path) -> None:
         admin.create_topic("metered")
         admin.close()
         quotas, throttle = b.server.security.quotas, b.server.security.auth.throttle
-        _produce_rate(b.address, alice, "metered", 100_000)  # past the burst
+        producer = _producer(b.address, alice)
+        _produce_rate(producer, "metered", 100_000)  # past the burst
         reported, stalled = quotas.throttled_s, throttle.stalled_s
-        rate = _produce_rate(b.address, alice, "metered", 1_200_000)
+        rate = _produce_rate(producer, "metered", 1_200_000)
+        producer.close()
         assert 0.9 * QUOTA <= rate <= 1.1 * QUOTA, rate
+        # the producer waited the reported throttle itself, so the broker held back little
         reported, stalled = quotas.throttled_s - reported, throttle.stalled_s - stalled
-        # the producer waited the reported throttle itself; the broker held back only the
-        # few requests it had pipelined before its first throttled answer came back
         assert reported > 2.0, reported
         assert stalled < 0.25 * reported, (stalled, reported)
-        free = _produce_rate(b.address, bob, "metered", 900_000)
+        producer = _producer(b.address, bob)
+        free = _produce_rate(producer, "metered", 900_000)
+        producer.close()
         assert free > 2 * QUOTA, free
 
 

@@ -180,7 +180,7 @@ class Sender:
         self._corr = itertools.count(1)
         self._pipe: ProduceStreamPipe | None = None
         self._throttled_until = 0.0  # monotonic time before which nothing is sent (quota)
-        self._over_quota = False  # the last answer carried a throttle
+        self._single_flight = False  # the last answer carried a throttle (quotas)
         self._producer_id = -1
         self._producer_epoch = -1
         # A batch with a sequence failed for good: the partition's sequence has a gap the
@@ -258,7 +258,7 @@ class Sender:
             self._restart_sequences()
         if now < self._throttled_until:  # the broker said we are over a quota: wait
             return [], self._throttled_until, expired
-        if self._over_quota and self._inflight:
+        if self._single_flight and self._inflight:
             # one request at a time while over a quota: a request pipelined behind a
             # throttled one would only wait on the broker (its hold) instead of here
             return [], wake_at, expired
@@ -442,8 +442,8 @@ class Sender:
                 return
             by_tp = {(p.topic, p.partition): p for p in resp.partitions}
             now = time.monotonic()
-            self._over_quota = resp.throttle_time_ms > 0
-            if self._over_quota:
+            self._single_flight = resp.throttle_time_ms > 0
+            if self._single_flight:
                 until = now + resp.throttle_time_ms / 1000.0
                 self._throttled_until = max(self._throttled_until, until)
             for tp, batches in entry.parts:

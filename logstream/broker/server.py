@@ -39,6 +39,7 @@ from logstream.broker.group_servicer import GroupServicer
 from logstream.broker.http import BrokerMetrics, event, metrics_for
 from logstream.broker.http.rpc_metrics import observe_handler
 from logstream.broker.http.server import HttpListener
+from logstream.broker.limits import ClientLimits
 from logstream.broker.network import server_options
 from logstream.broker.queue_servicer import QueueServicer
 from logstream.broker.queues import QueueManager
@@ -79,6 +80,11 @@ class BrokerServer:
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
         self.admission = UnaryAdmission(
             max(1, config.max_request_bytes_in_flight // config.max_message_bytes)
+        )
+        self.client_limits = ClientLimits(
+            max_connections_per_address=config.max_connections_per_address,
+            max_streams_per_address=config.max_streams_per_address,
+            max_request_bytes_per_connection=config.max_request_bytes_per_connection,
         )
         self.pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
@@ -134,7 +140,9 @@ class BrokerServer:
         )
         server.add_generic_rpc_handlers(
             tuple(
-                generic_handler(service, servicer, self.request_budget, observe)
+                generic_handler(
+                    service, servicer, self.request_budget, observe, self.client_limits
+                )
                 for service, servicer in zip(_SERVICES, servicers, strict=True)
             )
         )

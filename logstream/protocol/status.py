@@ -69,6 +69,7 @@ _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RecordListTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ThrottlingQuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ConnectionLimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.CorruptRecordError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidTopicError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequiredAcksError, grpc.StatusCode.INVALID_ARGUMENT),

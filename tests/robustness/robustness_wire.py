@@ -112,3 +112,22 @@ def _failed(err: grpc.RpcError, answers: tuple[Any, ...]) -> Outcome:
         answers,
         err.details() or "",  # type: ignore[attr-defined]
     )
+
+
+def varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field_bytes(number: int, value: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def field_varint(number: int, value: int) -> bytes:
+    return varint(number << 3) + varint(value)

@@ -21,7 +21,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 from robustness_target import SEED_GROUP, SEED_QUEUE, SEED_TOPIC, Target, assert_serving
-from robustness_wire import METHODS, call
+from robustness_wire import METHODS, call, field_bytes, field_varint
 
 from logstream.codec import encode_batch
 from logstream.errors import (
@@ -61,25 +61,6 @@ I32_MAX, I64_MAX = 2**31 - 1, 2**63 - 1
 
 def pb(message: Message) -> bytes:
     return message.SerializeToString()
-
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field_bytes(number: int, value: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return varint(number << 3 | 2) + varint(len(value)) + value
-
-
-def field_varint(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
 
 
 def produce(topic: str = SEED_TOPIC, partition: int = 0, *batches: bytes, **kw: Any) -> bytes:

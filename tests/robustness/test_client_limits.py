@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from robustness_wire import call
+from robustness_wire import call, field_bytes
 
 from logstream.errors import ConnectionLimitExceededError, ThrottlingQuotaExceededError
 from logstream.protocol import admin_pb2, log_pb2
@@ -129,16 +129,7 @@ def _padded_fetch(max_wait_ms: int) -> bytes:
         min_bytes=10 * MiB,
         partitions=[log_pb2.FetchPartition(topic=TOPIC, partition=0)],
     ).SerializeToString()
-    return request + b"\xfa\x06" + _varint(PADDING) + b"x" * PADDING  # field 111, bytes
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    return request + field_bytes(111, b"x" * PADDING)
 
 
 def test_request_bytes_per_connection(broker: BrokerProcess) -> None:

@@ -184,6 +184,7 @@ class BrokerServer:
                 port=lambda: self.port,
                 request_bytes=lambda: self.request_budget.used,
                 security=self.security,
+                throttle_seconds=self._throttle_seconds,
             )
             self.http.set_ready(True)
         log.info(
@@ -226,6 +227,13 @@ class BrokerServer:
                 self.http.stop()
             self._stopped.set()
             log.info("broker stopped", extra=event("broker_stopped"))
+
+    def _throttle_seconds(self) -> tuple[float, float]:
+        """(throttle reported to clients, time requests were held back), in seconds."""
+        quotas, auth = self.security.quotas, self.security.auth
+        if quotas is None or auth is None or auth.throttle is None:
+            return 0.0, 0.0
+        return quotas.throttled_s, auth.throttle.stalled_s
 
     def reload_security(self) -> None:
         """Read TLS certificates and the credentials file again (SIGHUP)."""

@@ -300,12 +300,15 @@ def problem(outcome: Outcome) -> str | None:
 
 
 def _send(target: Target, name: str, payload: bytes, rng_value: int) -> Outcome:
+    """One call; every eighth as ``mallory`` (no ACL), so the authorizer's checks see the
+    mutated requests too."""
     method = METHODS[name]
+    token = target.mallory if rng_value % 8 == 7 else target.admin
     if method.client_streaming:  # one to three messages on the stream
         extra = [payload] * (rng_value % 3)
-        return call(target.channel, name, [payload, *extra], token=target.admin, timeout=2.0)
+        return call(target.channel, name, [payload, *extra], token=token, timeout=2.0)
     timeout = STREAM_TIMEOUT_S if method.server_streaming else UNARY_TIMEOUT_S
-    return call(target.channel, name, payload, token=target.admin, timeout=timeout, max_answers=2)
+    return call(target.channel, name, payload, token=token, timeout=timeout, max_answers=2)
 
 
 def _responsive(target: Target) -> None:

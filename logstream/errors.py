@@ -47,7 +47,8 @@ into the same class with :func:`for_code`. Unknown codes become :class:`UnknownS
     │   ├── BufferExhaustedError     (1002) producer buffer full for max_block_ms (retriable)
     │   └── RequestTimeoutError      (1201) request/reply: no reply within the timeout
     ├── BrokerNotAvailableError      (8)   cannot reach the broker (retriable)
-    ├── ThrottlingQuotaExceededError (89)  broker's request-byte cap is full (retriable)
+    ├── ThrottlingQuotaExceededError (89)  broker's or connection's request-byte cap is full
+    ├── ConnectionLimitExceededError (1006) too many connections / streams from an address
     ├── ClientClosedError            (1001) the client object was closed by its owner
     ├── QueueRecordNotHeldError      (1101) queue: record is in the window, not held by you
     ├── QueueRecordFinishedError     (1102) queue: record already acked or dead-lettered
@@ -345,6 +346,17 @@ class ThrottlingQuotaExceededError(LogstreamError):
 
     code = 89
     name = "THROTTLING_QUOTA_EXCEEDED"
+    retriable = True
+
+
+class ConnectionLimitExceededError(LogstreamError):
+    """The client's address already has as many connections with calls open, or as many
+    streams open, as the broker allows (``max_connections_per_address``,
+    ``max_streams_per_address``); close some or retry later. Unlike
+    THROTTLING_QUOTA_EXCEEDED it is about how many calls, not how many bytes."""
+
+    code = 1006
+    name = "CONNECTION_LIMIT_EXCEEDED"
     retriable = True
 
 

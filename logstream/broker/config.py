@@ -17,6 +17,9 @@ TOML layout (every key optional; unknown keys are an error)::
     max_workers = 64                 # threads for blocking calls (admin, groups, acks=flushed)
     max_waiters = 10000              # long-polling fetches + open subscriptions at once
     max_request_bytes_in_flight = 268435456  # decoded request bytes held at once (256 MiB)
+    max_request_bytes_per_connection = 134217728  # of those, by one connection (128 MiB)
+    max_connections_per_address = 1000   # connections with a call open, per client address
+    max_streams_per_address = 10000      # open Subscribe/ProduceStream calls per address
     flush_check_interval_ms = 50     # how often flush_due() runs (interval flush policy)
     retention_check_interval_ms = 60000
     grace_period_s = 5.0             # in-flight calls may finish for this long on shutdown
@@ -106,6 +109,9 @@ class BrokerConfig:
     max_workers: int = 64
     max_waiters: int = 10_000
     max_request_bytes_in_flight: int = 256 * MiB
+    max_request_bytes_per_connection: int = 128 * MiB
+    max_connections_per_address: int = 1_000
+    max_streams_per_address: int = 10_000
     flush_check_interval_ms: int = 50
     retention_check_interval_ms: int = 60_000
     grace_period_s: float = 5.0
@@ -178,6 +184,15 @@ class BrokerConfig:
             raise InvalidConfigError(
                 "max_request_bytes_in_flight must be >= max_message_bytes "
                 f"({self.max_message_bytes}): {self.max_request_bytes_in_flight}"
+            )
+        if 0 < self.max_request_bytes_per_connection < self.max_message_bytes:
+            raise InvalidConfigError(
+                "max_request_bytes_per_connection must be 0 (off) or >= max_message_bytes "
+                f"({self.max_message_bytes}): {self.max_request_bytes_per_connection}"
+            )
+        if self.max_connections_per_address < 0 or self.max_streams_per_address < 0:
+            raise InvalidConfigError(
+                "max_connections_per_address and max_streams_per_address must be >= 0 (0: off)"
             )
         defaults = parse_config_updates(dict(self.topic_defaults))
         check_topic_overrides(defaults, TopicConfig.from_dict(defaults))

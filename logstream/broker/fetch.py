@@ -165,6 +165,8 @@ class FetchHandler:
         """
         if max_bytes < 0:
             raise InvalidRequestError("max_bytes must be >= 0")
+        if not specs:
+            raise InvalidRequestError("a subscription needs at least one partition")
         cfg = self.broker.config
         total_max = min(max_bytes or cfg.fetch_max_bytes, cfg.fetch_max_bytes)
         active = [FetchSpec(s.topic, s.partition, s.offset, s.max_bytes) for s in specs]
@@ -191,7 +193,7 @@ class FetchHandler:
                 if ready:
                     yield ready
                     beat_at = time.monotonic() + heartbeat_s
-                    if not caught_up:
+                    if not caught_up or not active:  # none left: the stream ends now
                         continue
                 # Read up to the end as of ``seen``: the next read waits for an append
                 # (one read per pushed message, not a second, empty one after it).

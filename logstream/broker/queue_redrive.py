@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from logstream.broker.admin import refuse_internal
 from logstream.broker.notify import AppendNotifier
 from logstream.broker.queue_reads import read_range
 from logstream.broker.queue_state import (
@@ -49,9 +50,8 @@ from logstream.coordinator.queues.deadletter import (
     HEADER_TIME,
     HEADER_TOPIC,
 )
-from logstream.errors import InvalidRequestError, UnknownTopicOrPartitionError
+from logstream.errors import UnknownTopicOrPartitionError
 from logstream.storage import LogManager
-from logstream.storage.config import is_internal_topic
 
 log = logging.getLogger("logstream.broker.queues")
 
@@ -167,8 +167,8 @@ def redrive(
 ) -> list[RedriveItem]:
     """Copy dead letters back (key, value and original headers; the ``logstream.dlq.*``
     headers dropped); each at most once, remembered in ``__queue_state``."""
-    if to_topic and is_internal_topic(to_topic):
-        raise InvalidRequestError(f"topic {to_topic!r} is internal")
+    if to_topic:
+        refuse_internal(to_topic, "redrive to")
     dlq = m.group.dead_letter_topic
     items: list[RedriveItem] = []
     payload: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from logstream.coordinator.queues import OpResult, QueueGroup
+from logstream.coordinator.queues.settings import MAX_DURATION_MS
 from logstream.errors import (
     InvalidQueueDelayError,
     InvalidRequestError,
@@ -50,10 +51,14 @@ class SettleOutcome:
 def apply_settles(g: QueueGroup, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
     """Apply ``settles`` for ``member``; see the module docstring."""
     for s in settles:  # whole-request checks first: nothing is applied if one fails
-        if s.kind == NACK and s.delay_ms is not None and s.delay_ms < 0:
-            raise InvalidQueueDelayError(f"nack delay_ms must be >= 0, got {s.delay_ms}")
-        if s.kind == EXTEND and s.lease_ms < 0:
-            raise InvalidQueueDelayError(f"extend lease_ms must be > 0, got {s.lease_ms}")
+        if s.kind == NACK and s.delay_ms is not None and not 0 <= s.delay_ms <= MAX_DURATION_MS:
+            raise InvalidQueueDelayError(
+                f"nack delay_ms must be in 0..{MAX_DURATION_MS}, got {s.delay_ms}"
+            )
+        if s.kind == EXTEND and not 0 <= s.lease_ms <= MAX_DURATION_MS:
+            raise InvalidQueueDelayError(
+                f"extend lease_ms must be in 0..{MAX_DURATION_MS}, got {s.lease_ms}"
+            )
         if s.kind not in (ACK, NACK, REJECT, EXTEND):
             raise InvalidRequestError(f"unknown settlement kind {s.kind}")
     out = []

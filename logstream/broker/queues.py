@@ -64,6 +64,7 @@ from logstream.coordinator.queues import (
     recover_group,
 )
 from logstream.coordinator.queues.columns import AVAILABLE
+from logstream.coordinator.queues.settings import MAX_DURATION_MS
 from logstream.coordinator.queues.statelog import T_SETTINGS, decode_settings
 from logstream.coordinator.queues.views import column
 from logstream.errors import (
@@ -406,8 +407,10 @@ class QueueManager:
         """Apply ``settles``, take new records into the windows, acquire; flushed."""
         if max_records < 0:
             raise InvalidRequestError(f"max_records must be >= 0, got {max_records}")
-        if lease_ms is not None and lease_ms <= 0:
-            raise InvalidQueueDelayError(f"lease_ms must be > 0, got {lease_ms}")
+        if lease_ms is not None and not 0 < lease_ms <= MAX_DURATION_MS:
+            raise InvalidQueueDelayError(
+                f"lease_ms must be in 1..{MAX_DURATION_MS}, got {lease_ms}"
+            )
         m = self._get(name)
         with m.lock:
             self._touch(m, member)

@@ -16,6 +16,9 @@ a response; :func:`generic_handler` wraps each method of a service descriptor:
   ``BUDGET_WAIT_S``, its client held back by gRPC flow control meanwhile), and the message
   holds its size until the next one is read. Not covered: the bytes gRPC's C core has
   received before any handler runs (measured in docs/decisions/0019-server-model.md).
+- Per client (``logstream.broker.limits``): a call is counted against its address's
+  connections and streams and its connection's request bytes before its handler runs;
+  a call over a limit is refused there.
 - A raised :class:`LogstreamError` leaves as its gRPC status plus the numeric code in
   trailing metadata (``logstream.protocol.status``); anything else is a bug: logged with
   its traceback and answered UNKNOWN_SERVER_ERROR; the broker keeps serving. A cancelled
@@ -40,6 +43,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from logstream.broker.limits import ClientLimits, Entry
 from logstream.errors import (
     InvalidRequestError,
     LogstreamError,
@@ -243,63 +247,96 @@ async def _unwrap(requests: AsyncIterator[Any], budget: ByteBudget) -> AsyncIter
             item.release()
 
 
-def _wrap_sync_unary(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _enter(limits: ClientLimits, context: Any, *, stream: bool, nbytes: int) -> Entry:
+    """The call counted against its client's limits (raises the limit it would break)."""
+    return limits.enter(context.peer(), stream=stream, nbytes=nbytes)
+
+
+def _wrap_sync_unary(fn: Callable[..., Any], name: str, limits: ClientLimits) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, _Refused):
             abort_with(context, request.error)
+        try:
+            entry = _enter(limits, context, stream=False, nbytes=request.size)
+        except LogstreamError as exc:
+            request.release()
+            abort_with(context, exc)
         try:
             return fn(request.message, context)
         except Exception as exc:
             err = translate(exc, name)
         finally:
             request.release()
+            entry.leave()
         abort_with(context, err)
 
     return handler
 
 
-def _wrap_async_unary(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _wrap_async_unary(
+    fn: Callable[..., Any], name: str, limits: ClientLimits
+) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if isinstance(request, _Refused):
             await abort_with_async(context, request.error)
+        try:
+            entry = _enter(limits, context, stream=False, nbytes=request.size)
+        except LogstreamError as exc:
+            request.release()
+            await abort_with_async(context, exc)
         try:
             return await fn(request.message, context)
         except Exception as exc:
             err = translate(exc, name)
         finally:
             request.release()
+            entry.leave()
         await abort_with_async(context, err)
 
     return handler
 
 
-def _wrap_unary_stream(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _wrap_unary_stream(
+    fn: Callable[..., Any], name: str, limits: ClientLimits
+) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if isinstance(request, _Refused):
             await abort_with_async(context, request.error)
         message = request.message
         request.release()  # small, and kept alive by the stream: not worth holding budget
         try:
+            entry = _enter(limits, context, stream=True, nbytes=0)
+        except LogstreamError as exc:
+            await abort_with_async(context, exc)
+        try:
             async for response in fn(message, context):
                 yield response
             return
         except Exception as exc:
             err = translate(exc, name)
+        finally:
+            entry.leave()
         await abort_with_async(context, err)
 
     return handler
 
 
 def _wrap_stream_stream(
-    fn: Callable[..., Any], name: str, budget: ByteBudget
+    fn: Callable[..., Any], name: str, budget: ByteBudget, limits: ClientLimits
 ) -> Callable[..., Any]:
     async def handler(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            entry = _enter(limits, context, stream=True, nbytes=0)
+        except LogstreamError as exc:
+            await abort_with_async(context, exc)
         try:
             async for response in fn(_unwrap(requests, budget), context):
                 yield response
             return
         except Exception as exc:
             err = translate(exc, name)
+        finally:
+            entry.leave()
         await abort_with_async(context, err)
 
     return handler
@@ -314,7 +351,11 @@ def no_observer(name: str, kind: str, handler: Callable[..., Any]) -> Callable[.
 
 
 def _method_handler(
-    servicer: object, method: MethodDescriptor, budget: ByteBudget, observe: Observe
+    servicer: object,
+    method: MethodDescriptor,
+    budget: ByteBudget,
+    observe: Observe,
+    limits: ClientLimits,
 ) -> Any:
     fn = getattr(servicer, method.name)
     name = f"{method.containing_service.name}.{method.name}"
@@ -324,7 +365,7 @@ def _method_handler(
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")
         return grpc.stream_stream_rpc_method_handler(
-            observe(name, "bidi", _wrap_stream_stream(fn, name, budget)),
+            observe(name, "bidi", _wrap_stream_stream(fn, name, budget, limits)),
             request_deserializer=_decoder(in_cls, budget, name, FORCE),
             response_serializer=encode,
         )
@@ -334,14 +375,14 @@ def _method_handler(
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")
         return grpc.unary_stream_rpc_method_handler(
-            observe(name, "unary_stream", _wrap_unary_stream(fn, name)),
+            observe(name, "unary_stream", _wrap_unary_stream(fn, name, limits)),
             request_deserializer=_decoder(in_cls, budget, name, REFUSE),
             response_serializer=encode,
         )
     is_async = inspect.iscoroutinefunction(fn)
     wrap = _wrap_async_unary if is_async else _wrap_sync_unary
     return grpc.unary_unary_rpc_method_handler(
-        observe(name, "async" if is_async else "sync", wrap(fn, name)),
+        observe(name, "async" if is_async else "sync", wrap(fn, name, limits)),
         request_deserializer=_decoder(in_cls, budget, name, REFUSE),
         response_serializer=encode,
     )
@@ -352,9 +393,14 @@ def generic_handler(
     servicer: object,
     budget: ByteBudget,
     observe: Observe = no_observer,
+    limits: ClientLimits | None = None,
 ) -> grpc.GenericRpcHandler:
     """Every method of ``service``, served by the same-named method of ``servicer``."""
+    per_client = limits if limits is not None else ClientLimits()
     return grpc.method_handlers_generic_handler(
         service.full_name,
-        {m.name: _method_handler(servicer, m, budget, observe) for m in service.methods},
+        {
+            m.name: _method_handler(servicer, m, budget, observe, per_client)
+            for m in service.methods
+        },
     )

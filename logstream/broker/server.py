@@ -39,6 +39,7 @@ from logstream.broker.group_servicer import GroupServicer
 from logstream.broker.http import BrokerMetrics, event, metrics_for
 from logstream.broker.http.rpc_metrics import observe_handler
 from logstream.broker.http.server import HttpListener
+from logstream.broker.limits import ClientLimits
 from logstream.broker.network import server_options
 from logstream.broker.queue_servicer import QueueServicer
 from logstream.broker.queues import QueueManager
@@ -80,6 +81,11 @@ class BrokerServer:
         self.admission = UnaryAdmission(
             max(1, config.max_request_bytes_in_flight // config.max_message_bytes)
         )
+        self.client_limits = ClientLimits(
+            max_connections_per_address=config.max_connections_per_address,
+            max_streams_per_address=config.max_streams_per_address,
+            max_request_bytes_per_connection=config.max_request_bytes_per_connection,
+        )
         self.pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="logstream-rpc"
         )
@@ -118,7 +124,12 @@ class BrokerServer:
             LogServicer(self.broker, self.pool),
             AdminServicer(self.broker),
             GroupServicer(self.broker),
-            SecurityServicer(self.security.acls, self.security.authorizer, self.security.store),
+            SecurityServicer(
+                self.security.acls,
+                self.security.authorizer,
+                self.security.store,
+                self.security.quotas,
+            ),
             QueueServicer(self.broker, self.queues),
         )
         metrics = self.broker.metrics
@@ -129,7 +140,9 @@ class BrokerServer:
         )
         server.add_generic_rpc_handlers(
             tuple(
-                generic_handler(service, servicer, self.request_budget, observe)
+                generic_handler(
+                    service, servicer, self.request_budget, observe, self.client_limits
+                )
                 for service, servicer in zip(_SERVICES, servicers, strict=True)
             )
         )
@@ -171,6 +184,7 @@ class BrokerServer:
                 port=lambda: self.port,
                 request_bytes=lambda: self.request_budget.used,
                 security=self.security,
+                throttle_seconds=self._throttle_seconds,
             )
             self.http.set_ready(True)
         log.info(
@@ -213,6 +227,13 @@ class BrokerServer:
                 self.http.stop()
             self._stopped.set()
             log.info("broker stopped", extra=event("broker_stopped"))
+
+    def _throttle_seconds(self) -> tuple[float, float]:
+        """(throttle reported to clients, time requests were held back), in seconds."""
+        quotas, auth = self.security.quotas, self.security.auth
+        if quotas is None or auth is None or auth.throttle is None:
+            return 0.0, 0.0
+        return quotas.throttled_s, auth.throttle.stalled_s
 
     def reload_security(self) -> None:
         """Read TLS certificates and the credentials file again (SIGHUP)."""

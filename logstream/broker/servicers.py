@@ -91,6 +91,8 @@ MIN_HEARTBEAT_MS = 10
 
 
 def _heartbeat_s(heartbeat_ms: int) -> float:
+    if heartbeat_ms < 0:
+        raise InvalidRequestError(f"heartbeat_ms must be >= 0, got {heartbeat_ms}")
     return max(heartbeat_ms, MIN_HEARTBEAT_MS) / 1000.0 if heartbeat_ms > 0 else 0.0
 
 

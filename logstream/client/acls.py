@@ -76,3 +76,30 @@ def delete_user(transport: tr.TransportLike, name: str, timeout: float) -> None:
 def list_users(transport: tr.TransportLike, timeout: float) -> list[tuple[str, int]]:
     response = _method(transport, "list_users")(security_pb2.ListUsersRequest(), timeout=timeout)
     return [(u.name, int(u.created_ms)) for u in response.users]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """One principal's quotas (``*``: everyone without their own); 0 is unlimited."""
+
+    principal: str
+    produce_bytes_per_s: float = 0.0
+    fetch_bytes_per_s: float = 0.0
+    requests_per_s: float = 0.0
+
+    @classmethod
+    def from_wire(cls, q: Any) -> QuotaLimits:
+        return cls(q.principal, q.produce_bytes_per_s, q.fetch_bytes_per_s, q.requests_per_s)
+
+
+def set_quota(
+    transport: tr.TransportLike, principal: str, changes: dict[str, float], timeout: float
+) -> QuotaLimits:
+    request = security_pb2.SetQuotaRequest(principal=principal, **changes)
+    return QuotaLimits.from_wire(_method(transport, "set_quota")(request, timeout=timeout).quota)
+
+
+def list_quotas(transport: tr.TransportLike, principal: str, timeout: float) -> list[QuotaLimits]:
+    request = security_pb2.ListQuotasRequest(principal=principal)
+    response = _method(transport, "list_quotas")(request, timeout=timeout)
+    return [QuotaLimits.from_wire(q) for q in response.quotas]

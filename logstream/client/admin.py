@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from logstream.client import acls as acl_calls
-from logstream.client.acls import AclBinding
+from logstream.client.acls import AclBinding, QuotaLimits
 from logstream.client.admin_connection import AdminConnection
 from logstream.errors import LogstreamError, UnknownServerError
 from logstream.protocol import admin_pb2, log_pb2
@@ -203,6 +203,32 @@ class Admin(AdminConnection):
     def list_users(self) -> list[tuple[str, int]]:
         """``(name, created_ms)`` of every user. Needs cluster describe."""
         return acl_calls.list_users(self._transport, self._timeout)
+
+    def set_quota(
+        self,
+        principal: str,
+        *,
+        produce_bytes_per_s: float | None = None,
+        fetch_bytes_per_s: float | None = None,
+        requests_per_s: float | None = None,
+    ) -> QuotaLimits:
+        """Change ``principal``'s quotas at once (``*``: everyone without their own; None
+        keeps a value, 0 is unlimited); the broker keeps them in its quota file. Needs
+        cluster alter on a broker with --auth --acls."""
+        changes = {
+            k: v
+            for k, v in (
+                ("produce_bytes_per_s", produce_bytes_per_s),
+                ("fetch_bytes_per_s", fetch_bytes_per_s),
+                ("requests_per_s", requests_per_s),
+            )
+            if v is not None
+        }
+        return acl_calls.set_quota(self._transport, principal, changes, self._timeout)
+
+    def list_quotas(self, principal: str = "") -> list[QuotaLimits]:
+        """Every principal's quotas (or one's). Needs cluster describe."""
+        return acl_calls.list_quotas(self._transport, principal, self._timeout)
 
     def delete_acls(self, flt: AclBinding) -> list[AclBinding]:
         """Remove every rule matching ``flt``; returns them. Open streams the removal

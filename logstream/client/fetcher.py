@@ -257,7 +257,23 @@ class Fetcher:
             resp = call.result()
         finally:
             self._inflight = None
-        self._absorb(resp, epochs, offsets)
+        try:
+            self._absorb(resp, epochs, offsets)
+        finally:
+            if resp.throttle_time_ms > 0:
+                self._wait_throttle(resp.throttle_time_ms / 1000.0)
+
+    def _wait_throttle(self, seconds: float) -> None:
+        """The broker said the principal is over a fetch quota: send the next fetch only
+        after ``seconds`` (as Kafka's consumer does), unless the consumer closes."""
+        state = self._state
+        deadline = time.monotonic() + seconds
+        with state.lock:
+            while not state.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                state.work.wait(left)
 
     def _stream(self, tps: list[TopicPartition], epochs: dict[TopicPartition, int]) -> None:
         """Follow ``tps`` on one ``Subscribe`` stream until a seek/assign/pause/resume/close

@@ -347,6 +347,16 @@ class Transport:
     ) -> security_pb2.ListUsersResponse:
         return _call(self.acl.ListUsers, request, timeout, self.address)
 
+    def set_quota(
+        self, request: security_pb2.SetQuotaRequest, *, timeout: float | None
+    ) -> security_pb2.SetQuotaResponse:
+        return _call(self.acl.SetQuota, request, timeout, self.address)
+
+    def list_quotas(
+        self, request: security_pb2.ListQuotasRequest, *, timeout: float | None
+    ) -> security_pb2.ListQuotasResponse:
+        return _call(self.acl.ListQuotas, request, timeout, self.address)
+
     def alter_topic_config(
         self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
     ) -> admin_pb2.AlterTopicConfigResponse:

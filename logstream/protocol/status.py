@@ -31,14 +31,21 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"()\[\]<>]*?(?=[:,;.]*(?:[\s'\"
 """A ``/`` that starts a token (not ``a/b`` or ``../x``) up to white space, a quote or a
 bracket; trailing ``:,;.`` stay outside."""
 _LOG_EVERY_S = 60.0
+MAX_MESSAGE_CHARS = 1_000
+"""Longest error message sent to a client (gRPC's default metadata limit is 8 KiB)."""
 _logged: dict[str, float] = {}
 _logged_lock = threading.Lock()
 
 
 def client_message(exc: LogstreamError) -> str:
-    """``NAME: message`` as sent to a client, server paths replaced by ``<path>``. The
-    first time a message is hidden (then at most once a minute) the broker logs it whole."""
+    """``NAME: message`` as sent to a client, server paths replaced by ``<path>``, cut to
+    ``MAX_MESSAGE_CHARS`` (a message may quote the request: a 100 kB name echoed into the
+    status would exceed the client's metadata limit and arrive without its error code).
+    The first time a message is hidden (then at most once a minute) the broker logs it
+    whole."""
     text = f"{exc.name}: {exc.message}"
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
     hidden = _ABSOLUTE_PATH.sub("<path>", text)
     if hidden != text:
         now = time.monotonic()
@@ -62,6 +69,7 @@ _STATUS_BY_CLASS: list[tuple[type[LogstreamError], grpc.StatusCode]] = [
     (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RecordListTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ThrottlingQuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ConnectionLimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.CorruptRecordError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidTopicError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequiredAcksError, grpc.StatusCode.INVALID_ARGUMENT),

@@ -231,3 +231,39 @@ def test_queue_group_depth_in_flight_and_dead_letters_in_a_scrape(monitored: Mon
         held[1].ack()
         assert q.commit() == []
     group_admin.close()
+
+
+def test_quota_throttle_and_hold_are_exported(tmp_path: Path) -> None:
+    import grpc
+
+    from logstream.broker.security.credentials import CredentialStore
+    from logstream.broker.security.quotas import Quota, QuotaFile
+    from logstream.codec import encode_batch
+    from logstream.protocol import log_pb2, log_pb2_grpc
+
+    data = tmp_path / "data"
+    alice = CredentialStore(data).add("alice")
+    QuotaFile(data).write({"alice": Quota(produce_bytes_per_s=100_000)})
+    monitored = start_monitored(data, auth=True)
+    try:
+        Admin(monitored.address, token=alice).create_topic("metered")
+        assert monitored.scrape().value("logstream_quota_throttle_seconds_total") == 0
+        channel = grpc.insecure_channel(monitored.address)
+        request = log_pb2.ProduceRequest(
+            partitions=[
+                log_pb2.PartitionProduceData(
+                    topic="metered", partition=0, batches=[encode_batch([b"x" * 100_000] * 3)]
+                )
+            ]
+        )
+        md = (("authorization", f"Bearer {alice}"),)
+        produce = log_pb2_grpc.LogStub(channel).Produce
+        first = produce(request, metadata=md, timeout=30)  # 300 kB at 100 kB/s: ~2.9 s
+        produce(request, metadata=md, timeout=30)  # sent at once: held back by the broker
+        channel.close()
+        scrape = monitored.scrape()
+        assert scrape.value("logstream_quota_throttle_seconds_total") >= 2.0
+        held = scrape.value("logstream_quota_held_seconds_total")
+        assert 0.5 * first.throttle_time_ms / 1000 <= held <= 1.5 * first.throttle_time_ms / 1000
+    finally:
+        monitored.proc.terminate()

@@ -324,6 +324,18 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         lambda s: s.acl.ListAcls(security_pb2.ListAclsRequest(), metadata=s.md, timeout=10),
         [(C, "cluster", "describe")],
     ),
+    "Security/SetQuota": (
+        lambda s: s.acl.SetQuota(
+            security_pb2.SetQuotaRequest(principal="matrix-user", requests_per_s=0),
+            metadata=s.md,
+            timeout=10,
+        ),
+        [(C, "cluster", "alter")],
+    ),
+    "Security/ListQuotas": (
+        lambda s: s.acl.ListQuotas(security_pb2.ListQuotasRequest(), metadata=s.md, timeout=10),
+        [(C, "cluster", "describe")],
+    ),
 }
 UNCHECKED = {
     "Log/InitProducerId",

@@ -120,17 +120,43 @@ def test_failed_logins_are_counted_and_slowed_down(tmp_path: Path) -> None:
         assert took[-1] > 4 * took[0]
 
 
+def _count_verifications(broker: Any, monkeypatch: Any) -> list[int]:
+    """A list that grows by one per scrypt check the broker's credential store makes."""
+    store = broker.server.security.store
+    calls: list[int] = []
+    real = store.verify
+    monkeypatch.setattr(store, "verify", lambda t: calls.append(1) or real(t))
+    return calls
+
+
 def test_a_verified_token_is_cached(tmp_path: Path, monkeypatch: Any) -> None:
     token = _token(tmp_path / "data")
     with run_broker(tmp_path / "data", auth=True) as b:
-        store = b.server.security.store
-        calls = []
-        real = store.verify
-        monkeypatch.setattr(store, "verify", lambda t: calls.append(1) or real(t))
+        calls = _count_verifications(b, monkeypatch)
         admin = Admin(b.address, token=token)
         for _ in range(20):
             admin.list_topics()
         admin.close()
+        assert len(calls) == 1
+
+
+def test_concurrent_calls_with_one_new_token_share_one_check(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    token = _token(tmp_path / "data")
+    with run_broker(tmp_path / "data", auth=True) as b:
+        calls = _count_verifications(b, monkeypatch)
+        channel = grpc.insecure_channel(b.address)
+        list_topics = channel.unary_unary(
+            "/logstream.v1.Admin/ListTopics",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        md = (("authorization", f"Bearer {token}"),)
+        futures = [list_topics.future(b"", metadata=md, timeout=30) for _ in range(16)]
+        for future in futures:
+            future.result()
+        channel.close()
         assert len(calls) == 1
 
 

@@ -5,26 +5,36 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import grpc
+import pytest
 from click.testing import CliRunner
 
 from logstream.broker.security.credentials import CredentialStore
+from logstream.broker.security.quotas import THROTTLE_KEY
 from logstream.cli.main import main
 from logstream.client import Admin, Consumer, Producer
+from logstream.codec import encode_batch
+from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import run_broker
 
 RECORD = b"x" * 10_000
 QUOTA = 300_000  # bytes/s
 
 
-def _produce_rate(address: str, token: str, topic: str, nbytes: int) -> float:
-    producer = Producer(address, token=token, batch_bytes=20_000, linger_ms=1)
+def _producer(address: str, token: str) -> Producer:
+    # Requests of 40 kB: the request that crosses the quota is stored at once and only the
+    # ones after it wait, so the quota holds to within one request (see throttle.py).
+    return Producer(
+        address, token=token, batch_bytes=20_000, linger_ms=1, max_request_bytes=40_000
+    )
+
+
+def _produce_rate(producer: Producer, topic: str, nbytes: int) -> float:
     start = time.monotonic()
     for _ in range(nbytes // len(RECORD)):
         producer.send(topic, value=RECORD, partition=0)
     producer.flush(60)
-    elapsed = time.monotonic() - start
-    producer.close()
-    return nbytes / elapsed
+    return nbytes / (time.monotonic() - start)
 
 
 def test_produce_quota_slows_only_its_principal(tmp_path: Path) -> None:
@@ -40,15 +50,62 @@ def test_produce_quota_slows_only_its_principal(tmp_path: Path) -> None:
         admin = Admin(b.address, token=bob)
         admin.create_topic("metered")
         admin.close()
-        _produce_rate(b.address, alice, "metered", 100_000)  # past the burst
-        rate = _produce_rate(b.address, alice, "metered", 900_000)
+        quotas, throttle = b.server.security.quotas, b.server.security.auth.throttle
+        producer = _producer(b.address, alice)
+        _produce_rate(producer, "metered", 100_000)  # past the burst
+        reported, stalled = quotas.throttled_s, throttle.stalled_s
+        rate = _produce_rate(producer, "metered", 1_200_000)
+        producer.close()
         assert 0.9 * QUOTA <= rate <= 1.1 * QUOTA, rate
-        free = _produce_rate(b.address, bob, "metered", 900_000)
+        # the producer waited the reported throttle itself, so the broker held back little
+        reported, stalled = quotas.throttled_s - reported, throttle.stalled_s - stalled
+        assert reported > 2.0, reported
+        assert stalled < 0.25 * reported, (stalled, reported)
+        producer = _producer(b.address, bob)
+        free = _produce_rate(producer, "metered", 900_000)
+        producer.close()
         assert free > 2 * QUOTA, free
-        assert b.server.security.quotas.throttled_s > 1.0
 
 
-def test_fetch_quota(tmp_path: Path) -> None:
+def test_a_client_that_ignores_the_throttle_is_held_back_by_the_broker(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    alice = CredentialStore(data).add("alice")
+    set_quota = ["quota", "set", "alice", "--produce-bytes-per-s", str(QUOTA)]
+    result = CliRunner().invoke(main, [*set_quota, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    with run_broker(data, auth=True) as b:
+        admin = Admin(b.address, token=alice)
+        admin.create_topic("metered")
+        admin.close()
+        channel = grpc.insecure_channel(b.address)
+        produce = log_pb2_grpc.LogStub(channel).Produce
+        md = (("authorization", f"Bearer {alice}"),)
+        request = log_pb2.ProduceRequest(
+            partitions=[
+                log_pb2.PartitionProduceData(
+                    topic="metered", partition=0, batches=[encode_batch([RECORD] * 4)]
+                )
+            ]
+        )
+        throttles = []
+        start = time.monotonic()
+        for _ in range(25):  # 1 MB, sent back to back without honouring the throttle
+            response, call = produce.with_call(request, metadata=md, timeout=30)
+            throttles.append(response.throttle_time_ms)
+            trailing = dict(call.trailing_metadata() or ())
+            if response.throttle_time_ms:
+                assert int(trailing[THROTTLE_KEY]) == response.throttle_time_ms
+        rate = 25 * request.ByteSize() / (time.monotonic() - start)
+        channel.close()
+        assert max(throttles) > 0
+        assert rate <= 1.1 * QUOTA, rate
+        assert b.server.security.auth.throttle.stalled_s > 1.0
+
+
+@pytest.mark.parametrize("min_bytes", [1, 2], ids=["subscribe", "fetch"])
+def test_fetch_quota(tmp_path: Path, min_bytes: int) -> None:
+    """Subscribe (min_bytes 1): the broker paces the stream. Fetch (min_bytes > 1): the
+    consumer waits the throttle of each answer before its next fetch."""
     data = tmp_path / "data"
     store = CredentialStore(data)
     alice, bob = store.add("alice"), store.add("bob")
@@ -61,13 +118,19 @@ def test_fetch_quota(tmp_path: Path) -> None:
         admin = Admin(b.address, token=bob)
         admin.create_topic("metered")
         admin.close()
-        producer = Producer(b.address, token=bob)
+        # small batches: an answer holds whole batches, and the throttle applies after it
+        producer = Producer(b.address, token=bob, batch_bytes=20_000, linger_ms=1)
         for _ in range(100):
             producer.send("metered", value=RECORD, partition=0)
         producer.flush(60)
         producer.close()
         consumer = Consumer(
-            b.address, token=alice, auto_offset_reset="earliest", max_partition_fetch_bytes=20_000
+            b.address,
+            token=alice,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=20_000,
+            fetch_min_bytes=min_bytes,
+            fetch_max_wait_ms=100,
         )
         consumer.assign([("metered", 0)])
         got = 0
@@ -81,3 +144,7 @@ def test_fetch_quota(tmp_path: Path) -> None:
         rate = 100 * len(RECORD) / elapsed
         assert rate <= 1.1 * QUOTA, rate
         assert rate >= 0.6 * QUOTA, rate  # the consumer's prefetch start-up is in the time
+        if min_bytes > 1:
+            reported = b.server.security.quotas.throttled_s
+            stalled = b.server.security.auth.throttle.stalled_s
+            assert reported > 1.0 and stalled < 0.25 * reported, (stalled, reported)

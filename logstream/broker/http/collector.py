@@ -59,12 +59,14 @@ class BrokerCollector(Collector):
         port: Callable[[], int],
         request_bytes: Callable[[], int],
         ready: Callable[[], bool],
+        throttle_seconds: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0),
     ) -> None:
         self.broker = broker
         self.metrics = metrics
         self.port = port
         self.request_bytes = request_bytes
         self.ready = ready
+        self.throttle_seconds = throttle_seconds
 
     def collect(self) -> Iterator[Any]:
         limit = self.metrics.partition_series_limit
@@ -123,6 +125,18 @@ class BrokerCollector(Collector):
             "logstream_inbox_replies_discarded",
             "Reply batches dropped: no stream had the inbox open (late), or it was full.",
             value=inboxes.discarded,
+        )
+        reported, held = self.throttle_seconds()
+        yield CounterMetricFamily(
+            "logstream_quota_throttle_seconds",
+            "Throttle time reported to clients over a quota (docs/security.md, Quotas).",
+            value=reported,
+        )
+        yield CounterMetricFamily(
+            "logstream_quota_held_seconds",
+            "Time the broker held back requests of principals that had not waited their "
+            "throttle (near 0 when clients honour it).",
+            value=held,
         )
         yield CounterMetricFamily(
             "logstream_producer_ids_allocated",

@@ -99,11 +99,17 @@ class HttpListener:
         port: Callable[[], int],
         request_bytes: Callable[[], int],
         security: Any = None,
+        throttle_seconds: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0),
     ) -> None:
         """Export ``broker``'s state from now on (after recovery, before serving).
         ``security`` (the port's ``EdgeSecurity``) gives the console its logins and ACLs."""
         self._collector = BrokerCollector(
-            broker, self.metrics, port=port, request_bytes=request_bytes, ready=lambda: self.ready
+            broker,
+            self.metrics,
+            port=port,
+            request_bytes=request_bytes,
+            ready=lambda: self.ready,
+            throttle_seconds=throttle_seconds,
         )
         self.metrics.registry.register(self._collector)
         store = getattr(security, "store", None)

@@ -2,7 +2,7 @@
 of its answer, and the revocation of open streams when rules change.
 
 :class:`Authorizer` wraps a method handler (built by ``logstream.broker.rpc``) in one of
-the same kind, so a plain method still runs in the pool and a coroutine on the loop. The
+the same kind (:class:`~logstream.broker.security.wrapping.HandlerWrapper`). The
 request it sees is the broker's decoded-request holder (``.message``); a request that could
 not be decoded passes through untouched and is refused by the inner handler.
 
@@ -22,13 +22,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-
-import grpc
 
 from logstream.broker.security.acls import AclStore
 from logstream.broker.security.rules import CHECKS, FILTERS, refusal
+from logstream.broker.security.wrapping import HandlerWrapper
 from logstream.errors import ClusterAuthorizationFailedError, LogstreamError
 from logstream.protocol.status import abort_with, abort_with_async
 
@@ -44,6 +43,9 @@ AUDITED = frozenset(
         "ResetOffsets",
         "CreateAcls",
         "DeleteAcls",
+        "CreateUser",
+        "DeleteUser",
+        "SetQuota",
     }
 )
 
@@ -100,7 +102,7 @@ class _OpenStream:
         self.revoked: LogstreamError | None = None
 
 
-class Authorizer:
+class Authorizer(HandlerWrapper):
     def __init__(self, acls: AclStore) -> None:
         self.acls = acls
         self.audit = AuditLog()
@@ -160,38 +162,22 @@ class Authorizer:
 
     # -- handler wrapping ----------------------------------------------------------------------
 
-    def wrap(self, handler: Any, method: str, principal_of: Callable[[Any], str]) -> Any:
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream_stream(handler.stream_stream, method, principal_of),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(
-                self._unary_stream(handler.unary_stream, method, principal_of),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.request_streaming:
-            return handler  # no client-streaming methods exist (rpc.py refuses them)
-        inner = handler.unary_unary
-        wrap = self._async_unary if asyncio.iscoroutinefunction(inner) else self._sync_unary
-        return grpc.unary_unary_rpc_method_handler(
-            wrap(inner, method, principal_of),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def _admit(self, request: Any, method: str, principal: str) -> LogstreamError | None:
+        """The refusal of a unary call (its budget bytes released), or None."""
+        message = getattr(request, "message", None)
+        if message is None:  # undecodable: the inner handler answers it
+            return None
+        err = self.first_refusal(principal, method, message)
+        if err is not None:
+            request.release()
+        return err
 
     def _sync_unary(self, inner: Any, method: str, principal_of: Any) -> Any:
         def handler(request: Any, context: Any) -> Any:
-            message = getattr(request, "message", None)
             principal = principal_of(context)
-            if message is not None:
-                err = self.first_refusal(principal, method, message)
-                if err is not None:
-                    request.release()
-                    abort_with(context, err)
+            err = self._admit(request, method, principal)
+            if err is not None:
+                abort_with(context, err)
             response = inner(request, context)
             self.filter(principal, method, response)
             return response
@@ -200,13 +186,10 @@ class Authorizer:
 
     def _async_unary(self, inner: Any, method: str, principal_of: Any) -> Any:
         async def handler(request: Any, context: Any) -> Any:
-            message = getattr(request, "message", None)
             principal = principal_of(context)
-            if message is not None:
-                err = self.first_refusal(principal, method, message)
-                if err is not None:
-                    request.release()
-                    await abort_with_async(context, err)
+            err = self._admit(request, method, principal)
+            if err is not None:
+                await abort_with_async(context, err)
             response = await inner(request, context)
             self.filter(principal, method, response)
             return response

@@ -11,7 +11,8 @@ Each call is authenticated before its handler is looked at:
 Health checks are exempt (load balancers probe without credentials).
 
 Costs: a token is verified with scrypt once; later calls with the same token are a dict
-lookup (keyed by its SHA-256, dropped when the store is reloaded). scrypt runs in a worker
+lookup (keyed by its SHA-256, dropped when the store is reloaded), and calls that arrive
+while it is being verified share that one check. scrypt runs in a worker
 thread, at most ``MAX_CONCURRENT_CHECKS`` at a time, so a flood of bad tokens cannot take
 the event loop or every core. A failed attempt is answered only after a delay that doubles
 with each recent failure from the same peer (up to ``MAX_FAILURE_DELAY_S``); the answer
@@ -77,6 +78,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.throttle = throttle
         self.failed_logins = 0
         self._cache: dict[bytes, tuple[int, str]] = {}
+        self._verifying: dict[bytes, asyncio.Future[str | None]] = {}
         self._checks = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
         self._recent_failures: dict[str, tuple[int, float]] = {}
         self._audit = RateLimitedLog(log, 10.0)
@@ -113,13 +115,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         cached = self._cache.get(digest)
         if cached is not None and cached[0] == self.store.generation:
             return cached[1]
-        async with self._checks:
-            principal = await asyncio.to_thread(self.store.verify, token)
+        # Calls that arrive with the same token while it is being verified (a busy client
+        # right after a user change emptied the cache) wait for that one scrypt.
+        pending = self._verifying.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        generation = self.store.generation
+        task = asyncio.ensure_future(self._verify(token))
+        self._verifying[digest] = task
+        try:
+            principal = await asyncio.shield(task)
+        finally:
+            self._verifying.pop(digest, None)
         if principal is not None:
             if len(self._cache) >= MAX_CACHED_TOKENS:
                 self._cache.clear()
-            self._cache[digest] = (self.store.generation, principal)
+            self._cache[digest] = (generation, principal)
         return principal
+
+    async def _verify(self, token: str) -> str | None:
+        assert self.store is not None
+        async with self._checks:
+            return await asyncio.to_thread(self.store.verify, token)
 
     def _refuse(self, handler: Handler, method: str, reason: str) -> Handler:
         self.failed_logins += 1

@@ -20,7 +20,9 @@ tmp + fsync + rename ritual of ``credentials.json``)::
                   "requests_per_s": 0}, "*": {...}}}}
 
 ``0`` means unlimited; ``*`` is the default for principals without their own entry.
-Written by ``logstream quota set`` (offline); the broker reads it at start and on SIGHUP.
+Written by ``logstream quota set`` (offline; the broker reads it at start and on SIGHUP) or
+through the broker (``quota set --online``, the Security service's SetQuota: written the
+same way and applied at once).
 
 Concurrency: :meth:`Quotas.delay` is called on the loop and from pool threads; one lock.
 """
@@ -28,11 +30,12 @@ Concurrency: :meth:`Quotas.delay` is called on the loop and from pool threads; o
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ BURST_S = 0.1
 MAX_DELAY_S = 30.0
 DEFAULT = "*"
 THROTTLE_KEY = "logstream-throttle-ms"
+MAX_PRINCIPAL_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,12 @@ class Quota:
     def __post_init__(self) -> None:
         for kind in KINDS:
             value = getattr(self, kind)
-            if not isinstance(value, int | float) or value < 0:
+            if not isinstance(value, int | float) or not 0 <= value < math.inf:
                 raise InvalidRequestError(f"{kind} must be a number >= 0, got {value!r}")
+
+    @property
+    def unlimited(self) -> bool:
+        return not any(getattr(self, kind) for kind in KINDS)
 
 
 class QuotaFile:
@@ -95,6 +103,7 @@ class Quotas:
     def __init__(self, data_dir: Path) -> None:
         self.file = QuotaFile(data_dir)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one read-modify-write of the file at a time
         self._quotas: dict[str, Quota] = {}
         self._due: dict[tuple[str, str], float] = {}
         self.throttled_s = 0.0
@@ -110,6 +119,31 @@ class Quotas:
         """The quotas in force, by principal (``*``: everyone without their own)."""
         with self._lock:
             return dict(self._quotas)
+
+    def set(self, principal: str, changes: dict[str, float]) -> Quota:
+        """Change ``principal``'s quotas (kinds left out keep their value; all 0 removes
+        the entry), write the file and apply it at once. Returns the new quota."""
+        if not 0 < len(principal) <= MAX_PRINCIPAL_CHARS or not principal.isprintable():
+            raise InvalidRequestError(
+                f"a quota needs a principal of 1-{MAX_PRINCIPAL_CHARS} printable characters"
+                " (a user, or * for everyone without their own)"
+            )
+        unknown = set(changes) - set(KINDS)
+        if unknown:
+            raise InvalidRequestError(f"unknown quota kinds: {sorted(unknown)}")
+        with self._write_lock:
+            quotas = self.file.read()
+            new = replace(quotas.get(principal, Quota()), **changes)
+            if new.unlimited:
+                quotas.pop(principal, None)
+            else:
+                quotas[principal] = new
+            self.file.write(quotas)
+            with self._lock:
+                self._quotas = quotas
+                for kind in KINDS:
+                    self._due.pop((principal, kind), None)
+        return new
 
     @property
     def active(self) -> bool:

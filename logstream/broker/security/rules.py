@@ -88,6 +88,8 @@ CHECKS: dict[str, Callable[[Any], list[Check]]] = {
     SECURITY + "CreateUser": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "DeleteUser": lambda r: [("cluster", "cluster", "alter")],
     SECURITY + "ListUsers": lambda r: [("cluster", "cluster", "describe")],
+    SECURITY + "SetQuota": lambda r: [("cluster", "cluster", "alter")],
+    SECURITY + "ListQuotas": lambda r: [("cluster", "cluster", "describe")],
 }
 
 

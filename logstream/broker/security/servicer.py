@@ -1,9 +1,10 @@
-"""The Security service: ACLs over the broker's AclStore, and users (API tokens) over its
-CredentialStore.
+"""The Security service: ACLs over the broker's AclStore, users (API tokens) over its
+CredentialStore, and quotas over its Quotas (written to the quota file, applied at once).
 
 Plain methods (they write and fsync files): they run in the server's thread pool. Who may
-call them is decided by the authorizer (cluster alter / describe); the user methods
-therefore need ACLs on, or any authenticated principal could mint tokens.
+call them is decided by the authorizer (cluster alter / describe); the user and quota
+methods therefore need ACLs on, or any authenticated principal could mint tokens or lift
+its own quota.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from logstream.broker.security.acls import ACL_FIELDS, Acl, AclStore
 from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
 from logstream.broker.security.events import acls_changed, user_changed
+from logstream.broker.security.quotas import KINDS, Quota, Quotas
 from logstream.errors import InvalidRequestError
 from logstream.protocol import security_pb2
 
@@ -27,16 +29,46 @@ def _wire(acl: Acl) -> security_pb2.Acl:
     return security_pb2.Acl(**asdict(acl))
 
 
+def _quota_pb(principal: str, quota: Quota) -> security_pb2.Quota:
+    return security_pb2.Quota(principal=principal, **asdict(quota))
+
+
 class SecurityServicer:
     def __init__(
         self,
         acls: AclStore | None,
         authorizer: Authorizer | None,
         users: CredentialStore | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._acls = acls
         self._authorizer = authorizer
         self._users_store = users
+        self._quotas_store = quotas
+
+    def _quotas(self) -> Quotas:
+        # like users: without ACLs any authenticated principal could lift its own quota
+        if self._quotas_store is None or self._acls is None:
+            raise InvalidRequestError(
+                "online quota changes need --auth and --acls on this broker; "
+                "offline: logstream quota set PRINCIPAL ... --data-dir D, then SIGHUP"
+            )
+        return self._quotas_store
+
+    def SetQuota(self, request: Any, context: Any) -> security_pb2.SetQuotaResponse:
+        changes = {k: getattr(request, k) for k in KINDS if request.HasField(k)}
+        new = self._quotas().set(request.principal, changes)
+        return security_pb2.SetQuotaResponse(quota=_quota_pb(request.principal, new))
+
+    def ListQuotas(self, request: Any, context: Any) -> security_pb2.ListQuotasResponse:
+        quotas = self._quotas().snapshot()
+        return security_pb2.ListQuotasResponse(
+            quotas=[
+                _quota_pb(p, q)
+                for p, q in sorted(quotas.items())
+                if not request.principal or p == request.principal
+            ]
+        )
 
     def _users(self) -> CredentialStore:
         if self._users_store is None or self._acls is None:

@@ -1,23 +1,46 @@
 """Handler wrapping that applies :class:`~logstream.broker.security.quotas.Quotas`.
 
-Same shape as the authorizer's wrapping (a plain method stays plain and runs in the pool,
-a coroutine stays on the loop). A plain method sleeps in its pool thread: those are the
-admin and group calls, whose requests count only against the request rate.
+The throttle works as Kafka's does since KIP-219: an answer over the quota is sent at once
+and says how long to wait (``throttle_time_ms`` in Produce and Fetch answers, the trailing
+metadata ``logstream-throttle-ms`` on every unary answer); the broker then holds back the
+caller's *next* request until that time has passed. A client that honours the throttle
+(the Python Producer and Consumer do) sends nothing meanwhile and is never stalled; one that
+does not is slowed all the same, its next request waiting on the broker.
+
+- The hold is per principal, whatever the call or connection (a new stream or channel does
+  not escape it). A plain method waits in its pool thread, a coroutine on the loop; a
+  ProduceStream reads its next message only after the hold, so gRPC flow control holds the
+  client back. Stream answers are matched to their requests by ``correlation_id``.
+- A request is never split or refused for its size: the one that goes over the quota is
+  served, and the ones after it wait. The quota therefore holds over time, to within one
+  request (a producer that sends all it has in one 2 MiB request gets it stored at once,
+  and waits afterwards).
+- Subscribe: the broker pushes, so nothing can wait on the client's side: the broker holds
+  each answer back by its delay (as before) and reports that delay in it.
+
+``Quotas.throttled_s`` sums the delays reported; ``Throttle.stalled_s`` the time requests
+were held back by the broker (near zero when clients honour the throttle).
+
+A :class:`~logstream.broker.security.wrapping.HandlerWrapper`, like the authorizer.
+Concurrency: holds and ``stalled_s`` are updated under one lock (pool threads and loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
 from logstream.broker.security.quotas import THROTTLE_KEY, Quotas
+from logstream.broker.security.wrapping import HandlerWrapper, PrincipalOf
 
 PRODUCE = frozenset({"/logstream.v1.Log/Produce", "/logstream.v1.Log/ProduceStream"})
 FETCH = frozenset({"/logstream.v1.Log/Fetch", "/logstream.v1.Log/Subscribe"})
+MAX_HOLDS = 100_000
+"""Principals whose hold is remembered; past it, expired holds are dropped."""
 
 
 def _size(message: Any) -> int:
@@ -27,81 +50,113 @@ def _size(message: Any) -> int:
         return 0
 
 
-class Throttle:
+def _ms(seconds: float) -> int:
+    """Rounded up: a client that waits the reported time is past the broker's hold."""
+    return math.ceil(seconds * 1000)
+
+
+def _report(response: Any, wait_s: float) -> None:
+    """Write the throttle into an answer that has the field (Produce and Fetch answers)."""
+    if wait_s and response is not None and hasattr(response, "throttle_time_ms"):
+        response.throttle_time_ms = min(_ms(wait_s), 2**31 - 1)
+
+
+class Throttle(HandlerWrapper):
     def __init__(self, quotas: Quotas) -> None:
         self.quotas = quotas
+        self.stalled_s = 0.0
+        self._lock = threading.Lock()
+        self._hold_until: dict[str, float] = {}
 
-    def _delay(self, principal: str, method: str, request: Any, response: Any) -> float:
+    def _delay(self, principal: str, method: str, request_size: int, response: Any) -> float:
         q = self.quotas
         wait = q.delay(principal, "requests_per_s", 1)
         if method in PRODUCE:
-            wait = max(wait, q.delay(principal, "produce_bytes_per_s", getattr(request, "size", 0)))
+            wait = max(wait, q.delay(principal, "produce_bytes_per_s", request_size))
         elif method in FETCH and response is not None:
             wait = max(wait, q.delay(principal, "fetch_bytes_per_s", _size(response)))
         return wait
 
-    def wrap(self, handler: Any, method: str, principal_of: Callable[[Any], str]) -> Any:
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream_stream(handler.stream_stream, method, principal_of),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(
-                self._unary_stream(handler.unary_stream, method, principal_of),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.request_streaming:
-            return handler
-        inner = handler.unary_unary
-        wrap = self._async_unary if asyncio.iscoroutinefunction(inner) else self._sync_unary
-        return grpc.unary_unary_rpc_method_handler(
-            wrap(inner, method, principal_of),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    # -- per-principal holds (unary calls) -----------------------------------------------------
 
-    def _sync_unary(self, inner: Any, method: str, principal_of: Any) -> Any:
+    def _stall_for(self, principal: str) -> float:
+        """How long this request must wait for the principal's previous throttle."""
+        with self._lock:
+            left = self._hold_until.get(principal, 0.0) - time.monotonic()
+            if left <= 0:
+                return 0.0
+            self.stalled_s += left
+            return left
+
+    def _hold(self, principal: str, wait_s: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if len(self._hold_until) >= MAX_HOLDS:
+                self._hold_until = {p: t for p, t in self._hold_until.items() if t > now}
+            self._hold_until[principal] = max(self._hold_until.get(principal, 0.0), now + wait_s)
+
+    def _answered(
+        self, principal: str, method: str, size: int, response: Any, context: Any
+    ) -> None:
+        wait = self._delay(principal, method, size, response)
+        if wait:
+            self._hold(principal, wait)
+            context.set_trailing_metadata(((THROTTLE_KEY, str(_ms(wait))),))
+            _report(response, wait)
+
+    def _sync_unary(self, inner: Any, method: str, principal_of: PrincipalOf) -> Any:
         def handler(request: Any, context: Any) -> Any:
+            principal = principal_of(context)
             size = getattr(request, "size", 0)
+            stall = self._stall_for(principal)
+            if stall:
+                time.sleep(stall)
             response = inner(request, context)
-            wait = self._delay(principal_of(context), method, _Sized(size), response)
-            if wait:
-                context.set_trailing_metadata(((THROTTLE_KEY, str(int(wait * 1000))),))
-                time.sleep(wait)
+            self._answered(principal, method, size, response, context)
             return response
 
         return handler
 
-    def _async_unary(self, inner: Any, method: str, principal_of: Any) -> Any:
+    def _async_unary(self, inner: Any, method: str, principal_of: PrincipalOf) -> Any:
         async def handler(request: Any, context: Any) -> Any:
+            principal = principal_of(context)
             size = getattr(request, "size", 0)
+            stall = self._stall_for(principal)
+            if stall:
+                await asyncio.sleep(stall)
             response = await inner(request, context)
-            wait = self._delay(principal_of(context), method, _Sized(size), response)
-            if wait:
-                context.set_trailing_metadata(((THROTTLE_KEY, str(int(wait * 1000))),))
-                await asyncio.sleep(wait)
+            self._answered(principal, method, size, response, context)
             return response
 
         return handler
 
-    def _stream_stream(self, inner: Any, method: str, principal_of: Any) -> Any:
-        async def paced(requests: AsyncIterator[Any], principal: str) -> AsyncIterator[Any]:
-            async for item in requests:
-                wait = self._delay(principal, method, item, None)
-                if wait:
-                    await asyncio.sleep(wait)
-                yield item
+    # -- streams ---------------------------------------------------------------------------------
 
+    def _stream_stream(self, inner: Any, method: str, principal_of: PrincipalOf) -> Any:
         async def handler(requests: Any, context: Any) -> AsyncIterator[Any]:
-            async for response in inner(paced(requests, principal_of(context)), context):
+            principal = principal_of(context)
+            waits: dict[int, float] = {}  # correlation id -> throttle of its answer
+
+            async def paced(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+                async for item in items:
+                    stall = self._stall_for(principal)
+                    if stall:
+                        await asyncio.sleep(stall)
+                    wait = self._delay(principal, method, getattr(item, "size", 0), None)
+                    if wait:
+                        self._hold(principal, wait)
+                        message = getattr(item, "message", None)
+                        waits[getattr(message, "correlation_id", 0)] = wait
+                    yield item
+
+            async for response in inner(paced(requests), context):
+                if waits:
+                    _report(response, waits.pop(getattr(response, "correlation_id", 0), 0.0))
                 yield response
 
         return handler
 
-    def _unary_stream(self, inner: Any, method: str, principal_of: Any) -> Any:
+    def _unary_stream(self, inner: Any, method: str, principal_of: PrincipalOf) -> Any:
         async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
             principal = principal_of(context)
             wait = self.quotas.delay(principal, "requests_per_s", 1)
@@ -111,13 +166,7 @@ class Throttle:
                 wait = self.quotas.delay(principal, "fetch_bytes_per_s", _size(response))
                 if wait:
                     await asyncio.sleep(wait)
+                    _report(response, wait)
                 yield response
 
         return handler
-
-
-class _Sized:
-    __slots__ = ("size",)
-
-    def __init__(self, size: int) -> None:
-        self.size = size

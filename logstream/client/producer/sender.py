@@ -20,6 +20,11 @@ answer OutOfOrderSequenceError for ever). As Kafka does, the sender then waits u
 nothing is in flight, bumps the epoch (InitProducerId again) and restarts every
 partition's sequence at 0; batches answered out of order meanwhile are retried under it.
 
+Quotas: an answer with ``throttle_time_ms`` > 0 means the principal is over a broker
+quota; nothing more is sent to that broker until that time has passed (as Kafka's client
+does), and while answers carry a throttle only one request is in flight, so the broker
+does not have to hold requests back.
+
 Failure story: if the stream breaks (broker killed), every in-flight batch is retriable
 (``BrokerNotAvailableError``) and goes back to the head of its partition queue; the sender
 reconnects with backoff until ``delivery_timeout_ms`` passes, then fails the futures.
@@ -174,6 +179,8 @@ class Sender:
         self._refresh: set[str] = set()
         self._corr = itertools.count(1)
         self._pipe: ProduceStreamPipe | None = None
+        self._throttled_until = 0.0  # monotonic time before which nothing is sent (quota)
+        self._single_flight = False  # the last answer carried a throttle (quotas)
         self._producer_id = -1
         self._producer_epoch = -1
         # A batch with a sequence failed for good: the partition's sequence has a gap the
@@ -249,6 +256,12 @@ class Sender:
             if self._inflight:
                 return [], wake_at, expired  # the bump waits for every answer
             self._restart_sequences()
+        if now < self._throttled_until:  # the broker said we are over a quota: wait
+            return [], self._throttled_until, expired
+        if self._single_flight and self._inflight:
+            # one request at a time while over a quota: a request pipelined behind a
+            # throttled one would only wait on the broker (its hold) instead of here
+            return [], wake_at, expired
         if len(self._inflight) >= self._s.max_in_flight:
             return [], wake_at, expired
         if self._inflight and not acc.ready_at_least(PIPELINE_MIN_BYTES):
@@ -429,6 +442,10 @@ class Sender:
                 return
             by_tp = {(p.topic, p.partition): p for p in resp.partitions}
             now = time.monotonic()
+            self._single_flight = resp.throttle_time_ms > 0
+            if self._single_flight:
+                until = now + resp.throttle_time_ms / 1000.0
+                self._throttled_until = max(self._throttled_until, until)
             for tp, batches in entry.parts:
                 self._inflight_by_tp[tp] -= len(batches)
                 pr = by_tp.get(tp)

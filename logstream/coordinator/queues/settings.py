@@ -14,6 +14,11 @@ START_LATEST = -1
 EXPIRED_DEAD_LETTER = "dead-letter"
 EXPIRED_DROP = "drop"
 MAX_DELIVERIES_LIMIT = 65_535  # deliveries are counted in a u16
+MAX_WINDOW_SIZE = 1_000_000
+"""The window's columns are allocated whole (~51 bytes a record): 1 M is ~50 MiB a partition."""
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+"""Longest lease, backoff or nack delay: deadlines are i64 milliseconds added to the clock,
+and a week is already far past any sensible redelivery time."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,8 @@ class QueueSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.lease_ms <= 0:
-            problems.append(f"lease_ms must be > 0, got {self.lease_ms}")
+        if not 0 < self.lease_ms <= MAX_DURATION_MS:
+            problems.append(f"lease_ms must be in 1..{MAX_DURATION_MS}, got {self.lease_ms}")
         if not 1 <= self.max_deliveries <= MAX_DELIVERIES_LIMIT:
             problems.append(
                 f"max_deliveries must be in 1..{MAX_DELIVERIES_LIMIT}, got {self.max_deliveries}"
@@ -48,8 +53,10 @@ class QueueSettings:
             problems.append(f"backoff_initial_ms must be >= 0, got {self.backoff_initial_ms}")
         if self.backoff_max_ms < self.backoff_initial_ms:
             problems.append("backoff_max_ms must be >= backoff_initial_ms")
-        if self.window_size < 1:
-            problems.append(f"window_size must be >= 1, got {self.window_size}")
+        if self.backoff_max_ms > MAX_DURATION_MS:
+            problems.append(f"backoff_max_ms must be <= {MAX_DURATION_MS}")
+        if not 1 <= self.window_size <= MAX_WINDOW_SIZE:
+            problems.append(f"window_size must be in 1..{MAX_WINDOW_SIZE}, got {self.window_size}")
         if isinstance(self.start, str):
             if self.start not in ("earliest", "latest"):
                 problems.append(f"start must be earliest, latest or a timestamp: {self.start!r}")

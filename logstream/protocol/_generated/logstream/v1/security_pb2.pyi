@@ -99,3 +99,45 @@ class ListUsersResponse(_message.Message):
     USERS_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[UserInfo]
     def __init__(self, users: _Optional[_Iterable[_Union[UserInfo, _Mapping]]] = ...) -> None: ...
+
+class Quota(_message.Message):
+    __slots__ = ("principal", "produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PRODUCE_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    FETCH_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    produce_bytes_per_s: float
+    fetch_bytes_per_s: float
+    requests_per_s: float
+    def __init__(self, principal: _Optional[str] = ..., produce_bytes_per_s: _Optional[float] = ..., fetch_bytes_per_s: _Optional[float] = ..., requests_per_s: _Optional[float] = ...) -> None: ...
+
+class SetQuotaRequest(_message.Message):
+    __slots__ = ("principal", "produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PRODUCE_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    FETCH_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    produce_bytes_per_s: float
+    fetch_bytes_per_s: float
+    requests_per_s: float
+    def __init__(self, principal: _Optional[str] = ..., produce_bytes_per_s: _Optional[float] = ..., fetch_bytes_per_s: _Optional[float] = ..., requests_per_s: _Optional[float] = ...) -> None: ...
+
+class SetQuotaResponse(_message.Message):
+    __slots__ = ("quota",)
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    quota: Quota
+    def __init__(self, quota: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
+
+class ListQuotasRequest(_message.Message):
+    __slots__ = ("principal",)
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    def __init__(self, principal: _Optional[str] = ...) -> None: ...
+
+class ListQuotasResponse(_message.Message):
+    __slots__ = ("quotas",)
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    quotas: _containers.RepeatedCompositeFieldContainer[Quota]
+    def __init__(self, quotas: _Optional[_Iterable[_Union[Quota, _Mapping]]] = ...) -> None: ...

@@ -64,6 +64,16 @@ class SecurityStub:
                 request_serializer=logstream_dot_v1_dot_security__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=logstream_dot_v1_dot_security__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/logstream.v1.Security/SetQuota',
+                request_serializer=logstream_dot_v1_dot_security__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_security__pb2.SetQuotaResponse.FromString,
+                _registered_method=True)
+        self.ListQuotas = channel.unary_unary(
+                '/logstream.v1.Security/ListQuotas',
+                request_serializer=logstream_dot_v1_dot_security__pb2.ListQuotasRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_security__pb2.ListQuotasResponse.FromString,
+                _registered_method=True)
 
 
 class SecurityServicer:
@@ -106,6 +116,19 @@ class SecurityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetQuota(self, request, context):
+        """Per-principal quotas, changed at once and kept in the quota file (as `quota set`)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuotas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +161,16 @@ def add_SecurityServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=logstream_dot_v1_dot_security__pb2.ListUsersRequest.FromString,
                     response_serializer=logstream_dot_v1_dot_security__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=logstream_dot_v1_dot_security__pb2.SetQuotaRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_security__pb2.SetQuotaResponse.SerializeToString,
+            ),
+            'ListQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotas,
+                    request_deserializer=logstream_dot_v1_dot_security__pb2.ListQuotasRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_security__pb2.ListQuotasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +335,60 @@ class Security:
             '/logstream.v1.Security/ListUsers',
             logstream_dot_v1_dot_security__pb2.ListUsersRequest.SerializeToString,
             logstream_dot_v1_dot_security__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstream.v1.Security/SetQuota',
+            logstream_dot_v1_dot_security__pb2.SetQuotaRequest.SerializeToString,
+            logstream_dot_v1_dot_security__pb2.SetQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstream.v1.Security/ListQuotas',
+            logstream_dot_v1_dot_security__pb2.ListQuotasRequest.SerializeToString,
+            logstream_dot_v1_dot_security__pb2.ListQuotasResponse.FromString,
             options,
             channel_credentials,
             insecure,

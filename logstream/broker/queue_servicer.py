@@ -27,27 +27,16 @@ from logstream.broker.queues import QueueManager
 from logstream.coordinator.queues import Delivery, QueueDepth, QueueSettings
 from logstream.errors import InvalidRequestError
 from logstream.protocol import queue_pb2, queue_pb2_grpc
+from logstream.protocol.queue_settings import SETTING_NAMES
 from logstream.protocol.status import client_message
 
-_SETTING_FIELDS = (
-    "lease_ms",
-    "max_deliveries",
-    "backoff_initial_ms",
-    "backoff_max_ms",
-    "dead_letter_topic",
-    "key_ordered",
-    "auto_ack",
-    "window_size",
-    "start",
-    "expired_action",
-)
 DEFAULT_MAX_RECORDS = 500
 
 
 def settings_values(pb: Any) -> dict[str, Any]:
     """The fields set in a ``QueueSettings`` message."""
     out: dict[str, Any] = {}
-    for name in _SETTING_FIELDS:
+    for name in SETTING_NAMES:
         if pb.HasField(name):
             value = getattr(pb, name)
             if name == "start" and value not in ("earliest", "latest"):

@@ -13,19 +13,7 @@ from typing import Any
 from logstream.client import transport as tr
 from logstream.client.queue_consumer import QueueMessage, decode_records
 from logstream.protocol import queue_pb2
-
-SETTING_NAMES = (
-    "lease_ms",
-    "max_deliveries",
-    "backoff_initial_ms",
-    "backoff_max_ms",
-    "dead_letter_topic",
-    "key_ordered",
-    "auto_ack",
-    "window_size",
-    "start",
-    "expired_action",
-)
+from logstream.protocol.queue_settings import SETTING_NAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,7 @@ def main(
     key: str | None,
     token: str | None,
 ) -> None:
-    """logstream: a Kafka-style append-only log streaming platform."""
+    """logstream: a Kafka-style append-only log streaming platform and message queue."""
     obj = app(ctx)
     obj.broker = broker
     if tls or ca or cert or key or token:

@@ -193,3 +193,16 @@ output_option = click.option(
     default=None,
     help="table (default on a TTY), plain (tab-separated, default when piped), json, jsonl.",
 )
+
+
+def header_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--header/-H NAME=VALUE``, repeatable, into ``headers`` as (name, value) pairs."""
+    return click.option(
+        "--header",
+        "-H",
+        "headers",
+        type=KEY_VALUE,
+        multiple=True,
+        metavar="NAME=VALUE",
+        help=help,
+    )

@@ -226,15 +226,7 @@ def _print_summary(
     help="Split each line at the first SEP into key and value (no SEP: no key).",
 )
 @click.option("--key", "-k", default=None, help="The key for every record.")
-@click.option(
-    "--header",
-    "-H",
-    "headers",
-    type=params.KEY_VALUE,
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A header for every record (repeatable).",
-)
+@params.header_option("A header for every record (repeatable).")
 @click.option(
     "--delay-ms",
     type=click.IntRange(min=0, max=MAX_DELAY_MS),

@@ -46,15 +46,7 @@ Examples:
     help="Seconds to wait for the reply.",
 )
 @click.option("--key", "-k", default=None, help="The request's key.")
-@click.option(
-    "--header",
-    "-H",
-    "headers",
-    type=params.KEY_VALUE,
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A header on the request (repeatable).",
-)
+@params.header_option("A header on the request (repeatable).")
 def request(
     topic: str,
     value: str,

@@ -69,6 +69,13 @@ def _rate(cur: Snapshot, prev: Snapshot | None, name: str, key: str) -> float:
     return (now - before) / (cur.at - prev.at)
 
 
+def _growth(cur: Snapshot, prev: Snapshot | None, name: str, key: str) -> float:
+    """Change per second of a gauge (lag, depth) since ``prev``; it may fall, unlike a rate."""
+    if prev is None or cur.at <= prev.at or key not in prev.get(name):
+        return 0.0
+    return (cur.get(name)[key] - prev.get(name)[key]) / (cur.at - prev.at)
+
+
 def _age(seconds: float) -> str:
     if seconds <= 0:
         return "-"
@@ -102,9 +109,7 @@ def group_rows(cur: Snapshot, prev: Snapshot | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     lag_name = "logstream_group_total_lag_records"
     for group, lag in cur.get(lag_name).items():
-        growth = 0.0
-        if prev is not None and group in prev.get(lag_name) and cur.at > prev.at:
-            growth = (lag - prev.get(lag_name)[group]) / (cur.at - prev.at)
+        growth = _growth(cur, prev, lag_name, group)
         rows.append(
             {
                 "group": group,
@@ -122,9 +127,7 @@ def queue_rows(cur: Snapshot, prev: Snapshot | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     depth_name = "logstream_queue_depth"
     for group, depth in cur.get(depth_name).items():
-        growth = 0.0
-        if prev is not None and group in prev.get(depth_name) and cur.at > prev.at:
-            growth = (depth - prev.get(depth_name)[group]) / (cur.at - prev.at)
+        growth = _growth(cur, prev, depth_name, group)
         rows.append(
             {
                 "queue_group": group,

@@ -172,7 +172,7 @@ class Consumer:
         if offsets is None:
             group.commit_positions()
         else:
-            group.commit(offsets)
+            group.commits.commit(offsets)
 
     def commit_async(
         self,
@@ -181,13 +181,15 @@ class Consumer:
         | None = None,
     ) -> concurrent.futures.Future[None]:
         """Commit in the background (positions snapshotted now); returns a Future."""
-        return self._group().commit_async(offsets, callback)
+        commits = self._group().commits
+        snapshot = dict(offsets) if offsets is not None else self._state.known_positions()
+        return commits.commit_async(snapshot, callback)
 
     def committed(
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """The group's committed offsets of ``partitions`` (None where nothing is committed)."""
-        return self._group().fetch_committed(partitions)
+        return self._group().commits.fetch_committed(partitions)
 
     # -- positions ------------------------------------------------------------------------------
 

@@ -41,15 +41,14 @@ only through its methods, under its own lock; the two locks are never held toget
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from logstream import errors
 from logstream.client import transport as tr
-from logstream.client.commits import CommitCallback, OffsetCommitter, tp_messages
+from logstream.client.commits import OffsetCommitter, tp_messages
 from logstream.client.subscription import SubscriptionState
 from logstream.errors import CommitFailedError
 from logstream.protocol import group_pb2
@@ -60,6 +59,19 @@ __all__ = ["CommitFailedError", "GroupMembership"]
 log = logging.getLogger("logstream.client.group")
 
 PartitionsCallback = Callable[[set[TopicPartition]], None]
+
+
+def run_callback(
+    cb: PartitionsCallback | None, tps: set[TopicPartition], name: str, group_id: str
+) -> None:
+    """Run the application's ``on_revoke``/``on_assign`` with a copy of ``tps``; an exception
+    it raises is logged, and the rebalance goes on."""
+    if cb is None:
+        return
+    try:
+        cb(set(tps))
+    except Exception:
+        log.exception("%s callback of group %s raised; continuing", name, group_id)
 
 
 class GroupMembership:
@@ -117,7 +129,8 @@ class GroupMembership:
         self._left_idle = False
         self.idle_leaves = 0
         self._last_commit = time.monotonic()
-        self._commits = OffsetCommitter(
+        # The group's committed offsets (Consumer.commit* and committed() call it directly).
+        self.commits = OffsetCommitter(
             state, transport, group_id, self._identity, request_timeout_s=request_timeout_s
         )
         self._thread: threading.Thread | None = None
@@ -164,14 +177,17 @@ class GroupMembership:
         if self._thread is not None:
             self._thread.join(timeout)
         if joined and self.subscribed:
-            # Leave now so the partitions move at once (a static member leaves temporarily
-            # and keeps them for its session timeout).
-            epoch = -2 if self.instance_id else -1
-            try:
-                self._heartbeat_rpc(member_id, epoch, [], timeout=min(self.timeout, 5.0))
-            except errors.LogstreamError as exc:
-                log.info("leaving group %s: %s", self.group_id, exc)
-        self._commits.close()
+            self._leave(member_id)  # now, so the partitions move at once
+        self.commits.close()
+
+    def _leave(self, member_id: str) -> None:
+        """Tell the coordinator this member leaves (a static member leaves temporarily: its
+        partitions wait for its session timeout); a failure is only logged."""
+        epoch = -2 if self.instance_id else -1
+        try:
+            self._heartbeat_rpc(member_id, epoch, [], timeout=min(self.timeout, 5.0))
+        except errors.LogstreamError as exc:
+            log.info("leaving group %s: %s", self.group_id, exc)
 
     # ---------------------------------------------------------------- heartbeat thread
 
@@ -284,13 +300,18 @@ class GroupMembership:
             "group %s: member %s fenced (%s); rejoining", self.group_id, self.member_id, why
         )
         with self._lock:
-            self.member_epoch = -1
-            if not self.instance_id:
-                self.member_id = ""
-            self._target = set()
-            self._target_version += 1
-            self._lost = bool(self.state.assigned())
+            self._drop_membership()
         self.state.wake_readers()
+
+    def _drop_membership(self) -> None:
+        """Lock held: no longer a member; what the consumer holds is lost (dropped without
+        a commit at the next poll) and the member joins again."""
+        self.member_epoch = -1
+        if not self.instance_id:
+            self.member_id = ""
+        self._target = set()
+        self._target_version += 1
+        self._lost = bool(self.state.assigned())
 
     def _leave_idle(self, member_id: str, epoch: int) -> None:
         """Leave the group because the application stopped polling (max_poll_interval_ms):
@@ -307,21 +328,11 @@ class GroupMembership:
             ", ".join(map(str, held)) or "none",
         )
         with self._lock:
-            self.member_epoch = -1
-            if not self.instance_id:
-                self.member_id = ""
-            self._target = set()
-            self._target_version += 1
-            self._lost = bool(self.state.assigned())
+            self._drop_membership()
             self._left_idle = True
             self.idle_leaves += 1
         if epoch > 0:
-            # A static member leaves temporarily: its partitions wait for its session timeout.
-            leave_epoch = -2 if self.instance_id else -1
-            try:
-                self._heartbeat_rpc(member_id, leave_epoch, [], timeout=min(self.timeout, 5.0))
-            except errors.LogstreamError as exc:
-                log.info("leaving group %s: %s", self.group_id, exc)
+            self._leave(member_id)
         self.state.wake_readers()
         # Stay out until the application polls again (on_poll clears _left_idle).
         with self._lock:
@@ -389,17 +400,17 @@ class GroupMembership:
         revoked = current - target
         added = target - current
         if revoked:
-            self._call(self.on_revoke, revoked, "on_revoke")
+            run_callback(self.on_revoke, revoked, "on_revoke", self.group_id)
             if self.auto_commit and not lost:
                 try:
                     self.commit_positions(only=revoked)
                 except errors.LogstreamError as exc:
                     log.warning("commit before revoking %s failed: %s", sorted(revoked), exc)
-            self._commits.forget(revoked)
+            self.commits.forget(revoked)
         committed: dict[TopicPartition, OffsetAndMetadata | None] = {}
         if added:
             try:
-                committed = self.fetch_committed(added)
+                committed = self.commits.fetch_committed(added)
             except errors.LogstreamError as exc:
                 log.warning("cannot fetch committed offsets of %s: %s", sorted(added), exc)
                 return  # keep the change pending: retried at the next poll
@@ -408,7 +419,7 @@ class GroupMembership:
         for tp, c in committed.items():
             if c is not None and c.offset >= 0:
                 self.state.seek(tp, c.offset)
-                self._commits.remember(tp, c.offset)
+                self.commits.remember(tp, c.offset)
         with self._lock:
             self._applied_version = version
             if lost:
@@ -417,15 +428,7 @@ class GroupMembership:
             self._wake.notify_all()
         self.rebalances += 1
         if added:
-            self._call(self.on_assign, added, "on_assign")
-
-    def _call(self, cb: PartitionsCallback | None, tps: set[TopicPartition], name: str) -> None:
-        if cb is None:
-            return
-        try:
-            cb(set(tps))
-        except Exception:
-            log.exception("%s callback of group %s raised; continuing", name, self.group_id)
+            run_callback(self.on_assign, added, "on_assign", self.group_id)
 
     # ---------------------------------------------------------------- commits
 
@@ -443,30 +446,7 @@ class GroupMembership:
             )
         return "", -1
 
-    def positions(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        return self.state.known_positions(only)
-
     def commit_positions(self, only: Iterable[TopicPartition] | None = None) -> None:
         """Commit the current positions (of ``only``), skipping unchanged ones."""
         self._last_commit = time.monotonic()
-        self._commits.commit_changed(self.positions(only))
-
-    def commit(self, offsets: Mapping[TopicPartition, int | OffsetAndMetadata]) -> None:
-        """See :meth:`OffsetCommitter.commit`."""
-        self._commits.commit(offsets)
-
-    def commit_async(
-        self,
-        offsets: Mapping[TopicPartition, int | OffsetAndMetadata] | None,
-        callback: CommitCallback | None,
-    ) -> concurrent.futures.Future[None]:
-        """Commit in the background; ``offsets`` None = the current positions (snapshotted
-        now). The callback gets (offsets, error or None)."""
-        return self._commits.commit_async(
-            dict(offsets) if offsets is not None else self.positions(), callback
-        )
-
-    def fetch_committed(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        return self._commits.fetch_committed(partitions)
+        self.commits.commit_changed(self.state.known_positions(only))

@@ -261,7 +261,7 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
     produce(broker.address, 60)
     a = Consumer(broker.address, group="race", auto_offset_reset="earliest", **FAST)
     m = a._membership
-    real_fetch = m.fetch_committed
+    real_fetch = m.commits.fetch_committed
     entered, go = threading.Event(), threading.Event()
 
     def slow_fetch(partitions):
@@ -270,7 +270,7 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
             go.wait(10)
         return real_fetch(partitions)
 
-    m.fetch_committed = slow_fetch
+    m.commits.fetch_committed = slow_fetch
     b = None
 
     def poll_until_applied() -> None:

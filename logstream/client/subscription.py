@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from logstream import errors
+from logstream.client.chunk_buffer import ChunkBuffer
 from logstream.client.chunks import Chunk
 from logstream.types import Record, TopicPartition
 
@@ -58,6 +59,70 @@ class _NoFetcher:
         pass
 
 
+class IteratedRecords:
+    """The records one ``for record in consumer`` loop took from the buffer (without moving
+    the positions) and yields one at a time: each partition's position advances as its
+    records go out, so ``position()`` and ``commit()`` inside the loop see the last record
+    yielded. Only the iterating thread advances it; :class:`SubscriptionState` stops it,
+    under its lock, when a change of positions drops the records not yielded yet."""
+
+    __slots__ = ("next", "records", "stopped")
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records = records
+        self.next = 0  # index of the next record to yield
+        self.stopped = False
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.records)
+
+    def unyielded_partitions(self) -> set[TopicPartition]:
+        return {TopicPartition(r.topic, r.partition) for r in self.records[self.next :]}
+
+    def advancing(self, positions: dict[TopicPartition, int | None]) -> Iterator[Record]:
+        """Yield the records, storing each one's next offset as its partition's position
+        (a single dict store: the application thread is the only writer while it
+        iterates)."""
+        records = self.records
+        key: tuple[str, int] | None = None
+        tp = TopicPartition("", 0)
+        while not self.stopped and self.next < len(records):
+            rec = records[self.next]
+            self.next += 1
+            if key != (rec.topic, rec.partition):
+                key = (rec.topic, rec.partition)
+                tp = TopicPartition(*key)
+            positions[tp] = rec.offset + 1
+            yield rec
+
+
+class Halts:
+    """Partitions the fetcher stopped until the application seeks them: out of range with no
+    reset policy, or stored damage (``damage``: raised by every poll once the position
+    reaches its first offset; the records before it are delivered first). Not thread-safe:
+    :class:`SubscriptionState` uses it under its lock."""
+
+    __slots__ = ("damage", "stopped")
+
+    def __init__(self) -> None:
+        self.stopped: set[TopicPartition] = set()
+        self.damage: dict[TopicPartition, errors.CorruptRecordError] = {}
+
+    def __contains__(self, tp: TopicPartition) -> bool:
+        return tp in self.stopped
+
+    def stop(self, tp: TopicPartition, damage: errors.CorruptRecordError | None = None) -> None:
+        self.stopped.add(tp)
+        if damage is not None:
+            self.damage[tp] = damage
+
+    def clear(self, tp: TopicPartition) -> None:
+        """A seek moved ``tp``: fetch it again."""
+        self.stopped.discard(tp)
+        self.damage.pop(tp, None)
+
+
 TakeFn = Callable[[Chunk, int], None]
 """``take(chunk, limit)``: consume up to ``limit`` records from the chunk's cursor on."""
 
@@ -72,7 +137,6 @@ class SubscriptionState:
 
     def __init__(self, *, reset: int | None, max_buffer_bytes: int) -> None:
         self.reset = reset  # auto_offset_reset as a ListOffsets timestamp; None = 'error'
-        self.max_buffer_bytes = max_buffer_bytes
         self.lock = threading.Lock()
         self.data = threading.Condition(self.lock)
         self.work = threading.Condition(self.lock)
@@ -81,20 +145,13 @@ class SubscriptionState:
         self.fetch_offsets: dict[TopicPartition, int] = {}
         self.epochs: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
-        self.halted: set[TopicPartition] = set()  # out of range with no reset policy
-        # Stored damage per partition (also halted): raised by every poll once the
-        # position reaches its first offset, until a seek moves the partition.
-        self.damaged: dict[TopicPartition, errors.CorruptRecordError] = {}
+        self.halts = Halts()
         self.high_watermarks: dict[TopicPartition, int] = {}
-        self.buffer: deque[Chunk] = deque()
-        self.buffered_bytes = 0
+        self.buffer = ChunkBuffer(max_buffer_bytes)
         self.errors: deque[BaseException] = deque()
         self.generation = 0
         self.closed = False
-        # Records an iteration took but has not yielded yet; their partitions' positions
-        # advance one yielded record at a time (position() and commit() inside the loop).
-        self._iter_rest: list[Record] | None = None
-        self._iter_next = 0
+        self._iteration: IteratedRecords | None = None
         self.control: FetchControl = _NoFetcher()
 
     # -- what is read: the application thread ----------------------------------------------
@@ -112,7 +169,7 @@ class SubscriptionState:
                     self.positions.pop(tp, None)
                     self.fetch_offsets.pop(tp, None)
                     self.paused.discard(tp)
-                    self.damaged.pop(tp, None)
+                    self.halts.damage.pop(tp, None)
                     self._bump(tp)
             for tp in new:
                 self.positions.setdefault(tp, None)
@@ -131,8 +188,7 @@ class SubscriptionState:
             if tp not in self.positions:
                 return
             self.positions[tp] = offset
-            self.halted.discard(tp)
-            self.damaged.pop(tp, None)
+            self.halts.clear(tp)
             self._bump(tp)
             self.work.notify()
         self.cancel_inflight()
@@ -165,7 +221,6 @@ class SubscriptionState:
                 return False
             self.closed = True
             self.buffer.clear()
-            self.buffered_bytes = 0
             self.work.notify_all()
             self.data.notify_all()
         self.cancel_inflight()
@@ -236,7 +291,7 @@ class SubscriptionState:
                 if self.reset is None:
                     self._check_positions()
                 while self.buffer and remaining > 0:
-                    chunk = self.buffer[0]
+                    chunk = self.buffer.head()
                     tp = TopicPartition(chunk.topic, chunk.partition)
                     if (
                         self.epochs.get(tp) != chunk.epoch
@@ -256,7 +311,7 @@ class SubscriptionState:
                         self._drop_head()
                 if remaining < max_records:
                     return
-                for tp, damage in self.damaged.items():
+                for tp, damage in self.halts.damage.items():
                     if taken_to.get(tp, self.positions.get(tp)) == damage.first_offset:
                         raise damage
                 if self.closed:
@@ -274,25 +329,15 @@ class SubscriptionState:
         Caller: ``Consumer.__iter__``. Affects: positions, one record at a time (written
         without the lock: only the application thread writes a position while it
         iterates, and a dict store is atomic)."""
-        positions = self.positions
-        self._iter_rest, self._iter_next = records, 0
-        key: tuple[str, int] | None = None
-        tp = TopicPartition("", 0)
+        iteration = self._iteration = IteratedRecords(records)
         try:
-            while self._iter_rest is records and self._iter_next < len(records):
-                rec = records[self._iter_next]
-                self._iter_next += 1
-                if key != (rec.topic, rec.partition):
-                    key = (rec.topic, rec.partition)
-                    tp = TopicPartition(*key)
-                positions[tp] = rec.offset + 1
-                yield rec
+            yield from iteration.advancing(self.positions)
         finally:
-            if self._iter_rest is records:
+            if self._iteration is iteration:
                 with self.lock:
-                    if self._iter_next < len(records):  # generator closed mid-list (break)
+                    if not iteration.done:  # generator closed mid-list (break)
                         self._discard_iteration_rest()
-                    self._iter_rest = None
+                    self._iteration = None
 
     def discard_iteration_rest(self) -> None:
         """An iteration suspended mid-list loses what it has not yielded (the reading moves
@@ -306,20 +351,16 @@ class SubscriptionState:
     def needs_reset(self) -> list[TopicPartition]:
         """Lock held: assigned, unpaused partitions without a position, when a reset policy
         applies. Caller: the fetcher. Affects: nothing."""
-        if self.reset is None:
-            return []
-        return [
-            tp for tp in self.assignment if self.positions.get(tp) is None and tp not in self.paused
-        ]
+        return [] if self.reset is None else self._unpositioned()
 
     def fetchable(self) -> list[TopicPartition]:
         """Lock held: the partitions to fetch now (none while the buffer is full). Caller:
         the fetcher. Affects: gives each a fetch offset from its position the first time."""
-        if self.buffered_bytes >= self.max_buffer_bytes:
+        if self.buffer.full:
             return []
         out = []
         for tp in self.assignment:
-            if tp in self.paused or tp in self.halted:
+            if tp in self.paused or tp in self.halts:
                 continue
             pos = self.positions.get(tp)
             if pos is None:
@@ -369,12 +410,10 @@ class SubscriptionState:
                 if self.epochs.get(tp) != epochs[tp] or self.closed:
                     continue
                 self.fetch_offsets[tp] = next_offset
-                for c in chunks:
-                    self.buffer.append(c)
-                    self.buffered_bytes += c.nbytes
+                self.buffer.add(chunks)
             if decoded:
                 self.data.notify_all()
-            return self.buffered_bytes >= self.max_buffer_bytes
+            return self.buffer.full
 
     def lose_position(self, tp: TopicPartition, epoch: int) -> None:
         """Offset out of range with a reset policy: forget the position so that it is
@@ -391,7 +430,7 @@ class SubscriptionState:
         with self.lock:
             if self.epochs.get(tp) != epoch:
                 return False
-            self.halted.add(tp)
+            self.halts.stop(tp)
             return True
 
     def halt_at_damage(
@@ -403,8 +442,7 @@ class SubscriptionState:
         with self.lock:
             if self.epochs.get(tp) != epoch:
                 return
-            self.halted.add(tp)
-            self.damaged[tp] = damage
+            self.halts.stop(tp, damage)
             self.data.notify_all()
 
     def is_current(self, tp: TopicPartition, epoch: int) -> bool:
@@ -440,11 +478,7 @@ class SubscriptionState:
     def _bump(self, tp: TopicPartition) -> None:
         """Lock held: invalidate buffered and in-flight data of ``tp``."""
         self.epochs[tp] = self.epochs.get(tp, 0) + 1
-        kept = deque(c for c in self.buffer if (c.topic, c.partition) != tp)
-        full = self.buffered_bytes >= self.max_buffer_bytes
-        self.buffered_bytes = sum(c.nbytes for c in kept)
-        self.buffer = kept
-        if full and self.buffered_bytes < self.max_buffer_bytes:
+        if self.buffer.drop_partition(tp):
             self.work.notify()  # the fetcher waits for room only when the buffer was full
         pos = self.positions.get(tp)
         if pos is not None:
@@ -454,31 +488,31 @@ class SubscriptionState:
 
     def _drop_head(self) -> None:
         """Lock held: drop the oldest chunk."""
-        chunk = self.buffer.popleft()
-        full = self.buffered_bytes >= self.max_buffer_bytes
-        self.buffered_bytes -= chunk.nbytes
-        if full and self.buffered_bytes < self.max_buffer_bytes:
+        if self.buffer.drop_head():
             self.work.notify()
 
     def _discard_iteration_rest(self) -> None:
         """Lock held. Positions change (seek, pause, assign, poll) while an iteration holds
         records it has not yielded yet: drop them, and have their partitions fetched again
         from the position (the last record yielded)."""
-        rest = self._iter_rest
-        if rest is None:
+        iteration, self._iteration = self._iteration, None
+        if iteration is None:
             return
-        self._iter_rest = None
-        for tp in {TopicPartition(r.topic, r.partition) for r in rest[self._iter_next :]}:
+        iteration.stopped = True
+        for tp in iteration.unyielded_partitions():
             if tp in self.positions:
                 self._bump(tp)
         self.generation += 1  # the direct stream read past them: reopen it from the positions
 
-    def _check_positions(self) -> None:
-        """Lock held; auto_offset_reset='error': every partition needs a position."""
-        missing = [
+    def _unpositioned(self) -> list[TopicPartition]:
+        """Lock held: assigned, unpaused partitions without a position."""
+        return [
             tp for tp in self.assignment if self.positions.get(tp) is None and tp not in self.paused
         ]
-        if missing:
+
+    def _check_positions(self) -> None:
+        """Lock held; auto_offset_reset='error': every partition needs a position."""
+        if missing := self._unpositioned():
             raise errors.OffsetOutOfRangeError(
                 f"no position for {', '.join(map(str, missing))} and auto_offset_reset='error';"
                 " seek() first"

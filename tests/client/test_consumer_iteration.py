@@ -179,7 +179,7 @@ def test_pausing_with_a_full_buffer_keeps_the_other_partitions_flowing(
         c.assign([p0, p1])
         got = c.poll(timeout=5, max_records=1)
         deadline = time.monotonic() + 5
-        while c._state.buffered_bytes < c._state.max_buffer_bytes:
+        while not c._state.buffer.full:
             assert time.monotonic() < deadline, "the buffer never filled"
             time.sleep(0.01)
         assert wait_fetcher_idle(c)  # the prefetcher now waits for room

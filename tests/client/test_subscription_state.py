@@ -81,7 +81,7 @@ def test_take_returns_buffered_records_and_advances_the_position() -> None:
     assert _poll(state, max_records=3) == [0, 1, 2]
     assert state.position(TP0) == 3
     assert _poll(state) == [3, 4]
-    assert state.buffered_bytes == 0
+    assert state.buffer.nbytes == 0
 
 
 def test_a_seek_makes_buffered_chunks_stale() -> None:
@@ -90,7 +90,7 @@ def test_a_seek_makes_buffered_chunks_stale() -> None:
     state.seek(TP0, 0)
     _queue(state, TP0, 0, 5)
     state.seek(TP0, 100)
-    assert state.buffered_bytes == 0
+    assert state.buffer.nbytes == 0
     assert state.fetch_offsets[TP0] == 100
     assert _poll(state) == []
 

@@ -4,7 +4,8 @@ Prefetching: a background thread (``logstream-consumer-fetcher``) follows every 
 unpaused partition with a known position on one server-streaming ``Subscribe`` call (the
 broker pushes batches as they are appended; with ``fetch_min_bytes`` > 1 it long-polls
 ``Fetch`` with ``fetch_max_wait_ms`` instead, since Subscribe has no minimum size), decodes
-whole batches into :class:`~logstream.client.chunks.Chunk` objects and queues them in the
+whole batches into :class:`~logstream.client.chunks.Chunk` objects and queues them
+(:func:`~logstream.client.fetch_answer.absorb_answer`) in the
 :class:`~logstream.client.subscription.SubscriptionState` (bounded by ``max_buffer_bytes``),
 so the next data is on its way while the application processes. Every chunk carries its
 partition's epoch; a seek, pause or assign bumps it and cancels the in-flight call (through
@@ -32,12 +33,11 @@ import time
 from typing import Any
 
 from logstream import errors
-from logstream.client.chunks import Chunk, decode_until_damage
+from logstream.client.fetch_answer import absorb_answer
 from logstream.client.offsets import OffsetLookup
 from logstream.client.subscription import SubscriptionState
 from logstream.client.transport_api import PendingCall, StreamCall, TransportLike
 from logstream.protocol import log_pb2
-from logstream.protocol.status import error_for_code
 from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.client.consumer")
@@ -258,7 +258,7 @@ class Fetcher:
         finally:
             self._inflight = None
         try:
-            self._absorb(resp, epochs, offsets)
+            absorb_answer(self._state, resp, epochs, offsets, verify=self._settings.verify)
         finally:
             if resp.throttle_time_ms > 0:
                 self._wait_throttle(resp.throttle_time_ms / 1000.0)
@@ -301,7 +301,7 @@ class Fetcher:
         try:
             for resp in call:
                 self._unreachable_since = None
-                if self._absorb(resp, epochs, offsets):
+                if absorb_answer(state, resp, epochs, offsets, verify=self._settings.verify):
                     ended = False  # the buffer is full: wait for room before reading on
                     break
         except errors.LogstreamError:
@@ -315,71 +315,6 @@ class Fetcher:
             # The broker ended the stream (shutting down): do not re-subscribe in a hot loop.
             with state.lock:
                 state.work.wait(self._settings.backoff)
-
-    def _absorb(
-        self,
-        resp: log_pb2.FetchResponse,
-        epochs: dict[TopicPartition, int],
-        offsets: dict[TopicPartition, int],
-    ) -> bool:
-        """Queue the batches of a fetch answer (or stream message) and advance ``offsets``;
-        then raise the first partition error, if any. Returns whether the buffer is full."""
-        state = self._state
-        decoded: list[tuple[TopicPartition, list[Chunk], int]] = []
-        problems: list[tuple[TopicPartition, log_pb2.FetchPartitionResponse]] = []
-        damaged: list[tuple[TopicPartition, errors.CorruptRecordError]] = []
-        for p in resp.partitions:
-            tp = TopicPartition(p.topic, p.partition)
-            if tp not in epochs:
-                continue
-            state.record_high_watermark(tp, p.high_watermark)
-            if p.error_code:
-                problems.append((tp, p))
-                continue
-            if not p.records:
-                continue
-            chunks, damage = decode_until_damage(
-                tp.topic,
-                tp.partition,
-                epochs[tp],
-                p.records,
-                offsets[tp],
-                verify=self._settings.verify,
-            )
-            if damage is not None:
-                damaged.append((tp, damage))
-            if chunks:
-                next_offset = chunks[-1].base + chunks[-1].n
-                offsets[tp] = next_offset
-                decoded.append((tp, chunks, next_offset))
-        full = state.add_chunks(decoded, epochs)
-        for tp, damage in damaged:  # raised by poll once the records before it are taken
-            state.halt_at_damage(tp, epochs[tp], damage)
-        for tp, p in problems:
-            self._partition_error(tp, epochs[tp], offsets[tp], p)
-        return full
-
-    def _partition_error(
-        self, tp: TopicPartition, epoch: int, offset: int, p: log_pb2.FetchPartitionResponse
-    ) -> None:
-        state = self._state
-        exc = error_for_code(p.error_code, p.error_message or str(tp))
-        if isinstance(exc, errors.CorruptRecordError):  # the broker found stored damage
-            state.halt_at_damage(tp, epoch, broker_found_damage(tp, offset, p))
-            return
-        if isinstance(exc, errors.OffsetOutOfRangeError):
-            if state.reset is not None:
-                log.info("%s: %s; resetting per auto_offset_reset", tp, exc)
-                state.lose_position(tp, epoch)
-                return
-            exc = errors.OffsetOutOfRangeError(
-                f"{tp}: {exc.message}", earliest=p.log_start_offset, latest=p.high_watermark
-            )
-            if not state.halt(tp, epoch):  # stop fetching it until the application seeks
-                return
-        elif not state.is_current(tp, epoch):
-            return
-        raise exc
 
     # -- iteration: the application thread reads its own stream -------------------------------
 
@@ -456,7 +391,7 @@ class Fetcher:
             return not state.closed
         self._unreachable_since = None
         try:
-            self._absorb(resp, d.epochs, d.offsets)
+            absorb_answer(self._state, resp, d.epochs, d.offsets, verify=self._settings.verify)
         except errors.LogstreamError as exc:
             self._drop_direct()
             self._on_error(exc)
@@ -503,19 +438,3 @@ class Fetcher:
         if stale:  # a close or group change raced with opening the stream
             call.cancel()
         return d
-
-
-def broker_found_damage(
-    tp: TopicPartition, offset: int, p: log_pb2.FetchPartitionResponse
-) -> errors.CorruptRecordError:
-    """The CorruptRecordError for a CORRUPT_MESSAGE answer at ``offset``: the damaged range
-    as the broker sent it (the first offset the consumer cannot be given is ``offset``
-    itself: the broker served everything before it)."""
-    last = p.corrupt_last_offset if p.HasField("corrupt_last_offset") else None
-    if last is not None and last < offset:
-        last = None
-    span = f"{offset}..{last}" if last is not None else f"{offset} on"
-    return errors.CorruptRecordError(
-        f"{tp.topic}-{tp.partition}: damaged offsets {span}: {p.error_message}",
-        topic=tp.topic, partition=tp.partition, first_offset=offset, last_offset=last,
-    )

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from logstream import Admin, Consumer, Producer, TopicPartition, errors
-from logstream.client import fetcher as fetcher_mod
+from logstream.client import fetch_answer as fetch_answer_mod
 from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import BrokerProcess
 from logstream.testing.consumer import wait_fetch_parked, wait_fetcher_idle
@@ -50,13 +50,13 @@ def test_iteration_reads_the_stream_on_the_iterating_thread(
     handed over by the prefetch thread."""
     _topic(broker, topic_name)
     decoded_on: list[str] = []
-    real = fetcher_mod.decode_until_damage
+    real = fetch_answer_mod.decode_until_damage
 
     def spying(*args: Any, **kw: Any) -> Any:
         decoded_on.append(threading.current_thread().name)
         return real(*args, **kw)
 
-    monkeypatch.setattr(fetcher_mod, "decode_until_damage", spying)
+    monkeypatch.setattr(fetch_answer_mod, "decode_until_damage", spying)
     n = 40
 
     def produce() -> None:

@@ -27,7 +27,8 @@ from typing import Any, Generic, TypeVar
 
 from logstream import errors
 from logstream.codec import next_offset_after, read_header, stamp_base_offset, validate_batch
-from logstream.protocol import admin_pb2, group_pb2, log_pb2, queue_pb2
+from logstream.protocol import admin_pb2, log_pb2
+from logstream.testing.unmodelled import UnmodelledCalls
 from logstream.types import EARLIEST, LATEST
 
 T = TypeVar("T")
@@ -118,8 +119,9 @@ class _Stream(Generic[T]):
         self.cancelled.set()
 
 
-class InMemoryTransport:
-    """A fake broker connection holding topics in memory. Thread-safe."""
+class InMemoryTransport(UnmodelledCalls):
+    """A fake broker connection holding topics in memory. Thread-safe. The calls it does not
+    model come from :class:`~logstream.testing.unmodelled.UnmodelledCalls`."""
 
     def __init__(self, address: str = "in-memory:0") -> None:
         self.address = address
@@ -288,112 +290,7 @@ class InMemoryTransport:
                     )
         return resp
 
-    # Not modelled: these raise NotImplementedError (use a real broker: run_broker).
-    def alter_topic_config(
-        self, request: admin_pb2.AlterTopicConfigRequest, *, timeout: float | None
-    ) -> admin_pb2.AlterTopicConfigResponse:
-        raise self._unsupported("AlterTopicConfig")
-
-    def create_partitions(
-        self, request: admin_pb2.CreatePartitionsRequest, *, timeout: float | None
-    ) -> admin_pb2.CreatePartitionsResponse:
-        raise self._unsupported("CreatePartitions")
-
-    def heartbeat(
-        self, request: group_pb2.HeartbeatRequest, *, timeout: float | None
-    ) -> group_pb2.HeartbeatResponse:
-        raise self._unsupported("Heartbeat")
-
-    def commit_offsets(
-        self, request: group_pb2.CommitOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.CommitOffsetsResponse:
-        raise self._unsupported("CommitOffsets")
-
-    def fetch_offsets(
-        self, request: group_pb2.FetchOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.FetchOffsetsResponse:
-        raise self._unsupported("FetchOffsets")
-
-    def list_groups(
-        self, request: group_pb2.ListGroupsRequest, *, timeout: float | None
-    ) -> group_pb2.ListGroupsResponse:
-        raise self._unsupported("ListGroups")
-
-    def describe_group(
-        self, request: group_pb2.DescribeGroupRequest, *, timeout: float | None
-    ) -> group_pb2.DescribeGroupResponse:
-        raise self._unsupported("DescribeGroup")
-
-    def delete_group(
-        self, request: group_pb2.DeleteGroupRequest, *, timeout: float | None
-    ) -> group_pb2.DeleteGroupResponse:
-        raise self._unsupported("DeleteGroup")
-
-    def reset_offsets(
-        self, request: group_pb2.ResetOffsetsRequest, *, timeout: float | None
-    ) -> group_pb2.ResetOffsetsResponse:
-        raise self._unsupported("ResetOffsets")
-
-    # -- Queue service: not simulated (queue groups need a real broker)
-    def queue_join(
-        self, request: queue_pb2.QueueJoinRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueJoinResponse:
-        raise self._unsupported("queue_join")
-
-    def queue_leave(
-        self, request: queue_pb2.QueueLeaveRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueLeaveResponse:
-        raise self._unsupported("queue_leave")
-
-    def queue_fetch(
-        self, request: queue_pb2.QueueFetchRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueFetchResponse:
-        raise self._unsupported("queue_fetch")
-
-    def queue_settle(
-        self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
-    ) -> queue_pb2.QueueSettleResponse:
-        raise self._unsupported("queue_settle")
-
-    def create_queue_group(
-        self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.CreateQueueGroupResponse:
-        raise self._unsupported("create_queue_group")
-
-    def alter_queue_group(
-        self, request: queue_pb2.AlterQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.AlterQueueGroupResponse:
-        raise self._unsupported("alter_queue_group")
-
-    def describe_queue_group(
-        self, request: queue_pb2.DescribeQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.DescribeQueueGroupResponse:
-        raise self._unsupported("describe_queue_group")
-
-    def list_queue_groups(
-        self, request: queue_pb2.ListQueueGroupsRequest, *, timeout: float | None
-    ) -> queue_pb2.ListQueueGroupsResponse:
-        raise self._unsupported("list_queue_groups")
-
-    def delete_queue_group(
-        self, request: queue_pb2.DeleteQueueGroupRequest, *, timeout: float | None
-    ) -> queue_pb2.DeleteQueueGroupResponse:
-        raise self._unsupported("delete_queue_group")
-
-    def queue_peek(
-        self, request: queue_pb2.PeekRequest, *, timeout: float | None
-    ) -> queue_pb2.PeekResponse:
-        raise self._unsupported("queue_peek")
-
-    def queue_redrive(
-        self, request: queue_pb2.RedriveRequest, *, timeout: float | None
-    ) -> queue_pb2.RedriveResponse:
-        raise self._unsupported("queue_redrive")
-
     # -- plumbing -------------------------------------------------------------------------------
-
-    def _unsupported(self, name: str) -> NotImplementedError:
-        return NotImplementedError(f"InMemoryTransport does not model {name}: use run_broker")
 
     def _maybe_fail(self, name: str) -> None:
         with self._lock:

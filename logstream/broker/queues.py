@@ -12,12 +12,12 @@ engine leaves to its caller:
 - **durability**: every operation ends with ``QueueGroup.flush()``, one append to
   ``__queue_state`` (:mod:`.queue_state`), before the caller answers: a fetch's records
   are sent, and an ack confirmed, only once its state record is in the log;
-- **time**: one timer thread (``logstream-queues``, every ``queue_tick_interval_ms``)
-  ticks a group only when its earliest deadline (a lease, a nack delay, an expiry) has
-  come, which is one comparison per partition otherwise; the window's ``tick`` works on
-  whole arrays. Whatever a tick freed wakes the group's waiting fetches through the
-  broker's :class:`~logstream.broker.notify.AppendNotifier` (key ``("queue", group)``),
-  as appends to the group's partitions do;
+- **time** (:mod:`.queue_timer`): one timer thread (``logstream-queues``, every
+  ``queue_tick_interval_ms``) ticks a group only when its earliest deadline (a lease, a
+  nack delay, an expiry) has come, which is one comparison per partition otherwise; the
+  window's ``tick`` works on whole arrays. Whatever a tick freed wakes the group's
+  waiting fetches through the broker's :class:`~logstream.broker.notify.AppendNotifier`
+  (key ``("queue", group)``), as appends to the group's partitions do;
 - **topology** (:mod:`.queue_topology`): partitions added to a group's topics join it
   (CreatePartitions calls :meth:`QueueManager.topic_grew`; housekeeping checks every
   second as well); records retention deleted before the group finished them are skipped
@@ -54,6 +54,7 @@ from logstream.broker.queue_redrive import (
 )
 from logstream.broker.queue_settle import NACK, Settle, SettleOutcome, apply_settles
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
+from logstream.broker.queue_timer import QueueTimer
 from logstream.broker.queue_topology import add_new_partitions, finish_gone
 from logstream.coordinator.queues import (
     Delivery,
@@ -81,7 +82,6 @@ from logstream.storage.config import is_internal_topic
 log = logging.getLogger("logstream.broker.queues")
 
 SETTINGS_TYPE = bytes([T_SETTINGS])
-MEMBER_TIMEOUT_MIN_MS = 60_000
 
 
 class QueueManager:
@@ -99,8 +99,9 @@ class QueueManager:
         np.unique(np.zeros(2, np.int64))
         self._groups: dict[str, Managed] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.timer = QueueTimer(
+            self._all, clock=self.clock, wake=self._wake, add_partitions=self._add_new_partitions
+        )
         self._recover()
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -134,65 +135,16 @@ class QueueManager:
         )
 
     def start(self) -> None:
-        interval = self.broker.config.queue_tick_interval_ms / 1000.0
-        self._thread = threading.Thread(
-            target=self._run_timer, args=(interval,), name="logstream-queues", daemon=True
-        )
-        self._thread.start()
+        self.timer.start(self.broker.config.queue_tick_interval_ms / 1000.0)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self.timer.stop()
         for m in self._all():
             with m.lock:
                 try:
                     m.group.flush()
                 except Exception:
                     log.exception("queue group %s: final flush failed", m.group.name)
-
-    def _run_timer(self, interval: float) -> None:
-        last_housekeeping = time.monotonic()
-        while not self._stop.wait(interval):
-            try:
-                self.tick()
-                if time.monotonic() - last_housekeeping >= 1.0:
-                    last_housekeeping = time.monotonic()
-                    self.housekeeping()
-            except Exception:
-                log.exception("queue timer failed; will retry")
-
-    def tick(self) -> None:
-        """Apply what came due in every group (leases, delays, expiry, dead letters)."""
-        now = self.clock.now_ms()
-        for m in self._all():
-            with m.lock:
-                g = m.group
-                due = min((w.next_due_ms for _, _, w in g.each_window()), default=now + 1)
-                pending = any(w.dead_pending for _, _, w in g.each_window())
-                if due > now and not pending:
-                    continue
-                g.tick()
-                g.flush()
-            self._wake(g.name)
-
-    def housekeeping(self) -> None:
-        """Remove silent members, pick up new partitions, write checkpoints."""
-        now = time.monotonic()
-        for m in self._all():
-            self._add_new_partitions(m)
-            timeout = max(2 * m.group.settings.lease_ms, MEMBER_TIMEOUT_MIN_MS) / 1000.0
-            released = 0
-            with m.lock:
-                for member, seen in list(m.seen.items()):
-                    if now - seen > timeout:
-                        released += m.group.leave(member)
-                        del m.seen[member]
-                        m.client_ids.pop(member, None)
-                m.group.maybe_checkpoint()
-                m.group.flush()
-            if released:
-                self._wake(m.group.name)
 
     def topic_grew(self, topic: str) -> None:
         """``topic`` has more partitions now: every group reading it takes them in."""

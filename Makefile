@@ -68,6 +68,7 @@ test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
 	$(VENV)/bin/mypy logstream
 	$(PY) tools/check_layers.py
+	$(PY) tools/check_sizes.py
 	$(PY) tools/gen_protos.py --check
 	$(PY) -m pytest -q
 

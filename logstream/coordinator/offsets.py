@@ -86,7 +86,9 @@ COMPACT_MIN_RECORDS = 10_000
 """A checkpoint is written once more records than max(this, 4 x live entries) were appended
 to a partition since its last checkpoint."""
 COMPACT_LIVE_FACTOR = 4
-_CHECKPOINT_BATCH_RECORDS = 1_000
+CHECKPOINT_BATCH_RECORDS = 1_000
+"""Keys a checkpoint re-states per batch (per hold of the table's lock): a commit from another
+thread waits for at most one batch, not for the whole checkpoint."""
 _CHECKPOINT_BATCH_BYTES = 256 * 1024
 
 _U8 = struct.Struct("<B")
@@ -214,6 +216,7 @@ class OffsetStore:
         clock: Clock,
         *,
         compact_min_records: int = COMPACT_MIN_RECORDS,
+        checkpoint_batch_records: int = CHECKPOINT_BATCH_RECORDS,
     ) -> None:
         self._logs = logs
         self._clock = clock
@@ -222,6 +225,7 @@ class OffsetStore:
         self._table: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         self.records_replayed = 0
         self.compact_min_records = compact_min_records
+        self.checkpoint_batch_records = checkpoint_batch_records
         # per partition of the topic: records appended since its last complete checkpoint,
         # the count at which to look again, and where that checkpoint starts (-1: none)
         self._since_checkpoint = [0] * len(logs)
@@ -375,11 +379,10 @@ class OffsetStore:
                     for tp in self._table[group]
                 ]
             entries = 0
-            for lo in range(0, len(keys_to_restate), _CHECKPOINT_BATCH_RECORDS):
+            step = self.checkpoint_batch_records
+            for lo in range(0, len(keys_to_restate), step):
                 with self._lock:
-                    entries += self._restate_locked(
-                        log, keys_to_restate[lo : lo + _CHECKPOINT_BATCH_RECORDS]
-                    )
+                    entries += self._restate_locked(log, keys_to_restate[lo : lo + step])
                 time.sleep(0)  # a commit waiting for the lock gets it before the next batch
             with self._lock:
                 marker = encode_batch(

@@ -10,7 +10,6 @@ import pytest
 
 from logstream.codec import encode_batch
 from logstream.coordinator import CoordinatorConfig, GroupCoordinator
-from logstream.coordinator import offsets as offsets_mod
 from logstream.coordinator.offsets import OFFSETS_TOPIC
 from logstream.errors import KafkaStorageError
 from logstream.storage import LogManager
@@ -131,7 +130,7 @@ def test_crash_in_the_middle_of_a_checkpoint_loses_nothing(tmp_path, clock, monk
     _commit_many(coord, 300)
     expected = _table(coord)
     log = _offsets_log(lm)
-    monkeypatch.setattr(offsets_mod, "_CHECKPOINT_BATCH_RECORDS", 3)
+    coord.offsets.checkpoint_batch_records = 3
     real_append = log.append
     appends = []
 
@@ -239,7 +238,7 @@ def test_commits_during_a_checkpoint_are_not_held_up_and_not_lost(tmp_path, cloc
 
     lm, coord = _open(tmp_path, clock)
     _commit_many(coord, 40, groups=100)  # 400 live offsets: a checkpoint of 200 batches
-    monkeypatch.setattr(offsets_mod, "_CHECKPOINT_BATCH_RECORDS", 2)
+    coord.offsets.checkpoint_batch_records = 2
     log = _offsets_log(lm)
     real_append = log.append
     order: list[str] = []

@@ -63,6 +63,10 @@ class FetchOutcome:
 class FetchHandler:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        # Passes over a request's partitions that read storage (one per answer built, plus
+        # the re-reads of a long poll woken by appends): what a test counts to show that a
+        # caught-up subscription reads once per append. Written on the event loop only.
+        self.reads = 0
 
     # -- fetch -------------------------------------------------------------------------------
 
@@ -107,6 +111,7 @@ class FetchHandler:
     def _read_all(
         self, specs: Sequence[FetchSpec], total_max: int
     ) -> tuple[list[FetchOutcome], int, bool]:
+        self.reads += 1
         outcomes: list[FetchOutcome] = []
         size, failed = 0, False
         part_default = self.broker.config.fetch_partition_max_bytes

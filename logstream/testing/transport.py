@@ -130,6 +130,7 @@ class InMemoryTransport(UnmodelledCalls):
         self._lock = threading.Condition()
         self._failures: dict[str, list[errors.LogstreamError]] = {}
         self._break_after: int | None = None
+        self._answer_gate: threading.Event | None = None
         self._next_pid = 1000
         self.closed = False
 
@@ -152,6 +153,15 @@ class InMemoryTransport(UnmodelledCalls):
         request is written but its answer is lost and the stream fails (a broker crash)."""
         with self._lock:
             self._break_after = answers
+
+    def hold_produce_answers(self) -> threading.Event:
+        """A slow broker: from now on the ProduceStream answers each request it took only
+        once the returned event is set (and takes the next request after answering, as
+        before). Set the event to let every answer through."""
+        gate = threading.Event()
+        with self._lock:
+            self._answer_gate = gate
+        return gate
 
     def records(self, topic: str, partition: int) -> list[tuple[int, bytes | None, bytes | None]]:
         """(offset, key, value) of everything stored, for assertions."""
@@ -339,6 +349,9 @@ class InMemoryTransport(UnmodelledCalls):
     def _produce_stream(self, requests: Iterator[Any]) -> Any:
         def answers() -> Iterator[Any]:
             for request in requests:
+                gate = self._answer_gate
+                if gate is not None:
+                    gate.wait(10)
                 self._maybe_fail("ProduceStream")
                 resp = self._produce(request)
                 with self._lock:

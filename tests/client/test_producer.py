@@ -201,24 +201,18 @@ def test_send_batch_bigger_than_the_buffer_waits_and_loses_nothing(
     assert [v for _, _, v in transport.records("t", 1)] == values
 
 
-def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[int], Any]:
+def _gated_stream(
+    transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, list[int]]:
     """Hold the fake broker's answers until the event is set; record the records per request
-    in the order the requests were sent."""
+    in the order the producer sent the requests (before any answer)."""
+    from logstream.client.producer.sender import ProduceStreamPipe
     from logstream.codec import read_header
 
-    gate = threading.Event()
     sizes: list[int] = []
-    answer = transport._produce
+    real_send = ProduceStreamPipe.send
 
-    def stream(requests: Any) -> Any:
-        def answers() -> Any:
-            for request in requests:
-                gate.wait(10)
-                yield answer(request)
-
-        return answers()
-
-    def send(pipe: Any, request: Any) -> None:
+    def send(pipe: ProduceStreamPipe, request: bytes) -> None:
         sizes.append(
             sum(
                 read_header(b, 0).record_count
@@ -226,19 +220,16 @@ def _gated_stream(transport: InMemoryTransport) -> tuple[threading.Event, list[i
                 for b in part.batches
             )
         )
-        pipe._queue.put(request)
+        real_send(pipe, request)
 
-    transport._produce_stream = stream  # type: ignore[method-assign]
-    return gate, sizes, send
+    monkeypatch.setattr(ProduceStreamPipe, "send", send)
+    return transport.hold_produce_answers(), sizes
 
 
 def test_small_requests_wait_for_an_answer_instead_of_pipelining(
     transport: InMemoryTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logstream.client.producer import sender as sender_mod
-
-    gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
+    gate, sizes = _gated_stream(transport, monkeypatch)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         first = p.send("t", b"first", partition=0)
         _wait_for(lambda: sizes == [1])
@@ -256,29 +247,17 @@ def test_records_behind_an_unanswered_request_do_not_wake_the_sender(
 ) -> None:
     """At linger_ms=0 each record used to wake the sender thread, which found the answer
     still due and went back to sleep: a thread switch per record on the latency path."""
-    from logstream.client.producer import sender as sender_mod
-
-    gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
-    drains = 0
-    real = sender_mod.Sender._drain
-
-    def counting(self: Any, now: float) -> Any:
-        nonlocal drains
-        drains += 1
-        return real(self, now)
-
-    monkeypatch.setattr(sender_mod.Sender, "_drain", counting)
+    gate, sizes = _gated_stream(transport, monkeypatch)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         p.send("t", b"first", partition=0)
         _wait_for(lambda: sizes == [1])
         time.sleep(0.05)
-        before = drains
+        before = p.stats.wakeups
         later = []
         for i in range(20):
             later.append(p.send("t", b"%d" % i, partition=0))
             time.sleep(0.005)  # records trickling in, as at a low rate
-        assert drains - before <= 1
+        assert p.stats.wakeups - before <= 1
         gate.set()
         p.flush(10)
     assert sizes == [1, 20]
@@ -290,8 +269,7 @@ def test_large_requests_still_pipeline(
 ) -> None:
     from logstream.client.producer import sender as sender_mod
 
-    gate, sizes, send = _gated_stream(transport)
-    monkeypatch.setattr(sender_mod.ProduceStreamPipe, "send", send)
+    gate, sizes = _gated_stream(transport, monkeypatch)
     big = b"x" * sender_mod.PIPELINE_MIN_BYTES
     one = len(big) + 1024  # one record per batch and per request
     with Producer(

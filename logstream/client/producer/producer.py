@@ -29,7 +29,7 @@ from logstream.client.producer.futures import (
     failed_future,
     new_future,
 )
-from logstream.client.producer.sender import Sender, SenderSettings, backoff_delay
+from logstream.client.producer.sender import Sender, SenderSettings, SenderStats, backoff_delay
 from logstream.codec import HEADER_SIZE, compression, encode_headers, schedule_headers
 from logstream.protocol import common_pb2
 
@@ -333,6 +333,11 @@ class Producer:
             for i in range(len(values))
         ]
         return BulkFuture([(f[0], f[1], 1, [i]) for i, f in enumerate(futs)], len(values))
+
+    @property
+    def stats(self) -> SenderStats:
+        """Counters of the sender thread (e.g. how often it woke to look for work)."""
+        return self._sender.stats
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued so far and wait until it is acknowledged (or failed).

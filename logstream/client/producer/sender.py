@@ -154,6 +154,16 @@ class _InFlight:
         self.parts = parts
 
 
+class SenderStats:
+    """Counters of one producer's sender thread (``Producer.stats``). Written by that
+    thread only; reading them from another thread gives a recent value."""
+
+    __slots__ = ("wakeups",)
+
+    def __init__(self) -> None:
+        self.wakeups = 0  # times the thread woke from waiting and looked for work again
+
+
 class Sender:
     """The producer's I/O: drains the accumulator onto a ProduceStream, retries, fails.
 
@@ -188,6 +198,7 @@ class Sender:
         # cleared by the epoch bump in _drain (see _restart_sequences).
         self._sequence_gap = False
         accumulator.answer_due = self._answer_due
+        self.stats = SenderStats()
         self._thread = threading.Thread(target=self._run, name="logstream-producer", daemon=True)
 
     def start(self) -> None:
@@ -237,6 +248,7 @@ class Sender:
                         break
                     timeout = None if wake_at is None else max(wake_at - now, 0.0005)
                     acc.wake.wait(timeout)
+                    self.stats.wakeups += 1
             for b, err in expired:
                 self._finish(b, -1, -1, err)
             for topic in refresh:

@@ -161,6 +161,15 @@ def _split(blob: memoryview, starts: Int64Column, lengths: Int32Column) -> list[
 
 
 def _starts(lengths: Int32Column) -> tuple[Int64Column, int]:
+    """Where each record's bytes start (nulls take none) and the total length."""
+    n = lengths.size
+    if n and lengths[0] == lengths[-1] and lengths.tobytes() == lengths[:1].tobytes() * n:
+        # One length for every record (fixed-size values, all-null keys, no headers): an
+        # arange, ~6x cheaper than the cumulative sum at thousands of records.
+        size = max(int(lengths[0]), 0)
+        if size == 0:
+            return np.zeros(n, np.int64), 0
+        return np.arange(0, size * n, size, dtype=np.int64), size * n
     clipped = np.maximum(lengths, 0).astype(np.int64)
     ends = np.cumsum(clipped)
     starts = ends - clipped

@@ -81,7 +81,7 @@ class Chunk:
         self.index = max(0, min(start - self.base, self.n))
         self.nbytes = header.batch_length
         self._keys: list[bytes | None] | None = None
-        self._values: list[bytes | None] | None = None
+        self._values: Sequence[bytes | None] | None = None
         self._stamps: list[int] | None = None
         self._batch: DecodedBatch | None = None
         self._rows: BatchRows | None = None
@@ -181,10 +181,49 @@ def _all_equal(column: np.ndarray) -> bool:
     return column.tobytes() == column[:1].tobytes() * len(column)
 
 
-def _values(batch: DecodedBatch) -> list[bytes | None]:
-    """``batch.value_list()``; for values all of one length (and at least 2 of them), one
-    numpy pass over the value bytes viewed as fixed-size ``void`` items, whose ``tolist()``
-    gives exact bytes objects (no slice object per record: ~3x faster)."""
+VALUE_BLOCK = 256
+"""Values made into bytes objects at a time when a :class:`FixedSizeValues` is iterated."""
+
+
+class FixedSizeValues(Sequence[bytes]):
+    """The values of a run when they all have one size: the value bytes viewed as numpy
+    fixed-size ``void`` items, made into ``bytes`` objects only as they are read.
+
+    Iteration converts :data:`VALUE_BLOCK` items per ``tolist()`` call (exact bytes objects,
+    no slice object per record: ~3x cheaper than slicing). A loop that drops each record
+    then frees each block before the next is made, so the allocator reuses the same memory
+    (and cache lines) instead of mapping fresh pages for a whole poll's values and
+    unmapping them after it. Read-only; safe to read from any thread."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: np.ndarray) -> None:
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FixedSizeValues: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | FixedSizeValues:
+        if isinstance(index, slice):  # a copy, as a list's slice is: holds no fetch buffer
+            return FixedSizeValues(self._items[index].copy())
+        found: bytes = self._items[index].tobytes()
+        return found
+
+    def __iter__(self) -> Iterator[bytes]:
+        items = self._items
+        blocks = [items[k : k + VALUE_BLOCK] for k in range(0, len(items), VALUE_BLOCK)]
+        return chain.from_iterable(map(np.ndarray.tolist, blocks))
+
+
+def _values(batch: DecodedBatch) -> Sequence[bytes | None]:
+    """``batch.value_list()``; for values all of one length (and at least 2 of them), a
+    :class:`FixedSizeValues` over the value bytes."""
     lengths = batch.value_lengths
     n = len(lengths)
     if n > 1:
@@ -192,8 +231,7 @@ def _values(batch: DecodedBatch) -> list[bytes | None]:
         if 0 < size == int(lengths[-1]) and _all_equal(lengths):
             blob = batch.values
             if size * n == len(blob):
-                found: list[bytes | None] = np.frombuffer(blob, dtype=f"V{size}").tolist()
-                return found
+                return FixedSizeValues(np.frombuffer(blob, dtype=f"V{size}"))
     return batch.value_list()
 
 
@@ -286,7 +324,7 @@ class RecordRun(NamedTuple):
     first_offset: int
     timestamps: list[int] | int  # one int: every record has this timestamp
     keys: list[bytes | None] | None  # None: every key is null
-    values: list[bytes | None]
+    values: Sequence[bytes | None]  # a list, or FixedSizeValues (bytes made as read)
     headers: list[Headers] | None  # None: no record has headers
 
 

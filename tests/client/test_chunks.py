@@ -274,3 +274,32 @@ def test_a_crc_failure_names_the_range_up_to_the_next_batch() -> None:
     assert damage is not None
     assert (damage.first_offset, damage.last_offset) == (6, 7)
     assert "6..7" in str(damage)
+
+
+def test_fixed_size_values_read_like_a_list_across_blocks() -> None:
+    from logstream.client.chunks import VALUE_BLOCK, FixedSizeValues
+
+    n = 2 * VALUE_BLOCK + 7  # iteration crosses two block boundaries
+    values = [bytes([i % 256, 0, 0]) for i in range(n)]  # trailing NULs are kept
+    got = FixedSizeValues(np.frombuffer(b"".join(values), dtype="V3"))
+    assert len(got) == n
+    assert list(got) == values
+    assert got[0] == values[0] and got[-1] == values[-1] and type(got[5]) is bytes
+    lo, hi = VALUE_BLOCK - 2, VALUE_BLOCK + 3
+    part = got[lo:hi]
+    assert isinstance(part, FixedSizeValues) and list(part) == values[lo:hi]
+    assert list(got[::100]) == values[::100]
+
+
+def test_a_large_batch_of_fixed_size_values_polls_in_partial_runs() -> None:
+    from logstream.client.chunks import VALUE_BLOCK
+
+    n = 3 * VALUE_BLOCK
+    values: list[bytes | None] = [b"%07d" % i for i in range(n)]
+    (chunk,) = chunks_from_records("t", 0, 0, _batch(0, values), 0, verify=True)
+    first, rest = RecordList(), RecordList()
+    first.take_from(chunk, VALUE_BLOCK + 1)
+    rest.take_from(chunk, n)
+    assert [r.value for r in first] == values[: VALUE_BLOCK + 1]
+    assert [r.value for r in rest] == values[VALUE_BLOCK + 1 :]
+    assert rest[0].offset == VALUE_BLOCK + 1 and rest[-1].value == values[-1]

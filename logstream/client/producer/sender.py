@@ -154,6 +154,33 @@ class _InFlight:
         self.parts = parts
 
 
+def encoded(b: ProducerBatch, s: SenderSettings, producer_id: int, producer_epoch: int) -> bytes:
+    """``b``'s bytes for a request: encoded on its first send (its columns are released
+    then), and restamped when it is sent again under another producer id, epoch or
+    sequence (a retry after an epoch bump). Caller: the sender thread, which owns ``b``
+    while it is in a request."""
+    if b.encoded is not None and s.idempotent:
+        header = read_header(b.encoded)
+        identity = (producer_id, producer_epoch, b.base_sequence)
+        if (header.producer_id, header.producer_epoch, header.base_sequence) != identity:
+            restamped = bytearray(b.encoded)
+            stamp_producer(restamped, *identity)
+            b.encoded = bytes(restamped)
+    if b.encoded is None:
+        b.encoded = encode_batch(
+            b.values,
+            keys=b.keys,
+            timestamps=b.ts0 if b.timestamps is None else b.timestamps,
+            headers=b.headers,
+            compression_type=s.compression,
+            producer_id=producer_id if s.idempotent else -1,
+            producer_epoch=producer_epoch if s.idempotent else -1,
+            base_sequence=b.base_sequence if s.idempotent else -1,
+        )
+        b.release_columns()
+    return b.encoded
+
+
 class SenderStats:
     """Counters of one producer's sender thread (``Producer.stats``). Written by that
     thread only; reading them from another thread gives a recent value."""
@@ -325,7 +352,7 @@ class Sender:
         """Lock held, nothing in flight. After a batch failed for good, start again as
         Kafka does (KIP-360): a new epoch (InitProducerId again, before the next send) and
         every partition's sequence from 0. Queued batches lose their old sequence and get a
-        new one when drained (their bytes are restamped in :meth:`_encode`)."""
+        new one when drained (their bytes are restamped by :func:`encoded`)."""
         self._sequence_gap = False
         self._producer_id = self._producer_epoch = -1
         self._next_seq.clear()
@@ -335,29 +362,6 @@ class Sender:
                 b.base_sequence = -1
         log.info("producer: a batch failed for good; bumping the epoch, sequences restart")
 
-    def _encode(self, b: ProducerBatch) -> bytes:
-        if b.encoded is not None and self._s.idempotent:
-            header = read_header(b.encoded)
-            identity = (self._producer_id, self._producer_epoch, b.base_sequence)
-            if (header.producer_id, header.producer_epoch, header.base_sequence) != identity:
-                restamped = bytearray(b.encoded)  # a retry after an epoch bump
-                stamp_producer(restamped, *identity)
-                b.encoded = bytes(restamped)
-        if b.encoded is None:
-            idempotent = self._s.idempotent
-            b.encoded = encode_batch(
-                b.values,
-                keys=b.keys,
-                timestamps=b.ts0 if b.timestamps is None else b.timestamps,
-                headers=b.headers,
-                compression_type=self._s.compression,
-                producer_id=self._producer_id if idempotent else -1,
-                producer_epoch=self._producer_epoch if idempotent else -1,
-                base_sequence=b.base_sequence if idempotent else -1,
-            )
-            b.release_columns()
-        return b.encoded
-
     def _send(self, parts: Parts) -> None:
         s = self._s
         corr = next(self._corr)
@@ -365,12 +369,12 @@ class Sender:
             if s.idempotent and self._producer_id < 0:
                 self._init_producer_id()
             pipe = self._ensure_pipe()
-            request = produce_request(
-                s.acks,
-                int(s.request_timeout_s * 1000),
-                corr,
-                [(tp.topic, tp.partition, [self._encode(b) for b in bs]) for tp, bs in parts],
-            )
+            pid, epoch = self._producer_id, self._producer_epoch
+            payload = [
+                (tp.topic, tp.partition, [encoded(b, s, pid, epoch) for b in bs])
+                for tp, bs in parts
+            ]
+            request = produce_request(s.acks, int(s.request_timeout_s * 1000), corr, payload)
         except errors.LogstreamError as exc:
             self._fail_parts(parts, exc)
             return

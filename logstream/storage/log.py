@@ -385,6 +385,16 @@ class PartitionLog(PartitionReader[Segment]):
         last = self._segments.last
         return last.parked_tail() if last is not None else None
 
+    def abandon(self) -> None:
+        """Release every handle as a killed process would: seal, trim, sync and snapshot
+        nothing, so the files stay as they are (tests of recovery use it). Later reads and
+        appends raise KafkaStorageError."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                for seg in self._segments:
+                    seg.abandon()
+
     def discard(self) -> None:
         """The topic is being deleted: release every handle, seal or write nothing. Every
         later call raises UnknownTopicOrPartitionError."""

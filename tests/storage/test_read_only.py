@@ -31,9 +31,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def crash(mgr: LogManager) -> None:
     """Drop every handle without sealing, snapshots or the marker (a SIGKILL)."""
     for plog in mgr.all_logs():
-        for seg in plog.segments():
-            seg.abandon()
-        plog._closed = True
+        plog.abandon()
     mgr._release_lock()
 
 

@@ -20,9 +20,7 @@ CONFIG = TopicConfig(segment_bytes=1 << 16, flush_policy="never")
 
 def abandon(log: PartitionLog) -> None:
     """Simulate a process crash: drop every handle, trim nothing, write no snapshot."""
-    for seg in log.segments():
-        seg.abandon()
-    log._closed = True
+    log.abandon()
 
 
 def open_log(path: Path, *, clean: bool = False, config: TopicConfig = CONFIG) -> PartitionLog:

@@ -115,6 +115,16 @@ SYSTEMS = {
 # request/reply (benchmarks/peers/request_reply.py): the function for each system
 REQUEST_REPLY = {"redis": "redis_rr", "nats": "nats_rr", "logstream": "logstream_rr"}
 
+# Workloads a system has no way to express at all (not "not yet"): recorded as "n/a (why)",
+# which the report shows and does not count as a failure.
+NOT_APPLICABLE = {
+    "kafka": {
+        "queue 100B": "the Kafka protocol has no queue groups",
+        "request reply": "the Kafka protocol has no request/reply",
+    },
+}
+NA_PREFIX = "n/a ("
+
 # --------------------------------------------------------------------------- child calls
 
 
@@ -285,13 +295,23 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
                 op(f"group {label}", "group_consume", (topic, n, size))
             else:
                 out[f"replay {label}"] = out[f"group {label}"] = "skipped (produce failed)"
+        skip = NOT_APPLICABLE.get(system, {})
+
+        def not_applicable(key: str) -> bool:
+            if key not in skip:
+                return False
+            out[key] = f"{NA_PREFIX}{skip[key]})"
+            log(f"    {key:<22} {out[key]}")
+            return True
+
         queue_mod = "benchmarks.peers.queue_workload"
-        op(
-            "queue 100B",
-            f"{system}_queue",
-            (srv.pid, plan.queue_records, 100, plan.queue_workers),
-            where=queue_mod,
-        )
+        if not not_applicable("queue 100B"):
+            op(
+                "queue 100B",
+                f"{system}_queue",
+                (srv.pid, plan.queue_records, 100, plan.queue_workers),
+                where=queue_mod,
+            )
         if system == "logstream":
             op("queue timing", "logstream_timing", (plan.timing_records,), where=queue_mod)
         n, size = plan.durable
@@ -301,12 +321,13 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
             "latency",
             (f"latency{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
         )
-        op(
-            "request reply",
-            REQUEST_REPLY[system],
-            (f"rr{run_no}", plan.rr_rate, plan.rr_seconds, plan.small[1]),
-            where="benchmarks.peers.request_reply",
-        )
+        if not not_applicable("request reply"):
+            op(
+                "request reply",
+                REQUEST_REPLY[system],
+                (f"rr{run_no}", plan.rr_rate, plan.rr_seconds, plan.small[1]),
+                where="benchmarks.peers.request_reply",
+            )
         if system == "logstream":
             n, size = plan.small
             n = min(n, 200_000)
@@ -742,6 +763,8 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
         if rss is not None:
             w(f"| broker RSS flat while the log grows | {rss[0]} | {rss[1]} |")
         w("")
+    if "kafka" in systems:
+        render_kafka_targets(w, plan, agg)
     if scale:
         w("### logstream scale")
         w("")
@@ -811,6 +834,48 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                 )
         w("")
     return "\n".join(lines)
+
+
+KAFKA_RATE_TARGETS = (("produce 100B", 1e6), ("replay 100B", 2e6))
+KAFKA_LATENCY_TARGETS = (("p50_ms", "p50", 0.3), ("p99_ms", "p99", 1.0))
+KAFKA_P50_OF_REDIS = 2.0
+
+
+def render_kafka_targets(w, plan: Plan, agg) -> None:
+    """The Kafka listener's targets (issue 18): absolute rates and latencies, and its
+    latency p50 against Redis Streams' in the same run."""
+    mine = agg.get("kafka", {})
+    w("### Kafka listener targets (confluent-kafka through the listener, medians)")
+    w("")
+    w("| target | measured | verdict |")
+    w("| --- | --- | --- |")
+    for key, need in KAFKA_RATE_TARGETS:
+        e = mine.get(key)
+        if isinstance(e, dict):
+            got = e["rate"][0]
+            verdict = "met" if got >= need else "MISSED"
+            w(f"| {key} >= {_fmt_rate(need)}/s | {_fmt_rate(got)}/s | {verdict} |")
+        else:
+            w(f"| {key} >= {_fmt_rate(need)}/s | - | n/a ({str(e).splitlines()[0][:80]}) |")
+    lat = mine.get("latency")
+    rate = f"{plan.latency_rate:,.0f}/s"
+    if not isinstance(lat, dict):
+        w(f"| latency at {rate} | - | n/a ({str(lat).splitlines()[0][:80]}) |")
+        w("")
+        return
+    for q, name, need in KAFKA_LATENCY_TARGETS:
+        got = lat[q][0]
+        verdict = "met" if got <= need else "MISSED"
+        w(f"| latency {name} <= {need:g} ms at {rate} | {got:.3f} ms | {verdict} |")
+    red = agg.get("redis", {}).get("latency")
+    if isinstance(red, dict):
+        r = lat["p50_ms"][0] / red["p50_ms"][0]
+        w(
+            f"| latency p50 within {KAFKA_P50_OF_REDIS:g}x of Redis Streams | {r:.2f}x "
+            f"({lat['p50_ms'][0]:.3f} vs {red['p50_ms'][0]:.3f} ms) | "
+            f"{'met' if r <= KAFKA_P50_OF_REDIS else 'MISSED'} |"
+        )
+    w("")
 
 
 def render_queue(w, plan: Plan, systems: list[str], labels, agg) -> None:
@@ -949,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{s}: {k}: {v}"
         for s, ops in agg.items()
         for k, v in ops.items()
-        if isinstance(v, str) and not v.startswith("not yet available")
+        if isinstance(v, str) and not v.startswith(("not yet available", NA_PREFIX))
     ]
     for f in failed:
         print(f"FAILED {f.splitlines()[0]}", file=sys.stderr)

@@ -4,6 +4,7 @@ that makes a short read fail."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +49,33 @@ def test_a_short_read_is_caught(kafka_addr):
 def test_durable_row_is_reported_not_available(kafka_addr):
     with pytest.raises(kafka_adapter.NotAvailable):
         kafka_adapter.durable_produce(kafka_addr, "durable", 10, SIZE)
+
+
+def test_run_quick_kafka_only_reports_every_row(tmp_path):
+    """The driver's Kafka system end to end: rows it cannot express say n/a, nothing fails,
+    and the latency row and the Kafka targets carry figures."""
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "peers" / "run.py"),
+            "--quick",
+            "--systems",
+            "kafka",
+            "--no-install",
+            "--no-scale",
+            "--results",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    assert "error" not in text and "FAILED" not in text, text
+    assert "| work queue, 2 worker processes, ack per message, 100 B | n/a (" in text
+    latency = next(line for line in text.splitlines() if line.startswith("| logstream, Kafka"))
+    assert float(latency.split("|")[2]) > 0  # p50 in ms
+    assert "| latency p99 <= 1 ms at 2,000/s |" in text

@@ -15,6 +15,7 @@ no ``flushed`` level), so it is reported as not available rather than measured a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from .workload import (
     Result,
@@ -177,21 +178,58 @@ def group_consume(addr: str, topic: str, n: int, size: int, group: str = "bench"
     return Result(SYSTEM, "group consume", count, nbytes, t.seconds)
 
 
-def _latency_producer(addr: str, topic: str, rate: float, seconds: float, size: int) -> None:
+LATENCY_PRODUCER = {"linger.ms": 0, "acks": 1}
+LATENCY_CONSUMER = {"fetch.wait.max.ms": 500, "fetch.min.bytes": 1}
+
+
+def _latency_producer(
+    addr: str,
+    topic: str,
+    rate: float,
+    seconds: float,
+    size: int,
+    conf: dict | None = None,
+    acks_to: str | None = None,
+) -> None:
+    """``acks_to``: a file for the send -> delivery report times (JSON, ms quantiles)."""
     import confluent_kafka as ck
 
-    p = ck.Producer({"bootstrap.servers": addr, "linger.ms": 0, "acks": 1})
+    p = ck.Producer({"bootstrap.servers": addr, **LATENCY_PRODUCER, **(conf or {})})
     p.list_topics(topic, timeout=30)
     n, period = paced_schedule(rate, seconds)
+    acked: list[int] = []
+
+    def delivered(err: object, msg: object) -> None:
+        if err is None:
+            acked.append(time.monotonic_ns() - sent_ns(msg.value()))  # type: ignore[attr-defined]
+
+    extra = {"on_delivery": delivered} if acks_to else {}
     t0 = time.monotonic_ns() + 50_000_000
     for i in range(n):
         wait_until(t0 + i * period)
-        p.produce(topic, stamped(i, size), partition=0)
+        p.produce(topic, stamped(i, size), partition=0, **extra)
         p.poll(0)
     p.flush(30)
+    if acks_to:
+        import json
+
+        summary = latency_summary(acked)
+        Path(acks_to).write_text(json.dumps({f"ack_{k}": v for k, v in summary.items()}))
 
 
-def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Result:
+def latency(
+    addr: str,
+    topic: str,
+    rate: float,
+    seconds: float,
+    size: int,
+    producer_conf: dict | None = None,
+    consumer_conf: dict | None = None,
+    acks_to: str | None = None,
+) -> Result:
+    """``producer_conf`` / ``consumer_conf`` override LATENCY_PRODUCER / LATENCY_CONSUMER
+    (benchmarks/bench_kafka_latency.py compares settings with them); with ``acks_to`` the
+    producer also writes its send -> delivery report times there (``ack_p50_ms``, ...)."""
     import confluent_kafka as ck
 
     create_topic(addr, topic)
@@ -201,8 +239,8 @@ def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Re
             "bootstrap.servers": addr,
             "group.id": "bench-latency",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 500,
-            "fetch.min.bytes": 1,
+            **LATENCY_CONSUMER,
+            **(consumer_conf or {}),
         }
     )
     lat: list[int] = []
@@ -210,7 +248,7 @@ def latency(addr: str, topic: str, rate: float, seconds: float, size: int) -> Re
     try:
         c.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
         c.poll(1.0)  # connected and fetching before the producer starts
-        proc = spawn(_latency_producer, (addr, topic, rate, seconds, size))
+        proc = spawn(_latency_producer, (addr, topic, rate, seconds, size, producer_conf, acks_to))
         deadline = time.monotonic() + seconds + 30
         try:
             with Timer() as t:

@@ -123,7 +123,6 @@ NOT_APPLICABLE = {
         "request reply": "the Kafka protocol has no request/reply",
     },
 }
-NA_PREFIX = "n/a ("
 
 # --------------------------------------------------------------------------- child calls
 
@@ -300,7 +299,7 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
         def not_applicable(key: str) -> bool:
             if key not in skip:
                 return False
-            out[key] = f"{NA_PREFIX}{skip[key]})"
+            out[key] = f"n/a ({skip[key]})"
             log(f"    {key:<22} {out[key]}")
             return True
 
@@ -1014,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{s}: {k}: {v}"
         for s, ops in agg.items()
         for k, v in ops.items()
-        if isinstance(v, str) and not v.startswith(("not yet available", NA_PREFIX))
+        if isinstance(v, str) and not v.startswith(("not yet available", "n/a"))
     ]
     for f in failed:
         print(f"FAILED {f.splitlines()[0]}", file=sys.stderr)

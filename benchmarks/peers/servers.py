@@ -270,8 +270,11 @@ def nats_server() -> Server:
     return srv.start()
 
 
-def logstream_broker(python: str | None = None, extra_args: list[str] | None = None) -> Server:
-    """``python -m logstream serve`` on a free loopback port with a temp data dir."""
+def logstream_broker(
+    python: str | None = None, extra_args: list[str] | None = None, root: Path | None = None
+) -> Server:
+    """``python -m logstream serve`` on a free loopback port with a temp data dir; ``root``:
+    another checkout's tree to run (an A/B against a base commit), else this one."""
     port = free_port()
     wd = _workdir("logstream")
     data = wd / "data"
@@ -284,16 +287,17 @@ def logstream_broker(python: str | None = None, extra_args: list[str] | None = N
         *(extra_args or []),
     ]  # fmt: skip
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    tree = str(root or ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
     srv = Server("logstream", argv, port, wd, ready_line="listening on", env=env)
     srv.extra["config"] = "python -m logstream serve, defaults (segment files in a temp dir)"
     return srv.start(timeout=60.0)
 
 
-def logstream_kafka() -> Server:
+def logstream_kafka(root: Path | None = None) -> Server:
     """The broker with its Kafka listener; the server's address is the Kafka one."""
     kafka_port = free_port()
-    srv = logstream_broker(extra_args=["--kafka-listen", f"127.0.0.1:{kafka_port}"])
+    srv = logstream_broker(extra_args=["--kafka-listen", f"127.0.0.1:{kafka_port}"], root=root)
     deadline = time.monotonic() + 30
     while not _port_open(kafka_port):
         if time.monotonic() > deadline:

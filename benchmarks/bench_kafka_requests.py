@@ -1,0 +1,206 @@
+"""The Kafka listener's own cost per request on the latency path, without any Kafka client.
+
+    python benchmarks/bench_kafka_requests.py [--rounds 3000] [--pairs 3] [--base PATH]
+
+One round is what one record costs the listener at low rates: a Fetch (v11, one partition,
+``max_wait`` 500 ms, ``min_bytes`` 1) is parked on one connection, a Produce (v8, acks=1,
+one record of 100 B in a v2 record batch) is sent on another, and the round ends when
+both answers are read. The client is plain sockets in lock-step, so what is measured is
+the listener: the broker process's CPU time per round (from /proc; its other threads
+are idle but for timers, and the client is not in it) and the round trip
+in microseconds (p50 / p99), with the 1-minute load average. With ``--base`` the rounds
+run as interleaved A/B pairs against another checkout's broker (A) and this tree's (B),
+each against a fresh broker process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import statistics
+import struct
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.peers import kafka_adapter, servers  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+TOPIC = "rounds"
+SIZE = struct.Struct(">i")
+
+
+def _frame(api_key: int, version: int, correlation_id: int, **body: object) -> bytes:
+    from kio.index import load_request_schema
+    from kio.serial import entity_writer
+
+    from logstream.kafka.wire import build
+
+    cls = load_request_schema(api_key, version)
+    header_cls = cls.__header_schema__
+    out = io.BytesIO()
+    entity_writer(header_cls)(
+        out,
+        header_cls(
+            request_api_key=api_key,
+            request_api_version=version,
+            correlation_id=correlation_id,
+            client_id="bench",
+        ),
+    )
+    entity_writer(cls)(out, build(cls, **body))
+    raw = out.getvalue()
+    return SIZE.pack(len(raw)) + raw
+
+
+def _record_batch(value: bytes) -> bytes:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    b = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    b.append(0, timestamp=int(time.time() * 1000), key=None, value=value, headers=[])
+    return bytes(b.build())
+
+
+def produce_frame(correlation_id: int, value: bytes) -> bytes:
+    from kio.index import load_request_schema
+
+    mod = sys.modules[load_request_schema(0, 8).__module__]
+    part = mod.PartitionProduceData(index=0, records=_record_batch(value))
+    topic = mod.TopicProduceData(name=TOPIC, partition_data=(part,))
+    return _frame(0, 8, correlation_id, acks=1, timeout=30_000, topic_data=(topic,))
+
+
+def fetch_frame(correlation_id: int, offset: int) -> bytes:
+    from kio.index import load_request_schema
+
+    mod = sys.modules[load_request_schema(1, 11).__module__]
+    part = mod.FetchPartition(
+        partition=0,
+        current_leader_epoch=-1,
+        fetch_offset=offset,
+        log_start_offset=-1,
+        partition_max_bytes=1 << 20,
+    )
+    return _frame(
+        1,
+        11,
+        correlation_id,
+        replica_id=-1,
+        max_wait=500,
+        min_bytes=1,
+        max_bytes=50 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(mod.FetchTopic(topic=TOPIC, partitions=(part,)),),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    def exactly(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("the listener closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    return exactly(SIZE.unpack(exactly(4))[0])
+
+
+def broker_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def rounds(addr: str, pid: int, n: int) -> dict[str, float]:
+    host, port = addr.rsplit(":", 1)
+    kafka_adapter.create_topic(addr, TOPIC)
+    value = b"v" * 100
+    with (
+        socket.create_connection((host, int(port))) as prod,
+        socket.create_connection((host, int(port))) as cons,
+    ):
+        for s in (prod, cons):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(50):  # warm-up: caches, first-call imports
+            prod.sendall(produce_frame(i, value))
+            _read_frame(prod)
+        offset = 50
+        times: list[int] = []
+        before = broker_cpu_s(pid)
+        for i in range(n):
+            cons.sendall(fetch_frame(i, offset))
+            time.sleep(0.0002)  # let the fetch park before the record lands
+            t0 = time.perf_counter_ns()
+            prod.sendall(produce_frame(i, value))
+            _read_frame(prod)
+            got = _read_frame(cons)
+            times.append(time.perf_counter_ns() - t0)
+            if len(got) < 100:
+                raise AssertionError(f"round {i}: the fetch answered without the record")
+            offset += 1
+        used = broker_cpu_s(pid) - before
+    times.sort()
+    return {
+        "cpu_us": used / n * 1e6,
+        "p50_us": times[len(times) // 2] / 1e3,
+        "p99_us": times[int(len(times) * 0.99)] / 1e3,
+        "load": os.getloadavg()[0],
+    }
+
+
+def one(label: str, root: Path | None, n: int) -> dict[str, float]:
+    srv = servers.logstream_kafka(root=root)
+    try:
+        row = rounds(srv.addr, srv.pid, n)
+    finally:
+        srv.stop()
+    print(
+        f"{label}: broker CPU {row['cpu_us']:.1f} us per produce+fetch round, round "
+        f"trip p50 {row['p50_us']:.0f} us p99 {row['p99_us']:.0f} us, load {row['load']:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3000)
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--base", type=Path, default=None, help="A's tree; without it: B only")
+    args = ap.parse_args(argv)
+    sides = {"B": None} if args.base is None else {"A": args.base, "B": None}
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
+    for i in range(args.pairs):
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for side in order:
+            rows[side].append(one(side, sides[side], args.rounds))
+    for side, runs in rows.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(
+            f"median {side}: broker CPU {med['cpu_us']:.1f} us/round, p50 {med['p50_us']:.0f} us, "
+            f"p99 {med['p99_us']:.0f} us, load {med['load']:.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

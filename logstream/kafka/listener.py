@@ -28,13 +28,22 @@ SaslAuthenticate v0-2, or raw tokens after a v0 handshake; :mod:`sasl`) before a
 but ApiVersions, else it is closed, as Kafka does; a failed authentication is answered
 SASL_AUTHENTICATION_FAILED and closed. With ``--acls`` every API checks the principal's
 rules (:mod:`access`).
+
+Quotas (the gRPC port's, docs/security.md): with authentication on, every request of an
+authenticated principal counts against its request rate, a Produce's frame bytes against
+its produce quota and a Fetch answer's record bytes against its fetch quota. Kafka's way
+(KIP-219): the answer goes out at once with ``throttle_time_ms`` set, and the principal's
+next request, on any connection of either port, is held until that time has passed.
+Clients that honour the throttle (librdkafka, the Java client) send nothing meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
+import math
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -57,6 +66,7 @@ from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
 
 if TYPE_CHECKING:  # the gRPC port's security object; only its stores are used here
     from logstream.broker.security.edge import EdgeSecurity
+    from logstream.broker.security.throttle import Throttle
 
 log = logging.getLogger("logstream.kafka")
 
@@ -109,6 +119,8 @@ class KafkaListener:
         self.frame_timeout_s = frame_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
         self.store = security.store if security is not None else None
+        auth = getattr(security, "auth", None)  # None: without --auth (or a bare test object)
+        self.throttle: Throttle | None = auth.throttle if auth is not None else None
         self.tls = security.tls if security is not None else None
         self._ssl = self._ssl_context()
         if security is not None and self.tls is not None:
@@ -320,7 +332,14 @@ class KafkaListener:
             return self._unsupported(api_key, api_version, correlation_id)
         if conn.principal:
             req = dataclasses.replace(req, principal=conn.principal)
+        throttle = self.throttle if conn.principal else None
+        if throttle is not None and throttle.quotas.active:
+            held = throttle.held_for(conn.principal)
+            if held:
+                await asyncio.sleep(held)
         body = await handler(req)
+        if throttle is not None and throttle.quotas.active:
+            body = _throttled(body, _charge(throttle, conn.principal, api_key, frame, body))
         if api_key == wire.PRODUCE and int(req.body.acks) == 0:
             return b"", True
         return wire.encode_response(api_key, api_version, correlation_id, body), True
@@ -406,6 +425,27 @@ class KafkaListener:
             return wire.encode_response(wire.API_VERSIONS, 0, correlation_id, body), True
         # A body we cannot shape for the client: a bare error code, then close.
         return wire.encode_raw_response(correlation_id, b"\x00\x23"), False
+
+
+def _charge(throttle: Throttle, principal: str, api_key: int, frame: bytes, body: Any) -> float:
+    """The throttle (s) for one answered request: the frame's bytes count as produced for a
+    Produce, the answer's record bytes as fetched for a Fetch."""
+    if api_key == wire.PRODUCE:
+        return throttle.charge(principal, produce_bytes=len(frame))
+    if api_key == wire.FETCH:
+        fetched = sum(
+            len(p.records or b"") for topic in body.responses for p in topic.partitions
+        )
+        return throttle.charge(principal, fetch_bytes=fetched)
+    return throttle.charge(principal)
+
+
+def _throttled(body: Any, wait_s: float) -> Any:
+    """``body`` with ``throttle_time_ms`` set, when it has the field (v0 answers do not)."""
+    if not wait_s or not hasattr(body, "throttle_time"):
+        return body
+    wait_ms = min(math.ceil(wait_s * 1000), 2**31 - 1)
+    return dataclasses.replace(body, throttle_time=datetime.timedelta(milliseconds=wait_ms))
 
 
 def _certificate_principal(cert: dict[str, Any] | None) -> str:

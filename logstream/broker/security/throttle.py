@@ -95,6 +95,27 @@ class Throttle(HandlerWrapper):
                 self._hold_until = {p: t for p, t in self._hold_until.items() if t > now}
             self._hold_until[principal] = max(self._hold_until.get(principal, 0.0), now + wait_s)
 
+    # -- another protocol's requests (the Kafka listener) ---------------------------------------
+
+    def held_for(self, principal: str) -> float:
+        """Seconds the principal's next request must still wait before it is served (what a
+        client that ignored its last throttle gets held back; counted in ``stalled_s``)."""
+        return self._stall_for(principal)
+
+    def charge(self, principal: str, *, produce_bytes: int = 0, fetch_bytes: int = 0) -> float:
+        """Count one answered request of ``principal`` against its quotas (request rate, and
+        the produced or fetched bytes); returns the throttle in seconds to report in the
+        answer, and holds the principal's next request that long."""
+        q = self.quotas
+        wait = q.delay(principal, "requests_per_s", 1)
+        if produce_bytes:
+            wait = max(wait, q.delay(principal, "produce_bytes_per_s", produce_bytes))
+        if fetch_bytes:
+            wait = max(wait, q.delay(principal, "fetch_bytes_per_s", fetch_bytes))
+        if wait:
+            self._hold(principal, wait)
+        return wait
+
     def _answered(
         self, principal: str, method: str, size: int, response: Any, context: Any
     ) -> None:

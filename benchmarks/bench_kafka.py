@@ -147,13 +147,14 @@ def role_latency_consume(client: str, address: str, topic: str) -> dict[str, flo
     if client in ("kafka", "kafka-1", "kafka-batch"):
         import confluent_kafka as ck
 
+        from benchmarks.peers.kafka_adapter import LATENCY_CONSUMER
+
         c = ck.Consumer(
             {
                 "bootstrap.servers": address,
                 "group.id": "bench-unused",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 500,
-                "fetch.min.bytes": 1,
+                **LATENCY_CONSUMER,
             }
         )
         c.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
@@ -189,7 +190,9 @@ def role_latency_produce(client: str, address: str, topic: str) -> dict[str, flo
     if client in ("kafka", "kafka-1", "kafka-batch"):
         import confluent_kafka as ck
 
-        conf = {"bootstrap.servers": address, "linger.ms": 0, "acks": 1}
+        from benchmarks.peers.kafka_adapter import LATENCY_PRODUCER
+
+        conf = {"bootstrap.servers": address, **LATENCY_PRODUCER}
         if client == "kafka-1":  # one request in flight: records queue up and batch
             conf["max.in.flight.requests.per.connection"] = 1
         p = ck.Producer(conf)

@@ -10,7 +10,9 @@ the listener: the broker process's CPU time per round (from /proc; its other thr
 are idle but for timers, and the client is not in it) and the round trip
 in microseconds (p50 / p99), with the 1-minute load average. With ``--base`` the rounds
 run as interleaved A/B pairs against another checkout's broker (A) and this tree's (B),
-each against a fresh broker process.
+each against a fresh broker process. ``--burst K``: each round sends K one-record
+Produce requests in one write (pipelined) after the Fetch is parked, and reports when the
+fetch answers and how many produce answers were already written by then.
 """
 
 from __future__ import annotations
@@ -167,15 +169,70 @@ def rounds(addr: str, pid: int, n: int) -> dict[str, float]:
     }
 
 
-def one(label: str, root: Path | None, n: int) -> dict[str, float]:
+def bursts(addr: str, pid: int, n: int, burst: int) -> dict[str, float]:
+    """A parked Fetch, then ``burst`` one-record Produce requests pipelined in one write (as
+    librdkafka does with ``max.in.flight`` > 1): how long until the fetch answers (the
+    first record's delivery) and how many produce answers came before it."""
+    host, port = addr.rsplit(":", 1)
+    kafka_adapter.create_topic(addr, TOPIC)
+    value = b"v" * 100
+    with (
+        socket.create_connection((host, int(port))) as prod,
+        socket.create_connection((host, int(port))) as cons,
+    ):
+        for s in (prod, cons):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        offset = 0
+        fetch_us: list[float] = []
+        before_fetch: list[int] = []
+        before = broker_cpu_s(pid)
+        for i in range(n):
+            cons.sendall(fetch_frame(i, offset))
+            time.sleep(0.002)  # the fetch is parked before the burst
+            frames = b"".join(produce_frame(i * burst + j, value) for j in range(burst))
+            t0 = time.perf_counter_ns()
+            prod.sendall(frames)
+            _read_frame(cons)
+            fetch_us.append((time.perf_counter_ns() - t0) / 1e3)
+            prod.setblocking(False)
+            answered = 0
+            try:
+                while True:  # produce answers already here when the fetch answered
+                    _read_frame(prod)
+                    answered += 1
+            except BlockingIOError:
+                pass
+            prod.setblocking(True)
+            for _ in range(burst - answered):
+                _read_frame(prod)
+            before_fetch.append(answered)
+            offset += burst
+        used = broker_cpu_s(pid) - before
+    fetch_us.sort()
+    return {
+        "cpu_us": used / n * 1e6,
+        "p50_us": fetch_us[len(fetch_us) // 2],
+        "p99_us": fetch_us[int(len(fetch_us) * 0.99)],
+        "produce_answers_first": statistics.mean(before_fetch),
+        "load": os.getloadavg()[0],
+    }
+
+
+def one(label: str, root: Path | None, n: int, burst: int) -> dict[str, float]:
     srv = servers.logstream_kafka(root=root)
     try:
-        row = rounds(srv.addr, srv.pid, n)
+        row = bursts(srv.addr, srv.pid, n, burst) if burst > 1 else rounds(srv.addr, srv.pid, n)
     finally:
         srv.stop()
+    what = f"burst of {burst}" if burst > 1 else "produce+fetch round"
+    first = (
+        f", {row['produce_answers_first']:.1f} produce answers before the fetch's"
+        if burst > 1
+        else ""
+    )
     print(
-        f"{label}: broker CPU {row['cpu_us']:.1f} us per produce+fetch round, round "
-        f"trip p50 {row['p50_us']:.0f} us p99 {row['p99_us']:.0f} us, load {row['load']:.1f}",
+        f"{label}: broker CPU {row['cpu_us']:.1f} us per {what}, fetch answered p50 "
+        f"{row['p50_us']:.0f} us p99 {row['p99_us']:.0f} us{first}, load {row['load']:.1f}",
         flush=True,
     )
     return row
@@ -186,18 +243,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3000)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--base", type=Path, default=None, help="A's tree; without it: B only")
+    ap.add_argument("--burst", type=int, default=1, help="pipelined produces per round")
     args = ap.parse_args(argv)
     sides = {"B": None} if args.base is None else {"A": args.base, "B": None}
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
     for i in range(args.pairs):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
         for side in order:
-            rows[side].append(one(side, sides[side], args.rounds))
+            rows[side].append(one(side, sides[side], args.rounds, args.burst))
     for side, runs in rows.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        first = med.get("produce_answers_first")
         print(
             f"median {side}: broker CPU {med['cpu_us']:.1f} us/round, p50 {med['p50_us']:.0f} us, "
-            f"p99 {med['p99_us']:.0f} us, load {med['load']:.1f}"
+            f"p99 {med['p99_us']:.0f} us"
+            + (f", {first:.1f} produce answers first" if first is not None else "")
+            + f", load {med['load']:.1f}"
         )
     return 0
 

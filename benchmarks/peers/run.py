@@ -484,8 +484,9 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "confluent-kafka: `produce_batch` of 1,000 (`linger.ms=5`, `acks=1`, no compression), "
         "counted from the log end offsets; replay `consume(1000)` from offset 0; group "
         "`subscribe` + async `commit()` per page; latency `produce()` per record with "
-        "`linger.ms=0`, `poll()` as records arrive. No durable row: `acks=all` answers at "
-        "logstream's leader level.",
+        "`linger.ms=0`, `poll()` as records arrive, `socket.nagle.disable` on both (as "
+        "redis-py, nats-py and gRPC set TCP_NODELAY). No durable row: `acks=all` answers "
+        "at logstream's leader level.",
         "floor": "**bare gRPC relay (floor)**: not a peer. `benchmarks/peers/grpc_floor.py`: "
         "a threaded `grpc.server` that hands each message of a bidirectional `Pub` stream "
         "(acknowledged per message, pipelined) to every `Sub` server stream, raw bytes, no "

@@ -72,6 +72,7 @@ log = logging.getLogger("logstream.kafka")
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 _MIN_FRAME = 8  # api_key, api_version, correlation_id
+_PRODUCE_KEY = wire.PRODUCE.to_bytes(2, "big")  # a frame's first two bytes
 
 Handler = Callable[[Request], Awaitable[Any]]
 
@@ -297,6 +298,12 @@ class KafkaListener:
                     await writer.drain()
                 if not keep_open:
                     return
+                if frame[:2] == _PRODUCE_KEY:
+                    # Let the long-polls this append woke answer before the connection's
+                    # next request: a pipelined one is already buffered and would be read
+                    # without a pass of the loop, so the first record's fetch would wait
+                    # behind every produce of the burst.
+                    await asyncio.sleep(0)
         except (asyncio.CancelledError, ConnectionError):
             pass
         except LogstreamError as exc:  # e.g. the broker is shutting down

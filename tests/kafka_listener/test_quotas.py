@@ -128,3 +128,55 @@ def test_a_consumer_over_its_fetch_quota_is_slowed_to_it(metered: Metered) -> No
     rate = got * len(RECORD) / elapsed
     assert rate <= 1.1 * QUOTA, rate
     assert any(throttles), throttles
+
+
+def test_a_client_that_ignores_the_throttle_is_held_to_the_quota(tmp_path: Path) -> None:
+    """Raw frames, pipelined without waiting the reported throttle: the listener holds each
+    next request of the principal, so the stored rate still keeps to the quota."""
+    import socket
+    import struct
+    from types import SimpleNamespace
+
+    from benchmarks.bench_kafka_requests import produce_frame
+    from logstream.broker.security.quotas import Quotas
+    from logstream.broker.security.throttle import Throttle
+    from logstream.kafka import KafkaListener
+    from logstream.testing.broker import run_broker
+    from tests.kafka_listener.test_bad_input import read_frame
+
+    store = CredentialStore(tmp_path / "users")
+    token = store.add("alice")
+    quotas = Quotas(tmp_path / "users")
+    quotas.set("alice", {"produce_bytes_per_s": QUOTA})
+    throttle = Throttle(quotas)
+    security = SimpleNamespace(
+        store=store, tls=None, acls=None, auth=SimpleNamespace(throttle=throttle)
+    )
+    frames = [produce_frame(i, RECORD * 4) for i in range(30)]  # 30 x 40 kB
+    with run_broker(tmp_path / "broker", auto_create_topics=True) as running:
+        listener = KafkaListener(running.broker, "127.0.0.1:0", security=security)  # type: ignore[arg-type]
+        listener.start()
+        try:
+            with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as sock:
+                mechanism = struct.pack(">h", 5) + b"PLAIN"
+                head = struct.pack(">hhih", 17, 0, 1, 1) + b"t"
+                sock.sendall(struct.pack(">i", len(head) + len(mechanism)) + head + mechanism)
+                assert struct.unpack_from(">ih", read_frame(sock)) == (1, 0)
+                plain = f"\0alice\0{token}".encode()
+                sock.sendall(struct.pack(">i", len(plain)) + plain)
+                assert read_frame(sock) == b""
+                sock.sendall(frames[0])  # past the burst
+                read_frame(sock)
+                start = time.monotonic()
+                sock.sendall(b"".join(frames[1:]))  # all at once: no waiting on our side
+                throttles = []
+                for _ in frames[1:]:
+                    answer = read_frame(sock)
+                    throttles.append(struct.unpack_from(">i", answer, len(answer) - 4)[0])
+                elapsed = time.monotonic() - start
+        finally:
+            listener.stop()
+    rate = sum(len(f) for f in frames[1:]) / elapsed
+    assert 0.9 * QUOTA <= rate <= 1.1 * QUOTA, rate
+    assert max(throttles) > 0, throttles  # throttle_time_ms, the last field of the answer
+    assert throttle.stalled_s > 0.8 * elapsed, (throttle.stalled_s, elapsed)

@@ -68,10 +68,12 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     PRODUCE: (3, 8),  # v9 is flexible; 3-8 have a hand-packed encoder (fast_encode.py)
     FETCH: (4, 11),
     LIST_OFFSETS: (1, 7),
-    # v9+ are flexible; librdkafka 2.16's admin client sends v10+ bodies ending in
+    # v9+ are flexible; librdkafka 2.16's admin client sends v10 bodies ending in
     # 01 00 00 00: a tagged section with an empty tag 0 the schema does not define, then one
-    # more byte. Kafka skips both; kio refuses the tag (see _without_unknown_tags).
-    METADATA: (0, 10),
+    # more byte. Kafka skips both; kio refuses the tag (see _without_unknown_tags). Its v11-12
+    # bodies are followed by 01 00 00, which Kafka ignores: parse_request allows bytes after
+    # a Metadata body.
+    METADATA: (0, 12),
     API_VERSIONS: (0, 4),
     INIT_PRODUCER_ID: (0, 4),
 }
@@ -145,7 +147,8 @@ def _response_io(api_key: int, api_version: int) -> tuple[type, Any, Any, Any]:
 
 def parse_request(frame: bytes) -> Request:
     """Decode a whole request frame (size prefix removed). Raises FrameError or
-    UnsupportedVersion."""
+    UnsupportedVersion. Bytes after the body are an error, but for Metadata (see
+    SUPPORTED)."""
     api_key, api_version, _ = peek_header(frame)
     check_version(api_key, api_version)
     read_header, read_body = _request_io(api_key, api_version)
@@ -160,7 +163,9 @@ def parse_request(frame: bytes) -> Request:
             body, body_size = read_body(frame, used)
     except (SerialError, ValueError, TypeError, OverflowError, IndexError, KeyError) as exc:
         raise FrameError(f"undecodable request (API {api_key} v{api_version}): {exc}") from exc
-    if used + body_size != len(frame):
+    if used + body_size != len(frame) and not (
+        api_key == METADATA and used + body_size < len(frame)
+    ):
         raise FrameError(
             f"request (API {api_key} v{api_version}) has {len(frame) - used - body_size} "
             "bytes after its body"

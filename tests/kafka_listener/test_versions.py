@@ -1,5 +1,5 @@
-"""Flexible-version details: unknown tagged fields are skipped (Kafka's rule), Metadata v9-10
-as librdkafka's admin client sends it, and fetch sessions answered as "no session"."""
+"""Flexible-version details: unknown tagged fields are skipped (Kafka's rule), Metadata v9-12
+as librdkafka sends it, and fetch sessions answered as "no session"."""
 
 from __future__ import annotations
 
@@ -28,6 +28,30 @@ def test_librdkafka_admin_metadata_v10_is_read() -> None:
     assert (req.api_key, req.api_version, req.correlation_id) == (3, 10, 3)
     assert req.body.topics is None
     assert req.body.allow_auto_topic_creation is False
+
+
+# Metadata v12 from librdkafka 2.16 (AdminClient.list_topics(), then a Producer asking for
+# topic "t2"), as captured: each body is followed by three bytes (01 00 00) the v12 schema
+# does not read; Kafka's parser ignores them, and so does the listener.
+LIBRDKAFKA_METADATA_V12_ALL = bytes.fromhex("0003000c00000004000772646b61666b610000000000010000")
+LIBRDKAFKA_METADATA_V12_T2 = bytes.fromhex(
+    "0003000c00000003000772646b61666b6100020000000000000000000000000000000003743200010000"
+)
+
+
+def test_librdkafka_metadata_v12_is_read() -> None:
+    every = wire.parse_request(LIBRDKAFKA_METADATA_V12_ALL)
+    assert (every.api_version, every.correlation_id, every.body.topics) == (12, 4, None)
+    one = wire.parse_request(LIBRDKAFKA_METADATA_V12_T2)
+    assert [t.name for t in one.body.topics] == ["t2"]
+    assert one.body.allow_auto_topic_creation is True
+
+
+def test_bytes_after_a_body_are_refused_but_for_metadata() -> None:
+    produce_v3 = struct.pack(">hhih", 0, 3, 1, 1) + b"t" + struct.pack(">hhii", -1, 1, 1000, 0)
+    wire.parse_request(produce_v3)
+    with pytest.raises(FrameError, match="after its body"):
+        wire.parse_request(produce_v3 + b"\x01")
 
 
 def _api_versions_v3(tags: bytes) -> bytes:

@@ -8,7 +8,8 @@ admin) run on the listener's thread pool; fetch long-polls are coroutines on its
 Per connection (Kafka's rules): requests are read one frame at a time and answered in
 order; the next request is read once the previous one is answered, which also bounds
 what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
-answer.
+answer. After each Produce the connection gives the loop one pass, so the long-polls its
+append woke answer before the connection's next (pipelined, already buffered) request.
 
 Bad input, and what the listener does (it never stops serving other connections):
 

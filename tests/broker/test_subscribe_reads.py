@@ -75,7 +75,10 @@ def test_a_caught_up_subscription_reads_once_per_append(broker: Broker) -> None:
     t = threading.Thread(target=follow)
     t.start()
     for i in range(1, n):
-        time.sleep(0.03)  # the subscription is parked, caught up, when the append lands
+        # One append per push: the next lands only once the previous one was delivered.
+        deadline = time.monotonic() + 10
+        while len(got) < i and time.monotonic() < deadline:
+            time.sleep(0.001)
         producer.produce("t", 0, [encode_batch([b"v%d" % i])])
     t.join(10)
     stream.close()

@@ -27,7 +27,7 @@ import numpy as np
 from logstream.codec import (
     DecodedBatch,
     decode_batch,
-    encode_batch,
+    encode_rows,
     iter_headers,
     next_offset_after,
     read_header,
@@ -159,24 +159,8 @@ def _only(chunk: Chunk, offsets: np.ndarray) -> bytes:
             continue
         batch = chunk.decode(pos)
         sel = offsets[lo:hi] - h.base_offset
-        cuts = np.flatnonzero(np.diff(sel) != 1) + 1
-        for rows in np.split(sel, cuts):
-            a, b = int(rows[0]), int(rows[-1]) + 1
-            headers = None
-            if h.headers_length:
-                blob, starts, lens = batch.headers_blob, batch.header_starts, batch.header_lengths
-                headers = [
-                    bytes(blob[int(starts[i]) : int(starts[i]) + int(lens[i])])
-                    for i in range(a, b)
-                ]
-            keys = [batch.key(i) for i in range(a, b)]
-            parts.append(
-                encode_batch(
-                    [batch.value(i) for i in range(a, b)],
-                    keys=keys,
-                    timestamps=batch.timestamps[a:b],
-                    headers=headers,
-                    base_offset=h.base_offset + a,
-                )
-            )
+        cuts = np.flatnonzero(np.diff(sel) != 1)
+        starts = np.concatenate(([sel[0]], sel[cuts + 1])).tolist()
+        stops = (np.concatenate((sel[cuts], [sel[-1]])) + 1).tolist()
+        parts.extend(encode_rows(batch, a, b) for a, b in zip(starts, stops, strict=True))
     return b"".join(parts)

@@ -38,7 +38,13 @@ from logstream.codec.decode import (
     decode_rows,
     iter_batches,
 )
-from logstream.codec.encode import encode_batch, encode_columns, encode_headers, encode_records
+from logstream.codec.encode import (
+    encode_batch,
+    encode_columns,
+    encode_headers,
+    encode_records,
+    encode_rows,
+)
 from logstream.codec.framing import check_frames, walk_frames
 from logstream.codec.header import (
     ATTRIBUTES_POS,
@@ -123,6 +129,7 @@ __all__ = [
     "encode_columns",
     "encode_headers",
     "encode_records",
+    "encode_rows",
     "expiry_of",
     "iter_batches",
     "iter_headers",

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from logstream.codec import compression
 from logstream.codec.crc import crc32c
+from logstream.codec.decode import DecodedBatch
 from logstream.codec.header import (
     BLOB_COUNT,
     BLOB_NAME_LENGTH,
@@ -229,6 +230,39 @@ def encode_columns(
         crc = crc32c(part, crc)
     CRC_FIELD.pack_into(head, CRC_POS, crc)
     return b"".join((head, *parts))
+
+
+def encode_rows(batch: DecodedBatch, start: int, stop: int) -> bytes:
+    """Rows ``[start, stop)`` of a decoded batch as a batch of their own, uncompressed, at
+    their own offsets (``base_offset`` = the row's offset). The same bytes as
+    :func:`encode_batch` given those rows' values, keys, timestamps and header blobs, but
+    cut column-wise: the rows' keys, values and headers are contiguous in ``batch``, so
+    this is a few slices whatever the row count, no Python object per record."""
+    n = len(batch)
+    if not 0 <= start < stop <= n:
+        raise InvalidBatchError(f"rows {start}..{stop} of a batch of {n}")
+    last = stop - 1
+
+    def run(blob: memoryview, starts: npt.NDArray[np.int64], lengths: Column) -> memoryview:
+        return blob[int(starts[start]) : int(starts[last]) + max(int(lengths[last]), 0)]
+
+    stamps = batch.timestamps[start:stop]
+    first_ts = int(stamps[0])
+    deltas = stamps - first_ts
+    if int(deltas.min()) < -(2**31) or int(deltas.max()) > _INT32_MAX:
+        raise InvalidBatchError("timestamps in one batch must lie within ~24 days of the first")
+    return encode_columns(
+        batch.key_lengths[start:stop],
+        run(batch.keys, batch.key_starts, batch.key_lengths),
+        batch.value_lengths[start:stop],
+        run(batch.values, batch.value_starts, batch.value_lengths),
+        deltas,
+        batch.header_lengths[start:stop],
+        run(batch.headers_blob, batch.header_starts, batch.header_lengths),
+        first_timestamp=first_ts,
+        max_timestamp=int(stamps.max()),
+        base_offset=int(batch.offsets[start]),
+    )
 
 
 def encode_records(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logstream.codec as B
 from logstream.codec import compression
 from logstream.codec.crc import crc32c
-from logstream.errors import CorruptRecordError
+from logstream.errors import CorruptRecordError, InvalidBatchError
 
 maybe_bytes = st.one_of(st.none(), st.binary(max_size=64))
 header_lists = st.lists(st.tuples(st.text(max_size=8), st.binary(max_size=8)), max_size=3)
@@ -144,3 +145,36 @@ def test_decode_rows_rejects_inconsistent_columns_like_decode_batch(
         else:
             outcomes.append(_rows_of(got) if decode is B.decode_batch else _rows(got))
     assert outcomes[0] == outcomes[1]
+
+
+@given(records, st.sampled_from(sorted(compression.KNOWN)), st.integers(0, 2**40), st.data())
+def test_rows_cut_column_wise_equal_the_rows_encoded_one_by_one(
+    recs: list, codec: int, base: int, data: st.DataObject
+) -> None:
+    batch = B.decode_batch(_encode(recs, codec, base))
+    start = data.draw(st.integers(0, len(recs) - 1))
+    stop = data.draw(st.integers(start + 1, len(recs)))
+    blobs = batch.headers_blob
+    expected = B.encode_batch(
+        [batch.value(i) for i in range(start, stop)],
+        keys=[batch.key(i) for i in range(start, stop)],
+        timestamps=batch.timestamps[start:stop],
+        headers=[
+            bytes(blobs[int(batch.header_starts[i]) :][: int(batch.header_lengths[i])])
+            for i in range(start, stop)
+        ],
+        base_offset=base + start,
+    )
+    cut = B.encode_rows(batch, start, stop)
+    assert cut == expected
+    out = list(B.decode_batch(cut).records("t", 0))
+    assert [(r.offset, r.key, r.value) for r in out] == [
+        (base + i, k, v) for i, (k, v, _, _) in enumerate(recs) if start <= i < stop
+    ]
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 0), (1, 3), (-1, 1), (2, 2)])
+def test_rows_outside_the_batch_are_refused(start: int, stop: int) -> None:
+    batch = B.decode_batch(B.encode_batch([b"a", b"b"]))
+    with pytest.raises(InvalidBatchError):
+        B.encode_rows(batch, start, stop)

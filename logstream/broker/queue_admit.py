@@ -93,6 +93,9 @@ def admit_new(manager: LogManager, m: Managed, cache: FetchCache) -> None:
     A window full of delayed records parks them as it slides (:mod:`..window`), which makes
     room again: admission repeats while it does, up to :data:`ADMIT_BUDGET` records per
     partition per call, so records behind a run of delayed ones are reached at once."""
+    # One window's worth per state-log append, not a whole budget: each admission after
+    # the first flushes what came before; the last one goes with the caller's flush.
+    admitted = False
     for topic, partition in m.group.partitions():
         try:
             plog = manager.get_log(topic, partition)
@@ -102,12 +105,11 @@ def admit_new(manager: LogManager, m: Managed, cache: FetchCache) -> None:
         skip_deleted(m.group, plog, topic, partition)
         budget = ADMIT_BUDGET
         while budget > 0:
-            n = _admit_once(m, topic, partition, plog, cache, ttl_ms, budget)
+            n = _admit_once(m, topic, partition, plog, cache, ttl_ms, budget, admitted)
             if n <= 0:
                 break
+            admitted = True
             budget -= n
-            if budget > 0:
-                m.group.flush()  # one window's worth per state-log append, not a whole budget
 
 
 def _admit_once(
@@ -118,8 +120,10 @@ def _admit_once(
     cache: FetchCache,
     ttl_ms: int,
     budget: int,
+    flush_first: bool,
 ) -> int:
-    """Admit what the window has room for (at most ``budget``); returns how many."""
+    """Admit what the window has room for (at most ``budget``), after flushing what is
+    pending when ``flush_first``; returns how many."""
     g = m.group
     end, room = g.room(topic, partition)
     log_end = int(plog.log_end_offset)
@@ -165,6 +169,8 @@ def _admit_once(
     n = pos - end
     if n <= 0:
         return 0
+    if flush_first:
+        g.flush()
     _admit(m, topic, partition, n, cols, ttl_ms)
     return n
 

@@ -2,7 +2,7 @@
 JetStream; and logstream's nack-redelivery and lease-expiry timing as distributions.
 
     python benchmarks/peers/queue_workload.py [--records 100000] [--workers 4] [--runs 1]
-        [--systems logstream,redis,nats] [--timing] [--py-spy DIR]
+        [--systems logstream,redis,nats] [--page 100] [--timing] [--py-spy DIR]
 
 Also a row of ``make bench-peers`` (run.py calls :func:`logstream_queue`, :func:`redis_queue`,
 :func:`nats_queue` and :func:`logstream_timing` against the server it started).
@@ -53,7 +53,9 @@ from benchmarks.peers import servers  # noqa: E402
 from benchmarks.peers.workload import Result, latency_summary  # noqa: E402
 
 SIZE = 100
-PAGE = 100
+PAGE = int(os.environ.get("LOGSTREAM_BENCH_QUEUE_PAGE", "100"))
+"""Records per fetch for every system (``--page``; through the environment, so the spawned
+workers see it too)."""
 PARTITIONS = 4
 PAGE_T = 20  # records per timing round
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -363,9 +365,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--systems", default="logstream,redis,nats")
     ap.add_argument("--timing", action="store_true", help="also the nack / lease timing")
+    ap.add_argument("--page", type=int, default=PAGE, help="records per fetch, every system")
     ap.add_argument("--py-spy", metavar="DIR", help="profile the broker (py-spy raw stacks)")
     args = ap.parse_args()
     n, w = args.records, args.workers
+    os.environ["LOGSTREAM_BENCH_QUEUE_PAGE"] = str(args.page)
     systems = args.systems.split(",")
     rows: list[tuple[int, str, Result]] = []
     for run in range(args.runs):
@@ -401,6 +405,7 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     print(
         f"Python {platform.python_version()}, {w} workers, {n:,} records of {SIZE} B, "
+        f"{args.page} per fetch, "
         f"load average {load}"
     )
     print()

@@ -29,7 +29,10 @@ def run(
     from logstream.client.queue_consumer import QueueConsumer
 
     formatter, _ = make_formatter(printing, 2, app, sys.stdout)
-    q = QueueConsumer(app.broker, group=group, create=False, client_id="logstream-tail")
+    # exactly the records printed are acquired: none buffered to be released unseen
+    q = QueueConsumer(
+        app.broker, group=group, create=False, client_id="logstream-tail", prefetch=False
+    )
     printed = 0
     try:
         last = time.monotonic()

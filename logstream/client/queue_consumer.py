@@ -9,6 +9,17 @@ out and another member holds the record, already finished, ...) with their named
 which are also set on each message (``msg.error``). :meth:`close` commits and leaves the
 group: what this member still holds is released to the others at once.
 
+Prefetch (``prefetch=True``, the default): once a poll came back full (a backlog), the
+next fetch asks for twice what the poll wants and the poll after it hands out the second
+half without a request, so a busy worker makes one request (a fetch carrying the acks of
+two polls) per two polls. The member then holds at most twice ``max_records``. A
+prefetched record's lease runs from its fetch, so a poll handing out records fetched more
+than half a lease ago renews their lease first (one extend request) and leaves out any the
+broker no longer counts as this member's. A record fetched counts a delivery, so records
+still buffered at :meth:`close` come back to the group with one delivery more (as in
+Kafka share groups); ``prefetch=False`` acquires exactly what each poll asks for. Groups
+in no-ACK mode (``auto_ack``) are never prefetched: a record is finished once fetched.
+
 Threading: one application thread polls; ``ack`` and friends may be called from any
 thread (the pending list has its own lock). Not for use after ``close()``.
 """
@@ -184,6 +195,7 @@ class QueueConsumer:
         create: bool = True,
         client_id: str = "",
         request_timeout_ms: int = 30_000,
+        prefetch: bool = True,
     ) -> None:
         if max_records < 1 or max_wait_ms < 0 or lease_ms < 0 or ack_linger_ms < 0:
             raise errors.InvalidRequestError(
@@ -203,6 +215,8 @@ class QueueConsumer:
         self._pending_since = 0.0
         self._refused: list[SettleError] = []
         self._buffer: list[QueueMessage] = []
+        self._buffer_fetched_at = 0.0  # monotonic; when the oldest buffered record's fetch began
+        self._backlog = False  # the last fetch filled the poll: prefetch the next one
         self._send_lock = threading.Lock()  # one settlement-carrying RPC at a time
         # The linger thread waits with no deadline (nothing pending): only then does a
         # first settlement need to wake it; otherwise it wakes at its deadline anyway.
@@ -220,6 +234,8 @@ class QueueConsumer:
             timeout=self._timeout,
         )
         self.topics = list(resp.topics)
+        self._group_lease_ms = resp.settings.lease_ms
+        self.prefetch = prefetch and not resp.settings.auto_ack
         self._replies = ReplySender(self._transport, timeout=self._timeout)
         self._linger = threading.Thread(
             target=self._linger_loop, name="logstream-queue-acks", daemon=True
@@ -393,16 +409,16 @@ class QueueConsumer:
             raise errors.ClientClosedError("queue consumer closed")
         want = max_records or self.max_records
         if self._buffer:
-            out, self._buffer = self._buffer[:want], self._buffer[want:]
-            return out
+            return self._from_buffer(want)
         with self._send_lock:
             settles, sent = self._take_pending(wait_replies=False)
+            fetched_at = time.monotonic()
             try:
                 resp = self._transport.queue_fetch(
                     queue_pb2.QueueFetchRequest(
                         group=self.group,
                         member_id=self.member_id,
-                        max_records=want,
+                        max_records=2 * want if self._backlog else want,
                         max_wait_ms=int(max(timeout, 0) * 1000),
                         lease_ms=self.lease_ms,
                         settle=settles,
@@ -413,7 +429,51 @@ class QueueConsumer:
                 self._restore(sent)
                 raise
         self._record_results(resp.results, sent)
-        return decode_records(resp.records, self)
+        got = decode_records(resp.records, self)
+        self._backlog = self.prefetch and len(got) >= want
+        if len(got) > want:
+            self._keep(got[want:], fetched_at)
+            del got[want:]
+        return got
+
+    def _keep(self, msgs: list[QueueMessage], fetched_at: float) -> None:
+        """Buffer records fetched at ``fetched_at`` behind those buffered already."""
+        if not self._buffer:
+            self._buffer_fetched_at = fetched_at
+        self._buffer.extend(msgs)
+
+    def _from_buffer(self, want: int) -> list[QueueMessage]:
+        """Up to ``want`` buffered records; their lease renewed first if half of it ran
+        out while they waited here, and those the broker refused to renew left out."""
+        out, self._buffer = self._buffer[:want], self._buffer[want:]
+        lease_s = (self.lease_ms or self._group_lease_ms) / 1000.0
+        if lease_s and time.monotonic() - self._buffer_fetched_at > lease_s / 2:
+            out = self._renew(out)
+        return out
+
+    def _renew(self, msgs: list[QueueMessage]) -> list[QueueMessage]:
+        """Extend the lease of ``msgs`` now; the ones not renewed (no longer held)."""
+        by_tp: dict[tuple[str, int], list[QueueMessage]] = {}
+        for m in msgs:
+            by_tp.setdefault((m.topic, m.partition), []).append(m)
+        settles = [
+            queue_pb2.Settlement(
+                topic=t, partition=p, kind=EXTEND, offsets=[m.offset for m in ms],
+                lease_ms=self.lease_ms,
+            )
+            for (t, p), ms in by_tp.items()
+        ]  # fmt: skip
+        with self._send_lock:
+            resp = self._transport.queue_settle(
+                queue_pb2.QueueSettleRequest(
+                    group=self.group, member_id=self.member_id, settle=settles
+                ),
+                timeout=self._timeout,
+            )
+        lost = {(r.topic, r.partition, off) for r in resp.results for off in r.offsets}
+        if not lost:
+            return msgs
+        return [m for m in msgs if (m.topic, m.partition, m.offset) not in lost]
 
     def __iter__(self) -> Iterator[QueueMessage]:
         while not self._closed and not self._stopping:
@@ -421,6 +481,7 @@ class QueueConsumer:
             for i, msg in enumerate(batch):
                 if self._stopping:
                     self._buffer = batch[i:] + self._buffer
+                    self._buffer_fetched_at = min(self._buffer_fetched_at, time.monotonic())
                     return
                 yield msg
 

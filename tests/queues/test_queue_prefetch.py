@@ -1,0 +1,150 @@
+"""QueueConsumer prefetch against a real broker: a full poll makes the next fetch ask for
+twice as many, the next poll is served without a request, a member holds at most twice
+``max_records``, a prefetched record's lease is renewed when half of it ran out before it
+was handed out, and one the broker gave to another member meanwhile is left out."""
+
+from __future__ import annotations
+
+import time
+
+from queue_helpers import admin, make_topic
+
+from logstream import QueueConsumer
+from logstream.client.queue_consumer import QueueMessage
+from logstream.testing.broker import BrokerProcess
+
+
+def _total(address: str, group: str) -> tuple[int, int]:
+    """(acquired, acknowledged) of ``group`` as the broker reports them."""
+    t = admin(address).describe_queue_group(group).total
+    return t.acquired, t.acknowledged
+
+
+def _poll_until(q: QueueConsumer, want: int, deadline_s: float = 10.0) -> list[QueueMessage]:
+    end = time.monotonic() + deadline_s
+    got: list[QueueMessage] = []
+    while not got and time.monotonic() < end:
+        got = q.poll(0.5, max_records=want)
+    return got
+
+
+def test_a_full_poll_prefetches_the_next_page_and_the_poll_after_makes_no_request(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 20)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    # acks wait for a request (no linger send), so the broker's counts show each request
+    with QueueConsumer(qbroker.address, group=name, max_records=4, ack_linger_ms=60_000) as q:
+        first = _poll_until(q, 4)
+        assert len(first) == 4
+        assert _total(qbroker.address, name) == (4, 0)  # the first fetch asks for 4 only
+        for m in first:
+            m.ack()
+        second = q.poll(0.5)
+        assert len(second) == 4
+        # the fetch carried 4 acks and acquired 8: 4 handed out, 4 buffered
+        assert _total(qbroker.address, name) == (8, 4)
+        for m in second:
+            m.ack()
+        third = q.poll(0.5)
+        assert [m.offset for m in third] == [8, 9, 10, 11]
+        # served from the buffer: no request, so the broker saw neither a fetch nor acks
+        assert _total(qbroker.address, name) == (8, 4)
+        for m in third:
+            m.ack()
+        assert q.commit() == []
+        assert _total(qbroker.address, name) == (0, 12)
+
+
+def test_without_prefetch_a_member_holds_exactly_what_it_polled(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 20)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=4, prefetch=False) as q:
+        held: list[QueueMessage] = []
+        for _ in range(3):
+            got = _poll_until(q, 4)
+            assert len(got) == 4
+            held += got
+            assert _total(qbroker.address, name) == (len(held), 0)
+
+
+def test_a_member_never_holds_more_than_twice_max_records(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 2, 100)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=5) as q:
+        seen: set[int] = set()
+        for _ in range(8):
+            for m in _poll_until(q, 5):
+                seen.add(m.partition * 1000 + m.offset)
+                m.ack()
+            acquired, _ = _total(qbroker.address, name)
+            assert acquired <= 10
+        assert len(seen) == 40
+
+
+def test_records_prefetched_half_a_lease_ago_get_a_fresh_lease_when_handed_out(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 6)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=2_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
+        for m in _poll_until(q, 2):
+            m.ack()
+        fetched_at = time.monotonic()
+        for m in q.poll(0.5):  # fetches 4: 2 now, 2 buffered under a lease ending at +2 s
+            m.ack()
+        assert q.commit() == []
+        while time.monotonic() - fetched_at < 1.2:  # more than half the lease
+            time.sleep(0.05)
+        buffered = q.poll(0.5)
+        assert len(buffered) == 2
+        while time.monotonic() - fetched_at < 2.6:  # the fetch's lease ran out by now
+            time.sleep(0.05)
+        # renewed: still held by this member, not available to others
+        d = admin(qbroker.address).describe_queue_group(name).total
+        assert d.acquired == 2 and d.redelivered == 0
+        with QueueConsumer(qbroker.address, group=name, max_records=20) as other:
+            assert other.poll(0.3) == []
+        for m in buffered:
+            m.ack()
+        assert q.commit() == []
+
+
+def test_a_prefetched_record_another_member_took_over_is_left_out(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 6)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=500)
+    with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
+        for m in _poll_until(q, 2):
+            m.ack()
+        for m in q.poll(0.5):  # fetches the other 4: 2 handed out, 2 buffered
+            m.ack()
+        assert q.commit() == []
+        with QueueConsumer(qbroker.address, group=name, max_records=10) as other:
+            taken: list[QueueMessage] = []
+            end = time.monotonic() + 10
+            while len(taken) < 2 and time.monotonic() < end:  # the lease runs out: theirs
+                taken += other.poll(0.5)
+            assert len(taken) == 2 and {m.delivery_count for m in taken} == {2}
+            assert sorted(m.offset for m in taken) == [4, 5]
+            assert q.poll(0.0) == []  # refused renewal: not handed out
+            for m in taken:
+                m.ack()
+            assert other.commit() == []
+
+
+def test_no_ack_groups_are_not_prefetched(qbroker: BrokerProcess, name: str) -> None:
+    make_topic(qbroker.address, name, 1, 20)
+    admin(qbroker.address).create_queue_group(name, topics=[name], auto_ack=True)
+    with QueueConsumer(qbroker.address, group=name, max_records=4) as q:
+        polled = 0
+        for _ in range(3):
+            polled += len(_poll_until(q, 4))
+            # a fetched record counts as finished: only what was handed out is
+            assert _total(qbroker.address, name) == (0, polled)
+        assert polled == 12

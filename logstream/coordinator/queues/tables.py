@@ -51,6 +51,10 @@ class Located:
     park_rows: np.ndarray
 
 
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWS.flags.writeable = False
+
+
 class WindowTables:
     """Rows of one partition's window: dense ``[start, end)`` plus the parked table."""
 
@@ -258,6 +262,13 @@ class WindowTables:
     def locate(self, offsets: object) -> Located:
         offs = as_offsets(offsets)
         n = len(offs)
+        ascending = n < 2 or bool((offs[1:] > offs[:-1]).all())
+        if n and ascending and int(offs[0]) >= self._start and int(offs[-1]) < self._end:
+            # the usual settlement: ascending offsets, all in the dense window
+            rows = offs - self._base
+            return Located(
+                offs, np.full(n, OK, np.int16), np.arange(n), rows, _NO_ROWS, _NO_ROWS
+            )
         codes = np.full(n, NOT_IN_WINDOW, np.int16)
         dense = (offs >= self._start) & (offs < self._end)
         below = (offs >= 0) & (offs < self._start)
@@ -268,7 +279,7 @@ class WindowTables:
             b = np.flatnonzero(below)
             park_rows[b] = self._p.find(offs[b])
             codes[park_rows >= 0] = OK
-        if n > 1 and not (offs[1:] > offs[:-1]).all():  # strictly ascending: no repeats
+        if not ascending:  # strictly ascending: no repeats
             order = np.argsort(offs, kind="stable")
             repeat = np.zeros(n, bool)
             repeat[order[1:][offs[order][1:] == offs[order][:-1]]] = True

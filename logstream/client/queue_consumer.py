@@ -14,11 +14,13 @@ next fetch asks for twice what the poll wants and the poll after it hands out th
 half without a request, so a busy worker makes one request (a fetch carrying the acks of
 two polls) per two polls. The member then holds at most twice ``max_records``. A
 prefetched record's lease runs from its fetch, so a poll handing out records fetched more
-than half a lease ago renews their lease first (one extend request) and leaves out any the
-broker no longer counts as this member's. A record fetched counts a delivery, so records
-still buffered at :meth:`close` come back to the group with one delivery more (as in
-Kafka share groups); ``prefetch=False`` acquires exactly what each poll asks for. Groups
-in no-ACK mode (``auto_ack``) are never prefetched: a record is finished once fetched.
+than half a lease ago, or after the connection dropped (a restarted broker voided every
+lease), renews their lease first (one extend request) and leaves out any the broker no
+longer counts as this member's: a record whose ack another member had confirmed is never
+handed out. A fetched record counts a delivery, so records still buffered at
+:meth:`close` come back to the group with one delivery more (as in Kafka share groups);
+``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
+(``auto_ack``) are never prefetched: a record is finished once fetched.
 
 Threading: one application thread polls; ``ack`` and friends may be called from any
 thread (the pending list has its own lock). Not for use after ``close()``.
@@ -216,6 +218,7 @@ class QueueConsumer:
         self._refused: list[SettleError] = []
         self._buffer: list[QueueMessage] = []
         self._buffer_fetched_at = 0.0  # monotonic; when the oldest buffered record's fetch began
+        self._buffer_drops = 0  # the transport's connection drops before that fetch
         self._backlog = False  # the last fetch filled the poll: prefetch the next one
         self._send_lock = threading.Lock()  # one settlement-carrying RPC at a time
         # The linger thread waits with no deadline (nothing pending): only then does a
@@ -413,6 +416,7 @@ class QueueConsumer:
         with self._send_lock:
             settles, sent = self._take_pending(wait_replies=False)
             fetched_at = time.monotonic()
+            drops = self._transport.connection_drops() if self._backlog else 0
             try:
                 resp = self._transport.queue_fetch(
                     queue_pb2.QueueFetchRequest(
@@ -432,23 +436,31 @@ class QueueConsumer:
         got = decode_records(resp.records, self)
         self._backlog = self.prefetch and len(got) >= want
         if len(got) > want:
-            self._keep(got[want:], fetched_at)
+            self._buffer, self._buffer_fetched_at, self._buffer_drops = (
+                got[want:],
+                fetched_at,
+                drops,
+            )
             del got[want:]
         return got
 
-    def _keep(self, msgs: list[QueueMessage], fetched_at: float) -> None:
-        """Buffer records fetched at ``fetched_at`` behind those buffered already."""
-        if not self._buffer:
-            self._buffer_fetched_at = fetched_at
-        self._buffer.extend(msgs)
-
     def _from_buffer(self, want: int) -> list[QueueMessage]:
-        """Up to ``want`` buffered records; their lease renewed first if half of it ran
-        out while they waited here, and those the broker refused to renew left out."""
-        out, self._buffer = self._buffer[:want], self._buffer[want:]
+        """Up to ``want`` buffered records. The buffer's leases are renewed first if half
+        a lease ran out since its fetch or the connection dropped meanwhile (a restarted
+        broker voided every lease); records the broker refused to renew are left out, and
+        a failed renewal empties the buffer (the broker hands those records out again)."""
         lease_s = (self.lease_ms or self._group_lease_ms) / 1000.0
-        if lease_s and time.monotonic() - self._buffer_fetched_at > lease_s / 2:
-            out = self._renew(out)
+        stale = lease_s and time.monotonic() - self._buffer_fetched_at > lease_s / 2
+        drops = self._transport.connection_drops()
+        if stale or drops != self._buffer_drops:
+            renewed_at = time.monotonic()
+            try:
+                self._buffer = self._renew(self._buffer)
+            except errors.LogstreamError:
+                self._buffer = []
+                raise
+            self._buffer_fetched_at, self._buffer_drops = renewed_at, drops
+        out, self._buffer = self._buffer[:want], self._buffer[want:]
         return out
 
     def _renew(self, msgs: list[QueueMessage]) -> list[QueueMessage]:
@@ -481,7 +493,7 @@ class QueueConsumer:
             for i, msg in enumerate(batch):
                 if self._stopping:
                     self._buffer = batch[i:] + self._buffer
-                    self._buffer_fetched_at = min(self._buffer_fetched_at, time.monotonic())
+                    self._buffer_drops = -1  # unknown fetch: renewed before handed out
                     return
                 yield msg
 

@@ -257,6 +257,9 @@ class Transport:
         self.acl = security_pb2_grpc.SecurityStub(self._channel)
         self.queue = queue_pb2_grpc.QueueStub(self._channel)
         self._closed = False
+        self._drops = 0
+        self._was_ready = False
+        self._watching = False  # the connectivity watch starts with the first question
 
     # -- Log
     def produce_stream(self, requests: Iterator[bytes]) -> ProduceStreamCall:
@@ -459,9 +462,25 @@ class Transport:
     ) -> queue_pb2.RedriveResponse:
         return _call(self.queue.Redrive, request, timeout, self.address)
 
+    def connection_drops(self) -> int:
+        if not self._watching:
+            self._watching = True
+            self._raw_channel.subscribe(self._on_connectivity, try_to_connect=False)
+        return self._drops
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        # gRPC's watcher thread; a count only goes up, so readers need no lock
+        if state is grpc.ChannelConnectivity.READY:
+            self._was_ready = True
+        elif self._was_ready:
+            self._was_ready = False
+            self._drops += 1
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._watching:
+                self._raw_channel.unsubscribe(self._on_connectivity)
             self._raw_channel.close()
 
 

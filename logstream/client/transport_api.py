@@ -179,4 +179,9 @@ class TransportLike(Protocol):
         self, request: queue_pb2.RedriveRequest, *, timeout: float | None
     ) -> queue_pb2.RedriveResponse: ...
 
+    def connection_drops(self) -> int:
+        """How often the connection to the broker was lost so far (a broker restart is one;
+        counted from the first call); 0 for a transport that cannot tell."""
+        ...
+
     def close(self) -> None: ...

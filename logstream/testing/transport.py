@@ -176,6 +176,9 @@ class InMemoryTransport(UnmodelledCalls):
     def close(self) -> None:
         self.closed = True
 
+    def connection_drops(self) -> int:
+        return 0  # an in-memory connection never drops
+
     # -- the typed transport methods (logstream.client.transport_api.TransportLike) ----------------
 
     def produce_stream(self, requests: Iterator[bytes]) -> _Stream[log_pb2.ProduceResponse]:

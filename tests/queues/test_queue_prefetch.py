@@ -1,11 +1,13 @@
 """QueueConsumer prefetch against a real broker: a full poll makes the next fetch ask for
 twice as many, the next poll is served without a request, a member holds at most twice
 ``max_records``, a prefetched record's lease is renewed when half of it ran out before it
-was handed out, and one the broker gave to another member meanwhile is left out."""
+was handed out or the broker restarted, and one the broker gave to another member
+meanwhile is left out."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from queue_helpers import admin, make_topic
 
@@ -148,3 +150,29 @@ def test_no_ack_groups_are_not_prefetched(qbroker: BrokerProcess, name: str) -> 
             # a fetched record counts as finished: only what was handed out is
             assert _total(qbroker.address, name) == (0, polled)
         assert polled == 12
+
+
+def test_records_prefetched_before_a_broker_restart_are_not_handed_out_after_it(
+    tmp_path: Path,
+) -> None:
+    with BrokerProcess(tmp_path / "data", queue_tick_interval_ms=20) as broker:
+        make_topic(broker.address, name := "restart-jobs", 1, 6)
+        admin(broker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+        with QueueConsumer(broker.address, group=name, max_records=2) as q:
+            for m in _poll_until(q, 2):
+                m.ack()
+            for m in q.poll(0.5):  # fetches 2..5: 2, 3 handed out, 4, 5 buffered
+                m.ack()
+            assert q.commit() == []
+            broker.restart(kill=True)  # every lease is void: 4 and 5 are anyone's now
+            with QueueConsumer(broker.address, group=name, max_records=10) as other:
+                taken: list[QueueMessage] = []
+                end = time.monotonic() + 10
+                while len(taken) < 2 and time.monotonic() < end:
+                    taken += other.poll(0.5)
+                assert sorted(m.offset for m in taken) == [4, 5]
+                for m in taken:
+                    m.ack()
+                assert other.commit() == []
+            # confirmed acks of another member: the buffered copies must not be handed out
+            assert q.poll(0.0) == []

@@ -35,12 +35,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
+
+import numpy as np
 
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.reply_sender import ReplySender
-from logstream.codec import encode_batch, encode_headers, iter_batches
+from logstream.codec import DecodedBatch, encode_batch, encode_headers, iter_batches
 from logstream.protocol import queue_pb2
 from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, header
 from logstream.types import Headers
@@ -146,38 +149,96 @@ _Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, del
 
 def decode_records(items: Sequence[Any], consumer: QueueConsumer | None) -> list[QueueMessage]:
     """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order.
-    Whole columns are turned into lists once per batch; a batch holding exactly the
-    offsets asked for (what the broker sends) needs no lookup per record."""
+    Whole columns are turned into lists once per batch; batches holding exactly the
+    offsets asked for (what the broker sends) need no lookup per record."""
     out: list[QueueMessage] = []
     for qr in items:
         offsets = list(qr.offsets)
         if not offsets:
             continue
-        counts = dict(zip(offsets, qr.delivery_counts, strict=True))
-        found: dict[int, QueueMessage] = {}
-        topic, partition = qr.topic, qr.partition
-        for batch in iter_batches(qr.batches, verify=False):
-            offs = batch.offsets.tolist()
-            stamps = batch.timestamps.tolist()
-            keys, values = batch.key_list(), batch.value_list()
-            plain = batch.header.headers_length == 0
-            for i, off in enumerate(offs):
-                count = counts.get(off)
-                if count is None:
-                    continue  # a record of the batch this fetch did not acquire
-                found[off] = QueueMessage(
-                    topic,
-                    partition,
-                    off,
-                    stamps[i],
-                    keys[i],
-                    values[i],
-                    () if plain else tuple(batch.record_headers(i)),
-                    count,
-                    consumer,
-                )
-        out.extend(found[o] for o in offsets if o in found)
+        batches = list(iter_batches(qr.batches, verify=False))
+        stored = [b.offsets for b in batches]
+        if stored and np.array_equal(np.concatenate(stored), offsets):
+            out.extend(_exact(qr.topic, qr.partition, batches, list(qr.delivery_counts), consumer))
+        else:
+            out.extend(_matched(qr.topic, qr.partition, batches, offsets, qr, consumer))
     return out
+
+
+def _columns(batch: DecodedBatch) -> tuple[list[Any], ...]:
+    """offsets, timestamps, keys and values of a batch as lists."""
+    return batch.offsets.tolist(), batch.timestamps.tolist(), batch.key_list(), batch.value_list()
+
+
+def _headers(batch: DecodedBatch, i: int) -> Headers:
+    return () if batch.header.headers_length == 0 else tuple(batch.record_headers(i))
+
+
+def _exact(
+    topic: str,
+    partition: int,
+    batches: list[DecodedBatch],
+    counts: list[int],
+    consumer: QueueConsumer | None,
+) -> list[QueueMessage]:
+    """Every record of ``batches``, which hold exactly the offsets handed out."""
+    out: list[QueueMessage] = []
+    at = 0
+    for batch in batches:
+        offs, stamps, keys, values = _columns(batch)
+        n = len(offs)
+        headers = (
+            repeat((), n)
+            if batch.header.headers_length == 0
+            else map(_headers, repeat(batch, n), range(n))
+        )
+        out.extend(
+            map(
+                QueueMessage,
+                repeat(topic, n),
+                repeat(partition, n),
+                offs,
+                stamps,
+                keys,
+                values,
+                headers,
+                counts[at : at + n],
+                repeat(consumer, n),
+            )
+        )
+        at += n
+    return out
+
+
+def _matched(
+    topic: str,
+    partition: int,
+    batches: list[DecodedBatch],
+    offsets: list[int],
+    qr: Any,
+    consumer: QueueConsumer | None,
+) -> list[QueueMessage]:
+    """The records of ``batches`` at ``offsets`` (whole stored batches may hold more)."""
+    counts = dict(zip(offsets, qr.delivery_counts, strict=True))
+    found: dict[int, QueueMessage] = {}
+    for batch in batches:
+        offs, stamps, keys, values = _columns(batch)
+        for i, off in enumerate(offs):
+            count = counts.get(off)
+            if count is None:
+                continue  # a record of the batch this fetch did not acquire
+            found[off] = QueueMessage(
+                topic,
+                partition,
+                off,
+                stamps[i],
+                keys[i],
+                values[i],
+                _headers(batch, i),
+                count,
+                consumer,
+            )
+    return [found[o] for o in offsets if o in found]
 
 
 class QueueConsumer:

@@ -1,0 +1,60 @@
+"""``decode_records``: a fetch answer's batches as QueueMessage objects, whether the
+batches hold exactly the records handed out (what the broker sends) or more."""
+
+from __future__ import annotations
+
+from logstream.client.queue_consumer import decode_records
+from logstream.codec import encode_batch, encode_headers
+from logstream.protocol import queue_pb2
+
+KEYS = [b"k0", None, b"k2", b"k3", None]
+VALUES = [b"v0", b"v1", None, b"v3", b"v4"]
+HEADERS = [(), (("h", b"1"),), (), (("a", b"x"), ("b", b"")), ()]
+STAMPS = [1_000, 1_001, 1_005, 1_002, 1_009]
+
+
+def _batch(rows: range, *, headers: bool) -> bytes:
+    return encode_batch(
+        [VALUES[i] for i in rows],
+        keys=[KEYS[i] for i in rows],
+        timestamps=[STAMPS[i] for i in rows],
+        headers=[encode_headers(HEADERS[i]) for i in rows] if headers else None,
+        base_offset=100 + rows[0],
+    )
+
+
+def _expected(rows: list[int], counts: list[int], *, headers: bool) -> list[tuple]:
+    return [
+        ("t", 3, 100 + i, STAMPS[i], KEYS[i], VALUES[i], HEADERS[i] if headers else (), c)
+        for i, c in zip(rows, counts, strict=True)
+    ]
+
+
+def _fields(msgs: list) -> list[tuple]:
+    return [
+        (m.topic, m.partition, m.offset, m.timestamp_ms, m.key, m.value, m.headers,
+         m.delivery_count)
+        for m in msgs
+    ]  # fmt: skip
+
+
+def test_batches_holding_exactly_the_records_handed_out() -> None:
+    for headers in (False, True):
+        data = _batch(range(0, 2), headers=headers) + _batch(range(3, 5), headers=headers)
+        qr = queue_pb2.QueueRecords(
+            topic="t", partition=3, batches=data, offsets=[100, 101, 103, 104],
+            delivery_counts=[1, 2, 1, 3],
+        )  # fmt: skip
+        got = decode_records([qr], None)
+        assert _fields(got) == _expected([0, 1, 3, 4], [1, 2, 1, 3], headers=headers)
+
+
+def test_whole_stored_batches_give_only_the_records_handed_out_in_the_given_order() -> None:
+    for headers in (False, True):
+        qr = queue_pb2.QueueRecords(
+            topic="t", partition=3, batches=_batch(range(0, 5), headers=headers),
+            offsets=[103, 101, 107], delivery_counts=[2, 1, 1],
+        )  # fmt: skip
+        got = decode_records([qr], None)
+        # 107 is not in the batches: left out
+        assert _fields(got) == _expected([3, 1], [2, 1], headers=headers)

@@ -12,7 +12,8 @@ from logstream.client.chunks import ColumnChunk, RecordColumns
 from logstream.client.consumer import Consumer
 from logstream.client.group_admin import GroupAdmin, GroupDescription, GroupListing
 from logstream.client.producer import BulkFuture, Producer, RecordFuture
-from logstream.client.queue_consumer import QueueConsumer, QueueMessage, Reject, SettleError
+from logstream.client.queue_consumer import QueueConsumer
+from logstream.client.queue_message import QueueMessage, Reject, SettleError
 from logstream.client.requester import Requester
 from logstream.client.transport import Transport
 

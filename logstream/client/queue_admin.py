@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logstream.client import transport as tr
-from logstream.client.queue_consumer import QueueMessage, decode_records
+from logstream.client.queue_message import QueueMessage, decode_records
 from logstream.protocol import queue_pb2
 from logstream.protocol.queue_settings import SETTING_NAMES
 

@@ -3,7 +3,7 @@ batches hold exactly the records handed out (what the broker sends) or more."""
 
 from __future__ import annotations
 
-from logstream.client.queue_consumer import decode_records
+from logstream.client.queue_message import decode_records
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 

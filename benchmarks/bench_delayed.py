@@ -83,6 +83,7 @@ def broker_rss(records: int, delay_ms: int) -> tuple[tuple[float, float], tuple[
 def admission_cpu(records: int, rounds: int) -> dict[str, float]:
     """Median CPU microseconds per admitted record, per kind of batch."""
     from logstream.broker.queue_admit import admit_new
+    from logstream.broker.queue_reads import FetchCache
     from logstream.broker.queue_state import Managed
     from logstream.codec import encode_batch, encode_headers
     from logstream.coordinator.queues import (
@@ -121,9 +122,10 @@ def admission_cpu(records: int, rounds: int) -> dict[str, float]:
                 )
                 group.add_partition(f"t{i}", 0, 0)
                 m = Managed(group, [f"t{i}"], MemoryOutbox())  # type: ignore[arg-type]
+                cache = FetchCache()  # the broker keeps one per group; cold at each round's start
                 t0 = time.process_time()
                 while group.room(f"t{i}", 0)[0] < records:  # a fetch admits a budget at most
-                    admit_new(manager, m)
+                    admit_new(manager, m, cache)
                 spent = time.process_time() - t0
                 samples[kind].append(spent / records * 1e6)
         manager.close()

@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from logstream.broker.security.acls import Acl, AclStore  # noqa: E402
+from logstream.broker.security.acl_log import offline_acl_store  # noqa: E402
+from logstream.broker.security.acls import Acl  # noqa: E402
 from logstream.broker.security.credentials import CredentialStore  # noqa: E402
 from logstream.cli.certs import make_dev_certs  # noqa: E402
 from logstream.client import Admin, Consumer, Producer  # noqa: E402
@@ -69,12 +70,13 @@ def _setup(mode: str, base: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         config["auth"] = True
     if mode.endswith("ACLs"):
         config["acls"] = True
-        AclStore(base / "data").add(
-            [
-                Acl.checked("bencher", "topic", TOPIC, "literal", op)
-                for op in ("create", "write", "read")
-            ]
-        )
+        with offline_acl_store(base / "data") as acls:
+            acls.add(
+                [
+                    Acl.checked("bencher", "topic", TOPIC, "literal", op)
+                    for op in ("create", "write", "read")
+                ]
+            )
     return config, client
 
 

@@ -98,7 +98,7 @@ class BrokerServer:
         self.host = host.strip("[]")
         self.health = health.aio.HealthServicer()
         try:
-            self.security = EdgeSecurity(config)
+            self.security = EdgeSecurity(config, broker.manager)
             self.grpc_server, self.port = self._run(self._build())
         except BaseException:
             self._stop_loop()

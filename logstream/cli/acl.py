@@ -1,4 +1,9 @@
-"""``logstream acl add | list | remove``: the broker's access control lists, online.
+"""``logstream acl add | list | remove``: the broker's access control lists.
+
+Online (the default): the running broker changes its rules (``--broker``, ``--token``; the
+caller needs cluster alter / describe), effective at once. ``--data-dir D``: the rules of a
+data directory no broker has open are read and written directly (its ``__acls`` topic), so
+rules can be in place before the broker first starts; refused while a broker runs on D.
 
 Selectors: ``--principal`` (a user or certificate name, ``*`` for everyone), one of
 ``--topic NAME`` / ``--group NAME`` / ``--cluster``, ``--prefix`` (NAME is a prefix),
@@ -8,11 +13,14 @@ filter and may be left out (``remove`` needs at least one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from logstream.cli.context import app
+from logstream.cli.options import run_or_exit
 
 OPERATIONS = ("read", "write", "create", "delete", "alter", "describe")
 
@@ -24,6 +32,7 @@ Examples:
   logstream acl add --principal ops --cluster --operation alter --allow
   logstream acl list --principal alice
   logstream acl remove --principal alice --topic orders
+  logstream acl add --principal alice --topic orders --operation write --data-dir ./data
 """
 
 
@@ -36,6 +45,12 @@ def _selectors(fn: Any) -> Any:
         click.option("--prefix", is_flag=True, help="NAME is a prefix, not a literal name."),
         click.option("--operation", type=click.Choice(OPERATIONS), default=None),
         click.option("--allow/--deny", "allow", default=None, help="Permission."),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Edit this data directory's rules directly (no broker may run on it).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -65,6 +80,24 @@ def _binding(
     return AclBinding(principal, rtype, name or "", pattern, operation or "", permission)
 
 
+def _offline(data_dir: Path, action: Callable[[Any], Any]) -> Any:
+    """``action(store)`` on the rules of ``data_dir`` (one line and exit 1 on failure)."""
+
+    def run() -> Any:
+        from logstream.broker.security.acl_log import offline_acl_store
+
+        with offline_acl_store(data_dir) as store:
+            return action(store)
+
+    return run_or_exit(run)
+
+
+def _rule(binding: Any) -> Any:
+    from logstream.broker.security.acls import Acl
+
+    return Acl.checked(**binding.__dict__)
+
+
 def _show(acls: list[Any]) -> None:
     for a in acls:
         where = "cluster" if a.resource_type == "cluster" else f"{a.resource_type}:{a.name}"
@@ -80,32 +113,42 @@ def acl() -> None:
 
 @acl.command(epilog=EXAMPLES)
 @_selectors
-def add(**selectors: Any) -> None:
+def add(data_dir: Path | None, **selectors: Any) -> None:
     """Add one rule (needs --principal, a resource, --operation and --allow/--deny)."""
     binding = _binding(**selectors)
     if selectors["allow"] is None:
         binding = type(binding)(**{**binding.__dict__, "permission": "allow"})
     if not binding.resource_type:
         binding = type(binding)(**{**binding.__dict__, "pattern": ""})
-    created = app().admin().create_acls([binding])
+    if data_dir is not None:
+        created = _offline(data_dir, lambda store: store.add([_rule(binding)]))
+    else:
+        created = app().admin().create_acls([binding])
     click.echo("added" if created else "already there")
 
 
 @acl.command("list", epilog=EXAMPLES)
 @_selectors
-def list_acls(**selectors: Any) -> None:
+def list_acls(data_dir: Path | None, **selectors: Any) -> None:
     """The rules that match the selectors (all without any)."""
-    _show(app().admin().list_acls(_binding(**selectors)))
+    binding = _binding(**selectors)
+    if data_dir is not None:
+        _show(_offline(data_dir, lambda store: store.matching(binding.__dict__)))
+    else:
+        _show(app().admin().list_acls(binding))
 
 
 @acl.command(epilog=EXAMPLES)
 @_selectors
-def remove(**selectors: Any) -> None:
+def remove(data_dir: Path | None, **selectors: Any) -> None:
     """Remove every rule that matches the selectors; prints them."""
     binding = _binding(**selectors)
     if not any(binding.__dict__.values()):
         raise click.UsageError("give at least one selector (remove refuses to remove all)")
-    gone = app().admin().delete_acls(binding)
+    if data_dir is not None:
+        gone = _offline(data_dir, lambda store: store.remove(binding.__dict__))
+    else:
+        gone = app().admin().delete_acls(binding)
     _show(gone)
     if not gone:
         click.echo("no matching rule", err=True)

@@ -15,7 +15,8 @@ import confluent_kafka as ck
 import confluent_kafka.admin
 import pytest
 
-from logstream.broker.security.acls import Acl, AclStore
+from logstream.broker.security.acl_log import offline_acl_store
+from logstream.broker.security.acls import Acl
 from logstream.broker.security.credentials import CredentialStore
 from logstream.cli.certs import make_dev_certs
 from tests.kafka_listener.conftest import KafkaBroker, start_broker, stop_broker, wait_until
@@ -35,16 +36,16 @@ def _prepare(data: Path) -> dict[str, str]:
     """Users and rules written before the broker starts (as an operator would offline)."""
     store = CredentialStore(data)
     tokens = {name: store.add(name) for name in ("alice", "bob", "admin")}
-    acls = AclStore(data, frozenset({"admin"}))
-    acls.add(
-        [
-            Acl.checked("alice", "topic", TOPIC, operation="write"),
-            Acl.checked("alice", "topic", TOPIC, operation="read"),
-            Acl.checked("alice", "group", "g-", pattern="prefix", operation="read"),
-            Acl.checked("bob", "topic", TOPIC, operation="read"),  # no write
-            Acl.checked("bob", "group", "g-", pattern="prefix", operation="read"),
-        ]
-    )
+    with offline_acl_store(data) as acls:
+        acls.add(
+            [
+                Acl.checked("alice", "topic", TOPIC, operation="write"),
+                Acl.checked("alice", "topic", TOPIC, operation="read"),
+                Acl.checked("alice", "group", "g-", pattern="prefix", operation="read"),
+                Acl.checked("bob", "topic", TOPIC, operation="read"),  # no write
+                Acl.checked("bob", "group", "g-", pattern="prefix", operation="read"),
+            ]
+        )
     return tokens
 
 
@@ -312,13 +313,14 @@ def test_mutual_tls_principal_is_the_certificate_cn(tmp_path: Path) -> None:
     """--tls-client-ca without --auth: the client certificate's CN is the principal."""
     data = tmp_path / "data"
     certs = make_dev_certs(tmp_path / "certs", client_name="alice")
-    AclStore(data, frozenset()).add(
-        [
-            Acl.checked("alice", "topic", "mtls", operation="create"),
-            Acl.checked("alice", "topic", "mtls", operation="write"),
-            Acl.checked("alice", "topic", "other", operation="read"),  # describe, no write
-        ]
-    )
+    with offline_acl_store(data) as acls:
+        acls.add(
+            [
+                Acl.checked("alice", "topic", "mtls", operation="create"),
+                Acl.checked("alice", "topic", "mtls", operation="write"),
+                Acl.checked("alice", "topic", "other", operation="read"),  # describe, no write
+            ]
+        )
     broker = start_broker(
         data,
         "--acls",

@@ -126,7 +126,7 @@ def test_acl_user_and_quota_changes_are_events(tmp_path: Path) -> None:
             admin.delete_acls(AclBinding(principal="alice"))
             removed = _wait_for_event(proc, "acl_removed")
         seen = len(_events(proc.output()))
-        # offline: a user, a quota and a rule written to the files, then SIGHUP
+        # offline: a user and a quota written to the files, then SIGHUP
         carol_token = CredentialStore(data).add("carol")
         QuotaFile(data).write({"alice": Quota(produce_bytes_per_s=1_000_000)})
         proc.proc.send_signal(signal.SIGHUP)

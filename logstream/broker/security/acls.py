@@ -1,17 +1,16 @@
-"""Access control lists: the rules, their durable file, and cached decisions.
+"""Access control lists: the rules and the decisions made from them.
 
 A rule is (principal or ``*``, resource type topic | group | cluster, name, pattern literal |
 prefix, operation, allow | deny). A request is allowed when some rule allows it and none
 denies it (deny wins); with no matching rule it is denied. A literal ``*`` name matches
 every name. Implied operations: any allowed operation on a resource implies ``describe`` of
-it; ``create`` on the cluster allows creating any topic.
+it; ``create`` on the cluster allows creating any topic. The rules' own topic
+(:data:`ACLS_TOPIC`) is read and described with cluster ``describe``, like ``ListAcls``,
+whatever the topic rules say (a ``*`` topic rule does not hand out the rule set).
 
-File ``<data_dir>/security/acls.json`` (0600), the same checksummed document and
-tmp + fsync + rename ritual as ``credentials.json``::
-
-    {"crc32": <zlib.crc32 of the canonical body>, "body": {"version": 1, "acls": [
-        {"principal": "alice", "resource_type": "topic", "name": "orders",
-         "pattern": "literal", "operation": "read", "permission": "allow"}, ...]}}
+The rules are kept by an :class:`AclJournal` (the internal topic ``__acls``, see
+:mod:`.acl_log`): every change is written there before it takes effect here, and the
+journal's replay gives the rules at start-up.
 
 Decisions are cached per (principal, resource type, name, operation) and the cache is
 dropped whenever the rules change (``generation`` counts changes, so holders of an open
@@ -21,19 +20,14 @@ run in the pool, checks run on the loop and in the pool.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-import zlib
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
 
-from logstream.broker.security.credentials import SECURITY_DIR
-from logstream.errors import InvalidConfigError, InvalidRequestError
-from logstream.storage import files
+from logstream.errors import InvalidRequestError
 
-ACLS_FILE = "acls.json"
+ACLS_TOPIC = "__acls"
 RESOURCE_TYPES = ("topic", "group", "cluster")
 PATTERNS = ("literal", "prefix")
 OPERATIONS = ("read", "write", "create", "delete", "alter", "describe")
@@ -92,22 +86,34 @@ class Acl:
 ACL_FIELDS = tuple(f.name for f in fields(Acl))
 
 
-class AclStore:
-    """The rules of one data directory, and the decisions made from them."""
+class AclJournal(Protocol):
+    """Where the rules are kept durably."""
 
-    def __init__(self, data_dir: Path, super_users: frozenset[str] = frozenset()) -> None:
-        self.path = Path(data_dir) / SECURITY_DIR / ACLS_FILE
+    def replay(self) -> list[Acl]:
+        """The rules as last written, in the order they were added."""
+        ...
+
+    def append(self, added: Sequence[Acl], removed: Sequence[Acl]) -> None:
+        """Make one change durable as a unit before it returns (raises: nothing written)."""
+        ...
+
+    def compact(self, rules: Sequence[Acl]) -> int:
+        """Called after each change with every live rule: drop obsolete history when due."""
+        ...
+
+
+class AclStore:
+    """The rules of one broker, and the decisions made from them."""
+
+    def __init__(self, journal: AclJournal, super_users: frozenset[str] = frozenset()) -> None:
+        self.journal = journal
         self.super_users = super_users
         self._lock = threading.Lock()
         self._acls: list[Acl] = []
         self._cache: dict[tuple[str, str, str, str], bool] = {}
         self.generation = 0
-        self.reload()
-
-    def reload(self) -> None:
-        acls = _parse(self.path) if self.path.exists() else []
         with self._lock:
-            self._set(acls)
+            self._set(journal.replay())
 
     def matching(self, flt: dict[str, str] | None = None) -> list[Acl]:
         with self._lock:
@@ -118,14 +124,18 @@ class AclStore:
         with self._lock:
             new = [a for a in dict.fromkeys(acls) if a not in self._acls]
             if new:
-                self._write([*self._acls, *new])
+                self.journal.append(new, [])
+                self._set([*self._acls, *new])
+                self.journal.compact(self._acls)
             return new
 
     def remove(self, flt: dict[str, str]) -> list[Acl]:
         with self._lock:
             gone = [a for a in self._acls if a.matches_filter(flt)]
             if gone:
-                self._write([a for a in self._acls if a not in gone])
+                self.journal.append([], gone)
+                self._set([a for a in self._acls if a not in gone])
+                self.journal.compact(self._acls)
             return gone
 
     def allowed(self, principal: str, resource_type: str, name: str, operation: str) -> bool:
@@ -135,7 +145,10 @@ class AclStore:
         decision = self._cache.get(key)
         if decision is None:
             with self._lock:
-                decision = self._decide(*key)
+                if resource_type == "topic" and name == ACLS_TOPIC:
+                    decision = self._decide(principal, CLUSTER, CLUSTER, "describe")
+                else:
+                    decision = self._decide(*key)
                 if len(self._cache) >= MAX_CACHED_DECISIONS:
                     self._cache.clear()
                 self._cache[key] = decision
@@ -167,24 +180,3 @@ class AclStore:
         self._acls = acls
         self._cache = {}
         self.generation += 1
-
-    def _write(self, acls: list[Acl]) -> None:
-        body = {"version": 1, "acls": [asdict(a) for a in acls]}
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        doc = {"crc32": zlib.crc32(canonical), "body": body}
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        files.atomic_write(self.path, json.dumps(doc, indent=1).encode() + b"\n")
-        os.chmod(self.path, 0o600)
-        self._set(acls)
-
-
-def _parse(path: Path) -> list[Acl]:
-    try:
-        doc: Any = json.loads(path.read_bytes())
-        body = doc["body"]
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        if zlib.crc32(canonical) != doc["crc32"]:
-            raise ValueError("checksum mismatch")
-        return [Acl.checked(**{k: a[k] for k in ACL_FIELDS}) for a in body["acls"]]
-    except (OSError, ValueError, KeyError, TypeError, InvalidRequestError) as exc:
-        raise InvalidConfigError(f"ACL file {path} is damaged: {exc}") from exc

@@ -10,21 +10,24 @@ from pathlib import Path
 import grpc
 
 from logstream.broker.config import BrokerConfig
-from logstream.broker.security.acls import AclStore
+from logstream.broker.security.acl_log import open_acl_store
 from logstream.broker.security.authorize import Authorizer
 from logstream.broker.security.credentials import CredentialStore
-from logstream.broker.security.events import acls_reloaded, quotas_reloaded, users_reloaded
+from logstream.broker.security.events import quotas_reloaded, users_reloaded
 from logstream.broker.security.interceptor import AuthInterceptor
 from logstream.broker.security.quotas import Quotas
 from logstream.broker.security.throttle import Throttle
 from logstream.broker.security.tls import ServerTls
 from logstream.errors import InvalidConfigError, LogstreamError
+from logstream.storage import LogManager
 
 log = logging.getLogger("logstream.broker.security")
 
 
 class EdgeSecurity:
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, manager: LogManager | None = None) -> None:
+        """``manager``: the broker's open data directory, which keeps the ACLs (needed
+        when ``config.acls``)."""
         self.tls = (
             ServerTls(
                 Path(config.tls_cert),
@@ -35,7 +38,13 @@ class EdgeSecurity:
             else None
         )
         self.store = CredentialStore(config.data_dir) if config.auth else None
-        self.acls = AclStore(config.data_dir, config.super_user_names) if config.acls else None
+        if config.acls and manager is None:
+            raise InvalidConfigError("ACLs need the broker's data directory open")
+        self.acls = (
+            open_acl_store(manager, config.super_user_names)
+            if config.acls and manager is not None
+            else None
+        )
         self.authorizer = Authorizer(self.acls) if self.acls is not None else None
         self.quotas = Quotas(config.data_dir) if config.authenticated else None
         self.auth = (
@@ -77,8 +86,9 @@ class EdgeSecurity:
         return ", ".join(parts) or "plaintext, no authentication"
 
     def reload(self) -> None:
-        """SIGHUP: certificates and the credentials file are read again; a bad file is
-        logged and the current one stays."""
+        """SIGHUP: certificates, the credentials file and the quota file are read again; a
+        bad file is logged and the current one stays. (ACLs change only through the
+        running broker: they live in its ``__acls`` topic.)"""
         if self.tls:
             self.tls.reload()
         if self.store is not None and self.auth is not None:
@@ -99,15 +109,6 @@ class EdgeSecurity:
                 log.error("quota reload failed, keeping the current quotas: %s", exc)
             else:
                 quotas_reloaded(quotas, self.quotas.snapshot())
-        if self.acls is not None and self.authorizer is not None:
-            rules = self.acls.matching()
-            try:
-                self.acls.reload()
-            except InvalidConfigError as exc:
-                log.error("ACL reload failed, keeping the current rules: %s", exc)
-            else:
-                self.authorizer.rules_changed()
-                acls_reloaded(rules, self.acls.matching())
         for hook in self.reload_hooks:
             try:
                 hook()

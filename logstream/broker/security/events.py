@@ -2,7 +2,8 @@
 
 Each change that reaches the broker is one event, whether it came through the Security
 service (``source: "rpc"``) or from the files changed offline and read again on SIGHUP
-(``source: "reload"``, found by comparing the rules, users and quotas before and after):
+(``source: "reload"``, users and quotas only, found by comparing before and after; ACLs
+change only online, see ``acl_log``):
 
 - ``acl_added`` / ``acl_removed``: ``principal``, ``resource_type``, ``name``, ``pattern``,
   ``operation``, ``permission``, ``source``;
@@ -58,11 +59,6 @@ def users_reloaded(before: Mapping[str, UserRecord], after: Mapping[str, UserRec
             user_changed("rotated", name, "reload")
     for name in sorted(before.keys() - after.keys()):
         user_changed("removed", name, "reload")
-
-
-def acls_reloaded(before: Iterable[Acl], after: Iterable[Acl]) -> None:
-    old, new = list(before), list(after)
-    acls_changed([a for a in new if a not in old], [a for a in old if a not in new], "reload")
 
 
 def quotas_reloaded(before: Mapping[str, Quota], after: Mapping[str, Quota]) -> None:

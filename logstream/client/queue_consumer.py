@@ -22,6 +22,10 @@ handed out. A fetched record counts a delivery, so records still buffered at
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
+Security: ``tls``, ``ca``, ``cert``, ``key`` and ``token`` as for the Consumer. A fetch
+answer with ``throttle_time_ms`` > 0 (the principal is over its fetch quota) makes the next
+fetch wait that long, as the Consumer's does.
+
 Threading: one application thread polls; ``ack`` and friends may be called from any
 thread (the pending list has its own lock). Not for use after ``close()``.
 """
@@ -34,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from logstream import errors
@@ -73,6 +78,11 @@ class QueueConsumer:
         client_id: str = "",
         request_timeout_ms: int = 30_000,
         prefetch: bool = True,
+        tls: bool = False,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         if max_records < 1 or max_wait_ms < 0 or lease_ms < 0 or ack_linger_ms < 0:
             raise errors.InvalidRequestError(
@@ -85,7 +95,9 @@ class QueueConsumer:
         self.lease_ms = lease_ms
         self.ack_linger_ms = ack_linger_ms
         self._owns_transport = isinstance(bootstrap, str)
-        self._transport = tr.connect(bootstrap)
+        self._transport = tr.connect(
+            bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
+        )
         self._timeout = request_timeout_ms / 1000.0
         self._lock = threading.Condition()
         self._pending: dict[_Key, list[QueueMessage]] = {}
@@ -101,6 +113,7 @@ class QueueConsumer:
         self._linger_idle = False
         self._closed = False
         self._stopping = False
+        self._throttled_until = 0.0  # monotonic: no fetch before (the broker's quota)
         resp = self._transport.queue_join(
             queue_pb2.QueueJoinRequest(
                 group=group,
@@ -288,6 +301,8 @@ class QueueConsumer:
         want = max_records or self.max_records
         if self._buffer:
             return self._from_buffer(want)
+        if not self._wait_throttle(timeout):
+            return []
         with self._send_lock:
             settles, sent = self._take_pending(wait_replies=False)
             fetched_at = time.monotonic()
@@ -307,6 +322,8 @@ class QueueConsumer:
             except errors.LogstreamError:
                 self._restore(sent)
                 raise
+        if resp.throttle_time_ms > 0:
+            self._throttled_until = time.monotonic() + resp.throttle_time_ms / 1000.0
         self._record_results(resp.results, sent)
         got = decode_records(resp.records, self)
         self._backlog = self.prefetch and len(got) >= want
@@ -361,6 +378,18 @@ class QueueConsumer:
         if not lost:
             return msgs
         return [m for m in msgs if (m.topic, m.partition, m.offset) not in lost]
+
+    def _wait_throttle(self, timeout: float) -> bool:
+        """The broker said this principal is over its fetch quota: the next fetch goes only
+        after the time it named (as the Consumer's). Waits at most ``timeout``; False when
+        the throttle outlasts it or the consumer closed (settlements still go, by the
+        linger thread)."""
+        left = self._throttled_until - time.monotonic()
+        if left <= 0:
+            return True
+        with self._lock:
+            self._lock.wait_for(lambda: self._closed, min(left, max(timeout, 0)))
+        return not self._closed and time.monotonic() >= self._throttled_until
 
     def __iter__(self) -> Iterator[QueueMessage]:
         while not self._closed and not self._stopping:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from logstream.broker.security.credentials import CredentialStore
 from logstream.broker.security.quotas import THROTTLE_KEY
 from logstream.cli.main import main
-from logstream.client import Admin, Consumer, Producer
+from logstream.client import Admin, Consumer, Producer, QueueConsumer
 from logstream.codec import encode_batch
 from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import run_broker
@@ -148,3 +148,53 @@ def test_fetch_quota(tmp_path: Path, min_bytes: int) -> None:
             reported = b.server.security.quotas.throttled_s
             stalled = b.server.security.auth.throttle.stalled_s
             assert reported > 1.0 and stalled < 0.25 * reported, (stalled, reported)
+
+
+def _queue_rate(consumer: QueueConsumer, records: int) -> float:
+    got = 0
+    start = time.monotonic()
+    deadline = start + 30
+    while got < records and time.monotonic() < deadline:
+        batch = consumer.poll(timeout=1.0)
+        for msg in batch:
+            msg.ack()
+        got += len(batch)
+    assert got == records
+    return records * len(RECORD) / (time.monotonic() - start)
+
+
+def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
+    """A queue Fetch answer carries throttle_time_ms like a Fetch answer; the QueueConsumer
+    waits it before its next fetch, so the broker holds back (almost) nothing."""
+    data = tmp_path / "data"
+    store = CredentialStore(data)
+    alice, bob = store.add("alice"), store.add("bob")
+    set_quota = ["quota", "set", "alice", "--fetch-bytes-per-s", str(QUOTA)]
+    result = CliRunner().invoke(main, [*set_quota, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    with run_broker(data, auth=True) as b:
+        admin = Admin(b.address, token=bob)
+        admin.create_topic("jobs")
+        admin.close()
+        producer = Producer(b.address, token=bob, batch_bytes=20_000, linger_ms=1)
+        for _ in range(200):
+            producer.send("jobs", value=RECORD, partition=0)
+        producer.flush(60)
+        producer.close()
+        quotas, throttle = b.server.security.quotas, b.server.security.auth.throttle
+        # two records (20 kB) an answer: the answer over the quota is sent whole
+        consumer = QueueConsumer(
+            b.address, group="metered", topics=["jobs"], max_records=2, token=alice
+        )
+        _queue_rate(consumer, 20)  # past the burst
+        reported, stalled = quotas.throttled_s, throttle.stalled_s
+        rate = _queue_rate(consumer, 120)
+        consumer.close()
+        assert 0.9 * QUOTA <= rate <= 1.1 * QUOTA, rate
+        reported, stalled = quotas.throttled_s - reported, throttle.stalled_s - stalled
+        assert reported > 2.0, reported
+        assert stalled < 0.25 * reported, (stalled, reported)
+        other = QueueConsumer(b.address, group="free", topics=["jobs"], max_records=2, token=bob)
+        free = _queue_rate(other, 120)
+        other.close()
+        assert free > 2 * QUOTA, free

@@ -1,11 +1,12 @@
 """Handler wrapping that applies :class:`~logstream.broker.security.quotas.Quotas`.
 
 The throttle works as Kafka's does since KIP-219: an answer over the quota is sent at once
-and says how long to wait (``throttle_time_ms`` in Produce and Fetch answers, the trailing
-metadata ``logstream-throttle-ms`` on every unary answer); the broker then holds back the
-caller's *next* request until that time has passed. A client that honours the throttle
-(the Python Producer and Consumer do) sends nothing meanwhile and is never stalled; one that
-does not is slowed all the same, its next request waiting on the broker.
+and says how long to wait (``throttle_time_ms`` in Produce, Fetch and queue Fetch answers,
+the trailing metadata ``logstream-throttle-ms`` on every unary answer); the broker then
+holds back the caller's *next* request until that time has passed. A client that honours
+the throttle (the Python Producer, Consumer and QueueConsumer do) sends nothing meanwhile
+and is never stalled; one that does not is slowed all the same, its next request waiting
+on the broker. A queue Fetch counts its answer's bytes against ``fetch_bytes_per_s``.
 
 - The hold is per principal, whatever the call or connection (a new stream or channel does
   not escape it). A plain method waits in its pool thread, a coroutine on the loop; a
@@ -38,7 +39,9 @@ from logstream.broker.security.quotas import THROTTLE_KEY, Quotas
 from logstream.broker.security.wrapping import HandlerWrapper, PrincipalOf
 
 PRODUCE = frozenset({"/logstream.v1.Log/Produce", "/logstream.v1.Log/ProduceStream"})
-FETCH = frozenset({"/logstream.v1.Log/Fetch", "/logstream.v1.Log/Subscribe"})
+FETCH = frozenset(
+    {"/logstream.v1.Log/Fetch", "/logstream.v1.Log/Subscribe", "/logstream.v1.Queue/Fetch"}
+)
 MAX_HOLDS = 100_000
 """Principals whose hold is remembered; past it, expired holds are dropped."""
 
@@ -56,7 +59,7 @@ def _ms(seconds: float) -> int:
 
 
 def _report(response: Any, wait_s: float) -> None:
-    """Write the throttle into an answer that has the field (Produce and Fetch answers)."""
+    """Write the throttle into an answer that has the field (Produce, Fetch, queue Fetch)."""
     if wait_s and response is not None and hasattr(response, "throttle_time_ms"):
         response.throttle_time_ms = min(_ms(wait_s), 2**31 - 1)
 

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18logstream/v1/queue.proto\x12\x0clogstream.v1\"\xc7\x03\n\rQueueSettings\x12\x15\n\x08lease_ms\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0emax_deliveries\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1f\n\x12\x62\x61\x63koff_initial_ms\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1b\n\x0e\x62\x61\x63koff_max_ms\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11\x64\x65\x61\x64_letter_topic\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x18\n\x0bkey_ordered\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x15\n\x08\x61uto_ack\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x18\n\x0bwindow_size\x18\x08 \x01(\x05H\x07\x88\x01\x01\x12\x12\n\x05start\x18\t \x01(\tH\x08\x88\x01\x01\x12\x1b\n\x0e\x65xpired_action\x18\n \x01(\tH\t\x88\x01\x01\x42\x0b\n\t_lease_msB\x11\n\x0f_max_deliveriesB\x15\n\x13_backoff_initial_msB\x11\n\x0f_backoff_max_msB\x14\n\x12_dead_letter_topicB\x0e\n\x0c_key_orderedB\x0b\n\t_auto_ackB\x0e\n\x0c_window_sizeB\x08\n\x06_startB\x11\n\x0f_expired_action\"\xad\x01\n\nSettlement\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.logstream.v1.SettleKind\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x15\n\x08\x64\x65lay_ms\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08lease_ms\x18\x07 \x01(\x03\x42\x0b\n\t_delay_ms\"\x96\x01\n\x0cSettleResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.logstream.v1.SettleKind\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x13\n\x0b\x65rror_codes\x18\x05 \x03(\x05\x12\x16\n\x0e\x65rror_messages\x18\x06 \x03(\t\"g\n\x10QueueJoinRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0e\n\x06topics\x18\x03 \x03(\t\x12\x0e\n\x06\x63reate\x18\x04 \x01(\x08\x12\x11\n\tclient_id\x18\x05 \x01(\t\"R\n\x11QueueJoinResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\x12\x0e\n\x06topics\x18\x02 \x03(\t\"_\n\x11QueueLeaveRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12(\n\x06settle\x18\x03 \x03(\x0b\x32\x18.logstream.v1.Settlement\"S\n\x12QueueLeaveResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\x12\x10\n\x08released\x18\x02 \x01(\x03\"\xae\x01\n\x11QueueFetchRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x13\n\x0bmax_records\x18\x03 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x10\n\x08lease_ms\x18\x05 \x01(\x03\x12(\n\x06settle\x18\x06 \x03(\x0b\x32\x18.logstream.v1.Settlement\x12\x11\n\tmax_bytes\x18\x07 \x01(\x05\"k\n\x0cQueueRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x0c\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x17\n\x0f\x64\x65livery_counts\x18\x05 \x03(\x05\"n\n\x12QueueFetchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.logstream.v1.QueueRecords\"`\n\x12QueueSettleRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12(\n\x06settle\x18\x03 \x03(\x0b\x32\x18.logstream.v1.Settlement\"B\n\x13QueueSettleResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\"g\n\x17\x43reateQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06topics\x18\x02 \x03(\t\x12-\n\x08settings\x18\x03 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"I\n\x18\x43reateQueueGroupResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"V\n\x16\x41lterQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"H\n\x17\x41lterQueueGroupResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"*\n\x19\x44\x65scribeQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\xb2\x03\n\nQueueDepth\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0cstart_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\x12\x0e\n\x06unread\x18\x06 \x01(\x03\x12\x10\n\x08\x61\x63quired\x18\x07 \x01(\x03\x12\x0f\n\x07\x64\x65layed\x18\x08 \x01(\x03\x12\x1b\n\x13\x64\x65\x61\x64_letter_pending\x18\t \x01(\x03\x12\x14\n\x0c\x61\x63knowledged\x18\n \x01(\x03\x12\x15\n\rdead_lettered\x18\x0b \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x03\x12\x13\n\x0bredelivered\x18\r \x01(\x03\x12 \n\x18oldest_unfinished_offset\x18\x0e \x01(\x03\x12 \n\x18oldest_unfinished_age_ms\x18\x0f \x01(\x03\x12\r\n\x05\x64\x65pth\x18\x10 \x01(\x03\x12\x0e\n\x06parked\x18\x11 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x12 \x01(\x03\x12\x13\n\x0bnext_due_ms\x18\x13 \x01(\x03\x12\x19\n\x11lost_to_retention\x18\x14 \x01(\x03\"A\n\x0bQueueMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x03\x12\x11\n\tclient_id\x18\x03 \x01(\t\"\x92\x02\n\x1a\x44\x65scribeQueueGroupResponse\x12\r\n\x05group\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x03 \x01(\t\x12,\n\npartitions\x18\x04 \x03(\x0b\x32\x18.logstream.v1.QueueDepth\x12\'\n\x05total\x18\x05 \x01(\x0b\x32\x18.logstream.v1.QueueDepth\x12*\n\x07members\x18\x06 \x03(\x0b\x32\x19.logstream.v1.QueueMember\x12\x18\n\x10invalid_schedule\x18\x07 \x01(\x03\"\x18\n\x16ListQueueGroupsRequest\"\x86\x01\n\x11QueueGroupSummary\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06topics\x18\x02 \x03(\t\x12\x0f\n\x07members\x18\x03 \x01(\x05\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\x03\x12\x10\n\x08\x61\x63quired\x18\x05 \x01(\x03\x12 \n\x18oldest_unfinished_age_ms\x18\x06 \x01(\x03\"J\n\x17ListQueueGroupsResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.logstream.v1.QueueGroupSummary\"7\n\x17\x44\x65leteQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1a\n\x18\x44\x65leteQueueGroupResponse\"1\n\x0bPeekRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0bmax_records\x18\x02 \x01(\x05\";\n\x0cPeekResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.QueueRecords\"h\n\x0eRedriveRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x10\n\x08to_topic\x18\x04 \x01(\t\x12\x13\n\x0bmax_records\x18\x05 \x01(\x05\"\xb0\x01\n\x0bRedriveItem\x12\x1a\n\x12\x64\x65\x61\x64_letter_offset\x18\x01 \x01(\x03\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x18\n\x10source_partition\x18\x03 \x01(\x05\x12\x15\n\rsource_offset\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0ctarget_topic\x18\x06 \x01(\t\x12\x18\n\x10target_partition\x18\x07 \x01(\x05\"M\n\x0fRedriveResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.logstream.v1.RedriveItem\x12\x10\n\x08\x65xecuted\x18\x02 \x01(\x08*S\n\nSettleKind\x12\x0e\n\nSETTLE_ACK\x10\x00\x12\x0f\n\x0bSETTLE_NACK\x10\x01\x12\x11\n\rSETTLE_REJECT\x10\x02\x12\x11\n\rSETTLE_EXTEND\x10\x03\x32\xad\x07\n\x05Queue\x12G\n\x04Join\x12\x1e.logstream.v1.QueueJoinRequest\x1a\x1f.logstream.v1.QueueJoinResponse\x12J\n\x05Leave\x12\x1f.logstream.v1.QueueLeaveRequest\x1a .logstream.v1.QueueLeaveResponse\x12J\n\x05\x46\x65tch\x12\x1f.logstream.v1.QueueFetchRequest\x1a .logstream.v1.QueueFetchResponse\x12M\n\x06Settle\x12 .logstream.v1.QueueSettleRequest\x1a!.logstream.v1.QueueSettleResponse\x12\x61\n\x10\x43reateQueueGroup\x12%.logstream.v1.CreateQueueGroupRequest\x1a&.logstream.v1.CreateQueueGroupResponse\x12^\n\x0f\x41lterQueueGroup\x12$.logstream.v1.AlterQueueGroupRequest\x1a%.logstream.v1.AlterQueueGroupResponse\x12g\n\x12\x44\x65scribeQueueGroup\x12\'.logstream.v1.DescribeQueueGroupRequest\x1a(.logstream.v1.DescribeQueueGroupResponse\x12^\n\x0fListQueueGroups\x12$.logstream.v1.ListQueueGroupsRequest\x1a%.logstream.v1.ListQueueGroupsResponse\x12\x61\n\x10\x44\x65leteQueueGroup\x12%.logstream.v1.DeleteQueueGroupRequest\x1a&.logstream.v1.DeleteQueueGroupResponse\x12=\n\x04Peek\x12\x19.logstream.v1.PeekRequest\x1a\x1a.logstream.v1.PeekResponse\x12\x46\n\x07Redrive\x12\x1c.logstream.v1.RedriveRequest\x1a\x1d.logstream.v1.RedriveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18logstream/v1/queue.proto\x12\x0clogstream.v1\"\xc7\x03\n\rQueueSettings\x12\x15\n\x08lease_ms\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0emax_deliveries\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1f\n\x12\x62\x61\x63koff_initial_ms\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1b\n\x0e\x62\x61\x63koff_max_ms\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11\x64\x65\x61\x64_letter_topic\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x18\n\x0bkey_ordered\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x15\n\x08\x61uto_ack\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x18\n\x0bwindow_size\x18\x08 \x01(\x05H\x07\x88\x01\x01\x12\x12\n\x05start\x18\t \x01(\tH\x08\x88\x01\x01\x12\x1b\n\x0e\x65xpired_action\x18\n \x01(\tH\t\x88\x01\x01\x42\x0b\n\t_lease_msB\x11\n\x0f_max_deliveriesB\x15\n\x13_backoff_initial_msB\x11\n\x0f_backoff_max_msB\x14\n\x12_dead_letter_topicB\x0e\n\x0c_key_orderedB\x0b\n\t_auto_ackB\x0e\n\x0c_window_sizeB\x08\n\x06_startB\x11\n\x0f_expired_action\"\xad\x01\n\nSettlement\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.logstream.v1.SettleKind\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x15\n\x08\x64\x65lay_ms\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08lease_ms\x18\x07 \x01(\x03\x42\x0b\n\t_delay_ms\"\x96\x01\n\x0cSettleResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.logstream.v1.SettleKind\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x13\n\x0b\x65rror_codes\x18\x05 \x03(\x05\x12\x16\n\x0e\x65rror_messages\x18\x06 \x03(\t\"g\n\x10QueueJoinRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0e\n\x06topics\x18\x03 \x03(\t\x12\x0e\n\x06\x63reate\x18\x04 \x01(\x08\x12\x11\n\tclient_id\x18\x05 \x01(\t\"R\n\x11QueueJoinResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\x12\x0e\n\x06topics\x18\x02 \x03(\t\"_\n\x11QueueLeaveRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12(\n\x06settle\x18\x03 \x03(\x0b\x32\x18.logstream.v1.Settlement\"S\n\x12QueueLeaveResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\x12\x10\n\x08released\x18\x02 \x01(\x03\"\xae\x01\n\x11QueueFetchRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x13\n\x0bmax_records\x18\x03 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x10\n\x08lease_ms\x18\x05 \x01(\x03\x12(\n\x06settle\x18\x06 \x03(\x0b\x32\x18.logstream.v1.Settlement\x12\x11\n\tmax_bytes\x18\x07 \x01(\x05\"k\n\x0cQueueRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x0c\x12\x0f\n\x07offsets\x18\x04 \x03(\x03\x12\x17\n\x0f\x64\x65livery_counts\x18\x05 \x03(\x05\"\x88\x01\n\x12QueueFetchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.logstream.v1.QueueRecords\x12\x18\n\x10throttle_time_ms\x18\x03 \x01(\x05\"`\n\x12QueueSettleRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12(\n\x06settle\x18\x03 \x03(\x0b\x32\x18.logstream.v1.Settlement\"B\n\x13QueueSettleResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.SettleResult\"g\n\x17\x43reateQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06topics\x18\x02 \x03(\t\x12-\n\x08settings\x18\x03 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"I\n\x18\x43reateQueueGroupResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"V\n\x16\x41lterQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"H\n\x17\x41lterQueueGroupResponse\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\"*\n\x19\x44\x65scribeQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\xb2\x03\n\nQueueDepth\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0cstart_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\x12\x0e\n\x06unread\x18\x06 \x01(\x03\x12\x10\n\x08\x61\x63quired\x18\x07 \x01(\x03\x12\x0f\n\x07\x64\x65layed\x18\x08 \x01(\x03\x12\x1b\n\x13\x64\x65\x61\x64_letter_pending\x18\t \x01(\x03\x12\x14\n\x0c\x61\x63knowledged\x18\n \x01(\x03\x12\x15\n\rdead_lettered\x18\x0b \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x03\x12\x13\n\x0bredelivered\x18\r \x01(\x03\x12 \n\x18oldest_unfinished_offset\x18\x0e \x01(\x03\x12 \n\x18oldest_unfinished_age_ms\x18\x0f \x01(\x03\x12\r\n\x05\x64\x65pth\x18\x10 \x01(\x03\x12\x0e\n\x06parked\x18\x11 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x12 \x01(\x03\x12\x13\n\x0bnext_due_ms\x18\x13 \x01(\x03\x12\x19\n\x11lost_to_retention\x18\x14 \x01(\x03\"A\n\x0bQueueMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x03\x12\x11\n\tclient_id\x18\x03 \x01(\t\"\x92\x02\n\x1a\x44\x65scribeQueueGroupResponse\x12\r\n\x05group\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.logstream.v1.QueueSettings\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x03 \x01(\t\x12,\n\npartitions\x18\x04 \x03(\x0b\x32\x18.logstream.v1.QueueDepth\x12\'\n\x05total\x18\x05 \x01(\x0b\x32\x18.logstream.v1.QueueDepth\x12*\n\x07members\x18\x06 \x03(\x0b\x32\x19.logstream.v1.QueueMember\x12\x18\n\x10invalid_schedule\x18\x07 \x01(\x03\"\x18\n\x16ListQueueGroupsRequest\"\x86\x01\n\x11QueueGroupSummary\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06topics\x18\x02 \x03(\t\x12\x0f\n\x07members\x18\x03 \x01(\x05\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\x03\x12\x10\n\x08\x61\x63quired\x18\x05 \x01(\x03\x12 \n\x18oldest_unfinished_age_ms\x18\x06 \x01(\x03\"J\n\x17ListQueueGroupsResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.logstream.v1.QueueGroupSummary\"7\n\x17\x44\x65leteQueueGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1a\n\x18\x44\x65leteQueueGroupResponse\"1\n\x0bPeekRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0bmax_records\x18\x02 \x01(\x05\";\n\x0cPeekResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.logstream.v1.QueueRecords\"h\n\x0eRedriveRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x10\n\x08to_topic\x18\x04 \x01(\t\x12\x13\n\x0bmax_records\x18\x05 \x01(\x05\"\xb0\x01\n\x0bRedriveItem\x12\x1a\n\x12\x64\x65\x61\x64_letter_offset\x18\x01 \x01(\x03\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x18\n\x10source_partition\x18\x03 \x01(\x05\x12\x15\n\rsource_offset\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0ctarget_topic\x18\x06 \x01(\t\x12\x18\n\x10target_partition\x18\x07 \x01(\x05\"M\n\x0fRedriveResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.logstream.v1.RedriveItem\x12\x10\n\x08\x65xecuted\x18\x02 \x01(\x08*S\n\nSettleKind\x12\x0e\n\nSETTLE_ACK\x10\x00\x12\x0f\n\x0bSETTLE_NACK\x10\x01\x12\x11\n\rSETTLE_REJECT\x10\x02\x12\x11\n\rSETTLE_EXTEND\x10\x03\x32\xad\x07\n\x05Queue\x12G\n\x04Join\x12\x1e.logstream.v1.QueueJoinRequest\x1a\x1f.logstream.v1.QueueJoinResponse\x12J\n\x05Leave\x12\x1f.logstream.v1.QueueLeaveRequest\x1a .logstream.v1.QueueLeaveResponse\x12J\n\x05\x46\x65tch\x12\x1f.logstream.v1.QueueFetchRequest\x1a .logstream.v1.QueueFetchResponse\x12M\n\x06Settle\x12 .logstream.v1.QueueSettleRequest\x1a!.logstream.v1.QueueSettleResponse\x12\x61\n\x10\x43reateQueueGroup\x12%.logstream.v1.CreateQueueGroupRequest\x1a&.logstream.v1.CreateQueueGroupResponse\x12^\n\x0f\x41lterQueueGroup\x12$.logstream.v1.AlterQueueGroupRequest\x1a%.logstream.v1.AlterQueueGroupResponse\x12g\n\x12\x44\x65scribeQueueGroup\x12\'.logstream.v1.DescribeQueueGroupRequest\x1a(.logstream.v1.DescribeQueueGroupResponse\x12^\n\x0fListQueueGroups\x12$.logstream.v1.ListQueueGroupsRequest\x1a%.logstream.v1.ListQueueGroupsResponse\x12\x61\n\x10\x44\x65leteQueueGroup\x12%.logstream.v1.DeleteQueueGroupRequest\x1a&.logstream.v1.DeleteQueueGroupResponse\x12=\n\x04Peek\x12\x19.logstream.v1.PeekRequest\x1a\x1a.logstream.v1.PeekResponse\x12\x46\n\x07Redrive\x12\x1c.logstream.v1.RedriveRequest\x1a\x1d.logstream.v1.RedriveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logstream.v1.queue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SETTLEKIND']._serialized_start=3731
-  _globals['_SETTLEKIND']._serialized_end=3814
+  _globals['_SETTLEKIND']._serialized_start=3758
+  _globals['_SETTLEKIND']._serialized_end=3841
   _globals['_QUEUESETTINGS']._serialized_start=43
   _globals['_QUEUESETTINGS']._serialized_end=498
   _globals['_SETTLEMENT']._serialized_start=501
@@ -51,48 +51,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUEFETCHREQUEST']._serialized_end=1375
   _globals['_QUEUERECORDS']._serialized_start=1377
   _globals['_QUEUERECORDS']._serialized_end=1484
-  _globals['_QUEUEFETCHRESPONSE']._serialized_start=1486
-  _globals['_QUEUEFETCHRESPONSE']._serialized_end=1596
-  _globals['_QUEUESETTLEREQUEST']._serialized_start=1598
-  _globals['_QUEUESETTLEREQUEST']._serialized_end=1694
-  _globals['_QUEUESETTLERESPONSE']._serialized_start=1696
-  _globals['_QUEUESETTLERESPONSE']._serialized_end=1762
-  _globals['_CREATEQUEUEGROUPREQUEST']._serialized_start=1764
-  _globals['_CREATEQUEUEGROUPREQUEST']._serialized_end=1867
-  _globals['_CREATEQUEUEGROUPRESPONSE']._serialized_start=1869
-  _globals['_CREATEQUEUEGROUPRESPONSE']._serialized_end=1942
-  _globals['_ALTERQUEUEGROUPREQUEST']._serialized_start=1944
-  _globals['_ALTERQUEUEGROUPREQUEST']._serialized_end=2030
-  _globals['_ALTERQUEUEGROUPRESPONSE']._serialized_start=2032
-  _globals['_ALTERQUEUEGROUPRESPONSE']._serialized_end=2104
-  _globals['_DESCRIBEQUEUEGROUPREQUEST']._serialized_start=2106
-  _globals['_DESCRIBEQUEUEGROUPREQUEST']._serialized_end=2148
-  _globals['_QUEUEDEPTH']._serialized_start=2151
-  _globals['_QUEUEDEPTH']._serialized_end=2585
-  _globals['_QUEUEMEMBER']._serialized_start=2587
-  _globals['_QUEUEMEMBER']._serialized_end=2652
-  _globals['_DESCRIBEQUEUEGROUPRESPONSE']._serialized_start=2655
-  _globals['_DESCRIBEQUEUEGROUPRESPONSE']._serialized_end=2929
-  _globals['_LISTQUEUEGROUPSREQUEST']._serialized_start=2931
-  _globals['_LISTQUEUEGROUPSREQUEST']._serialized_end=2955
-  _globals['_QUEUEGROUPSUMMARY']._serialized_start=2958
-  _globals['_QUEUEGROUPSUMMARY']._serialized_end=3092
-  _globals['_LISTQUEUEGROUPSRESPONSE']._serialized_start=3094
-  _globals['_LISTQUEUEGROUPSRESPONSE']._serialized_end=3168
-  _globals['_DELETEQUEUEGROUPREQUEST']._serialized_start=3170
-  _globals['_DELETEQUEUEGROUPREQUEST']._serialized_end=3225
-  _globals['_DELETEQUEUEGROUPRESPONSE']._serialized_start=3227
-  _globals['_DELETEQUEUEGROUPRESPONSE']._serialized_end=3253
-  _globals['_PEEKREQUEST']._serialized_start=3255
-  _globals['_PEEKREQUEST']._serialized_end=3304
-  _globals['_PEEKRESPONSE']._serialized_start=3306
-  _globals['_PEEKRESPONSE']._serialized_end=3365
-  _globals['_REDRIVEREQUEST']._serialized_start=3367
-  _globals['_REDRIVEREQUEST']._serialized_end=3471
-  _globals['_REDRIVEITEM']._serialized_start=3474
-  _globals['_REDRIVEITEM']._serialized_end=3650
-  _globals['_REDRIVERESPONSE']._serialized_start=3652
-  _globals['_REDRIVERESPONSE']._serialized_end=3729
-  _globals['_QUEUE']._serialized_start=3817
-  _globals['_QUEUE']._serialized_end=4758
+  _globals['_QUEUEFETCHRESPONSE']._serialized_start=1487
+  _globals['_QUEUEFETCHRESPONSE']._serialized_end=1623
+  _globals['_QUEUESETTLEREQUEST']._serialized_start=1625
+  _globals['_QUEUESETTLEREQUEST']._serialized_end=1721
+  _globals['_QUEUESETTLERESPONSE']._serialized_start=1723
+  _globals['_QUEUESETTLERESPONSE']._serialized_end=1789
+  _globals['_CREATEQUEUEGROUPREQUEST']._serialized_start=1791
+  _globals['_CREATEQUEUEGROUPREQUEST']._serialized_end=1894
+  _globals['_CREATEQUEUEGROUPRESPONSE']._serialized_start=1896
+  _globals['_CREATEQUEUEGROUPRESPONSE']._serialized_end=1969
+  _globals['_ALTERQUEUEGROUPREQUEST']._serialized_start=1971
+  _globals['_ALTERQUEUEGROUPREQUEST']._serialized_end=2057
+  _globals['_ALTERQUEUEGROUPRESPONSE']._serialized_start=2059
+  _globals['_ALTERQUEUEGROUPRESPONSE']._serialized_end=2131
+  _globals['_DESCRIBEQUEUEGROUPREQUEST']._serialized_start=2133
+  _globals['_DESCRIBEQUEUEGROUPREQUEST']._serialized_end=2175
+  _globals['_QUEUEDEPTH']._serialized_start=2178
+  _globals['_QUEUEDEPTH']._serialized_end=2612
+  _globals['_QUEUEMEMBER']._serialized_start=2614
+  _globals['_QUEUEMEMBER']._serialized_end=2679
+  _globals['_DESCRIBEQUEUEGROUPRESPONSE']._serialized_start=2682
+  _globals['_DESCRIBEQUEUEGROUPRESPONSE']._serialized_end=2956
+  _globals['_LISTQUEUEGROUPSREQUEST']._serialized_start=2958
+  _globals['_LISTQUEUEGROUPSREQUEST']._serialized_end=2982
+  _globals['_QUEUEGROUPSUMMARY']._serialized_start=2985
+  _globals['_QUEUEGROUPSUMMARY']._serialized_end=3119
+  _globals['_LISTQUEUEGROUPSRESPONSE']._serialized_start=3121
+  _globals['_LISTQUEUEGROUPSRESPONSE']._serialized_end=3195
+  _globals['_DELETEQUEUEGROUPREQUEST']._serialized_start=3197
+  _globals['_DELETEQUEUEGROUPREQUEST']._serialized_end=3252
+  _globals['_DELETEQUEUEGROUPRESPONSE']._serialized_start=3254
+  _globals['_DELETEQUEUEGROUPRESPONSE']._serialized_end=3280
+  _globals['_PEEKREQUEST']._serialized_start=3282
+  _globals['_PEEKREQUEST']._serialized_end=3331
+  _globals['_PEEKRESPONSE']._serialized_start=3333
+  _globals['_PEEKRESPONSE']._serialized_end=3392
+  _globals['_REDRIVEREQUEST']._serialized_start=3394
+  _globals['_REDRIVEREQUEST']._serialized_end=3498
+  _globals['_REDRIVEITEM']._serialized_start=3501
+  _globals['_REDRIVEITEM']._serialized_end=3677
+  _globals['_REDRIVERESPONSE']._serialized_start=3679
+  _globals['_REDRIVERESPONSE']._serialized_end=3756
+  _globals['_QUEUE']._serialized_start=3844
+  _globals['_QUEUE']._serialized_end=4785
 # @@protoc_insertion_point(module_scope)

@@ -11,10 +11,15 @@ reads the stream), and in a secondary row ``poll()`` (the prefetch thread hands 
 
 A feature the client does not have yet raises :class:`NotAvailable`; the driver prints
 "not yet available" in that row instead of a number.
+
+The same functions drive the broker with TLS, a token and ACLs (system ``secure``): the
+driver sets ``LOGSTREAM_TOKEN`` (read by every client) and ``LOGSTREAM_BENCH_CA`` (the dev
+CA, passed as ``ca=`` by :func:`client_security`) in the worker process.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,6 +48,13 @@ class NotAvailable(Exception):
     """The logstream client or broker does not offer this yet."""
 
 
+def client_security() -> dict:
+    """``ca=`` for a TLS broker (``LOGSTREAM_BENCH_CA``), else nothing; the token comes
+    from ``LOGSTREAM_TOKEN`` inside the client."""
+    ca = os.environ.get("LOGSTREAM_BENCH_CA")
+    return {"ca": ca} if ca else {}
+
+
 def client_version() -> str:
     import grpc
 
@@ -60,7 +72,7 @@ def _tp(topic: str, partition: int = 0):
 def create_topic(addr: str, topic: str, partitions: int = 1) -> None:
     from logstream import Admin
 
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     try:
         admin.create_topic(topic, partitions=partitions)
     finally:
@@ -70,7 +82,7 @@ def create_topic(addr: str, topic: str, partitions: int = 1) -> None:
 def end_offsets(addr: str, topic: str, partitions: int = 1) -> dict:
     from logstream import Admin
 
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     try:
         return admin.list_offsets({_tp(topic, p): "latest" for p in range(partitions)})
     finally:
@@ -82,7 +94,7 @@ def _producer(addr: str, acks: str, **kw):
 
     kw.setdefault("linger_ms", 5.0)
     kw.setdefault("batch_bytes", 512 * 1024)
-    return Producer(addr, acks=acks, compression=None, **kw)
+    return Producer(addr, acks=acks, compression=None, **client_security(), **kw)
 
 
 def _produce(addr: str, topic: str, n: int, size: int, acks: str, op: str) -> Result:
@@ -176,7 +188,7 @@ def replay(addr: str, topic: str, n: int, size: int, partitions: int = 1) -> Res
     from logstream import Consumer
 
     ends = end_offsets(addr, topic, partitions)
-    c = Consumer(addr, auto_offset_reset="earliest")
+    c = Consumer(addr, auto_offset_reset="earliest", **client_security())
     try:
         with Timer() as t:
             c.assign(list(ends))
@@ -192,7 +204,7 @@ def replay_per_record(addr: str, topic: str, n: int, size: int) -> Result:
     from logstream import Consumer
 
     target = end_offsets(addr, topic)[_tp(topic)]
-    c = Consumer(addr, auto_offset_reset="earliest")
+    c = Consumer(addr, auto_offset_reset="earliest", **client_security())
     count = nbytes = 0
     try:
         with Timer() as t:
@@ -219,7 +231,13 @@ def group_consume(addr: str, topic: str, n: int, size: int, group: str = "bench"
 
     ends = end_offsets(addr, topic)
     try:
-        c = Consumer(addr, group=group, auto_offset_reset="earliest", enable_auto_commit=False)
+        c = Consumer(
+            addr,
+            group=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **client_security(),
+        )
     except TypeError as e:  # pragma: no cover - depends on the client version
         raise NotAvailable(f"consumer groups are not in the client yet: {e}") from e
     try:
@@ -321,7 +339,7 @@ def scale_partitions(addr: str, topic: str, partitions: int, n: int, size: int) 
     """Produce ``n`` records spread evenly over ``partitions``, then fetch them all."""
     from logstream import Admin, Consumer
 
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     try:
         admin.create_topic(topic, partitions, {"segment_bytes": SCALE_SEGMENT_BYTES})
     finally:
@@ -345,7 +363,7 @@ def scale_partitions(addr: str, topic: str, partitions: int, n: int, size: int) 
     finally:
         p.close()
     ends = end_offsets(addr, topic, partitions)
-    c = Consumer(addr, auto_offset_reset="earliest")
+    c = Consumer(addr, auto_offset_reset="earliest", **client_security())
     try:
         with Timer() as tf:
             c.assign(list(ends))
@@ -448,7 +466,7 @@ def scale_growth(
     create_topic(addr, topic)
     pool = payloads(size, max(checkpoints))
     tp = _tp(topic)
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     p = _producer(
         addr,
         "leader",
@@ -533,7 +551,7 @@ def fill_partitions(addr: str, partitions: int, per_topic: int = 100) -> None:
         topics.append((f"fill{i:04d}", k, {"segment_bytes": 1 << 20}))
         left -= k
         i += 1
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     try:
         for lo in range(0, len(topics), 10):
             admin.create_topics(topics[lo : lo + 10])
@@ -554,7 +572,7 @@ def first_answer(addr: str) -> float:
     from logstream import Admin
 
     t0 = time.perf_counter()
-    admin = Admin(addr)
+    admin = Admin(addr, **client_security())
     try:
         admin.list_topics()
     finally:

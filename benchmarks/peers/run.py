@@ -1,7 +1,7 @@
 """logstream side by side with Redis Streams and NATS JetStream: ``make bench-peers``.
 
     python benchmarks/peers/run.py [--quick] [--runs 3]
-                                   [--systems redis,nats,logstream,kafka,floor]
+                                   [--systems redis,nats,logstream,secure,kafka,floor]
                                    [--no-scale] [--no-install] [--results PATH] [--json PATH]
 
 Installs what is missing (servers.py), then for each run and each system starts a fresh
@@ -106,6 +106,9 @@ SYSTEMS = {
     "redis": ("benchmarks.peers.redis_streams", "Redis Streams"),
     "nats": ("benchmarks.peers.nats_jetstream", "NATS JetStream"),
     "logstream": ("benchmarks.peers.logstream_adapter", "logstream"),
+    # The same broker and client with TLS, a token and ACLs: produce, replay and group only,
+    # compared with the plaintext logstream of the same run (the 15% rows).
+    "secure": ("benchmarks.peers.logstream_adapter", "logstream, TLS + token + ACLs"),
     "kafka": ("benchmarks.peers.kafka_adapter", "logstream, Kafka listener"),
     # Not a peer: a bare gRPC relay, latency only, the floor under any gRPC-Python design.
     "floor": ("benchmarks.peers.grpc_floor", "bare gRPC relay (floor)"),
@@ -117,7 +120,13 @@ REQUEST_REPLY = {"redis": "redis_rr", "nats": "nats_rr", "logstream": "logstream
 
 # Workloads a system has no way to express at all (not "not yet"): recorded as "n/a (why)",
 # which the report shows and does not count as a failure.
+SECURE_TARGET = 0.85  # TLS + token + ACLs within 15% of plaintext
+SECURE_NA = "TLS + token + ACLs: produce, replay and group rows only"
 NOT_APPLICABLE = {
+    "secure": {
+        key: SECURE_NA
+        for key in ("queue 100B", "durable produce 100B", "latency", "request reply")
+    },
     "kafka": {
         "queue 100B": "the Kafka protocol has no queue groups",
         "request reply": "the Kafka protocol has no request/reply",
@@ -131,9 +140,11 @@ class NotAvailableError(Exception):
     pass
 
 
-def _child(module: str, func: str, args: tuple, conn) -> None:
+def _child(module: str, func: str, args: tuple, conn, env: dict[str, str]) -> None:
     import importlib
+    import os
 
+    os.environ.update(env)
     try:
         fn = getattr(importlib.import_module(module), func)
         res = fn(*args)
@@ -147,11 +158,12 @@ def _child(module: str, func: str, args: tuple, conn) -> None:
         conn.close()
 
 
-def call(module: str, func: str, args: tuple, timeout: float):
-    """Run ``module.func(*args)`` in a fresh spawned process; kill it after ``timeout``."""
+def call(module: str, func: str, args: tuple, timeout: float, env: dict[str, str] | None = None):
+    """Run ``module.func(*args)`` in a fresh spawned process (with ``env`` added to its
+    environment); kill it after ``timeout``."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(module, func, args, child))
+    proc = ctx.Process(target=_child, args=(module, func, args, child, env or {}))
     proc.start()
     child.close()
     try:
@@ -226,6 +238,8 @@ def start_server(system: str) -> servers.Server:
         return grpc_floor.relay_server()
     if system == "kafka":
         return servers.logstream_kafka()
+    if system == "secure":
+        return servers.logstream_secure()
     return servers.logstream_broker()
 
 
@@ -235,6 +249,7 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
     out: dict[str, object] = {}
     srv = start_server(system)
     log(f"  {system}: server pid {srv.pid} on {srv.addr} ({srv.workdir})")
+    env = srv.extra.get("client_env") or {}
     try:
 
         def op(
@@ -244,11 +259,11 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
             try:
                 if sampler:
                     with RssSampler(srv) as rs:
-                        res = call(where, func, (srv.addr, *args), plan.call_timeout)
+                        res = call(where, func, (srv.addr, *args), plan.call_timeout, env)
                     res.extra["rss_mib"] = rs.points("VmRSS")
                     res.extra["rss_anon_mib"] = rs.points("RssAnon")
                 else:
-                    res = call(where, func, (srv.addr, *args), plan.call_timeout)
+                    res = call(where, func, (srv.addr, *args), plan.call_timeout, env)
                 out[key] = res
                 if isinstance(res, dict):  # queue timing: distributions, not a rate
                     desc = "; ".join(
@@ -314,12 +329,14 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
         if system == "logstream":
             op("queue timing", "logstream_timing", (plan.timing_records,), where=queue_mod)
         n, size = plan.durable
-        op("durable produce 100B", "durable_produce", (f"durable{run_no}", n, size))
-        op(
-            "latency",
-            "latency",
-            (f"latency{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
-        )
+        if not not_applicable("durable produce 100B"):
+            op("durable produce 100B", "durable_produce", (f"durable{run_no}", n, size))
+        if not not_applicable("latency"):
+            op(
+                "latency",
+                "latency",
+                (f"latency{run_no}", plan.latency_rate, plan.latency_seconds, plan.small[1]),
+            )
         if not not_applicable("request reply"):
             op(
                 "request reply",
@@ -454,6 +471,8 @@ def versions(systems: list[str]) -> list[str]:
             server = "benchmarks/peers/grpc_floor.py (a Python grpc.server relay)"
         elif system == "kafka":
             server = f"logstream broker's Kafka listener (this tree, Python {platform.python_version()})"  # noqa: E501
+        elif system == "secure":
+            server = f"logstream broker with TLS, --auth, --acls (this tree, Python {platform.python_version()})"  # noqa: E501
         else:
             server = f"logstream broker (this tree, Python {platform.python_version()})"
         lines.append(f"- **{label}**: {server}; {client}")
@@ -487,6 +506,12 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "`linger.ms=0`, `poll()` as records arrive, `socket.nagle.disable` on both (as "
         "redis-py, nats-py and gRPC set TCP_NODELAY). No durable row: `acks=all` answers "
         "at logstream's leader level.",
+        "secure": "**logstream, TLS + token + ACLs**: the same broker and client as "
+        "**logstream**, with `--tls-cert/--tls-key` from `logstream certs dev`, `--auth` and "
+        "`--acls`; the client (`ca=`, an API token) is a user that is not a super user, "
+        "allowed by four rules (create, write, read on the topic prefix `bench`, read on group "
+        "`bench`), so every call is authenticated and authorised. Produce, replay and group "
+        "rows only; compared with the plaintext **logstream** of the same run.",
         "floor": "**bare gRPC relay (floor)**: not a peer. `benchmarks/peers/grpc_floor.py`: "
         "a threaded `grpc.server` that hands each message of a bidirectional `Pub` stream "
         "(acknowledged per message, pipelined) to every `Sub` server stream, raw bytes, no "
@@ -722,9 +747,10 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
             else:
                 verdict = "met" if r >= need else "MISSED"
                 w(f"| {op_key} >= {need:g}x {labels[peer]} | {r:.2f}x | {verdict} |")
+        render_secure(w, systems, labels, agg)
         for op_key in ("produce 1KiB", "replay 1KiB", "group 1KiB", "durable produce 100B"):
             for peer in systems:
-                if peer == "logstream":
+                if peer in ("logstream", "secure"):
                     continue
                 r = _ratio(agg, op_key, peer)
                 if r is not None:
@@ -841,6 +867,28 @@ KAFKA_LATENCY_TARGETS = (("p50_ms", "p50", 0.3), ("p99_ms", "p99", 1.0))
 KAFKA_P50_OF_REDIS = 2.0
 
 
+def render_secure(w, systems: list[str], labels, agg) -> None:
+    """TLS + token + ACLs against the plaintext broker of the same run: the 15% rows."""
+    if "secure" not in systems:
+        return
+    for op_key in ("produce 100B", "replay 100B", "group 100B", "produce 1KiB", "replay 1KiB"):
+        a = agg.get("secure", {}).get(op_key)
+        b = agg.get("logstream", {}).get(op_key)
+        target = op_key in ("produce 100B", "replay 100B")
+        title = (
+            f"{op_key} {labels['secure']} within 15% of plaintext"
+            if target
+            else f"{op_key} {labels['secure']} vs plaintext (no target)"
+        )
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            why = a if isinstance(a, str) else b
+            w(f"| {title} | - | n/a ({str(why).splitlines()[0][:80]}) |")
+            continue
+        r = a["rate"][0] / b["rate"][0]
+        verdict = ("met" if r >= SECURE_TARGET else "MISSED") if target else "-"
+        w(f"| {title} | {r:.2f}x | {verdict} |")
+
+
 def render_kafka_targets(w, plan: Plan, agg) -> None:
     """The Kafka listener's targets (issue 18): absolute rates and latencies, and its
     latency p50 against Redis Streams' in the same run."""
@@ -942,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts, one run (< 60 s)")
     ap.add_argument("--runs", type=int, default=None, help="runs per system (median)")
-    ap.add_argument("--systems", default="redis,nats,logstream,kafka,floor")
+    ap.add_argument("--systems", default="redis,nats,logstream,secure,kafka,floor")
     ap.add_argument("--no-scale", action="store_true", help="skip the logstream scale table")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     ap.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")

@@ -270,15 +270,26 @@ def nats_server() -> Server:
     return srv.start()
 
 
+def _logstream_env(root: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    tree = str(root or ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+    return env
+
+
 def logstream_broker(
-    python: str | None = None, extra_args: list[str] | None = None, root: Path | None = None
+    python: str | None = None,
+    extra_args: list[str] | None = None,
+    root: Path | None = None,
+    workdir: Path | None = None,
 ) -> Server:
-    """``python -m logstream serve`` on a free loopback port with a temp data dir; ``root``:
-    another checkout's tree to run (an A/B against a base commit), else this one."""
+    """``python -m logstream serve`` on a free loopback port with a temp data dir
+    (``workdir``/data when given: prepared before the start); ``root``: another
+    checkout's tree to run (an A/B against a base commit), else this one."""
     port = free_port()
-    wd = _workdir("logstream")
+    wd = workdir or _workdir("logstream")
     data = wd / "data"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     argv = [
         python or sys.executable,
         "-m", "logstream", "serve",
@@ -286,12 +297,62 @@ def logstream_broker(
         "--listen", f"127.0.0.1:{port}",
         *(extra_args or []),
     ]  # fmt: skip
-    env = dict(os.environ)
-    tree = str(root or ROOT)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
-    srv = Server("logstream", argv, port, wd, ready_line="listening on", env=env)
+    srv = Server("logstream", argv, port, wd, ready_line="listening on", env=_logstream_env(root))
     srv.extra["config"] = "python -m logstream serve, defaults (segment files in a temp dir)"
     return srv.start(timeout=60.0)
+
+
+def _logstream_cli(*args: str) -> str:
+    """Run ``python -m logstream ARGS`` (an offline command) and return its stdout."""
+    out = subprocess.run(
+        [sys.executable, "-m", "logstream", *args],
+        capture_output=True,
+        text=True,
+        env=_logstream_env(),
+        timeout=60,
+    )
+    if out.returncode:
+        raise RuntimeError(f"logstream {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+SECURE_PRINCIPAL = "bencher"
+
+
+def logstream_secure() -> Server:
+    """The broker with TLS (``logstream certs dev``), ``--auth`` and ``--acls``: one user
+    (not a super user) whose rules allow exactly what the produce, replay and group
+    workloads do, written offline before the start. ``extra["client_env"]``: what a client
+    process needs (its token, the CA; see ``logstream_adapter.client_security``)."""
+    wd = _workdir("logstream-secure")
+    data, tls = wd / "data", wd / "tls"
+    _logstream_cli("certs", "dev", str(tls))
+    token = _logstream_cli("user", "add", SECURE_PRINCIPAL, "--data-dir", str(data)).strip()
+    ops = ("create", "write", "read")
+    rules = [("--topic", "bench", "--prefix", "--operation", op) for op in ops]
+    rules.append(("--group", "bench", "--operation", "read"))
+    for rule in rules:
+        _logstream_cli(
+            "acl", "add", "--principal", SECURE_PRINCIPAL, *rule, "--allow",
+            "--data-dir", str(data),
+        )  # fmt: skip
+    srv = logstream_broker(
+        extra_args=[
+            "--tls-cert", str(tls / "server.pem"),
+            "--tls-key", str(tls / "server.key"),
+            "--auth", "--acls",
+        ],
+        workdir=wd,
+    )  # fmt: skip
+    srv.name = "logstream-secure"
+    srv.extra["config"] = (
+        "python -m logstream serve --tls-cert/--tls-key (certs dev) --auth --acls, defaults"
+    )
+    srv.extra["client_env"] = {
+        "LOGSTREAM_TOKEN": token,
+        "LOGSTREAM_BENCH_CA": str(tls / "ca.pem"),
+    }
+    return srv
 
 
 def logstream_kafka(root: Path | None = None) -> Server:

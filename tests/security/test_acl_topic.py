@@ -195,11 +195,21 @@ def test_replay_keeps_order_and_the_last_word(tmp_path: Path) -> None:
         store.remove({"principal": "a"})
         store.add([c, a])
         plog = manager.get_log(ACLS_TOPIC, 0)
-        unknown = encode_batch([b"\x01"], keys=[b"\x09future"], timestamps=0)
-        plog.append(unknown)  # a later key type: skipped
+        cut = encode_rule_key(a)[:-3]
+        odd = encode_batch([b"\x01", b"\x01"], keys=[b"\x09future", cut], timestamps=0)
+        plog.append(odd)  # a later key type, a key this version cannot read: skipped
         assert AclTopic(manager).replay() == [b, c, a]
     finally:
         manager.close()
+
+
+def test_offline_changes_keep_the_data_directory_mode(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o750)
+    data.chmod(0o750)
+    with offline_acl_store(data) as store:
+        store.add([Acl(**asdict(ALICE_READS))])
+    assert data.stat().st_mode & 0o777 == 0o750
 
 
 def test_snapshots_bound_the_topic(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -105,19 +106,22 @@ def encode_rule_key(acl: Acl) -> bytes:
 
 
 def decode_rule_key(key: bytes) -> Acl | None:
-    """The rule a type-1 key names; None for another key type or a rule that no longer
-    validates (skipped on replay)."""
+    """The rule a type-1 key names; None for another key type, or a key this version
+    cannot read as a valid rule (skipped on replay: the batch CRC passed, so it was
+    written that way, by a later version or a bug, and is not damage)."""
     if not key or key[0] != KEY_RULE:
         return None
     texts, pos = [], 1
-    for _ in ACL_FIELDS:
-        (n,) = _U16.unpack_from(key, pos)
-        pos += 2
-        texts.append(key[pos : pos + n].decode("utf-8"))
-        pos += n
     try:
+        for _ in ACL_FIELDS:
+            (n,) = _U16.unpack_from(key, pos)
+            pos += 2
+            if pos + n > len(key):
+                return None
+            texts.append(key[pos : pos + n].decode("utf-8"))
+            pos += n
         return Acl.checked(*texts)
-    except InvalidRequestError:
+    except (struct.error, UnicodeDecodeError, InvalidRequestError):
         return None
 
 
@@ -222,7 +226,9 @@ def open_acl_store(
 def offline_acl_store(data_dir: Path) -> Iterator[AclStore]:
     """The rules of a data directory no broker has open (``logstream acl --data-dir``);
     raises KafkaStorageError while a broker holds it."""
-    manager = LogManager.open(data_dir, prefault_pages=False)
+    # keep the directory's mode: the broker may run with its own data_dir_mode
+    mode = stat.S_IMODE(data_dir.stat().st_mode) if data_dir.is_dir() else files.DEFAULT_DIR_MODE
+    manager = LogManager.open(data_dir, prefault_pages=False, dir_mode=mode)
     try:
         yield open_acl_store(manager)
     finally:

@@ -80,13 +80,14 @@ def _binding(
     return AclBinding(principal, rtype, name or "", pattern, operation or "", permission)
 
 
-def _offline(data_dir: Path, action: Callable[[Any], Any]) -> Any:
-    """``action(store)`` on the rules of ``data_dir`` (one line and exit 1 on failure)."""
+def _offline(data_dir: Path, action: Callable[[Any], Any], *, create: bool = False) -> Any:
+    """``action(store)`` on the rules of ``data_dir`` (one line and exit 1 on failure);
+    only ``add`` may create the directory (rules before the first start)."""
 
     def run() -> Any:
         from logstream.broker.security.acl_log import offline_acl_store
 
-        with offline_acl_store(data_dir) as store:
+        with offline_acl_store(data_dir, create=create) as store:
             return action(store)
 
     return run_or_exit(run)
@@ -121,7 +122,7 @@ def add(data_dir: Path | None, **selectors: Any) -> None:
     if not binding.resource_type:
         binding = type(binding)(**{**binding.__dict__, "pattern": ""})
     if data_dir is not None:
-        created = _offline(data_dir, lambda store: store.add([_rule(binding)]))
+        created = _offline(data_dir, lambda store: store.add([_rule(binding)]), create=True)
     else:
         created = app().admin().create_acls([binding])
     click.echo("added" if created else "already there")

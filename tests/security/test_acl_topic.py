@@ -127,6 +127,10 @@ def test_offline_add_then_start(tmp_path: Path) -> None:
         assert _alice_can_describe(proc.address, tokens["alice"])
         busy = run(main, ["acl", "list", "--data-dir", str(data)])
         assert busy.exit_code == 1 and "in use by another process" in busy.output
+    missing = tmp_path / "mistyped"
+    nothing = run(main, ["acl", "list", "--data-dir", str(missing)])
+    assert nothing.exit_code == 1 and "no data directory" in nothing.output
+    assert not missing.exists()
     removed = run(main, ["acl", "remove", "--principal", "alice", "--data-dir", str(data)])
     assert removed.output.splitlines() == ["allow\talice\tread\ttopic:orders"]
     with BrokerProcess(data, **SECURED) as proc:
@@ -154,6 +158,7 @@ def test_an_older_acl_file_is_migrated_once(tmp_path: Path) -> None:
         admin.create_topic("orders")
         assert admin.list_acls() == [ALICE_READS]
         admin.delete_acls(AclBinding(principal="alice"))
+        assert "acl added: allow alice read on topic orders" in proc.output()
     assert not path.exists()
     assert path.with_name("acls.json.migrated").exists()
     with run_broker(data, **SECURED) as b, Admin(b.address, token=tokens["admin"]) as admin:

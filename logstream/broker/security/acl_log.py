@@ -59,6 +59,7 @@ from typing import Any
 from logstream.broker.queue_reads import read_range
 from logstream.broker.security.acls import ACL_FIELDS, ACLS_TOPIC, Acl, AclStore
 from logstream.broker.security.credentials import SECURITY_DIR
+from logstream.broker.security.events import acls_changed
 from logstream.clock import SYSTEM_CLOCK, Clock
 from logstream.codec import encode_batch, iter_batches
 from logstream.errors import (
@@ -214,6 +215,7 @@ def open_acl_store(
     legacy = Path(manager.data_dir) / SECURITY_DIR / LEGACY_FILE
     if legacy.exists():
         imported = store.add(read_legacy_file(legacy))
+        acls_changed(imported, [], "migration")
         done = legacy.with_name(LEGACY_FILE + MIGRATED_SUFFIX)
         os.replace(legacy, done)
         files.fsync_dir(legacy.parent)
@@ -223,9 +225,12 @@ def open_acl_store(
 
 
 @contextmanager
-def offline_acl_store(data_dir: Path) -> Iterator[AclStore]:
+def offline_acl_store(data_dir: Path, *, create: bool = True) -> Iterator[AclStore]:
     """The rules of a data directory no broker has open (``logstream acl --data-dir``);
-    raises KafkaStorageError while a broker holds it."""
+    raises KafkaStorageError while a broker holds it, InvalidConfigError when it does not
+    exist and ``create`` is false (a mistyped path is not made into an empty broker)."""
+    if not create and not data_dir.is_dir():
+        raise InvalidConfigError(f"no data directory at {data_dir}")
     # keep the directory's mode: the broker may run with its own data_dir_mode
     mode = stat.S_IMODE(data_dir.stat().st_mode) if data_dir.is_dir() else files.DEFAULT_DIR_MODE
     manager = LogManager.open(data_dir, prefault_pages=False, dir_mode=mode)

@@ -3,7 +3,8 @@
 Each change that reaches the broker is one event, whether it came through the Security
 service (``source: "rpc"``) or from the files changed offline and read again on SIGHUP
 (``source: "reload"``, users and quotas only, found by comparing before and after; ACLs
-change only online, see ``acl_log``):
+change only online, see ``acl_log``; rules imported from an older ``acls.json`` at start-up
+have ``source: "migration"``):
 
 - ``acl_added`` / ``acl_removed``: ``principal``, ``resource_type``, ``name``, ``pattern``,
   ``operation``, ``permission``, ``source``;

@@ -380,10 +380,8 @@ class QueueConsumer:
         return [m for m in msgs if (m.topic, m.partition, m.offset) not in lost]
 
     def _wait_throttle(self, timeout: float) -> bool:
-        """The broker said this principal is over its fetch quota: the next fetch goes only
-        after the time it named (as the Consumer's). Waits at most ``timeout``; False when
-        the throttle outlasts it or the consumer closed (settlements still go, by the
-        linger thread)."""
+        """Wait out the broker's fetch throttle (at most ``timeout``); False when it outlasts
+        that or the consumer closed (settlements still go, by the linger thread)."""
         left = self._throttled_until - time.monotonic()
         if left <= 0:
             return True

@@ -12,10 +12,14 @@ a response; :func:`generic_handler` wraps each method of a service descriptor:
   :class:`ByteBudget`). A unary request holds its size from decoding to the end of its
   handler (a produce with acks=flushed: through the group commit) and is refused at once
   with RESOURCE_EXHAUSTED / ``THROTTLING_QUOTA_EXCEEDED`` (retriable) when it does not fit.
-  A stream reads its next message only while the budget has room (waiting at most
-  ``BUDGET_WAIT_S``, its client held back by gRPC flow control meanwhile), and the message
-  holds its size until the next one is read. Not covered: the bytes gRPC's C core has
-  received before any handler runs (measured in docs/decisions/0019-server-model.md).
+  A stream message is counted from decoding until the next one is read. What gRPC's C
+  core receives before a handler runs is bounded by the admission gate instead.
+- Stream messages are admitted before they are read (:func:`admitted_messages`): each read
+  reserves ``max_message_bytes`` in the broker's :class:`~.request_gate.AdmissionGate`
+  (shared with unary Produce, ``broker/admission.py``), waiting for room first, so its
+  client is held back by gRPC flow control instead of being refused; once the message is
+  read the reservation shrinks to its size, and it is given back when the handler asks for
+  the next one.
 - Per client (``logstream.broker.limits``): a call is counted against its address's
   connections and streams and its connection's request bytes before its handler runs;
   a call over a limit is refused there.
@@ -37,6 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -44,6 +49,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from logstream.broker.limits import ClientLimits, Entry
+from logstream.broker.request_gate import AdmissionGate
 from logstream.errors import (
     InvalidRequestError,
     LogstreamError,
@@ -55,8 +61,16 @@ from logstream.protocol.status import abort_with, abort_with_async, client_messa
 log = logging.getLogger("logstream.broker.rpc")
 
 BAD_INPUT_LOG_EVERY_S = 10.0
-BUDGET_WAIT_S = 5.0
-"""How long a request waits for room under the byte cap before THROTTLING_QUOTA_EXCEEDED."""
+FIRST_READ_WAIT_S = 5.0
+"""How long a stream's first read (size unknown: it reserves a whole ``max_message_bytes``)
+waits for room before it reads without it, so a crowd of new streams that send nothing
+cannot hold the queue up for long."""
+READ_PARK_S = 1.0
+"""A read still without its message after this long parks its reservation
+(:meth:`~.request_gate.AdmissionGate.park`): an idle stream keeps room only while nobody
+else needs it."""
+MIN_READ_RESERVE = 64 * 1024
+"""The least a read reserves: what HTTP/2 lets a client send unasked (its initial window)."""
 
 
 class RateLimitedLog:
@@ -84,15 +98,13 @@ class RateLimitedLog:
 
 
 class ByteBudget:
-    """A byte semaphore: non-blocking ``try_acquire`` from any thread, and a wait for room
-    for coroutines (:meth:`wait_for_room`). Thread-safe:
-    ``release`` may run in a pool thread; it wakes the loop's waiters."""
+    """A byte count of decoded requests: non-blocking ``try_acquire`` (unary requests) and
+    ``force_acquire`` (stream messages, admitted before they were read). Thread-safe."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
         self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
     def used(self) -> int:
@@ -112,35 +124,6 @@ class ByteBudget:
     def release(self, nbytes: int) -> None:
         with self._lock:
             self._used -= nbytes
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            loop.call_soon_threadsafe(_wake, future)
-
-    async def _wait_until(self, fits: Callable[[], bool], timeout_s: float) -> bool:
-        with self._lock:  # the common case: no timer, no future
-            if fits():
-                return True
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    with self._lock:
-                        if fits():
-                            return True
-                        future: asyncio.Future[None] = loop.create_future()
-                        self._waiters.append((loop, future))
-                    await future
-        except TimeoutError:
-            return False
-
-    async def wait_for_room(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` until anything is left (acquires nothing)."""
-        return await self._wait_until(lambda: self._used < self.limit, timeout_s)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class _Decoded:
@@ -178,7 +161,7 @@ _bad_input_log = RateLimitedLog(log, BAD_INPUT_LOG_EVERY_S)
 REFUSE, FORCE = "refuse", "force"
 """How a decoder accounts a request's bytes: ``REFUSE`` what does not fit (a unary call:
 gRPC has read it already, so waiting would only keep it alive longer), or ``FORCE`` (a
-stream message, read only after :meth:`ByteBudget.wait_for_room`)."""
+stream message, admitted by the gate before it was read)."""
 
 
 def _over_budget(budget: ByteBudget, nbytes: int) -> ThrottlingQuotaExceededError:
@@ -228,23 +211,67 @@ def translate(exc: BaseException, method: str) -> LogstreamError:
     return UnknownServerError(f"{type(exc).__name__}: {exc}")
 
 
-async def _unwrap(requests: AsyncIterator[Any], budget: ByteBudget) -> AsyncIterator[Any]:
-    """A stream's messages, each read only while the budget has room (a stream waits
-    between messages, so its client is held back by gRPC flow control meanwhile)."""
+@dataclass(frozen=True)
+class StreamAdmission:
+    """Where stream messages reserve room before they are read, and how much (the largest
+    message gRPC accepts)."""
+
+    gate: AdmissionGate
+    unit: int
+
+
+async def admitted_messages(
+    requests: AsyncIterator[Any], admission: StreamAdmission
+) -> AsyncIterator[Any]:
+    """A stream's messages, each read only once room is reserved for it in the gate (held at
+    the message's size until the next read). Nothing is refused: a stream waits for room, its
+    client held back by gRPC flow control meanwhile.
+
+    The first read reserves ``admission.unit`` (the largest message); later reads as much as
+    the message before (at least :data:`MIN_READ_RESERVE`): a stream's requests are mostly
+    alike, and reserving the largest message for each would let only a few streams read at
+    once. A message larger than its reservation is counted in full when it arrives, past the
+    limit if need be (later reads wait until the gate is back under it), and the stream's
+    next read reserves that much.
+
+    A read without its message after :data:`READ_PARK_S` parks its reservation, so idle
+    streams never hold room that others wait for; the first read waits at most
+    :data:`FIRST_READ_WAIT_S` for room, then reads without it (its message is counted when
+    it arrives). No wait is unbounded by a client: every hold comes back at the end of its
+    message's handling or, parked, when someone needs it."""
+    gate = admission.gate
+    loop = asyncio.get_running_loop()
+    reserve = admission.unit
+    wait_s: float | None = FIRST_READ_WAIT_S
     while True:
-        # the common case (room left) costs an attribute read, not a coroutine and a lock
-        if budget.used >= budget.limit and not await budget.wait_for_room(BUDGET_WAIT_S):
-            raise _over_budget(budget, 0)
+        hold = gate.try_acquire(reserve) or await gate.acquire(reserve, wait_s)
         try:
-            item = await anext(requests)
-        except StopAsyncIteration:
-            return
-        if isinstance(item, _Refused):
-            raise item.error
-        try:
-            yield item.message
+            parking = None if hold is None else loop.call_later(READ_PARK_S, gate.park, hold)
+            try:
+                item = await anext(requests)
+            except StopAsyncIteration:
+                return
+            finally:
+                if parking is not None:
+                    parking.cancel()
+                    gate.unpark(hold)  # type: ignore[arg-type]
+            if isinstance(item, _Refused):
+                raise item.error
+            if hold is not None and hold.held:
+                hold.resize(item.size)
+            else:
+                hold = gate.force(item.size)
+            reserve, wait_s = max(item.size, MIN_READ_RESERVE), None
+            try:
+                yield item.message
+            finally:
+                item.release()
+                # gRPC's request iterator keeps the last item until the next read completes
+                item.message = None
+                del item
         finally:
-            item.release()
+            if hold is not None:
+                hold.release()
 
 
 def _enter(limits: ClientLimits, context: Any, *, stream: bool, nbytes: int) -> Entry:
@@ -322,7 +349,7 @@ def _wrap_unary_stream(
 
 
 def _wrap_stream_stream(
-    fn: Callable[..., Any], name: str, budget: ByteBudget, limits: ClientLimits
+    fn: Callable[..., Any], name: str, admission: StreamAdmission, limits: ClientLimits
 ) -> Callable[..., Any]:
     async def handler(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -330,7 +357,7 @@ def _wrap_stream_stream(
         except LogstreamError as exc:
             await abort_with_async(context, exc)
         try:
-            async for response in fn(_unwrap(requests, budget), context):
+            async for response in fn(admitted_messages(requests, admission), context):
                 yield response
             return
         except Exception as exc:
@@ -356,6 +383,7 @@ def _method_handler(
     budget: ByteBudget,
     observe: Observe,
     limits: ClientLimits,
+    admission: StreamAdmission,
 ) -> Any:
     fn = getattr(servicer, method.name)
     name = f"{method.containing_service.name}.{method.name}"
@@ -365,7 +393,7 @@ def _method_handler(
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")
         return grpc.stream_stream_rpc_method_handler(
-            observe(name, "bidi", _wrap_stream_stream(fn, name, budget, limits)),
+            observe(name, "bidi", _wrap_stream_stream(fn, name, admission, limits)),
             request_deserializer=_decoder(in_cls, budget, name, FORCE),
             response_serializer=encode,
         )
@@ -394,13 +422,16 @@ def generic_handler(
     budget: ByteBudget,
     observe: Observe = no_observer,
     limits: ClientLimits | None = None,
+    admission: StreamAdmission | None = None,
 ) -> grpc.GenericRpcHandler:
-    """Every method of ``service``, served by the same-named method of ``servicer``."""
+    """Every method of ``service``, served by the same-named method of ``servicer``;
+    ``admission`` (default: a gate of the budget's size) paces stream messages."""
     per_client = limits if limits is not None else ClientLimits()
+    streams = admission or StreamAdmission(AdmissionGate(budget.limit), budget.limit)
     return grpc.method_handlers_generic_handler(
         service.full_name,
         {
-            m.name: _method_handler(servicer, m, budget, observe, per_client)
+            m.name: _method_handler(servicer, m, budget, observe, per_client, streams)
             for m in service.methods
         },
     )

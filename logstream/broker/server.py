@@ -43,7 +43,8 @@ from logstream.broker.limits import ClientLimits
 from logstream.broker.network import server_options
 from logstream.broker.queue_servicer import QueueServicer
 from logstream.broker.queues import QueueManager
-from logstream.broker.rpc import ByteBudget, generic_handler, no_observer
+from logstream.broker.request_gate import AdmissionGate
+from logstream.broker.rpc import ByteBudget, StreamAdmission, generic_handler, no_observer
 from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
@@ -78,9 +79,10 @@ class BrokerServer:
         broker.queues = self.queues
         broker.metrics.register_queue_source(self._queue_descriptions)
         self.request_budget = ByteBudget(config.max_request_bytes_in_flight)
-        self.admission = UnaryAdmission(
-            max(1, config.max_request_bytes_in_flight // config.max_message_bytes)
-        )
+        # Unary Produce calls and each ProduceStream read reserve a whole message's room
+        # before gRPC receives it (broker/request_gate.py).
+        self.request_gate = AdmissionGate(config.max_request_bytes_in_flight)
+        self.admission = UnaryAdmission(self.request_gate, config.max_message_bytes)
         self.client_limits = ClientLimits(
             max_connections_per_address=config.max_connections_per_address,
             max_streams_per_address=config.max_streams_per_address,
@@ -141,7 +143,12 @@ class BrokerServer:
         server.add_generic_rpc_handlers(
             tuple(
                 generic_handler(
-                    service, servicer, self.request_budget, observe, self.client_limits
+                    service,
+                    servicer,
+                    self.request_budget,
+                    observe,
+                    self.client_limits,
+                    StreamAdmission(self.request_gate, config.max_message_bytes),
                 )
                 for service, servicer in zip(_SERVICES, servicers, strict=True)
             )

@@ -195,6 +195,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
                         answer = await self._produce_in_pool(request)
                     else:
                         answer = self._produce(request)
+                    del request  # its bytes are not kept alive while the next one waits
                     if answers.full():
                         await answers.put(answer)
                     else:

@@ -1,20 +1,16 @@
 """Many concurrent large unary Produce calls against a real broker process: the broker
 admits ``max_request_bytes_in_flight // max_message_bytes`` of them at a time before gRPC
 reads their bytes (broker/admission.py), so its memory stays bounded while every call is
-still answered. Also the gate's slot accounting, in process."""
+still answered. The gate itself: tests/broker/test_request_gate.py."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import threading
 import time
 from pathlib import Path
 
 import grpc
-import pytest
 
-from logstream.broker.admission import UnaryAdmission
 from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import BrokerProcess
 
@@ -81,45 +77,3 @@ def test_concurrent_max_size_produce_calls_keep_the_broker_memory_bounded(
         assert growth < RSS_GROWTH_BOUND, f"grew {growth / MiB:.0f} MiB"
     finally:
         broker.terminate()
-
-
-def test_the_gate_admits_its_slots_then_one_per_release() -> None:
-    async def run() -> None:
-        gate = UnaryAdmission(2)
-        first, second = await gate._acquire(), await gate._acquire()
-        third = asyncio.create_task(gate._acquire())
-        fourth = asyncio.create_task(gate._acquire())
-        await asyncio.sleep(0.02)
-        assert not third.done() and not fourth.done() and gate.waiting == 2
-        # given back from another thread, as a synchronous handler's pool thread does
-        threading.Thread(target=first.release).start()
-        slot3 = await asyncio.wait_for(third, 5)
-        assert not fourth.done() and gate.in_use == 2
-        fourth.cancel()  # a cancelled waiter leaves the queue
-        with pytest.raises(asyncio.CancelledError):
-            await fourth
-        assert gate.waiting == 0
-        del second  # a call dropped before its handler ran gives its slot back
-        gc.collect()
-        assert gate.in_use == 1
-        slot3.release()
-        slot3.release()  # once only
-        assert gate.in_use == 0
-
-    asyncio.run(run())
-
-
-def test_a_woken_waiter_that_is_cancelled_passes_the_wake_up_on() -> None:
-    async def run() -> None:
-        gate = UnaryAdmission(1)
-        held = await gate._acquire()
-        a = asyncio.create_task(gate._acquire())
-        b = asyncio.create_task(gate._acquire())
-        await asyncio.sleep(0.02)
-        held.release()  # wakes a...
-        a.cancel()  # ...which is cancelled before it runs: b must get the slot
-        slot = await asyncio.wait_for(b, 5)
-        assert gate.in_use == 1
-        slot.release()
-
-    asyncio.run(run())

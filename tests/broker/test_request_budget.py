@@ -1,10 +1,9 @@
 """The cap on request bytes the broker holds decoded (``max_request_bytes_in_flight``):
-the accounting of each decoded request, refusal with a named code when a unary request
-does not fit, and a stream that waits for room instead of reading."""
+the accounting of each decoded request and refusal with a named code when a unary request
+does not fit. Streams wait for room before they read: tests/broker/test_request_gate.py."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 
@@ -48,22 +47,6 @@ def test_undecodable_bytes_hold_nothing_and_are_invalid_request() -> None:
     out = decode(b"\xff" * 32)
     assert isinstance(out, rpc._Refused) and isinstance(out.error, InvalidRequestError)
     assert budget.used == 0
-
-
-def test_a_stream_waits_for_room_then_reads() -> None:
-    async def run() -> None:
-        budget = rpc.ByteBudget(100)
-        budget.force_acquire(100)
-        waiter = asyncio.create_task(budget.wait_for_room(5.0))
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
-        # released from another thread, as a pool thread does
-        await asyncio.get_running_loop().run_in_executor(None, budget.release, 60)
-        assert await asyncio.wait_for(waiter, 5.0) is True
-        budget.force_acquire(60)
-        assert await budget.wait_for_room(0.05) is False  # full: times out
-
-    asyncio.run(run())
 
 
 def test_the_cap_cannot_be_below_one_message() -> None:

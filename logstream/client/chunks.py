@@ -19,9 +19,11 @@ import numpy as np
 
 from logstream.codec import (
     HEADER_SIZE,
+    NONE,
     SMALL_BATCH_RECORDS,
     BatchRows,
     DecodedBatch,
+    check_header_arithmetic,
     decode_batch,
     decode_headers,
     decode_rows,
@@ -297,7 +299,9 @@ def _damage(
     crc_failed_at: int | None,
 ) -> CorruptRecordError:
     """``exc`` as the consumer reports it: topic, partition, the first offset it cannot
-    deliver and, for a CRC failure whose length still leads to the next batch, the last."""
+    deliver and, for a CRC failure, the last: the next batch's base offset less one when
+    the damaged batch's length leads to one, else (the last batch of the answer) its own
+    header's extent when the header is consistent (:func:`_own_last_offset`)."""
     last: int | None = None
     if crc_failed_at is not None:
         at = crc_failed_at
@@ -306,6 +310,8 @@ def _damage(
             if at < nxt and nxt + HEADER_SIZE <= len(records):
                 following = read_header(records, nxt).base_offset
                 last = following - 1 if following > position else None
+            elif nxt == len(records):
+                last = _own_last_offset(records, at, position)
         except CorruptRecordError:
             last = None
     span = f"{position}..{last}" if last is not None else f"{position} on"
@@ -313,6 +319,24 @@ def _damage(
         f"{topic}-{partition}: damaged batch at offsets {span}: {exc.message}",
         topic=topic, partition=partition, first_offset=position, last_offset=last,
     )
+
+
+def _own_last_offset(records: bytes, at: int, position: int) -> int | None:
+    """The last offset of the CRC-damaged batch at ``at`` from its own header, or None.
+
+    Its ``base_offset`` and ``batch_length`` passed the framing rule; its ``record_count``
+    is trusted only when the CRC-covered header adds up: for an uncompressed batch the
+    record section's size follows from the count and the three blob lengths, so a damaged
+    count does not add up. A compressed section's size says nothing of the count: None."""
+    header = read_header(records, at)
+    try:
+        check_header_arithmetic(header)
+    except CorruptRecordError:
+        return None
+    if header.compression != NONE:
+        return None
+    last = header.base_offset + header.record_count - 1
+    return last if last >= position else None
 
 
 class RecordRun(NamedTuple):

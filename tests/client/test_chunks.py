@@ -11,7 +11,7 @@ from logstream.client.chunks import (
     chunks_from_records,
     decode_until_damage,
 )
-from logstream.codec import encode_batch, encode_headers, stamp_base_offset
+from logstream.codec import RECORD_COUNT_POS, ZSTD, encode_batch, encode_headers, stamp_base_offset
 from logstream.types import Record
 
 
@@ -303,3 +303,31 @@ def test_a_large_batch_of_fixed_size_values_polls_in_partial_runs() -> None:
     assert [r.value for r in first] == values[: VALUE_BLOCK + 1]
     assert [r.value for r in rest] == values[VALUE_BLOCK + 1 :]
     assert rest[0].offset == VALUE_BLOCK + 1 and rest[-1].value == values[-1]
+
+
+def test_a_crc_failure_in_the_last_batch_names_its_range_from_its_own_header() -> None:
+    first = _batch(5, [b"a"])
+    data = bytearray(first + _batch(6, [b"b", b"c", b"d"]))
+    data[len(first) + 80] ^= 0x10  # a record byte: the header still adds up
+    chunks, damage = decode_until_damage("t", 0, 0, bytes(data), 5, verify=True)
+    assert [r.offset for c in chunks for r in c.take_records(10)] == [5]
+    assert damage is not None
+    assert (damage.first_offset, damage.last_offset) == (6, 8)
+    assert "6..8" in str(damage)
+
+
+@pytest.mark.parametrize("kind", ["record_count", "compressed"])
+def test_a_last_batch_whose_count_cannot_be_trusted_leaves_the_end_unknown(kind: str) -> None:
+    """A damaged record_count does not add up with the section sizes; a compressed
+    section's size says nothing of the count: no end is named rather than a wrong one."""
+    first = _batch(5, [b"a"])
+    if kind == "record_count":
+        data = bytearray(first + _batch(6, [b"b", b"c", b"d"]))
+        data[len(first) + RECORD_COUNT_POS] ^= 0x04  # 3 -> 7 records
+    else:
+        data = bytearray(first + _batch(6, [b"b" * 50] * 20, compression_type=ZSTD))
+        data[-3] ^= 0x10
+    chunks, damage = decode_until_damage("t", 0, 0, bytes(data), 5, verify=True)
+    assert [r.offset for c in chunks for r in c.take_records(10)] == [5]
+    assert damage is not None
+    assert (damage.first_offset, damage.last_offset) == (6, None)

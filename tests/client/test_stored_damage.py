@@ -89,3 +89,29 @@ def test_good_records_first_then_a_named_error_then_seek_past(
         while len(rest) < 3 * (BATCHES - VICTIM - 1) and time.monotonic() < deadline:
             rest.extend(r.offset for r in c.poll(0.2))
         assert rest == list(range(3 * VICTIM + 3, 3 * BATCHES))
+
+
+@pytest.mark.parametrize("min_bytes", [1, 2], ids=["subscribe", "fetch"])
+def test_a_crc_failure_in_the_last_batch_of_an_answer_names_its_last_offset(
+    tmp_path: Path, min_bytes: int
+) -> None:
+    """Answers of one batch each (a tiny max_partition_fetch_bytes): no next batch in the
+    answer bounds the damaged one, its own header does (before: last_offset None, so no
+    seek past it was known to be safe)."""
+    _damage(_write(tmp_path), "crc")
+    with run_broker(tmp_path) as b, Consumer(
+        b.address, auto_offset_reset="earliest", fetch_min_bytes=min_bytes,
+        fetch_max_wait_ms=100, max_partition_fetch_bytes=1,
+    ) as c:
+        c.assign([("t", 0)])
+        got, exc = _poll_until_error(c)
+        assert got == list(range(3 * VICTIM))
+        assert isinstance(exc, CorruptRecordError)
+        assert (exc.first_offset, exc.last_offset) == (3 * VICTIM, 3 * VICTIM + 2)
+        c.seek(("t", 0), exc.last_offset + 1)
+        rest: list[int] = []
+        deadline = time.monotonic() + 15
+        while len(rest) < 3 * (BATCHES - VICTIM - 1) and time.monotonic() < deadline:
+            rest.extend(r.offset for r in c.poll(0.2))
+        assert rest == list(range(3 * VICTIM + 3, 3 * BATCHES))
+

@@ -10,6 +10,10 @@ and the framing rule). Kinds of damage (seeded, uniform over kinds):
 * a bit flip in a segment's data: in the base offset, the batch length, the rest of the
   header (under the CRC) or the record section of a random batch;
 * a torn tail: the last segment cut at a random byte;
+* a crash (no clean-shutdown marker) with a torn last batch (garbage from a random byte of
+  it on), or with two adjacent damaged batches of the last segment that whole batches
+  follow: recovery must cut the first and keep the second (its records refused by name,
+  its end kept);
 * a bit flip in an offset index, a time index, the topic metadata, the log-start
   checkpoint, the producer-state snapshot or the clean-shutdown marker;
 * a deleted file: an index, a time index, the topic metadata, the marker, the checkpoint,
@@ -24,7 +28,9 @@ Verdict of a case (one of):
   topic) and everything served matches the reference;
 * ``SILENT``: a record served with a wrong offset or value, offsets missing with no
   error and nothing logged, or a stalled reader (a read below the end that gives
-  nothing); ``CRASH``: an unnamed exception. Both are failures.
+  nothing); ``CRASH``: an unnamed exception; ``DROPPED``: an open cut whole batches that
+  followed the damage (the log ends before them: they are gone, their offsets given out
+  again). All three are failures.
 
 Run: ``python benchmarks/damage_harness.py [--cases 400] [--seed 1]``; prints the counts
 per verdict and per kind, and exits 1 on any SILENT or CRASH case. ``tests/storage/
@@ -43,7 +49,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,11 +121,52 @@ def _pick(rng: random.Random, paths: list[Path]) -> Path | None:
     return rng.choice(paths) if paths else None
 
 
-def damage(root: Path, rng: random.Random) -> tuple[str, str]:
-    """Damage the data directory at ``root`` one way; returns (kind, detail)."""
+def _garble(path: Path, start: int, stop: int, rng: random.Random) -> None:
+    data = bytearray(path.read_bytes())
+    for pos in range(start, min(stop, len(data))):
+        data[pos] ^= rng.randint(1, 255)
+    path.write_bytes(bytes(data))
+
+
+def _crash(root: Path, seg: Path, kind: str, rng: random.Random) -> tuple[str, bool]:
+    """A crashed directory (no marker) with its last segment damaged; returns (detail,
+    whether whole batches follow the damage)."""
+    (root / ".clean-shutdown").unlink(missing_ok=True)
+    starts = _batch_starts(seg)
+    if not starts:
+        return f"{seg.name}: no batch", False
+    if kind == "crashed-torn-tail":
+        end = starts[-1] + struct.unpack_from("<i", seg.read_bytes(), starts[-1] + 8)[0]
+        at = rng.randrange(starts[-1], end)
+        _garble(seg, at, end, rng)
+        return f"{seg.name}: last batch garbled from byte {at}", False
+    if len(starts) < 3:
+        return f"{seg.name}: too few batches", False
+    k = rng.randrange(0, len(starts) - 2)
+    for i in (k, k + 1):  # a few bytes of each record section: the CRC fails
+        at = starts[i] + 72 + rng.randrange(0, 8)
+        _garble(seg, at, at + 2, rng)
+    return f"{seg.name}: batches {k} and {k + 1} of {len(starts)} garbled", True
+
+
+def damage(
+    root: Path, rng: random.Random, kinds: Sequence[str] | None = None
+) -> tuple[str, str, bool]:
+    """Damage the data directory at ``root`` one way (of ``kinds``, default all); returns
+    (kind, detail, whether whole batches follow the damage: an open must keep them)."""
     part = root / f"{TOPIC}-0"
     segs = _segments(part)
-    kind = rng.choice(KINDS)
+    kind = rng.choice(kinds or KINDS)
+    if kind.startswith("crashed-"):
+        detail, keep = _crash(root, segs[-1], kind, rng)
+        return kind, detail, keep
+    kind_, detail = _damage_one(root, part, segs, kind, rng)
+    return kind_, detail, False
+
+
+def _damage_one(
+    root: Path, part: Path, segs: list[Path], kind: str, rng: random.Random
+) -> tuple[str, str]:
     if kind.startswith("segment-"):
         seg = rng.choice(segs)
         starts = _batch_starts(seg)
@@ -181,10 +228,13 @@ KINDS = (
     "flip-marker",
     "delete-index", "delete-timeindex", "delete-meta", "delete-marker", "delete-checkpoint",
     "delete-producer-state", "delete-middle-segment",
+    "crashed-torn-tail", "crashed-adjacent-damage",
 )
 
 
 # -- reading and the verdict ------------------------------------------------------------
+
+FAILURES = ("SILENT", "CRASH", "DROPPED")
 
 
 @dataclass
@@ -243,8 +293,9 @@ def _reader(log: Any) -> Callable[[int], bytes]:
     return lambda offset: bytes(log.read(offset, 4096))
 
 
-def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
-    """Open ``root`` both ways and read everything; the verdict and why."""
+def evaluate(root: Path, ref: Reference, *, keep_end: bool = False) -> tuple[str, str]:
+    """Open ``root`` both ways and read everything; the verdict and why. ``keep_end``:
+    whole batches follow the damage, so each open must end where the reference ends."""
     handler = _Logged()
     logger = logging.getLogger("logstream")
     logger.addHandler(handler)
@@ -273,6 +324,9 @@ def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
                     continue
                 bases = [s.base_offset for s in log._segments]
                 start, end = log.log_start_offset, log.log_end_offset
+                if keep_end and end < max(ref) + 1:
+                    return "DROPPED", (f"{opener}: the log ends at {end}, before whole "
+                                       f"batches up to {max(ref)}")
                 served, refused = read_all(_reader(log), start, end, bases)
             finally:
                 closer()
@@ -301,7 +355,9 @@ def evaluate(root: Path, ref: Reference) -> tuple[str, str]:
     return "served", ""
 
 
-def run(cases: int, seed: int, work: Path) -> list[Outcome]:
+def run(
+    cases: int, seed: int, work: Path, kinds: Sequence[str] | None = None
+) -> list[Outcome]:
     reference_dir = work / "reference"
     ref = build_reference(reference_dir)
     rng = random.Random(seed)
@@ -309,8 +365,8 @@ def run(cases: int, seed: int, work: Path) -> list[Outcome]:
     for i in range(cases):
         case_dir = work / f"case-{i}"
         shutil.copytree(reference_dir, case_dir)
-        kind, detail = damage(case_dir, rng)
-        verdict, why = evaluate(case_dir, ref)
+        kind, detail, keep_end = damage(case_dir, rng, kinds)
+        verdict, why = evaluate(case_dir, ref, keep_end=keep_end)
         out.append(Outcome(kind, detail, verdict, why))
         shutil.rmtree(case_dir, ignore_errors=True)
     return out
@@ -325,7 +381,7 @@ def summary(outcomes: list[Outcome]) -> dict[str, object]:
         "cases": len(outcomes),
         "verdicts": dict(sorted(by_verdict.items())),
         "by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
-        "failures": [o.__dict__ for o in outcomes if o.verdict in ("SILENT", "CRASH")],
+        "failures": [o.__dict__ for o in outcomes if o.verdict in FAILURES],
     }
 
 

@@ -14,7 +14,9 @@ Crash recovery (:func:`scan_tail`) reads only a file's data regions (``SEEK_HOLE
 ``SEEK_DATA``): the reserved, never-written tail of an active segment is a hole on ext4, so
 a crashed 64 MiB segment holding a few KB costs a few KB of reads. Up to the last entry of
 the old offset index that still points at a valid batch ("trusted") only headers are
-checked; from there on every batch's length and CRC.
+checked; from there on every batch's length and CRC. A failure that a batch which parses
+follows is damage, not a torn tail (:func:`resume_after_damage`, decision 0032): the scan
+goes on past it and reports where the data really ends.
 
 Concurrency: the functions share no state and are safe from any thread; the caller owns
 the file descriptors it passes.
@@ -22,9 +24,11 @@ the file descriptors it passes.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +39,13 @@ import numpy.typing as npt
 from logstream.codec import (
     HEADER_SIZE,
     MAGIC,
+    MAGIC_POS,
     BatchHeader,
     read_header,
     validate_batch,
 )
 from logstream.errors import CorruptRecordError
-from logstream.storage.index import MAX_RELATIVE_OFFSET, U32, OffsetIndex
+from logstream.storage.index import MAX_RELATIVE_OFFSET, U32, OffsetIndex, read_last_offset_entry
 
 _READ_CHUNK = 1 << 20  # bytes per pread when a scan reads a file piecewise
 
@@ -78,11 +83,20 @@ class ScanResult:
 
 @dataclass(frozen=True, slots=True)
 class TailScan:
-    """What :func:`scan_tail` found in a segment that was not closed cleanly."""
+    """What :func:`scan_tail` found in a segment that was not closed cleanly.
+
+    ``scan`` holds the good batches before the first failure (what the indexes cover).
+    Without damage, ``end`` and ``next_offset`` are the scan's own; with ``damaged`` (good
+    batches follow the failure: corruption, not a torn tail) they lie past those batches,
+    and ``last_batch_pos`` is where the last of them starts."""
 
     scan: ScanResult
     file_size: int  # the file's size as found (capacity of an untrimmed segment)
-    garbage_bytes: int  # non-zero bytes past the last good batch (what a cut removes)
+    garbage_bytes: int  # non-zero bytes past ``end`` (the torn tail a cut removes)
+    end: int = 0
+    next_offset: int = 0
+    damaged: bool = False
+    last_batch_pos: int = -1
 
 
 def scan_batches(
@@ -164,9 +178,104 @@ def scan_tail(fd: int, base_offset: int, index_path: Path) -> TailScan:
     data = pread_all(fd, data_end)
     trusted = trusted_position(data, base_offset, index_path)
     scan = scan_batches(data, base_offset, verify_from=trusted)
-    cut = scan.end_position
+    cut, next_offset = scan.end_position, scan.next_offset
+    last_pos = scan.positions[-1] if scan.positions else -1
+    damaged = False
+    if scan.failure is not None:
+        hints: list[tuple[int, int | None]] = []
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            entry = read_last_offset_entry(index_path)
+            if entry is not None:
+                hints.append((entry[1], base_offset + entry[0]))
+        resumed = resume_after_damage(data, scan, hints)
+        if resumed is not None:
+            damaged = True
+            cut, next_offset, last_pos = resumed
     end = max(last_nonzero(data, cut), nonzero_end(fd, data_end, file_size))
-    return TailScan(scan, file_size, end - cut)
+    return TailScan(scan, file_size, end - cut, cut, next_offset, damaged, last_pos)
+
+
+_MAX_DAMAGED_RUN = 64
+"""Damaged batches in a row that :func:`resume_after_damage` follows by their own lengths
+before it looks for the next batch by its header alone."""
+
+
+def resume_after_damage(
+    data: bytes | memoryview, result: ScanResult, hints: Sequence[tuple[int, int | None]] = ()
+) -> tuple[int, int, int] | None:
+    """Where the data of a last segment ends when good batches follow the damage at which
+    ``result`` (a scan of ``data`` from its start) stopped: ``(end position, next offset,
+    position of the last good batch)``, or None when none follows.
+
+    The rule that tells damage from a torn tail: a torn tail is only the bytes after the
+    last batch that parses (a whole batch whose CRC holds, at an offset not below the one
+    expected); damage that such a batch follows is corruption, not a tail, and the bytes
+    up to the last parsable batch are kept. A crashed writer tears only its last append;
+    anything it wrote whole after a damaged range was written (and maybe acknowledged)
+    before the crash.
+
+    The next parsable batch is looked for where ``hints`` say (``(position, base offset
+    or None)``: a sealed index's last entry, a clean-shutdown record), then past the
+    damaged batches by their own lengths (also several in a row), then at every later
+    position whose header could start a batch. Past a batch found, the scan goes on; a
+    second damaged range is passed the same way."""
+    end = len(data)
+    pos, expected = result.end_position, result.next_offset
+    found: tuple[int, int, int] | None = None
+    while True:
+        at = _next_parsable(data, pos, expected, hints)
+        if at is None:
+            return found
+        rest = scan_batches(memoryview(data)[at:], read_header(data, at).base_offset)
+        last = at + rest.positions[-1]
+        found = (at + rest.end_position, rest.next_offset, last)
+        pos, expected = found[0], found[1]
+        if rest.failure is None or pos + HEADER_SIZE > end:
+            return found
+
+
+def _next_parsable(
+    data: bytes | memoryview, cut: int, expected: int, hints: Sequence[tuple[int, int | None]]
+) -> int | None:
+    """The position of the first batch after ``cut`` that parses (see
+    :func:`resume_after_damage`), or None."""
+    end = len(data)
+
+    def parses(pos: int, base: int | None = None) -> bool:
+        if pos <= cut or pos + HEADER_SIZE > end:
+            return False
+        try:
+            header = read_header(data, pos)
+            if header.magic != MAGIC or header.base_offset < expected or \
+                    header.record_count <= 0 or header.batch_length > end - pos:
+                return False
+            if base is not None and header.base_offset != base:
+                return False
+            validate_batch(data, pos)
+        except CorruptRecordError:
+            return False
+        return True
+
+    for pos, base in hints:
+        if parses(pos, base):
+            return pos
+    pos = cut
+    for _ in range(_MAX_DAMAGED_RUN):  # damaged batches whose lengths still hold
+        try:
+            length = read_header(data, pos).batch_length
+        except CorruptRecordError:
+            break
+        if length < HEADER_SIZE or pos + length + HEADER_SIZE > end:
+            break
+        pos += length
+        if parses(pos):
+            return pos
+    view = np.frombuffer(data, dtype=np.uint8)
+    starts = np.flatnonzero(view[cut + 1 + MAGIC_POS : end - HEADER_SIZE + 1 + MAGIC_POS] == MAGIC)
+    for start in (starts + cut + 1).tolist():
+        if parses(start):
+            return int(start)
+    return None
 
 
 def scan_appended(fd: int, start: int, expected_offset: int) -> ScanResult:

@@ -22,9 +22,12 @@ States (:class:`SegmentState`):
 Crash story. The last segment of a partition that was not closed cleanly may be untrimmed
 (zero tail), may end in a torn batch, or may hold garbage. :meth:`Segment.recover` scans it
 (``recovery.scan_tail``: headers up to the last trusted index entry, CRCs after it). The
-first bad batch, or a zero length (the reserved tail), ends the log: when non-zero bytes
-follow, the file is truncated there and both indexes are rewritten; when only zeros follow
-(a crash of a healthy process) nothing is written and the segment is parked.
+first bad batch, or a zero length (the reserved tail), ends the log unless a batch that
+parses follows it (decision 0032): when only garbage follows (a torn tail), the file is
+truncated there and both indexes are rewritten; when only zeros follow (a crash of a
+healthy process) nothing is written and the segment is parked; when whole batches follow,
+the bad range is damage: kept on disk, refused by name, the log going on after the last
+good batch (only the garbage after that is cut).
 
 Concurrency: not thread-safe; the owning PartitionLog serialises every call with its lock
 (except :meth:`flush`, see :class:`~.active_file.ActiveFile`).
@@ -350,14 +353,19 @@ class Segment(SegmentReader):
         return False
 
     def recover(self) -> tuple[int, ScanResult]:
-        """Scan this (last, not cleanly closed) segment and cut the first bad batch and all
-        after it. Returns (bytes_truncated, scan). A tail of zeros only is not cut: the
-        segment is parked with its indexes in memory."""
+        """Scan this (last, not cleanly closed) segment and cut its torn tail: the bytes
+        after the last batch that parses. Returns (bytes_truncated, scan of the good
+        prefix). A tail of zeros only is not cut: the segment is parked with its indexes
+        in memory. A bad batch that good ones follow is damage, not a tail
+        (:func:`~.recovery.resume_after_damage`): nothing before the last good batch is
+        cut, reads from the bad batch's offset are refused with CORRUPT_MESSAGE naming the
+        range (``damage``, as a rebuild that finds damage sets it), the log goes on after
+        the last good batch, and appends go to a new segment."""
         with files.storage_errors(f"recovering segment {self.log_path}"):
             fd = os.open(self.log_path, os.O_RDWR)
             try:
                 tail = scan_tail(fd, self.base_offset, self.index_path)
-                result, cut = tail.scan, tail.scan.end_position
+                result, cut = tail.scan, tail.end
                 truncated = tail.garbage_bytes
                 if truncated:
                     files.ftruncate(fd, cut)
@@ -371,7 +379,14 @@ class Segment(SegmentReader):
             files.remove_quietly(self.index_path)
             files.remove_quietly(self.timeindex_path)
             self.size = cut
-            if truncated:
+            if tail.damaged:  # the indexes cover the prefix; found again at every open
+                self.damage = (result.end_position, result.next_offset)
+                self._set_memory_indexes(off_cols, time_cols)
+                self.indexes_rebuilt = True
+                parked = not truncated and tail.file_size > cut
+                self.state = SegmentState.PARKED if parked else SegmentState.SEALED
+                self.last_batch_pos = tail.last_batch_pos
+            elif truncated:
                 self._store_indexes(off_cols, time_cols)
                 self.state = SegmentState.SEALED
             else:
@@ -380,8 +395,15 @@ class Segment(SegmentReader):
                 parked = tail.file_size > cut
                 self.state = SegmentState.PARKED if parked else SegmentState.SEALED
                 self.last_batch_pos = result.positions[-1] if result.positions else -1
-        self.next_offset = result.next_offset
+        self.next_offset = tail.next_offset
         self._max_ts = None
+        if tail.damaged:
+            log.error(
+                "recovery: %s is damaged at position %d (%s) and good batches follow it: "
+                "not a torn tail, nothing cut before position %d; offsets %d..%d are "
+                "refused with CORRUPT_MESSAGE", self.log_path, result.end_position,
+                result.failure, cut, result.next_offset, tail.next_offset - 1,
+            )
         if truncated:
             log.warning(
                 "recovery cut %d bytes from %s at position %d: %s",

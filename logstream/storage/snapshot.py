@@ -24,16 +24,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from logstream.codec import HEADER_SIZE, read_header, validate_batch
 from logstream.errors import (
-    CorruptRecordError,
     KafkaStorageError,
     LogstreamError,
     UnknownTopicOrPartitionError,
@@ -49,6 +46,7 @@ from logstream.storage.recovery import (
     index_columns,
     last_nonzero,
     pread_all,
+    resume_after_damage,
     scan_appended,
     scan_batches,
 )
@@ -69,9 +67,8 @@ class SnapshotSegment(SegmentReader):
         first bad one or at the zero tail. ``size`` becomes the end of the last good batch
         and the indexes are built in memory. Returns (non-zero bytes past that end, batches).
 
-        When good batches lie past the bad one (:meth:`_resume_after`: the clean-shutdown
-        marker's ``parked`` tail, the sealed index's last entry, or the bad batch's own
-        length or record count lead to one), the bad batch is damage, not a torn tail:
+        When good batches lie past the bad one (:meth:`_resume_after`, crash recovery's
+        rule: a batch that parses follows it), the bad batch is damage, not a torn tail:
         ``damage`` is set as a writable open sets it, so reads from its offset raise
         CorruptRecordError naming the range and the log end stays where the data ends."""
         if self._fd is None:
@@ -107,36 +104,21 @@ class SnapshotSegment(SegmentReader):
         self, data: bytes, result: ScanResult, parked: ParkedTail | None
     ) -> tuple[int, int] | None:
         """(end position, next offset) of the good batches after the one where ``result``
-        stopped, or None when none is found (a torn tail: the end of what was written)."""
+        stopped, or None when none is found (a torn tail: the end of what was written).
+        The rule is crash recovery's (:func:`~.recovery.resume_after_damage`); the
+        clean-shutdown marker's ``parked`` tail and the sealed index's last entry are
+        where it looks first."""
         cut = result.end_position
-        candidates: list[tuple[int, int | None]] = []  # (position, base offset if known)
+        hints: list[tuple[int, int | None]] = []
         if parked is not None and parked.base_offset == self.base_offset \
                 and parked.last_batch_pos > cut and parked.next_offset > result.next_offset:
-            candidates.append((parked.last_batch_pos, None))
+            hints.append((parked.last_batch_pos, None))
         with contextlib.suppress(OSError, ValueError, IndexError):
             entry = read_last_offset_entry(self.index_path)
             if entry is not None and entry[1] > cut:
-                candidates.append((entry[1], self.base_offset + entry[0]))
-        with contextlib.suppress(CorruptRecordError):
-            bad = read_header(data, cut)
-            candidates.append((cut + bad.batch_length, None))
-            key = struct.pack("<q", bad.base_offset + bad.record_count)
-            at = data.find(key, cut + 1)
-            if at > 0:
-                candidates.append((at, None))
-        for pos, base in candidates:
-            if pos <= cut or pos + HEADER_SIZE > len(data):
-                continue
-            try:
-                header = validate_batch(data, pos)
-            except CorruptRecordError:
-                continue
-            if header.base_offset < result.next_offset or (
-                    base is not None and header.base_offset != base):
-                continue
-            rest = scan_batches(memoryview(data)[pos:], header.base_offset)
-            return pos + rest.end_position, rest.next_offset
-        return None
+                hints.append((entry[1], self.base_offset + entry[0]))
+        resumed = resume_after_damage(data, result, hints)
+        return None if resumed is None else (resumed[0], resumed[1])
 
     def extend(self) -> int:
         """Scan the bytes a writer appended past ``size`` since the last scan (same checks

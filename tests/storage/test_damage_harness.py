@@ -32,3 +32,14 @@ def test_the_harness_sees_wrong_data(tmp_path: Path) -> None:
     wrong = {offset: value + b"!" for offset, value in ref.items()}
     verdict, why = damage_harness.evaluate(tmp_path / "d", wrong)
     assert verdict == "SILENT", why
+
+
+def test_a_crashed_last_segment_keeps_whole_batches_after_damage(tmp_path: Path) -> None:
+    """Crashed directories only: a torn last batch is cut (repaired); two adjacent damaged
+    batches with whole ones after them are refused by name and the end kept (before: the
+    writable open cut them: DROPPED)."""
+    kinds = ("crashed-torn-tail", "crashed-adjacent-damage")
+    outcomes = damage_harness.run(12, seed=5, work=tmp_path, kinds=kinds)
+    assert damage_harness.summary(outcomes)["failures"] == []
+    verdicts = {(o.kind, o.verdict) for o in outcomes if "too few" not in o.detail}
+    assert verdicts == {("crashed-torn-tail", "repaired"), ("crashed-adjacent-damage", "refused")}

@@ -1,4 +1,5 @@
-"""Recovery after a crash: torn and corrupt tails are cut exactly, indexes are rebuilt."""
+"""Recovery after a crash: torn tails are cut exactly, damage that good batches follow is
+refused by name and kept, indexes are rebuilt."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from storage_helpers import make_batch
 
 from logstream.codec import iter_batches
+from logstream.errors import CorruptRecordError
 from logstream.storage import PartitionLog, TopicConfig
 from logstream.storage.files import segment_stem
 
@@ -55,11 +57,25 @@ def survivors(log: PartitionLog) -> list[bytes]:
     return _split(log.read(0, 10**9)) if log.log_end_offset else []
 
 
+def _offsets_of(batches: list[bytes]) -> list[int]:
+    """The base offset of each batch and, last, the offset after them all."""
+    out = [0]
+    for b in batches:
+        out.append(out[-1] + len(next(iter(iter_batches(b)))))
+    return out
+
+
 @pytest.mark.parametrize("seed", range(10))
-def test_garbage_is_cut_exactly_at_the_first_bad_batch(tmp_path, seed):
+def test_garbage_is_a_torn_tail_only_after_the_last_batch_that_parses(tmp_path, seed):
+    """Garbage in the last batches (nothing whole after it) is a torn tail, cut exactly at
+    the first bad batch. Garbage that whole batches follow is damage: nothing is cut
+    before the last good batch, reads of the damaged offsets on are refused by name, and
+    appends go on after the log's old end (before: cut too, the good batches after it
+    lost and their offsets given out again)."""
     template = tmp_path / "template"
     positions, batches = build(template, seed=seed)
     data_end = positions[-1] + len(batches[-1])
+    offsets = _offsets_of(batches)
     rng = random.Random(1000 + seed)
     work = tmp_path / "work"
     shutil.copytree(template, work)
@@ -78,19 +94,31 @@ def test_garbage_is_cut_exactly_at_the_first_bad_batch(tmp_path, seed):
         old = f.read(length)
         f.seek(p)
         f.write(bytes((o ^ rng.randint(1, 255)) for o in old.ljust(length, b"\0")))
-    hit = next((i for i, q in enumerate(positions) if q + len(batches[i]) > p), None)
+    touched = [i for i, q in enumerate(positions) if q < p + length and q + len(batches[i]) > p]
     log = open_log(work)
     report = log.recovery_report
-    if hit is None:
+    if not touched:
         assert survivors(log) == batches
         assert report.bytes_truncated == p + length - data_end
-    else:
+        kept = batches
+    elif touched[-1] < len(batches) - 1:  # whole batches follow: damage
+        hit = touched[0]
+        assert survivors(log) == batches[:hit]
+        with pytest.raises(CorruptRecordError) as info:
+            log.read(offsets[hit], 10**9)
+        assert (info.value.first_offset, info.value.last_offset) == (
+            offsets[hit], offsets[-1] - 1)
+        assert report.bytes_truncated == 0
+        assert log.log_end_offset == offsets[-1]
+        kept = batches
+    else:  # the tail: cut at the first bad batch
+        hit = touched[0]
         assert survivors(log) == batches[:hit]
         assert report.bytes_truncated == max(data_end, p + length) - positions[hit]
-    # the log keeps working where the valid prefix ended
+        kept = batches[:hit]
+    # the log keeps working after the last batch kept
     r = log.append(make_batch(2))
-    kept = batches[: len(batches) if hit is None else hit]
-    assert r.base_offset == sum(len(next(iter(iter_batches(b)))) for b in kept)
+    assert r.base_offset == _offsets_of(kept)[-1]
     log.close()
 
 

@@ -252,3 +252,59 @@ def test_entry_ranges_merge_like_a_set() -> None:
                 assert ranges.covers(lo, hi) == (set(range(lo, hi)) <= model), (lo, hi, ranges)
 
     check()
+
+
+def _garble(path: Path, start: int, stop: int) -> None:
+    raw = bytearray(path.read_bytes())
+    for pos in range(start, stop):
+        raw[pos] ^= 0x5A
+    path.write_bytes(bytes(raw))
+
+
+def test_adjacent_damaged_batches_that_good_ones_follow_are_damage_not_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """Two damaged batches in a row near the end of a crashed last segment, whole batches
+    after them: a torn tail is only what follows the last batch that parses, so this is
+    damage. The writable open used to cut it all at recovery (the good batches after it
+    lost, their offsets given out again) and the read-only open ended the log before it;
+    now both refuse the damaged offsets by name and keep the end, and appends go on
+    after it, also after a reopen."""
+    bases = _fill(tmp_path, 25, config=SMALL)
+    end = bases[-1] + 3
+    last, positions = _last_segment_positions(tmp_path)
+    base = int(last.stem)
+    assert len(positions) >= 5
+    k = len(positions) - 4  # damage batches k and k + 1; two good ones follow
+    for i in (k, k + 1):
+        _garble(last, positions[i] + 90, positions[i] + 94)  # record bytes: the CRC fails
+    (tmp_path / ".clean-shutdown").unlink()
+    damaged_from, damaged_to = base + 3 * k, end - 1
+    for opener in (_read_only, _writable, _writable):  # the second writable: after a reopen
+        with opener(tmp_path) as log:
+            assert log.log_end_offset == end, opener.__name__
+            assert _offsets(log.read(base, 1 << 20)) == list(range(base, damaged_from))
+            with pytest.raises(CorruptRecordError) as info:
+                log.read(damaged_from, 1 << 20)
+            assert (info.value.first_offset, info.value.last_offset) == (damaged_from, damaged_to)
+            if opener is _writable and log.log_end_offset == end:
+                log.append(make_batch(3, tag=99, value_size=100))
+                end += 3
+                assert _offsets(log.read(end - 3, 1 << 20)) == [end - 3, end - 2, end - 1]
+    assert last.read_bytes()[positions[k + 2]:positions[k + 2] + 8] != bytes(8)  # kept
+
+
+def test_a_torn_last_batch_of_a_crashed_segment_is_still_cut(tmp_path: Path) -> None:
+    bases = _fill(tmp_path, 25, config=SMALL)
+    last, positions = _last_segment_positions(tmp_path)
+    length = struct.unpack_from("<i", last.read_bytes(), positions[-1] + 8)[0]
+    _garble(last, positions[-1] + 80, positions[-1] + length)  # the last append, torn
+    (tmp_path / ".clean-shutdown").unlink()
+    with _read_only(tmp_path) as log:
+        assert log.log_end_offset == bases[-1]  # the end of what was written whole
+    with _writable(tmp_path) as log:
+        assert log.log_end_offset == bases[-1]
+        assert log.recovery_report.bytes_truncated == length  # the whole torn batch
+        assert last.stat().st_size == positions[-1]  # cut there
+        assert _offsets(log.read(bases[-2], 1 << 20)) == [bases[-2] + i for i in range(3)]
+        assert log.append(make_batch(3, tag=99, value_size=100)).base_offset == bases[-1]

@@ -197,7 +197,10 @@ def _kafka_edge(server: Any) -> Callable[[], None]:
     """Start the Kafka listener beside the gRPC server; prints its address line."""
     from logstream.kafka import KafkaListener
 
-    listener = KafkaListener(server.broker, server.config.kafka_listen, security=server.security)
+    listener = KafkaListener(
+        server.broker, server.config.kafka_listen, security=server.security,
+        request_gate=server.request_gate,
+    )
     listener.start()
     click.echo(f"logstream kafka listener on {listener.address}")
     return listener.stop

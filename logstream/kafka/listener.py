@@ -10,6 +10,11 @@ order; the next request is read once the previous one is answered, which also bo
 what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
 answer. After each Produce the connection gives the loop one pass, so the long-polls its
 append woke answer before the connection's next (pipelined, already buffered) request.
+Across connections, a frame's body is read only once its size (known from the prefix) has
+room in the broker's request-byte gate (``request_gate``: the one gRPC's Produce and
+ProduceStream pass, ``broker/request_gate.py``), held until the frame is answered;
+meanwhile the client is held back by TCP flow control. Without a gate (tests, embedding)
+frames are read at once.
 
 Bad input, and what the listener does (it never stops serving other connections):
 
@@ -54,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from logstream.broker.broker import Broker
+from logstream.broker.request_gate import AdmissionGate
 from logstream.errors import LogstreamError
 from logstream.kafka import wire
 from logstream.kafka.access import Access
@@ -110,6 +116,7 @@ class KafkaListener:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         frame_timeout_s: float = 30.0,
         workers: int = 16,
+        request_gate: AdmissionGate | None = None,
     ) -> None:
         host, sep, port = listen.rpartition(":")
         if not sep or not port.isdigit():
@@ -119,6 +126,7 @@ class KafkaListener:
         self.port = int(port)
         self.max_request_bytes = max_request_bytes
         self.frame_timeout_s = frame_timeout_s
+        self.request_gate = request_gate
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstream-kafka")
         self.store = security.store if security is not None else None
         auth = getattr(security, "auth", None)  # None: without --auth (or a bare test object)
@@ -281,25 +289,34 @@ class KafkaListener:
                 if size < _MIN_FRAME or size > self.max_request_bytes:
                     log.warning("kafka: %s sent a frame of %d bytes; disconnecting", peer, size)
                     return
-                # A timer, not wait_for: one TimerHandle instead of a task per request.
-                timer = loop.call_later(self.frame_timeout_s, writer.transport.abort)
+                gate = self.request_gate
+                hold = None if gate is None else (
+                    gate.try_acquire(size) or await gate.acquire(size))
                 try:
-                    frame = await reader.readexactly(size)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
-                    return
+                    # A timer, not wait_for: one TimerHandle instead of a task per request.
+                    timer = loop.call_later(self.frame_timeout_s, writer.transport.abort)
+                    try:
+                        frame = await reader.readexactly(size)
+                    except (asyncio.IncompleteReadError, ConnectionError):
+                        log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
+                        return
+                    finally:
+                        timer.cancel()
+                    if conn.raw_sasl:
+                        response, keep_open = await self._raw_sasl(frame, conn)
+                    else:
+                        response, keep_open = await self._respond(frame, conn)
+                    produced = frame[:2] == _PRODUCE_KEY
+                    del frame  # not kept alive (unaccounted) while the next request waits
+                    if response:
+                        writer.write(response)
+                        await writer.drain()
                 finally:
-                    timer.cancel()
-                if conn.raw_sasl:
-                    response, keep_open = await self._raw_sasl(frame, conn)
-                else:
-                    response, keep_open = await self._respond(frame, conn)
-                if response:
-                    writer.write(response)
-                    await writer.drain()
+                    if hold is not None:
+                        hold.release()
                 if not keep_open:
                     return
-                if frame[:2] == _PRODUCE_KEY:
+                if produced:
                     # Let the long-polls this append woke answer before the connection's
                     # next request: a pipelined one is already buffered and would be read
                     # without a pass of the loop, so the first record's fetch would wait

@@ -438,9 +438,12 @@ class SubscriptionState:
     ) -> None:
         """Stored damage at ``damage.first_offset``: stop fetching ``tp`` and raise
         ``damage`` from every poll that reaches it (the records before it are delivered
-        first) until a seek. Caller: the fetcher. Affects: halts, damage, wakes readers."""
+        first) until a seek. The first damage of an epoch stays: stream answers already
+        on their way for later offsets do not follow from the halted position and would
+        otherwise replace it with a framing error that names no end.
+        Caller: the fetcher. Affects: halts, damage, wakes readers."""
         with self.lock:
-            if self.epochs.get(tp) != epoch:
+            if self.epochs.get(tp) != epoch or tp in self.halts.damage:
                 return
             self.halts.stop(tp, damage)
             self.data.notify_all()

@@ -107,7 +107,7 @@ def test_a_crc_failure_in_the_last_batch_of_an_answer_names_its_last_offset(
         got, exc = _poll_until_error(c)
         assert got == list(range(3 * VICTIM))
         assert isinstance(exc, CorruptRecordError)
-        assert (exc.first_offset, exc.last_offset) == (3 * VICTIM, 3 * VICTIM + 2)
+        assert (exc.first_offset, exc.last_offset) == (3 * VICTIM, 3 * VICTIM + 2), str(exc)
         c.seek(("t", 0), exc.last_offset + 1)
         rest: list[int] = []
         deadline = time.monotonic() + 15

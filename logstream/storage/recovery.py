@@ -15,7 +15,7 @@ Crash recovery (:func:`scan_tail`) reads only a file's data regions (``SEEK_HOLE
 a crashed 64 MiB segment holding a few KB costs a few KB of reads. Up to the last entry of
 the old offset index that still points at a valid batch ("trusted") only headers are
 checked; from there on every batch's length and CRC. A failure that a batch which parses
-follows is damage, not a torn tail (:func:`resume_after_damage`, decision 0033): the scan
+follows is damage, not a torn tail (:func:`resume_after_damage`, decision 0034): the scan
 goes on past it and reports where the data really ends.
 
 Concurrency: the functions share no state and are safe from any thread; the caller owns

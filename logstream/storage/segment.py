@@ -23,7 +23,7 @@ Crash story. The last segment of a partition that was not closed cleanly may be 
 (zero tail), may end in a torn batch, or may hold garbage. :meth:`Segment.recover` scans it
 (``recovery.scan_tail``: headers up to the last trusted index entry, CRCs after it). The
 first bad batch, or a zero length (the reserved tail), ends the log unless a batch that
-parses follows it (decision 0033): when only garbage follows (a torn tail), the file is
+parses follows it (decision 0034): when only garbage follows (a torn tail), the file is
 truncated there and both indexes are rewritten; when only zeros follow (a crash of a
 healthy process) nothing is written and the segment is parked; when whole batches follow,
 the bad range is damage: kept on disk, refused by name, the log going on after the last

@@ -152,14 +152,8 @@ class QueueConsumer:
                 pending.append(msg)
 
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
-        key: _Key = (
-            msg.topic,
-            msg.partition,
-            kind,
-            extra.get("delay_ms"),
-            extra.get("reason", ""),
-            extra.get("lease_ms", 0),
-        )
+        options = (extra.get("delay_ms"), extra.get("reason", ""), extra.get("lease_ms", 0))
+        key: _Key = (msg.topic, msg.partition, kind, *options)
         with self._lock:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
@@ -265,8 +259,9 @@ class QueueConsumer:
                 self._linger_idle = False
                 if self._closed:
                     return
-                wait = self._pending_since + self.ack_linger_ms / 1000.0 - time.monotonic()
-                if wait > 0:
+                # a Settle sent while throttled is held by the broker: the next fetch takes it
+                due = max(self._pending_since + self.ack_linger_ms / 1000.0, self._throttled_until)
+                if (wait := due - time.monotonic()) > 0:
                     self._lock.wait(wait)
                     continue
             try:

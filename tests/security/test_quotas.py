@@ -193,7 +193,7 @@ def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
         assert 0.9 * QUOTA <= rate <= 1.1 * QUOTA, rate
         reported, stalled = quotas.throttled_s - reported, throttle.stalled_s - stalled
         assert reported > 2.0, reported
-        assert stalled < 0.25 * reported, (stalled, reported)
+        assert stalled < 0.1 * reported, (stalled, reported)  # settles wait for the throttle too
         other = QueueConsumer(b.address, group="free", topics=["jobs"], max_records=2, token=bob)
         free = _queue_rate(other, 120)
         other.close()

@@ -1,8 +1,9 @@
 """The Queue gRPC service: protobuf <-> :class:`~logstream.broker.queues.QueueManager`.
 
 ``Fetch`` is a coroutine on the server's event loop (a waiting fetch parks a coroutine, no
-thread): it settles and acquires inline (one engine call and one append to
-``__queue_state`` under the group's lock), and when nothing is available it waits on the
+thread): it hands the replies it carries to their inboxes (a responder's answers ride its
+next fetch, docs/decisions/0032), then settles and acquires inline (one engine call and one
+append to ``__queue_state`` under the group's lock), and when nothing is available it waits on the
 broker's notifier for an append to one of the group's partitions or a wake-up of the group
 (a nack delay or a lease ran out, a member left), up to ``max_wait_ms``. The records are
 read from the logs after the state log holds their acquisition. Every other method is
@@ -24,8 +25,9 @@ import numpy as np
 from logstream.broker.broker import Broker
 from logstream.broker.queue_settle import Settle, SettleOutcome
 from logstream.broker.queues import QueueManager
+from logstream.broker.rpc import error_fields
 from logstream.coordinator.queues import Delivery, QueueDepth, QueueSettings
-from logstream.errors import InvalidRequestError
+from logstream.errors import InvalidRequestError, LogstreamError
 from logstream.protocol import queue_pb2, queue_pb2_grpc
 from logstream.protocol.queue_settings import SETTING_NAMES
 from logstream.protocol.status import client_message
@@ -168,6 +170,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
         notifier = self.broker.notifier
         keys = q.partition_keys(name)
         seen = notifier.mark(keys)
+        replied = self._deliver_replies(request.replies) if request.replies else []
         with self.broker.operation():
             outcomes, deliveries = q.acquire(
                 name, member, _settles(request.settle), max_records, lease
@@ -188,8 +191,24 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
-            results=_results(outcomes), records=self._records(name, deliveries)
+            results=_results(outcomes),
+            records=self._records(name, deliveries),
+            reply_results=replied,
         )
+
+    def _deliver_replies(self, replies: Any) -> list[queue_pb2.QueueReplyResult]:
+        """Replies riding a fetch, handed to their inboxes as a Produce to each would be."""
+        out = []
+        inboxes = self.broker.inboxes
+        for reply in replies:
+            try:
+                inboxes.deliver(reply.inbox, 0, (reply.batch,))
+            except LogstreamError as exc:
+                code, message = error_fields(exc)
+                out.append(queue_pb2.QueueReplyResult(error_code=code, error_message=message))
+            else:
+                out.append(queue_pb2.QueueReplyResult())
+        return out
 
     def _records(self, group: str, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
         return [

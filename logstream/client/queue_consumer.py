@@ -3,7 +3,9 @@
 Each fetched :class:`QueueMessage` is settled by the application: ``ack()``, ``nack()``,
 ``reject()`` or ``extend()``. Settling returns at once: it is queued and sent with the
 next fetch (one RPC per poll) or, when no fetch comes, after ``ack_linger_ms`` by a
-background thread. :meth:`QueueConsumer.commit` sends what is queued and waits until the
+background thread. Replies (``reply()``, request/reply) ride the next fetch too, ahead of
+the settlements, or go out after ``reply_linger_ms`` (client/reply_sender.py).
+:meth:`QueueConsumer.commit` sends what is queued and waits until the
 broker has it in its state log; it returns the settlements the broker refused (lease ran
 out and another member holds the record, already finished, ...) with their named errors,
 which are also set on each message (``msg.error``). :meth:`close` commits and leaves the
@@ -52,12 +54,53 @@ from logstream.client.queue_message import (
     SettleError,
     decode_records,
 )
-from logstream.client.reply_sender import ReplySender
+from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 from logstream.types import Headers
 
 _Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, delay, reason, lease
+
+
+def _unsent(m: QueueMessage, riding: set[int]) -> bool:
+    """Whether ``m`` has a reply that is neither stored (or failed) nor in ``riding``."""
+    return m.replied is not None and not m.replied.done() and id(m.replied) not in riding
+
+
+def _hold_unsent(
+    pending: dict[_Key, list[QueueMessage]], riding: set[int]
+) -> dict[_Key, list[QueueMessage]]:
+    """Move the messages whose reply is not sent yet (:func:`_unsent`) out of ``pending``
+    (changed in place) and return them: their settlements wait for a later send."""
+    held: dict[_Key, list[QueueMessage]] = {}
+    for key, msgs in list(pending.items()):
+        later = [m for m in msgs if _unsent(m, riding)]
+        if later:
+            held[key] = later
+            late = {id(m) for m in later}
+            now = [m for m in msgs if id(m) not in late]
+            if now:
+                pending[key] = now
+            else:
+                del pending[key]
+    return held
+
+
+def _settlements(pending: dict[_Key, list[QueueMessage]]) -> list[queue_pb2.Settlement]:
+    out = []
+    for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
+        s = queue_pb2.Settlement(
+            topic=topic,
+            partition=partition,
+            kind=kind,  # type: ignore[arg-type]
+            offsets=[m.offset for m in msgs],
+            reason=reason,
+            lease_ms=lease,
+        )
+        if delay is not None:
+            s.delay_ms = delay
+        out.append(s)
+    return out
 
 
 class QueueConsumer:
@@ -74,6 +117,7 @@ class QueueConsumer:
         max_wait_ms: int = 500,
         lease_ms: int = 0,
         ack_linger_ms: int = 100,
+        reply_linger_ms: float = 1.0,
         create: bool = True,
         client_id: str = "",
         request_timeout_ms: int = 30_000,
@@ -84,9 +128,10 @@ class QueueConsumer:
         key: str | Path | None = None,
         token: str | None = None,
     ) -> None:
-        if max_records < 1 or max_wait_ms < 0 or lease_ms < 0 or ack_linger_ms < 0:
+        if min(max_wait_ms, lease_ms, ack_linger_ms, reply_linger_ms) < 0 or max_records < 1:
             raise errors.InvalidRequestError(
-                "max_records must be >= 1; max_wait_ms, lease_ms, ack_linger_ms >= 0"
+                "max_records must be >= 1; max_wait_ms, lease_ms, ack_linger_ms, "
+                "reply_linger_ms >= 0"
             )
         self.group = group
         self.member_id = f"{client_id or 'queue'}-{uuid.uuid4().hex}"
@@ -127,7 +172,9 @@ class QueueConsumer:
         self.topics = list(resp.topics)
         self._group_lease_ms = resp.settings.lease_ms
         self.prefetch = prefetch and not resp.settings.auto_ack
-        self._replies = ReplySender(self._transport, timeout=self._timeout)
+        self._replies = ReplySender(
+            self._transport, timeout=self._timeout, linger_s=reply_linger_ms / 1000.0
+        )
         self._linger = threading.Thread(
             target=self._linger_loop, name="logstream-queue-acks", daemon=True
         )
@@ -164,47 +211,29 @@ class QueueConsumer:
             self._pending.setdefault(key, []).append(msg)
 
     def _take_pending(
-        self, *, wait_replies: bool = True
+        self, *, wait_replies: bool = True, riding: Sequence[Future[None]] = ()
     ) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
         """The queued settlements as protobuf, and the messages behind them. A request is
-        settled only once its reply is stored (or failed): with ``wait_replies`` this waits
-        for those replies; without, their settlements stay queued for a later send (the
-        next poll or the linger thread), so a poll never waits for a reply."""
+        settled only once its reply is stored (or failed), or in the same fetch as its
+        reply (``riding``: the broker delivers a fetch's replies before its settlements):
+        with ``wait_replies`` this waits for the other replies; without, their settlements
+        stay queued for a later send (the next poll or the linger thread), so a poll never
+        waits for a reply."""
+        ride = {id(f) for f in riding}  # futures hash by identity, but id() says it plainly
         with self._lock:
             pending, self._pending = self._pending, {}
             if not wait_replies:
-                held: dict[_Key, list[QueueMessage]] = {}
-                for key, msgs in list(pending.items()):
-                    later = [m for m in msgs if m.replied is not None and not m.replied.done()]
-                    if later:
-                        held[key] = later
-                        now = [m for m in msgs if m.replied is None or m.replied.done()]
-                        if now:
-                            pending[key] = now
-                        else:
-                            del pending[key]
+                held = _hold_unsent(pending, ride)
                 if held:
                     for key, msgs in held.items():
                         self._pending.setdefault(key, []).extend(msgs)
                     self._pending_since = time.monotonic()
                     self._lock.notify_all()
-        replies = [m.replied for ms in pending.values() for m in ms if m.replied is not None]
+        given = [m.replied for ms in pending.values() for m in ms]
+        replies = [f for f in given if f is not None and id(f) not in ride]
         if replies:
             futures.wait(replies, timeout=self._timeout)
-        out = []
-        for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
-            s = queue_pb2.Settlement(
-                topic=topic,
-                partition=partition,
-                kind=kind,  # type: ignore[arg-type]
-                offsets=[m.offset for m in msgs],
-                reason=reason,
-                lease_ms=lease,
-            )
-            if delay is not None:
-                s.delay_ms = delay
-            out.append(s)
-        return out, pending
+        return _settlements(pending), pending
 
     def _record_results(self, results: Any, sent: dict[_Key, list[QueueMessage]]) -> None:
         if not results:
@@ -280,7 +309,8 @@ class QueueConsumer:
     # ---- replying ------------------------------------------------------------------------
 
     def send_reply(self, reply_to: str, value: bytes | None, headers: Headers) -> Future[None]:
-        """Queue one reply record for partition 0 of ``reply_to`` (reply_sender.py)."""
+        """Queue one reply record for partition 0 of ``reply_to``: the next poll carries it,
+        or the reply thread sends it after ``reply_linger_ms`` (reply_sender.py)."""
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
         batch = encode_batch([value], headers=[encode_headers(headers)])
@@ -290,7 +320,7 @@ class QueueConsumer:
 
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[QueueMessage]:
         """Records acquired for this member (up to ``max_records``), waiting up to
-        ``timeout`` seconds for some; queued settlements ride along."""
+        ``timeout`` seconds for some; queued replies and settlements ride along."""
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
         want = max_records or self.max_records
@@ -299,7 +329,10 @@ class QueueConsumer:
         if not self._wait_throttle(timeout):
             return []
         with self._send_lock:
-            settles, sent = self._take_pending(wait_replies=False)
+            replies = self._replies.take()
+            settles, sent = self._take_pending(
+                wait_replies=False, riding=[f for _, _, f in replies]
+            )
             fetched_at = time.monotonic()
             drops = self._transport.connection_drops() if self._backlog else 0
             try:
@@ -311,12 +344,15 @@ class QueueConsumer:
                         max_wait_ms=int(max(timeout, 0) * 1000),
                         lease_ms=self.lease_ms,
                         settle=settles,
+                        replies=[queue_pb2.QueueReply(inbox=t, batch=b) for t, b, _ in replies],
                     ),
                     timeout=self._timeout + max(timeout, 0),
                 )
-            except errors.LogstreamError:
+            except errors.LogstreamError as exc:
                 self._restore(sent)
+                fail_replies(replies, exc)
                 raise
+        settle_replies(replies, resp.reply_results)
         if resp.throttle_time_ms > 0:
             self._throttled_until = time.monotonic() + resp.throttle_time_ms / 1000.0
         self._record_results(resp.results, sent)

@@ -95,10 +95,12 @@ class QueueMessage:
     def reply(self, value: bytes | None, headers: Headers | None = None) -> Future[None]:
         """Answer this request (a record sent by a ``Requester``, or any record with the
         ``logstream-reply-to`` and ``logstream-correlation-id`` headers): produce ``value``
-        to the reply address, carrying the correlation id. Returns at once; the reply is
-        sent in the background (the future is done once the broker has it). An ``ack()``
-        after ``reply()`` is held back until the reply is sent, so a responder that dies
-        in between gets the request redelivered (the requester drops a second reply)."""
+        to the reply address, carrying the correlation id. Returns at once; the reply rides
+        the consumer's next fetch, or is sent in the background when no poll fetches
+        within ``reply_linger_ms`` (the future is done once the broker has it). An
+        ``ack()`` after ``reply()`` is held back until the reply is sent (or goes in the
+        same fetch, behind it), so a responder that dies in between gets the request
+        redelivered (the requester drops a second reply)."""
         if self._consumer is None:
             raise errors.InvalidRequestError("this message was peeked, not acquired")
         reply_to = header(self.headers, REPLY_TO_HEADER)

@@ -44,6 +44,7 @@ from logstream.testing.broker import run_broker
 
 TOPIC, GROUP = "orders", "billing"
 QGROUP = "billing-jobs"
+INBOX = "_inbox." + "0f" * 16  # a reply address nobody has open (the reply is dropped)
 
 
 @dataclass
@@ -240,13 +241,18 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         ),
         [(G, QGROUP, "read")],
     ),
-    "Queue/Fetch": (
+    "Queue/Fetch": (  # carrying a reply: the inbox needs write, like a Produce to it
         lambda s: s.queue.Fetch(
-            queue_pb2.QueueFetchRequest(group=QGROUP, member_id="m", max_records=1),
+            queue_pb2.QueueFetchRequest(
+                group=QGROUP,
+                member_id="m",
+                max_records=1,
+                replies=[queue_pb2.QueueReply(inbox=INBOX, batch=encode_batch([b"answer"]))],
+            ),
             metadata=s.md,
             timeout=10,
         ),
-        [(G, QGROUP, "read")],
+        [(G, QGROUP, "read"), (T, INBOX, "write")],
     ),
     "Queue/Settle": (
         lambda s: s.queue.Settle(

@@ -71,7 +71,7 @@ CHECKS: dict[str, Callable[[Any], list[Check]]] = {
     GROUP + "ResetOffsets": lambda r: _group(r, "read") + _topics([r.topic], "read"),
     QUEUE + "Join": lambda r: _queue(r, "read") + (_topics(r.topics, "read") if r.create else []),
     QUEUE + "Leave": lambda r: _queue(r, "read"),
-    QUEUE + "Fetch": lambda r: _queue(r, "read"),
+    QUEUE + "Fetch": lambda r: _queue(r, "read") + _topics((x.inbox for x in r.replies), "write"),
     QUEUE + "Settle": lambda r: _queue(r, "read"),
     QUEUE + "Peek": lambda r: _queue(r, "read"),
     QUEUE + "CreateQueueGroup": lambda r: _queue(r, "create") + _topics(r.topics, "read"),

@@ -117,7 +117,7 @@ class QueueLeaveResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., released: _Optional[int] = ...) -> None: ...
 
 class QueueFetchRequest(_message.Message):
-    __slots__ = ("group", "member_id", "max_records", "max_wait_ms", "lease_ms", "settle", "max_bytes")
+    __slots__ = ("group", "member_id", "max_records", "max_wait_ms", "lease_ms", "settle", "max_bytes", "replies")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class QueueFetchRequest(_message.Message):
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     SETTLE_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
     group: str
     member_id: str
     max_records: int
@@ -132,7 +133,24 @@ class QueueFetchRequest(_message.Message):
     lease_ms: int
     settle: _containers.RepeatedCompositeFieldContainer[Settlement]
     max_bytes: int
-    def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., max_records: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., settle: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+    replies: _containers.RepeatedCompositeFieldContainer[QueueReply]
+    def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., max_records: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., settle: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ..., max_bytes: _Optional[int] = ..., replies: _Optional[_Iterable[_Union[QueueReply, _Mapping]]] = ...) -> None: ...
+
+class QueueReply(_message.Message):
+    __slots__ = ("inbox", "batch")
+    INBOX_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    inbox: str
+    batch: bytes
+    def __init__(self, inbox: _Optional[str] = ..., batch: _Optional[bytes] = ...) -> None: ...
+
+class QueueReplyResult(_message.Message):
+    __slots__ = ("error_code", "error_message")
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    error_code: int
+    error_message: str
+    def __init__(self, error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class QueueRecords(_message.Message):
     __slots__ = ("topic", "partition", "batches", "offsets", "delivery_counts")
@@ -149,14 +167,16 @@ class QueueRecords(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., batches: _Optional[bytes] = ..., offsets: _Optional[_Iterable[int]] = ..., delivery_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueFetchResponse(_message.Message):
-    __slots__ = ("results", "records", "throttle_time_ms")
+    __slots__ = ("results", "records", "throttle_time_ms", "reply_results")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SettleResult]
     records: _containers.RepeatedCompositeFieldContainer[QueueRecords]
     throttle_time_ms: int
-    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ...) -> None: ...
+    reply_results: _containers.RepeatedCompositeFieldContainer[QueueReplyResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ...) -> None: ...
 
 class QueueSettleRequest(_message.Message):
     __slots__ = ("group", "member_id", "settle")

@@ -10,8 +10,8 @@ shutdown) wakes every waiter.
 
 Per-partition keys matter at scale: with thousands of idle subscriptions, one broker-wide
 wake-up per append would make every one of them re-read its partitions on every append
-anywhere. Waiters of one loop share one future per partition, so an append costs one
-``call_soon_threadsafe`` per loop that has waiters on its partition.
+anywhere. An append resolves the futures of its partition's waiters itself when it runs on
+their loop, and with one ``call_soon_threadsafe`` per loop otherwise.
 
 Thread-safe: ``notify`` may be called from any thread or from the loop's own thread.
 ``close()`` wakes everybody for good: waits return at once.
@@ -31,17 +31,30 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
 class AppendNotifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._broadcasts = 0
         self._versions: dict[Hashable, int] = {}
         self._closed = False
-        self._futures: dict[Hashable, dict[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        # key -> loop -> the futures of that loop's waiters on the key (None: no partitions)
+        self._waiters: dict[Hashable, dict[asyncio.AbstractEventLoop, set[asyncio.Future[None]]]]
+        self._waiters = {}
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def registered(self) -> int:
+        """Waiter registrations held now (one per waiter and key it waits on)."""
+        with self._lock:
+            return sum(len(f) for by_loop in self._waiters.values() for f in by_loop.values())
 
     def mark(self, keys: Sequence[Hashable]) -> Mark:
         """The versions of ``keys`` (and the broadcast count) now: pass it to :meth:`wait`."""
@@ -53,45 +66,55 @@ class AppendNotifier:
         with self._lock:
             if key is None:
                 self._broadcasts += 1
-                woken = [f for by_loop in self._futures.values() for f in by_loop.items()]
-                self._futures = {}
+                woken = [
+                    (loop, list(futures))
+                    for by_loop in self._waiters.values()
+                    for loop, futures in by_loop.items()
+                ]
+                self._waiters = {}
             else:
                 self._versions[key] = self._versions.get(key, 0) + 1
-                by_loop = self._futures.pop(key, None)
-                woken = list(by_loop.items()) if by_loop else []
+                by_loop = self._waiters.pop(key, None)
+                woken = [(lp, list(f)) for lp, f in by_loop.items()] if by_loop else []
         running = asyncio._get_running_loop()  # a produce on the loop: no self-pipe write
-        for loop, future in woken:
+        for loop, futures in woken:
             if loop is running:
-                _resolve(future)
+                _resolve_all(futures)
             elif not loop.is_closed():
-                loop.call_soon_threadsafe(_resolve, future)
+                loop.call_soon_threadsafe(_resolve_all, futures)
 
     async def wait(self, keys: Sequence[Hashable], seen: Mark, timeout_s: float) -> bool:
         """Park until one of ``keys`` moves past ``seen``, a broadcast, ``close()``, or the
-        timeout. Returns True when woken (or already moved), False on timeout."""
+        timeout. Returns True when woken (or already moved), False on timeout.
+
+        The waiter awaits its own future, which the append resolves directly: the task
+        runs on the loop's next pass (no shield or ``asyncio.wait`` layers in between,
+        each of which would cost a pass of a busy loop)."""
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waited = list(dict.fromkeys(keys)) or [None]  # None: a broadcast or the timeout
         with self._lock:
             if self._closed or self.mark(keys) != seen:
                 return True
-            futures = []
-            for key in dict.fromkeys(keys):
-                by_loop = self._futures.setdefault(key, {})
-                future = by_loop.get(loop)
-                if future is None:
-                    future = by_loop[loop] = loop.create_future()
-                futures.append(future)
-        if not futures:  # no partitions: only a broadcast or the timeout ends the wait
-            futures.append(loop.create_future())
+            for key in waited:
+                self._waiters.setdefault(key, {}).setdefault(loop, set()).add(future)
+        timer = loop.call_later(max(timeout_s, 0.0), _resolve, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
             with self._lock:
-                self._futures.setdefault(None, {})[loop] = futures[0]
-        # shield: the futures are shared, one waiter's timeout or cancellation is its own
-        shielded = [asyncio.shield(f) for f in futures]
-        done, pending = await asyncio.wait(
-            shielded, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
-        )
-        for p in pending:
-            p.cancel()
-        return bool(done) or self._closed or self.mark(keys) != seen
+                for key in waited:  # an append popped its key's set: nothing left there
+                    by_loop = self._waiters.get(key)
+                    mine = None if by_loop is None else by_loop.get(loop)
+                    if by_loop is None or mine is None:
+                        continue
+                    mine.discard(future)
+                    if not mine:
+                        del by_loop[loop]
+                        if not by_loop:
+                            del self._waiters[key]
+        return self._closed or self.mark(keys) != seen
 
     def close(self) -> None:
         self._closed = True

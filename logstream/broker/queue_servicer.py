@@ -16,6 +16,7 @@ refusals of a settlement travel in ``SettleResult``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -170,7 +171,10 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
         notifier = self.broker.notifier
         keys = q.partition_keys(name)
         seen = notifier.mark(keys)
-        replied = self._deliver_replies(request.replies) if request.replies else []
+        replied: list[queue_pb2.QueueReplyResult] = []
+        if request.replies:
+            replied = self._deliver_replies(request.replies)
+            await asyncio.sleep(0)  # the inbox streams push the replies before we acquire
         with self.broker.operation():
             outcomes, deliveries = q.acquire(
                 name, member, _settles(request.settle), max_records, lease

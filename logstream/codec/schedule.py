@@ -19,8 +19,9 @@ already, and refusing it later would lose it.
 
 Cost: a batch whose header says ``headers_length == 0`` is never opened; for one with
 headers, its header run (the batch's last bytes, when uncompressed) is searched for the
-common prefix ``logstream-``, and only a batch that has it is decoded and its records'
-headers parsed. Pure functions, thread-safe.
+two names, and only a batch that has one is decoded and its records' headers parsed. (Not
+for the common prefix ``logstream-``: every request of request/reply carries
+``logstream-reply-to``, and would be decoded for nothing.) Pure functions, thread-safe.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from logstream.types import Headers
 
 DELIVER_AT: Final = "logstream-deliver-at"
 EXPIRES_AT: Final = "logstream-expires-at"
-RESERVED_PREFIX: Final = b"logstream-"
+_NAMES: Final = (DELIVER_AT.encode(), EXPIRES_AT.encode())
 MAX_DELAY_MS: Final = 7 * 24 * 3600 * 1000
 """The longest delay a record may carry: seven days after its timestamp."""
 _MAX_DIGITS: Final = 19
@@ -118,22 +119,27 @@ class Schedule:
 def batch_schedule(buf: Buffer, pos: int, first: int, stop: int) -> Schedule | None:
     """Due and expiry times of records ``[first, stop)`` (indexes within the batch at
     ``pos``), or None when none of them carries a reserved header (the common case, found
-    from the batch header, or by one substring search of the batch's header run: the last
-    ``headers_length`` bytes of an uncompressed batch). The batch was checked on append."""
+    from the batch header, or by a substring search per name of the batch's header run: the
+    last ``headers_length`` bytes of an uncompressed batch). The batch was checked on
+    append."""
     header = read_header(buf, pos)
     if header.headers_length == 0:
         return None
     if header.compression == NONE:
         end = pos + header.batch_length
-        if RESERVED_PREFIX not in bytes(memoryview(buf)[end - header.headers_length : end]):
+        if not _has_name(bytes(memoryview(buf)[end - header.headers_length : end])):
             return None
     batch = decode_batch(buf, pos, verify=False)
-    if RESERVED_PREFIX not in bytes(batch.headers_blob):
+    if not _has_name(bytes(batch.headers_blob)):
         return None
     return _schedule(
         [batch.record_headers(i) for i in range(first, stop)],
         batch.timestamps[first:stop],
     )
+
+
+def _has_name(blob: bytes) -> bool:
+    return _NAMES[0] in blob or _NAMES[1] in blob
 
 
 def _schedule(headers: Sequence[Headers], stamps: np.ndarray) -> Schedule | None:

@@ -83,6 +83,21 @@ def test_batches_without_reserved_headers_yield_no_schedule() -> None:
     assert batch_schedule(batch([[("trace", b"x")], []]), 0, 0, 2) is None
 
 
+def test_other_logstream_headers_do_not_open_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests of request/reply carry logstream-reply-to: a queue group admitting them must
+    not decode the batch looking for a schedule."""
+    from logstream.codec import schedule
+
+    def no_decode(*_a: object, **_k: object) -> None:
+        raise AssertionError("decoded a batch that has no schedule header")
+
+    monkeypatch.setattr(schedule, "decode_batch", no_decode)
+    req = batch(
+        [[("logstream-reply-to", b"_inbox." + b"0" * 32), ("logstream-correlation-id", b"c")]]
+    )
+    assert batch_schedule(req, 0, 0, 1) is None
+
+
 @pytest.mark.parametrize("codec", [0, ZSTD])
 def test_schedule_arrays_for_a_slice_of_a_batch(codec: int) -> None:
     buf = batch(

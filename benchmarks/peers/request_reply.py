@@ -3,6 +3,9 @@
     python benchmarks/peers/request_reply.py [--rate 500] [--seconds 10] [--size 100]
                                              [--systems logstream,nats,redis] [--runs 1]
 
+Run alone, the logstream row also gives the CPU time per request of the broker, the
+responder and the requester process (from /proc, while the requests flowed).
+
 Used by ``make bench-peers`` (run.py calls :func:`logstream_rr`, :func:`nats_rr`,
 :func:`redis_rr`) and runnable alone for profiling. Each system:
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import struct
 import sys
 import threading
@@ -88,9 +92,14 @@ def _ls_responder(addr: str, topic: str, ready, stop) -> None:
                 m.ack()
 
 
-def logstream_rr(addr: str, tag: str, rate: float, seconds: float, size: int) -> Result:
+def logstream_rr(
+    addr: str, tag: str, rate: float, seconds: float, size: int, *, server_pid: int = 0
+) -> Result:
+    """With ``server_pid``, the result's ``cpu_us`` has the CPU per request of the broker,
+    the responder and this (requester) process while the requests flowed."""
     import multiprocessing as mp
 
+    from benchmarks.peers.queue_workload import proc_cpu_s
     from logstream import Admin, Requester
 
     topic = f"rr-{tag}"
@@ -121,6 +130,8 @@ def logstream_rr(addr: str, tag: str, rate: float, seconds: float, size: int) ->
 
                 return cb
 
+            pids = [server_pid, proc.pid, os.getpid()] if server_pid else []
+            cpu0 = [proc_cpu_s(p) for p in pids]
             with Timer() as t:
                 t0 = time.monotonic_ns()
                 for i in range(n):
@@ -130,12 +141,16 @@ def logstream_rr(addr: str, tag: str, rate: float, seconds: float, size: int) ->
                     f = r.request_async(topic, value, timeout=REPLY_GRACE_S)
                     f.add_done_callback(on_reply(i, value))
                 done.wait(REPLY_GRACE_S + 5)
+            cpu = [(proc_cpu_s(p) - c) / n * 1e6 for p, c in zip(pids, cpu0, strict=True)]
     finally:
         stop.set()
         reap(proc)
     if bad:
         raise VerificationError(f"logstream request/reply: {len(bad)} failed or wrong replies")
-    return summarize("logstream", sent, got, size, t.seconds)
+    res = summarize("logstream", sent, got, size, t.seconds)
+    if cpu:
+        res.extra["cpu_us"] = dict(zip(("broker", "responder", "requester"), cpu, strict=True))
+    return res
 
 
 # --------------------------------------------------------------------------- NATS
@@ -290,21 +305,25 @@ def main(argv: list[str] | None = None) -> int:
 
     servers.ensure_apt()
     servers.ensure_pip()
-    print("| system | run | p50 ms | p99 ms | p99.9 ms | max ms | load avg |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    import os
+    print("| system | run | p50 ms | p99 ms | p99.9 ms | max ms | load avg | CPU us/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 
     for run in range(args.runs):
         for system in args.systems.split(","):
             srv = start_server(system)
             try:
-                res = RUNNERS[system](srv.addr, f"cli{run}", args.rate, args.seconds, args.size)
+                call = (srv.addr, f"cli{run}", args.rate, args.seconds, args.size)
+                if system == "logstream":
+                    res = logstream_rr(*call, server_pid=srv.pid)
+                else:
+                    res = RUNNERS[system](*call)
             finally:
                 srv.stop()
             e = res.extra
+            cpu = " ".join(f"{k} {v:.0f}" for k, v in e.get("cpu_us", {}).items())
             print(
                 f"| {system} | {run} | {e['p50_ms']:.3f} | {e['p99_ms']:.3f} | "
-                f"{e['p999_ms']:.3f} | {e['max_ms']:.3f} | {os.getloadavg()[0]:.2f} |",
+                f"{e['p999_ms']:.3f} | {e['max_ms']:.3f} | {os.getloadavg()[0]:.2f} | {cpu} |",
                 flush=True,
             )
     return 0

@@ -276,6 +276,37 @@ def test_describe_counts_delayed_records_and_the_next_due_time(
     assert shown is not None and 30 <= int(shown.group(1)) <= 60, result.stdout
 
 
+def test_send_batch_schedules_every_record(qbroker: BrokerProcess, name: str) -> None:
+    addr = qbroker.address
+    Admin(addr).create_topic(name, partitions=1)
+    ga = admin(addr)
+    ga.create_queue_group(name, topics=[name])
+    with Producer(addr) as p:
+        with pytest.raises(errors.InvalidScheduleError):
+            p.send_batch(name, [b"never"], delay_ms=-1)
+        before = now_ms()
+        p.send_batch(name, [b"d1", b"d2"], [b"k1", None], delay_ms=60_000).result(10)
+        after = now_ms()
+        p.send_batch(name, [b"t1", b"t2"], ttl_ms=120_000).result(10)
+    with QueueConsumer(addr, group=name) as q:
+        handed = wait_for("the undelayed records", lambda: q.poll(0.3))
+        assert sorted(m.value for m in handed) == [b"t1", b"t2"]
+        for m in handed:
+            m.ack()
+        assert q.commit() == []
+        assert q.poll(0.3) == []
+    d = ga.describe_queue_group(name).total
+    assert d.delayed == 2
+    assert before + 60_000 <= d.next_due_ms <= after + 60_000
+    got = read_all(addr, name, 4)
+    assert [m.value for m in got] == [b"d1", b"d2", b"t1", b"t2"]
+    assert got[0].key == b"k1"
+    due = {dict(m.headers)["logstream-deliver-at"] for m in got[:2]}
+    assert len(due) == 1 and int(due.pop()) == d.next_due_ms  # one clock reading for all
+    expires = [int(dict(m.headers)["logstream-expires-at"]) for m in got[2:]]
+    assert expires[0] == expires[1] >= after + 120_000
+
+
 def test_bad_schedules_are_refused_by_the_producer_and_ignored_by_the_broker(
     qbroker: BrokerProcess, name: str
 ) -> None:

@@ -258,12 +258,25 @@ class Producer:
         *,
         partition: int | None = None,
         timestamps: Sequence[int] | int | None = None,
+        delay_ms: int | None = None,
+        deliver_at_ms: int | None = None,
+        ttl_ms: int | None = None,
     ) -> BulkFuture:
         """Queue many records at once (columnar); one :class:`BulkFuture` for all of them.
 
         Without keys the records are appended in chunks (sticky partition, or ``partition``),
         with no per-record Python work except computing their sizes.
+
+        ``delay_ms`` / ``deliver_at_ms`` / ``ttl_ms`` schedule every record as :meth:`send`
+        does (the same due and expiry time for all, from one clock reading; out of range
+        raises ``InvalidScheduleError``). Such records carry headers, so they take the
+        per-record path.
         """
+        scheduled = None
+        if delay_ms is not None or deliver_at_ms is not None or ttl_ms is not None:
+            scheduled = schedule_headers(
+                None, delay_ms=delay_ms, deliver_at_ms=deliver_at_ms, ttl_ms=ttl_ms
+            )
         if self._acc.closing:
             raise errors.ClientClosedError("producer is closed")
         n = len(values)
@@ -284,7 +297,9 @@ class Producer:
                 raise errors.InvalidRequestError(f"{len(ts_list)} timestamps for {n} values")
             spread = max(ts_list) - min(ts_list) if n else 0
             if n and (spread > MAX_TIMESTAMP_DELTA or t.open_ts_conflict(ts_list)):
-                return self._send_each(topic, values, keys, partition, ts_list)
+                return self._send_each(topic, values, keys, partition, ts_list, scheduled)
+        if scheduled is not None:
+            return self._send_each(topic, values, keys, partition, ts_list, scheduled)
         sizes = [RECORD_OVERHEAD + (0 if v is None else len(v)) for v in values]
         if keys is not None:
             sizes = [s + (0 if k is None else len(k)) for s, k in zip(sizes, keys, strict=True)]
@@ -319,16 +334,19 @@ class Producer:
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None] | None,
         partition: int | None,
-        timestamps: list[int],
+        timestamps: list[int] | None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> BulkFuture:
-        """``send_batch`` of records whose timestamps are too far apart for one batch."""
+        """``send_batch`` record by record: timestamps too far apart for one batch, or
+        records with (the same) headers."""
         futs = [
             self.send(
                 topic,
                 values[i],
                 None if keys is None else keys[i],
+                headers=headers,
                 partition=partition,
-                timestamp_ms=timestamps[i],
+                timestamp_ms=None if timestamps is None else timestamps[i],
             )
             for i in range(len(values))
         ]

@@ -35,7 +35,16 @@ from pathlib import Path
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.producer import Producer, RecordFuture
-from logstream.codec import iter_batches
+from logstream.codec import (
+    SMALL_BATCH_RECORDS,
+    BatchRows,
+    DecodedBatch,
+    batch_positions,
+    decode_batch,
+    decode_headers,
+    decode_rows,
+    read_header,
+)
 from logstream.protocol import log_pb2
 from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, new_inbox
 from logstream.types import Record
@@ -46,6 +55,10 @@ INBOX_HEARTBEAT_MS = 5_000
 """The broker sends an empty message this often on an idle inbox stream."""
 REOPEN_BACKOFF_S = (0.05, 1.0)
 """First and largest wait before re-opening a broken inbox stream."""
+
+
+def _spans(batch: DecodedBatch) -> list[tuple[int, int]]:
+    return list(zip(batch.header_starts.tolist(), batch.header_lengths.tolist(), strict=True))
 
 
 def _set(future: Future[Record], result: Record | None, exc: BaseException | None) -> None:
@@ -211,9 +224,21 @@ class Requester:
             backoff = min(backoff * 2, REOPEN_BACKOFF_S[1])
 
     def _dispatch(self, records: bytes) -> None:
-        for batch in iter_batches(records):
-            for i in range(len(batch)):
-                headers = batch.record_headers(i)
+        for pos in batch_positions(records):
+            if read_header(records, pos).record_count <= SMALL_BATCH_RECORDS:
+                rows = decode_rows(records, pos, verify=False)  # a reply: no numpy calls
+            else:
+                batch = decode_batch(records, pos, verify=False)
+                rows = BatchRows(
+                    batch.header,
+                    batch.timestamps.tolist(),
+                    batch.key_list(),
+                    batch.value_list(),
+                    [bytes(batch.headers_blob[s : s + n]) for s, n in _spans(batch)],
+                )
+            base = rows.header.base_offset
+            for i, blob in enumerate(rows.header_blobs):
+                headers = decode_headers(blob)
                 correlation_id = None
                 for name, value in headers:
                     if name == CORRELATION_ID_HEADER:
@@ -226,10 +251,10 @@ class Requester:
                 record = Record(
                     self.inbox,
                     0,
-                    int(batch.offsets[i]),
-                    int(batch.timestamps[i]),
-                    batch.key(i),
-                    batch.value(i),
+                    base + i,
+                    rows.timestamps[i],
+                    rows.keys[i],
+                    rows.values[i],
                     headers,
                 )
                 _set(future, record, None)

@@ -18,9 +18,10 @@ One ``append`` of the engine's group commit is one batch: after a crash it is al
 all gone (the batch CRC), and it is in the memory-mapped segment before the broker answers,
 so it survives a kill -9 of the broker process. Compaction: once every live group has
 written a checkpoint (or nothing), the sealed segments below the oldest group's latest
-checkpoint are deleted; replay still starts at the log start and the engine starts over at
-each group's latest complete checkpoint. Each checkpoint is followed by one REDRIVEN record
-holding everything the group ever redrove, so compaction never forgets a redrive.
+checkpoint (its first append, when it took several) are deleted; replay still starts at
+the log start and the engine starts over at each group's latest complete checkpoint.
+Each checkpoint is followed by one REDRIVEN record holding everything the group ever
+redrove, so compaction never forgets a redrive.
 
 Redrive is exactly once (:mod:`.queue_redrive`): REDRIVE_INTENT records go in before the
 copies, REDRIVEN after; every copy carries the headers ``logstream.redrive.group`` and
@@ -70,7 +71,8 @@ QUEUE_STATE_CONFIG: dict[str, int | str] = {
     "retention_ms": -1,  # checkpoints delete segments, never time or size
     "retention_bytes": -1,
     # One append is one batch: a checkpoint holds every tracked row of a group (43 bytes
-    # each, parked delayed records included), so batches (and segments) may be large.
+    # each, parked delayed records included), so batches (and segments) may be large; a
+    # larger checkpoint goes in several appends (CHECKPOINT_UNIT_BYTES in coordinator).
     "segment_bytes": 64 * 1024 * 1024,
     "max_batch_bytes": 64 * 1024 * 1024,
 }
@@ -298,9 +300,15 @@ class GroupStateWriter:
         with self._log._lock:
             self._log._floors.setdefault(self._group, base)
 
-    def checkpointed(self) -> None:
+    def append_checkpoint(self, units: Sequence[Sequence[bytes]]) -> None:
+        """The units in order; the floor (compaction keeps everything from it) is the first
+        unit's base, where the checkpoint's BEGIN is."""
+        first = -1
+        for unit in units:
+            self.append(unit)
+            first = self._last_base if first < 0 else first
         with self._log._lock:
-            self._log._floors[self._group] = self._last_base
+            self._log._floors[self._group] = first
             done = sorted(self._log._redriven.get(self._group, ()))
         if done:  # above the new floor: compaction keeps it
             self._log._append([_key(KIND_REDRIVEN, self._group)], [_runs(done).tobytes()])

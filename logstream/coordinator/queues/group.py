@@ -42,6 +42,10 @@ from logstream.errors import (
 CHECKPOINT_MIN_RECORDS = 10_000
 """Write a checkpoint once this many records (or 4x the tracked rows, if more) were logged
 since the last one."""
+CHECKPOINT_UNIT_BYTES = 16 * 1024 * 1024
+"""Record bytes per append of a checkpoint. One append is one batch of the state log, whose
+batches may hold 64 MiB (broker/queue_state.py): a checkpoint of more rows (43 bytes each,
+~390,000 rows per unit) goes in several consecutive appends."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,10 @@ class QueueGroup:
         state_log: StateLogWriter,
         outbox: DeadLetterOutbox,
         log_settings: bool = True,
+        checkpoint_unit_bytes: int = CHECKPOINT_UNIT_BYTES,
     ) -> None:
         self.name = name
+        self.checkpoint_unit_bytes = checkpoint_unit_bytes
         self._settings = settings
         self._clock = clock
         self._log = state_log
@@ -371,7 +377,9 @@ class QueueGroup:
         return len(batch)
 
     def checkpoint(self) -> None:
-        """Append the whole state as one checkpoint unit, then let the log drop the rest."""
+        """Append the whole state as a checkpoint (in units of at most
+        ``checkpoint_unit_bytes`` of records, one record at least), then let the log drop
+        the rest."""
         self.flush()
         self.checkpoint_sequence += 1
         seq = self.checkpoint_sequence
@@ -383,8 +391,7 @@ class QueueGroup:
                 p.pid, snap.start_offset, snap.end_offset, snap.counters, snap.offsets, snap.rows
             )
         recs.append(statelog.encode_checkpoint_end(seq, len(self._parts)))
-        self._log.append(recs)
-        self._log.checkpointed()
+        self._log.append_checkpoint(_units(recs, self.checkpoint_unit_bytes))
         self._since_checkpoint = 0
 
     def maybe_checkpoint(self) -> bool:
@@ -446,3 +453,16 @@ class QueueGroup:
             p.window.dead_pending = True
         self._after_change()
         return resolved
+
+
+def _units(records: list[bytes], limit: int) -> list[list[bytes]]:
+    """``records`` in order, cut into runs of at most ``limit`` bytes (a longer record alone)."""
+    units: list[list[bytes]] = [[]]
+    size = 0
+    for rec in records:
+        if units[-1] and size + len(rec) > limit:
+            units.append([])
+            size = 0
+        units[-1].append(rec)
+        size += len(rec)
+    return units

@@ -23,9 +23,11 @@ class MemoryStateLog:
         self.units.append([bytes(r) for r in records])
         self.appends += 1
 
-    def checkpointed(self) -> None:
+    def append_checkpoint(self, units: Sequence[Sequence[bytes]]) -> None:
+        for unit in units:
+            self.append(unit)
         if self.compact:
-            del self.units[:-1]
+            del self.units[: -len(units)]
 
     def records(self) -> Iterator[bytes]:
         for unit in self.units:

@@ -40,10 +40,12 @@ Every record starts with a ``u8`` type; all integers are little-endian. One prec
     RUN = i64 first_offset, u32 length       (12 bytes: consecutive offsets)
 
 A checkpoint is BEGIN, SETTINGS, then per partition PARTITION, WINDOW and WINDOW_ROWS
-(at most :data:`ROWS_PER_RECORD` rows each), then END with the same sequence, all in one
-``append``. Replay starts over at every complete checkpoint, so everything before the
-latest one may be deleted (:meth:`StateLogWriter.checkpointed`). A BEGIN whose END never
-arrived (a torn checkpoint) is ignored and the records before it stay authoritative.
+(at most :data:`ROWS_PER_RECORD` rows each), then END with the same sequence, in
+consecutive ``append`` units (:meth:`StateLogWriter.append_checkpoint`: one, unless the
+checkpoint is larger than a unit may be). Replay starts over at every complete checkpoint,
+so everything before the latest one may be deleted. A BEGIN whose END never arrived (a
+torn checkpoint: a crash between its units) is ignored and the records before it stay
+authoritative.
 Leases are not persisted: after a restart every lease is void. Reason texts are not kept.
 """
 
@@ -117,8 +119,9 @@ class StateLogWriter(Protocol):
         in the log or none is. Raises on failure (then none was written)."""
         ...
 
-    def checkpointed(self) -> None:
-        """The unit just appended is a complete checkpoint: records before it may go."""
+    def append_checkpoint(self, units: Sequence[Sequence[bytes]]) -> None:
+        """Append ``units`` (a complete checkpoint, BEGIN in the first and END in the last),
+        each as :meth:`append` does, in order; then records before the first may go."""
         ...
 
 

@@ -217,9 +217,9 @@ def test_replay_from_a_compacted_log_equals_replay_of_the_full_log() -> None:
             full.append(records)
             compacted.append(records)
 
-        def checkpointed(self) -> None:
-            full.checkpointed()
-            compacted.checkpointed()
+        def append_checkpoint(self, units: list[list[bytes]]) -> None:
+            full.append_checkpoint(units)
+            compacted.append_checkpoint(units)
 
     outbox = MemoryOutbox()
     g = QueueGroup("g", QueueSettings(window_size=50), clock=clock, state_log=Both(), outbox=outbox)
@@ -274,3 +274,61 @@ def test_an_empty_log_recovers_no_group() -> None:
         )
         is None
     )
+
+
+def test_a_checkpoint_larger_than_a_unit_spans_appends_and_replays_whole() -> None:
+    """A small ``checkpoint_unit_bytes`` forces what a group of millions of rows meets (one
+    append may hold 64 MiB): the checkpoint goes in several units, compaction keeps all of
+    them, and a crash between two of them leaves the state before the checkpoint."""
+    clock = ManualClock()
+    log, history = MemoryStateLog(), MemoryStateLog(compact=False)
+
+    class Both:
+        def append(self, records: list[bytes]) -> None:
+            log.append(records)
+            history.append(records)
+
+        def append_checkpoint(self, units: list[list[bytes]]) -> None:
+            log.append_checkpoint(units)
+            history.append_checkpoint(units)
+
+    outbox = MemoryOutbox()
+    settings = QueueSettings(window_size=20_000)
+    g = QueueGroup(
+        "g", settings, clock=clock, state_log=Both(), outbox=outbox, checkpoint_unit_bytes=4096
+    )
+    first = {tp: 0 for tp in TPS}
+    for tp in TPS:
+        g.add_partition(*tp, 0)
+    g.join("a")
+    for topic, partition in TPS:
+        g.admit(topic, partition, 9_000)
+    for d in g.acquire("a", 6_000):
+        g.ack("a", d.topic, d.partition, d.offsets[::3])
+        g.nack("a", d.topic, d.partition, d.offsets[1::3], delay_ms=60_000)
+    g.flush()
+    before = len(history.units)
+    before_state = persisted(
+        recover_group("g", history.records(), clock=clock, state_log=MemoryStateLog(),
+                      outbox=outbox),  # type: ignore[arg-type]
+        outbox,
+        first,
+    )  # fmt: skip
+    g.checkpoint()
+    units = history.units[before:]
+    assert len(units) > 3, "the checkpoint did not need several units"
+    assert units[0][0][0] == T_CHECKPOINT_BEGIN and units[-1][-1][0] == T_CHECKPOINT_END
+    assert log.units == units  # compaction kept the whole checkpoint, nothing before it
+
+    def recovered(records: list[bytes]) -> Persisted:
+        back = recover_group("g", records, clock=clock, state_log=MemoryStateLog(), outbox=outbox)
+        assert back is not None
+        return persisted(back, outbox, first)
+
+    want = persisted(g, outbox, first)
+    assert recovered(list(log.records())) == want
+    assert recovered(list(history.records())) == want
+    # a crash before the last unit: the partial checkpoint is ignored, the records before
+    # it give the same state (a checkpoint changes no state, it only lets history go)
+    torn = [r for u in history.units[: before + len(units) - 1] for r in u]
+    assert recovered(torn) == before_state == want

@@ -2,7 +2,7 @@
 
 ``Fetch`` is a coroutine on the server's event loop (a waiting fetch parks a coroutine, no
 thread): it hands the replies it carries to their inboxes (a responder's answers ride its
-next fetch, docs/decisions/0033), then settles and acquires inline (one engine call and one
+next fetch, docs/decisions/0035), then settles and acquires inline (one engine call and one
 append to ``__queue_state`` under the group's lock), and when nothing is available it waits on the
 broker's notifier for an append to one of the group's partitions or a wake-up of the group
 (a nack delay or a lease ran out, a member left), up to ``max_wait_ms``. The records are

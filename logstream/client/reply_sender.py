@@ -2,7 +2,7 @@
 
 ``QueueMessage.reply`` hands one encoded batch (one record) for partition 0 of an inbox to
 :meth:`ReplySender.send` and gets a future at once. Two ways out, whichever comes first
-(docs/decisions/0033-replies-ride-the-queue-fetch.md):
+(docs/decisions/0035-replies-ride-the-queue-fetch.md):
 
 - the member's next ``poll()`` takes every queued reply (:meth:`ReplySender.take`) into its
   QueueFetch, ahead of the settlements it carries: a responder that answers and polls again

@@ -1,5 +1,5 @@
 """The two ways a ``QueueMessage.reply`` leaves the responder (client/reply_sender.py,
-docs/decisions/0033): riding the member's next fetch, or the background sender after
+docs/decisions/0035): riding the member's next fetch, or the background sender after
 ``reply_linger_ms`` when no poll comes. Real broker process, real gRPC."""
 
 from __future__ import annotations

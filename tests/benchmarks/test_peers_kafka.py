@@ -4,7 +4,6 @@ that makes a short read fail."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from peers_quick import run_quick  # noqa: E402
 
 from benchmarks.peers import kafka_adapter, servers  # noqa: E402
 from benchmarks.peers.workload import VerificationError  # noqa: E402
@@ -56,22 +57,7 @@ def test_run_quick_kafka_only_reports_every_row(tmp_path):
     and the latency row and the Kafka targets carry figures."""
     out = tmp_path / "RESULTS.md"
     out.write_text("# Results\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "peers" / "run.py"),
-            "--quick",
-            "--systems",
-            "kafka",
-            "--no-install",
-            "--no-scale",
-            "--results",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = run_quick("kafka", out, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = out.read_text()
     assert "error" not in text and "FAILED" not in text, text

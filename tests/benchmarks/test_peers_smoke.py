@@ -8,7 +8,6 @@ not installed: ``make bench-peers`` installs both.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +25,8 @@ pytestmark = [
     ),
 ]
 pytest.importorskip("redis", reason="the redis client is not installed (pip install -e '.[bench]')")
+
+from peers_quick import run_quick  # noqa: E402
 
 from benchmarks.peers import redis_streams, servers  # noqa: E402
 from benchmarks.peers.workload import VerificationError, verify  # noqa: E402
@@ -78,22 +79,7 @@ def test_verify_catches_wrong_bytes():
 def test_run_quick_redis_only(tmp_path):
     out = tmp_path / "RESULTS.md"
     out.write_text("# Results\n\n<!-- other:begin -->\nkeep me\n<!-- other:end -->\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "peers" / "run.py"),
-            "--quick",
-            "--systems",
-            "redis",
-            "--no-install",
-            "--no-scale",
-            "--results",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_quick("redis", out, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = out.read_text()
     assert "keep me" in text  # other sections untouched

@@ -298,7 +298,8 @@ def serve(
     """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status.
 
     ``on_started`` starts an extra edge (the Kafka listener) once the server serves, and
-    returns how to stop it; it is stopped before the server.
+    returns how to stop it; it is stopped before the server. The start line comes after
+    it, so a script that waits for that line finds every listener ready.
     """
     server, _, _ = create_server(config)
     stop_edge: Callable[[], None] | None = None
@@ -319,9 +320,9 @@ def serve(
         server.start()
         if server.http is not None:
             print(f"logstream http listening on {server.http.address}", flush=True)
-        print(start_line(server), flush=True)
         if on_started is not None:
             stop_edge = on_started(server)
+        print(start_line(server), flush=True)  # last: every listener serves once it is out
         stop.wait()
         log.info("received %s", signal.Signals(received[0]).name if received else "stop")
     finally:

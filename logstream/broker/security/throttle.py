@@ -72,12 +72,18 @@ class Throttle(HandlerWrapper):
         self._hold_until: dict[str, float] = {}
 
     def _delay(self, principal: str, method: str, request_size: int, response: Any) -> float:
+        produced = request_size if method in PRODUCE else 0
+        fetched = _size(response) if method in FETCH and response is not None else 0
+        return self._wait(principal, produced, fetched)
+
+    def _wait(self, principal: str, produce_bytes: int, fetch_bytes: int) -> float:
+        """One request's throttle: the longest of its request-rate and byte-rate delays."""
         q = self.quotas
         wait = q.delay(principal, "requests_per_s", 1)
-        if method in PRODUCE:
-            wait = max(wait, q.delay(principal, "produce_bytes_per_s", request_size))
-        elif method in FETCH and response is not None:
-            wait = max(wait, q.delay(principal, "fetch_bytes_per_s", _size(response)))
+        if produce_bytes:
+            wait = max(wait, q.delay(principal, "produce_bytes_per_s", produce_bytes))
+        if fetch_bytes:
+            wait = max(wait, q.delay(principal, "fetch_bytes_per_s", fetch_bytes))
         return wait
 
     # -- per-principal holds (unary calls) -----------------------------------------------------
@@ -109,12 +115,7 @@ class Throttle(HandlerWrapper):
         """Count one answered request of ``principal`` against its quotas (request rate, and
         the produced or fetched bytes); returns the throttle in seconds to report in the
         answer, and holds the principal's next request that long."""
-        q = self.quotas
-        wait = q.delay(principal, "requests_per_s", 1)
-        if produce_bytes:
-            wait = max(wait, q.delay(principal, "produce_bytes_per_s", produce_bytes))
-        if fetch_bytes:
-            wait = max(wait, q.delay(principal, "fetch_bytes_per_s", fetch_bytes))
+        wait = self._wait(principal, produce_bytes, fetch_bytes)
         if wait:
             self._hold(principal, wait)
         return wait

@@ -29,7 +29,6 @@ manager's lock; appends and reads go straight to a PartitionLog, which has its o
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -57,6 +56,7 @@ from logstream.storage.config import (
     parse_config_updates,
     validate_topic_name,
 )
+from logstream.storage.dir_lock import DirectoryLock
 from logstream.storage.log import PartitionLog, RecoveryReport
 from logstream.storage.segment import ParkedTail
 from logstream.storage.topic_meta import (
@@ -103,7 +103,6 @@ class LogManager:
         self._topics: dict[str, Topic] = {}
         self._closed = False
         self.recovery_reports: dict[TopicPartition, RecoveryReport] = {}
-        self._lock_fd = -1
         # The parked last segments' tails from the clean-shutdown marker, by directory name.
         self._parked_tails: dict[str, ParkedTail] = {}
         files.raise_fd_limit()  # 2 fds per active partition; a soft limit of 1,024 is tight
@@ -114,16 +113,7 @@ class LogManager:
         with files.storage_errors(f"opening data directory {self.data_dir}"):
             files.secure_dir(self.data_dir, dir_mode)
             files.make_dir(self.data_dir / files.META_DIR)
-            self._lock_fd = os.open(
-                self.data_dir / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, file_mode
-            )
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            raise KafkaStorageError(
-                f"data directory {self.data_dir} is in use by another process"
-            ) from exc
+        self._dir_lock = DirectoryLock(self.data_dir, file_mode)
         try:
             # Recovery's truncations and index files, the marker's removal: one syncfs at
             # the end instead of ~5 fsyncs per recovered partition (crash recovery of 5,000
@@ -133,7 +123,7 @@ class LogManager:
             if problems:
                 raise KafkaStorageError(f"opening {self.data_dir}: {problems[0]}")
         except BaseException:
-            self._release_lock()
+            self._dir_lock.release()
             raise
 
     @classmethod
@@ -465,11 +455,14 @@ class LogManager:
                     log.error("cannot write the clean-shutdown marker: %s", exc)
             else:
                 log.error("not all partitions closed cleanly; the next open will recover")
-            self._release_lock()
+            self._dir_lock.release()
 
-    def _release_lock(self) -> None:
-        if self._lock_fd >= 0:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+    def abandon(self) -> None:
+        """Let go of every file as a killed process would (recovery tests use it): nothing
+        is sealed, synced or marked clean, and the directory lock is released."""
+        plogs = self.all_logs()
+        with self._lock:
+            self._closed = True
+            for plog in plogs:
+                plog.abandon()
+            self._dir_lock.release()

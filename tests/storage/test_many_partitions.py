@@ -215,9 +215,7 @@ def test_a_crash_after_a_clean_open_recovers_a_parked_segment(tmp_path):
     log = m.get_log("t", 0)
     log.append(make_batch(2, ts=5_000))
     log.flush()
-    for seg in log.segments():  # a crash
-        seg.abandon()
-    m._release_lock()
+    m.abandon()  # a crash
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
     log = m.get_log("t", 0)
     assert not log.recovery_report.clean_shutdown and log.log_end_offset == 8
@@ -231,20 +229,15 @@ def test_recovery_at_open_syncs_once_and_a_failed_syncfs_fails_the_open(tmp_path
     refuses to open if that fails (nothing may be acknowledged on top of an unsynced
     recovery)."""
     m = _manager_with(tmp_path / "d", 10, per_partition=2)
-    for plog in m.all_logs():  # a crash
+    for plog in m.all_logs():
         plog.flush()
-        for seg in plog.segments():
-            seg.abandon()
-    m._release_lock()
+    m.abandon()  # a crash
     file_ops.calls.clear()
     m = LogManager.open(tmp_path / "d", prefault_pages=False)
     assert len(file_ops.calls["syncfs"]) == 1 and file_ops.calls["fsync"] == []
     assert not any(r.clean_shutdown for r in m.recovery_reports.values())
     assert [m.get_log("t", p).log_end_offset for p in range(10)] == [4] * 10
-    for plog in m.all_logs():  # crash again
-        for seg in plog.segments():
-            seg.abandon()
-    m._release_lock()
+    m.abandon()  # crash again
     file_ops.fail["syncfs"] = OSError(errno.EIO, "Input/output error")
     with pytest.raises(KafkaStorageError):
         LogManager.open(tmp_path / "d", prefault_pages=False)

@@ -30,9 +30,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def crash(mgr: LogManager) -> None:
     """Drop every handle without sealing, snapshots or the marker (a SIGKILL)."""
-    for plog in mgr.all_logs():
-        plog.abandon()
-    mgr._release_lock()
+    mgr.abandon()
 
 
 def build_crashed(root: Path, *, torn: bool = True) -> int:

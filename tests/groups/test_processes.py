@@ -10,17 +10,21 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from logstream.client import Consumer, Producer
 from logstream.client.group_admin import GroupAdmin
-from logstream.client.membership import CommitFailedError
 from logstream.errors import (
     GroupIdNotFoundError,
+    IllegalGenerationError,
     NonEmptyGroupError,
     OffsetOutOfRangeError,
+    UnknownMemberIdError,
     UnknownTopicOrPartitionError,
 )
+from logstream.protocol import group_pb2, group_pb2_grpc
+from logstream.protocol.status import error_from_rpc
 from logstream.testing.broker import BrokerProcess
 from logstream.types import TopicPartition
 
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")
+FENCED = (IllegalGenerationError, UnknownMemberIdError)
 SESSION_MS = 2000
 
 
@@ -214,7 +219,8 @@ def test_offsets_survive_broker_restart_and_describe_reset_and_errors(broker, tm
     got = []
     wait_for(lambda: got.extend(c.poll(0.1)) or len(got) >= 60)
     c.commit({TopicPartition("orders", p): 7 for p in range(6)})
-    stale_epoch = c._membership.member_epoch
+    with GroupAdmin(broker.address) as admin:
+        (stale,) = admin.describe_group("g").members
     c.close()
 
     broker.restart(kill=True)  # a crash: the offsets must come back from __consumer_offsets
@@ -251,14 +257,22 @@ def test_offsets_survive_broker_restart_and_describe_reset_and_errors(broker, tm
             c.commit({TopicPartition("orders", 42): 0})
         with pytest.raises(OffsetOutOfRangeError):
             c.commit({TopicPartition("orders", 0): -1})
-        # a zombie with an old epoch is fenced
-        with c._membership._lock:
-            real = c._membership.member_epoch
-            c._membership.member_epoch = stale_epoch if stale_epoch != real else real + 1
-        with pytest.raises(CommitFailedError):
-            c.commit({TopicPartition("orders", 0): 5})
-        with c._membership._lock:
-            c._membership.member_epoch = real
+        # a zombie (the first member, closed before the crash) and a member claiming the
+        # live one's id with an epoch it never had are both fenced
+        (live,) = admin.describe_group("g").members
+        with grpc.insecure_channel(broker.address) as channel:
+            stub = group_pb2_grpc.GroupStub(channel)
+            for member_id, epoch in ((stale.member_id, stale.member_epoch),
+                                     (live.member_id, live.member_epoch + 1)):
+                req = group_pb2.CommitOffsetsRequest(
+                    group_id="g",
+                    member_id=member_id,
+                    member_epoch=epoch,
+                    offsets=[group_pb2.OffsetCommit(topic="orders", partition=0, offset=5)],
+                )
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.CommitOffsets(req, timeout=10)
+                assert isinstance(error_from_rpc(refused.value), FENCED), refused.value
         c.close()
         with pytest.raises(GroupIdNotFoundError):
             admin.describe_group("nope")

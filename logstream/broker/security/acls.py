@@ -112,6 +112,9 @@ class AclStore:
         self._acls: list[Acl] = []
         self._cache: dict[tuple[str, str, str, str], bool] = {}
         self.generation = 0
+        # Decisions computed by scanning the rules (cache misses): a scan per batch would
+        # show here as growth with traffic, not with distinct (principal, resource, operation).
+        self.rule_scans = 0
         with self._lock:
             self._set(journal.replay())
 
@@ -145,6 +148,7 @@ class AclStore:
         decision = self._cache.get(key)
         if decision is None:
             with self._lock:
+                self.rule_scans += 1
                 if resource_type == "topic" and name == ACLS_TOPIC:
                     decision = self._decide(principal, CLUSTER, CLUSTER, "describe")
                 else:

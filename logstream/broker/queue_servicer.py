@@ -176,7 +176,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
             replied = self._deliver_replies(request.replies)
             await asyncio.sleep(0)  # the inbox streams push the replies before we acquire
         with self.broker.operation():
-            outcomes, deliveries = q.acquire(
+            outcomes, deliveries, granted = q.acquire(
                 name, member, _settles(request.settle), max_records, lease
             )
         wait_s = min(request.max_wait_ms, self.broker.config.fetch_max_wait_ms) / 1000.0
@@ -191,13 +191,16 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                     keys = q.partition_keys(name)  # the group may read new partitions now
                     seen = notifier.mark(keys)
                     with self.broker.operation():
-                        _, deliveries = q.acquire(name, member, [], max_records, lease)
+                        _, deliveries, granted = q.acquire(
+                            name, member, [], max_records, lease
+                        )
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
             results=_results(outcomes),
             records=self._records(name, deliveries),
             reply_results=replied,
+            lease_ms=granted,
         )
 
     def _deliver_replies(self, replies: Any) -> list[queue_pb2.QueueReplyResult]:

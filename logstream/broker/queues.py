@@ -355,8 +355,9 @@ class QueueManager:
         settles: Sequence[Settle],
         max_records: int,
         lease_ms: int | None,
-    ) -> tuple[list[SettleOutcome], list[Delivery]]:
-        """Apply ``settles``, take new records into the windows, acquire; flushed."""
+    ) -> tuple[list[SettleOutcome], list[Delivery], int]:
+        """Apply ``settles``, take new records into the windows, acquire; flushed. Also
+        returns the lease the records were acquired under (ms)."""
         if max_records < 0:
             raise InvalidRequestError(f"max_records must be >= 0, got {max_records}")
         if lease_ms is not None and not 0 < lease_ms <= MAX_DURATION_MS:
@@ -372,9 +373,10 @@ class QueueManager:
                 admit_new(self.manager, m, self.admits)
                 deliveries = m.group.acquire(member, max_records, lease_ms)
             m.group.flush()
+            lease = lease_ms or m.group.settings.lease_ms
         if any(s.kind == NACK for s in settles):
             self._wake(name)
-        return outcomes, deliveries
+        return outcomes, deliveries, lease
 
     # ---- reading records -----------------------------------------------------------------
 

@@ -11,22 +11,29 @@ out and another member holds the record, already finished, ...) with their named
 which are also set on each message (``msg.error``). :meth:`close` commits and leaves the
 group: what this member still holds is released to the others at once.
 
-Prefetch (``prefetch=True``, the default): once a poll came back full (a backlog), the
-next fetch asks for twice what the poll wants and the poll after it hands out the second
-half without a request, so a busy worker makes one request (a fetch carrying the acks of
-two polls) per two polls. The member then holds at most twice ``max_records``. A
-prefetched record's lease runs from its fetch, so a poll handing out records fetched more
-than half a lease ago, or after the connection dropped (a restarted broker voided every
-lease), renews their lease first (one extend request) and leaves out any the broker no
-longer counts as this member's: a record whose ack another member had confirmed is never
-handed out. A fetched record counts a delivery, so records still buffered at
+Prefetch (``prefetch=True``, the default; docs/decisions/0036): while fetches come back
+full (a backlog), each asks for twice as many polls' worth as the one before, up to
+:data:`PREFETCH_MAX_POLLS`, and the polls after it are served from the buffer without a
+request, so a busy worker makes one request (a fetch carrying the acks of all those polls)
+per up to eight polls. A fetch never asks for more than the application handed out, at the
+rate observed over the previous fetch, in :data:`PREFETCH_LEASE_SHARE` of the lease, so a
+slow handler is not prefetched for. A short answer starts again at one poll's worth; an
+answer that says the principal is over its fetch quota does not grow the depth. The
+member holds at most ``PREFETCH_MAX_POLLS x max_records``. A prefetched record's lease
+runs from its fetch (the lease the broker says it granted, ``QueueFetchResponse.lease_ms``,
+so a lease lowered by ``alter_queue_group`` counts), so a poll handing out records fetched
+more than half a lease ago, or after the connection dropped (a restarted broker voided
+every lease), renews their lease first (one extend request) and leaves out any the broker
+no longer counts as this member's: a record whose ack another member had confirmed is
+never handed out. A fetched record counts a delivery, so records still buffered at
 :meth:`close` come back to the group with one delivery more (as in Kafka share groups);
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
 Security: ``tls``, ``ca``, ``cert``, ``key`` and ``token`` as for the Consumer. A fetch
 answer with ``throttle_time_ms`` > 0 (the principal is over its fetch quota) makes the next
-fetch wait that long, as the Consumer's does.
+fetch (and a ``close()``) wait that long, as the Consumer's does; queued settlements then
+wait a linger past the throttle for a poll's fetch to carry them.
 
 Threading: one application thread polls; ``ack`` and friends may be called from any
 thread (the pending list has its own lock). Not for use after ``close()``.
@@ -40,6 +47,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +56,26 @@ from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.queue_message import (
     ACK,
-    EXTEND,
     KIND_NAMES,
     QueueMessage,
     Reject,
     SettleError,
     decode_records,
 )
+from logstream.client.queue_prefetch import Prefetch, extend_settlements, still_held
 from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 from logstream.types import Headers
 
 _Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, delay, reason, lease
+
+_partition_of = attrgetter("topic", "partition")
+
+LINGER_WAKE_MIN_MS = 20
+"""With ``ack_linger_ms`` at least this long, the linger thread looks for settlements every
+``ack_linger_ms`` instead of being woken by the first one: an ack then costs no thread
+wake-up, and a settlement still goes out at most ``ack_linger_ms`` after it was queued."""
 
 
 def _unsent(m: QueueMessage, riding: set[int]) -> bool:
@@ -84,6 +100,13 @@ def _hold_unsent(
             else:
                 del pending[key]
     return held
+
+
+def _fold(acks: list[QueueMessage], pending: dict[_Key, list[QueueMessage]]) -> None:
+    """Add plain ``acks`` to ``pending`` by partition, after what is there: an extend
+    queued before an ack of the same record is sent first."""
+    for (topic, partition), run in groupby(acks, _partition_of):
+        pending.setdefault((topic, partition, ACK, None, "", 0), []).extend(run)
 
 
 def _settlements(pending: dict[_Key, list[QueueMessage]]) -> list[queue_pb2.Settlement]:
@@ -144,18 +167,20 @@ class QueueConsumer:
             bootstrap, tr.ChannelSecurity.of(tls=tls, ca=ca, cert=cert, key=key, token=token)
         )
         self._timeout = request_timeout_ms / 1000.0
-        self._lock = threading.Condition()
+        # One mutex for the queued settlements; the condition over it wakes the linger
+        # thread. The ack hot path takes the bare mutex (a C-level lock, no Python frames).
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)
         self._pending: dict[_Key, list[QueueMessage]] = {}
-        self._pending_since = 0.0
+        self._acks: list[QueueMessage] = []  # plain acks, in order; folded into _pending
+        self._pending_since = 0.0  # when the oldest queued settlement (or ack) was queued
+        self._replying = False  # some message got a reply: settlements may wait for it
         self._refused: list[SettleError] = []
-        self._buffer: list[QueueMessage] = []
-        self._buffer_fetched_at = 0.0  # monotonic; when the oldest buffered record's fetch began
-        self._buffer_drops = 0  # the transport's connection drops before that fetch
-        self._backlog = False  # the last fetch filled the poll: prefetch the next one
         self._send_lock = threading.Lock()  # one settlement-carrying RPC at a time
-        # The linger thread waits with no deadline (nothing pending): only then does a
-        # first settlement need to wake it; otherwise it wakes at its deadline anyway.
+        # The linger thread waits with no deadline (nothing pending) only when the linger
+        # is short (LINGER_WAKE_MIN_MS); only then does a first settlement wake it.
         self._linger_idle = False
+        self._wake_linger = ack_linger_ms < LINGER_WAKE_MIN_MS
         self._closed = False
         self._stopping = False
         self._throttled_until = 0.0  # monotonic: no fetch before (the broker's quota)
@@ -170,8 +195,9 @@ class QueueConsumer:
             timeout=self._timeout,
         )
         self.topics = list(resp.topics)
-        self._group_lease_ms = resp.settings.lease_ms
+        self._lease_ms_granted = resp.settings.lease_ms  # updated by every fetch answer
         self.prefetch = prefetch and not resp.settings.auto_ack
+        self._prefetch = Prefetch(self.prefetch)
         self._replies = ReplySender(
             self._transport, timeout=self._timeout, linger_s=reply_linger_ms / 1000.0
         )
@@ -183,32 +209,36 @@ class QueueConsumer:
     # ---- settling ------------------------------------------------------------------------
 
     def _queue_ack(self, msg: QueueMessage) -> None:
-        """:meth:`_queue_settle` for a plain ack (the per-message hot path)."""
-        key: _Key = (msg.topic, msg.partition, ACK, None, "", 0)
-        with self._lock:
+        """:meth:`_queue_settle` for a plain ack (the per-message hot path): one append to
+        a list, grouped by partition only when sent (:meth:`_fold_acks`)."""
+        with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
-            if not self._pending:
-                self._pending_since = time.monotonic()
-                if self._linger_idle:
-                    self._lock.notify_all()
-            pending = self._pending.get(key)
-            if pending is None:
-                self._pending[key] = [msg]
-            else:
-                pending.append(msg)
+            acks = self._acks
+            if not acks and not self._pending:
+                self._first_settlement()
+            acks.append(msg)
 
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
         options = (extra.get("delay_ms"), extra.get("reason", ""), extra.get("lease_ms", 0))
         key: _Key = (msg.topic, msg.partition, kind, *options)
-        with self._lock:
+        with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
-            if not self._pending:
-                self._pending_since = time.monotonic()
-                if self._linger_idle:
-                    self._lock.notify_all()
+            if not self._pending and not self._acks:
+                self._first_settlement()
             self._pending.setdefault(key, []).append(msg)
+
+    def _first_settlement(self) -> None:
+        """Nothing was queued before this settlement (caller holds the mutex)."""
+        self._pending_since = time.monotonic()
+        if self._linger_idle and self._wake_linger:
+            self._lock.notify_all()
+
+    def _fold_acks(self) -> None:
+        """Move the queued plain acks into ``_pending`` (caller holds the mutex)."""
+        acks, self._acks = self._acks, []
+        _fold(acks, self._pending)
 
     def _take_pending(
         self, *, wait_replies: bool = True, riding: Sequence[Future[None]] = ()
@@ -221,18 +251,21 @@ class QueueConsumer:
         waits for a reply."""
         ride = {id(f) for f in riding}  # futures hash by identity, but id() says it plainly
         with self._lock:
+            self._fold_acks()
             pending, self._pending = self._pending, {}
-            if not wait_replies:
+            replying = self._replying
+            if not wait_replies and replying:
                 held = _hold_unsent(pending, ride)
                 if held:
                     for key, msgs in held.items():
                         self._pending.setdefault(key, []).extend(msgs)
                     self._pending_since = time.monotonic()
                     self._lock.notify_all()
-        given = [m.replied for ms in pending.values() for m in ms]
-        replies = [f for f in given if f is not None and id(f) not in ride]
-        if replies:
-            futures.wait(replies, timeout=self._timeout)
+        if replying:
+            given = [m.replied for ms in pending.values() for m in ms]
+            replies = [f for f in given if f is not None and id(f) not in ride]
+            if replies:
+                futures.wait(replies, timeout=self._timeout)
         return _settlements(pending), pending
 
     def _record_results(self, results: Any, sent: dict[_Key, list[QueueMessage]]) -> None:
@@ -256,6 +289,7 @@ class QueueConsumer:
     def _restore(self, sent: dict[_Key, list[QueueMessage]]) -> None:
         """A failed send: put its settlements back in front of newer ones."""
         with self._lock:
+            self._fold_acks()
             for key, msgs in self._pending.items():
                 sent.setdefault(key, []).extend(msgs)
             self._pending = sent
@@ -282,14 +316,18 @@ class QueueConsumer:
     def _linger_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and not self._pending:
+                idle_wait = None if self._wake_linger else self.ack_linger_ms / 1000.0
+                while not self._closed and not self._pending and not self._acks:
                     self._linger_idle = True
-                    self._lock.wait()
+                    self._lock.wait(idle_wait)
                 self._linger_idle = False
                 if self._closed:
                     return
-                # a Settle sent while throttled is held by the broker: the next fetch takes it
-                due = max(self._pending_since + self.ack_linger_ms / 1000.0, self._throttled_until)
+                # A Settle sent while throttled is held by the broker, and one sent the moment
+                # the throttle ends races the poll's fetch (whose answer throttles again):
+                # the poll gets a linger's time after the throttle to carry them.
+                linger_s = self.ack_linger_ms / 1000.0
+                due = max(self._pending_since, self._throttled_until) + linger_s
                 if (wait := due - time.monotonic()) > 0:
                     self._lock.wait(wait)
                     continue
@@ -313,6 +351,7 @@ class QueueConsumer:
         or the reply thread sends it after ``reply_linger_ms`` (reply_sender.py)."""
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
+        self._replying = True
         batch = encode_batch([value], headers=[encode_headers(headers)])
         return self._replies.send(reply_to, batch)
 
@@ -324,7 +363,7 @@ class QueueConsumer:
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
         want = max_records or self.max_records
-        if self._buffer:
+        if self._prefetch.buffer:
             return self._from_buffer(want)
         if not self._wait_throttle(timeout):
             return []
@@ -334,13 +373,14 @@ class QueueConsumer:
                 wait_replies=False, riding=[f for _, _, f in replies]
             )
             fetched_at = time.monotonic()
-            drops = self._transport.connection_drops() if self._backlog else 0
+            ask = self._prefetch.fetch_size(want, fetched_at, self._lease_s())
+            drops = self._transport.connection_drops() if ask > want else 0
             try:
                 resp = self._transport.queue_fetch(
                     queue_pb2.QueueFetchRequest(
                         group=self.group,
                         member_id=self.member_id,
-                        max_records=2 * want if self._backlog else want,
+                        max_records=ask,
                         max_wait_ms=int(max(timeout, 0) * 1000),
                         lease_ms=self.lease_ms,
                         settle=settles,
@@ -355,49 +395,43 @@ class QueueConsumer:
         settle_replies(replies, resp.reply_results)
         if resp.throttle_time_ms > 0:
             self._throttled_until = time.monotonic() + resp.throttle_time_ms / 1000.0
+        if resp.lease_ms > 0:
+            self._lease_ms_granted = resp.lease_ms
         self._record_results(resp.results, sent)
-        got = decode_records(resp.records, self)
-        self._backlog = self.prefetch and len(got) >= want
-        if len(got) > want:
-            self._buffer, self._buffer_fetched_at, self._buffer_drops = (
-                got[want:],
-                fetched_at,
-                drops,
-            )
-            del got[want:]
-        return got
+        return self._prefetch.fetched(
+            decode_records(resp.records, self),
+            want,
+            ask,
+            at=fetched_at,
+            drops=drops,
+            lease_s=self._lease_s(),
+            throttled=resp.throttle_time_ms > 0,
+        )
+
+    def _lease_s(self) -> float:
+        """The lease of the records fetched last, in seconds."""
+        return (self.lease_ms or self._lease_ms_granted) / 1000.0
 
     def _from_buffer(self, want: int) -> list[QueueMessage]:
         """Up to ``want`` buffered records. The buffer's leases are renewed first if half
         a lease ran out since its fetch or the connection dropped meanwhile (a restarted
         broker voided every lease); records the broker refused to renew are left out, and
         a failed renewal empties the buffer (the broker hands those records out again)."""
-        lease_s = (self.lease_ms or self._group_lease_ms) / 1000.0
-        stale = lease_s and time.monotonic() - self._buffer_fetched_at > lease_s / 2
+        p = self._prefetch
         drops = self._transport.connection_drops()
-        if stale or drops != self._buffer_drops:
+        if p.needs_renewal(drops):
             renewed_at = time.monotonic()
             try:
-                self._buffer = self._renew(self._buffer)
+                kept = self._renew(p.buffer)
             except errors.LogstreamError:
-                self._buffer = []
+                p.buffer = []
                 raise
-            self._buffer_fetched_at, self._buffer_drops = renewed_at, drops
-        out, self._buffer = self._buffer[:want], self._buffer[want:]
-        return out
+            p.renewed(kept, renewed_at, drops, self._lease_s())
+        return p.take(want)
 
     def _renew(self, msgs: list[QueueMessage]) -> list[QueueMessage]:
         """Extend the lease of ``msgs`` now; the ones not renewed (no longer held)."""
-        by_tp: dict[tuple[str, int], list[QueueMessage]] = {}
-        for m in msgs:
-            by_tp.setdefault((m.topic, m.partition), []).append(m)
-        settles = [
-            queue_pb2.Settlement(
-                topic=t, partition=p, kind=EXTEND, offsets=[m.offset for m in ms],
-                lease_ms=self.lease_ms,
-            )
-            for (t, p), ms in by_tp.items()
-        ]  # fmt: skip
+        settles = extend_settlements(msgs, self.lease_ms)
         with self._send_lock:
             resp = self._transport.queue_settle(
                 queue_pb2.QueueSettleRequest(
@@ -405,10 +439,7 @@ class QueueConsumer:
                 ),
                 timeout=self._timeout,
             )
-        lost = {(r.topic, r.partition, off) for r in resp.results for off in r.offsets}
-        if not lost:
-            return msgs
-        return [m for m in msgs if (m.topic, m.partition, m.offset) not in lost]
+        return still_held(msgs, resp.results)
 
     def _wait_throttle(self, timeout: float) -> bool:
         """Wait out the broker's fetch throttle (at most ``timeout``); False when it outlasts
@@ -425,8 +456,7 @@ class QueueConsumer:
             batch = self.poll(self.max_wait_ms / 1000.0)
             for i, msg in enumerate(batch):
                 if self._stopping:
-                    self._buffer = batch[i:] + self._buffer
-                    self._buffer_drops = -1  # unknown fetch: renewed before handed out
+                    self._prefetch.put_back(batch[i:])
                     return
                 yield msg
 
@@ -466,6 +496,10 @@ class QueueConsumer:
         refused: list[SettleError] = []
         try:
             self._replies.close(self._timeout)  # replies first: their acks wait for them
+            # the broker would hold the leave until the throttle ends: wait here instead
+            throttled = self._throttled_until - time.monotonic()
+            if throttled > 0:
+                time.sleep(min(throttled, self._timeout))
             with self._send_lock:
                 settles, sent = self._take_pending()
                 resp = self._transport.queue_leave(

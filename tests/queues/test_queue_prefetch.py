@@ -1,8 +1,9 @@
 """QueueConsumer prefetch against a real broker: a full poll makes the next fetch ask for
-twice as many, the next poll is served without a request, a member holds at most twice
-``max_records``, a prefetched record's lease is renewed when half of it ran out before it
-was handed out or the broker restarted, and one the broker gave to another member
-meanwhile is left out."""
+twice as many, the next poll is served without a request, fetches keep doubling up to
+``PREFETCH_MAX_POLLS x max_records`` while the member keeps up and are not grown for a slow
+handler, a prefetched record's lease (the one the broker granted, also after the group's
+lease was lowered) is renewed when half of it ran out before it was handed out or the
+broker restarted, and one the broker gave to another member meanwhile is left out."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from queue_helpers import admin, make_topic
 
 from logstream import QueueConsumer
 from logstream.client.queue_consumer import QueueMessage
+from logstream.client.queue_prefetch import PREFETCH_MAX_POLLS
 from logstream.testing.broker import BrokerProcess
 
 
@@ -72,20 +74,70 @@ def test_without_prefetch_a_member_holds_exactly_what_it_polled(
             assert _total(qbroker.address, name) == (len(held), 0)
 
 
-def test_a_member_never_holds_more_than_twice_max_records(
+def test_fetches_grow_while_the_member_keeps_up_and_never_exceed_the_cap(
     qbroker: BrokerProcess, name: str
 ) -> None:
-    make_topic(qbroker.address, name, 2, 100)
+    make_topic(qbroker.address, name, 2, 200)
     admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    cap = 5 * PREFETCH_MAX_POLLS
     with QueueConsumer(qbroker.address, group=name, max_records=5) as q:
         seen: set[int] = set()
-        for _ in range(8):
-            for m in _poll_until(q, 5):
+        most = 0
+        while len(seen) < 200:
+            got = _poll_until(q, 5)
+            assert got
+            for m in got:
                 seen.add(m.partition * 1000 + m.offset)
                 m.ack()
             acquired, _ = _total(qbroker.address, name)
-            assert acquired <= 10
-        assert len(seen) == 40
+            assert acquired <= cap
+            most = max(most, acquired)
+        # 5, 10, 20, then 40 per fetch: the depth doubled up to its cap
+        assert most == cap
+        assert q.commit() == []
+
+
+def test_a_slow_handler_is_not_prefetched_for(qbroker: BrokerProcess, name: str) -> None:
+    make_topic(qbroker.address, name, 1, 12)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=1_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
+        for _ in range(4):
+            got = _poll_until(q, 2)
+            assert len(got) == 2
+            # 2 records a 0.3 s: a quarter lease (250 ms) is worth less than one poll
+            assert _total(qbroker.address, name)[0] == 2
+            time.sleep(0.3)  # the handler's work
+            for m in got:
+                m.ack()
+
+
+def test_a_lease_lowered_after_joining_is_the_one_prefetched_records_are_renewed_by(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 6)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
+        for m in _poll_until(q, 2):
+            m.ack()
+        admin(qbroker.address).alter_queue_group(name, lease_ms=2_000)
+        fetched_at = time.monotonic()
+        for m in q.poll(0.5):  # fetches 4 under the 2 s lease: 2 handed out, 2 buffered
+            m.ack()
+        assert q.commit() == []
+        while time.monotonic() - fetched_at < 1.2:  # more than half the new lease
+            time.sleep(0.05)
+        buffered = q.poll(0.5)
+        assert len(buffered) == 2
+        while time.monotonic() - fetched_at < 2.6:  # the fetch's lease ran out by now
+            time.sleep(0.05)
+        # renewed at hand-out although the lease at join time was 60 s
+        d = admin(qbroker.address).describe_queue_group(name).total
+        assert d.acquired == 2 and d.redelivered == 0
+        with QueueConsumer(qbroker.address, group=name, max_records=20) as other:
+            assert other.poll(0.3) == []
+        for m in buffered:
+            m.ack()
+        assert q.commit() == []
 
 
 def test_records_prefetched_half_a_lease_ago_get_a_fresh_lease_when_handed_out(

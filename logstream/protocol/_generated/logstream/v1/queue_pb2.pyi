@@ -167,16 +167,18 @@ class QueueRecords(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., batches: _Optional[bytes] = ..., offsets: _Optional[_Iterable[int]] = ..., delivery_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueFetchResponse(_message.Message):
-    __slots__ = ("results", "records", "throttle_time_ms", "reply_results")
+    __slots__ = ("results", "records", "throttle_time_ms", "reply_results", "lease_ms")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REPLY_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SettleResult]
     records: _containers.RepeatedCompositeFieldContainer[QueueRecords]
     throttle_time_ms: int
     reply_results: _containers.RepeatedCompositeFieldContainer[QueueReplyResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ...) -> None: ...
+    lease_ms: int
+    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ...) -> None: ...
 
 class QueueSettleRequest(_message.Message):
     __slots__ = ("group", "member_id", "settle")

@@ -1,0 +1,123 @@
+"""The ``QueueConsumer``'s prefetch: how much a fetch asks for, and the records fetched
+beyond what the poll wanted (docs/decisions/0032 and 0036).
+
+- **Depth** (:meth:`Prefetch.fetch_size`, :meth:`Prefetch.fetched`): while fetches come
+  back full, each asks for twice as many polls' worth as the one before, up to
+  :data:`PREFETCH_MAX_POLLS`; a short answer starts again at one poll's worth, and an
+  answer reporting a quota throttle does not grow it. A fetch never asks for more than
+  the application consumed, at the rate seen since the previous fetch (all of whose
+  records were handed out before the next fetch is made), in
+  :data:`PREFETCH_LEASE_SHARE` of the lease.
+- **Buffer**: the records beyond the poll's share, with when their fetch began, the lease
+  they were acquired under and the transport's connection-drop count at that time, so
+  the consumer can tell when their leases need renewing (:meth:`Prefetch.needs_renewal`).
+
+Not thread-safe: used by the one polling thread.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from logstream.client.queue_message import EXTEND, QueueMessage
+from logstream.protocol import queue_pb2
+
+PREFETCH_MAX_POLLS = 8
+"""A fetch asks for at most this many polls' worth of records: beyond 8 x 100 records per
+request the broker's CPU per record hardly falls (the fixed cost per request is spread
+thin by then) while a member holds ever more records others could work on."""
+PREFETCH_LEASE_SHARE = 0.25
+"""A fetch asks for at most what the application consumed, at its observed rate, in this
+share of the lease: the buffer is normally handed out long before a renewal is due."""
+
+
+class Prefetch:
+    """Prefetch depth and buffer of one ``QueueConsumer``; see the module docstring."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.buffer: list[QueueMessage] = []
+        self.fetched_at = 0.0  # monotonic; when the buffered records' fetch began
+        self.lease_s = 0.0  # the lease they were acquired under
+        self.drops = 0  # the transport's connection drops before that fetch
+        self._depth = 1  # polls' worth the next fetch asks for (> 1: prefetch)
+        self._last = (0.0, 0)  # when the last fetch began, how many records it got
+
+    def fetch_size(self, want: int, now: float, lease_s: float) -> int:
+        """Records the next fetch (beginning ``now``) asks for when the poll wants
+        ``want``, records being leased for ``lease_s``."""
+        if self._depth <= 1:
+            return want
+        ask = want * self._depth
+        since, count = self._last
+        elapsed = now - since
+        if elapsed > 0 and lease_s > 0:
+            ask = min(ask, max(want, int(count / elapsed * lease_s * PREFETCH_LEASE_SHARE)))
+        return ask
+
+    def fetched(
+        self,
+        got: list[QueueMessage],
+        want: int,
+        asked: int,
+        *,
+        at: float,
+        drops: int,
+        lease_s: float,
+        throttled: bool,
+    ) -> list[QueueMessage]:
+        """A fetch that began ``at`` returned ``got`` (asked for ``asked``): adjust the
+        depth, buffer what is beyond ``want`` and return the rest."""
+        if not (self.enabled and len(got) >= asked):
+            self._depth = 1
+        elif not throttled:  # over its quota, a larger answer gains nothing
+            self._depth = min(2 * self._depth, PREFETCH_MAX_POLLS)
+        self._last = (at, len(got))
+        if len(got) > want:
+            self.buffer, self.fetched_at, self.drops, self.lease_s = got[want:], at, drops, lease_s
+            del got[want:]
+        return got
+
+    def needs_renewal(self, drops: int) -> bool:
+        """Whether the buffer's leases must be renewed before a record is handed out: half
+        the lease ran out since the fetch, or the connection dropped (``drops`` differs:
+        a restarted broker voided every lease)."""
+        lease_s = self.lease_s
+        stale = lease_s > 0 and time.monotonic() - self.fetched_at > lease_s / 2
+        return stale or drops != self.drops
+
+    def renewed(self, kept: list[QueueMessage], at: float, drops: int, lease_s: float) -> None:
+        """The buffer's leases were renewed at ``at``; ``kept`` are the records still held."""
+        self.buffer, self.fetched_at, self.drops, self.lease_s = kept, at, drops, lease_s
+
+    def take(self, want: int) -> list[QueueMessage]:
+        out, self.buffer = self.buffer[:want], self.buffer[want:]
+        return out
+
+    def put_back(self, msgs: list[QueueMessage]) -> None:
+        """Records handed out but not used (iteration stopped): first in line again, and
+        renewed before they are handed out (their fetch is not known any more)."""
+        self.buffer = msgs + self.buffer
+        self.drops = -1
+
+
+def extend_settlements(msgs: list[QueueMessage], lease_ms: int) -> list[queue_pb2.Settlement]:
+    """Extends of ``msgs`` (a lease of ``lease_ms``; 0: the group's), one per partition."""
+    by_tp: dict[tuple[str, int], list[QueueMessage]] = {}
+    for m in msgs:
+        by_tp.setdefault((m.topic, m.partition), []).append(m)
+    return [
+        queue_pb2.Settlement(
+            topic=t, partition=p, kind=EXTEND, offsets=[m.offset for m in ms], lease_ms=lease_ms
+        )
+        for (t, p), ms in by_tp.items()
+    ]
+
+
+def still_held(msgs: list[QueueMessage], results: Any) -> list[QueueMessage]:
+    """``msgs`` less those the broker refused to renew (``SettleResult`` items)."""
+    lost = {(r.topic, r.partition, off) for r in results for off in r.offsets}
+    if not lost:
+        return msgs
+    return [m for m in msgs if (m.topic, m.partition, m.offset) not in lost]

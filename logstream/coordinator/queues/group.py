@@ -245,19 +245,21 @@ class QueueGroup:
         lease = self._lease(lease_ms)
         now = self._clock.now_ms()
         out: list[Delivery] = []
+        visited: list[_Partition] = []  # the only windows this call changed (ticked)
         left = max_records
         n = len(self._parts)
         for i in range(n):
             if left <= 0:
                 break
             p = self._parts[(self._rotate + i) % n]
+            visited.append(p)
             offsets, counts = p.window.acquire_counted(slot, left, now, lease)
             if len(offsets):
                 left -= len(offsets)
                 out.append(Delivery(p.topic, p.partition, offsets, counts))
                 self._record(statelog.encode_acquire(p.pid, offsets, self._settings.auto_ack))
         self._rotate = (self._rotate + 1) % max(n, 1)
-        self._after_change()
+        self._after_change(*visited)
         return out
 
     def ack(self, member_id: str, topic: str, partition: int, offsets: object) -> OpResult:
@@ -329,8 +331,10 @@ class QueueGroup:
             p.window.tick(now)
         self._after_change()
 
-    def _after_change(self, only: _Partition | None = None) -> None:
-        for p in self._parts if only is None else [only]:
+    def _after_change(self, *only: _Partition) -> None:
+        """Write what waits for the dead-letter topic and slide the windows ``only`` (all
+        of them when none is named)."""
+        for p in only or self._parts:
             if p.window.dead_pending:
                 self._dead_letter(p)
             p.window.advance()

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logstream.clock import SYSTEM_CLOCK, Clock
-from logstream.codec import check_batch
+from logstream.codec import check_batch, read_header
 from logstream.errors import (
     KafkaStorageError,
     MessageTooLargeError,
@@ -142,8 +142,15 @@ class PartitionLog(PartitionReader[Segment]):
 
     # -- append ------------------------------------------------------------------------------
 
-    def append(self, batch: bytes | bytearray | memoryview) -> AppendResult:
+    def append(
+        self, batch: bytes | bytearray | memoryview, *, trusted: bool = False
+    ) -> AppendResult:
         """Append ONE encoded batch; assign its offsets. See AppendResult.
+
+        ``trusted``: the caller encoded the batch itself (``encode_batch`` in this process,
+        e.g. the broker's internal state logs), so its CRC and record section are right by
+        construction and are not checked again; only the header is read. Never for bytes
+        that came from a client or a file.
 
         Raises MessageTooLargeError, CorruptRecordError / InvalidBatchError (bad bytes; nothing
         written), OutOfOrderSequenceError / InvalidProducerEpochError (idempotence), and
@@ -156,7 +163,10 @@ class PartitionLog(PartitionReader[Segment]):
                 f"batch of {nbytes} bytes exceeds max_batch_bytes {config.max_batch_bytes} "
                 f"of topic {self.topic!r}"
             )
-        header = check_batch(batch, max_batch_bytes=config.max_batch_bytes)
+        if trusted:
+            header = read_header(batch)
+        else:
+            header = check_batch(batch, max_batch_bytes=config.max_batch_bytes)
         log_append = config.timestamp_type == "log_append"
         with self._lock:
             self._check_writable()

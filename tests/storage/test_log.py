@@ -177,6 +177,19 @@ def test_append_stamps_offset_in_stored_copy_only(mgr):
     assert decode_batch(log.read(1)).header.base_offset == 1
 
 
+def test_a_trusted_append_stores_what_a_checked_one_does(mgr):
+    mgr.create_topic("checked")
+    mgr.create_topic("trusted")
+    checked, trusted = mgr.get_log("checked", 0), mgr.get_log("trusted", 0)
+    for i in range(5):
+        batch = make_batch(3, tag=i)
+        a, b = checked.append(batch), trusted.append(batch, trusted=True)
+        assert (a.base_offset, a.last_offset) == (b.base_offset, b.last_offset)
+    assert trusted.read(0, 10**9) == checked.read(0, 10**9)
+    # the stored copies pass the CRC check of a read (iter_batches verifies)
+    assert offsets_of(trusted.read(0, 10**9)) == list(range(15))
+
+
 def test_offset_for_timestamp(mgr):
     mgr.create_topic("t", 1, SMALL)
     log = mgr.get_log("t", 0)

@@ -2,7 +2,8 @@
 
     python benchmarks/peers/run.py [--quick] [--runs 3]
                                    [--systems redis,nats,logstream,secure,kafka,floor]
-                                   [--no-scale] [--no-install] [--results PATH] [--json PATH]
+                                   [--workloads produce,replay,group] [--no-scale]
+                                   [--no-install] [--results PATH] [--json PATH]
 
 Installs what is missing (servers.py), then for each run and each system starts a fresh
 server on a free 127.0.0.1 port (temp dir), runs the same workload through the adapter's
@@ -11,7 +12,12 @@ server it started. Every consumer verifies the count and bytes it received. Medi
 runs (with min-max) go to the ``peers`` section of benchmarks/RESULTS.md.
 
 The full run is sized for <= 15 minutes on 2 cores; ``--quick`` (used by the smoke test) runs
-tiny counts once in well under a minute.
+tiny counts once in well under a minute. ``--workloads`` runs a part of it (the other rows
+say "n/a (not selected)"); give it its own ``--results`` file, or it replaces the full table.
+
+Before each produce workload of every system the driver touches and frees 256 MiB of page
+cache (``servers.warm_page_cache``): on this VM the first new pages after a quiet gap cost
+~25x more kernel CPU, and the systems' setups leave gaps of different lengths.
 """
 
 from __future__ import annotations
@@ -243,8 +249,29 @@ def start_server(system: str) -> servers.Server:
     return servers.logstream_broker()
 
 
-def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
-    """One run of the whole workload against a fresh server; returns op -> Result | str."""
+def workload_of(key: str) -> str:
+    """The ``--workloads`` name of a row: its key without the record size."""
+    return key.removesuffix(" 100B").removesuffix(" 1KiB")
+
+
+WORKLOADS = (
+    "produce", "replay", "group", "queue", "queue timing", "durable produce", "latency",
+    "request reply", "produce per record", "replay per record", "latency poll",
+)  # fmt: skip
+NOT_SELECTED = "not selected (--workloads)"
+
+
+def run_system(
+    system: str,
+    plan: Plan,
+    run_no: int,
+    log,
+    only: frozenset[str] | None = None,
+    warmup: bool = True,
+) -> dict[str, object]:
+    """One run of the whole workload against a fresh server; returns op -> Result | str.
+    ``only``: the workloads to run (``WORKLOADS`` names); the others are "n/a" rows.
+    ``warmup``: touch the page cache before each produce (``servers.warm_page_cache``)."""
     module, _label = SYSTEMS[system]
     out: dict[str, object] = {}
     srv = start_server(system)
@@ -255,7 +282,11 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
         def op(
             key: str, func: str, args: tuple, sampler: bool = False, where: str = module
         ) -> None:
+            if only is not None and workload_of(key) not in only:
+                out[key] = f"n/a ({NOT_SELECTED})"
+                return
             t0 = time.monotonic()
+            warm_us = servers.warm_page_cache() if warmup and "produce" in key else None
             try:
                 if sampler:
                     with RssSampler(srv) as rs:
@@ -292,6 +323,8 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
             except Exception as e:
                 out[key] = f"error: {str(e).splitlines()[0]}"
                 desc = f"{out[key]}\n{e}"
+            if warm_us is not None:
+                desc += f" (page cache warm-up {warm_us:.1f} us/page)"
             log(f"    {key:<22} {desc}  [{time.monotonic() - t0:.1f} s]")
 
         if system == "floor":  # latency is all the relay can do
@@ -308,7 +341,9 @@ def run_system(system: str, plan: Plan, run_no: int, log) -> dict[str, object]:
                 op(f"replay {label}", "replay", (topic, n, size))
                 op(f"group {label}", "group_consume", (topic, n, size))
             else:
-                out[f"replay {label}"] = out[f"group {label}"] = "skipped (produce failed)"
+                produced = out[f"produce {label}"]
+                why = produced if NOT_SELECTED in str(produced) else "skipped (produce failed)"
+                out[f"replay {label}"] = out[f"group {label}"] = why
         skip = NOT_APPLICABLE.get(system, {})
 
         def not_applicable(key: str) -> bool:
@@ -992,6 +1027,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="runs per system (median)")
     ap.add_argument("--systems", default="redis,nats,logstream,secure,kafka,floor")
     ap.add_argument("--no-scale", action="store_true", help="skip the logstream scale table")
+    ap.add_argument(
+        "--workloads",
+        default=None,
+        help=f"run only these (comma-separated: {', '.join(WORKLOADS)}); default all",
+    )
+    ap.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="no page cache warm-up before produce workloads (A/B of the warm-up itself)",
+    )
     ap.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     ap.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")
     ap.add_argument("--json", type=Path, default=None, help="also dump raw results as JSON")
@@ -1003,6 +1048,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         ap.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+    only = None
+    if args.workloads:
+        only = frozenset(w.strip() for w in args.workloads.split(",") if w.strip())
+        if only - set(WORKLOADS):
+            ap.error(f"unknown workloads {sorted(only - set(WORKLOADS))}")
     t_start = time.monotonic()
 
     def log(msg: str) -> None:
@@ -1030,7 +1080,8 @@ def main(argv: list[str] | None = None) -> int:
         for system in systems:
             log(f"run {run_no}/{runs}: {SYSTEMS[system][1]}")
             try:
-                all_runs[system].append(run_system(system, plan, run_no, log))
+                result = run_system(system, plan, run_no, log, only, not args.no_warmup)
+                all_runs[system].append(result)
             except Exception as e:  # the server itself did not start
                 log(f"  {system}: {e}")
                 all_runs[system].append({"produce 100B": f"error: {str(e).splitlines()[0]}"})

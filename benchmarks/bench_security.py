@@ -9,7 +9,9 @@ TLS + token; TLS + token + ACLs; mutual TLS (the certificate is the identity). T
 without TLS separate what authentication and authorisation cost from what TLS costs.
 
 Each run starts a fresh broker subprocess per mode on a free 127.0.0.1 port with a
-temporary data dir and stops it afterwards. The workload is the ``make bench-peers`` one:
+temporary data dir and stops it afterwards; before each produce the page cache is warmed
+the same way (``benchmarks/peers/servers.warm_page_cache``: on this VM the first new pages
+after a pause cost ~25x more kernel CPU). The workload is the ``make bench-peers`` one:
 ``records`` x 100 B produced with ``send_batch`` in chunks of 1,000 (``linger_ms=5``,
 512 KiB batches, acks=leader), then replayed from offset 0 with ``poll_batch``. Medians of
 the runs (min-max) go to RESULTS.md section ``security``.
@@ -31,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.peers.servers import warm_page_cache  # noqa: E402
 from logstream.broker.security.acl_log import offline_acl_store  # noqa: E402
 from logstream.broker.security.acls import Acl  # noqa: E402
 from logstream.broker.security.credentials import CredentialStore  # noqa: E402
@@ -141,6 +144,7 @@ def run_mode(mode: str, n: int) -> tuple[Phase, Phase]:
             admin.create_topic(TOPIC)
             admin.close()
             produce, replay = Phase(broker.pid), Phase(broker.pid)
+            warm_page_cache()  # every mode starts from the same page cache state
             _produce(broker.address, client, n, produce)
             _replay(broker.address, client, n, replay)
             return produce, replay

@@ -15,8 +15,8 @@ The full run is sized for <= 15 minutes on 2 cores; ``--quick`` (used by the smo
 tiny counts once in well under a minute. ``--workloads`` runs a part of it (the other rows
 say "n/a (not selected)"); give it its own ``--results`` file, or it replaces the full table.
 
-Before each produce workload of every system the driver touches and frees 256 MiB of page
-cache (``servers.warm_page_cache``): on this VM the first new pages after a quiet gap cost
+Before each produce workload of every system the driver touches and frees 256 MiB or more
+of page cache (``servers.warm_page_cache``): on this VM the first new pages after a quiet gap cost
 ~25x more kernel CPU, and the systems' setups leave gaps of different lengths.
 """
 
@@ -286,7 +286,9 @@ def run_system(
                 out[key] = f"n/a ({NOT_SELECTED})"
                 return
             t0 = time.monotonic()
-            warm_us = servers.warm_page_cache() if warmup and "produce" in key else None
+            warm_us = None
+            if warmup and "produce" in key:  # args: (topic, records, size)
+                warm_us = servers.warm_page_cache(servers.warmup_mb(args[1], args[2]))
             try:
                 if sampler:
                     with RssSampler(srv) as rs:

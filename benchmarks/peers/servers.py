@@ -130,8 +130,14 @@ def rss_kib(pid: int) -> dict[str, int]:
 
 
 PAGE_CACHE_WARMUP_MB = 256
-"""What :func:`warm_page_cache` touches before a produce workload: more than the page cache
-the largest produce writes (1,000,000 x 100 B or 200,000 x 1 KiB, ~120-220 MB of log)."""
+"""The least :func:`warm_page_cache` touches before a produce workload; ``warmup_mb`` asks
+for twice the log a workload writes when that is more (200,000 x 1 KiB: ~400 MiB)."""
+
+
+def warmup_mb(records: int, size: int) -> int:
+    """MiB to warm before producing ``records`` x ``size`` B (their log, with room for
+    record headers, the index and what other processes take meanwhile)."""
+    return max(PAGE_CACHE_WARMUP_MB, 2 * records * size >> 20)
 
 
 def warm_page_cache(mb: int = PAGE_CACHE_WARMUP_MB) -> float:

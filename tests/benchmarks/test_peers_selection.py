@@ -25,6 +25,11 @@ def test_warm_page_cache_measures_and_leaves_no_file():
     assert not [f for f in left if f.startswith("logstream-bench-warm-")]
 
 
+def test_the_warm_up_covers_the_largest_produce():
+    assert servers.warmup_mb(1_000, 100) == servers.PAGE_CACHE_WARMUP_MB
+    assert servers.warmup_mb(200_000, 1024) * (1 << 20) >= 2 * 200_000 * 1024 - (1 << 20)
+
+
 def test_every_row_key_has_a_workload_name():
     keys = ["produce 100B", "replay 1KiB", "group 100B", "queue 100B", "durable produce 100B"]
     keys += ["latency", "request reply", "produce per record", "replay per record"]
@@ -43,11 +48,11 @@ def test_only_the_selected_workloads_run(monkeypatch):
         return Result("logstream", func, 10, 1000, 0.01)
 
     monkeypatch.setattr(run, "call", fake_call)
-    monkeypatch.setattr(servers, "warm_page_cache", lambda mb=0: warmups.append(1) or 1.0)
+    monkeypatch.setattr(servers, "warm_page_cache", lambda mb=0: warmups.append(mb) or 1.0)
     plan = run.QUICK
     out = run.run_system("logstream", plan, 1, lambda _msg: None, frozenset({"produce"}))
     assert calls == ["produce", "produce"]  # 100 B and 1 KiB
-    assert len(warmups) == 2
+    assert warmups == [servers.warmup_mb(*plan.small), servers.warmup_mb(*plan.large)]
     assert isinstance(out["produce 100B"], Result)
     for key in ("replay 100B", "group 1KiB", "queue 100B", "latency", "produce per record"):
         assert out[key] == f"n/a ({run.NOT_SELECTED})", key

@@ -289,6 +289,7 @@ def run_system(
             warm_us = None
             if warmup and "produce" in key:  # args: (topic, records, size)
                 warm_us = servers.warm_page_cache(servers.warmup_mb(args[1], args[2]))
+            cpu0 = srv.cpu_seconds()
             try:
                 if sampler:
                     with RssSampler(srv) as rs:
@@ -313,7 +314,13 @@ def run_system(
                         f"{res.extra['worker_cpu_us']:.1f} us"
                     )
                 else:
-                    desc = f"{res.rate:,.0f} rec/s {res.mb_s:.1f} MB/s"
+                    # the server's CPU over the whole call (setup included) per record
+                    cpu_s = srv.cpu_seconds() - cpu0
+                    res.extra["server_cpu_ns"] = cpu_s / max(res.records, 1) * 1e9
+                    desc = (
+                        f"{res.rate:,.0f} rec/s {res.mb_s:.1f} MB/s, server CPU "
+                        f"{res.extra['server_cpu_ns']:,.0f} ns/record"
+                    )
             except NotAvailableError as e:
                 # "NotAvailable: <what> yet: <detail>" -> "not yet available (<what>)"
                 what = str(e).split(": ", 1)[-1].split(" are not")[0].split(":")[0]

@@ -240,6 +240,15 @@ class Server:
     def rss(self) -> dict[str, int]:
         return rss_kib(self.pid) if self.proc else {}
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far, all threads (0.0 when gone)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except (OSError, AssertionError):
+            return 0.0
+        fields = stat.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def disk_bytes(self) -> int:
         total = 0
         for p in self.workdir.rglob("*"):

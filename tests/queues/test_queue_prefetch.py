@@ -140,25 +140,30 @@ def test_a_lease_lowered_after_joining_is_the_one_prefetched_records_are_renewed
         assert q.commit() == []
 
 
+LEASE_MS = 4_000
+LEASE_S = LEASE_MS / 1000
+
+
 def test_records_prefetched_half_a_lease_ago_get_a_fresh_lease_when_handed_out(
     qbroker: BrokerProcess, name: str
 ) -> None:
     make_topic(qbroker.address, name, 1, 6)
-    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=2_000)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=LEASE_MS)
     with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
         for m in _poll_until(q, 2):
             m.ack()
         fetched_at = time.monotonic()
-        for m in q.poll(0.5):  # fetches 4: 2 now, 2 buffered under a lease ending at +2 s
+        for m in q.poll(0.5):  # fetches 4: 2 now, 2 buffered under one lease
             m.ack()
         assert q.commit() == []
-        while time.monotonic() - fetched_at < 1.2:  # more than half the lease
+        while time.monotonic() - fetched_at < 0.6 * LEASE_S:  # more than half the lease
             time.sleep(0.05)
         buffered = q.poll(0.5)
         assert len(buffered) == 2
-        while time.monotonic() - fetched_at < 2.6:  # the fetch's lease ran out by now
+        while time.monotonic() - fetched_at < LEASE_S + 0.6:  # the fetch's lease ran out
             time.sleep(0.05)
-        # renewed: still held by this member, not available to others
+        # renewed: still held by this member, not available to others (the renewed lease
+        # runs ~0.6 lease longer: room for the second member to join and poll under load)
         d = admin(qbroker.address).describe_queue_group(name).total
         assert d.acquired == 2 and d.redelivered == 0
         with QueueConsumer(qbroker.address, group=name, max_records=20) as other:

@@ -93,7 +93,7 @@ def _ls_responder(addr: str, topic: str, ready, stop) -> None:
 
 
 def logstream_rr(
-    addr: str, tag: str, rate: float, seconds: float, size: int, *, server_pid: int = 0
+    addr: str, tag: str, rate: float, seconds: float, size: int, server_pid: int = 0
 ) -> Result:
     """With ``server_pid``, the result's ``cpu_us`` has the CPU per request of the broker,
     the responder and this (requester) process while the requests flowed."""

@@ -84,7 +84,9 @@ def _ready_wait(ready, proc, what: str) -> None:
 def _ls_responder(addr: str, topic: str, ready, stop) -> None:
     from logstream import QueueConsumer
 
-    with QueueConsumer(addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200) as q:
+    with QueueConsumer(
+        addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200, push=True
+    ) as q:
         ready.set()
         while not stop.is_set():
             for m in q.poll(0.2):

@@ -63,6 +63,7 @@ from logstream.client.queue_message import (
     decode_records,
 )
 from logstream.client.queue_prefetch import Prefetch, extend_settlements, still_held
+from logstream.client.queue_session import PushSession
 from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
@@ -145,6 +146,7 @@ class QueueConsumer:
         client_id: str = "",
         request_timeout_ms: int = 30_000,
         prefetch: bool = True,
+        push: bool = False,
         tls: bool = False,
         ca: str | Path | None = None,
         cert: str | Path | None = None,
@@ -198,6 +200,9 @@ class QueueConsumer:
         self._lease_ms_granted = resp.settings.lease_ms  # updated by every fetch answer
         self.prefetch = prefetch and not resp.settings.auto_ack
         self._prefetch = Prefetch(self.prefetch)
+        self.push = push
+        self._session: PushSession | None = None
+        self._credit_due = 0  # records handed out since the session last got credit back
         self._replies = ReplySender(
             self._transport, timeout=self._timeout, linger_s=reply_linger_ms / 1000.0
         )
@@ -367,6 +372,8 @@ class QueueConsumer:
             return self._from_buffer(want)
         if not self._wait_throttle(timeout):
             return []
+        if self.push:
+            return self._poll_pushed(timeout, want)
         with self._send_lock:
             replies = self._replies.take()
             settles, sent = self._take_pending(
@@ -411,6 +418,61 @@ class QueueConsumer:
     def _lease_s(self) -> float:
         """The lease of the records fetched last, in seconds."""
         return (self.lease_ms or self._lease_ms_granted) / 1000.0
+
+    # ---- push session (push=True; client/queue_session.py) ---------------------------------
+
+    def _open_session(self) -> PushSession:
+        if self._session is not None and not self._session.broken:
+            return self._session
+        if self._session is not None:
+            self._session.close(0.1)
+        self._credit_due = 0
+        self._session = PushSession(
+            self._transport,
+            group=self.group,
+            member_id=self.member_id,
+            lease_ms=self.lease_ms,
+            window=self.max_records,
+            owner=self,
+            on_results=self._session_results,
+            on_throttle=self._throttle,
+        )
+        return self._session
+
+    def _session_results(self, results: Any, sent: list[Any]) -> None:
+        merged: dict[_Key, list[QueueMessage]] = {}
+        for part in sent:
+            for key, msgs in (part or {}).items():
+                merged.setdefault(key, []).extend(msgs)
+        self._record_results(results, merged)
+
+    def _throttle(self, ms: int) -> None:
+        self._throttled_until = time.monotonic() + ms / 1000.0
+
+    def _poll_pushed(self, timeout: float, want: int) -> list[QueueMessage]:
+        """A poll of a push member: queued replies, settlements and the credit for the
+        records handed out since go up in one message, then up to ``want`` pushed records
+        (waiting up to ``timeout`` for the first). A failed session raises once; the next
+        poll opens a new one (the broker released what the old one held)."""
+        session = self._open_session()
+        with self._send_lock:
+            replies = self._replies.take()
+            settles, sent = self._take_pending(
+                wait_replies=False, riding=[f for _, _, f in replies]
+            )
+            credit, self._credit_due = self._credit_due, 0
+            if replies or settles or credit:
+                try:
+                    session.send(credit=credit, settle=settles, replies=replies, sent=sent)
+                except errors.LogstreamError:
+                    self._restore(sent)
+                    raise
+        got, pushed_at = session.take(want, timeout)
+        self._credit_due += len(got)
+        lease_s = self._lease_s()
+        if got and lease_s and time.monotonic() - pushed_at > lease_s / 2:
+            got = self._renew(got)
+        return got
 
     def _from_buffer(self, want: int) -> list[QueueMessage]:
         """Up to ``want`` buffered records. The buffer's leases are renewed first if half
@@ -496,6 +558,8 @@ class QueueConsumer:
         refused: list[SettleError] = []
         try:
             self._replies.close(self._timeout)  # replies first: their acks wait for them
+            if self._session is not None:
+                self._finish_session(self._session)
             # the broker would hold the leave until the throttle ends: wait here instead
             throttled = self._throttled_until - time.monotonic()
             if throttled > 0:
@@ -519,6 +583,17 @@ class QueueConsumer:
             if self._owns_transport:
                 self._transport.close()
         return refused
+
+    def _finish_session(self, session: PushSession) -> None:
+        """The last settlements go on the session, then it ends (the broker releases the
+        rest); if the session cannot take them, they stay queued for the Leave."""
+        with self._send_lock:
+            settles, sent = self._take_pending()
+            try:
+                session.finish(settles, sent, self._timeout)
+            except errors.LogstreamError:
+                self._restore(sent)
+        self._session = None
 
     def __enter__(self) -> QueueConsumer:
         return self

@@ -9,8 +9,10 @@ an ack never lands without its reply: decision 0035) and settlements.
 
 Answers: the broker answers the member's messages in order. An answer says how many
 messages it covers (``answered``) and carries one ``QueueReplyResult`` per reply they
-carried and their refused settlements. It rides the next push, or goes alone after
-:data:`ANSWER_LINGER_S`, or at once for a message with ``flush`` set.
+carried and their refused settlements. Replies go to their inboxes as soon as their
+message is read; its settlements follow on the session's next pass. The answer rides the
+next push, or goes alone after :data:`ANSWER_LINGER_S`, or at once for a message with
+``flush`` set.
 
 Credit: ``credit`` left = granted - pushed. The broker never pushes more than that, so a
 member holds at most what it granted beyond what it has handed back as new credit.
@@ -36,6 +38,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from logstream.broker.broker import Broker
+from logstream.broker.inboxes import Inboxes
 from logstream.broker.queue_messages import deliver_replies, records_pb, settle_results, settles
 from logstream.broker.queue_settle import Settle
 from logstream.broker.queues import QueueManager
@@ -54,10 +57,13 @@ changed and the member stays counted as seen."""
 
 
 class _Inbound:
-    """The member's messages read so far, and the session's wake-up future."""
+    """The member's messages read so far (each with the results of its replies, which the
+    reader hands to their inboxes as it reads them: a reply is not kept waiting for the
+    session's next pass), and the session's wake-up future."""
 
-    def __init__(self) -> None:
-        self.messages: deque[Any] = deque()
+    def __init__(self, inboxes: Inboxes) -> None:
+        self.inboxes = inboxes
+        self.messages: deque[tuple[Any, list[queue_pb2.QueueReplyResult]]] = deque()
         self.ended = False
         self.error: BaseException | None = None
         self.wake: asyncio.Future[None] | None = None
@@ -66,6 +72,11 @@ class _Inbound:
         if self.wake is not None and not self.wake.done():
             self.wake.set_result(None)
 
+    def take(self, message: Any) -> None:
+        _check(message)
+        replied = deliver_replies(self.inboxes, message.replies) if message.replies else []
+        self.messages.append((message, replied))
+
     async def read(self, requests: AsyncIterator[Any], group: str, member: str) -> None:
         try:
             async for message in requests:
@@ -73,7 +84,7 @@ class _Inbound:
                     raise InvalidRequestError(
                         "a session's messages must all name the same group and member_id"
                     )
-                self.messages.append(message)
+                self.take(message)
                 self.poke()
         except Exception as exc:  # raised by the session, after what came before it
             self.error = exc
@@ -117,8 +128,8 @@ async def serve_session(
     _check(first)
     name, member = first.group, first.member_id
     queues.partition_keys(name)  # an unknown group ends the stream with its error now
-    inbound = _Inbound()
-    inbound.messages.append(first)
+    inbound = _Inbound(broker.inboxes)
+    inbound.take(first)
     reader = asyncio.create_task(inbound.read(requests, name, member), name="queue-session")
     try:
         async for response in _push_loop(broker, queues, inbound, name, member):
@@ -142,21 +153,15 @@ async def _push_loop(
     answer = _Answer()
     while not notifier.closed:
         pending: list[Settle] = []
-        replied = False
         while inbound.messages:
-            message = inbound.messages.popleft()
-            _check(message)
+            message, replied = inbound.messages.popleft()
             credit = min(credit + message.credit, MAX_CREDIT)
             lease = message.lease_ms or lease
-            if message.replies:
-                answer.reply_results.extend(deliver_replies(broker.inboxes, message.replies))
-                replied = True
+            answer.reply_results.extend(replied)
             pending.extend(settles(message.settle))
             answer.answered += 1
             answer.now = answer.now or message.flush
             answer.due = answer.due or time.monotonic() + ANSWER_LINGER_S
-        if replied:
-            await asyncio.sleep(0)  # the inbox streams push the replies before we acquire
         keys = queues.partition_keys(name)
         seen = notifier.mark(keys)
         take = min(credit, MAX_PUSH_RECORDS)

@@ -30,6 +30,13 @@ never handed out. A fetched record counts a delivery, so records still buffered 
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
+Push (``push=True``, client/queue_session.py, decision 0036): instead of a fetch per poll
+the member keeps one session stream open; the broker pushes records as they are appended,
+at most ``max_records`` beyond what polls have handed out, and a poll sends its replies,
+settlements and the credit it hands back in one stream message. A request waits for no
+poll round trip (request/reply responders). The session's end (close, crash, lost
+connection) releases what the member holds at once. Prefetch does not apply.
+
 Security: ``tls``, ``ca``, ``cert``, ``key`` and ``token`` as for the Consumer. A fetch
 answer with ``throttle_time_ms`` > 0 (the principal is over its fetch quota) makes the next
 fetch (and a ``close()``) wait that long, as the Consumer's does; queued settlements then

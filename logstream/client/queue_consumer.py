@@ -30,12 +30,12 @@ never handed out. A fetched record counts a delivery, so records still buffered 
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
-Push (``push=True``, client/queue_session.py, decision 0036): instead of a fetch per poll
-the member keeps one session stream open; the broker pushes records as they are appended,
-at most ``max_records`` beyond what polls have handed out, and a poll sends its replies,
-settlements and the credit it hands back in one stream message. A request waits for no
-poll round trip (request/reply responders). The session's end (close, crash, lost
-connection) releases what the member holds at once. Prefetch does not apply.
+Push (``push=True``; client/queue_push.py, queue_session.py; decision 0036): instead of a
+fetch per poll the member keeps one session stream open; the broker pushes records as they
+are appended, at most ``max_records`` beyond what polls have handed out, and a poll sends
+its replies, settlements and the credit it hands back in one stream message. A request
+waits for no poll round trip (request/reply responders). The session's end (close, crash,
+lost connection) releases what the member holds at once. Prefetch does not apply.
 
 Security: ``tls``, ``ca``, ``cert``, ``key`` and ``token`` as for the Consumer. A fetch
 answer with ``throttle_time_ms`` > 0 (the principal is over its fetch quota) makes the next
@@ -70,7 +70,7 @@ from logstream.client.queue_message import (
     decode_records,
 )
 from logstream.client.queue_prefetch import Prefetch, extend_settlements, still_held
-from logstream.client.queue_session import PushSession
+from logstream.client.queue_push import PushPolls
 from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
@@ -208,8 +208,7 @@ class QueueConsumer:
         self.prefetch = prefetch and not resp.settings.auto_ack
         self._prefetch = Prefetch(self.prefetch)
         self.push = push
-        self._session: PushSession | None = None
-        self._credit_due = 0  # records handed out since the session last got credit back
+        self._push = PushPolls(self, self._transport) if push else None
         self._replies = ReplySender(
             self._transport, timeout=self._timeout, linger_s=reply_linger_ms / 1000.0
         )
@@ -379,8 +378,8 @@ class QueueConsumer:
             return self._from_buffer(want)
         if not self._wait_throttle(timeout):
             return []
-        if self.push:
-            return self._poll_pushed(timeout, want)
+        if self._push is not None:
+            return self._push.poll(timeout, want)
         with self._send_lock:
             replies = self._replies.take()
             settles, sent = self._take_pending(
@@ -425,61 +424,6 @@ class QueueConsumer:
     def _lease_s(self) -> float:
         """The lease of the records fetched last, in seconds."""
         return (self.lease_ms or self._lease_ms_granted) / 1000.0
-
-    # ---- push session (push=True; client/queue_session.py) ---------------------------------
-
-    def _open_session(self) -> PushSession:
-        if self._session is not None and not self._session.broken:
-            return self._session
-        if self._session is not None:
-            self._session.close(0.1)
-        self._credit_due = 0
-        self._session = PushSession(
-            self._transport,
-            group=self.group,
-            member_id=self.member_id,
-            lease_ms=self.lease_ms,
-            window=self.max_records,
-            owner=self,
-            on_results=self._session_results,
-            on_throttle=self._throttle,
-        )
-        return self._session
-
-    def _session_results(self, results: Any, sent: list[Any]) -> None:
-        merged: dict[_Key, list[QueueMessage]] = {}
-        for part in sent:
-            for key, msgs in (part or {}).items():
-                merged.setdefault(key, []).extend(msgs)
-        self._record_results(results, merged)
-
-    def _throttle(self, ms: int) -> None:
-        self._throttled_until = time.monotonic() + ms / 1000.0
-
-    def _poll_pushed(self, timeout: float, want: int) -> list[QueueMessage]:
-        """A poll of a push member: queued replies, settlements and the credit for the
-        records handed out since go up in one message, then up to ``want`` pushed records
-        (waiting up to ``timeout`` for the first). A failed session raises once; the next
-        poll opens a new one (the broker released what the old one held)."""
-        session = self._open_session()
-        with self._send_lock:
-            replies = self._replies.take()
-            settles, sent = self._take_pending(
-                wait_replies=False, riding=[f for _, _, f in replies]
-            )
-            credit, self._credit_due = self._credit_due, 0
-            if replies or settles or credit:
-                try:
-                    session.send(credit=credit, settle=settles, replies=replies, sent=sent)
-                except errors.LogstreamError:
-                    self._restore(sent)
-                    raise
-        got, pushed_at = session.take(want, timeout)
-        self._credit_due += len(got)
-        lease_s = self._lease_s()
-        if got and lease_s and time.monotonic() - pushed_at > lease_s / 2:
-            got = self._renew(got)
-        return got
 
     def _from_buffer(self, want: int) -> list[QueueMessage]:
         """Up to ``want`` buffered records. The buffer's leases are renewed first if half
@@ -565,8 +509,8 @@ class QueueConsumer:
         refused: list[SettleError] = []
         try:
             self._replies.close(self._timeout)  # replies first: their acks wait for them
-            if self._session is not None:
-                self._finish_session(self._session)
+            if self._push is not None:
+                self._push.finish()
             # the broker would hold the leave until the throttle ends: wait here instead
             throttled = self._throttled_until - time.monotonic()
             if throttled > 0:
@@ -590,17 +534,6 @@ class QueueConsumer:
             if self._owns_transport:
                 self._transport.close()
         return refused
-
-    def _finish_session(self, session: PushSession) -> None:
-        """The last settlements go on the session, then it ends (the broker releases the
-        rest); if the session cannot take them, they stay queued for the Leave."""
-        with self._send_lock:
-            settles, sent = self._take_pending()
-            try:
-                session.finish(settles, sent, self._timeout)
-            except errors.LogstreamError:
-                self._restore(sent)
-        self._session = None
 
     def __enter__(self) -> QueueConsumer:
         return self

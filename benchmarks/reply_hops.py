@@ -24,7 +24,7 @@ file per process. Hops, the first time each request (or its reply) is seen there
   R3 requester: the request's future got its reply (the caller's callback)
 
 Prints p50/p90/p99 per hop and in total, and each process's CPU time per request. The
-responder is a push member (``QueueConsumer(push=True)``, decision 0036) where the tree has
+responder is a push member (``QueueConsumer(push=True)``, decision 0037) where the tree has
 it, unless ``--fetch``.
 """
 

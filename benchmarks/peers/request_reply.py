@@ -85,7 +85,7 @@ def _ready_wait(ready, proc, what: str) -> None:
 def _ls_responder(addr: str, topic: str, ready, stop, push: bool = False) -> None:
     from logstream import QueueConsumer
 
-    extra = {"push": True} if push else {}  # a push session (decision 0036)
+    extra = {"push": True} if push else {}  # a push session (decision 0037)
     with QueueConsumer(
         addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200, **extra
     ) as q:

@@ -9,7 +9,7 @@ broker's notifier for an append to one of the group's partitions or a wake-up of
 read from the logs after the state log holds their acquisition. Every other method is
 plain and runs in the server's thread pool.
 
-``Session`` is a member's push stream (:mod:`.queue_session`, decision 0036).
+``Session`` is a member's push stream (:mod:`.queue_session`, decision 0037).
 
 Whole-request errors (unknown group, kind mismatch, negative delay, bad settings) raise and
 leave as a gRPC status with the numeric code (``logstream.broker.rpc``); per-record

@@ -1,4 +1,4 @@
-"""``Queue/Session``: a queue member's push session (docs/decisions/0036).
+"""``Queue/Session``: a queue member's push session (docs/decisions/0037).
 
 One bidirectional stream per member. The member grants *credit* (records the broker may
 push); the broker acquires records for it (under a lease, exactly as a Fetch does, with

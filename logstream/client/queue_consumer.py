@@ -30,7 +30,7 @@ never handed out. A fetched record counts a delivery, so records still buffered 
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
-Push (``push=True``; client/queue_push.py, queue_session.py; decision 0036): instead of a
+Push (``push=True``; client/queue_push.py, queue_session.py; decision 0037): instead of a
 fetch per poll the member keeps one session stream open; the broker pushes records as they
 are appended, at most ``max_records`` beyond what polls have handed out, and a poll sends
 its replies, settlements and the credit it hands back in one stream message. A request
@@ -132,6 +132,20 @@ def _settlements(pending: dict[_Key, list[QueueMessage]]) -> list[queue_pb2.Sett
             s.delay_ms = delay
         out.append(s)
     return out
+
+
+def _handle(
+    msg: QueueMessage, handler: Callable[[QueueMessage], object], nack_delay_ms: int | None
+) -> None:
+    """One message of :meth:`QueueConsumer.run`: settled by how ``handler`` ended."""
+    try:
+        handler(msg)
+    except Reject as exc:
+        msg.reject(reason=str(exc))
+    except Exception as exc:
+        msg.nack(delay_ms=nack_delay_ms, reason=f"{type(exc).__name__}: {exc}")
+    else:
+        msg.ack()
 
 
 class QueueConsumer:
@@ -485,14 +499,7 @@ class QueueConsumer:
         (after ``nack_delay_ms``, or the group's backoff)."""
         while not self._closed and not (stop is not None and stop.is_set()):
             for msg in self.poll(self.max_wait_ms / 1000.0):
-                try:
-                    handler(msg)
-                except Reject as exc:
-                    msg.reject(reason=str(exc))
-                except Exception as exc:
-                    msg.nack(delay_ms=nack_delay_ms, reason=f"{type(exc).__name__}: {exc}")
-                else:
-                    msg.ack()
+                _handle(msg, handler, nack_delay_ms)
 
     def stop(self) -> None:
         """End iteration after the current message (records not yet yielded stay held

@@ -1,4 +1,4 @@
-"""A queue member's push session, the client side of ``Queue/Session`` (decision 0036).
+"""A queue member's push session, the client side of ``Queue/Session`` (decision 0037).
 
 ``QueueConsumer(push=True)`` opens one bidirectional stream instead of polling with unary
 fetches. The member grants the broker credit (``window`` records at the start, then one

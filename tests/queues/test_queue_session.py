@@ -1,4 +1,4 @@
-"""The push session (``Queue/Session``, decision 0036) against a real broker process: records
+"""The push session (``Queue/Session``, decision 0037) against a real broker process: records
 pushed on append with no request in between, credit respected, release on disconnect and
 on kill -9 of the member's process, and ``QueueConsumer(push=True)`` end to end."""
 

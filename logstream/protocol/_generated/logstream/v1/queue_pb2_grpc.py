@@ -131,7 +131,7 @@ class QueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
-        """A member's push session (docs/decisions/0036): the broker pushes acquired records as
+        """A member's push session (docs/decisions/0037): the broker pushes acquired records as
         they are appended, up to the credit the member granted; replies and settlements go up
         the same stream.
         """

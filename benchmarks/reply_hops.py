@@ -1,7 +1,7 @@
 """Where a request/reply round trip's milliseconds go, hop by hop (requester -> broker ->
 responder -> broker -> requester), at a steady rate.
 
-    python benchmarks/reply_hops.py [--rate 500] [--seconds 5]
+    python benchmarks/reply_hops.py [--rate 500] [--seconds 5] [--fetch]
     REPO=/path/to/other/checkout python benchmarks/reply_hops.py    # A/B another tree
 
 A diagnostic, not a benchmark of record: like ``latency_hops.py`` it wraps private
@@ -14,15 +14,18 @@ file per process. Hops, the first time each request (or its reply) is seen there
   R1 the request is taken off the producer's stream pipe by gRPC (requester)
   B1 broker: the request's produce is being handled (``LogServicer._produce`` entered)
   B2 broker: appended (``_produce`` returned; the notifier was woken)
-  B3 broker: a queue fetch acquired it and read its batch (``QueueServicer._records``)
+  B3 broker: a queue fetch (or push) acquired it and read its batch (``records_pb``)
   S1 responder: ``poll()`` returned it
-  S2 responder: the reply's Produce starts (``ReplySender._send``)
+  S2 responder: the reply leaves: the reply thread's Produce (``ReplySender._send``), or
+     the push session's next message (``PushSession.send``)
   B4 broker: the reply is queued in the inbox (``Inboxes.deliver``)
   B5 broker: the inbox stream took it to send (``Inboxes._take``)
   R2 requester: the reply was decoded by the inbox reader (``Requester._dispatch``)
   R3 requester: the request's future got its reply (the caller's callback)
 
-Prints p50/p90/p99 per hop and in total, and each process's CPU time per request.
+Prints p50/p90/p99 per hop and in total, and each process's CPU time per request. The
+responder is a push member (``QueueConsumer(push=True)``, decision 0037) where the tree has
+it, unless ``--fetch``.
 """
 
 from __future__ import annotations
@@ -103,14 +106,26 @@ def broker_main(data_dir: str, port: int, log_path: str) -> None:
         return resp
 
     servicers.LogServicer._produce = _produce
-    orig_records = queue_servicer.QueueServicer._records
+    if hasattr(queue_servicer, "records_pb"):  # since the push session
+        from logstream.broker import queue_session
 
-    def _records(self, group, deliveries):  # type: ignore[no-untyped-def]
-        out = orig_records(self, group, deliveries)
-        log.seqs("B3", now(), _values([qr.batches for qr in out]))
-        return out
+        orig_pb = queue_servicer.records_pb
 
-    queue_servicer.QueueServicer._records = _records
+        def records_pb(queues, group, deliveries):  # type: ignore[no-untyped-def]
+            out = orig_pb(queues, group, deliveries)
+            log.seqs("B3", now(), _values([qr.batches for qr in out]))
+            return out
+
+        queue_servicer.records_pb = queue_session.records_pb = records_pb
+    else:
+        orig_records = queue_servicer.QueueServicer._records
+
+        def _records(self, group, deliveries):  # type: ignore[no-untyped-def]
+            out = orig_records(self, group, deliveries)
+            log.seqs("B3", now(), _values([qr.batches for qr in out]))
+            return out
+
+        queue_servicer.QueueServicer._records = _records
     orig_deliver = inboxes.Inboxes.deliver
 
     def deliver(self, topic, partition, batches):  # type: ignore[no-untyped-def]
@@ -139,9 +154,24 @@ def broker_main(data_dir: str, port: int, log_path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- responder
-def responder_main(addr: str, topic: str, log_path: str) -> None:
+def responder_main(addr: str, topic: str, log_path: str, mode: str) -> None:
     from logstream import QueueConsumer
     from logstream.client import reply_sender
+
+    push = {}
+    if mode == "push":
+        from logstream.client import queue_session
+
+        push = {"push": True}
+        orig_session_send = queue_session.PushSession.send
+
+        def send(self, **kw):  # type: ignore[no-untyped-def]
+            replies = kw.get("replies") or ()
+            if replies:
+                log.seqs("S2", now(), _values([r[1] for r in replies]))
+            return orig_session_send(self, **kw)
+
+        queue_session.PushSession.send = send
 
     log = _Log(log_path)
     orig_send = reply_sender.ReplySender._send
@@ -154,7 +184,9 @@ def responder_main(addr: str, topic: str, log_path: str) -> None:
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     signal.signal(signal.SIGUSR1, lambda *a: log.cpu("responder"))
-    with QueueConsumer(addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200) as q:
+    with QueueConsumer(
+        addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200, **push
+    ) as q:
         print("READY", flush=True)
         while not stop:
             msgs = q.poll(0.2)
@@ -265,6 +297,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--fetch", action="store_true", help="responder polls with fetches")
     ap.add_argument("--role", default="", help=argparse.SUPPRESS)
     ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -297,8 +330,11 @@ def main() -> int:
 
         with Admin(addr) as admin:
             admin.create_topic("rr", partitions=1)
+        has_push = (Path(REPO) / "logstream/client/queue_session.py").exists()
+        mode = "push" if has_push and not a.fetch else "fetch"
+        print(f"responder: {mode}", flush=True)
         resp = subprocess.Popen(
-            [*me, "--role", "responder", addr, "rr", logs[1]],
+            [*me, "--role", "responder", addr, "rr", logs[1], mode],
             env=env, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         procs.append(resp)

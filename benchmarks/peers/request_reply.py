@@ -2,6 +2,7 @@
 
     python benchmarks/peers/request_reply.py [--rate 500] [--seconds 10] [--size 100]
                                              [--systems logstream,nats,redis] [--runs 1]
+                                             [--push]
 
 Run alone, the logstream row also gives the CPU time per request of the broker, the
 responder and the requester process (from /proc, while the requests flowed).
@@ -21,7 +22,7 @@ The three clients:
 
 - logstream: ``Requester.request_async`` (its replies arrive on the inbox stream's reader
   thread) to a 1-partition topic; the responder a ``QueueConsumer`` calling ``msg.reply()``
-  and ``msg.ack()`` per request.
+  and ``msg.ack()`` per request (``--push``: a push member, ``QueueConsumer(push=True)``).
 - NATS (core, not JetStream): nats-py ``nc.request`` per request (a task each), responder
   ``subscribe(queue="svc")`` with ``msg.respond``.
 - Redis: the requester ``LPUSH``es to a request list; the responder ``BRPOP``s it and
@@ -81,10 +82,13 @@ def _ready_wait(ready, proc, what: str) -> None:
 # --------------------------------------------------------------------------- logstream
 
 
-def _ls_responder(addr: str, topic: str, ready, stop) -> None:
+def _ls_responder(addr: str, topic: str, ready, stop, push: bool = False) -> None:
     from logstream import QueueConsumer
 
-    with QueueConsumer(addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200) as q:
+    extra = {"push": True} if push else {}  # a push session (decision 0037)
+    with QueueConsumer(
+        addr, group="svc", topics=[topic], max_records=100, max_wait_ms=200, **extra
+    ) as q:
         ready.set()
         while not stop.is_set():
             for m in q.poll(0.2):
@@ -93,10 +97,17 @@ def _ls_responder(addr: str, topic: str, ready, stop) -> None:
 
 
 def logstream_rr(
-    addr: str, tag: str, rate: float, seconds: float, size: int, *, server_pid: int = 0
+    addr: str,
+    tag: str,
+    rate: float,
+    seconds: float,
+    size: int,
+    server_pid: int = 0,
+    push: bool = False,
 ) -> Result:
     """With ``server_pid``, the result's ``cpu_us`` has the CPU per request of the broker,
-    the responder and this (requester) process while the requests flowed."""
+    the responder and this (requester) process while the requests flowed. ``push``: the
+    responder is a push member (``QueueConsumer(push=True)``)."""
     import multiprocessing as mp
 
     from benchmarks.peers.queue_workload import proc_cpu_s
@@ -107,7 +118,7 @@ def logstream_rr(
         admin.create_topic(topic, partitions=1)
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
-    proc = spawn(_ls_responder, (addr, topic, ready, stop))
+    proc = spawn(_ls_responder, (addr, topic, ready, stop, push))
     try:
         _ready_wait(ready, proc, "logstream")
         n, period = paced_schedule(rate, seconds)
@@ -299,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--systems", default="logstream,nats,redis")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--push", action="store_true", help="logstream responder: push session")
     args = ap.parse_args(argv)
     from benchmarks.peers import servers
     from benchmarks.peers.run import start_server
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 call = (srv.addr, f"cli{run}", args.rate, args.seconds, args.size)
                 if system == "logstream":
-                    res = logstream_rr(*call, server_pid=srv.pid)
+                    res = logstream_rr(*call, server_pid=srv.pid, push=args.push)
                 else:
                     res = RUNNERS[system](*call)
             finally:

@@ -307,6 +307,10 @@ def run_system(
                     )
                 elif "p50_ms" in res.extra:
                     desc = f"p50 {res.extra['p50_ms']:.3f} ms p99 {res.extra['p99_ms']:.3f} ms"
+                    if "cpu_us" in res.extra:
+                        desc += ", CPU us/request " + ", ".join(
+                            f"{k} {v:.0f}" for k, v in res.extra["cpu_us"].items()
+                        )
                 elif "server_cpu_us" in res.extra:
                     desc = (
                         f"{res.rate:,.0f} acks/s, CPU per ack: server "
@@ -385,7 +389,9 @@ def run_system(
             op(
                 "request reply",
                 REQUEST_REPLY[system],
-                (f"rr{run_no}", plan.rr_rate, plan.rr_seconds, plan.small[1]),
+                (f"rr{run_no}", plan.rr_rate, plan.rr_seconds, plan.small[1])
+                # the CPU per request of broker, responder and requester (logstream_rr)
+                + ((srv.pid,) if system == "logstream" else ()),
                 where="benchmarks.peers.request_reply",
             )
         if system == "logstream":
@@ -602,6 +608,9 @@ def aggregate(all_runs: dict[str, list[dict[str, object]]]):
             if "p50_ms" in ok[0].extra:
                 for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
                     entry[q] = _agg([v.extra[q] for v in ok])
+            if all("cpu_us" in v.extra for v in ok):
+                parts = ok[0].extra["cpu_us"]
+                entry["cpu_us"] = {p: _agg([v.extra["cpu_us"][p] for v in ok]) for p in parts}
             if "server_cpu_us" in ok[0].extra:
                 for q in ("server_cpu_us", "worker_cpu_us"):
                     entry[q] = _agg([v.extra[q] for v in ok])
@@ -743,8 +752,8 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
             "requester `BRPOP`."
         )
         w("")
-        w("| system | p50 | p99 | p99.9 | max |")
-        w("| --- | --- | --- | --- | --- |")
+        w("| system | p50 | p99 | p99.9 | max | CPU us/request: broker, responder, requester |")
+        w("| --- | --- | --- | --- | --- | --- |")
         for s in rr_systems:
             e = agg.get(s, {}).get("request reply")
             label = "NATS (core request/reply)" if s == "nats" else labels[s].split(" Streams")[0]
@@ -753,9 +762,11 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
                     f"{e[q][0]:.3f}" + (f" [{e[q][1]:.3f}-{e[q][2]:.3f}]" if e["runs"] > 1 else "")
                     for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms")
                 ]
+                cpu = e.get("cpu_us")
+                cells.append(", ".join(f"{v[0]:.0f}" for v in cpu.values()) if cpu else "-")
                 w(f"| {label} | " + " | ".join(cells) + " |")
             elif e:
-                w(f"| {label} | {str(e).splitlines()[0][:120]} | | | |")
+                w(f"| {label} | {str(e).splitlines()[0][:120]} | | | | |")
         w("")
     w(f"### Broker memory while the log grows (produce of {n1:,} x {s1} B, last run)")
     w("")

@@ -83,15 +83,26 @@ class AppendNotifier:
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve_all, futures)
 
-    async def wait(self, keys: Sequence[Hashable], seen: Mark, timeout_s: float) -> bool:
+    async def wait(
+        self,
+        keys: Sequence[Hashable],
+        seen: Mark,
+        timeout_s: float,
+        future: asyncio.Future[None] | None = None,
+    ) -> bool:
         """Park until one of ``keys`` moves past ``seen``, a broadcast, ``close()``, or the
         timeout. Returns True when woken (or already moved), False on timeout.
 
         The waiter awaits its own future, which the append resolves directly: the task
         runs on the loop's next pass (no shield or ``asyncio.wait`` layers in between,
-        each of which would cost a pass of a busy loop)."""
+        each of which would cost a pass of a busy loop). A caller that must also wake for
+        something else (a push session: a message from its member) passes a ``future`` of
+        this loop and resolves it itself."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        if future is None:
+            future = loop.create_future()
+        elif future.done():
+            return True
         waited = list(dict.fromkeys(keys)) or [None]  # None: a broadcast or the timeout
         with self._lock:
             if self._closed or self.mark(keys) != seen:

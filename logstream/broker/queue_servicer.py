@@ -9,6 +9,8 @@ broker's notifier for an append to one of the group's partitions or a wake-up of
 read from the logs after the state log holds their acquisition. Every other method is
 plain and runs in the server's thread pool.
 
+``Session`` is a member's push stream (:mod:`.queue_session`, decision 0037).
+
 Whole-request errors (unknown group, kind mismatch, negative delay, bad settings) raise and
 leave as a gRPC status with the numeric code (``logstream.broker.rpc``); per-record
 refusals of a settlement travel in ``SettleResult``.
@@ -18,20 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import numpy as np
 
 from logstream.broker.broker import Broker
-from logstream.broker.queue_settle import Settle, SettleOutcome
+from logstream.broker.queue_messages import deliver_replies, records_pb, settle_results, settles
+from logstream.broker.queue_session import serve_session
 from logstream.broker.queues import QueueManager
-from logstream.broker.rpc import error_fields
-from logstream.coordinator.queues import Delivery, QueueDepth, QueueSettings
-from logstream.errors import InvalidRequestError, LogstreamError
+from logstream.coordinator.queues import QueueDepth, QueueSettings
+from logstream.errors import InvalidRequestError
 from logstream.protocol import queue_pb2, queue_pb2_grpc
 from logstream.protocol.queue_settings import SETTING_NAMES
-from logstream.protocol.status import client_message
 
 DEFAULT_MAX_RECORDS = 500
 
@@ -66,36 +67,6 @@ def settings_pb(s: QueueSettings) -> queue_pb2.QueueSettings:
         start=str(s.start),
         expired_action=s.expired_action,
     )
-
-
-def _settles(items: Any) -> list[Settle]:
-    return [
-        Settle(
-            s.topic,
-            s.partition,
-            int(s.kind),
-            np.asarray(s.offsets, np.int64),
-            s.delay_ms if s.HasField("delay_ms") else None,
-            s.reason,
-            s.lease_ms,
-        )
-        for s in items
-    ]
-
-
-def _results(outcomes: list[SettleOutcome]) -> list[queue_pb2.SettleResult]:
-    return [
-        queue_pb2.SettleResult(
-            topic=o.settle.topic,
-            partition=o.settle.partition,
-            kind=o.settle.kind,  # type: ignore[arg-type]
-            offsets=o.offsets,
-            error_codes=[e.code for e in o.errors],
-            error_messages=[client_message(e) for e in o.errors],
-        )
-        for o in outcomes
-        if o.offsets
-    ]
 
 
 def _depth_pb(d: QueueDepth) -> queue_pb2.QueueDepth:
@@ -148,16 +119,16 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
     def Leave(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             outcomes, released = self.queues.leave(
-                request.group, request.member_id, _settles(request.settle)
+                request.group, request.member_id, settles(request.settle)
             )
-        return queue_pb2.QueueLeaveResponse(results=_results(outcomes), released=released)
+        return queue_pb2.QueueLeaveResponse(results=settle_results(outcomes), released=released)
 
     def Settle(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
             outcomes = self.queues.settle(
-                request.group, request.member_id, _settles(request.settle)
+                request.group, request.member_id, settles(request.settle)
             )
-        return queue_pb2.QueueSettleResponse(results=_results(outcomes))
+        return queue_pb2.QueueSettleResponse(results=settle_results(outcomes))
 
     async def Fetch(self, request: Any, context: Any) -> Any:
         if request.max_records < 0 or request.max_wait_ms < 0 or request.lease_ms < 0:
@@ -173,11 +144,11 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
         seen = notifier.mark(keys)
         replied: list[queue_pb2.QueueReplyResult] = []
         if request.replies:
-            replied = self._deliver_replies(request.replies)
+            replied = deliver_replies(self.broker.inboxes, request.replies)
             await asyncio.sleep(0)  # the inbox streams push the replies before we acquire
         with self.broker.operation():
             outcomes, deliveries, granted = q.acquire(
-                name, member, _settles(request.settle), max_records, lease
+                name, member, settles(request.settle), max_records, lease
             )
         wait_s = min(request.max_wait_ms, self.broker.config.fetch_max_wait_ms) / 1000.0
         if not deliveries and wait_s > 0 and self.broker.waiter_slots.acquire(blocking=False):
@@ -197,37 +168,15 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
-            results=_results(outcomes),
-            records=self._records(name, deliveries),
+            results=settle_results(outcomes),
+            records=records_pb(q, name, deliveries),
             reply_results=replied,
             lease_ms=granted,
         )
 
-    def _deliver_replies(self, replies: Any) -> list[queue_pb2.QueueReplyResult]:
-        """Replies riding a fetch, handed to their inboxes as a Produce to each would be."""
-        out = []
-        inboxes = self.broker.inboxes
-        for reply in replies:
-            try:
-                inboxes.deliver(reply.inbox, 0, (reply.batch,))
-            except LogstreamError as exc:
-                code, message = error_fields(exc)
-                out.append(queue_pb2.QueueReplyResult(error_code=code, error_message=message))
-            else:
-                out.append(queue_pb2.QueueReplyResult())
-        return out
-
-    def _records(self, group: str, deliveries: list[Delivery]) -> list[queue_pb2.QueueRecords]:
-        return [
-            queue_pb2.QueueRecords(
-                topic=d.topic,
-                partition=d.partition,
-                batches=self.queues.read(d.topic, d.partition, d.offsets, group),
-                offsets=d.offsets.tolist(),
-                delivery_counts=d.delivery_counts.tolist(),
-            )
-            for d in deliveries
-        ]
+    async def Session(self, requests: AsyncIterator[Any], context: Any) -> Any:
+        async for response in serve_session(self.broker, self.queues, requests):
+            yield response
 
     # ---- admin ---------------------------------------------------------------------------
 

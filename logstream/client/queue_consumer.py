@@ -30,6 +30,13 @@ never handed out. A fetched record counts a delivery, so records still buffered 
 ``prefetch=False`` acquires exactly what each poll asks for. Groups in no-ACK mode
 (``auto_ack``) are never prefetched: a record is finished once fetched.
 
+Push (``push=True``; client/queue_push.py, queue_session.py; decision 0037): instead of a
+fetch per poll the member keeps one session stream open; the broker pushes records as they
+are appended, at most ``max_records`` beyond what polls have handed out, and a poll sends
+its replies, settlements and the credit it hands back in one stream message. A request
+waits for no poll round trip (request/reply responders). The session's end (close, crash,
+lost connection) releases what the member holds at once. Prefetch does not apply.
+
 Security: ``tls``, ``ca``, ``cert``, ``key`` and ``token`` as for the Consumer. A fetch
 answer with ``throttle_time_ms`` > 0 (the principal is over its fetch quota) makes the next
 fetch (and a ``close()``) wait that long, as the Consumer's does; queued settlements then
@@ -63,6 +70,7 @@ from logstream.client.queue_message import (
     decode_records,
 )
 from logstream.client.queue_prefetch import Prefetch, extend_settlements, still_held
+from logstream.client.queue_push import PushPolls
 from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
@@ -126,6 +134,20 @@ def _settlements(pending: dict[_Key, list[QueueMessage]]) -> list[queue_pb2.Sett
     return out
 
 
+def _handle(
+    msg: QueueMessage, handler: Callable[[QueueMessage], object], nack_delay_ms: int | None
+) -> None:
+    """One message of :meth:`QueueConsumer.run`: settled by how ``handler`` ended."""
+    try:
+        handler(msg)
+    except Reject as exc:
+        msg.reject(reason=str(exc))
+    except Exception as exc:
+        msg.nack(delay_ms=nack_delay_ms, reason=f"{type(exc).__name__}: {exc}")
+    else:
+        msg.ack()
+
+
 class QueueConsumer:
     """A member of queue group ``group`` reading ``topics`` (needed when the group is
     created on first use). See the module docstring."""
@@ -145,6 +167,7 @@ class QueueConsumer:
         client_id: str = "",
         request_timeout_ms: int = 30_000,
         prefetch: bool = True,
+        push: bool = False,
         tls: bool = False,
         ca: str | Path | None = None,
         cert: str | Path | None = None,
@@ -198,6 +221,8 @@ class QueueConsumer:
         self._lease_ms_granted = resp.settings.lease_ms  # updated by every fetch answer
         self.prefetch = prefetch and not resp.settings.auto_ack
         self._prefetch = Prefetch(self.prefetch)
+        self.push = push
+        self._push = PushPolls(self, self._transport) if push else None
         self._replies = ReplySender(
             self._transport, timeout=self._timeout, linger_s=reply_linger_ms / 1000.0
         )
@@ -367,6 +392,8 @@ class QueueConsumer:
             return self._from_buffer(want)
         if not self._wait_throttle(timeout):
             return []
+        if self._push is not None:
+            return self._push.poll(timeout, want)
         with self._send_lock:
             replies = self._replies.take()
             settles, sent = self._take_pending(
@@ -472,14 +499,7 @@ class QueueConsumer:
         (after ``nack_delay_ms``, or the group's backoff)."""
         while not self._closed and not (stop is not None and stop.is_set()):
             for msg in self.poll(self.max_wait_ms / 1000.0):
-                try:
-                    handler(msg)
-                except Reject as exc:
-                    msg.reject(reason=str(exc))
-                except Exception as exc:
-                    msg.nack(delay_ms=nack_delay_ms, reason=f"{type(exc).__name__}: {exc}")
-                else:
-                    msg.ack()
+                _handle(msg, handler, nack_delay_ms)
 
     def stop(self) -> None:
         """End iteration after the current message (records not yet yielded stay held
@@ -496,6 +516,8 @@ class QueueConsumer:
         refused: list[SettleError] = []
         try:
             self._replies.close(self._timeout)  # replies first: their acks wait for them
+            if self._push is not None:
+                self._push.finish()
             # the broker would hold the leave until the throttle ends: wait here instead
             throttled = self._throttled_until - time.monotonic()
             if throttled > 0:

@@ -427,6 +427,17 @@ class Transport:
     ) -> queue_pb2.QueueSettleResponse:
         return _call(self.queue.Settle, request, timeout, self.address)
 
+    def queue_session(
+        self, requests: Iterator[queue_pb2.QueueSessionRequest]
+    ) -> StreamCall[queue_pb2.QueueSessionResponse]:
+        try:
+            call = self.queue.Session(requests)
+        except ValueError as exc:  # the channel was closed under the caller
+            raise errors.ClientClosedError("transport closed") from exc
+        except grpc.RpcError as exc:
+            raise translate(exc, self.address) from exc
+        return _TranslatedStream(call, self.address)
+
     def create_queue_group(
         self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
     ) -> queue_pb2.CreateQueueGroupResponse:

@@ -151,6 +151,12 @@ class TransportLike(Protocol):
         self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
     ) -> queue_pb2.QueueSettleResponse: ...
 
+    def queue_session(
+        self, requests: Iterator[queue_pb2.QueueSessionRequest]
+    ) -> StreamCall[queue_pb2.QueueSessionResponse]:
+        """Open a member's push session (the broker pushes acquired records)."""
+        ...
+
     def create_queue_group(
         self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None
     ) -> queue_pb2.CreateQueueGroupResponse: ...

@@ -6,6 +6,9 @@ them runs against a real broker (:mod:`logstream.testing.broker`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from logstream.client.transport_api import StreamCall
 from logstream.protocol import admin_pb2, group_pb2, queue_pb2
 
 
@@ -81,6 +84,11 @@ class UnmodelledCalls:
         self, request: queue_pb2.QueueSettleRequest, *, timeout: float | None
     ) -> queue_pb2.QueueSettleResponse:
         raise self._unsupported("queue_settle")
+
+    def queue_session(
+        self, requests: Iterator[queue_pb2.QueueSessionRequest]
+    ) -> StreamCall[queue_pb2.QueueSessionResponse]:
+        raise self._unsupported("queue_session")
 
     def create_queue_group(
         self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None

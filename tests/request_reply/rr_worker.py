@@ -3,7 +3,8 @@
 ``rr_worker.py responder ADDRESS TOPIC GROUP NAME STOP [hold] [LEASE_MS]``: a queue-group
 member answering ``value + b"|" + NAME`` to each request and acking it, until the file STOP
 exists; prints ``READY`` once joined. With ``hold``: prints ``HOLD offset`` for the first
-request and then sleeps until killed (never answers).
+request and then sleeps until killed (never answers). With ``RR_PUSH=1`` in the environment
+the member uses a push session (``QueueConsumer(push=True)``).
 
 ``rr_worker.py requester ADDRESS TOPIC ID COUNT``: COUNT requests ``ID:i`` in windows of 50
 futures; prints one JSON line: ok (replies that echo this requester's own value), bad
@@ -25,7 +26,10 @@ WINDOW = 50
 def responder(
     address: str, topic: str, group: str, name: str, stop: str, mode: str, lease: int
 ) -> None:
-    with QueueConsumer(address, group=group, topics=[topic], max_wait_ms=100, lease_ms=lease) as q:
+    push = os.environ.get("RR_PUSH") == "1"
+    with QueueConsumer(
+        address, group=group, topics=[topic], max_wait_ms=100, lease_ms=lease, push=push
+    ) as q:
         print("READY", flush=True)
         while not os.path.exists(stop):
             try:

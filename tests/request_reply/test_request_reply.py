@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -48,9 +49,9 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "")
 class Responder:
     """A responder thread in this process: answers ``value + b"!"`` until stopped."""
 
-    def __init__(self, address: str, topic: str, group: str = "") -> None:
+    def __init__(self, address: str, topic: str, group: str = "", push: bool = False) -> None:
         group = group or f"svc-{topic}"  # one group per topic: the broker is shared
-        self.q = QueueConsumer(address, group=group, topics=[topic], max_wait_ms=50)
+        self.q = QueueConsumer(address, group=group, topics=[topic], max_wait_ms=50, push=push)
         self.stop = threading.Event()
         self.answered = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -74,12 +75,13 @@ class Responder:
         self.q.close()
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+def spawn(*args: str, push: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, WORKER, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "RR_PUSH": "1" if push else "0"},
     )
 
 
@@ -105,8 +107,9 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -
     return found[0]
 
 
-def test_request_gets_its_reply(rbroker: BrokerProcess, topic: str) -> None:
-    responder = Responder(rbroker.address, topic)
+@pytest.mark.parametrize("push", [False, True], ids=["fetch", "push"])
+def test_request_gets_its_reply(rbroker: BrokerProcess, topic: str, push: bool) -> None:
+    responder = Responder(rbroker.address, topic, push=push)
     try:
         with Requester(rbroker.address) as r:
             reply = r.request(topic, b"ping", headers={"trace": b"t1"}, timeout=10)
@@ -206,12 +209,15 @@ def test_inbox_names_are_reserved(rbroker: BrokerProcess) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("push", [False, True], ids=["fetch", "push"])
 def test_four_requester_processes_two_responder_processes(
-    rbroker: BrokerProcess, topic: str, tmp_path: Path
+    rbroker: BrokerProcess, topic: str, tmp_path: Path, push: bool
 ) -> None:
     stop = tmp_path / "stop"
     responders = [
-        spawn("responder", rbroker.address, topic, f"svc4x-{topic}", f"resp{i}", str(stop))
+        spawn(
+            "responder", rbroker.address, topic, f"svc4x-{topic}", f"resp{i}", str(stop), push=push
+        )
         for i in range(2)
     ]
     try:
@@ -242,12 +248,21 @@ def test_four_requester_processes_two_responder_processes(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("push", [False, True], ids=["fetch", "push"])
 def test_responder_killed_mid_request_is_answered_by_the_other(
-    rbroker: BrokerProcess, topic: str, tmp_path: Path
+    rbroker: BrokerProcess, topic: str, tmp_path: Path, push: bool
 ) -> None:
     stop = tmp_path / "stop"
     holder = spawn(
-        "responder", rbroker.address, topic, f"kill-{topic}", "holder", str(stop), "hold", "1000"
+        "responder",
+        rbroker.address,
+        topic,
+        f"kill-{topic}",
+        "holder",
+        str(stop),
+        "hold",
+        "1000",
+        push=push,
     )
     other: subprocess.Popen[str] | None = None
     try:
@@ -257,7 +272,9 @@ def test_responder_killed_mid_request_is_answered_by_the_other(
             read_line(holder, "HOLD")  # the holder has the request and will never answer
             holder.kill()
             holder.wait(10)
-            other = spawn("responder", rbroker.address, topic, f"kill-{topic}", "other", str(stop))
+            other = spawn(
+                "responder", rbroker.address, topic, f"kill-{topic}", "other", str(stop), push=push
+            )
             read_line(other, "READY")
             reply = future.result(30)
             assert reply.value == b"job|other"
@@ -273,11 +290,12 @@ def test_responder_killed_mid_request_is_answered_by_the_other(
 
 
 @pytest.mark.slow
-def test_requests_work_again_after_a_broker_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("push", [False, True], ids=["fetch", "push"])
+def test_requests_work_again_after_a_broker_restart(tmp_path: Path, push: bool) -> None:
     with BrokerProcess(tmp_path / "data", queue_tick_interval_ms=20) as proc:
         with Admin(proc.address) as admin:
             admin.create_topic("svc", partitions=1)
-        responder = Responder(proc.address, "svc")
+        responder = Responder(proc.address, "svc", push=push)
         try:
             with Requester(proc.address) as r:
                 assert r.request("svc", b"a", timeout=10).value == b"a!"

@@ -110,6 +110,9 @@ TEMPLATES: dict[str, Message] = {
     "Queue.Fetch": queue_pb2.QueueFetchRequest(
         group="fz-q", member_id="fz-m", max_records=5, lease_ms=1000
     ),
+    "Queue.Session": queue_pb2.QueueSessionRequest(
+        group="fz-q", member_id="fz-m-push", credit=5, lease_ms=1000, flush=True
+    ),
     "Queue.Settle": queue_pb2.QueueSettleRequest(
         group="fz-q",
         member_id="fz-m",

@@ -254,6 +254,27 @@ MATRIX: dict[str, tuple[Call, list[tuple[str, str, str]]]] = {
         ),
         [(G, QGROUP, "read"), (T, INBOX, "write")],
     ),
+    "Queue/Session": (  # every message is checked; a reply's inbox needs write
+        lambda s: list(
+            s.queue.Session(
+                iter(
+                    [
+                        queue_pb2.QueueSessionRequest(
+                            group=QGROUP,
+                            member_id="m",
+                            flush=True,
+                            replies=[
+                                queue_pb2.QueueReply(inbox=INBOX, batch=encode_batch([b"answer"]))
+                            ],
+                        )
+                    ]
+                ),
+                metadata=s.md,
+                timeout=10,
+            )
+        ),
+        [(G, QGROUP, "read"), (T, INBOX, "write")],
+    ),
     "Queue/Settle": (
         lambda s: s.queue.Settle(
             queue_pb2.QueueSettleRequest(group=QGROUP, member_id="m"), metadata=s.md, timeout=10

@@ -198,3 +198,39 @@ def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
         free = _queue_rate(other, 120)
         other.close()
         assert free > 2 * QUOTA, free
+
+
+def test_queue_push_session_is_held_to_the_fetch_quota(tmp_path: Path) -> None:
+    """Records pushed on a queue session count as fetched: the broker holds each push back
+    by its delay (as for Subscribe), and only the metered principal slows down."""
+    data = tmp_path / "data"
+    store = CredentialStore(data)
+    alice, bob = store.add("alice"), store.add("bob")
+    set_quota = ["quota", "set", "alice", "--fetch-bytes-per-s", str(QUOTA)]
+    result = CliRunner().invoke(main, [*set_quota, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    with run_broker(data, auth=True) as b:
+        admin = Admin(b.address, token=bob)
+        admin.create_topic("jobs")
+        admin.close()
+        producer = Producer(b.address, token=bob, batch_bytes=20_000, linger_ms=1)
+        for _ in range(200):
+            producer.send("jobs", value=RECORD, partition=0)
+        producer.flush(60)
+        producer.close()
+        quotas = b.server.security.quotas
+        consumer = QueueConsumer(
+            b.address, group="metered", topics=["jobs"], max_records=2, token=alice, push=True
+        )
+        _queue_rate(consumer, 20)  # past the burst
+        reported = quotas.throttled_s
+        rate = _queue_rate(consumer, 120)
+        consumer.close()
+        assert rate <= 1.1 * QUOTA, rate
+        assert quotas.throttled_s - reported > 1.0  # the pushes were held back
+        other = QueueConsumer(
+            b.address, group="free", topics=["jobs"], max_records=2, token=bob, push=True
+        )
+        free = _queue_rate(other, 120)
+        other.close()
+        assert free > 2 * QUOTA, free

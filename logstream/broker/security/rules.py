@@ -72,6 +72,9 @@ CHECKS: dict[str, Callable[[Any], list[Check]]] = {
     QUEUE + "Join": lambda r: _queue(r, "read") + (_topics(r.topics, "read") if r.create else []),
     QUEUE + "Leave": lambda r: _queue(r, "read"),
     QUEUE + "Fetch": lambda r: _queue(r, "read") + _topics((x.inbox for x in r.replies), "write"),
+    QUEUE + "Session": lambda r: (  # each message of the stream
+        _queue(r, "read") + _topics((x.inbox for x in r.replies), "write")
+    ),
     QUEUE + "Settle": lambda r: _queue(r, "read"),
     QUEUE + "Peek": lambda r: _queue(r, "read"),
     QUEUE + "CreateQueueGroup": lambda r: _queue(r, "create") + _topics(r.topics, "read"),

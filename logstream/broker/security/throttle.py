@@ -16,8 +16,10 @@ on the broker. A queue Fetch counts its answer's bytes against ``fetch_bytes_per
   served, and the ones after it wait. The quota therefore holds over time, to within one
   request (a producer that sends all it has in one 2 MiB request gets it stored at once,
   and waits afterwards).
-- Subscribe: the broker pushes, so nothing can wait on the client's side: the broker holds
-  each answer back by its delay (as before) and reports that delay in it.
+- Subscribe and a queue push session (``Queue/Session``): the broker pushes, so nothing
+  can wait on the client's side: the broker holds each answer back by its delay (as
+  before) and reports that delay in it. The session's own messages are paced like a
+  ProduceStream's (one request each against the request rate).
 
 ``Quotas.throttled_s`` sums the delays reported; ``Throttle.stalled_s`` the time requests
 were held back by the broker (near zero when clients honour the throttle).
@@ -42,6 +44,7 @@ PRODUCE = frozenset({"/logstream.v1.Log/Produce", "/logstream.v1.Log/ProduceStre
 FETCH = frozenset(
     {"/logstream.v1.Log/Fetch", "/logstream.v1.Log/Subscribe", "/logstream.v1.Queue/Fetch"}
 )
+PUSH = frozenset({"/logstream.v1.Queue/Session"})
 MAX_HOLDS = 100_000
 """Principals whose hold is remembered; past it, expired holds are dropped."""
 
@@ -177,6 +180,11 @@ class Throttle(HandlerWrapper):
             async for response in inner(paced(requests), context):
                 if waits:
                     _report(response, waits.pop(getattr(response, "correlation_id", 0), 0.0))
+                if method in PUSH:  # pushed records count as fetched: held back, as Subscribe's
+                    wait = self.quotas.delay(principal, "fetch_bytes_per_s", _size(response))
+                    if wait:
+                        await asyncio.sleep(wait)
+                        _report(response, wait)
                 yield response
 
         return handler

@@ -180,6 +180,38 @@ class QueueFetchResponse(_message.Message):
     lease_ms: int
     def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ...) -> None: ...
 
+class QueueSessionRequest(_message.Message):
+    __slots__ = ("group", "member_id", "credit", "lease_ms", "settle", "replies", "flush")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    member_id: str
+    credit: int
+    lease_ms: int
+    settle: _containers.RepeatedCompositeFieldContainer[Settlement]
+    replies: _containers.RepeatedCompositeFieldContainer[QueueReply]
+    flush: bool
+    def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., credit: _Optional[int] = ..., lease_ms: _Optional[int] = ..., settle: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ..., replies: _Optional[_Iterable[_Union[QueueReply, _Mapping]]] = ..., flush: _Optional[bool] = ...) -> None: ...
+
+class QueueSessionResponse(_message.Message):
+    __slots__ = ("records", "answered", "reply_results", "results", "throttle_time_ms")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    REPLY_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    THROTTLE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[QueueRecords]
+    answered: int
+    reply_results: _containers.RepeatedCompositeFieldContainer[QueueReplyResult]
+    results: _containers.RepeatedCompositeFieldContainer[SettleResult]
+    throttle_time_ms: int
+    def __init__(self, records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., answered: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ...) -> None: ...
+
 class QueueSettleRequest(_message.Message):
     __slots__ = ("group", "member_id", "settle")
     GROUP_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class QueueStub:
                 request_serializer=logstream_dot_v1_dot_queue__pb2.QueueSettleRequest.SerializeToString,
                 response_deserializer=logstream_dot_v1_dot_queue__pb2.QueueSettleResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/logstream.v1.Queue/Session',
+                request_serializer=logstream_dot_v1_dot_queue__pb2.QueueSessionRequest.SerializeToString,
+                response_deserializer=logstream_dot_v1_dot_queue__pb2.QueueSessionResponse.FromString,
+                _registered_method=True)
         self.CreateQueueGroup = channel.unary_unary(
                 '/logstream.v1.Queue/CreateQueueGroup',
                 request_serializer=logstream_dot_v1_dot_queue__pb2.CreateQueueGroupRequest.SerializeToString,
@@ -120,6 +125,15 @@ class QueueServicer:
 
     def Settle(self, request, context):
         """Apply settlements only; answered once they are in the state log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
+        """A member's push session (docs/decisions/0037): the broker pushes acquired records as
+        they are appended, up to the credit the member granted; replies and settlements go up
+        the same stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,6 +206,11 @@ def add_QueueServicer_to_server(servicer, server):
                     servicer.Settle,
                     request_deserializer=logstream_dot_v1_dot_queue__pb2.QueueSettleRequest.FromString,
                     response_serializer=logstream_dot_v1_dot_queue__pb2.QueueSettleResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=logstream_dot_v1_dot_queue__pb2.QueueSessionRequest.FromString,
+                    response_serializer=logstream_dot_v1_dot_queue__pb2.QueueSessionResponse.SerializeToString,
             ),
             'CreateQueueGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateQueueGroup,
@@ -337,6 +356,33 @@ class Queue:
             '/logstream.v1.Queue/Settle',
             logstream_dot_v1_dot_queue__pb2.QueueSettleRequest.SerializeToString,
             logstream_dot_v1_dot_queue__pb2.QueueSettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/logstream.v1.Queue/Session',
+            logstream_dot_v1_dot_queue__pb2.QueueSessionRequest.SerializeToString,
+            logstream_dot_v1_dot_queue__pb2.QueueSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,6 +25,7 @@ from logstream.broker.admin import AdminHandler, refuse_internal
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
 from logstream.broker.produce import ProduceHandler
+from logstream.codec import BuiltBatch
 from logstream.errors import (
     CorruptRecordError,
     InvalidRequestError,
@@ -33,7 +34,12 @@ from logstream.errors import (
 )
 from logstream.kafka import wire
 from logstream.kafka.access import Access
-from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+from logstream.kafka.batch_in import (
+    KafkaColumns,
+    read_kafka_batch,
+    read_tiny_batch,
+    to_logstream_batches,
+)
 from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
 from logstream.kafka.wire import Request, build, ms
 from logstream.storage.config import is_internal_topic
@@ -205,14 +211,22 @@ class LogApis:
         if body.transactional_id is not None:
             return answer(InvalidRequestError("transactional produce is not supported"))
         try:
-            kafka_batches = [read_kafka_batch(b) for b in split_kafka_batches(part.records or b"")]
-            if not kafka_batches:
+            pieces = list(split_kafka_batches(part.records or b""))
+            # Every batch is checked before get_log could create the topic.
+            read = [read_tiny_batch(b) or read_kafka_batch(b) for b in pieces]
+            if not read:
                 return answer(CorruptRecordError("no record batch in the request"))
-            refuse_internal(topic, "produce to")  # before get_log could create one
+            refuse_internal(topic, "produce to")
             with self.broker.operation():
                 plog = self.broker.get_log(topic, part.index, create=True)
             limit = plog.config.max_batch_bytes
-            batches = [b for cols in kafka_batches for b in to_logstream_batches(cols, limit)]
+            batches: list[bytes | BuiltBatch] = []
+            for piece, got in zip(pieces, read, strict=True):
+                if isinstance(got, BuiltBatch) and got.header.batch_length <= limit:
+                    batches.append(got)
+                else:
+                    cols = got if isinstance(got, KafkaColumns) else read_kafka_batch(piece)
+                    batches += to_logstream_batches(cols, limit)
         except LogstreamError as exc:
             return answer(exc)
         out = self.produce_handler.produce(

@@ -8,8 +8,9 @@ admin) run on the listener's thread pool; fetch long-polls are coroutines on its
 Per connection (Kafka's rules): requests are read one frame at a time and answered in
 order; the next request is read once the previous one is answered, which also bounds
 what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
-answer. After each Produce the connection gives the loop one pass, so the long-polls its
-append woke answer before the connection's next (pipelined, already buffered) request.
+answer. After each Produce's append the connection gives the loop one pass before writing
+its answer, so the long-polls the append woke answer first (and before the connection's
+next, pipelined and already buffered, request).
 Across connections, a frame's body is read only once its size (known from the prefix) has
 room in the broker's request-byte gate (``request_gate``: the one gRPC's Produce and
 ProduceStream pass, ``broker/request_gate.py``), held until the frame is answered;
@@ -308,6 +309,13 @@ class KafkaListener:
                         response, keep_open = await self._respond(frame, conn)
                     produced = frame[:2] == _PRODUCE_KEY
                     del frame  # not kept alive (unaccounted) while the next request waits
+                    if produced:
+                        # Let the long-polls this append woke answer first, as Kafka
+                        # completes delayed fetches before the produce's own answer: the
+                        # record reaches its consumers one socket write sooner, and a
+                        # pipelined produce (already buffered, read without a pass of the
+                        # loop) cannot hold the first record's fetch behind a whole burst.
+                        await asyncio.sleep(0)
                     if response:
                         writer.write(response)
                         await writer.drain()
@@ -316,12 +324,6 @@ class KafkaListener:
                         hold.release()
                 if not keep_open:
                     return
-                if produced:
-                    # Let the long-polls this append woke answer before the connection's
-                    # next request: a pipelined one is already buffered and would be read
-                    # without a pass of the loop, so the first record's fetch would wait
-                    # behind every produce of the burst.
-                    await asyncio.sleep(0)
         except (asyncio.CancelledError, ConnectionError):
             pass
         except LogstreamError as exc:  # e.g. the broker is shutting down

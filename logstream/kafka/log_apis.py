@@ -1,8 +1,9 @@
 """ApiVersions, Metadata, Produce, Fetch, ListOffsets and InitProducerId over the broker.
 
 Each handler takes a decoded :class:`~logstream.kafka.wire.Request` and returns the kio
-response body for the request's version; the work is the same broker call the gRPC
-servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
+response body for the request's version (Produce and Fetch, the hot path: the plain answer
+classes of ``fast_encode.py``, which only its encoders read); the work is the same broker
+call the gRPC servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
 ``ProducerIdManager``). The listener is one broker: node id 0, leader of every partition,
 its own advertised address.
 

@@ -268,6 +268,8 @@ def encode_small_batch(
     deltas = [t - first for t in timestamps]
     if min(deltas) < -(2**31) or max(deltas) > _INT32_MAX:
         raise InvalidBatchError("timestamps in one batch must lie within ~24 days of the first")
+    if not -(2**63) <= first + min(deltas) <= first + max(deltas) < 2**63:
+        raise InvalidBatchError("a timestamp outside the int64 range")
     key_blob = b"".join([k for k in keys if k])
     value_blob = b"".join([v for v in values if v])
     header_blob = b"".join(header_blobs)

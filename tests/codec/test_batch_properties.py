@@ -202,3 +202,5 @@ def test_the_small_encoder_refuses_what_encode_batch_refuses() -> None:
         B.encode_small_batch([], [], [], [])
     with pytest.raises(InvalidBatchError):
         B.encode_small_batch([None, None], [b"a", b"b"], [0, 2**31], [b"", b""])
+    with pytest.raises(InvalidBatchError):  # a Kafka base timestamp plus a delta can overflow
+        B.encode_small_batch([None], [b"a"], [2**63], [b""])

@@ -7,8 +7,9 @@ One round is what one record costs the listener at low rates: a Fetch (v11, one 
 one record of 100 B in a v2 record batch) is sent on another, and the round ends when
 both answers are read. The client is plain sockets in lock-step, so what is measured is
 the listener: the broker process's CPU time per round (from /proc; its other threads
-are idle but for timers, and the client is not in it) and the round trip
-in microseconds (p50 / p99), with the 1-minute load average. With ``--base`` the rounds
+are idle but for timers, and the client is not in it) and the time from sending the
+Produce to reading the Fetch answer that carries the record (p50 / p99, microseconds;
+the Produce answer is read after it), with the 1-minute load average. With ``--base`` the rounds
 run as interleaved A/B pairs against another checkout's broker (A) and this tree's (B),
 each against a fresh broker process. ``--burst K``: each round sends K one-record
 Produce requests in one write (pipelined) after the Fetch is parked, and reports when the
@@ -151,11 +152,12 @@ def rounds(addr: str, pid: int, n: int) -> dict[str, float]:
         for i in range(n):
             cons.sendall(fetch_frame(i, offset))
             time.sleep(0.0002)  # let the fetch park before the record lands
+            frame = produce_frame(i, value)
             t0 = time.perf_counter_ns()
-            prod.sendall(produce_frame(i, value))
-            _read_frame(prod)
-            got = _read_frame(cons)
+            prod.sendall(frame)
+            got = _read_frame(cons)  # the record delivered: what end-to-end latency is
             times.append(time.perf_counter_ns() - t0)
+            _read_frame(prod)
             if len(got) < 100:
                 raise AssertionError(f"round {i}: the fetch answered without the record")
             offset += 1

@@ -206,7 +206,7 @@ class Broker:
         finally:
             with self._lock:
                 self._in_flight -= 1
-                if self._in_flight == 0:
+                if self._in_flight == 0 and self._closing:  # close() waits for it
                     self._lock.notify_all()
 
     @property

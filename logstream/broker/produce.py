@@ -2,8 +2,10 @@
 
 Per partition, batches are appended in request order; storage checks each batch's header,
 CRC, size (``max_batch_bytes``) and idempotence (producer id/epoch/sequence) and stamps its
-base offset. The broker adds one cheap check first: the ``bytes`` element must be exactly
-one batch (its ``batch_length`` equals its size). It never walks the records.
+base offset (a ``BuiltBatch``, which an edge of this broker encoded itself, is appended
+``trusted``: no second CRC and record-section check; see ``PartitionLog.append``). The
+broker adds one cheap check first: a ``bytes`` element must be exactly one batch (its
+``batch_length`` equals its size). It never walks the records.
 
 A partition's batches are all-or-prefix: the first failing batch stops the partition, and
 the batches after it are answered with the same error class ("not appended") so that an
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 
 from logstream.broker.admin import refuse_internal
 from logstream.broker.broker import Broker
-from logstream.codec import peek_length
+from logstream.codec import BuiltBatch, peek_length
 from logstream.errors import (
     CorruptRecordError,
     InvalidRequiredAcksError,
@@ -71,7 +73,7 @@ class ProduceHandler:
         self,
         topic: str,
         partition: int,
-        batches: Sequence[bytes],
+        batches: Sequence[bytes | BuiltBatch],
         *,
         acks: str = "leader",
         timeout_ms: int = 0,
@@ -92,7 +94,11 @@ class ProduceHandler:
         return out
 
     def _produce(
-        self, out: PartitionOutcome, batches: Sequence[bytes], acks: str, timeout_ms: int
+        self,
+        out: PartitionOutcome,
+        batches: Sequence[bytes | BuiltBatch],
+        acks: str,
+        timeout_ms: int,
     ) -> None:
         refuse_internal(out.topic, "produce to")  # only the coordinator writes them
         plog = self.broker.get_log(out.topic, out.partition, create=True)
@@ -100,13 +106,17 @@ class ProduceHandler:
         segments_before = plog.segment_count
         for i, batch in enumerate(batches):
             try:
-                length = peek_length(batch)
-                if length != len(batch):
-                    raise CorruptRecordError(
-                        f"batch {i}: batch_length {length} but {len(batch)} bytes were sent "
-                        "(each element of `batches` must be exactly one batch)"
-                    )
-                result = plog.append(batch)
+                if isinstance(batch, BuiltBatch):
+                    length = batch.header.batch_length
+                    result = plog.append(batch.data, trusted=True)
+                else:
+                    length = peek_length(batch)
+                    if length != len(batch):
+                        raise CorruptRecordError(
+                            f"batch {i}: batch_length {length} but {len(batch)} bytes were sent "
+                            "(each element of `batches` must be exactly one batch)"
+                        )
+                    result = plog.append(batch)
             except LogstreamError as exc:
                 out.batches.append(BatchOutcome(error=_detached(exc)))
                 for _ in batches[i + 1 :]:

@@ -39,11 +39,13 @@ from logstream.codec.decode import (
     iter_batches,
 )
 from logstream.codec.encode import (
+    BuiltBatch,
     encode_batch,
     encode_columns,
     encode_headers,
     encode_records,
     encode_rows,
+    encode_small_batch,
 )
 from logstream.codec.framing import check_frames, walk_frames
 from logstream.codec.header import (
@@ -114,6 +116,7 @@ __all__ = [
     "ZSTD",
     "BatchHeader",
     "BatchRows",
+    "BuiltBatch",
     "DecodedBatch",
     "Schedule",
     "batch_positions",
@@ -130,6 +133,7 @@ __all__ = [
     "encode_headers",
     "encode_records",
     "encode_rows",
+    "encode_small_batch",
     "expiry_of",
     "iter_batches",
     "iter_headers",

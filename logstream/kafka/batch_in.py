@@ -33,13 +33,21 @@ from __future__ import annotations
 import itertools
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from aiokafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
 from aiokafka.record._crecords import DefaultRecordBatch
 
-from logstream.codec import HEADER_SIZE, compression, encode_columns, encode_headers
+from logstream.codec import (
+    HEADER_SIZE,
+    BuiltBatch,
+    compression,
+    encode_columns,
+    encode_headers,
+    encode_small_batch,
+)
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
 
@@ -88,15 +96,41 @@ than the ~60 numpy calls of the columnar reader, whose cost hardly depends on th
 (measured: 1 record 13 vs 97 us, 1,000 records 490-1,560 vs 410 us)."""
 
 
-def read_kafka_batch(
-    kafka_batch: bytes | memoryview, *, small_batch_records: int = SMALL_BATCH_RECORDS
-) -> KafkaColumns:
-    """Check and read one whole Kafka batch (as :func:`split_kafka_batches` cuts them)."""
+TINY_BATCH_RECORDS = 32
+"""Up to this many records, a batch stored uncompressed goes straight from aiokafka's
+reader to :func:`~logstream.codec.encode_small_batch` (lists and ``struct``, no numpy and
+no second check on append): the one-record Produce of the latency path."""
+
+
+def read_tiny_batch(kafka_batch: bytes | memoryview) -> BuiltBatch | None:
+    """One whole Kafka batch as a logstream batch, when it has at most
+    :data:`TINY_BATCH_RECORDS` records and is stored uncompressed (Kafka codec none, gzip
+    or snappy); else None, and the caller reads it with :func:`read_kafka_batch`. Same
+    checks and errors as that function. (A result over the topic's ``max_batch_bytes`` is
+    the caller's to split, through :func:`read_kafka_batch`.)"""
     view = memoryview(kafka_batch)
+    fields = _checked_header(view)
+    count, codec = fields[12], fields[5] & 0x07
+    if count > TINY_BATCH_RECORDS or STORE_CODEC.get(codec) != compression.NONE:
+        return None
+    records = _records(view)
+    return encode_small_batch(
+        [r.key for r in records],
+        [r.value for r in records],
+        [r.timestamp for r in records],
+        [encode_headers(r.headers) if r.headers else b"" for r in records],
+        producer_id=fields[9],
+        producer_epoch=fields[10],
+        base_sequence=fields[11],
+    )
+
+
+def _checked_header(view: memoryview) -> tuple[int, ...]:
+    """The 61-byte header's fields, after the checks every Kafka batch must pass."""
     if len(view) < _HEADER.size:
         raise CorruptRecordError(f"truncated Kafka batch: {len(view)} bytes")
-    (_, _, _, magic, crc, attributes, _, base_ts, _, producer_id, producer_epoch,
-     base_sequence, count) = _HEADER.unpack_from(view)  # fmt: skip
+    fields: tuple[int, ...] = _HEADER.unpack_from(view)
+    magic, crc, attributes, count = fields[3], fields[4], fields[5], fields[12]
     if magic != 2:
         raise InvalidBatchError(f"Kafka message format v{magic} is not supported")
     if crc32c(view[_CRC_START:]) != crc:
@@ -105,6 +139,27 @@ def read_kafka_batch(
         raise InvalidBatchError("transactional and control batches are not supported")
     if count <= 0:
         raise InvalidBatchError("a Kafka batch with no records")
+    return fields
+
+
+def _records(view: memoryview) -> list[Any]:
+    """aiokafka's records of a checked batch (its compiled reader decompresses)."""
+    try:
+        records = list(DefaultRecordBatch(bytes(view)))
+    except Exception as exc:  # the reader raises its own types for bad varints, bad codecs
+        raise CorruptRecordError(f"cannot decode Kafka batch: {exc}") from exc
+    if not records:
+        raise InvalidBatchError("a Kafka batch with no records")
+    return records
+
+
+def read_kafka_batch(
+    kafka_batch: bytes | memoryview, *, small_batch_records: int = SMALL_BATCH_RECORDS
+) -> KafkaColumns:
+    """Check and read one whole Kafka batch (as :func:`split_kafka_batches` cuts them)."""
+    view = memoryview(kafka_batch)
+    (_, _, _, _, _, attributes, _, base_ts, _, producer_id, producer_epoch,
+     base_sequence, count) = _checked_header(view)  # fmt: skip
     codec = attributes & 0x07
     producer = (producer_id, producer_epoch, base_sequence)
     if count <= small_batch_records:
@@ -140,12 +195,7 @@ def read_kafka_batch(
 
 def _read_small(view: memoryview, codec: int, producer: tuple[int, int, int]) -> KafkaColumns:
     """A few records through aiokafka's reader (CRC and flags are already checked)."""
-    try:
-        records = list(DefaultRecordBatch(bytes(view)))
-    except Exception as exc:  # the reader raises its own types for bad varints, bad codecs
-        raise CorruptRecordError(f"cannot decode Kafka batch: {exc}") from exc
-    if not records:
-        raise InvalidBatchError("a Kafka batch with no records")
+    records = _records(view)
     n = len(records)
     keys = [r.key for r in records]
     values = [r.value for r in records]

@@ -8,8 +8,9 @@ admin) run on the listener's thread pool; fetch long-polls are coroutines on its
 Per connection (Kafka's rules): requests are read one frame at a time and answered in
 order; the next request is read once the previous one is answered, which also bounds
 what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
-answer. After each Produce the connection gives the loop one pass, so the long-polls its
-append woke answer before the connection's next (pipelined, already buffered) request.
+answer. After each Produce's append the connection gives the loop one pass before writing
+its answer, so the long-polls the append woke answer first (and before the connection's
+next, pipelined and already buffered, request).
 Across connections, a frame's body is read only once its size (known from the prefix) has
 room in the broker's request-byte gate (``request_gate``: the one gRPC's Produce and
 ProduceStream pass, ``broker/request_gate.py``), held until the frame is answered;
@@ -19,7 +20,9 @@ frames are read at once.
 Bad input, and what the listener does (it never stops serving other connections):
 
 - a size prefix below a request header or above ``max_request_bytes``: disconnect;
-- a frame not completed within ``frame_timeout_s`` (half a frame, then a stall): disconnect;
+- a frame not completed within ``frame_timeout_s`` (half a frame, then a stall): disconnect
+  (one sweep of the connections every ``frame_timeout_s / 4``, at most 1 s, finds it: no
+  timer per request);
 - an undecodable body: disconnect, as Kafka does;
 - an unknown API key or version: ApiVersions answers in v0 with UNSUPPORTED_VERSION and
   the versions it has (Kafka's rule, so the client can retry); any other API gets a frame
@@ -85,16 +88,27 @@ Handler = Callable[[Request], Awaitable[Any]]
 
 
 class _Connection:
-    """What the listener knows of one connection: who it is and where SASL stands."""
+    """What the listener knows of one connection: who it is, where SASL stands and since
+    when (loop time) it waits for the rest of a frame."""
 
-    __slots__ = ("authenticated", "peer", "principal", "raw_sasl", "sasl")
+    __slots__ = (
+        "authenticated", "peer", "principal", "raw_sasl", "reading_since", "sasl", "transport"
+    )
 
-    def __init__(self, peer: object, principal: str, authenticated: bool) -> None:
+    def __init__(
+        self,
+        peer: object,
+        principal: str,
+        authenticated: bool,
+        transport: asyncio.WriteTransport | None = None,
+    ) -> None:
         self.peer = peer
         self.principal = principal
         self.authenticated = authenticated
         self.sasl: SaslSession | None = None
         self.raw_sasl = False  # after a v0 SaslHandshake the next frames are bare tokens
+        self.reading_since: float | None = None
+        self.transport = transport
 
 
 _BEFORE_AUTHENTICATION = frozenset({wire.API_VERSIONS, wire.SASL_HANDSHAKE, wire.SASL_AUTHENTICATE})
@@ -156,6 +170,7 @@ class KafkaListener:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._open: set[_Connection] = set()  # the loop's own: read and written there only
         if self.store is not None:
             wire.register(wire.SASL_HANDSHAKE, (0, 1))
             wire.register(wire.SASL_AUTHENTICATE, (0, 2))
@@ -207,6 +222,7 @@ class KafkaListener:
                 loop.close()
                 return
             ready.set()
+            loop.call_soon(self._sweep)
             try:
                 loop.run_forever()
             finally:
@@ -218,6 +234,19 @@ class KafkaListener:
         if failure:
             raise OSError(f"cannot listen on {self.host}:{self.port}: {failure[0]}")
         log.info("kafka listener on %s", self.address)
+
+    def _sweep(self) -> None:
+        """Drop the connections that started a frame more than ``frame_timeout_s`` ago and
+        have not completed it; runs on the loop, again every quarter of the timeout (1 s at
+        most)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in self._open:
+            since = conn.reading_since
+            if since is not None and now - since >= self.frame_timeout_s:
+                assert conn.transport is not None
+                conn.transport.abort()  # its reader fails; _serve_connection logs it
+        loop.call_later(min(self.frame_timeout_s / 4, 1.0), self._sweep)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self.tls is None:
@@ -277,8 +306,9 @@ class KafkaListener:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         principal = _certificate_principal(writer.get_extra_info("peercert"))
-        conn = _Connection(peer, principal, authenticated=self.store is None)
+        conn = _Connection(peer, principal, self.store is None, writer.transport)
         loop = asyncio.get_running_loop()
+        self._open.add(conn)
         try:
             while True:
                 try:
@@ -293,21 +323,27 @@ class KafkaListener:
                 hold = None if gate is None else (
                     gate.try_acquire(size) or await gate.acquire(size))
                 try:
-                    # A timer, not wait_for: one TimerHandle instead of a task per request.
-                    timer = loop.call_later(self.frame_timeout_s, writer.transport.abort)
+                    conn.reading_since = loop.time()  # a stall here is dropped by _sweep
                     try:
                         frame = await reader.readexactly(size)
                     except (asyncio.IncompleteReadError, ConnectionError):
                         log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
                         return
                     finally:
-                        timer.cancel()
+                        conn.reading_since = None
                     if conn.raw_sasl:
                         response, keep_open = await self._raw_sasl(frame, conn)
                     else:
                         response, keep_open = await self._respond(frame, conn)
                     produced = frame[:2] == _PRODUCE_KEY
                     del frame  # not kept alive (unaccounted) while the next request waits
+                    if produced:
+                        # Let the long-polls this append woke answer first, as Kafka
+                        # completes delayed fetches before the produce's own answer: the
+                        # record reaches its consumers one socket write sooner, and a
+                        # pipelined produce (already buffered, read without a pass of the
+                        # loop) cannot hold the first record's fetch behind a whole burst.
+                        await asyncio.sleep(0)
                     if response:
                         writer.write(response)
                         await writer.drain()
@@ -316,12 +352,6 @@ class KafkaListener:
                         hold.release()
                 if not keep_open:
                     return
-                if produced:
-                    # Let the long-polls this append woke answer before the connection's
-                    # next request: a pipelined one is already buffered and would be read
-                    # without a pass of the loop, so the first record's fetch would wait
-                    # behind every produce of the burst.
-                    await asyncio.sleep(0)
         except (asyncio.CancelledError, ConnectionError):
             pass
         except LogstreamError as exc:  # e.g. the broker is shutting down
@@ -330,6 +360,7 @@ class KafkaListener:
             log.exception("kafka: connection %s failed", peer)
         finally:
             self._connections.discard(task)
+            self._open.discard(conn)
             writer.close()
 
     async def _respond(self, frame: bytes, conn: _Connection) -> tuple[bytes, bool]:

@@ -1,8 +1,9 @@
 """ApiVersions, Metadata, Produce, Fetch, ListOffsets and InitProducerId over the broker.
 
 Each handler takes a decoded :class:`~logstream.kafka.wire.Request` and returns the kio
-response body for the request's version; the work is the same broker call the gRPC
-servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
+response body for the request's version (Produce and Fetch, the hot path: the plain answer
+classes of ``fast_encode.py``, which only its encoders read); the work is the same broker
+call the gRPC servicers make (``ProduceHandler``, ``FetchHandler``, ``AdminHandler``,
 ``ProducerIdManager``). The listener is one broker: node id 0, leader of every partition,
 its own advertised address.
 
@@ -25,6 +26,7 @@ from logstream.broker.admin import AdminHandler, refuse_internal
 from logstream.broker.broker import Broker
 from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
 from logstream.broker.produce import ProduceHandler
+from logstream.codec import BuiltBatch
 from logstream.errors import (
     CorruptRecordError,
     InvalidRequestError,
@@ -33,7 +35,20 @@ from logstream.errors import (
 )
 from logstream.kafka import wire
 from logstream.kafka.access import Access
-from logstream.kafka.batch_in import read_kafka_batch, to_logstream_batches
+from logstream.kafka.batch_in import (
+    KafkaColumns,
+    read_kafka_batch,
+    read_tiny_batch,
+    to_logstream_batches,
+)
+from logstream.kafka.fast_encode import (
+    FetchAnswer,
+    FetchPartitionAnswer,
+    FetchTopicAnswer,
+    ProduceAnswer,
+    ProducePartitionAnswer,
+    ProduceTopicAnswer,
+)
 from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
 from logstream.kafka.wire import Request, build, ms
 from logstream.storage.config import is_internal_topic
@@ -162,41 +177,34 @@ class LogApis:
 
     # -- Produce -------------------------------------------------------------------------
 
-    def produce(self, req: Request) -> Any:
+    def produce(self, req: Request) -> ProduceAnswer:
         """The response body; the listener sends none for acks=0."""
-        mod = wire.response_module(wire.PRODUCE, req.api_version)
         body = req.body
         acks = {0: "none", 1: "leader", -1: "leader"}.get(int(body.acks))
         topics = []
         for topic in body.topic_data:
             refused = self.access.refused(req.principal, "topic", topic.name, "write")
-            answers = []
-            for part in topic.partition_data:
-                answers.append(self._produce_partition(mod, topic.name, part, acks, body, refused))
-            topics.append(
-                build(mod.TopicProduceResponse, name=topic.name, partition_responses=tuple(answers))
+            answers = tuple(
+                self._produce_partition(topic.name, part, acks, body, refused)
+                for part in topic.partition_data
             )
-        return build(mod.ProduceResponse, responses=tuple(topics))
+            topics.append(ProduceTopicAnswer(topic.name, answers))
+        return ProduceAnswer(tuple(topics))
 
     def _produce_partition(
         self,
-        mod: Any,
         topic: str,
         part: Any,
         acks: str | None,
         body: Any,
         refused: LogstreamError | None,
-    ) -> Any:
-        def answer(exc: LogstreamError | None, base_offset: int = -1, start: int = -1) -> Any:
-            return build(
-                mod.PartitionProduceResponse,
-                index=part.index,
-                error_code=error_code(exc),
-                base_offset=base_offset,
-                log_append_time=None,
-                log_start_offset=start,
-                error_message=str(exc) if exc is not None else None,
-            )
+    ) -> ProducePartitionAnswer:
+        def answer(
+            exc: LogstreamError | None, base_offset: int = -1, start: int = -1
+        ) -> ProducePartitionAnswer:
+            if exc is None:
+                return ProducePartitionAnswer(part.index, ErrorCode.none, base_offset, start)
+            return ProducePartitionAnswer(part.index, error_code(exc), error_message=str(exc))
 
         if refused is not None:
             return answer(refused)
@@ -205,14 +213,22 @@ class LogApis:
         if body.transactional_id is not None:
             return answer(InvalidRequestError("transactional produce is not supported"))
         try:
-            kafka_batches = [read_kafka_batch(b) for b in split_kafka_batches(part.records or b"")]
-            if not kafka_batches:
+            pieces = list(split_kafka_batches(part.records or b""))
+            # Every batch is checked before get_log could create the topic.
+            read = [read_tiny_batch(b) or read_kafka_batch(b) for b in pieces]
+            if not read:
                 return answer(CorruptRecordError("no record batch in the request"))
-            refuse_internal(topic, "produce to")  # before get_log could create one
+            refuse_internal(topic, "produce to")
             with self.broker.operation():
                 plog = self.broker.get_log(topic, part.index, create=True)
             limit = plog.config.max_batch_bytes
-            batches = [b for cols in kafka_batches for b in to_logstream_batches(cols, limit)]
+            batches: list[bytes | BuiltBatch] = []
+            for piece, got in zip(pieces, read, strict=True):
+                if isinstance(got, BuiltBatch) and got.header.batch_length <= limit:
+                    batches.append(got)
+                else:
+                    cols = got if isinstance(got, KafkaColumns) else read_kafka_batch(piece)
+                    batches += to_logstream_batches(cols, limit)
         except LogstreamError as exc:
             return answer(exc)
         out = self.produce_handler.produce(
@@ -226,21 +242,15 @@ class LogApis:
 
     # -- Fetch ---------------------------------------------------------------------------
 
-    async def fetch(self, req: Request, pool: Executor) -> Any:
+    async def fetch(self, req: Request, pool: Executor) -> FetchAnswer:
         """The broker's fetch coroutine runs on the listener's loop (its long-poll parks a
         coroutine, woken by the broker's per-partition notifier); converting the records
         to Kafka batches runs on ``pool`` unless they are few (INLINE_FETCH_BYTES)."""
-        mod = wire.response_module(wire.FETCH, req.api_version)
         body = req.body
         if int(getattr(body, "session_id", 0)) != 0:
             # KIP-227 sessions: this listener never creates one (it answers session id 0,
             # so clients send full fetches), so any other id is unknown to it.
-            return build(
-                mod.FetchResponse,
-                error_code=ErrorCode.fetch_session_id_not_found,
-                session_id=0,
-                responses=(),
-            )
+            return FetchAnswer((), error_code=ErrorCode.fetch_session_id_not_found)
         specs, refusals = [], []
         for t in body.topics:
             refused = self.access.refused(req.principal, "topic", t.topic, "read")
@@ -262,32 +272,27 @@ class LogApis:
                 max_bytes=max(int(body.max_bytes), 0),
             )
         if sum(len(o.records) for o in outcomes if o.records) <= INLINE_FETCH_BYTES:
-            return self._fetch_response(mod, outcomes)
+            return self._fetch_response(outcomes)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, self._fetch_response, mod, outcomes)
+        return await loop.run_in_executor(pool, self._fetch_response, outcomes)
 
-    def _fetch_response(self, mod: Any, outcomes: list[Any]) -> Any:
-        by_topic: dict[str, list[Any]] = {}
+    def _fetch_response(self, outcomes: list[FetchOutcome]) -> FetchAnswer:
+        by_topic: dict[str, list[FetchPartitionAnswer]] = {}
         for o in outcomes:
             records = logstream_to_kafka(o.records) if o.records else b""
             by_topic.setdefault(o.topic, []).append(
-                build(
-                    mod.PartitionData,
-                    partition_index=o.partition,
-                    error_code=error_code(o.error),
-                    high_watermark=o.high_watermark,
-                    last_stable_offset=o.high_watermark,
-                    log_start_offset=o.log_start_offset,
-                    aborted_transactions=None,
-                    preferred_read_replica=-1,
-                    records=records,
+                FetchPartitionAnswer(
+                    o.partition,
+                    error_code(o.error),
+                    o.high_watermark,
+                    o.high_watermark,  # last stable offset: no transactions
+                    o.log_start_offset,
+                    records,
                 )
             )
-        responses = tuple(
-            build(mod.FetchableTopicResponse, topic=name, partitions=tuple(parts))
-            for name, parts in by_topic.items()
+        return FetchAnswer(
+            tuple(FetchTopicAnswer(name, tuple(parts)) for name, parts in by_topic.items())
         )
-        return build(mod.FetchResponse, error_code=ErrorCode.none, responses=responses)
 
     # -- ListOffsets ---------------------------------------------------------------------
 

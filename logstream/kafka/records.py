@@ -14,7 +14,10 @@ timestamp type, bit 4 transactional, bit 5 control. logstream's layout is in
 ``logstream/codec/header.py``.
 
 Produce: ``batch_in.py`` checks the CRC, decompresses and reads the varints into columns
-with numpy, which become the logstream batch's columns directly. Producer id, epoch and
+with numpy, which become the logstream batch's columns directly; a batch of a few records
+stored uncompressed (the one-record Produce of a latency-minded producer) goes instead
+from aiokafka's compiled reader to ``codec.encode_small_batch`` and is appended without
+storage's second check (``BuiltBatch``). Producer id, epoch and
 base sequence are carried over, so storage's idempotence check sees the Kafka producer's
 own numbers. lz4 and zstd batches are stored with the same codec; gzip and snappy (which
 logstream's codec does not have) are stored uncompressed.

@@ -178,3 +178,29 @@ def test_rows_outside_the_batch_are_refused(start: int, stop: int) -> None:
     batch = B.decode_batch(B.encode_batch([b"a", b"b"]))
     with pytest.raises(InvalidBatchError):
         B.encode_rows(batch, start, stop)
+
+
+@given(records, st.integers(-1, 2**40), st.integers(-1, 30_000), st.integers(-1, 2**31 - 1))
+def test_the_small_encoder_writes_encode_batchs_bytes_and_their_header(
+    recs: list, producer_id: int, epoch: int, sequence: int
+) -> None:
+    """Storage appends a BuiltBatch unchecked, so its header must be what check_batch reads."""
+    keys, values, stamps, hdrs = zip(*recs, strict=True)
+    stamps = [stamps[0] + (s % 1_000_000) for s in stamps]
+    blobs = [B.encode_headers(h) for h in hdrs]
+    producer = {"producer_id": producer_id, "producer_epoch": epoch, "base_sequence": sequence}
+    built = B.encode_small_batch(list(keys), list(values), stamps, blobs, **producer)
+    expected = B.encode_batch(
+        list(values), keys=list(keys), timestamps=stamps, headers=blobs, **producer
+    )
+    assert built.data == expected
+    assert B.check_batch(built.data) == built.header
+
+
+def test_the_small_encoder_refuses_what_encode_batch_refuses() -> None:
+    with pytest.raises(InvalidBatchError):
+        B.encode_small_batch([], [], [], [])
+    with pytest.raises(InvalidBatchError):
+        B.encode_small_batch([None, None], [b"a", b"b"], [0, 2**31], [b"", b""])
+    with pytest.raises(InvalidBatchError):  # a Kafka base timestamp plus a delta can overflow
+        B.encode_small_batch([None], [b"a"], [2**63], [b""])

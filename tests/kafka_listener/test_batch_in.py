@@ -9,12 +9,14 @@ from aiokafka.record._crecords import DefaultRecordBatch, DefaultRecordBatchBuil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logstream.codec import decode_batch, decode_headers, read_header
+from logstream.codec import BuiltBatch, check_batch, decode_batch, decode_headers, read_header
 from logstream.codec.crc import crc32c
 from logstream.errors import CorruptRecordError, InvalidBatchError
 from logstream.kafka.batch_in import (
     SMALL_BATCH_RECORDS,
+    TINY_BATCH_RECORDS,
     read_kafka_batch,
+    read_tiny_batch,
     to_logstream_batches,
 )
 from logstream.kafka.records import logstream_to_kafka
@@ -77,6 +79,39 @@ def test_columns_match_the_per_record_reader(records: list, codec: int, small: i
     cols = read_kafka_batch(raw, small_batch_records=small)
     assert (cols.producer_id, cols.producer_epoch, cols.base_sequence) == (7, 1, 5)
     assert logstream_rows(to_logstream_batches(cols, 1 << 30)) == kafka_rows(raw)
+
+
+@settings(max_examples=150)
+@given(st.lists(record, min_size=1, max_size=TINY_BATCH_RECORDS), st.sampled_from([0, 1, 2]))
+def test_a_tiny_batch_is_the_columnar_readers_batch_and_passes_the_append_check(
+    records: list, codec: int
+) -> None:
+    """The tiny path's batch skips storage's check on append, so it must be exactly the
+    batch the checked path builds, and a batch that check accepts with the same header."""
+    raw = build(records, codec, producer=(7, 1, 5))
+    tiny = read_tiny_batch(raw)
+    assert isinstance(tiny, BuiltBatch)
+    cols = read_kafka_batch(raw, small_batch_records=COLUMNAR)
+    assert [tiny.data] == to_logstream_batches(cols, 1 << 30)
+    assert check_batch(tiny.data) == tiny.header == read_header(tiny.data)
+
+
+@pytest.mark.parametrize(
+    ("count", "codec"), [(TINY_BATCH_RECORDS + 1, 0), (1, 3), (1, 4)]
+)
+def test_larger_or_lz4_zstd_batches_take_the_columnar_path(count: int, codec: int) -> None:
+    assert read_tiny_batch(build([(b"k", b"v", 0, [])] * count, codec)) is None
+
+
+def test_the_tiny_path_refuses_what_the_columnar_path_refuses() -> None:
+    damaged = bytearray(build([(b"k", b"v", 0, [])]))
+    damaged[-1] ^= 1
+    with pytest.raises(CorruptRecordError):
+        read_tiny_batch(bytes(damaged))
+    control = bytearray(build([(b"k", b"v", 0, [])]))
+    control[22] |= 0x20
+    with pytest.raises(InvalidBatchError):
+        read_tiny_batch(_restamp(control))
 
 
 @settings(max_examples=60)

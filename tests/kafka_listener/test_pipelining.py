@@ -4,7 +4,10 @@ A Fetch is parked on one connection, then a burst of one-record Produce requests
 in one write on another (what librdkafka sends with ``max.in.flight`` > 1). The order in
 which the listener wrote the answers is read from the kernel's receive timestamps
 (SO_TIMESTAMPNS) of the client sockets, so it does not depend on when the test process
-gets the CPU: the Fetch's answer must be written before the burst's last Produce answer.
+gets the CPU: the Fetch's answer must be written before the burst's last Produce answer,
+and, for a single Produce, before that Produce's own answer (the record reaches its
+consumer first, as Kafka completes the delayed fetches an append satisfies before it
+answers the produce).
 """
 
 from __future__ import annotations
@@ -85,3 +88,22 @@ def test_a_woken_fetch_answers_before_a_pipelined_burst_of_produces_ends(
         "the fetch was answered only after every produce of the burst: "
         f"{(fetched_at - answers[-1]) / 1e3:.0f} us after the last"
     )
+
+
+def test_a_woken_fetch_is_answered_before_the_produce_that_woke_it(
+    listener: KafkaListener,
+) -> None:
+    value = b"v" * 100
+    with _connect(listener) as prod, _connect(listener) as cons:
+        prod.sendall(produce_frame(0, value))  # creates the topic; offset 0
+        _receive(prod, _frame_size(prod))
+        for i in range(1, 6):
+            cons.sendall(fetch_frame(i, i))
+            time.sleep(0.1)  # the fetch is parked: nothing at offset i yet
+            prod.sendall(produce_frame(i, value))
+            fetched_at = _receive(cons, _frame_size(cons))[0][0]
+            produced_at = _receive(prod, _frame_size(prod))[0][0]
+            assert fetched_at < produced_at, (
+                f"round {i}: the fetch was answered {(fetched_at - produced_at) / 1e3:.0f} us "
+                "after the produce that woke it"
+            )

@@ -17,6 +17,7 @@ from logstream.codec import (
     compression,
     decode_batch,
     encode_batch,
+    encode_small_batch,
     iter_batches,
     read_header,
 )
@@ -92,6 +93,20 @@ def test_read_at_end_is_empty_and_out_of_range_names_earliest(mgr):
     assert err.value.earliest == 0 and err.value.latest == 2
     with pytest.raises(OffsetOutOfRangeError, match="earliest offset is 0"):
         log.read(-1)
+
+
+def test_a_built_batch_appends_trusted_within_the_size_limit(mgr):
+    mgr.create_topic("events", 1, {**SMALL, "max_batch_bytes": 400})
+    log = mgr.get_log("events", 0)
+    built = encode_small_batch([b"k", None], [b"v" * 10, b"w"], [1000, 1002], [b"", b""])
+    assert log.append(built.data, trusted=True).base_offset == 0
+    assert log.append(built.data).base_offset == 2
+    first, second = iter_batches(log.read(0, 10**6))
+    assert first.value_list() == second.value_list() == [b"v" * 10, b"w"]
+    big = encode_small_batch([None], [b"x" * 400], [1000], [b""])
+    with pytest.raises(MessageTooLargeError):
+        log.append(big.data, trusted=True)
+    assert log.log_end_offset == 4
 
 
 def test_append_rejects_bad_batches_without_writing(mgr):

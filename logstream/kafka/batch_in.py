@@ -163,7 +163,7 @@ def read_kafka_batch(
     codec = attributes & 0x07
     producer = (producer_id, producer_epoch, base_sequence)
     if count <= small_batch_records:
-        return _read_small(view, codec, producer)
+        return _read_small(view, codec, base_ts, producer)
     payload: bytes | memoryview = view[_HEADER.size :]
     if codec:
         decode = _DECODE.get(codec)
@@ -178,6 +178,7 @@ def read_kafka_batch(
     buf[:size] = np.frombuffer(payload, dtype=np.uint8)
     fields = _read_records(buf, size, count)
     key_lengths, key_starts, value_lengths, value_starts, ts_deltas, header_lengths, hdrs = fields
+    _check_int64(base_ts + int(ts_deltas.min()), base_ts + int(ts_deltas.max()))
     return KafkaColumns(
         key_lengths=key_lengths,
         keys=_gather(buf, key_starts, key_lengths),
@@ -193,19 +194,26 @@ def read_kafka_batch(
     )
 
 
-def _read_small(view: memoryview, codec: int, producer: tuple[int, int, int]) -> KafkaColumns:
+def _read_small(
+    view: memoryview, codec: int, base_ts: int, producer: tuple[int, int, int]
+) -> KafkaColumns:
     """A few records through aiokafka's reader (CRC and flags are already checked)."""
     records = _records(view)
     n = len(records)
     keys = [r.key for r in records]
     values = [r.value for r in records]
     headers = [encode_headers(r.headers) if r.headers else b"" for r in records]
+    timestamps = [r.timestamp for r in records]
+    # aiokafka adds each delta (an int64) to the base in int64 and wraps: a sum that
+    # wrapped lies more than 2**63 away from the base, so the extremes show it
+    if min(timestamps) - base_ts < -(2**63) or max(timestamps) - base_ts >= 2**63:
+        raise InvalidBatchError("a timestamp outside the int64 range")
     return KafkaColumns(
         key_lengths=np.fromiter((-1 if k is None else len(k) for k in keys), np.int64, n),
         keys=b"".join([k for k in keys if k]),
         value_lengths=np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n),
         values=b"".join([v for v in values if v]),
-        timestamps=np.fromiter((r.timestamp for r in records), np.int64, n),
+        timestamps=np.array(timestamps, dtype=np.int64),
         header_lengths=np.fromiter(map(len, headers), np.int64, n),
         headers=b"".join(headers),
         kafka_codec=codec,
@@ -213,6 +221,13 @@ def _read_small(view: memoryview, codec: int, producer: tuple[int, int, int]) ->
         producer_epoch=producer[1],
         base_sequence=producer[2],
     )
+
+
+def _check_int64(lowest: int, highest: int) -> None:
+    """Kafka adds a varint delta to the base timestamp; the sum must still be an int64
+    (numpy would wrap it silently, a Python list would not fit the column)."""
+    if lowest < -(2**63) or highest >= 2**63:
+        raise InvalidBatchError("a timestamp outside the int64 range")
 
 
 def to_logstream_batches(cols: KafkaColumns, max_batch_bytes: int) -> list[bytes]:

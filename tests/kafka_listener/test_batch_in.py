@@ -302,3 +302,19 @@ def test_large_batches_round_trip_through_fetch(records: list, repeat: int, code
     back = logstream_to_kafka(stored)
     assert DefaultRecordBatch(back).validate_crc()
     assert kafka_rows(back) == kafka_rows(raw)
+
+
+@pytest.mark.parametrize("path", ["tiny", "small", "columnar"])
+def test_a_timestamp_past_int64_is_refused_by_name(path: str) -> None:
+    """The base timestamp plus a record's delta must still be an int64: numpy would wrap
+    the sum silently (aiokafka's reader, used for small batches, wraps it too, which the
+    ~24-day spread check then refuses)."""
+    raw = bytearray(build([(b"k", b"v", 0, []), (b"k", b"v", 1_000, [])]))
+    struct.pack_into(">q", raw, 27, 2**63 - 10)  # firstTimestamp; the second record's is past
+    raw = bytearray(_restamp(raw))
+    with pytest.raises(InvalidBatchError, match=r"int64|24 days"):
+        if path == "tiny":
+            read_tiny_batch(bytes(raw))
+        else:
+            small = COLUMNAR if path == "columnar" else SMALL_BATCH_RECORDS
+            to_logstream_batches(read_kafka_batch(bytes(raw), small_batch_records=small), 1 << 20)

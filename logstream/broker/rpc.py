@@ -28,6 +28,10 @@ a response; :func:`generic_handler` wraps each method of a service descriptor:
   its traceback and answered UNKNOWN_SERVER_ERROR; the broker keeps serving. A cancelled
   call (``asyncio.CancelledError``) leaves quietly.
 
+Answers: a handler returns (or yields) its response message, or that message already
+serialised as ``bytes`` (Fetch and Subscribe, ``logstream.broker.fetch_bytes``), which gRPC
+sends as they are.
+
 Which thread runs what: ``async def`` methods run on the server's event loop; plain methods
 run in the server's thread pool (``grpc.aio``'s migration pool). See
 docs/decisions/0019-server-model.md.
@@ -274,6 +278,18 @@ async def admitted_messages(
                 hold.release()
 
 
+def _encoder(cls: Any) -> Callable[[Any], bytes]:
+    """The method's response serialiser; an answer given as ``bytes`` is sent unchanged."""
+    serialize = cls.SerializeToString
+
+    def encode(response: Any) -> bytes:
+        if type(response) is bytes:
+            return response
+        return serialize(response)  # type: ignore[no-any-return]
+
+    return encode
+
+
 def _enter(limits: ClientLimits, context: Any, *, stream: bool, nbytes: int) -> Entry:
     """The call counted against its client's limits (raises the limit it would break)."""
     return limits.enter(context.peer(), stream=stream, nbytes=nbytes)
@@ -388,7 +404,7 @@ def _method_handler(
     fn = getattr(servicer, method.name)
     name = f"{method.containing_service.name}.{method.name}"
     in_cls = message_factory.GetMessageClass(method.input_type)
-    encode = message_factory.GetMessageClass(method.output_type).SerializeToString
+    encode = _encoder(message_factory.GetMessageClass(method.output_type))
     if method.client_streaming and method.server_streaming:
         if not inspect.isasyncgenfunction(fn):
             raise TypeError(f"{name} must be an async generator")

@@ -3,7 +3,9 @@
 Per-item failures (a partition, a batch, a topic) become ``error_code`` / ``error_message``
 fields. Whole-request failures (invalid acks, a negative max_wait, shutdown) are raised as
 ``LogstreamError``; ``logstream.broker.rpc`` turns them into the matching gRPC status (and
-an unexpected exception into a logged UNKNOWN_SERVER_ERROR) for every method.
+an unexpected exception into a logged UNKNOWN_SERVER_ERROR) for every method. Fetch and
+Subscribe answer with the ``FetchResponse``'s bytes, written around the stored batches
+(``logstream.broker.fetch_bytes``).
 
 Where each method runs (docs/decisions/0019-server-model.md): ``async def`` methods on the
 server's event loop (produce, fetch and subscribe: short mmap copies, and waits that must
@@ -25,15 +27,14 @@ import grpc
 
 from logstream.broker.admin import AdminHandler
 from logstream.broker.broker import Broker
-from logstream.broker.fetch import FetchHandler, FetchOutcome, FetchSpec
+from logstream.broker.fetch import FetchHandler, FetchSpec
+from logstream.broker.fetch_bytes import fetch_response_bytes
 from logstream.broker.produce import BatchOutcome, PartitionOutcome, ProduceHandler
 from logstream.broker.rpc import error_fields, translate
 from logstream.errors import (
-    CorruptRecordError,
     InvalidRequestError,
     InvalidRequiredAcksError,
     LogstreamError,
-    OffsetOutOfRangeError,
     RequestTimedOutError,
 )
 from logstream.protocol import admin_pb2, admin_pb2_grpc, common_pb2, log_pb2, log_pb2_grpc
@@ -53,27 +54,6 @@ PRODUCE_STREAM_READ_AHEAD = 16
 """Answers a ProduceStream may hold unsent while it reads and appends the next requests.
 Beyond it the stream stops reading, so a producer that does not read its answers is held
 back by gRPC flow control instead of growing a buffer here."""
-
-
-def _fetch_pb(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:
-    code, message = error_fields(o.error)
-    if isinstance(o.error, OffsetOutOfRangeError):
-        message = f"{message} (earliest={o.error.earliest}, latest={o.error.latest})"
-    pb = log_pb2.FetchPartitionResponse(
-        topic=o.topic,
-        partition=o.partition,
-        error_code=code,
-        error_message=message,
-        high_watermark=o.high_watermark,
-        log_start_offset=o.log_start_offset,
-        records=o.records,
-    )
-    if isinstance(o.error, CorruptRecordError):  # the range, so a consumer can skip it
-        if o.error.first_offset is not None:
-            pb.corrupt_first_offset = o.error.first_offset
-        if o.error.last_offset is not None:
-            pb.corrupt_last_offset = o.error.last_offset
-    return pb
 
 
 _END = object()
@@ -223,7 +203,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
             min_bytes=request.min_bytes,
             max_bytes=request.max_bytes,
         )
-        return log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
+        return fetch_response_bytes(outcomes)
 
     async def Subscribe(self, request: Any, context: Any) -> Any:
         if any(is_inbox(p.topic) for p in request.partitions):
@@ -235,7 +215,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
             max_bytes=request.max_bytes,
             heartbeat_s=_heartbeat_s(request.heartbeat_ms),
         ):
-            yield log_pb2.FetchResponse(partitions=[_fetch_pb(o) for o in outcomes])
+            yield fetch_response_bytes(outcomes)
 
     async def _inbox_stream(self, request: Any) -> AsyncIterator[log_pb2.FetchResponse]:
         if len(request.partitions) != 1 or request.partitions[0].partition != 0:

@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from logstream.broker.fetch_bytes import MAX_THROTTLE_MS, with_throttle_ms
 from logstream.broker.security.quotas import THROTTLE_KEY, Quotas
 from logstream.broker.security.wrapping import HandlerWrapper, PrincipalOf
 
@@ -50,6 +51,8 @@ MAX_HOLDS = 100_000
 
 
 def _size(message: Any) -> int:
+    if type(message) is bytes:  # an answer already serialised (fetch_bytes)
+        return len(message)
     try:
         return int(message.ByteSize())
     except Exception:
@@ -61,10 +64,16 @@ def _ms(seconds: float) -> int:
     return math.ceil(seconds * 1000)
 
 
-def _report(response: Any, wait_s: float) -> None:
-    """Write the throttle into an answer that has the field (Produce, Fetch, queue Fetch)."""
-    if wait_s and response is not None and hasattr(response, "throttle_time_ms"):
-        response.throttle_time_ms = min(_ms(wait_s), 2**31 - 1)
+def _report(response: Any, wait_s: float) -> Any:
+    """``response`` with the throttle written into it when it has the field (Produce, Fetch,
+    queue Fetch); a Fetch or Subscribe answer given as bytes gets the field appended."""
+    if not wait_s or response is None:
+        return response
+    if type(response) is bytes:
+        return with_throttle_ms(response, _ms(wait_s))
+    if hasattr(response, "throttle_time_ms"):
+        response.throttle_time_ms = min(_ms(wait_s), MAX_THROTTLE_MS)
+    return response
 
 
 class Throttle(HandlerWrapper):
@@ -125,12 +134,14 @@ class Throttle(HandlerWrapper):
 
     def _answered(
         self, principal: str, method: str, size: int, response: Any, context: Any
-    ) -> None:
+    ) -> Any:
+        """``response``, carrying its throttle when it has one."""
         wait = self._delay(principal, method, size, response)
-        if wait:
-            self._hold(principal, wait)
-            context.set_trailing_metadata(((THROTTLE_KEY, str(_ms(wait))),))
-            _report(response, wait)
+        if not wait:
+            return response
+        self._hold(principal, wait)
+        context.set_trailing_metadata(((THROTTLE_KEY, str(_ms(wait))),))
+        return _report(response, wait)
 
     def _sync_unary(self, inner: Any, method: str, principal_of: PrincipalOf) -> Any:
         def handler(request: Any, context: Any) -> Any:
@@ -140,8 +151,7 @@ class Throttle(HandlerWrapper):
             if stall:
                 time.sleep(stall)
             response = inner(request, context)
-            self._answered(principal, method, size, response, context)
-            return response
+            return self._answered(principal, method, size, response, context)
 
         return handler
 
@@ -153,8 +163,7 @@ class Throttle(HandlerWrapper):
             if stall:
                 await asyncio.sleep(stall)
             response = await inner(request, context)
-            self._answered(principal, method, size, response, context)
-            return response
+            return self._answered(principal, method, size, response, context)
 
         return handler
 
@@ -179,12 +188,13 @@ class Throttle(HandlerWrapper):
 
             async for response in inner(paced(requests), context):
                 if waits:
-                    _report(response, waits.pop(getattr(response, "correlation_id", 0), 0.0))
+                    wait = waits.pop(getattr(response, "correlation_id", 0), 0.0)
+                    response = _report(response, wait)
                 if method in PUSH:  # pushed records count as fetched: held back, as Subscribe's
                     wait = self.quotas.delay(principal, "fetch_bytes_per_s", _size(response))
                     if wait:
                         await asyncio.sleep(wait)
-                        _report(response, wait)
+                        response = _report(response, wait)
                 yield response
 
         return handler
@@ -199,7 +209,7 @@ class Throttle(HandlerWrapper):
                 wait = self.quotas.delay(principal, "fetch_bytes_per_s", _size(response))
                 if wait:
                     await asyncio.sleep(wait)
-                    _report(response, wait)
+                    response = _report(response, wait)
                 yield response
 
         return handler

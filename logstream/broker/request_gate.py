@@ -19,7 +19,14 @@ A reservation for a stream read that waits long for its message (an idle stream)
 as a waiter does, so idle streams never hold up busy ones. gRPC cannot take a read back, so
 the message such a read receives later arrives without room;
 :meth:`AdmissionGate.force` counts it anyway: the count may then exceed the limit, and later
-requests wait until it is back under it.
+requests wait until it is back under it. The same holds for a message larger than its
+reservation (a stream reserves what its previous message took): the excess is counted when
+the message arrives. Both are summed in ``unreserved_bytes``, so a scrape shows how much
+arrived past the gate.
+
+Counts for metrics: ``in_use`` (bytes reserved or held), ``waiting`` (requests queued now),
+``parked`` (idle reads' revocable reservations), ``waits`` (requests that had to queue, since
+the start) and ``unreserved_bytes``.
 
 Concurrency: the gate is used from event loops (the gRPC server's, the Kafka listener's)
 and pool threads; one lock guards the count and the queue, and a waiter is woken on its
@@ -53,7 +60,7 @@ class Hold:
         gate = self._gate
         if gate is not None and nbytes != self.nbytes:
             delta, self.nbytes = nbytes - self.nbytes, nbytes
-            gate._adjust(delta)
+            gate._adjust(delta, unreserved=delta > 0)
 
     def release(self) -> None:
         gate, self._gate = self._gate, None
@@ -77,13 +84,16 @@ class _Waiter:
 
 class AdmissionGate:
     """Room for at most ``limit`` request bytes; see the module docstring.
-    ``in_use`` and ``waiting`` are for tests and metrics."""
+    ``in_use``, ``waiting``, ``parked``, ``waits`` and ``unreserved_bytes`` are for tests and
+    metrics."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1: {limit}")
         self.limit = limit
         self.in_use = 0
+        self.waits = 0
+        self.unreserved_bytes = 0
         self._lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
         self._parked: dict[Hold, None] = {}  # oldest first
@@ -108,9 +118,10 @@ class AdmissionGate:
         return Hold(self, nbytes)
 
     def force(self, nbytes: int) -> Hold:
-        """Count ``nbytes`` that are here already, room or not."""
+        """Count ``nbytes`` that are here already, room or not (arrived unreserved)."""
         with self._lock:
             self.in_use += nbytes
+            self.unreserved_bytes += nbytes
         return Hold(self, nbytes)
 
     async def acquire(self, nbytes: int, timeout_s: float | None = None) -> Hold | None:
@@ -123,6 +134,7 @@ class AdmissionGate:
         waiter = _Waiter(loop, loop.create_future(), nbytes)
         with self._lock:
             self._waiters.append(waiter)
+            self.waits += 1
         self._revoke_parked()
         try:
             if timeout_s is None:
@@ -177,9 +189,13 @@ class AdmissionGate:
             hold.release()
         self._grant()
 
-    def _adjust(self, delta: int, released: Hold | None = None) -> None:
+    def _adjust(
+        self, delta: int, released: Hold | None = None, *, unreserved: bool = False
+    ) -> None:
         with self._lock:
             self.in_use += delta
+            if unreserved:
+                self.unreserved_bytes += delta
             if released is not None:
                 self._parked.pop(released, None)
         if delta < 0:

@@ -192,6 +192,7 @@ class BrokerServer:
                 request_bytes=lambda: self.request_budget.used,
                 security=self.security,
                 throttle_seconds=self._throttle_seconds,
+                request_gate=self.request_gate,
             )
             self.http.set_ready(True)
         log.info(

@@ -189,11 +189,37 @@ def test_a_stream_reserves_before_each_read_and_idle_reads_give_way(
         stream.queue.put_nowait(500)
         assert (await second).correlation_id == 500
         assert gate.in_use == 2 * unit + 500
+        assert gate.unreserved_bytes == 500 and gate.waits == 1
         other.release()
         stream.queue.put_nowait(None)
         with pytest.raises(StopAsyncIteration):
             await anext(messages)
         assert gate.in_use == 0 and budget.used == 0
+
+    asyncio.run(run())
+
+
+def test_a_message_larger_than_its_reservation_is_counted_in_full_and_as_unreserved() -> None:
+    async def run() -> None:
+        gate = AdmissionGate(10 * rpc.MIN_READ_RESERVE)
+        budget = rpc.ByteBudget(1 << 30)
+        stream = _Stream(budget)
+        messages = rpc.admitted_messages(stream, rpc.StreamAdmission(gate, gate.limit))
+        stream.queue.put_nowait(100)
+        assert (await anext(messages)).correlation_id == 100
+        assert gate.unreserved_bytes == 0  # the first read reserved a whole message
+        large = 3 * rpc.MIN_READ_RESERVE
+        stream.queue.put_nowait(large)  # the read before it reserved MIN_READ_RESERVE
+        assert (await anext(messages)).correlation_id == large
+        assert gate.in_use == large
+        assert gate.unreserved_bytes == large - rpc.MIN_READ_RESERVE
+        following = asyncio.create_task(anext(messages))
+        assert await _pending(following)
+        assert gate.in_use == large  # the next read reserves what the last message took
+        stream.queue.put_nowait(None)
+        with pytest.raises(StopAsyncIteration):
+            await following
+        assert gate.in_use == 0 and gate.unreserved_bytes == large - rpc.MIN_READ_RESERVE
 
     asyncio.run(run())
 

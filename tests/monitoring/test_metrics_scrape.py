@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from monitoring_helpers import Monitored, Scrape, http_get, start_monitored
 
@@ -266,4 +267,78 @@ def test_quota_throttle_and_hold_are_exported(tmp_path: Path) -> None:
         held = scrape.value("logstream_quota_held_seconds_total")
         assert 0.5 * first.throttle_time_ms / 1000 <= held <= 1.5 * first.throttle_time_ms / 1000
     finally:
+        monitored.proc.terminate()
+
+
+def test_the_request_gate_counts_are_exported(tmp_path: Path) -> None:
+    """Idle ProduceStreams queue for the gate (each first read reserves a whole message);
+    a message read after its reservation was given back, and one larger than the reservation
+    its read made, are counted as unreserved bytes."""
+    import queue
+
+    import grpc
+
+    from logstream.codec import encode_batch
+    from logstream.protocol import log_pb2, log_pb2_grpc
+
+    mib = 1 << 20
+    monitored = start_monitored(
+        tmp_path / "data", max_message_bytes=mib, max_request_bytes_in_flight=mib
+    )
+    channel = grpc.insecure_channel(monitored.address)
+    senders: list[queue.Queue[log_pb2.ProduceRequest | None]] = []
+    try:
+        Admin(monitored.address).create_topic("gated")
+        rest = monitored.scrape()
+        assert rest.value("logstream_request_gate_limit_bytes") == mib
+        assert rest.value("logstream_request_gate_reserved_bytes") == 0
+        assert rest.value("logstream_request_gate_waits_total") == 0
+        assert rest.value("logstream_request_gate_unreserved_bytes_total") == 0
+        stub = log_pb2_grpc.LogStub(channel)
+
+        def open_stream() -> Any:
+            sender: queue.Queue[log_pb2.ProduceRequest | None] = queue.Queue()
+            senders.append(sender)
+            return stub.ProduceStream(iter(sender.get, None), timeout=60)
+
+        first = open_stream()
+        _wait_for(monitored, lambda s: s.value("logstream_request_gate_reserved_bytes") == mib)
+        # each waits until the reservation before it is parked (1 s)
+        others = [open_stream() for _ in range(5)]  # kept: a dropped call is cancelled
+        _wait_for(monitored, lambda s: s.value("logstream_request_gate_waiters") >= 1)
+        settled = _wait_for(
+            monitored,
+            lambda s: (
+                s.value("logstream_request_gate_waiters") == 0
+                and s.value("logstream_request_gate_parked") == 1
+            ),
+        )
+        assert settled.value("logstream_request_gate_waits_total") >= 5
+        assert settled.value("logstream_request_gate_reserved_bytes") == mib  # the last one's
+
+        def request(value_bytes: int) -> log_pb2.ProduceRequest:
+            batch = encode_batch([b"v" * value_bytes])
+            data = log_pb2.PartitionProduceData(topic="gated", partition=0, batches=[batch])
+            return log_pb2.ProduceRequest(partitions=[data])
+
+        # the first stream's reservation was given back to a waiter: its message arrives
+        # unreserved; its next read reserves that message's size
+        small, large = request(100_000), request(300_000)
+        senders[0].put(small)
+        assert next(first).partitions[0].error_code == 0
+        after_small = monitored.scrape()
+        unreserved = after_small.value("logstream_request_gate_unreserved_bytes_total")
+        assert unreserved == small.ByteSize()
+        senders[0].put(large)  # larger than that reservation: the excess is unreserved
+        assert next(first).partitions[0].error_code == 0
+        final = _wait_for(
+            monitored,
+            lambda s: s.value("logstream_request_gate_reserved_bytes") == large.ByteSize(),
+        )
+        assert final.value("logstream_request_gate_unreserved_bytes_total") == large.ByteSize()
+        assert all(call.running() for call in others)
+    finally:
+        for sender in senders:
+            sender.put(None)
+        channel.close()
         monitored.proc.terminate()

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from logstream.broker.http.metrics import BrokerMetrics
+from logstream.broker.request_gate import AdmissionGate
 
 log = logging.getLogger("logstream.broker.http")
 
@@ -60,8 +61,10 @@ class BrokerCollector(Collector):
         request_bytes: Callable[[], int],
         ready: Callable[[], bool],
         throttle_seconds: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0),
+        request_gate: AdmissionGate | None = None,
     ) -> None:
         self.broker = broker
+        self.request_gate = request_gate
         self.metrics = metrics
         self.port = port
         self.request_bytes = request_bytes
@@ -81,6 +84,7 @@ class BrokerCollector(Collector):
             value=1.0 if self.ready() else 0.0,
         )  # fmt: skip
         yield from self._server()
+        yield from self._gate()
         yield from self._partitions(limit, omitted)
         yield from self._groups(limit, omitted)
         yield from self._queues()
@@ -142,6 +146,46 @@ class BrokerCollector(Collector):
             "logstream_producer_ids_allocated",
             "Producer ids handed out by InitProducerId since the data directory was created.",
             value=broker.producer_ids.allocated,
+        )
+
+    def _gate(self) -> Iterator[Any]:
+        """The request-byte gate (``broker/request_gate.py``) shared by Produce, ProduceStream,
+        queue Fetch and the Kafka listener."""
+        gate = self.request_gate
+        if gate is None:
+            return
+        yield GaugeMetricFamily(
+            "logstream_request_gate_limit_bytes",
+            "Request bytes the broker lets its transports receive at once "
+            "(max_request_bytes_in_flight).",
+            value=gate.limit,
+        )
+        yield GaugeMetricFamily(
+            "logstream_request_gate_reserved_bytes",
+            "Request bytes reserved before reading or held while handled (may pass the "
+            "limit by what arrived unreserved).",
+            value=gate.in_use,
+        )
+        yield GaugeMetricFamily(
+            "logstream_request_gate_waiters",
+            "Requests waiting for room in the gate now.",
+            value=gate.waiting,
+        )
+        yield GaugeMetricFamily(
+            "logstream_request_gate_parked",
+            "Reservations of idle stream reads, given back as soon as a waiter needs room.",
+            value=gate.parked,
+        )
+        yield CounterMetricFamily(
+            "logstream_request_gate_waits",
+            "Requests that had to wait for room in the gate.",
+            value=gate.waits,
+        )
+        yield CounterMetricFamily(
+            "logstream_request_gate_unreserved_bytes",
+            "Request bytes that arrived past their reservation (a message larger than it, or "
+            "read after an idle read's reservation was given back); counted on arrival.",
+            value=gate.unreserved_bytes,
         )
 
     def _partitions(self, limit: int, omitted: GaugeMetricFamily) -> Iterator[Any]:

@@ -28,6 +28,7 @@ from logstream.broker.http.console import Console, console_app
 from logstream.broker.http.metrics import BrokerMetrics
 from logstream.broker.http.session import ConsoleSessions
 from logstream.broker.http.views import ConsoleApi
+from logstream.broker.request_gate import AdmissionGate
 
 log = logging.getLogger("logstream.broker.http")
 
@@ -100,9 +101,11 @@ class HttpListener:
         request_bytes: Callable[[], int],
         security: Any = None,
         throttle_seconds: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0),
+        request_gate: AdmissionGate | None = None,
     ) -> None:
         """Export ``broker``'s state from now on (after recovery, before serving).
-        ``security`` (the port's ``EdgeSecurity``) gives the console its logins and ACLs."""
+        ``security`` (the port's ``EdgeSecurity``) gives the console its logins and ACLs;
+        ``request_gate`` is the gRPC port's request-byte gate."""
         self._collector = BrokerCollector(
             broker,
             self.metrics,
@@ -110,6 +113,7 @@ class HttpListener:
             request_bytes=request_bytes,
             ready=lambda: self.ready,
             throttle_seconds=throttle_seconds,
+            request_gate=request_gate,
         )
         self.metrics.registry.register(self._collector)
         store = getattr(security, "store", None)

@@ -16,10 +16,10 @@ a response; :func:`generic_handler` wraps each method of a service descriptor:
   core receives before a handler runs is bounded by the admission gate instead.
 - Stream messages are admitted before they are read (:func:`admitted_messages`): each read
   reserves ``max_message_bytes`` in the broker's :class:`~.request_gate.AdmissionGate`
-  (shared with unary Produce, ``broker/admission.py``), waiting for room first, so its
-  client is held back by gRPC flow control instead of being refused; once the message is
-  read the reservation shrinks to its size, and it is given back when the handler asks for
-  the next one.
+  (shared with unary Produce and queue Fetch, ``broker/admission.py``), waiting for room
+  first, so its client is held back by gRPC flow control instead of being refused; once the
+  message is read the reservation shrinks to its size, and it is given back when the
+  handler asks for the next one.
 - Per client (``logstream.broker.limits``): a call is counted against its address's
   connections and streams and its connection's request bytes before its handler runs;
   a call over a limit is refused there.

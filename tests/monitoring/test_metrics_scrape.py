@@ -342,3 +342,53 @@ def test_the_request_gate_counts_are_exported(tmp_path: Path) -> None:
             sender.put(None)
         channel.close()
         monitored.proc.terminate()
+
+
+def test_a_queue_fetch_passes_the_gate_and_its_long_poll_holds_only_its_request(
+    tmp_path: Path,
+) -> None:
+    """Queue Fetch carries replies (record batches), so it reserves a whole message before
+    gRPC reads it, like unary Produce; once decoded, a long-polling fetch holds its own
+    size, not the reservation."""
+    import queue
+
+    import grpc
+
+    from logstream.protocol import log_pb2, log_pb2_grpc, queue_pb2, queue_pb2_grpc
+
+    mib = 1 << 20
+    monitored = start_monitored(
+        tmp_path / "data", max_message_bytes=mib, max_request_bytes_in_flight=mib
+    )
+    channel = grpc.insecure_channel(monitored.address)
+    sender: queue.Queue[log_pb2.ProduceRequest | None] = queue.Queue()
+    try:
+        Admin(monitored.address).create_topic("jobs")
+        queues = queue_pb2_grpc.QueueStub(channel)
+        queues.Join(
+            queue_pb2.QueueJoinRequest(
+                group="workers", member_id="w1", topics=["jobs"], create=True
+            ),
+            timeout=30,
+        )
+        # an idle stream's first read takes the one place
+        idle = log_pb2_grpc.LogStub(channel).ProduceStream(iter(sender.get, None), timeout=60)
+        _wait_for(monitored, lambda s: s.value("logstream_request_gate_reserved_bytes") == mib)
+        request = queue_pb2.QueueFetchRequest(group="workers", member_id="w1", max_wait_ms=20_000)
+        fetch = queues.Fetch.future(request, timeout=60)
+        waiting = _wait_for(
+            monitored,
+            lambda s: (
+                s.value("logstream_request_gate_waits_total") == 1
+                and s.value("logstream_request_gate_reserved_bytes") == request.ByteSize()
+            ),
+        )
+        assert waiting.value("logstream_request_gate_waiters") == 0
+        assert not fetch.done()  # long-polling the empty queue, holding its own bytes only
+        fetch.cancel()
+        _wait_for(monitored, lambda s: s.value("logstream_request_gate_reserved_bytes") == 0)
+        assert idle.running()
+    finally:
+        sender.put(None)
+        channel.close()
+        monitored.proc.terminate()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -15,7 +17,7 @@ from logstream.cli.main import main
 from logstream.client import Admin, Consumer, Producer, QueueConsumer
 from logstream.codec import encode_batch
 from logstream.protocol import log_pb2, log_pb2_grpc
-from logstream.testing.broker import run_broker
+from logstream.testing.broker import RunningBroker, run_broker
 
 RECORD = b"x" * 10_000
 QUOTA = 300_000  # bytes/s
@@ -163,9 +165,10 @@ def _queue_rate(consumer: QueueConsumer, records: int) -> float:
     return records * len(RECORD) / (time.monotonic() - start)
 
 
-def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
-    """A queue Fetch answer carries throttle_time_ms like a Fetch answer; the QueueConsumer
-    waits it before its next fetch, so the broker holds back (almost) nothing."""
+@contextmanager
+def _jobs_broker(tmp_path: Path) -> Iterator[tuple[RunningBroker, str, str]]:
+    """A broker with auth, alice metered at QUOTA fetch bytes/s, bob not, and 200 records
+    of 10 kB in topic ``jobs``; yields (broker, alice's token, bob's token)."""
     data = tmp_path / "data"
     store = CredentialStore(data)
     alice, bob = store.add("alice"), store.add("bob")
@@ -181,6 +184,13 @@ def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
             producer.send("jobs", value=RECORD, partition=0)
         producer.flush(60)
         producer.close()
+        yield b, alice, bob
+
+
+def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
+    """A queue Fetch answer carries throttle_time_ms like a Fetch answer; the QueueConsumer
+    waits it before its next fetch, so the broker holds back (almost) nothing."""
+    with _jobs_broker(tmp_path) as (b, alice, bob):
         quotas, throttle = b.server.security.quotas, b.server.security.auth.throttle
         # two records (20 kB) an answer: the answer over the quota is sent whole
         consumer = QueueConsumer(
@@ -203,21 +213,7 @@ def test_queue_fetch_quota_slows_only_its_principal(tmp_path: Path) -> None:
 def test_queue_push_session_is_held_to_the_fetch_quota(tmp_path: Path) -> None:
     """Records pushed on a queue session count as fetched: the broker holds each push back
     by its delay (as for Subscribe), and only the metered principal slows down."""
-    data = tmp_path / "data"
-    store = CredentialStore(data)
-    alice, bob = store.add("alice"), store.add("bob")
-    set_quota = ["quota", "set", "alice", "--fetch-bytes-per-s", str(QUOTA)]
-    result = CliRunner().invoke(main, [*set_quota, "--data-dir", str(data)])
-    assert result.exit_code == 0, result.output
-    with run_broker(data, auth=True) as b:
-        admin = Admin(b.address, token=bob)
-        admin.create_topic("jobs")
-        admin.close()
-        producer = Producer(b.address, token=bob, batch_bytes=20_000, linger_ms=1)
-        for _ in range(200):
-            producer.send("jobs", value=RECORD, partition=0)
-        producer.flush(60)
-        producer.close()
+    with _jobs_broker(tmp_path) as (b, alice, bob):
         quotas = b.server.security.quotas
         consumer = QueueConsumer(
             b.address, group="metered", topics=["jobs"], max_records=2, token=alice, push=True

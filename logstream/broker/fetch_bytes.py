@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from logstream.broker.fetch import FetchOutcome
 from logstream.broker.rpc import error_fields
+from logstream.codec.varint import varint
 from logstream.errors import CorruptRecordError, OffsetOutOfRangeError
 from logstream.protocol import log_pb2
 
@@ -37,18 +38,6 @@ PARTITIONS_TAG = b"\x0a"  # FetchResponse.partitions: field 1, wire type 2 (LEN)
 THROTTLE_TAG = b"\x10"  # FetchResponse.throttle_time_ms: field 2, wire type 0 (VARINT)
 RECORDS_TAG = b"\x3a"  # FetchPartitionResponse.records: field 7, wire type 2 (LEN)
 MAX_THROTTLE_MS = 2**31 - 1  # throttle_time_ms is an int32
-
-
-def varint(value: int) -> bytes:
-    """``value`` (>= 0) as a protobuf varint."""
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def partition_header(o: FetchOutcome) -> log_pb2.FetchPartitionResponse:

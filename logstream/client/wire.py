@@ -16,19 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-_U64 = (1 << 64) - 1
-
-
-def _varint(n: int) -> bytes:
-    if 0 <= n < 0x80:
-        return bytes((n,))
-    n &= _U64  # negative int32/int64: ten bytes of two's complement, as protobuf does
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+from logstream.codec.varint import varint
 
 
 def produce_request(
@@ -40,20 +28,20 @@ def produce_request(
     """The serialized ``ProduceRequest`` for ``(topic, partition, [batch, ...])`` entries."""
     out: list[bytes] = []
     if acks:
-        out += (b"\x08", _varint(acks))
+        out += (b"\x08", varint(acks))
     if timeout_ms:
-        out += (b"\x10", _varint(timeout_ms))
+        out += (b"\x10", varint(timeout_ms))
     for topic, partition, batches in partitions:
         body: list[bytes] = []
         if topic:
             name = topic.encode()
-            body += (b"\x0a", _varint(len(name)), name)
+            body += (b"\x0a", varint(len(name)), name)
         if partition:
-            body += (b"\x10", _varint(partition))
+            body += (b"\x10", varint(partition))
         for batch in batches:
-            body += (b"\x1a", _varint(len(batch)), batch)
-        out += (b"\x1a", _varint(sum(map(len, body))))
+            body += (b"\x1a", varint(len(batch)), batch)
+        out += (b"\x1a", varint(sum(map(len, body))))
         out += body
     if correlation_id:
-        out += (b"\x20", _varint(correlation_id))
+        out += (b"\x20", varint(correlation_id))
     return b"".join(out)

@@ -53,6 +53,7 @@ from logstream.codec import (
     read_header,
 )
 from logstream.codec.crc import crc32c
+from logstream.codec.varint import varint
 from logstream.errors import CorruptRecordError, InvalidBatchError
 from logstream.kafka.batch_in import (
     read_kafka_batch,
@@ -322,10 +323,5 @@ def _kafka_headers(decoded: DecodedBatch) -> list[bytes]:
 
 
 def _zigzag(value: int) -> bytes:
-    u = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while u >= 0x80:
-        out.append((u & 0x7F) | 0x80)
-        u >>= 7
-    out.append(u)
-    return bytes(out)
+    """A Kafka record's signed varint: zigzag-mapped, then the protobuf base-128 form."""
+    return varint((value << 1) ^ (value >> 63))

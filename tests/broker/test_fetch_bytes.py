@@ -10,9 +10,9 @@ from logstream.broker.fetch import FetchOutcome
 from logstream.broker.fetch_bytes import (
     MAX_THROTTLE_MS,
     fetch_response_bytes,
-    varint,
     with_throttle_ms,
 )
+from logstream.codec.varint import varint
 from logstream.errors import (
     CorruptRecordError,
     OffsetOutOfRangeError,

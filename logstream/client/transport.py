@@ -285,8 +285,12 @@ class Transport:
         return _TranslatedFuture(self.log.Fetch.future(request, timeout=timeout), self.address)
 
     def subscribe(self, request: log_pb2.SubscribeRequest) -> StreamCall[log_pb2.FetchResponse]:
+        return self._open_stream(self.log.Subscribe, request)
+
+    def _open_stream(self, method: Callable[[Any], Any], request: Any) -> _TranslatedStream[Any]:
+        """Start a response-streaming call, with opening errors as the client's types."""
         try:
-            call = self.log.Subscribe(request)
+            call = method(request)
         except ValueError as exc:  # the channel was closed under the caller
             raise errors.ClientClosedError("transport closed") from exc
         except grpc.RpcError as exc:
@@ -430,13 +434,7 @@ class Transport:
     def queue_session(
         self, requests: Iterator[queue_pb2.QueueSessionRequest]
     ) -> StreamCall[queue_pb2.QueueSessionResponse]:
-        try:
-            call = self.queue.Session(requests)
-        except ValueError as exc:  # the channel was closed under the caller
-            raise errors.ClientClosedError("transport closed") from exc
-        except grpc.RpcError as exc:
-            raise translate(exc, self.address) from exc
-        return _TranslatedStream(call, self.address)
+        return self._open_stream(self.queue.Session, requests)
 
     def create_queue_group(
         self, request: queue_pb2.CreateQueueGroupRequest, *, timeout: float | None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -86,3 +89,26 @@ class Client:
         res = self.produce(name, 0, encode_batch([b"still alive"]))
         assert res.error_code == 0 and res.results[0].error_code == 0
         assert [v for _, v in self.read_all(name)] == [b"still alive"]
+
+
+def rss_anon(pid: int) -> int:
+    """Anonymous resident memory in bytes: the heap, not the page cache of mapped segments."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/<pid>/status")
+
+
+def run_sampling_rss(pid: int, threads: list[threading.Thread], timeout: float = 120) -> int:
+    """Start ``threads`` and sample ``pid``'s anonymous RSS every 5 ms until they end (or
+    ``timeout``); returns the peak's growth over the RSS before they started."""
+    base = peak = rss_anon(pid)
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        peak = max(peak, rss_anon(pid))
+        time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=1)
+    return peak - base

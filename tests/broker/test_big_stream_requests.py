@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+from broker_helpers import run_sampling_rss
 
 from logstream.codec import encode_batch, iter_batches
 from logstream.protocol import admin_pb2, admin_pb2_grpc, log_pb2, log_pb2_grpc
@@ -29,13 +30,6 @@ MAX_MESSAGE = 9 * MiB
 # cap plus allocator slack. Measured: 114-131 MiB; before the gate 176-290 MiB, growing
 # with the number of streams and messages (every stream's next message was received at once).
 RSS_GROWTH_BOUND = 4 * CAP + 32 * MiB
-
-
-def _rss_anon(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _requests(partition: int) -> list[log_pb2.ProduceRequest]:
@@ -123,20 +117,11 @@ def test_many_streams_of_large_messages_keep_the_broker_memory_bounded(tmp_path:
                 ch.close()
 
         time.sleep(0.5)  # let the broker settle after its start
-        base = peak = _rss_anon(broker.pid)
         threads = [threading.Thread(target=stream, args=(p,)) for p in range(STREAMS)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 120
-        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-            peak = max(peak, _rss_anon(broker.pid))
-            time.sleep(0.005)
-        for t in threads:
-            t.join(timeout=1)
+        growth = run_sampling_rss(broker.pid, threads)
         # nothing refused, every batch answered without an error
         assert outcomes == {p: [0] * (MESSAGES * BATCHES) for p in range(STREAMS)}
-        growth = peak - base
-        print(f"broker anonymous RSS {base / MiB:.0f} MiB -> peak {peak / MiB:.0f} MiB")
+        print(f"broker anonymous RSS peak growth {growth / MiB:.0f} MiB")
         assert growth < RSS_GROWTH_BOUND, f"grew {growth / MiB:.0f} MiB"
         # every record landed, none twice
         for p in range(STREAMS):

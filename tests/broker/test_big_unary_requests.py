@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+from broker_helpers import run_sampling_rss
 
 from logstream.protocol import log_pb2, log_pb2_grpc
 from logstream.testing.broker import BrokerProcess
@@ -21,13 +22,6 @@ CALLS = 12
 # parsed message, the batch): the bound is 6 copies per slot plus 32 MiB of gRPC and
 # allocator slack. Measured: 70-84 MiB; 257 MiB before the gate (every call's bytes at once).
 RSS_GROWTH_BOUND = 6 * 2 * MESSAGE + 32 * MiB
-
-
-def _rss_anon(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def test_concurrent_max_size_produce_calls_keep_the_broker_memory_bounded(
@@ -60,20 +54,10 @@ def test_concurrent_max_size_produce_calls_keep_the_broker_memory_bounded(
                 codes.append(code)
 
         time.sleep(0.5)  # let the broker settle after its start
-        base = _rss_anon(broker.pid)
-        peak = base
         threads = [threading.Thread(target=send) for _ in range(CALLS)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 120
-        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-            peak = max(peak, _rss_anon(broker.pid))
-            time.sleep(0.005)
-        for t in threads:
-            t.join(timeout=1)
+        growth = run_sampling_rss(broker.pid, threads)
         assert codes == ["OK"] * CALLS
-        growth = peak - base
-        print(f"broker anonymous RSS {base / MiB:.0f} MiB -> peak {peak / MiB:.0f} MiB")
+        print(f"broker anonymous RSS peak growth {growth / MiB:.0f} MiB")
         assert growth < RSS_GROWTH_BOUND, f"grew {growth / MiB:.0f} MiB"
     finally:
         broker.terminate()

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from broker_helpers import rss_anon
 
 from logstream.codec import encode_batch
 from logstream.protocol import admin_pb2, admin_pb2_grpc, log_pb2, log_pb2_grpc
@@ -127,14 +128,6 @@ RSS_GROWTH_BOUND = 160 << 20
 """Unbounded buffering would hold the whole firehose per stalled reader (~1.9 GB here)."""
 
 
-def _rss_anon(pid: int) -> int:
-    """Anonymous resident memory: the heap, not the page cache of mapped segments."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssAnon in /proc/<pid>/status")
-
-
 async def _stall_readers_and_produce(broker: BrokerProcess) -> tuple[int, int]:
     async with grpc.aio.insecure_channel(broker.address) as channel:
         log = log_pb2_grpc.LogStub(channel)
@@ -151,7 +144,7 @@ async def _stall_readers_and_produce(broker: BrokerProcess) -> tuple[int, int]:
         )
         readers = [log.Subscribe(request, timeout=120) for _ in range(STALLED_READERS)]
         await asyncio.wait_for(asyncio.gather(*(r.read() for r in readers)), 60)
-        before = _rss_anon(broker.pid)  # every reader is open; from now on none reads
+        before = rss_anon(broker.pid)  # every reader is open; from now on none reads
 
         value = b"v" * (FIREHOSE_BATCH - 200)
         t0 = time.monotonic()
@@ -163,7 +156,7 @@ async def _stall_readers_and_produce(broker: BrokerProcess) -> tuple[int, int]:
         # Give the broker every chance to push into the stalled streams, then measure.
         peak, deadline = 0, time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            peak = max(peak, _rss_anon(broker.pid))
+            peak = max(peak, rss_anon(broker.pid))
             await asyncio.sleep(0.1)
         assert not any(r.done() for r in readers), "a stalled reader was dropped"
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,9 @@ from logstream import Producer, QueueConsumer, errors
 from logstream.client.transport import Transport
 from logstream.protocol import queue_pb2
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 MEMBER = Path(__file__).with_name("session_member.py")
-
-
-def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 class RawSession:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from logstream import Admin, Producer, QueueConsumer, Requester, errors
 from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, header
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 WORKER = str(Path(__file__).with_name("rr_worker.py"))
 
@@ -34,16 +35,6 @@ def topic(rbroker: BrokerProcess) -> str:
     with Admin(rbroker.address) as admin:
         admin.create_topic(name, partitions=2)
     return name
-
-
-def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 class Responder:

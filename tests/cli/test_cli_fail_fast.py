@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from test_cli_process import env, logstream
 
 from logstream.client import Admin
 from logstream.testing.broker import RunningBroker, run_broker
+from logstream.testing.wait import wait_for
 from logstream.types import TopicPartition
 
 
@@ -29,14 +30,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
         b.broker.manager.create_topic("ff-int", 3)
         b.broker.manager.create_topic("ff-export", 1)
         yield b
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _written(directory: Path) -> int:
@@ -103,9 +96,10 @@ def test_ctrl_c_of_produce_reports_what_was_stored(broker: RunningBroker) -> Non
         proc.stdin.write("".join(f"k{i}:v{i}\n" for i in range(count)))
         proc.stdin.flush()
         # the records are stored, the command is still reading (stdin stays open)
-        _wait_for(
+        wait_for(
             lambda: sum(_end_offsets(admin, "ff-int", 3).values()) >= count,
-            "the records to be stored",
+            timeout=60.0,
+            what="the records to be stored",
         )
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -152,7 +146,11 @@ def test_ctrl_c_of_export_leaves_no_partial_file(broker: RunningBroker, tmp_path
         env=env(broker),
     )
     try:
-        _wait_for(lambda: any(f.stat().st_size for f in tmp_path.iterdir()), "the export to write")
+        wait_for(
+            lambda: any(f.stat().st_size for f in tmp_path.iterdir()),
+            timeout=60.0,
+            what="the export to write",
+        )
         assert not target.exists(), "the export writes under the final name"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from logstream.client import Admin, Producer
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -53,13 +54,8 @@ def follow(address: str, out: Path, topic: str, *extra: str) -> subprocess.Popen
         )
 
 
-def wait_for(cond, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# The tail processes take seconds to start under load.
+wait_for = partial(wait_for, timeout=30.0)
 
 
 def send(address: str, topic: str, value: bytes, partition: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,7 @@ from logstream.client import Producer
 from logstream.client.partitioner import crc32_partition
 from logstream.protocol import log_pb2
 from logstream.testing.transport import InMemoryTransport
+from logstream.testing.wait import wait_for
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_small_requests_wait_for_an_answer_instead_of_pipelining(
     gate, sizes = _gated_stream(transport, monkeypatch)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         first = p.send("t", b"first", partition=0)
-        _wait_for(lambda: sizes == [1])
+        wait_for(lambda: sizes == [1], timeout=5.0, what="one batch sent")
         later = [p.send("t", b"%d" % i, partition=0) for i in range(5)]
         time.sleep(0.3)
         assert sizes == [1]  # unanswered request: the small ones batch up behind it
@@ -250,7 +250,7 @@ def test_records_behind_an_unanswered_request_do_not_wake_the_sender(
     gate, sizes = _gated_stream(transport, monkeypatch)
     with Producer(transport, linger_ms=0, acks="leader") as p:
         p.send("t", b"first", partition=0)
-        _wait_for(lambda: sizes == [1])
+        wait_for(lambda: sizes == [1], timeout=5.0, what="one batch sent")
         time.sleep(0.05)
         before = p.stats.wakeups
         later = []
@@ -276,19 +276,12 @@ def test_large_requests_still_pipeline(
         transport, linger_ms=0, max_in_flight=3, batch_bytes=one, max_request_bytes=one
     ) as p:
         futs = [p.send("t", big, partition=0) for _ in range(4)]
-        _wait_for(lambda: len(sizes) == 3)
+        wait_for(lambda: len(sizes) == 3, timeout=5.0, what="three batches sent")
         time.sleep(0.2)
         assert len(sizes) == 3  # max_in_flight, not one at a time
         gate.set()
         p.flush(10)
     assert [f.result(0).offset for f in futs] == [0, 1, 2, 3]
-
-
-def _wait_for(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_an_old_explicit_timestamp_after_plain_records_opens_a_new_batch(
@@ -303,5 +296,3 @@ def test_an_old_explicit_timestamp_after_plain_records_opens_a_new_batch(
     assert [f.result(0).offset for f in plain] == [0, 1, 2]
     assert (old.result(0).offset, old.result(0).timestamp_ms) == (3, 7)
     assert len(transport.topics["t"][0].batches) == 2
-
-

@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from logstream.client import Admin, Producer
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,13 +78,8 @@ def owners(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+# Worker processes take seconds to start under load.
+wait_for = partial(wait_for, timeout=30.0)
 
 
 def create(address: str, topic: str, partitions: int, per_partition: int) -> None:

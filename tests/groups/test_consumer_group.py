@@ -11,6 +11,7 @@ from logstream.client import Consumer, Producer
 from logstream.client.membership import CommitFailedError
 from logstream.errors import LogstreamError
 from logstream.testing.broker import run_broker
+from logstream.testing.wait import wait_for
 from logstream.types import TopicPartition
 
 FAST = dict(session_timeout_ms=2_000, auto_commit_interval_ms=200, fetch_max_wait_ms=100)
@@ -30,15 +31,6 @@ def produce(address: str, n: int, topic: str = "orders", start: int = 0) -> None
         for i in range(start, start + n):
             p.send(topic, b"%d" % i, partition=i % 6)
         p.flush()
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Runner:

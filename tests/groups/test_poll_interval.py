@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
 from logstream.client import Admin, Consumer
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 from logstream.types import TopicPartition
 
 pytestmark = pytest.mark.slow
@@ -30,15 +30,6 @@ def broker(tmp_path):
         admin.create_topic("orders", 4)
     yield proc
     proc.terminate()
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Poller:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,7 @@ from logstream.errors import (
 from logstream.protocol import group_pb2, group_pb2_grpc
 from logstream.protocol.status import error_from_rpc
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 from logstream.types import TopicPartition
 
 pytestmark = pytest.mark.slow
@@ -100,13 +102,8 @@ class Worker:
             self.proc.wait(20)
 
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# Worker processes take seconds to start under load.
+wait_for = partial(wait_for, timeout=30.0)
 
 
 def produce(address: str, values: range) -> None:
@@ -262,8 +259,10 @@ def test_offsets_survive_broker_restart_and_describe_reset_and_errors(broker, tm
         (live,) = admin.describe_group("g").members
         with grpc.insecure_channel(broker.address) as channel:
             stub = group_pb2_grpc.GroupStub(channel)
-            for member_id, epoch in ((stale.member_id, stale.member_epoch),
-                                     (live.member_id, live.member_epoch + 1)):
+            for member_id, epoch in (
+                (stale.member_id, stale.member_epoch),
+                (live.member_id, live.member_epoch + 1),
+            ):
                 req = group_pb2.CommitOffsetsRequest(
                     group_id="g",
                     member_id=member_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from logstream.errors import LogstreamError
-from logstream.types import OffsetAndMetadata, Record, RecordMetadata, TopicPartition
+from logstream.types import GroupMetadata, OffsetAndMetadata, Record, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "Admin",
     "Consumer",
     "GroupAdmin",
+    "GroupMetadata",
     "LogstreamError",
     "OffsetAndMetadata",
     "Producer",

@@ -44,6 +44,16 @@ class RecordMetadata(NamedTuple):
     timestamp_ms: int
 
 
+class GroupMetadata(NamedTuple):
+    """A consumer's place in its group as last agreed with the broker: ``member_id`` is
+    empty and ``member_epoch`` -1 while it is not a member (before joining, or fenced and
+    about to rejoin)."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+
+
 class OffsetAndMetadata(NamedTuple):
     """A committed position: the offset of the next record to read, plus free text."""
 

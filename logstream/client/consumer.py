@@ -34,7 +34,14 @@ from logstream.client.fetcher import Fetcher, FetchSettings
 from logstream.client.membership import GroupMembership
 from logstream.client.offsets import OffsetLookup
 from logstream.client.subscription import SubscriptionState
-from logstream.types import EARLIEST, LATEST, OffsetAndMetadata, Record, TopicPartition
+from logstream.types import (
+    EARLIEST,
+    LATEST,
+    GroupMetadata,
+    OffsetAndMetadata,
+    Record,
+    TopicPartition,
+)
 
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "error": None, "none": None}
 
@@ -155,12 +162,16 @@ class Consumer:
     def subscription(self) -> set[str]:
         return set(self._membership.topics) if self._membership is not None else set()
 
-    def _group(self) -> GroupMembership:
+    def group_metadata(self) -> GroupMetadata:
+        """The member id and epoch this consumer holds in its group (for logs, and for
+        telling members apart); the member id changes when the consumer is fenced and joins
+        again."""
+        return self._group("group_metadata()").metadata()
+
+    def _group(self, what: str = "committing") -> GroupMembership:
         self._check_open()
         if self._membership is None:
-            raise errors.InvalidConfigError(
-                "committing needs a consumer group: Consumer(group=...)"
-            )
+            raise errors.InvalidConfigError(f"{what} needs a consumer group: Consumer(group=...)")
         return self._membership
 
     def commit(

@@ -52,7 +52,7 @@ from logstream.client.commits import OffsetCommitter, tp_messages
 from logstream.client.subscription import SubscriptionState
 from logstream.errors import CommitFailedError
 from logstream.protocol import group_pb2
-from logstream.types import OffsetAndMetadata, TopicPartition
+from logstream.types import GroupMetadata, OffsetAndMetadata, TopicPartition
 
 __all__ = ["CommitFailedError", "GroupMembership"]
 
@@ -127,7 +127,6 @@ class GroupMembership:
         # Set by the heartbeat thread when it left the group because poll was not called in
         # max_poll_interval_ms; cleared by the next poll, which rejoins.
         self._left_idle = False
-        self.idle_leaves = 0
         self._last_commit = time.monotonic()
         # The group's committed offsets (Consumer.commit* and committed() call it directly).
         self.commits = OffsetCommitter(
@@ -290,6 +289,10 @@ class GroupMembership:
             self.last_error = exc
         self.state.wake_readers()
 
+    def metadata(self) -> GroupMetadata:
+        with self._lock:
+            return GroupMetadata(self.group_id, self.member_id, self.member_epoch)
+
     def raise_fatal(self) -> None:
         """Raise the refusal that stopped the heartbeat thread, if there was one."""
         if self._fatal is not None:
@@ -330,7 +333,6 @@ class GroupMembership:
         with self._lock:
             self._drop_membership()
             self._left_idle = True
-            self.idle_leaves += 1
         if epoch > 0:
             self._leave(member_id)
         self.state.wake_readers()

@@ -9,10 +9,10 @@ import pytest
 
 from logstream.client import Consumer, Producer
 from logstream.client.membership import CommitFailedError
-from logstream.errors import LogstreamError
+from logstream.errors import InvalidConfigError, LogstreamError
 from logstream.testing.broker import run_broker
 from logstream.testing.wait import wait_for
-from logstream.types import TopicPartition
+from logstream.types import GroupMetadata, TopicPartition
 
 FAST = dict(session_timeout_ms=2_000, auto_commit_interval_ms=200, fetch_max_wait_ms=100)
 
@@ -191,7 +191,7 @@ def test_a_consumer_that_stops_polling_leaves_and_its_next_poll_rejoins(broker, 
             )
         assert any("rejoining" in r.getMessage() for r in caplog.records)
         assert len(coordinator.describe_group("slow").members) == 1
-        assert c._membership.idle_leaves == 1
+        assert sum("leaving the group" in r.getMessage() for r in caplog.records) == 1
     finally:
         c.close()
 
@@ -202,7 +202,7 @@ def test_fenced_member_drops_its_partitions_and_rejoins(broker):
     try:
         c.subscribe(["orders"])
         wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
-        old = c._membership.member_id
+        old = c.group_metadata().member_id
         coord = broker.broker.coordinator
         with coord.groups.locked("f") as group:
             assert group is not None
@@ -211,7 +211,7 @@ def test_fenced_member_drops_its_partitions_and_rejoins(broker):
         wait_for(
             lambda: (
                 c.poll(0.05) is not None
-                and c._membership.member_id not in ("", old)
+                and c.group_metadata().member_id not in ("", old)
                 and len(c.assignment()) == 6
             ),
             what="rejoin",
@@ -316,3 +316,16 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
         if b is not None:
             b.close()
         a.close()
+
+
+def test_group_metadata_names_the_member_the_broker_knows(broker):
+    with Consumer(broker.address, group="meta", **FAST) as c:
+        assert c.group_metadata() == GroupMetadata("meta", "", -1)
+        c.subscribe(["orders"])
+        wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
+        mine = c.group_metadata()
+        (member,) = broker.broker.coordinator.describe_group("meta").members
+        assert (mine.group_id, mine.member_id) == ("meta", member.member_id)
+        assert mine.member_epoch > 0
+    with Consumer(broker.address) as plain, pytest.raises(InvalidConfigError, match="group="):
+        plain.group_metadata()

@@ -5,13 +5,14 @@ costs on each side of the connection.
         [--rounds 6] [--modes plaintext,TLS,TLS + token + ACLs]
         [--experiments NAME[+NAME]] [--no-write]
 
-For each record size, one broker subprocess per mode (the set-ups of
-``bench_security.py``: TLS with ``certs dev`` certificates, a token, allow rules for an
-ordinary user) is started and filled once with the ``make bench-peers`` produce
-(``send_batch`` in chunks of 1,000 incompressible payloads, ``linger_ms=5``, 512 KiB
-batches). All of them stay up while the topic is replayed from offset 0 ``--rounds`` times,
-the modes alternating and their order reversed every other round, so that load which
-drifts on a shared machine reaches every mode alike.
+``--records`` is the 100 B count; 1 KiB replays a fifth as many, as bench-peers does
+(1,000,000 x 100 B and 200,000 x 1 KiB by default). For each record size, one broker
+subprocess per mode (the set-ups of ``bench_security.py``: TLS with ``certs dev``
+certificates, a token, allow rules for an ordinary user) is started and filled once with
+the ``make bench-peers`` produce (``send_batch`` in chunks of 1,000 incompressible
+payloads, ``linger_ms=5``, 512 KiB batches). All of them stay up while the topic is
+replayed from offset 0 ``--rounds`` times, the modes alternating and their order reversed
+every other round, so that load which drifts on a shared machine reaches every mode alike.
 
 Each replay runs in a fresh process, as in bench-peers: the timed part is ``assign`` and
 ``poll_batch`` until the end offset, so it includes the connection, the TLS handshake and
@@ -163,6 +164,11 @@ def run_size(
     return {mode: r.samples for mode, r in runs.items()}
 
 
+def records_for(n: int, size: int) -> int:
+    """bench-peers' counts: ``n`` records of 100 B, a fifth as many of 1 KiB."""
+    return n if size < 1024 else max(n // 5 // CHUNK, 1) * CHUNK
+
+
 def paired_ratio(samples: list[Sample], plain: list[Sample]) -> float:
     """Median over rounds of this mode's rate / plaintext's rate in the same round."""
     return statistics.median(s.rate / p.rate for s, p in zip(samples, plain, strict=True))
@@ -170,7 +176,8 @@ def paired_ratio(samples: list[Sample], plain: list[Sample]) -> float:
 
 def table(results: dict[int, dict[str, list[Sample]]], n: int, rounds: int) -> str:
     lines = [
-        f"`benchmarks/bench_tls_replay.py`: replay of {n:,} records per size with "
+        f"`benchmarks/bench_tls_replay.py`: replay of {n:,} x 100 B and "
+        f"{records_for(n, 1024):,} x 1 KiB with "
         f"`poll_batch`, a fresh client process per replay, {rounds} interleaved rounds "
         'against brokers that stay up; medians (min-max). "vs plaintext" is the median of '
         f"the per-round ratios (target >= {TARGET}).",
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         modes.append(f"TLS (gRPC experiments {args.experiments})")
     results = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        results[size] = run_size(modes, n, size, args.rounds, args.experiments)
+        results[size] = run_size(modes, records_for(n, size), size, args.rounds, args.experiments)
     section = table(results, n, args.rounds)
     print(section)
     if not args.no_write:

@@ -1,0 +1,47 @@
+"""bench_tls_replay against real brokers (plaintext and TLS + token + ACLs): every replay
+reads exactly what was produced, the rounds alternate the modes, and the table carries the
+per-round ratio to plaintext and the CPU of both sides."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import bench_tls_replay as bench
+
+pytestmark = pytest.mark.slow
+
+
+def test_interleaved_replays_through_plaintext_and_tls() -> None:
+    order: list[str] = []
+
+    def log(line: str) -> None:  # "  round R 100 B MODE ..." -> first word of MODE
+        if line.lstrip().startswith("round"):
+            order.append(line.split(" B ", 1)[1].split()[0])
+
+    modes = ["plaintext", "TLS + token + ACLs"]
+    results = bench.run_size(modes, 3_000, 100, rounds=2, experiments="", log=log)
+    assert order == ["plaintext", "TLS", "TLS", "plaintext"]  # the second round reversed
+    for samples in results.values():
+        assert len(samples) == 2
+        assert all(s.rate > 0 and s.client_ns > 0 and s.broker_ns >= 0 for s in samples)
+    text = bench.table({100: results}, 3_000, 2)
+    rows = [line for line in text.splitlines() if line.startswith("| 100 B")]
+    assert len(rows) == 2
+    assert "| 1.00x |" in rows[0]
+    expected = bench.paired_ratio(results["TLS + token + ACLs"], results["plaintext"])
+    assert f"| {expected:.2f}x |" in rows[1]
+
+
+def test_paired_ratio_is_the_median_of_same_round_ratios() -> None:
+    def s(rate: float) -> bench.Sample:
+        return bench.Sample(rate, 1.0, 1.0, 0.0)
+
+    plain = [s(100.0), s(50.0), s(200.0)]
+    tls = [s(80.0), s(45.0), s(100.0)]  # 0.8, 0.9, 0.5 of the same round
+    assert bench.paired_ratio(tls, plain) == pytest.approx(0.8)
+
+
+def test_record_counts_follow_bench_peers() -> None:
+    assert bench.records_for(1_000_000, 100) == 1_000_000
+    assert bench.records_for(1_000_000, 1024) == 200_000
+    assert bench.records_for(2_000, 1024) == 1_000

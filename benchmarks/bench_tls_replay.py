@@ -175,9 +175,9 @@ def paired_ratio(samples: list[Sample], plain: list[Sample]) -> float:
 
 
 def table(results: dict[int, dict[str, list[Sample]]], n: int, rounds: int) -> str:
+    counts = " and ".join(f"{records_for(n, size):,} x {size} B" for size in results)
     lines = [
-        f"`benchmarks/bench_tls_replay.py`: replay of {n:,} x 100 B and "
-        f"{records_for(n, 1024):,} x 1 KiB with "
+        f"`benchmarks/bench_tls_replay.py`: replay of {counts} with "
         f"`poll_batch`, a fresh client process per replay, {rounds} interleaved rounds "
         'against brokers that stay up; medians (min-max). "vs plaintext" is the median of '
         f"the per-round ratios (target >= {TARGET}).",

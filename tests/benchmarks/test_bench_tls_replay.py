@@ -25,6 +25,7 @@ def test_interleaved_replays_through_plaintext_and_tls() -> None:
         assert len(samples) == 2
         assert all(s.rate > 0 and s.client_ns > 0 and s.broker_ns >= 0 for s in samples)
     text = bench.table({100: results}, 3_000, 2)
+    assert "replay of 3,000 x 100 B with" in text  # only the sizes that ran
     rows = [line for line in text.splitlines() if line.startswith("| 100 B")]
     assert len(rows) == 2
     assert "| 1.00x |" in rows[0] and "| 1.00 |" in rows[0]

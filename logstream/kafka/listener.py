@@ -5,17 +5,17 @@ the broker only through the handlers' calls. Blocking broker calls (produce, com
 admin) run on the listener's thread pool; fetch long-polls are coroutines on its loop
 (the broker's notifier wakes waiters on any loop); the loop reads and writes frames.
 
-Per connection (Kafka's rules): requests are read one frame at a time and answered in
-order; the next request is read once the previous one is answered, which also bounds
-what a client that pipelines can make the broker buffer. A Produce with acks=0 gets no
-answer. After each Produce's append the connection gives the loop one pass before writing
-its answer, so the long-polls the append woke answer first (and before the connection's
-next, pipelined and already buffered, request).
-Across connections, a frame's body is read only once its size (known from the prefix) has
+Per connection (Kafka's rules; :mod:`connection`, an ``asyncio.Protocol``): requests are
+handled one at a time and answered in order; bytes that arrive meanwhile wait in the
+connection's buffer (reading stops past 128 KiB), which bounds what a client that pipelines
+can make the broker buffer. A Produce with acks=0 gets no answer. A Produce is answered on
+the loop's next pass after its append, so the long-polls the append woke answer first (and
+before the connection's next, pipelined and already buffered, request).
+Across connections, a frame's body is taken only once its size (known from the prefix) has
 room in the broker's request-byte gate (``request_gate``: the one gRPC's Produce and
 ProduceStream pass, ``broker/request_gate.py``), held until the frame is answered;
-meanwhile the client is held back by TCP flow control. Without a gate (tests, embedding)
-frames are read at once.
+meanwhile the connection stops reading and the client is held back by TCP flow control.
+Without a gate (tests, embedding) frames are taken at once.
 
 Bad input, and what the listener does (it never stops serving other connections):
 
@@ -55,7 +55,7 @@ import logging
 import math
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +63,11 @@ from kio.schema.errors import ErrorCode
 
 from logstream.broker.broker import Broker
 from logstream.broker.request_gate import AdmissionGate
-from logstream.errors import LogstreamError
 from logstream.kafka import wire
 from logstream.kafka.access import Access
 from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
 from logstream.kafka.admin_apis import AdminApis
+from logstream.kafka.connection import Answer, KafkaConnection
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
 from logstream.kafka.log_apis import LogApis
@@ -81,34 +81,9 @@ if TYPE_CHECKING:  # the gRPC port's security object; only its stores are used h
 log = logging.getLogger("logstream.kafka")
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
-_MIN_FRAME = 8  # api_key, api_version, correlation_id
-_PRODUCE_KEY = wire.PRODUCE.to_bytes(2, "big")  # a frame's first two bytes
 
 Handler = Callable[[Request], Awaitable[Any]]
-
-
-class _Connection:
-    """What the listener knows of one connection: who it is, where SASL stands and since
-    when (loop time) it waits for the rest of a frame."""
-
-    __slots__ = (
-        "authenticated", "peer", "principal", "raw_sasl", "reading_since", "sasl", "transport"
-    )
-
-    def __init__(
-        self,
-        peer: object,
-        principal: str,
-        authenticated: bool,
-        transport: asyncio.WriteTransport | None = None,
-    ) -> None:
-        self.peer = peer
-        self.principal = principal
-        self.authenticated = authenticated
-        self.sasl: SaslSession | None = None
-        self.raw_sasl = False  # after a v0 SaslHandshake the next frames are bare tokens
-        self.reading_since: float | None = None
-        self.transport = transport
+InlineHandler = Callable[[Request], Any]
 
 
 _BEFORE_AUTHENTICATION = frozenset({wire.API_VERSIONS, wire.SASL_HANDSHAKE, wire.SASL_AUTHENTICATE})
@@ -154,7 +129,6 @@ class KafkaListener:
         self._handlers: dict[int, Handler] = {
             wire.API_VERSIONS: self._sync(self.apis.api_versions),
             wire.METADATA: self._sync(self.apis.metadata),
-            wire.PRODUCE: self._inline(self.apis.produce),
             wire.FETCH: lambda req: self.apis.fetch(req, self.pool),
             wire.LIST_OFFSETS: self._sync(self.apis.list_offsets),
             wire.INIT_PRODUCER_ID: self._sync(self.apis.init_producer_id),
@@ -166,11 +140,14 @@ class KafkaListener:
             groups = GroupApis(broker, lambda: (self.host, self.port), self.pool, access)
             for api_key, handler in groups.handlers().items():
                 self.add_handler(api_key, GROUP_VERSIONS[api_key], handler)
+        # Run on the loop itself: a Produce's work (convert, copy into the mapped segment)
+        # is shorter than two thread hand-offs under the GIL; acks never wait for a flush
+        # here (Kafka's acks map to logstream's ``leader``).
+        self._inline: dict[int, InlineHandler] = {wire.PRODUCE: self.apis.produce}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._open: set[_Connection] = set()  # the loop's own: read and written there only
+        self._open: set[KafkaConnection] = set()  # the loop's own: read and written there only
         if self.store is not None:
             wire.register(wire.SASL_HANDSHAKE, (0, 1))
             wire.register(wire.SASL_AUTHENTICATE, (0, 2))
@@ -178,16 +155,6 @@ class KafkaListener:
     def add_handler(self, api_key: int, versions: tuple[int, int], handler: Handler) -> None:
         wire.register(api_key, versions)
         self._handlers[api_key] = handler
-
-    def _inline(self, fn: Callable[[Request], Any]) -> Handler:
-        """Run on the loop itself: for Produce, whose work (convert, copy into the mapped
-        segment) is shorter than two thread hand-offs under the GIL; acks never wait for
-        a flush here (Kafka's acks map to logstream's ``leader``)."""
-
-        async def run(req: Request) -> Any:
-            return fn(req)
-
-        return run
 
     def _sync(self, fn: Callable[[Request], Any]) -> Handler:
         async def run(req: Request) -> Any:
@@ -211,9 +178,7 @@ class KafkaListener:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    asyncio.start_server(
-                        self._serve_connection, self.host, self.port, ssl=self._ssl
-                    )
+                    loop.create_server(self._new_connection, self.host, self.port, ssl=self._ssl)
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:
@@ -244,8 +209,8 @@ class KafkaListener:
         for conn in self._open:
             since = conn.reading_since
             if since is not None and now - since >= self.frame_timeout_s:
-                assert conn.transport is not None
-                conn.transport.abort()  # its reader fails; _serve_connection logs it
+                log.warning("kafka: %s did not complete a frame; disconnecting", conn.peer)
+                conn.abort()
         loop.call_later(min(self.frame_timeout_s / 4, 1.0), self._sweep)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -283,10 +248,11 @@ class KafkaListener:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            if self._connections:
-                await asyncio.wait(self._connections, timeout=timeout_s)
+            tasks = [conn.task for conn in self._open if conn.task is not None]
+            for conn in list(self._open):
+                conn.abort()  # cancels the request in hand, if any
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout_s)
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout_s + 1)
@@ -298,73 +264,23 @@ class KafkaListener:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        peer = writer.get_extra_info("peername")
-        principal = _certificate_principal(writer.get_extra_info("peercert"))
-        conn = _Connection(peer, principal, self.store is None, writer.transport)
-        loop = asyncio.get_running_loop()
-        self._open.add(conn)
-        try:
-            while True:
-                try:
-                    prefix = await reader.readexactly(wire.SIZE.size)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return  # the client closed between requests
-                size = wire.SIZE.unpack(prefix)[0]
-                if size < _MIN_FRAME or size > self.max_request_bytes:
-                    log.warning("kafka: %s sent a frame of %d bytes; disconnecting", peer, size)
-                    return
-                gate = self.request_gate
-                hold = None if gate is None else (
-                    gate.try_acquire(size) or await gate.acquire(size))
-                try:
-                    conn.reading_since = loop.time()  # a stall here is dropped by _sweep
-                    try:
-                        frame = await reader.readexactly(size)
-                    except (asyncio.IncompleteReadError, ConnectionError):
-                        log.warning("kafka: %s did not complete a %d-byte frame", peer, size)
-                        return
-                    finally:
-                        conn.reading_since = None
-                    if conn.raw_sasl:
-                        response, keep_open = await self._raw_sasl(frame, conn)
-                    else:
-                        response, keep_open = await self._respond(frame, conn)
-                    produced = frame[:2] == _PRODUCE_KEY
-                    del frame  # not kept alive (unaccounted) while the next request waits
-                    if produced:
-                        # Let the long-polls this append woke answer first, as Kafka
-                        # completes delayed fetches before the produce's own answer: the
-                        # record reaches its consumers one socket write sooner, and a
-                        # pipelined produce (already buffered, read without a pass of the
-                        # loop) cannot hold the first record's fetch behind a whole burst.
-                        await asyncio.sleep(0)
-                    if response:
-                        writer.write(response)
-                        await writer.drain()
-                finally:
-                    if hold is not None:
-                        hold.release()
-                if not keep_open:
-                    return
-        except (asyncio.CancelledError, ConnectionError):
-            pass
-        except LogstreamError as exc:  # e.g. the broker is shutting down
-            log.warning("kafka: closing %s: %s", peer, exc)
-        except Exception:
-            log.exception("kafka: connection %s failed", peer)
-        finally:
-            self._connections.discard(task)
-            self._open.discard(conn)
-            writer.close()
+    def _new_connection(self) -> KafkaConnection:
+        return KafkaConnection(
+            self._dispatch,
+            max_request_bytes=self.max_request_bytes,
+            gate=self.request_gate,
+            registry=self._open,
+            authenticated=self.store is None,
+            principal_of=_certificate_principal,
+        )
 
-    async def _respond(self, frame: bytes, conn: _Connection) -> tuple[bytes, bool]:
-        """(response frame or b"", keep the connection open)."""
+    def _dispatch(
+        self, frame: bytes, conn: KafkaConnection
+    ) -> Answer | Coroutine[Any, Any, Answer]:
+        """The answer to one request frame: at once when its handler is synchronous (or
+        the request is refused), else a coroutine that the connection runs as a task."""
+        if conn.raw_sasl:
+            return self._raw_sasl(frame, conn)
         peer = conn.peer
         try:
             api_key, api_version, correlation_id = wire.peek_header(frame)
@@ -382,27 +298,38 @@ class KafkaListener:
             log.warning("kafka: %s sent API %d before authenticating; disconnecting", peer, api_key)
             return b"", False
         if api_key in (wire.SASL_HANDSHAKE, wire.SASL_AUTHENTICATE):
-            return await self._sasl(req, conn)
+            return self._sasl(req, conn)
+        inline = self._inline.get(api_key)
         handler = self._handlers.get(api_key)
-        if handler is None:
+        if inline is None and handler is None:
             return self._unsupported(api_key, api_version, correlation_id)
         if conn.principal:
             req = dataclasses.replace(req, principal=conn.principal)
-        throttle = self.throttle if conn.principal else None
-        if throttle is not None and throttle.quotas.active:
-            held = throttle.held_for(conn.principal)
-            if held:
-                await asyncio.sleep(held)
-        body = await handler(req)
-        if throttle is not None and throttle.quotas.active:
-            body = _throttled(body, _charge(throttle, conn.principal, api_key, frame, body))
-        if api_key == wire.PRODUCE and int(req.body.acks) == 0:
-            return b"", True
-        return wire.encode_response(api_key, api_version, correlation_id, body), True
+            throttle = self.throttle
+            if throttle is not None and throttle.quotas.active:
+                return self._respond_throttled(req, frame, conn.principal, throttle)
+        if inline is not None:
+            return _answer(req, inline(req))
+        assert handler is not None
+        return self._respond(req, handler)
+
+    async def _respond(self, req: Request, handler: Handler) -> Answer:
+        return _answer(req, await handler(req))
+
+    async def _respond_throttled(
+        self, req: Request, frame: bytes, principal: str, throttle: Throttle
+    ) -> Answer:
+        held = throttle.held_for(principal)
+        if held:
+            await asyncio.sleep(held)
+        inline = self._inline.get(req.api_key)
+        body = inline(req) if inline is not None else await self._handlers[req.api_key](req)
+        body = _throttled(body, _charge(throttle, principal, req.api_key, frame, body))
+        return _answer(req, body)
 
     # -- SASL ------------------------------------------------------------------------------
 
-    async def _sasl(self, req: Request, conn: _Connection) -> tuple[bytes, bool]:
+    async def _sasl(self, req: Request, conn: KafkaConnection) -> Answer:
         if self.store is None:  # SASL APIs are only listed with --auth
             return self._unsupported(req.api_key, req.api_version, req.correlation_id)
         cls = wire.response_class(req.api_key, req.api_version)
@@ -442,7 +369,7 @@ class KafkaListener:
         body = build(cls, error_code=ErrorCode.none, auth_bytes=answer, session_lifetime=0)
         return wire.encode_response(req.api_key, req.api_version, req.correlation_id, body), True
 
-    async def _raw_sasl(self, token: bytes, conn: _Connection) -> tuple[bytes, bool]:
+    async def _raw_sasl(self, token: bytes, conn: KafkaConnection) -> Answer:
         """A bare token after a v0 SaslHandshake; the answer is a bare size-prefixed token."""
         session = conn.sasl
         assert session is not None
@@ -457,16 +384,14 @@ class KafkaListener:
         return wire.SIZE.pack(len(answer)) + answer, True
 
     @staticmethod
-    def _authenticated(conn: _Connection, session: SaslSession) -> None:
+    def _authenticated(conn: KafkaConnection, session: SaslSession) -> None:
         if session.done:
             assert session.principal is not None
             conn.principal = session.principal
             conn.authenticated = True
             conn.raw_sasl = False
 
-    def _unsupported(
-        self, api_key: int, api_version: int, correlation_id: int
-    ) -> tuple[bytes, bool]:
+    def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> Answer:
         if api_key == wire.API_VERSIONS:
             # Kafka's rule: answer in v0 with the error and the versions, so the client
             # can retry with one it shares.
@@ -481,6 +406,13 @@ class KafkaListener:
             return wire.encode_response(wire.API_VERSIONS, 0, correlation_id, body), True
         # A body we cannot shape for the client: a bare error code, then close.
         return wire.encode_raw_response(correlation_id, b"\x00\x23"), False
+
+
+def _answer(req: Request, body: Any) -> Answer:
+    """The response frame for ``body`` (none for a Produce with acks=0)."""
+    if req.api_key == wire.PRODUCE and int(req.body.acks) == 0:
+        return b"", True
+    return wire.encode_response(req.api_key, req.api_version, req.correlation_id, body), True
 
 
 def _charge(throttle: Throttle, principal: str, api_key: int, frame: bytes, body: Any) -> float:

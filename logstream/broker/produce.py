@@ -42,6 +42,7 @@ from logstream.errors import (
     LogstreamError,
     UnknownServerError,
 )
+from logstream.storage.log import PartitionLog
 
 log = logging.getLogger("logstream.broker.produce")
 
@@ -81,10 +82,40 @@ class ProduceHandler:
         """Append ``batches`` to one partition; never raises for per-partition failures."""
         if acks not in ACKS_MODES:
             raise InvalidRequiredAcksError(f"acks must be one of {', '.join(ACKS_MODES)}")
-        out = PartitionOutcome(topic, partition)
         try:
             with self.broker.operation():
-                self._produce(out, batches, acks, timeout_ms)
+                refuse_internal(topic, "produce to")  # only the coordinator writes them
+                plog = self.broker.get_log(topic, partition, create=True)
+                return self.append(
+                    plog, topic, partition, batches, acks=acks, timeout_ms=timeout_ms
+                )
+        except LogstreamError as exc:
+            return PartitionOutcome(topic, partition, error=_detached(exc))
+        except Exception as exc:
+            log.exception("produce to %s-%d failed unexpectedly", topic, partition)
+            return PartitionOutcome(
+                topic, partition, error=UnknownServerError(f"{type(exc).__name__}: {exc}")
+            )
+
+    def append(
+        self,
+        plog: PartitionLog,
+        topic: str,
+        partition: int,
+        batches: Sequence[bytes | BuiltBatch],
+        *,
+        acks: str = "leader",
+        timeout_ms: int = 0,
+    ) -> PartitionOutcome:
+        """:meth:`produce` to a log the caller looked up (``refuse_internal`` applied)
+        inside the broker's operation bracket, which it still holds: an edge that needed
+        the log first (the Kafka listener reads its batch limit) does not bracket and
+        look up twice. Never raises for per-partition failures."""
+        if acks not in ACKS_MODES:
+            raise InvalidRequiredAcksError(f"acks must be one of {', '.join(ACKS_MODES)}")
+        out = PartitionOutcome(topic, partition)
+        try:
+            self._append(out, plog, batches, acks, timeout_ms)
         except LogstreamError as exc:
             out.error, out.batches = _detached(exc), []
         except Exception as exc:
@@ -93,15 +124,14 @@ class ProduceHandler:
             out.batches = []
         return out
 
-    def _produce(
+    def _append(
         self,
         out: PartitionOutcome,
+        plog: PartitionLog,
         batches: Sequence[bytes | BuiltBatch],
         acks: str,
         timeout_ms: int,
     ) -> None:
-        refuse_internal(out.topic, "produce to")  # only the coordinator writes them
-        plog = self.broker.get_log(out.topic, out.partition, create=True)
         appended = records = nbytes = 0
         segments_before = plog.segment_count
         for i, batch in enumerate(batches):

@@ -219,21 +219,21 @@ class LogApis:
             if not read:
                 return answer(CorruptRecordError("no record batch in the request"))
             refuse_internal(topic, "produce to")
-            with self.broker.operation():
+            with self.broker.operation():  # one bracket and lookup for convert and append
                 plog = self.broker.get_log(topic, part.index, create=True)
-            limit = plog.config.max_batch_bytes
-            batches: list[bytes | BuiltBatch] = []
-            for piece, got in zip(pieces, read, strict=True):
-                if isinstance(got, BuiltBatch) and got.header.batch_length <= limit:
-                    batches.append(got)
-                else:
-                    cols = got if isinstance(got, KafkaColumns) else read_kafka_batch(piece)
-                    batches += to_logstream_batches(cols, limit)
+                limit = plog.config.max_batch_bytes
+                batches: list[bytes | BuiltBatch] = []
+                for piece, got in zip(pieces, read, strict=True):
+                    if isinstance(got, BuiltBatch) and got.header.batch_length <= limit:
+                        batches.append(got)
+                    else:
+                        cols = got if isinstance(got, KafkaColumns) else read_kafka_batch(piece)
+                        batches += to_logstream_batches(cols, limit)
+                out = self.produce_handler.append(
+                    plog, topic, part.index, batches, acks=acks, timeout_ms=ms(body.timeout)
+                )
         except LogstreamError as exc:
             return answer(exc)
-        out = self.produce_handler.produce(
-            topic, part.index, batches, acks=acks, timeout_ms=ms(body.timeout)
-        )
         failed = out.error or next((b.error for b in out.batches if b.error), None)
         if failed is not None:
             return answer(failed)

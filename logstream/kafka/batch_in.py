@@ -108,21 +108,42 @@ def read_tiny_batch(kafka_batch: bytes | memoryview) -> BuiltBatch | None:
     or snappy); else None, and the caller reads it with :func:`read_kafka_batch`. Same
     checks and errors as that function. (A result over the topic's ``max_batch_bytes`` is
     the caller's to split, through :func:`read_kafka_batch`.)"""
+    tiny = read_tiny(kafka_batch)
+    return None if tiny is None else tiny[0]
+
+
+def read_tiny(kafka_batch: bytes | memoryview) -> tuple[BuiltBatch, bool] | None:
+    """:func:`read_tiny_batch`, and whether the Kafka bytes say nothing the logstream
+    batch does not (codec none, no attribute bits, record offset deltas 0..n-1, the
+    header's base and max timestamps those of the records, no null header value, which
+    logstream reads back as empty): then, with its base offset set, they are what a Fetch
+    of the stored batch answers (``sent_batches.py``)."""
     view = memoryview(kafka_batch)
     fields = _checked_header(view)
     count, codec = fields[12], fields[5] & 0x07
     if count > TINY_BATCH_RECORDS or STORE_CODEC.get(codec) != compression.NONE:
         return None
     records = _records(view)
-    return encode_small_batch(
+    timestamps = [r.timestamp for r in records]
+    built = encode_small_batch(
         [r.key for r in records],
         [r.value for r in records],
-        [r.timestamp for r in records],
+        timestamps,
         [encode_headers(r.headers) if r.headers else b"" for r in records],
         producer_id=fields[9],
         producer_epoch=fields[10],
         base_sequence=fields[11],
     )
+    base_offset = fields[0]
+    as_sent = (
+        fields[5] == 0
+        and fields[6] == count - 1
+        and fields[7] == timestamps[0]
+        and fields[8] == max(timestamps)
+        and all(r.offset - base_offset == i for i, r in enumerate(records))
+        and all(value is not None for r in records for _, value in r.headers)
+    )
+    return built, as_sent
 
 
 def _checked_header(view: memoryview) -> tuple[int, ...]:

@@ -38,7 +38,7 @@ from logstream.kafka.access import Access
 from logstream.kafka.batch_in import (
     KafkaColumns,
     read_kafka_batch,
-    read_tiny_batch,
+    read_tiny,
     to_logstream_batches,
 )
 from logstream.kafka.fast_encode import (
@@ -50,6 +50,7 @@ from logstream.kafka.fast_encode import (
     ProduceTopicAnswer,
 )
 from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
+from logstream.kafka.sent_batches import SentBatches
 from logstream.kafka.wire import Request, build, ms
 from logstream.storage.config import is_internal_topic
 
@@ -87,6 +88,7 @@ class LogApis:
         self.produce_handler = ProduceHandler(broker)
         self.fetch_handler = FetchHandler(broker)
         self.admin = AdminHandler(broker)
+        self.sent = SentBatches()
 
     # -- ApiVersions ---------------------------------------------------------------------
 
@@ -215,7 +217,8 @@ class LogApis:
         try:
             pieces = list(split_kafka_batches(part.records or b""))
             # Every batch is checked before get_log could create the topic.
-            read = [read_tiny_batch(b) or read_kafka_batch(b) for b in pieces]
+            tiny = [read_tiny(b) for b in pieces]
+            read = [t[0] if t else read_kafka_batch(b) for b, t in zip(pieces, tiny, strict=True)]
             if not read:
                 return answer(CorruptRecordError("no record batch in the request"))
             refuse_internal(topic, "produce to")
@@ -238,6 +241,15 @@ class LogApis:
         if failed is not None:
             return answer(failed)
         first = out.batches[0]
+        kept = tiny[0] if len(tiny) == 1 else None
+        if (
+            kept is not None
+            and kept[1]
+            and len(batches) == 1
+            and not first.duplicate
+            and first.log_append_time_ms == -1
+        ):
+            self.sent.remember(topic, part.index, pieces[0], kept[0].header, first.base_offset)
         return answer(None, first.base_offset, out.batches[-1].log_start_offset)
 
     # -- Fetch ---------------------------------------------------------------------------
@@ -279,7 +291,11 @@ class LogApis:
     def _fetch_response(self, outcomes: list[FetchOutcome]) -> FetchAnswer:
         by_topic: dict[str, list[FetchPartitionAnswer]] = {}
         for o in outcomes:
-            records = logstream_to_kafka(o.records) if o.records else b""
+            records = b""
+            if o.records:
+                records = self.sent.lookup(o.topic, o.partition, o.records) or logstream_to_kafka(
+                    o.records
+                )
             by_topic.setdefault(o.topic, []).append(
                 FetchPartitionAnswer(
                     o.partition,

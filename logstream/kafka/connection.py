@@ -176,7 +176,9 @@ class KafkaConnection(asyncio.Protocol):
         if self._eof and not self._busy:
             self.close()  # nothing more can complete
             return
-        if self._reading_paused and len(buf) <= PAUSE_READING_AT:
+        if self._reading_paused and not self._busy:
+            # nothing in hand: the rest of the frame being read (admitted by its size
+            # check and the gate) is needed, however much is buffered
             self._reading_paused = False
             assert self.transport is not None
             self.transport.resume_reading()

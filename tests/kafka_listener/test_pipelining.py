@@ -107,3 +107,24 @@ def test_a_woken_fetch_is_answered_before_the_produce_that_woke_it(
                 f"round {i}: the fetch was answered {(fetched_at - produced_at) / 1e3:.0f} us "
                 "after the produce that woke it"
             )
+
+
+def test_large_produces_pipelined_behind_a_pooled_request_are_all_answered(
+    listener: KafkaListener,
+) -> None:
+    """Bytes that arrive while a request is in hand stop the reading past 128 KiB; once
+    nothing is in hand, reading resumes even though the buffer holds more than that (the
+    rest of a large frame is needed to go on)."""
+    client = b"test"
+    api_versions = struct.pack(">hhih", 18, 0, 100, len(client)) + client
+    frames = struct.pack(">i", len(api_versions)) + api_versions  # answered on the pool
+    frames += b"".join(produce_frame(i, bytes([i]) * 300_000) for i in range(4))
+    with _connect(listener) as prod:
+        prod.sendall(frames)  # the socket's timeout fails it if the listener stops reading
+        correlation_ids = []
+        for _ in range(5):
+            size = _frame_size(prod)
+            frame = prod.recv(size, socket.MSG_WAITALL)
+            assert len(frame) == size
+            correlation_ids.append(struct.unpack_from(">i", frame, 4)[0])
+    assert correlation_ids == [100, 0, 1, 2, 3]

@@ -34,6 +34,7 @@ formats, transactional or control batches).
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator
 
@@ -173,17 +174,16 @@ def _one_to_kafka(view: memoryview, pos: int) -> bytes:
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(record_sizes[:-1], out=starts[1:])
     out = np.zeros(int(record_sizes.sum()), dtype=np.uint8)
-    cursor = starts.copy()
-    _scatter_varints(out, cursor, length_col)
-    cursor += 1  # attributes: 0
-    for col in parts:
-        _scatter_varints(out, cursor, col)
-    _scatter_runs(out, cursor, key_sizes, decoded.keys)
-    _scatter_varints(out, cursor, value_len_col)
-    _scatter_runs(out, cursor, value_sizes, decoded.values)
+    # each record: length, attributes (0), ts delta, offset delta, key length, key, value
+    # length, value, headers (or a header count of 0)
+    fields: list[_Field] = [length_col, 1, *parts, (decoded.keys, key_sizes), value_len_col]
+    fields.append((decoded.values, value_sizes))
     if header_sizes is not None:
-        _scatter_runs(out, cursor, header_sizes, memoryview(b"".join(header_pieces)))
-    # else: the header count varint 0 is already there (out starts zeroed)
+        fields.append((memoryview(b"".join(header_pieces)), header_sizes))
+    else:
+        fields.append(1)  # the header count varint 0 (out starts zeroed)
+    if not _fill_uniform(out, starts, record_sizes, fields):
+        _fill_scattered(out, starts, fields)
     kafka_codec = _FETCH_CODEC.get(h.compression, 0)
     records = out.tobytes()
     if kafka_codec == 3:
@@ -214,6 +214,68 @@ def _one_to_kafka(view: memoryview, pos: int) -> bytes:
     crc = crc32c(records, crc32c(memoryview(head)[_KAFKA_CRC_START:]))
     _U32.pack_into(head, _KAFKA_CRC_POS, crc)
     return bytes(head) + records
+
+
+_Field = tuple[np.ndarray | memoryview, np.ndarray] | int
+"""A record field, in record order: a varint column from :func:`_varint_columns`
+(a (groups, n) uint8 matrix and each one's size), runs of bytes (the concatenated bytes
+as a memoryview and each record's size) or a number of zero bytes every record has."""
+
+
+def _fill_uniform(
+    out: np.ndarray, starts: np.ndarray, record_sizes: np.ndarray, fields: list[_Field]
+) -> bool:
+    """Write the records run by run, where consecutive records have every field of the
+    same size: such a run is a (rows, width) block of ``out`` and each field a column
+    range of it, filled with one slice assignment. False (nothing written) when there
+    would be more than one run per 8 records; :func:`_fill_scattered` does those."""
+    n = len(starts)
+    sized = [f for f in fields if not isinstance(f, int)]
+    signature = np.stack([f[1] for f in sized])
+    edges = np.flatnonzero((np.diff(signature, axis=1) != 0).any(axis=0)) + 1
+    if len(edges) > n // 8:
+        return False
+    taken = [0] * len(fields)  # bytes of each run field used by the runs before
+    sources = [
+        np.frombuffer(f[0], dtype=np.uint8) if isinstance(f, tuple) and isinstance(f[0], memoryview)
+        else None
+        for f in fields
+    ]  # fmt: skip
+    for a, b in itertools.pairwise([0, *edges.tolist(), n]):
+        rows = b - a
+        width = int(record_sizes[a])
+        block = out[int(starts[a]) : int(starts[a]) + rows * width].reshape(rows, width)
+        col = 0
+        for i, field in enumerate(fields):
+            if isinstance(field, int):
+                col += field
+                continue
+            size = int(field[1][a])
+            src = sources[i]
+            if src is None:  # a varint column
+                matrix = field[0]
+                assert isinstance(matrix, np.ndarray)
+                for j in range(size):  # one long strided copy per varint byte
+                    block[:, col + j] = matrix[j, a:b]
+            elif size:
+                block[:, col : col + size] = src[taken[i] : taken[i] + rows * size].reshape(
+                    rows, size
+                )
+                taken[i] += rows * size
+            col += size
+    return True
+
+
+def _fill_scattered(out: np.ndarray, starts: np.ndarray, fields: list[_Field]) -> None:
+    """Write the records field by field at per-record cursors (any layout)."""
+    cursor = starts.copy()
+    for field in fields:
+        if isinstance(field, int):
+            cursor += field
+        elif isinstance(field[0], memoryview):
+            _scatter_runs(out, cursor, field[1], field[0])
+        else:
+            _scatter_varints(out, cursor, (field[0], field[1]))
 
 
 def _small_to_kafka(rows: BatchRows) -> bytes:

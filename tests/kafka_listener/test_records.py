@@ -100,3 +100,40 @@ def test_torn_batch_in_a_request_is_corrupt() -> None:
     raw = kafka_batch([(b"k", b"v", 0, [])])
     with pytest.raises(CorruptRecordError):
         list(split_kafka_batches(raw[:-3]))
+
+
+@st.composite
+def shaped_records(draw: st.DrawFn) -> list:
+    """More than 32 records (the numpy path), each field either one size for every record
+    (runs of equal layout: written as blocks) or drawn per record (scattered)."""
+    n = draw(st.integers(33, 400))
+
+    def column(fixed: st.SearchStrategy, varied: st.SearchStrategy) -> list:
+        if draw(st.booleans()):
+            return [draw(fixed)] * n
+        return draw(st.lists(varied, min_size=n, max_size=n))
+
+    keys = column(
+        st.one_of(st.none(), st.binary(max_size=12)), st.one_of(st.none(), st.binary(max_size=12))
+    )
+    values = column(
+        st.binary(min_size=1, max_size=150), st.one_of(st.none(), st.binary(max_size=150))
+    )
+    headers = column(
+        st.lists(st.tuples(st.text(max_size=4), st.binary(max_size=6)), max_size=2),
+        st.lists(st.tuples(st.text(max_size=4), st.binary(max_size=6)), max_size=2),
+    )
+    step = draw(st.sampled_from([0, 1, 7, 1000]))  # timestamp deltas: equal or growing
+    rows = zip(keys, values, headers, strict=True)
+    return [(k, v, i * step, h) for i, (k, v, h) in enumerate(rows)]
+
+
+@given(shaped_records())
+def test_large_batches_convert_as_aiokafka_builds_them(records: list) -> None:
+    stored = bytearray(kafka_to_logstream(kafka_batch(records)))
+    stored[:8] = (500).to_bytes(8, "little")
+    back = bytearray(logstream_to_kafka(bytes(stored)))
+    expected = bytearray(kafka_batch(records))
+    expected[:8] = (500).to_bytes(8, "big")
+    back[12:16] = expected[12:16]  # partitionLeaderEpoch: outside the CRC, ours is 0
+    assert back == expected

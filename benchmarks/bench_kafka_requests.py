@@ -14,6 +14,10 @@ run as interleaved A/B pairs against another checkout's broker (A) and this tree
 each against a fresh broker process. ``--burst K``: each round sends K one-record
 Produce requests in one write (pipelined) after the Fetch is parked, and reports when the
 fetch answers and how many produce answers were already written by then.
+``--replay N``: N records of 100 B are produced with confluent-kafka first, then read back
+from offset 0 by lock-step Fetch requests of up to 1 MiB (what a replaying consumer sends,
+without the consumer's own cost); reported: the broker's CPU time per replayed record and
+the records per second of that loop.
 """
 
 from __future__ import annotations
@@ -220,12 +224,63 @@ def bursts(addr: str, pid: int, n: int, burst: int) -> dict[str, float]:
     }
 
 
-def one(label: str, root: Path | None, n: int, burst: int) -> dict[str, float]:
+def _next_offset(answer: bytes) -> int:
+    """The offset after the last record of a Fetch v11 answer's one partition (-1: none)."""
+    name_length = struct.unpack_from(">h", answer, 18)[0]
+    pos = 20 + name_length + 4 + 4 + 2 + 8 + 8 + 8 + 4 + 4  # to the records' size
+    size = struct.unpack_from(">i", answer, pos)[0]
+    pos, end, nxt = pos + 4, pos + 4 + max(size, 0), -1
+    while end - pos >= 61:
+        base, length = struct.unpack_from(">qi", answer, pos)
+        if pos + 12 + length > end:
+            break
+        nxt = base + struct.unpack_from(">i", answer, pos + 23)[0] + 1  # lastOffsetDelta
+        pos += 12 + length
+    return nxt
+
+
+def replay(addr: str, pid: int, n: int) -> dict[str, float]:
+    host, port = addr.rsplit(":", 1)
+    kafka_adapter.produce(addr, TOPIC, n, 100)
+    with socket.create_connection((host, int(port))) as cons:
+        cons.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        offset, requests = 0, 0
+        before = broker_cpu_s(pid)
+        t0 = time.perf_counter()
+        while offset < n:
+            cons.sendall(fetch_frame(requests, offset))
+            nxt = _next_offset(_read_frame(cons))
+            if nxt <= offset:
+                raise AssertionError(f"no progress at offset {offset}")
+            offset, requests = nxt, requests + 1
+        seconds = time.perf_counter() - t0
+        used = broker_cpu_s(pid) - before
+    return {
+        "cpu_us": used / n * 1e6,
+        "p50_us": n / seconds,  # records/s of the loop, reported in the same column
+        "p99_us": 0.0,
+        "load": os.getloadavg()[0],
+    }
+
+
+def one(label: str, root: Path | None, n: int, burst: int, records: int = 0) -> dict[str, float]:
     srv = servers.logstream_kafka(root=root)
     try:
-        row = bursts(srv.addr, srv.pid, n, burst) if burst > 1 else rounds(srv.addr, srv.pid, n)
+        if records:
+            row = replay(srv.addr, srv.pid, records)
+        elif burst > 1:
+            row = bursts(srv.addr, srv.pid, n, burst)
+        else:
+            row = rounds(srv.addr, srv.pid, n)
     finally:
         srv.stop()
+    if records:
+        print(
+            f"{label}: broker CPU {row['cpu_us'] * 1e3:.0f} ns per replayed record, "
+            f"{row['p50_us'] / 1e6:.2f} M records/s, load {row['load']:.1f}",
+            flush=True,
+        )
+        return row
     what = f"burst of {burst}" if burst > 1 else "produce+fetch round"
     first = (
         f", {row['produce_answers_first']:.1f} produce answers before the fetch's"
@@ -246,15 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--base", type=Path, default=None, help="A's tree; without it: B only")
     ap.add_argument("--burst", type=int, default=1, help="pipelined produces per round")
+    ap.add_argument("--replay", type=int, default=0, help="records to produce and read back")
     args = ap.parse_args(argv)
     sides = {"B": None} if args.base is None else {"A": args.base, "B": None}
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
     for i in range(args.pairs):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
         for side in order:
-            rows[side].append(one(side, sides[side], args.rounds, args.burst))
+            rows[side].append(one(side, sides[side], args.rounds, args.burst, args.replay))
     for side, runs in rows.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        if args.replay:
+            print(
+                f"median {side}: broker CPU {med['cpu_us'] * 1e3:.0f} ns/record, "
+                f"{med['p50_us'] / 1e6:.2f} M records/s, load {med['load']:.1f}"
+            )
+            continue
         first = med.get("produce_answers_first")
         print(
             f"median {side}: broker CPU {med['cpu_us']:.1f} us/round, p50 {med['p50_us']:.0f} us, "

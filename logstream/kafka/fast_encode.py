@@ -66,7 +66,7 @@ class FetchPartitionAnswer:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
-    records: bytes | None
+    records: bytes | list[bytes | memoryview] | None  # a list: pieces to concatenate
     aborted_transactions: tuple[Any, ...] | None = None
     preferred_read_replica: int = -1
 
@@ -85,13 +85,13 @@ class FetchAnswer:
     throttle_time: datetime.timedelta | int = 0
 
 
-def _string(out: list[bytes], value: str) -> None:
+def _string(out: list[bytes | memoryview], value: str) -> None:
     raw = value.encode()
     out.append(_I16.pack(len(raw)))
     out.append(raw)
 
 
-def _nullable_string(out: list[bytes], value: str | None) -> None:
+def _nullable_string(out: list[bytes | memoryview], value: str | None) -> None:
     if value is None:
         out.append(_I16.pack(-1))
     else:
@@ -109,7 +109,7 @@ def _ms(value: Any) -> int:
 
 
 def produce_response(version: int, body: Any) -> bytes:
-    out: list[bytes] = [_I32.pack(len(body.responses))]
+    out: list[bytes | memoryview] = [_I32.pack(len(body.responses))]
     for topic in body.responses:
         _string(out, topic.name)
         out.append(_I32.pack(len(topic.partition_responses)))
@@ -131,8 +131,23 @@ def produce_response(version: int, body: Any) -> bytes:
     return b"".join(out)
 
 
+def records_size(records: bytes | list[bytes | memoryview] | None) -> int:
+    """Bytes of a fetched partition's records (bytes, or pieces of byte views)."""
+    if records is None:
+        return 0
+    if isinstance(records, list):
+        return sum(map(len, records))
+    return len(records)
+
+
 def fetch_response(version: int, body: Any) -> bytes:
-    out: list[bytes] = [_I32.pack(_ms(body.throttle_time))]
+    return b"".join(fetch_response_pieces(version, body))
+
+
+def fetch_response_pieces(version: int, body: Any) -> list[bytes | memoryview]:
+    """:func:`fetch_response` as pieces (the records' own views among them): the caller
+    joins them once, into the whole frame."""
+    out: list[bytes | memoryview] = [_I32.pack(_ms(body.throttle_time))]
     if version >= 7:
         out.append(_I16.pack(int(body.error_code)))
         out.append(_I32.pack(body.session_id))
@@ -158,7 +173,10 @@ def fetch_response(version: int, body: Any) -> bytes:
                 out.append(_I32.pack(p.preferred_read_replica))
             if p.records is None:
                 out.append(_I32.pack(-1))
+            elif isinstance(p.records, list):
+                out.append(_I32.pack(records_size(p.records)))
+                out += p.records
             else:
                 out.append(_I32.pack(len(p.records)))
                 out.append(bytes(p.records))
-    return b"".join(out)
+    return out

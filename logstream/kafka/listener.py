@@ -68,6 +68,7 @@ from logstream.kafka.access import Access
 from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
 from logstream.kafka.admin_apis import AdminApis
 from logstream.kafka.connection import Answer, KafkaConnection
+from logstream.kafka.fast_encode import records_size
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
 from logstream.kafka.log_apis import LogApis
@@ -422,7 +423,7 @@ def _charge(throttle: Throttle, principal: str, api_key: int, frame: bytes, body
         return throttle.charge(principal, produce_bytes=len(frame))
     if api_key == wire.FETCH:
         fetched = sum(
-            len(p.records or b"") for topic in body.responses for p in topic.partitions
+            records_size(p.records) for topic in body.responses for p in topic.partitions
         )
         return throttle.charge(principal, fetch_bytes=fetched)
     return throttle.charge(principal)

@@ -49,7 +49,7 @@ from logstream.kafka.fast_encode import (
     ProducePartitionAnswer,
     ProduceTopicAnswer,
 )
-from logstream.kafka.records import logstream_to_kafka, split_kafka_batches
+from logstream.kafka.records import logstream_to_kafka_pieces, split_kafka_batches
 from logstream.kafka.sent_batches import SentBatches
 from logstream.kafka.wire import Request, build, ms
 from logstream.storage.config import is_internal_topic
@@ -291,11 +291,10 @@ class LogApis:
     def _fetch_response(self, outcomes: list[FetchOutcome]) -> FetchAnswer:
         by_topic: dict[str, list[FetchPartitionAnswer]] = {}
         for o in outcomes:
-            records = b""
+            records: bytes | list[bytes | memoryview] = b""
             if o.records:
-                records = self.sent.lookup(o.topic, o.partition, o.records) or logstream_to_kafka(
-                    o.records
-                )
+                kept = self.sent.lookup(o.topic, o.partition, o.records)
+                records = kept if kept is not None else logstream_to_kafka_pieces(o.records)
             by_topic.setdefault(o.topic, []).append(
                 FetchPartitionAnswer(
                     o.partition,

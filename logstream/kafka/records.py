@@ -130,16 +130,22 @@ def logstream_to_kafka(stored: bytes | memoryview) -> bytes:
     A torn batch at the end of ``stored`` (cannot happen for reads of whole batches) stops
     the conversion there, the way Kafka clients ignore a partial trailing batch.
     """
+    return b"".join(logstream_to_kafka_pieces(stored))
+
+
+def logstream_to_kafka_pieces(stored: bytes | memoryview) -> list[bytes | memoryview]:
+    """:func:`logstream_to_kafka` as the pieces that concatenate to it (byte views), so
+    that the Fetch answer copies the records once, into the frame it sends."""
     view = memoryview(stored)
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     pos, end = 0, len(view)
     while end - pos > 0:
         length = peek_length(view, pos)
         if length <= 0 or length > end - pos:
             break
-        out.append(_one_to_kafka(view, pos))
+        out += _one_to_kafka(view, pos)
         pos += length
-    return b"".join(out)
+    return out
 
 
 SMALL_BATCH_RECORDS = 32
@@ -147,9 +153,11 @@ SMALL_BATCH_RECORDS = 32
 numpy calls of the columnar writer, which cost the same whatever the batch size."""
 
 
-def _one_to_kafka(view: memoryview, pos: int) -> bytes:
+def _one_to_kafka(view: memoryview, pos: int) -> list[bytes | memoryview]:
+    """One stored batch as a Kafka batch: its header and its records (a view of the
+    records written here, not copied again)."""
     if read_header(view, pos).record_count <= SMALL_BATCH_RECORDS:
-        return _small_to_kafka(decode_rows(view, pos, verify=False))
+        return [_small_to_kafka(decode_rows(view, pos, verify=False))]
     decoded = decode_batch(view, pos, verify=False)
     h = decoded.header
     n = len(decoded)
@@ -185,11 +193,11 @@ def _one_to_kafka(view: memoryview, pos: int) -> bytes:
     if not _fill_uniform(out, starts, record_sizes, fields):
         _fill_scattered(out, starts, fields)
     kafka_codec = _FETCH_CODEC.get(h.compression, 0)
-    records = out.tobytes()
+    records: bytes | memoryview = out.data
     if kafka_codec == 3:
-        records = lz4_encode(records)
+        records = lz4_encode(out.tobytes())
     elif kafka_codec == 4:
-        records = zstd_encode(records)
+        records = zstd_encode(out.tobytes())
     attributes = kafka_codec
     if h.attributes & TIMESTAMP_TYPE_LOG_APPEND:
         attributes |= _LOG_APPEND_TIME
@@ -213,7 +221,7 @@ def _one_to_kafka(view: memoryview, pos: int) -> bytes:
     )
     crc = crc32c(records, crc32c(memoryview(head)[_KAFKA_CRC_START:]))
     _U32.pack_into(head, _KAFKA_CRC_POS, crc)
-    return bytes(head) + records
+    return [bytes(head), records]
 
 
 _Field = tuple[np.ndarray | memoryview, np.ndarray] | int

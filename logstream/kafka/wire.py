@@ -228,6 +228,10 @@ def response_module(api_key: int, api_version: int) -> Any:
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
     """A whole response frame: size, header, body."""
+    if api_key == FETCH:  # the records are copied once, here
+        pieces = fast_encode.fetch_response_pieces(api_version, body)
+        size = 4 + sum(map(len, pieces))
+        return b"".join([SIZE.pack(size), SIZE.pack(correlation_id), *pieces])
     fast = _FAST.get(api_key)
     if fast is not None:  # non-flexible versions only: response header v0
         payload = fast(api_version, body)

@@ -94,6 +94,7 @@ class KafkaConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False
+        self._tls = False
         self._closed = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -103,6 +104,7 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport
         self._loop = asyncio.get_running_loop()
         self.peer = transport.get_extra_info("peername")
+        self._tls = transport.get_extra_info("sslcontext") is not None
         self.principal = self._principal_of(transport.get_extra_info("peercert"))
         self._registry.add(self)
 
@@ -115,11 +117,12 @@ class KafkaConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # The client closed its side: finish the request in hand (its answer may still be
-        # read), then close; returning True keeps the transport open until then.
+        # read), then close; returning True keeps the transport open until then. Over
+        # TLS asyncio closes the transport regardless (as the streams did): say so.
         self._eof = True
         if not self._busy:
             self._advance()
-        return True
+        return not self._tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

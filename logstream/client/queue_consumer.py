@@ -54,84 +54,38 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
-from itertools import groupby
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.queue_message import (
-    ACK,
-    KIND_NAMES,
     QueueMessage,
     Reject,
     SettleError,
-    decode_records,
+    decode_partitions,
 )
 from logstream.client.queue_prefetch import Prefetch, extend_settlements, still_held
 from logstream.client.queue_push import PushPolls
+from logstream.client.queue_records import PartitionRecords
+from logstream.client.queue_settlements import (
+    Pending,
+    fold_acks,
+    hold_unsent,
+    merge,
+    refusals,
+    replies_of,
+    settlements,
+)
 from logstream.client.reply_sender import ReplySender, fail_replies, settle_replies
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 from logstream.types import Headers
 
-_Key = tuple[str, int, int, int | None, str, int]  # topic, partition, kind, delay, reason, lease
-
-_partition_of = attrgetter("topic", "partition")
-
 LINGER_WAKE_MIN_MS = 20
 """With ``ack_linger_ms`` at least this long, the linger thread looks for settlements every
 ``ack_linger_ms`` instead of being woken by the first one: an ack then costs no thread
 wake-up, and a settlement still goes out at most ``ack_linger_ms`` after it was queued."""
-
-
-def _unsent(m: QueueMessage, riding: set[int]) -> bool:
-    """Whether ``m`` has a reply that is neither stored (or failed) nor in ``riding``."""
-    return m.replied is not None and not m.replied.done() and id(m.replied) not in riding
-
-
-def _hold_unsent(
-    pending: dict[_Key, list[QueueMessage]], riding: set[int]
-) -> dict[_Key, list[QueueMessage]]:
-    """Move the messages whose reply is not sent yet (:func:`_unsent`) out of ``pending``
-    (changed in place) and return them: their settlements wait for a later send."""
-    held: dict[_Key, list[QueueMessage]] = {}
-    for key, msgs in list(pending.items()):
-        later = [m for m in msgs if _unsent(m, riding)]
-        if later:
-            held[key] = later
-            late = {id(m) for m in later}
-            now = [m for m in msgs if id(m) not in late]
-            if now:
-                pending[key] = now
-            else:
-                del pending[key]
-    return held
-
-
-def _fold(acks: list[QueueMessage], pending: dict[_Key, list[QueueMessage]]) -> None:
-    """Add plain ``acks`` to ``pending`` by partition, after what is there: an extend
-    queued before an ack of the same record is sent first."""
-    for (topic, partition), run in groupby(acks, _partition_of):
-        pending.setdefault((topic, partition, ACK, None, "", 0), []).extend(run)
-
-
-def _settlements(pending: dict[_Key, list[QueueMessage]]) -> list[queue_pb2.Settlement]:
-    out = []
-    for (topic, partition, kind, delay, reason, lease), msgs in pending.items():
-        s = queue_pb2.Settlement(
-            topic=topic,
-            partition=partition,
-            kind=kind,  # type: ignore[arg-type]
-            offsets=[m.offset for m in msgs],
-            reason=reason,
-            lease_ms=lease,
-        )
-        if delay is not None:
-            s.delay_ms = delay
-        out.append(s)
-    return out
 
 
 def _handle(
@@ -194,8 +148,8 @@ class QueueConsumer:
         # thread. The ack hot path takes the bare mutex (a C-level lock, no Python frames).
         self._mutex = threading.Lock()
         self._lock = threading.Condition(self._mutex)
-        self._pending: dict[_Key, list[QueueMessage]] = {}
-        self._acks: list[QueueMessage] = []  # plain acks, in order; folded into _pending
+        self._pending: Pending = {}
+        self._acks: list[PartitionRecords] = []  # with plain acks (their ``acked`` rows)
         self._pending_since = 0.0  # when the oldest queued settlement (or ack) was queued
         self._replying = False  # some message got a reply: settlements may wait for it
         self._refused: list[SettleError] = []
@@ -233,26 +187,29 @@ class QueueConsumer:
 
     # ---- settling ------------------------------------------------------------------------
 
-    def _queue_ack(self, msg: QueueMessage) -> None:
+    def _queue_ack(self, records: PartitionRecords, row: int) -> None:
         """:meth:`_queue_settle` for a plain ack (the per-message hot path): one append to
-        a list, grouped by partition only when sent (:meth:`_fold_acks`)."""
+        the records' ``acked`` rows, folded into ``_pending`` only when sent."""
         with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
-            acks = self._acks
-            if not acks and not self._pending:
-                self._first_settlement()
-            acks.append(msg)
+            acked = records.acked
+            if not acked:
+                if not self._acks and not self._pending:
+                    self._first_settlement()
+                self._acks.append(records)
+            acked.append(row)
 
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
         options = (extra.get("delay_ms"), extra.get("reason", ""), extra.get("lease_ms", 0))
-        key: _Key = (msg.topic, msg.partition, kind, *options)
+        records = msg._records
+        key = (records.topic, records.partition, kind, *options)
         with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
             if not self._pending and not self._acks:
                 self._first_settlement()
-            self._pending.setdefault(key, []).append(msg)
+            self._pending.setdefault(key, []).append((records, [msg._row]))
 
     def _first_settlement(self) -> None:
         """Nothing was queued before this settlement (caller holds the mutex)."""
@@ -263,11 +220,11 @@ class QueueConsumer:
     def _fold_acks(self) -> None:
         """Move the queued plain acks into ``_pending`` (caller holds the mutex)."""
         acks, self._acks = self._acks, []
-        _fold(acks, self._pending)
+        fold_acks(acks, self._pending)
 
     def _take_pending(
         self, *, wait_replies: bool = True, riding: Sequence[Future[None]] = ()
-    ) -> tuple[list[queue_pb2.Settlement], dict[_Key, list[QueueMessage]]]:
+    ) -> tuple[list[queue_pb2.Settlement], Pending]:
         """The queued settlements as protobuf, and the messages behind them. A request is
         settled only once its reply is stored (or failed), or in the same fetch as its
         reply (``riding``: the broker delivers a fetch's replies before its settlements):
@@ -280,43 +237,28 @@ class QueueConsumer:
             pending, self._pending = self._pending, {}
             replying = self._replying
             if not wait_replies and replying:
-                held = _hold_unsent(pending, ride)
+                held = hold_unsent(pending, ride)
                 if held:
-                    for key, msgs in held.items():
-                        self._pending.setdefault(key, []).extend(msgs)
+                    merge(self._pending, held)
                     self._pending_since = time.monotonic()
                     self._lock.notify_all()
         if replying:
-            given = [m.replied for ms in pending.values() for m in ms]
-            replies = [f for f in given if f is not None and id(f) not in ride]
+            replies = [f for f in replies_of(pending) if id(f) not in ride]
             if replies:
                 futures.wait(replies, timeout=self._timeout)
-        return _settlements(pending), pending
+        return settlements(pending), pending
 
-    def _record_results(self, results: Any, sent: dict[_Key, list[QueueMessage]]) -> None:
-        if not results:
-            return
-        by_tp: dict[tuple[str, int, int, int], QueueMessage] = {
-            (m.topic, m.partition, k[2], m.offset): m for k, msgs in sent.items() for m in msgs
-        }
-        refused = []
-        for r in results:
-            for off, code, text in zip(r.offsets, r.error_codes, r.error_messages, strict=True):
-                err = errors.for_code(code)(text)
-                msg = by_tp.get((r.topic, r.partition, int(r.kind), off))
-                if msg is not None:
-                    msg.error = err
-                refused.append(SettleError(r.topic, r.partition, off, KIND_NAMES[r.kind], err))
+    def _record_results(self, results: Any, sent: Pending) -> None:
+        refused = refusals(results, sent)
         if refused:
             with self._lock:
                 self._refused.extend(refused)
 
-    def _restore(self, sent: dict[_Key, list[QueueMessage]]) -> None:
+    def _restore(self, sent: Pending) -> None:
         """A failed send: put its settlements back in front of newer ones."""
         with self._lock:
             self._fold_acks()
-            for key, msgs in self._pending.items():
-                sent.setdefault(key, []).extend(msgs)
+            merge(sent, self._pending)
             self._pending = sent
             if sent:
                 self._pending_since = time.monotonic()
@@ -388,7 +330,7 @@ class QueueConsumer:
         if self._closed:
             raise errors.ClientClosedError("queue consumer closed")
         want = max_records or self.max_records
-        if self._prefetch.buffer:
+        if len(self._prefetch):
             return self._from_buffer(want)
         if not self._wait_throttle(timeout):
             return []
@@ -426,7 +368,7 @@ class QueueConsumer:
             self._lease_ms_granted = resp.lease_ms
         self._record_results(resp.results, sent)
         return self._prefetch.fetched(
-            decode_records(resp.records, self),
+            decode_partitions(resp.records, self),
             want,
             ask,
             at=fetched_at,
@@ -451,7 +393,7 @@ class QueueConsumer:
             try:
                 kept = self._renew(p.buffer)
             except errors.LogstreamError:
-                p.buffer = []
+                p.clear()
                 raise
             p.renewed(kept, renewed_at, drops, self._lease_s())
         return p.take(want)

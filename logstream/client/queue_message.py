@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from logstream import errors
-from logstream.codec import DecodedBatch, iter_batches
+from logstream.client.queue_records import (
+    ACKED,
+    NACKED,
+    REJECTED,
+    STATE_NAMES,
+    MessageOwner,
+    PartitionRecords,
+)
+from logstream.codec import iter_batches
 from logstream.protocol import queue_pb2
 from logstream.protocol.request_reply import CORRELATION_ID_HEADER, REPLY_TO_HEADER, header
 from logstream.types import Headers
@@ -30,57 +36,104 @@ ACK, NACK, REJECT, EXTEND = (
     queue_pb2.SETTLE_EXTEND,
 )
 KIND_NAMES: dict[int, str] = {ACK: "ack", NACK: "nack", REJECT: "reject", EXTEND: "extend"}
-
-
-class MessageOwner(Protocol):
-    """What a message needs from the consumer that acquired it (``QueueConsumer``)."""
-
-    def _queue_ack(self, msg: QueueMessage) -> None: ...
-
-    def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None: ...
-
-    def send_reply(self, reply_to: str, value: bytes | None, headers: Headers) -> Future[None]:
-        ...
+_STATE_OF_KIND: dict[int, int] = {ACK: ACKED, NACK: NACKED, REJECT: REJECTED}
 
 
 class Reject(Exception):
     """Raise from a ``QueueConsumer.run`` handler to dead-letter the record at once."""
 
 
-@dataclass(eq=False, slots=True)
 class QueueMessage:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    delivery_count: int
-    _consumer: MessageOwner | None = field(default=None, repr=False)
-    settled: str = ""
-    """"" until settled, then "ack", "nack", "reject" (an extend does not settle)."""
-    error: errors.LogstreamError | None = None
-    """Set when the broker refused this message's last settlement (after a commit)."""
-    replied: Future[None] | None = field(default=None, repr=False)
-    """The reply sent with :meth:`reply`: done once the broker has it."""
+    """One acquired record: ``topic``, ``partition``, ``offset``, ``timestamp_ms``, ``key``,
+    ``value``, ``headers``, ``delivery_count`` (1 on the first delivery), and its outcome:
+    ``settled`` ("" until settled, then "ack", "nack" or "reject"; an extend does not
+    settle), ``error`` (set when the broker refused its last settlement, after a commit)
+    and ``replied`` (the future of the reply sent with :meth:`reply`).
+
+    A row of a :class:`~logstream.client.queue_records.PartitionRecords` (the fields are
+    read from its columns), so a message is cheap to make and holds no per-field data."""
+
+    __slots__ = ("_records", "_row", "offset")
+
+    def __init__(self, records: PartitionRecords, row: int, offset: int) -> None:
+        self._records = records
+        self._row = row
+        self.offset = offset
+
+    @property
+    def topic(self) -> str:
+        return self._records.topic
+
+    @property
+    def partition(self) -> int:
+        return self._records.partition
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self._records.timestamps()[self._row]
+
+    @property
+    def key(self) -> bytes | None:
+        return self._records.keys()[self._row]
+
+    @property
+    def value(self) -> bytes | None:
+        return self._records.values()[self._row]
+
+    @property
+    def headers(self) -> Headers:
+        return self._records.headers()[self._row]
+
+    @property
+    def delivery_count(self) -> int:
+        return self._records.counts[self._row]
+
+    @property
+    def settled(self) -> str:
+        return STATE_NAMES[self._records.state[self._row]]
+
+    @property
+    def error(self) -> errors.LogstreamError | None:
+        return self._records.refused.get(self._row)
+
+    @error.setter
+    def error(self, err: errors.LogstreamError | None) -> None:
+        if err is None:
+            self._records.refused.pop(self._row, None)
+        else:
+            self._records.refused[self._row] = err
+
+    @property
+    def replied(self) -> Future[None] | None:
+        return self._records.replies.get(self._row)
+
+    def __repr__(self) -> str:
+        return (
+            f"QueueMessage(topic={self.topic!r}, partition={self.partition}, "
+            f"offset={self.offset}, timestamp_ms={self.timestamp_ms}, key={self.key!r}, "
+            f"value={self.value!r}, headers={self.headers!r}, "
+            f"delivery_count={self.delivery_count}, settled={self.settled!r})"
+        )
 
     def _settle(self, kind: int, **extra: Any) -> None:
-        if self._consumer is None:
+        records = self._records
+        if records.owner is None:
             raise errors.InvalidRequestError("this message was peeked, not acquired")
-        if self.settled and kind != EXTEND:
-            raise errors.InvalidRequestError(f"message already settled ({self.settled})")
+        state = records.state[self._row]
+        if state and kind != EXTEND:
+            raise errors.InvalidRequestError(f"message already settled ({STATE_NAMES[state]})")
         if kind != EXTEND:
-            self.settled = KIND_NAMES[kind]
-        self._consumer._queue_settle(self, kind, **extra)
+            records.state[self._row] = _STATE_OF_KIND[kind]
+        records.owner._queue_settle(self, kind, **extra)
 
     def ack(self) -> None:
-        consumer = self._consumer
-        if consumer is None or self.settled:
+        records = self._records
+        owner = records.owner
+        if owner is None or records.state[self._row]:
             self._settle(ACK)  # raises the named error
             return
-        self.settled = "ack"
-        consumer._queue_ack(self)
+        records.state[self._row] = ACKED
+        owner._queue_ack(records, self._row)
 
     def nack(self, delay_ms: int | None = None, reason: str = "") -> None:
         """Retry later: after ``delay_ms``, or the group's backoff for the delivery count."""
@@ -101,7 +154,8 @@ class QueueMessage:
         ``ack()`` after ``reply()`` is held back until the reply is sent (or goes in the
         same fetch, behind it), so a responder that dies in between gets the request
         redelivered (the requester drops a second reply)."""
-        if self._consumer is None:
+        owner = self._records.owner
+        if owner is None:
             raise errors.InvalidRequestError("this message was peeked, not acquired")
         reply_to = header(self.headers, REPLY_TO_HEADER)
         correlation_id = header(self.headers, CORRELATION_ID_HEADER)
@@ -111,8 +165,9 @@ class QueueMessage:
                 f"{REPLY_TO_HEADER!r} and {CORRELATION_ID_HEADER!r} headers"
             )
         out = (*(headers or ()), (CORRELATION_ID_HEADER, correlation_id))
-        self.replied = self._consumer.send_reply(reply_to.decode(errors="replace"), value, out)
-        return self.replied
+        replied = owner.send_reply(reply_to.decode(errors="replace"), value, out)
+        self._records.replies[self._row] = replied
+        return replied
 
     def extend(self, lease_ms: int = 0) -> None:
         """Renew the lease (``lease_ms`` from now; 0: the group's lease)."""
@@ -132,95 +187,29 @@ class SettleError:
     error: errors.LogstreamError
 
 
+def decode_partitions(
+    items: Sequence[Any], consumer: MessageOwner | None
+) -> list[PartitionRecords]:
+    """``QueueRecords`` messages as :class:`PartitionRecords`, in the broker's order."""
+    return [
+        PartitionRecords(
+            qr.topic,
+            qr.partition,
+            consumer,
+            list(iter_batches(qr.batches, verify=False)),
+            list(qr.offsets),
+            list(qr.delivery_counts),
+        )
+        for qr in items
+        if qr.offsets
+    ]
+
+
 def decode_records(items: Sequence[Any], consumer: MessageOwner | None) -> list[QueueMessage]:
-    """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order.
-    Whole columns are turned into lists once per batch; batches holding exactly the
-    offsets asked for (what the broker sends) need no lookup per record."""
+    """``QueueRecords`` messages as :class:`QueueMessage` objects, in the broker's order:
+    one :class:`PartitionRecords` per item, one small object per record."""
     out: list[QueueMessage] = []
-    for qr in items:
-        offsets = list(qr.offsets)
-        if not offsets:
-            continue
-        batches = list(iter_batches(qr.batches, verify=False))
-        stored = [b.offsets for b in batches]
-        if stored and np.array_equal(np.concatenate(stored), offsets):
-            out.extend(_exact(qr.topic, qr.partition, batches, list(qr.delivery_counts), consumer))
-        else:
-            out.extend(_matched(qr.topic, qr.partition, batches, offsets, qr, consumer))
+    for records in decode_partitions(items, consumer):
+        n = len(records)
+        out.extend(map(QueueMessage, repeat(records, n), range(n), records.offsets))
     return out
-
-
-def _columns(batch: DecodedBatch) -> tuple[list[Any], ...]:
-    """offsets, timestamps, keys and values of a batch as lists."""
-    return batch.offsets.tolist(), batch.timestamps.tolist(), batch.key_list(), batch.value_list()
-
-
-def _headers(batch: DecodedBatch, i: int) -> Headers:
-    return () if batch.header.headers_length == 0 else tuple(batch.record_headers(i))
-
-
-def _exact(
-    topic: str,
-    partition: int,
-    batches: list[DecodedBatch],
-    counts: list[int],
-    consumer: MessageOwner | None,
-) -> list[QueueMessage]:
-    """Every record of ``batches``, which hold exactly the offsets handed out."""
-    out: list[QueueMessage] = []
-    at = 0
-    for batch in batches:
-        offs, stamps, keys, values = _columns(batch)
-        n = len(offs)
-        headers = (
-            repeat((), n)
-            if batch.header.headers_length == 0
-            else map(_headers, repeat(batch, n), range(n))
-        )
-        out.extend(
-            map(
-                QueueMessage,
-                repeat(topic, n),
-                repeat(partition, n),
-                offs,
-                stamps,
-                keys,
-                values,
-                headers,
-                counts[at : at + n],
-                repeat(consumer, n),
-            )
-        )
-        at += n
-    return out
-
-
-def _matched(
-    topic: str,
-    partition: int,
-    batches: list[DecodedBatch],
-    offsets: list[int],
-    qr: Any,
-    consumer: MessageOwner | None,
-) -> list[QueueMessage]:
-    """The records of ``batches`` at ``offsets`` (whole stored batches may hold more)."""
-    counts = dict(zip(offsets, qr.delivery_counts, strict=True))
-    found: dict[int, QueueMessage] = {}
-    for batch in batches:
-        offs, stamps, keys, values = _columns(batch)
-        for i, off in enumerate(offs):
-            count = counts.get(off)
-            if count is None:
-                continue  # a record of the batch this fetch did not acquire
-            found[off] = QueueMessage(
-                topic,
-                partition,
-                off,
-                stamps[i],
-                keys[i],
-                values[i],
-                _headers(batch, i),
-                count,
-                consumer,
-            )
-    return [found[o] for o in offsets if o in found]

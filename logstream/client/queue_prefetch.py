@@ -11,6 +11,11 @@ beyond what the poll wanted (docs/decisions/0032 and 0036).
 - **Buffer**: the records beyond the poll's share, with when their fetch began, the lease
   they were acquired under and the transport's connection-drop count at that time, so
   the consumer can tell when their leases need renewing (:meth:`Prefetch.needs_renewal`).
+  Buffered records are kept as row ranges of the answer's
+  :class:`~logstream.client.queue_records.PartitionRecords`; a poll makes message objects
+  for the rows it hands out only, so at most a poll's worth of messages exists at a time
+  and they are freed before the garbage collector looks at them (a 1,600-record buffer of
+  objects was collected, and promoted, over and over).
 
 Not thread-safe: used by the one polling thread.
 """
@@ -18,9 +23,11 @@ Not thread-safe: used by the one polling thread.
 from __future__ import annotations
 
 import time
+from itertools import repeat
 from typing import Any
 
 from logstream.client.queue_message import EXTEND, QueueMessage
+from logstream.client.queue_records import PartitionRecords
 from logstream.protocol import queue_pb2
 
 PREFETCH_MAX_POLLS = 16
@@ -38,7 +45,9 @@ class Prefetch:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.buffer: list[QueueMessage] = []
+        self._returned: list[QueueMessage] = []  # handed out, not used: first in line
+        self._spans: list[tuple[PartitionRecords, int]] = []  # rows [start:] of each
+        self._count = 0  # records buffered
         self.fetched_at = 0.0  # monotonic; when the buffered records' fetch began
         self.lease_s = 0.0  # the lease they were acquired under
         self.drops = 0  # the transport's connection drops before that fetch
@@ -59,7 +68,7 @@ class Prefetch:
 
     def fetched(
         self,
-        got: list[QueueMessage],
+        got: list[PartitionRecords],
         want: int,
         asked: int,
         *,
@@ -68,17 +77,32 @@ class Prefetch:
         lease_s: float,
         throttled: bool,
     ) -> list[QueueMessage]:
-        """A fetch that began ``at`` returned ``got`` (asked for ``asked``): adjust the
-        depth, buffer what is beyond ``want`` and return the rest."""
-        if not (self.enabled and len(got) >= asked):
+        """A fetch that began ``at`` returned ``got`` (asked for ``asked``; the buffer was
+        empty): adjust the depth, buffer what is beyond ``want`` and return the rest."""
+        count = sum(map(len, got))
+        if not (self.enabled and count >= asked):
             self._depth = 1
         elif not throttled:  # over its quota, a larger answer gains nothing
             self._depth = min(2 * self._depth, PREFETCH_MAX_POLLS)
-        self._last = (at, len(got))
-        if len(got) > want:
-            self.buffer, self.fetched_at, self.drops, self.lease_s = got[want:], at, drops, lease_s
-            del got[want:]
-        return got
+        self._last = (at, count)
+        self._spans = [(r, 0) for r in got if len(r)]
+        self._count = count
+        self.fetched_at, self.drops, self.lease_s = at, drops, lease_s
+        return self.take(want)
+
+    def __len__(self) -> int:
+        """Records buffered."""
+        return self._count
+
+    @property
+    def buffer(self) -> list[QueueMessage]:
+        """The buffered records as messages, in order (made here; for renewals)."""
+        if self._spans:
+            returned, self._returned = self._returned, []
+            self._count -= len(returned)
+            self._returned = returned + self.take(self._count)
+            self._count = len(self._returned)
+        return self._returned
 
     def needs_renewal(self, drops: int) -> bool:
         """Whether the buffer's leases must be renewed before a record is handed out: half
@@ -90,16 +114,37 @@ class Prefetch:
 
     def renewed(self, kept: list[QueueMessage], at: float, drops: int, lease_s: float) -> None:
         """The buffer's leases were renewed at ``at``; ``kept`` are the records still held."""
-        self.buffer, self.fetched_at, self.drops, self.lease_s = kept, at, drops, lease_s
+        self.clear()
+        self._returned, self._count = kept, len(kept)
+        self.fetched_at, self.drops, self.lease_s = at, drops, lease_s
+
+    def clear(self) -> None:
+        """Forget the buffered records (the broker hands them out again)."""
+        self._returned, self._spans, self._count = [], [], 0
 
     def take(self, want: int) -> list[QueueMessage]:
-        out, self.buffer = self.buffer[:want], self.buffer[want:]
+        """Up to ``want`` buffered records, made into messages now."""
+        out, self._returned = self._returned[:want], self._returned[want:]
+        spans = self._spans
+        while spans and len(out) < want:
+            records, start = spans[0]
+            stop = min(len(records), start + want - len(out))
+            out += map(
+                QueueMessage, repeat(records, stop - start), range(start, stop),
+                records.offsets[start:stop],
+            )  # fmt: skip
+            if stop < len(records):
+                spans[0] = (records, stop)
+            else:
+                del spans[0]
+        self._count -= len(out)
         return out
 
     def put_back(self, msgs: list[QueueMessage]) -> None:
         """Records handed out but not used (iteration stopped): first in line again, and
         renewed before they are handed out (their fetch is not known any more)."""
-        self.buffer = msgs + self.buffer
+        self._returned = msgs + self._returned
+        self._count += len(msgs)
         self.drops = -1
 
 

@@ -20,6 +20,7 @@ from logstream import errors
 from logstream.client import transport as tr
 from logstream.client.queue_message import MessageOwner, QueueMessage
 from logstream.client.queue_session import PushSession
+from logstream.client.queue_settlements import Pending, merge
 
 
 class PushOwner(MessageOwner, Protocol):
@@ -72,10 +73,9 @@ class PushPolls:
         return self._session
 
     def _results(self, results: Any, sent: list[Any]) -> None:
-        merged: dict[Any, list[QueueMessage]] = {}
+        merged: Pending = {}
         for part in sent:
-            for key, msgs in (part or {}).items():
-                merged.setdefault(key, []).extend(msgs)
+            merge(merged, part or {})
         self._owner._record_results(results, merged)
 
     def _throttle(self, ms: int) -> None:

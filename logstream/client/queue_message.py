@@ -53,7 +53,7 @@ class QueueMessage:
     A row of a :class:`~logstream.client.queue_records.PartitionRecords` (the fields are
     read from its columns), so a message is cheap to make and holds no per-field data."""
 
-    __slots__ = ("_records", "_row", "offset")
+    __slots__ = ("__weakref__", "_records", "_row", "offset")
 
     def __init__(self, records: PartitionRecords, row: int, offset: int) -> None:
         self._records = records

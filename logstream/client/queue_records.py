@@ -88,7 +88,7 @@ class PartitionRecords:
         self._batches = batches
         self._rows: list[int] | None = None
         stored = np.concatenate([b.offsets for b in batches]) if batches else np.zeros(0, np.int64)
-        if not np.array_equal(stored, offsets):
+        if stored.tolist() != offsets:  # cheaper than numpy converting the list
             offsets, counts, self._rows = _match(stored, offsets, counts)
         self.offsets = offsets
         self.counts = counts

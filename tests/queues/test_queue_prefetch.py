@@ -77,13 +77,15 @@ def test_without_prefetch_a_member_holds_exactly_what_it_polled(
 def test_fetches_grow_while_the_member_keeps_up_and_never_exceed_the_cap(
     qbroker: BrokerProcess, name: str
 ) -> None:
-    make_topic(qbroker.address, name, 2, 200)
-    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
     cap = 5 * PREFETCH_MAX_POLLS
+    # enough records for every doubling (5, 10, 20, ...) to reach the cap and then some
+    records = 4 * cap
+    make_topic(qbroker.address, name, 2, records)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
     with QueueConsumer(qbroker.address, group=name, max_records=5) as q:
         seen: set[int] = set()
         most = 0
-        while len(seen) < 200:
+        while len(seen) < records:
             got = _poll_until(q, 5)
             assert got
             for m in got:
@@ -92,7 +94,7 @@ def test_fetches_grow_while_the_member_keeps_up_and_never_exceed_the_cap(
             acquired, _ = _total(qbroker.address, name)
             assert acquired <= cap
             most = max(most, acquired)
-        # 5, 10, 20, then 40 per fetch: the depth doubled up to its cap
+        # 5, 10, 20, ... per fetch: the depth doubled up to its cap
         assert most == cap
         assert q.commit() == []
 

@@ -13,9 +13,10 @@ group: what this member still holds is released to the others at once.
 
 Prefetch (``prefetch=True``, the default; docs/decisions/0036): while fetches come back
 full (a backlog), each asks for twice as many polls' worth as the one before, up to
-:data:`PREFETCH_MAX_POLLS`, and the polls after it are served from the buffer without a
+:data:`PREFETCH_MAX_POLLS` (and while an answer is under half of
+:data:`PREFETCH_MAX_BYTES`), and the polls after it are served from the buffer without a
 request, so a busy worker makes one request (a fetch carrying the acks of all those polls)
-per up to 32 polls. A fetch never asks for more than the application handed out, at the
+per up to 64 polls. A fetch never asks for more than the application handed out, at the
 rate observed over the previous fetch, in :data:`PREFETCH_LEASE_SHARE` of the lease, so a
 slow handler is not prefetched for. A short answer starts again at one poll's worth; an
 answer that says the principal is over its fetch quota does not grow the depth. The
@@ -375,6 +376,7 @@ class QueueConsumer:
             drops=drops,
             lease_s=self._lease_s(),
             throttled=resp.throttle_time_ms > 0,
+            answer_bytes=sum(len(r.batches) for r in resp.records),
         )
 
     def _lease_s(self) -> float:

@@ -3,8 +3,9 @@ beyond what the poll wanted (docs/decisions/0032 and 0036).
 
 - **Depth** (:meth:`Prefetch.fetch_size`, :meth:`Prefetch.fetched`): while fetches come
   back full, each asks for twice as many polls' worth as the one before, up to
-  :data:`PREFETCH_MAX_POLLS`; a short answer starts again at one poll's worth, and an
-  answer reporting a quota throttle does not grow it. A fetch never asks for more than
+  :data:`PREFETCH_MAX_POLLS`; a short answer starts again at one poll's worth, an
+  answer reporting a quota throttle or one of more than half :data:`PREFETCH_MAX_BYTES`
+  does not grow it. A fetch never asks for more than
   the application consumed, at the rate seen since the previous fetch (all of whose
   records were handed out before the next fetch is made), in
   :data:`PREFETCH_LEASE_SHARE` of the lease.
@@ -30,11 +31,15 @@ from logstream.client.queue_message import EXTEND, QueueMessage
 from logstream.client.queue_records import PartitionRecords
 from logstream.protocol import queue_pb2
 
-PREFETCH_MAX_POLLS = 32
-"""A fetch asks for at most this many polls' worth of records (3,200 at ``max_records``
-100): in the queue benchmark, with messages made per poll (decision 0038), the broker's CPU
-per acknowledged record fell from 1.4-1.6 us at 16 to 1.2-1.3 us at 32 (1.1-1.2 us at 64),
-while a member holds more records others could work on the higher the cap."""
+PREFETCH_MAX_POLLS = 64
+"""A fetch asks for at most this many polls' worth of records (6,400 at ``max_records``
+100): in the queue benchmark, with messages made per poll (decision 0038), alternating
+runs gave the broker 1.4-1.6 us of CPU per acknowledged record at 16, 1.2-1.6 at 32 and
+1.1-1.3 at 64, the workers 1.4-1.8 at 32 and 1.3-1.4 at 64."""
+PREFETCH_MAX_BYTES = 8 * 1024 * 1024
+"""The depth does not grow after an answer of more than half this many bytes (of record
+batches), so a prefetching answer stays under it: large records are prefetched a few at a
+time, not 64 polls' worth."""
 PREFETCH_LEASE_SHARE = 0.25
 """A fetch asks for at most what the application consumed, at its observed rate, in this
 share of the lease: the buffer is normally handed out long before a renewal is due."""
@@ -76,13 +81,16 @@ class Prefetch:
         drops: int,
         lease_s: float,
         throttled: bool,
+        answer_bytes: int = 0,
     ) -> list[QueueMessage]:
-        """A fetch that began ``at`` returned ``got`` (asked for ``asked``; the buffer was
-        empty): adjust the depth, buffer what is beyond ``want`` and return the rest."""
+        """A fetch that began ``at`` returned ``got`` (asked for ``asked``, ``answer_bytes``
+        of batches; the buffer was empty): adjust the depth, buffer what is beyond ``want``
+        and return the rest."""
         count = sum(map(len, got))
         if not (self.enabled and count >= asked):
             self._depth = 1
-        elif not throttled:  # over its quota, a larger answer gains nothing
+        elif not throttled and 2 * answer_bytes <= PREFETCH_MAX_BYTES:
+            # (over its quota, a larger answer gains nothing; twice a large one is too much)
             self._depth = min(2 * self._depth, PREFETCH_MAX_POLLS)
         self._last = (at, count)
         self._spans = [(r, 0) for r in got if len(r)]

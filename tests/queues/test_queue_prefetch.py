@@ -12,9 +12,9 @@ from pathlib import Path
 
 from queue_helpers import admin, make_topic
 
-from logstream import QueueConsumer
+from logstream import Admin, Producer, QueueConsumer
 from logstream.client.queue_consumer import QueueMessage
-from logstream.client.queue_prefetch import PREFETCH_MAX_POLLS
+from logstream.client.queue_prefetch import PREFETCH_MAX_BYTES, PREFETCH_MAX_POLLS
 from logstream.testing.broker import BrokerProcess
 
 
@@ -96,6 +96,33 @@ def test_fetches_grow_while_the_member_keeps_up_and_never_exceed_the_cap(
             most = max(most, acquired)
         # 5, 10, 20, ... per fetch: the depth doubled up to its cap
         assert most == cap
+        assert q.commit() == []
+
+
+def test_prefetch_stops_growing_before_answers_pass_the_byte_bound(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    value = b"v" * (256 * 1024)  # 32 of them fill PREFETCH_MAX_BYTES
+    with Admin(qbroker.address) as a:
+        a.create_topic(name, partitions=1)
+    with Producer(qbroker.address) as p:
+        for _ in range(80):
+            p.send(name, value=value, partition=0)
+        p.flush()
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    with QueueConsumer(qbroker.address, group=name, max_records=2) as q:
+        seen = 0
+        most = 0
+        while seen < 80:
+            got = _poll_until(q, 2)
+            assert got
+            seen += len(got)
+            for m in got:
+                m.ack()
+            most = max(most, _total(qbroker.address, name)[0])
+        # 2, 4, 8, 16 records (4 MiB: half the bound), then no more growth: 16 held at most
+        assert most * len(value) <= PREFETCH_MAX_BYTES
+        assert most == 16
         assert q.commit() == []
 
 

@@ -376,7 +376,6 @@ class QueueConsumer:
             drops=drops,
             lease_s=self._lease_s(),
             throttled=resp.throttle_time_ms > 0,
-            answer_bytes=sum(len(r.batches) for r in resp.records),
         )
 
     def _lease_s(self) -> float:

@@ -191,18 +191,22 @@ def decode_partitions(
     items: Sequence[Any], consumer: MessageOwner | None
 ) -> list[PartitionRecords]:
     """``QueueRecords`` messages as :class:`PartitionRecords`, in the broker's order."""
-    return [
-        PartitionRecords(
+    out = []
+    for qr in items:
+        if not qr.offsets:
+            continue
+        data = qr.batches  # each read of a bytes field copies it: once
+        records = PartitionRecords(
             qr.topic,
             qr.partition,
             consumer,
-            list(iter_batches(qr.batches, verify=False)),
+            list(iter_batches(data, verify=False)),
             list(qr.offsets),
             list(qr.delivery_counts),
         )
-        for qr in items
-        if qr.offsets
-    ]
+        records.nbytes = len(data)
+        out.append(records)
+    return out
 
 
 def decode_records(items: Sequence[Any], consumer: MessageOwner | None) -> list[QueueMessage]:

@@ -81,12 +81,11 @@ class Prefetch:
         drops: int,
         lease_s: float,
         throttled: bool,
-        answer_bytes: int = 0,
     ) -> list[QueueMessage]:
-        """A fetch that began ``at`` returned ``got`` (asked for ``asked``, ``answer_bytes``
-        of batches; the buffer was empty): adjust the depth, buffer what is beyond ``want``
-        and return the rest."""
+        """A fetch that began ``at`` returned ``got`` (asked for ``asked``; the buffer was
+        empty): adjust the depth, buffer what is beyond ``want`` and return the rest."""
         count = sum(map(len, got))
+        answer_bytes = sum(r.nbytes for r in got)
         if not (self.enabled and count >= asked):
             self._depth = 1
         elif not throttled and 2 * answer_bytes <= PREFETCH_MAX_BYTES:

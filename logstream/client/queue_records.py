@@ -62,6 +62,7 @@ class PartitionRecords:
         "_values",
         "acked",
         "counts",
+        "nbytes",
         "offsets",
         "owner",
         "partition",
@@ -93,6 +94,7 @@ class PartitionRecords:
         self.offsets = offsets
         self.counts = counts
         self.state = bytearray(len(offsets))
+        self.nbytes = 0  # of the batches in the answer (what prefetch growth is bounded by)
         self.acked: list[int] = []  # rows acked, not yet taken into a request (consumer's lock)
         self.refused: dict[int, errors.LogstreamError] = {}
         self.replies: dict[int, Future[None]] = {}

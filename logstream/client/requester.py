@@ -16,7 +16,9 @@ meanwhile time out, new ones wait (within their timeout) until an inbox is open 
 
 Timeouts: one timer thread holds the deadlines in a heap and fails each pending future with
 :class:`~logstream.errors.RequestTimeoutError` at its deadline, removing it from the pending
-table: nothing about a request outlives its timeout but a heap entry of (deadline, id).
+table: nothing about a request outlives its timeout but a heap entry of (deadline, id),
+and the thread drops the entries of answered requests before it sleeps, so it wakes only
+for the earliest request still waiting.
 
 Threading: ``request`` and ``request_async`` may be called from any number of threads.
 Future callbacks run on the reader or timer thread: keep them short.
@@ -103,6 +105,8 @@ class Requester:
         """Replies that matched no pending request (late, duplicate, or not ours)."""
         self.reopened = 0
         """How often the inbox stream was opened again after it broke."""
+        self.timer_wakeups = 0
+        """How often the timeout thread woke and found no request to fail."""
         self._last_error: errors.LogstreamError | None = None
         self._producer: Producer | None = None
         try:
@@ -261,6 +265,7 @@ class Requester:
 
     def _expire_loop(self) -> None:
         heap = self._deadlines
+        pending = self._pending
         while True:
             expired: list[tuple[Future[Record], str, float]] = []
             with self._lock:
@@ -269,11 +274,17 @@ class Requester:
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
                     _, correlation_id, topic, timeout = heapq.heappop(heap)
-                    future = self._pending.pop(correlation_id, None)
+                    future = pending.pop(correlation_id, None)
                     if future is not None:
                         expired.append((future, topic, timeout))
                 if not expired:
+                    # Entries of answered requests go now, not at their deadlines: the
+                    # thread then wakes only for a request still waiting (not once per
+                    # request, long after its reply).
+                    while heap and heap[0][1] not in pending:
+                        heapq.heappop(heap)
                     self._lock.wait(heap[0][0] - now if heap else None)
+                    self.timer_wakeups += 1
                     continue
             for future, topic, timeout in expired:
                 error = errors.RequestTimeoutError(

@@ -61,12 +61,12 @@ class _Log:
         with self._lock:
             self._f.write(lines)
 
-    def cpu(self, label: str, calls: int | None = None) -> None:
+    def cpu(self, label: str, calls: int | None = None, reads: int | None = None) -> None:
         c = os.times()
         with self._lock:
             self._f.write(f"CPU {label} {c.user + c.system}\n")
             if calls is not None:
-                self._f.write(f"CALLS {label} {calls}\n")
+                self._f.write(f"CALLS passes {calls}\nCALLS reads {reads}\n")
             self._f.flush()
 
 
@@ -150,15 +150,18 @@ def broker_main(data_dir: str, port: int, log_path: str) -> None:
 
     orig_acquire = QueueManager.acquire
     engine_calls = [0]
+    manager: list[QueueManager] = []
 
     def acquire(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         engine_calls[0] += 1
+        manager[:] = [self]
         return orig_acquire(self, *args, **kwargs)
 
     QueueManager.acquire = acquire
 
     def on_usr1(*_a: object) -> None:
-        log.cpu("broker", engine_calls[0])
+        reads = sum(c.misses for m in manager for c in (m.reads, m.admits))
+        log.cpu("broker", engine_calls[0], reads)
 
     signal.signal(signal.SIGUSR1, on_usr1)
     sys.argv = ["logstream", "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"]
@@ -276,7 +279,7 @@ def _pct(xs: list[float], q: float) -> float:
 def report(paths: list[str], n: int) -> None:
     first: dict[str, dict[int, int]] = {h: {} for h in HOPS}
     cpu: dict[str, list[float]] = {}
-    calls: list[int] = []
+    calls: dict[str, list[int]] = {}
     for p in paths:
         for line in Path(p).read_text().splitlines():
             a, b, c = line.split()
@@ -284,7 +287,7 @@ def report(paths: list[str], n: int) -> None:
                 cpu.setdefault(b, []).append(float(c))
                 continue
             if a == "CALLS":
-                calls.append(int(c))
+                calls.setdefault(b, []).append(int(c))
                 continue
             seq = int(c)
             if seq >= 0 and seq not in first[a]:
@@ -306,8 +309,10 @@ def report(paths: list[str], n: int) -> None:
           f"{_pct(total, .99):.3f} | {len(total)} |")  # fmt: skip
     for who, (a, b) in ((k, v[:2]) for k, v in cpu.items() if len(v) >= 2):
         print(f"CPU {who}: {(b - a) / n * 1e6:.0f} us/request")
-    if len(calls) >= 2:  # QueueManager.acquire: one group lock and state append each
-        print(f"broker queue-engine passes: {(calls[1] - calls[0]) / n:.2f} per request")
+    # passes: QueueManager.acquire calls (a group lock and a __queue_state append each);
+    # reads: log reads of the queue read caches (admission and fetch/push)
+    for what, (a, b) in ((k, v[:2]) for k, v in calls.items() if len(v) >= 2):
+        print(f"broker queue-engine {what}: {(b - a) / n:.2f} per request")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 

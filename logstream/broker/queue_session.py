@@ -201,13 +201,16 @@ async def _push_loop(
             if deliveries:
                 pushed = records_pb(queues, name, deliveries)
         answer.results.extend(settle_results(outcomes))
-        credit -= sum(len(d.offsets) for d in deliveries)
+        delivered = sum(len(d.offsets) for d in deliveries)
+        credit -= delivered
         inbound.starved = not credit  # before the yield: the reader runs meanwhile
         if pushed or (answer.answered and (answer.now or time.monotonic() >= answer.due)):
             yield answer.response(pushed)
             answer = _Answer()
-            if pushed and credit:
-                continue  # more may be waiting
+            if credit and delivered >= take:
+                continue  # the push was cut at its limit: more may be waiting
+            # Fewer than asked: everything available was taken. What arrives later moves
+            # the mark taken before the acquire, so the wait below returns at once for it.
         if inbound.error is not None:
             raise inbound.error
         if inbound.messages and (inbound.urgent or inbound.ended):

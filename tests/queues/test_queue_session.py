@@ -117,6 +117,27 @@ def test_never_more_records_in_flight_than_granted(qbroker: BrokerProcess, name:
         s.close()
 
 
+def test_a_backlog_larger_than_one_push_comes_in_pushes_back_to_back(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    """A push is cut at MAX_PUSH_RECORDS (500); with credit left the session pushes the rest
+    at once, with nothing more from the member and no new append (not at its idle check,
+    1 s later)."""
+    make_topic(qbroker.address, name, 1, 1_200)
+    admin(qbroker.address).create_queue_group(name, topics=[name])
+    s = RawSession(qbroker.address, name, "m1", credit=1_100)
+    try:
+        first = s.records(500)
+        t0 = time.monotonic()
+        rest = s.records(600, timeout=10)
+        elapsed = time.monotonic() - t0
+        assert sorted(first + rest) == list(range(1_100))
+        assert elapsed < 0.9, f"the rest came after {elapsed:.3f} s"
+        assert _depth(qbroker.address, name).acquired == 1_100
+    finally:
+        s.close()
+
+
 def test_a_settlement_alone_is_answered_after_its_linger(
     qbroker: BrokerProcess, name: str
 ) -> None:

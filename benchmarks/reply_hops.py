@@ -11,7 +11,7 @@ its sequence number; every hop decodes the values it handles and logs (hop, time
 file per process. Hops, the first time each request (or its reply) is seen there:
 
   R0 ``Requester.request_async`` called (requester)
-  R1 the request is taken off the producer's stream pipe by gRPC (requester)
+  R1 the request is taken off the requests' stream queue by gRPC (requester)
   B1 broker: the request's produce is being handled (``LogServicer._produce`` entered)
   B2 broker: appended (``_produce`` returned; the notifier was woken)
   B3 broker: a queue fetch (or push) acquired it and read its batch (``records_pb``)
@@ -226,14 +226,20 @@ def requester_main(addr: str, topic: str, rate: float, seconds: float, log_path:
         return orig_dispatch(self, records)
 
     rmod.Requester._dispatch = _dispatch
-    orig_requests = pmod.ProduceStreamPipe._requests
+    try:  # since the Requester sends on its own errors-only stream
+        from logstream.client.request_sender import RequestSender as owner
 
-    def _requests(self):  # type: ignore[no-untyped-def]
-        for req in orig_requests(self):
+        name = "_messages"
+    except ImportError:
+        owner, name = pmod.ProduceStreamPipe, "_requests"
+    orig_requests = getattr(owner, name)
+
+    def _requests(self, *args):  # type: ignore[no-untyped-def]
+        for req in orig_requests(self, *args):
             log.seqs("R1", now(), _produce_values(req))
             yield req
 
-    pmod.ProduceStreamPipe._requests = _requests
+    setattr(owner, name, _requests)
     n = int(rate * seconds)
     period = int(1e9 / rate)
     done = threading.Event()

@@ -29,14 +29,13 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
-from logstream.client.producer import Producer, RecordFuture
+from logstream.client.request_sender import RequestSender
 from logstream.codec import (
     SMALL_BATCH_RECORDS,
     BatchRows,
@@ -80,7 +79,6 @@ class Requester:
         self,
         bootstrap: str | tr.TransportLike,
         *,
-        linger_ms: float = 0.0,
         open_timeout: float = 10.0,
         client_id: str = "",
         tls: bool = False,
@@ -108,9 +106,10 @@ class Requester:
         self.timer_wakeups = 0
         """How often the timeout thread woke and found no request to fail."""
         self._last_error: errors.LogstreamError | None = None
-        self._producer: Producer | None = None
+        self._sender: RequestSender | None = None
+        self.client_id = client_id
         try:
-            self._producer = Producer(self._transport, linger_ms=linger_ms, client_id=client_id)
+            self._sender = RequestSender(self._transport, self._send_failed, self._refused)
             self._reader = threading.Thread(
                 target=self._read_loop, name="logstream-requester-inbox", daemon=True
             )
@@ -140,15 +139,21 @@ class Requester:
     ) -> Future[Record]:
         """Send a request; the future gets the reply :class:`Record`, or
         :class:`RequestTimeoutError` after ``timeout`` seconds, or the send's error."""
-        if self._closed.is_set() or self._producer is None:
+        sender = self._sender
+        if self._closed.is_set() or sender is None:
             raise errors.ClientClosedError("requester closed")
         if timeout <= 0:
             raise errors.InvalidRequestError(f"timeout must be > 0 s, got {timeout}")
         deadline = time.monotonic() + timeout
         if not self._ready.is_set():  # the inbox is being re-opened: a reply would be lost
             self._ready.wait(timeout)
-        correlation_id = uuid.uuid4().hex.encode()
         future: Future[Record] = Future()
+        try:
+            partition = sender.partition_for(topic, key)
+        except errors.LogstreamError as exc:
+            future.set_exception(exc)
+            return future
+        number, correlation_id = sender.next_id()
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
         items.append((REPLY_TO_HEADER, self._inbox_header))
         items.append((CORRELATION_ID_HEADER, correlation_id))
@@ -157,8 +162,10 @@ class Requester:
             heapq.heappush(self._deadlines, (deadline, correlation_id, topic, timeout))
             if self._deadlines[0][1] == correlation_id:
                 self._lock.notify()
-        sent = self._producer.send(topic, value, key, headers=items)
-        sent.add_done_callback(lambda f: self._sent(correlation_id, f))
+        try:
+            sender.send(number, topic, partition, key, value, items)
+        except errors.LogstreamError as exc:
+            self._send_failed(correlation_id, exc)
         return future
 
     def request(
@@ -174,13 +181,28 @@ class Requester:
         answer); raises :class:`RequestTimeoutError` after ``timeout`` seconds."""
         return self.request_async(topic, value, key=key, headers=headers, timeout=timeout).result()
 
-    def _sent(self, correlation_id: bytes, sent: RecordFuture) -> None:
-        exc = sent.exception(0)
-        if exc is None:
-            return
+    def _send_failed(self, correlation_id: bytes, exc: BaseException) -> None:
         with self._lock:
             future = self._pending.pop(correlation_id, None)
         if future is not None:
+            self._finished(1)
+            _set(future, None, exc)
+
+    def _finished(self, count: int) -> None:
+        """``count`` requests left the pending table: room in the sender's window."""
+        if count and self._sender is not None:
+            self._sender.finished(count)
+
+    def _refused(self, first: int, last: int, exc: BaseException) -> None:
+        """The broker ended the requests' stream with ``exc``: fail the requests sent on it."""
+        sender = self._sender
+        if sender is None:
+            return
+        with self._lock:
+            sent = [c for c in self._pending if first <= sender.number_of(c) <= last]
+            failed = [self._pending.pop(c) for c in sent]
+        self._finished(len(failed))
+        for future in failed:
             _set(future, None, exc)
 
     @property
@@ -252,6 +274,7 @@ class Requester:
                     if future is None:
                         self.late_replies += 1
                         continue
+                self._finished(1)
                 record = Record(
                     self.inbox,
                     0,
@@ -286,6 +309,7 @@ class Requester:
                     self._lock.wait(heap[0][0] - now if heap else None)
                     self.timer_wakeups += 1
                     continue
+            self._finished(len(expired))
             for future, topic, timeout in expired:
                 error = errors.RequestTimeoutError(
                     f"no reply to a request on {topic} within {timeout:g} s"
@@ -308,8 +332,8 @@ class Requester:
             call.cancel()
         for future in pending.values():
             _set(future, None, errors.ClientClosedError("requester closed"))
-        if self._producer is not None:
-            self._producer.close()
+        if self._sender is not None:
+            self._sender.close()
         for thread in (getattr(self, "_reader", None), getattr(self, "_timer", None)):
             if thread is not None and thread.is_alive():
                 thread.join(5)

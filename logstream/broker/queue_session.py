@@ -43,7 +43,7 @@ from typing import Any
 from logstream.broker.broker import Broker
 from logstream.broker.inboxes import Inboxes
 from logstream.broker.queue_messages import deliver_replies, records_pb, settle_results, settles
-from logstream.broker.queue_settle import Settle
+from logstream.broker.queue_settle import Settle, merge_acks
 from logstream.broker.queues import QueueManager
 from logstream.errors import InvalidRequestError, LogstreamError
 from logstream.protocol import queue_pb2
@@ -197,7 +197,9 @@ async def _push_loop(
         take = min(credit, MAX_PUSH_RECORDS)
         pushed: list[queue_pb2.QueueRecords] = []
         with broker.operation():
-            outcomes, deliveries, _ = queues.acquire(name, member, pending, take, lease)
+            outcomes, deliveries, _ = queues.acquire(
+                name, member, merge_acks(pending), take, lease
+            )
             if deliveries:
                 pushed = records_pb(queues, name, deliveries)
         answer.results.extend(settle_results(outcomes))

@@ -5,6 +5,10 @@ A request is a record produced to the service's topic with two headers
 ``logstream-correlation-id`` a fresh id. Responders (``QueueMessage.reply``, or any producer)
 send the answer to partition 0 of the inbox with the same correlation id.
 
+Requests go out through a :class:`~logstream.client.request_sender.RequestSender`: one
+ProduceStream that the broker answers only when a request failed (its reply is its
+success; decision 0038), so a request is one message and wakes no thread for an answer.
+
 The inbox is opened in the constructor: a Subscribe stream on an inbox that the broker keeps
 in memory and pushes replies into (docs/decisions/0028-request-reply.md). The reader thread
 matches each reply to its pending future by correlation id; an unknown id (a reply after its
@@ -21,7 +25,9 @@ and the thread drops the entries of answered requests before it sleeps, so it wa
 for the earliest request still waiting.
 
 Threading: ``request`` and ``request_async`` may be called from any number of threads.
-Future callbacks run on the reader or timer thread: keep them short.
+Future callbacks run on the inbox reader, the timer or the requests' stream reader thread:
+keep them short. Every request that leaves the pending table (reply, timeout, error) tells
+the sender, whose window of unfinished requests paces its messages.
 """
 
 from __future__ import annotations

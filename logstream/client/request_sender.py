@@ -8,14 +8,18 @@ Per request that is one gRPC message instead of two, and no thread on this side 
 an answer: the stream's reader thread sleeps until an error (or the stream's end) arrives.
 
 Requests are put on a queue by the caller's thread; gRPC's request-iterator thread takes
-them. Whatever queued up while the previous message was being sent goes out as one message
-(one entry per request, in order), so a burst costs one message, not one per request.
+them and encodes each message (``encode_small_batch``: no numpy). Requests queued
+meanwhile that follow on (consecutive numbers, the same topic and partition) share one
+batch, so a burst costs one message and one append. Back-pressure: while :data:`WINDOW`
+sent requests are unfinished (no reply, error or timeout yet) the broker is falling
+behind, and the next message first waits up to :data:`HOLD_S` for room, gathering what
+queues meanwhile. The Requester reports each finished request (:meth:`finished`).
 
 Byte format of what a request needs to find its future again: the request ids are a
 per-sender random prefix followed by a counter (``<16 hex><16 hex>``, 32 ASCII bytes, as
-long as a uuid4 hex), and a message's ``correlation_id`` is the counter of its first entry.
-An error answer lists the entries in the order sent, so entry ``i`` of the answer to
-message ``c`` is request ``c + i``: nothing is kept per request on this side.
+long as a uuid4 hex), and a message's ``correlation_id`` is ``first << 12 | count`` (its
+first request's number and how many follow on in its one batch): an error answer fails
+exactly those requests, and nothing is kept per request on this side.
 
 Not kept from the Producer: batching across a linger (a request is sent at once), retries
 (a request that failed is failed; the caller may send it again, requests being at least
@@ -24,7 +28,8 @@ opened again on the next send. Requests in flight on a stream that the connectio
 ended time out (their replies to the old inbox are lost too); on a stream the broker ended
 with a refusal (an ACL, a bad request) they fail with it at once.
 
-Threading: ``send`` from any thread; ``on_error(request_id, exc)`` runs on the reader thread.
+Threading: ``send`` and ``finished`` from any thread; ``on_error(request_id, exc)`` and
+``on_refused`` run on the stream's reader thread.
 """
 
 from __future__ import annotations
@@ -193,7 +198,8 @@ class RequestSender:
         follow on from the first (consecutive numbers, one topic and partition) go as one
         message; when the window is full it first waits for room, so more can join."""
         carry: _Request | None = None
-        while True:
+        ended = False  # the end marker (None) was taken: send what we have, then stop
+        while not ended:
             first = carry if carry is not None else q.get()
             carry = None
             if first is None:
@@ -206,9 +212,11 @@ class RequestSender:
                     more = q.get_nowait()
                 except queue.Empty:
                     break
+                if more is None:
+                    ended = True
+                    break
                 if (
-                    more is None
-                    or more.number != batch[-1].number + 1
+                    more.number != batch[-1].number + 1
                     or (more.topic, more.partition) != (first.topic, first.partition)
                     or size + more.size > MAX_BYTES
                 ):

@@ -11,7 +11,7 @@ its sequence number; every hop decodes the values it handles and logs (hop, time
 file per process. Hops, the first time each request (or its reply) is seen there:
 
   R0 ``Requester.request_async`` called (requester)
-  R1 the request is taken off the producer's stream pipe by gRPC (requester)
+  R1 the request is taken off the requests' stream queue by gRPC (requester)
   B1 broker: the request's produce is being handled (``LogServicer._produce`` entered)
   B2 broker: appended (``_produce`` returned; the notifier was woken)
   B3 broker: a queue fetch (or push) acquired it and read its batch (``records_pb``)
@@ -61,10 +61,12 @@ class _Log:
         with self._lock:
             self._f.write(lines)
 
-    def cpu(self, label: str) -> None:
+    def cpu(self, label: str, calls: int | None = None, reads: int | None = None) -> None:
         c = os.times()
         with self._lock:
             self._f.write(f"CPU {label} {c.user + c.system}\n")
+            if calls is not None:
+                self._f.write(f"CALLS passes {calls}\nCALLS reads {reads}\n")
             self._f.flush()
 
 
@@ -144,9 +146,22 @@ def broker_main(data_dir: str, port: int, log_path: str) -> None:
         return data
 
     inboxes.Inboxes._take = _take
+    from logstream.broker.queues import QueueManager
+
+    orig_acquire = QueueManager.acquire
+    engine_calls = [0]
+    manager: list[QueueManager] = []
+
+    def acquire(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        engine_calls[0] += 1
+        manager[:] = [self]
+        return orig_acquire(self, *args, **kwargs)
+
+    QueueManager.acquire = acquire
 
     def on_usr1(*_a: object) -> None:
-        log.cpu("broker")
+        reads = sum(c.misses for m in manager for c in (m.reads, m.admits))
+        log.cpu("broker", engine_calls[0], reads)
 
     signal.signal(signal.SIGUSR1, on_usr1)
     sys.argv = ["logstream", "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"]
@@ -211,14 +226,20 @@ def requester_main(addr: str, topic: str, rate: float, seconds: float, log_path:
         return orig_dispatch(self, records)
 
     rmod.Requester._dispatch = _dispatch
-    orig_requests = pmod.ProduceStreamPipe._requests
+    try:  # since the Requester sends on its own errors-only stream
+        from logstream.client.request_sender import RequestSender as owner
 
-    def _requests(self):  # type: ignore[no-untyped-def]
-        for req in orig_requests(self):
+        name = "_messages"
+    except ImportError:
+        owner, name = pmod.ProduceStreamPipe, "_requests"
+    orig_requests = getattr(owner, name)
+
+    def _requests(self, *args):  # type: ignore[no-untyped-def]
+        for req in orig_requests(self, *args):
             log.seqs("R1", now(), _produce_values(req))
             yield req
 
-    pmod.ProduceStreamPipe._requests = _requests
+    setattr(owner, name, _requests)
     n = int(rate * seconds)
     period = int(1e9 / rate)
     done = threading.Event()
@@ -264,11 +285,15 @@ def _pct(xs: list[float], q: float) -> float:
 def report(paths: list[str], n: int) -> None:
     first: dict[str, dict[int, int]] = {h: {} for h in HOPS}
     cpu: dict[str, list[float]] = {}
+    calls: dict[str, list[int]] = {}
     for p in paths:
         for line in Path(p).read_text().splitlines():
             a, b, c = line.split()
             if a == "CPU":
                 cpu.setdefault(b, []).append(float(c))
+                continue
+            if a == "CALLS":
+                calls.setdefault(b, []).append(int(c))
                 continue
             seq = int(c)
             if seq >= 0 and seq not in first[a]:
@@ -290,6 +315,10 @@ def report(paths: list[str], n: int) -> None:
           f"{_pct(total, .99):.3f} | {len(total)} |")  # fmt: skip
     for who, (a, b) in ((k, v[:2]) for k, v in cpu.items() if len(v) >= 2):
         print(f"CPU {who}: {(b - a) / n * 1e6:.0f} us/request")
+    # passes: QueueManager.acquire calls (a group lock and a __queue_state append each);
+    # reads: log reads of the queue read caches (admission and fetch/push)
+    for what, (a, b) in ((k, v[:2]) for k, v in calls.items() if len(v) >= 2):
+        print(f"broker queue-engine {what}: {(b - a) / n:.2f} per request")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 

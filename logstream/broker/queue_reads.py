@@ -6,9 +6,12 @@ one producer batch (512 KiB by default: ~4,000 records of 100 B), and the next f
 any member of the group takes the run after it (acquire goes in offset order). So
 :class:`FetchCache` keeps, per partition, the last chunk of stored batches a fetch read
 (its bytes, and each batch's decoded columns once one was cut): the next fetches cut from
-memory, with no read, frame check or decode. A log's batches never change once written,
-and a deleted and re-created partition is a new log object (the key), so an entry is
-never stale; entries below the log start (retention) are not used. At most
+memory, with no read, frame check or decode. A fetch also looks in the admissions' cache
+before it reads: a record acquired right after it was appended (a request pushed to a
+waiting responder) is cut from the bytes its admission read, not read a second time.
+A log's batches never change once written, and a deleted and re-created partition is a
+new log object (the key), so an entry is never stale; entries below the log start
+(retention) are not used. At most
 :data:`CACHE_PARTITIONS` partitions are kept (least recently used dropped).
 
 Thread-safety: :class:`FetchCache` takes its own lock around its table; the chunks in it
@@ -106,13 +109,29 @@ class FetchCache:
         self._limit = partitions
         self.hits = self.misses = 0
 
-    def chunk(self, plog: PartitionLog, pos: int) -> Chunk | None:
+    def cached(self, plog: PartitionLog, pos: int) -> Chunk | None:
+        """The chunk held for ``plog`` when it covers ``pos`` (no read, no count)."""
+        with self._lock:
+            c = self._chunks.get(plog)
+        if c is not None and c.first <= pos < c.end and pos >= plog.log_start_offset:
+            return c
+        return None
+
+    def chunk(
+        self, plog: PartitionLog, pos: int, also: FetchCache | None = None
+    ) -> Chunk | None:
+        """The chunk holding ``pos``: this cache's, else ``also``'s (a hit of either does
+        not read), else read and kept here."""
         with self._lock:
             c = self._chunks.get(plog)
             if c is not None and c.first <= pos < c.end and pos >= plog.log_start_offset:
                 self._chunks.move_to_end(plog)
                 self.hits += 1
                 return c
+        if also is not None and (c := also.cached(plog, pos)) is not None:
+            with self._lock:
+                self.hits += 1
+            return c
         c = read_chunk(plog, pos)
         with self._lock:
             self.misses += 1
@@ -124,11 +143,18 @@ class FetchCache:
         return c
 
 
-def batches_for(plog: PartitionLog, offsets: np.ndarray, cache: FetchCache | None = None) -> bytes:
+def batches_for(
+    plog: PartitionLog,
+    offsets: np.ndarray,
+    cache: FetchCache | None = None,
+    also: FetchCache | None = None,
+) -> bytes:
     """Batches holding exactly ``offsets`` (ascending): a stored batch goes as it is when
     every record of it is wanted, otherwise each run of wanted offsets in it is encoded
     again as a batch of its own (uncompressed, offsets kept), so a fetch of 100 records
-    out of a 512 KiB producer batch sends 100 records."""
+    out of a 512 KiB producer batch sends 100 records. ``also``: a second cache looked in
+    before reading (the admissions': records acquired right after they were admitted are
+    cut from the bytes the admission read)."""
     if len(offsets) == 0:
         return b""
     breaks = np.flatnonzero(np.diff(offsets) > 1) + 1
@@ -137,7 +163,7 @@ def batches_for(plog: PartitionLog, offsets: np.ndarray, cache: FetchCache | Non
     for run in np.split(offsets, breaks):
         pos, end = max(int(run[0]), covered), int(run[-1]) + 1
         while pos < end:
-            c = cache.chunk(plog, pos) if cache is not None else read_chunk(plog, pos)
+            c = cache.chunk(plog, pos, also) if cache is not None else read_chunk(plog, pos)
             if c is None:
                 break
             out.append(_only(c, offsets))

@@ -10,9 +10,12 @@ an ack never lands without its reply: decision 0035) and settlements.
 Answers: the broker answers the member's messages in order. An answer says how many
 messages it covers (``answered``) and carries one ``QueueReplyResult`` per reply they
 carried and their refused settlements. Replies go to their inboxes as soon as their
-message is read; its settlements follow on the session's next pass. The answer rides the
-next push, or goes alone after :data:`ANSWER_LINGER_S`, or at once for a message with
-``flush`` set.
+message is read; its settlements follow on the session's next pass. A message wakes the
+session only when it must act now (``flush``, or credit while it has none): a responder's
+ack waits for the next append's pass and is applied in the same engine call and
+``__queue_state`` append as that acquire (one pass per request instead of two). The answer
+rides the next push, or goes alone :data:`ANSWER_LINGER_S` after its message arrived, or
+at once for a message with ``flush`` set.
 
 Credit: ``credit`` left = granted - pushed. The broker never pushes more than that, so a
 member holds at most what it granted beyond what it has handed back as new credit.
@@ -40,7 +43,7 @@ from typing import Any
 from logstream.broker.broker import Broker
 from logstream.broker.inboxes import Inboxes
 from logstream.broker.queue_messages import deliver_replies, records_pb, settle_results, settles
-from logstream.broker.queue_settle import Settle
+from logstream.broker.queue_settle import Settle, merge_acks
 from logstream.broker.queues import QueueManager
 from logstream.errors import InvalidRequestError, LogstreamError
 from logstream.protocol import queue_pb2
@@ -59,14 +62,32 @@ changed and the member stays counted as seen."""
 class _Inbound:
     """The member's messages read so far (each with the results of its replies, which the
     reader hands to their inboxes as it reads them: a reply is not kept waiting for the
-    session's next pass), and the session's wake-up future."""
+    session's next pass, and the time it arrived), and the session's wake-up future.
+
+    Only a message the session must act on now wakes it (``urgent``): one asking for its
+    answer at once (``flush``), or credit while the session has none. Settlements and
+    credit on top of credit wait for the session's next pass (the next append, or their
+    answer's linger), so a responder's ack costs no pass of its own: it is applied in the
+    same engine call and ``__queue_state`` append as the next acquire."""
 
     def __init__(self, inboxes: Inboxes) -> None:
         self.inboxes = inboxes
-        self.messages: deque[tuple[Any, list[queue_pb2.QueueReplyResult]]] = deque()
+        self.messages: deque[tuple[Any, list[queue_pb2.QueueReplyResult], float]] = deque()
         self.ended = False
         self.error: BaseException | None = None
         self.wake: asyncio.Future[None] | None = None
+        self.starved = True  # set by the session: it has no credit left
+        self.urgent = False
+        self.linger: asyncio.TimerHandle | None = None  # wakes the session for an answer
+
+    def drain(self) -> deque[tuple[Any, list[queue_pb2.QueueReplyResult], float]]:
+        """The messages read so far, for the session's pass (which answers them)."""
+        taken, self.messages = self.messages, deque()
+        self.urgent = False
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
+        return taken
 
     def poke(self) -> None:
         if self.wake is not None and not self.wake.done():
@@ -75,7 +96,9 @@ class _Inbound:
     def take(self, message: Any) -> None:
         _check(message)
         replied = deliver_replies(self.inboxes, message.replies) if message.replies else []
-        self.messages.append((message, replied))
+        self.messages.append((message, replied, time.monotonic()))
+        if message.flush or (message.credit and self.starved):
+            self.urgent = True
 
     async def read(self, requests: AsyncIterator[Any], group: str, member: str) -> None:
         try:
@@ -85,11 +108,19 @@ class _Inbound:
                         "a session's messages must all name the same group and member_id"
                     )
                 self.take(message)
-                self.poke()
+                if self.urgent:
+                    self.poke()
+                elif self.linger is None:  # the answer is due in ANSWER_LINGER_S at most
+                    loop = asyncio.get_running_loop()
+                    self.linger = loop.call_later(ANSWER_LINGER_S, self.poke)
         except Exception as exc:  # raised by the session, after what came before it
             self.error = exc
         self.ended = True
         self.poke()
+
+    def due(self) -> float:
+        """When the oldest message read must be answered (monotonic; inf: none waiting)."""
+        return self.messages[0][2] + ANSWER_LINGER_S if self.messages else float("inf")
 
 
 def _check(message: Any) -> None:
@@ -153,39 +184,43 @@ async def _push_loop(
     answer = _Answer()
     while not notifier.closed:
         pending: list[Settle] = []
-        while inbound.messages:
-            message, replied = inbound.messages.popleft()
+        for message, replied, arrived in inbound.drain():
             credit = min(credit + message.credit, MAX_CREDIT)
             lease = message.lease_ms or lease
             answer.reply_results.extend(replied)
             pending.extend(settles(message.settle))
             answer.answered += 1
             answer.now = answer.now or message.flush
-            answer.due = answer.due or time.monotonic() + ANSWER_LINGER_S
+            answer.due = answer.due or arrived + ANSWER_LINGER_S
         keys = queues.partition_keys(name)
         seen = notifier.mark(keys)
         take = min(credit, MAX_PUSH_RECORDS)
         pushed: list[queue_pb2.QueueRecords] = []
         with broker.operation():
-            outcomes, deliveries, _ = queues.acquire(name, member, pending, take, lease)
+            outcomes, deliveries, _ = queues.acquire(
+                name, member, merge_acks(pending), take, lease
+            )
             if deliveries:
                 pushed = records_pb(queues, name, deliveries)
         answer.results.extend(settle_results(outcomes))
-        credit -= sum(len(d.offsets) for d in deliveries)
+        delivered = sum(len(d.offsets) for d in deliveries)
+        credit -= delivered
+        inbound.starved = not credit  # before the yield: the reader runs meanwhile
         if pushed or (answer.answered and (answer.now or time.monotonic() >= answer.due)):
             yield answer.response(pushed)
             answer = _Answer()
-            if pushed and credit:
-                continue  # more may be waiting
+            if credit and delivered >= take:
+                continue  # the push was cut at its limit: more may be waiting
+            # Fewer than asked: everything available was taken. What arrives later moves
+            # the mark taken before the acquire, so the wait below returns at once for it.
         if inbound.error is not None:
             raise inbound.error
-        if inbound.messages:
-            continue
+        if inbound.messages and (inbound.urgent or inbound.ended):
+            continue  # the last pass takes what the member sent before it ended
         if inbound.ended:
             return
-        wait = IDLE_CHECK_S
-        if answer.answered:
-            wait = min(wait, max(answer.due - time.monotonic(), 0.0))
+        due = min(answer.due if answer.answered else float("inf"), inbound.due())
+        wait = min(IDLE_CHECK_S, max(due - time.monotonic(), 0.0))
         if not credit:  # only a message from the member can give us work now
             keys = []
             seen = notifier.mark(keys)

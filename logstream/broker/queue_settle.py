@@ -48,6 +48,30 @@ class SettleOutcome:
     errors: list[LogstreamError]
 
 
+def merge_acks(settles: Sequence[Settle]) -> list[Settle]:
+    """``settles`` with each run of acks of one partition whose offsets keep rising joined
+    into one (one engine call instead of one per member message: a push session applies
+    the acks of several messages in one pass). Anything else stays as it is, in order;
+    acks that repeat or go back an offset are not joined (each keeps its own outcome)."""
+    out: list[Settle] = []
+    for s in settles:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and s.kind == ACK == last.kind
+            and (s.topic, s.partition) == (last.topic, last.partition)
+            and len(s.offsets)
+            and len(last.offsets)
+            and int(s.offsets[0]) > int(last.offsets[-1])
+            and bool(np.all(np.diff(s.offsets) > 0))
+            and bool(np.all(np.diff(last.offsets) > 0))
+        ):
+            out[-1] = Settle(s.topic, s.partition, ACK, np.concatenate((last.offsets, s.offsets)))
+        else:
+            out.append(s)
+    return out
+
+
 def apply_settles(g: QueueGroup, member: str, settles: Sequence[Settle]) -> list[SettleOutcome]:
     """Apply ``settles`` for ``member``; see the module docstring."""
     for s in settles:  # whole-request checks first: nothing is applied if one fails

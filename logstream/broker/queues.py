@@ -6,8 +6,9 @@ engine leaves to its caller:
 - **records in**: before a member acquires, each partition's window takes the records
   appended since (:mod:`.queue_admit`: timestamps, key hashes, schedule headers). Both
   the admission and the fetches read through a :class:`~.queue_reads.FetchCache` each
-  (one at the windows' ends, one behind them), so a 512 KiB producer batch is read once,
-  not once per 100 records;
+  (one at the windows' ends, one behind them; a fetch looks in both before it reads), so
+  a 512 KiB producer batch is read once, not once per 100 records, and a record acquired
+  as soon as it was appended is read once, by its admission;
 - **outcomes**: acks, nacks, rejects, extensions (:mod:`.queue_settle`);
 - **durability**: every operation ends with ``QueueGroup.flush()``, one append to
   ``__queue_state`` (:mod:`.queue_state`), before the caller answers: a fetch's records
@@ -385,7 +386,7 @@ class QueueManager:
         retention deleted since they were acquired are finished as lost at once."""
         try:
             plog = self.manager.get_log(topic, partition)
-            data = batches_for(plog, offsets, self.reads)
+            data = batches_for(plog, offsets, self.reads, self.admits)
         except UnknownTopicOrPartitionError:
             return b""
         m = self._groups.get(group) if group else None

@@ -80,6 +80,14 @@ def _specs(partitions: Any) -> list[FetchSpec]:
     return [FetchSpec(p.topic, p.partition, p.offset, p.max_bytes) for p in partitions]
 
 
+def _all_stored(answer: log_pb2.ProduceResponse) -> bool:
+    """No partition and no batch of a produce answer failed."""
+    for part in answer.partitions:
+        if part.error_code or any(r.error_code for r in part.results):
+            return False
+    return True
+
+
 class LogServicer(log_pb2_grpc.LogServicer):
     def __init__(self, broker: Broker, pool: Executor | None = None) -> None:
         self.broker = broker
@@ -175,7 +183,10 @@ class LogServicer(log_pb2_grpc.LogServicer):
                         answer = await self._produce_in_pool(request)
                     else:
                         answer = self._produce(request)
+                    quiet = request.errors_only and _all_stored(answer)
                     del request  # its bytes are not kept alive while the next one waits
+                    if quiet:
+                        continue  # the requester learns of success from elsewhere (a reply)
                     if answers.full():
                         await answers.put(answer)
                     else:

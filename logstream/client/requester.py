@@ -5,6 +5,10 @@ A request is a record produced to the service's topic with two headers
 ``logstream-correlation-id`` a fresh id. Responders (``QueueMessage.reply``, or any producer)
 send the answer to partition 0 of the inbox with the same correlation id.
 
+Requests go out through a :class:`~logstream.client.request_sender.RequestSender`: one
+ProduceStream that the broker answers only when a request failed (its reply is its
+success; decision 0039), so a request is one message and wakes no thread for an answer.
+
 The inbox is opened in the constructor: a Subscribe stream on an inbox that the broker keeps
 in memory and pushes replies into (docs/decisions/0028-request-reply.md). The reader thread
 matches each reply to its pending future by correlation id; an unknown id (a reply after its
@@ -16,10 +20,14 @@ meanwhile time out, new ones wait (within their timeout) until an inbox is open 
 
 Timeouts: one timer thread holds the deadlines in a heap and fails each pending future with
 :class:`~logstream.errors.RequestTimeoutError` at its deadline, removing it from the pending
-table: nothing about a request outlives its timeout but a heap entry of (deadline, id).
+table: nothing about a request outlives its timeout but a heap entry of (deadline, id),
+and the thread drops the entries of answered requests before it sleeps, so it wakes only
+for the earliest request still waiting.
 
 Threading: ``request`` and ``request_async`` may be called from any number of threads.
-Future callbacks run on the reader or timer thread: keep them short.
+Future callbacks run on the inbox reader, the timer or the requests' stream reader thread:
+keep them short. Every request that leaves the pending table (reply, timeout, error) tells
+the sender, whose window of unfinished requests paces its messages.
 """
 
 from __future__ import annotations
@@ -27,14 +35,13 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
 from logstream import errors
 from logstream.client import transport as tr
-from logstream.client.producer import Producer, RecordFuture
+from logstream.client.request_sender import RequestSender
 from logstream.codec import (
     SMALL_BATCH_RECORDS,
     BatchRows,
@@ -78,7 +85,6 @@ class Requester:
         self,
         bootstrap: str | tr.TransportLike,
         *,
-        linger_ms: float = 0.0,
         open_timeout: float = 10.0,
         client_id: str = "",
         tls: bool = False,
@@ -103,10 +109,13 @@ class Requester:
         """Replies that matched no pending request (late, duplicate, or not ours)."""
         self.reopened = 0
         """How often the inbox stream was opened again after it broke."""
+        self.timer_wakeups = 0
+        """How often the timeout thread woke and found no request to fail."""
         self._last_error: errors.LogstreamError | None = None
-        self._producer: Producer | None = None
+        self._sender: RequestSender | None = None
+        self.client_id = client_id
         try:
-            self._producer = Producer(self._transport, linger_ms=linger_ms, client_id=client_id)
+            self._sender = RequestSender(self._transport, self._send_failed, self._refused)
             self._reader = threading.Thread(
                 target=self._read_loop, name="logstream-requester-inbox", daemon=True
             )
@@ -136,15 +145,21 @@ class Requester:
     ) -> Future[Record]:
         """Send a request; the future gets the reply :class:`Record`, or
         :class:`RequestTimeoutError` after ``timeout`` seconds, or the send's error."""
-        if self._closed.is_set() or self._producer is None:
+        sender = self._sender
+        if self._closed.is_set() or sender is None:
             raise errors.ClientClosedError("requester closed")
         if timeout <= 0:
             raise errors.InvalidRequestError(f"timeout must be > 0 s, got {timeout}")
         deadline = time.monotonic() + timeout
         if not self._ready.is_set():  # the inbox is being re-opened: a reply would be lost
             self._ready.wait(timeout)
-        correlation_id = uuid.uuid4().hex.encode()
         future: Future[Record] = Future()
+        try:
+            partition = sender.partition_for(topic, key)
+        except errors.LogstreamError as exc:
+            future.set_exception(exc)
+            return future
+        number, correlation_id = sender.next_id()
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
         items.append((REPLY_TO_HEADER, self._inbox_header))
         items.append((CORRELATION_ID_HEADER, correlation_id))
@@ -153,8 +168,10 @@ class Requester:
             heapq.heappush(self._deadlines, (deadline, correlation_id, topic, timeout))
             if self._deadlines[0][1] == correlation_id:
                 self._lock.notify()
-        sent = self._producer.send(topic, value, key, headers=items)
-        sent.add_done_callback(lambda f: self._sent(correlation_id, f))
+        try:
+            sender.send(number, topic, partition, key, value, items)
+        except errors.LogstreamError as exc:
+            self._send_failed(correlation_id, exc)
         return future
 
     def request(
@@ -170,13 +187,28 @@ class Requester:
         answer); raises :class:`RequestTimeoutError` after ``timeout`` seconds."""
         return self.request_async(topic, value, key=key, headers=headers, timeout=timeout).result()
 
-    def _sent(self, correlation_id: bytes, sent: RecordFuture) -> None:
-        exc = sent.exception(0)
-        if exc is None:
-            return
+    def _send_failed(self, correlation_id: bytes, exc: BaseException) -> None:
         with self._lock:
             future = self._pending.pop(correlation_id, None)
         if future is not None:
+            self._finished(1)
+            _set(future, None, exc)
+
+    def _finished(self, count: int) -> None:
+        """``count`` requests left the pending table: room in the sender's window."""
+        if count and self._sender is not None:
+            self._sender.finished(count)
+
+    def _refused(self, first: int, last: int, exc: BaseException) -> None:
+        """The broker ended the requests' stream with ``exc``: fail the requests sent on it."""
+        sender = self._sender
+        if sender is None:
+            return
+        with self._lock:
+            sent = [c for c in self._pending if first <= sender.number_of(c) <= last]
+            failed = [self._pending.pop(c) for c in sent]
+        self._finished(len(failed))
+        for future in failed:
             _set(future, None, exc)
 
     @property
@@ -248,6 +280,7 @@ class Requester:
                     if future is None:
                         self.late_replies += 1
                         continue
+                self._finished(1)
                 record = Record(
                     self.inbox,
                     0,
@@ -261,6 +294,7 @@ class Requester:
 
     def _expire_loop(self) -> None:
         heap = self._deadlines
+        pending = self._pending
         while True:
             expired: list[tuple[Future[Record], str, float]] = []
             with self._lock:
@@ -269,12 +303,19 @@ class Requester:
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
                     _, correlation_id, topic, timeout = heapq.heappop(heap)
-                    future = self._pending.pop(correlation_id, None)
+                    future = pending.pop(correlation_id, None)
                     if future is not None:
                         expired.append((future, topic, timeout))
                 if not expired:
+                    # Entries of answered requests go now, not at their deadlines: the
+                    # thread then wakes only for a request still waiting (not once per
+                    # request, long after its reply).
+                    while heap and heap[0][1] not in pending:
+                        heapq.heappop(heap)
                     self._lock.wait(heap[0][0] - now if heap else None)
+                    self.timer_wakeups += 1
                     continue
+            self._finished(len(expired))
             for future, topic, timeout in expired:
                 error = errors.RequestTimeoutError(
                     f"no reply to a request on {topic} within {timeout:g} s"
@@ -297,8 +338,8 @@ class Requester:
             call.cancel()
         for future in pending.values():
             _set(future, None, errors.ClientClosedError("requester closed"))
-        if self._producer is not None:
-            self._producer.close()
+        if self._sender is not None:
+            self._sender.close()
         for thread in (getattr(self, "_reader", None), getattr(self, "_timer", None)):
             if thread is not None and thread.is_alive():
                 thread.join(5)

@@ -95,3 +95,30 @@ def test_a_failing_request_is_reported_after_the_answers_before_it(servicer: Any
     with pytest.raises(InvalidRequiredAcksError, match="acks"):
         asyncio.run(run())
     assert got == [0]
+
+
+def test_errors_only_requests_are_answered_only_when_something_failed(servicer: Any) -> None:
+    """A Requester's requests (``errors_only``): stored ones get no answer, a failed one its
+    whole answer; requests without the flag are answered as always."""
+    svc, broker = servicer
+    quiet = _request("t", 1)
+    quiet.errors_only = True
+    bad = log_pb2.ProduceRequest(
+        correlation_id=2,
+        errors_only=True,
+        partitions=[
+            log_pb2.PartitionProduceData(topic="t", batches=[encode_batch([b"ok"])]),
+            log_pb2.PartitionProduceData(topic="t", partition=7, batches=[encode_batch([b"x"])]),
+        ],
+    )
+
+    async def run() -> list[log_pb2.ProduceResponse]:
+        items = [_request("t", 0), quiet, bad, _request("t", 3)]
+        return [a async for a in svc.ProduceStream(_requests(items), None)]
+
+    answers = asyncio.run(run())
+    assert [a.correlation_id for a in answers] == [0, 2, 3]
+    failed = answers[1]
+    assert failed.partitions[0].error_code == 0 and not failed.partitions[0].results[0].error_code
+    assert failed.partitions[1].error_code or failed.partitions[1].results[0].error_code
+    assert broker.get_log("t", 0).log_end_offset == 4  # the quiet request was stored

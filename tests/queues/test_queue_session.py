@@ -117,6 +117,51 @@ def test_never_more_records_in_flight_than_granted(qbroker: BrokerProcess, name:
         s.close()
 
 
+def test_a_backlog_larger_than_one_push_comes_in_pushes_back_to_back(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    """A push is cut at MAX_PUSH_RECORDS (500); with credit left the session pushes the rest
+    at once, with nothing more from the member and no new append (not at its idle check,
+    1 s later)."""
+    make_topic(qbroker.address, name, 1, 1_200)
+    admin(qbroker.address).create_queue_group(name, topics=[name])
+    s = RawSession(qbroker.address, name, "m1", credit=1_100)
+    try:
+        first = s.records(500)
+        t0 = time.monotonic()
+        rest = s.records(600, timeout=10)
+        elapsed = time.monotonic() - t0
+        assert sorted(first + rest) == list(range(1_100))
+        assert elapsed < 0.9, f"the rest came after {elapsed:.3f} s"
+        assert _depth(qbroker.address, name).acquired == 1_100
+    finally:
+        s.close()
+
+
+def test_a_settlement_alone_is_answered_after_its_linger(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    """An ack with credit left does not wake the session at once (it waits to ride the next
+    push), but nothing needs to come: its answer goes out after the linger (5 ms), well
+    before the session's idle check (1 s) would find it."""
+    make_topic(qbroker.address, name, 1, 1)
+    admin(qbroker.address).create_queue_group(name, topics=[name])
+    s = RawSession(qbroker.address, name, "m1", credit=10)
+    try:
+        assert s.records(1) == [0]
+        while s.responses.qsize():  # the opening message's answer, if it came alone
+            s.next()
+        t0 = time.monotonic()
+        s.send(settle=[queue_pb2.Settlement(topic=name, partition=0, offsets=[0])])
+        r = s.next()
+        elapsed = time.monotonic() - t0
+        assert (r.answered, list(r.records), list(r.results)) == (1, [], [])
+        assert elapsed < 0.6, f"answered after {elapsed:.3f} s"
+        assert _depth(qbroker.address, name).acknowledged == 1
+    finally:
+        s.close()
+
+
 def test_disconnect_releases_what_the_member_held(qbroker: BrokerProcess, name: str) -> None:
     make_topic(qbroker.address, name, 1, 4)
     admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=600_000)

@@ -125,6 +125,23 @@ def test_timeout_raises_and_leaves_nothing_pending(rbroker: BrokerProcess, topic
         assert r.pending == 0
 
 
+def test_the_timeout_thread_does_not_wake_for_answered_requests(
+    rbroker: BrokerProcess, topic: str
+) -> None:
+    """Answered requests' deadlines are dropped, not waited for one by one: 60 answered
+    requests with a 0.5 s timeout wake the timeout thread a few times, not once each."""
+    responder = Responder(rbroker.address, topic)
+    try:
+        with Requester(rbroker.address) as r:
+            for i in range(60):
+                assert r.request(topic, b"%d" % i, timeout=0.5).value == b"%d!" % i
+            time.sleep(0.7)  # past every request's deadline: a wake-up per deadline shows now
+            assert r.pending == 0
+            assert r.timer_wakeups <= 10, r.timer_wakeups
+    finally:
+        responder.close()
+
+
 def test_late_reply_is_discarded(rbroker: BrokerProcess, topic: str) -> None:
     with (
         Requester(rbroker.address) as r,

@@ -11,7 +11,9 @@ on the broker. A queue Fetch counts its answer's bytes against ``fetch_bytes_per
 - The hold is per principal, whatever the call or connection (a new stream or channel does
   not escape it). A plain method waits in its pool thread, a coroutine on the loop; a
   ProduceStream reads its next message only after the hold, so gRPC flow control holds the
-  client back. Stream answers are matched to their requests by ``correlation_id``.
+  client back. Stream answers are matched to their requests by ``correlation_id``; a
+  request marked ``errors_only`` (a Requester's) is not answered when it succeeds, so its
+  throttle is not reported, only applied (the stream's next message waits).
 - A request is never split or refused for its size: the one that goes over the quota is
   served, and the ones after it wait. The quota therefore holds over time, to within one
   request (a producer that sends all it has in one 2 MiB request gets it stored at once,
@@ -183,7 +185,8 @@ class Throttle(HandlerWrapper):
                     if wait:
                         self._hold(principal, wait)
                         message = getattr(item, "message", None)
-                        waits[getattr(message, "correlation_id", 0)] = wait
+                        if not getattr(message, "errors_only", False):  # may get no answer
+                            waits[getattr(message, "correlation_id", 0)] = wait
                     yield item
 
             async for response in inner(paced(requests), context):

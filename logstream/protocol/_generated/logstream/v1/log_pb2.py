@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from logstream.protocol._generated.logstream.v1 import common_pb2 as logstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16logstream/v1/log.proto\x12\x0clogstream.v1\x1a\x19logstream/v1/common.proto\"I\n\x14PartitionProduceData\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x03(\x0c\"\x96\x01\n\x0eProduceRequest\x12 \n\x04\x61\x63ks\x18\x01 \x01(\x0e\x32\x12.logstream.v1.Acks\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x36\n\npartitions\x18\x03 \x03(\x0b\x32\".logstream.v1.PartitionProduceData\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\x03\"\x96\x01\n\x0b\x42\x61tchResult\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x03 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x11\n\tduplicate\x18\x06 \x01(\x08\"\x93\x01\n\x18PartitionProduceResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12*\n\x07results\x18\x05 \x03(\x0b\x32\x19.logstream.v1.BatchResult\"\x7f\n\x0fProduceResponse\x12:\n\npartitions\x18\x01 \x03(\x0b\x32&.logstream.v1.PartitionProduceResponse\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\x03\x12\x18\n\x10throttle_time_ms\x18\x03 \x01(\x05\"U\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x11\n\tmax_bytes\x18\x04 \x01(\x05\"{\n\x0c\x46\x65tchRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\x05\x12\x11\n\tmin_bytes\x18\x02 \x01(\x05\x12\x11\n\tmax_bytes\x18\x03 \x01(\x05\x12\x30\n\npartitions\x18\x04 \x03(\x0b\x32\x1c.logstream.v1.FetchPartition\"\x9e\x02\n\x16\x46\x65tchPartitionResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x0c\x12!\n\x14\x63orrupt_first_offset\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13\x63orrupt_last_offset\x18\t \x01(\x03H\x01\x88\x01\x01\x42\x17\n\x15_corrupt_first_offsetB\x16\n\x14_corrupt_last_offset\"c\n\rFetchResponse\x12\x38\n\npartitions\x18\x01 \x03(\x0b\x32$.logstream.v1.FetchPartitionResponse\x12\x18\n\x10throttle_time_ms\x18\x02 \x01(\x05\"m\n\x10SubscribeRequest\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.logstream.v1.FetchPartition\x12\x11\n\tmax_bytes\x18\x02 \x01(\x05\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\x05\"K\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"L\n\x12ListOffsetsRequest\x12\x36\n\npartitions\x18\x01 \x03(\x0b\x32\".logstream.v1.ListOffsetsPartition\"\x8e\x01\n\x1cListOffsetsPartitionResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\"U\n\x13ListOffsetsResponse\x12>\n\npartitions\x18\x01 \x03(\x0b\x32*.logstream.v1.ListOffsetsPartitionResponse\".\n\x15InitProducerIdRequest\x12\x15\n\rproducer_name\x18\x01 \x01(\t\"p\n\x16InitProducerIdResponse\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x13\n\x0bproducer_id\x18\x03 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x04 \x01(\x05\x32\xde\x03\n\x03Log\x12\x46\n\x07Produce\x12\x1c.logstream.v1.ProduceRequest\x1a\x1d.logstream.v1.ProduceResponse\x12P\n\rProduceStream\x12\x1c.logstream.v1.ProduceRequest\x1a\x1d.logstream.v1.ProduceResponse(\x01\x30\x01\x12@\n\x05\x46\x65tch\x12\x1a.logstream.v1.FetchRequest\x1a\x1b.logstream.v1.FetchResponse\x12J\n\tSubscribe\x12\x1e.logstream.v1.SubscribeRequest\x1a\x1b.logstream.v1.FetchResponse0\x01\x12R\n\x0bListOffsets\x12 .logstream.v1.ListOffsetsRequest\x1a!.logstream.v1.ListOffsetsResponse\x12[\n\x0eInitProducerId\x12#.logstream.v1.InitProducerIdRequest\x1a$.logstream.v1.InitProducerIdResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16logstream/v1/log.proto\x12\x0clogstream.v1\x1a\x19logstream/v1/common.proto\"I\n\x14PartitionProduceData\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x03(\x0c\"\xab\x01\n\x0eProduceRequest\x12 \n\x04\x61\x63ks\x18\x01 \x01(\x0e\x32\x12.logstream.v1.Acks\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x36\n\npartitions\x18\x03 \x03(\x0b\x32\".logstream.v1.PartitionProduceData\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\x03\x12\x13\n\x0b\x65rrors_only\x18\x05 \x01(\x08\"\x96\x01\n\x0b\x42\x61tchResult\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x03 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x11\n\tduplicate\x18\x06 \x01(\x08\"\x93\x01\n\x18PartitionProduceResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12*\n\x07results\x18\x05 \x03(\x0b\x32\x19.logstream.v1.BatchResult\"\x7f\n\x0fProduceResponse\x12:\n\npartitions\x18\x01 \x03(\x0b\x32&.logstream.v1.PartitionProduceResponse\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\x03\x12\x18\n\x10throttle_time_ms\x18\x03 \x01(\x05\"U\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x11\n\tmax_bytes\x18\x04 \x01(\x05\"{\n\x0c\x46\x65tchRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\x05\x12\x11\n\tmin_bytes\x18\x02 \x01(\x05\x12\x11\n\tmax_bytes\x18\x03 \x01(\x05\x12\x30\n\npartitions\x18\x04 \x03(\x0b\x32\x1c.logstream.v1.FetchPartition\"\x9e\x02\n\x16\x46\x65tchPartitionResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x0c\x12!\n\x14\x63orrupt_first_offset\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13\x63orrupt_last_offset\x18\t \x01(\x03H\x01\x88\x01\x01\x42\x17\n\x15_corrupt_first_offsetB\x16\n\x14_corrupt_last_offset\"c\n\rFetchResponse\x12\x38\n\npartitions\x18\x01 \x03(\x0b\x32$.logstream.v1.FetchPartitionResponse\x12\x18\n\x10throttle_time_ms\x18\x02 \x01(\x05\"m\n\x10SubscribeRequest\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.logstream.v1.FetchPartition\x12\x11\n\tmax_bytes\x18\x02 \x01(\x05\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\x05\"K\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"L\n\x12ListOffsetsRequest\x12\x36\n\npartitions\x18\x01 \x03(\x0b\x32\".logstream.v1.ListOffsetsPartition\"\x8e\x01\n\x1cListOffsetsPartitionResponse\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\"U\n\x13ListOffsetsResponse\x12>\n\npartitions\x18\x01 \x03(\x0b\x32*.logstream.v1.ListOffsetsPartitionResponse\".\n\x15InitProducerIdRequest\x12\x15\n\rproducer_name\x18\x01 \x01(\t\"p\n\x16InitProducerIdResponse\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x13\n\x0bproducer_id\x18\x03 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x04 \x01(\x05\x32\xde\x03\n\x03Log\x12\x46\n\x07Produce\x12\x1c.logstream.v1.ProduceRequest\x1a\x1d.logstream.v1.ProduceResponse\x12P\n\rProduceStream\x12\x1c.logstream.v1.ProduceRequest\x1a\x1d.logstream.v1.ProduceResponse(\x01\x30\x01\x12@\n\x05\x46\x65tch\x12\x1a.logstream.v1.FetchRequest\x1a\x1b.logstream.v1.FetchResponse\x12J\n\tSubscribe\x12\x1e.logstream.v1.SubscribeRequest\x1a\x1b.logstream.v1.FetchResponse0\x01\x12R\n\x0bListOffsets\x12 .logstream.v1.ListOffsetsRequest\x1a!.logstream.v1.ListOffsetsResponse\x12[\n\x0eInitProducerId\x12#.logstream.v1.InitProducerIdRequest\x1a$.logstream.v1.InitProducerIdResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,35 +35,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTITIONPRODUCEDATA']._serialized_start=67
   _globals['_PARTITIONPRODUCEDATA']._serialized_end=140
   _globals['_PRODUCEREQUEST']._serialized_start=143
-  _globals['_PRODUCEREQUEST']._serialized_end=293
-  _globals['_BATCHRESULT']._serialized_start=296
-  _globals['_BATCHRESULT']._serialized_end=446
-  _globals['_PARTITIONPRODUCERESPONSE']._serialized_start=449
-  _globals['_PARTITIONPRODUCERESPONSE']._serialized_end=596
-  _globals['_PRODUCERESPONSE']._serialized_start=598
-  _globals['_PRODUCERESPONSE']._serialized_end=725
-  _globals['_FETCHPARTITION']._serialized_start=727
-  _globals['_FETCHPARTITION']._serialized_end=812
-  _globals['_FETCHREQUEST']._serialized_start=814
-  _globals['_FETCHREQUEST']._serialized_end=937
-  _globals['_FETCHPARTITIONRESPONSE']._serialized_start=940
-  _globals['_FETCHPARTITIONRESPONSE']._serialized_end=1226
-  _globals['_FETCHRESPONSE']._serialized_start=1228
-  _globals['_FETCHRESPONSE']._serialized_end=1327
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1329
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1438
-  _globals['_LISTOFFSETSPARTITION']._serialized_start=1440
-  _globals['_LISTOFFSETSPARTITION']._serialized_end=1515
-  _globals['_LISTOFFSETSREQUEST']._serialized_start=1517
-  _globals['_LISTOFFSETSREQUEST']._serialized_end=1593
-  _globals['_LISTOFFSETSPARTITIONRESPONSE']._serialized_start=1596
-  _globals['_LISTOFFSETSPARTITIONRESPONSE']._serialized_end=1738
-  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1740
-  _globals['_LISTOFFSETSRESPONSE']._serialized_end=1825
-  _globals['_INITPRODUCERIDREQUEST']._serialized_start=1827
-  _globals['_INITPRODUCERIDREQUEST']._serialized_end=1873
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=1875
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=1987
-  _globals['_LOG']._serialized_start=1990
-  _globals['_LOG']._serialized_end=2468
+  _globals['_PRODUCEREQUEST']._serialized_end=314
+  _globals['_BATCHRESULT']._serialized_start=317
+  _globals['_BATCHRESULT']._serialized_end=467
+  _globals['_PARTITIONPRODUCERESPONSE']._serialized_start=470
+  _globals['_PARTITIONPRODUCERESPONSE']._serialized_end=617
+  _globals['_PRODUCERESPONSE']._serialized_start=619
+  _globals['_PRODUCERESPONSE']._serialized_end=746
+  _globals['_FETCHPARTITION']._serialized_start=748
+  _globals['_FETCHPARTITION']._serialized_end=833
+  _globals['_FETCHREQUEST']._serialized_start=835
+  _globals['_FETCHREQUEST']._serialized_end=958
+  _globals['_FETCHPARTITIONRESPONSE']._serialized_start=961
+  _globals['_FETCHPARTITIONRESPONSE']._serialized_end=1247
+  _globals['_FETCHRESPONSE']._serialized_start=1249
+  _globals['_FETCHRESPONSE']._serialized_end=1348
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1350
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1459
+  _globals['_LISTOFFSETSPARTITION']._serialized_start=1461
+  _globals['_LISTOFFSETSPARTITION']._serialized_end=1536
+  _globals['_LISTOFFSETSREQUEST']._serialized_start=1538
+  _globals['_LISTOFFSETSREQUEST']._serialized_end=1614
+  _globals['_LISTOFFSETSPARTITIONRESPONSE']._serialized_start=1617
+  _globals['_LISTOFFSETSPARTITIONRESPONSE']._serialized_end=1759
+  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1761
+  _globals['_LISTOFFSETSRESPONSE']._serialized_end=1846
+  _globals['_INITPRODUCERIDREQUEST']._serialized_start=1848
+  _globals['_INITPRODUCERIDREQUEST']._serialized_end=1894
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=1896
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=2008
+  _globals['_LOG']._serialized_start=2011
+  _globals['_LOG']._serialized_end=2489
 # @@protoc_insertion_point(module_scope)

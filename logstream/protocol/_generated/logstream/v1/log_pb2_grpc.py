@@ -76,7 +76,8 @@ class LogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ProduceStream(self, request_iterator, context):
-        """Pipelined produce: requests and answers matched by correlation_id, answered in order.
+        """Pipelined produce: requests and answers matched by correlation_id, answered in order
+        (a request with errors_only set is answered only when something in it failed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

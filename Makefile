@@ -66,14 +66,16 @@ test-services:
 
 test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
+	$(VENV)/bin/ruff format --check logstream tests tools benchmarks docs/examples
 	$(VENV)/bin/mypy logstream
 	$(PY) tools/check_layers.py
 	$(PY) tools/check_sizes.py
 	$(PY) tools/gen_protos.py --check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
+	$(VENV)/bin/ruff format --check logstream tests tools benchmarks docs/examples
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format logstream tests tools benchmarks docs/examples

@@ -1,6 +1,6 @@
 """Codec throughput: encode and decode whole batches, against a bytes.join baseline.
 
-    python benchmarks/bench_codec.py
+python benchmarks/bench_codec.py
 """
 
 from __future__ import annotations

@@ -184,8 +184,11 @@ def main() -> None:
         )
     zero, _, delayed = (r[1] for r in runs)
     anon_per_record = (
-        (delayed[1][1] - delayed[0][1]) - (zero[1][1] - zero[0][1])
-    ) * 1024 * 1024 / max(args.records, 1)
+        ((delayed[1][1] - delayed[0][1]) - (zero[1][1] - zero[0][1]))
+        * 1024
+        * 1024
+        / max(args.records, 1)
+    )
     lines = [
         "## Delayed delivery and TTL (bench_delayed.py)",
         "",

@@ -51,8 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     for n in (1, args.names):
         ms, size = run(n, args.name_bytes)
-        print(f"{n:>6} names of {args.name_bytes} B: {ms:7.2f} ms per call, "
-              f"{size / 1e6:8.3f} MB on disk (pid {os.getpid()})")
+        print(
+            f"{n:>6} names of {args.name_bytes} B: {ms:7.2f} ms per call, "
+            f"{size / 1e6:8.3f} MB on disk (pid {os.getpid()})"
+        )
 
 
 if __name__ == "__main__":

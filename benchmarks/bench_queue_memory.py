@@ -106,9 +106,7 @@ def in_process(records: int, delayed: bool) -> tuple[float, float]:
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    engine = snap.filter_traces(
-        [tracemalloc.Filter(True, f"*{code}*") for code in ENGINE_CODE]
-    )
+    engine = snap.filter_traces([tracemalloc.Filter(True, f"*{code}*") for code in ENGINE_CODE])
     traced = sum(s.size for s in engine.statistics("filename"))
     return traced / 2**20, peak / 2**20
 

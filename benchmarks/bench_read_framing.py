@@ -118,21 +118,28 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     load = os.getloadavg()[0]
-    rows = [f"| {name} | {statistics.median(v):.0f} us | {min(v):.0f}-{max(v):.0f} us |"
-            for name, v in samples.items()]
-    table = "\n".join([
-        f"One 1 MiB read of {batches:,} batches of {batch_bytes} B, CPU time per read, median "
-        f"and range of {args.rounds} interleaved rounds of {args.reads} reads; load average "
-        f"{load:.1f} at the end.",
-        "",
-        "| read | CPU per read (median) | range |",
-        "| --- | --- | --- |",
-        *rows,
-    ])
+    rows = [
+        f"| {name} | {statistics.median(v):.0f} us | {min(v):.0f}-{max(v):.0f} us |"
+        for name, v in samples.items()
+    ]
+    table = "\n".join(
+        [
+            f"One 1 MiB read of {batches:,} batches of {batch_bytes} B, CPU time per read, median "
+            f"and range of {args.rounds} interleaved rounds of {args.reads} reads; load average "
+            f"{load:.1f} at the end.",
+            "",
+            "| read | CPU per read (median) | range |",
+            "| --- | --- | --- |",
+            *rows,
+        ]
+    )
     print(table)
     if args.write:
-        write_section("read-framing", "## Read framing check on tiny batches "
-                      "(benchmarks/bench_read_framing.py)\n\n" + machine_line() + "\n\n" + table)
+        write_section(
+            "read-framing",
+            "## Read framing check on tiny batches "
+            "(benchmarks/bench_read_framing.py)\n\n" + machine_line() + "\n\n" + table,
+        )
 
 
 if __name__ == "__main__":

@@ -51,9 +51,7 @@ def run(gib: int = 10) -> str:
     try:
         with BrokerProcess(root / "data").start() as broker:
             with Admin(broker.address) as admin:
-                admin.create_topic(
-                    "rss", partitions=1, config={"segment_bytes": str(256 << 20)}
-                )
+                admin.create_topic("rss", partitions=1, config={"segment_bytes": str(256 << 20)})
             payloads = [os.urandom(RECORD) for _ in range(PER_CALL)]
             started = time.monotonic()
             written = 0
@@ -72,8 +70,7 @@ def run(gib: int = 10) -> str:
     base_anon = rows[1][2] if len(rows) > 1 else rows[0][2]
     last_anon = rows[-1][2]
     table = [
-        f"| {g} GiB | {rss / 1024:.0f} | {anon / 1024:.0f} | {t:.0f} |"
-        for g, rss, anon, t in rows
+        f"| {g} GiB | {rss / 1024:.0f} | {anon / 1024:.0f} | {t:.0f} |" for g, rss, anon, t in rows
     ]
     growth_mib = (last_anon - base_anon) / 1024
     verdict = "flat" if growth_mib < 32 else f"grew {growth_mib:.0f} MiB"

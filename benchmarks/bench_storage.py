@@ -98,8 +98,9 @@ def bench_append(root: Path, value_size: int, count: int) -> dict[str, float]:
     return result
 
 
-def bench_append_path(root: Path, prefault: bool, count: int = 1000,
-                      gap_s: float = 0.0005) -> dict[str, float]:
+def bench_append_path(
+    root: Path, prefault: bool, count: int = 1000, gap_s: float = 0.0005
+) -> dict[str, float]:
     """The broker's append path in isolation: ``PartitionLog.append`` of 124 KB batches
     (1,000 x 100-byte records) into 64 MiB segments, paced like a broker serving one
     producer (``gap_s`` of other work between appends: the gRPC layer takes ~0.5 ms per
@@ -141,10 +142,15 @@ def bench_append_path(root: Path, prefault: bool, count: int = 1000,
     lat *= 1e6
     seg = np.array(seg_lat) * 1e6
     total = sum(len(batches[i % len(batches)]) for i in range(count))
-    return {"mb_per_s": total / (lat.sum() / 1e6) / 1e6,
-            "mean": float(lat.mean()), "p50": float(np.median(lat)),
-            "p99": float(np.percentile(lat, 99)), "seg_mean": float(seg.mean()),
-            "seg_p50": float(np.median(seg)), "seg_p99": float(np.percentile(seg, 99))}
+    return {
+        "mb_per_s": total / (lat.sum() / 1e6) / 1e6,
+        "mean": float(lat.mean()),
+        "p50": float(np.median(lat)),
+        "p99": float(np.percentile(lat, 99)),
+        "seg_mean": float(seg.mean()),
+        "seg_p50": float(np.median(seg)),
+        "seg_p99": float(np.percentile(seg, 99)),
+    }
 
 
 def bench_append_paths(root: Path, rounds: int = 3) -> dict[bool, dict[str, float]]:
@@ -156,8 +162,7 @@ def bench_append_paths(root: Path, rounds: int = 3) -> dict[bool, dict[str, floa
             paced = bench_append_path(root, on)
             paced["tight_mb_per_s"] = bench_append_path(root, on, gap_s=0)["mb_per_s"]
             runs[on].append(paced)
-    return {on: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
-            for on, rs in runs.items()}
+    return {on: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for on, rs in runs.items()}
 
 
 def _raw_write_us(root: Path, mode: str, count: int = 512) -> float:
@@ -202,8 +207,9 @@ def bench_lookup(root: Path, records: int, per_batch: int) -> float:
     """Median-ish (mean of 20k) latency of PartitionLog.position_of at random offsets."""
     batch = encode_batch([b"x"] * per_batch, timestamps=1_700_000_000_000)
     path = root / f"lookup-{records}"
-    log = PartitionLog(path, topic="t", partition=0,
-                       config=TopicConfig(flush_policy="never", retention_ms=-1))
+    log = PartitionLog(
+        path, topic="t", partition=0, config=TopicConfig(flush_policy="never", retention_ms=-1)
+    )
     for _ in range(records // per_batch):
         log.append(batch)
     rng = random.Random(1)
@@ -248,8 +254,9 @@ def bench_recovery(root: Path) -> tuple[float, int]:
     """Fill a 64 MiB active segment with 1 KiB records, crash (drop handles), reopen."""
     path = root / "recovery"
     batches = _batches(1024, distinct=4)
-    log = PartitionLog(path, topic="t", partition=0,
-                       config=TopicConfig(flush_policy="never", retention_ms=-1))
+    log = PartitionLog(
+        path, topic="t", partition=0, config=TopicConfig(flush_policy="never", retention_ms=-1)
+    )
     size = 0
     i = 0
     while size + len(batches[0]) < 60 * 1024 * 1024:
@@ -259,8 +266,9 @@ def bench_recovery(root: Path) -> tuple[float, int]:
     for seg in log._segments:
         seg.abandon()
     t0 = time.perf_counter()
-    again = PartitionLog(path, topic="t", partition=0,
-                         config=TopicConfig(flush_policy="never", retention_ms=-1))
+    again = PartitionLog(
+        path, topic="t", partition=0, config=TopicConfig(flush_policy="never", retention_ms=-1)
+    )
     elapsed = time.perf_counter() - t0
     assert again.recovery_report.batches_scanned == i
     again.close()
@@ -313,12 +321,10 @@ def run() -> str:
     ]
     for n, sec in lookups.items():
         lines.append(
-            f"| offset lookup at {n:,} records | {sec * 1e6:.1f} us | < 20 us | "
-            f"{ok(sec < 20e-6)} |"
+            f"| offset lookup at {n:,} records | {sec * 1e6:.1f} us | < 20 us | {ok(sec < 20e-6)} |"
         )
     lines += [
-        f"| clean reopen, 1,000 segments | {reopen * 1000:.0f} ms | < 1 s | "
-        f"{ok(reopen < 1.0)} |",
+        f"| clean reopen, 1,000 segments | {reopen * 1000:.0f} ms | < 1 s | {ok(reopen < 1.0)} |",
         f"| first read of each of those 1,000 segments (lazy open) | "
         f"{first_reads * 1000:.0f} ms total | - | - |",
         f"| crash recovery, {recovered_bytes / 2**20:.0f} MiB active segment | "
@@ -332,8 +338,10 @@ def run() -> str:
         "`PartitionLog.append` mean / p50 / p99 | back-to-back appends (no gap) |",
         "| --- | --- | --- | --- |",
     ]
-    for label, r in (("off (first-touch faults on the append path)", path_off),
-                     ("on (background MADV_POPULATE_WRITE, the default)", path_on)):
+    for label, r in (
+        ("off (first-touch faults on the append path)", path_off),
+        ("on (background MADV_POPULATE_WRITE, the default)", path_on),
+    ):
         lines.append(
             f"| {label} | {r['seg_mean']:.0f} / {r['seg_p50']:.0f} / {r['seg_p99']:.0f} us | "
             f"{r['mean']:.0f} / {r['p50']:.0f} / {r['p99']:.0f} us | "

@@ -76,10 +76,12 @@ def build_reference(path: Path) -> Reference:
         seq = 0
         for i in range(BATCHES):
             n = 1 + i % 4
-            values = [b"v%d-%d-" % (i, k) + bytes([65 + (i + k) % 26]) * (20 + i % 7)
-                      for k in range(n)]
-            batch = encode_batch(values, producer_id=PRODUCER_ID, producer_epoch=0,
-                                 base_sequence=seq)
+            values = [
+                b"v%d-%d-" % (i, k) + bytes([65 + (i + k) % 26]) * (20 + i % 7) for k in range(n)
+            ]
+            batch = encode_batch(
+                values, producer_id=PRODUCER_ID, producer_epoch=0, base_sequence=seq
+            )
             seq += n
             base = log.append(batch).base_offset
             for k, v in enumerate(values):
@@ -222,13 +224,26 @@ def _file_for(what: str, root: Path, part: Path, rng: random.Random) -> Path | N
 
 
 KINDS = (
-    "segment-base-offset", "segment-batch-length", "segment-header", "segment-records",
+    "segment-base-offset",
+    "segment-batch-length",
+    "segment-header",
+    "segment-records",
     "torn-tail",
-    "flip-index", "flip-timeindex", "flip-meta", "flip-checkpoint", "flip-producer-state",
+    "flip-index",
+    "flip-timeindex",
+    "flip-meta",
+    "flip-checkpoint",
+    "flip-producer-state",
     "flip-marker",
-    "delete-index", "delete-timeindex", "delete-meta", "delete-marker", "delete-checkpoint",
-    "delete-producer-state", "delete-middle-segment",
-    "crashed-torn-tail", "crashed-adjacent-damage",
+    "delete-index",
+    "delete-timeindex",
+    "delete-meta",
+    "delete-marker",
+    "delete-checkpoint",
+    "delete-producer-state",
+    "delete-middle-segment",
+    "crashed-torn-tail",
+    "crashed-adjacent-damage",
 )
 
 
@@ -258,8 +273,9 @@ class _Logged(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def read_all(read: Callable[[int], bytes], start: int, end: int,
-             bases: list[int]) -> tuple[dict[int, bytes], list[tuple[int, int | None]]]:
+def read_all(
+    read: Callable[[int], bytes], start: int, end: int, bases: list[int]
+) -> tuple[dict[int, bytes], list[tuple[int, int | None]]]:
     """Read [start, end) as a consumer would; returns (served offset -> value, refused
     ranges). After a refusal the reader skips to the end of the named range, or to the
     next segment when the range is open."""
@@ -281,8 +297,11 @@ def read_all(read: Callable[[int], bytes], start: int, end: int,
             first = problem.first_offset if problem.first_offset is not None else pos
             last = problem.last_offset
             refused.append((first, last))
-            nxt = last + 1 if last is not None and last >= first else min(
-                [b for b in bases if b > first] or [end])
+            nxt = (
+                last + 1
+                if last is not None and last >= first
+                else min([b for b in bases if b > first] or [end])
+            )
             pos = max(pos, nxt, first + 1)
         elif not chunks:
             raise Stalled(f"a read at {pos} below the end {end} gave no record and no error")
@@ -325,8 +344,9 @@ def evaluate(root: Path, ref: Reference, *, keep_end: bool = False) -> tuple[str
                 bases = [s.base_offset for s in log._segments]
                 start, end = log.log_start_offset, log.log_end_offset
                 if keep_end and end < max(ref) + 1:
-                    return "DROPPED", (f"{opener}: the log ends at {end}, before whole "
-                                       f"batches up to {max(ref)}")
+                    return "DROPPED", (
+                        f"{opener}: the log ends at {end}, before whole batches up to {max(ref)}"
+                    )
                 served, refused = read_all(_reader(log), start, end, bases)
             finally:
                 closer()
@@ -334,12 +354,18 @@ def evaluate(root: Path, ref: Reference, *, keep_end: bool = False) -> tuple[str
             for off, value in served.items():
                 if ref.get(off) != value:
                     return "SILENT", f"{opener}: offset {off} served {value[:20]!r}"
-            missing = [o for o in ref if start <= o < end and o not in served
-                       and not any(a <= o and (b is None or o <= b) for a, b in refused)]
+            missing = [
+                o
+                for o in ref
+                if start <= o < end
+                and o not in served
+                and not any(a <= o and (b is None or o <= b) for a, b in refused)
+            ]
             lost = [o for o in ref if o not in served and not (start <= o < end)]
             if (missing or lost) and not handler.messages and not refused:
-                return "SILENT", (f"{opener}: offsets {(missing or lost)[:5]} missing, "
-                                  f"nothing said")
+                return "SILENT", (
+                    f"{opener}: offsets {(missing or lost)[:5]} missing, nothing said"
+                )
     except Stalled as exc:
         return "SILENT", str(exc)
     except LogstreamError as exc:
@@ -355,9 +381,7 @@ def evaluate(root: Path, ref: Reference, *, keep_end: bool = False) -> tuple[str
     return "served", ""
 
 
-def run(
-    cases: int, seed: int, work: Path, kinds: Sequence[str] | None = None
-) -> list[Outcome]:
+def run(cases: int, seed: int, work: Path, kinds: Sequence[str] | None = None) -> list[Outcome]:
     reference_dir = work / "reference"
     ref = build_reference(reference_dir)
     rng = random.Random(seed)

@@ -228,6 +228,7 @@ def main() -> None:
 
     _patch_client_opts()
     from logstream import Consumer, TopicPartition
+
     try:  # the module that decodes fetch answers (older trees: the consumer itself)
         from logstream.client import fetcher as cmod
 

@@ -55,9 +55,7 @@ class _Log:
         self._lock = threading.Lock()
 
     def seqs(self, hop: str, t: int, values: list[bytes | None]) -> None:
-        lines = "".join(
-            f"{hop} {t} {SEQ.unpack_from(v)[0]}\n" for v in values if v and len(v) >= 8
-        )
+        lines = "".join(f"{hop} {t} {SEQ.unpack_from(v)[0]}\n" for v in values if v and len(v) >= 8)
         with self._lock:
             self._f.write(lines)
 

@@ -53,8 +53,10 @@ def test_a_class_at_the_limit_passes_and_one_line_more_fails(
 
 
 def test_decorators_and_nested_classes_count(sizes: ModuleType, tmp_path: Path) -> None:
-    text = "import dataclasses\n@dataclasses.dataclass\n" + _class("Outer", 2) + _class(
-        "Inner", 8, indent="    "
+    text = (
+        "import dataclasses\n@dataclasses.dataclass\n"
+        + _class("Outer", 2)
+        + _class("Inner", 8, indent="    ")
     )
     pkg = _package(tmp_path, {"sub/m.py": text})
     assert sizes.check(pkg, max_file_lines=600, max_class_lines=9) == [
@@ -62,9 +64,7 @@ def test_decorators_and_nested_classes_count(sizes: ModuleType, tmp_path: Path) 
     ]
 
 
-def test_a_long_file_fails_and_generated_code_is_skipped(
-    sizes: ModuleType, tmp_path: Path
-) -> None:
+def test_a_long_file_fails_and_generated_code_is_skipped(sizes: ModuleType, tmp_path: Path) -> None:
     long = "x = 1\n" * 31
     pkg = _package(tmp_path, {"long.py": long, "protocol/_generated/big_pb2.py": long * 10})
     assert sizes.check(pkg, max_file_lines=30, max_class_lines=400) == [

@@ -68,15 +68,22 @@ def dump(path: Path, *, show_index: bool = True, limit: int | None = None) -> in
         if pos < len(data):
             print(f"trailing {len(data) - pos} bytes after the last batch")
     if show_index:
-        _dump_index(path.with_suffix(".index"), OffsetIndex, ("relative_offset", "position"),
-                    base, limit)
-        _dump_index(path.with_suffix(".timeindex"), TimeIndex,
-                    ("max_timestamp", "relative_offset"), base, limit)
+        _dump_index(
+            path.with_suffix(".index"), OffsetIndex, ("relative_offset", "position"), base, limit
+        )
+        _dump_index(
+            path.with_suffix(".timeindex"),
+            TimeIndex,
+            ("max_timestamp", "relative_offset"),
+            base,
+            limit,
+        )
     return problems
 
 
-def _dump_index(path: Path, cls: type, names: tuple[str, str], base: int,
-                limit: int | None) -> None:
+def _dump_index(
+    path: Path, cls: type, names: tuple[str, str], base: int, limit: int | None
+) -> None:
     cols = cls.read_raw_columns(path)
     if cols is None:
         print(f"{path.name}: missing or of a bad size")
@@ -89,8 +96,9 @@ def _dump_index(path: Path, cls: type, names: tuple[str, str], base: int,
             print(f"  (entries end at {k}; the rest is preallocated or damaged)")
             break
         if limit is None or k < limit:
-            extra = f" offset={base + y}" if names[1] == "relative_offset" else (
-                f" offset={base + x}")
+            extra = (
+                f" offset={base + y}" if names[1] == "relative_offset" else (f" offset={base + x}")
+            )
             print(f"  [{k}] {names[0]}={x} {names[1]}={y}{extra}")
         prev = (x, y)
 

@@ -96,9 +96,7 @@ def _ls_worker(
     q.close()
 
 
-def _redis_worker(
-    addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
-) -> None:
+def _redis_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any) -> None:
     import redis
 
     host, port = addr.rsplit(":", 1)
@@ -117,9 +115,7 @@ def _redis_worker(
     cpu[i] = time.process_time() - c0
 
 
-def _nats_worker(
-    addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
-) -> None:
+def _nats_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any) -> None:
     import nats
     from nats.errors import TimeoutError as NatsTimeout
 
@@ -181,9 +177,7 @@ def _run_workers(
                 p.kill()
 
 
-def _result(
-    system: str, n: int, size: int, seconds: float, server_cpu: float, cpu: Any
-) -> Result:
+def _result(system: str, n: int, size: int, seconds: float, server_cpu: float, cpu: Any) -> Result:
     res = Result(system, "queue", n, n * size, seconds)
     res.extra["server_cpu_us"] = server_cpu / n * 1e6
     res.extra["worker_cpu_us"] = sum(cpu[:]) / n * 1e6
@@ -216,9 +210,7 @@ def logstream_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int 
         return acked.value >= n and ga.describe_queue_group(group).total.acknowledged >= n
 
     c0 = proc_cpu_s(pid)
-    seconds = _run_workers(
-        _ls_worker, lambda i: (addr, group, acked, cpu, i), workers, done, 600
-    )
+    seconds = _run_workers(_ls_worker, lambda i: (addr, group, acked, cpu, i), workers, done, 600)
     res = _result("logstream", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
     d = ga.describe_queue_group(group).total
     if d.acknowledged != n or d.redelivered:
@@ -439,8 +431,10 @@ def format_timing(t: dict[str, Any]) -> str:
         "| n | p50 | p99 | max |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for key, label in (("nack_late", "nack -> redelivery"), ("lease_late", "lease expiry -> "
-                                                                           "takeover")):
+    for key, label in (
+        ("nack_late", "nack -> redelivery"),
+        ("lease_late", "lease expiry -> takeover"),
+    ):
         s = t[key]
         lines.append(
             f"| {label} | {s['n']} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} |"

@@ -130,8 +130,7 @@ SECURE_TARGET = 0.85  # TLS + token + ACLs within 15% of plaintext
 SECURE_NA = "TLS + token + ACLs: produce, replay and group rows only"
 NOT_APPLICABLE = {
     "secure": {
-        key: SECURE_NA
-        for key in ("queue 100B", "durable produce 100B", "latency", "request reply")
+        key: SECURE_NA for key in ("queue 100B", "durable produce 100B", "latency", "request reply")
     },
     "kafka": {
         "queue 100B": "the Kafka protocol has no queue groups",
@@ -520,7 +519,9 @@ def versions(systems: list[str]) -> list[str]:
         elif system == "floor":
             server = "benchmarks/peers/grpc_floor.py (a Python grpc.server relay)"
         elif system == "kafka":
-            server = f"logstream broker's Kafka listener (this tree, Python {platform.python_version()})"  # noqa: E501
+            server = (
+                f"logstream broker's Kafka listener (this tree, Python {platform.python_version()})"
+            )
         elif system == "secure":
             server = f"logstream broker with TLS, --auth, --acls (this tree, Python {platform.python_version()})"  # noqa: E501
         else:
@@ -1017,8 +1018,10 @@ def render_queue(w, plan: Plan, systems: list[str], labels, agg) -> None:
         w("")
         w("| event | p50 ms | p99 ms | max ms |")
         w("| --- | --- | --- | --- |")
-        for key, label in (("nack_late", "nack -> redelivery"), ("lease_late", "lease out -> "
-                                                                               "other member")):
+        for key, label in (
+            ("nack_late", "nack -> redelivery"),
+            ("lease_late", "lease out -> other member"),
+        ):
             v = t[key]
             w(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} |")
         w("")

@@ -41,7 +41,6 @@ from logstream.types import EARLIEST, LATEST
 log = logging.getLogger("logstream.broker.fetch")
 
 
-
 @dataclass(slots=True)
 class FetchSpec:
     topic: str

@@ -178,7 +178,9 @@ class ProducerIdManager:
             name, _ = self._named.popitem(last=False)
             log.warning(
                 "more than %d producer names: forgetting the least recently used %r (its "
-                "next InitProducerId gets a fresh id)", self._max_names, name[:64]
+                "next InitProducerId gets a fresh id)",
+                self._max_names,
+                name[:64],
             )
 
     def _compact(self) -> None:

@@ -117,9 +117,7 @@ class FetchCache:
             return c
         return None
 
-    def chunk(
-        self, plog: PartitionLog, pos: int, also: FetchCache | None = None
-    ) -> Chunk | None:
+    def chunk(self, plog: PartitionLog, pos: int, also: FetchCache | None = None) -> Chunk | None:
         """The chunk holding ``pos``: this cache's, else ``also``'s (a hit of either does
         not read), else read and kept here."""
         with self._lock:

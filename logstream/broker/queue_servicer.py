@@ -125,9 +125,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
 
     def Settle(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
-            outcomes = self.queues.settle(
-                request.group, request.member_id, settles(request.settle)
-            )
+            outcomes = self.queues.settle(request.group, request.member_id, settles(request.settle))
         return queue_pb2.QueueSettleResponse(results=settle_results(outcomes))
 
     async def Fetch(self, request: Any, context: Any) -> Any:
@@ -162,9 +160,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                     keys = q.partition_keys(name)  # the group may read new partitions now
                     seen = notifier.mark(keys)
                     with self.broker.operation():
-                        _, deliveries, granted = q.acquire(
-                            name, member, [], max_records, lease
-                        )
+                        _, deliveries, granted = q.acquire(name, member, [], max_records, lease)
             finally:
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(

@@ -197,9 +197,7 @@ async def _push_loop(
         take = min(credit, MAX_PUSH_RECORDS)
         pushed: list[queue_pb2.QueueRecords] = []
         with broker.operation():
-            outcomes, deliveries, _ = queues.acquire(
-                name, member, merge_acks(pending), take, lease
-            )
+            outcomes, deliveries, _ = queues.acquire(name, member, merge_acks(pending), take, lease)
             if deliveries:
                 pushed = records_pb(queues, name, deliveries)
         answer.results.extend(settle_results(outcomes))

@@ -394,9 +394,7 @@ class QueueManager:
             finish_gone(m, plog, topic, partition, offsets, data)
         return data
 
-    def peek(
-        self, name: str, max_records: int
-    ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    def peek(self, name: str, max_records: int) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
         """Offsets a fetch would hand out now (available) and how often each was delivered
         already, without acquiring them."""
         if max_records <= 0:
@@ -448,4 +446,3 @@ class QueueManager:
             to_topic=to_topic,
             max_records=max_records,
         )
-

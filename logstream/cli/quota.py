@@ -37,6 +37,7 @@ def _admin() -> Any:
 
     return app().admin()
 
+
 def _file(data_dir: Path) -> Any:
     from logstream.broker.security.quotas import QuotaFile
 

@@ -198,7 +198,9 @@ def _kafka_edge(server: Any) -> Callable[[], None]:
     from logstream.kafka import KafkaListener
 
     listener = KafkaListener(
-        server.broker, server.config.kafka_listen, security=server.security,
+        server.broker,
+        server.config.kafka_listen,
+        security=server.security,
         request_gate=server.request_gate,
     )
     listener.start()

@@ -21,6 +21,7 @@ ONLINE = click.option(
     "--online", is_flag=True, help="Ask the running broker (--broker, --token) instead."
 )
 
+
 def _store(data_dir: Path) -> Any:
     from logstream.broker.security.credentials import CredentialStore
 

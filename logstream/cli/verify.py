@@ -59,8 +59,11 @@ class _PlainProgress:
         now = time.monotonic()
         if now >= self.next_at:
             self.next_at = now + PLAIN_PROGRESS_EVERY_S
-            click.echo(f"verify: {100 * self.done // self.total}% ({_mib(self.done)} of "
-                       f"{_mib(self.total)})", err=True)
+            click.echo(
+                f"verify: {100 * self.done // self.total}% ({_mib(self.done)} of "
+                f"{_mib(self.total)})",
+                err=True,
+            )
 
 
 def _mib(n: int) -> str:
@@ -73,24 +76,38 @@ def _summary(report: Any, seconds: float) -> str:
     damage = report.damage
     parts = len(report.partitions)
     topics = len({p.topic for p in report.partitions})
-    scanned = (f"{topics} topic{'s' * (topics != 1)}, {parts} partition{'s' * (parts != 1)}, "
-               f"{report.offsets:,} offsets, {_mib(report.size_bytes)} in {seconds:.1f} s")
+    scanned = (
+        f"{topics} topic{'s' * (topics != 1)}, {parts} partition{'s' * (parts != 1)}, "
+        f"{report.offsets:,} offsets, {_mib(report.size_bytes)} in {seconds:.1f} s"
+    )
     if not damage:
         return f"clean: {scanned}"
     where = len({(d.topic, d.partition) for d in damage})
-    return (f"damaged: {len(damage)} range{'s' * (len(damage) != 1)} in {where} "
-            f"partition{'s' * (where != 1)} (or metadata files); {scanned}")
+    return (
+        f"damaged: {len(damage)} range{'s' * (len(damage) != 1)} in {where} "
+        f"partition{'s' * (where != 1)} (or metadata files); {scanned}"
+    )
 
 
 @click.command(epilog=EXAMPLES)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--topic", "-t", "topics", multiple=True, metavar="T",
-              help="Only this topic (repeatable).")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              help="text: one line per damaged range and a summary; json: one document.")
+@click.option(
+    "--topic", "-t", "topics", multiple=True, metavar="T", help="Only this topic (repeatable)."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text: one line per damaged range and a summary; json: one document.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also show storage's log lines (index rebuilds, damage found).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show storage's log lines (index rebuilds, damage found).",
+)
 def verify(
     data_dir: Path, topics: tuple[str, ...], output: str, quiet: bool, verbose: bool
 ) -> None:
@@ -113,19 +130,30 @@ def verify(
         storage_log.setLevel(level)  # embedded callers (CliRunner) keep their logging
     seconds = time.monotonic() - t0
     if output == "json":
-        click.echo(json.dumps({
-            "data_dir": str(data_dir),
-            "clean": not report.damage,
-            "partitions": len(report.partitions),
-            "offsets": report.offsets,
-            "bytes": report.size_bytes,
-            "seconds": round(seconds, 3),
-            "damage": [d.as_dict() for d in report.damage],
-            "torn_tails": [
-                {"topic": p.topic, "partition": p.partition, "after_offset": p.log_end_offset,
-                 "bytes": p.unread_tail_bytes}
-                for p in report.partitions if p.unread_tail_bytes],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "data_dir": str(data_dir),
+                    "clean": not report.damage,
+                    "partitions": len(report.partitions),
+                    "offsets": report.offsets,
+                    "bytes": report.size_bytes,
+                    "seconds": round(seconds, 3),
+                    "damage": [d.as_dict() for d in report.damage],
+                    "torn_tails": [
+                        {
+                            "topic": p.topic,
+                            "partition": p.partition,
+                            "after_offset": p.log_end_offset,
+                            "bytes": p.unread_tail_bytes,
+                        }
+                        for p in report.partitions
+                        if p.unread_tail_bytes
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         for d in report.damage:
             click.echo(str(d))
@@ -144,8 +172,11 @@ def _scan(data_dir: Path, topics: tuple[str, ...], quiet: bool) -> Any:
     with DirectorySnapshot.open(data_dir) as snap:
         for name in topics:
             snap.topic(name)  # an unknown name fails before the scan
-        logs = snap.all_logs() if not topics else [
-            p for name in topics for p in snap.topic(name).partitions]
+        logs = (
+            snap.all_logs()
+            if not topics
+            else [p for name in topics for p in snap.topic(name).partitions]
+        )
         total = sum(p.size_bytes for p in logs)
         if quiet:
             return verify_snapshot(snap, topics=topics or None)
@@ -169,5 +200,4 @@ def _with_rich_bar(snap: Any, topics: tuple[str, ...], total: int) -> Any:
     columns = (TextColumn("verify"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("verify", total=total)
-        return verify_snapshot(snap, topics=topics or None,
-                               progress=lambda n: bar.advance(task, n))
+        return verify_snapshot(snap, topics=topics or None, progress=lambda n: bar.advance(task, n))

@@ -248,9 +248,7 @@ def chunks_from_records(
     """Decode a fetch answer's batches; drop batches wholly below ``position``. Small
     batches decode to Python lists (:func:`decode_rows`), larger ones to numpy columns.
     Raises CorruptRecordError (see :func:`decode_until_damage`) at the first damaged batch."""
-    chunks, damage = decode_until_damage(
-        topic, partition, epoch, records, position, verify=verify
-    )
+    chunks, damage = decode_until_damage(topic, partition, epoch, records, position, verify=verify)
     if damage is not None:
         raise damage
     return chunks
@@ -317,7 +315,10 @@ def _damage(
     span = f"{position}..{last}" if last is not None else f"{position} on"
     return CorruptRecordError(
         f"{topic}-{partition}: damaged batch at offsets {span}: {exc.message}",
-        topic=topic, partition=partition, first_offset=position, last_offset=last,
+        topic=topic,
+        partition=partition,
+        first_offset=position,
+        last_offset=last,
     )
 
 

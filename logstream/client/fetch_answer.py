@@ -109,5 +109,8 @@ def broker_found_damage(
     span = f"{offset}..{last}" if last is not None else f"{offset} on"
     return errors.CorruptRecordError(
         f"{tp.topic}-{tp.partition}: damaged offsets {span}: {p.error_message}",
-        topic=tp.topic, partition=tp.partition, first_offset=offset, last_offset=last,
+        topic=tp.topic,
+        partition=tp.partition,
+        first_offset=offset,
+        last_offset=last,
     )

@@ -118,9 +118,7 @@ def check_batch(buf: Buffer, *, max_batch_bytes: int = 0) -> BatchHeader:
     return header
 
 
-def check_record_section(
-    batch: Buffer, header: BatchHeader, *, max_batch_bytes: int = 0
-) -> None:
+def check_record_section(batch: Buffer, header: BatchHeader, *, max_batch_bytes: int = 0) -> None:
     """Raise unless the record section of ``batch`` (at position 0, already validated)
     matches ``header``. A compressed section is inflated once, bounded by its declared size."""
     expected = header.section_size

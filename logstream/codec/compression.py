@@ -84,15 +84,11 @@ def _zstd(data: bytes | bytearray | memoryview, expected_size: int) -> bytes:
 
     declared = zstandard.frame_content_size(data)
     if declared not in (-1, expected_size):
-        raise InvalidBatchError(
-            f"zstd frame declares {declared} bytes, the header {expected_size}"
-        )
+        raise InvalidBatchError(f"zstd frame declares {declared} bytes, the header {expected_size}")
     # max_output_size only applies when the frame does not declare its size, and the check
     # above makes a declared size equal to expected_size: either way the output is bounded.
     return bytes(
-        zstandard.ZstdDecompressor().decompress(
-            bytes(data), max_output_size=max(expected_size, 1)
-        )
+        zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=max(expected_size, 1))
     )
 
 

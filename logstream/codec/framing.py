@@ -113,8 +113,12 @@ def check_frames(buf: Buffer, positions: np.ndarray, base_offsets: np.ndarray) -
     if n <= _SMALL:
         bad = _first_bad_small(buf, positions.tolist(), base_offsets.tolist(), end)
     else:
-        bad = _first_bad_numpy(buf, positions.astype(np.int64, copy=False),
-                               base_offsets.astype(np.int64, copy=False), end)
+        bad = _first_bad_numpy(
+            buf,
+            positions.astype(np.int64, copy=False),
+            base_offsets.astype(np.int64, copy=False),
+            end,
+        )
     if bad < 0:
         return n
     if bad > 0:
@@ -122,8 +126,10 @@ def check_frames(buf: Buffer, positions: np.ndarray, base_offsets: np.ndarray) -
     at = int(positions[0])
     following = int(positions[1]) if n > 1 else end
     header = read_header(buf, at) if at + HEADER_SIZE <= end else None
-    got = "a cut header" if header is None else (
-        f"base offset {header.base_offset}, batch_length {header.batch_length}"
+    got = (
+        "a cut header"
+        if header is None
+        else (f"base offset {header.base_offset}, batch_length {header.batch_length}")
     )
     raise _framing_error(
         f"batch at byte {at} should hold offset {int(base_offsets[0])} and end at byte "

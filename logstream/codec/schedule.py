@@ -173,4 +173,3 @@ def expiry_of(headers: Headers) -> int:
         if name == EXPIRES_AT:
             return parse_time(value) or 0
     return 0
-

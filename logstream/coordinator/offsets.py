@@ -418,9 +418,7 @@ class OffsetStore:
         def flush_batch() -> None:
             nonlocal size
             if out_keys:
-                log.append(
-                    encode_batch(out_values, keys=out_keys, timestamps=self._clock.now_ms())
-                )
+                log.append(encode_batch(out_values, keys=out_keys, timestamps=self._clock.now_ms()))
                 out_keys.clear()
                 out_values.clear()
                 size = 0

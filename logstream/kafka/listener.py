@@ -422,9 +422,7 @@ def _charge(throttle: Throttle, principal: str, api_key: int, frame: bytes, body
     if api_key == wire.PRODUCE:
         return throttle.charge(principal, produce_bytes=len(frame))
     if api_key == wire.FETCH:
-        fetched = sum(
-            records_size(p.records) for topic in body.responses for p in topic.partitions
-        )
+        fetched = sum(records_size(p.records) for topic in body.responses for p in topic.partitions)
         return throttle.charge(principal, fetch_bytes=fetched)
     return throttle.charge(principal)
 

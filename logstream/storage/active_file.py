@@ -130,8 +130,15 @@ class ActiveFile:
                 mm = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
                 files.no_readahead(mm)
                 active = cls(
-                    path, fd, mm, end=end, capacity=capacity, reserved=reserved,
-                    created_ms=now_ms, prefaulter=prefaulter, dir_synced=not new,
+                    path,
+                    fd,
+                    mm,
+                    end=end,
+                    capacity=capacity,
+                    reserved=reserved,
+                    created_ms=now_ms,
+                    prefaulter=prefaulter,
+                    dir_synced=not new,
                 )
             except BaseException:
                 if mm is not None:

@@ -72,8 +72,9 @@ def parse_marker(data: bytes) -> dict[str, ParkedTail]:
     tails = doc["untrimmed"]
     out: dict[str, ParkedTail] = {}
     for name, tail in tails.items():
-        if not (isinstance(tail, list) and len(tail) == 4
-                and all(isinstance(x, int) for x in tail)):
+        if not (
+            isinstance(tail, list) and len(tail) == 4 and all(isinstance(x, int) for x in tail)
+        ):
             raise ValueError(f"bad entry for {name}")
         out[name] = ParkedTail(*tail)
     return out

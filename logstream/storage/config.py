@@ -113,8 +113,7 @@ class TopicConfig:
         _check_int("retention_bytes", self.retention_bytes, -1, MAX_CONFIG_INT)
         _check_int("flush_interval_ms", self.flush_interval_ms, 0, MAX_CONFIG_INT)
         _check_int("max_batch_bytes", self.max_batch_bytes, HEADER_SIZE + 16, 2**31 - 1)
-        _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1,
-                   MAX_CONFIG_INT)
+        _check_int("producer_id_expiration_ms", self.producer_id_expiration_ms, 1, MAX_CONFIG_INT)
         _check_int("message_ttl_ms", self.message_ttl_ms, -1, MAX_CONFIG_INT)
         if self.message_ttl_ms == 0:
             raise InvalidConfigError("message_ttl_ms must be > 0, or -1 for no TTL")
@@ -196,8 +195,10 @@ def _to_int(name: str, raw: Any) -> int:
     if isinstance(raw, str):
         text = raw.strip().replace("_", "")
         if len(text) > 20:  # longer than any int64: refuse before parsing a huge number
-            raise InvalidConfigError(f"{name} must be an integer up to {MAX_CONFIG_INT}, "
-                                     f"not a {len(text)}-character value")
+            raise InvalidConfigError(
+                f"{name} must be an integer up to {MAX_CONFIG_INT}, "
+                f"not a {len(text)}-character value"
+            )
         try:
             return int(text)
         except ValueError:

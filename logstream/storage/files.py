@@ -238,9 +238,7 @@ def reserve(fd: int, start: int, length: int) -> None:
                     f"cannot reserve {length} bytes at {start} on disk: {exc2}"
                 ) from exc2
             return
-        raise KafkaStorageError(
-            f"cannot reserve {length} bytes at {start} on disk: {exc}"
-        ) from exc
+        raise KafkaStorageError(f"cannot reserve {length} bytes at {start} on disk: {exc}") from exc
 
 
 def no_readahead(mm: mmap.mmap) -> None:
@@ -314,8 +312,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> int | None:
         log.error("checkpoint %s is unreadable (%s); ignoring it", path, exc)
         return None
     lines = text.split()
-    ok = len(lines) == 3 and lines[0] == "1" and lines[1].isdigit() and lines[2] == str(
-        crc32c(lines[1].encode("ascii"))
+    ok = (
+        len(lines) == 3
+        and lines[0] == "1"
+        and lines[1].isdigit()
+        and lines[2] == str(crc32c(lines[1].encode("ascii")))
     )
     if not ok and len(lines) == 2 and lines[0] == "0" and lines[1].isdigit():
         ok = True  # version 0: no checksum
@@ -345,7 +346,8 @@ def raise_fd_limit() -> tuple[int, int]:
         if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             logging.getLogger("logstream.storage").info(
-                "raised the open-files limit (RLIMIT_NOFILE) from %d to %d", soft, hard)
+                "raised the open-files limit (RLIMIT_NOFILE) from %d to %d", soft, hard
+            )
             return soft, hard
     except (OSError, ValueError):
         pass

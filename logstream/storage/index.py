@@ -99,9 +99,7 @@ class ColumnarIndex:
         return _split_columns(raw, cls.DTYPES, raw.size // cls.ENTRY_SIZE)
 
     @classmethod
-    def growable(
-        cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None
-    ) -> Self:
+    def growable(cls, path: Path, capacity: int, columns: list[np.ndarray] | None = None) -> Self:
         """The active segment's index: in-memory columns holding ``columns``, appendable up
         to ``capacity`` entries (then :attr:`is_full`, and the segment rolls). No file, no
         map, no file descriptor: the entries are derived from the log, crash recovery
@@ -127,16 +125,19 @@ class ColumnarIndex:
         """A read-only index over in-memory columns (a read-only data directory rebuilds
         indexes this way instead of writing files). ``path`` is only a label."""
         index = cls(path)
-        index._cols = [np.ascontiguousarray(c, dtype=dt) for c, dt in zip(
-            columns, cls.DTYPES, strict=True)]
+        index._cols = [
+            np.ascontiguousarray(c, dtype=dt) for c, dt in zip(columns, cls.DTYPES, strict=True)
+        ]
         index.entries = index.capacity = len(index._cols[0])
         return index
 
     @classmethod
     def write_trimmed(cls, path: Path, columns: list[np.ndarray]) -> None:
         """Write a sealed (trimmed) index file atomically from in-memory columns."""
-        parts = [np.ascontiguousarray(c, dtype=dt).tobytes() for c, dt in zip(
-            columns, cls.DTYPES, strict=True)]
+        parts = [
+            np.ascontiguousarray(c, dtype=dt).tobytes()
+            for c, dt in zip(columns, cls.DTYPES, strict=True)
+        ]
         files.atomic_write(path, b"".join(parts))
 
     # -- access ----------------------------------------------------------------------------
@@ -238,9 +239,7 @@ class OffsetIndex(ColumnarIndex):
         rel, pos = self.column(0), self.column(1)
         if int(rel[0]) != 0 or int(pos[0]) != 0:
             raise IndexCorruptError(f"{self.path}: first entry is not (0, 0)")
-        if n > 1 and (
-            not bool(np.all(rel[1:] > rel[:-1])) or not bool(np.all(pos[1:] > pos[:-1]))
-        ):
+        if n > 1 and (not bool(np.all(rel[1:] > rel[:-1])) or not bool(np.all(pos[1:] > pos[:-1]))):
             raise IndexCorruptError(f"{self.path}: entries are not strictly increasing")
         if int(pos[-1]) >= data_size:
             raise IndexCorruptError(f"{self.path}: last position {int(pos[-1])} >= {data_size}")
@@ -275,9 +274,7 @@ class TimeIndex(ColumnarIndex):
         ts, rel = self.column(0), self.column(1)
         if int(rel[0]) != 0:
             raise IndexCorruptError(f"{self.path}: first entry is not at relative offset 0")
-        if n > 1 and (
-            not bool(np.all(ts[1:] > ts[:-1])) or not bool(np.all(rel[1:] > rel[:-1]))
-        ):
+        if n > 1 and (not bool(np.all(ts[1:] > ts[:-1])) or not bool(np.all(rel[1:] > rel[:-1]))):
             raise IndexCorruptError(f"{self.path}: entries are not strictly increasing")
         assert last_relative_offset is not None
         if int(rel[-1]) > last_relative_offset:

@@ -117,25 +117,38 @@ def load_partition(
     sizes = list_segments(directory, tidy=True)
     checkpoint = files.read_checkpoint(directory / files.LOG_START_FILE)
     bases = sorted(sizes)
-    segments = SegmentSet([
-        Segment(directory, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None,
-                prefaulter=prefaulter)
-        for i, b in enumerate(bases)
-    ])
+    segments = SegmentSet(
+        [
+            Segment(
+                directory,
+                b,
+                sizes[b],
+                bases[i + 1] if i + 1 < len(bases) else None,
+                prefaulter=prefaulter,
+            )
+            for i, b in enumerate(bases)
+        ]
+    )
     truncated, scanned = 0, 0
     recovered: list[BatchHeader] | None = None
     last = segments.last
     if last is not None:
         if clean and parked_tail is not None and parked_tail.base_offset == last.base_offset:
             if not last.adopt_parked_tail(parked_tail):
-                log.warning("%s: the clean-shutdown record of its last segment does not "
-                            "match the file; recovering it", directory)
+                log.warning(
+                    "%s: the clean-shutdown record of its last segment does not "
+                    "match the file; recovering it",
+                    directory,
+                )
                 clean = False
         elif clean and not last.load_next_offset():
             # An empty or foreign marker over a crashed directory: its zero tail or torn
             # batch must be recovered, not served.
-            log.warning("%s: the clean-shutdown marker says its last segment is sealed, "
-                        "but its index does not match the file; recovering it", directory)
+            log.warning(
+                "%s: the clean-shutdown marker says its last segment is sealed, "
+                "but its index does not match the file; recovering it",
+                directory,
+            )
             clean = False
         if not clean:
             truncated, scan = last.recover()
@@ -162,7 +175,9 @@ def _finish_retention(
     if checkpoint > last.next_offset:
         log.error(
             "%s says the log starts at %d, past its end %d: ignoring it, no segment deleted",
-            directory / files.LOG_START_FILE, checkpoint, last.next_offset,
+            directory / files.LOG_START_FILE,
+            checkpoint,
+            last.next_offset,
         )
         return None
     doomed, _ = live_bases(segments.bases, checkpoint)
@@ -187,8 +202,7 @@ def _load_producer_state(
     recovered: list[BatchHeader] | None,
 ) -> ProducerStateManager:
     end = segments.last.next_offset if segments.last is not None else log_start
-    snap = ProducerStateManager.load_snapshot(directory / files.PRODUCER_STATE_FILE,
-                                              clock.now_ms())
+    snap = ProducerStateManager.load_snapshot(directory / files.PRODUCER_STATE_FILE, clock.now_ms())
     producers = ProducerStateManager()
     if snap is not None and snap[1] <= end:
         producers, start = snap
@@ -210,8 +224,14 @@ def _load_producer_state(
 
 
 def timed_report(
-    t0: float, *, topic: str, partition: int, loaded: LoadedPartition, producers: int,
-    log_start: int, log_end: int,
+    t0: float,
+    *,
+    topic: str,
+    partition: int,
+    loaded: LoadedPartition,
+    producers: int,
+    log_start: int,
+    log_end: int,
 ) -> RecoveryReport:
     """The RecoveryReport of a writable open that started at ``t0`` (perf_counter)."""
     segments = loaded.segments
@@ -231,7 +251,11 @@ def timed_report(
     if not loaded.clean and segments:
         log.info(
             "recovered %s-%d: %d batches scanned, %d bytes truncated, offsets [%d, %d)",
-            topic, partition, loaded.batches_scanned, loaded.bytes_truncated, log_start,
+            topic,
+            partition,
+            loaded.batches_scanned,
+            loaded.bytes_truncated,
+            log_start,
             log_end,
         )
     return report

@@ -106,7 +106,9 @@ class PartitionLog(PartitionReader[Segment]):
         parked_tail: ParkedTail | None = None,
     ) -> None:
         super().__init__(
-            Path(directory), topic=topic, partition=partition,
+            Path(directory),
+            topic=topic,
+            partition=partition,
             config=config if config is not None else TopicConfig(),
         )
         self._clock = clock
@@ -119,19 +121,28 @@ class PartitionLog(PartitionReader[Segment]):
         self._prefaulter = (
             prefault_pages
             if isinstance(prefault_pages, prefault.Prefaulter)
-            else prefault.shared() if prefault_pages else None
+            else prefault.shared()
+            if prefault_pages
+            else None
         )
         t0 = time.perf_counter()
         loaded = load_partition(
-            self.dir, clock=clock, prefaulter=self._prefaulter, clean=clean_shutdown,
+            self.dir,
+            clock=clock,
+            prefaulter=self._prefaulter,
+            clean=clean_shutdown,
             parked_tail=parked_tail,
         )
         self._segments = loaded.segments
         self._producers = loaded.producers
         self._set_bounds(loaded.checkpoint)
         self.recovery_report = timed_report(
-            t0, topic=topic, partition=partition, loaded=loaded,
-            producers=len(self._producers), log_start=self._log_start,
+            t0,
+            topic=topic,
+            partition=partition,
+            loaded=loaded,
+            producers=len(self._producers),
+            log_start=self._log_start,
             log_end=self._next_offset,
         )
 
@@ -371,7 +382,11 @@ class PartitionLog(PartitionReader[Segment]):
         self._check_offsets()
         log.info(
             "%s deleted %d segments of %s-%d; log start offset is now %d",
-            why, k, self.topic, self.partition, self._log_start,
+            why,
+            k,
+            self.topic,
+            self.partition,
+            self._log_start,
         )
         return k
 

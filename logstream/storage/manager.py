@@ -145,8 +145,14 @@ class LogManager:
 
         ``dir_mode`` / ``file_mode``: permission bits of the data directory (applied to it
         at every open) and of every directory and file created in it (files.set_modes)."""
-        return cls(path, default_config=default_config, clock=clock,
-                   prefault_pages=prefault_pages, dir_mode=dir_mode, file_mode=file_mode)
+        return cls(
+            path,
+            default_config=default_config,
+            clock=clock,
+            prefault_pages=prefault_pages,
+            dir_mode=dir_mode,
+            file_mode=file_mode,
+        )
 
     def __enter__(self) -> LogManager:
         return self
@@ -196,7 +202,9 @@ class LogManager:
         log.error(
             "topic metadata %s is missing but %d partition directories of %r hold data: "
             "the topic is restored with the default config (re-apply its overrides)",
-            self._meta_path(name), partitions, name,
+            self._meta_path(name),
+            partitions,
+            name,
         )
         topic = Topic(name, self.default_config)
         for p in range(partitions):
@@ -219,9 +227,7 @@ class LogManager:
         self.recovery_reports[TopicPartition(topic.name, partition)] = plog.recovery_report
         return plog
 
-    def _write_meta(
-        self, topic: Topic, state: str = READY, partitions: int | None = None
-    ) -> None:
+    def _write_meta(self, topic: Topic, state: str = READY, partitions: int | None = None) -> None:
         count = len(topic.partitions) if partitions is None else partitions
         meta = TopicMeta(topic.name, count, dict(topic.overrides), state)
         files.atomic_write(self._meta_path(topic.name), format_meta(meta))
@@ -241,8 +247,10 @@ class LogManager:
         accepted). Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
         InvalidConfigError."""
         validate_topic_name(name)
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or not (
-            1 <= partitions <= MAX_PARTITIONS
+        if (
+            isinstance(partitions, bool)
+            or not isinstance(partitions, int)
+            or not (1 <= partitions <= MAX_PARTITIONS)
         ):
             raise InvalidPartitionsError(
                 f"partitions must be in [1, {MAX_PARTITIONS}], not {partitions!r}"
@@ -276,9 +284,7 @@ class LogManager:
             self._topics[name] = topic
             return topic
 
-    def _discard_partitions(
-        self, name: str, plogs: list[PartitionLog], numbers: range
-    ) -> None:
+    def _discard_partitions(self, name: str, plogs: list[PartitionLog], numbers: range) -> None:
         """Undo the partitions ``numbers`` of a create (or grow) that failed half-way: close
         the opened ones and remove every directory, so a failure leaves nothing on disk."""
         for plog in plogs:
@@ -331,9 +337,7 @@ class LogManager:
             )
         return t.partitions[partition]
 
-    def alter_topic_config(
-        self, name: str, updates: Mapping[str, str | int | None]
-    ) -> TopicConfig:
+    def alter_topic_config(self, name: str, updates: Mapping[str, str | int | None]) -> TopicConfig:
         """Change config overrides; a None value resets a key to the default. Validates
         everything before changing anything (InvalidConfigError)."""
         with self._lock:

@@ -65,8 +65,12 @@ def find_partition_dirs(data_dir: Path, counts: Mapping[str, int]) -> dict[str, 
         if count is None:
             found.setdefault(name, []).append(p)
         elif p >= count:
-            log.warning("removing %s: partition %d of %r was being added when the broker "
-                        "stopped", entry.path, p, name)
+            log.warning(
+                "removing %s: partition %d of %r was being added when the broker stopped",
+                entry.path,
+                p,
+                name,
+            )
             _remove(Path(entry.path))
     return found
 
@@ -77,8 +81,12 @@ def adopt(data_dir: Path, name: str, numbers: list[int]) -> bool:
     dirs = [data_dir / files.partition_dir_name(name, p) for p in numbers]
     if any(_holds_data(d) for d in dirs):
         return True
-    log.warning("removing %d empty partition directories of %r, which has no metadata "
-                "(a create or delete interrupted by a crash)", len(dirs), name)
+    log.warning(
+        "removing %d empty partition directories of %r, which has no metadata "
+        "(a create or delete interrupted by a crash)",
+        len(dirs),
+        name,
+    )
     for d in dirs:
         _remove(d)
     return False
@@ -104,7 +112,9 @@ def finish_interrupted(data_dir: Path, meta: TopicMeta) -> None:
     what = "rolling back its create" if meta.state == CREATING else "finishing its delete"
     log.warning(
         "topic %r was being %s when the broker stopped: %s",
-        meta.name, "created" if meta.state == CREATING else "deleted", what,
+        meta.name,
+        "created" if meta.state == CREATING else "deleted",
+        what,
     )
     for p in range(meta.partitions):
         path = data_dir / files.partition_dir_name(meta.name, p)

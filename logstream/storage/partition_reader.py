@@ -38,9 +38,7 @@ _NO_TIMESTAMP = -(2**63)
 class PartitionReader(Generic[S]):
     """Reads of one partition's segments; see the module docstring."""
 
-    def __init__(
-        self, directory: Path, *, topic: str, partition: int, config: TopicConfig
-    ) -> None:
+    def __init__(self, directory: Path, *, topic: str, partition: int, config: TopicConfig) -> None:
         self.dir = directory
         self.topic = topic
         self.partition = partition
@@ -67,7 +65,10 @@ class PartitionReader(Generic[S]):
 
     def _check_offsets(self) -> None:
         assert self._log_start <= self._flushed_offset <= self._next_offset, (
-            self._log_start, self._flushed_offset, self._next_offset)
+            self._log_start,
+            self._flushed_offset,
+            self._next_offset,
+        )
 
     # -- properties --------------------------------------------------------------------------
 
@@ -138,11 +139,14 @@ class PartitionReader(Generic[S]):
             seg = segments[i]
             if offset >= seg.next_offset:  # a segment damaged at its end: a hole to the next
                 following = segments[i + 1].base_offset if i + 1 < len(segments) else end
-                raise self._named(CorruptRecordError(
-                    f"offsets {seg.next_offset}..{following - 1} are missing after "
-                    f"segment {seg.base_offset}",
-                    first_offset=seg.next_offset, last_offset=following - 1,
-                ))
+                raise self._named(
+                    CorruptRecordError(
+                        f"offsets {seg.next_offset}..{following - 1} are missing after "
+                        f"segment {seg.base_offset}",
+                        first_offset=seg.next_offset,
+                        last_offset=following - 1,
+                    )
+                )
             try:
                 data = seg.read(offset, max_bytes)
             except CorruptRecordError as exc:

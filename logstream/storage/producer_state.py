@@ -119,9 +119,7 @@ class ProducerStateManager:
                 )
         return None
 
-    def update(
-        self, header: BatchHeader, base_offset: int, timestamp: int, now_ms: int
-    ) -> None:
+    def update(self, header: BatchHeader, base_offset: int, timestamp: int, now_ms: int) -> None:
         """Record a batch that was written at ``base_offset`` at broker time ``now_ms``
         (also used when replaying, with the time of the replay)."""
         pid = header.producer_id

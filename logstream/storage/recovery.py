@@ -99,9 +99,7 @@ class TailScan:
     last_batch_pos: int = -1
 
 
-def scan_batches(
-    buf: bytes | memoryview, base_offset: int, *, verify_from: int = 0
-) -> ScanResult:
+def scan_batches(buf: bytes | memoryview, base_offset: int, *, verify_from: int = 0) -> ScanResult:
     """Walk back-to-back batches in ``buf`` from position 0, the first one expected at
     ``base_offset``. Batches at positions >= ``verify_from`` get a full ``validate_batch``
     (length + CRC); earlier ones a header check."""
@@ -128,13 +126,15 @@ def scan_batches(
             break
         if header.base_offset != expected:
             result.failure = ScanFailure(
-                ScanFailureKind.OFFSET_GAP, pos,
+                ScanFailureKind.OFFSET_GAP,
+                pos,
                 f"base offset {header.base_offset}, expected {expected}",
             )
             break
         if header.next_offset - base_offset > MAX_RELATIVE_OFFSET:
             result.failure = ScanFailure(
-                ScanFailureKind.RELATIVE_OFFSET_OVERFLOW, pos,
+                ScanFailureKind.RELATIVE_OFFSET_OVERFLOW,
+                pos,
                 f"next offset {header.next_offset} is more than {MAX_RELATIVE_OFFSET} past "
                 f"the segment base {base_offset}",
             )
@@ -246,8 +246,12 @@ def _next_parsable(
             return False
         try:
             header = read_header(data, pos)
-            if header.magic != MAGIC or header.base_offset < expected or \
-                    header.record_count <= 0 or header.batch_length > end - pos:
+            if (
+                header.magic != MAGIC
+                or header.base_offset < expected
+                or header.record_count <= 0
+                or header.batch_length > end - pos
+            ):
                 return False
             if base is not None and header.base_offset != base:
                 return False

@@ -101,8 +101,7 @@ class Segment(SegmentReader):
         self._newest_ts = _NO_TIMESTAMP  # while ACTIVE: the time index's running max
 
     def __repr__(self) -> str:
-        return (f"Segment({self.base_offset}..{self.next_offset}, {self.size}B, "
-                f"{self.state.value})")
+        return f"Segment({self.base_offset}..{self.next_offset}, {self.size}B, {self.state.value})"
 
     @property
     def active(self) -> bool:
@@ -148,8 +147,7 @@ class Segment(SegmentReader):
         off_cols, time_cols = oi.columns(), ti.columns()
         self.release()
         try:
-            self._become_active(max(capacity, self.size), off_cols, time_cols, now_ms,
-                                new=False)
+            self._become_active(max(capacity, self.size), off_cols, time_cols, now_ms, new=False)
         except BaseException:
             with files.storage_errors(f"restoring {self.log_path}"):
                 files.truncate(self.log_path, self.size)  # the index files were not touched
@@ -166,8 +164,12 @@ class Segment(SegmentReader):
         new: bool,
     ) -> None:
         self.active_file = ActiveFile.open(
-            self.log_path, end=self.size, capacity=capacity, now_ms=now_ms,
-            prefaulter=self._prefaulter, new=new,
+            self.log_path,
+            end=self.size,
+            capacity=capacity,
+            now_ms=now_ms,
+            prefaulter=self._prefaulter,
+            new=new,
         )
         if self.appended_from is None:  # what append() writes needs no framing check
             self.appended_from = self.size
@@ -401,13 +403,21 @@ class Segment(SegmentReader):
             log.error(
                 "recovery: %s is damaged at position %d (%s) and good batches follow it: "
                 "not a torn tail, nothing cut before position %d; offsets %d..%d are "
-                "refused with CORRUPT_MESSAGE", self.log_path, result.end_position,
-                result.failure, cut, result.next_offset, tail.next_offset - 1,
+                "refused with CORRUPT_MESSAGE",
+                self.log_path,
+                result.end_position,
+                result.failure,
+                cut,
+                result.next_offset,
+                tail.next_offset - 1,
             )
         if truncated:
             log.warning(
                 "recovery cut %d bytes from %s at position %d: %s",
-                truncated, self.log_path, cut, result.failure or "torn tail",
+                truncated,
+                self.log_path,
+                cut,
+                result.failure or "torn tail",
             )
         return truncated, result
 
@@ -453,4 +463,3 @@ class Segment(SegmentReader):
         with files.storage_errors(f"trimming segment {self.log_path}"):
             files.truncate(self.log_path, self.size, sync=True)
         self.state = SegmentState.SEALED
-

@@ -148,7 +148,13 @@ class SegmentReader:
         return data
 
     def _check_framing(
-        self, data: bytes, checked_bytes: int, oi: OffsetIndex, k: int, m: int, start: int,
+        self,
+        data: bytes,
+        checked_bytes: int,
+        oi: OffsetIndex,
+        k: int,
+        m: int,
+        start: int,
         offset: int,
     ) -> int | None:
         """Check index entries ``k..m`` (the first ``checked_bytes`` of ``data``, read from
@@ -160,8 +166,9 @@ class SegmentReader:
             good = check_frames(memoryview(data)[:checked_bytes], batch_positions, bases)
         except CorruptRecordError as exc:
             # The index knows where the next batch starts even when this read held one.
-            following = (self.base_offset + oi.entry(k + 1)[0] if k + 1 < oi.entries
-                         else self.next_offset)
+            following = (
+                self.base_offset + oi.entry(k + 1)[0] if k + 1 < oi.entries else self.next_offset
+            )
             exc.last_offset = following - 1 if following > int(bases[0]) else None
             raise
         if good == len(batch_positions):
@@ -273,7 +280,10 @@ class SegmentReader:
             log.error(
                 "segment %s is damaged at position %d (%s); only the prefix is indexed, "
                 "offsets from %d are refused with CORRUPT_MESSAGE",
-                self.log_path, result.end_position, result.failure, result.next_offset,
+                self.log_path,
+                result.end_position,
+                result.failure,
+                result.next_offset,
             )
             self.damage = (result.end_position, result.next_offset)
         off_cols, time_cols = index_columns(self.base_offset, result.positions, result.headers)

@@ -80,8 +80,7 @@ class SnapshotSegment(SegmentReader):
         self.size = cut
         self.next_offset = result.next_offset
         self._max_ts = None
-        self._set_memory_indexes(*index_columns(self.base_offset, result.positions,
-                                                result.headers))
+        self._set_memory_indexes(*index_columns(self.base_offset, result.positions, result.headers))
         if not beyond:
             return 0, len(result.headers)
         resumed = self._resume_after(data, result, parked)
@@ -90,13 +89,21 @@ class SnapshotSegment(SegmentReader):
             self.size, self.next_offset = resumed
             log.error(
                 "read-only: %s is damaged at position %d (%s); offsets %d..%d are refused "
-                "with CORRUPT_MESSAGE", self.log_path, cut, result.failure or "bad batch",
-                result.next_offset, self.next_offset - 1,
+                "with CORRUPT_MESSAGE",
+                self.log_path,
+                cut,
+                result.failure or "bad batch",
+                result.next_offset,
+                self.next_offset - 1,
             )
             return 0, len(result.headers)
         log.warning(
             "read-only: %s has %d bytes past its last good batch at position %d (%s); "
-            "not read, not cut", self.log_path, beyond, cut, result.failure or "torn tail",
+            "not read, not cut",
+            self.log_path,
+            beyond,
+            cut,
+            result.failure or "torn tail",
         )
         return beyond, len(result.headers)
 
@@ -110,8 +117,12 @@ class SnapshotSegment(SegmentReader):
         where it looks first."""
         cut = result.end_position
         hints: list[tuple[int, int | None]] = []
-        if parked is not None and parked.base_offset == self.base_offset \
-                and parked.last_batch_pos > cut and parked.next_offset > result.next_offset:
+        if (
+            parked is not None
+            and parked.base_offset == self.base_offset
+            and parked.last_batch_pos > cut
+            and parked.next_offset > result.next_offset
+        ):
             hints.append((parked.last_batch_pos, None))
         with contextlib.suppress(OSError, ValueError, IndexError):
             entry = read_last_offset_entry(self.index_path)
@@ -154,8 +165,14 @@ class PartitionSnapshot(PartitionReader[SnapshotSegment]):
     :meth:`refresh`. Producer state is not loaded (nothing is appended)."""
 
     def __init__(
-        self, directory: Path, *, topic: str, partition: int, config: TopicConfig,
-        clean_shutdown: bool, parked: ParkedTail | None = None,
+        self,
+        directory: Path,
+        *,
+        topic: str,
+        partition: int,
+        config: TopicConfig,
+        clean_shutdown: bool,
+        parked: ParkedTail | None = None,
     ) -> None:
         super().__init__(directory, topic=topic, partition=partition, config=config)
         t0 = time.perf_counter()
@@ -163,10 +180,14 @@ class PartitionSnapshot(PartitionReader[SnapshotSegment]):
             sizes = list_segments(directory, tidy=False) if directory.is_dir() else {}
         checkpoint = files.read_checkpoint(directory / files.LOG_START_FILE)
         _, bases = live_bases(sorted(sizes), checkpoint)  # skip, never delete, the rest
-        self._segments = SegmentSet([
-            SnapshotSegment(directory, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None)
-            for i, b in enumerate(bases)
-        ])
+        self._segments = SegmentSet(
+            [
+                SnapshotSegment(
+                    directory, b, sizes[b], bases[i + 1] if i + 1 < len(bases) else None
+                )
+                for i, b in enumerate(bases)
+            ]
+        )
         beyond, scanned = 0, 0
         last = self._segments.last
         if last is not None:
@@ -281,15 +302,22 @@ class DirectorySnapshot:
             self.unreadable_topics.append((meta, f"metadata {meta.name} unreadable: {exc}"))
             return
         if doc.state != READY:
-            log.warning("read-only: skipping topic %r: it was being %s", name,
-                        "created" if doc.state == CREATING else "deleted")
+            log.warning(
+                "read-only: skipping topic %r: it was being %s",
+                name,
+                "created" if doc.state == CREATING else "deleted",
+            )
             return
         topic = TopicSnapshot(name, config)
         for p in range(count):
             dir_name = files.partition_dir_name(name, p)
             part = PartitionSnapshot(
-                self.data_dir / dir_name, topic=name, partition=p, config=config,
-                clean_shutdown=clean, parked=self._parked.get(dir_name),
+                self.data_dir / dir_name,
+                topic=name,
+                partition=p,
+                config=config,
+                clean_shutdown=clean,
+                parked=self._parked.get(dir_name),
             )
             topic.partitions.append(part)
             self.recovery_reports[TopicPartition(name, p)] = part.recovery_report

@@ -52,8 +52,13 @@ class Damage:
         return f"{self.topic} {self.partition} {span}: {self.why}"
 
     def as_dict(self) -> dict[str, object]:
-        return {"topic": self.topic, "partition": self.partition, "first_offset": self.first,
-                "last_offset": self.last, "why": self.why}
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first,
+            "last_offset": self.last,
+            "why": self.why,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +77,11 @@ class PartitionResult:
         """A line about a torn tail (not damage: what a crashed or live writer leaves)."""
         if not self.unread_tail_bytes:
             return None
-        return (f"{self.topic} {self.partition} tail: {self.unread_tail_bytes} bytes past "
-                f"offset {self.log_end_offset - 1} not read (a torn write; a broker's "
-                "recovery cuts them)")
+        return (
+            f"{self.topic} {self.partition} tail: {self.unread_tail_bytes} bytes past "
+            f"offset {self.log_end_offset - 1} not read (a torn write; a broker's "
+            "recovery cuts them)"
+        )
 
 
 @dataclass
@@ -119,8 +126,11 @@ def verify_partition(log: PartitionSnapshot, progress: Progress | None = None) -
             continue
         except CorruptRecordError as exc:
             first = pos if exc.first_offset is None else max(exc.first_offset, pos)
-            last = exc.last_offset if exc.last_offset is not None and exc.last_offset >= first \
+            last = (
+                exc.last_offset
+                if exc.last_offset is not None and exc.last_offset >= first
                 else None
+            )
             found.append(Damage(log.topic, log.partition, first, last, exc.message))
             pos = last + 1 if last is not None else min([b for b in bases if b > first] or [end])
     return found
@@ -140,8 +150,11 @@ def verify_snapshot(
     for path, why in snap.unreadable_topics:
         if wanted is None or path.stem in wanted:
             report.unreadable_topics.append(Damage(path.stem, None, None, None, why))
-    logs = snap.all_logs() if wanted is None else [
-        p for name in wanted for p in snap.topic(name).partitions]
+    logs = (
+        snap.all_logs()
+        if wanted is None
+        else [p for name in wanted for p in snap.topic(name).partitions]
+    )
     for log in logs:
         size = log.size_bytes
         done = 0
@@ -155,9 +168,15 @@ def verify_snapshot(
         damage = verify_partition(log, counted)
         if progress is not None and done < size:
             progress(size - done)  # skipped damage and bytes below the log start
-        result = PartitionResult(log.topic, log.partition, log.log_start_offset,
-                                 log.log_end_offset, size, damage,
-                                 log.recovery_report.bytes_truncated)
+        result = PartitionResult(
+            log.topic,
+            log.partition,
+            log.log_start_offset,
+            log.log_end_offset,
+            size,
+            damage,
+            log.recovery_report.bytes_truncated,
+        )
         report.partitions.append(result)
         if on_partition is not None:
             on_partition(result)

@@ -436,4 +436,3 @@ class InMemoryTransport(UnmodelledCalls):
                             out.offset = base
                             break
         return resp
-

@@ -304,8 +304,10 @@ def test_producer_names_are_limited_in_length(client):
 @pytest.mark.parametrize(
     ("message", "sent"),
     [
-        ("writing /srv/data/meta/t.json.tmp: [Errno 21] Is a directory: '/srv/data/x'",
-         "writing <path>: [Errno 21] Is a directory: '<path>'"),
+        (
+            "writing /srv/data/meta/t.json.tmp: [Errno 21] Is a directory: '/srv/data/x'",
+            "writing <path>: [Errno 21] Is a directory: '<path>'",
+        ),
         ("segment (/d/t-0/00000000000000000000.log) damaged.", "segment (<path>) damaged."),
         ("topic 'a/b' and ../up and 5/6 stay", "topic 'a/b' and ../up and 5/6 stay"),
     ],

@@ -28,8 +28,11 @@ def test_concurrent_max_size_produce_calls_keep_the_broker_memory_bounded(
     tmp_path: Path,
 ) -> None:
     broker = BrokerProcess(
-        tmp_path / "data", log_level="WARNING", max_message_bytes=MESSAGE,
-        max_request_bytes_in_flight=2 * MESSAGE, auto_create_topics=True,
+        tmp_path / "data",
+        log_level="WARNING",
+        max_message_bytes=MESSAGE,
+        max_request_bytes_in_flight=2 * MESSAGE,
+        auto_create_topics=True,
     ).start()
     try:
         payload = b"\1" * (MESSAGE - 64 * 1024)  # not a batch: answered per batch, not read

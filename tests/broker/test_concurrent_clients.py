@@ -119,8 +119,10 @@ def test_produce_fetch_retention_and_topic_changes_at_once(tmp_path: Path) -> No
 
         threads = [threading.Thread(target=producer, args=(k,)) for k in range(4)]
         threads += [threading.Thread(target=fetcher) for _ in range(2)]
-        threads += [threading.Thread(target=churn, args=("e", False)),
-                    threading.Thread(target=churn, args=("g", True))]
+        threads += [
+            threading.Thread(target=churn, args=("e", False)),
+            threading.Thread(target=churn, args=("g", True)),
+        ]
         for t in threads:
             t.start()
 
@@ -140,8 +142,12 @@ def test_produce_fetch_retention_and_topic_changes_at_once(tmp_path: Path) -> No
             poll.start()
             time.sleep(0.1)
             deleted_at = time.monotonic()
-            res = out.rpc("delete d", admin.admin.DeleteTopics,
-                          admin_pb2.DeleteTopicsRequest(names=["d"]), timeout=10)
+            res = out.rpc(
+                "delete d",
+                admin.admin.DeleteTopics,
+                admin_pb2.DeleteTopicsRequest(names=["d"]),
+                timeout=10,
+            )
             assert res is not None and res.topics[0].error_code == 0
             poll.join(10)
             assert not poll.is_alive(), "the long-poll on a deleted topic is stuck"
@@ -149,12 +155,19 @@ def test_produce_fetch_retention_and_topic_changes_at_once(tmp_path: Path) -> No
             assert result and result[0] is not None
             assert result[0].error_code == UnknownTopicOrPartitionError.code, result[0]
             # delete and re-create under a producer; grow a topic under another
-            out.rpc("delete e", admin.admin.DeleteTopics,
-                    admin_pb2.DeleteTopicsRequest(names=["e"]), timeout=10)
+            out.rpc(
+                "delete e",
+                admin.admin.DeleteTopics,
+                admin_pb2.DeleteTopicsRequest(names=["e"]),
+                timeout=10,
+            )
             admin.create_topic("e")
-            grown = out.rpc("grow g", admin.admin.CreatePartitions,
-                            admin_pb2.CreatePartitionsRequest(name="g", total_count=rounds + 1),
-                            timeout=10)
+            grown = out.rpc(
+                "grow g",
+                admin.admin.CreatePartitions,
+                admin_pb2.CreatePartitionsRequest(name="g", total_count=rounds + 1),
+                timeout=10,
+            )
             assert grown is not None and grown.result.error_code == 0, grown
             partitions_of_g[0] = rounds + 1
         stop.set()
@@ -170,8 +183,9 @@ def test_produce_fetch_retention_and_topic_changes_at_once(tmp_path: Path) -> No
             assert offsets == sorted(set(offsets))
         every = sorted(o for offsets in acked.values() for o in offsets)
         assert len(every) == len(set(every)), "two acknowledged batches share an offset"
-        desc = admin.admin.DescribeTopics(admin_pb2.DescribeTopicsRequest(names=["c", "g"]),
-                                          timeout=10)
+        desc = admin.admin.DescribeTopics(
+            admin_pb2.DescribeTopicsRequest(names=["c", "g"]), timeout=10
+        )
         assert desc.topics[0].partitions[0].log_start_offset > 0  # retention really ran
         assert len(desc.topics[1].partitions) == rounds + 1
         admin.close()

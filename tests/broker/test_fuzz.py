@@ -101,8 +101,9 @@ class Fuzzer:
                 buf[r.randrange(len(buf))] ^= 1 << r.randrange(8)
             return bytes(buf)
         if kind == 1:  # lying length, CRC fixed
-            return _set_field(b, 1, r.choice([0, 1, 71, 72, len(b) - 1, len(b) + 1, I32_MAX,
-                                              I32_MIN, -1]))
+            return _set_field(
+                b, 1, r.choice([0, 1, 71, 72, len(b) - 1, len(b) + 1, I32_MAX, I32_MIN, -1])
+            )
         if kind == 2:  # lying length, CRC not fixed
             buf = bytearray(b)
             struct.pack_into("<i", buf, BATCH_LENGTH_POS, r.choice([len(b) * 2, 12, -72]))
@@ -139,9 +140,11 @@ class Fuzzer:
             return _set_field(b, r.choice([11, 12, 13]), r.choice([-1, I32_MIN, I32_MAX]))
         if kind == 11:  # producer fields at their limits
             return _set_field(
-                _set_field(_set_field(b, 8, r.choice([0, I64_MAX, -2])), 9,
-                           r.choice([-1, 0, 32767])),
-                10, r.choice([I32_MAX, I32_MAX - 1, -7]),
+                _set_field(
+                    _set_field(b, 8, r.choice([0, I64_MAX, -2])), 9, r.choice([-1, 0, 32767])
+                ),
+                10,
+                r.choice([I32_MAX, I32_MAX - 1, -7]),
             )
         if kind == 12:  # records_length lies
             return _set_field(b, 14, r.choice([0, -1, I32_MAX]))
@@ -157,8 +160,9 @@ class Fuzzer:
         for _ in range(r.randint(1, 4)):
             n = r.randint(1, 3)
             out.append(
-                encode_batch([b"i%d" % seq] * n, producer_id=pid, producer_epoch=0,
-                             base_sequence=seq)
+                encode_batch(
+                    [b"i%d" % seq] * n, producer_id=pid, producer_epoch=0, base_sequence=seq
+                )
             )
             seq = (seq + n) % (I32_MAX + 1)
         if r.random() < 0.3:
@@ -167,8 +171,22 @@ class Fuzzer:
 
     def topic_name(self) -> str:
         return self.rng.choice(
-            [*TOPICS, *TOPICS, "", "ü-topic", "..", ".", "a" * 300, "../etc", "a/b", "\x00",
-             "nope-" + str(self.rng.randrange(3)), "__consumer_offsets", " ", "日本"]
+            [
+                *TOPICS,
+                *TOPICS,
+                "",
+                "ü-topic",
+                "..",
+                ".",
+                "a" * 300,
+                "../etc",
+                "a/b",
+                "\x00",
+                "nope-" + str(self.rng.randrange(3)),
+                "__consumer_offsets",
+                " ",
+                "日本",
+            ]
         )
 
     def partition(self, topic: str) -> int:
@@ -224,8 +242,16 @@ class Fuzzer:
             )
         if r.random() < 0.2 and parts:  # the same partition twice in one request
             parts.append(parts[0])
-        acks = r.choice([common_pb2.ACKS_LEADER, common_pb2.ACKS_FLUSHED, common_pb2.ACKS_NONE,
-                         common_pb2.ACKS_UNSPECIFIED, 7, -1])
+        acks = r.choice(
+            [
+                common_pb2.ACKS_LEADER,
+                common_pb2.ACKS_FLUSHED,
+                common_pb2.ACKS_NONE,
+                common_pb2.ACKS_UNSPECIFIED,
+                7,
+                -1,
+            ]
+        )
         req = log_pb2.ProduceRequest(
             acks=acks, timeout_ms=r.choice([0, 1, 5000, I32_MAX, -1]), partitions=parts
         )
@@ -301,39 +327,62 @@ class Fuzzer:
             spec = admin_pb2.TopicSpec(
                 name=name,
                 partitions=r.choice([0, 1, 2, -1, I32_MAX, 100_001]),
-                config=r.choice([{}, {"retention.ms": "x"}, {"bogus": "1"},
-                                 {"segment_bytes": "-5"}, {"flush_policy": "sometimes"},
-                                 {"max_batch_bytes": str(I64_MAX)}, {"segment_bytes": "0"}]),
+                config=r.choice(
+                    [
+                        {},
+                        {"retention.ms": "x"},
+                        {"bogus": "1"},
+                        {"segment_bytes": "-5"},
+                        {"flush_policy": "sometimes"},
+                        {"max_batch_bytes": str(I64_MAX)},
+                        {"segment_bytes": "0"},
+                    ]
+                ),
             )
-            resp = self.call("CreateTopics", a.CreateTopics,
-                             admin_pb2.CreateTopicsRequest(topics=[spec, spec],
-                                                           validate_only=r.random() < 0.3))
+            resp = self.call(
+                "CreateTopics",
+                a.CreateTopics,
+                admin_pb2.CreateTopicsRequest(topics=[spec, spec], validate_only=r.random() < 0.3),
+            )
             for t in resp.topics if resp is not None else ():
                 self.item("CreateTopics", t.error_code, t.error_message)
         elif kind == 1 and name not in TOPICS:
-            resp = self.call("DeleteTopics", a.DeleteTopics,
-                             admin_pb2.DeleteTopicsRequest(names=[name, name]))
+            resp = self.call(
+                "DeleteTopics", a.DeleteTopics, admin_pb2.DeleteTopicsRequest(names=[name, name])
+            )
             for t in resp.topics if resp is not None else ():
                 self.item("DeleteTopics", t.error_code, t.error_message)
         elif kind == 2:
-            resp = self.call("CreatePartitions", a.CreatePartitions,
-                             admin_pb2.CreatePartitionsRequest(
-                                 name=name if name not in TOPICS else "fz-scratch",
-                                 total_count=r.choice([-1, 0, 2, I32_MAX, 100_001])))
+            resp = self.call(
+                "CreatePartitions",
+                a.CreatePartitions,
+                admin_pb2.CreatePartitionsRequest(
+                    name=name if name not in TOPICS else "fz-scratch",
+                    total_count=r.choice([-1, 0, 2, I32_MAX, 100_001]),
+                ),
+            )
             if resp is not None:
                 self.item("CreatePartitions", resp.result.error_code, resp.result.error_message)
         elif kind == 3:
-            resp = self.call("AlterTopicConfig", a.AlterTopicConfig,
-                             admin_pb2.AlterTopicConfigRequest(
-                                 name=name if name not in TOPICS else "fz-scratch",
-                                 set=r.choice([{"retention_ms": "-7"}, {"nope": "1"},
-                                               {"segment_ms": "abc"}, {}]),
-                                 reset=r.choice([[], ["nope"], ["retention_ms"]])))
+            resp = self.call(
+                "AlterTopicConfig",
+                a.AlterTopicConfig,
+                admin_pb2.AlterTopicConfigRequest(
+                    name=name if name not in TOPICS else "fz-scratch",
+                    set=r.choice(
+                        [{"retention_ms": "-7"}, {"nope": "1"}, {"segment_ms": "abc"}, {}]
+                    ),
+                    reset=r.choice([[], ["nope"], ["retention_ms"]]),
+                ),
+            )
             if resp is not None:
                 self.item("AlterTopicConfig", resp.result.error_code, resp.result.error_message)
         else:
-            resp = self.call("DescribeTopics", a.DescribeTopics,
-                             admin_pb2.DescribeTopicsRequest(names=[name, "", "zz"]))
+            resp = self.call(
+                "DescribeTopics",
+                a.DescribeTopics,
+                admin_pb2.DescribeTopicsRequest(names=[name, "", "zz"]),
+            )
             for t in resp.topics if resp is not None else ():
                 self.item("DescribeTopics", t.error_code, t.error_message)
 
@@ -373,7 +422,9 @@ def test_fuzzed_requests_never_crash_or_damage_data(tmp_path: Path) -> None:
 
     verify = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "verify_log.py"), str(data)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -52,8 +52,11 @@ def _topics(address: str, deadline_s: float = 20.0) -> list[TopicInfo]:
 
 
 def _partition_dirs(data: Path) -> set[str]:
-    return {p.name for p in data.iterdir() if p.is_dir() and p.name != "meta"
-            and p.name.rpartition("-")[2].isdigit()}
+    return {
+        p.name
+        for p in data.iterdir()
+        if p.is_dir() and p.name != "meta" and p.name.rpartition("-")[2].isdigit()
+    }
 
 
 def test_kills_during_create_and_delete_leave_no_orphans(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def _write(data_dir: Path) -> list[Path]:
 def _positions(segment: Path) -> list[int]:
     data = segment.read_bytes()
     out, pos = [], 0
-    while pos + 12 <= len(data) and any(data[pos:pos + 12]):
+    while pos + 12 <= len(data) and any(data[pos : pos + 12]):
         out.append(pos)
         pos += struct.unpack_from("<i", data, pos + 8)[0]
     return out
@@ -44,8 +44,13 @@ def _positions(segment: Path) -> list[int]:
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "logstream", "verify", *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "logstream", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_a_clean_directory_exits_0_with_a_summary(tmp_path: Path) -> None:
@@ -92,7 +97,7 @@ def test_a_zeroed_tail_of_a_sealed_segment_and_of_the_parked_last_one(tmp_path: 
     first, last = segments[0], segments[-1]
     positions = _positions(first)
     raw = bytearray(first.read_bytes())
-    raw[positions[-1]:] = bytes(len(raw) - positions[-1])  # the sealed segment's last batch
+    raw[positions[-1] :] = bytes(len(raw) - positions[-1])  # the sealed segment's last batch
     first.write_bytes(bytes(raw))
     # The parked last segment (the clean-shutdown marker says where it ends): a zeroed
     # middle batch is damage, not a torn tail, since good batches follow it.

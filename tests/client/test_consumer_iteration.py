@@ -121,9 +121,7 @@ def test_poll_while_an_iteration_is_suspended_takes_over_reading(
         assert [r.offset for r in _take(it, 19)] == list(range(11, 30))
 
 
-def test_a_second_iteration_takes_over_from_a_suspended_one(
-    broker: Any, topic_name: str
-) -> None:
+def test_a_second_iteration_takes_over_from_a_suspended_one(broker: Any, topic_name: str) -> None:
     _topic(broker, topic_name, records=30)
     with Consumer(broker.address, auto_offset_reset="earliest") as c:
         c.assign([TopicPartition(topic_name, 0)])

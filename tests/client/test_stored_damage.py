@@ -69,10 +69,15 @@ def test_good_records_first_then_a_named_error_then_seek_past(
     tmp_path: Path, where: str, min_bytes: int
 ) -> None:
     _damage(_write(tmp_path), where)
-    with run_broker(tmp_path) as b, Consumer(
-        b.address, auto_offset_reset="earliest", fetch_min_bytes=min_bytes,
-        fetch_max_wait_ms=100,
-    ) as c:
+    with (
+        run_broker(tmp_path) as b,
+        Consumer(
+            b.address,
+            auto_offset_reset="earliest",
+            fetch_min_bytes=min_bytes,
+            fetch_max_wait_ms=100,
+        ) as c,
+    ):
         c.assign([("t", 0)])
         got, exc = _poll_until_error(c)
         assert got == list(range(3 * VICTIM))  # everything before the damage, once
@@ -99,10 +104,16 @@ def test_a_crc_failure_in_the_last_batch_of_an_answer_names_its_last_offset(
     answer bounds the damaged one, its own header does (before: last_offset None, so no
     seek past it was known to be safe)."""
     _damage(_write(tmp_path), "crc")
-    with run_broker(tmp_path) as b, Consumer(
-        b.address, auto_offset_reset="earliest", fetch_min_bytes=min_bytes,
-        fetch_max_wait_ms=100, max_partition_fetch_bytes=1,
-    ) as c:
+    with (
+        run_broker(tmp_path) as b,
+        Consumer(
+            b.address,
+            auto_offset_reset="earliest",
+            fetch_min_bytes=min_bytes,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=1,
+        ) as c,
+    ):
         c.assign([("t", 0)])
         got, exc = _poll_until_error(c)
         assert got == list(range(3 * VICTIM))
@@ -114,4 +125,3 @@ def test_a_crc_failure_in_the_last_batch_of_an_answer_names_its_last_offset(
         while len(rest) < 3 * (BATCHES - VICTIM - 1) and time.monotonic() < deadline:
             rest.extend(r.offset for r in c.poll(0.2))
         assert rest == list(range(3 * VICTIM + 3, 3 * BATCHES))
-

@@ -94,5 +94,3 @@ def test_seek_pause_and_resume_restart_the_stream(counted: Any) -> None:
         c.seek(tp0, 3)
         assert [r.value for r in _poll_until(c, 2)] == [b"a3", b"a4"]
     assert calls["fetch"] == 0 and calls["subscribe"] >= 3
-
-

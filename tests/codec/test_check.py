@@ -30,8 +30,9 @@ def sections(draw: st.DrawFn) -> tuple[bytes, BatchHeader]:
     true_keys = sum(max(k, 0) for k in keys)
     true_values = sum(max(v, 0) for v in values)
     true_headers = sum(hdrs)
-    skew = draw(st.sampled_from([(0, 0, 0, 0), (1, 0, 0, 0), (0, -1, 0, 0), (0, 0, 1, 0),
-                                 (0, 0, 0, 1)]))
+    skew = draw(
+        st.sampled_from([(0, 0, 0, 0), (1, 0, 0, 0), (0, -1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)])
+    )
     first_ts = draw(st.integers(min_value=0, max_value=2**40))
     header = read_header(encode_batch([b"x"]))._replace(
         record_count=n,

@@ -67,8 +67,9 @@ def test_the_index_check_and_the_walk_agree(batches: int, seed: int) -> None:
     else:
         assert check_frames(data, positions, bases) == victim
     small = framing._first_bad_small(data, positions.tolist(), bases.tolist(), len(data))
-    vector = framing._first_bad_numpy(data, positions.astype(np.int64),
-                                      bases.astype(np.int64), len(data))
+    vector = framing._first_bad_numpy(
+        data, positions.astype(np.int64), bases.astype(np.int64), len(data)
+    )
     assert small == vector == victim
     # The walk stops at the same batch (a length flip may be seen one batch later, when
     # the flipped length still lands inside the buffer).

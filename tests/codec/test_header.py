@@ -27,8 +27,14 @@ from logstream.codec import (
 )
 from logstream.errors import CorruptRecordError
 
-_FORMATS = {"q": (-(2**63), 2**63 - 1), "i": (-(2**31), 2**31 - 1), "h": (-(2**15), 2**15 - 1),
-            "B": (0, 255), "I": (0, 2**32 - 1), "H": (0, 2**16 - 1)}
+_FORMATS = {
+    "q": (-(2**63), 2**63 - 1),
+    "i": (-(2**31), 2**31 - 1),
+    "h": (-(2**15), 2**15 - 1),
+    "B": (0, 255),
+    "I": (0, 2**32 - 1),
+    "H": (0, 2**16 - 1),
+}
 _CODES = [c for c in HEADER.format.lstrip("<") if c.isalpha() and c != "x"]
 
 
@@ -81,8 +87,10 @@ def test_a_log_append_stamped_batch_still_validates_and_guards_every_covered_byt
     assert header.attributes & TIMESTAMP_TYPE_LOG_APPEND
     assert header.compression == codec_id
     assert header.first_timestamp == now
-    assert header.max_timestamp == new_max == now + before.header.max_timestamp - (
-        before.header.first_timestamp
+    assert (
+        header.max_timestamp
+        == new_max
+        == now + before.header.max_timestamp - (before.header.first_timestamp)
     )
     after = decode_batch(buf)
     assert (after.timestamps - before.timestamps == now - before.header.first_timestamp).all()
@@ -110,8 +118,11 @@ def test_stamping_at_a_position_touches_only_that_batch(
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(1, 30), min_size=1, max_size=8), st.integers(0, 2**40),
-       st.integers(0, HEADER_SIZE + 40))
+@given(
+    st.lists(st.integers(1, 30), min_size=1, max_size=8),
+    st.integers(0, 2**40),
+    st.integers(0, HEADER_SIZE + 40),
+)
 def test_next_offset_after_is_the_end_of_the_last_complete_batch(
     counts: list[int], base: int, cut: int
 ) -> None:

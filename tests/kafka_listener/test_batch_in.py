@@ -96,9 +96,7 @@ def test_a_tiny_batch_is_the_columnar_readers_batch_and_passes_the_append_check(
     assert check_batch(tiny.data) == tiny.header == read_header(tiny.data)
 
 
-@pytest.mark.parametrize(
-    ("count", "codec"), [(TINY_BATCH_RECORDS + 1, 0), (1, 3), (1, 4)]
-)
+@pytest.mark.parametrize(("count", "codec"), [(TINY_BATCH_RECORDS + 1, 0), (1, 3), (1, 4)])
 def test_larger_or_lz4_zstd_batches_take_the_columnar_path(count: int, codec: int) -> None:
     assert read_tiny_batch(build([(b"k", b"v", 0, [])] * count, codec)) is None
 

@@ -63,9 +63,7 @@ def test_acks_of_scattered_records_settle_exactly_those(qbroker: BrokerProcess, 
         assert q.commit() == []
         t = admin(qbroker.address).describe_queue_group(name).total
         assert (t.acknowledged, t.acquired) == (4, 6)
-        assert [m.settled for m in page] == [
-            "ack" if i in (7, 0, 3, 9) else "" for i in range(10)
-        ]
+        assert [m.settled for m in page] == ["ack" if i in (7, 0, 3, 9) else "" for i in range(10)]
         with pytest.raises(InvalidRequestError, match="already settled"):
             page[0].nack(delay_ms=0)
     # close() released the six unsettled ones: acked ones stay acked

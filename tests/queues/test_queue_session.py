@@ -138,9 +138,7 @@ def test_a_backlog_larger_than_one_push_comes_in_pushes_back_to_back(
         s.close()
 
 
-def test_a_settlement_alone_is_answered_after_its_linger(
-    qbroker: BrokerProcess, name: str
-) -> None:
+def test_a_settlement_alone_is_answered_after_its_linger(qbroker: BrokerProcess, name: str) -> None:
     """An ack with credit left does not wake the session at once (it waits to ride the next
     push), but nothing needs to come: its answer goes out after the linger (5 ms), well
     before the session's idle check (1 s) would find it."""

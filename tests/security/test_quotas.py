@@ -26,9 +26,7 @@ QUOTA = 300_000  # bytes/s
 def _producer(address: str, token: str) -> Producer:
     # Requests of 40 kB: the request that crosses the quota is stored at once and only the
     # ones after it wait, so the quota holds to within one request (see throttle.py).
-    return Producer(
-        address, token=token, batch_bytes=20_000, linger_ms=1, max_request_bytes=40_000
-    )
+    return Producer(address, token=token, batch_bytes=20_000, linger_ms=1, max_request_bytes=40_000)
 
 
 def _produce_rate(producer: Producer, topic: str, nbytes: int) -> float:

@@ -35,7 +35,9 @@ def test_a_failed_grow_keeps_the_old_partitions_and_removes_the_new(tmp_path):
             m.add_partitions("t", 5)
         blocker.rmdir()
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t-")) == [
-            "t-0", "t-1"]
+            "t-0",
+            "t-1",
+        ]
         assert len(m.topic("t").partitions) == 2
         m.add_partitions("t", 3)
     with LogManager.open(tmp_path) as m:

@@ -26,7 +26,9 @@ def test_duplicate_returns_original_offsets(tmp_path):
     log.append(pbatch(2))
     dup = log.append(pbatch(0))
     assert dup.duplicate and (dup.base_offset, dup.last_offset) == (
-        first.base_offset, first.last_offset)
+        first.base_offset,
+        first.last_offset,
+    )
     assert log.log_end_offset == 7  # nothing written
     log.close()
 
@@ -79,8 +81,12 @@ def test_state_survives_reopen(tmp_path, crash):
 
 
 def test_crash_without_any_snapshot_rebuilds_from_headers(tmp_path):
-    log = PartitionLog(tmp_path, topic="t", partition=0,
-                       config=TopicConfig(segment_bytes=1 << 20, flush_policy="never"))
+    log = PartitionLog(
+        tmp_path,
+        topic="t",
+        partition=0,
+        config=TopicConfig(segment_bytes=1 << 20, flush_policy="never"),
+    )
     for i in range(10):
         log.append(pbatch(2 * i))
     for seg in log.segments():
@@ -103,8 +109,9 @@ def test_idle_producers_expire_and_leave_the_snapshot(tmp_path, clock):
     from logstream.storage.log import PRODUCER_EXPIRY_CHECK_MS
 
     day = 86_400_000
-    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
-                         producer_id_expiration_ms=day)
+    config = TopicConfig(
+        segment_bytes=1024, flush_policy="never", retention_ms=-1, producer_id_expiration_ms=day
+    )
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     log.append(pbatch(0, pid=7))
     log.append(pbatch(0, pid=8))
@@ -128,8 +135,9 @@ def test_idle_producers_expire_and_leave_the_snapshot(tmp_path, clock):
 def test_an_active_producer_with_old_record_timestamps_is_not_expired(tmp_path, clock):
     """A backfill writes records stamped long ago; it is still an active producer."""
     day = 86_400_000
-    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
-                         producer_id_expiration_ms=day)
+    config = TopicConfig(
+        segment_bytes=1024, flush_policy="never", retention_ms=-1, producer_id_expiration_ms=day
+    )
     clock.advance(30 * day)  # broker time a month after the records' timestamps
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     first = log.append(pbatch(0, pid=7))
@@ -144,8 +152,9 @@ def test_rebuilt_producer_state_counts_as_seen_at_open(tmp_path, clock):
     """After a crash the state is rebuilt from batch headers, which carry no append time:
     a rebuilt producer counts as seen at the open, so expiry can only come later."""
     day = 86_400_000
-    config = TopicConfig(segment_bytes=1024, flush_policy="never", retention_ms=-1,
-                         producer_id_expiration_ms=day)
+    config = TopicConfig(
+        segment_bytes=1024, flush_policy="never", retention_ms=-1, producer_id_expiration_ms=day
+    )
     log = PartitionLog(tmp_path, topic="t", partition=0, config=config, clock=clock)
     first = log.append(pbatch(0, pid=7))
     log.segments()[-1].active_file.map.flush()  # what a crash keeps: the data, no snapshot

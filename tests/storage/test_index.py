@@ -62,8 +62,11 @@ def test_time_lookup_matches_bisect(tmp_path_factory, ts_steps, probe):
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(80, 5000), min_size=1, max_size=100),
-       start=st.integers(0, 99), max_bytes=st.integers(1, 60_000))
+@given(
+    sizes=st.lists(st.integers(80, 5000), min_size=1, max_size=100),
+    start=st.integers(0, 99),
+    max_bytes=st.integers(1, 60_000),
+)
 def test_end_of_batches_returns_whole_batches(tmp_path_factory, sizes, start, max_bytes):
     positions = [0]
     for s in sizes[:-1]:
@@ -84,8 +87,10 @@ def test_end_of_batches_returns_whole_batches(tmp_path_factory, sizes, start, ma
 
 
 def test_lookup_uses_dtype_keys_fast(tmp_path):
-    columns = [np.arange(1_000_000, dtype=np.uint32) * 2,
-               np.arange(1_000_000, dtype=np.uint32) * 100]
+    columns = [
+        np.arange(1_000_000, dtype=np.uint32) * 2,
+        np.arange(1_000_000, dtype=np.uint32) * 100,
+    ]
     index = OffsetIndex.growable(tmp_path / "0.index", 1_000_000, columns)
     assert index.entries == 1_000_000
     import time
@@ -100,8 +105,9 @@ def test_lookup_uses_dtype_keys_fast(tmp_path):
 
 def test_sanity_check_rejects_damage(tmp_path):
     path = tmp_path / "0.index"
-    OffsetIndex.write_trimmed(path, [np.array([0, 5, 3], np.uint32),
-                                     np.array([0, 100, 200], np.uint32)])
+    OffsetIndex.write_trimmed(
+        path, [np.array([0, 5, 3], np.uint32), np.array([0, 100, 200], np.uint32)]
+    )
     ro = OffsetIndex.open_readonly(path)
     with pytest.raises(IndexCorruptError):
         ro.sanity_check(300)

@@ -151,8 +151,9 @@ def test_append_refuses_a_record_section_that_contradicts_its_header(mgr, codec)
     every consumer (and a huge record_count would burn offsets): refuse it, write nothing."""
     mgr.create_topic("t")
     log = mgr.get_log("t", 0)
-    good = encode_batch([b"a", b"bb", None], keys=[b"k", None, b"kk"], timestamps=[5, 9, 7],
-                        compression_type=codec)
+    good = encode_batch(
+        [b"a", b"bb", None], keys=[b"k", None, b"kk"], timestamps=[5, 9, 7], compression_type=codec
+    )
     plain = encode_batch([b"a", b"bb"], keys=[b"k", None], timestamps=[5, 9])
     section = bytes(plain[HEADER_SIZE:])
     lies = {
@@ -237,8 +238,11 @@ def test_record_for_timestamp_finds_the_first_record_and_its_timestamp(mgr):
     assert log.record_for_timestamp(3000 + 10 * 29 + 1) == (64, 3291)
     assert log.record_for_timestamp(3292) is None
     # every answer agrees with a scan of all records
-    records = [(int(o), int(ts)) for b in iter_batches(log.read(0, 1 << 20))
-               for o, ts in zip(b.offsets, b.timestamps, strict=True)]
+    records = [
+        (int(o), int(ts))
+        for b in iter_batches(log.read(0, 1 << 20))
+        for o, ts in zip(b.offsets, b.timestamps, strict=True)
+    ]
     for t in range(980, 3300, 7):
         expected = next(((o, ts) for o, ts in records if ts >= t), None)
         assert log.record_for_timestamp(t) == expected, t

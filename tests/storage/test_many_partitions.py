@@ -23,8 +23,9 @@ def _fds() -> int:
 
 
 def open_log(path, *, config=SMALL, clean=False):
-    return PartitionLog(path, topic="t", partition=0, config=config, clean_shutdown=clean,
-                        prefault_pages=False)
+    return PartitionLog(
+        path, topic="t", partition=0, config=config, clean_shutdown=clean, prefault_pages=False
+    )
 
 
 def test_an_active_partition_holds_two_file_descriptors(tmp_path):
@@ -120,8 +121,7 @@ def test_many_partitions_open_under_a_low_descriptor_limit(tmp_path):
         m.close()
         print("ok", flush=True)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "ok"]
 
@@ -289,10 +289,16 @@ def _count_touches(monkeypatch):
     touched: list[int] = []
     prop = segment_mod.Segment.max_timestamp
     lookup = segment_mod.Segment.offset_for_timestamp
-    monkeypatch.setattr(segment_mod.Segment, "max_timestamp", property(
-        lambda self: (touched.append(self.base_offset), prop.fget(self))[1]))
-    monkeypatch.setattr(segment_mod.Segment, "offset_for_timestamp",
-                        lambda self, t: (touched.append(self.base_offset), lookup(self, t))[1])
+    monkeypatch.setattr(
+        segment_mod.Segment,
+        "max_timestamp",
+        property(lambda self: (touched.append(self.base_offset), prop.fget(self))[1]),
+    )
+    monkeypatch.setattr(
+        segment_mod.Segment,
+        "offset_for_timestamp",
+        lambda self, t: (touched.append(self.base_offset), lookup(self, t))[1],
+    )
     return touched
 
 
@@ -310,8 +316,10 @@ def test_lookup_by_time_touches_one_segment_not_every_earlier_one(tmp_path, monk
             assert log.offset_for_timestamp(10_000 + 10 * k) == 3 * k
             assert len(touched) <= 4, (n, k, touched)  # max + lookup of 1-2 segments
         touched.clear()
-        assert log.record_for_timestamp(10_000 + 10 * (n - 1) - 1) == (3 * (n - 1) + 1,
-                                                                     10_000 + 10 * (n - 1) - 1)
+        assert log.record_for_timestamp(10_000 + 10 * (n - 1) - 1) == (
+            3 * (n - 1) + 1,
+            10_000 + 10 * (n - 1) - 1,
+        )
         assert len(touched) <= 4
         assert log.offset_for_timestamp(10_000 + 10 * n) is None
         monkeypatch.undo()

@@ -56,8 +56,9 @@ def test_version_1_metadata_is_still_read(tmp_path):
     meta = tmp_path / "meta" / "t.json"
     doc = json.loads(meta.read_bytes())
     assert doc["version"] == 2 and isinstance(doc["crc32c"], int)
-    meta.write_text(json.dumps(
-        {"version": 1, "name": "t", "partitions": 2, "config": doc["config"]}))
+    meta.write_text(
+        json.dumps({"version": 1, "name": "t", "partitions": 2, "config": doc["config"]})
+    )
     with LogManager.open(tmp_path, prefault_pages=False) as mgr:
         assert mgr.topic("t").config.retention_ms == 1000
         assert _offsets(mgr, 1) == [0, 1, 2]

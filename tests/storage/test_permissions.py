@@ -31,8 +31,9 @@ def _fill(data: Path, **modes: int) -> None:
         m.create_topic("t", 2, {"segment_bytes": 1024, "flush_policy": "never"})
         log = m.get_log("t", 0)
         for i in range(20):  # several segments, so sealed ones and their indexes exist
-            log.append(encode_batch([b"v%d" % i * 40], producer_id=7, producer_epoch=0,
-                                    base_sequence=i))
+            log.append(
+                encode_batch([b"v%d" % i * 40], producer_id=7, producer_epoch=0, base_sequence=i)
+            )
 
 
 def _tree(data: Path) -> tuple[list[Path], list[Path]]:

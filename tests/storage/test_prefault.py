@@ -36,8 +36,14 @@ def _mapped_resident_pages(seg, start: int, end: int) -> int:
 
 
 def open_log(path, *, prefault_pages=True, config=CONFIG, clean=False):
-    return PartitionLog(path, topic="t", partition=0, config=config,
-                        prefault_pages=prefault_pages, clean_shutdown=clean)
+    return PartitionLog(
+        path,
+        topic="t",
+        partition=0,
+        config=config,
+        prefault_pages=prefault_pages,
+        clean_shutdown=clean,
+    )
 
 
 @needs_populate
@@ -58,8 +64,7 @@ def test_pages_ahead_of_the_cursor_are_populated(tmp_path):
 
 @needs_populate
 def test_the_window_grows_with_the_segment_and_is_capped(tmp_path):
-    log = open_log(tmp_path / "p", config=TopicConfig(segment_bytes=64 << 20,
-                                                      flush_policy="never"))
+    log = open_log(tmp_path / "p", config=TopicConfig(segment_bytes=64 << 20, flush_policy="never"))
     log.append(make_batch(1))
     assert prefault.shared().idle()
     seg = log.segments()[-1]

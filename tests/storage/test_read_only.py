@@ -130,8 +130,17 @@ def test_a_snapshot_offers_no_writes(tmp_path):
     """Read-only is a type, not a mode: neither the directory nor a partition of a snapshot
     has a method that could change a file."""
     build_crashed(tmp_path, torn=False)
-    writes = ("append", "flush", "flush_due", "enforce_retention", "delete_segments_before",
-              "create_topic", "delete_topic", "alter_topic_config", "add_partitions")
+    writes = (
+        "append",
+        "flush",
+        "flush_due",
+        "enforce_retention",
+        "delete_segments_before",
+        "create_topic",
+        "delete_topic",
+        "alter_topic_config",
+        "add_partitions",
+    )
     with DirectorySnapshot.open(tmp_path) as ro:
         for obj in (ro, ro.get_log("t", 0)):
             assert [w for w in writes if hasattr(obj, w)] == []
@@ -179,10 +188,23 @@ def _tail_data_dir(path: Path) -> list[str]:
 
     from logstream.cli.main import main
 
-    r = CliRunner().invoke(main, [
-        "--broker", "127.0.0.1:1", "tail", "t", "--from", "beginning", "--until", "end",
-        "--data-dir", str(path), "--format", "{partition} {offset}",
-    ])
+    r = CliRunner().invoke(
+        main,
+        [
+            "--broker",
+            "127.0.0.1:1",
+            "tail",
+            "t",
+            "--from",
+            "beginning",
+            "--until",
+            "end",
+            "--data-dir",
+            str(path),
+            "--format",
+            "{partition} {offset}",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return r.stdout.splitlines()
 
@@ -251,10 +273,24 @@ def test_cli_tail_follow_data_dir_sees_a_live_writer(tmp_path):
     result = {}
 
     def run_cli() -> None:
-        result["r"] = CliRunner().invoke(main, [
-            "--broker", "127.0.0.1:1", "tail", "t", "-f", "--from", "beginning", "-c", "10",
-            "--data-dir", str(tmp_path), "--format", "{offset}",
-        ])
+        result["r"] = CliRunner().invoke(
+            main,
+            [
+                "--broker",
+                "127.0.0.1:1",
+                "tail",
+                "t",
+                "-f",
+                "--from",
+                "beginning",
+                "-c",
+                "10",
+                "--data-dir",
+                str(tmp_path),
+                "--format",
+                "{offset}",
+            ],
+        )
 
     cli = threading.Thread(target=run_cli, daemon=True)
     cli.start()

@@ -106,8 +106,7 @@ def test_garbage_is_a_torn_tail_only_after_the_last_batch_that_parses(tmp_path, 
         assert survivors(log) == batches[:hit]
         with pytest.raises(CorruptRecordError) as info:
             log.read(offsets[hit], 10**9)
-        assert (info.value.first_offset, info.value.last_offset) == (
-            offsets[hit], offsets[-1] - 1)
+        assert (info.value.first_offset, info.value.last_offset) == (offsets[hit], offsets[-1] - 1)
         assert report.bytes_truncated == 0
         assert log.log_end_offset == offsets[-1]
         kept = batches

@@ -42,8 +42,7 @@ def test_time_retention_deletes_old_sealed_segments(tmp_path, clock):
 
 def test_size_retention_keeps_at_least_retention_bytes(tmp_path, clock):
     with LogManager.open(tmp_path, clock=clock) as m:
-        m.create_topic("t", 1, {"segment_bytes": 1024, "retention_bytes": 3000,
-                                "retention_ms": -1})
+        m.create_topic("t", 1, {"segment_bytes": 1024, "retention_bytes": 3000, "retention_ms": -1})
         log = m.get_log("t", 0)
         for i in range(100):
             log.append(make_batch(2, tag=i))
@@ -83,8 +82,7 @@ def test_readers_survive_concurrent_retention(tmp_path, clock):
     import threading
 
     with LogManager.open(tmp_path, clock=clock) as m:
-        m.create_topic("t", 1, {"segment_bytes": 1024, "retention_bytes": 2048,
-                                "retention_ms": -1})
+        m.create_topic("t", 1, {"segment_bytes": 1024, "retention_bytes": 2048, "retention_ms": -1})
         log = m.get_log("t", 0)
         stop = threading.Event()
         errors: list[BaseException] = []

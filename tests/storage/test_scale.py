@@ -21,8 +21,14 @@ BIG = TopicConfig(segment_bytes=64 << 20, flush_policy="never", retention_ms=-1)
 
 
 def open_log(path, *, config=BIG, prefault_pages=True, clean=False):
-    return PartitionLog(path, topic="t", partition=0, config=config,
-                        prefault_pages=prefault_pages, clean_shutdown=clean)
+    return PartitionLog(
+        path,
+        topic="t",
+        partition=0,
+        config=config,
+        prefault_pages=prefault_pages,
+        clean_shutdown=clean,
+    )
 
 
 def _resident(mm, start: int, end: int) -> int:
@@ -127,9 +133,7 @@ def test_disk_full_with_a_segment_larger_than_the_disk(small_disk):
         assert offsets == list(range(acked))
 
 
-def test_new_segment_fsyncs_its_directory_at_the_first_flush_not_at_creation(
-    tmp_path, monkeypatch
-):
+def test_new_segment_fsyncs_its_directory_at_the_first_flush_not_at_creation(tmp_path, monkeypatch):
     calls: list[str] = []
     real = files.fsync_dir
     monkeypatch.setattr(files, "fsync_dir", lambda p: (calls.append(str(p)), real(p)))
@@ -164,9 +168,11 @@ def test_flush_syncs_the_data_map_only(tmp_path, file_ops):
 def test_first_append_does_not_read_ahead_the_segment(tmp_path):
     """A write fault in a file map reads around the page (up to read_ahead_kb, 8 MiB on the
     benchmark VM): 2 ms and megabytes of page cache for each new partition. MADV_RANDOM."""
-    log = open_log(tmp_path / "p", config=TopicConfig(segment_bytes=8 << 20,
-                                                      flush_policy="never"),
-                   prefault_pages=False)
+    log = open_log(
+        tmp_path / "p",
+        config=TopicConfig(segment_bytes=8 << 20, flush_policy="never"),
+        prefault_pages=False,
+    )
     log.append(make_batch(10))
     seg = log.segments()[-1]
     assert _resident(seg.active_file.map, 0, seg.active_file.reserved) <= 4

@@ -36,8 +36,9 @@ class LogMachine(RuleBasedStateMachine):
         self.start = 0
 
     def _open(self, clean: bool) -> PartitionLog:
-        return PartitionLog(self.dir, topic="t", partition=0, config=CONFIG,
-                            clock=self.clock, clean_shutdown=clean)
+        return PartitionLog(
+            self.dir, topic="t", partition=0, config=CONFIG, clock=self.clock, clean_shutdown=clean
+        )
 
     @rule(count=st.integers(1, 6), ts=st.integers(0, 10_000), size=st.integers(1, 120))
     def append(self, count: int, ts: int, size: int) -> None:
@@ -119,7 +120,5 @@ class LogMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-LogMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=40, deadline=None
-)
+LogMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
 TestLogMachine = LogMachine.TestCase

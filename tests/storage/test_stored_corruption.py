@@ -22,8 +22,9 @@ def _fill(path: Path, batches: int, *, config: TopicConfig | None = None) -> lis
     with LogManager.open(path, prefault_pages=False) as mgr:
         mgr.create_topic("t", 1, config=config)
         log = mgr.get_log("t", 0)
-        return [log.append(make_batch(3, tag=i, value_size=100)).base_offset
-                for i in range(batches)]
+        return [
+            log.append(make_batch(3, tag=i, value_size=100)).base_offset for i in range(batches)
+        ]
 
 
 def _segment_files(path: Path) -> list[Path]:
@@ -56,8 +57,7 @@ def test_a_flip_outside_the_crc_is_never_served(tmp_path: Path, field: str) -> N
             with pytest.raises(CorruptRecordError) as info:
                 log.read(6, 1 << 20)
             exc = info.value
-            assert (exc.topic, exc.partition, exc.first_offset, exc.last_offset) == (
-                "t", 0, 6, 8)
+            assert (exc.topic, exc.partition, exc.first_offset, exc.last_offset) == ("t", 0, 6, 8)
             with pytest.raises(CorruptRecordError) as info:  # a read of one batch: the
                 log.read(6, 1)  # index still bounds the range
             assert (info.value.first_offset, info.value.last_offset) == (6, 8)
@@ -82,7 +82,9 @@ def test_damage_in_the_first_batch_of_a_parked_segment(tmp_path: Path) -> None:
             with pytest.raises(CorruptRecordError) as info:
                 log.read(base, 1 << 20)
             assert (info.value.first_offset, info.value.last_offset) == (
-                base, log.log_end_offset - 1)
+                base,
+                log.log_end_offset - 1,
+            )
     with LogManager.open(tmp_path, prefault_pages=False) as mgr:  # appends go on after it
         log = mgr.get_log("t", 0)
         end = log.log_end_offset
@@ -131,7 +133,9 @@ def test_verify_lists_every_damaged_range(tmp_path: Path) -> None:
     _patch(first, 4 * length + 100, "<q", 0x0101010101010101)  # offsets 12..14: CRC
     found = verify_data_dir(tmp_path)
     assert [(d.topic, d.partition, d.first, d.last) for d in found] == [
-        ("t", 0, 6, 8), ("t", 0, 12, 14)]
+        ("t", 0, 6, 8),
+        ("t", 0, 12, 14),
+    ]
     assert main([str(tmp_path)]) == 1
 
 
@@ -162,7 +166,7 @@ def _last_segment_positions(path: Path) -> tuple[Path, list[int]]:
     last = _segment_files(path)[-1]
     data = last.read_bytes()
     out, pos = [], 0
-    while pos + 12 <= len(data) and any(data[pos:pos + 12]):
+    while pos + 12 <= len(data) and any(data[pos : pos + 12]):
         out.append(pos)
         pos += struct.unpack_from("<i", data, pos + 8)[0]
     return last, out
@@ -204,7 +208,7 @@ def test_a_torn_tail_is_still_the_end_of_a_read_only_open(tmp_path: Path) -> Non
     last, positions = _last_segment_positions(tmp_path)
     (tmp_path / ".clean-shutdown").unlink()
     raw = bytearray(last.read_bytes())
-    raw[positions[-1] + 90:] = bytes(len(raw) - positions[-1] - 90)  # the last batch, torn
+    raw[positions[-1] + 90 :] = bytes(len(raw) - positions[-1] - 90)  # the last batch, torn
     last.write_bytes(bytes(raw))
     with _read_only(tmp_path) as log:
         assert log.log_end_offset == bases[-1]
@@ -291,7 +295,7 @@ def test_adjacent_damaged_batches_that_good_ones_follow_are_damage_not_a_torn_ta
                 log.append(make_batch(3, tag=99, value_size=100))
                 end += 3
                 assert _offsets(log.read(end - 3, 1 << 20)) == [end - 3, end - 2, end - 1]
-    assert last.read_bytes()[positions[k + 2]:positions[k + 2] + 8] != bytes(8)  # kept
+    assert last.read_bytes()[positions[k + 2] : positions[k + 2] + 8] != bytes(8)  # kept
 
 
 def test_a_torn_last_batch_of_a_crashed_segment_is_still_cut(tmp_path: Path) -> None:

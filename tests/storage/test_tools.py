@@ -14,16 +14,18 @@ TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 
 def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(TOOLS / tool), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(TOOLS / tool), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_verify_and_dump_a_healthy_and_a_damaged_dir(tmp_path):
     with LogManager.open(tmp_path) as m:
         m.create_topic("t", 2, {"segment_bytes": 1024})
         for i in range(40):
-            m.get_log("t", i % 2).append(make_batch(2, tag=i, producer_id=1, epoch=0,
-                                                    sequence=2 * (i // 2)))
+            m.get_log("t", i % 2).append(
+                make_batch(2, tag=i, producer_id=1, epoch=0, sequence=2 * (i // 2))
+            )
     ok = run("verify_log.py", str(tmp_path))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     seg = tmp_path / "t-0" / "00000000000000000000.log"

@@ -134,9 +134,7 @@ class Throttle(HandlerWrapper):
             self._hold(principal, wait)
         return wait
 
-    def _answered(
-        self, principal: str, method: str, size: int, response: Any, context: Any
-    ) -> Any:
+    def _answered(self, principal: str, method: str, size: int, response: Any, context: Any) -> Any:
         """``response``, carrying its throttle when it has one."""
         wait = self._delay(principal, method, size, response)
         if not wait:

@@ -33,9 +33,7 @@ class HandlerWrapper:
     def _unary_stream(self, inner: Behaviour, method: str, principal_of: PrincipalOf) -> Behaviour:
         raise NotImplementedError
 
-    def _stream_stream(
-        self, inner: Behaviour, method: str, principal_of: PrincipalOf
-    ) -> Behaviour:
+    def _stream_stream(self, inner: Behaviour, method: str, principal_of: PrincipalOf) -> Behaviour:
         raise NotImplementedError
 
     def wrap(self, handler: Any, method: str, principal_of: PrincipalOf) -> Any:

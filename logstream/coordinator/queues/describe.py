@@ -97,7 +97,8 @@ def describe(
                 dropped=w.dropped_total,
                 redelivered=w.redelivered_total,
                 oldest_unfinished_offset=None if oldest is None else oldest[0],
-                oldest_unfinished_age_ms=None if oldest is None or oldest[1] <= 0
+                oldest_unfinished_age_ms=None
+                if oldest is None or oldest[1] <= 0
                 else max(now - oldest[1], 0),
                 expired=w.expired_total,
                 next_due_ms=views.next_due(w),

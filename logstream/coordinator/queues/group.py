@@ -401,8 +401,7 @@ class QueueGroup:
     def maybe_checkpoint(self) -> bool:
         """Checkpoint when enough was logged since the last one (see CHECKPOINT_MIN_RECORDS)."""
         tracked = sum(
-            p.window.end_offset - p.window.start_offset + p.window.parked_count
-            for p in self._parts
+            p.window.end_offset - p.window.start_offset + p.window.parked_count for p in self._parts
         )
         if self._since_checkpoint < max(CHECKPOINT_MIN_RECORDS, 4 * tracked):
             return False

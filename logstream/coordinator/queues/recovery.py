@@ -85,9 +85,7 @@ class _Checkpoint:
             chunks = self.rows.get(pid, [])
             offsets = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.int64)
             rows = {
-                name: np.concatenate([c[1][name] for c in chunks])
-                if chunks
-                else np.zeros(0, dtype)
+                name: np.concatenate([c[1][name] for c in chunks]) if chunks else np.zeros(0, dtype)
                 for name, dtype in sl.ROW_COLUMNS
             }
             snap = WindowSnapshot(start, end, counters, offsets, rows)
@@ -137,9 +135,7 @@ def _apply(state: ReplayedGroup, rec: bytes) -> None:
         window = state.partitions[pid][2]
         skip = window.end_offset - first  # > 0 only if a record was logged twice
         if 0 <= skip < count:
-            window.admit(
-                count - skip, grow=True, **{k: v[skip:] for k, v in arrays.items()}
-            )
+            window.admit(count - skip, grow=True, **{k: v[skip:] for k, v in arrays.items()})
     elif kind == sl.T_SKIP:
         pid, log_start, lost = sl.decode_skip(rec)
         state.partitions[pid][2].skip_to(log_start, lost)

@@ -266,9 +266,7 @@ class WindowTables:
         if n and ascending and int(offs[0]) >= self._start and int(offs[-1]) < self._end:
             # the usual settlement: ascending offsets, all in the dense window
             rows = offs - self._base
-            return Located(
-                offs, np.full(n, OK, np.int16), np.arange(n), rows, _NO_ROWS, _NO_ROWS
-            )
+            return Located(offs, np.full(n, OK, np.int16), np.arange(n), rows, _NO_ROWS, _NO_ROWS)
         codes = np.full(n, NOT_IN_WINDOW, np.int16)
         dense = (offs >= self._start) & (offs < self._end)
         below = (offs >= 0) & (offs < self._start)
@@ -337,5 +335,3 @@ class WindowTables:
         """Make the next :meth:`tick` scan everything (after a restore)."""
         self._next_due = np.iinfo(np.int64).min
         self._hint = 0
-
-

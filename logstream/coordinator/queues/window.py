@@ -31,6 +31,7 @@ the dead-letter topic and calls :meth:`mark_dead`.
 
 Not thread-safe: the owning :class:`~.group.QueueGroup` serialises calls.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -279,9 +280,7 @@ class PartitionWindow(WindowTables):
             )
             if len(rows):
                 self._free(cols, rows)
-                out.append(
-                    self._base + rows if parked_offsets is None else parked_offsets[rows]
-                )
+                out.append(self._base + rows if parked_offsets is None else parked_offsets[rows])
         return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
     # ---- dead-letter path ----------------------------------------------------------------

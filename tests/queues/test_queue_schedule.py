@@ -17,20 +17,11 @@ from queue_helpers import admin
 from logstream import Admin, Consumer, Producer, QueueConsumer, errors
 from logstream.cli.main import main
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def wait_for(what: str, check, deadline_s: float = 10.0):  # type: ignore[no-untyped-def]
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_all(address: str, topic: str, want: int, *, skip_expired: bool = False) -> list:
@@ -105,7 +96,7 @@ def test_delayed_records_survive_a_broker_kill(tmp_path: Path, name: str) -> Non
             p.send(name, b"now")
             p.flush()
         with QueueConsumer(addr, group=name) as q:  # the delayed ones are in the window now
-            got = wait_for("the immediate record", lambda: q.poll(0.3))
+            got = wait_for(lambda: q.poll(0.3), timeout=10.0, what="the immediate record")
             assert [m.value for m in got] == [b"now"]
             got[0].ack()
             assert q.commit() == []
@@ -207,7 +198,7 @@ def test_topic_message_ttl_expires_records_without_their_own(
         p.flush()
     time.sleep(0.4)  # the topic TTL is a span of time: let it pass
     with QueueConsumer(addr, group=name) as q:
-        got = wait_for("the record with its own TTL", lambda: q.poll(0.3))
+        got = wait_for(lambda: q.poll(0.3), timeout=10.0, what="the record with its own TTL")
         assert [m.value for m in got] == [b"own-ttl"]
         got[0].ack()
         assert q.poll(0.3) == []
@@ -289,7 +280,7 @@ def test_send_batch_schedules_every_record(qbroker: BrokerProcess, name: str) ->
         after = now_ms()
         p.send_batch(name, [b"t1", b"t2"], ttl_ms=120_000).result(10)
     with QueueConsumer(addr, group=name) as q:
-        handed = wait_for("the undelayed records", lambda: q.poll(0.3))
+        handed = wait_for(lambda: q.poll(0.3), timeout=10.0, what="the undelayed records")
         assert sorted(m.value for m in handed) == [b"t1", b"t2"]
         for m in handed:
             m.ack()

@@ -12,6 +12,7 @@ from queue_helpers import WORKER, admin, make_topic
 
 from logstream import Producer, QueueConsumer
 from logstream.testing.broker import BrokerProcess
+from logstream.testing.wait import wait_for
 
 
 def spawn(address: str, group: str, mode: str, out: Path, stop: Path) -> subprocess.Popen[bytes]:
@@ -19,15 +20,6 @@ def spawn(address: str, group: str, mode: str, out: Path, stop: Path) -> subproc
         [sys.executable, str(WORKER), address, group, mode, str(out), str(stop)],
         cwd=str(WORKER.parent),
     )
-
-
-def wait_for(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines(path: Path, tag: str) -> list[list[str]]:

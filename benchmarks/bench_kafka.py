@@ -116,12 +116,14 @@ def role_replay(client: str, address: str, topic: str, expected: int) -> dict[st
     if client in ("kafka", "kafka-batch"):
         import confluent_kafka as ck
 
+        from benchmarks.peers.kafka_adapter import REPLAY_CONSUMER
+
         c = ck.Consumer(
             {
                 "bootstrap.servers": address,
                 "group.id": "bench-unused",
                 "enable.auto.commit": False,
-                "fetch.max.bytes": 52_428_800,
+                **REPLAY_CONSUMER,
             }
         )
         c.assign([ck.TopicPartition(topic, p, 0) for p in range(PARTITIONS)])

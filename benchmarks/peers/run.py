@@ -552,11 +552,12 @@ def configs(systems: list[str], plan: Plan) -> list[str]:
         "prefetch thread reads it and hands records over).",
         "kafka": "**logstream, Kafka listener**: the same broker with `--kafka-listen`, driven by "
         "confluent-kafka: `produce_batch` of 1,000 (`linger.ms=5`, `acks=1`, no compression), "
-        "counted from the log end offsets; replay `consume(1000)` from offset 0; group "
-        "`subscribe` + async `commit()` per page; latency `produce()` per record with "
-        "`linger.ms=0`, `poll()` as records arrive, `socket.nagle.disable` on both (as "
-        "redis-py, nats-py and gRPC set TCP_NODELAY). No durable row: `acks=all` answers "
-        "at logstream's leader level.",
+        "counted from the log end offsets; replay `consume(1000)` from offset 0 with "
+        "`fetch.queue.backoff.ms=10` (librdkafka's default waits 1 s after its prefetch queue "
+        "was full); group `subscribe` + async `commit()` per page, the same setting; "
+        "latency `produce()` per record with `linger.ms=0`, `poll()` as records arrive, "
+        "`socket.nagle.disable` on both (as redis-py, nats-py and gRPC set TCP_NODELAY). "
+        "No durable row: `acks=all` answers at logstream's leader level.",
         "secure": "**logstream, TLS + token + ACLs**: the same broker and client as "
         "**logstream**, with `--tls-cert/--tls-key` from `logstream certs dev`, `--auth` and "
         "`--acls`; the client (`ca=`, an API token) is a user that is not a super user, "

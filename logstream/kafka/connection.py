@@ -189,12 +189,8 @@ class KafkaConnection(asyncio.Protocol):
     def _handle(self, frame: bytes) -> None:
         try:
             answer = self._dispatch(frame, self)
-        except LogstreamError as exc:
+        except Exception as exc:
             self._failed(exc)
-            return
-        except Exception:
-            log.exception("kafka: connection %s failed", self.peer)
-            self.close()
             return
         if isinstance(answer, tuple):
             if frame[:2] == PRODUCE_KEY:
@@ -215,12 +211,8 @@ class KafkaConnection(asyncio.Protocol):
             answer = await pending
         except asyncio.CancelledError:
             return  # the connection is gone (or the listener stops)
-        except LogstreamError as exc:
+        except Exception as exc:
             self._failed(exc)
-            return
-        except Exception:
-            log.exception("kafka: connection %s failed", self.peer)
-            self.close()
             return
         finally:
             self.task = None
@@ -266,8 +258,14 @@ class KafkaConnection(asyncio.Protocol):
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _failed(self, exc: LogstreamError) -> None:
-        log.warning("kafka: closing %s: %s", self.peer, exc)
+    def _failed(self, exc: Exception) -> None:
+        """A handler raised (synchronously or in its task): close the connection. A
+        LogstreamError is expected (the broker shutting down): a warning; anything else
+        is a bug: its traceback."""
+        if isinstance(exc, LogstreamError):
+            log.warning("kafka: closing %s: %s", self.peer, exc)
+        else:
+            log.error("kafka: connection %s failed", self.peer, exc_info=exc)
         self.close()
 
     def _release(self) -> None:

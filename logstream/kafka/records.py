@@ -25,7 +25,7 @@ logstream's codec does not have) are stored uncompressed.
 Fetch: each stored batch is decoded into columns (numpy) and written back as one Kafka
 batch with the same base offset, so offsets are the same numbers in both protocols, and
 the stored codec (none, lz4, zstd). Record timestamps, keys, values, headers and the
-producer fields are carried; ``partitionLeaderEpoch`` is 0.
+producer fields are carried; ``partitionLeaderEpoch`` is :data:`LEADER_EPOCH` (0).
 
 Pure functions, thread-safe. Errors are logstream's: CorruptRecordError for a bad CRC or
 undecodable bytes, InvalidBatchError for intact bytes logstream does not take (old message
@@ -88,7 +88,11 @@ _KAFKA_HEADER = struct.Struct(
 _KAFKA_CRC_POS = 17
 _KAFKA_CRC_START = 21
 _U32 = struct.Struct(">I")
-_BASE_OFFSET = struct.Struct(">q")
+_KAFKA_BASE = struct.Struct(">qii")  # baseOffset, batchLength, partitionLeaderEpoch
+LEADER_EPOCH = 0
+"""partitionLeaderEpoch of every fetched batch. A Kafka leader stamps its epoch on each
+batch it appends (the producer sends -1); this broker is the only leader there has been,
+epoch 0, as Metadata and ListOffsets say."""
 _LOG_APPEND_TIME = 0x08
 assert _KAFKA_HEADER.size == 61
 
@@ -207,7 +211,7 @@ def _one_to_kafka(view: memoryview, pos: int) -> list[bytes | memoryview]:
         0,
         h.base_offset,
         KAFKA_HEADER_SIZE - KAFKA_LOG_OVERHEAD + len(records),
-        0,  # partition leader epoch
+        LEADER_EPOCH,
         KAFKA_MAGIC,
         0,  # crc, below
         attributes,
@@ -304,7 +308,8 @@ def _small_to_kafka(rows: BatchRows) -> bytes:
     ):
         builder.append(i, ts, key, value, list(decode_headers(blob)) if blob else [])
     built = builder.build()
-    _BASE_OFFSET.pack_into(built, 0, h.base_offset)  # outside Kafka's CRC
+    # outside Kafka's CRC; the builder wrote the producer's epoch -1
+    _KAFKA_BASE.pack_into(built, 0, h.base_offset, len(built) - KAFKA_LOG_OVERHEAD, LEADER_EPOCH)
     if h.attributes & TIMESTAMP_TYPE_LOG_APPEND:
         return _with_attributes(built, _LOG_APPEND_TIME)
     return bytes(built)

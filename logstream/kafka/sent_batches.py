@@ -6,9 +6,9 @@ rebuilds what the producer sent. So after a Produce of one small batch whose Kaf
 say nothing the stored batch does not (``batch_in.read_tiny``: codec none, create time,
 offset deltas 0..n-1, header timestamps those of the records) and that storage appended
 as it was (not a duplicate, no log-append time stamped), the listener keeps the
-producer's bytes with the base offset storage assigned and partitionLeaderEpoch -1, as
-the conversion of a small batch writes it. Both fields lie outside Kafka's CRC, so the
-bytes stay a valid batch.
+producer's bytes with the base offset storage assigned and the partitionLeaderEpoch the
+conversion writes (``records.LEADER_EPOCH``; the producer sent -1). Both fields lie
+outside Kafka's CRC, so the bytes stay a valid batch.
 
 A Fetch whose stored bytes for a partition are exactly one batch with the kept base
 offset, length and logstream CRC (which covers every record field, the timestamps and
@@ -28,12 +28,12 @@ import struct
 from typing import NamedTuple
 
 from logstream.codec import BatchHeader, read_header
+from logstream.kafka.records import LEADER_EPOCH
 
 MAX_BYTES = 16 * 1024
 MAX_PARTITIONS = 1024
 
 _KAFKA_BASE = struct.Struct(">qii")  # baseOffset, batchLength, partitionLeaderEpoch
-_NO_EPOCH = -1
 
 
 class _Kept(NamedTuple):
@@ -64,7 +64,7 @@ class SentBatches:
             return
         raw = bytearray(kafka_batch)
         _, length, _ = _KAFKA_BASE.unpack_from(raw)
-        _KAFKA_BASE.pack_into(raw, 0, base_offset, length, _NO_EPOCH)
+        _KAFKA_BASE.pack_into(raw, 0, base_offset, length, LEADER_EPOCH)
         self._kept[key] = _Kept(base_offset, stored.batch_length, stored.crc, bytes(raw))
         if len(self._kept) > MAX_PARTITIONS:
             del self._kept[next(iter(self._kept))]

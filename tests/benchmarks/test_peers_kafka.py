@@ -4,6 +4,8 @@ that makes a short read fail."""
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +41,33 @@ def test_produce_replay_group_verify_counts(kafka_addr):
     assert (rep.records, rep.bytes) == (N, N * SIZE)
     grp = kafka_adapter.group_consume(kafka_addr, "smoke", N, SIZE, group="g1")
     assert (grp.records, grp.bytes) == (N, N * SIZE)
+
+
+def test_replay_refetches_soon_after_its_queue_was_full(kafka_addr):
+    """librdkafka stops fetching while its prefetch queue is over queued.min.messages and
+    then waits fetch.queue.backoff.ms (default 1 s) before it fetches again: the replay
+    row read 354-541 k/s instead of ~2 M/s on a host fast enough to fill the queue. With a
+    tiny queue the condition happens at once; the replay's settings must keep the wait
+    short (librdkafka's debug log names each wait)."""
+    kafka_adapter.produce(kafka_addr, "backoff", N, SIZE)
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("test-replay-backoff")
+    log.addHandler(Capture())
+    log.setLevel(logging.DEBUG)
+    conf = {"queued.min.messages": 100, "debug": "fetch", "logger": log}
+    rep = kafka_adapter.replay(kafka_addr, "backoff", N, SIZE, conf=conf)
+    assert rep.records == N
+    waits = [
+        int(ms)
+        for ms in re.findall(r"Fetch backoff for (\d+)ms: Local: Queue full", "\n".join(lines))
+    ]
+    assert waits, "the queue never filled: the test did not exercise the backoff"
+    assert max(waits) <= 10, waits  # 100,000 records drain in ~40 ms at 2.5 M/s
 
 
 def test_a_short_read_is_caught(kafka_addr):

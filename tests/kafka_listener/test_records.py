@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from logstream.codec import LZ4, NONE, ZSTD, decode_batch, encode_batch, encode_headers
 from logstream.errors import CorruptRecordError, InvalidBatchError
-from logstream.kafka.records import kafka_to_logstream, logstream_to_kafka, split_kafka_batches
+from logstream.kafka.records import (
+    LEADER_EPOCH,
+    SMALL_BATCH_RECORDS,
+    kafka_to_logstream,
+    logstream_to_kafka,
+    split_kafka_batches,
+)
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -137,3 +143,19 @@ def test_large_batches_convert_as_aiokafka_builds_them(records: list) -> None:
     expected[:8] = (500).to_bytes(8, "big")
     back[12:16] = expected[12:16]  # partitionLeaderEpoch: outside the CRC, ours is 0
     assert back == expected
+
+
+@pytest.mark.parametrize("count", [1, SMALL_BATCH_RECORDS, SMALL_BATCH_RECORDS + 1, 5_000])
+def test_fetched_batches_carry_the_leader_epoch_whatever_their_size(count: int) -> None:
+    """Kafka's leader stamps its epoch on every batch it appends (the producer sends -1);
+    small batches (aiokafka's builder) and large ones (the columnar writer) must agree,
+    and the field lies outside the CRC."""
+    raw = kafka_batch([(None, b"v%d" % i, i, []) for i in range(count)])
+    epoch = slice(12, 16)  # after baseOffset i64 and batchLength i32
+    assert int.from_bytes(raw[epoch], "big", signed=True) == -1  # as a producer sends it
+    back = logstream_to_kafka(kafka_to_logstream(raw))
+    assert int.from_bytes(back[epoch], "big", signed=True) == LEADER_EPOCH == 0
+    batch = DefaultRecordBatch(back)
+    assert batch.validate_crc()
+    assert len(back) == 12 + int.from_bytes(back[8:12], "big")  # batchLength is whole
+    assert [r.value for r in batch] == [b"v%d" % i for i in range(count)]

@@ -192,3 +192,47 @@ def test_kept_batches_are_bounded_in_size_and_partitions() -> None:
     other = encode_small_batch([None], [b"w"], [T0], [b""])
     assert sent.lookup("t", MAX_PARTITIONS, other.data) is None  # same length, other CRC
     assert read_header(other.data).batch_length == read_header(stored.data).batch_length
+
+
+def batches(raw: bytes) -> list[bytes]:
+    """The whole Kafka batches of a Fetch answer's records; fails on a partial one."""
+    out, pos = [], 0
+    while pos < len(raw):
+        length = struct.unpack_from(">i", raw, pos + 8)[0] + 12
+        assert pos + length <= len(raw), f"a partial batch at {pos} of {len(raw)} bytes"
+        out.append(raw[pos : pos + length])
+        pos += length
+    return out
+
+
+def test_fetch_answers_are_whole_batches_within_the_partition_limit(
+    running: tuple[RunningBroker, KafkaListener],
+) -> None:
+    """A librdkafka-sized produced batch (~1 MB of 100 B records) is stored as two
+    logstream batches (it outgrows max_batch_bytes once converted); Fetches of 1 MiB from
+    the start read whole Kafka batches, each a stored batch with its own base offset,
+    leader epoch 0 and a valid CRC, never more than the partition limit, and together the
+    records in order: the shape a replaying consumer depends on."""
+    _, kafka = running
+    value = b"v" * 100
+    produced = kafka_batch([(None, value, [])] * 10_000)  # the builder stops at 1 MiB
+    count = len(list(DefaultRecordBatch(produced)))
+    assert count > 9_000
+    with socket.create_connection(("127.0.0.1", kafka.port)) as sock:
+        for _ in range(2):
+            produce(sock, "shape", produced)
+        offset, answers = 0, []
+        while offset < 2 * count:
+            raw = fetch(sock, "shape", offset)
+            got = batches(raw)
+            assert got and len(raw) <= 1 << 20
+            answers.append(len(got))
+            for b in got:
+                batch = DefaultRecordBatch(b)
+                assert batch.validate_crc()
+                assert struct.unpack_from(">qii", b)[0::2] == (offset, 0)  # base, epoch
+                values = [r.value for r in batch]
+                assert values == [value] * len(values)
+                offset += len(values)
+    assert offset == 2 * count
+    assert len(answers) >= 4  # two stored batches per produced one, each fetched whole

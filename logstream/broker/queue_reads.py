@@ -14,6 +14,11 @@ new log object (the key), so an entry is never stale; entries below the log star
 (retention) are not used. At most
 :data:`CACHE_PARTITIONS` partitions are kept (least recently used dropped).
 
+The admissions' cache is also handed each small batch a produce just appended to a
+partition it already holds (:meth:`FetchCache.offer`): the next admission takes a request
+from the bytes its produce brought instead of reading them back from the segment (a
+read, an index lookup and a frame check per request on the way to a waiting responder).
+
 Thread-safety: :class:`FetchCache` takes its own lock around its table; the chunks in it
 are not changed after they are made (their decoded-batch memo only grows).
 """
@@ -44,6 +49,9 @@ FETCH_READ_BYTES = 64 * 1024
 and reading 4 MiB for 100 records of 100 B cost a fifth of the broker's time. A read
 always returns at least one whole batch."""
 CACHE_PARTITIONS = 256
+OFFER_MAX_BYTES = 16 * 1024
+"""A chunk grows by offered batches up to this size (each offer copies it); beyond, an
+offer starts a new chunk."""
 
 
 def _read(plog: PartitionLog, pos: int, max_bytes: int) -> tuple[int, bytes]:
@@ -139,6 +147,31 @@ class FetchCache:
                 while len(self._chunks) > self._limit:
                     self._chunks.popitem(last=False)
         return c
+
+    def holds(self, plog: PartitionLog, first: int) -> bool:
+        """Whether :meth:`offer` would keep batches starting at offset ``first`` now."""
+        with self._lock:
+            c = self._chunks.get(plog)
+        return c is not None and c.end == first
+
+    def offer(self, plog: PartitionLog, first: int, end: int, stored: bytes) -> bool:
+        """``stored``: the exact bytes of whole batches just appended to ``plog`` at
+        offsets ``[first, end)``. Kept only when this cache holds a chunk of ``plog`` that
+        ends at ``first`` (a queue group's admission read up to the log end): appended to
+        it while it stays under :data:`OFFER_MAX_BYTES` (an admission a little behind still
+        finds the batches before), else as a chunk of their own. A chunk that ends
+        elsewhere (an admission behind, reading its backlog) is left alone: replacing it
+        would make that admission read again. Returns whether they were kept."""
+        with self._lock:
+            c = self._chunks.get(plog)
+            if c is None or c.end != first:
+                return False
+            if len(c.data) + len(stored) <= OFFER_MAX_BYTES:
+                # a new Chunk, not a changed one: another thread may be cutting from ``c``
+                self._chunks[plog] = Chunk(c.first, end, c.data + stored, dict(c.decoded))
+            else:
+                self._chunks[plog] = Chunk(first, end, stored)
+            return True
 
 
 def batches_for(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from logstream.broker.queue_reads import FetchCache, batches_for
+from logstream.broker.queue_reads import OFFER_MAX_BYTES, FetchCache, batches_for, read_chunk
 from logstream.codec import encode_batch
 from logstream.storage import LogManager
 
@@ -30,5 +30,59 @@ def test_a_fetch_cuts_from_the_admissions_chunk_without_reading(tmp_path: Path) 
             plog, np.array([3], np.int64)
         )
         assert reads.misses == 1
+    finally:
+        mgr.close()
+
+
+def test_a_produce_hands_its_batch_to_a_caught_up_admission(tmp_path: Path) -> None:
+    """A request produced to a partition whose admission read up to the log end is admitted
+    from the produce's own bytes (base offset stamped as stored), without a read."""
+    from logstream.broker.produce import _offer
+
+    mgr = LogManager(tmp_path)
+    try:
+        mgr.create_topic("t", 1)
+        plog = mgr.get_log("t", 0)
+        admits = FetchCache()
+        batch = encode_batch([b"a", b"b"])
+        _offer(admits, plog, plog.append(batch), batch)
+        assert admits.cached(plog, 0) is None  # no group reads it yet: nothing kept
+        assert admits.chunk(plog, 0) is not None and admits.misses == 1  # the first admission
+        for values in ([b"c"], [b"d", b"e"], [b"f"]):
+            batch = encode_batch(values)
+            _offer(admits, plog, plog.append(batch), batch)
+        for pos in range(6):
+            c = admits.chunk(plog, pos)
+            assert c is not None and c.first <= pos < c.end
+        assert admits.misses == 1  # every later admission found the produced bytes
+        cut = admits.cached(plog, 2)
+        assert cut is not None
+        fresh = read_chunk(plog, cut.first)
+        assert fresh is not None and cut.data == fresh.data[: len(cut.data)]
+        everything = np.arange(6, dtype=np.int64)
+        assert batches_for(plog, everything, FetchCache(), admits) == batches_for(plog, everything)
+    finally:
+        mgr.close()
+
+
+def test_an_admission_reading_its_backlog_keeps_its_chunk(tmp_path: Path) -> None:
+    """An admission behind the log end keeps the chunk it read: new produces do not
+    replace it (which would make it read the same bytes again)."""
+    from logstream.broker.produce import _offer
+
+    mgr = LogManager(tmp_path)
+    try:
+        mgr.create_topic("t", 1)
+        plog = mgr.get_log("t", 0)
+        for _ in range(3):
+            plog.append(encode_batch([b"x" * 30_000]))  # two per 64 KiB read
+        admits = FetchCache()
+        backlog = admits.chunk(plog, 0)
+        assert backlog is not None and backlog.end < plog.log_end_offset
+        batch = encode_batch([b"new"])
+        _offer(admits, plog, plog.append(batch), batch)
+        assert admits.cached(plog, 0) is backlog
+        big = encode_batch([b"y" * (OFFER_MAX_BYTES + 1)])
+        assert not admits.offer(plog, 4, 5, big)  # not contiguous either way
     finally:
         mgr.close()

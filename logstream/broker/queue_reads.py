@@ -50,8 +50,7 @@ and reading 4 MiB for 100 records of 100 B cost a fifth of the broker's time. A 
 always returns at least one whole batch."""
 CACHE_PARTITIONS = 256
 OFFER_MAX_BYTES = 16 * 1024
-"""A chunk grows by offered batches up to this size (each offer copies it); beyond, an
-offer starts a new chunk."""
+"""Larger produced batches are not offered (a producer's big batches are read as before)."""
 
 
 def _read(plog: PartitionLog, pos: int, max_bytes: int) -> tuple[int, bytes]:
@@ -156,21 +155,17 @@ class FetchCache:
 
     def offer(self, plog: PartitionLog, first: int, end: int, stored: bytes) -> bool:
         """``stored``: the exact bytes of whole batches just appended to ``plog`` at
-        offsets ``[first, end)``. Kept only when this cache holds a chunk of ``plog`` that
-        ends at ``first`` (a queue group's admission read up to the log end): appended to
-        it while it stays under :data:`OFFER_MAX_BYTES` (an admission a little behind still
-        finds the batches before), else as a chunk of their own. A chunk that ends
-        elsewhere (an admission behind, reading its backlog) is left alone: replacing it
-        would make that admission read again. Returns whether they were kept."""
+        offsets ``[first, end)``. Kept, as the partition's chunk, only when this cache holds
+        a chunk of ``plog`` that ends at ``first`` (a queue group's admission read up to the
+        log end); a chunk that ends elsewhere (an admission behind, reading its backlog) is
+        left alone: replacing it would make that admission read again. Not joined to the
+        chunk before: every cut walks its chunk's batch headers from the start. Returns
+        whether they were kept."""
         with self._lock:
             c = self._chunks.get(plog)
             if c is None or c.end != first:
                 return False
-            if len(c.data) + len(stored) <= OFFER_MAX_BYTES:
-                # a new Chunk, not a changed one: another thread may be cutting from ``c``
-                self._chunks[plog] = Chunk(c.first, end, c.data + stored, dict(c.decoded))
-            else:
-                self._chunks[plog] = Chunk(first, end, stored)
+            self._chunks[plog] = Chunk(first, end, stored)
             return True
 
 
@@ -206,7 +201,12 @@ def _only(chunk: Chunk, offsets: np.ndarray) -> bytes:
     """The batches of ``chunk`` cut down to ``offsets``."""
     data = chunk.data
     parts: list[bytes] = []
+    first, last = int(offsets[0]), int(offsets[-1])
     for pos, h in iter_headers(data):
+        if h.base_offset > last:
+            break  # the chunk runs on past the offsets wanted
+        if h.next_offset <= first:
+            continue
         lo = int(np.searchsorted(offsets, h.base_offset))
         hi = int(np.searchsorted(offsets, h.next_offset))
         if hi - lo == h.record_count:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from logstream.broker.queue_reads import OFFER_MAX_BYTES, FetchCache, batches_for, read_chunk
-from logstream.codec import encode_batch
+from logstream.broker.queue_reads import FetchCache, batches_for, read_chunk
+from logstream.codec import encode_batch, iter_headers
 from logstream.storage import LogManager
 
 
@@ -50,17 +50,15 @@ def test_a_produce_hands_its_batch_to_a_caught_up_admission(tmp_path: Path) -> N
         assert admits.chunk(plog, 0) is not None and admits.misses == 1  # the first admission
         for values in ([b"c"], [b"d", b"e"], [b"f"]):
             batch = encode_batch(values)
-            _offer(admits, plog, plog.append(batch), batch)
-        for pos in range(6):
-            c = admits.chunk(plog, pos)
-            assert c is not None and c.first <= pos < c.end
+            result = plog.append(batch)
+            _offer(admits, plog, result, batch)
+            c = admits.chunk(plog, result.base_offset)  # the admission of the new batch
+            assert c is not None and (c.first, c.end) == (result.base_offset, plog.log_end_offset)
+            fresh = read_chunk(plog, result.base_offset)
+            assert fresh is not None and c.data == fresh.data  # the bytes as stored
         assert admits.misses == 1  # every later admission found the produced bytes
-        cut = admits.cached(plog, 2)
-        assert cut is not None
-        fresh = read_chunk(plog, cut.first)
-        assert fresh is not None and cut.data == fresh.data[: len(cut.data)]
-        everything = np.arange(6, dtype=np.int64)
-        assert batches_for(plog, everything, FetchCache(), admits) == batches_for(plog, everything)
+        wanted = np.array([5], np.int64)
+        assert batches_for(plog, wanted, FetchCache(), admits) == batches_for(plog, wanted)
     finally:
         mgr.close()
 
@@ -82,7 +80,24 @@ def test_an_admission_reading_its_backlog_keeps_its_chunk(tmp_path: Path) -> Non
         batch = encode_batch([b"new"])
         _offer(admits, plog, plog.append(batch), batch)
         assert admits.cached(plog, 0) is backlog
-        big = encode_batch([b"y" * (OFFER_MAX_BYTES + 1)])
-        assert not admits.offer(plog, 4, 5, big)  # not contiguous either way
+        assert not admits.offer(plog, 4, 5, b"")  # not where the held chunk ends either
+    finally:
+        mgr.close()
+
+
+def test_a_cut_from_a_chunk_of_many_batches_takes_only_the_wanted_ones(tmp_path: Path) -> None:
+    mgr = LogManager(tmp_path)
+    try:
+        mgr.create_topic("t", 1)
+        plog = mgr.get_log("t", 0)
+        for i in range(50):
+            plog.append(encode_batch([b"%d" % i, b"x"]))
+        reads = FetchCache()
+        for wanted in ([0], [37], [38, 39, 41], [99], [0, 1, 98, 99]):
+            offsets = np.array(wanted, np.int64)
+            data = batches_for(plog, offsets, reads)
+            got = [o for _, h in iter_headers(data) for o in range(h.base_offset, h.next_offset)]
+            assert got == wanted
+        assert reads.misses == 1  # one 64 KiB read held all 50 batches
     finally:
         mgr.close()

@@ -2,7 +2,7 @@
 
     python benchmarks/peers/request_reply.py [--rate 500] [--seconds 10] [--size 100]
                                              [--systems logstream,nats,redis] [--runs 1]
-                                             [--push]
+                                             [--fetch]
 
 Run alone, the logstream row also gives the CPU time per request of the broker, the
 responder and the requester process (from /proc, while the requests flowed).
@@ -21,8 +21,9 @@ Used by ``make bench-peers`` (run.py calls :func:`logstream_rr`, :func:`nats_rr`
 The three clients:
 
 - logstream: ``Requester.request_async`` (its replies arrive on the inbox stream's reader
-  thread) to a 1-partition topic; the responder a ``QueueConsumer`` calling ``msg.reply()``
-  and ``msg.ack()`` per request (``--push``: a push member, ``QueueConsumer(push=True)``).
+  thread) to a 1-partition topic; the responder a push member (``QueueConsumer(push=True)``,
+  decision 0041) calling ``msg.reply()`` and ``msg.ack()`` per request (``--fetch``: a
+  member that polls with queue fetches instead).
 - NATS (core, not JetStream): nats-py ``nc.request`` per request (a task each), responder
   ``subscribe(queue="svc")`` with ``msg.respond``.
 - Redis: the requester ``LPUSH``es to a request list; the responder ``BRPOP``s it and
@@ -82,7 +83,7 @@ def _ready_wait(ready, proc, what: str) -> None:
 # --------------------------------------------------------------------------- logstream
 
 
-def _ls_responder(addr: str, topic: str, ready, stop, push: bool = False) -> None:
+def _ls_responder(addr: str, topic: str, ready, stop, push: bool = True) -> None:
     from logstream import QueueConsumer
 
     extra = {"push": True} if push else {}  # a push session (decision 0037)
@@ -103,11 +104,11 @@ def logstream_rr(
     seconds: float,
     size: int,
     server_pid: int = 0,
-    push: bool = False,
+    push: bool = True,
 ) -> Result:
     """With ``server_pid``, the result's ``cpu_us`` has the CPU per request of the broker,
     the responder and this (requester) process while the requests flowed. ``push``: the
-    responder is a push member (``QueueConsumer(push=True)``)."""
+    responder is a push member (``QueueConsumer(push=True)``), else it fetches."""
     import multiprocessing as mp
 
     from benchmarks.peers.queue_workload import proc_cpu_s
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--systems", default="logstream,nats,redis")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--push", action="store_true", help="logstream responder: push session")
+    ap.add_argument("--fetch", action="store_true", help="logstream responder: queue fetches")
     args = ap.parse_args(argv)
     from benchmarks.peers import servers
     from benchmarks.peers.run import start_server
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 call = (srv.addr, f"cli{run}", args.rate, args.seconds, args.size)
                 if system == "logstream":
-                    res = logstream_rr(*call, server_pid=srv.pid, push=args.push)
+                    res = logstream_rr(*call, server_pid=srv.pid, push=not args.fetch)
                 else:
                     res = RUNNERS[system](*call)
             finally:

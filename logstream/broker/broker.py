@@ -10,6 +10,7 @@
     ├── producer_ids: ProducerIdManager     persisted id counter for idempotent producers
     ├── coordinator: object | None      the consumer-group coordinator, plugged in later
     ├── queues: object | None           the queue groups (broker/queues.py), set by the server
+    ├── admits: FetchCache              the queue admissions' read cache, fed by produces
     └── two daemon threads              flusher (flush_due) and retention (enforce_retention)
 
 The handlers (produce.py, fetch.py, admin.py) hold a reference to the Broker and do the
@@ -36,6 +37,7 @@ from logstream.broker.http import NullMetrics, event, metrics_for
 from logstream.broker.inboxes import Inboxes
 from logstream.broker.notify import AppendNotifier
 from logstream.broker.producer_ids import ProducerIdManager
+from logstream.broker.queue_reads import FetchCache
 from logstream.clock import SYSTEM_CLOCK, Clock
 from logstream.errors import (
     BrokerNotAvailableError,
@@ -65,6 +67,9 @@ class Broker:
         self.notifier = AppendNotifier()
         self.inboxes = Inboxes(self.notifier)
         """Request/reply inboxes: in memory, pushed to the requester's stream."""
+        self.admits = FetchCache()
+        """The queue groups' admission reads (queue_reads.py); a produce offers it what it
+        appended, so a request on its way to a waiting responder is not read back."""
         self.metrics = metrics if metrics is not None else metrics_for(config)
         """Traffic counters and flush timing for /metrics (counts nothing when it is off)."""
         self.group_commit = GroupCommitRegistry(self.metrics.timed_flush)

@@ -35,14 +35,15 @@ from dataclasses import dataclass, field
 
 from logstream.broker.admin import refuse_internal
 from logstream.broker.broker import Broker
-from logstream.codec import BuiltBatch, peek_length
+from logstream.broker.queue_reads import OFFER_MAX_BYTES, FetchCache
+from logstream.codec import BuiltBatch, peek_length, stamp_base_offset
 from logstream.errors import (
     CorruptRecordError,
     InvalidRequiredAcksError,
     LogstreamError,
     UnknownServerError,
 )
-from logstream.storage.log import PartitionLog
+from logstream.storage.log import AppendResult, PartitionLog
 
 log = logging.getLogger("logstream.broker.produce")
 
@@ -160,6 +161,8 @@ class ProduceHandler:
             if not result.duplicate:
                 records += result.last_offset - result.base_offset + 1
                 nbytes += length
+                if result.log_append_time_ms < 0 and length <= OFFER_MAX_BYTES:
+                    _offer(self.broker.admits, plog, result, batch)
             out.batches.append(
                 BatchOutcome(
                     base_offset=result.base_offset,
@@ -184,6 +187,18 @@ class ProduceHandler:
                 for outcome in out.batches:
                     if outcome.error is None:
                         outcome.error = exc
+
+
+def _offer(
+    admits: FetchCache, plog: PartitionLog, result: AppendResult, batch: bytes | BuiltBatch
+) -> None:
+    """Hand the batch as stored (its base offset stamped; nothing else changes without
+    log-append time) to the queue admissions' cache, for a partition a group reads."""
+    if not admits.holds(plog, result.base_offset):
+        return
+    stored = bytearray(batch.data if isinstance(batch, BuiltBatch) else batch)
+    stamp_base_offset(stored, result.base_offset)
+    admits.offer(plog, result.base_offset, result.last_offset + 1, bytes(stored))
 
 
 def _detached(exc: LogstreamError) -> LogstreamError:

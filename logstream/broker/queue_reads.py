@@ -14,6 +14,11 @@ new log object (the key), so an entry is never stale; entries below the log star
 (retention) are not used. At most
 :data:`CACHE_PARTITIONS` partitions are kept (least recently used dropped).
 
+The admissions' cache is also handed each small batch a produce just appended to a
+partition it already holds (:meth:`FetchCache.offer`): the next admission takes a request
+from the bytes its produce brought instead of reading them back from the segment (a
+read, an index lookup and a frame check per request on the way to a waiting responder).
+
 Thread-safety: :class:`FetchCache` takes its own lock around its table; the chunks in it
 are not changed after they are made (their decoded-batch memo only grows).
 """
@@ -44,6 +49,8 @@ FETCH_READ_BYTES = 64 * 1024
 and reading 4 MiB for 100 records of 100 B cost a fifth of the broker's time. A read
 always returns at least one whole batch."""
 CACHE_PARTITIONS = 256
+OFFER_MAX_BYTES = 16 * 1024
+"""Larger produced batches are not offered (a producer's big batches are read as before)."""
 
 
 def _read(plog: PartitionLog, pos: int, max_bytes: int) -> tuple[int, bytes]:
@@ -140,6 +147,27 @@ class FetchCache:
                     self._chunks.popitem(last=False)
         return c
 
+    def holds(self, plog: PartitionLog, first: int) -> bool:
+        """Whether :meth:`offer` would keep batches starting at offset ``first`` now."""
+        with self._lock:
+            c = self._chunks.get(plog)
+        return c is not None and c.end == first
+
+    def offer(self, plog: PartitionLog, first: int, end: int, stored: bytes) -> bool:
+        """``stored``: the exact bytes of whole batches just appended to ``plog`` at
+        offsets ``[first, end)``. Kept, as the partition's chunk, only when this cache holds
+        a chunk of ``plog`` that ends at ``first`` (a queue group's admission read up to the
+        log end); a chunk that ends elsewhere (an admission behind, reading its backlog) is
+        left alone: replacing it would make that admission read again. Not joined to the
+        chunk before: every cut walks its chunk's batch headers from the start. Returns
+        whether they were kept."""
+        with self._lock:
+            c = self._chunks.get(plog)
+            if c is None or c.end != first:
+                return False
+            self._chunks[plog] = Chunk(first, end, stored)
+            return True
+
 
 def batches_for(
     plog: PartitionLog,
@@ -173,7 +201,12 @@ def _only(chunk: Chunk, offsets: np.ndarray) -> bytes:
     """The batches of ``chunk`` cut down to ``offsets``."""
     data = chunk.data
     parts: list[bytes] = []
+    first, last = int(offsets[0]), int(offsets[-1])
     for pos, h in iter_headers(data):
+        if h.base_offset > last:
+            break  # the chunk runs on past the offsets wanted
+        if h.next_offset <= first:
+            continue
         lo = int(np.searchsorted(offsets, h.base_offset))
         hi = int(np.searchsorted(offsets, h.next_offset))
         if hi - lo == h.record_count:

@@ -95,7 +95,7 @@ class QueueManager:
         self.defaults = queue_settings(broker.config.queue_defaults)
         self.state = QueueStateLog.open(self.manager, self.clock)
         self.reads = FetchCache()  # behind the windows' ends: records being fetched
-        self.admits = FetchCache()  # at the windows' ends: records being admitted
+        self.admits: FetchCache = broker.admits  # at the windows' ends (produces feed it)
         # np.unique imports numpy.ma on its first call (~70 ms): here, not inside a request
         np.unique(np.zeros(2, np.int64))
         self._groups: dict[str, Managed] = {}

@@ -219,7 +219,13 @@ def decode_admit(rec: bytes) -> tuple[int, int, int, AdmitArrays]:
     return pid, first, count, out
 
 
+_ONE_RUN = struct.Struct("<qI")  # one RUN entry, for the one-offset case
+assert _ONE_RUN.size == RUN.itemsize
+
+
 def _runs_bytes(offsets: np.ndarray) -> tuple[int, bytes]:
+    if len(offsets) == 1:  # a request/reply's usual acquire and ack: no numpy round trip
+        return 1, _ONE_RUN.pack(int(offsets[0]), 1)
     firsts, lengths = runs(offsets)
     table = np.empty(len(firsts), RUN)
     table["first"] = firsts

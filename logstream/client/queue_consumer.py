@@ -150,7 +150,7 @@ class QueueConsumer:
         self._mutex = threading.Lock()
         self._lock = threading.Condition(self._mutex)
         self._pending: Pending = {}
-        self._acks: list[PartitionRecords] = []  # with plain acks (their ``acked`` rows)
+        self._acks: list[PartitionRecords] = []  # with plain acks (their ``ACKED`` rows)
         self._pending_since = 0.0  # when the oldest queued settlement (or ack) was queued
         self._replying = False  # some message got a reply: settlements may wait for it
         self._refused: list[SettleError] = []
@@ -188,18 +188,18 @@ class QueueConsumer:
 
     # ---- settling ------------------------------------------------------------------------
 
-    def _queue_ack(self, records: PartitionRecords, row: int) -> None:
-        """:meth:`_queue_settle` for a plain ack (the per-message hot path): one append to
-        the records' ``acked`` rows, folded into ``_pending`` only when sent."""
+    def _queue_acks(self, records: PartitionRecords) -> None:
+        """``records`` has acked rows to send: the first ack of its rows since a request
+        last took them (a plain ack itself is only a byte in ``records.state``; the rows
+        are folded into ``_pending`` when sent, queue_records.py)."""
         with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
-            acked = records.acked
-            if not acked:
+            if not records.ack_queued:
+                records.ack_queued = True
                 if not self._acks and not self._pending:
                     self._first_settlement()
                 self._acks.append(records)
-            acked.append(row)
 
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
         options = (extra.get("delay_ms"), extra.get("reason", ""), extra.get("lease_ms", 0))

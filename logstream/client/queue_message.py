@@ -129,11 +129,13 @@ class QueueMessage:
     def ack(self) -> None:
         records = self._records
         owner = records.owner
-        if owner is None or records.state[self._row]:
+        row = self._row
+        if owner is None or records.state[row] or owner._closed:
             self._settle(ACK)  # raises the named error
             return
-        records.state[self._row] = ACKED
-        owner._queue_ack(records, self._row)
+        records.state[row] = ACKED  # the byte first, then the flag (queue_records.py)
+        if not records.ack_queued:
+            owner._queue_acks(records)
 
     def nack(self, delay_ms: int | None = None, reason: str = "") -> None:
         """Retry later: after ``delay_ms``, or the group's backoff for the delivery count."""

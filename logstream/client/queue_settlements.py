@@ -4,8 +4,8 @@ Queued settlements are a :data:`Pending` table: per :data:`Key` (topic, partitio
 nack delay, reason, extend lease) a list of :data:`Rows` entries, each rows of one
 :class:`~logstream.client.queue_records.PartitionRecords` (one fetch answer's records of
 that partition). Holding rows rather than message objects lets a message be freed as
-soon as the application drops it: plain acks (the hot path) are appended to their
-records' ``acked`` list and folded into the table only when a request carries them
+soon as the application drops it: plain acks (the hot path) are a byte in their
+records' ``state``, folded into the table only when a request carries them
 (:func:`fold_acks`).
 
 These are plain functions over the table; the consumer holds its lock around them.
@@ -19,7 +19,7 @@ from typing import Any
 
 from logstream import errors
 from logstream.client.queue_message import ACK, KIND_NAMES, SettleError
-from logstream.client.queue_records import PartitionRecords
+from logstream.client.queue_records import PartitionRecords, take_acked
 from logstream.protocol import queue_pb2
 
 Key = tuple[str, int, int, int | None, str, int]
@@ -29,12 +29,13 @@ Pending = dict[Key, list[Rows]]
 
 
 def fold_acks(acked: list[PartitionRecords], pending: Pending) -> None:
-    """Move the plain acks of ``acked`` (each one's ``acked`` rows) into ``pending``, after
+    """Move the plain acks of ``acked`` (each one's ``ACKED`` rows) into ``pending``, after
     what is there: an extend queued before an ack of the same record is sent first."""
     for records in acked:
-        rows, records.acked = records.acked, []
-        key = (records.topic, records.partition, ACK, None, "", 0)
-        pending.setdefault(key, []).append((records, rows))
+        rows = take_acked(records)
+        if rows:
+            key = (records.topic, records.partition, ACK, None, "", 0)
+            pending.setdefault(key, []).append((records, rows))
 
 
 def merge(into: Pending, more: Pending) -> None:

@@ -114,7 +114,9 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                 create=request.create,
                 client_id=request.client_id or context.peer(),
             )
-        return queue_pb2.QueueJoinResponse(settings=settings_pb(m.group.settings), topics=m.topics)
+        return queue_pb2.QueueJoinResponse(
+            settings=settings_pb(m.group.settings), topics=m.topics, offset_runs=True
+        )
 
     def Leave(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
@@ -165,7 +167,7 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                 self.broker.waiter_slots.release()
         return queue_pb2.QueueFetchResponse(
             results=settle_results(outcomes),
-            records=records_pb(q, name, deliveries),
+            records=records_pb(q, name, deliveries, runs=request.offset_runs),
             reply_results=replied,
             lease_ms=granted,
         )

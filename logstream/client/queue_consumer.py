@@ -173,6 +173,7 @@ class QueueConsumer:
             timeout=self._timeout,
         )
         self.topics = list(resp.topics)
+        self._runs = resp.offset_runs  # the broker takes and gives offset runs (0042)
         self._lease_ms_granted = resp.settings.lease_ms  # updated by every fetch answer
         self.prefetch = prefetch and not resp.settings.auto_ack
         self._prefetch = Prefetch(self.prefetch)
@@ -247,7 +248,7 @@ class QueueConsumer:
             replies = [f for f in replies_of(pending) if id(f) not in ride]
             if replies:
                 futures.wait(replies, timeout=self._timeout)
-        return settlements(pending), pending
+        return settlements(pending, runs=self._runs), pending
 
     def _record_results(self, results: Any, sent: Pending) -> None:
         refused = refusals(results, sent)
@@ -355,6 +356,7 @@ class QueueConsumer:
                         lease_ms=self.lease_ms,
                         settle=settles,
                         replies=[queue_pb2.QueueReply(inbox=t, batch=b) for t, b, _ in replies],
+                        offset_runs=self._runs,
                     ),
                     timeout=self._timeout + max(timeout, 0),
                 )

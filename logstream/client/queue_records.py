@@ -34,6 +34,7 @@ GIL's ordering) every ack is either taken by this pass or queues the records aga
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -93,20 +94,21 @@ class PartitionRecords:
         partition: int,
         owner: MessageOwner | None,
         batches: list[DecodedBatch],
-        offsets: list[int],
+        offsets: Sequence[int],
         counts: list[int],
     ) -> None:
-        """Records at ``offsets`` (delivery counts ``counts``) out of ``batches``; an
-        offset the batches do not hold is left out."""
+        """Records at ``offsets`` (a list, or a ``range`` for one run of consecutive
+        offsets; delivery counts ``counts``) out of ``batches``; an offset the batches do
+        not hold is left out."""
         self.topic = topic
         self.partition = partition
         self.owner = owner
         self._batches = batches
         self._rows: list[int] | None = None
         stored = np.concatenate([b.offsets for b in batches]) if batches else np.zeros(0, np.int64)
-        if stored.tolist() != offsets:  # cheaper than numpy converting the list
+        if not _same(stored, offsets):
             offsets, counts, self._rows = _match(stored, offsets, counts)
-        self.offsets = offsets
+        self.offsets: Sequence[int] = offsets  # a range when one run
         self.counts = counts
         self.state = bytearray(len(offsets))
         self.nbytes = 0  # of the batches in the answer (what prefetch growth is bounded by)
@@ -172,8 +174,18 @@ def take_acked(records: PartitionRecords) -> list[int]:
     return rows.tolist()  # type: ignore[no-any-return]
 
 
+def _same(stored: np.ndarray, offsets: Sequence[int]) -> bool:
+    """Whether the batches' offsets ``stored`` are exactly ``offsets``, in order."""
+    if isinstance(offsets, range):
+        n = len(offsets)
+        return len(stored) == n and (
+            n == 0 or bool(np.array_equal(stored, np.arange(offsets.start, offsets.stop)))
+        )
+    return stored.tolist() == offsets  # cheaper than numpy converting the list
+
+
 def _match(
-    stored: np.ndarray, offsets: list[int], counts: list[int]
+    stored: np.ndarray, offsets: Sequence[int], counts: list[int]
 ) -> tuple[list[int], list[int], list[int]]:
     """The handed-out ``offsets`` (and their ``counts``) found in ``stored``, in the given
     order, and the row of each in ``stored``."""

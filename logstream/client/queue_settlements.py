@@ -44,27 +44,47 @@ def merge(into: Pending, more: Pending) -> None:
         into.setdefault(key, []).extend(entries)
 
 
-def _offsets(entries: list[Rows]) -> list[int]:
+MAX_RUN_RECORDS = 1 << 16
+"""The most records one settlement sends as runs (the broker's bound,
+``broker.queue_messages.MAX_RUN_RECORDS``); the rest go as offsets."""
+
+
+def _offsets(entries: list[Rows], runs: list[int] | None) -> list[int]:
+    """The offsets of ``entries``; with ``runs`` (a list to add to), every run of rows
+    over a records object whose offsets are one run (a ``range``) goes there as a
+    (first offset, count) pair instead, up to :data:`MAX_RUN_RECORDS` records."""
     out: list[int] = []
+    in_runs = 0
     for records, rows in entries:
         offsets = records.offsets
         lo, hi = min(rows), max(rows)
         if hi - lo + 1 == len(rows):  # every row in between (a row is settled once)
-            out += offsets[lo : hi + 1]
+            if (
+                runs is not None
+                and isinstance(offsets, range)
+                and in_runs + len(rows) <= MAX_RUN_RECORDS
+            ):
+                runs += (offsets[lo], len(rows))
+                in_runs += len(rows)
+            else:
+                out += offsets[lo : hi + 1]
         else:
             out += [offsets[r] for r in rows]
     return out
 
 
-def settlements(pending: Pending) -> list[queue_pb2.Settlement]:
-    """``pending`` as ``Settlement`` messages, one per key."""
+def settlements(pending: Pending, *, runs: bool = False) -> list[queue_pb2.Settlement]:
+    """``pending`` as ``Settlement`` messages, one per key (``runs``: the broker reads
+    ``offset_runs``, so runs of consecutive offsets go as pairs)."""
     out = []
     for (topic, partition, kind, delay, reason, lease), entries in pending.items():
+        offset_runs: list[int] | None = [] if runs else None
         s = queue_pb2.Settlement(
             topic=topic,
             partition=partition,
             kind=kind,  # type: ignore[arg-type]
-            offsets=_offsets(entries),
+            offsets=_offsets(entries, offset_runs),
+            offset_runs=offset_runs,
             reason=reason,
             lease_ms=lease,
         )

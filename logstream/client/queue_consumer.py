@@ -378,6 +378,8 @@ class QueueConsumer:
             drops=drops,
             lease_s=self._lease_s(),
             throttled=resp.throttle_time_ms > 0,
+            backlog=resp.backlog,
+            members=resp.members,
         )
 
     def _lease_s(self) -> float:

@@ -177,18 +177,22 @@ class QueueRecords(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., batches: _Optional[bytes] = ..., offsets: _Optional[_Iterable[int]] = ..., delivery_counts: _Optional[_Iterable[int]] = ..., offset_runs: _Optional[_Iterable[int]] = ..., delivery_count_runs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueFetchResponse(_message.Message):
-    __slots__ = ("results", "records", "throttle_time_ms", "reply_results", "lease_ms")
+    __slots__ = ("results", "records", "throttle_time_ms", "reply_results", "lease_ms", "backlog", "members")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REPLY_RESULTS_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SettleResult]
     records: _containers.RepeatedCompositeFieldContainer[QueueRecords]
     throttle_time_ms: int
     reply_results: _containers.RepeatedCompositeFieldContainer[QueueReplyResult]
     lease_ms: int
-    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ...) -> None: ...
+    backlog: int
+    members: int
+    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ..., backlog: _Optional[int] = ..., members: _Optional[int] = ...) -> None: ...
 
 class QueueSessionRequest(_message.Message):
     __slots__ = ("group", "member_id", "credit", "lease_ms", "settle", "replies", "flush")

@@ -18,13 +18,18 @@ the clock starts) consume and acknowledge every record:
 - NATS JetStream: one stream, one durable pull consumer (explicit ack); each worker
   ``fetch(100)``, ``msg.ack()`` per message, then a flush (nats-py).
 
-The clock stops when every record is acknowledged: logstream, once the workers' counts
-(after each poll's acks were queued) reach N, the group's acknowledged total as the broker
-reports it (asked only from then on, so the driver costs the broker nothing while the
-workers run); Redis, the workers' counts after each XACK answer; NATS, the workers' counts
-after each flush (the server has the acks). Besides the rate: CPU time per
-acknowledged record of the server process and of the workers together (``/proc`` and
-``time.process_time``), the figure to compare on a loaded machine.
+The clock starts once every worker is connected (logstream: joined; Redis: a PING
+answered; NATS: subscribed) and stops when every record is acknowledged: logstream, once
+the workers' counts (after each poll's acks were queued) reach N, the group's
+acknowledged total as the broker reports it (asked only from then on, so the driver costs
+the broker nothing while the workers run); Redis, the workers' counts after each XACK
+answer; NATS, the workers' counts after each flush (the server has the acks). The worker
+whose count reaches N wakes the driver (an event, no polling). Besides the rate: CPU time
+per acknowledged record of the server process over the same window (every thread's
+``/proc/PID/task/*/schedstat``, in ns: the 10 ms ticks of ``/proc/PID/stat`` are a tenth
+of a 0.1 s run) and of the workers together (``time.process_time``), the figure to
+compare on a loaded machine. Worker start-up (process spawn, imports, connecting,
+joining) is outside both the clock and the CPU figures, for every system.
 
 Timing (logstream only, :func:`logstream_timing`): a nacked record's redelivery lateness
 (arrival minus nack time minus the delay asked for) and a lease-expiry takeover (a member
@@ -60,24 +65,54 @@ PAGE = int(os.environ.get("LOGSTREAM_BENCH_QUEUE_PAGE", "100"))
 workers see it too)."""
 PARTITIONS = 4
 PAGE_T = 20  # records per timing round
-DONE_POLL_S = 0.005
-"""How often the driver looks whether a run is done (a shared counter; for logstream also
-a DescribeQueueGroup, once the counter is full): a run takes ~0.3 s, so a coarser step
-would show in the rate."""
+DONE_POLL_S = 0.002
+"""How often the driver asks the logstream broker whether it has every ack, once the
+workers' counts are full (a DescribeQueueGroup each: usually the first one says yes)."""
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
+    """User + system CPU seconds of process ``pid`` so far (10 ms ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def threads_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid``'s live threads so far, to the nanosecond (the sum of
+    their ``schedstat`` run times; a thread that ended is not counted, so measure over a
+    window in which the server starts and ends none: its thread pools are long-lived)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended while we looked
+    return total / 1e9
 
 
 # --------------------------------------------------------------------------- workers
 
 
+def _count(acked: Any, n: int, full: Any, got: int) -> None:
+    """Add ``got`` acknowledged records to the shared count; the worker that makes it
+    reach ``n`` wakes the driver."""
+    with acked.get_lock():
+        acked.value += got
+        if acked.value >= n:
+            full.set()
+
+
 def _ls_worker(
-    addr: str, group: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
+    addr: str,
+    group: str,
+    acked: Any,
+    n: int,
+    full: Any,
+    cpu: Any,
+    i: int,
+    ready: Any,
+    go: Any,
+    stop: Any,
 ) -> None:
     from logstream import QueueConsumer
 
@@ -90,17 +125,19 @@ def _ls_worker(
         for msg in page:
             msg.ack()
         if page:
-            with acked.get_lock():
-                acked.value += len(page)
+            _count(acked, n, full, len(page))
     cpu[i] = time.process_time() - c0
     q.close()
 
 
-def _redis_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any) -> None:
+def _redis_worker(
+    addr: str, acked: Any, n: int, full: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
+) -> None:
     import redis
 
     host, port = addr.rsplit(":", 1)
     r = redis.Redis(host=host, port=int(port))
+    r.ping()  # connected before the clock starts, as the other systems' workers are
     ready.set()
     go.wait()
     c0 = time.process_time()
@@ -110,12 +147,13 @@ def _redis_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, 
             continue
         ids = [mid for mid, _ in got[0][1]]
         r.xack("jobs", "g", *ids)
-        with acked.get_lock():
-            acked.value += len(ids)
+        _count(acked, n, full, len(ids))
     cpu[i] = time.process_time() - c0
 
 
-def _nats_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any) -> None:
+def _nats_worker(
+    addr: str, acked: Any, n: int, full: Any, cpu: Any, i: int, ready: Any, go: Any, stop: Any
+) -> None:
     import nats
     from nats.errors import TimeoutError as NatsTimeout
 
@@ -135,8 +173,7 @@ def _nats_worker(addr: str, acked: Any, cpu: Any, i: int, ready: Any, go: Any, s
             for m in msgs:
                 await m.ack()
             await nc.flush()
-            with acked.get_lock():
-                acked.value += len(msgs)
+            _count(acked, n, full, len(msgs))
         cpu[i] = time.process_time() - c0
         await nc.close()
 
@@ -147,9 +184,14 @@ def _run_workers(
     target: Callable[..., None],
     args_for: Callable[[int], tuple],
     workers: int,
-    done: Callable[[], bool],
+    full: Any,
+    confirmed: Callable[[], bool],
+    pid: int,
     timeout: float,
-) -> float:
+) -> tuple[float, float]:
+    """Start ``workers`` processes, wait until each is connected, then run them until the
+    count is full (``full`` set) and ``confirmed()``. Returns the seconds and the server
+    CPU seconds (process ``pid``) from the start signal to then."""
     ctx = mp.get_context("spawn")
     go, stop = ctx.Event(), ctx.Event()
     readies = [ctx.Event() for _ in range(workers)]
@@ -161,14 +203,17 @@ def _run_workers(
         p.start()
     for e in readies:
         e.wait(60)
+    cpu0 = threads_cpu_s(pid)
     started = time.perf_counter()
     go.set()
     try:
-        while not done():
+        if not full.wait(timeout):
+            raise TimeoutError("workload did not finish")
+        while not confirmed():
             if time.perf_counter() - started > timeout:
                 raise TimeoutError("workload did not finish")
             time.sleep(DONE_POLL_S)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, threads_cpu_s(pid) - cpu0
     finally:
         stop.set()
         for p in procs:
@@ -202,16 +247,23 @@ def logstream_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int 
     ga = GroupAdmin(addr)
     ga.create_queue_group(group, topics=[topic])
     ctx = mp.get_context("spawn")
-    acked, cpu = ctx.Value("q", 0), ctx.Array("d", workers)
+    acked, full, cpu = ctx.Value("q", 0), ctx.Event(), ctx.Array("d", workers)
 
-    def done() -> bool:
-        # The workers' counts first (no request); then the broker's word that it has
-        # every ack, asked for only once they all were handed to msg.ack().
-        return acked.value >= n and ga.describe_queue_group(group).total.acknowledged >= n
+    def confirmed() -> bool:
+        # The workers' counts are full (every record handed to msg.ack()); the broker's
+        # word that it has every ack.
+        return ga.describe_queue_group(group).total.acknowledged >= n
 
-    c0 = proc_cpu_s(pid)
-    seconds = _run_workers(_ls_worker, lambda i: (addr, group, acked, cpu, i), workers, done, 600)
-    res = _result("logstream", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+    seconds, server_cpu = _run_workers(
+        _ls_worker,
+        lambda i: (addr, group, acked, n, full, cpu, i),
+        workers,
+        full,
+        confirmed,
+        pid,
+        600,
+    )
+    res = _result("logstream", n, size, seconds, server_cpu, cpu)
     d = ga.describe_queue_group(group).total
     if d.acknowledged != n or d.redelivered:
         raise AssertionError(f"acknowledged {d.acknowledged}, redelivered {d.redelivered}")
@@ -233,12 +285,17 @@ def redis_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4)
     pipe.execute()
     r.xgroup_create("jobs", "g", id="0")
     ctx = mp.get_context("spawn")
-    acked, cpu = ctx.Value("q", 0), ctx.Array("d", workers)
-    c0 = proc_cpu_s(pid)
-    seconds = _run_workers(
-        _redis_worker, lambda i: (addr, acked, cpu, i), workers, lambda: acked.value >= n, 600
+    acked, full, cpu = ctx.Value("q", 0), ctx.Event(), ctx.Array("d", workers)
+    seconds, server_cpu = _run_workers(
+        _redis_worker,
+        lambda i: (addr, acked, n, full, cpu, i),
+        workers,
+        full,
+        lambda: True,  # a worker counts its records after the XACK answer
+        pid,
+        600,
     )
-    return _result("Redis Streams", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+    return _result("Redis Streams", n, size, seconds, server_cpu, cpu)
 
 
 def nats_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4) -> Result:
@@ -265,12 +322,17 @@ def nats_queue(addr: str, pid: int, n: int, size: int = SIZE, workers: int = 4) 
 
     asyncio.run(fill())
     ctx = mp.get_context("spawn")
-    acked, cpu = ctx.Value("q", 0), ctx.Array("d", workers)
-    c0 = proc_cpu_s(pid)
-    seconds = _run_workers(
-        _nats_worker, lambda i: (addr, acked, cpu, i), workers, lambda: acked.value >= n, 600
+    acked, full, cpu = ctx.Value("q", 0), ctx.Event(), ctx.Array("d", workers)
+    seconds, server_cpu = _run_workers(
+        _nats_worker,
+        lambda i: (addr, acked, n, full, cpu, i),
+        workers,
+        full,
+        lambda: True,  # a worker counts its records after the flush of their acks
+        pid,
+        600,
     )
-    return _result("NATS JetStream", n, size, seconds, proc_cpu_s(pid) - c0, cpu)
+    return _result("NATS JetStream", n, size, seconds, server_cpu, cpu)
 
 
 # --------------------------------------------------------------------------- timing
@@ -398,8 +460,8 @@ def main() -> None:
                 r = rows[-1][2]
                 print(
                     f"run {run + 1} {system}: {r.rate:,.0f} acks/s, server CPU "
-                    f"{r.extra['server_cpu_us']:.1f} us/ack, workers "
-                    f"{r.extra['worker_cpu_us']:.1f} us/ack",
+                    f"{r.extra['server_cpu_us']:.2f} us/ack, workers "
+                    f"{r.extra['worker_cpu_us']:.2f} us/ack",
                     flush=True,
                 )
                 if system == "logstream" and args.timing:

@@ -991,8 +991,8 @@ def render_queue(w, plan: Plan, systems: list[str], labels, agg) -> None:
         e = agg.get(s, {}).get("queue 100B")
         if isinstance(e, dict) and "server_cpu_us" in e:
             cells.append(
-                f"| {labels[s]} | {e['rate'][0]:,.0f} | {e['server_cpu_us'][0]:.1f} | "
-                f"{e['worker_cpu_us'][0]:.1f} |"
+                f"| {labels[s]} | {e['rate'][0]:,.0f} | {e['server_cpu_us'][0]:.2f} | "
+                f"{e['worker_cpu_us'][0]:.2f} |"
             )
     if cells:
         w(
@@ -1000,8 +1000,9 @@ def render_queue(w, plan: Plan, systems: list[str], labels, agg) -> None:
             "processes, every record acknowledged on its own; logstream: a queue group on 4 "
             "partitions, `QueueConsumer(max_records=100)`; Redis: `XREADGROUP COUNT 100` + "
             "`XACK`; NATS: a durable pull consumer, `fetch(100)` + `ack()` each). CPU time "
-            "per acknowledged record (server process; the workers together), medians; "
-            "comparable on a loaded machine where the rate is not:"
+            "per acknowledged record over the timed window, which starts once every worker "
+            "is connected (server process: every thread's schedstat; the workers together), "
+            "medians; comparable on a loaded machine where the rate is not:"
         )
         w("")
         w("| system | acks/s | server CPU us/ack | workers CPU us/ack |")

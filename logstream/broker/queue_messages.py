@@ -5,6 +5,12 @@ Settlements in (``settles``), refused settlements out (``settle_results``), reco
 acquisition), and replies riding a member's request handed to their inboxes
 (``deliver_replies``: the same checks and discard rules as a Produce to the inbox). Plain
 functions, called on the event loop or in a pool thread alike.
+
+Offset runs (decision 0042): a member that asks for them gets the records handed out as
+(first offset, count) pairs and their delivery counts as (count, records) pairs, and may
+settle runs of offsets the same way (``Settlement.offset_runs``). A fetch of thousands of
+consecutive records is then a few numbers each way instead of a Python int per record
+turned into a protobuf list and back.
 """
 
 from __future__ import annotations
@@ -18,9 +24,15 @@ from logstream.broker.queue_settle import Settle, SettleOutcome
 from logstream.broker.queues import QueueManager
 from logstream.broker.rpc import error_fields
 from logstream.coordinator.queues import Delivery
-from logstream.errors import LogstreamError
+from logstream.errors import InvalidRequestError, LogstreamError
 from logstream.protocol import queue_pb2
 from logstream.protocol.status import client_message
+
+MAX_RUN_RECORDS = 1 << 16
+"""The records one ``Settlement``'s ``offset_runs`` may cover in all (a client puts any
+more in ``offsets``): ten times what a member holds with the default prefetch (64 polls
+of 100), and a bound on the work a few bytes of bad request can ask for (an offset
+list of that many records is ~300 KiB on the wire)."""
 
 
 def settles(items: Any) -> list[Settle]:
@@ -30,13 +42,53 @@ def settles(items: Any) -> list[Settle]:
             s.topic,
             s.partition,
             int(s.kind),
-            np.asarray(s.offsets, np.int64),
+            _offsets(s),
             s.delay_ms if s.HasField("delay_ms") else None,
             s.reason,
             s.lease_ms,
         )
         for s in items
     ]
+
+
+def _offsets(s: Any) -> np.ndarray:
+    """A settlement's ``offsets`` followed by its ``offset_runs`` expanded."""
+    offsets = np.asarray(s.offsets, np.int64)
+    if not s.offset_runs:
+        return offsets
+    pairs = np.asarray(s.offset_runs, np.int64)
+    if len(pairs) % 2:
+        raise InvalidRequestError("offset_runs holds (first offset, count) pairs: odd length")
+    first, count = pairs[0::2], pairs[1::2]
+    if (first < 0).any() or (count < 0).any() or int(count.sum()) > MAX_RUN_RECORDS:
+        raise InvalidRequestError(
+            "offset_runs: offsets and counts must be >= 0, covering at most "
+            f"{MAX_RUN_RECORDS} records"
+        )
+    if len(first) == 1:
+        runs = np.arange(first[0], first[0] + count[0], dtype=np.int64)
+    else:  # each record's run start, less the records before that run, plus its index
+        ends = np.cumsum(count)
+        runs = np.repeat(first - (ends - count), count) + np.arange(ends[-1], dtype=np.int64)
+    return np.concatenate((offsets, runs)) if len(offsets) else runs
+
+
+def offset_runs(offsets: np.ndarray) -> list[int]:
+    """Ascending-or-not ``offsets`` as (first offset, count) pairs of consecutive ones."""
+    if not len(offsets):
+        return []
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(offsets) != 1) + 1))
+    counts = np.diff(np.concatenate((starts, [len(offsets)])))
+    return np.column_stack((offsets[starts], counts)).ravel().tolist()  # type: ignore[no-any-return]
+
+
+def value_runs(values: np.ndarray) -> list[int]:
+    """``values`` as (value, how many in a row) pairs."""
+    if not len(values):
+        return []
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(values) != 0) + 1))
+    counts = np.diff(np.concatenate((starts, [len(values)])))
+    return np.column_stack((values[starts], counts)).ravel().tolist()  # type: ignore[no-any-return]
 
 
 def settle_results(outcomes: list[SettleOutcome]) -> list[queue_pb2.SettleResult]:
@@ -56,9 +108,21 @@ def settle_results(outcomes: list[SettleOutcome]) -> list[queue_pb2.SettleResult
 
 
 def records_pb(
-    queues: QueueManager, group: str, deliveries: list[Delivery]
+    queues: QueueManager, group: str, deliveries: list[Delivery], *, runs: bool = False
 ) -> list[queue_pb2.QueueRecords]:
-    """The records of ``deliveries`` as the member receives them."""
+    """The records of ``deliveries`` as the member receives them (``runs``: as offset and
+    delivery-count runs instead of per-record lists)."""
+    if runs:
+        return [
+            queue_pb2.QueueRecords(
+                topic=d.topic,
+                partition=d.partition,
+                batches=queues.read(d.topic, d.partition, d.offsets, group),
+                offset_runs=offset_runs(d.offsets),
+                delivery_count_runs=value_runs(d.delivery_counts),
+            )
+            for d in deliveries
+        ]
     return [
         queue_pb2.QueueRecords(
             topic=d.topic,

@@ -114,7 +114,9 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                 create=request.create,
                 client_id=request.client_id or context.peer(),
             )
-        return queue_pb2.QueueJoinResponse(settings=settings_pb(m.group.settings), topics=m.topics)
+        return queue_pb2.QueueJoinResponse(
+            settings=settings_pb(m.group.settings), topics=m.topics, offset_runs=True
+        )
 
     def Leave(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.broker.operation():
@@ -163,11 +165,16 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
                         _, deliveries, granted = q.acquire(name, member, [], max_records, lease)
             finally:
                 self.broker.waiter_slots.release()
+        backlog = members = 0
+        if sum(len(d.offsets) for d in deliveries) >= max_records:  # full: more may wait
+            backlog, members = q.backlog(name)
         return queue_pb2.QueueFetchResponse(
             results=settle_results(outcomes),
-            records=records_pb(q, name, deliveries),
+            records=records_pb(q, name, deliveries, runs=request.offset_runs),
             reply_results=replied,
             lease_ms=granted,
+            backlog=backlog,
+            members=members,
         )
 
     async def Session(self, requests: AsyncIterator[Any], context: Any) -> Any:

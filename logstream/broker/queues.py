@@ -68,7 +68,7 @@ from logstream.coordinator.queues import (
 from logstream.coordinator.queues.columns import AVAILABLE
 from logstream.coordinator.queues.settings import MAX_DURATION_MS
 from logstream.coordinator.queues.statelog import T_SETTINGS, decode_settings
-from logstream.coordinator.queues.views import column
+from logstream.coordinator.queues.views import backlog_estimate, column
 from logstream.errors import (
     GroupIdNotFoundError,
     GroupKindMismatchError,
@@ -378,6 +378,13 @@ class QueueManager:
         if any(s.kind == NACK for s in settles):
             self._wake(name)
         return outcomes, deliveries, lease
+
+    def backlog(self, name: str) -> tuple[int, int]:
+        """About how many records of ``name`` wait to be handed out, and its members: a
+        fetch that came back full says so, so the member can size its next fetch."""
+        m = self._get(name)
+        with m.lock:
+            return backlog_estimate(m.group.each_window(), self._log_ends(m)), len(m.seen)
 
     # ---- reading records -----------------------------------------------------------------
 

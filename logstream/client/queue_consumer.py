@@ -150,7 +150,7 @@ class QueueConsumer:
         self._mutex = threading.Lock()
         self._lock = threading.Condition(self._mutex)
         self._pending: Pending = {}
-        self._acks: list[PartitionRecords] = []  # with plain acks (their ``acked`` rows)
+        self._acks: list[PartitionRecords] = []  # with plain acks (their ``ACKED`` rows)
         self._pending_since = 0.0  # when the oldest queued settlement (or ack) was queued
         self._replying = False  # some message got a reply: settlements may wait for it
         self._refused: list[SettleError] = []
@@ -173,6 +173,7 @@ class QueueConsumer:
             timeout=self._timeout,
         )
         self.topics = list(resp.topics)
+        self._runs = resp.offset_runs  # the broker takes and gives offset runs (0042)
         self._lease_ms_granted = resp.settings.lease_ms  # updated by every fetch answer
         self.prefetch = prefetch and not resp.settings.auto_ack
         self._prefetch = Prefetch(self.prefetch)
@@ -188,18 +189,18 @@ class QueueConsumer:
 
     # ---- settling ------------------------------------------------------------------------
 
-    def _queue_ack(self, records: PartitionRecords, row: int) -> None:
-        """:meth:`_queue_settle` for a plain ack (the per-message hot path): one append to
-        the records' ``acked`` rows, folded into ``_pending`` only when sent."""
+    def _queue_acks(self, records: PartitionRecords) -> None:
+        """``records`` has acked rows to send: the first ack of its rows since a request
+        last took them (a plain ack itself is only a byte in ``records.state``; the rows
+        are folded into ``_pending`` when sent, queue_records.py)."""
         with self._mutex:
             if self._closed:
                 raise errors.ClientClosedError("queue consumer closed")
-            acked = records.acked
-            if not acked:
+            if not records.ack_queued:
+                records.ack_queued = True
                 if not self._acks and not self._pending:
                     self._first_settlement()
                 self._acks.append(records)
-            acked.append(row)
 
     def _queue_settle(self, msg: QueueMessage, kind: int, **extra: Any) -> None:
         options = (extra.get("delay_ms"), extra.get("reason", ""), extra.get("lease_ms", 0))
@@ -247,7 +248,7 @@ class QueueConsumer:
             replies = [f for f in replies_of(pending) if id(f) not in ride]
             if replies:
                 futures.wait(replies, timeout=self._timeout)
-        return settlements(pending), pending
+        return settlements(pending, runs=self._runs), pending
 
     def _record_results(self, results: Any, sent: Pending) -> None:
         refused = refusals(results, sent)
@@ -355,6 +356,7 @@ class QueueConsumer:
                         lease_ms=self.lease_ms,
                         settle=settles,
                         replies=[queue_pb2.QueueReply(inbox=t, batch=b) for t, b, _ in replies],
+                        offset_runs=self._runs,
                     ),
                     timeout=self._timeout + max(timeout, 0),
                 )
@@ -376,6 +378,8 @@ class QueueConsumer:
             drops=drops,
             lease_s=self._lease_s(),
             throttled=resp.throttle_time_ms > 0,
+            backlog=resp.backlog,
+            members=resp.members,
         )
 
     def _lease_s(self) -> float:

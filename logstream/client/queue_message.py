@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 from logstream import errors
@@ -129,11 +129,13 @@ class QueueMessage:
     def ack(self) -> None:
         records = self._records
         owner = records.owner
-        if owner is None or records.state[self._row]:
+        row = self._row
+        if owner is None or records.state[row] or owner._closed:
             self._settle(ACK)  # raises the named error
             return
-        records.state[self._row] = ACKED
-        owner._queue_ack(records, self._row)
+        records.state[row] = ACKED  # the byte first, then the flag (queue_records.py)
+        if not records.ack_queued:
+            owner._queue_acks(records)
 
     def nack(self, delay_ms: int | None = None, reason: str = "") -> None:
         """Retry later: after ``delay_ms``, or the group's backoff for the delivery count."""
@@ -190,10 +192,15 @@ class SettleError:
 def decode_partitions(
     items: Sequence[Any], consumer: MessageOwner | None
 ) -> list[PartitionRecords]:
-    """``QueueRecords`` messages as :class:`PartitionRecords`, in the broker's order."""
+    """``QueueRecords`` messages as :class:`PartitionRecords`, in the broker's order
+    (offsets and delivery counts as lists, or as runs when the fetch asked for them)."""
     out = []
     for qr in items:
-        if not qr.offsets:
+        if qr.offset_runs:
+            offsets, counts = _from_runs(list(qr.offset_runs), list(qr.delivery_count_runs))
+        elif qr.offsets:
+            offsets, counts = list(qr.offsets), list(qr.delivery_counts)
+        else:
             continue
         data = qr.batches  # each read of a bytes field copies it: once
         records = PartitionRecords(
@@ -201,12 +208,34 @@ def decode_partitions(
             qr.partition,
             consumer,
             list(iter_batches(data, verify=False)),
-            list(qr.offsets),
-            list(qr.delivery_counts),
+            offsets,
+            counts,
         )
         records.nbytes = len(data)
         out.append(records)
     return out
+
+
+def _from_runs(offset_runs: list[int], count_runs: list[int]) -> tuple[Sequence[int], list[int]]:
+    """Offsets from (first offset, count) pairs (a ``range`` for one run: slicing it costs
+    nothing), delivery counts from (count, records) pairs."""
+    if len(offset_runs) % 2 or len(count_runs) % 2:
+        raise errors.CorruptRecordError("queue answer: runs must be pairs")
+    firsts, lengths = offset_runs[::2], offset_runs[1::2]
+    if len(firsts) == 1:
+        offsets: Sequence[int] = range(firsts[0], firsts[0] + lengths[0])
+    else:
+        ends = [a + n for a, n in zip(firsts, lengths, strict=True)]
+        offsets = list(chain.from_iterable(map(range, firsts, ends)))
+    if len(count_runs) == 2:
+        counts = [count_runs[0]] * count_runs[1]
+    else:
+        counts = list(chain.from_iterable(map(repeat, count_runs[::2], count_runs[1::2])))
+    if len(counts) != len(offsets):
+        raise errors.CorruptRecordError(
+            f"queue answer: {len(offsets)} offsets but {len(counts)} delivery counts"
+        )
+    return offsets, counts
 
 
 def decode_records(items: Sequence[Any], consumer: MessageOwner | None) -> list[QueueMessage]:

@@ -2,10 +2,13 @@
 beyond what the poll wanted (docs/decisions/0032 and 0036).
 
 - **Depth** (:meth:`Prefetch.fetch_size`, :meth:`Prefetch.fetched`): while fetches come
-  back full, each asks for twice as many polls' worth as the one before, up to
-  :data:`PREFETCH_MAX_POLLS`; a short answer starts again at one poll's worth, an
-  answer reporting a quota throttle or one of more than half :data:`PREFETCH_MAX_BYTES`
-  does not grow it. A fetch never asks for more than
+  back full, each asks for twice as many polls' worth as the one before, or at once for
+  the member's share of the backlog when a full answer says how many records wait and
+  how many members share them (decision 0042), up to :data:`PREFETCH_MAX_POLLS`; a short
+  answer starts again at one poll's worth, an answer reporting a quota throttle or one
+  of more than half :data:`PREFETCH_MAX_BYTES` does not grow it, and a jump to the share
+  is only made when an answer of that size would stay under half of it. A fetch never
+  asks for more than
   the application consumed, at the rate seen since the previous fetch (all of whose
   records were handed out before the next fetch is made), in
   :data:`PREFETCH_LEASE_SHARE` of the lease.
@@ -81,16 +84,26 @@ class Prefetch:
         drops: int,
         lease_s: float,
         throttled: bool,
+        backlog: int = 0,
+        members: int = 0,
     ) -> list[QueueMessage]:
         """A fetch that began ``at`` returned ``got`` (asked for ``asked``; the buffer was
-        empty): adjust the depth, buffer what is beyond ``want`` and return the rest."""
+        empty; ``backlog`` records wait for ``members`` members, 0: not said): adjust the
+        depth, buffer what is beyond ``want`` and return the rest."""
         count = sum(map(len, got))
         answer_bytes = sum(r.nbytes for r in got)
         if not (self.enabled and count >= asked):
             self._depth = 1
-        elif not throttled and 2 * answer_bytes <= PREFETCH_MAX_BYTES:
-            # (over its quota, a larger answer gains nothing; twice a large one is too much)
-            self._depth = min(2 * self._depth, PREFETCH_MAX_POLLS)
+        elif not throttled:  # (over its quota, a larger answer gains nothing)
+            depth = self._depth
+            if 2 * answer_bytes <= PREFETCH_MAX_BYTES:  # twice a large one is too much
+                depth = 2 * depth
+            if backlog > 0 and count:
+                share = -(-backlog // max(members, 1))
+                polls = -(-share // want)
+                if polls > depth and answer_bytes * polls * want <= count * PREFETCH_MAX_BYTES / 2:
+                    depth = polls
+            self._depth = min(depth, PREFETCH_MAX_POLLS)
         self._last = (at, count)
         self._spans = [(r, 0) for r in got if len(r)]
         self._count = count

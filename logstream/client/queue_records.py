@@ -11,18 +11,30 @@ value buffer per record, once), so a worker that never reads keys or headers nev
 for them. When the batches hold more records than were handed out (a broker may send
 whole stored batches), ``rows`` maps each handed-out record to its row in the batches.
 
-Per-row outcome state lives here too: ``state`` (one byte per row: not settled, acked,
-nacked, rejected), the rows acked and not yet sent (``acked``, under the consumer's
-lock), the errors of refused settlements (``refused``) and the futures of replies
-(``replies``), so a message object holds no mutable fields of its own.
+Per-row outcome state lives here too: ``state`` (one byte per row: not settled, acked
+and not yet taken into a request, acked and taken, nacked, rejected), whether the
+consumer has these records in its list of acks to send (``ack_queued``), the errors of
+refused settlements (``refused``) and the futures of replies (``replies``), so a message
+object holds no mutable fields of its own.
+
+An ack is one byte written (``ACKED``), no lock and no list: the request that carries
+acks takes every ``ACKED`` row of each queued records object in one numpy pass
+(:func:`take_acked`), in row (offset) order. The consumer learns of the records the first
+time one of its rows is acked after a take (``ack_queued`` false: one locked call per
+records object and request, not per message).
 
 Thread-safety: the columns are built lazily without a lock; two threads building the same
 column at once build equal lists and one of them is kept. ``state`` is written by the
-thread settling a message (a message is meant for one thread, see queue_message.py).
+thread settling a message (a message is meant for one thread, see queue_message.py) and
+by :func:`take_acked` (under the consumer's lock), which rewrites only ``ACKED`` bytes,
+which no settling thread writes again. :func:`take_acked` clears ``ack_queued`` before it
+reads the rows and an ack writes its byte before it reads ``ack_queued``, so (under the
+GIL's ordering) every ack is either taken by this pass or queues the records again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -32,15 +44,19 @@ from logstream import errors
 from logstream.codec import DecodedBatch
 from logstream.types import Headers
 
-NOT_SETTLED, ACKED, NACKED, REJECTED = 0, 1, 2, 3
-STATE_NAMES = ("", "ack", "nack", "reject")
-"""``QueueMessage.settled`` for each ``state`` byte."""
+NOT_SETTLED, ACKED, NACKED, REJECTED, ACK_TAKEN = 0, 1, 2, 3, 4
+STATE_NAMES = ("", "ack", "nack", "reject", "ack")
+"""``QueueMessage.settled`` for each ``state`` byte (``ACK_TAKEN``: an ack a request
+carries or carried)."""
 
 
 class MessageOwner(Protocol):
     """What a message needs from the consumer that acquired it (``QueueConsumer``)."""
 
-    def _queue_ack(self, records: PartitionRecords, row: int) -> None: ...
+    _closed: bool
+
+    def _queue_acks(self, records: PartitionRecords) -> None:
+        """``records`` has ``ACKED`` rows to send (called when ``ack_queued`` is false)."""
 
     def _queue_settle(self, msg: Any, kind: int, **extra: Any) -> None:
         """Queue settlement ``kind`` of ``msg`` (a ``QueueMessage``)."""
@@ -60,7 +76,7 @@ class PartitionRecords:
         "_rows",
         "_stamps",
         "_values",
-        "acked",
+        "ack_queued",
         "counts",
         "nbytes",
         "offsets",
@@ -78,24 +94,25 @@ class PartitionRecords:
         partition: int,
         owner: MessageOwner | None,
         batches: list[DecodedBatch],
-        offsets: list[int],
+        offsets: Sequence[int],
         counts: list[int],
     ) -> None:
-        """Records at ``offsets`` (delivery counts ``counts``) out of ``batches``; an
-        offset the batches do not hold is left out."""
+        """Records at ``offsets`` (a list, or a ``range`` for one run of consecutive
+        offsets; delivery counts ``counts``) out of ``batches``; an offset the batches do
+        not hold is left out."""
         self.topic = topic
         self.partition = partition
         self.owner = owner
         self._batches = batches
         self._rows: list[int] | None = None
         stored = np.concatenate([b.offsets for b in batches]) if batches else np.zeros(0, np.int64)
-        if stored.tolist() != offsets:  # cheaper than numpy converting the list
+        if not _same(stored, offsets):
             offsets, counts, self._rows = _match(stored, offsets, counts)
-        self.offsets = offsets
+        self.offsets: Sequence[int] = offsets  # a range when one run
         self.counts = counts
         self.state = bytearray(len(offsets))
         self.nbytes = 0  # of the batches in the answer (what prefetch growth is bounded by)
-        self.acked: list[int] = []  # rows acked, not yet taken into a request (consumer's lock)
+        self.ack_queued = False  # in the consumer's list of records with acks to send
         self.refused: dict[int, errors.LogstreamError] = {}
         self.replies: dict[int, Future[None]] = {}
         self._stamps: list[int] | None = None
@@ -146,8 +163,29 @@ class PartitionRecords:
         return self._headers
 
 
+def take_acked(records: PartitionRecords) -> list[int]:
+    """The rows of ``records`` acked since the last take, ascending, now marked as taken
+    (``ACK_TAKEN``); clears ``ack_queued`` first (see the module docstring). The caller
+    holds the consumer's lock."""
+    records.ack_queued = False
+    state = np.frombuffer(records.state, np.uint8)
+    rows = np.flatnonzero(state == ACKED)
+    state[rows] = ACK_TAKEN
+    return rows.tolist()  # type: ignore[no-any-return]
+
+
+def _same(stored: np.ndarray, offsets: Sequence[int]) -> bool:
+    """Whether the batches' offsets ``stored`` are exactly ``offsets``, in order."""
+    if isinstance(offsets, range):
+        n = len(offsets)
+        return len(stored) == n and (
+            n == 0 or bool(np.array_equal(stored, np.arange(offsets.start, offsets.stop)))
+        )
+    return stored.tolist() == offsets  # cheaper than numpy converting the list
+
+
 def _match(
-    stored: np.ndarray, offsets: list[int], counts: list[int]
+    stored: np.ndarray, offsets: Sequence[int], counts: list[int]
 ) -> tuple[list[int], list[int], list[int]]:
     """The handed-out ``offsets`` (and their ``counts``) found in ``stored``, in the given
     order, and the row of each in ``stored``."""

@@ -4,8 +4,8 @@ Queued settlements are a :data:`Pending` table: per :data:`Key` (topic, partitio
 nack delay, reason, extend lease) a list of :data:`Rows` entries, each rows of one
 :class:`~logstream.client.queue_records.PartitionRecords` (one fetch answer's records of
 that partition). Holding rows rather than message objects lets a message be freed as
-soon as the application drops it: plain acks (the hot path) are appended to their
-records' ``acked`` list and folded into the table only when a request carries them
+soon as the application drops it: plain acks (the hot path) are a byte in their
+records' ``state``, folded into the table only when a request carries them
 (:func:`fold_acks`).
 
 These are plain functions over the table; the consumer holds its lock around them.
@@ -19,7 +19,7 @@ from typing import Any
 
 from logstream import errors
 from logstream.client.queue_message import ACK, KIND_NAMES, SettleError
-from logstream.client.queue_records import PartitionRecords
+from logstream.client.queue_records import PartitionRecords, take_acked
 from logstream.protocol import queue_pb2
 
 Key = tuple[str, int, int, int | None, str, int]
@@ -29,12 +29,13 @@ Pending = dict[Key, list[Rows]]
 
 
 def fold_acks(acked: list[PartitionRecords], pending: Pending) -> None:
-    """Move the plain acks of ``acked`` (each one's ``acked`` rows) into ``pending``, after
+    """Move the plain acks of ``acked`` (each one's ``ACKED`` rows) into ``pending``, after
     what is there: an extend queued before an ack of the same record is sent first."""
     for records in acked:
-        rows, records.acked = records.acked, []
-        key = (records.topic, records.partition, ACK, None, "", 0)
-        pending.setdefault(key, []).append((records, rows))
+        rows = take_acked(records)
+        if rows:
+            key = (records.topic, records.partition, ACK, None, "", 0)
+            pending.setdefault(key, []).append((records, rows))
 
 
 def merge(into: Pending, more: Pending) -> None:
@@ -43,27 +44,47 @@ def merge(into: Pending, more: Pending) -> None:
         into.setdefault(key, []).extend(entries)
 
 
-def _offsets(entries: list[Rows]) -> list[int]:
+MAX_RUN_RECORDS = 1 << 16
+"""The most records one settlement sends as runs (the broker's bound,
+``broker.queue_messages.MAX_RUN_RECORDS``); the rest go as offsets."""
+
+
+def _offsets(entries: list[Rows], runs: list[int] | None) -> list[int]:
+    """The offsets of ``entries``; with ``runs`` (a list to add to), every run of rows
+    over a records object whose offsets are one run (a ``range``) goes there as a
+    (first offset, count) pair instead, up to :data:`MAX_RUN_RECORDS` records."""
     out: list[int] = []
+    in_runs = 0
     for records, rows in entries:
         offsets = records.offsets
         lo, hi = min(rows), max(rows)
         if hi - lo + 1 == len(rows):  # every row in between (a row is settled once)
-            out += offsets[lo : hi + 1]
+            if (
+                runs is not None
+                and isinstance(offsets, range)
+                and in_runs + len(rows) <= MAX_RUN_RECORDS
+            ):
+                runs += (offsets[lo], len(rows))
+                in_runs += len(rows)
+            else:
+                out += offsets[lo : hi + 1]
         else:
             out += [offsets[r] for r in rows]
     return out
 
 
-def settlements(pending: Pending) -> list[queue_pb2.Settlement]:
-    """``pending`` as ``Settlement`` messages, one per key."""
+def settlements(pending: Pending, *, runs: bool = False) -> list[queue_pb2.Settlement]:
+    """``pending`` as ``Settlement`` messages, one per key (``runs``: the broker reads
+    ``offset_runs``, so runs of consecutive offsets go as pairs)."""
     out = []
     for (topic, partition, kind, delay, reason, lease), entries in pending.items():
+        offset_runs: list[int] | None = [] if runs else None
         s = queue_pb2.Settlement(
             topic=topic,
             partition=partition,
             kind=kind,  # type: ignore[arg-type]
-            offsets=_offsets(entries),
+            offsets=_offsets(entries, offset_runs),
+            offset_runs=offset_runs,
             reason=reason,
             lease_ms=lease,
         )

@@ -1,9 +1,15 @@
 """``decode_records``: a fetch answer's batches as QueueMessage objects, whether the
-batches hold exactly the records handed out (what the broker sends) or more."""
+batches hold exactly the records handed out (what the broker sends) or more, with the
+offsets as lists or as runs; and settlements sent as offset runs."""
 
 from __future__ import annotations
 
-from logstream.client.queue_message import decode_records
+import pytest
+
+from logstream import errors
+from logstream.client.queue_message import ACK, decode_records
+from logstream.client.queue_records import PartitionRecords
+from logstream.client.queue_settlements import MAX_RUN_RECORDS, Pending, settlements
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 
@@ -58,3 +64,41 @@ def test_whole_stored_batches_give_only_the_records_handed_out_in_the_given_orde
         got = decode_records([qr], None)
         # 107 is not in the batches: left out
         assert _fields(got) == _expected([3, 1], [2, 1], headers=headers)
+
+
+def test_runs_decode_as_the_lists_would() -> None:
+    # one run (kept as a range), several runs, and a run over whole stored batches
+    cases = [
+        ([100, 2, 103, 2], [1, 1, 2, 1, 1, 1, 3, 1], [0, 1, 3, 4], [1, 2, 1, 3]),
+        ([100, 5], [1, 5], [0, 1, 2, 3, 4], [1] * 5),
+        ([101, 2], [4, 2], [1, 2], [4, 4]),
+    ]
+    for offset_runs, count_runs, rows, counts in cases:
+        qr = queue_pb2.QueueRecords(
+            topic="t", partition=3, batches=_batch(range(0, 5), headers=True),
+            offset_runs=offset_runs, delivery_count_runs=count_runs,
+        )  # fmt: skip
+        assert _fields(decode_records([qr], None)) == _expected(rows, counts, headers=True)
+    bad = queue_pb2.QueueRecords(
+        topic="t", partition=3, batches=_batch(range(0, 5), headers=False),
+        offset_runs=[100, 3], delivery_count_runs=[1, 2],
+    )  # fmt: skip
+    with pytest.raises(errors.CorruptRecordError):
+        decode_records([bad], None)
+
+
+def test_settlements_send_runs_up_to_the_bound_and_offsets_beyond() -> None:
+    def records(first: int, n: int) -> PartitionRecords:
+        r = PartitionRecords("t", 0, None, [], [], [])
+        r.offsets = range(first, first + n)  # as decoded from one run (only offsets are read)
+        return r
+
+    big = MAX_RUN_RECORDS - 10
+    a, b, c = records(0, big), records(big, 20), records(big + 20, 4)
+    pending: Pending = {("t", 0, ACK, None, "", 0): [(a, list(range(big))), (b, list(range(20)))]}
+    pending[("t", 0, ACK, None, "", 0)].append((c, [0, 2]))  # not a run: offsets
+    [s] = settlements(pending, runs=True)
+    assert list(s.offset_runs) == [0, big]  # b would pass the bound: offsets
+    assert list(s.offsets) == [*range(big, big + 20), big + 20, big + 22]
+    [s] = settlements(pending)  # a broker without runs
+    assert not s.offset_runs and len(s.offsets) == big + 22

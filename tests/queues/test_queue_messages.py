@@ -6,6 +6,8 @@ the answer's columns are those produced."""
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 import weakref
 
 import pytest
@@ -86,3 +88,67 @@ def test_fields_come_from_the_produced_records(qbroker: BrokerProcess, name: str
     )
     assert sorted(got) == want
     assert "QueueMessage(topic=" in repr(page[0])
+
+
+def test_acks_of_one_fetch_split_over_two_requests_are_each_sent_once(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    # An ack is a byte written without a lock; a request takes the acked rows
+    # (queue_records.take_acked). Half of a fetch's records are acked before the next
+    # fetch takes them, half after: a lost ack would stay acquired, one sent twice
+    # comes back refused (no longer held).
+    make_topic(qbroker.address, name, 1, 100)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=120_000)
+    with QueueConsumer(
+        qbroker.address, group=name, max_records=50, ack_linger_ms=60_000, prefetch=False
+    ) as q:
+        first = _poll(q, 50)
+        for m in first[:25]:
+            m.ack()
+        second = _poll(q, 50)  # its fetch carried the first 25 acks
+        t = admin(qbroker.address).describe_queue_group(name).total
+        assert (t.acknowledged, t.acquired) == (25, 75)
+        for m in first[25:] + second:
+            m.ack()
+        assert q.commit() == []
+        t = admin(qbroker.address).describe_queue_group(name).total
+        assert (t.acknowledged, t.acquired, t.redelivered) == (100, 0, 0)
+        assert {m.settled for m in first + second} == {"ack"}
+
+
+def test_acks_from_many_threads_while_polls_and_the_linger_send_are_each_sent_once(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    # The same under threads: three ack while the polling thread's fetches and the
+    # linger thread's settles (1 ms) take acks.
+    total = 3_000
+    make_topic(qbroker.address, name, 2, total)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=120_000)
+    work: queue.SimpleQueue[QueueMessage | None] = queue.SimpleQueue()
+
+    def acker() -> None:
+        while (m := work.get()) is not None:
+            m.ack()
+
+    with QueueConsumer(
+        qbroker.address, group=name, max_records=50, ack_linger_ms=1, prefetch=False
+    ) as q:
+        threads = [threading.Thread(target=acker) for _ in range(3)]
+        for t in threads:
+            t.start()
+        got = 0
+        try:
+            while got < total:
+                page = q.poll(1.0)
+                assert page, f"only {got} of {total} records came"
+                got += len(page)
+                for m in page:
+                    work.put(m)
+        finally:
+            for _ in threads:
+                work.put(None)
+            for t in threads:
+                t.join()
+        assert q.commit() == []
+        d = admin(qbroker.address).describe_queue_group(name).total
+        assert (d.acknowledged, d.acquired, d.redelivered) == (total, 0, 0)

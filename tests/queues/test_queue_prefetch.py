@@ -1,5 +1,6 @@
 """QueueConsumer prefetch against a real broker: a full poll makes the next fetch ask for
-twice as many, the next poll is served without a request, fetches keep doubling up to
+more (the member's share of the backlog the answer reports, or twice as many), the next
+poll is served without a request, fetches keep growing up to
 ``PREFETCH_MAX_POLLS x max_records`` while the member keeps up and are not grown for a slow
 handler, a prefetched record's lease (the one the broker granted, also after the group's
 lease was lowered) is renewed when half of it ran out before it was handed out or the
@@ -46,18 +47,37 @@ def test_a_full_poll_prefetches_the_next_page_and_the_poll_after_makes_no_reques
             m.ack()
         second = q.poll(0.5)
         assert len(second) == 4
-        # the fetch carried 4 acks and acquired 8: 4 handed out, 4 buffered
-        assert _total(qbroker.address, name) == (8, 4)
+        # the first answer was full and said 16 more wait for its one member: the fetch
+        # carried 4 acks and acquired those 16 at once: 4 handed out, 12 buffered
+        assert _total(qbroker.address, name) == (16, 4)
         for m in second:
             m.ack()
         third = q.poll(0.5)
         assert [m.offset for m in third] == [8, 9, 10, 11]
         # served from the buffer: no request, so the broker saw neither a fetch nor acks
-        assert _total(qbroker.address, name) == (8, 4)
+        assert _total(qbroker.address, name) == (16, 4)
         for m in third:
             m.ack()
         assert q.commit() == []
-        assert _total(qbroker.address, name) == (0, 12)
+        assert _total(qbroker.address, name) == (8, 12)
+
+
+def test_a_full_answer_sizes_the_next_fetch_to_the_members_share_of_the_backlog(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 40)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    kw = {"group": name, "max_records": 4, "ack_linger_ms": 60_000}
+    with QueueConsumer(qbroker.address, **kw) as a, QueueConsumer(qbroker.address, **kw) as b:
+        first = _poll_until(a, 4)
+        assert len(first) == 4 and _total(qbroker.address, name) == (4, 0)
+        for m in first:
+            m.ack()
+        a.poll(0.5)
+        # 36 waited for 2 members: a's share, 18, rounded up to whole polls: 20 (not 8)
+        assert _total(qbroker.address, name) == (20, 4)
+        assert len(_poll_until(b, 4)) == 4  # b's first fetch asks for one poll's worth
+        assert _total(qbroker.address, name) == (24, 4)
 
 
 def test_without_prefetch_a_member_holds_exactly_what_it_polled(

@@ -258,3 +258,67 @@ def test_records_cut_out_of_a_shared_batch_keep_key_value_headers_and_time(
         m = got[i]
         assert (m.key, m.value, m.timestamp_ms) == (f"k{i}".encode(), f"v{i}".encode(), 1000 + i)
         assert m.headers == (("n", str(i).encode()), ("t", b"x"))
+
+
+def test_offsets_travel_as_runs_when_asked_and_bad_runs_get_a_named_code(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    make_topic(qbroker.address, name, 1, 30)
+    admin(qbroker.address).create_queue_group(name, topics=[name], lease_ms=60_000)
+    with QueueConsumer(qbroker.address, group=name, prefetch=False) as q:
+        assert q._runs, "the broker says it takes and gives offset runs"
+        fetch = q._transport.queue_fetch
+
+        def raw(n: int, runs: bool) -> queue_pb2.QueueRecords:
+            resp = fetch(
+                queue_pb2.QueueFetchRequest(
+                    group=name, member_id=q.member_id, max_records=n, offset_runs=runs
+                ),
+                timeout=5,
+            )
+            return resp.records[0]
+
+        lists = raw(10, runs=False)  # an older client's answer
+        assert list(lists.offsets) == list(range(10)) and list(lists.delivery_counts) == [1] * 10
+        assert not lists.offset_runs and not lists.delivery_count_runs
+        runs = raw(10, runs=True)
+        assert list(runs.offset_runs) == [10, 10] and list(runs.delivery_count_runs) == [1, 10]
+        assert not runs.offsets and not runs.delivery_counts
+
+        def settle(s: queue_pb2.Settlement) -> queue_pb2.QueueSettleResponse:
+            return q._transport.queue_settle(
+                queue_pb2.QueueSettleRequest(group=name, member_id=q.member_id, settle=[s]),
+                timeout=5,
+            )
+
+        ack = queue_pb2.SETTLE_ACK
+        bad_runs = (
+            [10, 5, 15],
+            [10, -1],
+            [-3, 2],
+            [10, (1 << 16) + 1],
+            [10, 1 << 15, 0, (1 << 15) + 1],
+        )
+        for bad in bad_runs:
+            with pytest.raises(errors.InvalidRequestError, match="offset_runs"):
+                settle(queue_pb2.Settlement(topic=name, partition=0, kind=ack, offset_runs=bad))
+        assert admin(qbroker.address).describe_queue_group(name).total.acknowledged == 0
+        # offsets and runs together: 0..9 one by one, 10..14 and 16..19 as runs
+        both = queue_pb2.Settlement(
+            topic=name, partition=0, kind=ack, offsets=range(10), offset_runs=[10, 5, 16, 4]
+        )
+        assert not settle(both).results
+        t = admin(qbroker.address).describe_queue_group(name).total
+        assert (t.acknowledged, t.acquired) == (19, 1)
+        # the client's own path: a fetch answered with runs, acks sent as runs
+        page = drain(q, 10)
+        assert [m.offset for m in page] == list(range(20, 30))
+        assert isinstance(page[0]._records.offsets, range)
+        for m in page:
+            m.ack()
+        settles, sent = q._take_pending()
+        assert [list(s.offset_runs) for s in settles] == [[20, 10]] and not settles[0].offsets
+        q._restore(sent)
+        assert q.commit() == []
+        t = admin(qbroker.address).describe_queue_group(name).total
+        assert (t.acknowledged, t.acquired) == (29, 1)

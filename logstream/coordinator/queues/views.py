@@ -1,10 +1,13 @@
-"""Read-only views over a :class:`~.window.PartitionWindow`: columns, counts, holdings.
+"""Read-only views over a :class:`~.window.PartitionWindow`: columns, counts, holdings,
+and the backlog estimate a full fetch answer reports.
 
 Each view walks the window's two tables (parked, then dense) without copying rows it does
 not need. Same concurrency contract as the window: call under the group's lock.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -64,3 +67,17 @@ def dead_letter_pending(window: PartitionWindow) -> tuple[np.ndarray, np.ndarray
     _, deliveries = column(window, "deliveries")
     _, reason = column(window, "reason")
     return offs[sel], deliveries[sel], reason[sel]
+
+
+def backlog_estimate(
+    windows: Iterable[tuple[str, int, PartitionWindow]],
+    log_ends: Mapping[tuple[str, int], int],
+) -> int:
+    """About how many records wait to be handed out: in the ``windows`` (``(topic,
+    partition, window)``, :meth:`PartitionWindow.waiting_estimate`) and in the logs past
+    them (``log_ends``: each partition's log end offset). A prefetch hint."""
+    total = 0
+    for topic, partition, w in windows:
+        end = log_ends.get((topic, partition), w.end_offset)
+        total += w.waiting_estimate() + max(end - w.end_offset, 0)
+    return total

@@ -152,6 +152,12 @@ class PartitionWindow(WindowTables):
         offsets = np.concatenate((self._p.offsets[prows], self._base + drows))
         return offsets, np.concatenate((self._p.cols.deliveries[prows], self._d.deliveries[drows]))
 
+    def waiting_estimate(self) -> int:
+        """About how many records of the window are still to be handed out: those at or
+        after where the last in-order acquire stopped (an over-estimate after a tick, which
+        restarts the scan; parked records are not counted). A prefetch hint, no more."""
+        return max(self._end - max(self._base + self._hint, self._start), 0)
+
     def _scan_available(self, want: int) -> np.ndarray:
         lo = max(self._hint, self._start - self._base)
         hi = self._end - self._base

@@ -43,7 +43,7 @@ class QueueSettings(_message.Message):
     def __init__(self, lease_ms: _Optional[int] = ..., max_deliveries: _Optional[int] = ..., backoff_initial_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ..., key_ordered: _Optional[bool] = ..., auto_ack: _Optional[bool] = ..., window_size: _Optional[int] = ..., start: _Optional[str] = ..., expired_action: _Optional[str] = ...) -> None: ...
 
 class Settlement(_message.Message):
-    __slots__ = ("topic", "partition", "kind", "offsets", "delay_ms", "reason", "lease_ms")
+    __slots__ = ("topic", "partition", "kind", "offsets", "delay_ms", "reason", "lease_ms", "offset_runs")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class Settlement(_message.Message):
     DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_RUNS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     kind: SettleKind
@@ -58,7 +59,8 @@ class Settlement(_message.Message):
     delay_ms: int
     reason: str
     lease_ms: int
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., kind: _Optional[_Union[SettleKind, str]] = ..., offsets: _Optional[_Iterable[int]] = ..., delay_ms: _Optional[int] = ..., reason: _Optional[str] = ..., lease_ms: _Optional[int] = ...) -> None: ...
+    offset_runs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., kind: _Optional[_Union[SettleKind, str]] = ..., offsets: _Optional[_Iterable[int]] = ..., delay_ms: _Optional[int] = ..., reason: _Optional[str] = ..., lease_ms: _Optional[int] = ..., offset_runs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SettleResult(_message.Message):
     __slots__ = ("topic", "partition", "kind", "offsets", "error_codes", "error_messages")
@@ -91,12 +93,14 @@ class QueueJoinRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., create: _Optional[bool] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class QueueJoinResponse(_message.Message):
-    __slots__ = ("settings", "topics")
+    __slots__ = ("settings", "topics", "offset_runs")
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     TOPICS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_RUNS_FIELD_NUMBER: _ClassVar[int]
     settings: QueueSettings
     topics: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, settings: _Optional[_Union[QueueSettings, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ...) -> None: ...
+    offset_runs: bool
+    def __init__(self, settings: _Optional[_Union[QueueSettings, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., offset_runs: _Optional[bool] = ...) -> None: ...
 
 class QueueLeaveRequest(_message.Message):
     __slots__ = ("group", "member_id", "settle")
@@ -117,7 +121,7 @@ class QueueLeaveResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., released: _Optional[int] = ...) -> None: ...
 
 class QueueFetchRequest(_message.Message):
-    __slots__ = ("group", "member_id", "max_records", "max_wait_ms", "lease_ms", "settle", "max_bytes", "replies")
+    __slots__ = ("group", "member_id", "max_records", "max_wait_ms", "lease_ms", "settle", "max_bytes", "replies", "offset_runs")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +130,7 @@ class QueueFetchRequest(_message.Message):
     SETTLE_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     REPLIES_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_RUNS_FIELD_NUMBER: _ClassVar[int]
     group: str
     member_id: str
     max_records: int
@@ -134,7 +139,8 @@ class QueueFetchRequest(_message.Message):
     settle: _containers.RepeatedCompositeFieldContainer[Settlement]
     max_bytes: int
     replies: _containers.RepeatedCompositeFieldContainer[QueueReply]
-    def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., max_records: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., settle: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ..., max_bytes: _Optional[int] = ..., replies: _Optional[_Iterable[_Union[QueueReply, _Mapping]]] = ...) -> None: ...
+    offset_runs: bool
+    def __init__(self, group: _Optional[str] = ..., member_id: _Optional[str] = ..., max_records: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., settle: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ..., max_bytes: _Optional[int] = ..., replies: _Optional[_Iterable[_Union[QueueReply, _Mapping]]] = ..., offset_runs: _Optional[bool] = ...) -> None: ...
 
 class QueueReply(_message.Message):
     __slots__ = ("inbox", "batch")
@@ -153,32 +159,40 @@ class QueueReplyResult(_message.Message):
     def __init__(self, error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class QueueRecords(_message.Message):
-    __slots__ = ("topic", "partition", "batches", "offsets", "delivery_counts")
+    __slots__ = ("topic", "partition", "batches", "offsets", "delivery_counts", "offset_runs", "delivery_count_runs")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_RUNS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_COUNT_RUNS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     batches: bytes
     offsets: _containers.RepeatedScalarFieldContainer[int]
     delivery_counts: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., batches: _Optional[bytes] = ..., offsets: _Optional[_Iterable[int]] = ..., delivery_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+    offset_runs: _containers.RepeatedScalarFieldContainer[int]
+    delivery_count_runs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., batches: _Optional[bytes] = ..., offsets: _Optional[_Iterable[int]] = ..., delivery_counts: _Optional[_Iterable[int]] = ..., offset_runs: _Optional[_Iterable[int]] = ..., delivery_count_runs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueueFetchResponse(_message.Message):
-    __slots__ = ("results", "records", "throttle_time_ms", "reply_results", "lease_ms")
+    __slots__ = ("results", "records", "throttle_time_ms", "reply_results", "lease_ms", "backlog", "members")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REPLY_RESULTS_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SettleResult]
     records: _containers.RepeatedCompositeFieldContainer[QueueRecords]
     throttle_time_ms: int
     reply_results: _containers.RepeatedCompositeFieldContainer[QueueReplyResult]
     lease_ms: int
-    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ...) -> None: ...
+    backlog: int
+    members: int
+    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ..., records: _Optional[_Iterable[_Union[QueueRecords, _Mapping]]] = ..., throttle_time_ms: _Optional[int] = ..., reply_results: _Optional[_Iterable[_Union[QueueReplyResult, _Mapping]]] = ..., lease_ms: _Optional[int] = ..., backlog: _Optional[int] = ..., members: _Optional[int] = ...) -> None: ...
 
 class QueueSessionRequest(_message.Message):
     __slots__ = ("group", "member_id", "credit", "lease_ms", "settle", "replies", "flush")

@@ -100,6 +100,7 @@ def test_seek_by_offset_and_by_timestamp(broker: Any, topic_name: str) -> None:
         assert c.offsets_for_times({tp: 1_700_000_000_000 + 5000}) == {tp: 300}
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_long_poll_wakes_up_on_produce(broker: Any, topic_name: str) -> None:
     tp = TopicPartition(topic_name, 0)
     with Admin(broker.address) as admin:

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -332,9 +333,11 @@ def serve(
         if on_started is not None:
             stop_edge = on_started(server)
         print(start_line(server), flush=True)  # last: every listener serves once it is out
-        while not received:  # a signal before this read left its byte in the pipe
-            # the bytes are signal numbers: act on them, not on the handler having run yet
-            received += [n for n in os.read(wake_read, 64) if n != signal.SIGHUP]
+        while not received:  # set by the handler: it has run, the previous ones can come back
+            # woken by the pipe (a signal before this select left its byte there); the handler
+            # runs at the loop's next check of pending signals, at the latest after 0.5 s
+            if select.select([wake_read], [], [], 0.5)[0]:
+                os.read(wake_read, 64)
         log.info("received %s", signal.Signals(received[0]).name)
     finally:
         for sig, handler in previous.items():

@@ -64,6 +64,8 @@ test-services:
 	      || echo "could not install kcat; its Kafka listener tests will skip"; \
 	  else echo "kcat not installed; its Kafka listener tests will skip"; fi; }
 
+# Two workers (most tests wait on broker processes), then the timing-sensitive tests alone:
+# docs/decisions/0040-parallel-test-run.md.
 test: $(STAMP) test-services
 	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples
 	$(VENV)/bin/ruff format --check logstream tests tools benchmarks docs/examples
@@ -71,7 +73,8 @@ test: $(STAMP) test-services
 	$(PY) tools/check_layers.py
 	$(PY) tools/check_sizes.py
 	$(PY) tools/gen_protos.py --check
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
+	$(PY) -m pytest -q -m serial --durations=5
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check logstream tests tools benchmarks docs/examples

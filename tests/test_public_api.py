@@ -56,6 +56,32 @@ def test_importing_storage_does_not_load_grpc() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_cli_and_the_admin_clients_do_not_load_numpy() -> None:
+    """Each CLI call is a new process: admin commands must not pay for the codec (decision
+    0044). The lazy package attributes still resolve."""
+    code = (
+        "import sys, logstream.cli.main\n"
+        "from logstream.client import Admin, GroupAdmin\n"
+        "from logstream.replay import timespec\n"
+        "print('numpy' in sys.modules)\n"
+        "from logstream.client import Consumer\n"
+        "from logstream.replay import Replay\n"
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_lazy_packages_export_every_name_they_list() -> None:
+    import logstream.client
+    import logstream.replay
+
+    for package in (logstream.client, logstream.replay):
+        assert set(package.__all__) <= set(dir(package))
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
+
+
 def test_error_codes_are_unique_and_round_trip() -> None:
     classes = [c for c in errors._all_error_classes() if c is not errors.LogstreamError]
     codes = [c.code for c in classes]

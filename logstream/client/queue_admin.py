@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logstream.client import transport as tr
-from logstream.client.queue_message import QueueMessage, decode_records
 from logstream.protocol import queue_pb2
 from logstream.protocol.queue_settings import SETTING_NAMES
+
+if TYPE_CHECKING:
+    from logstream.client.queue_message import QueueMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,10 @@ class QueueAdminMixin:
 
     def peek(self, group: str, max_records: int = 10) -> list[QueueMessage]:
         """Records a fetch would hand out now, not acquired (they cannot be settled)."""
+        # here, not at the top: decoding records needs the codec and numpy, which `logstream
+        # group list` and the other admin commands do without
+        from logstream.client.queue_message import decode_records
+
         r = self._transport.queue_peek(
             queue_pb2.PeekRequest(group=group, max_records=max_records), timeout=self._timeout
         )

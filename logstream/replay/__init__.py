@@ -19,13 +19,57 @@ neither the client nor storage.
 
 from __future__ import annotations
 
-from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
-from logstream.replay.memory import MemorySource
-from logstream.replay.merge import Merger, ReadPacing, read_ranges
-from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
-from logstream.replay.session import Replay, ReplayRequest, ReplayStats
-from logstream.replay.source import GroupSource, RecordSource, supports_groups
-from logstream.replay.sources import BrokerSource, DataDirSource
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
+    from logstream.replay.memory import MemorySource
+    from logstream.replay.merge import Merger, ReadPacing, read_ranges
+    from logstream.replay.ranges import Range, plan_ranges, resolve_partitions, tail_ranges
+    from logstream.replay.session import Replay, ReplayRequest, ReplayStats
+    from logstream.replay.source import GroupSource, RecordSource, supports_groups
+    from logstream.replay.sources import BrokerSource, DataDirSource
+
+# Imported on first use: every CLI command (serve too) parses times with `timespec` alone,
+# without the codec and numpy that filters and sessions bring (docs/decisions/0044).
+_LAZY = {
+    "Matcher": "logstream.replay.filters",
+    "RateLimiter": "logstream.replay.filters",
+    "RecordFilter": "logstream.replay.filters",
+    "Sampler": "logstream.replay.filters",
+    "MemorySource": "logstream.replay.memory",
+    "Merger": "logstream.replay.merge",
+    "ReadPacing": "logstream.replay.merge",
+    "read_ranges": "logstream.replay.merge",
+    "Range": "logstream.replay.ranges",
+    "plan_ranges": "logstream.replay.ranges",
+    "resolve_partitions": "logstream.replay.ranges",
+    "tail_ranges": "logstream.replay.ranges",
+    "Replay": "logstream.replay.session",
+    "ReplayRequest": "logstream.replay.session",
+    "ReplayStats": "logstream.replay.session",
+    "GroupSource": "logstream.replay.source",
+    "RecordSource": "logstream.replay.source",
+    "supports_groups": "logstream.replay.source",
+    "BrokerSource": "logstream.replay.sources",
+    "DataDirSource": "logstream.replay.sources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BrokerSource",

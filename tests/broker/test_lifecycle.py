@@ -120,3 +120,70 @@ def test_producer_ids_are_never_reused_after_restart(tmp_path):
     assert named2.producer_epoch == named.producer_epoch + 1
     client.close()
     proc.terminate()
+
+
+# serve() in the main thread; once it waits, SIGTERM is sent to another thread of the process
+# (as the kernel may pick a gRPC thread for a kill(pid, SIGTERM)): Python runs the handler on
+# the main thread only, so a main thread blocked in a wait that the signal cannot interrupt
+# never stops.
+SIGNAL_ANOTHER_THREAD = """
+import io, signal, sys, threading, time
+from pathlib import Path
+from logstream.broker import build_config, serve
+from logstream.testing.wait import wait_for
+
+started = threading.Event()
+main = threading.main_thread().ident
+
+class Out(io.TextIOWrapper):
+    def write(self, s):
+        if "broker listening on" in s:
+            started.set()
+        return super().write(s)
+
+sys.stdout = Out(sys.stdout.detach(), line_buffering=True)
+
+def blocked() -> bool:
+    frame = sys._current_frames()[main]
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return "serve" in names and names[0] in ("serve", "wait")  # in its wait, not printing
+
+def kill_from_here() -> None:
+    started.wait(30)
+    wait_for(blocked, what="serve() waiting")
+    time.sleep(0.05)  # in the blocking call itself, not on the bytecodes before it
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=kill_from_here, daemon=True).start()
+config = build_config(None, data_dir=Path(sys.argv[1]), listen="127.0.0.1:0")
+sys.exit(serve(config))
+"""
+
+
+def test_sigterm_taken_by_another_thread_still_stops_the_broker(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_ANOTHER_THREAD, str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"the broker did not stop on SIGTERM:\n{out[-3000:]}") from None
+    assert proc.returncode == 0, out[-3000:]
+    assert "broker listening on" in out, out[-3000:]
+    assert (tmp_path / "data" / ".clean-shutdown").exists()  # stopped, not killed

@@ -6,6 +6,7 @@ import threading
 import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -70,6 +71,7 @@ def test_fetch_respects_max_bytes_but_returns_at_least_one_batch(client, topic):
     assert resp.partitions[1].records == b"" and resp.partitions[1].high_watermark == 5
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_long_poll_wakes_within_100ms_of_a_produce(client, topic):
     client.create_topic(topic)
     result: dict[str, float] = {}
@@ -92,6 +94,7 @@ def test_long_poll_wakes_within_100ms_of_a_produce(client, topic):
     assert result["elapsed"] < 1.0
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_long_poll_times_out_empty_after_max_wait(client, topic):
     client.create_topic(topic)
     start = time.monotonic()

@@ -79,6 +79,10 @@ def test_ctrl_c_in_a_string_exec_is_not_a_death_by_signal(tmp_path: Path) -> Non
         "from logstream.cli.lazy_group import interrupt_handler\n"
         "if sys.argv[1] == 'cli':\n"
         "    signal.signal(signal.SIGINT, interrupt_handler)\n"
+        # Python's own, also when this test runs in a background job (SIGINT ignored there,
+        # and a Python started with SIGINT ignored keeps it ignored)
+        "else:\n"
+        "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "try:\n"
         # the sleeps keep the eval loop inside the exec'd string until the handler has run
         "    exec('import signal, time\\nsignal.raise_signal(signal.SIGINT)\\n"

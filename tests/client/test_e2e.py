@@ -13,6 +13,7 @@ import pytest
 from logstream import Admin, Consumer, Producer, TopicPartition, errors
 from logstream.client.partitioner import crc32_partition
 from logstream.testing.consumer import wait_fetch_parked
+from logstream.testing.wait import wait_for
 from logstream.types import Record
 
 pytestmark = pytest.mark.slow
@@ -100,6 +101,7 @@ def test_seek_by_offset_and_by_timestamp(broker: Any, topic_name: str) -> None:
         assert c.offsets_for_times({tp: 1_700_000_000_000 + 5000}) == {tp: 300}
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_long_poll_wakes_up_on_produce(broker: Any, topic_name: str) -> None:
     tp = TopicPartition(topic_name, 0)
     with Admin(broker.address) as admin:
@@ -222,11 +224,12 @@ def test_sigkill_during_idempotent_stream_keeps_acked_records_exactly_once(
 
         th = threading.Thread(target=produce)
         th.start()
-        time.sleep(1.0)
+        wait_for(lambda: len(acked) >= 10_000, timeout=30, what="acks before the kill")
         proc.kill()  # mid-stream: in-flight batches lose their answers
-        time.sleep(0.5)
+        time.sleep(0.5)  # down for a while: sends queue up and retry
         proc.restart()
-        time.sleep(1.0)
+        at_restart = len(acked)
+        wait_for(lambda: len(acked) >= at_restart + 10_000, timeout=30, what="acks after restart")
         stop.set()
         th.join()
         p.flush(30)

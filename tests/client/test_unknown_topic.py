@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from logstream import Admin, Producer, errors
 from logstream.client.metadata import Metadata
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_sends_to_a_missing_topic_fail_at_once_after_the_first(broker: Any) -> None:
     with Producer(broker.address) as producer:
         first = producer.send("missing-topic", b"x")

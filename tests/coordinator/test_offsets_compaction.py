@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from logstream.codec import encode_batch
+from logstream.codec import decode_batch, encode_batch
 from logstream.coordinator import CoordinatorConfig, GroupCoordinator
-from logstream.coordinator.offsets import OFFSETS_TOPIC
+from logstream.coordinator.offsets import OFFSETS_TOPIC, encode_checkpoint_key
 from logstream.errors import KafkaStorageError
 from logstream.storage import LogManager
 from logstream.types import TopicPartition
@@ -164,14 +164,27 @@ def test_crash_in_the_middle_of_a_checkpoint_loses_nothing(tmp_path, clock, monk
     lm.close()
 
 
-def test_checkpoint_without_its_marker_deletes_nothing_and_is_ignored(tmp_path, clock):
+def test_checkpoint_without_its_marker_deletes_nothing_and_is_ignored(tmp_path, clock, monkeypatch):
     lm, coord = _open(tmp_path, clock)
     _commit_many(coord, 300)
     expected = _table(coord)
-    store = coord.offsets
-    with store._lock:  # the records of a checkpoint, then a crash before the marker
-        live = [(g, tp) for g in sorted(store._table) for tp in store._table[g]]
-        store._restate_locked(_offsets_log(lm), live)
+    log = _offsets_log(lm)
+    real_append = log.append
+    restated, markers = [], []
+
+    def append(batch):
+        # the records of a checkpoint land, then a "crash" before its marker
+        if decode_batch(batch).key(0) == encode_checkpoint_key():
+            markers.append(batch)
+            raise KafkaStorageError("simulated crash")
+        restated.append(batch)
+        return real_append(batch)
+
+    monkeypatch.setattr(log, "append", append)
+    coord.expire()  # the checkpoint is due: it re-states the table, then fails on the marker
+    monkeypatch.setattr(log, "append", real_append)
+    assert restated and len(markers) == 1
+    assert coord.offsets.checkpoints_written == 0
     lm.close()
     lm, coord = _open(tmp_path, clock)
     assert _table(coord) == expected

@@ -9,6 +9,7 @@ import pytest
 
 from logstream.client import Consumer, Producer
 from logstream.client.membership import CommitFailedError
+from logstream.client.transport import Transport
 from logstream.errors import InvalidConfigError, LogstreamError
 from logstream.testing.broker import run_broker
 from logstream.testing.wait import wait_for
@@ -31,6 +32,20 @@ def produce(address: str, n: int, topic: str = "orders", start: int = 0) -> None
         for i in range(start, start + n):
             p.send(topic, b"%d" % i, partition=i % 6)
         p.flush()
+
+
+class SlowFirstFetchOffsets(Transport):
+    """A connection whose first FetchOffsets call sets ``entered`` and waits for ``go``."""
+
+    def __init__(self, address: str, entered: threading.Event, go: threading.Event) -> None:
+        super().__init__(address)
+        self.entered, self.go = entered, go
+
+    def fetch_offsets(self, request, *, timeout):
+        if not self.entered.is_set():
+            self.entered.set()
+            self.go.wait(10)
+        return super().fetch_offsets(request, timeout=timeout)
 
 
 class Runner:
@@ -152,21 +167,34 @@ def test_explicit_commit_sync_async_and_committed(broker):
     )
 
 
-def test_commit_after_being_fenced_fails_clearly(broker):
-    c = Consumer(broker.address, group="g", auto_offset_reset="earliest", **FAST)
-    try:
-        c.subscribe(["orders"])
-        wait_for(lambda: c.poll(0.05) is not None and len(c.assignment()) == 6)
-        m = c._membership
-        stale = m.member_epoch
-        with m._lock:
-            m.member_epoch = stale + 5
-        with pytest.raises(CommitFailedError, match="rejected"):
-            c.commit({TopicPartition("orders", 0): 0})
-        with m._lock:
-            m.member_epoch = stale
-    finally:
-        c.close()
+def test_commit_after_being_fenced_fails_clearly(tmp_path):
+    """A static member's place is taken over by a new incarnation with the same instance id
+    (as when a restarted process rejoins): the broker fences the old member id, and the old
+    incarnation's next commit is rejected by the broker. Heartbeats are 10 s apart here, so
+    the old member commits before a heartbeat could tell it that it was fenced."""
+    slow_beats = dict(FAST, session_timeout_ms=30_000)
+    with run_broker(tmp_path / "data", group_heartbeat_interval_ms=10_000) as b:
+        b.broker.manager.create_topic("orders", 6)
+        old = Consumer(b.address, group="g", instance_id="i1", **slow_beats)
+        new = Consumer(b.address, group="g", instance_id="i1", **slow_beats)
+        try:
+            old.subscribe(["orders"])
+            wait_for(lambda: old.poll(0.05) is not None and len(old.assignment()) == 6)
+            fenced_id = old.group_metadata().member_id
+            new.subscribe(["orders"])
+            wait_for(
+                lambda: new.poll(0.05) is not None and len(new.assignment()) == 6,
+                what="the takeover",
+            )
+            (member,) = b.broker.coordinator.describe_group("g").members
+            assert member.member_id not in ("", fenced_id)
+            assert old.group_metadata().member_id == fenced_id  # not told yet
+            with pytest.raises(CommitFailedError, match="rejected"):
+                old.commit({TopicPartition("orders", 0): 0})
+            new.commit({TopicPartition("orders", 0): 0})  # the new incarnation's commit counts
+        finally:
+            old.close()
+            new.close()
 
 
 def test_a_consumer_that_stops_polling_leaves_and_its_next_poll_rejoins(broker, caplog):
@@ -251,18 +279,11 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
     reporting those partitions as owned: otherwise the broker releases half of them to the
     new member while this consumer goes on to read all of them (two owners)."""
     produce(broker.address, 60)
-    a = Consumer(broker.address, group="race", auto_offset_reset="earliest", **FAST)
-    m = a._membership
-    real_fetch = m.commits.fetch_committed
     entered, go = threading.Event(), threading.Event()
-
-    def slow_fetch(partitions):
-        if not entered.is_set():
-            entered.set()
-            go.wait(10)
-        return real_fetch(partitions)
-
-    m.commits.fetch_committed = slow_fetch
+    # A's connection holds its first FetchOffsets (committed offsets of the assignment) until
+    # `go`: the application thread is stuck taking on its partitions.
+    transport = SlowFirstFetchOffsets(broker.address, entered, go)
+    a = Consumer(transport, group="race", auto_offset_reset="earliest", **FAST)
     b = None
 
     def poll_until_applied() -> None:
@@ -286,7 +307,7 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
         held_by_b = [
             m_.assignment
             for m_ in broker.broker.coordinator.describe_group("race").members
-            if m_.member_id != m.member_id
+            if m_.member_id != a.group_metadata().member_id
         ]
         assert held_by_b == [()]
         go.set()
@@ -316,6 +337,7 @@ def test_partitions_being_taken_on_are_reported_owned_until_applied(broker):
         if b is not None:
             b.close()
         a.close()
+        transport.close()
 
 
 def test_group_metadata_names_the_member_the_broker_knows(broker):

@@ -113,6 +113,7 @@ def produce(address: str, values: range) -> None:
         p.flush()
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_members_share_partitions_and_nothing_is_lost_across_a_sigkill(broker, tmp_path):
     workers = [Worker(broker.address, tmp_path / f"w{i}.txt") for i in range(3)]
     try:

@@ -117,6 +117,7 @@ def test_never_more_records_in_flight_than_granted(qbroker: BrokerProcess, name:
         s.close()
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_a_backlog_larger_than_one_push_comes_in_pushes_back_to_back(
     qbroker: BrokerProcess, name: str
 ) -> None:
@@ -138,6 +139,7 @@ def test_a_backlog_larger_than_one_push_comes_in_pushes_back_to_back(
         s.close()
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_a_settlement_alone_is_answered_after_its_linger(qbroker: BrokerProcess, name: str) -> None:
     """An ack with credit left does not wake the session at once (it waits to ride the next
     push), but nothing needs to come: its answer goes out after the linger (5 ms), well

@@ -104,6 +104,7 @@ def test_a_client_certificate_authenticates_under_mutual_tls(tmp_path: Path, pki
         admin.close()
 
 
+@pytest.mark.serial  # timing-sensitive: run alone by `make test` (docs/decisions/0040)
 def test_failed_logins_are_counted_and_slowed_down(tmp_path: Path) -> None:
     _token(tmp_path / "data")
     with run_broker(tmp_path / "data", auth=True) as b:

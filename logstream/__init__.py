@@ -7,9 +7,10 @@ The public API is curated here; everything else is an implementation detail.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from logstream.errors import LogstreamError
+from logstream.lazy import lazy_attributes
 from logstream.types import GroupMetadata, OffsetAndMetadata, Record, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
@@ -38,15 +39,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'logstream' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
 __all__ = [
     "Admin",
     "Consumer",
@@ -64,3 +56,5 @@ __all__ = [
     "TopicPartition",
     "__version__",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)

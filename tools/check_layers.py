@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "logstream"
 
 # The shared leaves every layer may use.
-LEAVES = {"errors", "types", "clock"}
+LEAVES = {"errors", "types", "clock", "lazy"}
 
 # top-level name -> the top-level names it may import. The order, bottom up:
 # leaves <- codec <- storage <- coordinator <- broker -> protocol <- client <- replay <- cli;
@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "types": set(),
     "clock": set(),
+    "lazy": set(),
     "codec": LEAVES,
     "storage": LEAVES | {"codec"},
     "coordinator": LEAVES | {"codec", "storage"},
@@ -63,7 +64,7 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 
-NO_GRPC = {"errors", "types", "clock", "codec", "storage", "coordinator", "replay", "kafka"}
+NO_GRPC = {"errors", "types", "clock", "lazy", "codec", "storage", "coordinator", "replay", "kafka"}
 
 SKIP_DIRS = {"_generated", "__pycache__"}
 

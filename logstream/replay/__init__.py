@@ -19,7 +19,9 @@ neither the client nor storage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from logstream.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from logstream.replay.filters import Matcher, RateLimiter, RecordFilter, Sampler
@@ -56,21 +58,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = [
     "BrokerSource",
     "DataDirSource",
@@ -93,3 +80,5 @@ __all__ = [
     "supports_groups",
     "tail_ranges",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)

@@ -31,18 +31,29 @@ from logstream.protocol.status import client_message
 MAX_RUN_RECORDS = 1 << 16
 """The records one ``Settlement``'s ``offset_runs`` may cover in all (a client puts any
 more in ``offsets``): ten times what a member holds with the default prefetch (64 polls
-of 100), and a bound on the work a few bytes of bad request can ask for (an offset
-list of that many records is ~300 KiB on the wire)."""
+of 100)."""
+
+MAX_REQUEST_RUN_RECORDS = 1 << 20
+"""The records all ``offset_runs`` of one request may cover together: runs are a few bytes
+each, so without a bound per request a small message could ask the broker to build
+arrays of any size (8 MiB of offsets at most here)."""
+
+MAX_RUN_OFFSET = 1 << 62
+"""No run may start past this, so ``first + count`` stays far inside int64."""
 
 
-def settles(items: Any) -> list[Settle]:
-    """``Settlement`` messages as the engine's :class:`Settle` items."""
+def settles(items: Any, budget: list[int] | None = None) -> list[Settle]:
+    """``Settlement`` messages as the engine's :class:`Settle` items. Their ``offset_runs``
+    share ``budget`` (``[records]``, shrunk in place; a fresh
+    :data:`MAX_REQUEST_RUN_RECORDS` when not given): messages handled together pass one."""
+    if budget is None:
+        budget = [MAX_REQUEST_RUN_RECORDS]
     return [
         Settle(
             s.topic,
             s.partition,
             int(s.kind),
-            _offsets(s),
+            _offsets(s, budget),
             s.delay_ms if s.HasField("delay_ms") else None,
             s.reason,
             s.lease_ms,
@@ -51,8 +62,9 @@ def settles(items: Any) -> list[Settle]:
     ]
 
 
-def _offsets(s: Any) -> np.ndarray:
-    """A settlement's ``offsets`` followed by its ``offset_runs`` expanded."""
+def _offsets(s: Any, budget: list[int]) -> np.ndarray:
+    """A settlement's ``offsets`` followed by its ``offset_runs`` expanded; ``budget[0]``
+    is what the request's runs may still cover, and shrinks by what these cover."""
     offsets = np.asarray(s.offsets, np.int64)
     if not s.offset_runs:
         return offsets
@@ -60,10 +72,23 @@ def _offsets(s: Any) -> np.ndarray:
     if len(pairs) % 2:
         raise InvalidRequestError("offset_runs holds (first offset, count) pairs: odd length")
     first, count = pairs[0::2], pairs[1::2]
-    if (first < 0).any() or (count < 0).any() or int(count.sum()) > MAX_RUN_RECORDS:
+    # each count is bounded before they are summed, so the sum cannot wrap
+    if (
+        (first < 0).any()
+        or (first > MAX_RUN_OFFSET).any()
+        or (count < 0).any()
+        or (count > MAX_RUN_RECORDS).any()
+        or int(count.sum()) > MAX_RUN_RECORDS
+    ):
         raise InvalidRequestError(
-            "offset_runs: offsets and counts must be >= 0, covering at most "
-            f"{MAX_RUN_RECORDS} records"
+            f"offset_runs: offsets from 0 to {MAX_RUN_OFFSET} and counts >= 0, covering at "
+            f"most {MAX_RUN_RECORDS} records per settlement"
+        )
+    budget[0] -= int(count.sum())
+    if budget[0] < 0:
+        raise InvalidRequestError(
+            f"offset_runs: one request's settlements may cover at most "
+            f"{MAX_REQUEST_RUN_RECORDS} records in runs"
         )
     if len(first) == 1:
         runs = np.arange(first[0], first[0] + count[0], dtype=np.int64)

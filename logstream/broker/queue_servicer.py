@@ -142,14 +142,15 @@ class QueueServicer(queue_pb2_grpc.QueueServicer):
         notifier = self.broker.notifier
         keys = q.partition_keys(name)
         seen = notifier.mark(keys)
+        # parsed first: a refused settlement fails the call before any reply is delivered,
+        # so the member can send its replies again without the requester seeing two
+        settling = settles(request.settle)
         replied: list[queue_pb2.QueueReplyResult] = []
         if request.replies:
             replied = deliver_replies(self.broker.inboxes, request.replies)
             await asyncio.sleep(0)  # the inbox streams push the replies before we acquire
         with self.broker.operation():
-            outcomes, deliveries, granted = q.acquire(
-                name, member, settles(request.settle), max_records, lease
-            )
+            outcomes, deliveries, granted = q.acquire(name, member, settling, max_records, lease)
         wait_s = min(request.max_wait_ms, self.broker.config.fetch_max_wait_ms) / 1000.0
         if not deliveries and wait_s > 0 and self.broker.waiter_slots.acquire(blocking=False):
             try:

@@ -42,7 +42,13 @@ from typing import Any
 
 from logstream.broker.broker import Broker
 from logstream.broker.inboxes import Inboxes
-from logstream.broker.queue_messages import deliver_replies, records_pb, settle_results, settles
+from logstream.broker.queue_messages import (
+    MAX_REQUEST_RUN_RECORDS,
+    deliver_replies,
+    records_pb,
+    settle_results,
+    settles,
+)
 from logstream.broker.queue_settle import Settle, merge_acks
 from logstream.broker.queues import QueueManager
 from logstream.errors import InvalidRequestError, LogstreamError
@@ -184,11 +190,12 @@ async def _push_loop(
     answer = _Answer()
     while not notifier.closed:
         pending: list[Settle] = []
+        budget = [MAX_REQUEST_RUN_RECORDS]  # one for all the messages settled in this pass
         for message, replied, arrived in inbound.drain():
             credit = min(credit + message.credit, MAX_CREDIT)
             lease = message.lease_ms or lease
             answer.reply_results.extend(replied)
-            pending.extend(settles(message.settle))
+            pending.extend(settles(message.settle, budget))
             answer.answered += 1
             answer.now = answer.now or message.flush
             answer.due = answer.due or arrived + ANSWER_LINGER_S

@@ -307,14 +307,6 @@ def serve(
     server, _, _ = create_server(config)
     stop_edge: Callable[[], None] | None = None
     received: list[int] = []
-    # A signal may be delivered to any thread (gRPC's among them); Python runs the handler
-    # later, on the main thread, and only once that thread runs bytecode again. Blocked in
-    # Event.wait(), it did not: a SIGTERM caught by another thread left the broker waiting
-    # until SIGKILL (1 start in ~40 here, when stopped right after its start line). The
-    # wakeup fd is written by the C-level handler in whichever thread took the signal, so
-    # the main thread's read returns and the handler runs.
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -325,6 +317,15 @@ def serve(
     previous = {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     }
+    # A signal may be delivered to any thread (gRPC's among them); Python runs the handler
+    # later, on the main thread, and only once that thread runs bytecode again. Blocked in
+    # Event.wait(), it did not: a SIGTERM caught by another thread left the broker waiting
+    # until SIGKILL (1 start in ~40 here, when stopped right after its start line). The
+    # wakeup fd is written by the C-level handler in whichever thread took the signal, so
+    # the main thread's read returns and the handler runs.
+    # (made after the handlers: off the main thread signal.signal raises, leaving no fd open)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
     previous_wakeup = signal.set_wakeup_fd(wake_write)
     try:
         server.start()

@@ -298,10 +298,23 @@ def test_offsets_travel_as_runs_when_asked_and_bad_runs_get_a_named_code(
             [-3, 2],
             [10, (1 << 16) + 1],
             [10, 1 << 15, 0, (1 << 15) + 1],
+            [0, 1 << 62] * 4,  # counts whose int64 sum wraps to 0
+            [0, (1 << 63) - 1, 0, 2],
+            [(1 << 63) - 1, 5, 0, 1],  # offsets past int64
         )
         for bad in bad_runs:
             with pytest.raises(errors.InvalidRequestError, match="offset_runs"):
                 settle(queue_pb2.Settlement(topic=name, partition=0, kind=ack, offset_runs=bad))
+        # each settlement within its bound, together more than a request may cover: a few
+        # bytes must not make the broker build arrays of any size
+        many = [
+            queue_pb2.Settlement(topic=name, partition=0, kind=ack, offset_runs=[0, 1 << 16])
+        ] * 17
+        with pytest.raises(errors.InvalidRequestError, match="one request"):
+            q._transport.queue_settle(
+                queue_pb2.QueueSettleRequest(group=name, member_id=q.member_id, settle=many),
+                timeout=5,
+            )
         assert admin(qbroker.address).describe_queue_group(name).total.acknowledged == 0
         # offsets and runs together: 0..9 one by one, 10..14 and 16..19 as runs
         both = queue_pb2.Settlement(

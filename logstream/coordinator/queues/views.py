@@ -75,9 +75,11 @@ def backlog_estimate(
 ) -> int:
     """About how many records wait to be handed out: in the ``windows`` (``(topic,
     partition, window)``, :meth:`PartitionWindow.waiting_estimate`) and in the logs past
-    them (``log_ends``: each partition's log end offset). A prefetch hint."""
+    them (``log_ends``: each partition's log end offset), of which only the window's
+    ``room`` can be admitted now: counting the rest would have the first members ask for
+    the whole window and leave the others nothing until they ack. A prefetch hint."""
     total = 0
     for topic, partition, w in windows:
         end = log_ends.get((topic, partition), w.end_offset)
-        total += w.waiting_estimate() + max(end - w.end_offset, 0)
+        total += w.waiting_estimate() + min(max(end - w.end_offset, 0), max(w.room, 0))
     return total

@@ -52,6 +52,15 @@ def test_acquire_hands_out_available_records_in_offset_order_and_counts_deliveri
     assert state_of(w, 0)[1] == 1
 
 
+def test_the_backlog_counts_only_what_the_window_can_still_admit() -> None:
+    w = window(60)  # 60 of 100 rows in use: room for 40 more
+    w.acquire(A, 10, NOW, LEASE)
+    ends = {("t", 0): 1_000_000}
+    assert views.backlog_estimate([("t", 0, w)], ends) == 50 + 40
+    assert views.backlog_estimate([("t", 0, w)], {("t", 0): 70}) == 50 + 10
+    assert views.backlog_estimate([("t", 0, w)], {}) == 50  # no log end known: the window
+
+
 def test_ack_finishes_only_records_the_member_holds() -> None:
     w = window()
     w.acquire(A, 2, NOW, LEASE)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from logstream.testing.wait import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -46,9 +48,12 @@ def test_produce_replay_group_verify_counts(kafka_addr):
 def test_replay_refetches_soon_after_its_queue_was_full(kafka_addr):
     """librdkafka stops fetching while its prefetch queue is over queued.min.messages and
     then waits fetch.queue.backoff.ms (default 1 s) before it fetches again: the replay
-    row read 354-541 k/s instead of ~2 M/s on a host fast enough to fill the queue. With a
-    tiny queue the condition happens at once; the replay's settings must keep the wait
-    short (librdkafka's debug log names each wait)."""
+    row read 354-541 k/s instead of ~2 M/s on a host fast enough to fill the queue. Here
+    the queue is made to stay full (a tiny queued.min.messages, the records taken one at
+    a time) until librdkafka's debug log names a wait; the replay's settings must keep
+    that wait short."""
+    import confluent_kafka as ck
+
     kafka_adapter.produce(kafka_addr, "backoff", N, SIZE)
     lines: list[str] = []
 
@@ -59,15 +64,33 @@ def test_replay_refetches_soon_after_its_queue_was_full(kafka_addr):
     log = logging.getLogger("test-replay-backoff")
     log.addHandler(Capture())
     log.setLevel(logging.DEBUG)
-    conf = {"queued.min.messages": 100, "debug": "fetch", "logger": log}
-    rep = kafka_adapter.replay(kafka_addr, "backoff", N, SIZE, conf=conf)
-    assert rep.records == N
-    waits = [
-        int(ms)
-        for ms in re.findall(r"Fetch backoff for (\d+)ms: Local: Queue full", "\n".join(lines))
-    ]
-    assert waits, "the queue never filled: the test did not exercise the backoff"
-    assert max(waits) <= 10, waits  # 100,000 records drain in ~40 ms at 2.5 M/s
+    c = ck.Consumer(
+        {
+            "bootstrap.servers": kafka_addr,
+            "group.id": "backoff",
+            "enable.auto.commit": False,
+            **kafka_adapter.REPLAY_CONSUMER,
+            "queued.min.messages": 100,
+            "debug": "fetch",
+            "logger": log,
+        }
+    )
+    pattern = re.compile(r"Fetch backoff for (\d+)ms: Local: Queue full")
+    try:
+        c.assign([ck.TopicPartition("backoff", 0, 0)])
+        taken = 0
+
+        def waited() -> bool:
+            nonlocal taken
+            taken += len(c.consume(1, 0.05))  # serves the log callbacks too
+            return any(pattern.search(line) for line in lines)
+
+        wait_for(waited, timeout=20, what="librdkafka to back off on a full queue")
+    finally:
+        c.close()
+    assert taken < N - 100, "the queue drained before the wait was seen"
+    waits = [int(m.group(1)) for line in lines for m in pattern.finditer(line)]
+    assert max(waits) <= 10, waits  # the replay setting, not librdkafka's 1,000 ms default
 
 
 def test_a_short_read_is_caught(kafka_addr):

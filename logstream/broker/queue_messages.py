@@ -100,18 +100,20 @@ def _offsets(s: Any, budget: list[int]) -> np.ndarray:
 
 def offset_runs(offsets: np.ndarray) -> list[int]:
     """Ascending-or-not ``offsets`` as (first offset, count) pairs of consecutive ones."""
-    if not len(offsets):
-        return []
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(offsets) != 1) + 1))
-    counts = np.diff(np.concatenate((starts, [len(offsets)])))
-    return np.column_stack((offsets[starts], counts)).ravel().tolist()  # type: ignore[no-any-return]
+    return _runs(offsets, 1)
 
 
 def value_runs(values: np.ndarray) -> list[int]:
     """``values`` as (value, how many in a row) pairs."""
+    return _runs(values, 0)
+
+
+def _runs(values: np.ndarray, step: int) -> list[int]:
+    """(first value, count) pairs of the stretches where each value is the one before plus
+    ``step``."""
     if not len(values):
         return []
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(values) != 0) + 1))
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(values) != step) + 1))
     counts = np.diff(np.concatenate((starts, [len(values)])))
     return np.column_stack((values[starts], counts)).ravel().tolist()  # type: ignore[no-any-return]
 

@@ -47,12 +47,16 @@ def merge(into: Pending, more: Pending) -> None:
 MAX_RUN_RECORDS = 1 << 16
 """The most records one settlement sends as runs (the broker's bound,
 ``broker.queue_messages.MAX_RUN_RECORDS``); the rest go as offsets."""
+MAX_REQUEST_RUN_RECORDS = 1 << 20
+"""The most records all settlements of one request send as runs (the broker's
+``MAX_REQUEST_RUN_RECORDS``)."""
 
 
-def _offsets(entries: list[Rows], runs: list[int] | None) -> list[int]:
+def _offsets(entries: list[Rows], runs: list[int] | None, budget: list[int]) -> list[int]:
     """The offsets of ``entries``; with ``runs`` (a list to add to), every run of rows
     over a records object whose offsets are one run (a ``range``) goes there as a
-    (first offset, count) pair instead, up to :data:`MAX_RUN_RECORDS` records."""
+    (first offset, count) pair instead, up to :data:`MAX_RUN_RECORDS` records and what
+    is left of the request's ``budget`` (``[records]``, shrunk in place)."""
     out: list[int] = []
     in_runs = 0
     for records, rows in entries:
@@ -62,10 +66,11 @@ def _offsets(entries: list[Rows], runs: list[int] | None) -> list[int]:
             if (
                 runs is not None
                 and isinstance(offsets, range)
-                and in_runs + len(rows) <= MAX_RUN_RECORDS
+                and in_runs + len(rows) <= min(MAX_RUN_RECORDS, budget[0])
             ):
                 runs += (offsets[lo], len(rows))
                 in_runs += len(rows)
+                budget[0] -= len(rows)
             else:
                 out += offsets[lo : hi + 1]
         else:
@@ -77,13 +82,14 @@ def settlements(pending: Pending, *, runs: bool = False) -> list[queue_pb2.Settl
     """``pending`` as ``Settlement`` messages, one per key (``runs``: the broker reads
     ``offset_runs``, so runs of consecutive offsets go as pairs)."""
     out = []
+    budget = [MAX_REQUEST_RUN_RECORDS]
     for (topic, partition, kind, delay, reason, lease), entries in pending.items():
         offset_runs: list[int] | None = [] if runs else None
         s = queue_pb2.Settlement(
             topic=topic,
             partition=partition,
             kind=kind,  # type: ignore[arg-type]
-            offsets=_offsets(entries, offset_runs),
+            offsets=_offsets(entries, offset_runs, budget),
             offset_runs=offset_runs,
             reason=reason,
             lease_ms=lease,

@@ -9,7 +9,12 @@ import pytest
 from logstream import errors
 from logstream.client.queue_message import ACK, decode_records
 from logstream.client.queue_records import PartitionRecords
-from logstream.client.queue_settlements import MAX_RUN_RECORDS, Pending, settlements
+from logstream.client.queue_settlements import (
+    MAX_REQUEST_RUN_RECORDS,
+    MAX_RUN_RECORDS,
+    Pending,
+    settlements,
+)
 from logstream.codec import encode_batch, encode_headers
 from logstream.protocol import queue_pb2
 
@@ -102,3 +107,17 @@ def test_settlements_send_runs_up_to_the_bound_and_offsets_beyond() -> None:
     assert list(s.offsets) == [*range(big, big + 20), big + 20, big + 22]
     [s] = settlements(pending)  # a broker without runs
     assert not s.offset_runs and len(s.offsets) == big + 22
+
+
+def test_one_requests_settlements_send_runs_up_to_the_request_bound() -> None:
+    per = MAX_RUN_RECORDS
+    parts = MAX_REQUEST_RUN_RECORDS // per + 1  # one partition more than the runs may cover
+    pending: Pending = {}
+    for p in range(parts):
+        r = PartitionRecords("t", p, None, [], [], [])
+        r.offsets = range(0, per)
+        pending[("t", p, ACK, None, "", 0)] = [(r, list(range(per)))]
+    out = settlements(pending, runs=True)
+    in_runs = sum(sum(s.offset_runs[1::2]) for s in out)
+    assert in_runs == MAX_REQUEST_RUN_RECORDS  # what the broker takes in one request
+    assert sum(len(s.offsets) for s in out) == parts * per - in_runs  # the rest as offsets

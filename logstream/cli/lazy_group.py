@@ -4,7 +4,8 @@ Errors: a ``LogstreamError`` (or a ``FatalError`` raised by a command) prints on
 ``error: ...`` on stderr and exits 1; usage errors exit 2 (click's default); Ctrl-C exits 130
 (for ``tail`` and ``consume``, the commands that run until stopped, Ctrl-C is the
 normal way to stop: exit 0 at any moment, with the summary once reading started, quietly
-while still starting up or closing); a closed pipe
+while still starting up or closing; a second Ctrl-C within ``REPEAT_GRACE_S`` belongs to the
+same stop, a later one quits at once with 130); a closed pipe
 (``logstream tail | head``) exits 0 silently. Anything else is a bug: one line, exit 1, and
 the traceback only with ``LOGSTREAM_DEBUG=1``.
 """
@@ -15,6 +16,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 from typing import IO, Any
 
 import click
@@ -62,13 +64,27 @@ class Interrupted(KeyboardInterrupt):
     logstream_interrupt = True
 
 
-_ctrl_c = {"seen": False}
+# A Ctrl-C soon after the first is part of the same stop: ``timeout -s INT`` signals the
+# command and then its whole process group, and people press twice. Left to Python, a second
+# one would cut the stop short wherever it lands (click's "Aborted!", or, once the interpreter
+# is finalizing and has put back the default action, a silent death by SIGINT).
+REPEAT_GRACE_S = 1.0
+
+_ctrl_c: dict[str, float | None] = {"first": None}
 
 
 def interrupt_handler(signum: int, frame: object) -> None:
-    """SIGINT handler of the CLI: ``signal.default_int_handler`` raising ``Interrupted``."""
-    _ctrl_c["seen"] = True
-    raise Interrupted
+    """SIGINT handler of the CLI: raises ``Interrupted`` on the first Ctrl-C, ignores repeats
+    within ``REPEAT_GRACE_S``, and quits at once (130) on a later one, when stopping hangs."""
+    now = time.monotonic()
+    first = _ctrl_c["first"]
+    if first is None:
+        _ctrl_c["first"] = now
+        raise Interrupted
+    if now - first < REPEAT_GRACE_S:
+        return
+    os.write(2, b"interrupted again: quitting without closing\n")
+    os._exit(130)
 
 
 def _ctrl_c_turned_into(exc: BaseException) -> bool:
@@ -76,7 +92,7 @@ def _ctrl_c_turned_into(exc: BaseException) -> bool:
     code prints the KeyboardInterrupt and raises its own (numpy's ``import_array`` makes it
     ``ImportError: numpy._core.multiarray failed to import``). Once Ctrl-C was pressed, any
     error but an exit is taken for one; it stops the command all the same."""
-    return _ctrl_c["seen"] and not isinstance(exc, click.exceptions.Exit)
+    return _ctrl_c["first"] is not None and not isinstance(exc, click.exceptions.Exit)
 
 
 class LogstreamGroup(click.Group):
@@ -103,12 +119,20 @@ class LogstreamGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # From here on Ctrl-C is a KeyboardInterrupt that invoke() turns into an exit code
         # (``python -m logstream`` ignored it with a quiet exit while importing).
-        if getattr(signal.getsignal(signal.SIGINT), "logstream_early", False):
+        ours = getattr(signal.getsignal(signal.SIGINT), "logstream_early", False)
+        if ours:
             try:
                 signal.signal(signal.SIGINT, interrupt_handler)
             except ValueError:  # not the main thread (embedded use): leave it as it is
-                pass
-        return super().main(*args, **kwargs)
+                ours = False
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            # The command has ended and closed its clients: a Ctrl-C now (a repeat) must not
+            # turn its exit code into a death by SIGINT, which is what the default action the
+            # interpreter restores while finalizing would do.
+            if ours:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _subcommand(self, args: list[str]) -> str | None:
         names = set(self.lazy) | set(self.commands)

@@ -3,6 +3,7 @@ a normal stop: exit 0, the summary or nothing, never click's "Aborted!" nor a tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pexpect
 import pytest
 from test_cli_process import env
 
+from logstream.cli.lazy_group import REPEAT_GRACE_S
 from logstream.testing.broker import RunningBroker, run_broker
 
 
@@ -156,3 +158,72 @@ def test_ctrl_c_while_importing_a_subcommand(tmp_path: Path, landing: str, comma
     expected = (0, "") if command[0] == "tail" else (130, "interrupted\n")
     assert (proc.returncode, proc.stderr) == expected, proc.stderr
     assert proc.stdout == ""
+
+
+# Runs the CLI as the installed ``logstream`` script does (``logstream.__main__.run``, which
+# ``python -m logstream`` runs too), after marking the moment ``tail`` starts reading and,
+# with HANG_CLOSE, making the closing of its clients hang, as a stuck connection would.
+_WITH_MARKERS = """
+import os, sys, time
+import logstream.cli.context as context
+import logstream.cli.records as records
+
+_print_all = records._print_all
+
+def marked(*args, **kwargs):
+    open(os.environ["MARKER"], "w").close()
+    return _print_all(*args, **kwargs)
+
+records._print_all = marked
+if os.environ.get("HANG_CLOSE"):
+    context.AppContext.close = lambda self: time.sleep(30)
+from logstream.__main__ import run
+sys.argv[0] = "logstream"
+run()
+"""
+
+
+def _tail(broker: RunningBroker, tmp_path: Path, **extra: str) -> subprocess.Popen[str]:
+    run_env = env(broker)
+    run_env.update(extra, MARKER=str(tmp_path / "reading"), NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WITH_MARKERS, "tail", "t-int", "-f"],
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "reading").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"tail never started reading: {proc.communicate()}")
+        time.sleep(0.005)
+    return proc
+
+
+def test_repeated_ctrl_c_while_stopping_still_exits_0(broker: RunningBroker, tmp_path) -> None:
+    """``timeout -s INT`` signals the command and then its process group, and people press
+    Ctrl-C twice: repeats soon after the first are the same stop. Before, one landing while
+    the interpreter finalized (which restores SIGINT's default action) killed ``tail -f``
+    silently, exit 130: the README example's rare failure under load."""
+    proc = _tail(broker, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    storm_end = time.monotonic() + REPEAT_GRACE_S / 2
+    while proc.poll() is None and time.monotonic() < storm_end:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.0005)
+    _out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, err) == (0, ""), (proc.returncode, err)
+
+
+def test_ctrl_c_again_after_the_grace_quits_a_hung_stop(broker: RunningBroker, tmp_path) -> None:
+    proc = _tail(broker, tmp_path, HANG_CLOSE="1")
+    proc.send_signal(signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):  # closing hangs: the first Ctrl-C waits
+        proc.wait(timeout=REPEAT_GRACE_S + 0.2)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err == "interrupted again: quitting without closing\n"

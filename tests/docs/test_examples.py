@@ -41,7 +41,7 @@ HTTP_LINE = re.compile(r"logstream http listening on (\S+:\d+)")
 FOLLOW_S = 2
 SHELL_LANGS = {"sh", "bash", "console", "shell"}
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # serial: see docs/decisions/0040
+pytestmark = pytest.mark.slow
 
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 NO_RUN = re.compile(r"^<!--\s*no-run:\s*(.*?)\s*-->\s*$")

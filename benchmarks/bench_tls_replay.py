@@ -17,9 +17,13 @@ every other round, so that load which drifts on a shared machine reaches every m
 Each replay runs in a fresh process, as in bench-peers: the timed part is ``assign`` and
 ``poll_batch`` until the end offset, so it includes the connection, the TLS handshake and
 the first answer. The child reports its wall time and its own CPU time over that part
-(all threads, gRPC's included); the broker's CPU comes from ``/proc``. The table gives
-the median rate, the median of the per-round ratios to plaintext (the issue-16 target is
-0.85) and the median CPU per record of client and broker.
+(all threads, gRPC's included) and each thread's CPU; the broker's CPU comes from its
+threads' ``/proc/PID/task/*/schedstat`` (``benchmarks/thread_cpu.py``). The first table
+gives the median rate, the median of the per-round ratios to plaintext (the issue-16
+target is 0.85) and the median CPU per record of client and broker; the second splits the
+CPU by thread (the consumer's fetcher and main threads, gRPC's threads, the broker's event
+loop and the rest) and says whether the replay was CPU-bound or held back by one thread
+(decision 0046).
 
 ``--experiments`` adds a mode: TLS with gRPC core experiments switched on in both
 processes (``GRPC_EXPERIMENTS``), to A/B gRPC's own TLS options without rebuilding it.
@@ -43,7 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_security import _cpu_s, _setup  # noqa: E402
+from benchmarks import thread_cpu  # noqa: E402
+from benchmarks.bench_security import _setup  # noqa: E402
 from benchmarks.peers.run import call  # noqa: E402
 from benchmarks.peers.servers import warm_page_cache  # noqa: E402
 from benchmarks.peers.workload import payloads  # noqa: E402
@@ -75,14 +80,18 @@ def produce_child(address: str, client: dict[str, str], n: int, size: int) -> fl
     return seconds
 
 
-def replay_child(address: str, client: dict[str, str], n: int, size: int) -> dict[str, float]:
+def replay_child(address: str, client: dict[str, str], n: int, size: int) -> dict[str, Any]:
     """Replay ``TOPIC`` from offset 0 with ``poll_batch`` (the bench-peers replay); the
-    wall and CPU seconds of this process over the timed part."""
+    wall and CPU seconds of this process over the timed part, and its threads' CPU."""
     from logstream import Consumer
 
     consumer = Consumer(address, auto_offset_reset="earliest", **client)
     count = nbytes = 0
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    # The CPU window holds the two thread snapshots (~0.3 ms), so the threads' parts never
+    # exceed the whole; the wall time leaves them out.
+    cpu0 = time.process_time()
+    threads0 = thread_cpu.snapshot(os.getpid(), thread_cpu.python_thread_names())
+    wall0 = time.perf_counter()
     deadline = wall0 + CALL_TIMEOUT_S
     consumer.assign([(TOPIC, 0)])
     while count < n and time.perf_counter() < deadline:
@@ -91,11 +100,29 @@ def replay_child(address: str, client: dict[str, str], n: int, size: int) -> dic
             _buf, _starts, lengths = cols.value_buffer()
             count += len(cols)
             nbytes += int(np.maximum(lengths, 0).sum())
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    python_names = thread_cpu.python_thread_names()
+    threads = thread_cpu.delta(threads0, thread_cpu.snapshot(os.getpid(), python_names))
+    cpu = time.process_time() - cpu0
     consumer.close()
     if (count, nbytes) != (n, n * size):
         raise AssertionError(f"replay read {count} records, {nbytes} B of {n} x {size} B")
-    return {"wall": wall, "cpu": cpu}
+    parts = {"fetcher": 0, "main": 0, "gRPC": 0}
+    for t in threads:
+        if t.name == "logstream-consumer-fetcher":
+            parts["fetcher"] += t.cpu_ns
+        elif t.name == "MainThread":
+            parts["main"] += t.cpu_ns
+        elif t.name not in python_names.values():  # threads gRPC's C core started
+            parts["gRPC"] += t.cpu_ns
+    busiest = threads[0] if threads else thread_cpu.ThreadTimes("-", 0, 0)
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "parts": parts,
+        "busiest": (f"client {busiest.name}", busiest.cpu_ns),
+        "wait_ns": sum(t.wait_ns for t in threads),
+    }
 
 
 @dataclass
@@ -104,6 +131,17 @@ class Sample:
     client_ns: float  # CPU per record
     broker_ns: float
     load: float  # 1-minute load average right after the replay
+    wall_s: float = 0.0
+    client_parts: dict[str, float] = field(default_factory=dict)  # ns/record by thread kind
+    broker_top_ns: float = 0.0  # the broker's busiest thread (its event loop), ns/record
+    busiest: str = ""  # the thread with the most CPU in either process
+    busiest_share: float = 0.0  # its CPU / the replay's wall time
+    waiting: float = 0.0  # both processes' threads' time runnable but without a CPU / wall
+
+    @property
+    def cores(self) -> float:
+        """CPU of both processes / wall time: 2.0 is both cores busy the whole replay."""
+        return (self.client_ns + self.broker_ns) * 1e-9 * self.rate
 
 
 @dataclass
@@ -150,18 +188,38 @@ def run_size(
         for rnd in range(rounds):
             for mode in modes if rnd % 2 == 0 else modes[::-1]:
                 r = runs[mode]
-                broker_cpu0 = _cpu_s(r.broker.pid)
+                broker0 = thread_cpu.snapshot(r.broker.pid)
                 out = call(MODULE, "replay_child", (r.broker.address, r.client, n, size),
                            CALL_TIMEOUT_S, r.env)  # fmt: skip
-                broker_s = _cpu_s(r.broker.pid) - broker_cpu0
-                s = Sample(n / out["wall"], out["cpu"] / n * 1e9, broker_s / n * 1e9,
-                           os.getloadavg()[0])  # fmt: skip
+                s = _sample(n, out, thread_cpu.delta(broker0, thread_cpu.snapshot(r.broker.pid)))
                 r.samples.append(s)
                 log(
                     f"  round {rnd + 1} {size} B {mode:<20} {s.rate:>12,.0f} rec/s, CPU ns/rec "
                     f"client {s.client_ns:4.0f} broker {s.broker_ns:4.0f}, load {s.load:.1f}"
                 )
     return {mode: r.samples for mode, r in runs.items()}
+
+
+def _sample(n: int, out: dict[str, Any], broker: list[thread_cpu.ThreadTimes]) -> Sample:
+    """One replay's figures: the child's report and the broker's threads over it."""
+    broker_ns = sum(t.cpu_ns for t in broker)
+    top = broker[0] if broker else thread_cpu.ThreadTimes("-", 0, 0)
+    name, busiest_ns = out["busiest"]
+    if top.cpu_ns > busiest_ns:  # Python threads keep the interpreter's OS name
+        label = "event loop" if top.name.startswith("python") else top.name
+        name, busiest_ns = f"broker {label}", top.cpu_ns
+    return Sample(
+        rate=n / out["wall"],
+        client_ns=out["cpu"] / n * 1e9,
+        broker_ns=broker_ns / n,
+        load=os.getloadavg()[0],
+        wall_s=out["wall"],
+        client_parts={k: v / n for k, v in out["parts"].items()},
+        broker_top_ns=top.cpu_ns / n,
+        busiest=name,
+        busiest_share=busiest_ns * 1e-9 / out["wall"],
+        waiting=(out["wait_ns"] + sum(t.wait_ns for t in broker)) * 1e-9 / out["wall"],
+    )
 
 
 def records_for(n: int, size: int) -> int:
@@ -206,8 +264,45 @@ def table(results: dict[int, dict[str, list[Sample]]], n: int, rounds: int) -> s
         "On two shared cores single rounds swing by more than TLS costs; the CPU both "
         "processes spend per record is the steadier figure, and its ratio to plaintext's "
         "is the rate ratio a CPU-bound replay would show.",
+        "",
+        *threads_table(results),
     ]
     return "\n".join(lines)
+
+
+def threads_table(results: dict[int, dict[str, list[Sample]]]) -> list[str]:
+    """Where the CPU goes, thread by thread (``/proc/PID/task/*/schedstat``), and whether
+    one thread bounds the replay: medians over the rounds."""
+    lines = [
+        "Where the CPU goes (ns/record, medians). Cores busy: both processes' CPU / wall "
+        "time (2.0: both cores the whole replay); waiting: the time their threads were "
+        "runnable but had no CPU / wall time (other work on the machine, or more runnable "
+        "threads than cores). Busiest thread: the single thread with "
+        "the most CPU and its CPU / wall time (near 1.0: that thread is the serial "
+        "bottleneck).",
+        "",
+        "| size | mode | cores busy | waiting | client fetcher thread | client main thread | "
+        "client gRPC threads | broker event loop | broker other threads | busiest thread |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size, by_mode in results.items():
+        for mode, samples in by_mode.items():
+
+            def med(f: Any, xs: list[Sample] = samples) -> float:
+                return statistics.median(f(x) for x in xs)
+
+            names = sorted({x.busiest for x in samples})
+            lines.append(
+                f"| {size} B | {mode} | {med(lambda x: x.cores):.2f} | "
+                f"{med(lambda x: x.waiting):.2f} | "
+                f"{med(lambda x: x.client_parts.get('fetcher', 0.0)):,.0f} | "
+                f"{med(lambda x: x.client_parts.get('main', 0.0)):,.0f} | "
+                f"{med(lambda x: x.client_parts.get('gRPC', 0.0)):,.0f} | "
+                f"{med(lambda x: x.broker_top_ns):,.0f} | "
+                f"{med(lambda x: x.broker_ns - x.broker_top_ns):,.0f} | "
+                f"{' / '.join(names)}: {med(lambda x: x.busiest_share):.2f} |"
+            )
+    return lines
 
 
 def cpu_ns(samples: list[Sample]) -> float:

@@ -33,7 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def missing_binaries(binaries: list[str] | None = None) -> list[str]:
-    return [b for b in (binaries or list(APT_PACKAGES)) if shutil.which(b) is None]
+    """Which of ``binaries`` (None: every peer server) are not on PATH; an empty list
+    needs none (``--systems logstream,secure`` runs without Redis or NATS installed)."""
+    wanted = list(APT_PACKAGES) if binaries is None else binaries
+    return [b for b in wanted if shutil.which(b) is None]
 
 
 def ensure_apt(binaries: list[str] | None = None) -> None:

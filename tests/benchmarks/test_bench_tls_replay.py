@@ -27,11 +27,20 @@ def test_interleaved_replays_through_plaintext_and_tls() -> None:
     text = bench.table({100: results}, 3_000, 2)
     assert "replay of 3,000 x 100 B with" in text  # only the sizes that ran
     rows = [line for line in text.splitlines() if line.startswith("| 100 B")]
-    assert len(rows) == 2
+    assert len(rows) == 4  # the rates table, then the threads table
     assert "| 1.00x |" in rows[0] and "| 1.00 |" in rows[0]
     secure, plain = results["TLS + token + ACLs"], results["plaintext"]
     assert f"| {bench.paired_ratio(secure, plain):.2f}x |" in rows[1]
     assert f"| {bench.cpu_ns(plain) / bench.cpu_ns(secure):.2f} |" in rows[1]
+    # Where the CPU went, by thread: the consumer's fetcher decoded, gRPC's threads read the
+    # socket, the broker's event loop sent, and the parts add up to no more than the whole.
+    for s in plain + secure:
+        assert s.client_parts["fetcher"] > 0 and s.client_parts["gRPC"] > 0
+        assert sum(s.client_parts.values()) <= s.client_ns * 1.05
+        assert 0 < s.broker_top_ns <= s.broker_ns
+        assert s.busiest.startswith(("client ", "broker "))
+        assert s.busiest_share > 0 and s.cores > 0 and s.waiting >= 0
+    assert [row.split(" | ")[1] for row in rows[2:]] == ["plaintext", "TLS + token + ACLs"]
 
 
 def test_paired_ratio_is_the_median_of_same_round_ratios() -> None:

@@ -30,6 +30,13 @@ def test_the_warm_up_covers_the_largest_produce():
     assert servers.warmup_mb(200_000, 1024) * (1 << 20) >= 2 * 200_000 * 1024 - (1 << 20)
 
 
+def test_logstream_alone_needs_no_peer_server_binary(monkeypatch):
+    monkeypatch.setattr(servers.shutil, "which", lambda _name: None)  # nothing installed
+    assert servers.missing_binaries([]) == []
+    assert servers.missing_binaries(["nats-server"]) == ["nats-server"]
+    assert set(servers.missing_binaries()) == set(servers.APT_PACKAGES)
+
+
 def test_every_row_key_has_a_workload_name():
     keys = ["produce 100B", "replay 1KiB", "group 100B", "queue 100B", "durable produce 100B"]
     keys += ["latency", "request reply", "produce per record", "replay per record"]

@@ -215,8 +215,29 @@ class KafkaConnection(asyncio.Protocol):
             self._failed(exc)
             return
         finally:
-            self.task = None
+            if self.task is asyncio.current_task():
+                self.task = None
         self._finish(answer)  # in this task's step: no further pass of the loop
+
+    def answer_early(self, answer: Answer) -> bool:
+        """Write the answer to the request in hand now, from outside its task (a Produce
+        handing its batch to this connection's parked Fetch, ``handoff.py``), and cancel
+        the task; the next request is taken on the loop's next pass. False when there is
+        no task in hand to answer for (the connection closed, or nothing waits)."""
+        task = self.task
+        if task is None or self._closed or task.done():
+            return False
+        self.task = None
+        task.cancel()  # it leaves through CancelledError in its step: nothing written
+        self._write(answer)
+        assert self._loop is not None
+        self._loop.call_soon(self._resume)
+        return True
+
+    def _resume(self) -> None:
+        self._busy = False
+        if not self._closed:
+            self._advance()
 
     def _finish(self, answer: Answer) -> None:
         self._busy = False

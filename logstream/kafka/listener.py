@@ -71,6 +71,7 @@ from logstream.kafka.connection import Answer, KafkaConnection
 from logstream.kafka.fast_encode import records_size
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
+from logstream.kafka.handoff import ParkedFetch, parkable
 from logstream.kafka.log_apis import LogApis
 from logstream.kafka.sasl import MECHANISMS, SaslFailed, SaslSession
 from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
@@ -312,10 +313,28 @@ class KafkaListener:
         if inline is not None:
             return _answer(req, inline(req))
         assert handler is not None
+        if api_key == wire.FETCH:
+            where = parkable(req)
+            if (
+                where is not None
+                and self.apis.access.refused(req.principal, "topic", where[0], "read") is None
+            ):
+                return self._fetch_parked(req, ParkedFetch(conn, req, *where))
         return self._respond(req, handler)
 
     async def _respond(self, req: Request, handler: Handler) -> Answer:
         return _answer(req, await handler(req))
+
+    async def _fetch_parked(self, req: Request, parked: ParkedFetch) -> Answer:
+        """A Fetch that a Produce may answer while it waits (``handoff.py``): registered
+        from its first step on (it is then the connection's task in hand), until it
+        answers or is answered."""
+        handoff = self.apis.handoff
+        handoff.park(parked)
+        try:
+            return _answer(req, await self.apis.fetch(req, self.pool))
+        finally:
+            handoff.unpark(parked)
 
     async def _respond_throttled(
         self, req: Request, frame: bytes, principal: str, throttle: Throttle

@@ -49,6 +49,7 @@ from logstream.kafka.fast_encode import (
     ProducePartitionAnswer,
     ProduceTopicAnswer,
 )
+from logstream.kafka.handoff import Handoff
 from logstream.kafka.records import logstream_to_kafka_pieces, split_kafka_batches
 from logstream.kafka.sent_batches import SentBatches
 from logstream.kafka.wire import Request, build, ms
@@ -62,6 +63,23 @@ INLINE_FETCH_BYTES = 64 * 1024
 """Fetched bytes up to which the Kafka batches are built on the loop itself: a few records
 convert in tens of microseconds, less than the two thread hand-offs of the pool (the
 latency path: one record per fetch)."""
+
+
+def _partition_answer(
+    partition: int,
+    error: LogstreamError | None,
+    high_watermark: int,
+    log_start_offset: int,
+    records: bytes | list[bytes | memoryview],
+) -> FetchPartitionAnswer:
+    return FetchPartitionAnswer(
+        partition,
+        error_code(error),
+        high_watermark,
+        high_watermark,  # last stable offset: no transactions
+        log_start_offset,
+        records,
+    )
 
 
 def error_code(exc: BaseException | None) -> ErrorCode:
@@ -89,6 +107,7 @@ class LogApis:
         self.fetch_handler = FetchHandler(broker)
         self.admin = AdminHandler(broker)
         self.sent = SentBatches()
+        self.handoff = Handoff()
 
     # -- ApiVersions ---------------------------------------------------------------------
 
@@ -235,22 +254,52 @@ class LogApis:
                 out = self.produce_handler.append(
                     plog, topic, part.index, batches, acks=acks, timeout_ms=ms(body.timeout)
                 )
+                failed = out.error or next((b.error for b in out.batches if b.error), None)
+                if failed is not None:
+                    return answer(failed)
+                first = out.batches[0]
+                kept = tiny[0] if len(tiny) == 1 else None
+                if (
+                    kept is not None
+                    and kept[1]
+                    and len(batches) == 1
+                    and not first.duplicate
+                    and first.log_append_time_ms == -1
+                ):
+                    stored = kept[0]
+                    kafka = self.sent.remember(
+                        topic, part.index, pieces[0], stored.header, first.base_offset
+                    )
+                    if kafka is not None and self.handoff.waiting(topic, part.index):
+                        self._hand_over(topic, part.index, first.base_offset, stored, kafka, plog)
         except LogstreamError as exc:
             return answer(exc)
-        failed = out.error or next((b.error for b in out.batches if b.error), None)
-        if failed is not None:
-            return answer(failed)
-        first = out.batches[0]
-        kept = tiny[0] if len(tiny) == 1 else None
-        if (
-            kept is not None
-            and kept[1]
-            and len(batches) == 1
-            and not first.duplicate
-            and first.log_append_time_ms == -1
-        ):
-            self.sent.remember(topic, part.index, pieces[0], kept[0].header, first.base_offset)
         return answer(None, first.base_offset, out.batches[-1].log_start_offset)
+
+    def _hand_over(
+        self,
+        topic: str,
+        partition: int,
+        base_offset: int,
+        stored: BuiltBatch,
+        kafka: bytes,
+        plog: Any,
+    ) -> None:
+        """Answer the Fetches parked at ``base_offset`` with the batch just appended
+        (``handoff.py``), counted in the fetch metrics as the normal read is."""
+        header = stored.header
+        handed = self.handoff.appended(
+            topic,
+            partition,
+            base_offset,
+            header.record_count,
+            header.batch_length,
+            kafka,
+            plog,
+            self.fetch_frame,
+        )
+        for _ in range(handed):
+            self.broker.metrics.fetched(topic, partition, stored.data)
 
     # -- Fetch ---------------------------------------------------------------------------
 
@@ -296,18 +345,27 @@ class LogApis:
                 kept = self.sent.lookup(o.topic, o.partition, o.records)
                 records = kept if kept is not None else logstream_to_kafka_pieces(o.records)
             by_topic.setdefault(o.topic, []).append(
-                FetchPartitionAnswer(
-                    o.partition,
-                    error_code(o.error),
-                    o.high_watermark,
-                    o.high_watermark,  # last stable offset: no transactions
-                    o.log_start_offset,
-                    records,
+                _partition_answer(
+                    o.partition, o.error, o.high_watermark, o.log_start_offset, records
                 )
             )
         return FetchAnswer(
             tuple(FetchTopicAnswer(name, tuple(parts)) for name, parts in by_topic.items())
         )
+
+    @staticmethod
+    def fetch_frame(
+        req: Request, high_watermark: int, log_start_offset: int, records: bytes
+    ) -> tuple[bytes, bool]:
+        """The answer frame of the one-partition Fetch ``req`` with ``records`` read at
+        its offset: what the normal path sends for the same values (``handoff.py``)."""
+        topic = req.body.topics[0]
+        part = _partition_answer(
+            topic.partitions[0].partition, None, high_watermark, log_start_offset, records
+        )
+        body = FetchAnswer((FetchTopicAnswer(topic.topic, (part,)),))
+        frame = wire.encode_response(req.api_key, req.api_version, req.correlation_id, body)
+        return frame, True
 
     # -- ListOffsets ---------------------------------------------------------------------
 

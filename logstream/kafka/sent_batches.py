@@ -55,19 +55,22 @@ class SentBatches:
         kafka_batch: bytes | memoryview,
         stored: BatchHeader,
         base_offset: int,
-    ) -> None:
+    ) -> bytes | None:
         """Keep ``kafka_batch`` (one whole batch, as the producer sent it) as the Kafka form
-        of the batch stored with header ``stored`` at ``base_offset``."""
+        of the batch stored with header ``stored`` at ``base_offset``; returns the kept
+        bytes (what a Fetch of that batch sends), None when too large to keep."""
         key = (topic, partition)
         self._kept.pop(key, None)  # re-inserted last: the dict's order is recency
         if len(kafka_batch) > MAX_BYTES:
-            return
+            return None
         raw = bytearray(kafka_batch)
         _, length, _ = _KAFKA_BASE.unpack_from(raw)
         _KAFKA_BASE.pack_into(raw, 0, base_offset, length, LEADER_EPOCH)
-        self._kept[key] = _Kept(base_offset, stored.batch_length, stored.crc, bytes(raw))
+        kafka = bytes(raw)
+        self._kept[key] = _Kept(base_offset, stored.batch_length, stored.crc, kafka)
         if len(self._kept) > MAX_PARTITIONS:
             del self._kept[next(iter(self._kept))]
+        return kafka
 
     def lookup(self, topic: str, partition: int, stored: bytes | memoryview) -> bytes | None:
         """The kept Kafka bytes when ``stored`` (a fetch's bytes of that partition) is

@@ -1,0 +1,190 @@
+"""A Produce answers the Fetch parked at its batch's offset itself (``kafka/handoff.py``),
+with exactly the frame the normal Fetch path sends for the same records.
+
+A real listener on a loopback port and plain sockets: a Fetch is parked on one connection
+(observable: the hand-off registry holds it), a Produce arrives on another, and the
+parked Fetch's whole answer frame is compared byte for byte with the frame a normal,
+non-waiting Fetch of the same offset gets afterwards (same correlation id, nothing
+appended in between). ``handed`` says which path answered.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kio.index import load_request_schema
+
+from logstream.kafka.listener import KafkaListener
+from logstream.kafka.wire import build
+from logstream.testing.broker import RunningBroker, run_broker
+from tests.kafka_listener.test_sent_batches import (
+    NULL_HEADER,
+    RECORDS,
+    SIZE,
+    _frame,
+    kafka_batch,
+    produce,
+)
+
+TOPIC = "t"
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
+    with run_broker(tmp_path, auto_create_topics=True) as broker:
+        kafka = KafkaListener(broker.broker, "127.0.0.1:0")
+        kafka.start()
+        try:
+            yield broker, kafka
+        finally:
+            kafka.stop()
+
+
+def fetch_frame(
+    offset: int,
+    *,
+    version: int = 11,
+    max_wait: int = 10_000,
+    min_bytes: int = 1,
+    isolation: int = 0,
+    partitions: tuple[int, ...] = (0,),
+    correlation_id: int = 7,
+) -> bytes:
+    mod = __import__(load_request_schema(1, version).__module__, fromlist=["_"])
+    parts = tuple(
+        build(
+            mod.FetchPartition,
+            partition=p,
+            current_leader_epoch=-1,
+            fetch_offset=offset,
+            log_start_offset=-1,
+            partition_max_bytes=1 << 20,
+        )
+        for p in partitions
+    )
+    return _frame(
+        1, version, correlation_id, replica_id=-1, max_wait=max_wait, min_bytes=min_bytes,
+        max_bytes=50 << 20, isolation_level=isolation, session_id=0, session_epoch=-1,
+        topics=(build(mod.FetchTopic, topic=TOPIC, partitions=parts),),
+        forgotten_topics_data=(), rack_id="",
+    )  # fmt: skip
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    head = sock.recv(4, socket.MSG_WAITALL)
+    assert len(head) == 4, "the listener closed the connection"
+    return head + sock.recv(SIZE.unpack(head)[0], socket.MSG_WAITALL)
+
+
+def wait_parked(kafka: KafkaListener, partition: int = 0, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not kafka.apis.handoff.waiting(TOPIC, partition):
+        assert time.monotonic() < deadline, "the Fetch never parked"
+        time.sleep(0.005)
+
+
+def connect(kafka: KafkaListener) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", kafka.port), timeout=20)
+
+
+def normal_answer(kafka: KafkaListener, offset: int, **fetch: Any) -> bytes:
+    """The frame a Fetch that does not wait gets (the normal path: a storage read)."""
+    handed = kafka.apis.handoff.handed
+    with connect(kafka) as sock:
+        sock.sendall(fetch_frame(offset, **{**fetch, "max_wait": 0}))
+        frame = read_frame(sock)
+    assert kafka.apis.handoff.handed == handed
+    return frame
+
+
+@pytest.mark.parametrize(("version", "isolation"), [(11, 0), (11, 1), (7, 0), (4, 1)], ids=str)
+def test_a_parked_fetch_gets_the_frame_the_normal_fetch_sends(
+    running: tuple[RunningBroker, KafkaListener], version: int, isolation: int
+) -> None:
+    _, kafka = running
+    fetch = {"version": version, "isolation": isolation}
+    with connect(kafka) as prod, connect(kafka) as cons:
+        produce(prod, TOPIC, kafka_batch(RECORDS))  # creates the topic; offsets 0-2
+        for round_no in range(3):  # the consumer's connection goes on serving after each
+            offset = 3 * (round_no + 1)
+            cons.sendall(fetch_frame(offset, **fetch))
+            wait_parked(kafka)
+            handed = kafka.apis.handoff.handed
+            assert produce(prod, TOPIC, kafka_batch(RECORDS)) == offset
+            got = read_frame(cons)
+            assert kafka.apis.handoff.handed == handed + 1  # the Produce answered it
+            assert not kafka.apis.handoff.waiting(TOPIC, 0)
+            assert got == normal_answer(kafka, offset, **fetch)  # byte for byte
+
+
+def test_the_answer_carries_the_records_at_their_offsets(
+    running: tuple[RunningBroker, KafkaListener],
+) -> None:
+    """Not only equal to the normal path: what a Kafka reader finds in it."""
+    from aiokafka.record._crecords import DefaultRecordBatch
+
+    _, kafka = running
+    with connect(kafka) as prod, connect(kafka) as cons:
+        produce(prod, TOPIC, kafka_batch(RECORDS))
+        cons.sendall(fetch_frame(3))
+        wait_parked(kafka)
+        produce(prod, TOPIC, kafka_batch(RECORDS))
+        got = read_frame(cons)
+    start = got.index(struct.pack(">q", 3), 4)  # the batch's base offset
+    batch = DefaultRecordBatch(got[start:])
+    assert batch.validate_crc()
+    assert [(r.offset, r.key, r.value) for r in batch] == [
+        (3 + i, key, value) for i, (key, value, _) in enumerate(RECORDS)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("records", "codec", "fetch", "topic_config"),
+    [
+        (RECORDS, 1, {}, {}),  # gzip: stored uncompressed, so converted
+        (RECORDS, 0, {}, {"timestamp_type": "log_append"}),
+        (NULL_HEADER, 0, {}, {}),
+        (RECORDS, 0, {"min_bytes": 1 << 16}, {}),  # the batch is less than asked for
+    ],
+    ids=["gzip", "log-append-time", "null-header-value", "min-bytes"],
+)
+def test_what_could_differ_takes_the_normal_path(
+    running: tuple[RunningBroker, KafkaListener],
+    records: list[Any],
+    codec: int,
+    fetch: dict[str, Any],
+    topic_config: dict[str, str],
+) -> None:
+    broker, kafka = running
+    broker.broker.manager.create_topic(TOPIC, 2, topic_config)
+    with connect(kafka) as prod, connect(kafka) as cons:
+        cons.sendall(fetch_frame(0, max_wait=300, **fetch))
+        wait_parked(kafka)
+        produce(prod, TOPIC, kafka_batch(records, codec))
+        got = read_frame(cons)
+    assert kafka.apis.handoff.handed == 0
+    assert got == normal_answer(kafka, 0, **fetch)
+
+
+def test_a_fetch_of_two_partitions_is_not_handed_over(
+    running: tuple[RunningBroker, KafkaListener],
+) -> None:
+    broker, kafka = running
+    broker.broker.manager.create_topic(TOPIC, 2, {})
+    with connect(kafka) as prod, connect(kafka) as cons:
+        cons.sendall(fetch_frame(0, partitions=(0, 1)))
+        deadline = time.monotonic() + 10
+        while broker.broker.notifier.registered() < 2:  # parked on both partitions
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert not kafka.apis.handoff.waiting(TOPIC, 0)
+        produce(prod, TOPIC, kafka_batch(RECORDS))
+        got = read_frame(cons)
+    assert kafka.apis.handoff.handed == 0
+    assert got == normal_answer(kafka, 0, partitions=(0, 1))

@@ -18,6 +18,10 @@ no further request is handled.
 A Produce answered synchronously is written on the loop's next pass, not at once: the
 long-polls its append woke were scheduled first, so their answers go out before it (as
 Kafka completes the delayed fetches an append satisfies before the produce's answer).
+A Fetch parked at the appended batch's offset may be answered by the Produce's handler
+itself (``handoff.py``) through :meth:`KafkaConnection.answer_early`: its answer is
+written at once, its task cancelled, and its connection takes its next request on the
+loop's next pass.
 
 Request bytes gate (``broker/request_gate.py``): a frame's size is known from its prefix;
 its body is taken from the buffer only once the gate admitted that many bytes, and the

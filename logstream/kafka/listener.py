@@ -10,7 +10,9 @@ handled one at a time and answered in order; bytes that arrive meanwhile wait in
 connection's buffer (reading stops past 128 KiB), which bounds what a client that pipelines
 can make the broker buffer. A Produce with acks=0 gets no answer. A Produce is answered on
 the loop's next pass after its append, so the long-polls the append woke answer first (and
-before the connection's next, pipelined and already buffered, request).
+before the connection's next, pipelined and already buffered, request); a one-partition
+Fetch parked at the appended batch's offset is answered by the Produce's handler itself,
+from the producer's bytes (``handoff.py``, decision 0045).
 Across connections, a frame's body is taken only once its size (known from the prefix) has
 room in the broker's request-byte gate (``request_gate``: the one gRPC's Produce and
 ProduceStream pass, ``broker/request_gate.py``), held until the frame is answered;

@@ -188,3 +188,43 @@ def test_a_fetch_of_two_partitions_is_not_handed_over(
         got = read_frame(cons)
     assert kafka.apis.handoff.handed == 0
     assert got == normal_answer(kafka, 0, partitions=(0, 1))
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+
+    def answer_early(self, answer: Any) -> bool:
+        self.answers.append(answer)
+        return True
+
+
+class _Log:
+    def __init__(self, end: int) -> None:
+        self.log_end_offset = end
+        self.log_start_offset = 0
+
+
+def test_an_append_from_elsewhere_in_between_leaves_the_fetch_to_the_normal_path() -> None:
+    """The log end must be just past the handed batch (else a read at the Fetch's offset
+    returns more than it); a Fetch at another offset is left alone too."""
+    from logstream.kafka.handoff import Handoff, ParkedFetch
+
+    handoff = Handoff()
+    conn = _Conn()
+    fetch = ParkedFetch(conn, None, TOPIC, 0, 10, 1)  # type: ignore[arg-type]
+    other = ParkedFetch(conn, None, TOPIC, 0, 11, 1)  # type: ignore[arg-type]
+    handoff.park(fetch)
+    handoff.park(other)
+
+    def frame(*args: Any) -> Any:
+        return args
+
+    # 3 records at 10: the log end should be 13; 14 means another batch came in between
+    assert handoff.appended(TOPIC, 0, 10, 3, 100, b"k", _Log(14), frame) == 0
+    assert conn.answers == [] and handoff.waiting(TOPIC, 0)
+    assert handoff.appended(TOPIC, 0, 10, 3, 100, b"k", _Log(13), frame) == 1
+    assert conn.answers == [(None, 13, 0, b"k")]
+    assert handoff.waiting(TOPIC, 0)  # the Fetch at 11 still waits
+    handoff.unpark(other)
+    assert not handoff.waiting(TOPIC, 0)

@@ -286,18 +286,27 @@ class LogApis:
         plog: Any,
     ) -> None:
         """Answer the Fetches parked at ``base_offset`` with the batch just appended
-        (``handoff.py``), counted in the fetch metrics as the normal read is."""
+        (``handoff.py``), counted in the fetch metrics as the normal read is. The batch is
+        stored by now: whatever goes wrong here must not turn the Produce's answer into an
+        error (a retry would store it twice), so it is logged, and a Fetch not answered
+        here is answered by its own task as before."""
         header = stored.header
-        handed = self.handoff.appended(
-            topic,
-            partition,
-            base_offset,
-            header.record_count,
-            header.batch_length,
-            kafka,
-            plog,
-            self.fetch_frame,
-        )
+        try:
+            handed = self.handoff.appended(
+                topic,
+                partition,
+                base_offset,
+                header.record_count,
+                header.batch_length,
+                kafka,
+                plog,
+                self.fetch_frame,
+            )
+        except Exception:
+            log.exception(
+                "kafka: handing %s/%d@%d to a parked Fetch", topic, partition, base_offset
+            )
+            return
         for _ in range(handed):
             self.broker.metrics.fetched(topic, partition, stored.data)
 

@@ -228,3 +228,24 @@ def test_an_append_from_elsewhere_in_between_leaves_the_fetch_to_the_normal_path
     assert handoff.waiting(TOPIC, 0)  # the Fetch at 11 still waits
     handoff.unpark(other)
     assert not handoff.waiting(TOPIC, 0)
+
+
+def test_a_failed_hand_off_leaves_the_produce_stored_and_the_fetch_to_its_task(
+    running: tuple[RunningBroker, KafkaListener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is stored before the hand-off: an error there must not fail the Produce
+    (a retry would store it twice), and the parked Fetch still gets its answer."""
+    _, kafka = running
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("encoding failed")
+
+    with connect(kafka) as prod, connect(kafka) as cons:
+        produce(prod, TOPIC, kafka_batch(RECORDS))  # offsets 0-2
+        monkeypatch.setattr(kafka.apis, "fetch_frame", broken)
+        cons.sendall(fetch_frame(3))
+        wait_parked(kafka)
+        assert produce(prod, TOPIC, kafka_batch(RECORDS)) == 3  # stored, answered as such
+        got = read_frame(cons)
+        assert kafka.apis.handoff.handed == 0
+    assert got == normal_answer(kafka, 3)

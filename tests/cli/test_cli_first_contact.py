@@ -1,0 +1,63 @@
+"""What a new user trips over when following the README and docs: each test runs the real
+``logstream`` command as a subprocess against a real broker (a free 127.0.0.1 port)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from logstream.testing.broker import RunningBroker, run_broker
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    with run_broker(tmp_path_factory.mktemp("data")) as b:
+        yield b
+
+
+def logstream(
+    broker: RunningBroker | None, *args: str, cwd: Path | None = None, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env["LOGSTREAM_BROKER"] = broker.address if broker else "127.0.0.1:1"
+    return subprocess.run(
+        [sys.executable, "-m", "logstream", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
+
+
+def ok(broker: RunningBroker | None, *args: str, **kw: object) -> str:
+    p = logstream(broker, *args, **kw)  # type: ignore[arg-type]
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_export_file_gets_the_umask_mode_like_a_shell_redirect(
+    broker: RunningBroker, tmp_path: Path, suffix: str
+) -> None:
+    # mkstemp made the temporary file 0600 and the rename kept it: an export meant for a
+    # colleague or a notebook server was readable by its owner only.
+    ok(broker, "topic", "create", "fc-export", "--if-not-exists")
+    ok(broker, "produce", "fc-export", "-m", "one", "-q")
+    target = tmp_path / f"out.{suffix}"
+    ok(broker, "export", "fc-export", "--to", str(target), umask=0o022)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    target.unlink()
+    ok(broker, "export", "fc-export", "--to", str(target), umask=0o077)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob(".*.partial"))

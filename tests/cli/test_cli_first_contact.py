@@ -61,3 +61,12 @@ def test_export_file_gets_the_umask_mode_like_a_shell_redirect(
     ok(broker, "export", "fc-export", "--to", str(target), umask=0o077)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_top_without_a_listener_is_one_error_line_like_every_command() -> None:
+    # It printed click's "Error: ..." where every other command prints "error: ..." (what
+    # docs/cli.md promises and what a script greps for).
+    p = logstream(None, "top", "--once", "--http", "127.0.0.1:1", "--interval", "0.1")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("error: cannot read http://127.0.0.1:1/metrics"), p.stderr
+    assert p.stderr.count("\n") == 1

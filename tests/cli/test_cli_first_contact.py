@@ -70,3 +70,17 @@ def test_top_without_a_listener_is_one_error_line_like_every_command() -> None:
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.startswith("error: cannot read http://127.0.0.1:1/metrics"), p.stderr
     assert p.stderr.count("\n") == 1
+
+
+def test_quota_shows_the_rate_as_given_not_in_exponent_form(tmp_path: Path) -> None:
+    # docs/security.md's own example, 1048576 B/s, was shown as "1.04858e+06 B/s" (digits
+    # lost), and a rate not set as "unlimited B/s".
+    data = str(tmp_path / "data")
+    out = ok(None, "quota", "set", "alice", "--produce-bytes-per-s", "1048576", "--data-dir", data)
+    assert out == "alice\tproduce 1048576 B/s\tfetch unlimited\trequests unlimited\n"
+    ok(None, "quota", "set", "bob", "--requests-per-s", "0.5", "--data-dir", data)
+    listed = ok(None, "quota", "list", "--data-dir", data).splitlines()
+    assert listed == [
+        "alice\tproduce 1048576 B/s\tfetch unlimited\trequests unlimited",
+        "bob\tproduce unlimited\tfetch unlimited\trequests 0.5/s",
+    ]

@@ -65,8 +65,11 @@ def _due(next_due_ms: int, mode: str) -> Any:
     return "now" if left <= 0 else "in " + human_duration(left)
 
 
-def _settings_rows(settings: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"setting": k, "value": v} for k, v in settings.items()]
+def _settings_rows(group: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    # An empty dead_letter_topic is the default, GROUP.dlq: show the topic the dead letters
+    # go to (as describe does), not an empty cell.
+    shown = {**settings, "dead_letter_topic": settings.get("dead_letter_topic") or f"{group}.dlq"}
+    return [{"setting": k, "value": v} for k, v in shown.items()]
 
 
 @click.group(
@@ -122,7 +125,9 @@ def create(group: str, topics: tuple[str, ...], output: str | None, **settings: 
     """Create queue group GROUP reading TOPICs."""
     values = {k: v for k, v in settings.items() if v is not None}
     got = _admin().create_queue_group(group, topics=list(topics), **values)
-    emit_rows(_settings_rows(got), ["setting", "value"], _output(output), colour=app().colour)
+    emit_rows(
+        _settings_rows(group, got), ["setting", "value"], _output(output), colour=app().colour
+    )
     click.echo(f"created queue group {group}", err=True)
 
 
@@ -136,7 +141,9 @@ def configure(group: str, output: str | None, **settings: Any) -> None:
     if not values:
         raise click.UsageError("give at least one setting to change")
     got = _admin().alter_queue_group(group, **values)
-    emit_rows(_settings_rows(got), ["setting", "value"], _output(output), colour=app().colour)
+    emit_rows(
+        _settings_rows(group, got), ["setting", "value"], _output(output), colour=app().colour
+    )
 
 
 @queue.command(epilog="Example: logstream queue describe jobs-workers --members")

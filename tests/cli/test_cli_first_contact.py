@@ -84,3 +84,15 @@ def test_quota_shows_the_rate_as_given_not_in_exponent_form(tmp_path: Path) -> N
         "alice\tproduce 1048576 B/s\tfetch unlimited\trequests unlimited",
         "bob\tproduce unlimited\tfetch unlimited\trequests 0.5/s",
     ]
+
+
+def test_queue_create_and_configure_name_the_dead_letter_topic(broker: RunningBroker) -> None:
+    # They printed an empty dead_letter_topic for the default, while describe said
+    # "dead letters to G.dlq": a new user could not tell where dead letters go.
+    ok(broker, "topic", "create", "fc-videos", "--if-not-exists")
+    out = ok(broker, "queue", "create", "fc-workers", "--topic", "fc-videos", "-o", "plain")
+    assert "dead_letter_topic\tfc-workers.dlq\n" in out
+    out = ok(broker, "queue", "configure", "fc-workers", "--lease-ms", "60000", "-o", "plain")
+    assert "dead_letter_topic\tfc-workers.dlq\n" in out and "lease_ms\t60000\n" in out
+    out = ok(broker, "queue", "configure", "fc-workers", "--dead-letter-topic", "fc-dead")
+    assert "dead_letter_topic\tfc-dead\n" in out

@@ -96,3 +96,15 @@ def test_queue_create_and_configure_name_the_dead_letter_topic(broker: RunningBr
     assert "dead_letter_topic\tfc-workers.dlq\n" in out and "lease_ms\t60000\n" in out
     out = ok(broker, "queue", "configure", "fc-workers", "--dead-letter-topic", "fc-dead")
     assert "dead_letter_topic\tfc-dead\n" in out
+
+
+def test_group_reset_to_time_takes_the_at_form_of_tail(broker: RunningBroker) -> None:
+    # tail/consume write times as --from @-1h and offsets --at takes an optional @, but
+    # group reset --to-time @-1h was a usage error ("bad time '@-1h'").
+    ok(broker, "topic", "create", "fc-reset", "--if-not-exists")
+    ok(broker, "produce", "fc-reset", "-m", "a", "-m", "b", "-q")
+    ok(broker, "consume", "fc-reset", "--group", "fc-g", "--from", "beginning", "-e")
+    for when in ("@-1h", "-1h"):
+        p = logstream(broker, "group", "reset", "fc-g", "--topic", "fc-reset", "--to-time", when)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == "fc-reset\t0\t2\t0\n"  # current 2, new 0: the plan of a dry run

@@ -57,6 +57,7 @@ from logstream.broker.queue_settle import NACK, Settle, SettleOutcome, apply_set
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
 from logstream.broker.queue_timer import QueueTimer
 from logstream.broker.queue_topology import add_new_partitions, finish_gone
+from logstream.codec import HEADER_SIZE, read_header
 from logstream.coordinator.queues import (
     Delivery,
     QueueGroup,
@@ -282,7 +283,8 @@ class QueueManager:
         out = []
         for m in self._all():
             with m.lock:
-                out.append((describe(m.group, self._log_ends(m)), m.topics, len(m.seen)))
+                d = describe(m.group, self._log_ends(m), self._first_unread_ms)
+                out.append((d, m.topics, len(m.seen)))
         return out
 
     def describe(self, name: str) -> tuple[QueueGroupDescription, dict[str, str], int]:
@@ -290,7 +292,7 @@ class QueueManager:
         schedule header values were ignored since start-up."""
         m = self._get(name)
         with m.lock:
-            d = describe(m.group, self._log_ends(m))
+            d = describe(m.group, self._log_ends(m), self._first_unread_ms)
             m.group.flush()
             return d, dict(m.client_ids), m.invalid_schedule
 
@@ -302,6 +304,16 @@ class QueueManager:
             except UnknownTopicOrPartitionError:
                 continue
         return out
+
+    def _first_unread_ms(self, topic: str, partition: int, offset: int) -> int | None:
+        """The timestamp of the batch holding ``offset``, the first record a group has not
+        read (its records share the producer's stamp): one batch read, asked by describe
+        only for a partition whose window holds nothing unfinished."""
+        try:
+            data = self.manager.get_log(topic, partition).read(offset, max_bytes=HEADER_SIZE)
+        except LogstreamError:
+            return None
+        return read_header(data).first_timestamp if len(data) >= HEADER_SIZE else None
 
     # ---- members -------------------------------------------------------------------------
 

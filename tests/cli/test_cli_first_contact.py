@@ -108,3 +108,32 @@ def test_group_reset_to_time_takes_the_at_form_of_tail(broker: RunningBroker) ->
         p = logstream(broker, "group", "reset", "fc-g", "--topic", "fc-reset", "--to-time", when)
         assert p.returncode == 0, p.stderr
         assert p.stdout == "fc-reset\t0\t2\t0\n"  # current 2, new 0: the plan of a dry run
+
+
+def test_a_queue_no_worker_ever_read_shows_the_age_of_its_oldest_job(
+    broker: RunningBroker,
+) -> None:
+    # Jobs produced while no worker runs stay "unread" (not yet in the group's window): the
+    # depth counted them, but the oldest age, "the figure to alert on", read "-" (-1, and
+    # 0 in /metrics), so an alert on it never fired when every worker was down.
+    import json
+    import time
+
+    ok(broker, "topic", "create", "fc-idle", "--partitions", "2", "--if-not-exists")
+    ok(broker, "queue", "create", "fc-idle-w", "--topic", "fc-idle")
+    ok(broker, "produce", "fc-idle", "-m", "job", "-p", "1", "-q")
+    produced_ms = time.time() * 1000
+    deadline = time.monotonic() + 10
+    while True:  # until the job is older than 300 ms (the age is measured, not slept for)
+        d = json.loads(ok(broker, "queue", "describe", "fc-idle-w", "-o", "json"))
+        p1 = d["partitions"][1]
+        age = p1["oldest"]
+        assert p1["depth"] == 1 and age >= 0, d
+        assert age <= time.time() * 1000 - produced_ms + 1000
+        if age >= 300 or time.monotonic() > deadline:
+            break
+    assert age >= 300, d
+    assert d["partitions"][0]["oldest"] == -1  # an empty partition has none
+    assert d["partitions"][2]["oldest"] == age  # the total: the oldest of the partitions
+    listed = json.loads(ok(broker, "queue", "list", "-o", "json"))
+    assert [g["oldest"] for g in listed if g["group"] == "fc-idle-w"][0] >= age

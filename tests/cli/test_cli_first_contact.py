@@ -136,4 +136,22 @@ def test_a_queue_no_worker_ever_read_shows_the_age_of_its_oldest_job(
     assert d["partitions"][0]["oldest"] == -1  # an empty partition has none
     assert d["partitions"][2]["oldest"] == age  # the total: the oldest of the partitions
     listed = json.loads(ok(broker, "queue", "list", "-o", "json"))
-    assert [g["oldest"] for g in listed if g["group"] == "fc-idle-w"][0] >= age
+    assert next(g["oldest"] for g in listed if g["group"] == "fc-idle-w") >= age
+
+
+def test_certs_dev_keeps_an_existing_set_unless_forced(tmp_path: Path) -> None:
+    # Running docs/security.md's "try it" again replaced the CA silently: the running
+    # broker's certificate and the clients' ca.pem no longer matched
+    # (CERTIFICATE_VERIFY_FAILED on every command).
+    tls = tmp_path / "tls"
+    ok(None, "certs", "dev", str(tls))
+    ca = (tls / "ca.pem").read_bytes()
+    p = logstream(None, "certs", "dev", str(tls))
+    assert p.returncode == 1 and p.stdout == ""
+    assert (
+        p.stderr == f"error: {tls / 'ca.pem'} exists (a broker or a client may use it); "
+        "add --force to replace the whole set\n"
+    )
+    assert (tls / "ca.pem").read_bytes() == ca
+    ok(None, "certs", "dev", str(tls), "--force")
+    assert (tls / "ca.pem").read_bytes() != ca

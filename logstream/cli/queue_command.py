@@ -229,20 +229,20 @@ def describe(group: str, members: bool, output: str | None) -> None:
 @params.output_option
 def peek(group: str, max_records: int, output: str | None) -> None:
     """Records a worker would get now, without acquiring them."""
-    from logstream.cli.formatting import safe_text
+    from logstream.cli.formatting import json_bytes, safe_text
 
-    rows = [
-        {
-            "topic": m.topic,
-            "partition": m.partition,
-            "offset": m.offset,
-            "key": safe_text(m.key, null="-"),
-            "value": safe_text(m.value, null="-"),
-        }
-        for m in _admin().peek(group, max_records)
-    ]
+    mode = _output(output)
+    rows = []
+    for m in _admin().peek(group, max_records):
+        row: dict[str, Any] = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+        for name, data in (("key", m.key), ("value", m.value)):
+            if mode in ("json", "jsonl"):  # null as null, not "-"; bytes as in tail -o jsonl
+                json_bytes(row, name, data)
+            else:
+                row[name] = safe_text(data, null="-")
+        rows.append(row)
     columns = ["topic", "partition", "offset", "key", "value"]
-    emit_rows(rows, columns, _output(output), colour=app().colour)
+    emit_rows(rows, columns, mode, colour=app().colour)
 
 
 @queue.command(

@@ -155,3 +155,18 @@ def test_certs_dev_keeps_an_existing_set_unless_forced(tmp_path: Path) -> None:
     assert (tls / "ca.pem").read_bytes() == ca
     ok(None, "certs", "dev", str(tls), "--force")
     assert (tls / "ca.pem").read_bytes() != ca
+
+
+def test_queue_peek_json_has_null_keys_and_the_jsonl_byte_rules(broker: RunningBroker) -> None:
+    # -o json printed the table's placeholder: a record without a key had "key": "-",
+    # the same as a record whose key is the text "-".
+    import json
+
+    ok(broker, "topic", "create", "fc-peek", "--if-not-exists")
+    ok(broker, "queue", "create", "fc-peek-w", "--topic", "fc-peek")
+    ok(broker, "produce", "fc-peek", "-m", "no key", "-q")
+    ok(broker, "produce", "fc-peek", "-m", "dash key", "-k", "-", "-q")
+    rows = json.loads(ok(broker, "queue", "peek", "fc-peek-w", "-o", "json"))
+    assert [(r["key"], r["value"]) for r in rows] == [(None, "no key"), ("-", "dash key")]
+    plain = ok(broker, "queue", "peek", "fc-peek-w", "-o", "plain").splitlines()
+    assert plain == ["fc-peek\t0\t0\t-\tno key", "fc-peek\t0\t1\t-\tdash key"]

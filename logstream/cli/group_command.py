@@ -92,7 +92,7 @@ def describe(group_id: str, members: bool, output: str | None) -> None:
         {
             "topic": p.topic,
             "partition": p.partition,
-            "member": p.member_id or "-",
+            "member": p.member_id or None,  # shown as - (null in JSON)
             "committed": p.committed if p.committed >= 0 else None,
             "end": p.log_end_offset,
             "lag": p.lag,
@@ -108,8 +108,8 @@ def describe(group_id: str, members: bool, output: str | None) -> None:
     mrows = [
         {
             "member": m.member_id,
-            "instance": m.instance_id or "-",
-            "client": m.client_id or "-",
+            "instance": m.instance_id or None,
+            "client": m.client_id or None,
             "epoch": m.member_epoch,
             "topics": list(m.topics),
             "partitions": [f"{t}-{p}" for t, p in m.assignment],

@@ -218,7 +218,8 @@ def describe(group: str, members: bool, output: str | None) -> None:
         if mode == "table":
             click.echo()
         mrows = [
-            {"member": m.member_id, "client": m.client_id or "-", "held": m.held} for m in d.members
+            {"member": m.member_id, "client": m.client_id or None, "held": m.held}
+            for m in d.members
         ]
         emit_rows(mrows, ["member", "client", "held"], mode, colour=app().colour)
 

@@ -170,3 +170,17 @@ def test_queue_peek_json_has_null_keys_and_the_jsonl_byte_rules(broker: RunningB
     assert [(r["key"], r["value"]) for r in rows] == [(None, "no key"), ("-", "dash key")]
     plain = ok(broker, "queue", "peek", "fc-peek-w", "-o", "plain").splitlines()
     assert plain == ["fc-peek\t0\t0\t-\tno key", "fc-peek\t0\t1\t-\tdash key"]
+
+
+def test_group_describe_json_has_null_for_a_partition_without_member(
+    broker: RunningBroker,
+) -> None:
+    # -o json said "member": "-" for a partition no member holds (the table's placeholder).
+    import json
+
+    ok(broker, "topic", "create", "fc-gd", "--if-not-exists")
+    ok(broker, "produce", "fc-gd", "-m", "a", "-q")
+    ok(broker, "consume", "fc-gd", "--group", "fc-gd-g", "--from", "beginning", "-e")
+    (row,) = json.loads(ok(broker, "group", "describe", "fc-gd-g", "-o", "json"))
+    assert row["member"] is None and row["committed"] == 1 and row["lag"] == 0
+    assert ok(broker, "group", "describe", "fc-gd-g", "-o", "plain") == "fc-gd\t0\t-\t1\t1\t0\t-1\n"

@@ -73,17 +73,34 @@ from logstream.coordinator.queues.views import backlog_estimate, column
 from logstream.errors import (
     GroupIdNotFoundError,
     GroupKindMismatchError,
+    InvalidConfigError,
     InvalidQueueDelayError,
     InvalidRequestError,
+    InvalidTopicError,
     LogstreamError,
     NonEmptyGroupError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage.config import is_internal_topic
+from logstream.storage.config import is_internal_topic, validate_topic_name
 
 log = logging.getLogger("logstream.broker.queues")
 
 SETTINGS_TYPE = bytes([T_SETTINGS])
+
+
+def _check_dead_letter_topic(group: str, settings: QueueSettings) -> None:
+    """Refuse a group whose dead letters could never be written: ``x y`` (or a name at the
+    length limit) would dead-letter to ``x y.dlq``, not a valid topic name, and every
+    reject and close of its members then failed with INVALID_TOPIC_EXCEPTION."""
+    topic = settings.dead_letter_topic_for(group)
+    try:
+        validate_topic_name(topic)
+    except InvalidTopicError as exc:
+        where = "dead_letter_topic" if settings.dead_letter_topic else f"queue group {group!r}"
+        raise InvalidConfigError(
+            f"{where}: dead letters would go to {topic!r}, not a valid topic name ({exc}); "
+            "rename the group or set dead_letter_topic"
+        ) from None
 
 
 class QueueManager:
@@ -213,6 +230,7 @@ class QueueManager:
         if not topics:
             raise InvalidRequestError("a queue group reads at least one topic")
         settings = queue_settings(values, self.defaults)
+        _check_dead_letter_topic(name, settings)
         with self._lock:
             if name in self._groups:
                 if exists_ok:
@@ -261,6 +279,7 @@ class QueueManager:
         m = self._get(name)
         with m.lock:
             settings = queue_settings(values, m.group.settings)
+            _check_dead_letter_topic(name, settings)
             m.group.configure(**{k: getattr(settings, k) for k in values})
             m.outbox.topic = m.group.dead_letter_topic
             m.group.flush()

@@ -184,3 +184,24 @@ def test_group_describe_json_has_null_for_a_partition_without_member(
     (row,) = json.loads(ok(broker, "group", "describe", "fc-gd-g", "-o", "json"))
     assert row["member"] is None and row["committed"] == 1 and row["lag"] == 0
     assert ok(broker, "group", "describe", "fc-gd-g", "-o", "plain") == "fc-gd\t0\t-\t1\t1\t0\t-1\n"
+
+
+def test_a_queue_group_whose_dead_letters_cannot_be_written_is_refused(
+    broker: RunningBroker,
+) -> None:
+    # "x y" was accepted; its dead-letter topic "x y.dlq" is not a valid topic name, so each
+    # reject, and each close after one, failed with INVALID_TOPIC_EXCEPTION (the broker
+    # logging a traceback each time).
+    ok(broker, "topic", "create", "fc-dlq", "--if-not-exists")
+    p = logstream(broker, "queue", "create", "x y", "--topic", "fc-dlq")
+    assert p.returncode == 1, p.stdout
+    assert p.stderr.startswith("error: queue group 'x y': dead letters would go to 'x y.dlq'")
+    assert "rename the group or set dead_letter_topic" in p.stderr and p.stderr.count("\n") == 1
+    assert "x y" not in ok(broker, "queue", "list")
+    ok(broker, "queue", "create", "fc-dlq-w", "--topic", "fc-dlq")
+    p = logstream(broker, "queue", "configure", "fc-dlq-w", "--dead-letter-topic", "bad name")
+    assert p.returncode == 1
+    assert p.stderr.startswith("error: dead_letter_topic: dead letters would go to 'bad name'")
+    assert "dead_letter_topic\tfc-dlq-w.dlq\n" in ok(
+        broker, "queue", "configure", "fc-dlq-w", "--lease-ms", "5000", "-o", "plain"
+    )

@@ -50,8 +50,9 @@ JOBS, READY, GROUP = f"videos-{RUN}", f"video-ready-{RUN}", f"transcoders-{RUN}"
 def worker(name: str, jobs: str, ready: str, group: str, stop) -> None:
     """One worker process: take one job at a time, do it, notify, ack; until ``stop``
     (a multiprocessing.Event) is set."""
-    # max_records=1: take one job at a time, so idle workers get the rest
-    queue = QueueConsumer(ADDR, group=group, topics=[jobs], max_records=1)
+    # max_records=1 and no prefetch: take one job at a time, so idle workers get the rest
+    # (prefetch would let a worker that keeps up fetch ahead, up to 64 jobs)
+    queue = QueueConsumer(ADDR, group=group, topics=[jobs], max_records=1, prefetch=False)
     with Producer(ADDR) as notify, queue:
         while not stop.is_set():
             for msg in queue.poll(timeout=0.2):

@@ -205,3 +205,37 @@ def test_a_queue_group_whose_dead_letters_cannot_be_written_is_refused(
     assert "dead_letter_topic\tfc-dlq-w.dlq\n" in ok(
         broker, "queue", "configure", "fc-dlq-w", "--lease-ms", "5000", "-o", "plain"
     )
+
+
+def test_tail_queue_without_ack_says_on_a_terminal_that_it_cost_a_delivery(
+    broker: RunningBroker,
+) -> None:
+    # Looking at a queue with tail --queue G (no --ack) raised every printed record's
+    # delivery count, silently: two looks at a max_deliveries=2 group dead-lettered it all.
+    import pexpect
+
+    ok(broker, "topic", "create", "fc-look", "--if-not-exists")
+    ok(broker, "queue", "create", "fc-look-w", "--topic", "fc-look", "--max-deliveries", "2")
+    ok(broker, "produce", "fc-look", "-m", "job-1", "-m", "job-2", "-q")
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env["LOGSTREAM_BROKER"] = broker.address
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "logstream", "tail", "--queue", "fc-look-w"],
+        env=env,
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, 300),
+    )
+    try:
+        child.expect("job-2")
+        child.expect(r"released 2 records to the group; each counts a delivery")
+        child.expect(r"use logstream queue peek fc-look-w")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    # piped (a script), records only: the note is for people
+    p = logstream(broker, "tail", "--queue", "fc-look-w")
+    assert p.returncode == 0 and p.stdout.splitlines()[-1].endswith("job-2") and p.stderr == ""

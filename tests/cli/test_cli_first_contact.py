@@ -24,9 +24,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
 
 
 def logstream(
-    broker: RunningBroker | None, *args: str, cwd: Path | None = None, umask: int | None = None
+    broker: RunningBroker | None,
+    *args: str,
+    cwd: Path | None = None,
+    umask: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     env["LOGSTREAM_BROKER"] = broker.address if broker else "127.0.0.1:1"
     return subprocess.run(
@@ -239,3 +244,19 @@ def test_tail_queue_without_ack_says_on_a_terminal_that_it_cost_a_delivery(
     # piped (a script), records only: the note is for people
     p = logstream(broker, "tail", "--queue", "fc-look-w")
     assert p.returncode == 0 and p.stdout.splitlines()[-1].endswith("job-2") and p.stderr == ""
+
+
+def test_every_option_reads_logstream_command_option_as_typed(broker: RunningBroker) -> None:
+    # docs/cli.md: every option can come from LOGSTREAM_<COMMAND>_<OPTION>. Options stored
+    # under another Python name were silently ignored: LOGSTREAM_CONSUME_FROM (start),
+    # LOGSTREAM_TAIL_LINES (last), LOGSTREAM_TOPIC_ADD_PARTITIONS_COUNT worked, these not.
+    ok(broker, "topic", "create", "fc-env", "--if-not-exists")
+    ok(broker, "produce", "fc-env", "-m", "a", "-m", "b", "-m", "c", "-q")
+    env = {"LOGSTREAM_CONSUME_FROM": "beginning"}
+    assert ok(broker, "consume", "fc-env", "-e", extra_env=env) == "a\nb\nc\n"
+    env = {"LOGSTREAM_TAIL_LINES": "1", "LOGSTREAM_TAIL_FORMAT": "{offset}={value}"}
+    assert ok(broker, "tail", "fc-env", extra_env=env) == "2=c\n"
+    env = {"LOGSTREAM_TAIL_START": "1", "LOGSTREAM_TAIL_COUNT": "1"}  # START: the Python name
+    assert ok(broker, "tail", "fc-env", "--format", "{value}", extra_env=env) == "b\n"
+    p = logstream(broker, "tail", "fc-env", extra_env={"LOGSTREAM_TAIL_LINES": "x"})
+    assert p.returncode == 2 and "'x' is not a valid integer" in p.stderr

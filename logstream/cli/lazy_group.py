@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import click
 
-from logstream.errors import LogstreamError
+from logstream.errors import AuthenticationFailedError, LogstreamError
 
 
 class FatalError(click.ClickException):
@@ -188,7 +188,11 @@ class LogstreamGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LogstreamError as exc:
-            raise FatalError(str(exc) or exc.name) from exc
+            message = str(exc) or exc.name
+            if isinstance(exc, AuthenticationFailedError) and message.startswith("no credentials"):
+                # the broker's words are for any client; say how this one sends a token
+                message += "; the CLI sends the token in LOGSTREAM_TOKEN (or --token)"
+            raise FatalError(message) from exc
         except BrokenPipeError:
             _silence_stdout()
             ctx.exit(0)

@@ -260,3 +260,20 @@ def test_every_option_reads_logstream_command_option_as_typed(broker: RunningBro
     assert ok(broker, "tail", "fc-env", "--format", "{value}", extra_env=env) == "b\n"
     p = logstream(broker, "tail", "fc-env", extra_env={"LOGSTREAM_TAIL_LINES": "x"})
     assert p.returncode == 2 and "'x' is not a valid integer" in p.stderr
+
+
+def test_a_command_without_a_token_says_how_the_cli_sends_one(tmp_path: Path) -> None:
+    # "error: no credentials: send a valid token (authorization: Bearer ...)" told a CLI
+    # user about an HTTP header, not about LOGSTREAM_TOKEN / --token.
+    from logstream.broker.security.credentials import CredentialStore
+
+    data = tmp_path / "data"
+    token = CredentialStore(data).add("admin")
+    with run_broker(data, auth=True) as b:
+        p = logstream(b, "topic", "list")
+        assert p.returncode == 1 and p.stderr.startswith("error: no credentials")
+        assert p.stderr.rstrip().endswith("the CLI sends the token in LOGSTREAM_TOKEN (or --token)")
+        assert p.stderr.count("\n") == 1
+        assert logstream(b, "topic", "list", extra_env={"LOGSTREAM_TOKEN": token}).returncode == 0
+        p = logstream(b, "topic", "list", extra_env={"LOGSTREAM_TOKEN": "ls1.admin.wrong"})
+        assert p.returncode == 1 and "LOGSTREAM_TOKEN" not in p.stderr  # it was sent

@@ -277,3 +277,21 @@ def test_a_command_without_a_token_says_how_the_cli_sends_one(tmp_path: Path) ->
         assert logstream(b, "topic", "list", extra_env={"LOGSTREAM_TOKEN": token}).returncode == 0
         p = logstream(b, "topic", "list", extra_env={"LOGSTREAM_TOKEN": "ls1.admin.wrong"})
         assert p.returncode == 1 and "LOGSTREAM_TOKEN" not in p.stderr  # it was sent
+
+
+def test_a_key_given_as_the_ca_is_named_not_a_failed_handshaker(tmp_path: Path) -> None:
+    # --ca tls/server.key (the wrong file of the set) failed with gRPC's "Failed to create
+    # security handshaker", which names neither the option nor the file.
+    from logstream.cli.certs import make_dev_certs
+
+    tls = make_dev_certs(tmp_path / "tls")
+    with run_broker(tmp_path / "data", tls_cert=tls["server"], tls_key=tls["server_key"]) as b:
+        p = logstream(b, "--ca", str(tls["server_key"]), "topic", "list")
+        assert p.returncode == 1
+        assert p.stderr == (
+            f"error: CA file {tls['server_key']} has no PEM line '-----BEGIN CERTIFICATE-----'\n"
+        )
+        p = logstream(b, "--ca", str(tls["ca"]), "--cert", str(tls["client"]),
+                      "--key", str(tls["client"]), "topic", "list")  # fmt: skip
+        assert p.returncode == 1 and "client key" in p.stderr and "PRIVATE KEY-----" in p.stderr
+        assert logstream(b, "--ca", str(tls["ca"]), "topic", "list").returncode == 0

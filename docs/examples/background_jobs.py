@@ -6,7 +6,7 @@ goes to exactly one of them, and to another if its worker dies). A worker that f
 job acks it and publishes a notification on ``video-ready``, which the web app reads to
 tell the user.
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/background_jobs.py
 
@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from logstream import Admin, Consumer, Producer, QueueConsumer, TopicPartition
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 # Fresh names per run, so the example can run again on one broker. (Each spawned worker
 # process imports this file anew and draws its own RUN: workers get the names as arguments.)
 RUN = uuid.uuid4().hex[:6]
@@ -50,8 +50,9 @@ JOBS, READY, GROUP = f"videos-{RUN}", f"video-ready-{RUN}", f"transcoders-{RUN}"
 def worker(name: str, jobs: str, ready: str, group: str, stop) -> None:
     """One worker process: take one job at a time, do it, notify, ack; until ``stop``
     (a multiprocessing.Event) is set."""
-    # max_records=1: take one job at a time, so idle workers get the rest
-    queue = QueueConsumer(ADDR, group=group, topics=[jobs], max_records=1)
+    # max_records=1 and no prefetch: take one job at a time, so idle workers get the rest
+    # (prefetch would let a worker that keeps up fetch ahead, up to 64 jobs)
+    queue = QueueConsumer(ADDR, group=group, topics=[jobs], max_records=1, prefetch=False)
     with Producer(ADDR) as notify, queue:
         while not stop.is_set():
             for msg in queue.poll(timeout=0.2):

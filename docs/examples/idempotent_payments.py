@@ -9,7 +9,7 @@
    hands the record out again after the lease). The consumer deduplicates by payment id,
    in the transaction that records the charge. Worker 1 here really crashes (``os._exit``).
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/idempotent_payments.py
 
@@ -39,7 +39,7 @@ import uuid
 
 from logstream import Admin, GroupAdmin, Producer, QueueConsumer
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 
 
 def flaky_relay(marker: bytes) -> tuple[str, threading.Event]:

@@ -10,7 +10,7 @@ without touching the other groups or its own committed position.
 The events carry explicit timestamps (two days ago, yesterday, now), so the replay picks
 the same orders whenever the example runs.
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/order_events.py
 
@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from logstream import Admin, Consumer, GroupAdmin, Producer, TopicPartition
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 RUN = uuid.uuid4().hex[:6]  # fresh names per run, so the example can run again on one broker
 ORDERS = f"order_created-{RUN}"
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -7,7 +7,7 @@ is a ``Requester``: ``request()`` waits for one answer, ``request_async()`` keep
 flight, and a request nobody answers raises ``RequestTimeoutError`` after its timeout.
 Replies go straight back to the requester that asked (its own in-memory inbox).
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/request_reply.py
 
@@ -29,7 +29,7 @@ import uuid
 
 from logstream import Admin, QueueConsumer, Requester, errors
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 RUN = uuid.uuid4().hex[:6]  # fresh names per run (spawned processes get them as arguments)
 REQUESTS, GROUP, NOBODY = f"price-requests-{RUN}", f"pricing-{RUN}", f"no-service-{RUN}"
 PRICES = {42: 1299, 7: 350, 1: 99, 2: 199, 3: 299}

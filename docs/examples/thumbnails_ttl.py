@@ -7,7 +7,7 @@ original is not in storage yet, the worker does not spin on it: it schedules a r
 ``delay_ms`` (the job's remaining TTL goes with it) and acks the attempt. The retry is not
 handed out before its time and does not hold back the jobs behind it.
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/thumbnails_ttl.py
 
@@ -29,7 +29,7 @@ import uuid
 
 from logstream import Admin, Consumer, GroupAdmin, Producer, QueueConsumer, TopicPartition
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 RUN = uuid.uuid4().hex[:6]  # fresh names per run, so the example can run again on one broker
 JOBS, GROUP = f"thumbnails-{RUN}", f"thumbnailers-{RUN}"
 DLQ = f"{GROUP}.dlq"  # the group's default dead-letter topic

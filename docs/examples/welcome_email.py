@@ -8,7 +8,7 @@ rejected: it goes straight to the dead-letter topic ``welcome-email.dlq`` with t
 Here the check has a bug (it refuses addresses with a ``+``); once a fixed worker runs,
 ``logstream queue redrive`` puts the dead letter back on ``signups`` and it is sent.
 
-Run it after ``make run`` (or with LOGSTREAM_ADDR=host:port)::
+Run it after ``make run`` (or with LOGSTREAM_BROKER=host:port, as for the CLI)::
 
     python docs/examples/welcome_email.py
 
@@ -38,7 +38,7 @@ import uuid
 
 from logstream import Admin, Consumer, GroupAdmin, Producer, QueueConsumer, TopicPartition
 
-ADDR = os.environ.get("LOGSTREAM_ADDR", "127.0.0.1:7070")
+ADDR = os.environ.get("LOGSTREAM_BROKER", "127.0.0.1:7070")
 RUN = uuid.uuid4().hex[:6]  # fresh names per run, so the example can run again on one broker
 SIGNUPS, GROUP = f"signups-{RUN}", f"welcome-email-{RUN}"
 

@@ -57,6 +57,7 @@ from logstream.broker.queue_settle import NACK, Settle, SettleOutcome, apply_set
 from logstream.broker.queue_state import DeadLetterTopic, Managed, QueueStateLog
 from logstream.broker.queue_timer import QueueTimer
 from logstream.broker.queue_topology import add_new_partitions, finish_gone
+from logstream.codec import HEADER_SIZE, read_header
 from logstream.coordinator.queues import (
     Delivery,
     QueueGroup,
@@ -72,17 +73,34 @@ from logstream.coordinator.queues.views import backlog_estimate, column
 from logstream.errors import (
     GroupIdNotFoundError,
     GroupKindMismatchError,
+    InvalidConfigError,
     InvalidQueueDelayError,
     InvalidRequestError,
+    InvalidTopicError,
     LogstreamError,
     NonEmptyGroupError,
     UnknownTopicOrPartitionError,
 )
-from logstream.storage.config import is_internal_topic
+from logstream.storage.config import is_internal_topic, validate_topic_name
 
 log = logging.getLogger("logstream.broker.queues")
 
 SETTINGS_TYPE = bytes([T_SETTINGS])
+
+
+def _check_dead_letter_topic(group: str, settings: QueueSettings) -> None:
+    """Refuse a group whose dead letters could never be written: ``x y`` (or a name at the
+    length limit) would dead-letter to ``x y.dlq``, not a valid topic name, and every
+    reject and close of its members then failed with INVALID_TOPIC_EXCEPTION."""
+    topic = settings.dead_letter_topic_for(group)
+    try:
+        validate_topic_name(topic)
+    except InvalidTopicError as exc:
+        where = "dead_letter_topic" if settings.dead_letter_topic else f"queue group {group!r}"
+        raise InvalidConfigError(
+            f"{where}: dead letters would go to {topic!r}, not a valid topic name ({exc}); "
+            "rename the group or set dead_letter_topic"
+        ) from None
 
 
 class QueueManager:
@@ -212,6 +230,7 @@ class QueueManager:
         if not topics:
             raise InvalidRequestError("a queue group reads at least one topic")
         settings = queue_settings(values, self.defaults)
+        _check_dead_letter_topic(name, settings)
         with self._lock:
             if name in self._groups:
                 if exists_ok:
@@ -260,6 +279,7 @@ class QueueManager:
         m = self._get(name)
         with m.lock:
             settings = queue_settings(values, m.group.settings)
+            _check_dead_letter_topic(name, settings)
             m.group.configure(**{k: getattr(settings, k) for k in values})
             m.outbox.topic = m.group.dead_letter_topic
             m.group.flush()
@@ -282,7 +302,8 @@ class QueueManager:
         out = []
         for m in self._all():
             with m.lock:
-                out.append((describe(m.group, self._log_ends(m)), m.topics, len(m.seen)))
+                d = describe(m.group, self._log_ends(m), self._first_unread_ms)
+                out.append((d, m.topics, len(m.seen)))
         return out
 
     def describe(self, name: str) -> tuple[QueueGroupDescription, dict[str, str], int]:
@@ -290,7 +311,7 @@ class QueueManager:
         schedule header values were ignored since start-up."""
         m = self._get(name)
         with m.lock:
-            d = describe(m.group, self._log_ends(m))
+            d = describe(m.group, self._log_ends(m), self._first_unread_ms)
             m.group.flush()
             return d, dict(m.client_ids), m.invalid_schedule
 
@@ -302,6 +323,16 @@ class QueueManager:
             except UnknownTopicOrPartitionError:
                 continue
         return out
+
+    def _first_unread_ms(self, topic: str, partition: int, offset: int) -> int | None:
+        """The timestamp of the batch holding ``offset``, the first record a group has not
+        read (its records share the producer's stamp): one batch read, asked by describe
+        only for a partition whose window holds nothing unfinished."""
+        try:
+            data = self.manager.get_log(topic, partition).read(offset, max_bytes=HEADER_SIZE)
+        except LogstreamError:
+            return None
+        return read_header(data).first_timestamp if len(data) >= HEADER_SIZE else None
 
     # ---- members -------------------------------------------------------------------------
 

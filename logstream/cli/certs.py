@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+FILES = ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key")
 
 
 def _names(hosts: tuple[str, ...]) -> list[Any]:
@@ -135,8 +136,19 @@ def certs() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", "hosts", multiple=True, help="Another name or IP of the broker.")
 @click.option("--client-name", default="admin", help="CN of the client certificate.")
-def dev(directory: Path, hosts: tuple[str, ...], client_name: str) -> None:
+@click.option("--force", is_flag=True, help="Replace the certificates DIRECTORY holds.")
+def dev(directory: Path, hosts: tuple[str, ...], client_name: str, force: bool) -> None:
     """Write a throw-away CA, a server and a client certificate into DIRECTORY."""
+    from logstream.cli.lazy_group import fail
+
+    # A new CA makes the broker's certificate and every client's ca.pem of the old set
+    # useless: running the quick start twice must not break the setup it made.
+    existing = [directory / name for name in FILES if (directory / name).exists()]
+    if existing and not force:
+        raise fail(
+            f"{existing[0]} exists (a broker or a client may use it); "
+            "add --force to replace the whole set"
+        )
     paths = make_dev_certs(directory, hosts=hosts, client_name=client_name)
     for name in ("ca", "server", "server_key", "client", "client_key"):
         click.echo(f"{name:<11} {paths[name]}")

@@ -13,8 +13,8 @@ import contextlib
 import csv
 import json
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -223,10 +223,20 @@ def _open_sink(
 
 
 def _temporary_path(target: Path) -> Path:
-    """A new, empty file next to ``target`` (same file system, so the final rename is atomic)."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    return Path(name)
+    """A new, empty file next to ``target`` (same file system, so the final rename is atomic).
+
+    Created with mode 0666 less the umask, as ``>`` or ``cp`` would make the file: the
+    rename keeps this mode, and ``tempfile.mkstemp``'s 0600 left every export readable by
+    its owner only."""
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{secrets.token_hex(4)}.partial"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise fail(f"cannot create a temporary file next to {target}")
 
 
 def _remove(path: Path | None) -> None:

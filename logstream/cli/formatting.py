@@ -232,7 +232,9 @@ def _headers_text(headers: Headers, binary: str = "hex", sep: str = " ") -> str:
 # JSON lines
 
 
-def _json_bytes(out: dict[str, Any], field: str, data: bytes | None) -> None:
+def json_bytes(out: dict[str, Any], field: str, data: bytes | None) -> None:
+    """``out[field]`` as in the JSONL schema: null, the UTF-8 text, or base64 with
+    ``<field>_encoding: "base64"``."""
     if data is None:
         out[field] = None
         return
@@ -257,8 +259,8 @@ def record_to_json(record: Record, tz: dt.tzinfo | None = dt.UTC) -> dict[str, A
         "timestamp": record.timestamp_ms,
         "time": format_time_iso(record.timestamp_ms, tz),
     }
-    _json_bytes(out, "key", record.key)
-    _json_bytes(out, "value", record.value)
+    json_bytes(out, "key", record.key)
+    json_bytes(out, "value", record.value)
     headers: dict[str, Any] = {}
     for name, value in record.headers:
         text = _decode(value)

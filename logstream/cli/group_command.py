@@ -92,7 +92,7 @@ def describe(group_id: str, members: bool, output: str | None) -> None:
         {
             "topic": p.topic,
             "partition": p.partition,
-            "member": p.member_id or "-",
+            "member": p.member_id or None,  # shown as - (null in JSON)
             "committed": p.committed if p.committed >= 0 else None,
             "end": p.log_end_offset,
             "lag": p.lag,
@@ -108,8 +108,8 @@ def describe(group_id: str, members: bool, output: str | None) -> None:
     mrows = [
         {
             "member": m.member_id,
-            "instance": m.instance_id or "-",
-            "client": m.client_id or "-",
+            "instance": m.instance_id or None,
+            "client": m.client_id or None,
             "epoch": m.member_epoch,
             "topics": list(m.topics),
             "partitions": [f"{t}-{p}" for t, p in m.assignment],
@@ -174,7 +174,7 @@ Examples:
     "--to-time",
     default=None,
     metavar="TIME",
-    help="To the first record at or after TIME (ISO-8601, epoch, or -15m / -3d).",
+    help="To the first record at or after TIME (ISO-8601, epoch, or -15m / -3d; @ optional).",
 )
 @click.option(
     "--shift-by",
@@ -256,8 +256,10 @@ def _reset_target(
     target, raw = chosen[0]
     if target == "timestamp":
         ctx = app()
+        # a leading @ is allowed, as in offsets --at: tail and consume write --from @-1h
+        text = str(raw).removeprefix("@")
         try:
-            return target, parse_time(str(raw), now_ms=ctx.clock.now_ms(), tz=ctx.tz)
+            return target, parse_time(text, now_ms=ctx.clock.now_ms(), tz=ctx.tz)
         except TimeSpecError as exc:
             raise click.BadParameter(str(exc), param_hint="--to-time") from None
     value = int(raw)  # type: ignore[arg-type]

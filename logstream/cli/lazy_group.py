@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import click
 
-from logstream.errors import LogstreamError
+from logstream.errors import AuthenticationFailedError, LogstreamError
 
 
 class FatalError(click.ClickException):
@@ -166,6 +166,7 @@ class LogstreamGroup(click.Group):
         module, _, attr = self.lazy[cmd_name].partition(":")
         cmd = getattr(importlib.import_module(module), attr)
         assert isinstance(cmd, click.Command)
+        name_envvars_after_options(cmd, f"LOGSTREAM_{cmd_name.upper().replace('-', '_')}")
         self.add_command(cmd, cmd_name)
         return cmd
 
@@ -187,7 +188,11 @@ class LogstreamGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LogstreamError as exc:
-            raise FatalError(str(exc) or exc.name) from exc
+            message = str(exc) or exc.name
+            if isinstance(exc, AuthenticationFailedError) and message.startswith("no credentials"):
+                # the broker's words are for any client; say how this one sends a token
+                message += "; the CLI sends the token in LOGSTREAM_TOKEN (or --token)"
+            raise FatalError(message) from exc
         except BrokenPipeError:
             _silence_stdout()
             ctx.exit(0)
@@ -202,6 +207,23 @@ class LogstreamGroup(click.Group):
             ) from exc
         finally:
             _close(ctx)
+
+
+def name_envvars_after_options(cmd: click.Command, prefix: str) -> None:
+    """Let ``LOGSTREAM_<COMMAND>_<OPTION>`` name the option as it is typed, as docs/cli.md
+    says: click's ``auto_envvar_prefix`` uses the parameter's Python name, so an option
+    stored under another name (``--from`` as ``start``, ``-n/--lines`` as ``last``) read
+    only ``LOGSTREAM_TAIL_START`` and ``LOGSTREAM_TAIL_FROM`` was silently ignored. The
+    Python name keeps working (click falls back to it)."""
+    for p in cmd.params:
+        if not isinstance(p, click.Option) or p.envvar or not p.allow_from_autoenv:
+            continue
+        typed = next((o[2:] for o in p.opts if o.startswith("--")), None)
+        if typed and p.name and typed.replace("-", "_").upper() != p.name.upper():
+            p.envvar = f"{prefix}_{typed.replace('-', '_').upper()}"
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            name_envvars_after_options(sub, f"{prefix}_{name.upper().replace('-', '_')}")
 
 
 def _close(ctx: click.Context) -> None:

@@ -65,8 +65,11 @@ def _due(next_due_ms: int, mode: str) -> Any:
     return "now" if left <= 0 else "in " + human_duration(left)
 
 
-def _settings_rows(settings: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"setting": k, "value": v} for k, v in settings.items()]
+def _settings_rows(group: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    # An empty dead_letter_topic is the default, GROUP.dlq: show the topic the dead letters
+    # go to (as describe does), not an empty cell.
+    shown = {**settings, "dead_letter_topic": settings.get("dead_letter_topic") or f"{group}.dlq"}
+    return [{"setting": k, "value": v} for k, v in shown.items()]
 
 
 @click.group(
@@ -122,7 +125,9 @@ def create(group: str, topics: tuple[str, ...], output: str | None, **settings: 
     """Create queue group GROUP reading TOPICs."""
     values = {k: v for k, v in settings.items() if v is not None}
     got = _admin().create_queue_group(group, topics=list(topics), **values)
-    emit_rows(_settings_rows(got), ["setting", "value"], _output(output), colour=app().colour)
+    emit_rows(
+        _settings_rows(group, got), ["setting", "value"], _output(output), colour=app().colour
+    )
     click.echo(f"created queue group {group}", err=True)
 
 
@@ -136,7 +141,9 @@ def configure(group: str, output: str | None, **settings: Any) -> None:
     if not values:
         raise click.UsageError("give at least one setting to change")
     got = _admin().alter_queue_group(group, **values)
-    emit_rows(_settings_rows(got), ["setting", "value"], _output(output), colour=app().colour)
+    emit_rows(
+        _settings_rows(group, got), ["setting", "value"], _output(output), colour=app().colour
+    )
 
 
 @queue.command(epilog="Example: logstream queue describe jobs-workers --members")
@@ -211,7 +218,8 @@ def describe(group: str, members: bool, output: str | None) -> None:
         if mode == "table":
             click.echo()
         mrows = [
-            {"member": m.member_id, "client": m.client_id or "-", "held": m.held} for m in d.members
+            {"member": m.member_id, "client": m.client_id or None, "held": m.held}
+            for m in d.members
         ]
         emit_rows(mrows, ["member", "client", "held"], mode, colour=app().colour)
 
@@ -222,20 +230,20 @@ def describe(group: str, members: bool, output: str | None) -> None:
 @params.output_option
 def peek(group: str, max_records: int, output: str | None) -> None:
     """Records a worker would get now, without acquiring them."""
-    from logstream.cli.formatting import safe_text
+    from logstream.cli.formatting import json_bytes, safe_text
 
-    rows = [
-        {
-            "topic": m.topic,
-            "partition": m.partition,
-            "offset": m.offset,
-            "key": safe_text(m.key, null="-"),
-            "value": safe_text(m.value, null="-"),
-        }
-        for m in _admin().peek(group, max_records)
-    ]
+    mode = _output(output)
+    rows = []
+    for m in _admin().peek(group, max_records):
+        row: dict[str, Any] = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+        for name, data in (("key", m.key), ("value", m.value)):
+            if mode in ("json", "jsonl"):  # null as null, not "-"; bytes as in tail -o jsonl
+                json_bytes(row, name, data)
+            else:
+                row[name] = safe_text(data, null="-")
+        rows.append(row)
     columns = ["topic", "partition", "offset", "key", "value"]
-    emit_rows(rows, columns, _output(output), colour=app().colour)
+    emit_rows(rows, columns, mode, colour=app().colour)
 
 
 @queue.command(

@@ -1,7 +1,8 @@
 """``logstream tail --queue G [--ack]``: work as a member of queue group G and print what
 is handed out. With ``--ack`` each printed record is acknowledged; without it the records
 are acquired, printed and released when tail exits (they go back to the other workers with
-their delivery count raised by one)."""
+their delivery count raised by one: on a terminal a note says so and points to
+``queue peek``, which looks without taking)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 from logstream.cli.context import AppContext
 from logstream.cli.options import PrintOptions
+from logstream.cli.params import is_tty
 from logstream.cli.records import make_formatter
 from logstream.types import Record
 
@@ -58,4 +60,12 @@ def run(
         for r in refused:
             sys.stderr.write(
                 f"{r.action} of {r.topic}-{r.partition}@{r.offset} refused: {r.error.name}\n"
+            )
+        if printed and not ack and is_tty(sys.stderr):
+            # Looking this way is not free: each run is a delivery of what it printed, and
+            # max_deliveries of them dead-letter a record (five looks, by default).
+            sys.stderr.write(
+                f"released {printed} records to the group; each counts a delivery, and a "
+                f"record delivered max_deliveries times is dead-lettered: to look without "
+                f"taking, use logstream queue peek {group}\n"
             )

@@ -95,12 +95,13 @@ def set(
 
 
 def _line(principal: str, q: Any) -> str:
-    def show(v: float) -> str:
-        return "unlimited" if not v else f"{v:g}"
+    def show(v: float, unit: str) -> str:
+        # every digit of the rate as given (1048576, not {:g}'s 1.04858e+06), no unit for none
+        return "unlimited" if not v else f"{v:.15g}{unit}"
 
     return (
-        f"{principal}\tproduce {show(q.produce_bytes_per_s)} B/s\t"
-        f"fetch {show(q.fetch_bytes_per_s)} B/s\trequests {show(q.requests_per_s)}/s"
+        f"{principal}\tproduce {show(q.produce_bytes_per_s, ' B/s')}\t"
+        f"fetch {show(q.fetch_bytes_per_s, ' B/s')}\trequests {show(q.requests_per_s, '/s')}"
     )
 
 

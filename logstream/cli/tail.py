@@ -61,7 +61,8 @@ Examples:
     "queue_group",
     default=None,
     metavar="G",
-    help="Work as a member of queue group G instead (records are released at exit).",
+    help="Work as a member of queue group G instead: without --ack the records are "
+    "released at exit, which counts a delivery each (queue peek G looks without taking).",
 )
 @click.option("--ack", is_flag=True, help="With --queue: acknowledge what is printed.")
 @click.option(

@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from logstream.cli.lazy_group import fail
 from logstream.cli.output import human_bytes, human_count, render_table
 
 DEFAULT_HTTP = "127.0.0.1:7071"
@@ -205,9 +206,7 @@ def scrape(url: str, timeout: float) -> Snapshot:
             text = resp.read().decode()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise click.ClickException(
-            f"cannot read {url}: {reason} (is the broker serving --http-listen?)"
-        ) from exc
+        raise fail(f"cannot read {url}: {reason} (is the broker serving --http-listen?)") from exc
     return Snapshot.parse(text, time.monotonic())
 
 

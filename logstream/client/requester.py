@@ -148,6 +148,13 @@ class Requester:
         sender = self._sender
         if self._closed.is_set() or sender is None:
             raise errors.ClientClosedError("requester closed")
+        for name, data in (("value", value), ("key", key)):
+            # a str broke the request stream: "Exception iterating requests!"
+            if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(
+                    f"request {name} must be bytes or None, not {type(data).__name__} "
+                    "(encode text first: 'hello'.encode())"
+                )
         if timeout <= 0:
             raise errors.InvalidRequestError(f"timeout must be > 0 s, got {timeout}")
         deadline = time.monotonic() + timeout

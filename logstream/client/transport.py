@@ -116,18 +116,22 @@ class ChannelSecurity:
         return cls(bool(tls or ca or cert), ca, cert, key, token)
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
-        def read(path: str | Path | None, what: str) -> bytes | None:
+        def read(path: str | Path | None, what: str, marker: str) -> bytes | None:
             if path is None:
                 return None
             try:
-                return Path(path).read_bytes()
+                data = Path(path).read_bytes()
             except OSError as exc:
                 raise errors.InvalidConfigError(f"cannot read {what} {path}: {exc}") from exc
+            # gRPC's own word for a wrong file is "Failed to create security handshaker"
+            if marker.encode() not in data:
+                raise errors.InvalidConfigError(f"{what} {path} has no PEM line {marker!r}")
+            return data
 
         return grpc.ssl_channel_credentials(
-            root_certificates=read(self.ca, "CA file"),
-            private_key=read(self.key, "client key"),
-            certificate_chain=read(self.cert, "client certificate"),
+            root_certificates=read(self.ca, "CA file", "-----BEGIN CERTIFICATE-----"),
+            private_key=read(self.key, "client key", "PRIVATE KEY-----"),
+            certificate_chain=read(self.cert, "client certificate", "-----BEGIN CERTIFICATE-----"),
         )
 
 

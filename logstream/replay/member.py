@@ -138,12 +138,16 @@ class MemberRead:
             on_revoke=self._on_revoke,
         )
         deadline = time.monotonic() + self.join_timeout_s
+        # A read that ends at offsets (--until end / -e, --until N) is bounded even while it
+        # follows: "--until end always terminates" (docs/cli.md), also when the group's
+        # other members hold every partition (consume -e used to wait for them forever).
+        bounded = not self.plan.follow or any(r.stop is not None for r in self.plan.stops.values())
         while True:
             batch = self.source.poll(self.poll_timeout_s)
             if self.source.assignment():
                 self._pending = batch
                 return
-            if not self.plan.follow and time.monotonic() > deadline:
+            if bounded and time.monotonic() > deadline:
                 raise NoPartitionsAssigned(
                     f"group {self.group} gave this reader no partition of "
                     f"{', '.join(self.topics)} within {self.join_timeout_s:.0f}s "

@@ -3,12 +3,12 @@ its docstring promises, so the examples a newcomer copies cannot rot.
 
 Each ``docs/examples/*.py`` (a glob: a new example is picked up by being there) runs as
 ``python EXAMPLE`` in a child process, against its own broker process on a free 127.0.0.1
-port whose address is in the environment variable ``LOGSTREAM_ADDR`` (the examples default
-to ``127.0.0.1:7070``, where ``make run`` listens). It must exit 0 within
-``TIME_LIMIT_S`` seconds, and its stdout must match the block after ``Expected output::``
-in its module docstring, line by line: equal after stripping trailing spaces, except that
-``...`` in an expected line stands for any text within that line (ids, timings, process
-ids). The convention is written down for authors in docs/examples/README.md.
+port whose address is in the environment variable ``LOGSTREAM_BROKER`` (the one the CLI
+reads; the examples default to ``127.0.0.1:7070``, where ``make run`` listens). It must
+exit 0 within ``TIME_LIMIT_S`` seconds, and its stdout must match the block after
+``Expected output::`` in its module docstring, line by line: equal after stripping trailing
+spaces, except that ``...`` in an expected line stands for any text within that line (ids,
+timings, process ids). The convention is written down for authors in docs/examples/README.md.
 
 An example checks its own results (every job done exactly once, ...) and exits non-zero
 when they are wrong; the comparison here then catches what it prints.
@@ -78,7 +78,7 @@ def run_example(path: Path, address: str, cwd: Path) -> subprocess.CompletedProc
     """Run ``path`` in its own session; past the time limit the whole session (the example
     and its worker processes) is killed and AssertionError raised."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
-    env["LOGSTREAM_ADDR"] = address
+    env["LOGSTREAM_BROKER"] = address
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     # the CLI a subprocess example calls must be this interpreter's
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
@@ -213,11 +213,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_an_example_reaches_the_broker_in_logstream_addr(tmp_path: Path) -> None:
+def test_an_example_reaches_the_broker_in_logstream_broker(tmp_path: Path) -> None:
     body = (
         "import os\nfrom logstream import Admin\n"
-        "Admin(os.environ['LOGSTREAM_ADDR']).create_topic('t')\n"
-        "print([t.name for t in Admin(os.environ['LOGSTREAM_ADDR']).list_topics()])"
+        "Admin(os.environ['LOGSTREAM_BROKER']).create_topic('t')\n"
+        "print([t.name for t in Admin(os.environ['LOGSTREAM_BROKER']).list_topics()])"
     )
     check_example(_example(tmp_path, body, "['t']"), tmp_path)
 

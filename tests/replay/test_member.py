@@ -66,3 +66,34 @@ def test_a_partition_past_its_stop_is_paused_and_the_others_go_on(broker):
             assert member.commit_positions()[TP0] == 3  # the stop: nothing past it counted
         finally:
             source.close()
+
+
+def test_a_bounded_follower_gives_up_when_other_members_hold_every_partition(broker):
+    # consume --group G -e (a follow with --until end) waited forever while another member
+    # held the partition; docs/cli.md: "--until end always terminates".
+    from logstream.client import Consumer
+    from logstream.replay.member import NoPartitionsAssigned
+
+    one = TopicPartition("member-hogged", 0)
+    with Admin(broker.address) as admin:
+        admin.create_topic(one.topic, 1)
+    with Consumer(broker.address, group="hogged", auto_offset_reset="earliest") as hog:
+        hog.subscribe([one.topic])
+        deadline = time.monotonic() + 30
+        while not hog.assignment():  # the hog holds the one partition
+            assert time.monotonic() < deadline, "the hog was never assigned"
+            hog.poll(0.2)
+        with Admin(broker.address) as admin:
+            source = BrokerSource(broker.address, admin=admin)
+            plan = MemberPlan(start=ts.Beginning(), stops={one: Range(0, 0)}, follow=True)
+            member = MemberRead(source, "hogged", (one.topic,), plan, now_ms=lambda: 0)
+            member.join_timeout_s = 2.0
+            started = time.monotonic()
+            try:
+                with pytest.raises(NoPartitionsAssigned):
+                    for _ in member.records():
+                        hog.poll(0.05)  # the hog stays alive and keeps its partition
+                        assert time.monotonic() - started < 15, "never gave up"
+            finally:
+                source.close()
+        assert hog.assignment() == {one}

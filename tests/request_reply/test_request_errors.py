@@ -50,3 +50,18 @@ def test_a_request_without_write_permission_fails_at_once(tmp_path: Path) -> Non
                 r.request("prices", b"may I?", timeout=30)
             assert time.monotonic() - started < 10
             assert r.pending == 0
+
+
+def test_a_str_request_is_a_type_error_and_the_stream_carries_on(tmp_path: Path) -> None:
+    # request("t", "hello") broke the request stream on the sender thread and came back as
+    # UnknownServerError "Exception iterating requests!", naming nothing the caller did.
+    with BrokerProcess(tmp_path / "data") as proc:
+        Admin(proc.address).create_topic("echo-str")
+        with Requester(proc.address) as r:
+            with pytest.raises(TypeError, match="request value must be bytes or None, not str"):
+                r.request("echo-str", "hello", timeout=5)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="request key must be bytes or None, not str"):
+                r.request("echo-str", b"hello", key="k", timeout=5)  # type: ignore[arg-type]
+            assert r.pending == 0
+            with pytest.raises(errors.RequestTimeoutError):  # the stream still carries requests
+                r.request("echo-str", b"nobody answers", timeout=0.3)

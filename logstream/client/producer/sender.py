@@ -181,6 +181,37 @@ def encoded(b: ProducerBatch, s: SenderSettings, producer_id: int, producer_epoc
     return b.encoded
 
 
+def encode_parts(
+    parts: Parts, s: SenderSettings, pid: int, epoch: int
+) -> tuple[
+    Parts, list[tuple[str, int, list[bytes]]], list[tuple[TopicPartition, ProducerBatch, TypeError]]
+]:
+    """The batches of ``parts`` that encode, their bytes, and those that do not with the
+    error to fail them with: a key, value or header value that is not bytes
+    (``send("t", "text")``) fails its own batch with a TypeError, and the sender thread
+    lives on (it used to die there, and every later send of the producer timed out)."""
+    good: Parts = []
+    payload = []
+    bad: list[tuple[TopicPartition, ProducerBatch, TypeError]] = []
+    for tp, bs in parts:
+        ok_batches, blobs = [], []
+        for b in bs:
+            try:
+                blobs.append(encoded(b, s, pid, epoch))
+            except (TypeError, ValueError, AttributeError) as exc:
+                why = TypeError(
+                    f"cannot encode a record for {tp.topic}-{tp.partition}: keys, values "
+                    f"and header values must be bytes or None ({exc})"
+                )
+                bad.append((tp, b, why))
+                continue
+            ok_batches.append(b)
+        if ok_batches:
+            good.append((tp, ok_batches))
+            payload.append((tp.topic, tp.partition, blobs))
+    return good, payload, bad
+
+
 class SenderStats:
     """Counters of one producer's sender thread (``Producer.stats``). Written by that
     thread only; reading them from another thread gives a recent value."""
@@ -370,10 +401,11 @@ class Sender:
                 self._init_producer_id()
             pipe = self._ensure_pipe()
             pid, epoch = self._producer_id, self._producer_epoch
-            payload = [
-                (tp.topic, tp.partition, [encoded(b, s, pid, epoch) for b in bs])
-                for tp, bs in parts
-            ]
+            parts, payload, unencodable = encode_parts(parts, s, pid, epoch)
+            for tp, b, bad in unencodable:
+                self._fail_parts([(tp, [b])], bad)
+            if not parts:
+                return
             request = produce_request(s.acks, int(s.request_timeout_s * 1000), corr, payload)
         except errors.LogstreamError as exc:
             self._fail_parts(parts, exc)

@@ -5,13 +5,16 @@ waiting for the dead-letter write), totals since the group was created (acknowle
 dead-lettered, dropped, redelivered = deliveries after the first, expired), the earliest
 due time of a delayed record, records in the log not
 yet read into the window (``unread``, when the caller passes the log end offsets), and the
-age of the oldest unfinished record: the figure to alert on. ``lost_to_retention``
-counts records the log deleted (retention) before the group finished them.
+age of the oldest unfinished record: the figure to alert on. A partition whose window holds
+nothing unfinished but has unread records (no member has fetched since they were written:
+every worker down) takes that age from the first unread record, through the caller's
+``first_unread_ms``. ``lost_to_retention`` counts records the log deleted (retention)
+before the group finished them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,9 +67,14 @@ class QueueGroupDescription:
 
 
 def describe(
-    group: QueueGroup, log_end_offsets: Mapping[tuple[str, int], int] | None = None
+    group: QueueGroup,
+    log_end_offsets: Mapping[tuple[str, int], int] | None = None,
+    first_unread_ms: Callable[[str, int, int], int | None] | None = None,
 ) -> QueueGroupDescription:
-    """Tick the group (so counts are current), then count."""
+    """Tick the group (so counts are current), then count. ``first_unread_ms(topic,
+    partition, offset)``: the timestamp of the record at ``offset`` in the log (None if
+    unknown), asked only for a partition with unread records and nothing unfinished in
+    its window."""
     group.tick()
     now = group.now_ms()
     parts: list[QueueDepth] = []
@@ -77,6 +85,9 @@ def describe(
         oldest = views.oldest_unfinished(w)
         log_end = (log_end_offsets or {}).get((topic, partition), w.end_offset)
         unread = max(log_end - w.end_offset, 0)
+        if oldest is None and unread and first_unread_ms is not None:
+            stamp = first_unread_ms(topic, partition, w.end_offset)
+            oldest = None if stamp is None else (w.end_offset, stamp)
         for slot, n in views.holdings(w).items():
             if slot in slots:
                 held[slots[slot]] += n

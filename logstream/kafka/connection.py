@@ -43,7 +43,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from logstream.broker.request_gate import AdmissionGate, Hold
 from logstream.errors import LogstreamError
@@ -61,7 +61,17 @@ twice their 64 KiB limit; the same bound)."""
 Answer = tuple[bytes, bool]
 """(the response frame, or b"" for none; keep the connection open)."""
 
-Dispatch = Callable[[bytes, "KafkaConnection"], "Answer | Coroutine[Any, Any, Answer]"]
+
+class Pending(Protocol):
+    """A request in hand that answers later without a task (``parked_fetch.ParkedRead``):
+    it calls :meth:`KafkaConnection.answer_pending` or ``fail_pending`` when done."""
+
+    def done(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+
+Dispatch = Callable[[bytes, "KafkaConnection"], "Answer | Coroutine[Any, Any, Answer] | Pending"]
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -89,7 +99,8 @@ class KafkaConnection(asyncio.Protocol):
         self.raw_sasl = False  # after a v0 SaslHandshake the next frames are bare tokens
         self.reading_since: float | None = None
         self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None  # the request in hand, when it awaits
+        # the request in hand, when it awaits (a task) or waits registered (a Pending)
+        self.task: asyncio.Task[None] | Pending | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._size = -1  # the size of the frame being read, once its prefix is in
@@ -207,8 +218,11 @@ class KafkaConnection(asyncio.Protocol):
                 self._write(answer)
             return
         self._busy = True
-        assert self._loop is not None
-        self.task = self._loop.create_task(self._run(answer))
+        if isinstance(answer, Coroutine):
+            assert self._loop is not None
+            self.task = self._loop.create_task(self._run(answer))
+        else:
+            self.task = answer  # it answers through answer_pending
 
     async def _run(self, pending: Coroutine[Any, Any, Answer]) -> None:
         try:
@@ -222,6 +236,25 @@ class KafkaConnection(asyncio.Protocol):
             if self.task is asyncio.current_task():
                 self.task = None
         self._finish(answer)  # in this task's step: no further pass of the loop
+
+    def answer_pending(
+        self, pending: Pending, answer: Answer | Coroutine[Any, Any, Answer]
+    ) -> None:
+        """``pending`` (the request in hand) has its answer: write it now, in this step, or
+        run the coroutine that builds it as the request's task."""
+        if self.task is not pending:
+            return  # cancelled meanwhile (the connection is gone)
+        self.task = None
+        if isinstance(answer, tuple):
+            self._finish(answer)
+            return
+        assert self._loop is not None
+        self.task = self._loop.create_task(self._run(answer))
+
+    def fail_pending(self, pending: Pending, exc: Exception) -> None:
+        if self.task is pending:
+            self.task = None
+            self._failed(exc)
 
     def answer_early(self, answer: Answer) -> bool:
         """Write the answer to the request in hand now, from outside its task (a Produce

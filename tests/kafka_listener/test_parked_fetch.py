@@ -114,15 +114,24 @@ def test_less_than_min_bytes_keeps_it_waiting_until_enough(
     with connect(kafka) as prod, connect(kafka) as cons:
         produce(prod, TOPIC, kafka_batch(RECORDS))
         stored = len(broker.broker.get_log(TOPIC, 0).read(0, 1 << 20))
-        assert stored > 0
-        cons.sendall(fetch_frame(0, max_wait=20_000, min_bytes=stored + 1))
+        want = 2 * stored + 1  # three batches
+        cons.sendall(fetch_frame(0, max_wait=20_000, min_bytes=want))
         wait_parked(kafka)
         reads = kafka.apis.fetch_handler.reads
-        produce(prod, TOPIC, kafka_batch(RECORDS))  # now two batches: enough
+        produce(prod, TOPIC, kafka_batch(RECORDS))  # two batches: not enough
+        deadline = time.monotonic() + 10
+        while kafka.apis.fetch_handler.reads == reads or not broker.broker.notifier.registered():
+            assert time.monotonic() < deadline, "not woken and waiting again"
+            time.sleep(0.005)  # woken, read again, registered again
+        assert kafka.apis.handoff.waiting(TOPIC, 0)
+        cons.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            cons.recv(1)  # not answered
+        cons.settimeout(20)
+        produce(prod, TOPIC, kafka_batch(RECORDS))  # three: enough
         got = read_frame(cons)
-        assert kafka.apis.fetch_handler.reads >= reads + 1  # re-read when woken
     assert kafka.apis.handoff.handed == 0
-    assert got == normal_answer(kafka, 0, min_bytes=stored + 1)
+    assert got == normal_answer(kafka, 0, min_bytes=want)
 
 
 @pytest.mark.parametrize("then_produce", [False, True])

@@ -3,9 +3,11 @@
 Framing (big-endian): ``size i32`` then ``size`` bytes of request (``wire.py``). Bytes
 arrive in :meth:`KafkaConnection.data_received` and collect in one buffer; each complete
 frame is cut out and handed to the listener's ``dispatch``, which answers at once (a
-synchronous handler: Produce) or with a coroutine (a long-poll, a pool hand-off, SASL);
-only the coroutine case costs a task. There is no stream reader or writer between the
-socket and the handlers, so a request costs no awaits and no extra passes of the loop
+synchronous handler: Produce), with a coroutine (a long-poll of several partitions, a pool
+hand-off, SASL), which costs a task, or with a :class:`Pending` that answers later
+through :meth:`KafkaConnection.answer_pending` (a one-partition Fetch parked as a
+registration, ``parked_fetch.py``: no task). There is no stream reader or writer between
+the socket and the handlers, so a request costs no awaits and no extra passes of the loop
 beyond what its handler needs.
 
 Order and flow control (Kafka's rules): a connection handles one request at a time and
@@ -20,7 +22,7 @@ long-polls its append woke were scheduled first, so their answers go out before 
 Kafka completes the delayed fetches an append satisfies before the produce's answer).
 A Fetch parked at the appended batch's offset may be answered by the Produce's handler
 itself (``handoff.py``) through :meth:`KafkaConnection.answer_early`: its answer is
-written at once, its task cancelled, and its connection takes its next request on the
+written at once, its wait cancelled, and its connection takes its next request on the
 loop's next pass.
 
 Request bytes gate (``broker/request_gate.py``): a frame's size is known from its prefix;
@@ -265,7 +267,7 @@ class KafkaConnection(asyncio.Protocol):
         if task is None or self._closed or task.done():
             return False
         self.task = None
-        task.cancel()  # it leaves through CancelledError in its step: nothing written
+        task.cancel()  # a Pending just drops its wait; a task leaves through CancelledError
         self._write(answer)
         assert self._loop is not None
         self._loop.call_soon(self._resume)

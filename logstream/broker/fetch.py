@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from logstream.broker.broker import Broker
+from logstream.broker.notify import Mark
 from logstream.codec import next_offset_after
 from logstream.errors import (
     InvalidRequestError,
@@ -106,6 +107,23 @@ class FetchHandler:
                     return outcomes
         finally:
             self.broker.waiter_slots.release()
+
+    def limits(self, max_wait_ms: int, min_bytes: int, max_bytes: int) -> tuple[int, float, int]:
+        """(request byte budget, wait in seconds, bytes wanted) as :meth:`fetch` uses them."""
+        cfg = self.broker.config
+        total_max = min(max_bytes or cfg.fetch_max_bytes, cfg.fetch_max_bytes)
+        return total_max, min(max_wait_ms, cfg.fetch_max_wait_ms) / 1000.0, max(min_bytes, 1)
+
+    def read_marked(
+        self, specs: Sequence[FetchSpec], total_max: int
+    ) -> tuple[Mark, list[FetchOutcome], int, bool]:
+        """One read of ``specs`` as :meth:`fetch` makes it, with the notifier's mark taken
+        before it: (mark, outcomes, bytes read, an outcome failed). For a caller that waits
+        without a coroutine (``kafka/parked_fetch.py``)."""
+        seen = self.broker.notifier.mark([(s.topic, s.partition) for s in specs])
+        with self.broker.operation():
+            outcomes, size, failed = self._read_all(specs, total_max)
+        return seen, outcomes, size, failed
 
     def _read_all(
         self, specs: Sequence[FetchSpec], total_max: int

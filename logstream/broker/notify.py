@@ -103,29 +103,44 @@ class AppendNotifier:
             future = loop.create_future()
         elif future.done():
             return True
-        waited = list(dict.fromkeys(keys)) or [None]  # None: a broadcast or the timeout
-        with self._lock:
-            if self._closed or self.mark(keys) != seen:
-                return True
-            for key in waited:
-                self._waiters.setdefault(key, {}).setdefault(loop, set()).add(future)
+        if not self.register(keys, seen, future):
+            return True
         timer = loop.call_later(max(timeout_s, 0.0), _resolve, future)
         try:
             await future
         finally:
             timer.cancel()
-            with self._lock:
-                for key in waited:  # an append popped its key's set: nothing left there
-                    by_loop = self._waiters.get(key)
-                    mine = None if by_loop is None else by_loop.get(loop)
-                    if by_loop is None or mine is None:
-                        continue
-                    mine.discard(future)
-                    if not mine:
-                        del by_loop[loop]
-                        if not by_loop:
-                            del self._waiters[key]
+            self.unregister(keys, future)
         return self._closed or self.mark(keys) != seen
+
+    def register(self, keys: Sequence[Hashable], seen: Mark, future: asyncio.Future[None]) -> bool:
+        """Have the next append to one of ``keys`` (or a broadcast) resolve ``future`` (of
+        the running loop); False, and nothing registered, when one already moved past
+        ``seen`` or the notifier is closed. Pair with :meth:`unregister`. For a waiter that
+        is not a coroutine (``kafka/parked_fetch.py``); :meth:`wait` is built on it."""
+        loop = future.get_loop()
+        waited = list(dict.fromkeys(keys)) or [None]  # None: a broadcast or the timeout
+        with self._lock:
+            if self._closed or self.mark(keys) != seen:
+                return False
+            for key in waited:
+                self._waiters.setdefault(key, {}).setdefault(loop, set()).add(future)
+        return True
+
+    def unregister(self, keys: Sequence[Hashable], future: asyncio.Future[None]) -> None:
+        """Drop what :meth:`register` left of ``future`` (an append pops its key's set)."""
+        loop = future.get_loop()
+        with self._lock:
+            for key in dict.fromkeys(keys) if keys else (None,):
+                by_loop = self._waiters.get(key)
+                mine = None if by_loop is None else by_loop.get(loop)
+                if by_loop is None or mine is None:
+                    continue
+                mine.discard(future)
+                if not mine:
+                    del by_loop[loop]
+                    if not by_loop:
+                        del self._waiters[key]
 
     def close(self) -> None:
         self._closed = True

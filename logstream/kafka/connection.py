@@ -3,9 +3,11 @@
 Framing (big-endian): ``size i32`` then ``size`` bytes of request (``wire.py``). Bytes
 arrive in :meth:`KafkaConnection.data_received` and collect in one buffer; each complete
 frame is cut out and handed to the listener's ``dispatch``, which answers at once (a
-synchronous handler: Produce) or with a coroutine (a long-poll, a pool hand-off, SASL);
-only the coroutine case costs a task. There is no stream reader or writer between the
-socket and the handlers, so a request costs no awaits and no extra passes of the loop
+synchronous handler: Produce), with a coroutine (a long-poll of several partitions, a pool
+hand-off, SASL), which costs a task, or with a :class:`Pending` that answers later
+through :meth:`KafkaConnection.answer_pending` (a one-partition Fetch parked as a
+registration, ``parked_fetch.py``: no task). There is no stream reader or writer between
+the socket and the handlers, so a request costs no awaits and no extra passes of the loop
 beyond what its handler needs.
 
 Order and flow control (Kafka's rules): a connection handles one request at a time and
@@ -20,7 +22,7 @@ long-polls its append woke were scheduled first, so their answers go out before 
 Kafka completes the delayed fetches an append satisfies before the produce's answer).
 A Fetch parked at the appended batch's offset may be answered by the Produce's handler
 itself (``handoff.py``) through :meth:`KafkaConnection.answer_early`: its answer is
-written at once, its task cancelled, and its connection takes its next request on the
+written at once, its wait cancelled, and its connection takes its next request on the
 loop's next pass.
 
 Request bytes gate (``broker/request_gate.py``): a frame's size is known from its prefix;
@@ -43,7 +45,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from logstream.broker.request_gate import AdmissionGate, Hold
 from logstream.errors import LogstreamError
@@ -61,7 +63,17 @@ twice their 64 KiB limit; the same bound)."""
 Answer = tuple[bytes, bool]
 """(the response frame, or b"" for none; keep the connection open)."""
 
-Dispatch = Callable[[bytes, "KafkaConnection"], "Answer | Coroutine[Any, Any, Answer]"]
+
+class Pending(Protocol):
+    """A request in hand that answers later without a task (``parked_fetch.ParkedRead``):
+    it calls :meth:`KafkaConnection.answer_pending` or ``fail_pending`` when done."""
+
+    def done(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+
+Dispatch = Callable[[bytes, "KafkaConnection"], "Answer | Coroutine[Any, Any, Answer] | Pending"]
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -89,7 +101,8 @@ class KafkaConnection(asyncio.Protocol):
         self.raw_sasl = False  # after a v0 SaslHandshake the next frames are bare tokens
         self.reading_since: float | None = None
         self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None  # the request in hand, when it awaits
+        # the request in hand, when it awaits (a task) or waits registered (a Pending)
+        self.task: asyncio.Task[None] | Pending | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._size = -1  # the size of the frame being read, once its prefix is in
@@ -207,8 +220,11 @@ class KafkaConnection(asyncio.Protocol):
                 self._write(answer)
             return
         self._busy = True
-        assert self._loop is not None
-        self.task = self._loop.create_task(self._run(answer))
+        if isinstance(answer, Coroutine):
+            assert self._loop is not None
+            self.task = self._loop.create_task(self._run(answer))
+        else:
+            self.task = answer  # it answers through answer_pending
 
     async def _run(self, pending: Coroutine[Any, Any, Answer]) -> None:
         try:
@@ -223,6 +239,25 @@ class KafkaConnection(asyncio.Protocol):
                 self.task = None
         self._finish(answer)  # in this task's step: no further pass of the loop
 
+    def answer_pending(
+        self, pending: Pending, answer: Answer | Coroutine[Any, Any, Answer]
+    ) -> None:
+        """``pending`` (the request in hand) has its answer: write it now, in this step, or
+        run the coroutine that builds it as the request's task."""
+        if self.task is not pending:
+            return  # cancelled meanwhile (the connection is gone)
+        self.task = None
+        if isinstance(answer, tuple):
+            self._finish(answer)
+            return
+        assert self._loop is not None
+        self.task = self._loop.create_task(self._run(answer))
+
+    def fail_pending(self, pending: Pending, exc: Exception) -> None:
+        if self.task is pending:
+            self.task = None
+            self._failed(exc)
+
     def answer_early(self, answer: Answer) -> bool:
         """Write the answer to the request in hand now, from outside its task (a Produce
         handing its batch to this connection's parked Fetch, ``handoff.py``), and cancel
@@ -232,7 +267,7 @@ class KafkaConnection(asyncio.Protocol):
         if task is None or self._closed or task.done():
             return False
         self.task = None
-        task.cancel()  # it leaves through CancelledError in its step: nothing written
+        task.cancel()  # a Pending just drops its wait; a task leaves through CancelledError
         self._write(answer)
         assert self._loop is not None
         self._loop.call_soon(self._resume)

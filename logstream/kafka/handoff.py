@@ -2,12 +2,13 @@
 
 The latency path: a consumer caught up at a partition's log end has a Fetch parked (a
 long-poll) at exactly the offset the next append gets. Without this, the append wakes the
-Fetch's task, which runs on a later pass of the loop, re-reads the partition from storage
-and builds its answer (``sent_batches.py`` already spares it the conversion back to
-Kafka's format). Here the Produce's handler, right after its append and on the same loop
-thread, writes that Fetch's answer itself from the Kafka bytes the producer sent (as
-``SentBatches`` keeps them: base offset patched, leader epoch the conversion's), then
-cancels the parked task; its connection takes its next request on the next pass.
+Fetch's wait (``parked_fetch.py``), which runs on a later pass of the loop, re-reads the
+partition from storage and builds its answer (``sent_batches.py`` already spares it the
+conversion back to Kafka's format). Here the Produce's handler, right after its append and
+on the same loop thread, writes that Fetch's answer itself from the Kafka bytes the
+producer sent (as ``SentBatches`` keeps them: base offset patched, leader epoch the
+conversion's), then cancels the parked Fetch's wait (its timer and notifier
+registration); its connection takes its next request on the next pass.
 
 The answer is built by the same function as the normal path's (``LogApis.fetch_answer``)
 from the same values, so it is what the normal Fetch would have sent had it read the log
@@ -29,7 +30,7 @@ at that moment. Handed over only when nothing could make the two differ:
 Isolation level: the listener has no transactions, so read_committed answers the same
 bytes (last stable offset = high watermark) and is handed over too (librdkafka's default).
 
-Concurrency: all of it runs on the listener's loop thread (parked Fetches are tasks there,
+Concurrency: all of it runs on the listener's loop thread (parked Fetches are registrations there,
 Produce runs inline there), so the registry needs no lock.
 """
 

@@ -2,8 +2,10 @@
 
 It runs its own event loop on a daemon thread, beside the gRPC server's loop, and touches
 the broker only through the handlers' calls. Blocking broker calls (produce, commits,
-admin) run on the listener's thread pool; fetch long-polls are coroutines on its loop
-(the broker's notifier wakes waiters on any loop); the loop reads and writes frames.
+admin) run on the listener's thread pool; fetch long-polls wait on its loop (the broker's
+notifier wakes waiters on any loop): a one-partition Fetch as a registration with the
+notifier plus a timer (``parked_fetch.py``, decision 0048), others as coroutines; the
+loop reads and writes frames.
 
 Per connection (Kafka's rules; :mod:`connection`, an ``asyncio.Protocol``): requests are
 handled one at a time and answered in order; bytes that arrive meanwhile wait in the
@@ -64,8 +66,9 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from logstream.broker.broker import Broker
+from logstream.broker.fetch import FetchOutcome
 from logstream.broker.request_gate import AdmissionGate
-from logstream.kafka import wire
+from logstream.kafka import parked_fetch, wire
 from logstream.kafka.access import Access
 from logstream.kafka.admin_apis import VERSIONS as ADMIN_VERSIONS
 from logstream.kafka.admin_apis import AdminApis
@@ -73,8 +76,8 @@ from logstream.kafka.connection import Answer, KafkaConnection
 from logstream.kafka.fast_encode import records_size
 from logstream.kafka.group_apis import VERSIONS as GROUP_VERSIONS
 from logstream.kafka.group_apis import GroupApis
-from logstream.kafka.handoff import ParkedFetch, parkable
-from logstream.kafka.log_apis import LogApis
+from logstream.kafka.handoff import parkable
+from logstream.kafka.log_apis import INLINE_FETCH_BYTES, LogApis
 from logstream.kafka.sasl import MECHANISMS, SaslFailed, SaslSession
 from logstream.kafka.wire import FrameError, Request, UnsupportedVersion, build
 
@@ -252,7 +255,7 @@ class KafkaListener:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            tasks = [conn.task for conn in self._open if conn.task is not None]
+            tasks = [c.task for c in self._open if isinstance(c.task, asyncio.Task)]
             for conn in list(self._open):
                 conn.abort()  # cancels the request in hand, if any
             if tasks:
@@ -280,9 +283,10 @@ class KafkaListener:
 
     def _dispatch(
         self, frame: bytes, conn: KafkaConnection
-    ) -> Answer | Coroutine[Any, Any, Answer]:
+    ) -> Answer | Coroutine[Any, Any, Answer] | parked_fetch.ParkedRead:
         """The answer to one request frame: at once when its handler is synchronous (or
-        the request is refused), else a coroutine that the connection runs as a task."""
+        the request is refused), else a coroutine that the connection runs as a task, or
+        a one-partition Fetch parked without one (``parked_fetch.py``)."""
         if conn.raw_sasl:
             return self._raw_sasl(frame, conn)
         peer = conn.peer
@@ -321,22 +325,27 @@ class KafkaListener:
                 where is not None
                 and self.apis.access.refused(req.principal, "topic", where[0], "read") is None
             ):
-                return self._fetch_parked(req, ParkedFetch(conn, req, *where))
+                return parked_fetch.start(
+                    req, conn, where, self.apis.fetch_handler, self.apis.handoff, self._fetched
+                )
         return self._respond(req, handler)
+
+    def _fetched(
+        self, req: Request, outcomes: list[FetchOutcome]
+    ) -> Answer | Coroutine[Any, Any, Answer]:
+        """A parked Fetch's answer (``parked_fetch.py``): at once, or converted on the pool
+        when its records are many (as ``LogApis.fetch``)."""
+        if sum(len(o.records) for o in outcomes if o.records) <= INLINE_FETCH_BYTES:
+            return _answer(req, self.apis.fetch_response(outcomes))
+        return self._fetched_in_pool(req, outcomes)
+
+    async def _fetched_in_pool(self, req: Request, outcomes: list[FetchOutcome]) -> Answer:
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self.pool, self.apis.fetch_response, outcomes)
+        return _answer(req, body)
 
     async def _respond(self, req: Request, handler: Handler) -> Answer:
         return _answer(req, await handler(req))
-
-    async def _fetch_parked(self, req: Request, parked: ParkedFetch) -> Answer:
-        """A Fetch that a Produce may answer while it waits (``handoff.py``): registered
-        from its first step on (it is then the connection's task in hand), until it
-        answers or is answered."""
-        handoff = self.apis.handoff
-        handoff.park(parked)
-        try:
-            return _answer(req, await self.apis.fetch(req, self.pool))
-        finally:
-            handoff.unpark(parked)
 
     async def _respond_throttled(
         self, req: Request, frame: bytes, principal: str, throttle: Throttle

@@ -342,11 +342,11 @@ class LogApis:
                 max_bytes=max(int(body.max_bytes), 0),
             )
         if sum(len(o.records) for o in outcomes if o.records) <= INLINE_FETCH_BYTES:
-            return self._fetch_response(outcomes)
+            return self.fetch_response(outcomes)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, self._fetch_response, outcomes)
+        return await loop.run_in_executor(pool, self.fetch_response, outcomes)
 
-    def _fetch_response(self, outcomes: list[FetchOutcome]) -> FetchAnswer:
+    def fetch_response(self, outcomes: list[FetchOutcome]) -> FetchAnswer:
         by_topic: dict[str, list[FetchPartitionAnswer]] = {}
         for o in outcomes:
             records: bytes | list[bytes | memoryview] = b""

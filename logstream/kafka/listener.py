@@ -4,7 +4,7 @@ It runs its own event loop on a daemon thread, beside the gRPC server's loop, an
 the broker only through the handlers' calls. Blocking broker calls (produce, commits,
 admin) run on the listener's thread pool; fetch long-polls wait on its loop (the broker's
 notifier wakes waiters on any loop): a one-partition Fetch as a registration with the
-notifier plus a timer (``parked_fetch.py``, decision 0048), others as coroutines; the
+notifier plus a timer (``parked_fetch.py``, decision 0047), others as coroutines; the
 loop reads and writes frames.
 
 Per connection (Kafka's rules; :mod:`connection`, an ``asyncio.Protocol``): requests are

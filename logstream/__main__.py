@@ -8,9 +8,11 @@ from typing import Any
 
 
 def _install_interrupt_handling() -> None:
-    # Ctrl-C while the CLI is still being imported: tail and consume stop normally (exit 0),
-    # anything else exits 130; no traceback. LogstreamGroup.main takes over once imported.
-    _STOP = 0 if {"tail", "consume"} & set(sys.argv[1:]) else 130
+    # Ctrl-C while the CLI is still being imported: the commands that run until stopped
+    # (the group's ``stop_on_interrupt`` in cli/main.py, not imported yet) stop normally
+    # (exit 0), anything else exits 130; no traceback. LogstreamGroup.main takes over once
+    # imported.
+    _STOP = 0 if {"tail", "consume", "reply"} & set(sys.argv[1:]) else 130
 
     class _EarlyStop(SystemExit):
         logstream_interrupt = True

@@ -305,12 +305,20 @@ handling has the same rule (``cli/lazy_group.py``)."""
 def serve(
     config: BrokerConfig,
     on_started: Callable[[BrokerServer], Callable[[], None]] | None = None,
+    *,
+    exiting: bool = False,
 ) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status.
 
     ``on_started`` starts an extra edge (the Kafka listener) once the server serves, and
     returns how to stop it; it is stopped before the server. The start line comes after
     it, so a script that waits for that line finds every listener ready.
+
+    ``exiting``: the process exits once this returns (the CLI), so after a signal's stop
+    the three signals are left ignored: a repeat (``REPEAT_GRACE_S``) landing after the stop
+    would otherwise find the previous handlers back (or, once the interpreter finalizes,
+    the default action) and turn the clean stop's exit status into an interruption or a
+    death by SIGTERM. Without it the previous handlers are put back.
     """
     server, _, _ = create_server(config)
     stop_edge: Callable[[], None] | None = None
@@ -365,7 +373,9 @@ def serve(
             server.stop()
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                # (ignored when exiting: a Python handler would be replaced by the default
+                # action while the interpreter finalizes, and a repeat would then kill it)
+                signal.signal(sig, signal.SIG_IGN if exiting and received else handler)
             signal.set_wakeup_fd(previous_wakeup)
             os.close(wake_read)
             os.close(wake_write)

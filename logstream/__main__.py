@@ -59,9 +59,12 @@ def _install_interrupt_handling() -> None:
         if not getattr(exc_info[1], "logstream_interrupt", False):
             _excepthook(*exc_info)
 
+    try:
+        signal.signal(signal.SIGINT, _early_interrupt)
+    except ValueError:  # not the main thread (embedded use): leave it all as it is
+        return
     sys.unraisablehook = _redeliver
     sys.excepthook = _quiet_interrupt
-    signal.signal(signal.SIGINT, _early_interrupt)
 
 
 def run() -> None:

@@ -265,3 +265,31 @@ def test_ctrl_c_while_the_cli_itself_is_imported_stops_a_follower(tmp_path: Path
         timeout=20,
     )
     assert (proc.returncode, proc.stderr, proc.stdout) == (0, "", "")
+
+
+def test_run_off_the_main_thread_runs_the_cli_without_its_signal_handling() -> None:
+    """Embedded use: ``logstream.__main__.run`` called from another thread cannot install a
+    SIGINT handler; it runs the command all the same (it raised ValueError before)."""
+    script = (
+        "import signal, sys, threading\n"
+        "from logstream.__main__ import run\n"
+        "sys.argv = ['logstream', '--version']\n"
+        "codes = []\n"
+        "def target():\n"
+        "    try:\n"
+        "        run()\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "    except BaseException as exc:\n"
+        "        codes.append(repr(exc))\n"
+        "t = threading.Thread(target=target)\n"
+        "t.start(); t.join(30)\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "assert sys.excepthook is sys.__excepthook__, 'hooks installed'\n"
+        "print(codes)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("logstream, version") and proc.stdout.endswith("[0]\n"), proc

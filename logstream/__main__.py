@@ -8,9 +8,11 @@ from typing import Any
 
 
 def _install_interrupt_handling() -> None:
-    # Ctrl-C while the CLI is still being imported: tail and consume stop normally (exit 0),
-    # anything else exits 130; no traceback. LogstreamGroup.main takes over once imported.
-    _STOP = 0 if {"tail", "consume"} & set(sys.argv[1:]) else 130
+    # Ctrl-C while the CLI is still being imported: the commands that run until stopped
+    # (the group's ``stop_on_interrupt`` in cli/main.py, not imported yet) stop normally
+    # (exit 0), anything else exits 130; no traceback. LogstreamGroup.main takes over once
+    # imported.
+    _STOP = 0 if {"tail", "consume", "reply"} & set(sys.argv[1:]) else 130
 
     class _EarlyStop(SystemExit):
         logstream_interrupt = True
@@ -57,9 +59,12 @@ def _install_interrupt_handling() -> None:
         if not getattr(exc_info[1], "logstream_interrupt", False):
             _excepthook(*exc_info)
 
+    try:
+        signal.signal(signal.SIGINT, _early_interrupt)
+    except ValueError:  # not the main thread (embedded use): leave it all as it is
+        return
     sys.unraisablehook = _redeliver
     sys.excepthook = _quiet_interrupt
-    signal.signal(signal.SIGINT, _early_interrupt)
 
 
 def run() -> None:

@@ -25,6 +25,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent import futures
 from types import FrameType
@@ -294,24 +295,47 @@ def start_line(server: BrokerServer) -> str:
     return f"logstream broker listening on {server.address} (data: {server.config.data_dir})"
 
 
+REPEAT_GRACE_S = 1.0
+"""After SIGINT or SIGTERM has started the stop, a repeat within this many seconds is part
+of the same stop (Ctrl-C pressed twice; ``timeout`` signals the command, then its process
+group); a later one quits at once, without closing (a stop that hangs). The CLI's Ctrl-C
+handling has the same rule (``cli/lazy_group.py``)."""
+
+
 def serve(
     config: BrokerConfig,
     on_started: Callable[[BrokerServer], Callable[[], None]] | None = None,
+    *,
+    exiting: bool = False,
 ) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status.
 
     ``on_started`` starts an extra edge (the Kafka listener) once the server serves, and
     returns how to stop it; it is stopped before the server. The start line comes after
     it, so a script that waits for that line finds every listener ready.
+
+    ``exiting``: the process exits once this returns (the CLI), so after a signal's stop
+    the three signals are left ignored: a repeat (``REPEAT_GRACE_S``) landing after the stop
+    would otherwise find the previous handlers back (or, once the interpreter finalizes,
+    the default action) and turn the clean stop's exit status into an interruption or a
+    death by SIGTERM. Without it the previous handlers are put back.
     """
     server, _, _ = create_server(config)
     stop_edge: Callable[[], None] | None = None
     received: list[int] = []
+    first_at: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if received:  # stopping: see REPEAT_GRACE_S
+            if signum != signal.SIGHUP and time.monotonic() - first_at[0] >= REPEAT_GRACE_S:
+                what = "interrupted" if signum == signal.SIGINT else "terminated"
+                os.write(2, f"{what} again: quitting without closing\n".encode())
+                os._exit(128 + signum)
+            return
         if signum == signal.SIGHUP:
             threading.Thread(target=server.reload_security, name="logstream-reload").start()
             return
+        first_at.append(time.monotonic())
         received.append(signum)
 
     previous = {
@@ -341,13 +365,19 @@ def serve(
                 os.read(wake_read, 64)
         log.info("received %s", signal.Signals(received[0]).name)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        signal.set_wakeup_fd(previous_wakeup)
-        os.close(wake_read)
-        os.close(wake_write)
-        if stop_edge is not None:
-            stop_edge()
-        server.stop()
+        # The handlers stay through the stop: a repeat soon after the first signal is the
+        # same stop (it used to find the previous handlers back and cut the stop short).
+        try:
+            if stop_edge is not None:
+                stop_edge()
+            server.stop()
+        finally:
+            for sig, handler in previous.items():
+                # (ignored when exiting: a Python handler would be replaced by the default
+                # action while the interpreter finalizes, and a repeat would then kill it)
+                signal.signal(sig, signal.SIG_IGN if exiting and received else handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_read)
+            os.close(wake_write)
     sys.stdout.flush()
     return 0

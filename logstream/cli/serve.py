@@ -186,7 +186,7 @@ def serve(
         check_listen_address(config.listen)
         if config.kafka_listen:
             check_listen_address(config.kafka_listen)
-        code = run(config, on_started=_kafka_edge if config.kafka_listen else None)
+        code = run(config, on_started=_kafka_edge if config.kafka_listen else None, exiting=True)
     except (LogstreamError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

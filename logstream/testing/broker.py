@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,8 @@ def write_config_toml(path: str | os.PathLike[str], config: Mapping[str, Any]) -
 
 
 class BrokerProcess:
-    """``python -m logstream serve`` in a child process on a 127.0.0.1 port."""
+    """``python -m logstream serve`` in a child process on a 127.0.0.1 port (``launcher``:
+    another command line before ``serve``)."""
 
     def __init__(
         self,
@@ -97,9 +98,11 @@ class BrokerProcess:
         start_timeout: float = 20.0,
         log_level: str = "INFO",
         env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = (),
         **config: Any,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.launcher = list(launcher) or [sys.executable, "-m", "logstream"]
         self.port = port
         self.start_timeout = start_timeout
         self.log_level = log_level
@@ -126,9 +129,7 @@ class BrokerProcess:
     def start(self) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable,
-            "-m",
-            "logstream",
+            *self.launcher,
             "serve",
             "--data-dir",
             str(self.data_dir),

@@ -3,10 +3,16 @@ record; idempotent retries across a crash write every record exactly once."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
+import pytest
 from broker_helpers import Client
 
 from logstream.codec import encode_batch
@@ -187,3 +193,60 @@ def test_sigterm_taken_by_another_thread_still_stops_the_broker(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "broker listening on" in out, out[-3000:]
     assert (tmp_path / "data" / ".clean-shutdown").exists()  # stopped, not killed
+
+
+# ``logstream serve`` run as the installed script runs it (``logstream.__main__.run``, also
+# what ``python -m logstream`` runs); with HANG_STOP its shutdown hangs, as a stuck one would.
+SERVE_AS_THE_SCRIPT = """
+import os, sys, time
+if os.environ.get("HANG_STOP"):
+    from logstream.broker.server import BrokerServer
+    BrokerServer.stop = lambda self, grace=None: time.sleep(30)
+from logstream.__main__ import run
+sys.argv[0] = "logstream"
+run()
+"""
+
+
+def _serve_as_the_script(data: Path, **extra: str) -> BrokerProcess:
+    return BrokerProcess(
+        data, env=extra, launcher=[sys.executable, "-c", SERVE_AS_THE_SCRIPT]
+    ).start()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_repeated_while_stopping_is_the_same_clean_stop(tmp_path, sig):
+    """Ctrl-C pressed twice, or ``timeout`` signalling the command and then its process group:
+    repeats soon after the first are part of the same stop (docs/cli.md). The broker used to
+    put the previous handlers back before stopping, so a repeat landing in the stop cut it
+    short: 'interrupted', exit 130, for SIGINT; a death by SIGTERM for SIGTERM."""
+    from logstream.broker.server import REPEAT_GRACE_S
+
+    proc = _serve_as_the_script(tmp_path / "data")
+    assert proc.proc is not None
+    proc.proc.send_signal(sig)
+    storm_end = time.monotonic() + REPEAT_GRACE_S / 2
+    while proc.proc.poll() is None and time.monotonic() < storm_end:
+        with contextlib.suppress(ProcessLookupError):
+            proc.proc.send_signal(sig)
+        time.sleep(0.0005)
+    code = proc.proc.wait(timeout=20)
+    proc.terminate()  # it has exited: only collects its output
+    out = proc.output()
+    assert code == 0, out[-3000:]
+    assert "broker stopped" in out and "interrupted" not in out, out[-3000:]
+    assert (tmp_path / "data" / ".clean-shutdown").exists()
+
+
+def test_ctrl_c_again_after_the_grace_quits_a_hung_stop(tmp_path):
+    from logstream.broker.server import REPEAT_GRACE_S
+
+    proc = _serve_as_the_script(tmp_path / "data", HANG_STOP="1")
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):  # stopping hangs: the first Ctrl-C waits
+        proc.proc.wait(timeout=REPEAT_GRACE_S + 0.2)
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.proc.wait(timeout=5) == 130
+    proc.terminate()
+    assert "interrupted again: quitting without closing" in proc.output()

@@ -227,3 +227,69 @@ def test_ctrl_c_again_after_the_grace_quits_a_hung_stop(broker: RunningBroker, t
     _out, err = proc.communicate(timeout=5)
     assert proc.returncode == 130, (proc.returncode, err)
     assert err == "interrupted again: quitting without closing\n"
+
+
+# Each command that runs until stopped, with arguments that would start it.
+_FOLLOWERS = {
+    "tail": ["tail", "t-int", "-f"],
+    "consume": ["consume", "t-int"],
+    "reply": ["reply", "t-int", "--group", "g", "--", "cat"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FOLLOWERS))
+def test_ctrl_c_while_the_cli_itself_is_imported_stops_a_follower(tmp_path: Path, name) -> None:
+    """Before LogstreamGroup.main takes over (``python -m logstream`` / the script still
+    importing ``logstream.cli``), a Ctrl-C is a normal stop, exit 0, for every command the
+    group stops on Ctrl-C (``stop_on_interrupt``); ``reply`` exited 130 there."""
+    from logstream.cli.main import main
+
+    assert set(_FOLLOWERS) == set(main.stop_on_interrupt)  # type: ignore[attr-defined]
+    (tmp_path / "sitecustomize.py").write_text(
+        "import signal, sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name != 'logstream.cli.lazy_group':\n"
+        "            return None\n"
+        "        sys.meta_path.remove(self)\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Finder())\n"
+    )
+    run_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]), NO_COLOR="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "logstream", "-b", "127.0.0.1:9", *_FOLLOWERS[name]],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert (proc.returncode, proc.stderr, proc.stdout) == (0, "", "")
+
+
+def test_run_off_the_main_thread_runs_the_cli_without_its_signal_handling() -> None:
+    """Embedded use: ``logstream.__main__.run`` called from another thread cannot install a
+    SIGINT handler; it runs the command all the same (it raised ValueError before)."""
+    script = (
+        "import signal, sys, threading\n"
+        "from logstream.__main__ import run\n"
+        "sys.argv = ['logstream', '--version']\n"
+        "codes = []\n"
+        "def target():\n"
+        "    try:\n"
+        "        run()\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "    except BaseException as exc:\n"
+        "        codes.append(repr(exc))\n"
+        "t = threading.Thread(target=target)\n"
+        "t.start(); t.join(30)\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "assert sys.excepthook is sys.__excepthook__, 'hooks installed'\n"
+        "print(codes)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("logstream, version") and proc.stdout.endswith("[0]\n"), proc

@@ -325,6 +325,12 @@ def _with_attributes(built: bytearray, bits: int) -> bytes:
 
 def _varint_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Zigzag varints of ``values`` as a (groups, n) uint8 matrix and each one's size."""
+    n = values.shape[0]
+    if n > 1 and values[0] == values[-1] and (values == values[0]).all():
+        # one value throughout (every value 100 B, every key null): its one varint,
+        # repeated by a zero-stride view (callers only read the matrix)
+        one, size = _varint_columns(values[:1])
+        return np.broadcast_to(one, (one.shape[0], n)), np.broadcast_to(size, (n,))
     zz = ((values << 1) ^ (values >> 63)).astype(np.uint64)
     sizes = np.ones(values.shape[0], dtype=np.int64)
     groups = [zz & np.uint64(0x7F)]

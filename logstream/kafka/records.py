@@ -34,6 +34,7 @@ formats, transactional or control batches).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from collections.abc import Iterator
@@ -171,7 +172,7 @@ def _one_to_kafka(view: memoryview, pos: int) -> list[bytes | memoryview]:
     header_pieces = _kafka_headers(decoded)
     parts = [
         _varint_columns(ts - h.first_timestamp),  # timestamp delta
-        _varint_columns(np.arange(n, dtype=np.int64)),  # offset delta
+        _offset_deltas(n) if n <= _CACHED_DELTAS_MAX else _varint_columns(np.arange(n)),
         _varint_columns(key_lengths),
     ]
     key_sizes = np.maximum(key_lengths, 0)
@@ -321,6 +322,19 @@ def _with_attributes(built: bytearray, bits: int) -> bytes:
     struct.pack_into(">h", built, _KAFKA_CRC_START, attributes)
     _U32.pack_into(built, _KAFKA_CRC_POS, crc32c(memoryview(built)[_KAFKA_CRC_START:]))
     return bytes(built)
+
+
+_CACHED_DELTAS_MAX = 1 << 16  # a cached column is ~11 bytes per record
+
+
+@functools.lru_cache(maxsize=8)
+def _offset_deltas(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The offset-delta varints 0..n-1, the same for every batch of ``n`` records (a
+    replay's batches mostly share a few sizes); read-only, as the cache shares them."""
+    matrix, sizes = _varint_columns(np.arange(n, dtype=np.int64))
+    matrix.setflags(write=False)
+    sizes.setflags(write=False)
+    return matrix, sizes
 
 
 def _varint_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

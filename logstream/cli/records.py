@@ -250,4 +250,9 @@ def run(
         replay.commit()
     if printing.summary and (request.follow or interrupted) and params.is_tty(printer.stderr):
         _print_summary(replay.stats, started, record_filter, printer.stderr)
+    elif printing.summary and not replay.stats.emitted and params.is_tty(printer.stderr):
+        # On a terminal, silence would look like a hang or a wrong topic; scripts see nothing.
+        read = replay.stats.read
+        why = f"none of the {read} read matched" if read else "-f waits for new ones"
+        printer.stderr.write(f"no records to show ({why})\n")
     return replay.stats

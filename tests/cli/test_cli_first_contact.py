@@ -295,3 +295,37 @@ def test_a_key_given_as_the_ca_is_named_not_a_failed_handshaker(tmp_path: Path) 
                       "--key", str(tls["client"]), "topic", "list")  # fmt: skip
         assert p.returncode == 1 and "client key" in p.stderr and "PRIVATE KEY-----" in p.stderr
         assert logstream(b, "--ca", str(tls["ca"]), "topic", "list").returncode == 0
+
+
+def test_tail_of_nothing_says_so_on_a_terminal_and_stays_silent_in_a_pipe(
+    broker: RunningBroker,
+) -> None:
+    import pexpect
+
+    ok(broker, "topic", "create", "fc-empty", "--if-not-exists")
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env["LOGSTREAM_BROKER"] = broker.address
+    for args, expected in (
+        (["fc-empty"], r"no records to show \(-f waits for new ones\)"),
+        (["fc-empty", "--grep", "nothing-like-this"], None),
+    ):
+        if expected is None:  # a filter that matches nothing, over records that exist
+            ok(broker, "produce", "fc-empty", "-m", "a", "-m", "b", "-q")
+            expected = r"no records to show \(none of the 2 read matched\)"
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "logstream", "tail", *args],
+            env=env,
+            encoding="utf-8",
+            timeout=20,
+            dimensions=(40, 200),
+        )
+        try:
+            child.expect(expected)
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        assert child.exitstatus == 0
+    p = logstream(broker, "tail", "fc-empty", "--grep", "nothing-like-this")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -10,8 +11,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from logstream.kafka.listener import KafkaListener
+from logstream.testing.broker import RunningBroker, run_broker
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -108,3 +113,24 @@ def create_topic(broker: KafkaBroker, name: str, partitions: int = 1) -> str:
     with Admin(broker.grpc) as admin:
         admin.create_topic(name, partitions=partitions)
     return name
+
+
+@contextlib.contextmanager
+def listener_in_process(
+    data_dir: Path, **broker_options: Any
+) -> Iterator[tuple[RunningBroker, KafkaListener]]:
+    """A broker in this process (topics created on first use) with its Kafka listener on a
+    free loopback port: its registries and counters can be read directly."""
+    with run_broker(data_dir, auto_create_topics=True, **broker_options) as broker:
+        kafka = KafkaListener(broker.broker, "127.0.0.1:0")
+        kafka.start()
+        try:
+            yield broker, kafka
+        finally:
+            kafka.stop()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
+    with listener_in_process(tmp_path) as pair:
+        yield pair

@@ -13,8 +13,6 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from kio.index import load_request_schema
 
 from logstream.kafka.listener import KafkaListener
 from logstream.kafka.wire import build
-from logstream.testing.broker import RunningBroker, run_broker
+from logstream.testing.broker import RunningBroker
 from tests.kafka_listener.test_sent_batches import (
     NULL_HEADER,
     RECORDS,
@@ -33,17 +31,6 @@ from tests.kafka_listener.test_sent_batches import (
 )
 
 TOPIC = "t"
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
-    with run_broker(tmp_path, auto_create_topics=True) as broker:
-        kafka = KafkaListener(broker.broker, "127.0.0.1:0")
-        kafka.start()
-        try:
-            yield broker, kafka
-        finally:
-            kafka.stop()
 
 
 def fetch_frame(

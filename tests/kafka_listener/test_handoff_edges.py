@@ -18,7 +18,8 @@ import pytest
 from kio.index import load_request_schema
 
 from logstream.kafka.listener import KafkaListener
-from logstream.testing.broker import RunningBroker, run_broker
+from logstream.testing.broker import RunningBroker
+from tests.kafka_listener.conftest import listener_in_process
 from tests.kafka_listener.test_handoff import (
     TOPIC,
     connect,
@@ -33,13 +34,8 @@ from tests.kafka_listener.test_sent_batches import RECORDS, _frame, kafka_batch,
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
     # the HTTP listener makes the broker keep real traffic counters
-    with run_broker(tmp_path, auto_create_topics=True, http_listen="127.0.0.1:0") as broker:
-        kafka = KafkaListener(broker.broker, "127.0.0.1:0")
-        kafka.start()
-        try:
-            yield broker, kafka
-        finally:
-            kafka.stop()
+    with listener_in_process(tmp_path, http_listen="127.0.0.1:0") as pair:
+        yield pair
 
 
 def _parked_count(kafka: KafkaListener, n: int, timeout_s: float = 10.0) -> None:

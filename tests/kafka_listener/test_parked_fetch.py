@@ -24,12 +24,9 @@ from tests.kafka_listener.test_handoff import (
     fetch_frame,
     normal_answer,
     read_frame,
-    running,
     wait_parked,
 )
 from tests.kafka_listener.test_sent_batches import RECORDS, kafka_batch, produce
-
-__all__ = ["running"]  # the fixture
 
 
 def tasks_on_loop(kafka: KafkaListener) -> int:

@@ -22,7 +22,7 @@ import pytest
 
 from benchmarks.bench_kafka_requests import TOPIC, fetch_frame, produce_frame
 from logstream.kafka.listener import KafkaListener
-from logstream.testing.broker import run_broker
+from tests.kafka_listener.conftest import listener_in_process
 
 BURST = 12
 _TIMESPEC = struct.Struct("@qq")
@@ -31,13 +31,8 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python 
 
 @pytest.fixture
 def listener(tmp_path: Path) -> Iterator[KafkaListener]:
-    with run_broker(tmp_path, auto_create_topics=True) as running:
-        kafka = KafkaListener(running.broker, "127.0.0.1:0")
-        kafka.start()
-        try:
-            yield kafka
-        finally:
-            kafka.stop()
+    with listener_in_process(tmp_path) as (_, kafka):
+        yield kafka
 
 
 def _connect(listener: KafkaListener) -> socket.socket:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import socket
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,21 +18,10 @@ from logstream.kafka.listener import KafkaListener
 from logstream.kafka.records import logstream_to_kafka
 from logstream.kafka.sent_batches import MAX_BYTES, MAX_PARTITIONS, SentBatches
 from logstream.kafka.wire import build
-from logstream.testing.broker import RunningBroker, run_broker
+from logstream.testing.broker import RunningBroker
 
 SIZE = struct.Struct(">i")
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
-    with run_broker(tmp_path, auto_create_topics=True) as broker:
-        kafka = KafkaListener(broker.broker, "127.0.0.1:0")
-        kafka.start()
-        try:
-            yield broker, kafka
-        finally:
-            kafka.stop()
 
 
 def _frame(api_key: int, version: int, correlation_id: int, **body: Any) -> bytes:

@@ -243,9 +243,13 @@ def _fill_uniform(
     range of it, filled with one slice assignment. False (nothing written) when there
     would be more than one run per 8 records; :func:`_fill_scattered` does those."""
     n = len(starts)
-    sized = [f for f in fields if not isinstance(f, int)]
-    signature = np.stack([f[1] for f in sized])
-    edges = np.flatnonzero((np.diff(signature, axis=1) != 0).any(axis=0)) + 1
+    changed: np.ndarray | None = None  # record i+1's layout differs from record i's
+    for field in fields:
+        if isinstance(field, int) or _constant(field[1]):
+            continue
+        step = field[1][1:] != field[1][:-1]
+        changed = step if changed is None else changed | step
+    edges = np.flatnonzero(changed) + 1 if changed is not None else np.empty(0, np.int64)
     if len(edges) > n // 8:
         return False
     taken = [0] * len(fields)  # bytes of each run field used by the runs before
@@ -268,8 +272,11 @@ def _fill_uniform(
             if src is None:  # a varint column
                 matrix = field[0]
                 assert isinstance(matrix, np.ndarray)
-                for j in range(size):  # one long strided copy per varint byte
-                    block[:, col + j] = matrix[j, a:b]
+                if matrix.strides[1] == 0:  # one varint throughout: fill each byte column
+                    for j in range(size):
+                        block[:, col + j] = matrix[j, 0]
+                else:
+                    block[:, col : col + size] = matrix[:size, a:b].T
             elif size:
                 block[:, col : col + size] = src[taken[i] : taken[i] + rows * size].reshape(
                     rows, size
@@ -277,6 +284,12 @@ def _fill_uniform(
                 taken[i] += rows * size
             col += size
     return True
+
+
+def _constant(sizes: np.ndarray) -> bool:
+    """Whether ``sizes`` is one value repeated by a zero-stride view (a varint column's
+    sizes when every record has the same varint)."""
+    return sizes.ndim == 1 and sizes.strides[0] == 0
 
 
 def _fill_scattered(out: np.ndarray, starts: np.ndarray, fields: list[_Field]) -> None:
@@ -346,16 +359,20 @@ def _varint_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         one, size = _varint_columns(values[:1])
         return np.broadcast_to(one, (one.shape[0], n)), np.broadcast_to(size, (n,))
     zz = ((values << 1) ^ (values >> 63)).astype(np.uint64)
-    sizes = np.ones(values.shape[0], dtype=np.int64)
-    groups = [zz & np.uint64(0x7F)]
-    rest = zz >> np.uint64(7)
-    while rest.any():
+    groups = max(1, (int(zz.max()).bit_length() + 6) // 7) if n else 1
+    if groups == 1:  # every varint one byte (small deltas)
+        return zz.astype(np.uint8).reshape(1, n), np.broadcast_to(np.int64(1), (n,))
+    matrix = np.empty((groups, n), dtype=np.uint8)
+    sizes = np.ones(n, dtype=np.int64)
+    rest = zz
+    for j in range(groups - 1):
+        low = (rest & np.uint64(0x7F)).astype(np.uint8)
+        rest = rest >> np.uint64(7)
         more = rest != 0
         sizes += more
-        groups[-1] = groups[-1] | (more.astype(np.uint64) << np.uint64(7))
-        groups.append(rest & np.uint64(0x7F))
-        rest = rest >> np.uint64(7)
-    return np.stack(groups).astype(np.uint8), sizes
+        np.bitwise_or(low, more.view(np.uint8) << np.uint8(7), out=matrix[j])
+    matrix[groups - 1] = rest.astype(np.uint8)
+    return matrix, sizes
 
 
 def _scatter_varints(

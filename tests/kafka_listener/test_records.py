@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from aiokafka.record._crecords import DefaultRecordBatch, DefaultRecordBatchBuilder
 from hypothesis import given
 from hypothesis import strategies as st
 
 from logstream.codec import LZ4, NONE, ZSTD, decode_batch, encode_batch, encode_headers
+from logstream.codec.varint import varint
 from logstream.errors import CorruptRecordError, InvalidBatchError
 from logstream.kafka.records import (
     LEADER_EPOCH,
     SMALL_BATCH_RECORDS,
+    _varint_columns,
     kafka_to_logstream,
     logstream_to_kafka,
     split_kafka_batches,
@@ -129,9 +132,14 @@ def shaped_records(draw: st.DrawFn) -> list:
         st.lists(st.tuples(st.text(max_size=4), st.binary(max_size=6)), max_size=2),
         st.lists(st.tuples(st.text(max_size=4), st.binary(max_size=6)), max_size=2),
     )
-    step = draw(st.sampled_from([0, 1, 7, 1000]))  # timestamp deltas: equal or growing
-    rows = zip(keys, values, headers, strict=True)
-    return [(k, v, i * step, h) for i, (k, v, h) in enumerate(rows)]
+    # timestamp deltas: equal, growing, or anything (back in time, varints of 1-5 bytes)
+    step = draw(st.sampled_from([0, 1, 7, 1000, None]))
+    if step is None:
+        stamps = draw(st.lists(st.integers(-(2**30), 2**30), min_size=n, max_size=n))
+    else:
+        stamps = [i * step for i in range(n)]
+    rows = zip(keys, values, stamps, headers, strict=True)
+    return [(k, v, ts, h) for k, v, ts, h in rows]
 
 
 @given(shaped_records())
@@ -159,3 +167,22 @@ def test_fetched_batches_carry_the_leader_epoch_whatever_their_size(count: int) 
     assert batch.validate_crc()
     assert len(back) == 12 + int.from_bytes(back[8:12], "big")  # batchLength is whole
     assert [r.value for r in batch] == [b"v%d" % i for i in range(count)]
+
+
+def _zigzag_varint(n: int) -> bytes:
+    return varint((n << 1) ^ (n >> 63))
+
+
+@given(
+    st.one_of(
+        st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=60),
+        st.integers(-(2**63), 2**63 - 1).flatmap(lambda v: st.just([v] * 40)),
+    )
+)
+def test_varint_columns_are_kafkas_zigzag_varints(values: list[int]) -> None:
+    matrix, sizes = _varint_columns(np.array(values, dtype=np.int64))
+    assert len(sizes) == len(values)
+    for i, v in enumerate(values):
+        expected = _zigzag_varint(v)
+        assert int(sizes[i]) == len(expected)
+        assert bytes(matrix[: len(expected), i]) == expected

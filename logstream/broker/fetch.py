@@ -80,15 +80,10 @@ class FetchHandler:
     ) -> list[FetchOutcome]:
         if max_wait_ms < 0 or min_bytes < 0 or max_bytes < 0:
             raise InvalidRequestError("max_wait_ms, min_bytes and max_bytes must be >= 0")
-        cfg = self.broker.config
-        total_max = min(max_bytes or cfg.fetch_max_bytes, cfg.fetch_max_bytes)
-        wait_s = min(max_wait_ms, cfg.fetch_max_wait_ms) / 1000.0
-        want = max(min_bytes, 1)
+        total_max, wait_s, want = self.limits(max_wait_ms, min_bytes, max_bytes)
         notifier = self.broker.notifier
         keys = [(s.topic, s.partition) for s in specs]
-        seen = notifier.mark(keys)
-        with self.broker.operation():
-            outcomes, size, failed = self._read_all(specs, total_max)
+        seen, outcomes, size, failed = self.read_marked(specs, total_max)
         if size >= want or failed or wait_s <= 0 or not specs:
             return outcomes
         if not self.broker.waiter_slots.acquire(blocking=False):
@@ -100,9 +95,7 @@ class FetchHandler:
                 if remaining <= 0 or notifier.closed:
                     return outcomes
                 await notifier.wait(keys, seen, remaining)
-                seen = notifier.mark(keys)
-                with self.broker.operation():
-                    outcomes, size, failed = self._read_all(specs, total_max)
+                seen, outcomes, size, failed = self.read_marked(specs, total_max)
                 if size >= want or failed:
                     return outcomes
         finally:
@@ -117,9 +110,9 @@ class FetchHandler:
     def read_marked(
         self, specs: Sequence[FetchSpec], total_max: int
     ) -> tuple[Mark, list[FetchOutcome], int, bool]:
-        """One read of ``specs`` as :meth:`fetch` makes it, with the notifier's mark taken
-        before it: (mark, outcomes, bytes read, an outcome failed). For a caller that waits
-        without a coroutine (``kafka/parked_fetch.py``)."""
+        """One read of ``specs`` with the notifier's mark taken before it: (mark, outcomes,
+        bytes read, an outcome failed). :meth:`fetch` and a caller that waits without a
+        coroutine (``kafka/parked_fetch.py``) read through it."""
         seen = self.broker.notifier.mark([(s.topic, s.partition) for s in specs])
         with self.broker.operation():
             outcomes, size, failed = self._read_all(specs, total_max)

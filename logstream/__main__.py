@@ -18,7 +18,7 @@ def _install_interrupt_handling() -> None:
         logstream_interrupt = True
 
     def _early_interrupt(signum: int, frame: object) -> None:
-        # Nothing is open yet, so a repeat (see REPEAT_GRACE_S in cli/lazy_group.py) is ignored.
+        # Nothing is open yet, so a repeat (logstream/interrupts.py) is ignored.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise _EarlyStop(_STOP)
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "logstream"
 
 # The shared leaves every layer may use.
-LEAVES = {"errors", "types", "clock", "lazy"}
+LEAVES = {"errors", "types", "clock", "lazy", "interrupts"}
 
 # top-level name -> the top-level names it may import. The order, bottom up:
 # leaves <- codec <- storage <- coordinator <- broker -> protocol <- client <- replay <- cli;
@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "clock": set(),
     "lazy": set(),
+    "interrupts": set(),
     "codec": LEAVES,
     "storage": LEAVES | {"codec"},
     "coordinator": LEAVES | {"codec", "storage"},
@@ -64,7 +65,18 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 
-NO_GRPC = {"errors", "types", "clock", "lazy", "codec", "storage", "coordinator", "replay", "kafka"}
+NO_GRPC = {
+    "errors",
+    "types",
+    "clock",
+    "lazy",
+    "interrupts",
+    "codec",
+    "storage",
+    "coordinator",
+    "replay",
+    "kafka",
+}
 
 SKIP_DIRS = {"_generated", "__pycache__"}
 

@@ -52,6 +52,7 @@ from logstream.broker.security.edge import EdgeSecurity
 from logstream.broker.security.servicer import SecurityServicer
 from logstream.broker.servicers import AdminServicer, LogServicer
 from logstream.coordinator.queues import QueueGroupDescription
+from logstream.interrupts import quit_if_late
 from logstream.protocol import admin_pb2, group_pb2, log_pb2, queue_pb2, security_pb2
 
 log = logging.getLogger("logstream.broker")
@@ -295,13 +296,6 @@ def start_line(server: BrokerServer) -> str:
     return f"logstream broker listening on {server.address} (data: {server.config.data_dir})"
 
 
-REPEAT_GRACE_S = 1.0
-"""After SIGINT or SIGTERM has started the stop, a repeat within this many seconds is part
-of the same stop (Ctrl-C pressed twice; ``timeout`` signals the command, then its process
-group); a later one quits at once, without closing (a stop that hangs). The CLI's Ctrl-C
-handling has the same rule (``cli/lazy_group.py``)."""
-
-
 def serve(
     config: BrokerConfig,
     on_started: Callable[[BrokerServer], Callable[[], None]] | None = None,
@@ -315,10 +309,10 @@ def serve(
     it, so a script that waits for that line finds every listener ready.
 
     ``exiting``: the process exits once this returns (the CLI), so after a signal's stop
-    the three signals are left ignored: a repeat (``REPEAT_GRACE_S``) landing after the stop
-    would otherwise find the previous handlers back (or, once the interpreter finalizes,
-    the default action) and turn the clean stop's exit status into an interruption or a
-    death by SIGTERM. Without it the previous handlers are put back.
+    the three signals are left ignored: a repeat (``logstream/interrupts.py``) landing
+    after the stop would otherwise find the previous handlers back (or, once the
+    interpreter finalizes, the default action) and turn the clean stop's exit status into
+    an interruption or a death by SIGTERM. Without it the previous handlers are put back.
     """
     server, _, _ = create_server(config)
     stop_edge: Callable[[], None] | None = None
@@ -326,11 +320,10 @@ def serve(
     first_at: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if received:  # stopping: see REPEAT_GRACE_S
-            if signum != signal.SIGHUP and time.monotonic() - first_at[0] >= REPEAT_GRACE_S:
+        if received:  # stopping: logstream/interrupts.py
+            if signum != signal.SIGHUP:
                 what = "interrupted" if signum == signal.SIGINT else "terminated"
-                os.write(2, f"{what} again: quitting without closing\n".encode())
-                os._exit(128 + signum)
+                quit_if_late(first_at[0], what, 128 + signum)
             return
         if signum == signal.SIGHUP:
             threading.Thread(target=server.reload_security, name="logstream-reload").start()

@@ -22,6 +22,7 @@ from typing import IO, Any
 import click
 
 from logstream.errors import AuthenticationFailedError, LogstreamError
+from logstream.interrupts import quit_if_late
 
 
 class FatalError(click.ClickException):
@@ -64,12 +65,6 @@ class Interrupted(KeyboardInterrupt):
     logstream_interrupt = True
 
 
-# A Ctrl-C soon after the first is part of the same stop: ``timeout -s INT`` signals the
-# command and then its whole process group, and people press twice. Left to Python, a second
-# one would cut the stop short wherever it lands (click's "Aborted!", or, once the interpreter
-# is finalizing and has put back the default action, a silent death by SIGINT).
-REPEAT_GRACE_S = 1.0
-
 _ctrl_c: dict[str, float | None] = {"first": None}
 
 
@@ -81,10 +76,7 @@ def interrupt_handler(signum: int, frame: object) -> None:
     if first is None:
         _ctrl_c["first"] = now
         raise Interrupted
-    if now - first < REPEAT_GRACE_S:
-        return
-    os.write(2, b"interrupted again: quitting without closing\n")
-    os._exit(130)
+    quit_if_late(first, "interrupted", 130)
 
 
 def _ctrl_c_turned_into(exc: BaseException) -> bool:

@@ -220,7 +220,7 @@ def test_a_signal_repeated_while_stopping_is_the_same_clean_stop(tmp_path, sig):
     repeats soon after the first are part of the same stop (docs/cli.md). The broker used to
     put the previous handlers back before stopping, so a repeat landing in the stop cut it
     short: 'interrupted', exit 130, for SIGINT; a death by SIGTERM for SIGTERM."""
-    from logstream.broker.server import REPEAT_GRACE_S
+    from logstream.interrupts import REPEAT_GRACE_S
 
     proc = _serve_as_the_script(tmp_path / "data")
     assert proc.proc is not None
@@ -239,7 +239,7 @@ def test_a_signal_repeated_while_stopping_is_the_same_clean_stop(tmp_path, sig):
 
 
 def test_ctrl_c_again_after_the_grace_quits_a_hung_stop(tmp_path):
-    from logstream.broker.server import REPEAT_GRACE_S
+    from logstream.interrupts import REPEAT_GRACE_S
 
     proc = _serve_as_the_script(tmp_path / "data", HANG_STOP="1")
     assert proc.proc is not None

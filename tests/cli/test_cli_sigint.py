@@ -16,7 +16,7 @@ import pexpect
 import pytest
 from test_cli_process import env
 
-from logstream.cli.lazy_group import REPEAT_GRACE_S
+from logstream.interrupts import REPEAT_GRACE_S
 from logstream.testing.broker import RunningBroker, run_broker
 
 

@@ -249,8 +249,9 @@ def start_server(system: str) -> servers.Server:
 
 
 def workload_of(key: str) -> str:
-    """The ``--workloads`` name of a row: its key without the record size."""
-    return key.removesuffix(" 100B").removesuffix(" 1KiB")
+    """The ``--workloads`` name of a row: its key without the record size (and the Kafka
+    replay's ceiling row is part of the replay workload)."""
+    return key.removesuffix(" 100B").removesuffix(" 1KiB").removesuffix(" ceiling")
 
 
 WORKLOADS = (
@@ -351,6 +352,9 @@ def run_system(
             op(f"produce {label}", "produce", (topic, n, size), sampler=label == "100B")
             if isinstance(out[f"produce {label}"], Result):
                 op(f"replay {label}", "replay", (topic, n, size))
+                if system == "kafka" and label == "100B":
+                    # the same consumer against a server that does nothing: its ceiling
+                    op(f"replay ceiling {label}", "replay", (topic, n, size), where=KAFKA_CEILING)
                 op(f"group {label}", "group_consume", (topic, n, size))
             else:
                 produced = out[f"produce {label}"]
@@ -921,6 +925,7 @@ def render(plan: Plan, systems: list[str], agg, scale, rss, meta) -> str:
 
 
 KAFKA_RATE_TARGETS = (("produce 100B", 1e6), ("replay 100B", 2e6))
+KAFKA_CEILING = "benchmarks.peers.kafka_ceiling"
 KAFKA_LATENCY_TARGETS = (("p50_ms", "p50", 0.3), ("p99_ms", "p99", 1.0))
 KAFKA_P50_OF_REDIS = 2.0
 
@@ -963,6 +968,14 @@ def render_kafka_targets(w, plan: Plan, agg) -> None:
             w(f"| {key} >= {_fmt_rate(need)}/s | {_fmt_rate(got)}/s | {verdict} |")
         else:
             w(f"| {key} >= {_fmt_rate(need)}/s | - | n/a ({str(e).splitlines()[0][:80]}) |")
+    ceiling, replayed = mine.get("replay ceiling 100B"), mine.get("replay 100B")
+    if isinstance(ceiling, dict) and isinstance(replayed, dict):
+        top = ceiling["rate"][0]
+        w(
+            "| (not a target) the same replay from a Kafka server answering from memory "
+            f"(`kafka_ceiling.py`): the client's ceiling | {_fmt_rate(top)}/s | the listener "
+            f"reads {replayed['rate'][0] / top:.0%} of it |"
+        )
     lat = mine.get("latency")
     rate = f"{plan.latency_rate:,.0f}/s"
     if not isinstance(lat, dict):

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 from peers_quick import run_quick  # noqa: E402
 
-from benchmarks.peers import kafka_adapter, servers  # noqa: E402
+from benchmarks.peers import kafka_adapter, kafka_ceiling, servers  # noqa: E402
 from benchmarks.peers.workload import VerificationError  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -99,6 +99,20 @@ def test_a_short_read_is_caught(kafka_addr):
         kafka_adapter.replay(kafka_addr, "short", N + 1, SIZE)
 
 
+def test_the_ceiling_server_serves_the_replay_the_listener_serves():
+    """The ceiling row's server (``kafka_ceiling.py``) answers confluent-kafka's replay with
+    every record and byte once (the consumer's count check would fail otherwise), and a
+    short read from it is caught the same way."""
+    rep = kafka_ceiling.replay("", "", N, SIZE)
+    assert (rep.records, rep.bytes) == (N, N * SIZE) and rep.rate > 0
+    srv = kafka_ceiling.ceiling_server(N, SIZE)
+    try:
+        with pytest.raises(VerificationError, match=f"received {N} records"):
+            kafka_adapter.replay(srv.addr, kafka_ceiling.TOPIC, N + 1, SIZE)
+    finally:
+        srv.stop()
+
+
 def test_durable_row_is_reported_not_available(kafka_addr):
     with pytest.raises(kafka_adapter.NotAvailable):
         kafka_adapter.durable_produce(kafka_addr, "durable", 10, SIZE)
@@ -117,3 +131,4 @@ def test_run_quick_kafka_only_reports_every_row(tmp_path):
     latency = next(line for line in text.splitlines() if line.startswith("| logstream, Kafka"))
     assert float(latency.split("|")[2]) > 0  # p50 in ms
     assert "| latency p99 <= 1 ms at 2,000/s |" in text
+    assert "answering from memory (`kafka_ceiling.py`): the client's ceiling |" in text

@@ -350,14 +350,20 @@ def _offset_deltas(n: int) -> tuple[np.ndarray, np.ndarray]:
     return matrix, sizes
 
 
+@functools.lru_cache(maxsize=64)
+def _constant_varints(value: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` records with one value throughout (every value 100 B, every key null): its
+    one varint, repeated by a zero-stride view (read-only; callers only read it). Cached:
+    a replay's batches repeat a few (value, size) pairs."""
+    one, size = _varint_columns(np.array([value], dtype=np.int64))
+    return np.broadcast_to(one, (one.shape[0], n)), np.broadcast_to(size, (n,))
+
+
 def _varint_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Zigzag varints of ``values`` as a (groups, n) uint8 matrix and each one's size."""
     n = values.shape[0]
     if n > 1 and values[0] == values[-1] and (values == values[0]).all():
-        # one value throughout (every value 100 B, every key null): its one varint,
-        # repeated by a zero-stride view (callers only read the matrix)
-        one, size = _varint_columns(values[:1])
-        return np.broadcast_to(one, (one.shape[0], n)), np.broadcast_to(size, (n,))
+        return _constant_varints(int(values[0]), n)
     zz = ((values << 1) ^ (values >> 63)).astype(np.uint64)
     groups = max(1, (int(zz.max()).bit_length() + 6) // 7) if n else 1
     if groups == 1:  # every varint one byte (small deltas)

@@ -162,7 +162,11 @@ def delete(name: str, yes: bool) -> None:
     admin = app().admin()
     if not yes and params.is_tty(sys.stdin):
         admin.describe_topic(name)  # unknown topic: fail before asking
-        click.confirm(f"delete topic {name} and all its records?", abort=True, err=True)
+        if not click.confirm(f"delete topic {name} and all its records?", err=True):
+            # Declining is an answer, not a failure: exit 0 as `rm -i` does, so it is not
+            # taken for an error (1 means one, with an "error: ..." line; docs/cli.md).
+            click.echo(f"topic {name} not deleted", err=True)
+            return
     admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
 

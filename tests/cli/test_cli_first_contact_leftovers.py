@@ -1,0 +1,90 @@
+"""More of what a new user trips over (a QA pass's leftovers): each test runs the real
+``logstream`` command as a subprocess (on a pseudo-terminal where a person would see it)
+against a real broker on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logstream.testing.broker import RunningBroker, run_broker
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    with run_broker(tmp_path_factory.mktemp("data")) as b:
+        yield b
+
+
+def _env(broker: RunningBroker | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS")}
+    env.update(extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env["LOGSTREAM_BROKER"] = broker.address if broker else "127.0.0.1:1"
+    return env
+
+
+def logstream(
+    broker: RunningBroker | None, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logstream", *args],
+        capture_output=True,
+        text=True,
+        env=_env(broker, extra_env),
+        timeout=60,
+    )
+
+
+def ok(broker: RunningBroker | None, *args: str, **kw: Any) -> str:
+    p = logstream(broker, *args, **kw)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def on_terminal(
+    broker: RunningBroker | None, *args: str, columns: int = 200, answer: str | None = None
+) -> tuple[int, str]:
+    """Run on a pseudo-terminal ``columns`` wide (typing ``answer`` at a prompt): the exit
+    status and everything shown."""
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "logstream", *args],
+        env=_env(broker),
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(50, columns),
+    )
+    try:
+        if answer is not None:
+            child.expect(r"\[y/N\]")
+            child.sendline(answer)
+        child.expect(pexpect.EOF)
+        shown = (child.before or "") if answer is None else child.before or ""
+    finally:
+        child.close()
+    return child.exitstatus if child.exitstatus is not None else -1, shown
+
+
+def test_answering_no_at_topic_delete_keeps_it_and_is_not_an_error(
+    broker: RunningBroker,
+) -> None:
+    # It printed click's "Aborted!" and exited 1, the status of a failure.
+    ok(broker, "topic", "create", "ql-keep", "--if-not-exists")
+    status, shown = on_terminal(broker, "topic", "delete", "ql-keep", answer="n")
+    assert status == 0, shown
+    assert "topic ql-keep not deleted" in shown and "Aborted" not in shown
+    assert "ql-keep" in ok(broker, "topic", "list", "-o", "plain")
+    status, shown = on_terminal(broker, "topic", "delete", "ql-keep", answer="y")
+    assert status == 0 and "deleted topic ql-keep" in shown, shown
+    assert "ql-keep" not in ok(broker, "topic", "list", "-o", "plain")

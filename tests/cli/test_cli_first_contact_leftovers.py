@@ -70,7 +70,7 @@ def on_terminal(
             child.expect(r"\[y/N\]")
             child.sendline(answer)
         child.expect(pexpect.EOF)
-        shown = (child.before or "") if answer is None else child.before or ""
+        shown = child.before or ""
     finally:
         child.close()
     return child.exitstatus if child.exitstatus is not None else -1, shown
@@ -88,3 +88,53 @@ def test_answering_no_at_topic_delete_keeps_it_and_is_not_an_error(
     status, shown = on_terminal(broker, "topic", "delete", "ql-keep", answer="y")
     assert status == 0 and "deleted topic ql-keep" in shown, shown
     assert "ql-keep" not in ok(broker, "topic", "list", "-o", "plain")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("user", "list"),
+        ("user", "rotate", "alice"),
+        ("user", "remove", "alice"),
+        ("quota", "list"),
+        ("quota", "get", "alice"),
+    ],
+)
+def test_an_offline_command_on_a_missing_data_dir_refuses_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # `user list --data-dir ./typo` printed nothing and exited 0: no users, as far as anyone
+    # could tell, on a directory that does not exist.
+    typo = tmp_path / "typo"
+    p = logstream(None, *args, "--data-dir", str(typo))
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f"error: no data directory at {typo} (the broker's --data-dir)\n"
+    assert not typo.exists()
+
+
+def test_user_commands_refuse_a_directory_that_is_not_a_data_dir(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "project"
+    elsewhere.mkdir()
+    (elsewhere / "README").write_text("not a broker\n")
+    for args in (
+        ("user", "list"),
+        ("user", "add", "bob"),
+        ("quota", "set", "bob", "--requests-per-s", "1"),
+    ):
+        p = logstream(None, *args, "--data-dir", str(elsewhere))
+        assert p.returncode == 1 and p.stdout == "", p.stderr
+        assert p.stderr.startswith(f"error: {elsewhere} is not a logstream data directory")
+        assert p.stderr.count("\n") == 1
+    assert sorted(x.name for x in elsewhere.iterdir()) == ["README"]
+    # a broker's data dir without users is one: nothing to list, and no complaint
+    p = logstream(None, "user", "list", "--data-dir", str(broker.data_dir))
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    # the first token before the first start (docs/security.md) still makes the directory,
+    # and says so, so that a mistyped path shows at once
+    fresh = tmp_path / "data"
+    p = logstream(None, "user", "add", "admin", "--data-dir", str(fresh))
+    assert p.returncode == 0 and p.stdout.startswith("ls1.admin."), p.stderr
+    assert p.stderr == f"note: no data directory at {fresh} yet: starting a new one\n"
+    assert ok(None, "user", "list", "--data-dir", str(fresh)).startswith("admin\tcreated ")

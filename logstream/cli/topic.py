@@ -10,7 +10,7 @@ import click
 
 from logstream.cli import params
 from logstream.cli.context import app
-from logstream.cli.output import emit_rows, human_bytes, render_table
+from logstream.cli.output import emit_rows, human_bytes, render_table, table_width
 
 
 def _output(output: str | None) -> str:
@@ -147,7 +147,7 @@ def describe(names: tuple[str, ...], output: str | None) -> None:
         click.echo(click.style(title, bold=True) if colour else title)
         rows = [{**p, "size": human_bytes(p["size_bytes"])} for p in d["partitions"]]
         cols = ["partition", "start_offset", "end_offset", "records", "size", "segments"]
-        click.echo(render_table(rows, cols, colour=colour), nl=False)
+        click.echo(render_table(rows, cols, colour=colour, width=table_width(sys.stdout)), nl=False)
         if d["config"]:
             click.echo("config:")
             for k, v in d["config"].items():

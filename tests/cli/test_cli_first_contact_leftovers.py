@@ -138,3 +138,41 @@ def test_user_commands_refuse_a_directory_that_is_not_a_data_dir(
     assert p.returncode == 0 and p.stdout.startswith("ls1.admin."), p.stderr
     assert p.stderr == f"note: no data directory at {fresh} yet: starting a new one\n"
     assert ok(None, "user", "list", "--data-dir", str(fresh)).startswith("admin\tcreated ")
+
+
+def _visible_lines(shown: str) -> list[str]:
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown).replace("\r", "")
+    return [line for line in plain.split("\n") if line]
+
+
+def test_tables_fit_a_narrow_terminal_and_pipes_keep_the_columns(broker: RunningBroker) -> None:
+    # At 40 columns every table ran off the right edge and the terminal wrapped each line
+    # into the next: `queue describe` (13 columns) was unreadable.
+    ok(broker, "topic", "create", "ql-narrow-orders", "--if-not-exists")
+    ok(broker, "queue", "create", "ql-narrow-w", "--topic", "ql-narrow-orders")
+    ok(broker, "produce", "ql-narrow-orders", "-m", "job", "-q")
+    for args in (("topic", "list"), ("queue", "describe", "ql-narrow-w"), ("queue", "list")):
+        status, shown = on_terminal(broker, *args, columns=40)
+        lines = _visible_lines(shown)
+        assert status == 0, shown
+        table = [line for line in lines if not line.startswith("queue group ")]  # a title
+        assert all(len(line) <= 40 for line in table), "\n".join(lines)
+        if args == ("topic", "list"):
+            assert ["NAME", "ql-narrow-orders"] in [line.split() for line in table], lines
+    _, shown = on_terminal(broker, "queue", "describe", "ql-narrow-w", columns=40)
+    blocks = "\n".join(_visible_lines(shown))
+    for name, value in (("TOPIC", "ql-narrow-orders"), ("AVAILABLE", "1"), ("PARTITION", "total")):
+        assert any(line.split() == [name, value] for line in blocks.split("\n")), blocks
+    # wide enough: the aligned table as before
+    _, shown = on_terminal(broker, "queue", "describe", "ql-narrow-w", columns=200)
+    assert any(
+        line.split()[:3] == ["TOPIC", "PARTITION", "DEPTH"] for line in _visible_lines(shown)
+    )
+    # piped: plain rows, and an asked-for table keeps its columns (a file has no width)
+    narrow = {"COLUMNS": "40"}
+    plain = ok(broker, "queue", "describe", "ql-narrow-w", extra_env=narrow)
+    assert plain.startswith("ql-narrow-orders\t0\t1\t1\t"), plain
+    table = ok(broker, "queue", "describe", "ql-narrow-w", "-o", "table", extra_env=narrow)
+    assert table.split("\n")[1].split()[:3] == ["TOPIC", "PARTITION", "DEPTH"], table

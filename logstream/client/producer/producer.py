@@ -163,9 +163,7 @@ class Producer:
         Same key -> same partition (``partitioner``); no key -> the topic's sticky partition.
         Errors of the record (unknown topic, too large, delivery timeout) arrive through the
         future; ``send`` itself raises only ``ClientClosedError``, ``BufferExhaustedError``,
-        ``InvalidScheduleError`` (a ``ValueError``: a schedule out of range) and a
-        ``TypeError`` naming the field for a key or header that is not bytes (a str key or
-        header value: encode it).
+        ``InvalidScheduleError`` (a ``ValueError``) and ``TypeError`` (a key/header not bytes).
 
         Scheduling (for queue groups; docs/queues.md): ``delay_ms`` (0 to 7 days) or
         ``deliver_at_ms`` (epoch ms, at most 7 days ahead) holds the record back from queue
@@ -193,10 +191,8 @@ class Producer:
                         partition = _crc32(key) % t.num_partitions
                     else:
                         partition = self._partitioner(key, t.num_partitions)
-                except TypeError:
-                    if isinstance(key, bytes | bytearray | memoryview):
-                        raise  # a custom partitioner's own bug
-                    raise TypeError(not_bytes("key", key)) from None
+                except TypeError as exc:
+                    raise _key_type_error(key, exc) from None
         elif not 0 <= partition < t.num_partitions:
             return self._bad_partition(t, partition)
         size = RECORD_OVERHEAD if value is None else RECORD_OVERHEAD + len(value)
@@ -453,6 +449,14 @@ class Producer:
                 f"partition {partition} of {t.name!r} does not exist ({count} partitions)"
             ),
         )
+
+
+def _key_type_error(key: object, exc: TypeError) -> TypeError:
+    """A str (or other non-bytes) key, named as such; with a bytes key ``exc`` is a custom
+    partitioner's own error, passed on as it was."""
+    if isinstance(key, bytes | bytearray | memoryview):
+        return exc
+    return TypeError(not_bytes("key", key))
 
 
 def compression_by_name(name: str | None) -> int:

@@ -29,7 +29,7 @@ Examples:
   logstream topic describe orders
   logstream topic alter orders --config retention_bytes=1073741824 --reset segment_ms
   logstream topic add-partitions orders --count 6
-  logstream topic delete orders --yes
+  logstream topic delete orders --yes         (--force: also when queue groups read it)
 """
 )
 def topic() -> None:
@@ -157,9 +157,24 @@ def describe(names: tuple[str, ...], output: str | None) -> None:
 @topic.command(epilog="Example: logstream topic delete orders --yes")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def delete(name: str, yes: bool) -> None:
-    """Delete topic NAME and all its data (asks first on a terminal)."""
+@click.option("--force", is_flag=True, help="Delete it even if queue groups read it.")
+def delete(name: str, yes: bool, force: bool) -> None:
+    """Delete topic NAME and all its data (asks first on a terminal; refuses while queue
+    groups read it, unless --force)."""
     admin = app().admin()
+    readers = _queue_groups_reading(name)
+    if readers and not force:
+        who = (
+            f"queue groups {', '.join(readers)} read"
+            if readers[1:]
+            else f"queue group {readers[0]} reads"
+        )
+        click.echo(
+            f"error: {who} topic {name}: deleting it drops their waiting and in-flight "
+            f"records; --force to delete it anyway, or logstream queue delete {readers[0]} first",
+            err=True,
+        )
+        sys.exit(1)
     if not yes and params.is_tty(sys.stdin):
         admin.describe_topic(name)  # unknown topic: fail before asking
         if not click.confirm(f"delete topic {name} and all its records?", err=True):
@@ -169,6 +184,24 @@ def delete(name: str, yes: bool) -> None:
             return
     admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
+    for group in readers:  # the broker started their partitions over (docs/queues.md)
+        click.echo(f"queue group {group} starts over on {name} if it is created again", err=True)
+
+
+def _queue_groups_reading(name: str) -> list[str]:
+    """The queue groups that read topic ``name`` (none known when the principal may not
+    list queue groups: the broker starts their partitions over either way)."""
+    from logstream import errors
+    from logstream.client.group_admin import GroupAdmin
+
+    ctx = app()
+    admin = GroupAdmin(ctx.broker, **ctx.security)
+    ctx.close_later(admin.close)
+    try:
+        listing = admin.list_queue_groups()
+    except (errors.ClusterAuthorizationFailedError, errors.GroupAuthorizationFailedError):
+        return []
+    return sorted(g.group for g in listing if name in g.topics)
 
 
 @topic.command(

@@ -176,3 +176,38 @@ def test_tables_fit_a_narrow_terminal_and_pipes_keep_the_columns(broker: Running
     assert plain.startswith("ql-narrow-orders\t0\t1\t1\t"), plain
     table = ok(broker, "queue", "describe", "ql-narrow-w", "-o", "table", extra_env=narrow)
     assert table.split("\n")[1].split()[:3] == ["TOPIC", "PARTITION", "DEPTH"], table
+
+
+def test_a_topic_a_queue_group_reads_is_deleted_only_with_force_and_read_again_from_0(
+    tmp_path: Path,
+) -> None:
+    # It was deleted without a word, and the group kept its old window: after the topic was
+    # created again, its records below the old acked offset were never delivered (peek
+    # showed nothing), also after a restart.
+    from logstream.testing.broker import BrokerProcess
+
+    with BrokerProcess(tmp_path / "data", log_level="WARNING") as proc:
+        b = RunningBroker(proc.address, 0, tmp_path / "data", None, None)
+        ok(b, "topic", "create", "ql-jobs")
+        ok(b, "queue", "create", "ql-jobs-w", "--topic", "ql-jobs")
+        ok(b, "produce", "ql-jobs", "-m", "a", "-m", "b", "-m", "c", "-m", "d", "-q")
+        ok(b, "tail", "--queue", "ql-jobs-w", "--ack", "-n", "3")  # offsets 0..2 acked
+        p = logstream(b, "topic", "delete", "ql-jobs", "--yes")
+        assert (p.returncode, p.stdout) == (1, ""), p.stderr
+        assert p.stderr == (
+            "error: queue group ql-jobs-w reads topic ql-jobs: deleting it drops their waiting "
+            "and in-flight records; --force to delete it anyway, or logstream queue delete "
+            "ql-jobs-w first\n"
+        )
+        assert "ql-jobs" in ok(b, "topic", "list", "-o", "plain")
+        p = logstream(b, "topic", "delete", "ql-jobs", "--yes", "--force")
+        assert p.returncode == 0 and p.stdout == "deleted topic ql-jobs\n", p.stderr
+        assert "queue group ql-jobs-w starts over on ql-jobs" in p.stderr
+        ok(b, "topic", "create", "ql-jobs")
+        ok(b, "produce", "ql-jobs", "-m", "new-1", "-m", "new-2", "-q")
+        peek = ["queue", "peek", "ql-jobs-w", "-n", "5", "-o", "plain"]
+        new = "ql-jobs\t0\t0\t-\tnew-1\nql-jobs\t0\t1\t-\tnew-2\n"  # offsets 0, 1
+        assert ok(b, *peek) == new
+        proc.restart(kill=True)  # the state log replays the start-over too
+        b = RunningBroker(proc.address, 0, tmp_path / "data", None, None)
+        assert ok(b, *peek) == new

@@ -134,6 +134,9 @@ class AdminHandler:
         with self.broker.operation():
             self._mgr.delete_topic(name)
             self.broker.group_commit.forget_topic(name)
+            queues: Any = self.broker.queues
+            if queues is not None:
+                queues.topic_deleted(name)
             self.broker.notifier.notify()  # waiting fetches re-read and see it gone
             log.info("topic %s deleted", name, extra=event("topic_deleted", topic=name))
 

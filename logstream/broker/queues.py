@@ -171,6 +171,21 @@ class QueueManager:
             if topic in m.topics:
                 self._add_new_partitions(m)
 
+    def topic_deleted(self, topic: str) -> None:
+        """``topic`` is gone: every group reading it starts its partitions over at 0, so a
+        topic created again under the name is read from its first record (the old windows'
+        offsets would otherwise hide the new records below them). The groups stay."""
+        for m in self._all():
+            if topic not in m.topics:
+                continue
+            with m.lock:
+                for t, p in m.group.partitions():
+                    if t == topic:
+                        m.group.restart_partition(t, p, 0)
+                m.group.flush()
+            log.info("queue group %s: topic %s deleted; it starts over", m.group.name, topic)
+            self._wake(m.group.name)
+
     def _add_new_partitions(self, m: Managed) -> None:
         if add_new_partitions(self.manager, m):
             self._wake(m.group.name)

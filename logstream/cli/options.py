@@ -351,3 +351,35 @@ def run_or_exit(fn: Callable[[], Any]) -> Any:
     except LogstreamError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+def offline_data_dir(data_dir: Path, *, create: bool = False) -> Path:
+    """``data_dir`` for an offline command (``user``, ``quota`` with ``--data-dir``); one
+    ``error:`` line and exit 1 when it is not a logstream data directory: missing, or
+    holding other things (a mistyped path must not be read as a broker with no users, nor be
+    made into one). With ``create`` (``user add``, ``quota set``: the first token before the
+    broker first starts) a missing or empty directory is accepted, and a missing one said so
+    on stderr, so a typo shows at once."""
+    import sys
+
+    from logstream.broker.security.credentials import SECURITY_DIR
+    from logstream.storage.files import LOCK_FILE, META_DIR
+
+    def refuse(message: str) -> None:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+
+    if not data_dir.exists():
+        if not create:
+            refuse(f"no data directory at {data_dir} (the broker's --data-dir)")
+        click.echo(f"note: no data directory at {data_dir} yet: starting a new one", err=True)
+        return data_dir
+    if any((data_dir / mark).exists() for mark in (LOCK_FILE, META_DIR, SECURITY_DIR)):
+        return data_dir
+    if create and not any(data_dir.iterdir()):
+        return data_dir
+    refuse(
+        f"{data_dir} is not a logstream data directory (no {LOCK_FILE}, {META_DIR}/ or "
+        f"{SECURITY_DIR}/ in it; the broker's --data-dir)"
+    )
+    return data_dir

@@ -2,7 +2,8 @@
 live status line on stderr.
 
 ``emit_rows`` is the one function commands use for tabular results (``topic list``,
-``topic describe``, ``offsets``): ``table`` (aligned, coloured header on a TTY), ``plain``
+``topic describe``, ``offsets``): ``table`` (aligned, coloured header on a TTY; one block
+per row when that is wider than the terminal), ``plain``
 (tab-separated, no header: for ``cut``/``awk``), ``json`` (one array) or ``jsonl`` (one object
 per line).
 """
@@ -31,11 +32,19 @@ def _cell(value: Any) -> str:
 
 
 def render_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, colour: bool = False
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    colour: bool = False,
+    width: int | None = None,
 ) -> str:
-    """Aligned columns with an upper-case header; numbers right-aligned."""
+    """Aligned columns with an upper-case header; numbers right-aligned. When the table is
+    wider than ``width`` (a terminal's columns), each row becomes a block of ``COLUMN value``
+    lines instead (psql's expanded display): wrapped or cut columns would be unreadable."""
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    if width is not None and rows and sum(widths) + 2 * (len(widths) - 1) > width:
+        return _render_blocks(cells, columns, colour)
     numeric = [bool(rows) and all(isinstance(r.get(c), int | float) for r in rows) for c in columns]
 
     def line(values: Sequence[str]) -> str:
@@ -49,6 +58,28 @@ def render_table(
     if colour:
         head = click.style(head, bold=True)
     return "\n".join([head, *(line(row) for row in cells)]) + "\n"
+
+
+def _render_blocks(cells: Sequence[Sequence[str]], columns: Sequence[str], colour: bool) -> str:
+    """One block per row, ``COLUMN  value`` per line, a blank line between blocks."""
+    pad = max(len(c) for c in columns)
+    names = [c.upper().ljust(pad) for c in columns]
+    if colour:
+        names = [click.style(n, bold=True) for n in names]
+    blocks = [
+        "\n".join(f"{n}  {v}".rstrip() for n, v in zip(names, row, strict=True)) for row in cells
+    ]
+    return "\n\n".join(blocks) + "\n"
+
+
+def table_width(stream: IO[str]) -> int | None:
+    """The terminal's columns when ``stream`` is one (``COLUMNS`` wins, as for every
+    terminal program); None for a pipe or a file, where tables keep their full width."""
+    if not is_tty(stream):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
 
 
 def emit_rows(
@@ -69,7 +100,8 @@ def emit_rows(
         for r in rows:
             click.echo("\t".join(_cell(r.get(c)) for c in columns), file=out)
     else:
-        click.echo(render_table(rows, columns, colour=use_colour(out, colour)), nl=False, file=out)
+        table = render_table(rows, columns, colour=use_colour(out, colour), width=table_width(out))
+        click.echo(table, nl=False, file=out)
 
 
 def human_bytes(n: float) -> str:

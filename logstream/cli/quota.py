@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from logstream.cli.options import broker_data_dir_option, run_or_exit
+from logstream.cli.options import broker_data_dir_option, offline_data_dir, run_or_exit
 
 EXAMPLES = """\\b
 Examples:
@@ -80,7 +80,7 @@ def set(
     changes = {k: v for k, v in given.items() if v is not None}
 
     def update() -> Any:
-        f = _file(data_dir)
+        f = _file(offline_data_dir(data_dir, create=True))
         quotas = f.read()
         new = replace(quotas.get(principal, Quota()), **changes)
         if any(asdict(new).values()):
@@ -108,7 +108,7 @@ def _line(principal: str, q: Any) -> str:
 def _quotas(data_dir: Path, online: bool, principal: str = "") -> list[tuple[str, Any]]:
     if online:
         return [(q.principal, q) for q in _admin().list_quotas(principal)]
-    found = sorted(run_or_exit(lambda: _file(data_dir).read()).items())
+    found = sorted(run_or_exit(lambda: _file(offline_data_dir(data_dir)).read()).items())
     return [(p, q) for p, q in found if not principal or p == principal]
 
 

@@ -10,7 +10,7 @@ import click
 
 from logstream.cli import params
 from logstream.cli.context import app
-from logstream.cli.output import emit_rows, human_bytes, render_table
+from logstream.cli.output import emit_rows, human_bytes, render_table, table_width
 
 
 def _output(output: str | None) -> str:
@@ -29,7 +29,7 @@ Examples:
   logstream topic describe orders
   logstream topic alter orders --config retention_bytes=1073741824 --reset segment_ms
   logstream topic add-partitions orders --count 6
-  logstream topic delete orders --yes
+  logstream topic delete orders --yes         (--force: also when queue groups read it)
 """
 )
 def topic() -> None:
@@ -147,7 +147,7 @@ def describe(names: tuple[str, ...], output: str | None) -> None:
         click.echo(click.style(title, bold=True) if colour else title)
         rows = [{**p, "size": human_bytes(p["size_bytes"])} for p in d["partitions"]]
         cols = ["partition", "start_offset", "end_offset", "records", "size", "segments"]
-        click.echo(render_table(rows, cols, colour=colour), nl=False)
+        click.echo(render_table(rows, cols, colour=colour, width=table_width(sys.stdout)), nl=False)
         if d["config"]:
             click.echo("config:")
             for k, v in d["config"].items():
@@ -157,14 +157,51 @@ def describe(names: tuple[str, ...], output: str | None) -> None:
 @topic.command(epilog="Example: logstream topic delete orders --yes")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def delete(name: str, yes: bool) -> None:
-    """Delete topic NAME and all its data (asks first on a terminal)."""
+@click.option("--force", is_flag=True, help="Delete it even if queue groups read it.")
+def delete(name: str, yes: bool, force: bool) -> None:
+    """Delete topic NAME and all its data (asks first on a terminal; refuses while queue
+    groups read it, unless --force)."""
     admin = app().admin()
+    readers = _queue_groups_reading(name)
+    if readers and not force:
+        who = (
+            f"queue groups {', '.join(readers)} read"
+            if readers[1:]
+            else f"queue group {readers[0]} reads"
+        )
+        click.echo(
+            f"error: {who} topic {name}: deleting it drops their waiting and in-flight "
+            f"records; --force to delete it anyway, or logstream queue delete {readers[0]} first",
+            err=True,
+        )
+        sys.exit(1)
     if not yes and params.is_tty(sys.stdin):
         admin.describe_topic(name)  # unknown topic: fail before asking
-        click.confirm(f"delete topic {name} and all its records?", abort=True, err=True)
+        if not click.confirm(f"delete topic {name} and all its records?", err=True):
+            # Declining is an answer, not a failure: exit 0 as `rm -i` does, so it is not
+            # taken for an error (1 means one, with an "error: ..." line; docs/cli.md).
+            click.echo(f"topic {name} not deleted", err=True)
+            return
     admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
+    for group in readers:  # the broker started their partitions over (docs/queues.md)
+        click.echo(f"queue group {group} starts over on {name} if it is created again", err=True)
+
+
+def _queue_groups_reading(name: str) -> list[str]:
+    """The queue groups that read topic ``name`` (none known when the principal may not
+    list queue groups: the broker starts their partitions over either way)."""
+    from logstream import errors
+    from logstream.client.group_admin import GroupAdmin
+
+    ctx = app()
+    admin = GroupAdmin(ctx.broker, **ctx.security)
+    ctx.close_later(admin.close)
+    try:
+        listing = admin.list_queue_groups()
+    except (errors.ClusterAuthorizationFailedError, errors.GroupAuthorizationFailedError):
+        return []
+    return sorted(g.group for g in listing if name in g.topics)
 
 
 @topic.command(

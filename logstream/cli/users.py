@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from logstream.cli.options import broker_data_dir_option, run_or_exit
+from logstream.cli.options import broker_data_dir_option, offline_data_dir, run_or_exit
 
 ONLINE = click.option(
     "--online", is_flag=True, help="Ask the running broker (--broker, --token) instead."
@@ -60,7 +60,7 @@ def add(name: str, data_dir: Path, online: bool) -> None:
     if online:
         click.echo(_admin().create_user(name))
     else:
-        click.echo(run_or_exit(lambda: _store(data_dir).add(name)))
+        click.echo(run_or_exit(lambda: _store(offline_data_dir(data_dir, create=True)).add(name)))
 
 
 @user.command(epilog=EXAMPLES)
@@ -72,7 +72,7 @@ def rotate(name: str, data_dir: Path, online: bool) -> None:
     if online:
         click.echo(_admin().create_user(name, rotate=True))
     else:
-        click.echo(run_or_exit(lambda: _store(data_dir).add(name, replace=True)))
+        click.echo(run_or_exit(lambda: _store(offline_data_dir(data_dir)).add(name, replace=True)))
 
 
 @user.command(epilog=EXAMPLES)
@@ -84,7 +84,7 @@ def remove(name: str, data_dir: Path, online: bool) -> None:
     if online:
         _admin().delete_user(name)
     else:
-        run_or_exit(lambda: _store(data_dir).remove(name))
+        run_or_exit(lambda: _store(offline_data_dir(data_dir)).remove(name))
 
 
 @user.command("list", epilog=EXAMPLES)
@@ -95,7 +95,10 @@ def list_users(data_dir: Path, online: bool) -> None:
     if online:
         users = _admin().list_users()
     else:
-        users = [(r.name, r.created_ms) for r in run_or_exit(lambda: _store(data_dir).users())]
+        users = [
+            (r.name, r.created_ms)
+            for r in run_or_exit(lambda: _store(offline_data_dir(data_dir)).users())
+        ]
     for name, created_ms in users:
         created = dt.datetime.fromtimestamp(created_ms / 1000, dt.UTC)
         click.echo(f"{name}\tcreated {created:%Y-%m-%d %H:%M:%SZ}")

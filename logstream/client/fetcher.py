@@ -42,6 +42,10 @@ from logstream.types import TopicPartition
 
 log = logging.getLogger("logstream.client.consumer")
 
+UNKNOWN_TOPIC_GRACE_S = 1.0
+"""How long an assigned partition's topic may be missing before ``poll`` raises
+``UnknownTopicOrPartitionError`` (then once per this period while it stays missing)."""
+
 
 class FetchSettings:
     """The consumer's fetch configuration, in the units the fetcher uses."""
@@ -206,10 +210,16 @@ class Fetcher:
         surface = True
         if exc.retriable:
             # Broker unreachable or restarting: keep retrying quietly, but tell the
-            # application if it lasts longer than request_timeout_ms.
+            # application if it lasts longer than request_timeout_ms. A topic the broker
+            # says does not exist is an answer, not silence: told after a short grace (a
+            # topic being created right now), like the producer's few quick retries, then
+            # once per grace while it stays missing (reading starts if it is created).
+            grace = self._settings.timeout
+            if isinstance(exc, errors.UnknownTopicOrPartitionError):
+                grace = min(grace, UNKNOWN_TOPIC_GRACE_S)
             if self._unreachable_since is None:
                 self._unreachable_since = now
-            surface = now - self._unreachable_since >= self._settings.timeout
+            surface = now - self._unreachable_since >= grace
             if surface:
                 self._unreachable_since = now
         if surface:
@@ -300,8 +310,9 @@ class Fetcher:
         ended = True
         try:
             for resp in call:
-                self._unreachable_since = None
-                if absorb_answer(state, resp, epochs, offsets, verify=self._settings.verify):
+                full = absorb_answer(state, resp, epochs, offsets, verify=self._settings.verify)
+                self._unreachable_since = None  # only an answer without error: see _on_error
+                if full:
                     ended = False  # the buffer is full: wait for room before reading on
                     break
         except errors.LogstreamError:
@@ -389,12 +400,13 @@ class Fetcher:
                 return True  # cancelled on purpose: the next call opens a new stream
             self._on_error(exc)
             return not state.closed
-        self._unreachable_since = None
         try:
             absorb_answer(self._state, resp, d.epochs, d.offsets, verify=self._settings.verify)
         except errors.LogstreamError as exc:
             self._drop_direct()
             self._on_error(exc)
+        else:
+            self._unreachable_since = None
         return not state.closed
 
     def _open_direct(self) -> _DirectStream | None:

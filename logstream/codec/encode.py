@@ -67,17 +67,33 @@ def encode_headers(headers: Headers | Sequence[tuple[str, bytes | None]]) -> byt
         return b""
     parts = [BLOB_COUNT.pack(len(headers))]
     for name, value in headers:
-        raw = name.encode("utf-8")
+        try:
+            raw = name.encode("utf-8")
+        except AttributeError:
+            raise TypeError(
+                f"header names must be str, got {type(name).__name__}: {name!r}"
+            ) from None
         if len(raw) > 0xFFFF:
             raise InvalidBatchError(f"header name longer than 65535 bytes: {name[:40]!r}...")
         parts.append(BLOB_NAME_LENGTH.pack(len(raw)))
         parts.append(raw)
         if value is None:
             parts.append(BLOB_VALUE_LENGTH.pack(-1))
+        elif isinstance(value, str):  # bytes(str) would fail with no word of which header
+            raise TypeError(not_bytes(f"header {name!r}", value))
         else:
-            parts.append(BLOB_VALUE_LENGTH.pack(len(value)))
-            parts.append(bytes(value))
+            try:
+                parts.append(BLOB_VALUE_LENGTH.pack(len(value)))
+                parts.append(bytes(value))
+            except TypeError:
+                raise TypeError(not_bytes(f"header {name!r}", value)) from None
     return b"".join(parts)
+
+
+def not_bytes(field: str, value: object) -> str:
+    """The message for a key, value or header value that is not bytes (or None)."""
+    hint = f" (encode it: {value[:20]!r}.encode())" if isinstance(value, str) else ""
+    return f"{field} must be bytes or None, got {type(value).__name__}{hint}"
 
 
 def _timestamp_columns(

@@ -227,7 +227,12 @@ class MemberRead:
 
     def _follow(self) -> Iterator[Record | None]:
         while True:
-            batch = self._pending or self.source.poll(self.poll_timeout_s)
+            try:
+                batch = self._pending or self.source.poll(self.poll_timeout_s)
+            except UnknownTopicOrPartitionError:
+                if self.plan.follow:  # a topic deleted while following: raised by name
+                    topics_still_there(self.source, self.topics)
+                raise
             self._pending = []
             batch.sort(key=_order)
             for i, rec in enumerate(batch):

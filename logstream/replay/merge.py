@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from logstream.clock import SYSTEM_CLOCK, Clock
+from logstream.errors import UnknownTopicOrPartitionError
 from logstream.replay.ranges import Range
 from logstream.replay.source import RecordSource
 from logstream.types import Record, TopicPartition
@@ -209,7 +210,12 @@ def read_ranges(
             if added:
                 tracker.add(added)
                 source.assign(tracker.positions())
-        batch = source.poll(pacing.poll_timeout_s)
+        try:
+            batch = source.poll(pacing.poll_timeout_s)
+        except UnknownTopicOrPartitionError:
+            if watch is not None and follow:
+                watch()  # a topic deleted while following: raised by name, as the watch does
+            raise
         for rec in batch:
             tracker.take(rec)
         tracker.expire(clock.now_ms())

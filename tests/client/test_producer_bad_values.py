@@ -33,3 +33,26 @@ def test_a_str_value_fails_its_record_and_the_producer_lives_on(
             if len(got) >= 3:
                 break
     assert got == [b"ok-0", b"ok-1", b"ok-2"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"key": "user-1"}, "key must be bytes or None, got str (encode it: 'user-1'.encode())"),
+        ({"headers": {"trace": "abc"}}, "header 'trace' must be bytes or None, got str"),
+        ({"headers": [("n", 3)]}, "header 'n' must be bytes or None, got int"),
+        ({"headers": {7: b"x"}}, "header names must be str, got int: 7"),
+    ],
+)
+def test_a_str_key_or_header_value_is_refused_at_send_naming_the_field(
+    broker: Any, topic_name: str, kwargs: dict[str, Any], message: str
+) -> None:
+    # It was Python's own words, naming neither the field nor the type wanted: "a
+    # bytes-like object is required, not 'str'" (key), "string argument without an
+    # encoding" (header value), "'int' object has no attribute 'encode'" (header name).
+    Admin(broker.address).create_topic(topic_name)
+    with Producer(broker.address) as p:
+        with pytest.raises(TypeError) as caught:
+            p.send(topic_name, b"v", **kwargs)
+        assert str(caught.value).startswith(message), caught.value
+        assert p.send(topic_name, b"ok", key=b"k", headers={"h": b"x"}).result(10).offset == 0

@@ -1,15 +1,18 @@
 """A topic that does not exist fails fast: the producer remembers the broker's "no such
 topic" briefly, and records queued for a topic deleted meanwhile fail together instead of
-each retrying until its delivery timeout."""
+each retrying until its delivery timeout. A consumer assigned a missing topic (or one
+deleted while it reads) raises UnknownTopicOrPartitionError from poll after a short grace,
+and reads the topic once it is created."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from logstream import Admin, Producer, errors
+from logstream import Admin, Consumer, Producer, TopicPartition, errors
 from logstream.client.metadata import Metadata
 
 
@@ -58,3 +61,77 @@ def test_records_queued_for_a_deleted_topic_fail_together(broker: Any, topic_nam
         type(e).__name__ for e in failures
     }
     assert elapsed < 10, f"queued records took {elapsed:.1f}s to fail"
+
+
+def _poll_until_error(consumer: Consumer, seconds: float) -> tuple[BaseException | None, float]:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:  # bounded
+        try:
+            consumer.poll(0.2)
+        except errors.LogstreamError as exc:
+            return exc, time.monotonic() - started
+    return None, seconds
+
+
+@pytest.mark.parametrize("min_bytes", [1, 1000])  # Subscribe stream, long-poll Fetch
+def test_a_consumer_assigned_a_missing_topic_says_so_then_reads_it_once_created(
+    broker: Any, topic_name: str, min_bytes: int
+) -> None:
+    # poll returned [] for request_timeout_ms (30 s) before saying anything: a mistyped
+    # topic looked like a quiet one. Now: after about a second, then once a second.
+    tp = TopicPartition(topic_name, 0)
+    with Consumer(broker.address, auto_offset_reset="earliest", fetch_min_bytes=min_bytes,
+                  fetch_max_wait_ms=100) as consumer:  # fmt: skip
+        consumer.assign([tp])
+        err, after = _poll_until_error(consumer, 10)
+        assert isinstance(err, errors.UnknownTopicOrPartitionError), err
+        assert after < 5, after
+        assert topic_name in str(err)
+        Admin(broker.address).create_topic(topic_name)
+        Producer(broker.address).send(topic_name, b"now").result(10)
+        got: list[bytes | None] = []
+        for _ in range(50):  # bounded: the grace's next retry finds it
+            try:
+                got += [r.value for r in consumer.poll(0.2)]
+            except errors.UnknownTopicOrPartitionError:
+                continue  # told before the retry that found it
+            if got:
+                break
+        assert got == [b"now"]
+
+
+@pytest.mark.parametrize("how", ["poll", "iterate", "fetch"])
+def test_a_topic_deleted_under_a_following_consumer_is_raised_not_waited_on_forever(
+    broker: Any, topic_name: str, how: str
+) -> None:
+    # A Subscribe stream (poll and iteration) never raised at all: each retry's answer (the
+    # error) restarted the "unreachable for request_timeout_ms" clock.
+    admin = Admin(broker.address)
+    admin.create_topic(topic_name)
+    Producer(broker.address).send(topic_name, b"first").result(10)
+    min_bytes = 1000 if how == "fetch" else 1
+    with Consumer(broker.address, auto_offset_reset="earliest", fetch_min_bytes=min_bytes,
+                  fetch_max_wait_ms=100) as consumer:  # fmt: skip
+        consumer.assign([TopicPartition(topic_name, 0)])
+        first = []
+        for _ in range(50):  # bounded
+            first += consumer.poll(0.2)
+            if first:
+                break
+        assert [r.value for r in first] == [b"first"]
+        admin.delete_topic(topic_name)
+        if how == "iterate":
+            started = time.monotonic()
+            stop = threading.Timer(10, consumer.close)  # bounded: ends a silent iteration
+            stop.start()
+            try:
+                with pytest.raises(errors.UnknownTopicOrPartitionError):
+                    for _record in consumer:
+                        pass
+            finally:
+                stop.cancel()
+            after = time.monotonic() - started
+        else:
+            err, after = _poll_until_error(consumer, 10)
+            assert isinstance(err, errors.UnknownTopicOrPartitionError), err
+        assert after < 5, after

@@ -335,3 +335,37 @@ def test_offsets_travel_as_runs_when_asked_and_bad_runs_get_a_named_code(
         assert q.commit() == []
         t = admin(qbroker.address).describe_queue_group(name).total
         assert (t.acknowledged, t.acquired) == (29, 1)
+
+
+def test_a_redriven_record_is_as_old_as_its_redrive_not_its_first_produce(
+    qbroker: BrokerProcess, name: str
+) -> None:
+    # The oldest-age alert is "work waiting this long": a record an operator just put back
+    # must not fire it at once for the hour it spent before it was dead-lettered. The copy
+    # is stamped when it is appended, and message_ttl_ms counts from there too.
+    from logstream import Producer
+    from logstream.testing.wait import wait_for
+
+    make_topic(qbroker.address, name, 1, 0)
+    ga = admin(qbroker.address)
+    ga.create_queue_group(name, topics=[name])
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    with Producer(qbroker.address) as p:
+        p.send(name, b"old-job", timestamp_ms=hour_ago).result(10)
+    assert ga.describe_queue_group(name).total.oldest_unfinished_age_ms >= 3_600_000
+    with QueueConsumer(qbroker.address, group=name) as q:
+        (job,) = drain(q, 1)
+        job.reject(reason="bad input")
+        assert q.commit() == []
+    wait_for(lambda: ga.describe_queue_group(name).total.dead_lettered == 1, 10, "dead letter")
+    redriven_at = int(time.time() * 1000)
+    assert [i.source_offset for i in ga.redrive(name, execute=True)] == [0]
+    total = ga.describe_queue_group(name).total
+    assert total.depth == 1
+    assert 0 <= total.oldest_unfinished_age_ms < int(time.time() * 1000) - redriven_at + 5_000
+    with QueueConsumer(qbroker.address, group=name) as q:
+        (back,) = drain(q, 1)
+        assert back.value == b"old-job" and back.offset == 1
+        assert redriven_at - 1_000 <= back.timestamp_ms <= int(time.time() * 1000)
+        back.ack()
+        assert q.commit() == []

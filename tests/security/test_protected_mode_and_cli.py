@@ -81,7 +81,7 @@ def test_user_commands(tmp_path: Path) -> None:
     run = CliRunner().invoke
     added = run(main, ["user", "add", "alice", "--data-dir", data])
     assert added.exit_code == 0, added.output
-    token = added.output.strip()
+    token = added.stdout.strip()  # the note that it made the directory is on stderr
     assert token.startswith("ls1.alice.")
     again = run(main, ["user", "add", "alice", "--data-dir", data])
     assert again.exit_code == 1 and "exists" in again.output

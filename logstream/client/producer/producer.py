@@ -31,6 +31,7 @@ from logstream.client.producer.futures import (
 )
 from logstream.client.producer.sender import Sender, SenderSettings, SenderStats, backoff_delay
 from logstream.codec import HEADER_SIZE, compression, encode_headers, schedule_headers
+from logstream.codec.encode import not_bytes
 from logstream.protocol import common_pb2
 
 _crc32 = zlib.crc32
@@ -161,8 +162,8 @@ class Producer:
 
         Same key -> same partition (``partitioner``); no key -> the topic's sticky partition.
         Errors of the record (unknown topic, too large, delivery timeout) arrive through the
-        future; ``send`` itself raises only ``ClientClosedError``, ``BufferExhaustedError``
-        and ``InvalidScheduleError`` (a ``ValueError``: a schedule out of range).
+        future; ``send`` itself raises only ``ClientClosedError``, ``BufferExhaustedError``,
+        ``InvalidScheduleError`` (a ``ValueError``) and ``TypeError`` (a key/header not bytes).
 
         Scheduling (for queue groups; docs/queues.md): ``delay_ms`` (0 to 7 days) or
         ``deliver_at_ms`` (epoch ms, at most 7 days ahead) holds the record back from queue
@@ -184,10 +185,14 @@ class Producer:
         if partition is None:
             if key is None:
                 partition = t.sticky
-            elif self._hash_crc32:
-                partition = _crc32(key) % t.num_partitions
             else:
-                partition = self._partitioner(key, t.num_partitions)
+                try:
+                    if self._hash_crc32:
+                        partition = _crc32(key) % t.num_partitions
+                    else:
+                        partition = self._partitioner(key, t.num_partitions)
+                except TypeError as exc:
+                    raise _key_type_error(key, exc) from None
         elif not 0 <= partition < t.num_partitions:
             return self._bad_partition(t, partition)
         size = RECORD_OVERHEAD if value is None else RECORD_OVERHEAD + len(value)
@@ -444,6 +449,14 @@ class Producer:
                 f"partition {partition} of {t.name!r} does not exist ({count} partitions)"
             ),
         )
+
+
+def _key_type_error(key: object, exc: TypeError) -> TypeError:
+    """A str (or other non-bytes) key, named as such; with a bytes key ``exc`` is a custom
+    partitioner's own error, passed on as it was."""
+    if isinstance(key, bytes | bytearray | memoryview):
+        return exc
+    return TypeError(not_bytes("key", key))
 
 
 def compression_by_name(name: str | None) -> int:

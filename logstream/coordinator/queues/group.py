@@ -127,6 +127,15 @@ class QueueGroup:
         pid = len(self._parts) - 1
         self._record(statelog.encode_partition(pid, topic, partition, start_offset))
 
+    def restart_partition(self, topic: str, partition: int, start_offset: int) -> None:
+        """``topic`` was deleted: forget what the partition's window holds (waiting and
+        in-flight records, counters) and read the topic created again under that name from
+        ``start_offset``. Logged as the partition's record once more, which replay takes as a
+        fresh window too (its offsets below the old window's were never read otherwise)."""
+        p = self._part(topic, partition)
+        p.window = PartitionWindow.for_settings(start_offset, self._settings)
+        self._record(statelog.encode_partition(p.pid, topic, partition, start_offset))
+
     def _attach(self, topic: str, partition: int, window: PartitionWindow) -> None:
         p = _Partition(len(self._parts), topic, partition, window)
         self._parts.append(p)

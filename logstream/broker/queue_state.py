@@ -33,6 +33,8 @@ Dead letters (:class:`DeadLetterTopic`): the source record is read back from its
 written, key, value and headers unchanged plus the ``logstream.dlq.*`` headers, to the
 group's dead-letter topic (created with one partition on first use). ``written`` answers
 from those headers; it reads the whole dead-letter topic and is only asked at recovery.
+A letter's ``logstream.dlq.time-ms`` tells a deleted source topic's letters from those of
+the topic created again under its name (same offsets; docs/queues.md).
 
 Thread-safety: :class:`QueueStateLog` serialises appends with its own lock; a
 :class:`DeadLetterTopic` is used under its group's lock.
@@ -56,6 +58,7 @@ from logstream.coordinator.queues.deadletter import (
     HEADER_GROUP,
     HEADER_OFFSET,
     HEADER_PARTITION,
+    HEADER_TIME,
     HEADER_TOPIC,
 )
 from logstream.coordinator.queues.statelog import T_CHECKPOINT_BEGIN
@@ -361,7 +364,12 @@ class DeadLetterTopic:
         self._notify(self.topic, 0)
 
     def written(
-        self, group: str, source_topic: str, source_partition: int, offsets: np.ndarray
+        self,
+        group: str,
+        source_topic: str,
+        source_partition: int,
+        offsets: np.ndarray,
+        since_ms: int = 0,
     ) -> np.ndarray:
         if self.topic not in self._manager.topics():
             return np.zeros(len(offsets), bool)
@@ -372,9 +380,19 @@ class DeadLetterTopic:
                 h.get(HEADER_GROUP) == group.encode()
                 and h.get(HEADER_TOPIC) == source_topic.encode()
                 and h.get(HEADER_PARTITION) == str(source_partition).encode()
+                and (not since_ms or _letter_time(h) > since_ms)
             ):
                 have.add(int(h.get(HEADER_OFFSET, b"-1")))
         return np.isin(offsets, np.fromiter(have, np.int64, len(have)))
+
+
+def _letter_time(headers: dict[str, bytes]) -> int:
+    """When a letter was written (0 when it does not say: taken for an old one, so the
+    worst case is a second copy, never a record left undelivered)."""
+    try:
+        return int(headers.get(HEADER_TIME, b"0"))
+    except ValueError:
+        return 0
 
 
 def read_records(

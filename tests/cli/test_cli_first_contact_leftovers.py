@@ -4,6 +4,7 @@ against a real broker on a free 127.0.0.1 port."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -209,5 +210,32 @@ def test_a_topic_a_queue_group_reads_is_deleted_only_with_force_and_read_again_f
         new = "ql-jobs\t0\t0\t-\tnew-1\nql-jobs\t0\t1\t-\tnew-2\n"  # offsets 0, 1
         assert ok(b, *peek) == new
         proc.restart(kill=True)  # the state log replays the start-over too
+        b = RunningBroker(proc.address, 0, tmp_path / "data", None, None)
+        assert ok(b, *peek) == new
+
+
+def test_a_topic_created_again_keeps_its_records_past_a_restart_despite_old_dead_letters(
+    tmp_path: Path,
+) -> None:
+    # The recovery check "already in the dead-letter topic?" matched the deleted topic's
+    # letters (same group, topic, partition and offsets) to the new topic's records: after
+    # a restart those were marked dead without a copy, and never delivered.
+    from logstream.testing.broker import BrokerProcess
+
+    with BrokerProcess(tmp_path / "data", log_level="WARNING") as proc:
+        b = RunningBroker(proc.address, 0, tmp_path / "data", None, None)
+        ok(b, "topic", "create", "ql-again")
+        ok(b, "queue", "create", "ql-again-w", "--topic", "ql-again", "--max-deliveries", "1")
+        ok(b, "produce", "ql-again", "-m", "old-1", "-m", "old-2", "-q")
+        ok(b, "tail", "--queue", "ql-again-w", "-n", "2")  # released: one delivery each
+        described = json.loads(ok(b, "queue", "describe", "ql-again-w", "-o", "json"))
+        assert described["partitions"][-1]["dead"] == 2, described  # the total row
+        ok(b, "topic", "delete", "ql-again", "--yes", "--force")
+        ok(b, "topic", "create", "ql-again")
+        ok(b, "produce", "ql-again", "-m", "new-1", "-m", "new-2", "-q")
+        peek = ["queue", "peek", "ql-again-w", "-n", "5", "-o", "plain"]
+        new = "ql-again\t0\t0\t-\tnew-1\nql-again\t0\t1\t-\tnew-2\n"
+        assert ok(b, *peek) == new  # admitted, in the state log
+        proc.restart(kill=True)
         b = RunningBroker(proc.address, 0, tmp_path / "data", None, None)
         assert ok(b, *peek) == new

@@ -67,8 +67,15 @@ class DeadLetterOutbox(Protocol):
         ...
 
     def written(
-        self, group: str, source_topic: str, source_partition: int, offsets: np.ndarray
+        self,
+        group: str,
+        source_topic: str,
+        source_partition: int,
+        offsets: np.ndarray,
+        since_ms: int = 0,
     ) -> np.ndarray:
         """For each source offset, True if this group already wrote it to its dead-letter
-        topic (only asked at recovery, for records the group has not marked dead)."""
+        topic after ``since_ms`` (only asked at recovery, for records the group has not
+        marked dead; ``since_ms``: when the source topic was deleted, and its partition
+        started over, so that letters at or before it are the deleted topic's)."""
         ...

@@ -131,10 +131,12 @@ class QueueGroup:
         """``topic`` was deleted: forget what the partition's window holds (waiting and
         in-flight records, counters) and read the topic created again under that name from
         ``start_offset``. Logged as the partition's record once more, which replay takes as a
-        fresh window too (its offsets below the old window's were never read otherwise)."""
+        fresh window too; with the time, not to take the deleted topic's dead letters for
+        the new records at the same offsets at recovery (:meth:`resolve_dead_letters`)."""
         p = self._part(topic, partition)
-        p.window = PartitionWindow.for_settings(start_offset, self._settings)
-        self._record(statelog.encode_partition(p.pid, topic, partition, start_offset))
+        p.window = w = PartitionWindow.for_settings(start_offset, self._settings)
+        w.since_ms = self._clock.now_ms()
+        self._record(statelog.encode_partition(p.pid, topic, partition, start_offset, w.since_ms))
 
     def _attach(self, topic: str, partition: int, window: PartitionWindow) -> None:
         p = _Partition(len(self._parts), topic, partition, window)
@@ -399,7 +401,8 @@ class QueueGroup:
         recs = [statelog.encode_checkpoint_begin(seq), statelog.encode_settings(self._settings)]
         for p in self._parts:
             snap = snapshot(p.window)
-            recs.append(statelog.encode_partition(p.pid, p.topic, p.partition, snap.start_offset))
+            part = (p.pid, p.topic, p.partition, snap.start_offset, p.window.since_ms)
+            recs.append(statelog.encode_partition(*part))
             recs += statelog.encode_window(
                 p.pid, snap.start_offset, snap.end_offset, snap.counters, snap.offsets, snap.rows
             )
@@ -440,7 +443,8 @@ class QueueGroup:
             live = offsets[~finished_mask(state)]
             if len(live) == 0:
                 continue
-            have = live[self._outbox.written(self.name, p.topic, p.partition, live)]
+            since = p.window.since_ms
+            have = live[self._outbox.written(self.name, p.topic, p.partition, live, since)]
             if len(have):
                 # Records already pending keep their reason. Of the others, those past their
                 # expiry were expired; the rest were rejected (the one dead-lettering that
@@ -448,14 +452,9 @@ class QueueGroup:
                 all_offsets, expires = views.column(p.window, "expires_ms")
                 exp = expires[np.searchsorted(all_offsets, have)]
                 expired = (exp > 0) & (exp <= self._clock.now_ms())
-                marked = np.sort(
-                    np.concatenate(
-                        (
-                            p.window.mark_dead(have[expired], REASON_EXPIRED),
-                            p.window.mark_dead(have[~expired], REASON_REJECTED),
-                        )
-                    )
-                )
+                expired_now = p.window.mark_dead(have[expired], REASON_EXPIRED)
+                rejected_now = p.window.mark_dead(have[~expired], REASON_REJECTED)
+                marked = np.sort(np.concatenate((expired_now, rejected_now)))
                 _, reasons = views.column(p.window, "reason")
                 all_offsets, _ = views.column(p.window, "state")
                 by_reason = reasons[np.searchsorted(all_offsets, marked)]

@@ -55,13 +55,19 @@ class MemoryOutbox:
         self.letters.extend(letters)
 
     def written(
-        self, group: str, source_topic: str, source_partition: int, offsets: np.ndarray
+        self,
+        group: str,
+        source_topic: str,
+        source_partition: int,
+        offsets: np.ndarray,
+        since_ms: int = 0,
     ) -> np.ndarray:
         have = {
             d.source_offset
             for d in self.letters
             if (d.group, d.source_topic, d.source_partition)
             == (group, source_topic, source_partition)
+            and (not since_ms or d.time_ms > since_ms)
         }
         return np.isin(offsets, np.fromiter(have, np.int64, len(have)))
 

@@ -58,6 +58,7 @@ class _Checkpoint:
     sequence: int
     settings: QueueSettings | None = None
     names: dict[int, tuple[str, int]] = field(default_factory=dict)
+    since: dict[int, int] = field(default_factory=dict)  # each PARTITION's since_ms
     heads: dict[int, tuple[int, int, tuple[int, int, int, int, int, int]]] = field(
         default_factory=dict
     )
@@ -70,6 +71,7 @@ class _Checkpoint:
         elif kind == sl.T_PARTITION:
             pid, topic, partition, _ = sl.decode_partition(rec)
             self.names[pid] = (topic, partition)
+            self.since[pid] = sl.partition_since(rec)
         elif kind == sl.T_WINDOW:
             pid, start, end, counters = sl.decode_window(rec)
             self.heads[pid] = (start, end, counters)
@@ -90,6 +92,7 @@ class _Checkpoint:
             }
             snap = WindowSnapshot(start, end, counters, offsets, rows)
             window = from_snapshot(snap, self.settings)
+            window.since_ms = self.since.get(pid, 0)
             out.partitions[pid] = (topic, partition, window)
         return out
 
@@ -129,6 +132,7 @@ def _apply(state: ReplayedGroup, rec: bytes) -> None:
     elif kind == sl.T_PARTITION and state.settings is not None:
         pid, topic, partition, start = sl.decode_partition(rec)
         window = PartitionWindow.for_settings(start, state.settings)
+        window.since_ms = sl.partition_since(rec)
         state.partitions[pid] = (topic, partition, window)
     elif kind == sl.T_ADMIT:
         pid, first, count, arrays = sl.decode_admit(rec)

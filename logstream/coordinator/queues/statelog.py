@@ -15,7 +15,10 @@ Every record starts with a ``u8`` type; all integers are little-endian. One prec
                    bit1 auto_ack, bit2 drop expired), i64 start (-2 earliest, -1 latest,
                    else a timestamp), u16 length + dead-letter topic (UTF-8, empty = default)
     PARTITION (2)  u8 type, u32 pid, i32 partition, i64 start_offset,
-                   u16 length + topic (UTF-8)          a partition joins the group as `pid`
+                   u16 length + topic (UTF-8), [i64 since_ms]   a partition joins the group
+                   as `pid` (again: its topic was deleted, start over); since_ms, when
+                   present and > 0: dead letters of the partition written at or before
+                   it are a deleted topic's, not this one's (absent: 0)
     ADMIT (3)      u8 type, u32 pid, i64 first_offset, u32 count, u8 flags, then one array
                    of `count` values per flag bit set, in bit order:
                    bit0 key hash u64[] and keyed u8[]; bit1 deliver_at_ms i64[];
@@ -75,6 +78,7 @@ T_SKIP = 12
 
 SETTINGS = struct.Struct("<BqHqqIBqH")
 PARTITION = struct.Struct("<BIiqH")
+PARTITION_SINCE = struct.Struct("<q")
 ADMIT = struct.Struct("<BIqIB")
 ACQUIRE = struct.Struct("<BIBI")
 ACK = struct.Struct("<BII")
@@ -157,15 +161,25 @@ def decode_settings(rec: bytes) -> QueueSettings:
     )
 
 
-def encode_partition(pid: int, topic: str, partition: int, start_offset: int) -> bytes:
+def encode_partition(
+    pid: int, topic: str, partition: int, start_offset: int, since_ms: int = 0
+) -> bytes:
     name = topic.encode()
-    return PARTITION.pack(T_PARTITION, pid, partition, start_offset, len(name)) + name
+    rec = PARTITION.pack(T_PARTITION, pid, partition, start_offset, len(name)) + name
+    return rec + PARTITION_SINCE.pack(since_ms) if since_ms > 0 else rec
 
 
 def decode_partition(rec: bytes) -> tuple[int, str, int, int]:
     """(pid, topic, partition, start_offset)."""
     _, pid, partition, start, n = PARTITION.unpack_from(rec)
     return pid, rec[PARTITION.size : PARTITION.size + n].decode(), partition, start
+
+
+def partition_since(rec: bytes) -> int:
+    """A PARTITION record's since_ms (0 when it has none: written before the field, or
+    the partition's first start)."""
+    end = PARTITION.size + PARTITION.unpack_from(rec)[4]
+    return PARTITION_SINCE.unpack_from(rec, end)[0] if len(rec) >= end + 8 else 0
 
 
 AdmitArrays = dict[str, np.ndarray]

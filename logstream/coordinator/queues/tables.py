@@ -84,6 +84,9 @@ class WindowTables:
         self.acked_total = self.dead_total = self.dropped_total = self.redelivered_total = 0
         self.expired_total = 0  # expired while waiting (then dead-lettered or dropped)
         self.lost_total = 0  # records retention deleted before they were finished
+        # The window started over (its topic deleted) then: dead letters of the partition
+        # written at or before it are the deleted topic's (0: never started over).
+        self.since_ms = 0
 
     # ---- shape ---------------------------------------------------------------------------
 

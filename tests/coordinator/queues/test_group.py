@@ -307,3 +307,47 @@ def test_acquired_records_whose_data_is_gone_are_finished_as_lost(clock: ManualC
     assert g.ack("a", "t", 0, [0, 2, 3]).failures() == [(0, QueueRecordFinishedError.code)]
     g.flush()
     assert restart(log, clock, outbox).window("t", 0).lost_total == 2
+
+
+def test_a_topic_created_again_is_not_taken_for_its_old_dead_letters_after_a_restart(
+    clock: ManualClock,
+) -> None:
+    # Decision 0048: a deleted topic's partitions start over at 0. Recovery's "already in
+    # the dead-letter topic?" matched by (group, topic, partition, offset) only, so after a
+    # restart the new topic's waiting records at the offsets the old one had dead-lettered
+    # were marked dead, with no copy written: never delivered (here 0 and 1 of 3).
+    g, log, outbox = make(clock)
+    g.acquire("a", 2)
+    assert g.reject("a", "t", 0, [0, 1]).all_ok
+    g.flush()
+    g.restart_partition("t", 0, 0)  # the topic was deleted (and is created again)
+    g.admit("t", 0, 3, ts_ms=np.full(3, clock.now_ms()))
+    g.flush()
+    back = restart(log, clock, outbox)
+    assert [d.source_offset for d in outbox.letters] == [0, 1]  # the old topic's
+    assert (describe(back).total.available, describe(back).total.dead_lettered) == (3, 0)
+    back.join("a")
+    assert [o for d in back.acquire("a", 5) for o in d.offsets.tolist()] == [0, 1, 2]
+    # The new topic's own letter is still recognised: a crash between it and its DEAD
+    # record leaves one copy, not two.
+    clock.advance(1)
+    assert back.reject("a", "t", 0, [1]).all_ok  # written; DEAD never flushed (crash)
+    again = recover_group(
+        "jobs", log.records(), clock=clock, state_log=MemoryStateLog(), outbox=outbox
+    )
+    assert again is not None
+    assert [d.source_offset for d in outbox.letters] == [0, 1, 1]
+    assert describe(again).total.dead_lettered == 1
+
+
+def test_a_checkpoint_keeps_when_a_partition_started_over(clock: ManualClock) -> None:
+    g, log, outbox = make(clock)
+    g.acquire("a", 1)
+    assert g.reject("a", "t", 0, [0]).all_ok
+    g.restart_partition("t", 0, 0)
+    g.admit("t", 0, 2, ts_ms=np.full(2, clock.now_ms()))
+    g.checkpoint()  # replay starts at it: the PARTITION record in it must keep the time
+    back = restart(log, clock, outbox)
+    assert (describe(back).total.available, describe(back).total.dead_lettered) == (2, 0)
+    assert sl.partition_since(sl.encode_partition(0, "t", 0, 0)) == 0  # the first start
+    assert sl.decode_partition(sl.encode_partition(3, "t", 1, 7, 99)) == (3, "t", 1, 7)

@@ -83,7 +83,7 @@ class FetchSettings:
 class _DirectStream:
     """The iterating thread's own Subscribe stream (see the module docstring)."""
 
-    __slots__ = ("call", "epochs", "generation", "offsets", "responses")
+    __slots__ = ("call", "epochs", "generation", "offsets", "responses", "retry_at")
 
     def __init__(
         self,
@@ -94,6 +94,7 @@ class _DirectStream:
     ) -> None:
         self.call = call
         self.responses = iter(call)
+        self.retry_at: float | None = None  # a missing topic's reset is retried then
         self.epochs = epochs
         self.offsets = offsets
         self.generation = generation
@@ -190,7 +191,7 @@ class Fetcher:
                 self._busy = True
             try:
                 if need_reset:
-                    self._offsets.resolve_reset(need_reset)
+                    self._reset_or_fetch_the_others(need_reset, fetchable, epochs)
                     continue
                 if self._use_subscribe:
                     self._stream(fetchable, epochs)
@@ -204,6 +205,24 @@ class Fetcher:
             except Exception as exc:  # pragma: no cover - a bug; surface it to poll()
                 log.exception("consumer fetcher failed")
                 self._on_error(errors.UnknownServerError(repr(exc)))
+
+    def _reset_or_fetch_the_others(
+        self,
+        need_reset: list[TopicPartition],
+        fetchable: list[TopicPartition],
+        epochs: dict[TopicPartition, int],
+    ) -> None:
+        """Resolve the positions ``need_reset`` lacks. While a topic among them is missing
+        (told by ``_on_error`` after its grace), the partitions with a position are read
+        by one long-poll Fetch per retry: a Subscribe stream would not come back to retry,
+        and waiting would stop them all for one missing topic."""
+        try:
+            self._offsets.resolve_reset(need_reset)
+        except errors.UnknownTopicOrPartitionError as exc:
+            if not fetchable:
+                raise
+            self._on_error(exc)
+            self._fetch(fetchable, epochs)
 
     def _on_error(self, exc: errors.LogstreamError) -> None:
         now = time.monotonic()
@@ -406,7 +425,10 @@ class Fetcher:
             self._drop_direct()
             self._on_error(exc)
         else:
-            self._unreachable_since = None
+            if d.retry_at is None:
+                self._unreachable_since = None
+            elif time.monotonic() >= d.retry_at:  # (a heartbeat comes every max_wait_ms)
+                self._drop_direct()  # the next call retries the missing topic's reset
         return not state.closed
 
     def _open_direct(self) -> _DirectStream | None:
@@ -417,20 +439,30 @@ class Fetcher:
             if state.closed:
                 return None
             need_reset = state.needs_reset()
-            fetchable = [] if need_reset else state.fetchable()
-            if not need_reset and not fetchable:
+            if not need_reset and not state.fetchable():
                 # Nothing to read (all paused, no assignment yet): wait for a group change.
                 state.data.wait(self._settings.max_wait_ms / 1000.0)
+                return None
+        retry_at = None
+        if need_reset:
+            try:
+                self._offsets.resolve_reset(need_reset)
+                return None
+            except errors.LogstreamError as exc:
+                self._on_error(exc)
+                if not isinstance(exc, errors.UnknownTopicOrPartitionError):
+                    return None
+            # a missing topic: read the others meanwhile (_reset_or_fetch_the_others)
+            retry_at = time.monotonic() + UNKNOWN_TOPIC_GRACE_S
+        with state.lock:
+            if state.closed:
+                return None
+            fetchable = state.fetchable()
+            if not fetchable:
                 return None
             epochs = {tp: state.epochs[tp] for tp in fetchable}
             offsets = {tp: state.fetch_offsets[tp] for tp in fetchable}
             generation = state.generation
-        if need_reset:
-            try:
-                self._offsets.resolve_reset(need_reset)
-            except errors.LogstreamError as exc:
-                self._on_error(exc)
-            return None
         req = log_pb2.SubscribeRequest(
             max_bytes=self._settings.max_bytes,
             partitions=self._partitions(fetchable, offsets),
@@ -444,6 +476,7 @@ class Fetcher:
             self._on_error(exc)
             return None
         d = self._direct = _DirectStream(call, epochs, offsets, generation)
+        d.retry_at = retry_at
         with state.lock:
             self._went_in_flight(call)
             stale = state.closed or state.generation != generation

@@ -56,5 +56,20 @@ class OffsetLookup:
                 "seek() first"
             )
         epochs = self._state.epochs_of(tps)
-        found = self.list_offsets({tp: reset for tp in tps})
+        try:
+            found = self.list_offsets({tp: reset for tp in tps})
+        except errors.UnknownTopicOrPartitionError:
+            if len(tps) == 1:
+                raise
+            # One missing topic fails the whole lookup: the others get their positions
+            # one by one (only on this error path), then the first missing one is raised.
+            found, missing = {}, None
+            for tp in tps:
+                try:
+                    found.update(self.list_offsets({tp: reset}))
+                except errors.UnknownTopicOrPartitionError as exc:
+                    missing = missing or exc
+            self._state.apply_reset(found, epochs)
+            if missing is not None:
+                raise missing from None
         return self._state.apply_reset(found, epochs)

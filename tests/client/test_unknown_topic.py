@@ -135,3 +135,76 @@ def test_a_topic_deleted_under_a_following_consumer_is_raised_not_waited_on_fore
             err, after = _poll_until_error(consumer, 10)
             assert isinstance(err, errors.UnknownTopicOrPartitionError), err
         assert after < 5, after
+
+
+@pytest.mark.parametrize("seek", [False, True])  # position by auto_offset_reset, or given
+def test_a_missing_topic_does_not_stop_the_other_assigned_partitions(
+    broker: Any, topic_name: str, seek: bool
+) -> None:
+    # With one assigned topic missing, the others were never read: the fetcher retried the
+    # missing partition's position lookup (which also failed the others' lookups) and never
+    # got to fetching. poll only raised the missing topic, once a second.
+    missing = f"{topic_name}-later"
+    Admin(broker.address).create_topic(topic_name)
+    with Producer(broker.address) as p:
+        p.send(topic_name, b"here", partition=0).result(10)
+    here, later = TopicPartition(topic_name, 0), TopicPartition(missing, 0)
+    with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([here, later])
+        if seek:
+            consumer.seek(here, 0)
+        got: list[bytes | None] = []
+        told = 0
+        for _ in range(50):  # bounded: ~10 s
+            try:
+                got += [r.value for r in consumer.poll(0.2)]
+            except errors.UnknownTopicOrPartitionError as exc:
+                assert missing in str(exc)
+                told += 1
+            if got and told:
+                break
+        assert got == [b"here"] and told, (got, told)
+        Admin(broker.address).create_topic(missing)  # and it is read once it exists
+        Producer(broker.address).send(missing, b"later", partition=0).result(10)
+        for _ in range(50):  # bounded
+            try:
+                got += [r.value for r in consumer.poll(0.2)]
+            except errors.UnknownTopicOrPartitionError:
+                continue
+            if len(got) == 2:
+                break
+        assert got == [b"here", b"later"]
+
+
+def test_iteration_reads_the_other_partitions_while_a_topic_is_missing(
+    broker: Any, topic_name: str
+) -> None:
+    # Iteration reads its own stream on the application thread: it too retried the missing
+    # partition's reset and never opened the stream over the others.
+    Admin(broker.address).create_topic(topic_name)
+    with Producer(broker.address) as p:
+        p.send(topic_name, b"here", partition=0).result(10)
+    with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition(topic_name, 0), TopicPartition(f"{topic_name}-x", 0)])
+        stop = threading.Timer(10, consumer.close)  # bounded: ends a silent iteration
+        stop.start()
+        got: list[bytes | None] = []
+        told = 0
+        try:
+            for want in (1, 2):  # "here", then "later" once its topic exists
+                for _ in range(30):  # bounded
+                    try:
+                        for record in consumer:
+                            got.append(record.value)
+                            break
+                    except errors.UnknownTopicOrPartitionError:
+                        told += 1
+                    if len(got) == want:
+                        break
+                assert len(got) == want, (got, told)
+                if want == 1:
+                    Admin(broker.address).create_topic(f"{topic_name}-x")
+                    Producer(broker.address).send(f"{topic_name}-x", b"later").result(10)
+        finally:
+            stop.cancel()
+    assert got == [b"here", b"later"], (got, told)

@@ -4,8 +4,9 @@ Errors: a ``LogstreamError`` (or a ``FatalError`` raised by a command) prints on
 ``error: ...`` on stderr and exits 1; usage errors exit 2 (click's default); Ctrl-C exits 130
 (for ``tail`` and ``consume``, the commands that run until stopped, Ctrl-C is the
 normal way to stop: exit 0 at any moment, with the summary once reading started, quietly
-while still starting up or closing; a second Ctrl-C within ``REPEAT_GRACE_S`` belongs to the
-same stop, a later one quits at once with 130); a closed pipe
+while still starting up or closing; a second Ctrl-C within ``REPEAT_GRACE_S``
+(``logstream/interrupts.py``) belongs to the same stop, a later one quits at once with
+130); a closed pipe
 (``logstream tail | head``) exits 0 silently. Anything else is a bug: one line, exit 1, and
 the traceback only with ``LOGSTREAM_DEBUG=1``.
 """

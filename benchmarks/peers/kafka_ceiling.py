@@ -196,7 +196,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
                 return
             response, hold = answer
-            if hold:  # librdkafka matches answers to requests by correlation id
+            if hold:  # may overtake a later answer: librdkafka matches by correlation id
                 asyncio.get_running_loop().call_later(hold, self.transport.write, response)
             else:
                 self.transport.write(response)

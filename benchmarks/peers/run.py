@@ -969,7 +969,7 @@ def render_kafka_targets(w, plan: Plan, agg) -> None:
         else:
             w(f"| {key} >= {_fmt_rate(need)}/s | - | n/a ({str(e).splitlines()[0][:80]}) |")
     ceiling, replayed = mine.get("replay ceiling 100B"), mine.get("replay 100B")
-    if isinstance(ceiling, dict) and isinstance(replayed, dict):
+    if isinstance(ceiling, dict) and isinstance(replayed, dict) and ceiling["rate"][0] > 0:
         top = ceiling["rate"][0]
         w(
             "| (not a target) the same replay from a Kafka server answering from memory "

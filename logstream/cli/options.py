@@ -369,9 +369,14 @@ def offline_data_dir(data_dir: Path, *, create: bool = False) -> Path:
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
 
+    if data_dir.exists() and not data_dir.is_dir():
+        refuse(f"{data_dir} is a file, not a data directory (the broker's --data-dir)")
     if not data_dir.exists():
         if not create:
             refuse(f"no data directory at {data_dir} (the broker's --data-dir)")
+        above = next((p for p in data_dir.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            refuse(f"cannot make a data directory at {data_dir}: {above} is a file")
         click.echo(f"note: no data directory at {data_dir} yet: starting a new one", err=True)
         return data_dir
     if any((data_dir / mark).exists() for mark in (LOCK_FILE, META_DIR, SECURITY_DIR)):

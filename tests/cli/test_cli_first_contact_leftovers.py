@@ -113,6 +113,23 @@ def test_an_offline_command_on_a_missing_data_dir_refuses_and_creates_nothing(
     assert not typo.exists()
 
 
+@pytest.mark.parametrize(
+    "args", [("user", "add", "bob"), ("quota", "set", "bob", "--requests-per-s", "1")]
+)
+def test_a_data_dir_path_through_a_file_is_refused_in_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # A --data-dir under a file gave "error: internal error: NotADirectoryError ..." after
+    # "note: ... starting a new one" (a --data-dir that is a file is click's usage error).
+    a_file = tmp_path / "f"
+    a_file.write_text("x\n")
+    p = logstream(None, *args, "--data-dir", str(a_file / "sub"))
+    assert (p.returncode, p.stdout) == (1, ""), p.stderr
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert f"{a_file} is a file" in p.stderr, p.stderr
+    assert a_file.read_text() == "x\n"
+
+
 def test_user_commands_refuse_a_directory_that_is_not_a_data_dir(
     broker: RunningBroker, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from logstream.kafka.listener import KafkaListener
 from logstream.testing.broker import RunningBroker, run_broker
+from logstream.testing.wait import wait_for
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -94,16 +95,8 @@ def kcat() -> str:
     return path
 
 
-def wait_until(check, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+# the project's wait (20 ms polls), under the name these tests use
+wait_until = wait_for
 
 
 def create_topic(broker: KafkaBroker, name: str, partitions: int = 1) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from kio.index import load_request_schema
 from logstream.kafka.listener import KafkaListener
 from logstream.kafka.wire import build
 from logstream.testing.broker import RunningBroker
+from logstream.testing.wait import wait_for
 from tests.kafka_listener.test_sent_batches import (
     NULL_HEADER,
     RECORDS,
@@ -70,10 +70,7 @@ def read_frame(sock: socket.socket) -> bytes:
 
 
 def wait_parked(kafka: KafkaListener, partition: int = 0, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not kafka.apis.handoff.waiting(TOPIC, partition):
-        assert time.monotonic() < deadline, "the Fetch never parked"
-        time.sleep(0.005)
+    wait_for(lambda: kafka.apis.handoff.waiting(TOPIC, partition), timeout_s, "the Fetch to park")
 
 
 def connect(kafka: KafkaListener) -> socket.socket:
@@ -166,10 +163,7 @@ def test_a_fetch_of_two_partitions_is_not_handed_over(
     broker.broker.manager.create_topic(TOPIC, 2, {})
     with connect(kafka) as prod, connect(kafka) as cons:
         cons.sendall(fetch_frame(0, partitions=(0, 1)))
-        deadline = time.monotonic() + 10
-        while broker.broker.notifier.registered() < 2:  # parked on both partitions
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_for(lambda: broker.broker.notifier.registered() >= 2, 10, "parked on both partitions")
         assert not kafka.apis.handoff.waiting(TOPIC, 0)
         produce(prod, TOPIC, kafka_batch(RECORDS))
         got = read_frame(cons)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from kio.index import load_request_schema
 
 from logstream.kafka.listener import KafkaListener
 from logstream.testing.broker import RunningBroker
+from logstream.testing.wait import wait_for
 from tests.kafka_listener.conftest import listener_in_process
 from tests.kafka_listener.test_handoff import (
     TOPIC,
@@ -40,10 +40,7 @@ def running(tmp_path: Path) -> Iterator[tuple[RunningBroker, KafkaListener]]:
 
 def _parked_count(kafka: KafkaListener, n: int, timeout_s: float = 10.0) -> None:
     parked = kafka.apis.handoff._parked  # the registry: which Fetches wait where
-    deadline = time.monotonic() + timeout_s
-    while len(parked.get((TOPIC, 0), ())) != n:
-        assert time.monotonic() < deadline, f"never {n} parked: {parked}"
-        time.sleep(0.005)
+    wait_for(lambda: len(parked.get((TOPIC, 0), ())) == n, timeout_s, f"{n} parked Fetches")
 
 
 def test_two_fetches_parked_on_one_partition_both_get_the_normal_answer(
@@ -95,10 +92,8 @@ def test_a_connection_closed_while_parked_is_not_handed_anything(
             # a reset, so the listener loses the connection now (after a plain close, a
             # FIN, it finishes the request in hand: the half-closed test below)
             gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        deadline = time.monotonic() + 10
-        while kafka.apis.handoff.waiting(TOPIC, 0):  # its task cancelled, unparked
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        # its task cancelled, unparked
+        wait_for(lambda: not kafka.apis.handoff.waiting(TOPIC, 0), 10, "the Fetch to unpark")
         assert produce(prod, TOPIC, kafka_batch(RECORDS)) == 3
         with connect(kafka) as cons:  # the listener goes on serving
             cons.sendall(fetch_frame(6))
@@ -122,10 +117,8 @@ def test_a_produce_with_acks_0_hands_its_batch_over_too(
         wait_parked(kafka)
         prod.sendall(_frame(0, 8, 5, acks=0, timeout=30_000, topic_data=data))  # no answer
         got = read_frame(cons)
-        deadline = time.monotonic() + 10  # counted just after the answer was written
-        while kafka.apis.handoff.handed != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        # counted just after the answer was written
+        wait_for(lambda: kafka.apis.handoff.handed == 1, 10, "the hand-off to be counted")
         assert got == normal_answer(kafka, 3)
         assert produce(prod, TOPIC, kafka_batch(RECORDS)) == 6  # nothing extra came back
 

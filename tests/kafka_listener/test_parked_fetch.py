@@ -18,6 +18,7 @@ import pytest
 from logstream import Producer
 from logstream.kafka.listener import KafkaListener
 from logstream.testing.broker import RunningBroker
+from logstream.testing.wait import wait_for
 from tests.kafka_listener.test_handoff import (
     TOPIC,
     connect,
@@ -46,10 +47,11 @@ def free_slots(broker: RunningBroker) -> int:
 
 
 def wait_idle(broker: RunningBroker, slots: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while broker.broker.notifier.registered() or free_slots(broker) != slots:
-        assert time.monotonic() < deadline, "the parked Fetch was not released"
-        time.sleep(0.005)
+    wait_for(
+        lambda: not broker.broker.notifier.registered() and free_slots(broker) == slots,
+        timeout_s,
+        "the parked Fetch to be released",
+    )
 
 
 def test_a_parked_fetch_holds_no_task_and_releases_what_it_holds(
